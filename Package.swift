@@ -1,0 +1,73 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "pixeld",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "pixeld", targets: ["pixeld"]),
+        .library(name: "SyslogIngest", targets: ["SyslogIngest"]),
+        .library(name: "RespBridge", targets: ["RespBridge"]),
+        .library(name: "PixelEvents", targets: ["PixelEvents"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // hiredis 0.14 from Debian's libhiredis-dev, seen through a modulemap and a shim header only.
+        .systemLibrary(
+            name: "CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        // recvmmsg/sendmmsg and a few socket helpers Swift cannot reach directly.
+        .target(name: "CPixeldSockets"),
+        .target(
+            name: "SyslogIngest",
+            dependencies: [
+                "CPixeldSockets",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "RespBridge",
+            dependencies: [
+                "CHiredis",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(name: "PixelEvents"),
+        .executableTarget(
+            name: "pixeld",
+            dependencies: [
+                "SyslogIngest",
+                "RespBridge",
+                "PixelEvents",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Starts real redis-server / nginx / pixeld processes on loopback for the integration suites.
+        .target(name: "PixeldTestSupport", path: "Tests/Support"),
+        .testTarget(name: "SyslogIngestTests", dependencies: ["SyslogIngest", "PixeldTestSupport"]),
+        .testTarget(name: "RespBridgeTests", dependencies: ["RespBridge", "PixeldTestSupport"]),
+        .testTarget(name: "PixelEventsTests", dependencies: ["PixelEvents"]),
+        .testTarget(
+            name: "PixeldEndToEndTests",
+            dependencies: ["PixeldTestSupport", "RespBridge"]
+        ),
+    ]
+)
+
+for target in package.targets where [.executable, .test, .regular].contains(target.type) {
+    var settings = target.swiftSettings ?? []
+    settings.append(.swiftLanguageMode(.v6))
+    settings.append(.enableUpcomingFeature("ExistentialAny"))
+    settings.append(.enableUpcomingFeature("MemberImportVisibility"))
+    settings.append(.enableUpcomingFeature("InternalImportsByDefault"))
+    settings.append(.enableUpcomingFeature("NonisolatedNonsendingByDefault"))
+    target.swiftSettings = settings
+}

@@ -1,0 +1,1 @@
+#include "cpixeld_sockets.h"
