@@ -22,12 +22,15 @@ let package = Package(
             pkgConfig: "hiredis",
             providers: [.apt(["libhiredis-dev"])]
         ),
-        // recvmmsg/sendmmsg and a few socket helpers Swift cannot reach directly.
-        .target(name: "CPixeldSockets"),
+        // recvmmsg/sendmmsg, thread names and other Linux calls Swift cannot reach directly (_GNU_SOURCE).
+        .target(name: "CPixeldSystem"),
+        // Dedicated OS threads and a condition lock for the blocking parts (sockets, hiredis).
+        .target(name: "PixeldConcurrency", dependencies: ["CPixeldSystem"]),
         .target(
             name: "SyslogIngest",
             dependencies: [
-                "CPixeldSockets",
+                "CPixeldSystem",
+                "PixeldConcurrency",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -35,6 +38,7 @@ let package = Package(
             name: "RespBridge",
             dependencies: [
                 "CHiredis",
+                "PixeldConcurrency",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -1,1 +1,0 @@
-#include "cpixeld_sockets.h"

@@ -1,5 +1,0 @@
-#ifndef CPIXELD_SOCKETS_H
-#define CPIXELD_SOCKETS_H
-#include <stddef.h>
-#include <stdint.h>
-#endif

@@ -1,0 +1,94 @@
+#define _GNU_SOURCE
+#include "cpixeld_system.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#ifndef SO_RXQ_OVFL
+#define SO_RXQ_OVFL 40
+#endif
+
+#define CPIXELD_MAX_BATCH 256
+_Static_assert(sizeof(struct mmsghdr) >= sizeof(struct msghdr), "mmsghdr layout");
+
+void cpixeld_set_thread_name(const char *name) {
+    char short_name[16];
+    strncpy(short_name, name, sizeof short_name - 1);
+    short_name[sizeof short_name - 1] = 0;
+    prctl(PR_SET_NAME, short_name, 0, 0, 0);
+}
+
+int cpixeld_recvmmsg(int fd, cpixeld_datagram *slots, unsigned int count, int flags, uint32_t *dropped) {
+    if (count > CPIXELD_MAX_BATCH) count = CPIXELD_MAX_BATCH;
+    struct mmsghdr messages[CPIXELD_MAX_BATCH];
+    struct iovec vectors[CPIXELD_MAX_BATCH];
+    // Room for one SO_RXQ_OVFL control message per datagram.
+    char control[CPIXELD_MAX_BATCH][CMSG_SPACE(sizeof(uint32_t))];
+    memset(messages, 0, sizeof(struct mmsghdr) * count);
+    for (unsigned int i = 0; i < count; i++) {
+        vectors[i].iov_base = slots[i].buffer;
+        vectors[i].iov_len = slots[i].capacity;
+        messages[i].msg_hdr.msg_iov = &vectors[i];
+        messages[i].msg_hdr.msg_iovlen = 1;
+        messages[i].msg_hdr.msg_control = control[i];
+        messages[i].msg_hdr.msg_controllen = sizeof control[i];
+    }
+    int received;
+    do {
+        received = recvmmsg(fd, messages, count, flags, NULL);
+    } while (received < 0 && errno == EINTR);
+    if (received < 0) return -1;
+    for (int i = 0; i < received; i++) {
+        slots[i].length = messages[i].msg_len;
+        slots[i].truncated = (messages[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&messages[i].msg_hdr); c != NULL;
+             c = CMSG_NXTHDR(&messages[i].msg_hdr, c)) {
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL && dropped != NULL) {
+                memcpy(dropped, CMSG_DATA(c), sizeof(uint32_t));
+            }
+        }
+    }
+    return received;
+}
+
+int cpixeld_sendmmsg(int fd, const void *const *buffers, const size_t *lengths, unsigned int count, int flags) {
+    if (count > CPIXELD_MAX_BATCH) count = CPIXELD_MAX_BATCH;
+    struct mmsghdr messages[CPIXELD_MAX_BATCH];
+    struct iovec vectors[CPIXELD_MAX_BATCH];
+    memset(messages, 0, sizeof(struct mmsghdr) * count);
+    for (unsigned int i = 0; i < count; i++) {
+        vectors[i].iov_base = (void *)buffers[i];
+        vectors[i].iov_len = lengths[i];
+        messages[i].msg_hdr.msg_iov = &vectors[i];
+        messages[i].msg_hdr.msg_iovlen = 1;
+    }
+    int sent;
+    do {
+        sent = sendmmsg(fd, messages, count, flags);
+    } while (sent < 0 && errno == EINTR);
+    return sent;
+}
+
+int cpixeld_enable_drop_counter(int fd) {
+    int one = 1;
+    return setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one);
+}
+
+int cpixeld_set_receive_buffer(int fd, int bytes) {
+    int effective = 0;
+    socklen_t size = sizeof effective;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes) != 0) return -1;
+    if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &effective, &size) != 0) return -1;
+    if (effective < bytes) {
+        // Capped by net.core.rmem_max; SO_RCVBUFFORCE lifts the cap for privileged processes.
+        if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) == 0) {
+            size = sizeof effective;
+            getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &effective, &size);
+        }
+    }
+    return effective;
+}

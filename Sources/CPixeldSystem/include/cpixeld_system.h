@@ -1,0 +1,35 @@
+#ifndef CPIXELD_SYSTEM_H
+#define CPIXELD_SYSTEM_H
+// Linux calls pixeld needs that Swift's Glibc module does not expose (they need _GNU_SOURCE or are
+// variadic). Every symbol is prefixed `cpixeld_`. Nothing here allocates or keeps state.
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/// Names the calling thread (first 15 bytes), as shown by `top -H` and /proc/PID/task/*/comm.
+void cpixeld_set_thread_name(const char *name);
+
+/// One received datagram's slot for `cpixeld_recvmmsg`.
+typedef struct cpixeld_datagram {
+    void *buffer;        ///< where the bytes go
+    size_t capacity;     ///< buffer size; one more byte than the largest accepted datagram
+    size_t length;       ///< out: bytes received (== capacity means truncated)
+    int truncated;       ///< out: MSG_TRUNC was set
+} cpixeld_datagram;
+
+/// Receives up to `count` datagrams with one `recvmmsg(2)` call.
+/// @param flags e.g. MSG_DONTWAIT; the socket's own timeout applies otherwise.
+/// @param dropped out: the kernel's cumulative drop counter (SO_RXQ_OVFL), when enabled and seen; else unchanged.
+/// @return datagrams received (>= 1), or -1 with errno set.
+int cpixeld_recvmmsg(int fd, cpixeld_datagram *slots, unsigned int count, int flags, uint32_t *dropped);
+
+/// Sends `count` datagrams (same destination or connected socket) with `sendmmsg(2)`; for benchmarks.
+int cpixeld_sendmmsg(int fd, const void *const *buffers, const size_t *lengths, unsigned int count, int flags);
+
+/// Enables SO_RXQ_OVFL (kernel drop counter in each receive's control data). Returns 0 or -1/errno.
+int cpixeld_enable_drop_counter(int fd);
+
+/// Sets SO_RCVBUF, retrying with SO_RCVBUFFORCE (works as root) when the kernel caps the value.
+/// @return the effective size the kernel reports (it doubles the request), or -1 with errno set.
+int cpixeld_set_receive_buffer(int fd, int bytes);
+#endif

@@ -1,0 +1,160 @@
+private import CHiredis
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The only owner of a hiredis `redisContext *` in pixeld, and the only file that imports CHiredis.
+///
+/// It connects, appends binary-safe argv commands (never format strings), reads replies and copies each
+/// one into a Swift-owned ``RESPValue`` before freeing it. A hiredis context is not thread-safe: an
+/// instance is used by one thread at a time (its ``RedisConnection``'s owner); only
+/// ``shutdownSocket()`` may be called from another thread, to unblock a pending read at shutdown.
+/// Any non-zero `c->err` makes the context dead (hiredis README): callers drop it and connect anew.
+final class HiredisContext {
+    private let context: UnsafeMutablePointer<redisContext>
+    private let fd: Int32
+
+    private init(context: UnsafeMutablePointer<redisContext>) {
+        self.context = context
+        self.fd = chiredis_fd(context)
+    }
+
+    deinit {
+        redisFree(context)
+    }
+
+    /// Connects to the configured endpoint, applies the command timeout, enables TCP keep-alive.
+    /// AUTH and SELECT are the caller's (``RedisConnection``'s) business.
+    static func connect(_ configuration: RedisConfiguration) throws(RespError) -> HiredisContext {
+        let connectTimeout = timeval(milliseconds: configuration.connectTimeoutMilliseconds)
+        let raw: UnsafeMutablePointer<redisContext>?
+        switch configuration.endpoint {
+        case .tcp(let host, let port):
+            raw = redisConnectWithTimeout(host, Int32(port), connectTimeout)
+        case .unix(let path):
+            raw = redisConnectUnixWithTimeout(path, connectTimeout)
+        }
+        guard let raw else {
+            throw RespError(code: .outOfMemory, operation: "redisConnect", message: "could not allocate a context")
+        }
+        let context = HiredisContext(context: raw)
+        if chiredis_err(raw) != 0 {
+            throw RespError(
+                code: .connectFailed,
+                operation: "redisConnect",
+                systemCode: chiredis_err(raw),
+                message: String(cString: chiredis_errstr(raw))
+            )
+        }
+        if redisSetTimeout(raw, timeval(milliseconds: configuration.commandTimeoutMilliseconds)) != REDIS_OK {
+            throw context.error(operation: "redisSetTimeout")
+        }
+        if case .tcp = configuration.endpoint { _ = redisEnableKeepAlive(raw) }
+        return context
+    }
+
+    /// Changes the read/write timeout of the socket.
+    func setTimeout(milliseconds: Int) throws(RespError) {
+        if redisSetTimeout(context, timeval(milliseconds: milliseconds)) != REDIS_OK {
+            throw error(operation: "redisSetTimeout")
+        }
+    }
+
+    /// Appends one command to the output buffer (nothing is sent until a reply is read).
+    /// - Parameters:
+    ///   - argv: pointers to each argument's bytes; they need not be NUL-terminated.
+    ///   - lengths: each argument's length in bytes.
+    func appendCommand(
+        argv: UnsafeMutablePointer<UnsafePointer<CChar>?>,
+        lengths: UnsafePointer<Int>,
+        count: Int
+    ) throws(RespError) {
+        if redisAppendCommandArgv(context, Int32(count), argv, lengths) != REDIS_OK {
+            throw error(operation: "redisAppendCommandArgv")
+        }
+    }
+
+    /// Appends one command given as byte arrays.
+    func appendCommand(_ arguments: [[UInt8]]) throws(RespError) {
+        let argv = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: arguments.count)
+        let lengths = UnsafeMutablePointer<Int>.allocate(capacity: arguments.count)
+        defer {
+            argv.deallocate()
+            lengths.deallocate()
+        }
+        // Keep every argument's storage alive while hiredis copies it into its output buffer.
+        var storage: [UnsafeMutableRawBufferPointer] = []
+        storage.reserveCapacity(arguments.count)
+        defer { storage.forEach { $0.deallocate() } }
+        for (index, argument) in arguments.enumerated() {
+            let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, argument.count), alignment: 1)
+            copy.copyBytes(from: argument)
+            storage.append(copy)
+            argv[index] = UnsafePointer(copy.baseAddress!.assumingMemoryBound(to: CChar.self))
+            lengths[index] = argument.count
+        }
+        try appendCommand(argv: argv, lengths: lengths, count: arguments.count)
+    }
+
+    /// Sends whatever is buffered and reads the next reply, blocking up to the command timeout.
+    /// Error replies come back as ``RESPValue/error(_:)``, not as thrown errors: the connection is fine.
+    /// - Throws: ``RespError`` when the connection failed; the context is dead afterwards.
+    func readReply() throws(RespError) -> RESPValue {
+        var raw: UnsafeMutableRawPointer?
+        if redisGetReply(context, &raw) != REDIS_OK || raw == nil {
+            throw error(operation: "redisGetReply")
+        }
+        let reply = raw!.assumingMemoryBound(to: redisReply.self)
+        defer { freeReplyObject(reply) }
+        return Self.copy(reply)
+    }
+
+    /// Shuts the socket down so that a read blocked in another thread returns at once.
+    func shutdownSocket() {
+        _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
+    }
+
+    private static func copy(_ reply: UnsafeMutablePointer<redisReply>) -> RESPValue {
+        let value = reply.pointee
+        func bytes() -> [UInt8] {
+            guard let str = value.str, value.len > 0 else { return [] }
+            return Array(UnsafeRawBufferPointer(start: str, count: value.len))
+        }
+        switch value.type {
+        case REDIS_REPLY_STRING: return .bulk(bytes())
+        case REDIS_REPLY_STATUS: return .status(String(decoding: bytes(), as: UTF8.self))
+        case REDIS_REPLY_ERROR: return .error(String(decoding: bytes(), as: UTF8.self))
+        case REDIS_REPLY_INTEGER: return .integer(value.integer)
+        case REDIS_REPLY_ARRAY:
+            var elements: [RESPValue] = []
+            elements.reserveCapacity(value.elements)
+            for index in 0..<value.elements {
+                if let element = value.element[index] { elements.append(copy(element)) } else { elements.append(.null) }
+            }
+            return .array(elements)
+        default: return .null
+        }
+    }
+
+    private func error(operation: String) -> RespError {
+        let code = chiredis_err(context)
+        let message = String(cString: chiredis_errstr(context))
+        let kind: RespError.Code
+        switch code {
+        case REDIS_ERR_EOF: kind = .eof
+        case REDIS_ERR_PROTOCOL: kind = .protocol
+        case REDIS_ERR_OOM: kind = .outOfMemory
+        case REDIS_ERR_IO:
+            kind = message.contains("timed out") || message.contains("Resource temporarily unavailable") ? .timeout : .io
+        default: kind = .io
+        }
+        return RespError(code: kind, operation: operation, systemCode: code, message: message.isEmpty ? "connection failed" : message)
+    }
+}
+
+extension timeval {
+    fileprivate init(milliseconds: Int) {
+        self.init(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
+    }
+}

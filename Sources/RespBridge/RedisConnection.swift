@@ -1,0 +1,144 @@
+public import Logging
+import PixeldConcurrency
+
+/// One blocking connection to Redis, with AUTH and SELECT done on every (re)connect.
+///
+/// A connection belongs to one thread at a time — the writer's or the consumer's dedicated thread —
+/// because the hiredis context behind it is not thread-safe and its calls block. Only ``interrupt()``
+/// may be called from elsewhere, to make a blocked call return at shutdown.
+///
+/// `@unchecked Sendable`: the context is touched only by the owning thread; the copy used by
+/// ``interrupt()`` is guarded by a lock.
+public final class RedisConnection: @unchecked Sendable {
+    /// Where this connection goes.
+    public let configuration: RedisConfiguration
+    private let logger: Logger
+    private var context: HiredisContext?
+    private let interruptLock = ConditionLock()
+    private var interruptTarget: HiredisContext?
+    /// Commands appended since the last reply was read; replies still owed by the server.
+    private var pendingReplies = 0
+
+    /// Creates an unconnected connection; the first command connects.
+    public init(configuration: RedisConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// `true` while a live context is held.
+    public var isConnected: Bool { context != nil }
+
+    /// Connects (dropping any previous context), then sends AUTH and SELECT as configured.
+    /// - Throws: ``RespError`` when the connection or the handshake fails.
+    public func connect() throws(RespError) {
+        close()
+        let fresh = try HiredisContext.connect(configuration)
+        context = fresh
+        interruptLock.withLock { interruptTarget = fresh }
+        do {
+            if let password = configuration.password {
+                var auth: [[UInt8]] = [Array("AUTH".utf8)]
+                if let username = configuration.username { auth.append(Array(username.utf8)) }
+                auth.append(Array(password.utf8))
+                try command(auth).unwrap("AUTH")
+            }
+            if configuration.database != 0 {
+                try command(["SELECT", String(configuration.database)]).unwrap("SELECT")
+            }
+        } catch {
+            close()
+            throw error
+        }
+    }
+
+    /// Drops the context, if any. The next command reconnects.
+    public func close() {
+        interruptLock.withLock { interruptTarget = nil }
+        context = nil
+        pendingReplies = 0
+    }
+
+    /// Makes a call blocked on this connection in another thread return with an error. Thread-safe.
+    public func interrupt() {
+        interruptLock.withLock { interruptTarget?.shutdownSocket() }
+    }
+
+    /// Sends one command and waits for its reply. Error replies are returned, not thrown.
+    /// - Throws: ``RespError`` when the connection failed; it is closed then.
+    public func command(_ arguments: [[UInt8]]) throws(RespError) -> RESPValue {
+        try append(arguments)
+        return try readReply()
+    }
+
+    /// Sends one command given as strings.
+    public func command(_ arguments: [String]) throws(RespError) -> RESPValue {
+        try command(arguments.map { Array($0.utf8) })
+    }
+
+    /// Sends all commands in one write and reads their replies in order (pipelining).
+    /// - Throws: ``RespError`` when the connection failed part-way; it is closed then.
+    public func pipeline(_ commands: [[[UInt8]]]) throws(RespError) -> [RESPValue] {
+        for command in commands { try append(command) }
+        var replies: [RESPValue] = []
+        replies.reserveCapacity(commands.count)
+        for _ in commands { replies.append(try readReply()) }
+        return replies
+    }
+
+    /// Appends a command to the output buffer without waiting; connects first if needed.
+    public func append(_ arguments: [[UInt8]]) throws(RespError) {
+        let context = try liveContext()
+        do {
+            try context.appendCommand(arguments)
+            pendingReplies += 1
+        } catch {
+            close()
+            throw error
+        }
+    }
+
+    /// Appends a command given as raw argument pointers — the zero-copy path of the writer.
+    /// The memory behind `argv` only needs to stay valid for the duration of this call.
+    public func append(
+        argv: UnsafeMutablePointer<UnsafePointer<CChar>?>,
+        lengths: UnsafePointer<Int>,
+        count: Int
+    ) throws(RespError) {
+        let context = try liveContext()
+        do {
+            try context.appendCommand(argv: argv, lengths: lengths, count: count)
+            pendingReplies += 1
+        } catch {
+            close()
+            throw error
+        }
+    }
+
+    /// Flushes the output buffer if needed and reads the next reply.
+    /// - Throws: ``RespError`` when the connection failed; it is closed then.
+    public func readReply() throws(RespError) -> RESPValue {
+        guard let context else {
+            throw RespError(code: .closed, operation: "redisGetReply", message: "not connected")
+        }
+        do {
+            let reply = try context.readReply()
+            pendingReplies -= 1
+            return reply
+        } catch {
+            logger.debug("redis connection failed", metadata: ["error": "\(error)"])
+            close()
+            throw error
+        }
+    }
+
+    /// Changes how long a read may block; used around blocking commands.
+    public func setCommandTimeout(milliseconds: Int) throws(RespError) {
+        try liveContext().setTimeout(milliseconds: milliseconds)
+    }
+
+    private func liveContext() throws(RespError) -> HiredisContext {
+        if let context { return context }
+        try connect()
+        return context!
+    }
+}

@@ -1,0 +1,71 @@
+/// An error from the Redis side of pixeld: it names the failing call, keeps hiredis' or the server's
+/// code and text, and says whether the connection it happened on is still usable.
+public struct RespError: Error, Sendable, CustomStringConvertible, Equatable {
+    /// What went wrong, as an extensible set of codes.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private let name: String
+        private init(_ name: String) { self.name = name }
+        /// Could not connect (refused, unreachable, DNS, timeout while connecting).
+        public static let connectFailed = Code("connectFailed")
+        /// A read or write failed on an established connection.
+        public static let io = Code("io")
+        /// The server closed the connection.
+        public static let eof = Code("eof")
+        /// The server's bytes were not valid RESP.
+        public static let `protocol` = Code("protocol")
+        /// A command or read timed out; hiredis treats the context as dead afterwards.
+        public static let timeout = Code("timeout")
+        /// The server answered with an error reply (`-ERR …`, `-WRONGTYPE …`, `-LOADING …`).
+        public static let server = Code("server")
+        /// The connection was closed by this process (shutdown) or is not connected.
+        public static let closed = Code("closed")
+        /// The configuration (URL, timeouts) is invalid.
+        public static let configuration = Code("configuration")
+        /// A reply had an unexpected shape for the command.
+        public static let unexpectedReply = Code("unexpectedReply")
+        /// Out of memory inside hiredis.
+        public static let outOfMemory = Code("outOfMemory")
+        public var description: String { name }
+    }
+
+    /// What went wrong.
+    public var code: Code
+    /// The call that failed: `"redisConnect"`, `"redisGetReply"`, `"AUTH"`, `"LPUSH"`…
+    public var operation: String
+    /// hiredis' `c->err`, or the errno, where there is one.
+    public var systemCode: Int32?
+    /// The text from hiredis or the server.
+    public var message: String
+
+    /// Creates an error.
+    public init(code: Code, operation: String, systemCode: Int32? = nil, message: String) {
+        self.code = code
+        self.operation = operation
+        self.systemCode = systemCode
+        self.message = message
+    }
+
+    /// `true` when the connection that produced this error can no longer be used and must be
+    /// replaced (hiredis: any non-zero `c->err` makes the context unusable).
+    public var connectionIsDead: Bool { code != .server && code != .unexpectedReply && code != .configuration }
+
+    /// For server errors, the first word of the reply (`WRONGTYPE`, `LOADING`, `NOSCRIPT`…).
+    public var serverErrorPrefix: Substring? {
+        guard code == .server else { return nil }
+        return message.split(separator: " ", maxSplits: 1).first
+    }
+
+    /// `true` for server errors that go away by themselves (the data set is loading, a script is
+    /// busy, the server is a read-only replica or out of memory right now), so retrying is right.
+    public var isTransientServerError: Bool {
+        guard let prefix = serverErrorPrefix else { return false }
+        return ["LOADING", "BUSY", "OOM", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS"]
+            .contains(prefix)
+    }
+
+    public var description: String {
+        var text = "\(operation): \(message)"
+        if let systemCode { text += " (\(code) \(systemCode))" } else { text += " (\(code))" }
+        return text
+    }
+}
