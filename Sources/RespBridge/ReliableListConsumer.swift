@@ -1,0 +1,238 @@
+public import Logging
+import PixeldConcurrency
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A reliable worker on a Redis list: events move atomically from the list into this consumer's own
+/// processing list, are handed to a handler, and are removed only after the handler has written its
+/// output (the ack). A consumer killed at any moment leaves its events in its processing list, where
+/// the next consumer to start — on any machine — finds and returns them to the list.
+///
+/// Keys, for a list `L` and consumer id `C`:
+/// - `L:processing:C` — events taken but not yet acked (oldest at the tail, like `L`).
+/// - `L:consumer:C` — heartbeat, refreshed while the consumer runs, expiring 15 s after it stops.
+/// - `L:dead` — values the handler could not decode, with nothing else lost.
+///
+/// Runs on its own thread: `BLMOVE` blocks (1 s at a time, so that stopping is bounded) and must never
+/// occupy the cooperative pool.
+///
+/// `@unchecked Sendable`: the connection is used only on the consumer thread; the stop flag is atomic.
+public final class ReliableListConsumer: @unchecked Sendable {
+    /// What the handler decided for a batch.
+    public struct Outcome: Sendable {
+        /// Values to move to the dead-letter list `L:dead` in the ack.
+        public var deadLetters: [[UInt8]]
+        /// Extra commands to apply atomically with the ack (e.g. rollups), in a `MULTI`/`EXEC`.
+        public var commands: [[[UInt8]]]
+        /// Creates an outcome.
+        public init(deadLetters: [[UInt8]] = [], commands: [[[UInt8]]] = []) {
+            self.deadLetters = deadLetters
+            self.commands = commands
+        }
+    }
+
+    /// Options.
+    public struct Options: Sendable {
+        /// Events taken per batch at most.
+        public var batchSize = 512
+        /// How long one `BLMOVE` waits, in seconds; bounds how long a stop request may take.
+        public var blockSeconds = 1
+        /// Heartbeat TTL in seconds; a processing list whose heartbeat expired is recovered.
+        public var heartbeatSeconds = 15
+        /// Creates default options.
+        public init() {}
+    }
+
+    /// The source list.
+    public let list: String
+    /// This consumer's id (unique among the consumers of `list`).
+    public let consumerID: String
+    private let connection: RedisConnection
+    private let options: Options
+    private let logger: Logger
+    private let stopRequested = Atomic<Bool>(false)
+    private let consumedCount = Atomic<Int>(0)
+    private let deadCount = Atomic<Int>(0)
+    private let recoveredCount = Atomic<Int>(0)
+    private var thread: DedicatedThread?
+    private var lastHeartbeat: Int64 = 0
+
+    /// The processing list of this consumer.
+    public var processingList: String { "\(list):processing:\(consumerID)" }
+    private var heartbeatKey: String { "\(list):consumer:\(consumerID)" }
+    /// The dead-letter list.
+    public var deadList: String { "\(list):dead" }
+
+    /// Creates a consumer; ``start(handler:)`` runs it.
+    public init(list: String, consumerID: String, redis: RedisConfiguration, options: Options = Options(), logger: Logger) {
+        self.list = list
+        self.consumerID = consumerID
+        var redis = redis
+        // A read timeout kills a hiredis context: keep it well above the blocking time.
+        redis.commandTimeoutMilliseconds = max(redis.commandTimeoutMilliseconds, (options.blockSeconds + 5) * 1000)
+        self.connection = RedisConnection(configuration: redis, logger: logger)
+        self.options = options
+        self.logger = logger
+    }
+
+    /// Events acked so far (including dead-lettered ones).
+    public var consumed: Int { consumedCount.load(ordering: .relaxed) }
+    /// Events sent to the dead-letter list.
+    public var deadLettered: Int { deadCount.load(ordering: .relaxed) }
+    /// Events returned to the list from dead consumers' processing lists.
+    public var recovered: Int { recoveredCount.load(ordering: .relaxed) }
+
+    /// Starts the consumer thread.
+    /// - Parameter handler: called on the consumer thread with each batch, oldest first; it writes its
+    ///   output before returning. When it throws, the batch stays unacked and is retried.
+    public func start(handler: @escaping @Sendable ([[UInt8]]) throws -> Outcome) {
+        precondition(thread == nil)
+        thread = DedicatedThread(name: "pixeld-consume") { [self] in run(handler) }
+    }
+
+    /// Asks the consumer to stop after the batch in hand and waits for it (at most about one
+    /// `BLMOVE` timeout).
+    public func stop() async {
+        stopRequested.store(true, ordering: .relaxed)
+        await thread?.finished()
+    }
+
+    private var stopping: Bool { stopRequested.load(ordering: .relaxed) }
+
+    private func run(_ handler: @Sendable ([[UInt8]]) throws -> Outcome) {
+        var backoff = Backoff()
+        var lastRecovery: Int64?
+        while !stopping {
+            do {
+                // Look for dead consumers' events at start and then once per heartbeat period.
+                let now = MonotonicClock.nanoseconds()
+                if lastRecovery.map({ now - $0 > Int64(options.heartbeatSeconds) * 1_000_000_000 }) ?? true {
+                    try recoverOrphans()
+                    lastRecovery = now
+                }
+                try heartbeat()
+                // Our own processing list first: a previous run with this id may have died mid-batch.
+                var batch = try pending()
+                if batch.isEmpty { batch = try take() }
+                if batch.isEmpty { continue }
+                let outcome: Outcome
+                do {
+                    outcome = try handler(batch)
+                } catch {
+                    logger.error("handler failed; batch kept for retry", metadata: ["error": "\(error)"])
+                    sleep(milliseconds: backoff.nextDelayMilliseconds())
+                    continue
+                }
+                try ack(batch.count, outcome)
+                backoff.reset()
+            } catch {
+                logger.warning("redis error in consumer, retrying", metadata: ["error": "\(error)"])
+                connection.close()
+                sleep(milliseconds: backoff.nextDelayMilliseconds())
+            }
+        }
+        connection.close()
+    }
+
+    private static let takeScript = """
+        local out = {}
+        for i = 1, tonumber(ARGV[1]) do
+          local v = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+          if not v then break end
+          out[#out + 1] = v
+        end
+        return out
+        """
+
+    private static let returnScript = """
+        local n = 0
+        while redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') do n = n + 1 end
+        return n
+        """
+
+    /// Events left in our own processing list, oldest first.
+    private func pending() throws(RespError) -> [[UInt8]] {
+        let reply = try connection.command(["LRANGE", processingList, "0", "-1"]).unwrap("LRANGE")
+        return (reply.array ?? []).compactMap(\.bytes).reversed()
+    }
+
+    /// Moves up to a batch from the list into the processing list: at once if events wait, else after
+    /// blocking up to `blockSeconds` for the first one.
+    private func take() throws(RespError) -> [[UInt8]] {
+        var taken = try takeAvailable(options.batchSize)
+        if taken.isEmpty {
+            let first = try connection.command([
+                "BLMOVE", list, processingList, "RIGHT", "LEFT", String(options.blockSeconds),
+            ]).unwrap("BLMOVE")
+            guard let bytes = first.bytes else { return [] }
+            taken = [bytes] + (try takeAvailable(options.batchSize - 1))
+        }
+        return taken
+    }
+
+    private func takeAvailable(_ count: Int) throws(RespError) -> [[UInt8]] {
+        guard count > 0 else { return [] }
+        let reply = try connection.command([
+            "EVAL", Self.takeScript, "2", list, processingList, String(count),
+        ]).unwrap("EVAL take")
+        return (reply.array ?? []).compactMap(\.bytes)
+    }
+
+    /// Applies the outcome's commands, dead letters and the removal of the processing list in one
+    /// `MULTI`/`EXEC`, so output counted is output acked.
+    private func ack(_ count: Int, _ outcome: Outcome) throws(RespError) {
+        var commands: [[[UInt8]]] = [[Array("MULTI".utf8)]]
+        commands += outcome.commands
+        if !outcome.deadLetters.isEmpty {
+            commands.append([Array("LPUSH".utf8), Array(deadList.utf8)] + outcome.deadLetters)
+        }
+        commands.append([Array("DEL".utf8), Array(processingList.utf8)])
+        commands.append([Array("EXEC".utf8)])
+        let replies = try connection.pipeline(commands)
+        try replies.last!.unwrap("EXEC")
+        for reply in replies.dropLast() { try reply.unwrap("MULTI") }
+        consumedCount.add(count, ordering: .relaxed)
+        deadCount.add(outcome.deadLetters.count, ordering: .relaxed)
+    }
+
+    private func heartbeat() throws(RespError) {
+        let now = MonotonicClock.nanoseconds()
+        guard now - lastHeartbeat > Int64(options.heartbeatSeconds) * 1_000_000_000 / 3 else { return }
+        try connection.command(["SET", heartbeatKey, "1", "EX", String(options.heartbeatSeconds)]).unwrap("SET")
+        lastHeartbeat = now
+    }
+
+    /// Returns the events of consumers whose heartbeat has expired to the list, oldest to the tail.
+    private func recoverOrphans() throws(RespError) {
+        var cursor = "0"
+        repeat {
+            let reply = try connection.command(["SCAN", cursor, "MATCH", "\(list):processing:*", "COUNT", "100"])
+                .unwrap("SCAN")
+            guard let parts = reply.array, parts.count == 2, let next = parts[0].string else {
+                throw RespError(code: .unexpectedReply, operation: "SCAN", message: "\(reply)")
+            }
+            cursor = next
+            for key in (parts[1].array ?? []).compactMap(\.string) where key != processingList {
+                let owner = String(key.dropFirst("\(list):processing:".count))
+                let alive = try connection.command(["EXISTS", "\(list):consumer:\(owner)"]).unwrap("EXISTS")
+                guard alive.int == 0 else { continue }
+                let moved = try connection.command(["EVAL", Self.returnScript, "2", key, list]).unwrap("EVAL return")
+                let count = Int(moved.int ?? 0)
+                recoveredCount.add(count, ordering: .relaxed)
+                logger.info("recovered events of a dead consumer", metadata: ["redis.key": "\(key)", "events": "\(count)"])
+            }
+        } while cursor != "0"
+    }
+
+    private func sleep(milliseconds: Int) {
+        var left = milliseconds
+        while left > 0 && !stopping {
+            let slice = min(left, 10)
+            usleep(UInt32(slice * 1000))
+            left -= slice
+        }
+    }
+}

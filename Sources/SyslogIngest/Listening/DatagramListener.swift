@@ -1,0 +1,124 @@
+public import Logging
+import CPixeldSystem
+import PixeldConcurrency
+import Synchronization
+
+/// Receives syslog datagrams on one socket, on its own thread, in batches (`recvmmsg`), routes each
+/// through the ``IngestRules`` and hands the accepted ones to an ``AcceptedMessageSink``.
+///
+/// A plain socket on a dedicated thread rather than SwiftNIO: nginx writes to a unix socket from an
+/// unbound socket (empty peer address), which NIO's datagram channel cannot receive.
+///
+/// `@unchecked Sendable`: the receive buffers and the sink are used only by the listener thread; the
+/// stop flag is atomic.
+public final class DatagramListener: @unchecked Sendable {
+    /// The bound socket.
+    public let socket: DatagramSocket
+    /// Totals for metrics and tests.
+    public let statistics: ListenerStatistics
+    private let rules: IngestRules
+    private let sink: any AcceptedMessageSink
+    private let logger: Logger
+    private let batchSize: Int
+    private let slotCapacity: Int
+    private let stopRequested = Atomic<Bool>(false)
+    private var thread: DedicatedThread?
+
+    /// Creates a listener on a bound socket.
+    /// - Parameters:
+    ///   - socket: see ``DatagramSocket``.
+    ///   - rules: facility filter, program policy, size cap.
+    ///   - sink: where accepted messages go; used on the listener thread only.
+    ///   - batchSize: datagrams per `recvmmsg` call.
+    public init(
+        socket: DatagramSocket,
+        rules: IngestRules,
+        sink: any AcceptedMessageSink,
+        logger: Logger,
+        batchSize: Int = 64
+    ) {
+        self.socket = socket
+        self.rules = rules
+        self.sink = sink
+        self.logger = logger
+        self.batchSize = batchSize
+        // One byte more than the largest accepted datagram, so an oversize one shows as truncated.
+        self.slotCapacity = rules.maxMessageBytes + 1
+        self.statistics = ListenerStatistics(label: socket.address.description)
+    }
+
+    /// Starts the receive thread.
+    public func start() {
+        precondition(thread == nil, "DatagramListener.start() called twice")
+        thread = DedicatedThread(name: "pixeld-recv") { [self] in run() }
+    }
+
+    /// Stops receiving: drains what the socket already holds, hands it to the sink, closes the socket,
+    /// and returns when the thread has finished.
+    public func stop() async {
+        stopRequested.store(true, ordering: .relaxed)
+        await thread?.finished()
+    }
+
+    private func run() {
+        let buffers = UnsafeMutableRawPointer.allocate(byteCount: slotCapacity * batchSize, alignment: 16)
+        let slots = UnsafeMutableBufferPointer<cpixeld_datagram>.allocate(capacity: batchSize)
+        defer {
+            buffers.deallocate()
+            slots.deallocate()
+            socket.close()
+        }
+        var kernelDrops: UInt32 = 0
+        var draining = false
+        while true {
+            if !draining && stopRequested.load(ordering: .relaxed) { draining = true }
+            for index in 0..<batchSize {
+                slots[index] = cpixeld_datagram(
+                    buffer: buffers + index * slotCapacity,
+                    capacity: slotCapacity,
+                    length: 0,
+                    truncated: 0
+                )
+            }
+            let count: Int
+            do {
+                count = try socket.receive(into: slots, nonBlocking: draining, kernelDrops: &kernelDrops)
+            } catch {
+                logger.error("receive failed", metadata: ["pixeld.listener": "\(statistics.label)", "error": "\(error)"])
+                if draining { return }
+                continue
+            }
+            if count == 0 {
+                if draining { return }
+                continue
+            }
+            statistics.setKernelDrops(Int(kernelDrops))
+            route(slots: UnsafeMutableBufferPointer(rebasing: slots[0..<count]))
+            if !sink.endOfBatch() { return }
+        }
+    }
+
+    private func route(slots: UnsafeMutableBufferPointer<cpixeld_datagram>) {
+        let acceptedAt = MonotonicClock.nanoseconds()
+        var accepted = 0
+        for slot in slots {
+            if slot.truncated != 0 || slot.length > rules.maxMessageBytes {
+                statistics.addDropped(.oversize)
+                continue
+            }
+            let datagram = UnsafeRawBufferPointer(start: slot.buffer, count: slot.length)
+            switch rules.route(datagram) {
+            case .accept(let program, let message):
+                sink.accept(
+                    program: UnsafeRawBufferPointer(rebasing: datagram[program]),
+                    message: UnsafeRawBufferPointer(rebasing: datagram[message]),
+                    acceptedAt: acceptedAt
+                )
+                accepted += 1
+            case .drop(let reason):
+                statistics.addDropped(reason)
+            }
+        }
+        statistics.add(received: slots.count, accepted: accepted)
+    }
+}

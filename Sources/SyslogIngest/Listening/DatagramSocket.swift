@@ -1,0 +1,173 @@
+import CPixeldSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A bound datagram socket (UDP or unix) and the only place in SyslogIngest that calls the socket API.
+///
+/// Every call retries `EINTR` and throws ``SyslogIngestError`` naming the call and errno. The socket
+/// has a short receive timeout so that its receive loop notices a stop request promptly.
+///
+/// Not `Sendable` in spirit: one listener thread receives on it. `@unchecked Sendable` so that the
+/// owner can hand it to that thread; `close()` happens only after the thread has finished.
+public final class DatagramSocket: @unchecked Sendable {
+    /// The file descriptor.
+    let fd: Int32
+    /// What it is bound to; for UDP with port 0, the port the kernel picked.
+    public private(set) var address: ListenAddress
+    /// The kernel's receive buffer size after configuration (the kernel reports twice the request).
+    public private(set) var receiveBufferBytes: Int = 0
+    private var closed = false
+
+    /// Creates and binds a socket.
+    /// - Parameters:
+    ///   - address: UDP or unix path. A stale unix socket file is replaced; any other file there is an error.
+    ///   - receiveBufferBytes: the `SO_RCVBUF` to ask for; 0 keeps the kernel default.
+    ///   - receiveTimeoutMilliseconds: how long one receive may block.
+    /// - Throws: ``SyslogIngestError`` naming the failing call.
+    public init(binding address: ListenAddress, receiveBufferBytes: Int, receiveTimeoutMilliseconds: Int = 100)
+        throws(SyslogIngestError)
+    {
+        self.address = address
+        switch address {
+        case .udp(let host, let port):
+            var storage = sockaddr_storage()
+            let length: socklen_t
+            let family: Int32
+            if host.contains(":") {
+                family = AF_INET6
+                var sin6 = sockaddr_in6()
+                sin6.sin6_family = sa_family_t(AF_INET6)
+                sin6.sin6_port = in_port_t(UInt16(port).bigEndian)
+                guard inet_pton(AF_INET6, host, &sin6.sin6_addr) == 1 else {
+                    throw SyslogIngestError(code: .configuration, operation: "inet_pton", message: "not an IPv6 address: \(host)")
+                }
+                withUnsafeBytes(of: sin6) { bytes in withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: bytes) } }
+                length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+            } else {
+                family = AF_INET
+                var sin = sockaddr_in()
+                sin.sin_family = sa_family_t(AF_INET)
+                sin.sin_port = in_port_t(UInt16(port).bigEndian)
+                guard inet_pton(AF_INET, host, &sin.sin_addr) == 1 else {
+                    throw SyslogIngestError(code: .configuration, operation: "inet_pton", message: "not an IPv4 address: \(host)")
+                }
+                withUnsafeBytes(of: sin) { bytes in withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: bytes) } }
+                length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            }
+            fd = try Self.check("socket") { socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+            do {
+                if family == AF_INET6 {
+                    var one: Int32 = 1
+                    _ = setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
+                }
+                _ = try Self.check("bind \(address)") {
+                    withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+                }
+                if port == 0 { self.address = .udp(host: host, port: try boundPort(family: family)) }
+            } catch {
+                Glibc.close(fd)
+                throw error
+            }
+        case .unix(let path, let mode):
+            var sun = sockaddr_un()
+            sun.sun_family = sa_family_t(AF_UNIX)
+            let pathBytes = Array(path.utf8)
+            guard pathBytes.count < MemoryLayout.size(ofValue: sun.sun_path) else {
+                throw SyslogIngestError(code: .configuration, operation: "bind", message: "unix socket path too long: \(path)")
+            }
+            withUnsafeMutableBytes(of: &sun.sun_path) { $0.copyBytes(from: pathBytes + [0]) }
+            try Self.removeStaleSocket(at: path)
+            fd = try Self.check("socket") { socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+            do {
+                _ = try Self.check("bind \(path)") {
+                    withUnsafePointer(to: &sun) {
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+                    }
+                }
+                _ = try Self.check("chmod \(path)") { chmod(path, mode_t(mode)) }
+            } catch {
+                Glibc.close(fd)
+                throw error
+            }
+        }
+        do {
+            if receiveBufferBytes > 0 {
+                let effective = try Self.check("setsockopt SO_RCVBUF") { cpixeld_set_receive_buffer(fd, Int32(receiveBufferBytes)) }
+                self.receiveBufferBytes = Int(effective)
+            } else {
+                var size: Int32 = 0
+                var length = socklen_t(MemoryLayout<Int32>.size)
+                getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, &length)
+                self.receiveBufferBytes = Int(size)
+            }
+            _ = cpixeld_enable_drop_counter(fd)
+            var timeout = timeval(tv_sec: receiveTimeoutMilliseconds / 1000, tv_usec: (receiveTimeoutMilliseconds % 1000) * 1000)
+            _ = try Self.check("setsockopt SO_RCVTIMEO") {
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            }
+        } catch {
+            close()
+            throw error
+        }
+    }
+
+    deinit { close() }
+
+    /// Receives up to `slots.count` datagrams in one call.
+    /// - Parameters:
+    ///   - nonBlocking: return at once when nothing is queued (drain at shutdown).
+    ///   - kernelDrops: updated with the kernel's cumulative drop counter when the kernel reports it.
+    /// - Returns: how many slots were filled; 0 on timeout or when nothing was queued.
+    func receive(into slots: UnsafeMutableBufferPointer<cpixeld_datagram>, nonBlocking: Bool, kernelDrops: inout UInt32)
+        throws(SyslogIngestError) -> Int
+    {
+        let received = cpixeld_recvmmsg(fd, slots.baseAddress, UInt32(slots.count), nonBlocking ? Int32(MSG_DONTWAIT) : 0, &kernelDrops)
+        if received >= 0 { return Int(received) }
+        let error = errno
+        if error == EAGAIN || error == EWOULDBLOCK || error == ETIMEDOUT { return 0 }
+        throw SyslogIngestError(code: .io, operation: "recvmmsg", errno: error)
+    }
+
+    /// Closes the socket and, for a unix socket, removes its file.
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        Glibc.close(fd)
+        if case .unix(let path, _) = address { unlink(path) }
+    }
+
+    private func boundPort(family: Int32) throws(SyslogIngestError) -> Int {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = try Self.check("getsockname") {
+            withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        }
+        return withUnsafeBytes(of: storage) { raw in
+            family == AF_INET6
+                ? Int(UInt16(bigEndian: raw.load(as: sockaddr_in6.self).sin6_port))
+                : Int(UInt16(bigEndian: raw.load(as: sockaddr_in.self).sin_port))
+        }
+    }
+
+    /// Removes a leftover socket file from an earlier run; refuses to remove anything else.
+    private static func removeStaleSocket(at path: String) throws(SyslogIngestError) {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
+        guard (info.st_mode & S_IFMT) == S_IFSOCK else {
+            throw SyslogIngestError(code: .configuration, operation: "bind", message: "\(path) exists and is not a socket")
+        }
+        unlink(path)
+    }
+
+    /// Runs a system call, retrying `EINTR`, and turns -1 into an error naming the call.
+    private static func check(_ operation: String, _ call: () -> Int32) throws(SyslogIngestError) -> Int32 {
+        while true {
+            let result = call()
+            if result >= 0 { return result }
+            if errno == EINTR { continue }
+            throw SyslogIngestError(code: .io, operation: operation, errno: errno)
+        }
+    }
+}

@@ -1,0 +1,157 @@
+import ArgumentParser
+import Logging
+import RespBridge
+import ServiceLifecycle
+import UnixSignals
+import SyslogIngest
+
+/// `pixeld ingest`: receive syslog datagrams and push each accepted message into a Redis list.
+struct IngestCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ingest",
+        abstract: "Receive syslog (UDP, unix datagram) and LPUSH each local3 message into the Redis list named after its program.",
+        discussion: """
+            Each datagram is parsed as RFC 5424 or RFC 3164 (as nginx, logger, glibc and Python send it). \
+            Messages of the configured facilities are pushed with LPUSH to the list <key-prefix><program>, \
+            the value byte-for-byte what the sender wrote; everything else is dropped and counted by reason \
+            (malformed, filtered, no_program, bad_program, oversize). SIGTERM or SIGINT drains the sockets, \
+            flushes to Redis and exits.
+            """
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: ArgumentHelp("UDP address to listen on, HOST:PORT or [IPV6]:PORT; repeatable. Default 127.0.0.1:5514 when no listener is given. Env: PIXELD_UDP.", valueName: "host:port"))
+    var udp: [String] = []
+
+    @Option(help: ArgumentHelp("Unix datagram socket to create and listen on (a stale socket file is replaced); repeatable. Env: PIXELD_UNIX.", valueName: "path"))
+    var unix: [String] = []
+
+    @Option(help: ArgumentHelp("Permission bits of the unix sockets, octal. 0666 lets nginx's unprivileged workers write. Env: PIXELD_UNIX_MODE.", valueName: "mode"))
+    var unixMode: String?
+
+    @Option(help: ArgumentHelp("Facilities to keep, comma-separated (e.g. local3,local4); others are dropped as 'filtered'. Default local3. Env: PIXELD_FACILITY.", valueName: "list"))
+    var facility: String?
+
+    @Option(help: ArgumentHelp("Prefix put before the program name to form the Redis key. Default none. Env: PIXELD_KEY_PREFIX.", valueName: "text"))
+    var keyPrefix: String?
+
+    @Option(help: ArgumentHelp("Accept only these programs (repeatable); others are dropped as 'bad_program'. Default: any name of 1–64 bytes of [A-Za-z0-9_.:/-]. Env: PIXELD_PROGRAM.", valueName: "name"))
+    var program: [String] = []
+
+    @Option(help: ArgumentHelp("Largest datagram accepted; larger ones are dropped as 'oversize', never truncated. Default 65535. Env: PIXELD_MAX_MESSAGE_BYTES.", valueName: "bytes"))
+    var maxMessageBytes: Int?
+
+    @Option(help: ArgumentHelp("Kernel receive buffer (SO_RCVBUF) per socket; a warning is logged when the kernel caps it. Default 4194304. Env: PIXELD_RECEIVE_BUFFER_BYTES.", valueName: "bytes"))
+    var receiveBufferBytes: Int?
+
+    @Option(help: ArgumentHelp("Memory queue between the receivers and the Redis writer, in bytes; when full, receivers wait. Default 8388608. Env: PIXELD_BUFFER_BYTES.", valueName: "bytes"))
+    var bufferBytes: Int?
+
+    @Option(help: ArgumentHelp("How long the first message of a batch may wait for more before the flush, in milliseconds (0 = flush at once). Default 1. Env: PIXELD_FLUSH_INTERVAL_MS.", valueName: "ms"))
+    var flushIntervalMs: Int?
+
+    @Option(help: ArgumentHelp("On SIGTERM, how long to keep trying to flush to Redis before giving up, in seconds. Default 10. Env: PIXELD_SHUTDOWN_TIMEOUT.", valueName: "seconds"))
+    var shutdownTimeout: Int?
+
+    func run() async throws {
+        let logger = Bootstrap.logging(level: try global.level(), label: "pixeld.ingest")
+        let settings = try IngestSettings(command: self)
+        let queue = PushQueue(capacityBytes: settings.bufferBytes)
+        let writer = LPushWriter(queue: queue, redis: settings.redis, options: settings.writerOptions, logger: logger)
+        var listeners: [DatagramListener] = []
+        for address in settings.addresses {
+            let socket: DatagramSocket
+            do {
+                socket = try DatagramSocket(binding: address, receiveBufferBytes: settings.receiveBufferBytes)
+            } catch {
+                throw ValidationError("cannot listen on \(address): \(error)")
+            }
+            if socket.receiveBufferBytes < settings.receiveBufferBytes {
+                logger.warning(
+                    "kernel capped the receive buffer; raise net.core.rmem_max or run with CAP_NET_ADMIN",
+                    metadata: ["pixeld.listener": "\(address)", "requested": "\(settings.receiveBufferBytes)", "effective": "\(socket.receiveBufferBytes)"]
+                )
+            }
+            let sink = QueueSink(queue: queue, keyPrefix: settings.rules.programs.keyPrefix)
+            listeners.append(DatagramListener(socket: socket, rules: settings.rules, sink: sink, logger: logger))
+        }
+        let service = IngestService(
+            listeners: listeners,
+            writer: writer,
+            queue: queue,
+            shutdownTimeoutNanoseconds: Int64(settings.shutdownTimeoutSeconds) * 1_000_000_000,
+            logger: logger
+        )
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: service)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
+    }
+}
+
+/// The ingest flags resolved against the environment and defaults, and validated.
+struct IngestSettings {
+    var redis: RedisConfiguration
+    var addresses: [ListenAddress]
+    var rules: IngestRules
+    var receiveBufferBytes: Int
+    var bufferBytes: Int
+    var writerOptions: LPushWriter.Options
+    var shutdownTimeoutSeconds: Int
+
+    init(command: IngestCommand) throws {
+        redis = try command.global.redisConfiguration()
+        let modeText = Environment.resolve(command.unixMode, flag: "unix-mode", default: "0666")
+        guard let mode = UInt32(modeText, radix: 8), mode <= 0o7777 else {
+            throw ValidationError("--unix-mode: '\(modeText)' is not an octal mode such as 0666")
+        }
+        var addresses: [ListenAddress] = []
+        do {
+            for text in Environment.resolve(command.udp, flag: "udp") {
+                addresses.append(try ListenAddress.udp(parsing: text))
+            }
+        } catch {
+            throw ValidationError(error.description)
+        }
+        for path in Environment.resolve(command.unix, flag: "unix") {
+            guard path.hasPrefix("/") || path.hasPrefix(".") || !path.isEmpty else {
+                throw ValidationError("--unix: empty path")
+            }
+            addresses.append(.unix(path: path, mode: mode))
+        }
+        if addresses.isEmpty { addresses = [.udp(host: "127.0.0.1", port: 5514)] }
+        self.addresses = addresses
+
+        func integer(_ value: Int?, _ flag: String, _ fallback: Int, _ range: ClosedRange<Int>) throws -> Int {
+            let text = value.map(String.init) ?? Environment.value(forFlag: flag) ?? String(fallback)
+            guard let number = Int(text), range.contains(number) else {
+                throw ValidationError("--\(flag): '\(text)' must be a whole number in \(range.lowerBound)…\(range.upperBound)")
+            }
+            return number
+        }
+        let maxMessageBytes = try integer(command.maxMessageBytes, "max-message-bytes", 65535, 1...(1 << 20))
+        receiveBufferBytes = try integer(command.receiveBufferBytes, "receive-buffer-bytes", 4 << 20, 0...(1 << 30))
+        bufferBytes = try integer(command.bufferBytes, "buffer-bytes", 8 << 20, (64 << 10)...(1 << 34))
+        let flushMs = try integer(command.flushIntervalMs, "flush-interval-ms", 1, 0...1000)
+        shutdownTimeoutSeconds = try integer(command.shutdownTimeout, "shutdown-timeout", 10, 0...3600)
+        writerOptions = LPushWriter.Options()
+        writerOptions.lingerNanoseconds = Int64(flushMs) * 1_000_000
+
+        do {
+            let facilities = try FacilityFilter(
+                parsing: Environment.resolve(command.facility, flag: "facility", default: "local3")
+            )
+            let prefix = Environment.resolve(command.keyPrefix, flag: "key-prefix", default: "")
+            let allow = Environment.resolve(command.program, flag: "program")
+            let programs = try ProgramPolicy(keyPrefix: Array(prefix.utf8), allowList: allow.isEmpty ? nil : Set(allow))
+            rules = IngestRules(facilities: facilities, programs: programs, maxMessageBytes: maxMessageBytes)
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+}

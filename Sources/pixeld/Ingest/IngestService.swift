@@ -1,0 +1,45 @@
+import Logging
+import RespBridge
+import ServiceLifecycle
+import SyslogIngest
+
+/// `pixeld ingest` as a service: listeners → queue → writer, started in dependency order and stopped in
+/// reverse on graceful shutdown (listeners drain their sockets, then the writer flushes the queue).
+final class IngestService: Service, Sendable {
+    let listeners: [DatagramListener]
+    let writer: LPushWriter
+    let queue: PushQueue
+    let shutdownTimeoutNanoseconds: Int64
+    let logger: Logger
+
+    init(listeners: [DatagramListener], writer: LPushWriter, queue: PushQueue, shutdownTimeoutNanoseconds: Int64, logger: Logger) {
+        self.listeners = listeners
+        self.writer = writer
+        self.queue = queue
+        self.shutdownTimeoutNanoseconds = shutdownTimeoutNanoseconds
+        self.logger = logger
+    }
+
+    func run() async throws {
+        writer.start()
+        for listener in listeners { listener.start() }
+        logger.info(
+            "ingest ready",
+            metadata: ["pixeld.listeners": .array(listeners.map { .string($0.statistics.label) })]
+        )
+        // Wait for SIGTERM/SIGINT (or the group ending).
+        try? await gracefulShutdown()
+        logger.info("shutting down: draining sockets and flushing to redis")
+        for listener in listeners { await listener.stop() }
+        await writer.shutdown(timeoutNanoseconds: shutdownTimeoutNanoseconds)
+        let received = listeners.reduce(0) { $0 + $1.statistics.received }
+        let dropped = listeners.reduce(0) { $0 + $1.statistics.droppedTotal }
+        logger.info(
+            "ingest stopped",
+            metadata: [
+                "received": "\(received)", "dropped": "\(dropped)", "pushed": "\(writer.statistics.pushed)",
+                "dead_lettered": "\(writer.statistics.deadLettered)", "lost": "\(writer.statistics.lost)",
+            ]
+        )
+    }
+}

@@ -1,0 +1,20 @@
+import ArgumentParser
+
+/// `pixeld`: self-hosted, privacy-respecting pixel tracking on nginx, syslog and Redis.
+@main
+struct Pixeld: AsyncParsableCommand {
+    static let version = "0.1.0"
+
+    static let configuration = CommandConfiguration(
+        commandName: "pixeld",
+        abstract: "Self-hosted pixel tracking: nginx syslog → Redis lists → privacy-safe analytics.",
+        discussion: """
+            Every flag can also be set with an environment variable: PIXELD_ followed by the flag's name \
+            in upper case with dashes as underscores (--redis → PIXELD_REDIS, --max-message-bytes → \
+            PIXELD_MAX_MESSAGE_BYTES). Repeatable flags take several values separated by spaces. A flag on \
+            the command line wins over the environment.
+            """,
+        version: version,
+        subcommands: [IngestCommand.self, ConsumeCommand.self]
+    )
+}
