@@ -58,7 +58,12 @@ let package = Package(
         // Starts real redis-server / nginx / pixeld processes on loopback for the integration suites.
         .target(name: "PixeldTestSupport", path: "Tests/Support"),
         .testTarget(name: "SyslogIngestTests", dependencies: ["SyslogIngest", "PixeldTestSupport"]),
-        .testTarget(name: "RespBridgeTests", dependencies: ["RespBridge", "PixeldTestSupport"]),
+        .testTarget(
+            name: "RespBridgeTests",
+            dependencies: [
+                "RespBridge", "PixeldConcurrency", "PixeldTestSupport", .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(name: "PixelEventsTests", dependencies: ["PixelEvents"]),
         .testTarget(
             name: "PixeldEndToEndTests",

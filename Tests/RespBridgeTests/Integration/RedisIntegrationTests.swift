@@ -1,0 +1,223 @@
+import Foundation
+import Logging
+import PixeldConcurrency
+import PixeldTestSupport
+import RespBridge
+import Testing
+
+/// Runs against a real `redis-server` that each test starts on a free loopback port. Under `CI` a missing
+/// redis-server is a failure, never a skip.
+@Suite(.serialized, .enabled(if: TestEnvironment.canRun("redis-server")))
+struct RedisIntegrationTests {
+    private let logger: Logger = {
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        return logger
+    }()
+
+    private func configuration(_ server: RedisServer) throws -> RedisConfiguration {
+        try RedisConfiguration(url: server.url)
+    }
+
+    private func waitUntil(seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if try condition() { return true }
+            usleep(10_000)
+        }
+        return try condition()
+    }
+
+    @Test func pipelinedCommandsRoundTripInOrder() throws {
+        let server = try RedisServer.start()
+        let connection = RedisConnection(configuration: try configuration(server), logger: logger)
+        let binary: [UInt8] = [0, 1, 2, 255, 10, 13, 0x22]
+        var commands: [[[UInt8]]] = [[Array("DEL".utf8), Array("list".utf8)]]
+        for index in 0..<200 { commands.append([Array("RPUSH".utf8), Array("list".utf8), Array("v\(index)".utf8)]) }
+        commands.append([Array("SET".utf8), Array("bin".utf8), binary])
+        commands.append([Array("GET".utf8), Array("bin".utf8)])
+        let replies = try connection.pipeline(commands)
+        #expect(replies.count == commands.count)
+        #expect(replies[1...200].map(\.int) == (1...200).map { Int64($0) })
+        #expect(replies[201] == .status("OK"))
+        #expect(replies[202] == .bulk(binary))
+        #expect(try server.lrange("list") == (0..<200).map { "v\($0)" })
+    }
+
+    @Test func errorRepliesSurfaceAsErrorsAndTheConnectionStaysUsable() throws {
+        let server = try RedisServer.start()
+        let connection = RedisConnection(configuration: try configuration(server), logger: logger)
+        _ = try connection.command(["SET", "s", "x"])
+        let reply = try connection.command(["LPUSH", "s", "y"])
+        guard case .error(let text) = reply else {
+            Issue.record("expected an error reply, got \(reply)")
+            return
+        }
+        #expect(text.hasPrefix("WRONGTYPE"))
+        #expect(throws: RespError.self) { try reply.unwrap("LPUSH") }
+        #expect(try connection.command(["PING"]) == .status("PONG"))
+    }
+
+    @Test func connectsOverTheUnixSocketWithAuthAndSelect() throws {
+        let server = try RedisServer.start()
+        _ = try server.command(["ACL", "SETUSER", "pixeld", "on", ">pw", "~*", "+@all"])
+        var configuration = try RedisConfiguration(url: "unix://\(server.unixSocketPath)?db=5")
+        configuration.username = "pixeld"
+        configuration.password = "pw"
+        let connection = RedisConnection(configuration: configuration, logger: logger)
+        _ = try connection.command(["SET", "where", "db5"])
+        #expect(try connection.command(["ACL", "WHOAMI"]).string == "pixeld")
+        #expect(try server.command(["SELECT", "5"]) == .simpleString("OK"))
+        let check = try server.connect()
+        _ = try check.command(["SELECT", "5"])
+        #expect(try check.command(["GET", "where"]).string == "db5")
+        configuration.password = "wrong"
+        #expect(throws: RespError.self) { try RedisConnection(configuration: configuration, logger: logger).connect() }
+    }
+
+    @Test func aKilledConnectionReconnectsOnTheNextCommand() throws {
+        let server = try RedisServer.start()
+        let connection = RedisConnection(configuration: try configuration(server), logger: logger)
+        _ = try connection.command(["CLIENT", "SETNAME", "victim"])
+        _ = try server.command(["CLIENT", "KILL", "SKIPME", "yes", "TYPE", "normal"])
+        var sawFailure = false
+        do { _ = try connection.command(["PING"]) } catch { sawFailure = true }
+        #expect(sawFailure)
+        #expect(!connection.isConnected)
+        #expect(try connection.command(["PING"]) == .status("PONG"))
+    }
+
+    @Test func writerPushesBatchesInArrivalOrderPerKey() async throws {
+        let server = try RedisServer.start()
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(queue: queue, redis: try configuration(server), logger: logger)
+        writer.start()
+        let total = 20_000
+        var batch = PushBatch()
+        for index in 0..<total {
+            let key = index % 3 == 0 ? "other" : "pixel"
+            batch.append(key: Array(key.utf8), value: Array("\(index),e=pageview&x=\u{00e9}".utf8), acceptedAt: MonotonicClock.nanoseconds())
+            if batch.count == 64 {
+                queue.enqueue(batch)
+                batch.removeAll()
+            }
+        }
+        queue.enqueue(batch)
+        await writer.shutdown(timeoutNanoseconds: 10_000_000_000)
+        #expect(writer.statistics.pushed == total)
+        #expect(writer.statistics.lost == 0)
+        let pixel = try server.lrange("pixel").reversed().map { Int($0.split(separator: ",")[0])! }
+        let other = try server.lrange("other").reversed().map { Int($0.split(separator: ",")[0])! }
+        #expect(pixel == (0..<total).filter { $0 % 3 != 0 })
+        #expect(other == (0..<total).filter { $0 % 3 == 0 })
+        #expect(try server.lrange("pixel").last == "1,e=pageview&x=\u{00e9}")
+    }
+
+    @Test func aPermanentErrorOnOneKeyDeadLettersItAndOtherKeysFlow() async throws {
+        let server = try RedisServer.start()
+        _ = try server.command(["SET", "broken", "not a list"])
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(queue: queue, redis: try configuration(server), logger: logger)
+        writer.start()
+        var batch = PushBatch()
+        for index in 0..<100 {
+            batch.append(key: Array((index.isMultiple(of: 2) ? "broken" : "pixel").utf8), value: Array("m\(index)".utf8), acceptedAt: 0)
+        }
+        queue.enqueue(batch)
+        await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
+        #expect(writer.statistics.pushed == 50)
+        #expect(writer.statistics.deadLettered == 50)
+        #expect(try server.llen("pixel") == 50)
+        #expect(try server.lrange("broken:dead").reversed() == stride(from: 0, to: 100, by: 2).map { "m\($0)" })
+        #expect(try server.command(["GET", "broken"]).string == "not a list")
+    }
+
+    @Test func writerRidesOutKilledConnectionsWithoutLosingMessages() async throws {
+        let server = try RedisServer.start()
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(queue: queue, redis: try configuration(server), logger: logger)
+        writer.start()
+        let total = 5_000
+        for index in 0..<total {
+            var batch = PushBatch()
+            batch.append(key: Array("pixel".utf8), value: Array("seq=\(index)".utf8), acceptedAt: MonotonicClock.nanoseconds())
+            queue.enqueue(batch)
+            if index % 1000 == 500 {
+                _ = try server.command(["CLIENT", "KILL", "SKIPME", "yes", "TYPE", "normal"])
+            }
+            if index % 50 == 0 { usleep(1000) }
+        }
+        await writer.shutdown(timeoutNanoseconds: 10_000_000_000)
+        let values = Set(try server.lrange("pixel"))
+        #expect(values == Set((0..<total).map { "seq=\($0)" }), "every message arrives at least once")
+        #expect(writer.statistics.lost == 0)
+        #expect(writer.statistics.reconnects >= 1)
+    }
+
+    @Test func writerHoldsMessagesWhileRedisIsDownAndDeliversWhenItReturns() async throws {
+        let server = try RedisServer.start()
+        server.stop()
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(queue: queue, redis: try configuration(server), logger: logger)
+        writer.start()
+        var batch = PushBatch()
+        for index in 0..<300 { batch.append(key: Array("pixel".utf8), value: Array("\(index)".utf8), acceptedAt: 0) }
+        queue.enqueue(batch)
+        try await Task.sleep(for: .milliseconds(700))
+        #expect(writer.statistics.pushed == 0)
+        try server.restart()
+        let restartedAt = Date()
+        let delivered = try waitUntil(seconds: 5) { try server.llen("pixel") == 300 }
+        #expect(delivered)
+        #expect(Date().timeIntervalSince(restartedAt) < 1.5, "recovery starts within a second of Redis returning")
+        await writer.shutdown(timeoutNanoseconds: 1_000_000_000)
+        #expect(try server.lrange("pixel").reversed() == (0..<300).map(String.init))
+    }
+
+    @Test func reliableConsumerAcksAfterTheHandlerAndRecoversOrphans() async throws {
+        let server = try RedisServer.start()
+        // An orphan: a processing list whose consumer has no heartbeat.
+        _ = try server.command(["RPUSH", "pixel:processing:dead-1", "o2", "o1"])
+        _ = try server.command(["LPUSH", "pixel", "e1", "e2", "e3"])
+        let consumer = ReliableListConsumer(list: "pixel", consumerID: "t1", redis: try configuration(server), logger: logger)
+        let seen = ConditionLockedArray()
+        consumer.start { batch in
+            seen.append(batch.map { String(decoding: $0, as: UTF8.self) })
+            return .init(deadLetters: batch.filter { $0 == Array("e2".utf8) })
+        }
+        let done = waitUntil(seconds: 5) { seen.values.count == 5 }
+        #expect(done)
+        await consumer.stop()
+        // The orphaned events went back to the tail of the list, oldest first, and were consumed first.
+        #expect(seen.values == ["o1", "o2", "e1", "e2", "e3"])
+        #expect(try server.llen("pixel") == 0)
+        #expect(try server.llen("pixel:processing:t1") == 0)
+        #expect(try server.llen("pixel:processing:dead-1") == 0)
+        #expect(try server.lrange("pixel:dead") == ["e2"])
+        #expect(consumer.recovered == 2)
+    }
+
+    @Test func aFailingHandlerLeavesTheBatchUnackedForRetry() async throws {
+        let server = try RedisServer.start()
+        _ = try server.command(["LPUSH", "pixel", "a"])
+        let consumer = ReliableListConsumer(list: "pixel", consumerID: "t2", redis: try configuration(server), logger: logger)
+        let attempts = ConditionLockedArray()
+        consumer.start { batch in
+            attempts.append(["try"])
+            if attempts.values.count == 1 { throw CancellationError() }
+            return .init()
+        }
+        #expect(waitUntil(seconds: 5) { attempts.values.count >= 2 })
+        await consumer.stop()
+        #expect(try server.llen("pixel:processing:t2") == 0)
+        #expect(consumer.consumed == 1)
+    }
+}
+
+/// A thread-safe list of strings for handler callbacks.
+final class ConditionLockedArray: @unchecked Sendable {
+    private let lock = ConditionLock()
+    private var storage: [String] = []
+    func append(_ values: [String]) { lock.withLock { storage += values } }
+    var values: [String] { lock.withLock { storage } }
+}
