@@ -1,0 +1,99 @@
+/// Parsing of URL query strings (`a=1&b=x%2Fy+z`) into ordered ``QueryArg`` pairs.
+///
+/// Rules, matching what browsers send and what `URLSearchParams` reads:
+/// - pairs are separated by `&`; empty segments (`a=1&&b=2`) are skipped;
+/// - the first `=` splits name from value; a segment without `=` has the value `""`;
+/// - `+` is a space, `%HH` (either case) is the byte `0xHH`; a `%` not followed by two hex
+///   digits (`%zz`, a trailing `%4`) is kept literally;
+/// - decoded bytes that are not valid UTF-8 become U+FFFD;
+/// - order and repeated names are kept exactly as sent.
+public enum QueryString {
+    /// Parses a raw (still percent-encoded) query string.
+    /// - Parameter s: The bytes after `?`, without the `?`.
+    /// - Returns: The decoded pairs, in input order, repeated names kept.
+    public static func parse(_ s: some Collection<UInt8>) -> [QueryArg] {
+        if let result = s.withContiguousStorageIfAvailable({ parse(buffer: $0) }) {
+            return result
+        }
+        return Array(s).withUnsafeBufferPointer { parse(buffer: $0) }
+    }
+
+    /// Parses a raw (still percent-encoded) query string given as text.
+    /// - Parameter s: The text after `?`, without the `?`.
+    /// - Returns: The decoded pairs, in input order, repeated names kept.
+    public static func parse(_ s: some StringProtocol) -> [QueryArg] {
+        parse(Array(s.utf8))
+    }
+
+    /// Decodes one query component: `+` becomes a space and `%HH` the byte `0xHH`.
+    /// - Parameter component: A name or value exactly as it appears in the query string.
+    /// - Returns: The decoded text, with invalid UTF-8 replaced by U+FFFD.
+    public static func decodeComponent(_ component: some Collection<UInt8>) -> String {
+        var scratch: [UInt8] = []
+        if let result = component.withContiguousStorageIfAvailable({ decode($0, scratch: &scratch) }) {
+            return result
+        }
+        return Array(component).withUnsafeBufferPointer { decode($0, scratch: &scratch) }
+    }
+
+    /// Parses a contiguous query string; the hot path used by ``PixelEventDecoder``.
+    static func parse(buffer: UnsafeBufferPointer<UInt8>) -> [QueryArg] {
+        let end = buffer.count
+        guard end > 0 else {
+            return []
+        }
+        var separators = 0
+        for byte in buffer where byte == ASCII.ampersand {
+            separators += 1
+        }
+        var result: [QueryArg] = []
+        result.reserveCapacity(separators + 1)
+        var scratch: [UInt8] = []
+        var start = 0
+        while start < end {
+            let segmentEnd = buffer.firstIndex(of: ASCII.ampersand, from: start, to: end)
+            if segmentEnd > start {
+                let equals = buffer.firstIndex(of: ASCII.equals, from: start, to: segmentEnd)
+                let name = decode(buffer.slice(start..<equals), scratch: &scratch)
+                let value =
+                    equals < segmentEnd
+                    ? decode(buffer.slice((equals + 1)..<segmentEnd), scratch: &scratch)
+                    : ""
+                result.append(QueryArg(name: name, value: value))
+            }
+            start = segmentEnd + 1
+        }
+        return result
+    }
+
+    /// Percent- and plus-decodes `bytes`; `scratch` is reused between calls to avoid allocations.
+    static func decode(_ bytes: UnsafeBufferPointer<UInt8>, scratch: inout [UInt8]) -> String {
+        let count = bytes.count
+        var index = 0
+        while index < count && bytes[index] != ASCII.percent && bytes[index] != ASCII.plus {
+            index += 1
+        }
+        guard index < count else {
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        scratch.removeAll(keepingCapacity: true)
+        scratch.reserveCapacity(count)
+        scratch.append(contentsOf: bytes.slice(0..<index))
+        while index < count {
+            let byte = bytes[index]
+            if byte == ASCII.plus {
+                scratch.append(ASCII.space)
+                index += 1
+            } else if byte == ASCII.percent, index + 2 < count, let high = ASCII.hexValue(bytes[index + 1]),
+                let low = ASCII.hexValue(bytes[index + 2])
+            {
+                scratch.append(high << 4 | low)
+                index += 3
+            } else {
+                scratch.append(byte)
+                index += 1
+            }
+        }
+        return String(decoding: scratch, as: UTF8.self)
+    }
+}
