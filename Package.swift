@@ -57,7 +57,12 @@ let package = Package(
         ),
         // Starts real redis-server / nginx / pixeld processes on loopback for the integration suites.
         .target(name: "PixeldTestSupport", path: "Tests/Support"),
-        .testTarget(name: "SyslogIngestTests", dependencies: ["SyslogIngest", "PixeldTestSupport"]),
+        .testTarget(
+            name: "SyslogIngestTests",
+            dependencies: [
+                "SyslogIngest", "PixeldConcurrency", "PixeldTestSupport", .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "RespBridgeTests",
             dependencies: [

@@ -6,20 +6,26 @@ import Synchronization
 import Glibc
 #endif
 
-/// The Redis writer: one dedicated thread, one connection, pipelined variadic `LPUSH`.
+/// The Redis writer: one dedicated thread, one connection, one atomic commit per batch.
 ///
-/// Each flush takes everything waiting in the ``PushQueue``, groups it by key and sends one
-/// `LPUSH key v1 … vN` per key (split every ``Options/maxValuesPerCommand`` values), all pipelined,
-/// then reads the replies. Values keep their arrival order: the oldest ends up at the list's tail,
-/// where `BRPOP`/`RPOP` take it first.
+/// Each flush takes everything waiting in the ``PushQueue``, groups it by key and commits it with one
+/// `EVALSHA` that runs one variadic `LPUSH key v1 … vN` per key (see `BatchCommitter`). Values keep
+/// their arrival order: the oldest ends up at the list's tail, where `BRPOP`/`RPOP` take it first.
 ///
-/// Failures: a lost connection is re-established with jittered backoff and the commands whose replies
-/// were not read are sent again; transient server errors (`LOADING`, `BUSY`, `OOM`, `READONLY`,
-/// `MASTERDOWN`…) are retried likewise; a permanent error for one key (`WRONGTYPE`, `NOPERM`) sends that
-/// key's values to the dead-letter list `<key>:dead` and counts them, while every other key flows on.
+/// Failures, and what happens to the messages:
+/// - Connection lost, timeout, or a transient server error (`LOADING`, `BUSY`, `OOM`, `READONLY`,
+///   `MASTERDOWN`…): the batch is committed again with the same identity, after a jittered backoff
+///   (50 ms doubling to 500 ms), so recovery starts within a second of Redis returning and a batch whose
+///   reply was lost is not pushed twice.
+/// - Meanwhile new messages wait in the queue; the receivers wait when it is full. With a spool, once
+///   the queue is half full the writer moves batches to disk instead, and replays the spool — in order,
+///   before any newer batch — when Redis is back.
+/// - A permanent error for one key (`WRONGTYPE`, `NOPERM`) sends that key's values to `<key>:dead`
+///   and counts them; every other key flows on.
+/// - At shutdown, after the deadline: to the spool if there is one, else counted as lost.
 ///
-/// `@unchecked Sendable`: the connection and batch buffers are used only on the writer thread; the
-/// shutdown deadline is an atomic.
+/// `@unchecked Sendable`: the connection, spool and buffers are used only on the writer thread; what
+/// other threads read is atomic.
 public final class LPushWriter: @unchecked Sendable {
     /// Tuning knobs.
     public struct Options: Sendable {
@@ -27,10 +33,10 @@ public final class LPushWriter: @unchecked Sendable {
         public var lingerNanoseconds: Int64 = 1_000_000
         /// Flush without lingering once this many bytes wait.
         public var maxBatchBytes: Int = 1 << 20
-        /// Values per `LPUSH` command at most.
-        public var maxValuesPerCommand: Int = 4096
         /// Suffix of the dead-letter list for a key whose pushes fail permanently.
         public var deadLetterSuffix: String = ":dead"
+        /// During an outage, spool once the queue holds this fraction of its capacity.
+        public var spoolAtQueueFraction: Double = 0.5
         /// Creates default options.
         public init() {}
     }
@@ -38,63 +44,68 @@ public final class LPushWriter: @unchecked Sendable {
     private let queue: PushQueue
     private let connection: RedisConnection
     private let options: Options
+    private let spool: Spool?
     /// Totals for metrics and tests.
     public let statistics: WriterStatistics
     private let logger: Logger
     private var thread: DedicatedThread?
-    /// `Int64.max` while running; at shutdown, the monotonic time after which undeliverable messages
-    /// are given up.
+    /// `Int64.max` while running; at shutdown, the monotonic time after which Redis is given up on.
     private let giveUpAt = Atomic<Int64>(.max)
-    private let onDelivered: (@Sendable (_ batch: borrowing PushBatch, _ entryIndices: ArraySlice<Int>) -> Void)?
+    private let onDelivered: (@Sendable (_ batch: borrowing PushBatch, _ entryIndices: [Int]) -> Void)?
+
+    /// This process's writer identity, part of every batch's identity (see `BatchCommitter`).
+    public let instanceID: String
+    private let marker: [UInt8]
+    private var sequence: UInt64 = 0
+    /// Messages in the spool that a previous run left, replayed first and counted as `recovered`.
+    private var inheritedSpoolMessages = 0
 
     // Writer-thread state, reused across batches.
+    private var committer = BatchCommitter()
     private var everConnected = false
     private var outageStartedAt: Int64?
-    private var groups: [KeyGroup] = []
-    private var argv = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: 1)
-    private var lengths = UnsafeMutablePointer<Int>.allocate(capacity: 1)
-    private var argvCapacity = 1
-    private let lpushName: UnsafeMutablePointer<CChar> = {
-        let name = UnsafeMutablePointer<CChar>.allocate(capacity: 5)
-        for (index, byte) in "LPUSH".utf8.enumerated() { name[index] = CChar(bitPattern: byte) }
-        return name
-    }()
+    private var backoff = Backoff()
 
     /// Creates a writer; call ``start()`` to run it.
     /// - Parameters:
     ///   - queue: where the receivers put accepted messages.
     ///   - redis: where to push.
+    ///   - spool: where batches go while Redis is unreachable; `nil` holds them in memory only.
     ///   - onDelivered: called on the writer thread with the entries Redis acknowledged (latency figures).
     public init(
         queue: PushQueue,
         redis: RedisConfiguration,
         options: Options = Options(),
+        spool: Spool? = nil,
         statistics: WriterStatistics = WriterStatistics(),
         logger: Logger,
-        onDelivered: (@Sendable (_ batch: borrowing PushBatch, _ entryIndices: ArraySlice<Int>) -> Void)? = nil
+        onDelivered: (@Sendable (_ batch: borrowing PushBatch, _ entryIndices: [Int]) -> Void)? = nil
     ) {
         self.queue = queue
         self.connection = RedisConnection(configuration: redis, logger: logger)
         self.options = options
+        self.spool = spool
         self.statistics = statistics
         self.logger = logger
         self.onDelivered = onDelivered
-    }
-
-    deinit {
-        argv.deallocate()
-        lengths.deallocate()
-        lpushName.deallocate()
+        var generator = SystemRandomNumberGenerator()
+        self.instanceID = String(UInt64.random(in: 1...UInt64.max, using: &generator), radix: 16)
+        self.marker = BatchCommitter.markerKey(instanceID: instanceID)
+        inheritedSpoolMessages = spool?.messageCount ?? 0
+        statistics.setSpooled(spool?.messageCount ?? 0)
     }
 
     /// Starts the writer thread. It connects lazily and keeps retrying until Redis answers.
     public func start() {
         precondition(thread == nil, "LPushWriter.start() called twice")
+        if inheritedSpoolMessages > 0 {
+            logger.info("replaying the spool left by a previous run", metadata: ["messages": "\(inheritedSpoolMessages)"])
+        }
         thread = DedicatedThread(name: "pixeld-writer") { [self] in run() }
     }
 
-    /// Drains: stops accepting new messages, pushes everything already queued and returns when done or
-    /// when `timeoutNanoseconds` have passed (then whatever could not be pushed is counted as lost).
+    /// Drains: stops accepting new messages, commits everything already queued and returns when done or
+    /// when `timeoutNanoseconds` have passed — then what is left goes to the spool, or is counted lost.
     /// Stop the receivers first, so that they hand over what their sockets still hold.
     public func shutdown(timeoutNanoseconds: Int64) async {
         giveUpAt.store(MonotonicClock.nanoseconds() + timeoutNanoseconds, ordering: .relaxed)
@@ -104,201 +115,191 @@ public final class LPushWriter: @unchecked Sendable {
 
     private var isGivingUp: Bool { MonotonicClock.nanoseconds() >= giveUpAt.load(ordering: .relaxed) }
 
+    // MARK: - The loop
+
     private func run() {
         var batch = PushBatch()
-        while queue.take(into: &batch, lingerNanoseconds: options.lingerNanoseconds, maxBytes: options.maxBatchBytes) {
-            deliver(batch)
+        while true {
+            replaySpool()
+            let spoolWaiting = !(spool?.isEmpty ?? true)
+            let outcome = queue.take(
+                into: &batch,
+                lingerNanoseconds: options.lingerNanoseconds,
+                maxBytes: options.maxBatchBytes,
+                timeoutNanoseconds: spoolWaiting ? 50_000_000 : nil
+            )
+            if outcome == .closed { break }
+            if outcome == .timedOut { continue }
+            sequence += 1
+            statistics.setInFlight(batch.count)
+            if !(spool?.isEmpty ?? true) {
+                // Order: nothing may overtake what waits in the spool.
+                toSpool(batch, sequence: sequence)
+            } else {
+                deliver(batch, sequence: sequence, deadLetter: false)
+            }
+            statistics.setInFlight(0)
             batch.removeAll()
         }
+        if let spool {
+            replaySpool()
+            do { try spool.flush() } catch { logger.error("spool flush failed", metadata: ["error": "\(error)"]) }
+            if !spool.isEmpty {
+                logger.info("spool kept for the next start", metadata: ["messages": "\(spool.messageCount)"])
+            }
+        }
+        committer.deallocate()
         connection.close()
     }
 
-    // MARK: - One batch
-
-    private struct KeyGroup {
-        var keyStart: Int
-        var keyCount: Int
-        var entryIndices: [Int]
-    }
-
-    private struct Command {
-        var group: Int
-        var entries: Range<Int>
-        var deadLetter = false
-        var done = false
-    }
-
-    private func deliver(_ batch: PushBatch) {
-        statistics.addBatch()
-        group(batch)
-        var commands: [Command] = []
-        for (index, group) in groups.enumerated() {
-            var start = 0
-            while start < group.entryIndices.count {
-                let end = min(group.entryIndices.count, start + options.maxValuesPerCommand)
-                commands.append(Command(group: index, entries: start..<end))
-                start = end
-            }
-        }
-        var backoff = Backoff()
-        while commands.contains(where: { !$0.done }) {
-            if isGivingUp {
-                let left = commands.filter { !$0.done }.reduce(0) { $0 + $1.entries.count }
-                statistics.addLost(left)
-                logger.error("gave up on messages at shutdown: redis unreachable", metadata: ["messages": "\(left)"])
-                return
-            }
-            let retryNeeded = attempt(&commands, batch: batch)
-            if retryNeeded {
-                statistics.addRetry()
-                sleep(milliseconds: backoff.nextDelayMilliseconds())
-            } else {
-                backoff.reset()
-            }
-        }
-    }
-
-    /// Sends every command not yet done and reads the replies.
-    /// - Returns: `true` when something must be retried after a pause.
-    private func attempt(_ commands: inout [Command], batch: PushBatch) -> Bool {
-        var sent: [Int] = []
-        do {
-            try ensureConnected()
-            try batch.bytes.withUnsafeBufferPointer { (bytes) throws(RespError) in
-                for index in commands.indices where !commands[index].done {
-                    try append(commands[index], batch: batch, bytes: bytes)
-                    sent.append(index)
-                }
-            }
-        } catch {
-            noteFailure(error)
-            return true
-        }
-        var retry = false
-        for index in sent {
-            let reply: RESPValue
+    /// Commits one batch, retrying until it is applied; spools it (or gives up) as described above.
+    private func deliver(_ batch: PushBatch, sequence: UInt64, deadLetter: Bool) {
+        var groups: [KeyGroup] = []
+        KeyGroup.group(batch, into: &groups)
+        while true {
             do {
-                reply = try connection.readReply()
+                try ensureConnected()
+                let result = try committer.commit(batch, groups: groups, marker: marker, sequence: sequence, on: connection)
+                noteRecovery()
+                settle(result, batch: batch, groups: groups, deadLetter: deadLetter, fromPreviousRun: 0)
+                return
             } catch {
                 noteFailure(error)
-                return true
-            }
-            retry = handle(reply, for: &commands[index], batch: batch) || retry
-        }
-        if outageStartedAt != nil && !retry { noteRecovery() }
-        return retry
-    }
-
-    /// Records the outcome of one `LPUSH`; returns `true` when it must be retried.
-    private func handle(_ reply: RESPValue, for command: inout Command, batch: PushBatch) -> Bool {
-        let group = groups[command.group]
-        switch reply {
-        case .integer:
-            command.done = true
-            if command.deadLetter {
-                statistics.addDeadLettered(command.entries.count)
-            } else {
-                statistics.addPushed(command.entries.count)
-                onDelivered?(batch, group.entryIndices[command.entries])
-            }
-            return false
-        case .error(let text):
-            let error = RespError(code: .server, operation: "LPUSH", message: text)
-            if error.isTransientServerError {
-                if outageStartedAt == nil {
-                    logger.warning("redis busy, retrying", metadata: ["error": "\(text)"])
-                    outageStartedAt = MonotonicClock.nanoseconds()
+                if spool != nil, !deadLetter,
+                    isGivingUp || Double(queue.pendingBytes) >= Double(queue.capacityBytes) * options.spoolAtQueueFraction
+                {
+                    toSpool(batch, sequence: sequence)
+                    return
                 }
-                return true
+                if isGivingUp {
+                    statistics.addLost(batch.count)
+                    logger.error("gave up at shutdown: redis unreachable and no spool", metadata: ["messages": "\(batch.count)"])
+                    return
+                }
+                pause()
             }
-            let key = String(decoding: batch.bytes[group.keyStart..<group.keyStart + group.keyCount], as: UTF8.self)
-            if command.deadLetter {
-                command.done = true
-                statistics.addLost(command.entries.count)
-                logger.error(
-                    "dead-letter push failed; messages lost",
-                    metadata: ["redis.key": "\(key)\(options.deadLetterSuffix)", "error": "\(text)", "messages": "\(command.entries.count)"]
-                )
-                return false
-            }
-            logger.error(
-                "push failed permanently; sending to dead-letter list",
-                metadata: ["redis.key": "\(key)", "error": "\(text)", "messages": "\(command.entries.count)"]
-            )
-            command.deadLetter = true
-            return true
-        default:
-            command.done = true
-            statistics.addPushed(command.entries.count)
-            return false
         }
     }
 
-    private func append(_ command: Command, batch: PushBatch, bytes: UnsafeBufferPointer<UInt8>) throws(RespError) {
-        let group = groups[command.group]
-        let count = 2 + command.entries.count
-        reserveArgv(count)
-        let base = UnsafeRawPointer(bytes.baseAddress!)
-        argv[0] = UnsafePointer(lpushName)
-        lengths[0] = 5
-        var index = 2
-        for entryIndex in group.entryIndices[command.entries] {
-            let entry = batch.entries[entryIndex]
-            argv[index] = (base + entry.valueStart).assumingMemoryBound(to: CChar.self)
-            lengths[index] = entry.valueCount
-            index += 1
+    /// Books a commit's outcome: counts what was pushed, re-commits keys that hit a transient error,
+    /// dead-letters keys that hit a permanent one.
+    private func settle(_ result: BatchCommitter.Result, batch: PushBatch, groups: [KeyGroup], deadLetter: Bool, fromPreviousRun: Int) {
+        var recovered = fromPreviousRun
+        func book(_ count: Int, _ indices: [Int]) {
+            let inherited = min(recovered, count)
+            recovered -= inherited
+            if inherited > 0 { statistics.addRecovered(inherited) }
+            if deadLetter {
+                statistics.addDeadLettered(count - inherited)
+            } else {
+                statistics.addPushed(count - inherited)
+                onDelivered?(batch, indices)
+            }
         }
-        let key = base + group.keyStart
-        guard command.deadLetter else {
-            argv[1] = key.assumingMemoryBound(to: CChar.self)
-            lengths[1] = group.keyCount
-            try connection.append(argv: argv, lengths: lengths, count: count)
+        guard case .applied(let outcomes) = result else {
+            // Applied by an earlier attempt whose reply was lost.
+            book(batch.count, Array(batch.entries.indices))
             return
         }
-        var deadKey = Array(UnsafeRawBufferPointer(start: key, count: group.keyCount))
-        deadKey.append(contentsOf: options.deadLetterSuffix.utf8)
-        try deadKey.withUnsafeBufferPointer { (deadKey) throws(RespError) in
-            argv[1] = UnsafeRawPointer(deadKey.baseAddress!).assumingMemoryBound(to: CChar.self)
-            lengths[1] = deadKey.count
-            try connection.append(argv: argv, lengths: lengths, count: count)
-        }
-    }
-
-    private func group(_ batch: PushBatch) {
-        for index in groups.indices { groups[index].entryIndices.removeAll(keepingCapacity: true) }
-        var used = 0
-        batch.bytes.withUnsafeBytes { bytes in
-            for (entryIndex, entry) in batch.entries.enumerated() {
-                var found = -1
-                for candidate in 0..<used
-                where groups[candidate].keyCount == entry.keyCount
-                    && memcmp(bytes.baseAddress! + groups[candidate].keyStart, bytes.baseAddress! + entry.keyStart, entry.keyCount) == 0
-                {
-                    found = candidate
-                    break
+        var retry = PushBatch()
+        var dead = PushBatch()
+        for (group, outcome) in zip(groups, outcomes) {
+            switch outcome {
+            case .pushed:
+                book(group.entryIndices.count, group.entryIndices)
+            case .failed(let error) where error.isTransientServerError:
+                for index in group.entryIndices {
+                    let entry = batch.entries[index]
+                    retry.append(key: Array(batch.key(of: entry)), value: Array(batch.value(of: entry)), acceptedAt: entry.acceptedAt)
                 }
-                if found < 0 {
-                    if used == groups.count {
-                        groups.append(KeyGroup(keyStart: 0, keyCount: 0, entryIndices: []))
-                    }
-                    groups[used].keyStart = entry.keyStart
-                    groups[used].keyCount = entry.keyCount
-                    found = used
-                    used += 1
+            case .failed(let error):
+                let key = String(decoding: batch.bytes[group.keyStart..<group.keyStart + group.keyCount], as: UTF8.self)
+                if deadLetter {
+                    statistics.addLost(group.entryIndices.count)
+                    logger.error(
+                        "dead-letter push failed; messages lost",
+                        metadata: ["redis.key": "\(key)", "error": "\(error.message)", "messages": "\(group.entryIndices.count)"]
+                    )
+                    continue
                 }
-                groups[found].entryIndices.append(entryIndex)
+                logger.error(
+                    "push failed permanently; sending to the dead-letter list",
+                    metadata: ["redis.key": "\(key)", "error": "\(error.message)", "messages": "\(group.entryIndices.count)"]
+                )
+                let deadKey = Array(batch.key(of: batch.entries[group.entryIndices[0]])) + Array(options.deadLetterSuffix.utf8)
+                for index in group.entryIndices {
+                    let entry = batch.entries[index]
+                    dead.append(key: deadKey, value: Array(batch.value(of: entry)), acceptedAt: entry.acceptedAt)
+                }
             }
         }
-        if groups.count > used { groups.removeLast(groups.count - used) }
+        if !retry.isEmpty {
+            pause()
+            self.sequence += 1
+            deliver(retry, sequence: self.sequence, deadLetter: deadLetter)
+        }
+        if !dead.isEmpty {
+            self.sequence += 1
+            deliver(dead, sequence: self.sequence, deadLetter: true)
+        }
     }
 
-    private func reserveArgv(_ count: Int) {
-        guard count > argvCapacity else { return }
-        argv.deallocate()
-        lengths.deallocate()
-        argvCapacity = max(count, argvCapacity * 2)
-        argv = .allocate(capacity: argvCapacity)
-        lengths = .allocate(capacity: argvCapacity)
+    // MARK: - Spool
+
+    private func toSpool(_ batch: PushBatch, sequence: UInt64) {
+        guard let spool else { return }
+        do {
+            if try spool.append(batch, instanceID: instanceID, sequence: sequence) {
+                statistics.setSpooled(spool.messageCount)
+            } else {
+                statistics.addSpoolFull(batch.count)
+                logger.error("spool full; messages dropped", metadata: ["messages": "\(batch.count)"])
+            }
+        } catch {
+            statistics.addSpoolFull(batch.count)
+            logger.error("spool write failed; messages dropped", metadata: ["error": "\(error)", "messages": "\(batch.count)"])
+        }
+    }
+
+    /// Commits spooled batches, oldest first, while Redis takes them.
+    private func replaySpool() {
+        guard let spool, !spool.isEmpty else { return }
+        while true {
+            let record: Spool.Record
+            do {
+                guard let next = try spool.peek() else { break }
+                record = next
+            } catch {
+                logger.error("spool read failed", metadata: ["error": "\(error)"])
+                return
+            }
+            var groups: [KeyGroup] = []
+            KeyGroup.group(record.batch, into: &groups)
+            do {
+                try ensureConnected()
+                let result = try committer.commit(
+                    record.batch,
+                    groups: groups,
+                    marker: BatchCommitter.markerKey(instanceID: record.instanceID),
+                    sequence: record.sequence,
+                    on: connection
+                )
+                noteRecovery()
+                let inherited = min(inheritedSpoolMessages, record.batch.count)
+                inheritedSpoolMessages -= inherited
+                settle(result, batch: record.batch, groups: groups, deadLetter: false, fromPreviousRun: inherited)
+                try spool.removeFirst()
+                statistics.setSpooled(spool.messageCount)
+            } catch let error as RespError {
+                noteFailure(error)
+                if !isGivingUp { pause() }
+                return
+            } catch {
+                logger.error("spool update failed", metadata: ["error": "\(error)"])
+                return
+            }
+        }
+        logger.info("spool replayed; back to live delivery")
     }
 
     // MARK: - Connection health
@@ -315,6 +316,8 @@ public final class LPushWriter: @unchecked Sendable {
     }
 
     private func noteFailure(_ error: RespError) {
+        statistics.addRetry()
+        if error.connectionIsDead { connection.close() }
         if outageStartedAt == nil {
             outageStartedAt = MonotonicClock.nanoseconds()
             logger.warning("redis unavailable, holding messages and retrying", metadata: ["error": "\(error)"])
@@ -324,15 +327,16 @@ public final class LPushWriter: @unchecked Sendable {
     }
 
     private func noteRecovery() {
+        backoff.reset()
         guard let started = outageStartedAt else { return }
         outageStartedAt = nil
         let milliseconds = (MonotonicClock.nanoseconds() - started) / 1_000_000
         logger.info("redis available again", metadata: ["outage.ms": "\(milliseconds)"])
     }
 
-    private func sleep(milliseconds: Int) {
-        // Sleep in slices so a shutdown deadline is noticed promptly.
-        var left = milliseconds
+    /// Sleeps for the next backoff delay, in slices so that a shutdown deadline is noticed promptly.
+    private func pause() {
+        var left = backoff.nextDelayMilliseconds()
         while left > 0 && !isGivingUp {
             let slice = min(left, 10)
             usleep(UInt32(slice * 1000))

@@ -39,16 +39,34 @@ public final class PushQueue: @unchecked Sendable {
         }
     }
 
+    /// What ``take(into:lingerNanoseconds:maxBytes:timeoutNanoseconds:)`` did.
+    public enum TakeOutcome: Sendable, Equatable {
+        /// Messages were moved into the batch.
+        case taken
+        /// Nothing arrived within the timeout.
+        case timedOut
+        /// The queue is closed and empty: the writer is done.
+        case closed
+    }
+
     /// Moves everything waiting into `batch` (which should be empty), waiting until there is something.
     /// Once something is there it waits up to `linger` nanoseconds, measured from the oldest message's
     /// acceptance, for more to arrive, unless `maxBytes` are already waiting.
-    /// - Returns: `false` when the queue is closed and empty: the writer is done.
-    public func take(into batch: inout PushBatch, lingerNanoseconds linger: Int64, maxBytes: Int) -> Bool {
+    /// - Parameter timeout: how long to wait for a first message; `nil` waits until one comes or the
+    ///   queue closes.
+    public func take(
+        into batch: inout PushBatch,
+        lingerNanoseconds linger: Int64,
+        maxBytes: Int,
+        timeoutNanoseconds timeout: Int64? = nil
+    ) -> TakeOutcome {
         lock.withLock {
+            let deadline = timeout.map { MonotonicClock.nanoseconds() + $0 }
             while pending.isEmpty {
-                if closed { return false }
+                if closed { return .closed }
+                if let deadline, MonotonicClock.nanoseconds() >= deadline { return .timedOut }
                 writerWaiting = true
-                lock.wait(timeoutNanoseconds: 200_000_000)
+                lock.wait(timeoutNanoseconds: deadline.map { max(1, $0 - MonotonicClock.nanoseconds()) } ?? 200_000_000)
                 writerWaiting = false
             }
             if linger > 0, !closed {
@@ -63,7 +81,7 @@ public final class PushQueue: @unchecked Sendable {
             }
             swap(&batch, &pending)
             lock.broadcast()
-            return true
+            return .taken
         }
     }
 

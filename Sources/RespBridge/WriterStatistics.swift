@@ -1,34 +1,50 @@
 import Synchronization
 
 /// Running totals of the writer, read by the metrics exporter and by tests. Lock-free.
+///
+/// With the listeners' totals they keep the invariant
+/// `received = pushed + queued + in flight + spooled + dead-lettered + dropped (all reasons) + lost`,
+/// where `recovered` (spool of a previous run replayed now) stands outside it.
 public final class WriterStatistics: Sendable {
     private let pushedCount = Atomic<Int>(0)
     private let deadLetteredCount = Atomic<Int>(0)
     private let lostCount = Atomic<Int>(0)
-    private let batchCount = Atomic<Int>(0)
+    private let spoolFullCount = Atomic<Int>(0)
+    private let recoveredCount = Atomic<Int>(0)
+    private let spooledGauge = Atomic<Int>(0)
+    private let inFlightGauge = Atomic<Int>(0)
     private let reconnectCount = Atomic<Int>(0)
     private let retryCount = Atomic<Int>(0)
 
     /// Creates zeroed totals.
     public init() {}
 
-    /// Messages acknowledged by Redis in their own list.
+    /// Messages of this run acknowledged by Redis in their own list.
     public var pushed: Int { pushedCount.load(ordering: .relaxed) }
     /// Messages a permanent per-key error sent to the key's dead-letter list.
     public var deadLettered: Int { deadLetteredCount.load(ordering: .relaxed) }
-    /// Messages that could be delivered neither to Redis nor to a dead-letter list before shutdown.
+    /// Messages given up at shutdown (no spool) or whose dead-letter push failed too.
     public var lost: Int { lostCount.load(ordering: .relaxed) }
-    /// Batches flushed.
-    public var batches: Int { batchCount.load(ordering: .relaxed) }
-    /// Connections (re)established after a failure.
+    /// Messages dropped because the spool was full or could not be written.
+    public var spoolFull: Int { spoolFullCount.load(ordering: .relaxed) }
+    /// Messages a previous run left in the spool, pushed by this run.
+    public var recovered: Int { recoveredCount.load(ordering: .relaxed) }
+    /// Messages in the spool now.
+    public var spooled: Int { spooledGauge.load(ordering: .relaxed) }
+    /// Messages the writer holds now (taken from the queue, not yet settled).
+    public var inFlight: Int { inFlightGauge.load(ordering: .relaxed) }
+    /// Connections re-established after a failure.
     public var reconnects: Int { reconnectCount.load(ordering: .relaxed) }
-    /// Command retries after transient errors or lost connections.
+    /// Failed attempts (connection errors, timeouts, transient server errors).
     public var retries: Int { retryCount.load(ordering: .relaxed) }
 
     func addPushed(_ n: Int) { pushedCount.add(n, ordering: .relaxed) }
     func addDeadLettered(_ n: Int) { deadLetteredCount.add(n, ordering: .relaxed) }
     func addLost(_ n: Int) { lostCount.add(n, ordering: .relaxed) }
-    func addBatch() { batchCount.add(1, ordering: .relaxed) }
+    func addSpoolFull(_ n: Int) { spoolFullCount.add(n, ordering: .relaxed) }
+    func addRecovered(_ n: Int) { recoveredCount.add(n, ordering: .relaxed) }
+    func setSpooled(_ n: Int) { spooledGauge.store(n, ordering: .relaxed) }
+    func setInFlight(_ n: Int) { inFlightGauge.store(n, ordering: .relaxed) }
     func addReconnect() { reconnectCount.add(1, ordering: .relaxed) }
     func addRetry() { retryCount.add(1, ordering: .relaxed) }
 }

@@ -14,7 +14,7 @@ import Testing
         queue.enqueue(batch(["a", "b"]))
         queue.enqueue(batch(["c"], key: "other"))
         var taken = PushBatch()
-        #expect(queue.take(into: &taken, lingerNanoseconds: 0, maxBytes: 1 << 20))
+        #expect(queue.take(into: &taken, lingerNanoseconds: 0, maxBytes: 1 << 20) == .taken)
         #expect(taken.entries.map { String(decoding: taken.value(of: $0), as: UTF8.self) } == ["a", "b", "c"])
         #expect(taken.entries.map { String(decoding: taken.key(of: $0), as: UTF8.self) } == ["k", "k", "other"])
         #expect(queue.pendingCount == 0)
@@ -28,7 +28,7 @@ import Testing
         try await Task.sleep(for: .milliseconds(150))
         #expect(queue.pendingCount == 1)
         var taken = PushBatch()
-        #expect(queue.take(into: &taken, lingerNanoseconds: 0, maxBytes: 1 << 20))
+        #expect(queue.take(into: &taken, lingerNanoseconds: 0, maxBytes: 1 << 20) == .taken)
         #expect(await second.value)
         #expect(queue.pendingCount == 1)
     }
@@ -39,9 +39,9 @@ import Testing
         queue.close()
         #expect(queue.enqueue(batch(["late"])) == false)
         var taken = PushBatch()
-        #expect(queue.take(into: &taken, lingerNanoseconds: 1_000_000_000, maxBytes: 1 << 20))
+        #expect(queue.take(into: &taken, lingerNanoseconds: 1_000_000_000, maxBytes: 1 << 20) == .taken)
         #expect(taken.count == 1)
         taken.removeAll()
-        #expect(queue.take(into: &taken, lingerNanoseconds: 0, maxBytes: 1 << 20) == false)
+        #expect(queue.take(into: &taken, lingerNanoseconds: 0, maxBytes: 1 << 20) == .closed)
     }
 }

@@ -1,0 +1,246 @@
+import PixeldConcurrency
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Commits one batch to Redis exactly once: all of its `LPUSH`es run inside one Lua script that first
+/// checks the writer's commit marker, so a batch re-sent after its reply was lost (connection killed
+/// mid-flight, or replayed from the spool after a crash) is recognised and skipped.
+///
+/// Identity: every batch carries its writer instance's id (random per process start) and a sequence
+/// number that only grows. The marker `pixeld:writer:<instance>` holds the last applied sequence;
+/// the script applies a batch only if its sequence is greater, then stores it — atomically, because a
+/// Lua script runs in isolation and its effects reach the AOF and replicas as one unit.
+///
+/// Per-key isolation: each key's `LPUSH` runs under `redis.pcall`, so a permanent error on one key
+/// (`WRONGTYPE`, `NOPERM`) is reported for that key alone and the other keys are still pushed.
+struct BatchCommitter {
+    /// The outcome of one key's push within a committed batch.
+    enum KeyOutcome: Equatable {
+        /// Pushed; the list's new length.
+        case pushed(Int64)
+        /// Failed with this error reply; nothing of this key was pushed.
+        case failed(RespError)
+    }
+
+    /// The outcome of one commit.
+    enum Result: Equatable {
+        /// The batch had been applied before (a retry): nothing was done.
+        case alreadyApplied
+        /// Applied now; one outcome per key group, in group order.
+        case applied([KeyOutcome])
+    }
+
+    /// How long the commit marker lives after the last commit: long enough for any retry or spool
+    /// replay of the same writer instance to find it.
+    static let markerTTLSeconds = 7 * 24 * 3600
+
+    static let script = """
+        local seq = tonumber(ARGV[1])
+        local last = tonumber(redis.call('GET', KEYS[1]) or '-1')
+        if seq <= last then return -1 end
+        local results = {}
+        local pos = 3
+        for i = 2, #KEYS do
+          local n = tonumber(ARGV[pos])
+          pos = pos + 1
+          local outcome = nil
+          local j = 0
+          while j < n do
+            local m = math.min(n - j, 4000)
+            local r = redis.pcall('LPUSH', KEYS[i], unpack(ARGV, pos + j, pos + j + m - 1))
+            if type(r) == 'table' and r.err then outcome = r.err break end
+            outcome = r
+            j = j + m
+          end
+          results[#results + 1] = outcome or 0
+          pos = pos + n
+        end
+        redis.call('SET', KEYS[1], seq, 'EX', ARGV[2])
+        return results
+        """
+
+    private var scriptSHA: [UInt8]?
+    private var argv = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: 64)
+    private var lengths = UnsafeMutablePointer<Int>.allocate(capacity: 64)
+    private var capacity = 64
+    private var numbers: [UInt8] = []
+    private var numberRanges: [Range<Int>] = []
+
+    /// Creates a committer.
+    init() {}
+
+    /// The commit marker key of a writer instance.
+    static func markerKey(instanceID: String) -> [UInt8] { Array("pixeld:writer:\(instanceID)".utf8) }
+
+    /// Frees the argument buffers. Call once, when the writer stops.
+    func deallocate() {
+        argv.deallocate()
+        lengths.deallocate()
+    }
+
+    /// Sends the commit of `groups` (keys and entry indices into `batch`) as batch number `sequence` of
+    /// the writer instance whose marker key is `marker`, and reads its reply.
+    /// - Throws: ``RespError``: a connection failure (the batch may or may not have been applied: send
+    ///   it again with the same sequence), or a server error for the whole script (`OOM`, `BUSY`,
+    ///   `LOADING`…: nothing was applied).
+    mutating func commit(
+        _ batch: PushBatch,
+        groups: [KeyGroup],
+        marker: [UInt8],
+        sequence: UInt64,
+        on connection: RedisConnection
+    ) throws(RespError) -> Result {
+        if scriptSHA == nil { try loadScript(on: connection) }
+        var reply = try send(batch, groups: groups, marker: marker, sequence: sequence, on: connection)
+        if case .error(let text) = reply, text.hasPrefix("NOSCRIPT") {
+            // Redis restarted and forgot the script; it did not run, so sending again is safe.
+            try loadScript(on: connection)
+            reply = try send(batch, groups: groups, marker: marker, sequence: sequence, on: connection)
+        }
+        switch reply {
+        case .integer(-1):
+            return .alreadyApplied
+        case .array(let outcomes) where outcomes.count == groups.count:
+            return .applied(outcomes.map { outcome in
+                switch outcome {
+                case .integer(let length): return .pushed(length)
+                case .error(let text), .status(let text): return .failed(RespError(code: .server, operation: "LPUSH", message: text))
+                case .bulk(let bytes):
+                    return .failed(RespError(code: .server, operation: "LPUSH", message: String(decoding: bytes, as: UTF8.self)))
+                default: return .failed(RespError(code: .unexpectedReply, operation: "LPUSH", message: "\(outcome)"))
+                }
+            })
+        case .error(let text):
+            throw RespError(code: .server, operation: "EVALSHA", message: text)
+        default:
+            throw RespError(code: .unexpectedReply, operation: "EVALSHA", message: "\(reply)")
+        }
+    }
+
+    private mutating func loadScript(on connection: RedisConnection) throws(RespError) {
+        let reply = try connection.command(["SCRIPT", "LOAD", Self.script]).unwrap("SCRIPT LOAD")
+        guard let sha = reply.bytes else {
+            throw RespError(code: .unexpectedReply, operation: "SCRIPT LOAD", message: "\(reply)")
+        }
+        scriptSHA = sha
+    }
+
+    /// Builds `EVALSHA sha numkeys marker key… seq ttl count values… count values…` with pointers straight
+    /// into the batch's arena, appends it and reads the reply.
+    private mutating func send(
+        _ batch: PushBatch,
+        groups: [KeyGroup],
+        marker markerKey: [UInt8],
+        sequence: UInt64,
+        on connection: RedisConnection
+    ) throws(RespError) -> RESPValue {
+        // Numbers as text, in one buffer that is not touched again until the command is appended.
+        numbers.removeAll(keepingCapacity: true)
+        numberRanges.removeAll(keepingCapacity: true)
+        func addNumber(_ value: some BinaryInteger) {
+            let start = numbers.count
+            numbers.append(contentsOf: String(value).utf8)
+            numberRanges.append(start..<numbers.count)
+        }
+        addNumber(groups.count + 1)  // numkeys
+        addNumber(sequence)
+        addNumber(Self.markerTTLSeconds)
+        for group in groups { addNumber(group.entryIndices.count) }
+
+        // EVALSHA sha numkeys marker key… seq ttl (count values…)…
+        let count = 4 + groups.count + 2 + groups.count + batch.count
+        reserve(count)
+        let sha = scriptSHA!
+        return try sha.withUnsafeBufferPointer { (sha) throws(RespError) -> RESPValue in
+            try markerKey.withUnsafeBufferPointer { (marker) throws(RespError) -> RESPValue in
+                try numbers.withUnsafeBufferPointer { (digits) throws(RespError) -> RESPValue in
+                    try batch.bytes.withUnsafeBufferPointer { (arena) throws(RespError) -> RESPValue in
+                        var index = 0
+                        func put(_ base: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) {
+                            argv[index] = UnsafeRawPointer(base.baseAddress! + range.lowerBound).assumingMemoryBound(to: CChar.self)
+                            lengths[index] = range.count
+                            index += 1
+                        }
+                        let evalsha = Self.evalshaName
+                        argv[0] = UnsafePointer(evalsha)
+                        lengths[0] = 7
+                        index = 1
+                        put(sha, 0..<sha.count)
+                        put(digits, numberRanges[0])
+                        put(marker, 0..<marker.count)
+                        for group in groups { put(arena, group.keyStart..<group.keyStart + group.keyCount) }
+                        put(digits, numberRanges[1])
+                        put(digits, numberRanges[2])
+                        for (groupIndex, group) in groups.enumerated() {
+                            put(digits, numberRanges[3 + groupIndex])
+                            for entryIndex in group.entryIndices {
+                                let entry = batch.entries[entryIndex]
+                                put(arena, entry.valueStart..<entry.valueStart + entry.valueCount)
+                            }
+                        }
+                        precondition(index == count)
+                        try connection.append(argv: argv, lengths: lengths, count: count)
+                        return try connection.readReply()
+                    }
+                }
+            }
+        }
+    }
+
+    /// Allocated once, never written after initialisation, never freed.
+    private nonisolated(unsafe) static let evalshaName: UnsafeMutablePointer<CChar> = {
+        let name = UnsafeMutablePointer<CChar>.allocate(capacity: 7)
+        for (index, byte) in "EVALSHA".utf8.enumerated() { name[index] = CChar(bitPattern: byte) }
+        return name
+    }()
+
+    private mutating func reserve(_ count: Int) {
+        guard count > capacity else { return }
+        argv.deallocate()
+        lengths.deallocate()
+        capacity = max(count, capacity * 2)
+        argv = .allocate(capacity: capacity)
+        lengths = .allocate(capacity: capacity)
+    }
+}
+
+/// The entries of one key within a batch.
+struct KeyGroup {
+    /// Offset of the key in the batch's arena.
+    var keyStart: Int
+    /// Length of the key.
+    var keyCount: Int
+    /// Indices into the batch's entries, in arrival order.
+    var entryIndices: [Int]
+
+    /// Groups `batch` by key, reusing `groups`' storage. Keys are few (one per program), so a linear
+    /// scan with `memcmp` beats hashing.
+    static func group(_ batch: PushBatch, into groups: inout [KeyGroup]) {
+        for index in groups.indices { groups[index].entryIndices.removeAll(keepingCapacity: true) }
+        var used = 0
+        batch.bytes.withUnsafeBytes { bytes in
+            let base = bytes.baseAddress!
+            for (entryIndex, entry) in batch.entries.enumerated() {
+                var found = -1
+                for candidate in 0..<used
+                where groups[candidate].keyCount == entry.keyCount
+                    && memcmp(base + groups[candidate].keyStart, base + entry.keyStart, entry.keyCount) == 0
+                {
+                    found = candidate
+                    break
+                }
+                if found < 0 {
+                    if used == groups.count { groups.append(KeyGroup(keyStart: 0, keyCount: 0, entryIndices: [])) }
+                    groups[used].keyStart = entry.keyStart
+                    groups[used].keyCount = entry.keyCount
+                    found = used
+                    used += 1
+                }
+                groups[found].entryIndices.append(entryIndex)
+            }
+        }
+        if groups.count > used { groups.removeLast(groups.count - used) }
+    }
+}

@@ -1,0 +1,320 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A disk spool for batches that cannot reach Redis: append-only segment files of framed records,
+/// replayed in order when Redis is back, and again on the next start after a crash or shutdown.
+///
+/// Record framing: `"PXS1"`, payload length (UInt32 LE), CRC-32 of the payload (UInt32 LE), payload.
+/// Payload: writer instance id (UInt8 length + bytes), batch sequence (UInt64 LE), message count
+/// (UInt32 LE), then per message: key length (UInt16 LE), key, value length (UInt32 LE), value.
+/// A torn record at the end of the newest segment (a crash mid-write) fails its length or checksum
+/// and is cut off at open; everything before it is kept.
+///
+/// Replay is at-least-once at the spool level (a segment is deleted only after all of its records were
+/// committed) and exactly-once in Redis, because each record keeps its batch identity and the commit
+/// script skips batches already applied.
+///
+/// Used by the writer thread only.
+public final class Spool {
+    /// When appended records are forced to disk.
+    public enum SyncPolicy: Sendable, Equatable {
+        /// `fdatasync` after every record: nothing accepted is lost even on power loss.
+        case always
+        /// `fdatasync` when at least this many milliseconds passed since the last one.
+        case interval(milliseconds: Int)
+        /// Leave it to the kernel (survives a pixeld crash, not a machine crash).
+        case never
+    }
+
+    /// A batch read back from the spool.
+    public struct Record {
+        /// The batch.
+        public var batch: PushBatch
+        /// The writer instance that created it.
+        public var instanceID: String
+        /// Its sequence number within that instance.
+        public var sequence: UInt64
+    }
+
+    /// The directory holding the segment files.
+    public let directory: String
+    private let maxBytes: Int
+    private let segmentBytes: Int
+    private let sync: SyncPolicy
+    private var segments: [Segment] = []
+    private var writeFD: Int32 = -1
+    private var lastSync: Int64 = 0
+    /// Read position: index into `segments` is always 0; offset within it.
+    private var readOffset = 0
+
+    private struct Segment {
+        var number: UInt64
+        var path: String
+        var size: Int
+        var messages: Int
+    }
+
+    /// Bytes on disk.
+    public private(set) var byteCount = 0
+    /// Messages held (not yet replayed).
+    public private(set) var messageCount = 0
+    /// `true` when nothing waits for replay.
+    public var isEmpty: Bool { messageCount == 0 }
+
+    /// Opens (creating if needed) the spool in `directory` and checks the records already there.
+    /// - Parameters:
+    ///   - maxBytes: the most bytes the spool may hold; ``append(_:instanceID:sequence:)`` refuses beyond.
+    ///   - segmentBytes: a new segment file starts after this many bytes.
+    /// - Throws: ``SpoolError`` when the directory cannot be created or read.
+    public init(directory: String, maxBytes: Int, sync: SyncPolicy, segmentBytes: Int = 16 << 20) throws(SpoolError) {
+        self.directory = directory
+        self.maxBytes = maxBytes
+        self.segmentBytes = segmentBytes
+        self.sync = sync
+        if mkdir(directory, 0o700) != 0 && errno != EEXIST { throw SpoolError("mkdir", path: directory) }
+        try scan()
+    }
+
+    deinit {
+        if writeFD >= 0 {
+            _ = fdatasync(writeFD)
+            close(writeFD)
+        }
+    }
+
+    /// Appends one batch as one record.
+    /// - Returns: `false` when the spool is full (the caller counts the messages as `spool_full`).
+    /// - Throws: ``SpoolError`` when writing fails.
+    public func append(_ batch: PushBatch, instanceID: String, sequence: UInt64) throws(SpoolError) -> Bool {
+        var payload: [UInt8] = []
+        payload.reserveCapacity(batch.byteCount + batch.count * 6 + 32)
+        let instance = Array(instanceID.utf8.prefix(255))
+        payload.append(UInt8(instance.count))
+        payload += instance
+        payload.appendLittleEndian(sequence)
+        payload.appendLittleEndian(UInt32(batch.count))
+        for entry in batch.entries {
+            payload.appendLittleEndian(UInt16(entry.keyCount))
+            payload += batch.key(of: entry)
+            payload.appendLittleEndian(UInt32(entry.valueCount))
+            payload += batch.value(of: entry)
+        }
+        var record: [UInt8] = Array("PXS1".utf8)
+        record.appendLittleEndian(UInt32(payload.count))
+        record.appendLittleEndian(payload.withUnsafeBytes { CRC32.checksum($0) })
+        record += payload
+        guard byteCount + record.count <= maxBytes else { return false }
+
+        if segments.isEmpty || segments[segments.count - 1].size >= segmentBytes || writeFD < 0 {
+            try startSegment()
+        }
+        var written = 0
+        while written < record.count {
+            let result = record[written...].withUnsafeBytes { write(writeFD, $0.baseAddress, $0.count) }
+            if result < 0 {
+                if errno == EINTR { continue }
+                let error = SpoolError("write", path: segments[segments.count - 1].path)
+                // Cut off the partial record so the segment stays readable.
+                _ = ftruncate(writeFD, off_t(segments[segments.count - 1].size))
+                throw error
+            }
+            written += result
+        }
+        segments[segments.count - 1].size += record.count
+        segments[segments.count - 1].messages += batch.count
+        byteCount += record.count
+        messageCount += batch.count
+        try syncIfDue()
+        return true
+    }
+
+    /// Forces everything appended so far to disk.
+    public func flush() throws(SpoolError) {
+        guard writeFD >= 0 else { return }
+        if fdatasync(writeFD) != 0 { throw SpoolError("fdatasync", path: segments.last?.path ?? directory) }
+        lastSync = Self.now()
+    }
+
+    /// The oldest record not yet replayed, or `nil`.
+    public func peek() throws(SpoolError) -> Record? {
+        while let segment = segments.first {
+            if readOffset < segment.size, let record = try readRecord(in: segment, at: readOffset) {
+                return record.0
+            }
+            // The first segment is exhausted (or its tail is unreadable): on to the next.
+            try dropFirstSegment()
+        }
+        return nil
+    }
+
+    /// Marks the record returned by ``peek()`` as replayed; deletes its segment once all are.
+    public func removeFirst() throws(SpoolError) {
+        guard let segment = segments.first, let (record, size) = try readRecord(in: segment, at: readOffset) else { return }
+        readOffset += size
+        messageCount -= record.batch.count
+        segments[0].messages -= record.batch.count
+        if readOffset >= segment.size { try dropFirstSegment() }
+    }
+
+    // MARK: - Files
+
+    private func startSegment() throws(SpoolError) {
+        if writeFD >= 0 {
+            _ = fdatasync(writeFD)
+            close(writeFD)
+            writeFD = -1
+        }
+        let number = (segments.last?.number ?? 0) + 1
+        let path = Self.path(directory, number)
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SpoolError("open", path: path) }
+        writeFD = fd
+        segments.append(Segment(number: number, path: path, size: 0, messages: 0))
+        // Make the new file's directory entry durable too.
+        let dirFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dirFD >= 0 {
+            _ = fsync(dirFD)
+            close(dirFD)
+        }
+    }
+
+    private func dropFirstSegment() throws(SpoolError) {
+        let segment = segments.removeFirst()
+        readOffset = 0
+        byteCount -= segment.size
+        messageCount -= segment.messages
+        if segments.isEmpty && writeFD >= 0 {
+            close(writeFD)
+            writeFD = -1
+        }
+        if unlink(segment.path) != 0 && errno != ENOENT { throw SpoolError("unlink", path: segment.path) }
+    }
+
+    private func syncIfDue() throws(SpoolError) {
+        switch sync {
+        case .always: try flush()
+        case .interval(let milliseconds):
+            if Self.now() - lastSync >= Int64(milliseconds) * 1_000_000 { try flush() }
+        case .never: break
+        }
+    }
+
+    /// Finds existing segments, validates every record, cuts off a torn tail.
+    private func scan() throws(SpoolError) {
+        guard let dir = opendir(directory) else { throw SpoolError("opendir", path: directory) }
+        var numbers: [UInt64] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name.hasPrefix("segment-"), name.hasSuffix(".spool"),
+                let number = UInt64(name.dropFirst("segment-".count).dropLast(".spool".count))
+            {
+                numbers.append(number)
+            }
+        }
+        closedir(dir)
+        for number in numbers.sorted() {
+            let path = Self.path(directory, number)
+            var segment = Segment(number: number, path: path, size: 0, messages: 0)
+            var info = stat()
+            guard stat(path, &info) == 0 else { continue }
+            let fileSize = Int(info.st_size)
+            var offset = 0
+            while offset < fileSize, let (record, size) = try readRecord(in: Segment(number: number, path: path, size: fileSize, messages: 0), at: offset) {
+                offset += size
+                segment.messages += record.batch.count
+            }
+            if offset < fileSize {
+                // A torn or corrupt record: keep what precedes it.
+                if truncate(path, off_t(offset)) != 0 { throw SpoolError("truncate", path: path) }
+            }
+            segment.size = offset
+            if segment.size == 0 {
+                unlink(path)
+                continue
+            }
+            segments.append(segment)
+            byteCount += segment.size
+            messageCount += segment.messages
+        }
+    }
+
+    /// Reads and checks the record at `offset`; `nil` when it is incomplete or fails its checksum.
+    private func readRecord(in segment: Segment, at offset: Int) throws(SpoolError) -> (Record, Int)? {
+        let fd = open(segment.path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SpoolError("open", path: segment.path) }
+        defer { close(fd) }
+        var header = [UInt8](repeating: 0, count: 12)
+        guard Self.readFully(fd, &header, at: offset), header[0..<4].elementsEqual("PXS1".utf8) else { return nil }
+        let length = Int(header.loadLittleEndian(UInt32.self, at: 4))
+        let checksum = header.loadLittleEndian(UInt32.self, at: 8)
+        guard length <= segment.size - offset - 12 else { return nil }
+        var payload = [UInt8](repeating: 0, count: length)
+        guard Self.readFully(fd, &payload, at: offset + 12),
+            payload.withUnsafeBytes({ CRC32.checksum($0) }) == checksum,
+            let record = Self.decode(payload)
+        else { return nil }
+        return (record, 12 + length)
+    }
+
+    private static func decode(_ payload: [UInt8]) -> Record? {
+        var position = 0
+        func take(_ count: Int) -> ArraySlice<UInt8>? {
+            guard position + count <= payload.count else { return nil }
+            defer { position += count }
+            return payload[position..<position + count]
+        }
+        guard let instanceLength = take(1)?.first, let instance = take(Int(instanceLength)),
+            let sequenceBytes = take(8), let countBytes = take(4)
+        else { return nil }
+        let sequence = Array(sequenceBytes).loadLittleEndian(UInt64.self, at: 0)
+        let count = Int(Array(countBytes).loadLittleEndian(UInt32.self, at: 0))
+        var batch = PushBatch()
+        for _ in 0..<count {
+            guard let keyLengthBytes = take(2) else { return nil }
+            guard let key = take(Int(Array(keyLengthBytes).loadLittleEndian(UInt16.self, at: 0))),
+                let valueLengthBytes = take(4),
+                let value = take(Int(Array(valueLengthBytes).loadLittleEndian(UInt32.self, at: 0)))
+            else { return nil }
+            batch.append(key: Array(key), value: Array(value), acceptedAt: 0)
+        }
+        guard position == payload.count else { return nil }
+        return Record(batch: batch, instanceID: String(decoding: instance, as: UTF8.self), sequence: sequence)
+    }
+
+    private static func readFully(_ fd: Int32, _ buffer: inout [UInt8], at offset: Int) -> Bool {
+        var done = 0
+        while done < buffer.count {
+            let result = buffer[done...].withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset + done)) }
+            if result < 0 && errno == EINTR { continue }
+            if result <= 0 { return false }
+            done += result
+        }
+        return true
+    }
+
+    private static func path(_ directory: String, _ number: UInt64) -> String {
+        let digits = String(number)
+        return "\(directory)/segment-\(String(repeating: "0", count: max(0, 16 - digits.count)))\(digits).spool"
+    }
+
+    private static func now() -> Int64 {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec)
+    }
+}
+
+extension Array where Element == UInt8 {
+    fileprivate mutating func appendLittleEndian<T: FixedWidthInteger>(_ value: T) {
+        Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
+    }
+
+    fileprivate func loadLittleEndian<T: FixedWidthInteger>(_ type: T.Type, at offset: Int) -> T {
+        var value = T.zero
+        for index in 0..<MemoryLayout<T>.size { value |= T(self[offset + index]) << (8 * index) }
+        return value
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+@testable import RespBridge
+import Testing
+
+@Suite struct SpoolTests {
+    private func directory() -> String {
+        NSTemporaryDirectory() + "pixeld-spool-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    }
+
+    private func batch(_ values: [String], key: String = "pixel") -> PushBatch {
+        var batch = PushBatch()
+        for value in values { batch.append(key: Array(key.utf8), value: Array(value.utf8), acceptedAt: 0) }
+        return batch
+    }
+
+    private func values(_ record: Spool.Record?) -> [String] {
+        guard let record else { return [] }
+        return record.batch.entries.map { String(decoding: record.batch.value(of: $0), as: UTF8.self) }
+    }
+
+    @Test func recordsComeBackInOrderWithTheirIdentityAcrossReopen() throws {
+        let path = directory()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        do {
+            let spool = try Spool(directory: path, maxBytes: 1 << 20, sync: .always, segmentBytes: 200)
+            #expect(try spool.append(batch(["a", "b"]), instanceID: "w1", sequence: 7))
+            #expect(try spool.append(batch(["c"], key: "other"), instanceID: "w1", sequence: 8))
+            #expect(try spool.append(batch([String(repeating: "z", count: 300)]), instanceID: "w1", sequence: 9))
+            #expect(spool.messageCount == 4)
+        }
+        let spool = try Spool(directory: path, maxBytes: 1 << 20, sync: .always, segmentBytes: 200)
+        #expect(spool.messageCount == 4)
+        let first = try spool.peek()
+        #expect(values(first) == ["a", "b"])
+        #expect(first?.instanceID == "w1")
+        #expect(first?.sequence == 7)
+        try spool.removeFirst()
+        let second = try spool.peek()
+        #expect(values(second) == ["c"])
+        #expect(second.map { String(decoding: $0.batch.key(of: $0.batch.entries[0]), as: UTF8.self) } == "other")
+        try spool.removeFirst()
+        #expect(try spool.peek()?.sequence == 9)
+        try spool.removeFirst()
+        #expect(try spool.peek() == nil)
+        #expect(spool.isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: path).isEmpty, "replayed segments are deleted")
+    }
+
+    @Test func aTornRecordAtTheTailIsCutOffAndTheRestKept() throws {
+        let path = directory()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        do {
+            let spool = try Spool(directory: path, maxBytes: 1 << 20, sync: .always)
+            #expect(try spool.append(batch(["kept-1", "kept-2"]), instanceID: "w", sequence: 1))
+        }
+        // Simulate a crash in the middle of writing the next record.
+        let segment = path + "/" + (try FileManager.default.contentsOfDirectory(atPath: path).first!)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: segment))
+        handle.seekToEndOfFile()
+        handle.write(Data("PXS1".utf8) + Data([200, 0, 0, 0, 1, 2, 3, 4]) + Data("partial".utf8))
+        try handle.close()
+        let spool = try Spool(directory: path, maxBytes: 1 << 20, sync: .always)
+        #expect(spool.messageCount == 2)
+        #expect(values(try spool.peek()) == ["kept-1", "kept-2"])
+        // Appending after recovery works and reads back in order.
+        #expect(try spool.append(batch(["after"]), instanceID: "w2", sequence: 1))
+        try spool.removeFirst()
+        #expect(values(try spool.peek()) == ["after"])
+    }
+
+    @Test func aFullSpoolRefusesInsteadOfGrowing() throws {
+        let path = directory()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let spool = try Spool(directory: path, maxBytes: 100, sync: .never)
+        #expect(try spool.append(batch(["small"]), instanceID: "w", sequence: 1))
+        #expect(try spool.append(batch([String(repeating: "x", count: 200)]), instanceID: "w", sequence: 2) == false)
+        #expect(spool.messageCount == 1)
+    }
+
+    @Test func binaryValuesSurviveByteForByte() throws {
+        let path = directory()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let spool = try Spool(directory: path, maxBytes: 1 << 20, sync: .never)
+        var original = PushBatch()
+        let value: [UInt8] = [0, 255, 10, 13, 0x50, 0x58, 0x53, 0x31]
+        original.append(key: Array("k".utf8), value: value, acceptedAt: 0)
+        #expect(try spool.append(original, instanceID: "w", sequence: 1))
+        let record = try #require(try spool.peek())
+        #expect(Array(record.batch.value(of: record.batch.entries[0])) == value)
+    }
+}

@@ -1,0 +1,171 @@
+import Foundation
+import Logging
+import PixeldConcurrency
+import SyslogIngest
+import Testing
+
+/// Real sockets on loopback (port 0) and temp unix paths; no server needed.
+@Suite(.serialized) struct DatagramListenerTests {
+    /// Collects accepted messages; the listener calls it on its own thread.
+    final class CollectingSink: AcceptedMessageSink, @unchecked Sendable {
+        private let lock = ConditionLock()
+        private var messages: [(String, [UInt8])] = []
+        func accept(program: UnsafeRawBufferPointer, message: UnsafeRawBufferPointer, acceptedAt: Int64) {
+            let entry = (String(decoding: program, as: UTF8.self), Array(message))
+            lock.withLock { messages.append(entry) }
+        }
+        func endOfBatch() -> Bool { true }
+        var received: [(String, [UInt8])] { lock.withLock { messages } }
+        func wait(for count: Int, seconds: Double = 5) -> Bool {
+            let deadline = Date().addingTimeInterval(seconds)
+            while Date() < deadline {
+                if received.count >= count { return true }
+                usleep(5_000)
+            }
+            return received.count >= count
+        }
+    }
+
+    private func send(_ datagrams: [[UInt8]], toUDP port: Int, host: String = "127.0.0.1") throws {
+        let ipv6 = host.contains(":")
+        let fd = socket(ipv6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        for datagram in datagrams {
+            let sent: Int
+            if ipv6 {
+                var address = sockaddr_in6()
+                address.sin6_family = sa_family_t(AF_INET6)
+                address.sin6_port = in_port_t(UInt16(port).bigEndian)
+                inet_pton(AF_INET6, host, &address.sin6_addr)
+                sent = withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        sendto(fd, datagram, datagram.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+                    }
+                }
+            } else {
+                var address = sockaddr_in()
+                address.sin_family = sa_family_t(AF_INET)
+                address.sin_port = in_port_t(UInt16(port).bigEndian)
+                inet_pton(AF_INET, host, &address.sin_addr)
+                sent = withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        sendto(fd, datagram, datagram.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                    }
+                }
+            }
+            #expect(sent == datagram.count)
+        }
+    }
+
+    /// Sends from an unbound unix datagram socket, as nginx does (the peer address is empty).
+    private func send(_ datagrams: [[UInt8]], toUnix path: String) {
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
+        for datagram in datagrams {
+            let sent = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sendto(fd, datagram, datagram.count, 0, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
+            }
+            #expect(sent == datagram.count)
+        }
+    }
+
+    private func listener(_ address: ListenAddress, rules: IngestRules = IngestRules()) throws -> (DatagramListener, CollectingSink) {
+        let socket = try DatagramSocket(binding: address, receiveBufferBytes: 1 << 20)
+        let sink = CollectingSink()
+        let listener = DatagramListener(socket: socket, rules: rules, sink: sink, logger: .init(label: "test"))
+        listener.start()
+        return (listener, sink)
+    }
+
+    @Test func udpOnIPv4KeepsLocal3AndCountsTheRest() async throws {
+        let (listener, sink) = try listener(.udp(host: "127.0.0.1", port: 0))
+        guard case .udp(_, let port) = listener.socket.address else { return }
+        #expect(port != 0)
+        try send(
+            [
+                Array("<158>Nov 22 10:00:00 web-1 pixel: 1763805600.001,e=pageview".utf8),
+                Array("<14>Nov 22 10:00:00 web-1 other: user facility".utf8),
+                Array("no pri at all".utf8),
+                Array("<158>1 2026-11-22T10:00:00Z web-1 - - - - nil app".utf8),
+                Array("<158>Nov 22 10:00:00 web-1 bad*name: x".utf8),
+                Array("<158>Nov 22 10:00:00 web-1 pixel: second".utf8),
+            ],
+            toUDP: port
+        )
+        #expect(sink.wait(for: 2))
+        await listener.stop()
+        #expect(sink.received.map(\.0) == ["pixel", "pixel"])
+        #expect(sink.received.map { String(decoding: $0.1, as: UTF8.self) } == ["1763805600.001,e=pageview", "second"])
+        let stats = listener.statistics
+        #expect(stats.received == 6)
+        #expect(stats.accepted == 2)
+        #expect(stats.dropped(.filtered) == 1)
+        #expect(stats.dropped(.malformed) == 1)
+        #expect(stats.dropped(.noProgram) == 1)
+        #expect(stats.dropped(.badProgram) == 1)
+        #expect(stats.received == stats.accepted + stats.droppedTotal)
+    }
+
+    @Test func udpOnIPv6() async throws {
+        let (listener, sink) = try listener(.udp(host: "::1", port: 0))
+        guard case .udp(_, let port) = listener.socket.address else { return }
+        try send([Array("<158>pixel: over v6".utf8)], toUDP: port, host: "::1")
+        #expect(sink.wait(for: 1))
+        await listener.stop()
+        #expect(sink.received.first?.1 == Array("over v6".utf8))
+    }
+
+    @Test func unixSocketFromAnUnboundSenderReplacesAStaleFileAndIsWorldWritable() async throws {
+        let path = NSTemporaryDirectory() + "pixeld-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
+        // A stale socket file from an earlier run.
+        let stale = try DatagramSocket(binding: .unix(path: path, mode: 0o600), receiveBufferBytes: 0)
+        _ = stale  // keep the file; a new bind must replace it
+        let (listener, sink) = try listener(.unix(path: path, mode: 0o666))
+        var info = stat()
+        #expect(lstat(path, &info) == 0)
+        #expect(info.st_mode & 0o777 == 0o666)
+        let nginxLine = Array("<158>Nov 22 10:00:00 web-1 pixel: 1763805600.123,e=pageview&u=%2F".utf8)
+        send(Array(repeating: nginxLine, count: 500), toUnix: path)
+        #expect(sink.wait(for: 500))
+        await listener.stop()
+        #expect(sink.received.count == 500)
+        #expect(sink.received.allSatisfy { $0.1 == Array("1763805600.123,e=pageview&u=%2F".utf8) })
+        #expect(lstat(path, &info) != 0, "the socket file is removed on stop")
+    }
+
+    @Test func oversizeDatagramsAreDroppedNotTruncated() async throws {
+        let rules = IngestRules(facilities: .default, programs: ProgramPolicy(), maxMessageBytes: 1000)
+        let (listener, sink) = try listener(.udp(host: "127.0.0.1", port: 0), rules: rules)
+        guard case .udp(_, let port) = listener.socket.address else { return }
+        let big = Array("<158>pixel: ".utf8) + Array(repeating: UInt8(ascii: "x"), count: 5000)
+        try send([big, Array("<158>pixel: small".utf8)], toUDP: port)
+        #expect(sink.wait(for: 1))
+        await listener.stop()
+        #expect(listener.statistics.dropped(.oversize) == 1)
+        #expect(sink.received.map { $0.1 } == [Array("small".utf8)])
+    }
+
+    @Test func stopDrainsWhatTheSocketAlreadyHolds() async throws {
+        let socket = try DatagramSocket(binding: .udp(host: "127.0.0.1", port: 0), receiveBufferBytes: 4 << 20)
+        guard case .udp(_, let port) = socket.address else { return }
+        // Queue datagrams before the listener runs, then stop it at once: all must be handed over.
+        try send((0..<300).map { Array("<158>pixel: \($0)".utf8) }, toUDP: port)
+        let sink = CollectingSink()
+        let listener = DatagramListener(socket: socket, rules: IngestRules(), sink: sink, logger: .init(label: "test"))
+        listener.start()
+        await listener.stop()
+        #expect(sink.received.count == 300)
+        #expect(sink.received.map { String(decoding: $0.1, as: UTF8.self) } == (0..<300).map(String.init))
+    }
+
+    @Test(arguments: ["nohost", "1.2.3.4", "[::1", "127.0.0.1:99999", ":5514"])
+    func badUDPAddressesFailWithOneLine(text: String) {
+        #expect(throws: SyslogIngestError.self) { try ListenAddress.udp(parsing: text) }
+    }
+}
