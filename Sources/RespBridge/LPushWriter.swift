@@ -65,6 +65,7 @@ public final class LPushWriter: @unchecked Sendable {
     private var everConnected = false
     private var outageStartedAt: Int64?
     private var backoff = Backoff()
+    private let metrics = RespBridgeMetrics()
 
     /// Creates a writer; call ``start()`` to run it.
     /// - Parameters:
@@ -159,7 +160,9 @@ public final class LPushWriter: @unchecked Sendable {
         while true {
             do {
                 try ensureConnected()
+                let started = MonotonicClock.nanoseconds()
                 let result = try committer.commit(batch, groups: groups, marker: marker, sequence: sequence, on: connection)
+                metrics.recordCommit(nanoseconds: MonotonicClock.nanoseconds() - started, messages: batch.count)
                 noteRecovery()
                 settle(result, batch: batch, groups: groups, deadLetter: deadLetter, fromPreviousRun: 0)
                 return
@@ -193,6 +196,7 @@ public final class LPushWriter: @unchecked Sendable {
                 statistics.addDeadLettered(count - inherited)
             } else {
                 statistics.addPushed(count - inherited)
+                metrics.recordAcks(batch, indices)
                 onDelivered?(batch, indices)
             }
         }

@@ -1,6 +1,8 @@
 import Logging
+import Metrics
+import Prometheus
 
-/// The one place that bootstraps the logging system (and, later, metrics) for the process.
+/// The one place that bootstraps the logging and metrics systems for the process.
 enum Bootstrap {
     /// Sends logs to standard error at `level`, and returns the root logger.
     static func logging(level: Logger.Level, label: String) -> Logger {
@@ -12,5 +14,19 @@ enum Bootstrap {
         var logger = Logger(label: label)
         logger.logLevel = level
         return logger
+    }
+
+    /// Routes swift-metrics into a Prometheus registry, with latency buckets from 100 µs to 10 s.
+    static func metrics() -> PrometheusCollectorRegistry {
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
+            .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+            .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(10),
+        ]
+        factory.defaultValueHistogramBuckets = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]
+        MetricsSystem.bootstrap(factory)
+        return registry
     }
 }

@@ -51,14 +51,35 @@ struct IngestCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("How long the first message of a batch may wait for more before the flush, in milliseconds (0 = flush at once). Default 1. Env: PIXELD_FLUSH_INTERVAL_MS.", valueName: "ms"))
     var flushIntervalMs: Int?
 
+    @Option(help: ArgumentHelp("Directory of the disk spool: during a Redis outage, once the memory queue is half full, batches are written here and replayed in order when Redis is back (and on the next start). Default: no spool, messages wait in memory. Env: PIXELD_SPOOL.", valueName: "dir"))
+    var spool: String?
+
+    @Option(help: ArgumentHelp("Largest spool size; beyond it messages are dropped as 'spool_full'. Default 1073741824. Env: PIXELD_SPOOL_MAX_BYTES.", valueName: "bytes"))
+    var spoolMaxBytes: Int?
+
+    @Option(help: ArgumentHelp("When spooled records reach the disk: always (fdatasync per batch: nothing accepted is lost), interval:MS, or never (left to the kernel). Default always. Env: PIXELD_SPOOL_SYNC.", valueName: "policy"))
+    var spoolSync: String?
+
+    @Option(help: ArgumentHelp("Serve Prometheus text at http://HOST:PORT/metrics and a health check at /healthz. Default: off. Env: PIXELD_METRICS.", valueName: "host:port"))
+    var metrics: String?
+
     @Option(help: ArgumentHelp("On SIGTERM, how long to keep trying to flush to Redis before giving up, in seconds. Default 10. Env: PIXELD_SHUTDOWN_TIMEOUT.", valueName: "seconds"))
     var shutdownTimeout: Int?
 
     func run() async throws {
         let logger = Bootstrap.logging(level: try global.level(), label: "pixeld.ingest")
         let settings = try IngestSettings(command: self)
+        let registry = Bootstrap.metrics()
         let queue = PushQueue(capacityBytes: settings.bufferBytes)
-        let writer = LPushWriter(queue: queue, redis: settings.redis, options: settings.writerOptions, logger: logger)
+        var spool: Spool?
+        if let directory = settings.spoolDirectory {
+            do {
+                spool = try Spool(directory: directory, maxBytes: settings.spoolMaxBytes, sync: settings.spoolSync)
+            } catch {
+                throw ValidationError("--spool: \(error)")
+            }
+        }
+        let writer = LPushWriter(queue: queue, redis: settings.redis, options: settings.writerOptions, spool: spool, logger: logger)
         var listeners: [DatagramListener] = []
         for address in settings.addresses {
             let socket: DatagramSocket
@@ -76,10 +97,26 @@ struct IngestCommand: AsyncParsableCommand {
             let sink = QueueSink(queue: queue, keyPrefix: settings.rules.programs.keyPrefix)
             listeners.append(DatagramListener(socket: socket, rules: settings.rules, sink: sink, logger: logger))
         }
+        var metricsServer: MetricsHTTPServer?
+        if let (host, port) = settings.metrics {
+            let metrics = IngestMetrics(registry: registry, listeners: listeners.map(\.statistics), writer: writer.statistics, queue: queue)
+            do {
+                metricsServer = try MetricsHTTPServer(host: host, port: port, logger: logger) { path in
+                    switch path {
+                    case "/metrics": return .init(status: "200 OK", contentType: "text/plain; version=0.0.4", body: metrics.render())
+                    case "/healthz": return .init(status: "200 OK", contentType: "application/json", body: metrics.health())
+                    default: return .init(status: "404 Not Found", contentType: "text/plain", body: Array("try /metrics or /healthz\n".utf8))
+                    }
+                }
+            } catch {
+                throw ValidationError("--metrics: \(error)")
+            }
+        }
         let service = IngestService(
             listeners: listeners,
             writer: writer,
             queue: queue,
+            metricsServer: metricsServer,
             shutdownTimeoutNanoseconds: Int64(settings.shutdownTimeoutSeconds) * 1_000_000_000,
             logger: logger
         )
@@ -103,6 +140,10 @@ struct IngestSettings {
     var bufferBytes: Int
     var writerOptions: LPushWriter.Options
     var shutdownTimeoutSeconds: Int
+    var spoolDirectory: String?
+    var spoolMaxBytes: Int
+    var spoolSync: Spool.SyncPolicy
+    var metrics: (String, Int)?
 
     init(command: IngestCommand) throws {
         redis = try command.global.redisConfiguration()
@@ -139,6 +180,25 @@ struct IngestSettings {
         bufferBytes = try integer(command.bufferBytes, "buffer-bytes", 8 << 20, (64 << 10)...(1 << 34))
         let flushMs = try integer(command.flushIntervalMs, "flush-interval-ms", 1, 0...1000)
         shutdownTimeoutSeconds = try integer(command.shutdownTimeout, "shutdown-timeout", 10, 0...3600)
+        spoolDirectory = command.spool ?? Environment.value(forFlag: "spool")
+        spoolMaxBytes = try integer(command.spoolMaxBytes, "spool-max-bytes", 1 << 30, (1 << 20)...(1 << 50))
+        let syncText = Environment.resolve(command.spoolSync, flag: "spool-sync", default: "always")
+        switch syncText {
+        case "always": spoolSync = .always
+        case "never": spoolSync = .never
+        default:
+            guard syncText.hasPrefix("interval:"), let ms = Int(syncText.dropFirst("interval:".count)), ms > 0 else {
+                throw ValidationError("--spool-sync: '\(syncText)' is not always, never or interval:MS")
+            }
+            spoolSync = .interval(milliseconds: ms)
+        }
+        if let text = command.metrics ?? Environment.value(forFlag: "metrics") {
+            do {
+                metrics = try ListenAddress.parseHostPort(text, flag: "metrics")
+            } catch {
+                throw ValidationError(error.description)
+            }
+        }
         writerOptions = LPushWriter.Options()
         writerOptions.lingerNanoseconds = Int64(flushMs) * 1_000_000
 

@@ -9,13 +9,22 @@ final class IngestService: Service, Sendable {
     let listeners: [DatagramListener]
     let writer: LPushWriter
     let queue: PushQueue
+    let metricsServer: MetricsHTTPServer?
     let shutdownTimeoutNanoseconds: Int64
     let logger: Logger
 
-    init(listeners: [DatagramListener], writer: LPushWriter, queue: PushQueue, shutdownTimeoutNanoseconds: Int64, logger: Logger) {
+    init(
+        listeners: [DatagramListener],
+        writer: LPushWriter,
+        queue: PushQueue,
+        metricsServer: MetricsHTTPServer?,
+        shutdownTimeoutNanoseconds: Int64,
+        logger: Logger
+    ) {
         self.listeners = listeners
         self.writer = writer
         self.queue = queue
+        self.metricsServer = metricsServer
         self.shutdownTimeoutNanoseconds = shutdownTimeoutNanoseconds
         self.logger = logger
     }
@@ -23,6 +32,7 @@ final class IngestService: Service, Sendable {
     func run() async throws {
         writer.start()
         for listener in listeners { listener.start() }
+        metricsServer?.start()
         logger.info(
             "ingest ready",
             metadata: ["pixeld.listeners": .array(listeners.map { .string($0.statistics.label) })]
@@ -32,6 +42,7 @@ final class IngestService: Service, Sendable {
         logger.info("shutting down: draining sockets and flushing to redis")
         for listener in listeners { await listener.stop() }
         await writer.shutdown(timeoutNanoseconds: shutdownTimeoutNanoseconds)
+        await metricsServer?.stop()
         let received = listeners.reduce(0) { $0 + $1.statistics.received }
         let dropped = listeners.reduce(0) { $0 + $1.statistics.droppedTotal }
         logger.info(
@@ -39,6 +50,7 @@ final class IngestService: Service, Sendable {
             metadata: [
                 "received": "\(received)", "dropped": "\(dropped)", "pushed": "\(writer.statistics.pushed)",
                 "dead_lettered": "\(writer.statistics.deadLettered)", "lost": "\(writer.statistics.lost)",
+                "spooled": "\(writer.statistics.spooled)", "recovered": "\(writer.statistics.recovered)",
             ]
         )
     }

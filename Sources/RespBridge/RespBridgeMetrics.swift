@@ -1,0 +1,30 @@
+import CoreMetrics
+import Metrics
+import PixeldConcurrency
+
+/// The writer's swift-metrics instruments, declared once. Labels follow the Prometheus convention
+/// (`pixeld_` prefix, unit suffix). Created from whatever `MetricsSystem` the executable bootstrapped;
+/// without one they are no-ops.
+struct RespBridgeMetrics: Sendable {
+    /// Time from sending a commit to reading its reply.
+    let commitDuration = Metrics.Timer(label: "pixeld_redis_commit_seconds")
+    /// Messages per commit.
+    let batchSize = Recorder(label: "pixeld_redis_batch_messages")
+    /// Time from a datagram's arrival to Redis acknowledging its push.
+    let ackLatency = Metrics.Timer(label: "pixeld_ingest_ack_latency_seconds")
+
+    /// Records one commit's round trip and size.
+    func recordCommit(nanoseconds: Int64, messages: Int) {
+        commitDuration.recordNanoseconds(nanoseconds)
+        batchSize.record(messages)
+    }
+
+    /// Records the latency of every entry of `batch` named in `indices`, as of now.
+    func recordAcks(_ batch: PushBatch, _ indices: [Int]) {
+        let now = MonotonicClock.nanoseconds()
+        for index in indices {
+            let acceptedAt = batch.entries[index].acceptedAt
+            if acceptedAt > 0 { ackLatency.recordNanoseconds(now - acceptedAt) }
+        }
+    }
+}
