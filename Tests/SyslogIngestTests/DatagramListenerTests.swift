@@ -169,3 +169,52 @@ import Testing
         #expect(throws: SyslogIngestError.self) { try ListenAddress.udp(parsing: text) }
     }
 }
+
+/// The TCP listener on a real loopback socket: several peers at once, both framings, a garbage peer.
+@Suite struct StreamListenerTests {
+    private func connect(_ port: Int) -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(result == 0)
+        return fd
+    }
+
+    private func write(_ fd: Int32, _ text: String) {
+        let bytes = Array(text.utf8)
+        #expect(send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count)
+    }
+
+    @Test func manyPeersBothFramingsAndAGarbagePeer() async throws {
+        let sink = DatagramListenerTests.CollectingSink()
+        let listener = try StreamListener(host: "127.0.0.1", port: 0, rules: IngestRules(), sink: sink, logger: .init(label: "test"))
+        listener.start()
+        let staller = connect(listener.port)
+        write(staller, "<158>pixel: never finished")  // no LF: must not hold anyone up
+        let garbage = connect(listener.port)
+        write(garbage, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        var peers: [Int32] = []
+        for peer in 0..<20 {
+            let fd = connect(listener.port)
+            peers.append(fd)
+            for index in 0..<50 {
+                let message = "<158>pixel: p\(peer)-\(index)"
+                write(fd, peer.isMultiple(of: 2) ? "\(message.utf8.count) \(message)" : message + "\n")
+            }
+        }
+        #expect(sink.wait(for: 1000))
+        for fd in peers + [staller, garbage] { close(fd) }
+        await listener.stop()
+        #expect(sink.received.count == 1000)
+        for peer in 0..<20 {
+            let mine = sink.received.map { String(decoding: $0.1, as: UTF8.self) }.filter { $0.hasPrefix("p\(peer)-") }
+            #expect(mine == (0..<50).map { "p\(peer)-\($0)" }, "per-connection order is kept")
+        }
+        #expect(listener.statistics.dropped(.malformed) == 1)
+    }
+}

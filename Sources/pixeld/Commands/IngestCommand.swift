@@ -24,6 +24,9 @@ struct IngestCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("UDP address to listen on, HOST:PORT or [IPV6]:PORT; repeatable. Default 127.0.0.1:5514 when no listener is given. Env: PIXELD_UDP.", valueName: "host:port"))
     var udp: [String] = []
 
+    @Option(help: ArgumentHelp("TCP address for syslog forwarders (rsyslog omfwd, syslog-ng), HOST:PORT or [IPV6]:PORT; RFC 6587 octet counting or LF framing, detected per connection; repeatable. Env: PIXELD_TCP.", valueName: "host:port"))
+    var tcp: [String] = []
+
     @Option(help: ArgumentHelp("Unix datagram socket to create and listen on (a stale socket file is replaced); repeatable. Env: PIXELD_UNIX.", valueName: "path"))
     var unix: [String] = []
 
@@ -80,7 +83,7 @@ struct IngestCommand: AsyncParsableCommand {
             }
         }
         let writer = LPushWriter(queue: queue, redis: settings.redis, options: settings.writerOptions, spool: spool, logger: logger)
-        var listeners: [DatagramListener] = []
+        var listeners: [any SyslogListener] = []
         for address in settings.addresses {
             let socket: DatagramSocket
             do {
@@ -96,6 +99,14 @@ struct IngestCommand: AsyncParsableCommand {
             }
             let sink = QueueSink(queue: queue, keyPrefix: settings.rules.programs.keyPrefix)
             listeners.append(DatagramListener(socket: socket, rules: settings.rules, sink: sink, logger: logger))
+        }
+        for (host, port) in settings.tcpAddresses {
+            let sink = QueueSink(queue: queue, keyPrefix: settings.rules.programs.keyPrefix)
+            do {
+                listeners.append(try StreamListener(host: host, port: port, rules: settings.rules, sink: sink, logger: logger))
+            } catch {
+                throw ValidationError("cannot listen on tcp \(host):\(port): \(error)")
+            }
         }
         var metricsServer: MetricsHTTPServer?
         if let (host, port) = settings.metrics {
@@ -135,6 +146,7 @@ struct IngestCommand: AsyncParsableCommand {
 struct IngestSettings {
     var redis: RedisConfiguration
     var addresses: [ListenAddress]
+    var tcpAddresses: [(String, Int)] = []
     var rules: IngestRules
     var receiveBufferBytes: Int
     var bufferBytes: Int
@@ -156,6 +168,9 @@ struct IngestSettings {
             for text in Environment.resolve(command.udp, flag: "udp") {
                 addresses.append(try ListenAddress.udp(parsing: text))
             }
+            for text in Environment.resolve(command.tcp, flag: "tcp") {
+                tcpAddresses.append(try ListenAddress.parseHostPort(text, flag: "tcp"))
+            }
         } catch {
             throw ValidationError(error.description)
         }
@@ -165,7 +180,7 @@ struct IngestSettings {
             }
             addresses.append(.unix(path: path, mode: mode))
         }
-        if addresses.isEmpty { addresses = [.udp(host: "127.0.0.1", port: 5514)] }
+        if addresses.isEmpty && tcpAddresses.isEmpty { addresses = [.udp(host: "127.0.0.1", port: 5514)] }
         self.addresses = addresses
 
         func integer(_ value: Int?, _ flag: String, _ fallback: Int, _ range: ClosedRange<Int>) throws -> Int {

@@ -6,7 +6,7 @@ import SyslogIngest
 /// `pixeld ingest` as a service: listeners → queue → writer, started in dependency order and stopped in
 /// reverse on graceful shutdown (listeners drain their sockets, then the writer flushes the queue).
 final class IngestService: Service, Sendable {
-    let listeners: [DatagramListener]
+    let listeners: [any SyslogListener]
     let writer: LPushWriter
     let queue: PushQueue
     let metricsServer: MetricsHTTPServer?
@@ -14,7 +14,7 @@ final class IngestService: Service, Sendable {
     let logger: Logger
 
     init(
-        listeners: [DatagramListener],
+        listeners: [any SyslogListener],
         writer: LPushWriter,
         queue: PushQueue,
         metricsServer: MetricsHTTPServer?,

@@ -1,0 +1,166 @@
+public import Logging
+import PixeldConcurrency
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Receives syslog over TCP (RFC 6587, octet counting or LF framing detected per connection) from any
+/// number of forwarders, on one thread with `poll`.
+///
+/// A peer that stalls cannot hold the others up (every socket is non-blocking), a peer that sends
+/// garbage is disconnected and counted as `malformed`, and when the writer's queue is full the sink
+/// blocks, so pixeld stops reading and TCP's own flow control slows the senders down — backpressure
+/// instead of loss.
+///
+/// `@unchecked Sendable`: connection state and the sink are used only on the listener thread.
+public final class StreamListener: @unchecked Sendable {
+    /// Totals for metrics and tests (`received` counts framed messages).
+    public let statistics: ListenerStatistics
+    /// The bound address (with the port the kernel chose for port 0).
+    public let address: String
+    /// The bound port.
+    public let port: Int
+    private let listenFD: Int32
+    private let rules: IngestRules
+    private let sink: any AcceptedMessageSink
+    private let logger: Logger
+    private let maxConnections: Int
+    private let stopRequested = Atomic<Bool>(false)
+    private let connectionCount = Atomic<Int>(0)
+    private var thread: DedicatedThread?
+
+    private struct Connection {
+        var fd: Int32
+        var framer: SyslogStreamFramer
+    }
+
+    /// Binds `host:port` and prepares to serve.
+    /// - Throws: ``SyslogIngestError`` when the address cannot be bound.
+    public init(host: String, port: Int, rules: IngestRules, sink: any AcceptedMessageSink, logger: Logger, maxConnections: Int = 1024)
+        throws(SyslogIngestError)
+    {
+        let (fd, actual) = try StreamSocket.listen(host: host, port: port)
+        listenFD = fd
+        self.port = actual
+        self.address = host.contains(":") ? "tcp://[\(host)]:\(actual)" : "tcp://\(host):\(actual)"
+        self.rules = rules
+        self.sink = sink
+        self.logger = logger
+        self.maxConnections = maxConnections
+        statistics = ListenerStatistics(label: address)
+    }
+
+    /// Open connections now.
+    public var connections: Int { connectionCount.load(ordering: .relaxed) }
+
+    /// Starts the listener thread.
+    public func start() {
+        precondition(thread == nil)
+        thread = DedicatedThread(name: "pixeld-tcp") { [self] in run() }
+    }
+
+    /// Stops accepting, reads what the connections already delivered, closes them, and returns when done.
+    public func stop() async {
+        stopRequested.store(true, ordering: .relaxed)
+        await thread?.finished()
+    }
+
+    private func run() {
+        var connections: [Connection] = []
+        var pollSet: [pollfd] = []
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 16)
+        defer {
+            chunk.deallocate()
+            for connection in connections { StreamSocket.close(connection.fd) }
+            StreamSocket.close(listenFD)
+            connectionCount.store(0, ordering: .relaxed)
+        }
+        var draining = false
+        while true {
+            if !draining && stopRequested.load(ordering: .relaxed) {
+                draining = true
+                StreamSocket.close(listenFD)
+            }
+            pollSet.removeAll(keepingCapacity: true)
+            if !draining { pollSet.append(pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0)) }
+            for connection in connections { pollSet.append(pollfd(fd: connection.fd, events: Int16(POLLIN), revents: 0)) }
+            let ready = StreamSocket.poll(&pollSet, timeoutMilliseconds: draining ? 0 : 100)
+            if ready == 0 {
+                if draining { return }
+                continue
+            }
+            var offset = 0
+            if !draining {
+                offset = 1
+                if pollSet[0].revents & Int16(POLLIN) != 0 {
+                    while connections.count < maxConnections, let client = StreamSocket.accept(listenFD) {
+                        connections.append(Connection(fd: client, framer: SyslogStreamFramer(maxMessageBytes: rules.maxMessageBytes)))
+                    }
+                }
+            }
+            var closed: [Int] = []
+            for index in 0..<(pollSet.count - offset) where pollSet[index + offset].revents != 0 {
+                if !serve(&connections[index], chunk: chunk) { closed.append(index) }
+            }
+            for index in closed.reversed() {
+                StreamSocket.close(connections[index].fd)
+                connections.remove(at: index)
+            }
+            connectionCount.store(connections.count, ordering: .relaxed)
+            if !sink.endOfBatch() { return }
+        }
+    }
+
+    /// Reads what one connection has (up to a few chunks, so one busy peer cannot starve the others)
+    /// and routes its frames. Returns `false` when the connection ended or must be dropped.
+    private func serve(_ connection: inout Connection, chunk: UnsafeMutableRawBufferPointer) -> Bool {
+        for _ in 0..<4 {
+            let count: Int?
+            do {
+                count = try StreamSocket.read(connection.fd, into: chunk)
+            } catch {
+                logger.debug("tcp read failed", metadata: ["pixeld.listener": "\(address)", "error": "\(error)"])
+                return false
+            }
+            guard let count else { return true }
+            if count == 0 { return false }
+            connection.framer.append(UnsafeRawBufferPointer(rebasing: chunk[0..<count]))
+            var received = 0
+            var accepted = 0
+            let acceptedAt = MonotonicClock.nanoseconds()
+            defer { statistics.add(received: received, accepted: accepted) }
+            while let event = connection.framer.next() {
+                received += 1
+                switch event {
+                case .message(let range):
+                    let decision = connection.framer.bytes.withUnsafeBytes { bytes in
+                        let frame = UnsafeRawBufferPointer(rebasing: bytes[range])
+                        let decision = rules.route(frame)
+                        if case .accept(let program, let message) = decision {
+                            sink.accept(
+                                program: UnsafeRawBufferPointer(rebasing: frame[program]),
+                                message: UnsafeRawBufferPointer(rebasing: frame[message]),
+                                acceptedAt: acceptedAt
+                            )
+                        }
+                        return decision
+                    }
+                    switch decision {
+                    case .accept: accepted += 1
+                    case .drop(let reason): statistics.addDropped(reason)
+                    }
+                case .oversize:
+                    statistics.addDropped(.oversize)
+                case .malformed:
+                    statistics.addDropped(.malformed)
+                    logger.info("closing a tcp connection that does not speak syslog", metadata: ["pixeld.listener": "\(address)"])
+                    return false
+                }
+            }
+            if count < chunk.count { return true }
+        }
+        return true
+    }
+}

@@ -1,0 +1,139 @@
+/// Splits a syslog TCP byte stream into messages (RFC 6587), detecting the framing per connection from
+/// its first byte: a digit means octet counting (`LEN SP MSG`, as rsyslog `omfwd` with
+/// `TCP_Framing="octet-counted"` and syslog-ng `syslog()` send), `<` means non-transparent framing
+/// (messages end with LF, as syslog-ng `network()` and rsyslog's default send).
+///
+/// Pure: bytes in, frames out; no I/O. Memory per connection stays bounded: an oversize frame is
+/// skipped as it streams past, never buffered whole.
+public struct SyslogStreamFramer: Sendable {
+    /// The framing of a connection, known after its first byte.
+    public enum Framing: Sendable, Equatable {
+        /// Not yet known.
+        case undetermined
+        /// `LEN SP MSG`.
+        case octetCounting
+        /// `MSG LF`.
+        case lineFeed
+    }
+
+    /// One result of ``next()``.
+    public enum Event: Sendable, Equatable {
+        /// A whole message; the range indexes ``bytes`` until the next call to ``append(_:)`` or ``next()``.
+        case message(Range<Int>)
+        /// A message longer than the maximum was skipped.
+        case oversize
+        /// The stream is not syslog (bad length field, unknown first byte): close the connection.
+        case malformed
+    }
+
+    /// The largest message accepted.
+    public let maxMessageBytes: Int
+    /// The framing detected so far.
+    public private(set) var framing: Framing = .undetermined
+    /// Buffered bytes; frames index into it.
+    public private(set) var bytes: [UInt8] = []
+    private var start = 0
+    /// Bytes of an oversize octet-counted frame still to skip.
+    private var skipRemaining = 0
+    /// Inside an oversize LF-framed line: discard until the next LF.
+    private var discardingLine = false
+    private var failed = false
+
+    /// Creates a framer for one connection.
+    public init(maxMessageBytes: Int) {
+        self.maxMessageBytes = maxMessageBytes
+    }
+
+    /// Bytes buffered but not yet framed.
+    public var pendingByteCount: Int { bytes.count - start }
+
+    /// Adds bytes read from the connection.
+    public mutating func append(_ chunk: UnsafeRawBufferPointer) {
+        if start > 0 && start == bytes.count {
+            bytes.removeAll(keepingCapacity: true)
+            start = 0
+        } else if start > 65536 && start > bytes.count / 2 {
+            bytes.removeSubrange(0..<start)
+            start = 0
+        }
+        var chunk = chunk[...]
+        if skipRemaining > 0 {
+            let skipped = min(skipRemaining, chunk.count)
+            skipRemaining -= skipped
+            chunk = chunk.dropFirst(skipped)
+        }
+        bytes.append(contentsOf: chunk)
+    }
+
+    /// The next event, or `nil` when more bytes are needed.
+    public mutating func next() -> Event? {
+        if failed { return nil }
+        if framing == .undetermined {
+            guard start < bytes.count else { return nil }
+            switch bytes[start] {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): framing = .octetCounting
+            case UInt8(ascii: "<"): framing = .lineFeed
+            default:
+                failed = true
+                return .malformed
+            }
+        }
+        return framing == .octetCounting ? nextCounted() : nextLine()
+    }
+
+    private mutating func nextCounted() -> Event? {
+        guard skipRemaining == 0 else { return nil }
+        var index = start
+        var length = 0
+        while index < bytes.count, bytes[index] != UInt8(ascii: " ") {
+            let byte = bytes[index]
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9"), index - start < 9 else {
+                failed = true
+                return .malformed
+            }
+            length = length * 10 + Int(byte - UInt8(ascii: "0"))
+            index += 1
+        }
+        guard index < bytes.count else { return nil }  // the length field continues in the next read
+        guard index > start, length > 0 else {
+            failed = true
+            return .malformed
+        }
+        let body = index + 1
+        if length > maxMessageBytes {
+            let available = bytes.count - body
+            if available >= length {
+                start = body + length
+            } else {
+                skipRemaining = length - available
+                start = bytes.count
+            }
+            return .oversize
+        }
+        guard bytes.count - body >= length else { return nil }
+        start = body + length
+        return .message(body..<body + length)
+    }
+
+    private mutating func nextLine() -> Event? {
+        guard let newline = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) else {
+            if bytes.count - start > maxMessageBytes {
+                // Too long already: drop what we have and the rest of the line as it arrives.
+                start = bytes.count
+                let wasDiscarding = discardingLine
+                discardingLine = true
+                return wasDiscarding ? nil : .oversize
+            }
+            return nil
+        }
+        let line = start..<newline
+        start = newline + 1
+        if discardingLine {
+            discardingLine = false
+            return next()
+        }
+        if line.count > maxMessageBytes { return .oversize }
+        if line.isEmpty { return next() }
+        return .message(line)
+    }
+}

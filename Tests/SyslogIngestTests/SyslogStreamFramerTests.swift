@@ -1,0 +1,52 @@
+import SyslogIngest
+import Testing
+
+@Suite struct SyslogStreamFramerTests {
+    /// RFC 6587 octet counting: the byte length, a space, the message.
+    private func counted(_ message: String) -> String { "\(message.utf8.count) \(message)" }
+
+    /// Feeds `stream` in chunks of `chunkSize` and collects the events.
+    private func frames(_ stream: String, chunkSize: Int, max: Int = 1000) -> [String] {
+        var framer = SyslogStreamFramer(maxMessageBytes: max)
+        var out: [String] = []
+        let bytes = Array(stream.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let end = min(bytes.count, offset + chunkSize)
+            bytes[offset..<end].withUnsafeBytes { framer.append($0) }
+            offset = end
+            while let event = framer.next() {
+                switch event {
+                case .message(let range): out.append(String(decoding: framer.bytes[range], as: UTF8.self))
+                case .oversize: out.append("<oversize>")
+                case .malformed: out.append("<malformed>")
+                }
+            }
+        }
+        return out
+    }
+
+    @Test(arguments: [1, 3, 7, 64, 4096])
+    func octetCountingInAnyChunking(chunkSize: Int) {
+        let messages = ["<158>pixel: a", "<158>pixel: bc", "<158>pixel: a\nb c"]
+        let stream = messages.map(counted).joined()
+        #expect(frames(stream, chunkSize: chunkSize) == ["<158>pixel: a", "<158>pixel: bc", "<158>pixel: a\nb c"])
+    }
+
+    @Test(arguments: [1, 5, 4096])
+    func lineFeedFramingInAnyChunking(chunkSize: Int) {
+        let stream = "<158>pixel: one\n<158>pixel: two\r\n\n<158>pixel: three\n"
+        #expect(frames(stream, chunkSize: chunkSize) == ["<158>pixel: one", "<158>pixel: two\r", "<158>pixel: three"])
+    }
+
+    @Test func oversizeFramesAreSkippedWithoutLosingTheNext() {
+        let big = String(repeating: "x", count: 50)
+        #expect(frames(counted("<158>pixel: \(big)") + counted("<158>pixel: z"), chunkSize: 8, max: 40) == ["<oversize>", "<158>pixel: z"])
+        #expect(frames("<158>pixel: \(big)\n<158>pixel: z\n", chunkSize: 8, max: 40) == ["<oversize>", "<158>pixel: z"])
+    }
+
+    @Test(arguments: ["GET / HTTP/1.1\r\n", "12x <158>pixel", "9999999999 <158>", "0 "])
+    func garbageIsMalformedAndStopsTheStream(stream: String) {
+        #expect(frames(stream + "11 <158>pixel: a", chunkSize: 4096) == ["<malformed>"])
+    }
+}
