@@ -37,6 +37,10 @@ public final class LPushWriter: @unchecked Sendable {
         public var deadLetterSuffix: String = ":dead"
         /// During an outage, spool once the queue holds this fraction of its capacity.
         public var spoolAtQueueFraction: Double = 0.5
+        /// The most values a list may hold; 0 for no limit.
+        public var maxListLength: Int = 0
+        /// At the limit, trim the oldest values (counted) instead of holding new ones until there is room.
+        public var dropOldestWhenFull = false
         /// Creates default options.
         public init() {}
     }
@@ -61,7 +65,7 @@ public final class LPushWriter: @unchecked Sendable {
     private var inheritedSpoolMessages = 0
 
     // Writer-thread state, reused across batches.
-    private var committer = BatchCommitter()
+    private var committer: BatchCommitter
     private var everConnected = false
     private var outageStartedAt: Int64?
     private var backoff = Backoff()
@@ -85,6 +89,7 @@ public final class LPushWriter: @unchecked Sendable {
         self.queue = queue
         self.connection = RedisConnection(configuration: redis, logger: logger)
         self.options = options
+        self.committer = BatchCommitter(maxListLength: options.maxListLength, fullPolicy: options.dropOldestWhenFull ? .dropOldest : .hold)
         self.spool = spool
         self.statistics = statistics
         self.logger = logger
@@ -209,8 +214,9 @@ public final class LPushWriter: @unchecked Sendable {
         var dead = PushBatch()
         for (group, outcome) in zip(groups, outcomes) {
             switch outcome {
-            case .pushed:
+            case .pushed(_, let trimmed):
                 book(group.entryIndices.count, group.entryIndices)
+                if trimmed > 0 { statistics.addTrimmed(Int(trimmed)) }
             case .failed(let error) where error.isTransientServerError:
                 for index in group.entryIndices {
                     let entry = batch.entries[index]

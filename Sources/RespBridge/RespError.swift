@@ -56,10 +56,11 @@ public struct RespError: Error, Sendable, CustomStringConvertible, Equatable {
     }
 
     /// `true` for server errors that go away by themselves (the data set is loading, a script is
-    /// busy, the server is a read-only replica or out of memory right now), so retrying is right.
+    /// busy, the server is a read-only replica or out of memory right now, or — pixeld's own — a list
+    /// is at its maximum length under the `hold` policy), so retrying is right.
     public var isTransientServerError: Bool {
         guard let prefix = serverErrorPrefix else { return false }
-        return ["LOADING", "BUSY", "OOM", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS"]
+        return ["LOADING", "BUSY", "OOM", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "FULL"]
             .contains(prefix)
     }
 

@@ -13,6 +13,7 @@ public final class WriterStatistics: Sendable {
     private let recoveredCount = Atomic<Int>(0)
     private let spooledGauge = Atomic<Int>(0)
     private let inFlightGauge = Atomic<Int>(0)
+    private let trimmedCount = Atomic<Int>(0)
     private let reconnectCount = Atomic<Int>(0)
     private let retryCount = Atomic<Int>(0)
 
@@ -33,6 +34,9 @@ public final class WriterStatistics: Sendable {
     public var spooled: Int { spooledGauge.load(ordering: .relaxed) }
     /// Messages the writer holds now (taken from the queue, not yet settled).
     public var inFlight: Int { inFlightGauge.load(ordering: .relaxed) }
+    /// Older values trimmed from lists at their maximum length (policy drop-oldest). They were pushed
+    /// (and counted in ``pushed``) before the trim.
+    public var trimmed: Int { trimmedCount.load(ordering: .relaxed) }
     /// Connections re-established after a failure.
     public var reconnects: Int { reconnectCount.load(ordering: .relaxed) }
     /// Failed attempts (connection errors, timeouts, transient server errors).
@@ -45,6 +49,7 @@ public final class WriterStatistics: Sendable {
     func addRecovered(_ n: Int) { recoveredCount.add(n, ordering: .relaxed) }
     func setSpooled(_ n: Int) { spooledGauge.store(n, ordering: .relaxed) }
     func setInFlight(_ n: Int) { inFlightGauge.store(n, ordering: .relaxed) }
+    func addTrimmed(_ n: Int) { trimmedCount.add(n, ordering: .relaxed) }
     func addReconnect() { reconnectCount.add(1, ordering: .relaxed) }
     func addRetry() { retryCount.add(1, ordering: .relaxed) }
 }

@@ -18,8 +18,9 @@ import Glibc
 struct BatchCommitter {
     /// The outcome of one key's push within a committed batch.
     enum KeyOutcome: Equatable {
-        /// Pushed; the list's new length.
-        case pushed(Int64)
+        /// Pushed; the list's new length and how many of its oldest values were trimmed to keep it
+        /// at its maximum length.
+        case pushed(length: Int64, trimmed: Int64)
         /// Failed with this error reply; nothing of this key was pushed.
         case failed(RespError)
     }
@@ -36,30 +37,58 @@ struct BatchCommitter {
     /// replay of the same writer instance to find it.
     static let markerTTLSeconds = 7 * 24 * 3600
 
+    /// The commit script. KEYS: marker, then one list per group. ARGV: sequence, marker TTL, maximum list
+    /// length (0 = none), full policy (`hold` or `drop-oldest`), then per list its value count and values.
+    /// Returns -1 for a batch applied before, else per list `{length, trimmed}` or an error reply text.
     static let script = """
         local seq = tonumber(ARGV[1])
         local last = tonumber(redis.call('GET', KEYS[1]) or '-1')
         if seq <= last then return -1 end
+        local maxlen = tonumber(ARGV[3])
+        local policy = ARGV[4]
         local results = {}
-        local pos = 3
+        local pos = 5
         for i = 2, #KEYS do
           local n = tonumber(ARGV[pos])
           pos = pos + 1
           local outcome = nil
+          if maxlen > 0 and policy == 'hold' then
+            local len = redis.pcall('LLEN', KEYS[i])
+            if type(len) == 'number' and len + n > maxlen then
+              outcome = 'FULL list at its maximum length ' .. maxlen
+            end
+          end
+          local length = 0
           local j = 0
-          while j < n do
+          while outcome == nil and j < n do
             local m = math.min(n - j, 4000)
             local r = redis.pcall('LPUSH', KEYS[i], unpack(ARGV, pos + j, pos + j + m - 1))
-            if type(r) == 'table' and r.err then outcome = r.err break end
-            outcome = r
+            if type(r) == 'table' and r.err then outcome = r.err else length = r end
             j = j + m
           end
-          results[#results + 1] = outcome or 0
+          if outcome == nil then
+            local trimmed = 0
+            if maxlen > 0 and length > maxlen then
+              redis.call('LTRIM', KEYS[i], 0, maxlen - 1)
+              trimmed = length - maxlen
+              length = maxlen
+            end
+            outcome = {length, trimmed}
+          end
+          results[#results + 1] = outcome
           pos = pos + n
         end
         redis.call('SET', KEYS[1], seq, 'EX', ARGV[2])
         return results
         """
+
+    /// What to do when a list reaches its maximum length.
+    enum FullPolicy: String, Sendable {
+        /// Keep the batch (retry, and spool during long waits) until the consumer makes room.
+        case hold
+        /// Push anyway and trim the oldest values, counting them.
+        case dropOldest = "drop-oldest"
+    }
 
     private var scriptSHA: [UInt8]?
     private var argv = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: 64)
@@ -68,8 +97,17 @@ struct BatchCommitter {
     private var numbers: [UInt8] = []
     private var numberRanges: [Range<Int>] = []
 
+    private let maxListLength: Int
+    private let fullPolicy: FullPolicy
+
     /// Creates a committer.
-    init() {}
+    /// - Parameters:
+    ///   - maxListLength: the most values a list may hold; 0 for no limit.
+    ///   - fullPolicy: what happens at the limit.
+    init(maxListLength: Int = 0, fullPolicy: FullPolicy = .hold) {
+        self.maxListLength = maxListLength
+        self.fullPolicy = fullPolicy
+    }
 
     /// The commit marker key of a writer instance.
     static func markerKey(instanceID: String) -> [UInt8] { Array("pixeld:writer:\(instanceID)".utf8) }
@@ -105,7 +143,8 @@ struct BatchCommitter {
         case .array(let outcomes) where outcomes.count == groups.count:
             return .applied(outcomes.map { outcome in
                 switch outcome {
-                case .integer(let length): return .pushed(length)
+                case .array(let pair) where pair.count == 2:
+                    return .pushed(length: pair[0].int ?? 0, trimmed: pair[1].int ?? 0)
                 case .error(let text), .status(let text): return .failed(RespError(code: .server, operation: "LPUSH", message: text))
                 case .bulk(let bytes):
                     return .failed(RespError(code: .server, operation: "LPUSH", message: String(decoding: bytes, as: UTF8.self)))
@@ -147,10 +186,14 @@ struct BatchCommitter {
         addNumber(groups.count + 1)  // numkeys
         addNumber(sequence)
         addNumber(Self.markerTTLSeconds)
+        addNumber(maxListLength)
+        let policyStart = numbers.count
+        numbers.append(contentsOf: fullPolicy.rawValue.utf8)
+        numberRanges.append(policyStart..<numbers.count)
         for group in groups { addNumber(group.entryIndices.count) }
 
-        // EVALSHA sha numkeys marker key… seq ttl (count values…)…
-        let count = 4 + groups.count + 2 + groups.count + batch.count
+        // EVALSHA sha numkeys marker key… seq ttl maxlen policy (count values…)…
+        let count = 4 + groups.count + 4 + groups.count + batch.count
         reserve(count)
         let sha = scriptSHA!
         return try sha.withUnsafeBufferPointer { (sha) throws(RespError) -> RESPValue in
@@ -171,10 +214,9 @@ struct BatchCommitter {
                         put(digits, numberRanges[0])
                         put(marker, 0..<marker.count)
                         for group in groups { put(arena, group.keyStart..<group.keyStart + group.keyCount) }
-                        put(digits, numberRanges[1])
-                        put(digits, numberRanges[2])
+                        for argument in 1...4 { put(digits, numberRanges[argument]) }
                         for (groupIndex, group) in groups.enumerated() {
-                            put(digits, numberRanges[3 + groupIndex])
+                            put(digits, numberRanges[5 + groupIndex])
                             for entryIndex in group.entryIndices {
                                 let entry = batch.entries[entryIndex]
                                 put(arena, entry.valueStart..<entry.valueStart + entry.valueCount)

@@ -33,6 +33,9 @@ struct IngestCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Permission bits of the unix sockets, octal. 0666 lets nginx's unprivileged workers write. Env: PIXELD_UNIX_MODE.", valueName: "mode"))
     var unixMode: String?
 
+    @Option(help: ArgumentHelp("Owner of the unix sockets, USER or USER:GROUP (names or numbers), e.g. www-data:www-data with --unix-mode 0660. Default: the user running pixeld. Env: PIXELD_UNIX_OWNER.", valueName: "user[:group]"))
+    var unixOwner: String?
+
     @Option(help: ArgumentHelp("Facilities to keep, comma-separated (e.g. local3,local4); others are dropped as 'filtered'. Default local3. Env: PIXELD_FACILITY.", valueName: "list"))
     var facility: String?
 
@@ -66,6 +69,12 @@ struct IngestCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Serve Prometheus text at http://HOST:PORT/metrics and a health check at /healthz. Default: off. Env: PIXELD_METRICS.", valueName: "host:port"))
     var metrics: String?
 
+    @Option(help: ArgumentHelp("Most values a list may hold; 0 = no limit. Default 0. Env: PIXELD_MAX_LIST_LENGTH.", valueName: "n"))
+    var maxListLength: Int?
+
+    @Option(help: ArgumentHelp("At --max-list-length: hold (keep new messages queued/spooled until the consumer makes room) or drop-oldest (push and trim the oldest, counted as pixeld_redis_trimmed_total). Default hold. Env: PIXELD_WHEN_FULL.", valueName: "policy"))
+    var whenFull: String?
+
     @Option(help: ArgumentHelp("On SIGTERM, how long to keep trying to flush to Redis before giving up, in seconds. Default 10. Env: PIXELD_SHUTDOWN_TIMEOUT.", valueName: "seconds"))
     var shutdownTimeout: Int?
 
@@ -96,6 +105,11 @@ struct IngestCommand: AsyncParsableCommand {
                     "kernel capped the receive buffer; raise net.core.rmem_max or run with CAP_NET_ADMIN",
                     metadata: ["pixeld.listener": "\(address)", "requested": "\(settings.receiveBufferBytes)", "effective": "\(socket.receiveBufferBytes)"]
                 )
+            }
+            do {
+                try socket.changeOwner(user: settings.unixOwner.user, group: settings.unixOwner.group)
+            } catch {
+                throw ValidationError(error.description)
             }
             let sink = QueueSink(queue: queue, keyPrefix: settings.rules.programs.keyPrefix)
             listeners.append(DatagramListener(socket: socket, rules: settings.rules, sink: sink, logger: logger))
@@ -156,6 +170,7 @@ struct IngestSettings {
     var spoolMaxBytes: Int
     var spoolSync: Spool.SyncPolicy
     var metrics: (String, Int)?
+    var unixOwner: (user: String?, group: String?) = (nil, nil)
 
     init(command: IngestCommand) throws {
         redis = try command.global.redisConfiguration()
@@ -216,6 +231,16 @@ struct IngestSettings {
         }
         writerOptions = LPushWriter.Options()
         writerOptions.lingerNanoseconds = Int64(flushMs) * 1_000_000
+        writerOptions.maxListLength = try integer(command.maxListLength, "max-list-length", 0, 0...Int(Int32.max))
+        switch Environment.resolve(command.whenFull, flag: "when-full", default: "hold") {
+        case "hold": writerOptions.dropOldestWhenFull = false
+        case "drop-oldest": writerOptions.dropOldestWhenFull = true
+        case let other: throw ValidationError("--when-full: '\(other)' is not hold or drop-oldest")
+        }
+        if let owner = command.unixOwner ?? Environment.value(forFlag: "unix-owner") {
+            let parts = owner.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            unixOwner = (parts[0].isEmpty ? nil : parts[0], parts.count > 1 && !parts[1].isEmpty ? parts[1] : nil)
+        }
 
         do {
             let facilities = try FacilityFilter(

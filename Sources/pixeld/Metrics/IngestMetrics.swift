@@ -31,11 +31,11 @@ final class IngestMetrics: Sendable {
                 let key = name + labels.map { "\($0.0)=\($0.1)" }.joined(separator: ",")
                 let delta = value - exported[key, default: 0]
                 // Made even at zero, so every series is visible from the first scrape.
-                let series = registry.makeCounter(name: name, labels: labels)
+                let series = registry.makeCounter(descriptor: Self.descriptor(name), labels: labels)
                 if delta > 0 { series.increment(by: Int64(delta)) }
                 exported[key] = max(value, exported[key, default: 0])
             }
-            func gauge(_ name: String, _ value: Int) { registry.makeGauge(name: name).set(Double(value)) }
+            func gauge(_ name: String, _ value: Int) { registry.makeGauge(descriptor: Self.descriptor(name)).set(Double(value)) }
 
             var droppedByReason: [String: Int] = [:]
             for listener in listeners {
@@ -53,6 +53,7 @@ final class IngestMetrics: Sendable {
             counter("pixeld_redis_pushed_total", [], writer.pushed)
             counter("pixeld_redis_dead_lettered_total", [], writer.deadLettered)
             counter("pixeld_redis_recovered_total", [], writer.recovered)
+            counter("pixeld_redis_trimmed_total", [], writer.trimmed)
             counter("pixeld_redis_reconnects_total", [], writer.reconnects)
             counter("pixeld_redis_retries_total", [], writer.retries)
             gauge("pixeld_queue_messages", queue.pendingCount + writer.inFlight)
@@ -60,6 +61,26 @@ final class IngestMetrics: Sendable {
             gauge("pixeld_spool_messages", writer.spooled)
             return registry.emitToBuffer()
         }
+    }
+
+    private static let help: [String: String] = [
+        "pixeld_ingest_datagrams_total": "Datagrams (or TCP frames) received, per listener.",
+        "pixeld_ingest_accepted_total": "Messages accepted for Redis, per listener.",
+        "pixeld_ingest_kernel_drops_total": "Datagrams the kernel dropped on a full socket buffer (SO_RXQ_OVFL), per listener.",
+        "pixeld_ingest_dropped_total": "Messages dropped, by reason.",
+        "pixeld_redis_pushed_total": "Messages of this run committed to their Redis list.",
+        "pixeld_redis_dead_lettered_total": "Messages sent to <key>:dead after a permanent per-key error.",
+        "pixeld_redis_recovered_total": "Messages from a previous run's spool committed by this run.",
+        "pixeld_redis_trimmed_total": "Oldest values trimmed from lists at --max-list-length (policy drop-oldest).",
+        "pixeld_redis_reconnects_total": "Redis connections re-established after a failure.",
+        "pixeld_redis_retries_total": "Failed commit attempts (connection errors, timeouts, transient server errors).",
+        "pixeld_queue_messages": "Messages accepted and held in memory (queue and in-flight batch).",
+        "pixeld_queue_bytes": "Bytes waiting in the memory queue.",
+        "pixeld_spool_messages": "Messages waiting in the disk spool.",
+    ]
+
+    private static func descriptor(_ name: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help[name] ?? name)
     }
 
     /// The `/healthz` body: liveness plus whether Redis currently takes writes.

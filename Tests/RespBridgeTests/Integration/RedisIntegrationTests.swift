@@ -285,3 +285,61 @@ struct SpoolIntegrationTests {
         #expect(values == (100...2000).map { "seq=\($0)" })
     }
 }
+
+/// `--max-list-length` with both policies, against a real server.
+@Suite(.serialized, .enabled(if: TestEnvironment.canRun("redis-server")))
+struct CapacityTests {
+    private let logger: Logger = {
+        var logger = Logger(label: "test")
+        logger.logLevel = .error
+        return logger
+    }()
+
+    private func push(_ range: Range<Int>, into queue: PushQueue) {
+        var batch = PushBatch()
+        for index in range { batch.append(key: Array("pixel".utf8), value: Array("\(index)".utf8), acceptedAt: 0) }
+        queue.enqueue(batch)
+    }
+
+    @Test func dropOldestKeepsTheNewestAndCountsTheTrimmed() async throws {
+        let server = try RedisServer.start()
+        var options = LPushWriter.Options()
+        options.maxListLength = 100
+        options.dropOldestWhenFull = true
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(queue: queue, redis: try RedisConfiguration(url: server.url), options: options, logger: logger)
+        writer.start()
+        push(0..<250, into: queue)
+        await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
+        #expect(try server.llen("pixel") == 100)
+        #expect(try server.lrange("pixel").reversed() == (150..<250).map(String.init))
+        #expect(writer.statistics.trimmed == 150)
+        #expect(writer.statistics.pushed == 250)
+    }
+
+    @Test func holdWaitsForTheConsumerToMakeRoom() async throws {
+        let server = try RedisServer.start()
+        var options = LPushWriter.Options()
+        options.maxListLength = 100
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(queue: queue, redis: try RedisConfiguration(url: server.url), options: options, logger: logger)
+        writer.start()
+        push(0..<80, into: queue)
+        try await Task.sleep(for: .milliseconds(200))
+        push(80..<150, into: queue)  // would exceed 100: held
+        try await Task.sleep(for: .milliseconds(400))
+        #expect(try server.llen("pixel") == 80)
+        #expect(writer.statistics.pushed == 80)
+        // A consumer takes 60: now the held batch fits.
+        for _ in 0..<60 { _ = try server.command(["RPOP", "pixel"]) }
+        var fitted = false
+        for _ in 0..<200 where !fitted {
+            fitted = try server.llen("pixel") == 90
+            if !fitted { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        #expect(fitted)
+        await writer.shutdown(timeoutNanoseconds: 2_000_000_000)
+        #expect(try server.lrange("pixel").reversed() == (60..<150).map(String.init))
+        #expect(writer.statistics.trimmed == 0)
+    }
+}
