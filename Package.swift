@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         // hiredis 0.14 from Debian's libhiredis-dev, seen through a modulemap and a shim header only.
@@ -47,6 +48,14 @@ let package = Package(
             ]
         ),
         .target(name: "PixelEvents"),
+        // Privacy-safe analytics: validation, bots, anonymous visitor ids, enrichment, sessions, rollups.
+        .target(
+            name: "PixelAnalytics",
+            dependencies: [
+                "PixelEvents",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         .executableTarget(
             name: "pixeld",
             dependencies: [
@@ -76,6 +85,9 @@ let package = Package(
             ]
         ),
         .testTarget(name: "PixelEventsTests", dependencies: ["PixelEvents"]),
+        .testTarget(name: "PixelAnalyticsTests", dependencies: ["PixelAnalytics", "PixelEvents"]),
+        // Fault injection against real redis-server and pixeld processes (issue: lose nothing).
+        .testTarget(name: "PixeldFaultTests", dependencies: ["PixeldTestSupport"]),
         .testTarget(
             name: "PixeldEndToEndTests",
             dependencies: ["PixeldTestSupport", "RespBridge"]
