@@ -17,9 +17,9 @@ import Glibc
 ///   `MASTERDOWN`…): the batch is committed again with the same identity, after a jittered backoff
 ///   (50 ms doubling to 500 ms), so recovery starts within a second of Redis returning and a batch whose
 ///   reply was lost is not pushed twice.
-/// - Meanwhile new messages wait in the queue; the receivers wait when it is full. With a spool, once
-///   the queue is half full the writer moves batches to disk instead, and replays the spool — in order,
-///   before any newer batch — when Redis is back.
+/// - Meanwhile new messages wait in the queue; the receivers wait when it is full. With a spool, a batch
+///   that failed on a fresh connection too goes to disk at once (and so does everything after it), and
+///   the spool is replayed — in order, before any newer batch — when Redis is back.
 /// - A permanent error for one key (`WRONGTYPE`, `NOPERM`) sends that key's values to `<key>:dead`
 ///   and counts them; every other key flows on.
 /// - At shutdown, after the deadline: to the spool if there is one, else counted as lost.
@@ -162,7 +162,9 @@ public final class LPushWriter: @unchecked Sendable {
     private func deliver(_ batch: PushBatch, sequence: UInt64, deadLetter: Bool) {
         var groups: [KeyGroup] = []
         KeyGroup.group(batch, into: &groups)
+        var attempts = 0
         while true {
+            attempts += 1
             do {
                 try ensureConnected()
                 let started = MonotonicClock.nanoseconds()
@@ -173,12 +175,16 @@ public final class LPushWriter: @unchecked Sendable {
                 return
             } catch {
                 noteFailure(error)
+                // With a spool, a batch that failed twice (a dead connection gets one immediate retry
+                // on a new one) goes to disk at once, so an outage or a crash loses nothing held here.
                 if spool != nil, !deadLetter,
-                    isGivingUp || Double(queue.pendingBytes) >= Double(queue.capacityBytes) * options.spoolAtQueueFraction
+                    attempts >= 2 || isGivingUp
+                        || Double(queue.pendingBytes) >= Double(queue.capacityBytes) * options.spoolAtQueueFraction
                 {
                     toSpool(batch, sequence: sequence)
                     return
                 }
+                if error.connectionIsDead && attempts == 1 { continue }  // reconnect and retry at once
                 if isGivingUp {
                     statistics.addLost(batch.count)
                     logger.error("gave up at shutdown: redis unreachable and no spool", metadata: ["messages": "\(batch.count)"])

@@ -29,6 +29,9 @@ struct ConsumeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("This consumer's id, unique among the consumers of the list. Default <hostname>-<pid>. Env: PIXELD_CONSUMER_ID.", valueName: "id"))
     var consumerId: String?
 
+    @Option(help: ArgumentHelp("Append the JSON lines to this file instead of standard output, exactly once even across crashes (its acknowledged length is kept in Redis as PROGRAM:output:<consumer-id>). One file per consumer id. Env: PIXELD_OUTPUT.", valueName: "file"))
+    var output: String?
+
     @Option(help: ArgumentHelp("Events per batch at most. Default 512. Env: PIXELD_BATCH_SIZE.", valueName: "n"))
     var batchSize: Int?
 
@@ -47,7 +50,24 @@ struct ConsumeCommand: AsyncParsableCommand {
         options.batchSize = batch
         let id = consumerId ?? Environment.value(forFlag: "consumer-id") ?? Self.defaultConsumerID()
         let consumer = ReliableListConsumer(list: program, consumerID: id, redis: redis, options: options, logger: logger)
-        let printer = EventPrinter(logger: logger)
+        let printer: EventPrinter
+        if let path = output ?? Environment.value(forFlag: "output") {
+            let offsetKey = "\(program):output:\(id)"
+            let acknowledged: Int?
+            do {
+                let reply = try RedisConnection(configuration: redis, logger: logger).command(["GET", offsetKey]).unwrap("GET")
+                acknowledged = reply.string.flatMap { Int($0) }
+            } catch {
+                throw ValidationError("--output needs Redis at start to find the acknowledged length: \(error)")
+            }
+            do {
+                printer = try EventPrinter(logger: logger, path: path, acknowledgedOffset: acknowledged, offsetKey: offsetKey)
+            } catch {
+                throw ValidationError("--output: \(error)")
+            }
+        } else {
+            printer = EventPrinter(logger: logger)
+        }
         let service = ConsumeService(consumer: consumer, printer: printer, logger: logger)
         let group = ServiceGroup(
             configuration: .init(services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)

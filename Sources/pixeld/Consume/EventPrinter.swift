@@ -6,10 +6,64 @@ import RespBridge
 import Glibc
 #endif
 
-/// Turns a batch of raw events into JSON lines on standard output (one object per line, flushed before
-/// the batch is acked) and sorts out the values that cannot be decoded as dead letters.
-struct EventPrinter: Sendable {
-    let logger: Logger
+/// Turns a batch of raw events into JSON lines (one object per line) on standard output or in a file,
+/// written before the batch is acked, and sorts out the values that cannot be decoded as dead letters.
+///
+/// With a file, output is exactly-once: the file's length after each batch is stored in Redis in the
+/// same `MULTI`/`EXEC` as the ack (`<list>:output:<consumer-id>`), and at start the file is cut back to
+/// the last acknowledged length before the unacked batch is processed again. Standard output cannot be
+/// cut back, so there a consumer killed between writing and acking prints that batch again.
+final class EventPrinter: @unchecked Sendable {
+    // `@unchecked Sendable`: used only by the consumer thread after `open`.
+    private let logger: Logger
+    private let fd: Int32
+    private let path: String?
+    private let offsetKey: [UInt8]?
+    private var offset: Int = 0
+
+    /// Writes to standard output.
+    init(logger: Logger) {
+        self.logger = logger
+        self.fd = STDOUT_FILENO
+        self.path = nil
+        self.offsetKey = nil
+    }
+
+    /// Appends to `path`, exactly-once, cutting it back to `acknowledgedOffset` first.
+    /// - Parameters:
+    ///   - acknowledgedOffset: the length recorded with the last ack, `nil` if none was ever recorded.
+    ///   - offsetKey: where the length is recorded.
+    init(logger: Logger, path: String, acknowledgedOffset: Int?, offsetKey: String) throws {
+        self.logger = logger
+        self.path = path
+        self.offsetKey = Array(offsetKey.utf8)
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw OutputError("open \(path): \(String(cString: strerror(errno)))") }
+        self.fd = fd
+        var info = stat()
+        fstat(fd, &info)
+        let size = Int(info.st_size)
+        if let acknowledged = acknowledgedOffset {
+            if size > acknowledged {
+                logger.info(
+                    "cutting output back to the last acknowledged batch",
+                    metadata: ["file": "\(path)", "from": "\(size)", "to": "\(acknowledged)"]
+                )
+                guard ftruncate(fd, off_t(acknowledged)) == 0 else {
+                    throw OutputError("truncate \(path): \(String(cString: strerror(errno)))")
+                }
+            } else if size < acknowledged {
+                logger.warning(
+                    "output file is shorter than acknowledged (replaced, or lost in a machine crash); appending",
+                    metadata: ["file": "\(path)", "size": "\(size)", "acknowledged": "\(acknowledged)"]
+                )
+            }
+            offset = min(size, acknowledged)
+        } else {
+            offset = size
+        }
+        _ = lseek(fd, off_t(offset), SEEK_SET)
+    }
 
     func handle(_ batch: [[UInt8]]) throws -> ReliableListConsumer.Outcome {
         var output: [UInt8] = []
@@ -29,24 +83,31 @@ struct EventPrinter: Sendable {
             }
         }
         try write(output)
-        return .init(deadLetters: dead)
+        var commands: [[[UInt8]]] = []
+        if let offsetKey {
+            offset += output.count
+            commands.append([Array("SET".utf8), offsetKey, Array(String(offset).utf8)])
+        }
+        return .init(deadLetters: dead, commands: commands)
     }
 
-    /// Writes everything to standard output, or throws so that the batch is not acked.
+    /// Writes everything, or throws so that the batch is not acked.
     private func write(_ bytes: [UInt8]) throws {
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { Glibc.write(STDOUT_FILENO, $0.baseAddress, $0.count) }
-            if written < 0 {
+        var written = 0
+        while written < bytes.count {
+            let result = bytes[written...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if result < 0 {
                 if errno == EINTR { continue }
-                throw PrintError(errno: errno)
+                let error = OutputError("write \(path ?? "stdout"): \(String(cString: strerror(errno)))")
+                if path != nil { _ = ftruncate(fd, off_t(offset)) }  // leave no partial batch behind
+                throw error
             }
-            offset += written
+            written += result
         }
     }
 
-    struct PrintError: Error, CustomStringConvertible {
-        let errno: Int32
-        var description: String { "write to stdout failed: \(String(cString: strerror(errno)))" }
+    struct OutputError: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
     }
 }
