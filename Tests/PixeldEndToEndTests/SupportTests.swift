@@ -1,0 +1,194 @@
+import Foundation
+import PixeldTestSupport
+import Testing
+
+/// Proves the test support and deploy/nginx-syslog.conf on their own, without pixeld: a fake
+/// syslog receiver (DatagramSink) stands where `pixeld ingest` would.
+@Suite(
+    "Test support and the nginx deploy file",
+    .serialized,
+    .enabled(if: TestEnvironment.canRun("redis-server", "redis-cli", "nginx", "curl"))
+)
+struct SupportTests {
+    @Test("RedisServer: binary-safe values, redis-cli, unix socket, stop")
+    func redisServerBasics() throws {
+        let redis = try RedisServer.start()
+        let value: [UInt8] = [0, 1, 13, 10, 0xFF, 0xC3, 0xA9, 32, 44]
+        let connection = try redis.connect()
+        #expect(try connection.command(bytes: [Array("LPUSH".utf8), Array("k".utf8), value]) == .integer(1))
+        #expect(try redis.command(["LPUSH", "k", "text value"]) == .integer(2))
+        #expect(try redis.lrangeRaw("k") == [Array("text value".utf8), value])
+        #expect(try redis.llen("k") == 2)
+        #expect(try redis.cli("LLEN", "k") == "2")
+        #expect(try redis.cliLines(["LRANGE", "k", "0", "0"]) == ["text value"])
+        #expect(try redis.command(["NOSUCHCOMMAND"]).isError)
+        #expect(try RESPConnection(unixSocketPath: redis.unixSocketPath).command(["PING"]) == .simpleString("PONG"))
+        #expect(redis.url == "redis://127.0.0.1:\(redis.port)/0")
+        redis.stop()
+        #expect(redis.pid == nil)
+        #expect(throws: TestSupportError.self) { try redis.command(["PING"]) }
+    }
+
+    @Test("RedisServer: AOF survives SIGKILL and restart on the same port")
+    func redisServerRestart() throws {
+        let redis = try RedisServer.start(appendOnly: true, extraArgs: ["--appendfsync", "always"])
+        let port = redis.port
+        _ = try redis.command(["RPUSH", "pixel", "a", "b"])
+        redis.kill()
+        #expect(redis.pid == nil)
+        try redis.restart()
+        #expect(redis.port == port)
+        #expect(try redis.lrange("pixel") == ["a", "b"])
+    }
+
+    @Test("ChildProcess drains large output without blocking the child")
+    func childProcessLargeOutput() throws {
+        let result = try ChildProcess.run("head", ["-c", "3000000", "/dev/zero"], timeout: 20)
+        #expect(result.status == 0)
+        #expect(result.stdout.utf8.count == 3_000_000)
+    }
+
+    @Test("Children start with an empty signal mask, so SIGTERM ends them at once")
+    func childSeesSIGTERM() throws {
+        let child = try ChildProcess(tool: "sleep", arguments: ["30"])
+        let status = try String(contentsOfFile: "/proc/\(child.pid)/status", encoding: .utf8)
+        #expect(status.contains("SigBlk:\t0000000000000000"))
+        child.terminate()
+        #expect(try child.waitForExit(timeout: 5) == 128 + 15)
+    }
+
+    @Test("PixeldProcess finds the built pixeld next to the test binary")
+    func pixeldBinaryIsFound() throws {
+        let url = try PixeldProcess.binaryURL()
+        if ProcessInfo.processInfo.environment["PIXELD_BIN"] == nil {
+            #expect(url.lastPathComponent == "pixeld")
+        }
+        #expect(FileManager.default.isExecutableFile(atPath: url.path))
+        let help = try PixeldProcess.start(["--help"])
+        #expect(try help.waitForExit(timeout: 20) == 0)
+        #expect(!help.stdoutText.isEmpty)
+    }
+
+    @Test("The deploy file's markers render as documented")
+    func rendering() throws {
+        let source = try String(contentsOf: TestEnvironment.deployNginxConf, encoding: .utf8)
+        let udpOnly = try NginxServer.render(
+            source,
+            listen: "127.0.0.1:1234",
+            syslogUDP: "127.0.0.1:4321",
+            syslogUnix: nil,
+            extraLogFile: "/tmp/x.log"
+        )
+        let active = udpOnly.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.hasPrefix("#") }
+        #expect(active.contains("listen 127.0.0.1:1234;  # pixeld:listen"))
+        #expect(active.contains { $0.hasPrefix("access_log syslog:server=127.0.0.1:4321,facility=local3,tag=pixel,") })
+        #expect(!active.contains { $0.contains("server=unix:") })
+        #expect(active.contains { $0.hasPrefix("access_log /tmp/x.log pixel;") })
+
+        let unixOnly = try NginxServer.render(
+            source,
+            listen: "127.0.0.1:1234",
+            syslogUDP: nil,
+            syslogUnix: "/tmp/p/s.sock",
+            extraLogFile: nil
+        )
+        let unixActive = unixOnly.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.hasPrefix("#") }
+        #expect(unixActive.contains { $0.hasPrefix("access_log syslog:server=unix:/tmp/p/s.sock,facility=local3,tag=pixel,") })
+        #expect(!unixActive.contains { $0.contains("syslog:server=127.0.0.1") })
+        #expect(throws: TestSupportError.self) {
+            try NginxServer.render("server { listen 80; }", listen: "x", syslogUDP: nil, syslogUnix: nil, extraLogFile: nil)
+        }
+    }
+
+    @Test("nginx with the deploy file: uncacheable GIF, 404 elsewhere")
+    func nginxHeaders() throws {
+        let sink = try DatagramSink.udp()
+        let nginx = try NginxServer.start(
+            renderedFrom: TestEnvironment.deployNginxConf,
+            httpPort: try PortAllocator.freeTCPPort(),
+            syslogUDP: "127.0.0.1:\(sink.port)",
+            syslogUnix: nil,
+            extraLogFile: nil
+        )
+        let head = try ChildProcess.run(
+            "curl",
+            ["-s", "-D", "-", "-o", "/dev/null", "-H", "If-Modified-Since: Thu, 01 Jan 2037 00:00:00 GMT",
+             nginx.pixelURL(query: "e=x")],
+            timeout: 10
+        ).stdout.lowercased()
+        #expect(head.hasPrefix("http/1.1 200"))
+        #expect(head.contains("content-type: image/gif"))
+        #expect(head.contains("content-length: 43"))
+        #expect(head.contains("cache-control: no-store, no-cache, must-revalidate, max-age=0"))
+        #expect(head.contains("pragma: no-cache"))
+        #expect(!head.contains("last-modified"))
+        #expect(!head.contains("etag"))
+        let other = try ChildProcess.run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", nginx.baseURL + "/x"])
+        #expect(other.stdout == "404")
+        // Only the pixel hit went to syslog.
+        #expect(sink.receive(count: 2, timeout: 1).count == 1)
+    }
+
+    @Test("nginx sends one syslog datagram per hit, body byte-equal to its file log (UDP)")
+    func nginxUDPLines() throws {
+        let sink = try DatagramSink.udp()
+        let logs = try TempDirectory(prefix: "pixeld-logs")
+        let nginx = try NginxServer.start(
+            renderedFrom: TestEnvironment.deployNginxConf,
+            httpPort: try PortAllocator.freeTCPPort(),
+            syslogUDP: "127.0.0.1:\(sink.port)",
+            syslogUnix: nil,
+            extraLogFile: logs.appending("pixel.log").path
+        )
+        try checkDatagrams(nginx: nginx, sink: sink, count: 200)
+    }
+
+    @Test("nginx sends one syslog datagram per hit, body byte-equal to its file log (unix socket)")
+    func nginxUnixLines() throws {
+        let directory = try TempDirectory(prefix: "pixeld-sock", permissions: 0o755)
+        let sink = try DatagramSink.unix(path: directory.appending("sink.sock").path)
+        let logs = try TempDirectory(prefix: "pixeld-logs")
+        let nginx = try NginxServer.start(
+            renderedFrom: TestEnvironment.deployNginxConf,
+            httpPort: try PortAllocator.freeTCPPort(),
+            syslogUDP: nil,
+            syslogUnix: sink.path,
+            extraLogFile: logs.appending("pixel.log").path
+        )
+        // The unix queue is short (net.unix.max_dgram_qlen): one request at a time so the sink,
+        // which only reads after curl finishes, loses nothing.
+        try checkDatagrams(nginx: nginx, sink: sink, count: 8, parallel: 1)
+    }
+
+    private func checkDatagrams(nginx: NginxServer, sink: DatagramSink, count: Int, parallel: Int = 8) throws {
+        let queries = pixelQueries(count: count, tag: "sink")
+        var received: [[UInt8]] = []
+        let statuses = try fetchAll(queries.map { nginx.pixelURL(query: $0) }, parallel: parallel)
+        #expect(statuses == Array(repeating: "200", count: count))
+        received = sink.receive(count: count, timeout: 5)
+        let fileLines = try nginx.extraLogLines()
+        #expect(fileLines.count == count)
+        #expect(received.count == count, "nginx error log:\n\(nginx.errorLog)")
+        // "<158>Mmm dd hh:mm:ss HOST pixel: BODY": facility local3 (19 * 8) + severity info (6).
+        let marker = Array(" pixel: ".utf8)
+        let wrongPriority = received.first { !$0.starts(with: Array("<158>".utf8)) }
+        #expect(wrongPriority == nil, "\(text(wrongPriority ?? []))")
+        let bodies = received.map { datagram -> [UInt8] in
+            guard let start = firstRange(of: marker, in: datagram) else { return [] }
+            return Array(datagram[(start + marker.count)...])
+        }
+        #expect(bodies == fileLines)
+        let logged = Set(fileLines.map { text($0).split(separator: ",", maxSplits: 1).last.map(String.init) ?? "" })
+        #expect(logged == Set(queries))
+    }
+
+    private func firstRange(of needle: [UInt8], in haystack: [UInt8]) -> Int? {
+        guard haystack.count >= needle.count else { return nil }
+        for index in 0...(haystack.count - needle.count) where haystack[index..<(index + needle.count)].elementsEqual(needle) {
+            return index
+        }
+        return nil
+    }
+}

@@ -1,0 +1,230 @@
+public import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A private nginx serving `deploy/nginx-syslog.conf` (rendered for the test) on a loopback port,
+/// run in the foreground (`daemon off; master_process on; worker_processes 1`) as a child of the
+/// test process, with every path under a temporary prefix.
+///
+/// The rendering follows the marker contract documented at the top of `deploy/nginx-syslog.conf`
+/// (the same one `scripts/render-nginx-conf.sh` implements): `# pixeld:listen`,
+/// `# pixeld:syslog-udp`, `# pixeld:syslog-unix`. It may add one line, `access_log FILE pixel;`
+/// beside the syslog one, so a test can compare what reached Redis with nginx's own log.
+public final class NginxServer: @unchecked Sendable {
+    // @unchecked Sendable: all stored properties are immutable after start; ChildProcess is
+    // thread-safe.
+    private let child: ChildProcess
+
+    /// The temporary prefix holding nginx.conf, pixel.conf, error.log, nginx.pid, temp paths.
+    public let prefix: TempDirectory
+    /// The HTTP port on 127.0.0.1.
+    public let httpPort: Int
+    /// The rendered deploy file, as nginx reads it.
+    public let renderedConfiguration: String
+    /// The extra file log requested at start, if any.
+    public let extraLogFile: String?
+
+    /// The master process's PID.
+    public var pid: Int32 { child.pid }
+    /// `http://127.0.0.1:<httpPort>`.
+    public var baseURL: String { "http://127.0.0.1:\(httpPort)" }
+
+    /// `http://127.0.0.1:<httpPort>/pixel.gif?<query>` (the query is used as given).
+    public func pixelURL(query: String) -> String {
+        "\(baseURL)/pixel.gif?\(query)"
+    }
+
+    /// The contents of nginx's error log.
+    public var errorLog: String {
+        (try? String(contentsOf: prefix.appending("error.log"), encoding: .utf8)) ?? ""
+    }
+
+    /// The lines of ``extraLogFile`` as raw bytes, without their `\n`.
+    /// - Throws: ``TestSupportError`` when no extra log was requested or it cannot be read.
+    public func extraLogLines() throws -> [[UInt8]] {
+        guard let extraLogFile else { throw TestSupportError("nginx was started without an extra log file") }
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: extraLogFile))
+        } catch {
+            throw TestSupportError("cannot read \(extraLogFile): \(error)")
+        }
+        var lines = Array(data).split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map(Array.init)
+        if lines.last == [] { lines.removeLast() }
+        return lines
+    }
+
+    private init(child: ChildProcess, prefix: TempDirectory, httpPort: Int, rendered: String, extraLogFile: String?) {
+        self.child = child
+        self.prefix = prefix
+        self.httpPort = httpPort
+        self.renderedConfiguration = rendered
+        self.extraLogFile = extraLogFile
+    }
+
+    /// Renders `deployConf` and starts nginx with it; waits (at most 5 s) until the HTTP port
+    /// accepts connections.
+    /// - Parameters:
+    ///   - deployConf: `deploy/nginx-syslog.conf` (``TestEnvironment/deployNginxConf``).
+    ///   - httpPort: the port to listen on, on 127.0.0.1.
+    ///   - syslogUDP: `"127.0.0.1:PORT"` to keep the UDP line pointing there, `nil` to comment it out.
+    ///   - syslogUnix: a unix datagram socket path to enable the unix line, `nil` to keep it off.
+    ///     nginx workers run as `nobody` under root: the path's directories must be searchable
+    ///     (`TempDirectory(permissions: 0o755)`) and the socket writable by them.
+    ///   - extraLogFile: a file to log the same format to, or `nil`.
+    /// - Throws: ``TestSupportError`` when nginx is missing, the file lacks a marker, `nginx -t`
+    ///   fails, or the port does not answer in time (the error log is included).
+    public static func start(
+        renderedFrom deployConf: URL,
+        httpPort: Int,
+        syslogUDP: String?,
+        syslogUnix: String?,
+        extraLogFile: String?
+    ) throws -> NginxServer {
+        let nginx = try TestEnvironment.requireTool("nginx")
+        let source: String
+        do {
+            source = try String(contentsOf: deployConf, encoding: .utf8)
+        } catch {
+            throw TestSupportError("cannot read \(deployConf.path): \(error)")
+        }
+        let rendered = try render(
+            source,
+            listen: "127.0.0.1:\(httpPort)",
+            syslogUDP: syslogUDP,
+            syslogUnix: syslogUnix,
+            extraLogFile: extraLogFile
+        )
+        let prefix = try TempDirectory(prefix: "pixeld-nginx", permissions: 0o755)
+        let included = prefix.appending("pixel.conf")
+        let main = prefix.appending("nginx.conf")
+        let p = prefix.path
+        let wrapper = """
+            # Written by PixeldTestSupport.NginxServer for one test.
+            daemon off;
+            master_process on;
+            worker_processes 1;
+            pid \(p)/nginx.pid;
+            error_log \(p)/error.log notice;
+            events { worker_connections 1024; }
+            http {
+                client_body_temp_path \(p)/client_body_temp;
+                proxy_temp_path \(p)/proxy_temp;
+                fastcgi_temp_path \(p)/fastcgi_temp;
+                uwsgi_temp_path \(p)/uwsgi_temp;
+                scgi_temp_path \(p)/scgi_temp;
+                access_log off;
+                include \(included.path);
+            }
+
+            """
+        do {
+            try rendered.write(to: included, atomically: true, encoding: .utf8)
+            try wrapper.write(to: main, atomically: true, encoding: .utf8)
+        } catch {
+            throw TestSupportError("cannot write nginx configuration under \(p): \(error)")
+        }
+        let arguments = ["-p", p + "/", "-e", p + "/error.log", "-c", main.path]
+        let check = try ChildProcess.run(nginx.path, ["-t"] + arguments, timeout: 10, checkStatus: false)
+        if check.status != 0 {
+            throw TestSupportError("nginx -t failed for \(main.path):\n\(check.stderr)\n--- pixel.conf ---\n\(rendered)")
+        }
+        let child = try ChildProcess(executable: nginx, arguments: arguments)
+        let server = NginxServer(
+            child: child,
+            prefix: prefix,
+            httpPort: httpPort,
+            rendered: rendered,
+            extraLogFile: extraLogFile
+        )
+        let up = Poll.until(timeout: 5, interval: 0.02) { !child.isRunning || tcpPortAnswers(httpPort) }
+        if up && child.isRunning { return server }
+        server.stop()
+        throw TestSupportError("nginx did not answer on 127.0.0.1:\(httpPort) within 5 s\n\(server.errorLog)\(child.tail)")
+    }
+
+    /// Applies the marker contract of `deploy/nginx-syslog.conf` to `text`.
+    /// - Parameters:
+    ///   - text: the deploy file's contents.
+    ///   - listen: the address for the `# pixeld:listen` line (`127.0.0.1:18080`).
+    ///   - syslogUDP: UDP target for the `# pixeld:syslog-udp` line, or `nil` to comment it out.
+    ///   - syslogUnix: socket path for the `# pixeld:syslog-unix` line (uncommented), or `nil`.
+    ///   - extraLogFile: when set, `access_log FILE pixel;` is added after the syslog lines.
+    /// - Throws: ``TestSupportError`` when a marker is missing or appears more than once.
+    public static func render(
+        _ text: String,
+        listen: String,
+        syslogUDP: String?,
+        syslogUnix: String?,
+        extraLogFile: String?
+    ) throws -> String {
+        var lines = text.components(separatedBy: "\n")
+        func index(of marker: String) throws -> Int {
+            let hits = lines.indices.filter { lines[$0].hasSuffix("# \(marker)") }
+            guard hits.count == 1 else {
+                throw TestSupportError("deploy/nginx-syslog.conf: expected one line ending in \"# \(marker)\", found \(hits.count)")
+            }
+            return hits[0]
+        }
+        let listenIndex = try index(of: "pixeld:listen")
+        let udpIndex = try index(of: "pixeld:syslog-udp")
+        let unixIndex = try index(of: "pixeld:syslog-unix")
+
+        lines[listenIndex] = try replacing(in: lines[listenIndex], after: "listen ", upTo: ";", with: listen)
+        let udpLine = lines[udpIndex]
+        if let syslogUDP {
+            lines[udpIndex] = try replacing(in: udpLine, after: "server=", upTo: ",", with: syslogUDP)
+        } else {
+            let indent = udpLine.prefix { $0 == " " }
+            lines[udpIndex] = String(indent) + "# " + String(udpLine.dropFirst(indent.count))
+        }
+        if let syslogUnix {
+            var line = lines[unixIndex]
+            let indent = line.prefix { $0 == " " }
+            var body = line.dropFirst(indent.count)
+            while body.hasPrefix("#") { body = body.dropFirst() }
+            line = String(indent + body.drop { $0 == " " })
+            lines[unixIndex] = try replacing(in: line, after: "server=unix:", upTo: ",", with: syslogUnix)
+        }
+        if let extraLogFile {
+            let indent = udpLine.prefix { $0 == " " }
+            lines.insert("\(indent)access_log \(extraLogFile) pixel;  # added by the test", at: max(udpIndex, unixIndex) + 1)
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    private static func replacing(in line: String, after start: String, upTo end: Character, with value: String) throws -> String {
+        guard let startRange = line.range(of: start),
+            let endIndex = line[startRange.upperBound...].firstIndex(of: end)
+        else {
+            throw TestSupportError("deploy/nginx-syslog.conf: cannot find \"\(start)…\(end)\" in: \(line)")
+        }
+        return line.replacingCharacters(in: startRange.upperBound..<endIndex, with: value)
+    }
+
+    /// SIGTERM to the master (it stops its worker), SIGKILL to master and worker after 5 s.
+    public func stop() {
+        guard child.isRunning else { return }
+        let workers = Self.children(of: child.pid)
+        child.terminate()
+        if child.exitStatus(waitingUpTo: 5) != nil { return }
+        child.kill()
+        _ = child.exitStatus(waitingUpTo: 2)
+        for worker in workers { systemKill(worker, SIGKILL) }
+    }
+
+    /// PIDs whose parent is `pid` (from /proc), so a SIGKILLed master leaves no worker behind.
+    private static func children(of pid: Int32) -> [Int32] {
+        let path = "/proc/\(pid)/task/\(pid)/children"
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+        return text.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    deinit {
+        stop()
+    }
+}

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Runs the whole pipeline on this machine, on private loopback ports, until Ctrl-C:
+#   nginx (deploy/nginx-syslog.conf, http 127.0.0.1:18080) --syslog UDP 127.0.0.1:15514-->
+#   pixeld ingest (also unix socket .run/pixeld.sock) --> redis-server 127.0.0.1:16379 -->
+#   pixeld consume pixel >> .run/events.jsonl
+# Everything lives under ./.run (override with PIXELD_RUN_DIR); logs are .run/*.log.
+# Ctrl-C or SIGTERM stops every process this script started, by PID.
+#
+# usage: scripts/run-local.sh [--check]
+#   --check   start everything, fire one pixel, wait for its JSON line, stop, exit 0 (a smoke test)
+# env: PIXELD_BIN (default: the debug build), PIXELD_RUN_DIR, REDIS_PORT, SYSLOG_PORT, HTTP_PORT
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+run="${PIXELD_RUN_DIR:-$root/.run}"
+redis_port="${REDIS_PORT:-16379}"
+syslog_port="${SYSLOG_PORT:-15514}"
+http_port="${HTTP_PORT:-18080}"
+check=0
+[ "${1:-}" = "--check" ] && check=1
+
+[ -d /opt/swift/usr/bin ] && PATH="/opt/swift/usr/bin:$PATH"
+PATH="$PATH:/usr/sbin:/sbin"
+pixeld="${PIXELD_BIN:-$(cd "$root" && swift build --show-bin-path)/pixeld}"
+for tool in redis-server redis-cli nginx curl; do
+    command -v "$tool" >/dev/null || { echo "run-local: $tool not found; run 'make deps'" >&2; exit 1; }
+done
+[ -x "$pixeld" ] || { echo "run-local: $pixeld not found; run 'make build'" >&2; exit 1; }
+
+for port in "$redis_port" "$http_port"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        echo "run-local: 127.0.0.1:$port is already in use (an earlier run still going?)" >&2
+        exit 1
+    fi
+done
+
+mkdir -p "$run/redis" "$run/nginx"
+redis_url="redis://127.0.0.1:$redis_port/0"
+
+# PIDs of what we started, in start order; stopped in reverse order.
+pids=()
+names=()
+stop_all() {
+    trap - INT TERM EXIT
+    local i pid
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+        pid="${pids[$i]}"
+        kill -0 "$pid" 2>/dev/null || continue
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        if kill -0 "$pid" 2>/dev/null; then
+            echo "run-local: ${names[$i]} (pid $pid) ignored SIGTERM for 10 s; SIGKILL" >&2
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || true
+    done
+    echo "run-local: stopped"
+}
+trap stop_all EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+started() { pids+=("$1"); names+=("$2"); }
+
+# wait_for DESCRIPTION PID COMMAND...: polls COMMAND for at most 10 s while PID lives.
+wait_for() {
+    local what="$1" pid="$2"
+    shift 2
+    for _ in $(seq 1 100); do
+        "$@" >/dev/null 2>&1 && return 0
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "run-local: $what did not come up; see $run/*.log" >&2
+    exit 1
+}
+
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly yes --dir "$run/redis" \
+    --daemonize no --logfile "$run/redis.log" &
+started $! redis-server
+wait_for redis-server $! redis-cli -p "$redis_port" ping
+
+: >"$run/ingest.log"
+"$pixeld" ingest --udp "127.0.0.1:$syslog_port" --unix "$run/pixeld.sock" --redis "$redis_url" \
+    2>>"$run/ingest.log" &
+started $! "pixeld ingest"
+wait_for "pixeld ingest" $! grep -q "ingest ready" "$run/ingest.log"
+
+"$root/scripts/render-nginx-conf.sh" --listen "127.0.0.1:$http_port" --udp "127.0.0.1:$syslog_port" \
+    "$root/deploy/nginx-syslog.conf" >"$run/nginx/pixel.conf"
+cat >"$run/nginx/nginx.conf" <<CONF
+# Written by scripts/run-local.sh.
+daemon off;
+master_process on;
+worker_processes 1;
+pid $run/nginx/nginx.pid;
+error_log $run/nginx.log notice;
+events { worker_connections 1024; }
+http {
+    client_body_temp_path $run/nginx/client_body_temp;
+    proxy_temp_path $run/nginx/proxy_temp;
+    fastcgi_temp_path $run/nginx/fastcgi_temp;
+    uwsgi_temp_path $run/nginx/uwsgi_temp;
+    scgi_temp_path $run/nginx/scgi_temp;
+    access_log off;
+    include $run/nginx/pixel.conf;
+}
+CONF
+nginx_args=(-p "$run/nginx/" -e "$run/nginx.log" -c "$run/nginx/nginx.conf")
+nginx -t -q "${nginx_args[@]}"
+nginx "${nginx_args[@]}" &
+started $! nginx
+wait_for nginx $! curl -sf -o /dev/null "http://127.0.0.1:$http_port/pixel.gif?e=run-local-probe"
+
+"$pixeld" consume pixel --redis "$redis_url" >>"$run/events.jsonl" 2>>"$run/consume.log" &
+started $! "pixeld consume"
+
+cat <<INFO
+pixeld is running (redis 127.0.0.1:$redis_port, syslog udp 127.0.0.1:$syslog_port and unix $run/pixeld.sock, nginx http://127.0.0.1:$http_port).
+
+Fire a pixel:
+  curl 'http://127.0.0.1:$http_port/pixel.gif?e=pageview&u=https%3A%2F%2Fexample.com%2F'
+Or send syslog directly:
+  logger -d -n 127.0.0.1 -P $syslog_port -p local3.info -t pixel '1379183721.115,e=hello'
+See it:
+  redis-cli -p $redis_port LRANGE pixel 0 -1     (events not yet consumed)
+  tail -f $run/events.jsonl
+Logs: $run/{redis,ingest,nginx,consume}.log
+
+Ctrl-C stops everything.
+INFO
+
+if [ "$check" = 1 ]; then
+    before=$(wc -l <"$run/events.jsonl")
+    curl -sf -o /dev/null "http://127.0.0.1:$http_port/pixel.gif?e=pageview&u=https%3A%2F%2Fexample.com%2F&check=$$"
+    for _ in $(seq 1 100); do
+        grep -q "\"check\":\"$$\"" "$run/events.jsonl" && break
+        sleep 0.1
+    done
+    if grep "\"check\":\"$$\"" "$run/events.jsonl"; then
+        echo "run-local --check: ok ($(($(wc -l <"$run/events.jsonl") - before)) new event lines)"
+        exit 0
+    fi
+    echo "run-local --check: the pixel did not reach $run/events.jsonl within 10 s" >&2
+    exit 1
+fi
+
+# Until Ctrl-C/SIGTERM, or until one of the processes exits on its own.
+set +e
+wait -n "${pids[@]}"
+status=$?
+echo "run-local: a process exited on its own (status $status); stopping the rest" >&2
+exit 1
