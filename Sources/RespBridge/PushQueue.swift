@@ -27,13 +27,28 @@ public final class PushQueue: @unchecked Sendable {
     /// - Returns: `false` when the queue was closed; nothing was added then.
     @discardableResult
     public func enqueue(_ batch: PushBatch) -> Bool {
+        var batch = batch
+        return enqueue(moving: &batch)
+    }
+
+    /// Adds `batch` like ``enqueue(_:)`` and leaves it empty (with reusable capacity). When the queue is
+    /// empty the two buffers are swapped instead of copied, which is the common case at low and
+    /// moderate rates.
+    /// - Returns: `false` when the queue was closed; `batch` is left as it was then.
+    @discardableResult
+    public func enqueue(moving batch: inout PushBatch) -> Bool {
         guard !batch.isEmpty else { return true }
         return lock.withLock {
             while !closed && !pending.isEmpty && pending.byteCount + batch.byteCount > capacityBytes {
                 lock.wait(timeoutNanoseconds: 100_000_000)
             }
             if closed { return false }
-            pending.append(contentsOf: batch)
+            if pending.isEmpty {
+                swap(&pending, &batch)
+            } else {
+                pending.append(contentsOf: batch)
+            }
+            batch.removeAll()
             if writerWaiting { lock.broadcast() }
             return true
         }

@@ -20,7 +20,6 @@ final class QueueSink: AcceptedMessageSink, @unchecked Sendable {
     }
 
     func endOfBatch() -> Bool {
-        defer { batch.removeAll() }
-        return queue.enqueue(batch)
+        queue.enqueue(moving: &batch)
     }
 }
