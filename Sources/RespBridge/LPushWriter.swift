@@ -89,7 +89,11 @@ public final class LPushWriter: @unchecked Sendable {
         self.queue = queue
         self.connection = RedisConnection(configuration: redis, logger: logger)
         self.options = options
-        self.committer = BatchCommitter(maxListLength: options.maxListLength, fullPolicy: options.dropOldestWhenFull ? .dropOldest : .hold)
+        self.committer = BatchCommitter(
+            maxListLength: options.maxListLength,
+            fullPolicy: options.dropOldestWhenFull ? .dropOldest : .hold,
+            deadLetterSuffix: options.deadLetterSuffix
+        )
         self.spool = spool
         self.statistics = statistics
         self.logger = logger
@@ -114,9 +118,24 @@ public final class LPushWriter: @unchecked Sendable {
     /// when `timeoutNanoseconds` have passed — then what is left goes to the spool, or is counted lost.
     /// Stop the receivers first, so that they hand over what their sockets still hold.
     public func shutdown(timeoutNanoseconds: Int64) async {
-        giveUpAt.store(MonotonicClock.nanoseconds() + timeoutNanoseconds, ordering: .relaxed)
+        beginShutdown(timeoutNanoseconds: timeoutNanoseconds)
         queue.close()
         await thread?.finished()
+    }
+
+    /// Starts the shutdown clock without closing the queue: until the deadline the writer works as
+    /// usual; after it, batches that cannot be committed go to the spool (or are counted lost) at once,
+    /// which frees the queue for receivers still draining their sockets. Call before stopping the
+    /// receivers, so that a full queue during an outage cannot hold the shutdown up; a later
+    /// ``shutdown(timeoutNanoseconds:)`` keeps the earlier deadline.
+    public func beginShutdown(timeoutNanoseconds: Int64) {
+        let deadline = MonotonicClock.nanoseconds() + timeoutNanoseconds
+        var current = giveUpAt.load(ordering: .relaxed)
+        while deadline < current {
+            let (exchanged, original) = giveUpAt.compareExchange(expected: current, desired: deadline, ordering: .relaxed)
+            if exchanged { break }
+            current = original
+        }
     }
 
     private var isGivingUp: Bool { MonotonicClock.nanoseconds() >= giveUpAt.load(ordering: .relaxed) }
@@ -142,7 +161,7 @@ public final class LPushWriter: @unchecked Sendable {
                 // Order: nothing may overtake what waits in the spool.
                 toSpool(batch, sequence: sequence)
             } else {
-                deliver(batch, sequence: sequence, deadLetter: false)
+                deliver(batch, sequence: sequence)
             }
             statistics.setInFlight(0)
             batch.removeAll()
@@ -159,7 +178,7 @@ public final class LPushWriter: @unchecked Sendable {
     }
 
     /// Commits one batch, retrying until it is applied; spools it (or gives up) as described above.
-    private func deliver(_ batch: PushBatch, sequence: UInt64, deadLetter: Bool) {
+    private func deliver(_ batch: PushBatch, sequence: UInt64) {
         var groups: [KeyGroup] = []
         KeyGroup.group(batch, into: &groups)
         var attempts = 0
@@ -171,13 +190,13 @@ public final class LPushWriter: @unchecked Sendable {
                 let result = try committer.commit(batch, groups: groups, marker: marker, sequence: sequence, on: connection)
                 metrics.recordCommit(nanoseconds: MonotonicClock.nanoseconds() - started, messages: batch.count)
                 noteRecovery()
-                settle(result, batch: batch, groups: groups, deadLetter: deadLetter, fromPreviousRun: 0)
+                settle(result, batch: batch, groups: groups, fromPreviousRun: 0)
                 return
             } catch {
                 noteFailure(error)
                 // With a spool, a batch that failed twice (a dead connection gets one immediate retry
                 // on a new one) goes to disk at once, so an outage or a crash loses nothing held here.
-                if spool != nil, !deadLetter,
+                if spool != nil,
                     attempts >= 2 || isGivingUp
                         || Double(queue.pendingBytes) >= Double(queue.capacityBytes) * options.spoolAtQueueFraction
                 {
@@ -195,69 +214,47 @@ public final class LPushWriter: @unchecked Sendable {
         }
     }
 
-    /// Books a commit's outcome: counts what was pushed, re-commits keys that hit a transient error,
-    /// dead-letters keys that hit a permanent one.
-    private func settle(_ result: BatchCommitter.Result, batch: PushBatch, groups: [KeyGroup], deadLetter: Bool, fromPreviousRun: Int) {
-        var recovered = fromPreviousRun
-        func book(_ count: Int, _ indices: [Int]) {
-            let inherited = min(recovered, count)
-            recovered -= inherited
-            if inherited > 0 { statistics.addRecovered(inherited) }
-            if deadLetter {
-                statistics.addDeadLettered(count - inherited)
-            } else {
-                statistics.addPushed(count - inherited)
-                metrics.recordAcks(batch, indices)
-                onDelivered?(batch, indices)
-            }
+    /// Books a commit's outcome per key: pushed, dead-lettered or lost.
+    private func settle(_ result: BatchCommitter.Result, batch: PushBatch, groups: [KeyGroup], fromPreviousRun: Int) {
+        var inherited = fromPreviousRun
+        /// Messages a previous run left in the spool count as recovered, not as this run's.
+        func ownShare(_ count: Int) -> Int {
+            let fromBefore = min(inherited, count)
+            inherited -= fromBefore
+            if fromBefore > 0 { statistics.addRecovered(fromBefore) }
+            return count - fromBefore
         }
         guard case .applied(let outcomes) = result else {
-            // Applied by an earlier attempt whose reply was lost.
-            book(batch.count, Array(batch.entries.indices))
+            // A spooled batch applied long ago, before a crash: its outcome is gone; count it pushed.
+            statistics.addPushed(ownShare(batch.count))
             return
         }
-        var retry = PushBatch()
-        var dead = PushBatch()
         for (group, outcome) in zip(groups, outcomes) {
+            let count = group.entryIndices.count
             switch outcome {
             case .pushed(_, let trimmed):
-                book(group.entryIndices.count, group.entryIndices)
+                statistics.addPushed(ownShare(count))
+                metrics.recordAcks(batch, group.entryIndices)
+                onDelivered?(batch, group.entryIndices)
                 if trimmed > 0 { statistics.addTrimmed(Int(trimmed)) }
-            case .failed(let error) where error.isTransientServerError:
-                for index in group.entryIndices {
-                    let entry = batch.entries[index]
-                    retry.append(key: Array(batch.key(of: entry)), value: Array(batch.value(of: entry)), acceptedAt: entry.acceptedAt)
-                }
-            case .failed(let error):
-                let key = String(decoding: batch.bytes[group.keyStart..<group.keyStart + group.keyCount], as: UTF8.self)
-                if deadLetter {
-                    statistics.addLost(group.entryIndices.count)
-                    logger.error(
-                        "dead-letter push failed; messages lost",
-                        metadata: ["redis.key": "\(key)", "error": "\(error.message)", "messages": "\(group.entryIndices.count)"]
-                    )
-                    continue
-                }
+            case .deadLettered(let error):
+                statistics.addDeadLettered(ownShare(count))
                 logger.error(
-                    "push failed permanently; sending to the dead-letter list",
-                    metadata: ["redis.key": "\(key)", "error": "\(error.message)", "messages": "\(group.entryIndices.count)"]
+                    "push failed permanently; values sent to the dead-letter list",
+                    metadata: ["redis.key": "\(key(of: group, in: batch))", "error": "\(error)", "messages": "\(count)"]
                 )
-                let deadKey = Array(batch.key(of: batch.entries[group.entryIndices[0]])) + Array(options.deadLetterSuffix.utf8)
-                for index in group.entryIndices {
-                    let entry = batch.entries[index]
-                    dead.append(key: deadKey, value: Array(batch.value(of: entry)), acceptedAt: entry.acceptedAt)
-                }
+            case .lost(let error):
+                statistics.addLost(ownShare(count))
+                logger.error(
+                    "push and dead-letter push both failed; messages lost",
+                    metadata: ["redis.key": "\(key(of: group, in: batch))", "error": "\(error)", "messages": "\(count)"]
+                )
             }
         }
-        if !retry.isEmpty {
-            pause()
-            self.sequence += 1
-            deliver(retry, sequence: self.sequence, deadLetter: deadLetter)
-        }
-        if !dead.isEmpty {
-            self.sequence += 1
-            deliver(dead, sequence: self.sequence, deadLetter: true)
-        }
+    }
+
+    private func key(of group: KeyGroup, in batch: PushBatch) -> String {
+        String(decoding: batch.bytes[group.keyStart..<group.keyStart + group.keyCount], as: UTF8.self)
     }
 
     // MARK: - Spool
@@ -303,7 +300,7 @@ public final class LPushWriter: @unchecked Sendable {
                 noteRecovery()
                 let inherited = min(inheritedSpoolMessages, record.batch.count)
                 inheritedSpoolMessages -= inherited
-                settle(result, batch: record.batch, groups: groups, deadLetter: false, fromPreviousRun: inherited)
+                settle(result, batch: record.batch, groups: groups, fromPreviousRun: inherited)
                 try spool.removeFirst()
                 statistics.setSpooled(spool.messageCount)
             } catch let error as RespError {

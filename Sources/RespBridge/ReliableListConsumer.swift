@@ -86,11 +86,19 @@ public final class ReliableListConsumer: @unchecked Sendable {
     public var recovered: Int { recoveredCount.load(ordering: .relaxed) }
 
     /// Starts the consumer thread.
-    /// - Parameter handler: called on the consumer thread with each batch, oldest first; it writes its
-    ///   output before returning. When it throws, the batch stays unacked and is retried.
-    public func start(handler: @escaping @Sendable ([[UInt8]]) throws -> Outcome) {
+    /// - Parameters:
+    ///   - prepare: called on the consumer thread before the first batch and again after any failure
+    ///     (a Redis error, whose ack may or may not have been applied, or a handler error), with the
+    ///     connection, so that the handler can re-read what Redis acknowledged — e.g. cut an output
+    ///     file back to the acknowledged length — before the unacked batch is handled again.
+    ///   - handler: called on the consumer thread with each batch, oldest first; it writes its
+    ///     output before returning. When it throws, the batch stays unacked and is retried.
+    public func start(
+        prepare: (@Sendable (RedisConnection) throws -> Void)? = nil,
+        handler: @escaping @Sendable ([[UInt8]]) throws -> Outcome
+    ) {
         precondition(thread == nil)
-        thread = DedicatedThread(name: "pixeld-consume") { [self] in run(handler) }
+        thread = DedicatedThread(name: "pixeld-consume") { [self] in run(prepare, handler) }
     }
 
     /// Asks the consumer to stop after the batch in hand and waits for it (at most about one
@@ -102,11 +110,24 @@ public final class ReliableListConsumer: @unchecked Sendable {
 
     private var stopping: Bool { stopRequested.load(ordering: .relaxed) }
 
-    private func run(_ handler: @Sendable ([[UInt8]]) throws -> Outcome) {
+    private func run(_ prepare: (@Sendable (RedisConnection) throws -> Void)?, _ handler: @Sendable ([[UInt8]]) throws -> Outcome) {
         var backoff = Backoff()
         var lastRecovery: Int64?
+        var prepared = false
         while !stopping {
             do {
+                if !prepared, let prepare {
+                    do {
+                        try prepare(connection)
+                    } catch let error as RespError {
+                        throw error
+                    } catch {
+                        logger.error("consumer preparation failed; retrying", metadata: ["error": "\(error)"])
+                        sleep(milliseconds: backoff.nextDelayMilliseconds())
+                        continue
+                    }
+                }
+                prepared = true
                 // Look for dead consumers' events at start and then once per heartbeat period.
                 let now = MonotonicClock.nanoseconds()
                 if lastRecovery.map({ now - $0 > Int64(options.heartbeatSeconds) * 1_000_000_000 }) ?? true {
@@ -123,6 +144,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
                     outcome = try handler(batch)
                 } catch {
                     logger.error("handler failed; batch kept for retry", metadata: ["error": "\(error)"])
+                    prepared = false
                     sleep(milliseconds: backoff.nextDelayMilliseconds())
                     continue
                 }
@@ -130,6 +152,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
                 backoff.reset()
             } catch {
                 logger.warning("redis error in consumer, retrying", metadata: ["error": "\(error)"])
+                prepared = false
                 connection.close()
                 sleep(milliseconds: backoff.nextDelayMilliseconds())
             }

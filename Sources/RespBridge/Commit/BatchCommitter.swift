@@ -21,15 +21,19 @@ struct BatchCommitter {
         /// Pushed; the list's new length and how many of its oldest values were trimmed to keep it
         /// at its maximum length.
         case pushed(length: Int64, trimmed: Int64)
-        /// Failed with this error reply; nothing of this key was pushed.
-        case failed(RespError)
+        /// The key refused the push permanently (the error text); its values went to `<key>:dead`.
+        case deadLettered(String)
+        /// The key and its dead-letter list both refused; the values are lost (the error text).
+        case lost(String)
     }
 
     /// The outcome of one commit.
     enum Result: Equatable {
-        /// The batch had been applied before (a retry): nothing was done.
+        /// An older batch than the last one applied: it was applied before, its outcome is no longer
+        /// known (only spool records replayed after a crash get here).
         case alreadyApplied
-        /// Applied now; one outcome per key group, in group order.
+        /// Applied — now, or by an earlier attempt whose reply was lost (the saved outcome is returned
+        /// then); one outcome per key group, in group order.
         case applied([KeyOutcome])
     }
 
@@ -37,48 +41,76 @@ struct BatchCommitter {
     /// replay of the same writer instance to find it.
     static let markerTTLSeconds = 7 * 24 * 3600
 
-    /// The commit script. KEYS: marker, then one list per group. ARGV: sequence, marker TTL, maximum list
-    /// length (0 = none), full policy (`hold` or `drop-oldest`), then per list its value count and values.
-    /// Returns -1 for a batch applied before, else per list `{length, trimmed}` or an error reply text.
+    /// The commit script. KEYS: marker, marker's saved outcome, then one list per group. ARGV: sequence,
+    /// marker TTL, maximum list length (0 = none), full policy (`hold` or `drop-oldest`), dead-letter
+    /// suffix, then per list its value count and values.
+    ///
+    /// The shebang makes Redis refuse the whole script with `-OOM` before it runs when memory is full,
+    /// and the `hold` check happens before any write, so a batch is either applied entirely — each key
+    /// pushed or, on a permanent error for that key, dead-lettered to `<key>:dead` — or not at all; it
+    /// is never split into follow-up commits. Returns -1 for a batch older than the last one applied,
+    /// else per list `{length, trimmed, 0}`, `{dead length, 0, 1, error}` or `{0, 0, 2, error}`; the
+    /// outcome of the last batch is saved, so a retry whose first reply was lost gets it again.
     static let script = """
+        #!lua
         local seq = tonumber(ARGV[1])
         local last = tonumber(redis.call('GET', KEYS[1]) or '-1')
-        if seq <= last then return -1 end
+        if seq < last then return -1 end
+        if seq == last then
+          local saved = redis.call('GET', KEYS[2])
+          if saved then return cjson.decode(saved) end
+          return -1
+        end
         local maxlen = tonumber(ARGV[3])
         local policy = ARGV[4]
-        local results = {}
-        local pos = 5
-        for i = 2, #KEYS do
-          local n = tonumber(ARGV[pos])
-          pos = pos + 1
-          local outcome = nil
-          if maxlen > 0 and policy == 'hold' then
+        if maxlen > 0 and policy == 'hold' then
+          local pos = 6
+          for i = 3, #KEYS do
+            local n = tonumber(ARGV[pos])
             local len = redis.pcall('LLEN', KEYS[i])
             if type(len) == 'number' and len + n > maxlen then
-              outcome = 'FULL list at its maximum length ' .. maxlen
+              return redis.error_reply('FULL list ' .. KEYS[i] .. ' is at its maximum length ' .. maxlen)
             end
+            pos = pos + n + 1
           end
+        end
+        local function push(key, first, n)
           local length = 0
           local j = 0
-          while outcome == nil and j < n do
+          while j < n do
             local m = math.min(n - j, 4000)
-            local r = redis.pcall('LPUSH', KEYS[i], unpack(ARGV, pos + j, pos + j + m - 1))
-            if type(r) == 'table' and r.err then outcome = r.err else length = r end
+            local r = redis.pcall('LPUSH', key, unpack(ARGV, first + j, first + j + m - 1))
+            if type(r) == 'table' and r.err then return nil, r.err end
+            length = r
             j = j + m
           end
-          if outcome == nil then
+          return length, nil
+        end
+        local results = {}
+        local pos = 6
+        for i = 3, #KEYS do
+          local n = tonumber(ARGV[pos])
+          local length, err = push(KEYS[i], pos + 1, n)
+          if err == nil then
             local trimmed = 0
             if maxlen > 0 and length > maxlen then
               redis.call('LTRIM', KEYS[i], 0, maxlen - 1)
               trimmed = length - maxlen
               length = maxlen
             end
-            outcome = {length, trimmed}
+            results[#results + 1] = {length, trimmed, 0}
+          else
+            local deadLength, deadErr = push(KEYS[i] .. ARGV[5], pos + 1, n)
+            if deadErr == nil then
+              results[#results + 1] = {deadLength, 0, 1, err}
+            else
+              results[#results + 1] = {0, 0, 2, err .. '; ' .. deadErr}
+            end
           end
-          results[#results + 1] = outcome
-          pos = pos + n
+          pos = pos + n + 1
         end
         redis.call('SET', KEYS[1], seq, 'EX', ARGV[2])
+        redis.call('SET', KEYS[2], cjson.encode(results), 'EX', ARGV[2])
         return results
         """
 
@@ -99,14 +131,17 @@ struct BatchCommitter {
 
     private let maxListLength: Int
     private let fullPolicy: FullPolicy
+    private let deadLetterSuffix: String
 
     /// Creates a committer.
     /// - Parameters:
     ///   - maxListLength: the most values a list may hold; 0 for no limit.
     ///   - fullPolicy: what happens at the limit.
-    init(maxListLength: Int = 0, fullPolicy: FullPolicy = .hold) {
+    ///   - deadLetterSuffix: appended to a key to name its dead-letter list.
+    init(maxListLength: Int = 0, fullPolicy: FullPolicy = .hold, deadLetterSuffix: String = ":dead") {
         self.maxListLength = maxListLength
         self.fullPolicy = fullPolicy
+        self.deadLetterSuffix = deadLetterSuffix
     }
 
     /// The commit marker key of a writer instance.
@@ -141,16 +176,19 @@ struct BatchCommitter {
         case .integer(-1):
             return .alreadyApplied
         case .array(let outcomes) where outcomes.count == groups.count:
-            return .applied(outcomes.map { outcome in
-                switch outcome {
-                case .array(let pair) where pair.count == 2:
-                    return .pushed(length: pair[0].int ?? 0, trimmed: pair[1].int ?? 0)
-                case .error(let text), .status(let text): return .failed(RespError(code: .server, operation: "LPUSH", message: text))
-                case .bulk(let bytes):
-                    return .failed(RespError(code: .server, operation: "LPUSH", message: String(decoding: bytes, as: UTF8.self)))
-                default: return .failed(RespError(code: .unexpectedReply, operation: "LPUSH", message: "\(outcome)"))
+            var parsed: [KeyOutcome] = []
+            for outcome in outcomes {
+                guard let fields = outcome.array, fields.count >= 3, let kind = fields[2].int else {
+                    throw RespError(code: .unexpectedReply, operation: "EVALSHA", message: "\(outcome)")
                 }
-            })
+                let text = fields.count > 3 ? (fields[3].string ?? "") : ""
+                switch kind {
+                case 0: parsed.append(.pushed(length: fields[0].int ?? 0, trimmed: fields[1].int ?? 0))
+                case 1: parsed.append(.deadLettered(text))
+                default: parsed.append(.lost(text))
+                }
+            }
+            return .applied(parsed)
         case .error(let text):
             throw RespError(code: .server, operation: "EVALSHA", message: text)
         default:
@@ -183,17 +221,24 @@ struct BatchCommitter {
             numbers.append(contentsOf: String(value).utf8)
             numberRanges.append(start..<numbers.count)
         }
-        addNumber(groups.count + 1)  // numkeys
+        addNumber(groups.count + 2)  // numkeys
         addNumber(sequence)
         addNumber(Self.markerTTLSeconds)
         addNumber(maxListLength)
         let policyStart = numbers.count
         numbers.append(contentsOf: fullPolicy.rawValue.utf8)
         numberRanges.append(policyStart..<numbers.count)
+        let suffixStart = numbers.count
+        numbers.append(contentsOf: deadLetterSuffix.utf8)
+        numberRanges.append(suffixStart..<numbers.count)
+        let savedStart = numbers.count
+        numbers.append(contentsOf: markerKey)
+        numbers.append(contentsOf: ":last".utf8)
+        let savedKey = savedStart..<numbers.count
         for group in groups { addNumber(group.entryIndices.count) }
 
-        // EVALSHA sha numkeys marker key… seq ttl maxlen policy (count values…)…
-        let count = 4 + groups.count + 4 + groups.count + batch.count
+        // EVALSHA sha numkeys marker saved key… seq ttl maxlen policy suffix (count values…)…
+        let count = 5 + groups.count + 5 + groups.count + batch.count
         reserve(count)
         let sha = scriptSHA!
         return try sha.withUnsafeBufferPointer { (sha) throws(RespError) -> RESPValue in
@@ -213,10 +258,11 @@ struct BatchCommitter {
                         put(sha, 0..<sha.count)
                         put(digits, numberRanges[0])
                         put(marker, 0..<marker.count)
+                        put(digits, savedKey)
                         for group in groups { put(arena, group.keyStart..<group.keyStart + group.keyCount) }
-                        for argument in 1...4 { put(digits, numberRanges[argument]) }
+                        for argument in 1...5 { put(digits, numberRanges[argument]) }
                         for (groupIndex, group) in groups.enumerated() {
-                            put(digits, numberRanges[5 + groupIndex])
+                            put(digits, numberRanges[6 + groupIndex])
                             for entryIndex in group.entryIndices {
                                 let entry = batch.entries[entryIndex]
                                 put(arena, entry.valueStart..<entry.valueStart + entry.valueCount)

@@ -52,16 +52,8 @@ struct ConsumeCommand: AsyncParsableCommand {
         let consumer = ReliableListConsumer(list: program, consumerID: id, redis: redis, options: options, logger: logger)
         let printer: EventPrinter
         if let path = output ?? Environment.value(forFlag: "output") {
-            let offsetKey = "\(program):output:\(id)"
-            let acknowledged: Int?
             do {
-                let reply = try RedisConnection(configuration: redis, logger: logger).command(["GET", offsetKey]).unwrap("GET")
-                acknowledged = reply.string.flatMap { Int($0) }
-            } catch {
-                throw ValidationError("--output needs Redis at start to find the acknowledged length: \(error)")
-            }
-            do {
-                printer = try EventPrinter(logger: logger, path: path, acknowledgedOffset: acknowledged, offsetKey: offsetKey)
+                printer = try EventPrinter(logger: logger, path: path, offsetKey: "\(program):output:\(id)")
             } catch {
                 throw ValidationError("--output: \(error)")
             }
@@ -97,7 +89,7 @@ final class ConsumeService: Service, Sendable {
 
     func run() async throws {
         let printer = self.printer
-        consumer.start { batch in try printer.handle(batch) }
+        consumer.start(prepare: { connection in try printer.prepare(connection) }, handler: { batch in try printer.handle(batch) })
         logger.info("consume ready", metadata: ["redis.key": "\(consumer.list)", "consumer": "\(consumer.consumerID)"])
         try? await gracefulShutdown()
         await consumer.stop()

@@ -10,8 +10,9 @@ import Glibc
 /// written before the batch is acked, and sorts out the values that cannot be decoded as dead letters.
 ///
 /// With a file, output is exactly-once: the file's length after each batch is stored in Redis in the
-/// same `MULTI`/`EXEC` as the ack (`<list>:output:<consumer-id>`), and at start the file is cut back to
-/// the last acknowledged length before the unacked batch is processed again. Standard output cannot be
+/// same `MULTI`/`EXEC` as the ack (`<list>:output:<consumer-id>`), and at start and after any failure
+/// (``prepare(_:)``) the file is cut back to the last acknowledged length before the unacked batch is
+/// handled again. Standard output cannot be
 /// cut back, so there a consumer killed between writing and acking prints that batch again.
 final class EventPrinter: @unchecked Sendable {
     // `@unchecked Sendable`: used only by the consumer thread after `open`.
@@ -29,39 +30,47 @@ final class EventPrinter: @unchecked Sendable {
         self.offsetKey = nil
     }
 
-    /// Appends to `path`, exactly-once, cutting it back to `acknowledgedOffset` first.
-    /// - Parameters:
-    ///   - acknowledgedOffset: the length recorded with the last ack, `nil` if none was ever recorded.
-    ///   - offsetKey: where the length is recorded.
-    init(logger: Logger, path: String, acknowledgedOffset: Int?, offsetKey: String) throws {
+    /// Appends to `path`, exactly once; ``prepare(_:)`` must run before the first batch.
+    /// - Parameter offsetKey: where the acknowledged length is recorded, with each ack.
+    init(logger: Logger, path: String, offsetKey: String) throws {
         self.logger = logger
         self.path = path
         self.offsetKey = Array(offsetKey.utf8)
         let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw OutputError("open \(path): \(String(cString: strerror(errno)))") }
         self.fd = fd
+    }
+
+    /// Makes the file agree with Redis: cuts it back to the length recorded with the last ack (so the
+    /// unacked batch that is about to be handled again is written once), or records the current length
+    /// as the starting point the first time. Runs at start and after every failure.
+    func prepare(_ connection: RedisConnection) throws {
+        guard let path, let offsetKey else { return }
         var info = stat()
         fstat(fd, &info)
         let size = Int(info.st_size)
-        if let acknowledged = acknowledgedOffset {
-            if size > acknowledged {
-                logger.info(
-                    "cutting output back to the last acknowledged batch",
-                    metadata: ["file": "\(path)", "from": "\(size)", "to": "\(acknowledged)"]
-                )
-                guard ftruncate(fd, off_t(acknowledged)) == 0 else {
-                    throw OutputError("truncate \(path): \(String(cString: strerror(errno)))")
-                }
-            } else if size < acknowledged {
-                logger.warning(
-                    "output file is shorter than acknowledged (replaced, or lost in a machine crash); appending",
-                    metadata: ["file": "\(path)", "size": "\(size)", "acknowledged": "\(acknowledged)"]
-                )
-            }
-            offset = min(size, acknowledged)
-        } else {
+        let reply = try connection.command([Array("GET".utf8), offsetKey]).unwrap("GET")
+        guard let acknowledged = reply.string.flatMap({ Int($0) }) else {
+            try connection.command([Array("SET".utf8), offsetKey, Array(String(size).utf8), Array("NX".utf8)]).unwrap("SET")
             offset = size
+            _ = lseek(fd, off_t(offset), SEEK_SET)
+            return
         }
+        if size > acknowledged {
+            logger.info(
+                "cutting output back to the last acknowledged batch",
+                metadata: ["file": "\(path)", "from": "\(size)", "to": "\(acknowledged)"]
+            )
+            guard ftruncate(fd, off_t(acknowledged)) == 0 else {
+                throw OutputError("truncate \(path): \(String(cString: strerror(errno)))")
+            }
+        } else if size < acknowledged {
+            logger.warning(
+                "output file is shorter than acknowledged (replaced, or lost in a machine crash); appending",
+                metadata: ["file": "\(path)", "size": "\(size)", "acknowledged": "\(acknowledged)"]
+            )
+        }
+        offset = min(size, acknowledged)
         _ = lseek(fd, off_t(offset), SEEK_SET)
     }
 

@@ -40,6 +40,8 @@ final class IngestService: Service, Sendable {
         // Wait for SIGTERM/SIGINT (or the group ending).
         try? await gracefulShutdown()
         logger.info("shutting down: draining sockets and flushing to redis")
+        // The deadline first: a receiver waiting on a full queue during an outage must not hold us up.
+        writer.beginShutdown(timeoutNanoseconds: shutdownTimeoutNanoseconds)
         for listener in listeners { await listener.stop() }
         await writer.shutdown(timeoutNanoseconds: shutdownTimeoutNanoseconds)
         await metricsServer?.stop()
