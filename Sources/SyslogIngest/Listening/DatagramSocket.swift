@@ -32,44 +32,10 @@ public final class DatagramSocket: @unchecked Sendable {
         self.address = address
         switch address {
         case .udp(let host, let port):
-            var storage = sockaddr_storage()
-            let length: socklen_t
-            let family: Int32
-            if host.contains(":") {
-                family = AF_INET6
-                var sin6 = sockaddr_in6()
-                sin6.sin6_family = sa_family_t(AF_INET6)
-                sin6.sin6_port = in_port_t(UInt16(port).bigEndian)
-                guard inet_pton(AF_INET6, host, &sin6.sin6_addr) == 1 else {
-                    throw SyslogIngestError(code: .configuration, operation: "inet_pton", message: "not an IPv6 address: \(host)")
-                }
-                withUnsafeBytes(of: sin6) { bytes in withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: bytes) } }
-                length = socklen_t(MemoryLayout<sockaddr_in6>.size)
-            } else {
-                family = AF_INET
-                var sin = sockaddr_in()
-                sin.sin_family = sa_family_t(AF_INET)
-                sin.sin_port = in_port_t(UInt16(port).bigEndian)
-                guard inet_pton(AF_INET, host, &sin.sin_addr) == 1 else {
-                    throw SyslogIngestError(code: .configuration, operation: "inet_pton", message: "not an IPv4 address: \(host)")
-                }
-                withUnsafeBytes(of: sin) { bytes in withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: bytes) } }
-                length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            }
-            fd = try Self.check("socket") { socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
-            do {
-                if family == AF_INET6 {
-                    var one: Int32 = 1
-                    _ = setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
-                }
-                _ = try Self.check("bind \(address)") {
-                    withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-                }
-                if port == 0 { self.address = .udp(host: host, port: try boundPort(family: family)) }
-            } catch {
-                Glibc.close(fd)
-                throw error
-            }
+            let ip = try IPSocketAddress(host: host, port: port)
+            let bound = try ip.bindSocket(type: Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), operation: "bind \(address)")
+            fd = bound.fd
+            if port == 0 { self.address = .udp(host: host, port: bound.port) }
         case .unix(let path, let mode):
             var sun = sockaddr_un()
             sun.sun_family = sa_family_t(AF_UNIX)
@@ -156,19 +122,6 @@ public final class DatagramSocket: @unchecked Sendable {
         closed = true
         Glibc.close(fd)
         if case .unix(let path, _) = address { unlink(path) }
-    }
-
-    private func boundPort(family: Int32) throws(SyslogIngestError) -> Int {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        _ = try Self.check("getsockname") {
-            withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        }
-        return withUnsafeBytes(of: storage) { raw in
-            family == AF_INET6
-                ? Int(UInt16(bigEndian: raw.load(as: sockaddr_in6.self).sin6_port))
-                : Int(UInt16(bigEndian: raw.load(as: sockaddr_in.self).sin_port))
-        }
     }
 
     /// Removes a leftover socket file from an earlier run; refuses to remove anything else.

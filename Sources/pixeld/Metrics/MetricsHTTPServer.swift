@@ -1,6 +1,7 @@
 import Logging
 import PixeldConcurrency
 import Synchronization
+import SyslogIngest
 
 #if canImport(Glibc)
 import Glibc
@@ -31,43 +32,7 @@ final class MetricsHTTPServer: @unchecked Sendable {
     init(host: String, port: Int, logger: Logger, handler: @escaping @Sendable (_ path: String) -> Response) throws {
         self.handler = handler
         self.logger = logger
-        let ipv6 = host.contains(":")
-        let fd = socket(ipv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw ServerError("socket: \(String(cString: strerror(errno)))") }
-        self.fd = fd
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var storage = sockaddr_storage()
-        var length: socklen_t
-        if ipv6 {
-            var address = sockaddr_in6()
-            address.sin6_family = sa_family_t(AF_INET6)
-            address.sin6_port = in_port_t(UInt16(port).bigEndian)
-            guard inet_pton(AF_INET6, host, &address.sin6_addr) == 1 else { throw ServerError("not an IPv6 address: \(host)") }
-            withUnsafeBytes(of: address) { bytes in withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: bytes) } }
-            length = socklen_t(MemoryLayout<sockaddr_in6>.size)
-        } else {
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else { throw ServerError("not an IPv4 address: \(host)") }
-            withUnsafeBytes(of: address) { bytes in withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: bytes) } }
-            length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        }
-        let bound = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        guard bound == 0, listen(fd, 64) == 0 else {
-            let message = String(cString: strerror(errno))
-            close(fd)
-            throw ServerError("bind \(host):\(port): \(message)")
-        }
-        length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        _ = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        self.port = withUnsafeBytes(of: storage) { raw in
-            ipv6 ? Int(UInt16(bigEndian: raw.load(as: sockaddr_in6.self).sin6_port))
-                : Int(UInt16(bigEndian: raw.load(as: sockaddr_in.self).sin_port))
-        }
+        (fd, self.port) = try StreamSocket.listen(host: host, port: port, backlog: 64)
     }
 
     /// Starts answering on a dedicated thread.
@@ -83,11 +48,16 @@ final class MetricsHTTPServer: @unchecked Sendable {
 
     private func run() {
         defer { close(fd) }
+        var pollSet = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
         while !stopRequested.load(ordering: .relaxed) {
-            let client = accept(fd, nil, nil)
-            if client < 0 { continue }  // timeout (checks the stop flag) or EINTR
-            serve(client)
-            close(client)
+            pollSet[0].revents = 0
+            guard StreamSocket.poll(&pollSet, timeoutMilliseconds: 200) > 0 else { continue }  // checks the stop flag
+            while let client = StreamSocket.accept(fd) {
+                // Accepted sockets are non-blocking; the response path wants plain blocking I/O.
+                _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) & ~O_NONBLOCK)
+                serve(client)
+                close(client)
+            }
         }
     }
 
@@ -119,10 +89,5 @@ final class MetricsHTTPServer: @unchecked Sendable {
             if count <= 0 { break }
             sent += count
         }
-    }
-
-    struct ServerError: Error, CustomStringConvertible {
-        let description: String
-        init(_ description: String) { self.description = description }
     }
 }
