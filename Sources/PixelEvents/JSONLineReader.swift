@@ -18,12 +18,14 @@ struct JSONLineReader {
     struct Key {
         /// The decoded name.
         var name: String
-        /// FNV-1a of the decoded name's bytes.
+        /// FNV-1a of the name's UTF-8 — after invalid sequences became U+FFFD, so that names that
+        /// compare equal always hash equal (`\xFF` and `\xFE` both decode to "\u{FFFD}").
         var hash: UInt64
 
         init(bytes: UnsafeBufferPointer<UInt8>) {
-            name = String(decoding: bytes, as: UTF8.self)
-            hash = Self.hash(bytes)
+            var name = String(decoding: bytes, as: UTF8.self)
+            self.hash = name.withUTF8 { Self.hash($0) }
+            self.name = name
         }
 
         /// FNV-1a, 64 bit.

@@ -58,6 +58,8 @@ struct MalformedInputTests {
         Case("duplicate ts", Array(#"{"ts":1.5,"ts":2}"#.utf8), .badJSON),
         Case("duplicate args", Array(#"{"ts":1.5,"args":"","args":"a"}"#.utf8), .badJSON),
         Case("duplicate field", Array(#"{"ts":1.5,"a":"1","a":"2"}"#.utf8), .badJSON),
+        // Found by the fuzzer: two different invalid bytes decode to the same name "\u{FFFD}".
+        Case("duplicate field after U+FFFD repair", [0x7B, 0x22, 0x74, 0x73, 0x22, 0x3A, 0x31, 0x2C, 0x22, 0xFF, 0x22, 0x3A, 0x30, 0x2C, 0x22, 0xFE, 0x22, 0x3A, 0x30, 0x7D], .badJSON),
         Case("args number", Array(#"{"ts":1.5,"args":5}"#.utf8), .badJSON),
         Case("garbage after object", Array(#"{"ts":1.5} x"#.utf8), .badJSON),
         Case(

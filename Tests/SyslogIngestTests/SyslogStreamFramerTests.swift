@@ -50,3 +50,17 @@ import Testing
         #expect(frames(stream + "11 <158>pixel: a", chunkSize: 4096) == ["<malformed>"])
     }
 }
+
+/// Regressions found by the fuzzer (Fuzz/): kept as ordinary tests.
+@Suite struct SyslogStreamFramerFuzzRegressions {
+    @Test func aLongRunOfEmptyLinesNeitherRecursesNorLosesTheNextMessage() {
+        var framer = SyslogStreamFramer(maxMessageBytes: 65535)
+        let stream = Array("<158>a: x\n".utf8) + Array(repeating: UInt8(ascii: "\n"), count: 200_000) + Array("<158>a: y\n".utf8)
+        stream.withUnsafeBytes { framer.append($0) }
+        var messages: [String] = []
+        while let event = framer.next() {
+            if case .message(let range) = event { messages.append(String(decoding: framer.bytes[range], as: UTF8.self)) }
+        }
+        #expect(messages == ["<158>a: x", "<158>a: y"])
+    }
+}

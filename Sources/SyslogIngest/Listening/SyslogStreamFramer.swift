@@ -116,24 +116,27 @@ public struct SyslogStreamFramer: Sendable {
     }
 
     private mutating func nextLine() -> Event? {
-        guard let newline = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) else {
-            if bytes.count - start > maxMessageBytes {
-                // Too long already: drop what we have and the rest of the line as it arrives.
-                start = bytes.count
-                let wasDiscarding = discardingLine
-                discardingLine = true
-                return wasDiscarding ? nil : .oversize
+        // A loop, not recursion: a peer may send any number of empty lines in a row.
+        while true {
+            guard let newline = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) else {
+                if bytes.count - start > maxMessageBytes {
+                    // Too long already: drop what we have and the rest of the line as it arrives.
+                    start = bytes.count
+                    let wasDiscarding = discardingLine
+                    discardingLine = true
+                    return wasDiscarding ? nil : .oversize
+                }
+                return nil
             }
-            return nil
+            let line = start..<newline
+            start = newline + 1
+            if discardingLine {
+                discardingLine = false
+                continue
+            }
+            if line.count > maxMessageBytes { return .oversize }
+            if line.isEmpty { continue }
+            return .message(line)
         }
-        let line = start..<newline
-        start = newline + 1
-        if discardingLine {
-            discardingLine = false
-            return next()
-        }
-        if line.count > maxMessageBytes { return .oversize }
-        if line.isEmpty { return next() }
-        return .message(line)
     }
 }
