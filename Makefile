@@ -45,3 +45,17 @@ run: deps build
 
 clean:
 	rm -rf .build .run
+
+# Fuzzing (Fuzz/README.md): libFuzzer + ASan builds of the parsers in .build-fuzz/, not through SwiftPM.
+#   make fuzz         10 M inputs per target (syslog-route, stream-framer, pixel-decode), one after another
+#   make fuzz-short   CI-sized: FUZZ_SHORT_SECONDS (45) per target
+FUZZ_RUNS ?= 10000000
+FUZZ_SHORT_SECONDS ?= 45
+
+.PHONY: fuzz fuzz-short
+
+fuzz:
+	Fuzz/run.sh -runs=$(FUZZ_RUNS)
+
+fuzz-short:
+	Fuzz/run.sh $(FUZZ_SHORT_SECONDS)
