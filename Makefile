@@ -59,3 +59,21 @@ fuzz:
 
 fuzz-short:
 	Fuzz/run.sh $(FUZZ_SHORT_SECONDS)
+
+# --- benchmarks (bench/, Benchmarks/; results and method in BENCHMARKS.md) ---
+#   make bench         pixeld vs rsyslog+omhiredis vs syslog-ng redis() vs a recvmmsg sink (bench/run.py);
+#                      installs rsyslog/rsyslog-hiredis and unpacks syslog-ng into .build-bench/tools when missing.
+#                      BENCH_ARGS="--quick" for a 2-minute smoke test, "--wait-load 1.0" to wait for a quiet machine.
+#   make bench-micro   ordo-one/benchmark microbenchmarks of route/append/decode (Benchmarks/ package)
+BENCH_ARGS ?=
+
+.PHONY: bench bench-micro
+
+bench:
+	python3 bench/run.py $(BENCH_ARGS)
+
+bench-micro:
+	@dpkg-query -W -f='$${Status}' libjemalloc-dev 2>/dev/null | grep -q "install ok installed" || { \
+	    sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends libjemalloc-dev; }
+	cd Benchmarks && $(SWIFT) package --scratch-path ../.build-bench/micro benchmark

@@ -6,12 +6,12 @@ core 0, from this script pinned to core 1, in batches, four ways:
 
   lpush    one variadic `LPUSH pixel v1 … vN` per batch (the lower bound)
   evalsha  pixeld's commit script (Sources/RespBridge/Commit/BatchCommitter.swift, read from the
-           source), `EVALSHA sha 2 marker pixel seq ttl 0 hold N v1 … vN` per batch
+           source), `EVALSHA sha 3 marker outcome pixel seq ttl 0 hold :dead N v1 … vN` per batch
   multi    `MULTI` / `LPUSH pixel v1 … vN` / `SET marker seq EX ttl` / `EXEC` per batch
   lpush1   one `LPUSH pixel v` per value, pipelined per batch (rsyslog omhiredis, syslog-ng redis())
 
 and prints Redis's utime+stime (/proc) per million values. Usage (after bench/run.py has built the
-tools): python3 bench/redis_ab.py [--values 200000] [--batches 1000,4000]
+tools): python3 bench/redis_ab.py [--values 200000] [--batches 64,1000,4000]
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ from run import BIN, ROOT, Redis, cpu_seconds, setup, start_redis  # noqa: E402
 def commit_script() -> str:
     source = (ROOT / "Sources/RespBridge/Commit/BatchCommitter.swift").read_text()
     body = source.split('static let script = """', 1)[1].split('"""', 1)[0]
-    return "\n".join(line[8:] if line.startswith("        ") else line for line in body.splitlines())
+    return "\n".join(line[8:] if line.startswith("        ") else line for line in body.splitlines()).strip("\n")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--values", type=int, default=200_000)
-    parser.add_argument("--batches", default="1000,4000")
+    parser.add_argument("--batches", default="64,1000,4000")
     parser.add_argument("--modes", default="lpush,evalsha,multi,lpush1")
     args = parser.parse_args()
     setup(build_pixeld=False)
@@ -66,8 +66,9 @@ def main() -> int:
                                              Redis.encode("SET", "pixeld:writer:ab", seq, "EX", 604800),
                                              Redis.encode("EXEC")])
                         elif mode == "evalsha":
-                            client.call("EVALSHA", sha, 2, "pixeld:writer:ab", "pixel", seq, 604800, 0, "hold",
-                                        len(chunk), *chunk)
+                            # KEYS: marker, saved outcome, list; ARGV: seq, ttl, maxlen, policy, dead suffix, n, values
+                            client.call("EVALSHA", sha, 3, "pixeld:writer:ab", "pixeld:writer:ab:outcome", "pixel",
+                                        seq, 604800, 0, "hold", ":dead", len(chunk), *chunk)
                         else:
                             raise SystemExit(f"unknown mode {mode}")
                     used = cpu_seconds(proc.pid) - before
