@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
     ],
     targets: [
         // hiredis 0.14 from Debian's libhiredis-dev, seen through a modulemap and a shim header only.
@@ -56,12 +57,26 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // `pixeld serve`: the dashboard, JSON API and live feed over the rollups (Hummingbird).
+        .target(
+            name: "PixelDashboard",
+            dependencies: [
+                "PixelAnalytics",
+                "RespBridge",
+                "PixeldConcurrency",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "pixeld",
             dependencies: [
                 "SyslogIngest",
                 "RespBridge",
                 "PixelEvents",
+                "PixelAnalytics",
+                "PixelDashboard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -85,9 +100,18 @@ let package = Package(
             ]
         ),
         .testTarget(name: "PixelEventsTests", dependencies: ["PixelEvents"]),
-        .testTarget(name: "PixelAnalyticsTests", dependencies: ["PixelAnalytics", "PixelEvents"]),
+        .testTarget(name: "PixelAnalyticsTests", dependencies: ["PixelAnalytics", "PixelEvents", "PixeldTestSupport"]),
         // Fault injection against real redis-server and pixeld processes (issue: lose nothing).
         .testTarget(name: "PixeldFaultTests", dependencies: ["PixeldTestSupport"]),
+        .testTarget(
+            name: "PixelDashboardTests",
+            dependencies: [
+                "PixelDashboard", "PixelAnalytics", "RespBridge", "PixeldTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "PixeldEndToEndTests",
             dependencies: ["PixeldTestSupport", "RespBridge"]

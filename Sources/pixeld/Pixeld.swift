@@ -15,6 +15,6 @@ struct Pixeld: AsyncParsableCommand {
             the command line wins over the environment.
             """,
         version: version,
-        subcommands: [IngestCommand.self, ConsumeCommand.self]
+        subcommands: [IngestCommand.self, ConsumeCommand.self, ReportCommand.self, ReplayCommand.self, ServeCommand.self]
     )
 }

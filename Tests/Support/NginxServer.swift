@@ -27,6 +27,8 @@ public final class NginxServer: @unchecked Sendable {
     public let renderedConfiguration: String
     /// The extra file log requested at start, if any.
     public let extraLogFile: String?
+    /// Directories nginx reads from for as long as it runs (deleted with the server).
+    private var keepAlive: [TempDirectory] = []
 
     /// The master process's PID.
     public var pid: Int32 { child.pid }
@@ -145,6 +147,49 @@ public final class NginxServer: @unchecked Sendable {
         if up && child.isRunning { return server }
         server.stop()
         throw TestSupportError("nginx did not answer on 127.0.0.1:\(httpPort) within 5 s\n\(server.errorLog)\(child.tail)")
+    }
+
+    /// nginx from the deploy file with the recommended `pixel_json` format on the UDP syslog line
+    /// (as the deploy file's comment tells users to do) and `files` served beside the pixel, e.g.
+    /// `["pixel.js": ("application/javascript", tracker), "test.html": ("text/html", page)]`.
+    /// - Throws: ``TestSupportError`` as ``start(renderedFrom:httpPort:syslogUDP:syslogUnix:extraLogFile:)``.
+    public static func startAnalytics(
+        httpPort: Int, syslogUDP: String, files: [String: (type: String, contents: String)] = [:]
+    ) throws -> NginxServer {
+        let site = try TempDirectory(prefix: "pixeld-site", permissions: 0o755)
+        var locations = ""
+        for (name, file) in files.sorted(by: { $0.key < $1.key }) {
+            do {
+                try file.contents.write(to: site.appending(name), atomically: true, encoding: .utf8)
+            } catch {
+                throw TestSupportError("cannot write \(name) under \(site.path): \(error)")
+            }
+            chmod(site.appending(name).path, 0o644)
+            locations += "    location = /\(name) { root \(site.path); default_type \(file.type); }\n"
+        }
+        var conf: String
+        do {
+            conf = try String(contentsOf: TestEnvironment.deployNginxConf, encoding: .utf8)
+        } catch {
+            throw TestSupportError("cannot read \(TestEnvironment.deployNginxConf.path): \(error)")
+        }
+        guard conf.contains("log_format pixel_json escape=json"), conf.contains(" pixel;  # pixeld:syslog-udp") else {
+            throw TestSupportError("deploy/nginx-syslog.conf: no pixel_json format or no UDP syslog line to switch")
+        }
+        conf = conf.replacingOccurrences(of: " pixel;  # pixeld:syslog-udp", with: " pixel_json;  # pixeld:syslog-udp")
+        conf = conf.replacingOccurrences(of: "    location / {", with: locations + "    location / {")
+        let directory = try TempDirectory(prefix: "pixeld-conf", permissions: 0o755)
+        do {
+            try conf.write(to: directory.appending("nginx-syslog.conf"), atomically: true, encoding: .utf8)
+        } catch {
+            throw TestSupportError("cannot write the nginx configuration: \(error)")
+        }
+        let server = try start(
+            renderedFrom: directory.appending("nginx-syslog.conf"), httpPort: httpPort, syslogUDP: syslogUDP,
+            syslogUnix: nil, extraLogFile: nil
+        )
+        server.keepAlive = [site, directory]
+        return server
     }
 
     /// Applies the marker contract of `deploy/nginx-syslog.conf` to `text`.

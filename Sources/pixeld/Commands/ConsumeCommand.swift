@@ -1,5 +1,6 @@
 import ArgumentParser
 import Logging
+import PixelAnalytics
 import RespBridge
 import ServiceLifecycle
 import UnixSignals
@@ -12,7 +13,7 @@ import Glibc
 struct ConsumeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "consume",
-        abstract: "Pop events reliably from a Redis list and print one JSON object per event (jq-able).",
+        abstract: "Pop events reliably from a Redis list; print them as JSON lines, or with --site turn them into privacy-safe analytics.",
         discussion: """
             Events move atomically from PROGRAM into PROGRAM:processing:<consumer-id> and are removed only \
             after their JSON lines are written, so a consumer killed at any moment loses nothing; processing \
@@ -34,6 +35,27 @@ struct ConsumeCommand: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("Events per batch at most. Default 512. Env: PIXELD_BATCH_SIZE.", valueName: "n"))
     var batchSize: Int?
+
+    @Option(name: .customLong("site"), help: ArgumentHelp("Analytics: accept hits for this site (its host name, e.g. example.com; www. and ports ignored). Repeatable. With at least one site the consumer validates, drops bots, anonymises, enriches and rolls up hits into Redis (pixeld:site:SITE:DAY:*) instead of printing raw events. Env: PIXELD_SITE (space-separated).", valueName: "host"))
+    var sites: [String] = []
+
+    @Option(help: ArgumentHelp("Analytics: write the enriched, anonymised hits (and the dropped ones with their reasons) as JSON lines to DIR/YYYY-MM-DD.<consumer-id>.jsonl, exactly once, gzip-compressed once the day is closed, deleted after --retention-days. Env: PIXELD_ARCHIVE.", valueName: "dir"))
+    var archive: String?
+
+    @Option(help: ArgumentHelp("Analytics: days to keep rollups and archive files after the day ends. Default 400. Env: PIXELD_RETENTION_DAYS.", valueName: "n"))
+    var retentionDays: Int?
+
+    @Flag(help: ArgumentHelp("Analytics: drop hits sent with DNT: 1 or Sec-GPC: 1 (reasons dnt, gpc). Env: PIXELD_RESPECT_DNT=1."))
+    var respectDnt = false
+
+    @Option(help: ArgumentHelp("Analytics: distinct values kept per breakdown, site and day; the rest are counted as (other). Default 1000. Env: PIXELD_BREAKDOWN_CAP.", valueName: "n"))
+    var breakdownCap: Int?
+
+    @Option(help: ArgumentHelp("Analytics: a MaxMind DB (GeoLite2-Country.mmdb, GeoIP2-City.mmdb, DB-IP country lite…) for the country of hits that carry no CDN country header. Read into memory at start; only the country code is kept. Env: PIXELD_GEOIP.", valueName: "file"))
+    var geoip: String?
+
+    @Option(help: ArgumentHelp("Analytics: hits older than this many hours are dropped (too_old); at most 24, so the day's visitor key still exists. Default 24. Env: PIXELD_MAX_AGE_HOURS.", valueName: "n"))
+    var maxAgeHours: Int?
 
     func validate() throws {
         guard !program.isEmpty, program.utf8.count <= 200 else { throw ValidationError("PROGRAM must be 1–200 bytes") }
@@ -60,11 +82,84 @@ struct ConsumeCommand: AsyncParsableCommand {
         } else {
             printer = EventPrinter(logger: logger)
         }
-        let service = ConsumeService(consumer: consumer, printer: printer, logger: logger)
+        let siteNames = Environment.resolve(sites, flag: "site")
+        let prepare: @Sendable (RedisConnection) throws -> Void
+        let handler: @Sendable ([[UInt8]]) throws -> ReliableListConsumer.Outcome
+        if siteNames.isEmpty {
+            prepare = { connection in try printer.prepare(connection) }
+            handler = { batch in try printer.handle(batch) }
+        } else {
+            let analytics = try analyticsHandler(
+                sites: siteNames, consumerID: id, redis: redis, printer: printer, logger: logger
+            )
+            prepare = { connection in try analytics.prepare(connection) }
+            handler = { batch in try analytics.handle(batch) }
+        }
+        let service = ConsumeService(consumer: consumer, prepare: prepare, handler: handler, logger: logger)
         let group = ServiceGroup(
             configuration: .init(services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
         try await group.run()
+    }
+
+    private func integer(_ value: Int?, flag: String, default fallback: Int, range: ClosedRange<Int>) throws -> Int {
+        let text = value.map(String.init) ?? Environment.value(forFlag: flag) ?? String(fallback)
+        guard let number = Int(text), range.contains(number) else {
+            throw ValidationError("--\(flag): '\(text)' must be a whole number in \(range.lowerBound)…\(range.upperBound)")
+        }
+        return number
+    }
+
+    private func analyticsHandler(
+        sites siteNames: [String], consumerID: String, redis: RedisConfiguration, printer: EventPrinter, logger: Logger
+    ) throws -> AnalyticsHandler {
+        let sites: SiteList
+        do {
+            sites = try SiteList(siteNames)
+        } catch {
+            throw ValidationError("--site: \(error)")
+        }
+        let retention = try integer(retentionDays, flag: "retention-days", default: 400, range: 1...36_500)
+        let cap = try integer(breakdownCap, flag: "breakdown-cap", default: 1000, range: 10...1_000_000)
+        let maxAge = try integer(maxAgeHours, flag: "max-age-hours", default: 24, range: 1...24)
+        let dnt = respectDnt || ["1", "true", "yes"].contains(Environment.value(forFlag: "respect-dnt")?.lowercased() ?? "")
+        var geoIP: GeoIPDatabase?
+        if let path = geoip ?? Environment.value(forFlag: "geoip") {
+            do {
+                geoIP = try GeoIPDatabase(path: path)
+            } catch {
+                throw ValidationError("--geoip: \(error)")
+            }
+        }
+        let processor = HitProcessor(
+            validator: HitValidator(sites: sites, maxAgeSeconds: Double(maxAge) * 3600),
+            respectPrivacySignals: dnt, geoIP: geoIP
+        )
+        let rollups = RollupConfiguration(retentionDays: retention, breakdownCap: cap)
+        var archiveWriter: ArchiveWriter?
+        if let directory = archive ?? Environment.value(forFlag: "archive") {
+            do {
+                archiveWriter = try ArchiveWriter(
+                    directory: directory, consumerID: consumerID, retentionDays: retention,
+                    closeAfterSeconds: Double(maxAge) * 3600 + 3600
+                )
+            } catch {
+                throw ValidationError("--archive: \(error)")
+            }
+        }
+        let handler = AnalyticsHandler(
+            logger: logger, processor: processor, rollups: rollups, redis: redis, archive: archiveWriter,
+            archiveKey: "\(program):archive:\(consumerID)", printer: archiveWriter == nil ? printer : nil
+        )
+        logger.info(
+            "analytics on",
+            metadata: [
+                "sites": "\(sites.names.joined(separator: " "))", "archive": "\(archiveWriter?.directory ?? "-")",
+                "retention_days": "\(retention)", "respect_dnt": "\(dnt)", "bot_list": "\(BotDetector.listVersion)",
+                "geoip": "\(geoIP == nil ? "-" : "on")",
+            ]
+        )
+        return handler
     }
 
     static func defaultConsumerID() -> String {
@@ -78,18 +173,22 @@ struct ConsumeCommand: AsyncParsableCommand {
 /// The consumer as a service: runs until SIGTERM/SIGINT, then finishes the batch in hand.
 final class ConsumeService: Service, Sendable {
     let consumer: ReliableListConsumer
-    let printer: EventPrinter
+    let prepare: @Sendable (RedisConnection) throws -> Void
+    let handler: @Sendable ([[UInt8]]) throws -> ReliableListConsumer.Outcome
     let logger: Logger
 
-    init(consumer: ReliableListConsumer, printer: EventPrinter, logger: Logger) {
+    init(
+        consumer: ReliableListConsumer, prepare: @escaping @Sendable (RedisConnection) throws -> Void,
+        handler: @escaping @Sendable ([[UInt8]]) throws -> ReliableListConsumer.Outcome, logger: Logger
+    ) {
         self.consumer = consumer
-        self.printer = printer
+        self.prepare = prepare
+        self.handler = handler
         self.logger = logger
     }
 
     func run() async throws {
-        let printer = self.printer
-        consumer.start(prepare: { connection in try printer.prepare(connection) }, handler: { batch in try printer.handle(batch) })
+        consumer.start(prepare: prepare, handler: handler)
         logger.info("consume ready", metadata: ["redis.key": "\(consumer.list)", "consumer": "\(consumer.consumerID)"])
         try? await gracefulShutdown()
         await consumer.stop()

@@ -1,4 +1,5 @@
 import Logging
+import PixelAnalytics
 import PixelEvents
 import RespBridge
 
@@ -91,13 +92,16 @@ final class EventPrinter: @unchecked Sendable {
                 )
             }
         }
+        return .init(deadLetters: dead, commands: try emit(output))
+    }
+
+    /// Writes `output` (complete lines) and returns the commands that record the new file length with
+    /// the ack (none for standard output).
+    func emit(_ output: [UInt8]) throws -> [[[UInt8]]] {
         try write(output)
-        var commands: [[[UInt8]]] = []
-        if let offsetKey {
-            offset += output.count
-            commands.append([Array("SET".utf8), offsetKey, Array(String(offset).utf8)])
-        }
-        return .init(deadLetters: dead, commands: commands)
+        guard let offsetKey else { return [] }
+        offset += output.count
+        return [[Array("SET".utf8), offsetKey, Array(String(offset).utf8)]]
     }
 
     /// Writes everything, or throws so that the batch is not acked.
@@ -116,6 +120,162 @@ final class EventPrinter: @unchecked Sendable {
     }
 
     struct OutputError: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+}
+
+/// `pixeld consume --site …`: turns each batch into privacy-safe analytics.
+///
+/// Per batch: decode (undecodable values become dead letters), load the daily visitor keys the
+/// hits need (created in Redis with `SET NX EX` by whichever consumer comes first, cached in memory
+/// only) and `SCRIPT LOAD` the rollup script in one pipeline on the handler's own connection;
+/// process every hit (validate, drop bots, anonymise, enrich); write the outcomes as archive lines
+/// (to `--archive DIR`, else `--output FILE`, else standard output); and return the rollup
+/// `EVALSHA`, the live feed (`LiveUpdate`) and the archive lengths as commands, so
+/// `ReliableListConsumer` applies them in the same `MULTI`/`EXEC` as the ack.
+final class AnalyticsHandler: @unchecked Sendable {
+    // `@unchecked Sendable`: used only by the consumer thread after `init`.
+    private let logger: Logger
+    private let processor: HitProcessor
+    private let rollups: RollupConfiguration
+    private let connection: RedisConnection
+    private let archive: ArchiveWriter?
+    private let archiveKey: [UInt8]
+    private let printer: EventPrinter?
+    private var keys = DailyKeys()
+    private(set) var accepted = 0
+    private(set) var dropped: [DropReason: Int] = [:]
+    private var lastMaintenance: Double = 0
+
+    /// - Parameters:
+    ///   - archiveKey: the Redis hash of acknowledged archive file lengths (`<list>:archive:<id>`).
+    ///   - printer: where lines go when there is no archive; `nil` with an archive.
+    init(
+        logger: Logger, processor: HitProcessor, rollups: RollupConfiguration, redis: RedisConfiguration,
+        archive: ArchiveWriter?, archiveKey: String, printer: EventPrinter?
+    ) {
+        self.logger = logger
+        self.processor = processor
+        self.rollups = rollups
+        self.connection = RedisConnection(configuration: redis, logger: logger)
+        self.archive = archive
+        self.archiveKey = Array(archiveKey.utf8)
+        self.printer = printer
+    }
+
+    /// Makes the output agree with Redis before the first batch and after any failure: archive files
+    /// (or the `--output` file) are cut back to the lengths recorded with the last ack, so the unacked
+    /// batch about to be handled again is written exactly once.
+    func prepare(_ connection: RedisConnection) throws {
+        try printer?.prepare(connection)
+        guard let archive else { return }
+        let reply = try connection.command([Array("HGETALL".utf8), archiveKey]).unwrap("HGETALL")
+        var acknowledged: [String: Int] = [:]
+        let items = reply.array ?? []
+        for index in stride(from: 0, to: items.count - 1, by: 2) {
+            if let name = items[index].string, let length = items[index + 1].string.flatMap({ Int($0) }) {
+                acknowledged[name] = length
+            }
+        }
+        try archive.recover(acknowledged: acknowledged)
+    }
+
+    func handle(_ batch: [[UInt8]]) throws -> ReliableListConsumer.Outcome {
+        var events: [PixelEvent] = []
+        events.reserveCapacity(batch.count)
+        var dead: [[UInt8]] = []
+        for value in batch {
+            do {
+                events.append(try PixelEventDecoder.decode(value))
+            } catch {
+                dead.append(value)
+                logger.warning(
+                    "undecodable event sent to the dead-letter list",
+                    metadata: ["reason": "\(error.reason)", "detail": "\(error.detail)"]
+                )
+            }
+        }
+        let now = Self.now()
+        try prepare(for: events, now: now)
+        var rollup = RollupBatch(configuration: rollups)
+        var lines: [Day: [UInt8]] = [:]
+        var plain: [UInt8] = []
+        var live: [EnrichedHit] = []
+        for event in events {
+            let outcome = try processor.process(event, now: now, keys: keys)
+            rollup.add(outcome)
+            switch outcome {
+            case .accepted(let hit):
+                accepted += 1
+                live.append(hit)
+            case .dropped(let hit): dropped[hit.reason, default: 0] += 1
+            }
+            if let archive {
+                ArchiveRecord.appendLine(outcome, to: &lines[archive.targetDay(for: Day(timestamp: outcome.timestamp), now: now), default: []])
+            } else {
+                ArchiveRecord.appendLine(outcome, to: &plain)
+            }
+        }
+        var commands: [[[UInt8]]] = []
+        if !rollup.isEmpty { commands.append(rollup.command()) }
+        commands += LiveUpdate.commands(for: live, keys: rollups.keys, now: now)
+        if let archive {
+            var gone: [String] = []
+            if now - lastMaintenance > 60 {
+                // Between batches every byte written so far is acknowledged: safe to close files.
+                gone = archive.maintain(now: now)
+                lastMaintenance = now
+            }
+            let lengths = try archive.append(lines, now: now)
+            if !lengths.isEmpty {
+                var hset: [[UInt8]] = [Array("HSET".utf8), archiveKey]
+                for (name, length) in lengths.sorted(by: { $0.key < $1.key }) {
+                    hset.append(Array(name.utf8))
+                    hset.append(Array(String(length).utf8))
+                }
+                commands.append(hset)
+            }
+            if !gone.isEmpty { commands.append([Array("HDEL".utf8), archiveKey] + gone.map { Array($0.utf8) }) }
+        } else if let printer {
+            commands += try printer.emit(plain)
+        }
+        return .init(deadLetters: dead, commands: commands)
+    }
+
+    /// Loads the missing daily keys and (re)loads the rollup script, in one round trip.
+    private func prepare(for events: [PixelEvent], now: Double) throws {
+        keys.removeAll(before: Day(timestamp: now).previous.previous)
+        let needed = DailyKeys.daysNeeded(
+            for: events.map(\.timestamp), sessionIdleSeconds: Double(rollups.sessionIdleSeconds)
+        ).filter {
+            // Keys only for days a hit can be accepted on (the time window drops the others first).
+            keys[$0.day] == nil && abs($0.day.number - Day(timestamp: now).number) <= 2
+        }
+        var commands = [RollupScript.loadCommand]
+        if !needed.isEmpty { commands.append(DailyKey.fetchCommand(needed, prefix: rollups.keys.prefix)) }
+        let replies = try connection.pipeline(commands)
+        let loaded = try replies[0].unwrap("SCRIPT LOAD")
+        guard loaded.string == RollupScript.sha1 else { throw AnalyticsError("SCRIPT LOAD replied an unexpected digest") }
+        if !needed.isEmpty {
+            let values = try replies[1].unwrap("EVAL daily keys").array ?? []
+            for (entry, value) in zip(needed, values) {
+                guard let bytes = value.bytes else { continue }
+                guard let key = DailyKey(day: entry.day, bytes: bytes) else {
+                    throw AnalyticsError("the visitor key of \(entry.day) in Redis is not 32 bytes")
+                }
+                keys.insert(key)
+            }
+        }
+    }
+
+    static func now() -> Double {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+    }
+
+    struct AnalyticsError: Error, CustomStringConvertible {
         let description: String
         init(_ description: String) { self.description = description }
     }

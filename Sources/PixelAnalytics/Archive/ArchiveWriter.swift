@@ -1,0 +1,246 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The archive directory of one consumer: one JSON-lines file per UTC day
+/// (`YYYY-MM-DD.<consumer>.jsonl`, see ``ArchiveRecord`` for the lines), compressed with gzip to
+/// `….jsonl.gz` once the day is closed, and deleted after the retention period.
+///
+/// Writes are exactly-once when the caller stores ``append(_:now:)``'s returned lengths in Redis
+/// together with its ack and passes them back to ``recover(acknowledged:)`` at start: bytes written
+/// by a batch that was never acknowledged are cut off, and the batch is written again when it is
+/// processed again.
+///
+/// A day closes `closeAfterSeconds` after it ends (the hit age limit plus a margin: no hit of a
+/// closed day can still be accepted). A hit whose day is already closed (a `too_old` drop) goes to
+/// the file of the day it was processed on.
+///
+/// Closing is crash-safe: gzip writes a temporary file, which is renamed into place before the
+/// plain file is removed; a plain file found beside its `.gz` is such a leftover and is removed.
+///
+/// Not thread-safe: used by the consumer thread only.
+public final class ArchiveWriter {
+    /// The directory.
+    public let directory: String
+    /// The consumer id part of the file names (`/` replaced).
+    public let consumerID: String
+    /// Days whose files are kept after the day ends.
+    public let retentionDays: Int
+    /// Seconds after a day's end at which it closes.
+    public let closeAfterSeconds: Double
+    private var descriptors: [Day: Int32] = [:]
+    private var lengths: [Day: Int] = [:]
+
+    /// An error with the failing call and path.
+    public struct Failure: Error, Sendable, CustomStringConvertible {
+        /// What failed.
+        public var description: String
+    }
+
+    /// Opens (and creates, mode 0750) the directory.
+    /// - Throws: ``Failure`` when the directory cannot be created or is not writable.
+    public init(directory: String, consumerID: String, retentionDays: Int, closeAfterSeconds: Double) throws(Failure) {
+        self.directory = directory.hasSuffix("/") && directory.count > 1 ? String(directory.dropLast()) : directory
+        self.consumerID = String(consumerID.map { $0 == "/" ? "_" : $0 })
+        self.retentionDays = retentionDays
+        self.closeAfterSeconds = closeAfterSeconds
+        if mkdir(self.directory, 0o750) != 0 && errno != EEXIST {
+            throw Failure(description: "mkdir \(self.directory): \(String(cString: strerror(errno)))")
+        }
+        guard access(self.directory, W_OK | X_OK) == 0 else {
+            throw Failure(description: "archive directory \(self.directory) is not writable")
+        }
+    }
+
+    deinit {
+        for fd in descriptors.values { close(fd) }
+    }
+
+    /// The plain file name of `day` (without directory).
+    public func fileName(for day: Day) -> String { "\(day).\(consumerID).jsonl" }
+
+    /// The day of a plain or compressed file of this consumer, or `nil` for other files.
+    public func day(ofFile name: String) -> (day: Day, compressed: Bool)? {
+        let plainSuffix = "." + consumerID + ".jsonl"
+        for (suffix, compressed) in [(plainSuffix, false), (plainSuffix + ".gz", true)] where name.hasSuffix(suffix) {
+            let stem = String(name.dropLast(suffix.count))
+            if let day = Day(stem) { return (day, compressed) }
+        }
+        return nil
+    }
+
+    /// Whether `day` is closed at `now`.
+    public func isClosed(_ day: Day, now: Double) -> Bool {
+        now >= Double(day.number + 1) * 86_400 + closeAfterSeconds
+    }
+
+    /// Cuts every plain file of this consumer back to its acknowledged length (0 when none was
+    /// recorded): what is beyond was written by a batch that was not acknowledged.
+    /// - Parameter acknowledged: file name → length, as stored with the acks.
+    public func recover(acknowledged: [String: Int]) throws(Failure) {
+        for name in try list() {
+            guard let (day, compressed) = day(ofFile: name), !compressed else { continue }
+            let path = directory + "/" + name
+            var info = stat()
+            guard stat(path, &info) == 0 else { continue }
+            let keep = acknowledged[name] ?? 0
+            if Int(info.st_size) > keep {
+                guard truncate(path, off_t(keep)) == 0 else {
+                    throw Failure(description: "truncate \(path): \(String(cString: strerror(errno)))")
+                }
+            }
+            lengths[day] = min(Int(info.st_size), keep)
+        }
+    }
+
+    /// The day whose file receives a hit of `day` processed at `now`.
+    public func targetDay(for day: Day, now: Double) -> Day {
+        isClosed(day, now: now) ? Day(timestamp: now) : day
+    }
+
+    /// Appends each day's bytes to its file.
+    /// - Parameters:
+    ///   - batches: Day → complete lines to append.
+    ///   - now: The clock (unused but for symmetry with ``maintain(now:)``; days are already targeted).
+    /// - Returns: File name → its new length, to store with the ack.
+    /// - Throws: ``Failure``; the files are then cut back to where this call started.
+    public func append(_ batches: [Day: [UInt8]], now: Double) throws(Failure) -> [String: Int] {
+        var result: [String: Int] = [:]
+        var started: [(Day, Int)] = []
+        do {
+            for (day, bytes) in batches.sorted(by: { $0.key < $1.key }) where !bytes.isEmpty {
+                let fd = try descriptor(for: day)
+                let start = lengths[day] ?? 0
+                started.append((day, start))
+                try writeAll(fd, bytes, at: start, name: fileName(for: day))
+                lengths[day] = start + bytes.count
+                result[fileName(for: day)] = start + bytes.count
+            }
+        } catch {
+            for (day, start) in started {
+                if let fd = descriptors[day] { _ = ftruncate(fd, off_t(start)) }
+                lengths[day] = start
+            }
+            throw error
+        }
+        return result
+    }
+
+    /// Compresses the plain files of closed days and deletes files older than the retention.
+    /// - Returns: The plain file names that no longer exist (their acknowledged lengths can be
+    ///   forgotten).
+    @discardableResult
+    public func maintain(now: Double) -> [String] {
+        var gone: [String] = []
+        guard let names = try? list() else { return [] }
+        let existing = Set(names)
+        let today = Day(timestamp: now)
+        for name in names {
+            guard let (day, compressed) = day(ofFile: name) else { continue }
+            let path = directory + "/" + name
+            if day.number < today.number - retentionDays - 1 {
+                if !compressed { closeDescriptor(day); gone.append(name) }
+                unlink(path)
+                continue
+            }
+            guard !compressed, isClosed(day, now: now) else { continue }
+            closeDescriptor(day)
+            if existing.contains(name + ".gz") || compress(path) {
+                unlink(path)
+                gone.append(name)
+            }
+        }
+        return gone
+    }
+
+    private func closeDescriptor(_ day: Day) {
+        if let fd = descriptors.removeValue(forKey: day) { close(fd) }
+        lengths[day] = nil
+    }
+
+    private func descriptor(for day: Day) throws(Failure) -> Int32 {
+        if let fd = descriptors[day] { return fd }
+        let path = directory + "/" + fileName(for: day)
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o640)
+        guard fd >= 0 else { throw Failure(description: "open \(path): \(String(cString: strerror(errno)))") }
+        if lengths[day] == nil {
+            var info = stat()
+            fstat(fd, &info)
+            lengths[day] = Int(info.st_size)
+        }
+        descriptors[day] = fd
+        return fd
+    }
+
+    private func writeAll(_ fd: Int32, _ bytes: [UInt8], at offset: Int, name: String) throws(Failure) {
+        var written = 0
+        while written < bytes.count {
+            let result = bytes.withUnsafeBytes { raw in
+                pwrite(fd, raw.baseAddress! + written, raw.count - written, off_t(offset + written))
+            }
+            if result < 0 {
+                if errno == EINTR { continue }
+                throw Failure(description: "write \(directory)/\(name): \(String(cString: strerror(errno)))")
+            }
+            written += result
+        }
+    }
+
+    /// `gzip -n -c path > path.gz.tmp`, fsync, rename to `path.gz`.
+    private func compress(_ path: String) -> Bool {
+        let temporary = path + ".gz.tmp"
+        let out = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
+        guard out >= 0 else { return false }
+        defer { close(out) }
+        let candidates: [String] = ["/usr/bin/gzip", "/bin/gzip"]
+        guard let gzip = candidates.first(where: { access($0, X_OK) == 0 }) else { return false }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, out, 1)
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(gzip), strdup("-n"), strdup("-c"), strdup(path), nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        guard posix_spawn(&pid, gzip, &actions, nil, argv, environ) == 0 else { return false }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        guard status == 0, fsync(out) == 0 else {
+            unlink(temporary)
+            return false
+        }
+        return rename(temporary, path + ".gz") == 0
+    }
+
+    private func list() throws(Failure) -> [String] {
+        guard let handle = opendir(directory) else {
+            throw Failure(description: "opendir \(directory): \(String(cString: strerror(errno)))")
+        }
+        defer { closedir(handle) }
+        var names: [String] = []
+        while let entry = readdir(handle) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    /// The files (plain and compressed) of any consumer for `day` in `directory`, for replay.
+    public static func files(in directory: String, day: Day) -> [String] {
+        guard let handle = opendir(directory) else { return [] }
+        defer { closedir(handle) }
+        var names: [String] = []
+        let prefix = day.description + "."
+        while let entry = readdir(handle) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name.hasPrefix(prefix) && (name.hasSuffix(".jsonl") || name.hasSuffix(".jsonl.gz")) {
+                names.append(directory + "/" + name)
+            }
+        }
+        return names.sorted()
+    }
+}

@@ -1,0 +1,71 @@
+/// Where a visit came from: a named source for well-known hosts, the referrer's host otherwise,
+/// `(direct)` for no referrer or an internal one; a campaign's `utm_source` (or `ref`) wins.
+public enum SourceClassifier {
+    /// The source of visits without a referrer, or referred from the site itself.
+    public static let direct = "(direct)"
+
+    /// Well-known referrer hosts (normalized: lowercase, no `www.`) and their names; a host also
+    /// matches as a subdomain (`m.facebook.com` → Facebook) and any `google.<tld>` is Google.
+    static let knownHosts: [String: String] = [
+        "google.com": "Google", "news.google.com": "Google News", "bing.com": "Bing", "duckduckgo.com": "DuckDuckGo",
+        "search.yahoo.com": "Yahoo", "yahoo.com": "Yahoo", "yandex.ru": "Yandex", "yandex.com": "Yandex",
+        "baidu.com": "Baidu", "ecosia.org": "Ecosia", "search.brave.com": "Brave Search", "startpage.com": "Startpage",
+        "qwant.com": "Qwant", "kagi.com": "Kagi", "t.co": "Twitter", "twitter.com": "Twitter", "x.com": "Twitter",
+        "facebook.com": "Facebook", "fb.com": "Facebook", "instagram.com": "Instagram", "reddit.com": "Reddit",
+        "news.ycombinator.com": "Hacker News", "github.com": "GitHub", "gitlab.com": "GitLab",
+        "linkedin.com": "LinkedIn", "lnkd.in": "LinkedIn", "youtube.com": "YouTube", "pinterest.com": "Pinterest",
+        "lobste.rs": "Lobsters", "wikipedia.org": "Wikipedia", "t.me": "Telegram", "telegram.org": "Telegram",
+        "stackoverflow.com": "Stack Overflow", "medium.com": "Medium", "bsky.app": "Bluesky",
+        "chatgpt.com": "ChatGPT", "perplexity.ai": "Perplexity", "mail.google.com": "Gmail",
+    ]
+
+    /// Campaign source aliases (`utm_source=twitter`) mapped to the same names as referrers.
+    static let knownAliases: [String: String] = [
+        "google": "Google", "bing": "Bing", "duckduckgo": "DuckDuckGo", "twitter": "Twitter", "x": "Twitter",
+        "facebook": "Facebook", "fb": "Facebook", "reddit": "Reddit", "hackernews": "Hacker News",
+        "hacker news": "Hacker News", "hn": "Hacker News", "github": "GitHub", "linkedin": "LinkedIn",
+        "newsletter": "Newsletter", "youtube": "YouTube", "instagram": "Instagram", "mastodon": "Mastodon",
+    ]
+
+    /// The source of a hit.
+    /// - Parameters:
+    ///   - referrer: The document referrer (`r`), `nil`/empty when none.
+    ///   - site: The hit's normalized site (self-referrals become ``direct``).
+    ///   - campaignSource: `utm_source` or `ref` from the page URL, when present.
+    public static func source(referrer: String?, site: String, campaignSource: String?) -> String {
+        if let campaignSource {
+            let cleaned = DimensionText.clean(trimmed(campaignSource))
+            if !cleaned.isEmpty { return knownAliases[cleaned.lowercased()] ?? cleaned }
+        }
+        guard let referrer, !referrer.isEmpty, referrer != "-" else { return direct }
+        return ASCIIBytes.withBytes(referrer) { bytes in
+            guard let parts = URLParts.parse(bytes) else { return direct }
+            let host = URLParts.normalizedHost(bytes, parts.host)
+            if host == site || host.hasSuffix("." + site) { return direct }
+            return name(forHost: host)
+        }
+    }
+
+    /// The name of a normalized referrer host: a well-known name, or the host itself (capped).
+    public static func name(forHost host: String) -> String {
+        if let name = knownHosts[host] { return name }
+        // Subdomains: m.facebook.com, old.reddit.com, l.instagram.com, en.wikipedia.org…
+        var suffix = Substring(host)
+        while let dot = suffix.firstIndex(of: ".") {
+            suffix = suffix[suffix.index(after: dot)...]
+            if let name = knownHosts[String(suffix)] { return name }
+        }
+        // google.de, google.co.uk, …
+        if host.hasPrefix("google.") || host.contains(".google.") { return "Google" }
+        if host.hasPrefix("bing.") { return "Bing" }
+        if host.hasPrefix("yandex.") { return "Yandex" }
+        return DimensionText.clean(host)
+    }
+
+    private static func trimmed(_ text: String) -> String {
+        var view = Substring(text)
+        while let first = view.first, first.isWhitespace { view.removeFirst() }
+        while let last = view.last, last.isWhitespace { view.removeLast() }
+        return String(view)
+    }
+}

@@ -1,0 +1,132 @@
+import Crypto
+
+/// The random 32-byte key of one UTC day, from which that day's visitor ids are derived.
+///
+/// It exists only in Redis (`pixeld:key:YYYY-MM-DD`, created with `SET … NX EX 172800` so every
+/// consumer shares the first one written, and gone two days later) and in consumers' memory. It
+/// is never logged, archived or written anywhere else: once it has expired, nobody — the operator
+/// included — can tell whether a given IP address and browser made a given visit.
+///
+/// `description` deliberately hides the bytes.
+public struct DailyKey: Sendable, CustomStringConvertible {
+    /// The key's length in bytes.
+    public static let byteCount = 32
+    /// Seconds the key lives in Redis: 48 h, so that a session crossing midnight can still be
+    /// matched with the previous day's id, and no longer.
+    public static let ttlSeconds = 172_800
+
+    /// The day the key belongs to.
+    public let day: Day
+    private let box: KeyBox
+    var key: SymmetricKey { box.key }
+    /// HMAC state with the key already absorbed: copying it saves hashing the key for every hit.
+    var hmac: HMAC<SHA256> { box.hmac }
+
+    /// Wraps key bytes read from Redis.
+    /// - Parameters:
+    ///   - day: The key's day.
+    ///   - bytes: Exactly ``byteCount`` bytes.
+    /// - Returns: `nil` when `bytes` has the wrong length.
+    public init?(day: Day, bytes: some Collection<UInt8>) {
+        guard bytes.count == Self.byteCount else { return nil }
+        self.day = day
+        self.box = KeyBox(SymmetricKey(data: Array(bytes)))
+    }
+
+    /// A new random key (from the system's cryptographic generator) as bytes, to offer with
+    /// `SET … NX`.
+    public static func randomBytes() -> [UInt8] {
+        SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
+    }
+
+    /// The Redis key that holds the key of `day`: `<prefix>key:YYYY-MM-DD`.
+    public static func redisKey(for day: Day, prefix: String = RollupKeys.defaultPrefix) -> String {
+        prefix + "key:" + day.description
+    }
+
+    public var description: String { "DailyKey(\(day), <hidden>)" }
+
+    /// A Lua script that, for each day given, creates the key if asked and missing (`SET NX EX`)
+    /// and returns it: `KEYS` = the Redis keys, `ARGV` = for each key `create` (`1`/`0`) and the
+    /// random candidate, then the TTL. Replies one bulk string (or nil) per key.
+    public static let fetchScript = """
+        local out = {}
+        local ttl = ARGV[#ARGV]
+        for i = 1, #KEYS do
+          if ARGV[2 * i - 1] == '1' then
+            redis.call('SET', KEYS[i], ARGV[2 * i], 'NX', 'EX', ttl)
+          end
+          out[i] = redis.call('GET', KEYS[i])
+        end
+        return out
+        """
+
+    /// The `EVAL` command that fetches (and for `create` days creates) the keys of `days`.
+    /// - Parameters:
+    ///   - days: Each day with whether its key may be created (days of incoming hits) or only read
+    ///     (the previous day, for sessions crossing midnight).
+    ///   - prefix: The key prefix.
+    public static func fetchCommand(_ days: [(day: Day, create: Bool)], prefix: String = RollupKeys.defaultPrefix)
+        -> [[UInt8]]
+    {
+        var command: [[UInt8]] = [Array("EVAL".utf8), Array(fetchScript.utf8), Array(String(days.count).utf8)]
+        for entry in days { command.append(Array(redisKey(for: entry.day, prefix: prefix).utf8)) }
+        for entry in days {
+            command.append(entry.create ? [UInt8(ascii: "1")] : [UInt8(ascii: "0")])
+            command.append(entry.create ? randomBytes() : [])
+        }
+        command.append(Array(String(ttlSeconds).utf8))
+        return command
+    }
+}
+
+/// Holds a `SymmetricKey`, which swift-crypto does not mark `Sendable` on Linux.
+///
+/// `@unchecked Sendable`: key and HMAC state are set once in `init` and only read (copied) afterwards;
+/// both are values, so concurrent reads are safe.
+private final class KeyBox: @unchecked Sendable {
+    let key: SymmetricKey
+    let hmac: HMAC<SHA256>
+    init(_ key: SymmetricKey) {
+        self.key = key
+        self.hmac = HMAC<SHA256>(key: key)
+    }
+}
+
+/// The daily keys a batch needs, by day.
+public struct DailyKeys: Sendable {
+    private var keys: [Day: DailyKey] = [:]
+
+    /// An empty set.
+    public init() {}
+
+    /// The key of `day`, if known.
+    public subscript(day: Day) -> DailyKey? {
+        keys[day]
+    }
+
+    /// Adds or replaces a key.
+    public mutating func insert(_ key: DailyKey) {
+        keys[key.day] = key
+    }
+
+    /// Removes the keys of days before `day` (a consumer's in-memory cache).
+    public mutating func removeAll(before day: Day) {
+        keys = keys.filter { $0.key >= day }
+    }
+
+    /// The days whose keys processing hits at `timestamps` needs: each hit's day (created if
+    /// missing) and, for hits within `sessionIdleSeconds` after midnight, the day before (read only).
+    public static func daysNeeded(for timestamps: some Sequence<Double>, sessionIdleSeconds: Double)
+        -> [(day: Day, create: Bool)]
+    {
+        var create: Set<Day> = []
+        var read: Set<Day> = []
+        for timestamp in timestamps {
+            let day = Day(timestamp: timestamp)
+            create.insert(day)
+            if timestamp - day.startTimestamp < sessionIdleSeconds { read.insert(day.previous) }
+        }
+        return create.sorted().map { ($0, true) } + read.subtracting(create).sorted().map { ($0, false) }
+    }
+}

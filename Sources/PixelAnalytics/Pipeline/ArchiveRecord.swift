@@ -1,0 +1,117 @@
+public import PixelEvents
+
+/// The archive's line format, schema version 1: one flat JSON object per hit, `jq`-able, written by
+/// `pixeld consume --archive` and read back by `pixeld replay`.
+///
+/// Members, in this order (optional ones left out when empty):
+/// - `ts` — number, nginx's `$msec` verbatim;
+/// - `v` — number, the schema version, `1`;
+/// - `status` — `"ok"` or `"dropped"`;
+/// - `site` — the normalized site (for drops: the page's host, when it had one);
+/// - `event` — `"pageview"` or the custom event name;
+/// - `path` — the page path, no query string;
+/// - accepted hits only: `vid` (anonymous daily visitor id, 32 hex digits), `pvid` (the id under
+///   the previous day's key, only for hits within 30 minutes after midnight), `source`,
+///   `utm_source`, `utm_medium`, `utm_campaign`, `browser`, `os`, `device`, `country`, `props`
+///   (a JSON object as a string: `jq '.props | fromjson'`);
+/// - dropped hits only: `reason` (a ``DropReason`` code) and `rule` (the bot rule that matched).
+///
+/// New members may be added within version 1; a change of meaning gets a new version.
+public enum ArchiveRecord {
+    /// The schema version written.
+    public static let version = 1
+
+    /// Appends `outcome` as one line (with its `\n`).
+    public static func appendLine(_ outcome: HitOutcome, to buffer: inout [UInt8]) {
+        var out = JSONText(capacity: 0)
+        swap(&out.bytes, &buffer)
+        out.bytes.reserveCapacity(out.bytes.count + 320)
+        switch outcome {
+        case .accepted(let hit):
+            out.raw("{\"ts\":")
+            out.raw(hit.timestampText)
+            out.raw(",\"v\":1,\"status\":\"ok\"")
+            out.member("site", hit.site)
+            out.member("event", hit.event)
+            out.member("path", hit.path)
+            if let vid = hit.visitorID { out.member("vid", vid) }
+            if let pvid = hit.previousVisitorID { out.member("pvid", pvid) }
+            out.member("source", hit.source)
+            if let value = hit.campaign.source { out.member("utm_source", value) }
+            if let value = hit.campaign.medium { out.member("utm_medium", value) }
+            if let value = hit.campaign.name { out.member("utm_campaign", value) }
+            out.member("browser", hit.browser)
+            out.member("os", hit.os)
+            out.member("device", hit.device)
+            if let value = hit.country { out.member("country", value) }
+            if let value = hit.props { out.member("props", value) }
+        case .dropped(let hit):
+            out.raw("{\"ts\":")
+            out.raw(hit.timestampText)
+            out.raw(",\"v\":1,\"status\":\"dropped\"")
+            if let value = hit.site { out.member("site", value) }
+            if let value = hit.event { out.member("event", value) }
+            if let value = hit.path { out.member("path", value) }
+            out.member("reason", hit.reason.rawValue)
+            if let value = hit.rule { out.member("rule", value) }
+        }
+        out.raw("}\n")
+        swap(&out.bytes, &buffer)
+    }
+
+    /// One outcome as a line, without the `\n`.
+    public static func line(_ outcome: HitOutcome) -> String {
+        var bytes: [UInt8] = []
+        appendLine(outcome, to: &bytes)
+        bytes.removeLast()
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// An archive line that cannot be read back.
+    public struct ReadError: Error, Sendable, CustomStringConvertible {
+        /// What is wrong.
+        public var description: String
+    }
+
+    /// Reads a line back (decode it first with `PixelEventDecoder.decode`, which reads any flat
+    /// JSON object).
+    /// - Throws: ``ReadError`` when a required member is missing or the version is unknown.
+    public static func outcome(from event: PixelEvent) throws(ReadError) -> HitOutcome {
+        guard event.field("v") == "1" else {
+            throw ReadError(description: "unknown archive schema version \(event.field("v") ?? "(none)")")
+        }
+        switch event.field("status") {
+        case "ok":
+            guard let site = event.field("site"), let name = event.field("event"), let path = event.field("path"),
+                let source = event.field("source")
+            else { throw ReadError(description: "accepted hit without site/event/path/source") }
+            return .accepted(
+                EnrichedHit(
+                    timestampText: event.timestampText, timestamp: event.timestamp, site: site,
+                    visitorID: event.field("vid"), previousVisitorID: event.field("pvid"), event: name, path: path,
+                    source: source,
+                    campaign: Campaign(
+                        source: event.field("utm_source"), medium: event.field("utm_medium"),
+                        name: event.field("utm_campaign")
+                    ),
+                    browser: event.field("browser") ?? "(unknown)", os: event.field("os") ?? "(unknown)",
+                    device: event.field("device") ?? "(unknown)", country: event.field("country"),
+                    props: event.field("props")
+                )
+            )
+        case "dropped":
+            guard let code = event.field("reason"), let reason = DropReason(rawValue: code) else {
+                throw ReadError(description: "dropped hit without a known reason")
+            }
+            return .dropped(
+                DroppedHit(
+                    timestampText: event.timestampText, timestamp: event.timestamp, reason: reason,
+                    site: event.field("site"), rule: event.field("rule"), event: event.field("event"),
+                    path: event.field("path")
+                )
+            )
+        default:
+            throw ReadError(description: "unknown status")
+        }
+    }
+}

@@ -1,0 +1,394 @@
+public import Hummingbird
+import PixelAnalytics
+import RespBridge
+import ServiceLifecycle
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `pixeld serve` shows and who may see it.
+public struct DashboardConfiguration: Sendable {
+    /// The sites (normalised host names); empty: every site with rollups in Redis.
+    public var sites: [String]
+    /// The read-only token; `nil` makes every site public.
+    public var token: String?
+    /// Sites anyone may see when a token is set.
+    public var publicSites: Set<String>
+    /// Rows per table on the site page.
+    public var tableRows: Int
+
+    /// Creates a configuration.
+    public init(sites: [String] = [], token: String? = nil, publicSites: Set<String> = [], tableRows: Int = 10) {
+        self.sites = sites
+        self.token = token
+        self.publicSites = publicSites
+        self.tableRows = tableRows
+    }
+}
+
+/// The dashboard: HTML pages, the JSON API, the live feed, `/metrics` and `/healthz`, as a
+/// Hummingbird router over the Redis rollups.
+public struct Dashboard: Sendable {
+    /// Where the numbers come from.
+    public let store: RollupStore
+    /// The realtime feed, if any.
+    public let live: LiveFeed?
+    /// Access and display settings.
+    public let configuration: DashboardConfiguration
+    /// The Prometheus text for `/metrics`.
+    public let metricsText: @Sendable () -> String
+    /// Seconds since the epoch (a parameter for tests).
+    public let clock: @Sendable () -> Double
+    let access: SiteAccess
+    let auth: TokenCheck
+
+    /// Creates a dashboard.
+    /// - Parameters:
+    ///   - store: The rollup reader.
+    ///   - live: The realtime feed (`nil`: no `/api/live`, realtime figures are 0).
+    ///   - configuration: Sites, token, public sites.
+    ///   - metricsText: Renders the Prometheus text exposition for `/metrics`.
+    ///   - clock: Seconds since the epoch.
+    public init(
+        store: RollupStore, live: LiveFeed?, configuration: DashboardConfiguration,
+        metricsText: @escaping @Sendable () -> String = { "" },
+        clock: (@Sendable () -> Double)? = nil
+    ) {
+        self.store = store
+        self.live = live
+        self.configuration = configuration
+        self.metricsText = metricsText
+        self.clock = clock ?? { Double(time(nil)) }
+        access = SiteAccess(
+            configured: configuration.sites, publicSites: configuration.publicSites,
+            tokenRequired: configuration.token != nil
+        )
+        auth = TokenCheck(token: configuration.token)
+    }
+
+    var today: Day { Day(timestamp: clock()) }
+
+    /// The router with every route and the security headers.
+    public func router() -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: SecurityHeadersMiddleware())
+        router.add(middleware: MetricsMiddleware())
+        router.get("/healthz") { _, _ in try await self.health() }
+        router.get("/metrics") { request, _ in
+            guard self.auth.isAuthenticated(request) else { throw HTTPError(.unauthorized, message: "token required") }
+            return Self.response(self.metricsText(), type: "text/plain; version=0.0.4; charset=utf-8")
+        }
+        router.get("/assets/dashboard.css") { _, _ in
+            Self.response(Pages.css, type: "text/css; charset=utf-8", cache: "public, max-age=3600")
+        }
+        router.get("/assets/dashboard.js") { _, _ in
+            Self.response(Pages.javascript, type: "text/javascript; charset=utf-8", cache: "public, max-age=3600")
+        }
+        router.get("/") { request, _ in try await self.siteListPage(request) }
+        router.get("/site") { request, _ in try await self.sitePage(request) }
+        router.get("/login") { request, _ in
+            Self.html(Pages.login(failed: false, next: Self.safeNext(request.uri.queryParameters["next"].map(String.init))))
+        }
+        router.post("/login") { request, _ in try await self.login(request) }
+        router.post("/logout") { _, _ in
+            var response = Response.redirect(to: "/", type: .found)
+            response.setCookie(Cookie(name: TokenCheck.cookieName, value: "", maxAge: 0, path: "/", httpOnly: true, sameSite: .strict))
+            return response
+        }
+        router.get("/api/sites") { request, _ in try await self.apiSites(request) }
+        router.get("/api/stats") { request, _ in
+            let range = try self.range(request)
+            let report = try await self.report(range.site, range.from, range.to)
+            return Self.json(report.json(limit: try RangeInput.limit(request, default: 100)))
+        }
+        router.get("/api/timeseries") { request, _ in try await self.apiTimeseries(request) }
+        router.get("/api/breakdown") { request, _ in try await self.apiBreakdown(request) }
+        router.get("/api/counts") { request, _ in
+            let range = try self.range(request)
+            let report = try await self.report(range.site, range.from, range.to)
+            let pages = report.top(.pages, limit: try RangeInput.limit(request, default: 1000, maximum: 100_000))
+            return Self.json("{" + pages.map { Escape.json($0.name) + ":" + String($0.count) }.joined(separator: ",") + "}")
+        }
+        router.get("/api/count") { request, _ in
+            let range = try self.range(request)
+            guard let path = request.uri.queryParameters["path"].map(String.init), !path.isEmpty else {
+                throw HTTPError(.badRequest, message: "path: missing (e.g. &path=/blog/)")
+            }
+            guard path.utf8.count <= 2048 else { throw HTTPError(.badRequest, message: "path: longer than 2048 bytes") }
+            let report = try await self.report(range.site, range.from, range.to)
+            let count = report.breakdowns[.pages]?[path] ?? 0
+            return Self.json("{\"path\":" + Escape.json(path) + ",\"count\":\(count)}")
+        }
+        router.get("/api/realtime") { request, _ in
+            let site = try self.visibleSite(request)
+            let visitors = try await self.store.recentVisitors(site: site, now: self.clock())
+            return Self.json("{\"site\":" + Escape.json(site) + ",\"visitors\":\(visitors)}")
+        }
+        router.get("/api/live") { request, _ in try self.liveStream(request) }
+        return router
+    }
+
+    // MARK: - Access
+
+    /// The validated range of a request whose site the caller may see (401 otherwise).
+    func range(_ request: Request) throws -> RangeInput {
+        let range = try RangeInput.parse(request, today: today, sites: access)
+        guard access.isVisible(range.site, authenticated: auth.isAuthenticated(request)) else {
+            throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer"], message: "this site needs the token")
+        }
+        return range
+    }
+
+    func visibleSite(_ request: Request) throws -> String {
+        let site = try RangeInput.siteParameter(request.uri.queryParameters["site"].map(String.init), sites: access)
+        guard access.isVisible(site, authenticated: auth.isAuthenticated(request)) else {
+            throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer"], message: "this site needs the token")
+        }
+        return site
+    }
+
+    func report(_ site: String, _ from: Day, _ to: Day) async throws -> Report {
+        do {
+            return try await store.report(site: site, from: from, to: to)
+        } catch {
+            throw Self.unavailable(error)
+        }
+    }
+
+    func sites() async throws -> [String] {
+        if !configuration.sites.isEmpty { return configuration.sites.sorted() }
+        do {
+            return try await store.discoverSites()
+        } catch {
+            throw Self.unavailable(error)
+        }
+    }
+
+    static func unavailable(_ error: RespError) -> HTTPError {
+        HTTPError(.serviceUnavailable, message: "cannot read the rollups from Redis (\(error.code))")
+    }
+
+    // MARK: - Handlers
+
+    func health() async throws -> Response {
+        do {
+            let reply = try await store.reader.pipeline([[Array("PING".utf8)]])
+            _ = try reply[0].unwrap("PING")
+            return Self.response("ok\n", type: "text/plain; charset=utf-8")
+        } catch {
+            return Self.response("redis unavailable: \(error.code)\n", type: "text/plain; charset=utf-8", status: .serviceUnavailable)
+        }
+    }
+
+    struct SiteSummary {
+        var site: String
+        var today: Report
+        var trend: [SeriesPoint]
+    }
+
+    func summaries(_ request: Request) async throws -> [SiteSummary] {
+        let authenticated = auth.isAuthenticated(request)
+        let day = today
+        var result: [SiteSummary] = []
+        for site in try await sites() where access.isVisible(site, authenticated: authenticated) {
+            do {
+                let report = try await store.report(site: site, from: day, to: day)
+                let trend = try await store.daily(site: site, from: Day(number: day.number - 29), to: day)
+                result.append(SiteSummary(site: site, today: report, trend: trend))
+            } catch {
+                throw Self.unavailable(error)
+            }
+        }
+        return result
+    }
+
+    func siteListPage(_ request: Request) async throws -> Response {
+        let rows = try await summaries(request).map {
+            Pages.SiteRow(site: $0.site, visitors: $0.today.visitors, pageviews: $0.today.pageviews, trend: $0.trend.map(\.pageviews))
+        }
+        return Self.html(
+            Pages.siteList(rows, today: today, loggedIn: auth.isAuthenticated(request), tokenRequired: access.tokenRequired)
+        )
+    }
+
+    func apiSites(_ request: Request) async throws -> Response {
+        let items = try await summaries(request).map { summary in
+            "{\"site\":" + Escape.json(summary.site) + ",\"today\":{\"visitors\":\(summary.today.visitors),\"pageviews\":"
+                + "\(summary.today.pageviews)},\"trend\":[" + summary.trend.map { String($0.pageviews) }.joined(separator: ",")
+                + "]}"
+        }
+        return Self.json("{\"v\":1,\"day\":\"\(today)\",\"sites\":[" + items.joined(separator: ",") + "]}")
+    }
+
+    func sitePage(_ request: Request) async throws -> Response {
+        let range: RangeInput
+        do {
+            range = try self.range(request)
+        } catch let error as HTTPError where error.status == .unauthorized {
+            let next = Self.safeNext(request.uri.path + (request.uri.query.map { "?" + $0 } ?? ""))
+            var response = Self.html(Pages.login(failed: false, next: next))
+            response.status = .unauthorized
+            return response
+        }
+        let limit = configuration.tableRows
+        let previousRange = range.previous
+        let report = try await self.report(range.site, range.from, range.to)
+        let previous = try await self.report(range.site, previousRange.from, previousRange.to)
+        let series = try await self.series(site: range.site, from: range.from, to: range.to, hourly: range.from == range.to)
+        let realtime = try await store.recentVisitors(site: range.site, now: clock())
+        return Self.html(
+            Pages.sitePage(range: range, report: report, previous: previous, series: series, realtime: realtime, limit: limit)
+        )
+    }
+
+    func series(site: String, from: Day, to: Day, hourly: Bool) async throws -> [SeriesPoint] {
+        do {
+            return hourly ? try await store.hourly(site: site, day: from) : try await store.daily(site: site, from: from, to: to)
+        } catch {
+            throw Self.unavailable(error)
+        }
+    }
+
+    func apiTimeseries(_ request: Request) async throws -> Response {
+        let range = try self.range(request)
+        let interval = request.uri.queryParameters["interval"].map(String.init) ?? (range.from == range.to ? "hour" : "day")
+        guard interval == "hour" || interval == "day" else { throw HTTPError(.badRequest, message: "interval: use hour or day") }
+        if interval == "hour" && range.from != range.to {
+            throw HTTPError(.badRequest, message: "interval=hour needs a single day (from = to)")
+        }
+        let points = try await series(site: range.site, from: range.from, to: range.to, hourly: interval == "hour")
+        let items = points.map { point in
+            var item = "{\"" + (interval == "hour" ? "hour" : "date") + "\":" + Escape.json(point.label)
+            item += ",\"pageviews\":\(point.pageviews)"
+            if let visitors = point.visitors { item += ",\"visitors\":\(visitors)" }
+            if let visits = point.visits { item += ",\"visits\":\(visits)" }
+            if let bounces = point.bounces { item += ",\"bounces\":\(bounces)" }
+            return item + "}"
+        }
+        return Self.json(
+            "{\"v\":1,\"site\":" + Escape.json(range.site) + ",\"from\":\"\(range.from)\",\"to\":\"\(range.to)\",\"interval\":\""
+                + interval + "\",\"points\":[" + items.joined(separator: ",") + "]}"
+        )
+    }
+
+    func apiBreakdown(_ request: Request) async throws -> Response {
+        let range = try self.range(request)
+        guard let name = request.uri.queryParameters["dimension"].map(String.init) else {
+            throw HTTPError(.badRequest, message: "dimension: missing (one of \(Breakdown.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        guard let breakdown = Breakdown(rawValue: name) else {
+            throw HTTPError(.badRequest, message: "dimension: one of \(Breakdown.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let format = request.uri.queryParameters["format"].map(String.init) ?? "json"
+        guard format == "json" || format == "csv" else { throw HTTPError(.badRequest, message: "format: json or csv") }
+        let limit = try RangeInput.limit(request, default: format == "csv" ? 100_000 : 100, maximum: 100_000)
+        let report = try await self.report(range.site, range.from, range.to)
+        let rows = report.top(breakdown, limit: limit)
+        if format == "csv" {
+            var csv = "name,count\r\n"
+            for row in rows { csv += Escape.csv(row.name) + "," + String(row.count) + "\r\n" }
+            var response = Self.response(csv, type: "text/csv; charset=utf-8")
+            let file = "\(range.site)-\(breakdown.rawValue)-\(range.from)-\(range.to).csv"
+            response.headers[.contentDisposition] = "attachment; filename=\"" + file + "\""
+            return response
+        }
+        let items = rows.map { "{\"name\":" + Escape.json($0.name) + ",\"count\":\($0.count)}" }
+        return Self.json(
+            "{\"v\":1,\"site\":" + Escape.json(range.site) + ",\"from\":\"\(range.from)\",\"to\":\"\(range.to)\",\"dimension\":\""
+                + breakdown.rawValue + "\",\"items\":[" + items.joined(separator: ",") + "]}"
+        )
+    }
+
+    func liveStream(_ request: Request) throws -> Response {
+        let site = try visibleSite(request)
+        guard let live else { throw HTTPError(.notFound, message: "the live feed is off") }
+        guard let stream = live.subscribe(site: site) else {
+            throw HTTPError(.serviceUnavailable, message: "too many live clients")
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = "text/event-stream; charset=utf-8"
+        headers[.cacheControl] = "no-store"
+        let body = ResponseBody { writer in
+            // One stream for the events and a keep-alive comment every 15 s; a client that went away
+            // makes the write throw, which cancels both and ends the subscription.
+            let (merged, sink) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(512))
+            let pump = Task {
+                for await payload in stream { sink.yield(Self.sseEvent(payload)) }
+                sink.finish()
+            }
+            let beat = Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(15))
+                    sink.yield(": keep-alive\n\n")
+                }
+            }
+            defer {
+                pump.cancel()
+                beat.cancel()
+            }
+            try await writer.write(ByteBuffer(string: "retry: 2000\n: connected\n\n"))
+            // At graceful shutdown the stream ends, so the server does not wait for the clients to leave.
+            try await withGracefulShutdownHandler {
+                for await chunk in merged { try await writer.write(ByteBuffer(string: chunk)) }
+            } onGracefulShutdown: {
+                sink.finish()
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: headers, body: body)
+    }
+
+    /// One SSE `hit` event; each line of the payload on its own `data:` line.
+    static func sseEvent(_ payload: String) -> String {
+        var event = "event: hit\n"
+        for line in payload.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r" }) {
+            event += "data: " + line + "\n"
+        }
+        return event + "\n"
+    }
+
+    func login(_ request: Request) async throws -> Response {
+        var request = request
+        let buffer = try await request.collectBody(upTo: 16 * 1024)
+        let form = FormBody.parse(String(buffer: buffer))
+        let next = Self.safeNext(form["next"])
+        guard let token = configuration.token else { return Response.redirect(to: next, type: .found) }
+        guard let given = form["token"], TokenCheck.equal(given, token) else {
+            var response = Self.html(Pages.login(failed: true, next: next))
+            response.status = .unauthorized
+            return response
+        }
+        var response = Response.redirect(to: next, type: .found)
+        response.setCookie(
+            Cookie(
+                name: TokenCheck.cookieName, value: TokenCheck.cookieValue(token), maxAge: 30 * 86_400, path: "/",
+                httpOnly: true, sameSite: .strict
+            )
+        )
+        return response
+    }
+
+    /// A local path to go back to after logging in; anything else becomes `/`.
+    static func safeNext(_ text: String?) -> String {
+        guard let text, text.hasPrefix("/"), !text.hasPrefix("//"), !text.contains("\\"),
+            !text.unicodeScalars.contains(where: { $0.value < 0x21 || $0.value > 0x7E })
+        else { return "/" }
+        return text
+    }
+
+    // MARK: - Responses
+
+    static func response(
+        _ text: String, type: String, status: HTTPResponse.Status = .ok, cache: String = "no-store"
+    ) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = type
+        headers[.cacheControl] = cache
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    static func html(_ text: String) -> Response { response(text, type: "text/html; charset=utf-8") }
+
+    static func json(_ text: String) -> Response { response(text + "\n", type: "application/json") }
+}

@@ -1,0 +1,82 @@
+import Hummingbird
+import PixelAnalytics
+
+/// The validated query parameters shared by the pages and the API. Bad input is a `400` with a
+/// message that names the parameter, never a `500`.
+struct RangeInput: Sendable {
+    var site: String
+    var from: Day
+    var to: Day
+    /// `today`, `7d`, `30d` or `custom` (explicit `from`/`to`).
+    var period: String
+
+    /// The range of the same length just before this one.
+    var previous: (from: Day, to: Day) {
+        let length = to.number - from.number + 1
+        return (Day(number: from.number - length), Day(number: to.number - length))
+    }
+
+    static func parse(_ request: Request, today: Day, sites: SiteAccess) throws -> RangeInput {
+        let parameters = request.uri.queryParameters
+        let site = try siteParameter(parameters["site"].map(String.init), sites: sites)
+        let fromText = parameters["from"].map(String.init)
+        let toText = parameters["to"].map(String.init)
+        var period = parameters["period"].map(String.init) ?? (fromText == nil && toText == nil ? "today" : "custom")
+        if fromText != nil || toText != nil { period = "custom" }
+        var from = today
+        var to = today
+        switch period {
+        case "today": break
+        case "7d": from = Day(number: today.number - 6)
+        case "30d": from = Day(number: today.number - 29)
+        case "custom":
+            to = try toText.map { try day($0, name: "to") } ?? today
+            from = try fromText.map { try day($0, name: "from") } ?? to
+        default:
+            throw HTTPError(.badRequest, message: "period: use today, 7d, 30d or custom")
+        }
+        guard from <= to else { throw HTTPError(.badRequest, message: "from must not be after to") }
+        guard to.number - from.number < 3700 else { throw HTTPError(.badRequest, message: "the range is limited to 3700 days") }
+        return RangeInput(site: site, from: from, to: to, period: period)
+    }
+
+    static func siteParameter(_ text: String?, sites: SiteAccess) throws -> String {
+        guard let text, !text.isEmpty else { throw HTTPError(.badRequest, message: "site: missing (e.g. ?site=example.com)") }
+        guard text.utf8.count <= 253, let site = SiteList.normalize(text) else {
+            throw HTTPError(.badRequest, message: "site: not a host name")
+        }
+        guard sites.isKnown(site) else { throw HTTPError(.notFound, message: "site: unknown site") }
+        return site
+    }
+
+    static func day(_ text: String, name: String) throws -> Day {
+        guard text.utf8.count == 10, let day = Day(text), day.description == text else {
+            throw HTTPError(.badRequest, message: "\(name): not a date YYYY-MM-DD")
+        }
+        return day
+    }
+
+    static func limit(_ request: Request, default fallback: Int, maximum: Int = 1000) throws -> Int {
+        guard let text = request.uri.queryParameters["limit"] else { return fallback }
+        guard let limit = Int(text), (1...maximum).contains(limit) else {
+            throw HTTPError(.badRequest, message: "limit: a whole number in 1…\(maximum)")
+        }
+        return limit
+    }
+}
+
+/// Which sites exist and which of them anyone may see.
+struct SiteAccess: Sendable {
+    /// Configured sites; empty means any host name is accepted (and listed if Redis has rollups).
+    var configured: [String]
+    /// Sites whose dashboard and API need no token.
+    var publicSites: Set<String>
+    /// `true` when a token is configured.
+    var tokenRequired: Bool
+
+    func isKnown(_ site: String) -> Bool { configured.isEmpty || configured.contains(site) }
+
+    func isVisible(_ site: String, authenticated: Bool) -> Bool {
+        !tokenRequired || authenticated || publicSites.contains(site)
+    }
+}

@@ -1,0 +1,92 @@
+public import Logging
+import PixeldConcurrency
+public import RespBridge
+
+/// A small pool of blocking Redis connections, each owned by its own ``DedicatedThread``, so that the
+/// dashboard's reads never block the Swift cooperative pool (hiredis calls block; the pool has as
+/// many threads as cores).
+///
+/// `@unchecked Sendable`: the job queue and the `stopping` flag are only touched under `lock`; each
+/// connection is only used by the thread that owns it.
+public final class RedisReader: @unchecked Sendable {
+    private struct Job {
+        let commands: [[[UInt8]]]
+        let complete: @Sendable (Result<[RESPValue], RespError>) -> Void
+    }
+
+    private let lock = ConditionLock()
+    private var jobs: [Job] = []
+    private var head = 0
+    private var stopping = false
+    private var threads: [DedicatedThread] = []
+    private let connections: [RedisConnection]
+
+    /// Starts `threads` connections (connected lazily, on the first command).
+    /// - Parameters:
+    ///   - configuration: Where Redis is.
+    ///   - threads: How many connections and threads, 1…16.
+    ///   - logger: For connection failures.
+    public init(configuration: RedisConfiguration, threads: Int = 2, logger: Logger) {
+        let count = max(1, min(16, threads))
+        connections = (0..<count).map { _ in RedisConnection(configuration: configuration, logger: logger) }
+        for (index, connection) in connections.enumerated() {
+            self.threads.append(DedicatedThread(name: "pixeld-dash-\(index)") { [self] in self.work(connection) })
+        }
+    }
+
+    /// Sends `commands` in one pipeline on one of the pool's connections and returns the replies.
+    /// A connection that failed is reconnected by the next command, so one retry is made.
+    /// - Throws: ``RespError`` when Redis cannot be reached or the pool is stopped.
+    public func pipeline(_ commands: [[[UInt8]]]) async throws(RespError) -> [RESPValue] {
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<[RESPValue], RespError>, Never>) in
+            let accepted = lock.withLock { () -> Bool in
+                guard !stopping else { return false }
+                jobs.append(Job(commands: commands) { continuation.resume(returning: $0) })
+                lock.signal()
+                return true
+            }
+            if !accepted {
+                continuation.resume(returning: .failure(RespError(code: .closed, operation: "pipeline", message: "reader stopped")))
+            }
+        }
+        return try result.get()
+    }
+
+    /// Stops the threads after the jobs in hand; later calls fail with `.closed`.
+    public func stop() async {
+        lock.withLock {
+            stopping = true
+            lock.broadcast()
+        }
+        for thread in threads { await thread.finished() }
+    }
+
+    private func work(_ connection: RedisConnection) {
+        while true {
+            let job: Job? = lock.withLock {
+                while head == jobs.count && !stopping { _ = lock.wait(timeoutNanoseconds: nil) }
+                guard head < jobs.count else { return nil }
+                let job = jobs[head]
+                head += 1
+                if head > 64 && head * 2 > jobs.count {
+                    jobs.removeFirst(head)
+                    head = 0
+                }
+                return job
+            }
+            guard let job else {
+                connection.close()
+                return
+            }
+            do {
+                job.complete(.success(try connection.pipeline(job.commands)))
+            } catch {
+                do {
+                    job.complete(.success(try connection.pipeline(job.commands)))
+                } catch {
+                    job.complete(.failure(error))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+import ArgumentParser
+import Logging
+import PixelAnalytics
+import PixelEvents
+import RespBridge
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `pixeld replay --archive DIR --from D --to D`: rebuilds the rollups of those days from the archive.
+struct ReplayCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replay",
+        abstract: "Rebuild the Redis rollups of a range of UTC days from the archive written by consume --archive.",
+        discussion: """
+            Deletes the rollups of the days (every site's pixeld:site:*:DAY:* keys and pixeld:drops:DAY), then \
+            counts the archived hits of those days again — accepted ones with their anonymous visitor ids, \
+            dropped ones under their reasons — with visit state kept apart from live consumers'. Run it for \
+            days no consumer is still writing (or stop the consumers): a live hit for a replayed day may \
+            otherwise be lost or doubled. The archive holds no IP address or user agent, so bot rules that \
+            look at the user agent cannot be re-applied to it. A visit that started the day before --from and \
+            went on after midnight counts as a new visit on --from.
+            """
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: ArgumentHelp("The archive directory (consume --archive).", valueName: "dir"))
+    var archive: String
+
+    @Option(help: ArgumentHelp("First UTC day, YYYY-MM-DD.", valueName: "day"))
+    var from: String
+
+    @Option(help: ArgumentHelp("Last UTC day, YYYY-MM-DD (inclusive).", valueName: "day"))
+    var to: String
+
+    @Option(help: ArgumentHelp("Days to keep the rebuilt rollups after each day ends. Default 400.", valueName: "n"))
+    var retentionDays: Int = 400
+
+    @Option(help: ArgumentHelp("Distinct values per breakdown, site and day. Default 1000.", valueName: "n"))
+    var breakdownCap: Int = 1000
+
+    func run() throws {
+        guard let first = Day(from) else { throw ValidationError("--from: '\(from)' is not a date YYYY-MM-DD") }
+        guard let last = Day(to) else { throw ValidationError("--to: '\(to)' is not a date YYYY-MM-DD") }
+        guard first <= last, last.number - first.number < 3700 else {
+            throw ValidationError("--from must not be after --to, and the range is limited to 3700 days")
+        }
+        guard (1...36_500).contains(retentionDays) else { throw ValidationError("--retention-days must be in 1…36500") }
+        guard (10...1_000_000).contains(breakdownCap) else { throw ValidationError("--breakdown-cap must be in 10…1000000") }
+        let logger = Bootstrap.logging(level: try global.level(), label: "pixeld.replay")
+        let connection = RedisConnection(configuration: try global.redisConfiguration(), logger: logger)
+        defer { connection.close() }
+        let keys = RollupKeys()
+        var configuration = RollupConfiguration(keys: keys, retentionDays: retentionDays, breakdownCap: breakdownCap)
+        configuration.visitPrefix = keys.prefix + "replay:\(getpid())-\(time(nil)):visit:"
+
+        // Read everything first: a broken file stops the replay before any rollup is touched.
+        var outcomes: [HitOutcome] = []
+        var files = 0
+        for number in first.number...last.number {
+            for path in ArchiveWriter.files(in: archive, day: Day(number: number)) {
+                files += 1
+                for (index, line) in try ArchiveReader.lines(of: path).enumerated() {
+                    do {
+                        let outcome = try ArchiveRecord.outcome(from: PixelEventDecoder.decode(line))
+                        let day = Day(timestamp: outcome.timestamp)
+                        if day >= first && day <= last { outcomes.append(outcome) }
+                    } catch {
+                        throw ValidationError("\(path):\(index + 1): \(error)")
+                    }
+                }
+            }
+        }
+        // Several consumers' files: put the hits back in time order (stable for equal times).
+        outcomes = outcomes.enumerated().sorted {
+            $0.element.timestamp != $1.element.timestamp ? $0.element.timestamp < $1.element.timestamp : $0.offset < $1.offset
+        }.map(\.element)
+
+        _ = try connection.command(RollupScript.loadCommand).unwrap("SCRIPT LOAD")
+        for number in first.number...last.number {
+            let day = Day(number: number)
+            try deleteKeys(matching: keys.prefix + "site:*:\(day):*", connection)
+            _ = try connection.command(["DEL", keys.globalDrops(day: day)]).unwrap("DEL")
+        }
+        var index = 0
+        while index < outcomes.count {
+            var batch = RollupBatch(configuration: configuration)
+            for outcome in outcomes[index..<min(index + 1000, outcomes.count)] { batch.add(outcome) }
+            index += 1000
+            _ = try connection.command(batch.command()).unwrap("EVALSHA rollup")
+        }
+        try deleteKeys(matching: configuration.visitPrefix + "*", connection)
+        let accepted = outcomes.filter { if case .accepted = $0 { return true } else { return false } }.count
+        print("replayed \(outcomes.count) hits (\(accepted) accepted, \(outcomes.count - accepted) dropped) from \(files) files, \(first) … \(last)")
+    }
+
+    private func deleteKeys(matching pattern: String, _ connection: RedisConnection) throws {
+        var cursor = "0"
+        repeat {
+            let reply = try connection.command(["SCAN", cursor, "MATCH", pattern, "COUNT", "1000"]).unwrap("SCAN")
+            guard let parts = reply.array, parts.count == 2, let next = parts[0].string else {
+                throw ValidationError("unexpected SCAN reply")
+            }
+            cursor = next
+            let found = (parts[1].array ?? []).compactMap(\.bytes)
+            if !found.isEmpty { _ = try connection.command([Array("DEL".utf8)] + found).unwrap("DEL") }
+        } while cursor != "0"
+    }
+}

@@ -1,0 +1,86 @@
+import ArgumentParser
+import Logging
+import PixelAnalytics
+import RespBridge
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `pixeld report --site S [--from D] [--to D] [--json]`: a site's numbers from the Redis rollups.
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Print a site's analytics for a range of UTC days: a readable report, or JSON with --json.",
+        discussion: """
+            Reads the rollups that `pixeld consume --site` writes (pixeld:site:SITE:DAY:*). Unique visitors \
+            over several days are the HyperLogLog union of the days: visitor ids are per day by design, so a \
+            person who came on two days counts twice. The JSON object (schema v1) has pageviews, visitors, \
+            visits, bounces, bounce_rate, visit_duration_s (mean per visit), total_duration_s, events, drops \
+            and one array per breakdown: pages, sources ({name, pageviews, visits}), utm_sources, utm_mediums, \
+            utm_campaigns, browsers, os, devices, countries, hours ({name, pageviews}), entry_pages \
+            ({name, visits}) and events ({name, events}).
+            """
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: ArgumentHelp("The site (host name, as given to consume --site).", valueName: "host"))
+    var site: String
+
+    @Option(help: ArgumentHelp("First UTC day, YYYY-MM-DD. Default: --to.", valueName: "day"))
+    var from: String?
+
+    @Option(help: ArgumentHelp("Last UTC day, YYYY-MM-DD. Default: today (UTC).", valueName: "day"))
+    var to: String?
+
+    @Flag(help: "Print one JSON object instead of tables.")
+    var json = false
+
+    @Option(help: ArgumentHelp("Entries per breakdown at most. Default 10 (100 with --json).", valueName: "n"))
+    var limit: Int?
+
+    func run() throws {
+        guard let name = SiteList.normalize(site) else { throw ValidationError("--site: '\(site)' is not a host name") }
+        let today = Day(timestamp: Double(time(nil)))
+        let last = try to.map { text in
+            guard let day = Day(text) else { throw ValidationError("--to: '\(text)' is not a date YYYY-MM-DD") }
+            return day
+        } ?? today
+        let first = try from.map { text in
+            guard let day = Day(text) else { throw ValidationError("--from: '\(text)' is not a date YYYY-MM-DD") }
+            return day
+        } ?? last
+        guard first <= last else { throw ValidationError("--from must not be after --to") }
+        guard last.number - first.number < 3700 else { throw ValidationError("the range is limited to 3700 days") }
+        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+        let logger = Bootstrap.logging(level: try global.level(), label: "pixeld.report")
+        let connection = RedisConnection(configuration: try global.redisConfiguration(), logger: logger)
+        defer { connection.close() }
+        let query = ReportQuery(site: name, from: first, to: last)
+        var commands: [[[UInt8]]] = query.hashKeys.map { [Array("HGETALL".utf8), Array($0.utf8)] }
+        commands.append([Array("PFCOUNT".utf8)] + query.uniqueKeys.map { Array($0.utf8) })
+        let replies: [RESPValue]
+        do {
+            replies = try connection.pipeline(commands)
+        } catch {
+            throw ValidationError("cannot read the rollups from Redis: \(error)")
+        }
+        var hashes: [[String: Int]] = []
+        for reply in replies.dropLast() {
+            let items = try reply.unwrap("HGETALL").array ?? []
+            var hash: [String: Int] = [:]
+            for index in stride(from: 0, to: items.count - 1, by: 2) {
+                hash[items[index].string ?? ""] = items[index + 1].string.flatMap { Int($0) } ?? 0
+            }
+            hashes.append(hash)
+        }
+        let visitors = Int(try replies.last!.unwrap("PFCOUNT").int ?? 0)
+        let report = query.report(hashes: hashes, visitors: visitors)
+        if json {
+            print(report.json(limit: limit ?? 100))
+        } else {
+            print(report.text(limit: limit ?? 10), terminator: "")
+        }
+    }
+}

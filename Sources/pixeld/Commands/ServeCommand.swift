@@ -1,0 +1,101 @@
+import ArgumentParser
+import Hummingbird
+import Logging
+import PixelAnalytics
+import PixelDashboard
+import Prometheus
+import RespBridge
+import ServiceLifecycle
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `pixeld serve`: the dashboard, JSON API, live feed, `/metrics` and `/healthz` over the rollups.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve the dashboard, the JSON API and the live feed (reads the Redis rollups; no database of its own).",
+        discussion: """
+            Pages: / (sites), /site?site=S[&period=today|7d|30d][&from=D&to=D]. API: /api/sites, \
+            /api/stats?site&from&to (the object of `pixeld report --json`), /api/timeseries?site&from&to&interval, \
+            /api/breakdown?site&from&to&dimension&limit[&format=csv], /api/counts?site, /api/count?site&path, \
+            /api/realtime?site, /api/live?site (Server-Sent Events of what the consumer publishes on \
+            pixeld:live:SITE). Operations: /metrics, /healthz. With --token (or PIXELD_TOKEN) every site but the \
+            --public-site ones needs the token, as `Authorization: Bearer TOKEN` or through the /login form's cookie.
+            """
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: ArgumentHelp("Address to listen on, HOST:PORT. Default 127.0.0.1:8088. Env: PIXELD_LISTEN.", valueName: "host:port"))
+    var listen: String?
+
+    @Option(help: ArgumentHelp("A site to show (repeatable). Default: every site with rollups in Redis. Env: PIXELD_SITE.", valueName: "host"))
+    var site: [String] = []
+
+    @Option(help: ArgumentHelp("Read-only access token; without it every site is public. Env: PIXELD_TOKEN.", valueName: "token"))
+    var token: String?
+
+    @Option(help: ArgumentHelp("A site anyone may see even with --token (repeatable). Env: PIXELD_PUBLIC_SITE.", valueName: "host"))
+    var publicSite: [String] = []
+
+    @Option(help: ArgumentHelp("Redis connections (each on its own thread) for reads, 1–16. Default 2.", valueName: "n"))
+    var redisConnections: Int = 2
+
+    func run() async throws {
+        let address = Environment.resolve(listen, flag: "listen", default: "127.0.0.1:8088")
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
+            (0...65_535).contains(port)
+        else { throw ValidationError("--listen: '\(address)' is not HOST:PORT") }
+        let bracketed = String(address[..<colon])
+        let host = bracketed.hasPrefix("[") && bracketed.hasSuffix("]") ? String(bracketed.dropFirst().dropLast()) : bracketed
+        func sites(_ values: [String], flag: String) throws -> [String] {
+            try Environment.resolve(values, flag: flag).map { text in
+                guard let name = SiteList.normalize(text) else { throw ValidationError("--\(flag): '\(text)' is not a host name") }
+                return name
+            }
+        }
+        let shown = try sites(site, flag: "site")
+        let publicSites = try sites(publicSite, flag: "public-site")
+        if !shown.isEmpty, let missing = publicSites.first(where: { !shown.contains($0) }) {
+            throw ValidationError("--public-site: '\(missing)' is not one of the --site values")
+        }
+        let secret = token ?? Environment.value(forFlag: "token")
+        if let secret, secret.count < 8 { throw ValidationError("--token: use at least 8 characters") }
+        guard (1...16).contains(redisConnections) else { throw ValidationError("--redis-connections: 1…16") }
+        let redis = try global.redisConfiguration()
+        let logger = Bootstrap.logging(level: try global.level(), label: "pixeld.serve")
+        let registry = Bootstrap.metrics()
+
+        let reader = RedisReader(configuration: redis, threads: redisConnections, logger: logger)
+        let keys = RollupKeys()
+        let live = LiveFeed(configuration: redis, prefix: keys.prefix, logger: logger)
+        let dashboard = Dashboard(
+            store: RollupStore(reader: reader, keys: keys), live: live,
+            configuration: DashboardConfiguration(sites: shown, token: secret, publicSites: Set(publicSites)),
+            metricsText: { String(decoding: registry.emitToBuffer(), as: UTF8.self) }
+        )
+        let app = Application(
+            router: dashboard.router(),
+            configuration: .init(address: .hostname(host, port: port), serverName: nil),
+            services: [LiveFeedService(feed: live, reader: reader)],
+            onServerRunning: { _ in logger.info("serve ready", metadata: ["listen": "\(host):\(port)"]) },
+            logger: logger
+        )
+        try await app.runService()
+    }
+}
+
+/// Starts the live feed's subscriber thread and, at shutdown, stops it and the read pool.
+struct LiveFeedService: Service {
+    let feed: LiveFeed
+    let reader: RedisReader
+
+    func run() async throws {
+        feed.start()
+        try? await gracefulShutdown()
+        await feed.stop()
+        await reader.stop()
+    }
+}

@@ -1,0 +1,43 @@
+@testable import PixelAnalytics
+import PixelEvents
+import Testing
+
+@Suite struct ArchiveRecordTests {
+    let accepted = HitOutcome.accepted(
+        EnrichedHit(
+            timestampText: "1763805600.123", timestamp: 1_763_805_600.123, site: "example.com",
+            visitorID: "0123456789abcdef0123456789abcdef", previousVisitorID: nil, event: "pageview",
+            path: "/a\"b\\c", source: "Google", campaign: Campaign(source: "news", medium: nil, name: "spring"),
+            browser: "Chrome", os: "Windows", device: "desktop", country: "DE", props: #"{"k":"v"}"#
+        )
+    )
+    let dropped = HitOutcome.dropped(
+        DroppedHit(
+            timestampText: "1763805601", timestamp: 1_763_805_601, reason: .listedBot, site: "example.com",
+            rule: "Googlebot\\/", event: "pageview", path: "/"
+        )
+    )
+
+    @Test func linesAreStableFlatJSON() {
+        #expect(
+            ArchiveRecord.line(accepted)
+                == #"{"ts":1763805600.123,"v":1,"status":"ok","site":"example.com","event":"pageview","path":"/a\"b\\c","vid":"0123456789abcdef0123456789abcdef","source":"Google","utm_source":"news","utm_campaign":"spring","browser":"Chrome","os":"Windows","device":"desktop","country":"DE","props":"{\"k\":\"v\"}"}"#
+        )
+        #expect(
+            ArchiveRecord.line(dropped)
+                == #"{"ts":1763805601,"v":1,"status":"dropped","site":"example.com","event":"pageview","path":"/","reason":"bot_list","rule":"Googlebot\\/"}"#
+        )
+    }
+
+    @Test func linesReadBack() throws {
+        for outcome in [accepted, dropped] {
+            let event = try PixelEventDecoder.decode(Array(ArchiveRecord.line(outcome).utf8))
+            #expect(try ArchiveRecord.outcome(from: event) == outcome)
+        }
+    }
+
+    @Test func unknownVersionsAreRefused() throws {
+        let event = try PixelEventDecoder.decode(Array(#"{"ts":1,"v":2,"status":"ok"}"#.utf8))
+        #expect(throws: ArchiveRecord.ReadError.self) { try ArchiveRecord.outcome(from: event) }
+    }
+}

@@ -1,0 +1,40 @@
+import Foundation
+@testable import PixelAnalytics
+import PixeldTestSupport
+import Testing
+
+@Suite struct ArchiveWriterTests {
+    @Test func exactlyOnceCloseAndRetention() throws {
+        let directory = try TempDirectory(prefix: "pixeld-archive-test")
+        let day = Day("2025-11-20")!
+        let now = day.startTimestamp + 3600
+        let writer = try ArchiveWriter(directory: directory.path, consumerID: "host/1", retentionDays: 3, closeAfterSeconds: 25 * 3600)
+        let name = writer.fileName(for: day)
+        #expect(name == "2025-11-20.host_1.jsonl")
+
+        // Acknowledged batch, then an unacknowledged one that a restart must cut off.
+        var acked = try writer.append([day: Array("{\"a\":1}\n".utf8)], now: now)
+        #expect(acked == [name: 8])
+        _ = try writer.append([day: Array("{\"b\":2}\n".utf8)], now: now)
+        let restarted = try ArchiveWriter(directory: directory.path, consumerID: "host/1", retentionDays: 3, closeAfterSeconds: 25 * 3600)
+        try restarted.recover(acknowledged: acked)
+        #expect(try ArchiveReader.lines(of: directory.appending(name).path) == [Array("{\"a\":1}".utf8)])
+        acked = try restarted.append([day: Array("{\"c\":3}\n".utf8)], now: now)
+        #expect(acked == [name: 16])
+
+        // A day is closed 25 h after it ends; hits of a closed day go to the processing day's file.
+        #expect(restarted.targetDay(for: day, now: now) == day)
+        let later = day.next.next.startTimestamp + 3600
+        #expect(restarted.targetDay(for: day, now: later) == day.next.next)
+        #expect(restarted.maintain(now: day.next.startTimestamp + 3600).isEmpty)
+        #expect(restarted.maintain(now: later) == [name])
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        #expect(files == [name + ".gz"])
+        #expect(try ArchiveReader.lines(of: directory.appending(name + ".gz").path) == [Array("{\"a\":1}".utf8), Array("{\"c\":3}".utf8)])
+        #expect(ArchiveWriter.files(in: directory.path, day: day) == [directory.appending(name + ".gz").path])
+
+        // Deleted after the retention period.
+        restarted.maintain(now: Double(day.number + 6) * 86_400)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty)
+    }
+}

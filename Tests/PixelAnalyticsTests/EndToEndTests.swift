@@ -1,0 +1,213 @@
+import Foundation
+@testable import PixelAnalytics
+import PixeldTestSupport
+import Testing
+
+/// The analytics pipeline with real processes: nginx with the `pixel_json` format and `pixel.js` in
+/// headless Chromium → `pixeld ingest` → Redis → `pixeld consume --site` → `pixeld report`; a consumer
+/// SIGKILLed mid-stream gives the same report as an uninterrupted one; `pixeld replay` of the archive
+/// gives the same report as the live run; and no Redis key or archive file holds an IP address or a
+/// user agent.
+@Suite(.serialized, .enabled(if: TestEnvironment.canRun("redis-server", "nginx", "chromium")))
+struct AnalyticsEndToEndTests {
+    static let browserUA =
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36 PixeldE2E/1"
+
+    /// `pixeld report --json` as a dictionary.
+    static func report(_ redis: RedisServer, site: String, from: Day, to: Day) throws -> [String: Any] {
+        let process = try PixeldProcess.start([
+            "report", "--redis", redis.url, "--site", site, "--from", from.description, "--to", to.description, "--json",
+        ])
+        let status = try process.waitForExit(timeout: 30)
+        guard status == 0, let object = try JSONSerialization.jsonObject(with: Data(process.stdoutText.utf8)) as? [String: Any] else {
+            throw TestSupportError("pixeld report failed (\(status)): \(process.stdoutText) \(process.stderrText)")
+        }
+        return object
+    }
+
+    /// The JSON report with `visitors` set aside (compared separately where ids differ).
+    static func canonical(_ report: [String: Any]) throws -> String {
+        String(decoding: try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys]), as: UTF8.self)
+    }
+
+    @Test func browserPageviewShowsUpInReport() throws {
+        let redis = try RedisServer.start()
+        let udpPort = try PortAllocator.freeUDPPort()
+        let ingest = try PixeldProcess.start(["ingest", "--udp", "127.0.0.1:\(udpPort)", "--redis", redis.url])
+        defer { ingest.terminate() }
+        try ingest.waitForStderr(containing: "ingest ready")
+        let archive = try TempDirectory(prefix: "pixeld-archive")
+        let consume = try PixeldProcess.start([
+            "consume", "pixel", "--redis", redis.url, "--site", "localhost", "--archive", archive.path,
+            "--consumer-id", "e2e", "--respect-dnt",
+        ])
+        defer { consume.terminate() }
+        try consume.waitForStderr(containing: "consume ready")
+
+        // nginx: the deploy file with the JSON format switched on, plus a test page and the tracker.
+        let tracker = try String(contentsOf: TestEnvironment.packageRoot.appendingPathComponent("deploy/pixel.js"), encoding: .utf8)
+        let page = "<!doctype html><html><head><title>t</title><script src=\"/pixel.js\"></script></head><body>hello</body></html>"
+        let httpPort = try PortAllocator.freeTCPPort()
+        let nginx = try NginxServer.startAnalytics(
+            httpPort: httpPort, syslogUDP: "127.0.0.1:\(udpPort)",
+            files: ["pixel.js": ("application/javascript", tracker), "test.html": ("text/html", page)]
+        )
+        defer { nginx.stop() }
+
+        let profile = try TempDirectory(prefix: "pixeld-chromium")
+        try ChildProcess.run(
+            "chromium",
+            [
+                "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--user-data-dir=\(profile.path)",
+                "--user-agent=\(Self.browserUA)", "--virtual-time-budget=5000", "--dump-dom",
+                "http://localhost:\(httpPort)/test.html",
+            ],
+            timeout: 90
+        )
+        let today = Day(timestamp: Date().timeIntervalSince1970)
+        var report: [String: Any] = [:]
+        let arrived = try Poll.until(timeout: 30, interval: 0.25) {
+            report = try Self.report(redis, site: "localhost", from: today.previous, to: today)
+            return (report["pageviews"] as? Int) == 1
+        }
+        #expect(arrived, "report: \(report)\nconsume: \(consume.stderrText)\nnginx: \(nginx.errorLog)")
+        #expect(report["visitors"] as? Int == 1)
+        #expect(report["visits"] as? Int == 1)
+        let pages = report["pages"] as? [[String: Any]]
+        #expect(pages?.first?["name"] as? String == "/test.html")
+        let browsers = report["browsers"] as? [[String: Any]]
+        #expect(browsers?.first?["name"] as? String == "Chrome")
+
+        // The text report is readable.
+        let text = try PixeldProcess.start(["report", "--redis", redis.url, "--site", "localhost", "--from", today.previous.description])
+        _ = try text.waitForExit(timeout: 30)
+        #expect(text.stdoutText.contains("Pageviews"))
+        #expect(text.stdoutText.contains("/test.html"))
+
+        try Self.expectNoPersonalData(redis: redis, archive: archive.path, needles: ["127.0.0.1", "::1", Self.browserUA, "PixeldE2E"])
+    }
+
+    @Test func killedConsumerAndReplayGiveTheLiveReport() throws {
+        // Traffic of the last day, inside the consumer's time window.
+        let now = Date().timeIntervalSince1970
+        let today = Day(timestamp: now)
+        let simulation = Simulation(seed: 7, humans: 400, day0: today.previous)
+        let lines = simulation.lines.filter {
+            let seconds = Double($0.milliseconds) / 1000
+            return seconds > now - 20 * 3600 && seconds < now - 3600
+        }.map(\.line)
+        #expect(lines.count > 500)
+        let sites = simulation.sites.flatMap { ["--site", $0] }
+
+        func push(_ redis: RedisServer) throws {
+            let connection = try redis.connect(timeout: 30)
+            for chunk in stride(from: 0, to: lines.count, by: 200) {
+                let values = lines[chunk..<min(chunk + 200, lines.count)].map { Array($0.utf8) }
+                _ = try connection.command(bytes: [Array("LPUSH".utf8), Array("pixel".utf8)] + values)
+            }
+        }
+        func drained(_ redis: RedisServer) throws -> Bool {
+            try redis.llen("pixel") == 0 && redis.keys("pixel:processing:*").allSatisfy { (try? redis.llen($0)) == 0 }
+        }
+
+        // Uninterrupted run.
+        let live = try RedisServer.start()
+        let liveArchive = try TempDirectory(prefix: "pixeld-archive-live")
+        try push(live)
+        let first = try PixeldProcess.start(
+            ["consume", "pixel", "--redis", live.url, "--archive", liveArchive.path, "--consumer-id", "c1", "--batch-size", "64"] + sites
+        )
+        #expect(try Poll.until(timeout: 120, interval: 0.1) { try drained(live) }, "\(first.stderrText)")
+        first.terminate()
+        _ = try first.waitForExit(timeout: 10)
+        let expected = try Self.report(live, site: simulation.sites[0], from: today.previous, to: today)
+        #expect((expected["pageviews"] as? Int ?? 0) > 100)
+
+        // Killed run, sharing the daily keys so visitor ids (and so the HyperLogLogs) are the same.
+        let killed = try RedisServer.start()
+        let killedArchive = try TempDirectory(prefix: "pixeld-archive-killed")
+        for key in try live.keys("pixeld:key:*") {
+            let value = try live.connect().command(["GET", key]).bytes ?? []
+            _ = try killed.connect().command(bytes: [Array("SET".utf8), Array(key.utf8), value, Array("EX".utf8), Array("172800".utf8)])
+        }
+        try push(killed)
+        var kills = 0
+        while try !drained(killed) && kills < 6 {
+            let consumer = try PixeldProcess.start(
+                ["consume", "pixel", "--redis", killed.url, "--archive", killedArchive.path, "--consumer-id", "c1", "--batch-size", "64"] + sites
+            )
+            let before = try killed.llen("pixel")
+            _ = Poll.until(timeout: 30, interval: 0.005) { ((try? killed.llen("pixel")) ?? 0) < before - 100 || ((try? drained(killed)) ?? true) }
+            consumer.kill()  // SIGKILL, mid-batch as likely as not
+            _ = try consumer.waitForExit(timeout: 10)
+            kills += 1
+        }
+        let last = try PixeldProcess.start(
+            ["consume", "pixel", "--redis", killed.url, "--archive", killedArchive.path, "--consumer-id", "c1", "--batch-size", "64"] + sites
+        )
+        #expect(try Poll.until(timeout: 120, interval: 0.1) { try drained(killed) })
+        last.terminate()
+        _ = try last.waitForExit(timeout: 10)
+        #expect(kills >= 2)
+        for site in simulation.sites {
+            let a = try Self.report(live, site: site, from: today.previous, to: today)
+            let b = try Self.report(killed, site: site, from: today.previous, to: today)
+            #expect(try Self.canonical(a) == Self.canonical(b), "killed consumer changed the report of \(site)")
+        }
+        // Exactly once in the archive too: one line per hit.
+        let archived = try FileManager.default.contentsOfDirectory(atPath: killedArchive.path)
+            .filter { $0.hasSuffix(".jsonl") }
+            .map { try String(contentsOfFile: killedArchive.appending($0).path, encoding: .utf8).split(separator: "\n").count }
+            .reduce(0, +)
+        #expect(archived == lines.count)
+
+        // Replay of the live archive gives the live report.
+        let replay = try PixeldProcess.start([
+            "replay", "--redis", live.url, "--archive", liveArchive.path, "--from", today.previous.description, "--to",
+            today.description,
+        ])
+        #expect(try replay.waitForExit(timeout: 60) == 0, "\(replay.stderrText)")
+        for site in simulation.sites {
+            let before = try Self.report(killed, site: site, from: today.previous, to: today)
+            let after = try Self.report(live, site: site, from: today.previous, to: today)
+            #expect(try Self.canonical(before) == Self.canonical(after), "replay changed the report of \(site)")
+        }
+
+        try Self.expectNoPersonalData(
+            redis: live, archive: liveArchive.path, needles: simulation.ips + Array(simulation.userAgents)
+        )
+    }
+
+    /// Scans every Redis key (name and value) and every archive file for the needles.
+    static func expectNoPersonalData(redis: RedisServer, archive: String, needles: [String]) throws {
+        let connection = try redis.connect(timeout: 30)
+        var haystacks: [[UInt8]] = []
+        for key in try redis.keys() {
+            haystacks.append(Array(key.utf8))
+            if let bytes = try connection.command(["DUMP", key]).bytes { haystacks.append(bytes) }
+            switch try connection.command(["TYPE", key]).string {
+            case "hash", "list":
+                let reply = try connection.command(
+                    try connection.command(["TYPE", key]).string == "hash" ? ["HGETALL", key] : ["LRANGE", key, "0", "-1"]
+                )
+                for item in reply.array ?? [] { if let bytes = item.bytes { haystacks.append(bytes) } }
+            case "string":
+                if let bytes = try connection.command(["GET", key]).bytes { haystacks.append(bytes) }
+            default:
+                break
+            }
+        }
+        for name in try FileManager.default.contentsOfDirectory(atPath: archive) {
+            let path = archive + "/" + name
+            haystacks.append(contentsOf: try ArchiveReader.lines(of: path))
+        }
+        let automaton = LiteralAutomaton(needles.map { Array($0.utf8) })
+        var found: Set<Int> = []
+        for haystack in haystacks {
+            haystack.withUnsafeBufferPointer { bytes in
+                automaton.forEachMatch(in: bytes) { found.insert($0); return true }
+            }
+        }
+        #expect(found.isEmpty, "personal data found: \(found.sorted().prefix(5).map { needles[$0] })")
+    }
+}

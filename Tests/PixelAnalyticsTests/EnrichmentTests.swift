@@ -1,0 +1,69 @@
+@testable import PixelAnalytics
+import Testing
+
+@Suite struct EnrichmentTests {
+    @Test(arguments: [
+        (nil, nil, "(direct)"), ("", nil, "(direct)"),
+        ("https://www.google.com/", nil, "Google"), ("https://www.google.co.uk/search?q=x", nil, "Google"),
+        ("https://news.ycombinator.com/item?id=1", nil, "Hacker News"), ("https://t.co/abc", nil, "Twitter"),
+        ("https://x.com/someone", nil, "Twitter"), ("https://m.facebook.com/", nil, "Facebook"),
+        ("https://old.reddit.com/r/swift", nil, "Reddit"), ("https://github.com/apple/swift", nil, "GitHub"),
+        ("https://duckduckgo.com/", nil, "DuckDuckGo"), ("https://www.bing.com/search", nil, "Bing"),
+        ("https://www.example.com/other-page", nil, "(direct)"), ("https://docs.example.com/", nil, "(direct)"),
+        ("https://www.someblog.net/post", nil, "someblog.net"), ("android-app://com.x", nil, "(direct)"),
+        ("https://www.google.com/", "newsletter", "Newsletter"), (nil, "twitter", "Twitter"),
+        (nil, "Spring Sale", "Spring Sale"),
+    ] as [(String?, String?, String)])
+    func sources(_ referrer: String?, _ campaign: String?, _ expected: String) {
+        #expect(SourceClassifier.source(referrer: referrer, site: "example.com", campaignSource: campaign) == expected)
+    }
+
+    @Test func campaigns() {
+        let campaign = Campaign(query: "a=1&utm_source=news%20letter&utm_medium=email&utm_campaign=spring+sale&ref=x")
+        #expect(campaign == Campaign(source: "news letter", medium: "email", name: "spring sale"))
+        #expect(Campaign(query: "ref=producthunt").source == "producthunt")
+        #expect(Campaign(query: "utm_source=&x=1") == Campaign())
+        #expect(Campaign(query: "utm_source=%1B%5B2J") == Campaign(source: "?[2J"))
+    }
+
+    @Test(arguments: [
+        (0, "Chrome", "Windows", "desktop"), (1, "Edge", "Windows", "desktop"), (2, "Firefox", "Windows", "desktop"),
+        (3, "Safari", "macOS", "desktop"), (4, "Safari", "iOS", "mobile"), (5, "Safari", "iOS", "tablet"),
+        (6, "Chrome", "Android", "mobile"), (7, "Chrome", "Android", "tablet"), (8, "Samsung Internet", "Android", "mobile"),
+        (9, "Chrome", "Linux", "desktop"), (11, "Opera", "Windows", "desktop"), (12, "Chrome", "ChromeOS", "desktop"),
+        (13, "Chrome", "iOS", "mobile"), (14, "Firefox", "iOS", "mobile"), (15, "Internet Explorer", "Windows", "desktop"),
+        (16, "Facebook", "iOS", "mobile"),
+    ])
+    func families(_ index: Int, _ browser: String, _ os: String, _ device: String) {
+        let families = UserAgentClassifier.classify(userAgent: browserUserAgents[index], screenWidth: nil)
+        #expect(families == .init(browser: browser, os: os, device: device))
+    }
+
+    @Test func screenWidthRefinesDesktop() {
+        let mac = browserUserAgents[3]
+        #expect(UserAgentClassifier.classify(userAgent: mac, screenWidth: 820).device == "tablet")
+        #expect(UserAgentClassifier.classify(userAgent: mac, screenWidth: 1440).device == "desktop")
+        #expect(UserAgentClassifier.classify(userAgent: nil, screenWidth: 390).device == "mobile")
+        #expect(UserAgentClassifier.classify(userAgent: nil, screenWidth: nil).device == "(unknown)")
+    }
+
+    @Test func props() {
+        let pairs = EventProperties.parse(#"{"plan":"pro","seats":3,"trial":false,"note":"a\"b\u00e9"}"#)
+        #expect(pairs?.map(\.name) == ["plan", "seats", "trial", "note"])
+        #expect(pairs?.map(\.value) == ["pro", "3", "false", "a\"bé"])
+        #expect(EventProperties.json(pairs!) == #"{"plan":"pro","seats":"3","trial":"false","note":"a\"bé"}"#)
+        for bad in [#"{"a":{"b":1}}"#, #"{"a":[1]}"#, "[1]", #"{"a":1"#, #"{"a":1,"a":2}"#, "nope", #"{"a":1} x"#] {
+            #expect(EventProperties.parse(bad) == nil, "\(bad)")
+        }
+        #expect(EventProperties.parse("{}")?.isEmpty == true)
+    }
+
+    @Test func countries() {
+        #expect(HitProcessor.country("de") == "DE")
+        #expect(HitProcessor.country("XX") == nil)
+        #expect(HitProcessor.country("T1") == "T1")
+        #expect(HitProcessor.country("") == nil)
+        #expect(HitProcessor.country("DEU") == nil)
+        #expect(HitProcessor.country("\u{1B}[") == nil)
+    }
+}

@@ -1,0 +1,155 @@
+@testable import PixelAnalytics
+import PixeldTestSupport
+import PixelEvents
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Synthetic traffic with known answers, processed and rolled up in a real Redis exactly as the
+/// consumer does: pageviews, visits, bounces and durations must be exact, unique visitors within
+/// ±2 %, every dropped hit counted under the right reason, and no IP address or user agent may be
+/// found anywhere in Redis or the archive lines.
+@Suite(.serialized, .enabled(if: TestEnvironment.canRun("redis-server")))
+struct KnownTruthTests {
+    static let humans = 3000
+
+    /// Processes `simulation` in batches of 500; returns the archive lines.
+    static func run(
+        _ simulation: Simulation, redis: inout RedisRollups, abortEvery: Int = 0
+    ) throws -> [UInt8] {
+        let processor = HitProcessor(
+            validator: HitValidator(
+                sites: try SiteList(simulation.sites), maxAgeSeconds: 3 * 86_400, maxFutureSeconds: 600
+            ),
+            respectPrivacySignals: true
+        )
+        var archive: [UInt8] = []
+        var batchNumber = 0
+        var index = 0
+        let lines = simulation.lines
+        while index < lines.count {
+            let slice = lines[index..<min(index + 500, lines.count)]
+            index += slice.count
+            let events = try slice.map { try PixelEventDecoder.decode(Array($0.line.utf8)) }
+            try redis.loadKeys(for: events.map(\.timestamp))
+            var batch = RollupBatch(configuration: redis.configuration)
+            for event in events {
+                let outcome = try processor.process(event, now: simulation.now, keys: redis.keys)
+                ArchiveRecord.appendLine(outcome, to: &archive)
+                batch.add(outcome)
+            }
+            batchNumber += 1
+            try redis.apply(batch, abortFirst: abortEvery > 0 && batchNumber % abortEvery == 0)
+        }
+        return archive
+    }
+
+    @Test func knownTruth() throws {
+        let server = try RedisServer.start()
+        let connection = try server.connect(timeout: 30)
+        var redis = try RedisRollups(connection: connection)
+        let today = Day(timestamp: Double(time(nil)))
+        let simulation = Simulation(seed: 42, humans: Self.humans, day0: Day(number: today.number - 3))
+        #expect(simulation.midnightVisits > 50, "the traffic must cross midnight")
+        let archive = try Self.run(simulation, redis: &redis, abortEvery: 5)
+
+        // Exact numbers per site and day.
+        for site in simulation.sites {
+            for day in [simulation.day0, simulation.day0.next] {
+                let truth = simulation.truth[Simulation.DayKey(site: site, day: day)] ?? Simulation.Truth()
+                let report = try redis.report(site: site, from: day, to: day)
+                #expect(report.pageviews == truth.pageviews, "\(site) \(day) pageviews")
+                #expect(report.events == truth.events, "\(site) \(day) events")
+                #expect(report.visits == truth.visits, "\(site) \(day) visits")
+                #expect(report.bounces == truth.bounces, "\(site) \(day) bounces")
+                #expect(report.durationMilliseconds == truth.durationMilliseconds, "\(site) \(day) duration")
+                let error = abs(Double(report.visitors - truth.visitors.count)) / Double(max(1, truth.visitors.count))
+                #expect(error <= 0.02, "\(site) \(day) visitors \(report.visitors) vs \(truth.visitors.count)")
+                // Breakdowns add up to the totals.
+                #expect(report.breakdowns[.pages, default: [:]].values.reduce(0, +) == truth.pageviews)
+                #expect(report.breakdowns[.sources, default: [:]].values.reduce(0, +) == truth.pageviews)
+                #expect(report.breakdowns[.sourceVisits, default: [:]].values.reduce(0, +) == truth.visits)
+                #expect(report.breakdowns[.entryPages, default: [:]].values.reduce(0, +) == truth.visits)
+                #expect(report.breakdowns[.hours, default: [:]].values.reduce(0, +) == truth.pageviews)
+                #expect(report.breakdowns[.events, default: [:]]["signup", default: 0] == truth.events)
+                #expect(report.breakdowns[.devices, default: [:]].values.reduce(0, +) == truth.pageviews)
+            }
+        }
+
+        // Every drop under its reason, over all days (too old and future hits land on other days).
+        var drops: [String: Int] = [:]
+        for day in (simulation.day0.number - 5)...(simulation.day0.number + 3) {
+            drops.merge(try redis.hash(RollupKeys().globalDrops(day: Day(number: day))), uniquingKeysWith: +)
+        }
+        for (reason, count) in simulation.drops {
+            if [.listedBot, .headless, .genericBot, .emptyUserAgent].contains(reason) { continue }
+            #expect(drops[reason.rawValue] == count, "\(reason)")
+        }
+        let botDrops = ["bot_list", "bot_headless", "bot_generic", "bot_empty_ua"].map { drops[$0] ?? 0 }.reduce(0, +)
+        let expectedBots = [.listedBot, .headless, .genericBot, .emptyUserAgent].map { simulation.drops[$0] ?? 0 }
+            .reduce(0, +) + simulation.anyBotDrops
+        #expect(botDrops == expectedBots)
+        #expect(drops["bot_headless", default: 0] >= simulation.drops[.headless]!)
+        #expect(drops["bot_empty_ua"] == simulation.drops[.emptyUserAgent])
+        #expect(drops["bot_list", default: 0] >= simulation.drops[.listedBot]!)
+
+        // Archive: one line per hit, and the dropped ones carry their reasons.
+        let archiveLines = archive.split(separator: UInt8(ascii: "\n"))
+        #expect(archiveLines.count == simulation.lines.count)
+
+        // Privacy: no IP address or user agent in any Redis key, value or archive line.
+        try Self.expectNoPersonalData(server: server, archive: archive, simulation: simulation)
+
+        // Replay of the archive into another prefix gives the same numbers.
+        let replay = try RedisRollups(connection: connection, configuration: RollupConfiguration(keys: RollupKeys(prefix: "replay:")))
+        var index = 0
+        while index < archiveLines.count {
+            var batch = RollupBatch(configuration: replay.configuration)
+            for line in archiveLines[index..<min(index + 700, archiveLines.count)] {
+                batch.add(try ArchiveRecord.outcome(from: PixelEventDecoder.decode(Array(line))))
+            }
+            index += 700
+            try replay.apply(batch)
+        }
+        for site in simulation.sites {
+            let live = try redis.report(site: site, from: simulation.day0, to: simulation.day0.next)
+            var replayed = try replay.report(site: site, from: simulation.day0, to: simulation.day0.next)
+            replayed.site = live.site
+            #expect(replayed == live, "replay of \(site)")
+        }
+    }
+
+    static func expectNoPersonalData(server: RedisServer, archive: [UInt8], simulation: Simulation) throws {
+        let connection = try server.connect(timeout: 30)
+        let keys = try server.keys()
+        var haystacks: [[UInt8]] = [archive]
+        for key in keys {
+            haystacks.append(Array(key.utf8))
+            let dump = try connection.command(["DUMP", key])
+            if let bytes = dump.bytes { haystacks.append(bytes) }
+            // Hash values are also read plainly (DUMP may compress).
+            if try connection.command(["TYPE", key]).string == "hash" {
+                for item in try connection.command(["HGETALL", key]).array ?? [] {
+                    if let bytes = item.bytes { haystacks.append(bytes) }
+                }
+            }
+        }
+        let needles = simulation.ips.map { Array($0.utf8) } + simulation.userAgents.map { Array($0.utf8) }
+        // One Aho–Corasick pass per haystack over all needles (case-insensitively, so stricter).
+        let automaton = LiteralAutomaton(needles)
+        var found: Set<Int> = []
+        for haystack in haystacks {
+            haystack.withUnsafeBufferPointer { bytes in
+                automaton.forEachMatch(in: bytes) { needle in
+                    found.insert(needle)
+                    return true
+                }
+            }
+        }
+        let foundText = found.sorted().prefix(5).map { String(decoding: needles[$0], as: UTF8.self) }
+        #expect(found.isEmpty, "personal data found: \(foundText)")
+        #expect(keys.count > 20)
+    }
+}

@@ -1,0 +1,78 @@
+@testable import PixelAnalytics
+import PixeldTestSupport
+import PixelEvents
+
+/// Drives the analytics pieces against a real Redis the way `pixeld consume` does: fetch the daily
+/// keys, process a batch, apply its rollup `EVALSHA` inside `MULTI`/`EXEC`.
+struct RedisRollups {
+    let connection: RESPConnection
+    let configuration: RollupConfiguration
+    private(set) var keys = DailyKeys()
+
+    init(connection: RESPConnection, configuration: RollupConfiguration = RollupConfiguration()) throws {
+        self.connection = connection
+        self.configuration = configuration
+        let loaded = try connection.command(bytes: RollupScript.loadCommand)
+        guard loaded.string == RollupScript.sha1 else { throw TestSupportError("SCRIPT LOAD replied \(loaded)") }
+    }
+
+    /// Loads (creating where allowed) the keys the timestamps need.
+    mutating func loadKeys(for timestamps: [Double]) throws {
+        let needed = DailyKeys.daysNeeded(for: timestamps, sessionIdleSeconds: Double(configuration.sessionIdleSeconds))
+            .filter { keys[$0.day] == nil }
+        guard !needed.isEmpty else { return }
+        let reply = try connection.command(bytes: DailyKey.fetchCommand(needed, prefix: configuration.keys.prefix))
+        guard let values = reply.array, values.count == needed.count else { throw TestSupportError("key fetch replied \(reply)") }
+        for (entry, value) in zip(needed, values) {
+            if let bytes = value.bytes {
+                guard let key = DailyKey(day: entry.day, bytes: bytes) else { throw TestSupportError("bad key length") }
+                keys.insert(key)
+            }
+        }
+    }
+
+    /// Applies one batch in `MULTI`/`EXEC`; with `abortFirst`, first queues it and `DISCARD`s (a
+    /// consumer that died before `EXEC`).
+    func apply(_ batch: RollupBatch, abortFirst: Bool = false) throws {
+        if abortFirst {
+            _ = try connection.command(["MULTI"])
+            _ = try connection.command(bytes: batch.command())
+            _ = try connection.command(["DISCARD"])
+        }
+        _ = try connection.command(["MULTI"])
+        let queued = try connection.command(bytes: batch.command())
+        guard queued == .simpleString("QUEUED") else { throw TestSupportError("EVALSHA not queued: \(queued)") }
+        let reply = try connection.command(["EXEC"])
+        guard let results = reply.array, results.count == 1, !results[0].isError else {
+            throw TestSupportError("EXEC replied \(reply)")
+        }
+    }
+
+    /// Reads the report of `site` over `from`…`to`.
+    func report(site: String, from: Day, to: Day) throws -> Report {
+        let query = ReportQuery(site: site, from: from, to: to, keys: configuration.keys)
+        var hashes: [[String: Int]] = []
+        for key in query.hashKeys {
+            let reply = try connection.command(["HGETALL", key])
+            guard let items = reply.array else { throw TestSupportError("HGETALL replied \(reply)") }
+            var hash: [String: Int] = [:]
+            for index in stride(from: 0, to: items.count, by: 2) {
+                hash[items[index].string ?? ""] = Int(items[index + 1].string ?? "") ?? 0
+            }
+            hashes.append(hash)
+        }
+        let count = try connection.command(["PFCOUNT"] + query.uniqueKeys)
+        return query.report(hashes: hashes, visitors: Int(count.integer ?? -1))
+    }
+
+    /// `HGETALL` of a drop hash as reason → count.
+    func hash(_ key: String) throws -> [String: Int] {
+        let reply = try connection.command(["HGETALL", key])
+        var hash: [String: Int] = [:]
+        let items = reply.array ?? []
+        for index in stride(from: 0, to: items.count, by: 2) {
+            hash[items[index].string ?? ""] = Int(items[index + 1].string ?? "") ?? 0
+        }
+        return hash
+    }
+}

@@ -1,0 +1,124 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import PixelAnalytics
+@testable import PixelDashboard
+import PixeldTestSupport
+import RespBridge
+import Testing
+
+/// The JSON API through Hummingbird's test client, over rollups the real consumer wrote from known
+/// traffic: the numbers equal `pixeld report --json`, bad input is a 400.
+@Suite(.serialized, .enabled(if: TestEnvironment.canRun("redis-server")))
+struct APITests {
+    @Test func statsAreTheReportJSON() async throws {
+        let fixture = try DashboardFixture.shared()
+        let expected = try fixture.reportText(site: DashboardFixture.site)
+        let app = Application(router: try fixture.dashboard().router())
+        try await app.test(.router) { client in
+            let response = try await client.execute(uri: "/api/stats?site=example.com&\(fixture.rangeQuery)", method: .get)
+            #expect(response.status == .ok)
+            #expect(response.headers[.contentType] == "application/json")
+            #expect(response.text == expected)
+            #expect(response.json["pageviews"] as? Int == DashboardFixture.expectedPageviews)
+        }
+    }
+
+    @Test func timeseriesBreakdownAndCounts() async throws {
+        let fixture = try DashboardFixture.shared()
+        let report = try fixture.reportJSON(site: DashboardFixture.site)
+        let expectedPages = (report["pages"] as? [[String: Any]] ?? []).map { "\($0["name"]!)=\($0["pageviews"]!)" }
+        let app = Application(router: try fixture.dashboard().router())
+        try await app.test(.router) { client in
+            let series = try await client.execute(uri: "/api/timeseries?site=example.com&\(fixture.rangeQuery)&interval=day", method: .get)
+            #expect(series.status == .ok)
+            let points = series.json["points"] as? [[String: Any]] ?? []
+            #expect(points.count == fixture.to.number - fixture.from.number + 1)
+            #expect(points.reduce(0) { $0 + ($1["pageviews"] as? Int ?? 0) } == DashboardFixture.expectedPageviews)
+
+            let pages = try await client.execute(
+                uri: "/api/breakdown?site=example.com&\(fixture.rangeQuery)&dimension=pages", method: .get
+            )
+            #expect(pages.status == .ok)
+            let items = pages.json["items"] as? [[String: Any]] ?? []
+            #expect(items.map { "\($0["name"]!)=\($0["count"]!)" } == expectedPages)
+            #expect(items.contains { $0["name"] as? String == DashboardFixture.hostilePath })
+            #expect(!pages.text.contains("<script>"))  // JSON escapes < and > too
+
+            let csv = try await client.execute(
+                uri: "/api/breakdown?site=example.com&\(fixture.rangeQuery)&dimension=pages&format=csv", method: .get
+            )
+            #expect(csv.status == .ok)
+            #expect(csv.headers[.contentType] == "text/csv; charset=utf-8")
+            #expect(csv.text.hasPrefix("name,count\r\n"))
+            #expect(csv.text.contains("/blog/,2\r\n"))
+
+            let counts = try await client.execute(uri: "/api/counts?site=example.com&\(fixture.rangeQuery)", method: .get)
+            #expect(counts.json["/blog/"] as? Int == 2)
+            let count = try await client.execute(uri: "/api/count?site=example.com&\(fixture.rangeQuery)&path=%2Fblog%2F", method: .get)
+            #expect(count.json["count"] as? Int == 2)
+
+            let sites = try await client.execute(uri: "/api/sites", method: .get)
+            #expect(sites.status == .ok)
+            #expect((sites.json["sites"] as? [[String: Any]])?.compactMap { $0["site"] as? String } == ["example.com", "secret.example"])
+        }
+    }
+
+    @Test(arguments: [
+        ("/api/stats", 400),
+        ("/api/stats?site=", 400),
+        ("/api/stats?site=%3Cscript%3E", 400),
+        ("/api/stats?site=unknown.example", 404),
+        ("/api/stats?site=example.com&from=2026-13-01", 400),
+        ("/api/stats?site=example.com&from=yesterday", 400),
+        ("/api/stats?site=example.com&from=2026-02-30", 400),
+        ("/api/stats?site=example.com&from=2026-05-02&to=2026-05-01", 400),
+        ("/api/stats?site=example.com&from=2000-01-01&to=2026-01-01", 400),
+        ("/api/stats?site=example.com&limit=0", 400),
+        ("/api/stats?site=example.com&limit=abc", 400),
+        ("/api/stats?site=example.com&period=year", 400),
+        ("/api/breakdown?site=example.com", 400),
+        ("/api/breakdown?site=example.com&dimension=passwords", 400),
+        ("/api/breakdown?site=example.com&dimension=pages&format=xml", 400),
+        ("/api/timeseries?site=example.com&interval=minute", 400),
+        ("/api/timeseries?site=example.com&from=2026-05-01&to=2026-05-03&interval=hour", 400),
+        ("/api/count?site=example.com", 400),
+        ("/site?site=example.com&from=nope", 400),
+        ("/nothing-here", 404),
+    ])
+    func badInputIsAClearClientError(uri: String, status: Int) async throws {
+        let fixture = try DashboardFixture.shared()
+        let app = Application(router: try fixture.dashboard().router())
+        try await app.test(.router) { client in
+            let response = try await client.execute(uri: uri, method: .get)
+            #expect(response.status.code == status, "\(uri): \(response.text)")
+            if status == 400 { #expect(!response.text.isEmpty) }
+            #expect(response.headers[.contentSecurityPolicy] != nil)
+        }
+    }
+
+    @Test func healthAndMetrics() async throws {
+        let fixture = try DashboardFixture.shared()
+        let app = Application(router: try fixture.dashboard().router())
+        try await app.test(.router) { client in
+            let health = try await client.execute(uri: "/healthz", method: .get)
+            #expect(health.status == .ok)
+            #expect(health.text == "ok\n")
+            let metrics = try await client.execute(uri: "/metrics", method: .get)
+            #expect(metrics.status == .ok)
+            #expect(metrics.text.contains("# pixeld test metrics"))
+        }
+        // Redis gone: 503, not 500.
+        let dead = try RedisConfiguration(url: "redis://127.0.0.1:\(try PortAllocator.freeTCPPort())/0")
+        let reader = RedisReader(configuration: dead, threads: 1, logger: .init(label: "test"))
+        let down = Dashboard(store: RollupStore(reader: reader), live: nil, configuration: .init(sites: ["example.com"]))
+        try await Application(router: down.router()).test(.router) { client in
+            let status1 = try await client.execute(uri: "/healthz", method: .get).status
+            #expect(status1 == .serviceUnavailable)
+            let status2 = try await client.execute(uri: "/api/stats?site=example.com", method: .get).status
+            #expect(status2 == .serviceUnavailable)
+        }
+        await reader.stop()
+    }
+}

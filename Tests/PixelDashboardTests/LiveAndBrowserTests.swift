@@ -1,0 +1,147 @@
+import Foundation
+import PixelAnalytics
+import PixeldTestSupport
+import Testing
+
+/// `pixeld serve` as a real process: the live feed end to end (nginx → ingest → Redis → consume →
+/// PUBLISH → serve → SSE client) and the dashboard in headless Chromium.
+///
+/// These run the server as its own process rather than in-process: a browser or an SSE client
+/// against an in-process server shares the test's two cooperative threads with it.
+@Suite(.serialized, .enabled(if: TestEnvironment.canRun("redis-server", "nginx", "curl")))
+struct LiveFeedTests {
+    static let userAgent =
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36 PixeldLive/1"
+
+    @Test func sseDeliversANginxHitWithinOneSecond() throws {
+        let redis = try RedisServer.start()
+        let udpPort = try PortAllocator.freeUDPPort()
+        let ingest = try PixeldProcess.start(["ingest", "--udp", "127.0.0.1:\(udpPort)", "--redis", redis.url])
+        defer { ingest.terminate() }
+        try ingest.waitForStderr(containing: "ingest ready")
+        let consume = try PixeldProcess.start([
+            "consume", "pixel", "--redis", redis.url, "--site", "example.com", "--site", "other.example",
+            "--consumer-id", "live",
+        ])
+        defer { consume.terminate() }
+        try consume.waitForStderr(containing: "consume ready")
+        let serve = try ServeProcess.start(redis: redis)
+        defer { serve.process.terminate() }
+        let nginx = try NginxServer.startAnalytics(httpPort: try PortAllocator.freeTCPPort(), syslogUDP: "127.0.0.1:\(udpPort)")
+        defer { nginx.stop() }
+
+        // The feed's PSUBSCRIBE is up, and the SSE client has its stream open.
+        #expect(try Poll.until(timeout: 10) { (try redis.command(["PUBSUB", "NUMPAT"]).integer ?? 0) >= 1 })
+        let curl = try ChildProcess(
+            executable: try TestEnvironment.requireTool("curl"),
+            arguments: ["-sN", "--max-time", "20", serve.url("/api/live?site=example.com")]
+        )
+        defer { curl.kill() }
+        #expect(Poll.until(timeout: 10) { curl.stdout.text.contains(": connected") }, "\(curl.tail)")
+
+        // Another site's hit first: it must not appear on example.com's stream.
+        try Self.fire(nginx, url: "https://other.example/elsewhere")
+        let served = try Self.fire(nginx, url: "https://example.com/live-test?utm_source=newsletter")
+        var arrived: Date?
+        Poll.until(timeout: 3, interval: 0.002) {
+            guard curl.stdout.text.contains("/live-test") else { return false }
+            arrived = Date()
+            return true
+        }
+        let latency = try #require(arrived, "no event on the SSE stream\n\(curl.tail)\n\(consume.stderrText)").timeIntervalSince(served)
+        #expect(latency < 1, "nginx served the pixel → SSE event: \(latency) s")
+        let stream = curl.stdout.text
+        #expect(stream.contains("event: hit\n"))
+        #expect(stream.contains(#""path":"/live-test""#))
+        #expect(stream.contains(#""utm_source":"newsletter""#))
+        #expect(!stream.contains("/elsewhere"))
+        // Anonymised: neither the address nor the user agent is published.
+        #expect(!stream.contains("127.0.0.1") && !stream.contains("PixeldLive"))
+
+        // The "visitors in the last 5 minutes" figure counts the visitor once, per site.
+        try Self.fire(nginx, url: "https://example.com/second")
+        #expect(Poll.until(timeout: 3) { curl.stdout.text.contains("/second") })
+        let realtime = try serve.get("/api/realtime?site=example.com")
+        #expect(realtime.contains(#""visitors":1"#), "\(realtime)")
+    }
+
+    /// Requests the pixel through nginx as a browser would; returns when nginx has answered.
+    @discardableResult
+    static func fire(_ nginx: NginxServer, url: String) throws -> Date {
+        let query = "e=pageview&u=" + (url.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? url) + "&w=1280"
+        try ChildProcess.run("curl", ["-sf", "-o", "/dev/null", "-A", userAgent, nginx.pixelURL(query: query)], timeout: 10)
+        return Date()
+    }
+}
+
+@Suite(.serialized, .enabled(if: TestEnvironment.canRun("redis-server", "chromium")))
+struct BrowserTests {
+    /// Runs Chromium headless with `arguments` plus `url`; returns its stdout.
+    static func chromium(_ arguments: [String], url: String) throws -> String {
+        let profile = try TempDirectory(prefix: "pixeld-chromium")
+        let result = try ChildProcess.run(
+            "chromium",
+            [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                "--user-data-dir=\(profile.path)",
+            ] + arguments + [url],
+            timeout: 90, checkStatus: false
+        )
+        return result.stdout
+    }
+
+    @Test func dashboardInChromium() throws {
+        let fixture = try DashboardFixture.shared()
+        let serve = try ServeProcess.start(redis: fixture.redis)
+        defer { serve.process.terminate() }
+        let url = serve.url("/site?site=example.com&\(fixture.rangeQuery)")
+        let dom = try Self.chromium(["--dump-dom"], url: url)
+        #expect(dom.contains("id=\"stat-pageviews\""), "\(dom.prefix(2000))")
+        #expect(dom.contains("<div class=\"value\">\(DashboardFixture.expectedPageviews)</div>"))
+        #expect(dom.contains("<svg class=\"chart\""))
+        #expect(dom.contains("<path class=\"line\""))
+        // The hostile path is text in the DOM, not an element, and did not run.
+        #expect(dom.contains("&lt;script&gt;document.title='pwned'&lt;/script&gt;"))
+        #expect(!dom.contains("<title>pwned</title>"))
+        #expect(dom.contains("<title>example.com · pixeld</title>"))
+
+        // Kept after the run as the test's artifact; with PIXELD_SCREENSHOT_DIR also copied there
+        // (`make screenshots` writes docs/dashboard.png this way).
+        let artifacts = FileManager.default.temporaryDirectory.appendingPathComponent("pixeld-test-artifacts")
+        try FileManager.default.createDirectory(at: artifacts, withIntermediateDirectories: true)
+        for (name, path) in [("dashboard.png", "/site?site=example.com&\(fixture.rangeQuery)"), ("sites.png", "/")] {
+            let screenshot = artifacts.appendingPathComponent(name).path
+            try? FileManager.default.removeItem(atPath: screenshot)
+            _ = try Self.chromium(
+                ["--screenshot=\(screenshot)", "--window-size=1280,1600", "--hide-scrollbars"], url: serve.url(path)
+            )
+            let size = (try? FileManager.default.attributesOfItem(atPath: screenshot)[.size] as? Int) ?? 0
+            #expect(size > 10_000, "screenshot at \(screenshot)")
+            if let keep = ProcessInfo.processInfo.environment["PIXELD_SCREENSHOT_DIR"], !keep.isEmpty {
+                try? FileManager.default.removeItem(atPath: keep + "/" + name)
+                try FileManager.default.copyItem(atPath: screenshot, toPath: keep + "/" + name)
+            }
+            print("dashboard screenshot: \(screenshot)")
+        }
+    }
+}
+
+/// `pixeld serve` on a free loopback port.
+struct ServeProcess {
+    let process: PixeldProcess
+    let port: Int
+
+    static func start(redis: RedisServer, extra: [String] = []) throws -> ServeProcess {
+        let port = try PortAllocator.freeTCPPort()
+        let process = try PixeldProcess.start(["serve", "--redis", redis.url, "--listen", "127.0.0.1:\(port)"] + extra)
+        try process.waitForStderr(containing: "serve ready", timeout: 20)
+        return ServeProcess(process: process, port: port)
+    }
+
+    func url(_ path: String) -> String { "http://127.0.0.1:\(port)\(path)" }
+
+    /// The body of a GET (curl, failing on HTTP errors).
+    func get(_ path: String) throws -> String {
+        try ChildProcess.run("curl", ["-sf", url(path)], timeout: 10).stdout
+    }
+}

@@ -1,0 +1,99 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import PixelAnalytics
+@testable import PixelDashboard
+import PixeldTestSupport
+import Testing
+
+/// The HTML pages (escaping, CSP, SVG) and the token / public-site access control.
+@Suite(.serialized, .enabled(if: TestEnvironment.canRun("redis-server")))
+struct PageAndAccessTests {
+    @Test func sitePageEscapesHostilePathsAndHasTheChart() async throws {
+        let fixture = try DashboardFixture.shared()
+        let app = Application(router: try fixture.dashboard().router())
+        try await app.test(.router) { client in
+            let page = try await client.execute(uri: "/site?site=example.com&\(fixture.rangeQuery)", method: .get)
+            #expect(page.status == .ok)
+            let csp = page.headers[.contentSecurityPolicy] ?? ""
+            #expect(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"))
+            #expect(!csp.contains("unsafe-inline"))
+            #expect(page.text.contains("&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt;"))
+            #expect(!page.text.contains("<script>document"))
+            #expect(!page.text.contains(" on") || !page.text.contains("onerror="))
+            #expect(page.text.contains("<svg class=\"chart\""))
+            #expect(page.text.contains("id=\"stat-pageviews\""))
+            #expect(page.text.contains("<div class=\"value\">\(DashboardFixture.expectedPageviews)</div>"))
+            let list = try await client.execute(uri: "/", method: .get)
+            #expect(list.status == .ok)
+            #expect(list.text.contains("<svg class=\"spark\""))
+            let script = try await client.execute(uri: "/assets/dashboard.js", method: .get)
+            #expect(script.text.contains("textContent") && !script.text.contains("innerHTML"))
+        }
+    }
+
+    @Test func privateSitesNeedTheToken() async throws {
+        let fixture = try DashboardFixture.shared()
+        let dashboard = try fixture.dashboard(token: DashboardFixture.token, publicSites: [DashboardFixture.site])
+        let app = Application(router: dashboard.router())
+        let privateStats = "/api/stats?site=secret.example&\(fixture.rangeQuery)"
+        try await app.test(.router) { client in
+            let status1 = try await client.execute(uri: privateStats, method: .get).status
+            #expect(status1 == .unauthorized)
+            let status2 = try await client.execute(uri: "/site?site=secret.example", method: .get).status
+            #expect(status2 == .unauthorized)
+            let status3 = try await client.execute(uri: "/api/live?site=secret.example", method: .get).status
+            #expect(status3 == .unauthorized)
+            let status4 = try await client.execute(uri: "/metrics", method: .get).status
+            #expect(status4 == .unauthorized)
+            let wrong = try await client.execute(uri: privateStats, method: .get, headers: [.authorization: "Bearer nope-nope-nope"])
+            #expect(wrong.status == .unauthorized)
+            let bearer = try await client.execute(
+                uri: privateStats, method: .get, headers: [.authorization: "Bearer \(DashboardFixture.token)"]
+            )
+            #expect(bearer.status == .ok)
+            #expect(bearer.json["pageviews"] as? Int == DashboardFixture.expectedPrivatePageviews)
+            // The public site needs nothing; the site list hides the private one without the token.
+            let status5 = try await client.execute(uri: "/api/stats?site=example.com", method: .get).status
+            #expect(status5 == .ok)
+            let sites = try await client.execute(uri: "/api/sites", method: .get)
+            #expect((sites.json["sites"] as? [[String: Any]])?.compactMap { $0["site"] as? String } == ["example.com"])
+
+            // Login form: a wrong token is a 401 page, the right one sets the cookie.
+            let form: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]
+            let failed = try await client.execute(
+                uri: "/login", method: .post, headers: form, body: ByteBuffer(string: "token=wrong-token&next=%2F")
+            )
+            #expect(failed.status == .unauthorized)
+            let login = try await client.execute(
+                uri: "/login", method: .post, headers: form,
+                body: ByteBuffer(string: "token=\(DashboardFixture.token)&next=%2Fsite%3Fsite%3Dsecret.example")
+            )
+            #expect(login.status == .found)
+            #expect(login.headers[.location] == "/site?site=secret.example")
+            let setCookie = login.headers[.setCookie] ?? ""
+            #expect(setCookie.contains("HttpOnly") && setCookie.contains("SameSite=Strict"))
+            let cookie = String(setCookie.split(separator: ";")[0])
+            let withCookie = try await client.execute(uri: privateStats, method: .get, headers: [.cookie: cookie])
+            #expect(withCookie.status == .ok)
+            // An open redirect is refused.
+            let evil = try await client.execute(
+                uri: "/login", method: .post, headers: form,
+                body: ByteBuffer(string: "token=\(DashboardFixture.token)&next=%2F%2Fevil.example")
+            )
+            #expect(evil.headers[.location] == "/")
+        }
+    }
+
+    @Test func escapingHelpers() {
+        #expect(Escape.html("<a href='x'>\"&</a>") == "&lt;a href=&#39;x&#39;&gt;&quot;&amp;&lt;/a&gt;")
+        #expect(Escape.json("</script>\u{2028}\"\\") == "\"\\u003C/script\\u003E\\u2028\\\"\\\\\"")
+        #expect(Escape.csv("=HYPERLINK(\"x\")") == "\"'=HYPERLINK(\"\"x\"\")\"")
+        #expect(Escape.csv("/a,b") == "\"/a,b\"")
+        #expect(Dashboard.safeNext("//evil.example") == "/")
+        #expect(Dashboard.safeNext("https://evil.example") == "/")
+        #expect(Dashboard.safeNext("/site?site=a") == "/site?site=a")
+        #expect(TokenCheck.equal("abc", "abc") && !TokenCheck.equal("abc", "abd") && !TokenCheck.equal("ab", "abc"))
+        #expect(Dashboard.sseEvent("{\"a\":1}\nx") == "event: hit\ndata: {\"a\":1}\ndata: x\n\n")
+    }
+}
