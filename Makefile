@@ -4,6 +4,7 @@
 #   make test    deps, then every test target (suites needing redis/nginx fail instead of skip when CI is set)
 #   make run     deps, build, then the whole pipeline on loopback ports (scripts/run-local.sh)
 #   make clean   remove build output and .run/
+#   make screenshots  regenerate docs/*.png with the headless-Chromium test
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -45,6 +46,12 @@ run: deps build
 
 clean:
 	rm -rf .build .run
+
+# The README's and docs/dashboard.md's screenshots, taken by the browser test itself.
+.PHONY: screenshots
+screenshots: deps
+	$(SWIFT) build --build-tests
+	PIXELD_SCREENSHOT_DIR=$(CURDIR)/docs $(SWIFT) test --skip-build --filter BrowserTests
 
 # Fuzzing (Fuzz/README.md): libFuzzer + ASan builds of the parsers in .build-fuzz/, not through SwiftPM.
 #   make fuzz         10 M inputs per target (syslog-route, stream-framer, pixel-decode), one after another

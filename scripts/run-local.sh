@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Runs the whole pipeline on this machine, on private loopback ports, until Ctrl-C:
-#   nginx (deploy/nginx-syslog.conf, http 127.0.0.1:18080) --syslog UDP 127.0.0.1:15514-->
-#   pixeld ingest (also unix socket .run/pixeld.sock) --> redis-server 127.0.0.1:16379 -->
-#   pixeld consume pixel >> .run/events.jsonl
+#   nginx (deploy/nginx-syslog.conf with the pixel_json format, http 127.0.0.1:18080, also serving
+#   deploy/pixel.js and a demo page) --syslog UDP 127.0.0.1:15514--> pixeld ingest (also unix socket
+#   .run/pixeld.sock) --> redis-server 127.0.0.1:16379 --> pixeld consume pixel --site localhost
+#   --site example.com --archive .run/archive --> pixeld serve (dashboard http://127.0.0.1:18088)
 # Everything lives under ./.run (override with PIXELD_RUN_DIR); logs are .run/*.log.
 # Ctrl-C or SIGTERM stops every process this script started, by PID.
 #
 # usage: scripts/run-local.sh [--check]
-#   --check   start everything, fire one pixel, wait for its JSON line, stop, exit 0 (a smoke test)
-# env: PIXELD_BIN (default: the debug build), PIXELD_RUN_DIR, REDIS_PORT, SYSLOG_PORT, HTTP_PORT
+#   --check   start everything, fire one pixel, wait until the report and the dashboard API count
+#             it, stop, exit 0 (a smoke test)
+# env: PIXELD_BIN (default: the debug build), PIXELD_RUN_DIR, REDIS_PORT, SYSLOG_PORT, HTTP_PORT,
+#      DASHBOARD_PORT
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,6 +19,7 @@ run="${PIXELD_RUN_DIR:-$root/.run}"
 redis_port="${REDIS_PORT:-16379}"
 syslog_port="${SYSLOG_PORT:-15514}"
 http_port="${HTTP_PORT:-18080}"
+dashboard_port="${DASHBOARD_PORT:-18088}"
 check=0
 [ "${1:-}" = "--check" ] && check=1
 
@@ -27,14 +31,25 @@ for tool in redis-server redis-cli nginx curl; do
 done
 [ -x "$pixeld" ] || { echo "run-local: $pixeld not found; run 'make build'" >&2; exit 1; }
 
-for port in "$redis_port" "$http_port"; do
+for port in "$redis_port" "$http_port" "$dashboard_port"; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         echo "run-local: 127.0.0.1:$port is already in use (an earlier run still going?)" >&2
         exit 1
     fi
 done
 
-mkdir -p "$run/redis" "$run/nginx"
+mkdir -p "$run/redis" "$run/nginx" "$run/site" "$run/archive"
+chmod 755 "$run" "$run/site"
+cp "$root/deploy/pixel.js" "$run/site/pixel.js"
+cat >"$run/site/demo.html" <<'HTML'
+<!doctype html>
+<html><head><meta charset="utf-8"><title>pixeld demo page</title>
+<script defer src="/pixel.js"></script></head>
+<body><h1>pixeld demo page</h1><p>Loading this page sent a pageview to pixeld. <a href="?again">Again</a>.</p>
+<noscript><img src="/pixel.gif?e=pageview&amp;u=http%3A%2F%2Flocalhost%2Fdemo.html" alt="" width="1" height="1"></noscript>
+</body></html>
+HTML
+chmod 644 "$run/site/pixel.js" "$run/site/demo.html"
 redis_url="redis://127.0.0.1:$redis_port/0"
 
 # PIDs of what we started, in start order; stopped in reverse order.
@@ -87,7 +102,7 @@ started $! "pixeld ingest"
 wait_for "pixeld ingest" $! grep -q "ingest ready" "$run/ingest.log"
 
 "$root/scripts/render-nginx-conf.sh" --listen "127.0.0.1:$http_port" --udp "127.0.0.1:$syslog_port" \
-    "$root/deploy/nginx-syslog.conf" >"$run/nginx/pixel.conf"
+    --json --static "$run/site" "$root/deploy/nginx-syslog.conf" >"$run/nginx/pixel.conf"
 cat >"$run/nginx/nginx.conf" <<CONF
 # Written by scripts/run-local.sh.
 daemon off;
@@ -112,36 +127,49 @@ nginx "${nginx_args[@]}" &
 started $! nginx
 wait_for nginx $! curl -sf -o /dev/null "http://127.0.0.1:$http_port/pixel.gif?e=run-local-probe"
 
-"$pixeld" consume pixel --redis "$redis_url" >>"$run/events.jsonl" 2>>"$run/consume.log" &
+: >"$run/consume.log"
+"$pixeld" consume pixel --redis "$redis_url" --site localhost --site example.com --archive "$run/archive" \
+    --consumer-id local 2>>"$run/consume.log" &
 started $! "pixeld consume"
+wait_for "pixeld consume" $! grep -q "consume ready" "$run/consume.log"
 
+: >"$run/serve.log"
+"$pixeld" serve --redis "$redis_url" --listen "127.0.0.1:$dashboard_port" 2>>"$run/serve.log" &
+started $! "pixeld serve"
+wait_for "pixeld serve" $! curl -sf -o /dev/null "http://127.0.0.1:$dashboard_port/healthz"
+
+browser="Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
 cat <<INFO
-pixeld is running (redis 127.0.0.1:$redis_port, syslog udp 127.0.0.1:$syslog_port and unix $run/pixeld.sock, nginx http://127.0.0.1:$http_port).
+pixeld is running: redis 127.0.0.1:$redis_port, syslog udp 127.0.0.1:$syslog_port and unix $run/pixeld.sock,
+nginx http://127.0.0.1:$http_port, dashboard http://127.0.0.1:$dashboard_port/
 
-Fire a pixel:
-  curl 'http://127.0.0.1:$http_port/pixel.gif?e=pageview&u=https%3A%2F%2Fexample.com%2F'
-Or send syslog directly:
-  logger -d -n 127.0.0.1 -P $syslog_port -p local3.info -t pixel '1379183721.115,e=hello'
+Send a pageview — open http://localhost:$http_port/demo.html in a browser (it loads pixel.js), or:
+  curl -A '$browser' 'http://127.0.0.1:$http_port/pixel.gif?e=pageview&u=https%3A%2F%2Fexample.com%2Fhello&r=https%3A%2F%2Fnews.ycombinator.com%2F'
+(curl's own user agent is a bot: such hits are dropped, with reason, as they should be.)
 See it:
-  redis-cli -p $redis_port LRANGE pixel 0 -1     (events not yet consumed)
-  tail -f $run/events.jsonl
-Logs: $run/{redis,ingest,nginx,consume}.log
+  http://127.0.0.1:$dashboard_port/                                  the dashboard
+  $pixeld report --redis $redis_url --site example.com
+  curl -N 'http://127.0.0.1:$dashboard_port/api/live?site=example.com'  the live feed
+  redis-cli -p $redis_port --scan --pattern 'pixeld:*'                 the rollups
+  jq . $run/archive/*.jsonl                                          the archive
+Logs: $run/{redis,ingest,nginx,consume,serve}.log
 
 Ctrl-C stops everything.
 INFO
 
 if [ "$check" = 1 ]; then
-    before=$(wc -l <"$run/events.jsonl")
-    curl -sf -o /dev/null "http://127.0.0.1:$http_port/pixel.gif?e=pageview&u=https%3A%2F%2Fexample.com%2F&check=$$"
+    curl -sf -o /dev/null -A "$browser" \
+        "http://127.0.0.1:$http_port/pixel.gif?e=pageview&u=https%3A%2F%2Fexample.com%2Fcheck-$$&r=https%3A%2F%2Fnews.ycombinator.com%2F"
     for _ in $(seq 1 100); do
-        grep -q "\"check\":\"$$\"" "$run/events.jsonl" && break
+        curl -sf "http://127.0.0.1:$dashboard_port/api/breakdown?site=example.com&dimension=pages" | grep -q "/check-$$" && break
         sleep 0.1
     done
-    if grep "\"check\":\"$$\"" "$run/events.jsonl"; then
-        echo "run-local --check: ok ($(($(wc -l <"$run/events.jsonl") - before)) new event lines)"
+    if curl -sf "http://127.0.0.1:$dashboard_port/api/breakdown?site=example.com&dimension=pages" | grep -q "/check-$$" &&
+        "$pixeld" report --redis "$redis_url" --site example.com --json | grep -q "/check-$$"; then
+        echo "run-local --check: ok (the pageview is in pixeld report and in the dashboard API)"
         exit 0
     fi
-    echo "run-local --check: the pixel did not reach $run/events.jsonl within 10 s" >&2
+    echo "run-local --check: the pageview did not reach the report within 10 s; see $run/*.log" >&2
     exit 1
 fi
 

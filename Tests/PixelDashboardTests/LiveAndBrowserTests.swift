@@ -109,11 +109,12 @@ struct BrowserTests {
         // (`make screenshots` writes docs/dashboard.png this way).
         let artifacts = FileManager.default.temporaryDirectory.appendingPathComponent("pixeld-test-artifacts")
         try FileManager.default.createDirectory(at: artifacts, withIntermediateDirectories: true)
-        for (name, path) in [("dashboard.png", "/site?site=example.com&\(fixture.rangeQuery)"), ("sites.png", "/")] {
+        let pages = [("dashboard.png", "/site?site=example.com&\(fixture.rangeQuery)", "1280,1600"), ("sites.png", "/", "1280,400")]
+        for (name, path, size) in pages {
             let screenshot = artifacts.appendingPathComponent(name).path
             try? FileManager.default.removeItem(atPath: screenshot)
             _ = try Self.chromium(
-                ["--screenshot=\(screenshot)", "--window-size=1280,1600", "--hide-scrollbars"], url: serve.url(path)
+                ["--screenshot=\(screenshot)", "--window-size=\(size)", "--hide-scrollbars"], url: serve.url(path)
             )
             let size = (try? FileManager.default.attributesOfItem(atPath: screenshot)[.size] as? Int) ?? 0
             #expect(size > 10_000, "screenshot at \(screenshot)")
