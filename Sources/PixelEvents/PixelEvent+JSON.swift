@@ -72,11 +72,11 @@ extension PixelEvent {
         var first = true
         for index in args.indices {
             let name = args[index].name
-            if args[..<index].contains(where: { $0.name == name }) {
+            if args[..<index].contains(where: { Self.sameName($0.name, name) }) {
                 continue
             }
             var repeats = 0
-            for later in args[(index + 1)...] where later.name == name {
+            for later in args[(index + 1)...] where Self.sameName(later.name, name) {
                 repeats += 1
             }
             if !first {
@@ -90,7 +90,7 @@ extension PixelEvent {
             } else {
                 writer.append(ASCII.openBracket)
                 writer.appendString(args[index].value)
-                for later in args[(index + 1)...] where later.name == name {
+                for later in args[(index + 1)...] where Self.sameName(later.name, name) {
                     writer.append(ASCII.comma)
                     writer.appendString(later.value)
                 }
@@ -99,23 +99,31 @@ extension PixelEvent {
         }
     }
 
-    /// Many arguments: group by name with a dictionary so hostile inputs stay linear.
+    /// Whether two argument names are the same name: byte for byte, as JSON compares member names.
+    /// (`String.==` compares canonical equivalence, which would merge `é` with `e` + U+0301.)
+    private static func sameName(_ a: String, _ b: String) -> Bool {
+        a.utf8.elementsEqual(b.utf8)
+    }
+
+    /// Many arguments: group by name with a dictionary so hostile inputs stay linear. Keyed by the
+    /// name's bytes, for the reason given at ``sameName(_:_:)``.
     private func writeArgsByHashing(into writer: inout JSONWriter) {
-        var groups: [String: [Int]] = [:]
-        var order: [String] = []
+        var groups: [[UInt8]: [Int]] = [:]
+        var order: [[UInt8]] = []
         for (index, arg) in args.enumerated() {
-            if groups[arg.name, default: []].isEmpty {
-                order.append(arg.name)
+            let key = Array(arg.name.utf8)
+            if groups[key, default: []].isEmpty {
+                order.append(key)
             }
-            groups[arg.name, default: []].append(index)
+            groups[key, default: []].append(index)
         }
-        for (position, name) in order.enumerated() {
+        for (position, key) in order.enumerated() {
             if position > 0 {
                 writer.append(ASCII.comma)
             }
-            writer.appendString(name)
+            let indices = groups[key] ?? []
+            writer.appendString(args[indices[0]].name)
             writer.append(ASCII.colon)
-            let indices = groups[name] ?? []
             if indices.count == 1 {
                 writer.appendString(args[indices[0]].value)
             } else {

@@ -116,8 +116,8 @@ struct BrowserTests {
             _ = try Self.chromium(
                 ["--screenshot=\(screenshot)", "--window-size=\(size)", "--hide-scrollbars"], url: serve.url(path)
             )
-            let size = (try? FileManager.default.attributesOfItem(atPath: screenshot)[.size] as? Int) ?? 0
-            #expect(size > 10_000, "screenshot at \(screenshot)")
+            let bytes = (try? FileManager.default.attributesOfItem(atPath: screenshot)[.size] as? Int) ?? 0
+            #expect(bytes > 10_000, "screenshot at \(screenshot)")
             if let keep = ProcessInfo.processInfo.environment["PIXELD_SCREENSHOT_DIR"], !keep.isEmpty {
                 try? FileManager.default.removeItem(atPath: keep + "/" + name)
                 try FileManager.default.copyItem(atPath: screenshot, toPath: keep + "/" + name)

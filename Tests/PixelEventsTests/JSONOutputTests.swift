@@ -29,6 +29,17 @@ struct JSONOutputTests {
         expectJSONMatches(event.jsonLine(), event)
     }
 
+    @Test("names are grouped byte for byte: canonically equivalent but different names stay apart")
+    func canonicallyEquivalentNamesStayApart() throws {
+        // "é" precomposed (C3 A9) and "e" + combining acute (65 CC 81): equal as Swift Strings, not as
+        // JSON member names. Both the scanning (≤ 16 args) and the hashing path keep them apart.
+        let few = try PixelEventDecoder.decode(Array("1.5,%C3%A9=1&e%CC%81=2&%C3%A9=3".utf8))
+        #expect(few.jsonLine() == "{\"ts\":1.5,\"args\":{\"\u{E9}\":[\"1\",\"3\"],\"e\u{301}\":\"2\"}}")
+        let padding = (0..<20).map { "p\($0)=x" }.joined(separator: "&")
+        let many = try PixelEventDecoder.decode(Array("1.5,%C3%A9=1&e%CC%81=2&\(padding)&%C3%A9=3".utf8))
+        #expect(many.jsonLine().hasPrefix("{\"ts\":1.5,\"args\":{\"\u{E9}\":[\"1\",\"3\"],\"e\u{301}\":\"2\",\"p0\":\"x\""))
+    }
+
     @Test("every control character, quote, backslash and non-BMP text round-trips")
     func escaping() throws {
         let nasty = String(decoding: (0..<0x20).map { UInt8($0) }, as: UTF8.self) + "\"\\/\u{7F}\u{2028}\u{2029}😀é"

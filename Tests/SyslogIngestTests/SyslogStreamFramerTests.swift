@@ -63,4 +63,21 @@ import Testing
         }
         #expect(messages == ["<158>a: x", "<158>a: y"])
     }
+
+    @Test func aLineArrivingByteByByteIsFramedOnceWhole() {
+        // Each read rescanned the whole partial line before; now the scan resumes where it stopped.
+        // (The fuzzer's timeout on a 60 KB line fed in 1-byte reads was the symptom.)
+        var framer = SyslogStreamFramer(maxMessageBytes: 65535)
+        let line = Array("<158>pixel: ".utf8) + Array(repeating: UInt8(ascii: "x"), count: 60_000)
+        var events: [SyslogStreamFramer.Event] = []
+        for byte in line + [UInt8(ascii: "\n")] + Array("<158>pixel: next\n".utf8) {
+            [byte].withUnsafeBytes { framer.append($0) }
+            while let event = framer.next() { events.append(event) }
+        }
+        #expect(events.count == 2)
+        if case .message(let range) = events.last {
+            #expect(String(decoding: framer.bytes[range], as: UTF8.self) == "<158>pixel: next")
+        }
+        #expect(framer.pendingByteCount == 0)
+    }
 }

@@ -33,6 +33,9 @@ public struct SyslogStreamFramer: Sendable {
     /// Buffered bytes; frames index into it.
     public private(set) var bytes: [UInt8] = []
     private var start = 0
+    /// LF framing: `bytes[start..<scanned]` is known to hold no LF, so a line arriving in many small
+    /// reads is scanned once, not once per read.
+    private var scanned = 0
     /// Bytes of an oversize octet-counted frame still to skip.
     private var skipRemaining = 0
     /// Inside an oversize LF-framed line: discard until the next LF.
@@ -51,9 +54,11 @@ public struct SyslogStreamFramer: Sendable {
     public mutating func append(_ chunk: UnsafeRawBufferPointer) {
         if start > 0 && start == bytes.count {
             bytes.removeAll(keepingCapacity: true)
+            scanned = 0
             start = 0
         } else if start > 65536 && start > bytes.count / 2 {
             bytes.removeSubrange(0..<start)
+            scanned = max(0, scanned - start)
             start = 0
         }
         var chunk = chunk[...]
@@ -118,7 +123,8 @@ public struct SyslogStreamFramer: Sendable {
     private mutating func nextLine() -> Event? {
         // A loop, not recursion: a peer may send any number of empty lines in a row.
         while true {
-            guard let newline = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) else {
+            guard let newline = bytes[max(start, scanned)...].firstIndex(of: UInt8(ascii: "\n")) else {
+                scanned = bytes.count
                 if bytes.count - start > maxMessageBytes {
                     // Too long already: drop what we have and the rest of the line as it arrives.
                     start = bytes.count
