@@ -34,6 +34,8 @@ public struct Dashboard: Sendable {
     public let store: RollupStore
     /// The realtime feed, if any.
     public let live: LiveFeed?
+    /// The consumer's archive, for filtered views (`filter=DIMENSION:VALUE`); `nil`: no filters.
+    public let archive: ArchiveStore?
     /// Access and display settings.
     public let configuration: DashboardConfiguration
     /// The Prometheus text for `/metrics`.
@@ -47,16 +49,18 @@ public struct Dashboard: Sendable {
     /// - Parameters:
     ///   - store: The rollup reader.
     ///   - live: The realtime feed (`nil`: no `/api/live`, realtime figures are 0).
+    ///   - archive: The consumer's archive (`nil`: filters answer 400 and table rows are no links).
     ///   - configuration: Sites, token, public sites.
     ///   - metricsText: Renders the Prometheus text exposition for `/metrics`.
     ///   - clock: Seconds since the epoch.
     public init(
-        store: RollupStore, live: LiveFeed?, configuration: DashboardConfiguration,
+        store: RollupStore, live: LiveFeed?, archive: ArchiveStore? = nil, configuration: DashboardConfiguration,
         metricsText: @escaping @Sendable () -> String = { "" },
         clock: (@Sendable () -> Double)? = nil
     ) {
         self.store = store
         self.live = live
+        self.archive = archive
         self.configuration = configuration
         self.metricsText = metricsText
         self.clock = clock ?? { Double(time(nil)) }
@@ -99,19 +103,19 @@ public struct Dashboard: Sendable {
         router.get("/api/sites") { request, _ in try await self.apiSites(request) }
         router.get("/api/stats") { request, _ in
             let range = try self.range(request)
-            let report = try await self.report(range.site, range.from, range.to)
+            let report = try await self.report(range)
             return Self.json(report.json(limit: try RangeInput.limit(request, default: 100)))
         }
         router.get("/api/timeseries") { request, _ in try await self.apiTimeseries(request) }
         router.get("/api/breakdown") { request, _ in try await self.apiBreakdown(request) }
         router.get("/api/counts") { request, _ in
-            let range = try self.range(request)
+            let range = try self.range(request, filters: false)
             let report = try await self.report(range.site, range.from, range.to)
             let pages = report.top(.pages, limit: try RangeInput.limit(request, default: 1000, maximum: 100_000))
             return Self.json("{" + pages.map { Escape.json($0.name) + ":" + String($0.count) }.joined(separator: ",") + "}")
         }
         router.get("/api/count") { request, _ in
-            let range = try self.range(request)
+            let range = try self.range(request, filters: false)
             guard let path = request.uri.queryParameters["path"].map(String.init), !path.isEmpty else {
                 throw HTTPError(.badRequest, message: "path: missing (e.g. &path=/blog/)")
             }
@@ -131,11 +135,20 @@ public struct Dashboard: Sendable {
 
     // MARK: - Access
 
-    /// The validated range of a request whose site the caller may see (401 otherwise).
-    func range(_ request: Request) throws -> RangeInput {
+    /// The validated range of a request whose site the caller may see (401 otherwise); a filter
+    /// needs the archive, a range of at most ``ArchiveStore/maxDays`` days, and (with `filters:
+    /// false`) an endpoint that takes one (400 otherwise).
+    func range(_ request: Request, filters: Bool = true) throws -> RangeInput {
         let range = try RangeInput.parse(request, today: today, sites: access)
         guard access.isVisible(range.site, authenticated: auth.isAuthenticated(request)) else {
             throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer"], message: "this site needs the token")
+        }
+        if range.filter != nil {
+            guard filters else { throw HTTPError(.badRequest, message: "filter: not supported by this endpoint") }
+            guard let archive else { throw HTTPError(.badRequest, message: "filters need `pixeld serve --archive DIR`") }
+            guard range.to.number - range.from.number < archive.maxDays else {
+                throw HTTPError(.badRequest, message: "filter: the range is limited to \(archive.maxDays) days")
+            }
         }
         return range
     }
@@ -153,6 +166,23 @@ public struct Dashboard: Sendable {
             return try await store.report(site: site, from: from, to: to)
         } catch {
             throw Self.unavailable(error)
+        }
+    }
+
+    /// The report of a range: from the rollups, or with a filter from the archive.
+    func report(_ range: RangeInput) async throws -> Report {
+        guard range.filter != nil else { return try await report(range.site, range.from, range.to) }
+        let aggregator = ArchiveReport(site: range.site, from: range.from, to: range.to, filter: range.filter)
+        return aggregator.report(try await archiveRecords(range.site, days: aggregator.readDays))
+    }
+
+    /// The site's archive records of `days` (read on the archive's own threads).
+    func archiveRecords(_ site: String, days: [Day]) async throws -> [HitOutcome] {
+        guard let archive else { throw HTTPError(.badRequest, message: "filters need `pixeld serve --archive DIR`") }
+        do {
+            return try await archive.records(site: site, days: days).outcomes
+        } catch {
+            throw HTTPError(.serviceUnavailable, message: "cannot read the archive: \(error.description)")
         }
     }
 
@@ -233,12 +263,29 @@ public struct Dashboard: Sendable {
         }
         let limit = configuration.tableRows
         let previousRange = range.previous
-        let report = try await self.report(range.site, range.from, range.to)
-        let previous = try await self.report(range.site, previousRange.from, previousRange.to)
-        let series = try await self.series(site: range.site, from: range.from, to: range.to, hourly: range.from == range.to)
+        let report: Report
+        let previous: Report
+        let series: [SeriesPoint]
+        if let filter = range.filter {
+            // One read of the archive covers both periods.
+            let current = ArchiveReport(site: range.site, from: range.from, to: range.to, filter: filter)
+            let before = ArchiveReport(site: range.site, from: previousRange.from, to: previousRange.to, filter: filter)
+            let records = try await archiveRecords(range.site, days: Array(before.readDays.dropLast(2)) + current.readDays)
+            let days = current.dailyReports(records)
+            report = current.report(records)
+            previous = before.report(records)
+            series = Self.series(days, hourly: range.from == range.to)
+        } else {
+            report = try await self.report(range.site, range.from, range.to)
+            previous = try await self.report(range.site, previousRange.from, previousRange.to)
+            series = try await self.series(site: range.site, from: range.from, to: range.to, hourly: range.from == range.to)
+        }
         let realtime = try await store.recentVisitors(site: range.site, now: clock())
         return Self.html(
-            Pages.sitePage(range: range, report: report, previous: previous, series: series, realtime: realtime, limit: limit)
+            Pages.sitePage(
+                range: range, report: report, previous: previous, series: series, realtime: realtime, limit: limit,
+                filterable: archive != nil
+            )
         )
     }
 
@@ -250,6 +297,20 @@ public struct Dashboard: Sendable {
         }
     }
 
+    /// The points of archive day reports: one per hour of the single day, or one per day.
+    static func series(_ days: [Report], hourly: Bool) -> [SeriesPoint] {
+        if hourly {
+            let hours = days.first?.breakdowns[.hours] ?? [:]
+            return (0..<24).map { hour in
+                let label = hour < 10 ? "0\(hour)" : "\(hour)"
+                return SeriesPoint(label: label, pageviews: hours[label] ?? 0, visitors: nil, visits: nil, bounces: nil)
+            }
+        }
+        return days.map {
+            SeriesPoint(label: $0.from.description, pageviews: $0.pageviews, visitors: $0.visitors, visits: $0.visits, bounces: $0.bounces)
+        }
+    }
+
     func apiTimeseries(_ request: Request) async throws -> Response {
         let range = try self.range(request)
         let interval = request.uri.queryParameters["interval"].map(String.init) ?? (range.from == range.to ? "hour" : "day")
@@ -257,7 +318,14 @@ public struct Dashboard: Sendable {
         if interval == "hour" && range.from != range.to {
             throw HTTPError(.badRequest, message: "interval=hour needs a single day (from = to)")
         }
-        let points = try await series(site: range.site, from: range.from, to: range.to, hourly: interval == "hour")
+        let points: [SeriesPoint]
+        if let filter = range.filter {
+            let aggregator = ArchiveReport(site: range.site, from: range.from, to: range.to, filter: filter)
+            let days = aggregator.dailyReports(try await archiveRecords(range.site, days: aggregator.readDays))
+            points = Self.series(days, hourly: interval == "hour")
+        } else {
+            points = try await series(site: range.site, from: range.from, to: range.to, hourly: interval == "hour")
+        }
         let items = points.map { point in
             var item = "{\"" + (interval == "hour" ? "hour" : "date") + "\":" + Escape.json(point.label)
             item += ",\"pageviews\":\(point.pageviews)"
@@ -283,7 +351,7 @@ public struct Dashboard: Sendable {
         let format = request.uri.queryParameters["format"].map(String.init) ?? "json"
         guard format == "json" || format == "csv" else { throw HTTPError(.badRequest, message: "format: json or csv") }
         let limit = try RangeInput.limit(request, default: format == "csv" ? 100_000 : 100, maximum: 100_000)
-        let report = try await self.report(range.site, range.from, range.to)
+        let report = try await self.report(range)
         let rows = report.top(breakdown, limit: limit)
         if format == "csv" {
             var csv = "name,count\r\n"

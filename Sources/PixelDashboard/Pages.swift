@@ -52,22 +52,38 @@ enum Pages {
         return layout(title: "Sites", body: body)
     }
 
+    /// The site page.
+    /// - Parameter filterable: Whether table rows link to the page filtered by them (the dashboard
+    ///   has the archive); otherwise they are plain text.
     static func sitePage(
-        range: RangeInput, report: Report, previous: Report, series: [SeriesPoint], realtime: Int, limit: Int
+        range: RangeInput, report: Report, previous: Report, series: [SeriesPoint], realtime: Int, limit: Int,
+        filterable: Bool = false
     ) -> String {
         let site = range.site
         let siteQuery = "site=" + Escape.query(site)
+        let filterQuery = range.filter.map { "&filter=" + Escape.query($0.description) } ?? ""
         var body = "<h1>" + Escape.html(site) + "</h1>"
         body += "<nav class=\"periods\">"
         for (period, label) in [("today", "Today"), ("7d", "7 days"), ("30d", "30 days")] {
             let current = range.period == period ? " aria-current=\"page\"" : ""
-            body += "<a href=\"/site?" + Escape.html(siteQuery) + "&amp;period=\(period)\"\(current)>\(label)</a>"
+            body += "<a href=\"" + Escape.html("/site?" + siteQuery + "&period=\(period)" + filterQuery) + "\"\(current)>\(label)</a>"
         }
         body += "<form class=\"custom\" method=\"get\" action=\"/site\"><input type=\"hidden\" name=\"site\" value=\""
-        body += Escape.html(site) + "\"><label>From <input type=\"date\" name=\"from\" value=\"\(range.from)\"></label>"
+        body += Escape.html(site) + "\">"
+        if let filter = range.filter {
+            body += "<input type=\"hidden\" name=\"filter\" value=\"" + Escape.html(filter.description) + "\">"
+        }
+        body += "<label>From <input type=\"date\" name=\"from\" value=\"\(range.from)\"></label>"
         body += "<label>To <input type=\"date\" name=\"to\" value=\"\(range.to)\"></label><button>Show</button></form></nav>"
         let span = range.from == range.to ? range.from.description : "\(range.from) – \(range.to)"
         body += "<p class=\"muted\" id=\"range\">\(span) (UTC), compared with \(previous.from) – \(previous.to)</p>"
+        if let filter = range.filter {
+            let title = tables.first { $0.breakdown == filter.dimension }?.title ?? filter.dimension.rawValue
+            body += "<p class=\"filter\" id=\"filter\">Filtered by " + Escape.html(title) + " = <strong>" + Escape.html(filter.value)
+            body += "</strong> · <a href=\"" + Escape.html("/site?" + siteQuery + "&" + range.periodQuery) + "\">clear filter</a>"
+            body += "<br><span class=\"muted\">Computed from the archive; unique visitors are exact, "
+            body += (range.from == range.to ? "distinct visitors of the day" : "the sum of each day\u{2019}s distinct visitors") + ".</span></p>"
+        }
         body += "<p class=\"realtime\"><span id=\"realtime\">\(realtime)</span> visitors in the last 5 minutes</p>"
         body += "<section class=\"headline\">"
         body += card("visitors", "Unique visitors", String(report.visitors), report.visitors, previous.visitors)
@@ -89,7 +105,8 @@ enum Pages {
             title: "Pageviews per " + (hourly ? "hour (UTC)" : "day")
         )
         body += "</section><section class=\"tables\">"
-        let base = "/api/breakdown?" + siteQuery + "&from=\(range.from)&to=\(range.to)"
+        let base = "/api/breakdown?" + siteQuery + "&from=\(range.from)&to=\(range.to)" + filterQuery
+        let pageBase = "/site?" + siteQuery + "&" + range.periodQuery + "&filter="
         for table in tables {
             let rows = report.top(table.breakdown, limit: limit)
             let total = max(1, rows.map(\.count).max() ?? 0)
@@ -98,7 +115,13 @@ enum Pages {
             if rows.isEmpty { body += "<tr><td colspan=\"2\" class=\"muted\">No data</td></tr>" }
             for row in rows {
                 let width = max(1, row.count * 100 / total)
-                body += "<tr><td><span class=\"bar w\(width / 5 * 5)\"></span><span class=\"name\">" + Escape.html(row.name)
+                body += "<tr><td><span class=\"bar w\(width / 5 * 5)\"></span><span class=\"name\">"
+                if filterable, let filter = try? ReportFilter(dimension: table.breakdown, value: row.name) {
+                    // Every value is visitor text: percent-encoded into the URL, then HTML-escaped.
+                    body += "<a href=\"" + Escape.html(pageBase + Escape.query(filter.description)) + "\">" + Escape.html(row.name) + "</a>"
+                } else {
+                    body += Escape.html(row.name)
+                }
                 body += "</span></td><td class=\"n\">\(row.count)</td></tr>"
             }
             body += "</tbody></table><a class=\"csv\" href=\"" + Escape.html(base + "&dimension=\(table.breakdown.rawValue)&format=csv")
@@ -161,7 +184,7 @@ enum Pages {
         .headline{display:grid;grid-template-columns:repeat(5,1fr);gap:.8rem;margin:1rem 0}.card{background:var(--card);border:1px solid var(--line);border-radius:6px;padding:.7rem}
         .card .label{color:var(--muted);font-size:.8rem;text-transform:uppercase}.card .value{font-size:1.6rem;font-weight:700}
         .change{font-size:.8rem;color:var(--muted)}.change.up{color:#15803d}.change.down{color:#b91c1c}
-        .realtime{font-weight:600}.realtime #realtime{color:var(--accent)}
+        .realtime{font-weight:600}.filter{background:#eef2ff;border:1px solid var(--line);border-radius:6px;padding:.5rem .7rem}.realtime #realtime{color:var(--accent)}
         section.chart{background:var(--card);border:1px solid var(--line);border-radius:6px;padding:.7rem}
         svg.chart{width:100%;height:auto}svg .grid{stroke:var(--line)}svg .axis{fill:var(--muted);font-size:11px}
         svg .area{fill:#c7d2fe;opacity:.6}svg .line{fill:none;stroke:var(--accent);stroke-width:2}svg .point{fill:var(--accent)}

@@ -9,6 +9,14 @@ struct RangeInput: Sendable {
     var to: Day
     /// `today`, `7d`, `30d` or `custom` (explicit `from`/`to`).
     var period: String
+    /// `filter=DIMENSION:VALUE`, when given (answered from the archive).
+    var filter: ReportFilter? = nil
+
+    /// The query parameters that select the range (`period=…` or `from=…&to=…`), not yet escaped
+    /// for HTML, for links that keep it.
+    var periodQuery: String {
+        period == "custom" ? "from=\(from)&to=\(to)" : "period=" + Escape.query(period)
+    }
 
     /// The range of the same length just before this one.
     var previous: (from: Day, to: Day) {
@@ -37,7 +45,18 @@ struct RangeInput: Sendable {
         }
         guard from <= to else { throw HTTPError(.badRequest, message: "from must not be after to") }
         guard to.number - from.number < 3700 else { throw HTTPError(.badRequest, message: "the range is limited to 3700 days") }
-        return RangeInput(site: site, from: from, to: to, period: period)
+        return RangeInput(site: site, from: from, to: to, period: period, filter: try filter(parameters["filter"].map(String.init)))
+    }
+
+    /// The `filter` parameter: `DIMENSION:VALUE` with a filterable dimension and a value of at most
+    /// ``ReportFilter/maxValueBytes`` bytes; anything else is a `400`.
+    static func filter(_ text: String?) throws -> ReportFilter? {
+        guard let text else { return nil }
+        do {
+            return try ReportFilter(parsing: text)
+        } catch {
+            throw HTTPError(.badRequest, message: error.description)
+        }
     }
 
     static func siteParameter(_ text: String?, sites: SiteAccess) throws -> String {

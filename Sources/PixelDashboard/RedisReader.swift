@@ -6,18 +6,15 @@ public import RespBridge
 /// dashboard's reads never block the Swift cooperative pool (hiredis calls block; the pool has as
 /// many threads as cores).
 ///
-/// `@unchecked Sendable`: the job queue and the `stopping` flag are only touched under `lock`; each
-/// connection is only used by the thread that owns it.
+/// `@unchecked Sendable`: the ``WorkQueue`` is thread-safe; each connection is only used by the
+/// thread that owns it.
 public final class RedisReader: @unchecked Sendable {
     private struct Job {
         let commands: [[[UInt8]]]
         let complete: @Sendable (Result<[RESPValue], RespError>) -> Void
     }
 
-    private let lock = ConditionLock()
-    private var jobs: [Job] = []
-    private var head = 0
-    private var stopping = false
+    private let queue = WorkQueue<Job>()
     private var threads: [DedicatedThread] = []
     private let connections: [RedisConnection]
 
@@ -39,13 +36,7 @@ public final class RedisReader: @unchecked Sendable {
     /// - Throws: ``RespError`` when Redis cannot be reached or the pool is stopped.
     public func pipeline(_ commands: [[[UInt8]]]) async throws(RespError) -> [RESPValue] {
         let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<[RESPValue], RespError>, Never>) in
-            let accepted = lock.withLock { () -> Bool in
-                guard !stopping else { return false }
-                jobs.append(Job(commands: commands) { continuation.resume(returning: $0) })
-                lock.signal()
-                return true
-            }
-            if !accepted {
+            if queue.submit(Job(commands: commands) { continuation.resume(returning: $0) }) != nil {
                 continuation.resume(returning: .failure(RespError(code: .closed, operation: "pipeline", message: "reader stopped")))
             }
         }
@@ -54,30 +45,12 @@ public final class RedisReader: @unchecked Sendable {
 
     /// Stops the threads after the jobs in hand; later calls fail with `.closed`.
     public func stop() async {
-        lock.withLock {
-            stopping = true
-            lock.broadcast()
-        }
+        queue.stop()
         for thread in threads { await thread.finished() }
     }
 
     private func work(_ connection: RedisConnection) {
-        while true {
-            let job: Job? = lock.withLock {
-                while head == jobs.count && !stopping { _ = lock.wait(timeoutNanoseconds: nil) }
-                guard head < jobs.count else { return nil }
-                let job = jobs[head]
-                head += 1
-                if head > 64 && head * 2 > jobs.count {
-                    jobs.removeFirst(head)
-                    head = 0
-                }
-                return job
-            }
-            guard let job else {
-                connection.close()
-                return
-            }
+        while let job = queue.next() {
             do {
                 job.complete(.success(try connection.pipeline(job.commands)))
             } catch {
@@ -88,5 +61,6 @@ public final class RedisReader: @unchecked Sendable {
                 }
             }
         }
+        connection.close()
     }
 }

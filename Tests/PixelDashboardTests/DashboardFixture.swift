@@ -20,6 +20,8 @@ final class DashboardFixture: Sendable {
     static let expectedPrivatePageviews = 2
 
     let redis: RedisServer
+    /// The consumer's `--archive` directory (for the filtered views).
+    let archive: TempDirectory
     let from: Day
     let to: Day
 
@@ -54,6 +56,7 @@ final class DashboardFixture: Sendable {
 
     private init() throws {
         redis = try RedisServer.start()
+        archive = try TempDirectory(prefix: "pixeld-dash-archive")
         let start = Date().timeIntervalSince1970 - 1800
         from = Day(timestamp: start)
         to = Day(timestamp: start + 1200)
@@ -73,6 +76,7 @@ final class DashboardFixture: Sendable {
         for line in lines { _ = try redis.command(["LPUSH", "pixel", line]) }
         let consume = try PixeldProcess.start([
             "consume", "pixel", "--redis", redis.url, "--site", Self.site, "--site", Self.privateSite, "--consumer-id", "dash",
+            "--archive", archive.path,
         ])
         defer {
             consume.terminate()
@@ -104,11 +108,14 @@ final class DashboardFixture: Sendable {
     }
 
     /// A dashboard over the fixture's Redis.
-    func dashboard(token: String? = nil, publicSites: Set<String> = [], live: LiveFeed? = nil) throws -> Dashboard {
+    /// - Parameter archive: Read the consumer's archive (`pixeld serve --archive`): filters work.
+    func dashboard(token: String? = nil, publicSites: Set<String> = [], live: LiveFeed? = nil, archive: Bool = false) throws
+        -> Dashboard
+    {
         let configuration = try RedisConfiguration(url: redis.url)
         let reader = RedisReader(configuration: configuration, threads: 2, logger: Logger(label: "test"))
         return Dashboard(
-            store: RollupStore(reader: reader), live: live,
+            store: RollupStore(reader: reader), live: live, archive: archive ? ArchiveStore(directory: self.archive.path) : nil,
             configuration: DashboardConfiguration(
                 sites: [Self.site, Self.privateSite], token: token, publicSites: publicSites
             ),

@@ -19,7 +19,7 @@ extension Report {
     /// The report as one JSON object (schema version 1):
     ///
     /// `{"v":1,"site","from","to","pageviews","visitors","visits","bounces","bounce_rate",
-    /// "visit_duration_s","total_duration_s","events","drops":{reason:n},` then one array per
+    /// "visit_duration_s","total_duration_s","custom_events","drops":{reason:n},` then one array per
     /// breakdown: `pages`, `sources` (`{"name","pageviews","visits"}`), `utm_sources`,
     /// `utm_mediums`, `utm_campaigns`, `browsers`, `os`, `devices`, `countries`, `hours`
     /// (`{"name","pageviews"}`), `entry_pages` (`{"name","visits"}`), `events` (`{"name","events"}`)`}`.
@@ -38,7 +38,8 @@ extension Report {
         out.rawMember("bounce_rate", Self.decimal(bounceRate, places: 4))
         out.rawMember("visit_duration_s", Self.decimal(visitDurationSeconds, places: 1))
         out.rawMember("total_duration_s", Self.decimal(Double(durationMilliseconds) / 1000, places: 3))
-        out.rawMember("events", String(events))
+        // Not "events": that name is the custom-events breakdown array below.
+        out.rawMember("custom_events", String(events))
         out.raw(",\"drops\":{")
         for (index, reason) in drops.keys.sorted().enumerated() {
             if index > 0 { out.raw(",") }

@@ -16,7 +16,7 @@ struct ReportCommand: ParsableCommand {
             Reads the rollups that `pixeld consume --site` writes (pixeld:site:SITE:DAY:*). Unique visitors \
             over several days are the HyperLogLog union of the days: visitor ids are per day by design, so a \
             person who came on two days counts twice. The JSON object (schema v1) has pageviews, visitors, \
-            visits, bounces, bounce_rate, visit_duration_s (mean per visit), total_duration_s, events, drops \
+            visits, bounces, bounce_rate, visit_duration_s (mean per visit), total_duration_s, custom_events (hits), drops \
             and one array per breakdown: pages, sources ({name, pageviews, visits}), utm_sources, utm_mediums, \
             utm_campaigns, browsers, os, devices, countries, hours ({name, pageviews}), entry_pages \
             ({name, visits}) and events ({name, events}).

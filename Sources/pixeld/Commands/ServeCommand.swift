@@ -22,7 +22,10 @@ struct ServeCommand: AsyncParsableCommand {
             /api/breakdown?site&from&to&dimension&limit[&format=csv], /api/counts?site, /api/count?site&path, \
             /api/realtime?site, /api/live?site (Server-Sent Events of what the consumer publishes on \
             pixeld:live:SITE). Operations: /metrics, /healthz. With --token (or PIXELD_TOKEN) every site but the \
-            --public-site ones needs the token, as `Authorization: Bearer TOKEN` or through the /login form's cookie.
+            --public-site ones needs the token, as `Authorization: Bearer TOKEN` or through the /login form's cookie. \
+            With --archive DIR (the consumer's --archive directory), the site page and /api/stats, /api/breakdown \
+            and /api/timeseries take &filter=DIMENSION:VALUE (e.g. pages:/blog/, sources:Google, countries:DE) \
+            and compute that view from the archive (ranges of at most 92 days).
             """
     )
 
@@ -42,6 +45,12 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("Redis connections (each on its own thread) for reads, 1–16. Default 2.", valueName: "n"))
     var redisConnections: Int = 2
+
+    @Option(help: ArgumentHelp(
+        "The consumer's archive directory (its --archive): enables filtered views (&filter=DIMENSION:VALUE). Env: PIXELD_ARCHIVE.",
+        valueName: "dir"
+    ))
+    var archive: String?
 
     func run() async throws {
         let address = Environment.resolve(listen, flag: "listen", default: "127.0.0.1:8088")
@@ -64,6 +73,14 @@ struct ServeCommand: AsyncParsableCommand {
         let secret = token ?? Environment.value(forFlag: "token")
         if let secret, secret.count < 8 { throw ValidationError("--token: use at least 8 characters") }
         guard (1...16).contains(redisConnections) else { throw ValidationError("--redis-connections: 1…16") }
+        var archiveStore: ArchiveStore?
+        if let directory = archive ?? Environment.value(forFlag: "archive") {
+            var info = stat()
+            guard stat(directory, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR, access(directory, R_OK | X_OK) == 0 else {
+                throw ValidationError("--archive: '\(directory)' is not a readable directory")
+            }
+            archiveStore = ArchiveStore(directory: directory)
+        }
         let redis = try global.redisConfiguration()
         let logger = Bootstrap.logging(level: try global.level(), label: "pixeld.serve")
         let registry = Bootstrap.metrics()
@@ -72,14 +89,14 @@ struct ServeCommand: AsyncParsableCommand {
         let keys = RollupKeys()
         let live = LiveFeed(configuration: redis, prefix: keys.prefix, logger: logger)
         let dashboard = Dashboard(
-            store: RollupStore(reader: reader, keys: keys), live: live,
+            store: RollupStore(reader: reader, keys: keys), live: live, archive: archiveStore,
             configuration: DashboardConfiguration(sites: shown, token: secret, publicSites: Set(publicSites)),
             metricsText: { String(decoding: registry.emitToBuffer(), as: UTF8.self) }
         )
         let app = Application(
             router: dashboard.router(),
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
-            services: [LiveFeedService(feed: live, reader: reader)],
+            services: [LiveFeedService(feed: live, reader: reader, archive: archiveStore)],
             onServerRunning: { _ in logger.info("serve ready", metadata: ["listen": "\(host):\(port)"]) },
             logger: logger
         )
@@ -87,15 +104,18 @@ struct ServeCommand: AsyncParsableCommand {
     }
 }
 
-/// Starts the live feed's subscriber thread and, at shutdown, stops it and the read pool.
+/// Starts the live feed's subscriber thread and, at shutdown, stops it, the read pool and the
+/// archive readers.
 struct LiveFeedService: Service {
     let feed: LiveFeed
     let reader: RedisReader
+    let archive: ArchiveStore?
 
     func run() async throws {
         feed.start()
         try? await gracefulShutdown()
         await feed.stop()
         await reader.stop()
+        await archive?.stop()
     }
 }

@@ -1,0 +1,55 @@
+import PixelEvents
+
+extension ArchiveReader {
+    /// What ``outcomes(directory:days:site:maxRecords:)`` found.
+    public struct Records: Sendable {
+        /// The site's records (accepted and dropped), in file order.
+        public var outcomes: [HitOutcome]
+        /// Lines that could not be read back (skipped).
+        public var unreadableLines: Int
+    }
+
+    /// Reads the records of `site` from every consumer's files (plain or compressed) of `days` in
+    /// `directory`. Blocking file I/O (and `gzip -dc` for closed days): call it off the cooperative
+    /// pool.
+    /// - Parameters:
+    ///   - directory: The consumer's `--archive` directory.
+    ///   - days: The days whose files to read (a missing file is an empty day).
+    ///   - site: Only records of this site are kept.
+    ///   - maxRecords: The most lines read in all; more throws, so one request cannot eat the memory.
+    /// - Throws: ``Failure`` when a file cannot be read or there are more than `maxRecords` lines.
+    public static func outcomes(directory: String, days: [Day], site: String, maxRecords: Int) throws(Failure) -> Records {
+        var records = Records(outcomes: [], unreadableLines: 0)
+        var seen = 0
+        for day in days {
+            for path in ArchiveWriter.files(in: directory, day: day) {
+                let lines = try lines(of: path)
+                seen += lines.count
+                guard seen <= maxRecords else {
+                    throw Failure(description: "more than \(maxRecords) archive lines in the range; choose a shorter one")
+                }
+                for line in lines {
+                    do {
+                        let outcome = try ArchiveRecord.outcome(from: PixelEventDecoder.decode(line))
+                        switch outcome {
+                        case .accepted(let hit) where hit.site == site: records.outcomes.append(outcome)
+                        case .dropped(let hit) where hit.site == site: records.outcomes.append(outcome)
+                        default: continue
+                        }
+                    } catch {
+                        records.unreadableLines += 1
+                    }
+                }
+            }
+        }
+        return records
+    }
+}
+
+extension ArchiveReader.Failure {
+    /// A failure with a message, for readers built on ``ArchiveReader`` (such as the dashboard's
+    /// archive store refusing a read).
+    public init(_ description: String) {
+        self.init(description: description)
+    }
+}

@@ -1,0 +1,172 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import PixelAnalytics
+@testable import PixelDashboard
+import PixeldTestSupport
+import Testing
+
+/// Filtered views (`&filter=DIMENSION:VALUE`) computed from the archive the real consumer wrote
+/// for the fixture's known traffic: exact numbers, escaped hostile values, clear 400s.
+///
+/// The fixture's visits on example.com: v1 `/` (Google) → `/blog/` 60 s later; v2 `/?utm_source=news`
+/// (bounce); v3 the hostile path (bounce); v4 `/pricing` + a `signup` event 10 s later; v5 `/blog/`
+/// (bounce).
+@Suite(.serialized, .enabled(if: TestEnvironment.canRun("redis-server")))
+struct FilterTests {
+    struct Truth: Sendable {
+        var filter: String
+        var pageviews: Int
+        var events: Int
+        var visitors: Int
+        var visits: Int
+        var bounces: Int
+        var durationSeconds: Double
+    }
+
+    static let truths: [Truth] = [
+        // Hit-level: the /blog/ pageviews of v1 and v5; both visits, whole.
+        Truth(filter: "pages:/blog/", pageviews: 2, events: 0, visitors: 2, visits: 2, bounces: 1, durationSeconds: 60),
+        // Visit-level: v1 and v2, all their hits.
+        Truth(filter: "entry_pages:/", pageviews: 3, events: 0, visitors: 2, visits: 2, bounces: 1, durationSeconds: 60),
+        Truth(filter: "events:signup", pageviews: 0, events: 1, visitors: 1, visits: 1, bounces: 0, durationSeconds: 10),
+        Truth(filter: "utm_sources:news", pageviews: 1, events: 0, visitors: 1, visits: 1, bounces: 1, durationSeconds: 0),
+        Truth(
+            filter: "pages:" + DashboardFixture.hostilePath, pageviews: 1, events: 0, visitors: 1, visits: 1, bounces: 1,
+            durationSeconds: 0
+        ),
+    ]
+
+    static func query(_ filter: String) -> String { "filter=" + DashboardFixture.encode(filter) }
+
+    @Test(arguments: truths.indices)
+    func filteredStatsEqualTheTruth(index: Int) async throws {
+        let truth = Self.truths[index]
+        let fixture = try DashboardFixture.shared()
+        let app = Application(router: try fixture.dashboard(archive: true).router())
+        try await app.test(.router) { client in
+            let uri = "/api/stats?site=example.com&\(fixture.rangeQuery)&" + Self.query(truth.filter)
+            let response = try await client.execute(uri: uri, method: .get)
+            #expect(response.status == .ok, "\(truth.filter): \(response.text)")
+            let json = response.json
+            #expect(json["pageviews"] as? Int == truth.pageviews, "\(truth.filter)")
+            // `events` is both a total and, later in the object, the custom-event table: read the table.
+            let events = (json["events"] as? [[String: Any]] ?? []).reduce(0) { $0 + ($1["events"] as? Int ?? 0) }
+            #expect(events == truth.events, "\(truth.filter)")
+            #expect(json["visits"] as? Int == truth.visits, "\(truth.filter)")
+            #expect(json["bounces"] as? Int == truth.bounces, "\(truth.filter)")
+            let duration = json["total_duration_s"] as? Double ?? -1
+            #expect(abs(duration - truth.durationSeconds) < 0.01, "\(truth.filter): \(duration)")
+            // A visit crossing midnight counts once per day (daily ids); the fixture's 5 minutes
+            // of traffic only cross it when the range has two days.
+            if fixture.from == fixture.to { #expect(json["visitors"] as? Int == truth.visitors, "\(truth.filter)") }
+            #expect(json["drops"] as? [String: Int] == [:])
+        }
+    }
+
+    @Test func filteredBreakdownAndTimeseries() async throws {
+        let fixture = try DashboardFixture.shared()
+        let app = Application(router: try fixture.dashboard(archive: true).router())
+        let filter = Self.query("pages:/blog/")
+        try await app.test(.router) { client in
+            let entry = try await client.execute(
+                uri: "/api/breakdown?site=example.com&\(fixture.rangeQuery)&dimension=entry_pages&\(filter)", method: .get
+            )
+            #expect(entry.status == .ok)
+            let items = (entry.json["items"] as? [[String: Any]] ?? []).map { "\($0["name"]!)=\($0["count"]!)" }
+            #expect(items == ["/=1", "/blog/=1"])
+
+            let csv = try await client.execute(
+                uri: "/api/breakdown?site=example.com&\(fixture.rangeQuery)&dimension=pages&format=csv&\(filter)", method: .get
+            )
+            #expect(csv.text == "name,count\r\n/blog/,2\r\n")
+
+            let series = try await client.execute(
+                uri: "/api/timeseries?site=example.com&\(fixture.rangeQuery)&interval=day&\(filter)", method: .get
+            )
+            #expect(series.status == .ok)
+            let points = series.json["points"] as? [[String: Any]] ?? []
+            #expect(points.count == fixture.to.number - fixture.from.number + 1)
+            #expect(points.reduce(0) { $0 + ($1["pageviews"] as? Int ?? 0) } == 2)
+            #expect(points.reduce(0) { $0 + ($1["visits"] as? Int ?? 0) } == 2)
+
+            let hourly = try await client.execute(
+                uri: "/api/timeseries?site=example.com&from=\(fixture.to)&to=\(fixture.to)&interval=hour&\(filter)", method: .get
+            )
+            #expect(hourly.status == .ok)
+            #expect((hourly.json["points"] as? [[String: Any]])?.count == 24)
+        }
+    }
+
+    @Test func pageLinksRowsAndEscapesAHostileFilter() async throws {
+        let fixture = try DashboardFixture.shared()
+        let app = Application(router: try fixture.dashboard(archive: true).router())
+        let hostileQuery = Escape.query("pages:" + DashboardFixture.hostilePath)
+        try await app.test(.router) { client in
+            let page = try await client.execute(uri: "/site?site=example.com&\(fixture.rangeQuery)", method: .get)
+            #expect(page.status == .ok)
+            let range = "from=\(fixture.from)&amp;to=\(fixture.to)"
+            #expect(page.text.contains("<a href=\"/site?site=example.com&amp;\(range)&amp;filter=pages%3A%2Fblog%2F\">/blog/</a>"))
+            #expect(page.text.contains("&amp;filter=events%3Asignup\">signup</a>"))
+            #expect(page.text.contains("&amp;filter=" + hostileQuery + "\">"))
+            #expect(!page.text.contains("<script>document"))
+            #expect(!page.text.contains("clear filter"))
+
+            let filtered = try await client.execute(
+                uri: "/site?site=example.com&\(fixture.rangeQuery)&" + Self.query("pages:" + DashboardFixture.hostilePath), method: .get
+            )
+            #expect(filtered.status == .ok)
+            let csp = filtered.headers[.contentSecurityPolicy] ?? ""
+            #expect(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"))
+            let text = filtered.text
+            #expect(!text.contains("<script>document"))
+            #expect(text.contains("Filtered by Pages = <strong>/&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt;</strong>"))
+            #expect(text.contains("<a href=\"/site?site=example.com&amp;\(range)\">clear filter</a>"))
+            #expect(text.contains("<div class=\"value\">1</div>"))  // one pageview
+            // The filter is kept by the period links and the date form.
+            #expect(text.contains("&amp;period=7d&amp;filter=" + hostileQuery + "\""))
+            #expect(text.contains("<input type=\"hidden\" name=\"filter\" value=\"pages:/&lt;script&gt;"))
+        }
+    }
+
+    @Test func withoutTheArchiveRowsAreTextAndFiltersAre400() async throws {
+        let fixture = try DashboardFixture.shared()
+        let app = Application(router: try fixture.dashboard().router())
+        try await app.test(.router) { client in
+            let page = try await client.execute(uri: "/site?site=example.com&\(fixture.rangeQuery)", method: .get)
+            #expect(page.status == .ok)
+            #expect(!page.text.contains("filter="))
+            #expect(page.text.contains("<span class=\"name\">/blog/</span>"))
+            for path in ["/site", "/api/stats", "/api/breakdown", "/api/timeseries"] {
+                let response = try await client.execute(
+                    uri: "\(path)?site=example.com&\(fixture.rangeQuery)&dimension=pages&filter=pages:%2F", method: .get
+                )
+                #expect(response.status == .badRequest, "\(path)")
+                #expect(response.text.contains("filters need `pixeld serve --archive DIR`"), "\(path): \(response.text)")
+            }
+        }
+    }
+
+    @Test(arguments: [
+        ("filter=nope:x", "unknown dimension"),
+        ("filter=hours:00", "unknown dimension"),
+        ("filter=source_visits:x", "unknown dimension"),
+        ("filter=pages", "DIMENSION:VALUE"),
+        ("filter=pages:", "empty"),
+        ("filter=pages:" + String(repeating: "a", count: 2049), "longer than 2048 bytes"),
+        ("from=2026-01-01&to=2026-06-01&filter=pages:%2F", "limited to 92 days"),
+    ])
+    func badFiltersAre400(query: String, message: String) async throws {
+        let fixture = try DashboardFixture.shared()
+        let app = Application(router: try fixture.dashboard(archive: true).router())
+        try await app.test(.router) { client in
+            for path in ["/site", "/api/stats", "/api/breakdown", "/api/timeseries"] {
+                let response = try await client.execute(uri: "\(path)?site=example.com&dimension=pages&\(query)", method: .get)
+                #expect(response.status == .badRequest, "\(path) \(query.prefix(40))")
+                #expect(response.text.contains(message), "\(path) \(query.prefix(40)): \(response.text.prefix(200))")
+            }
+            let counts = try await client.execute(uri: "/api/counts?site=example.com&filter=pages:%2F", method: .get)
+            #expect(counts.status == .badRequest)
+        }
+    }
+}

@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Full analytics throughput of `pixeld consume pixel --site … --archive DIR` (issue 5's target:
+decode → validate → bots → anonymise → enrich → rollups in Redis + archive ≥ 50k events/s on one core).
+
+A private redis-server is pre-filled with N nginx `pixel_json` lines (realistic mix: 6 browsers, ~5 %
+bots, 2 sites, 2,000 visitors, referrers and UTM tags, 10 % custom events with props, all within the
+last hour), then the consumer drains it. The consumer AND its Redis are pinned to core 0 — one core
+does all the work, Redis included — and the figure is events / (first pop → last ack). Also printed:
+the consumer's and Redis's CPU seconds per million events, the consumer's peak RSS and the archive
+size. Repeated (default 3): median and min–max.
+
+    python3 bench/analytics.py [--events 300000] [--repeats 3] [--pixeld PATH] [--batch-size N]
+
+Uses the release binary that bench/run.py builds (.build-bench/release/pixeld) unless --pixeld is given.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run as bench  # noqa: E402  (the harness: Redis client, start/start_redis, /proc readers)
+
+BROWSERS = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:125.0) Gecko/20100101 Firefox/125.0",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4.1 Safari/605.1.15",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.6367.82 Mobile Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36 Edg/124.0.2478.67",
+]
+BOTS = [
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+    "curl/7.88.1",
+]
+REFERRERS = ["", "https://www.google.com/", "https://news.ycombinator.com/item?id=1", "https://github.com/x/y",
+             "https://t.co/abc", "https://{site}/blog/"]
+SITES = ["example.com", "blog.example.org"]
+
+
+def quote(text: str) -> str:
+    from urllib.parse import quote as q
+    return q(text, safe="")
+
+
+def lines(count: int, seed: int) -> list[bytes]:
+    """`count` pixel_json lines as nginx writes them (escape=json), spread over the last hour."""
+    rng = random.Random(seed)
+    now = time.time()
+    visitors = [(f"203.0.{rng.randrange(256)}.{rng.randrange(1, 255)}", rng.choice(BROWSERS)) for _ in range(2000)]
+    out = []
+    for index in range(count):
+        ts = now - 3600 + 3500 * index / count
+        if rng.random() < 0.05:
+            ip, ua = f"66.249.{rng.randrange(256)}.{rng.randrange(256)}", rng.choice(BOTS)
+        else:
+            ip, ua = rng.choice(visitors)
+        site = rng.choice(SITES)
+        url = f"https://{site}/blog/post-{rng.randrange(400)}"
+        if rng.random() < 0.1:
+            url += "?utm_source=newsletter&utm_medium=email&utm_campaign=nov"
+        args = f"u={quote(url)}&r={quote(rng.choice(REFERRERS).format(site=site))}&w={rng.choice([390, 1280, 1440, 1920])}"
+        if rng.random() < 0.1:
+            args = "e=signup&p=" + quote('{"plan":"pro"}') + "&" + args
+        else:
+            args = "e=pageview&" + args
+        record = {"ts": f"{ts:.3f}", "rid": f"{index:032x}", "args": args, "ip": ip, "ua": ua,
+                  "ref": rng.choice(REFERRERS).format(site=site), "dnt": "", "gpc": "", "country": rng.choice(["DE", "US", "FR", ""])}
+        text = json.dumps(record, separators=(",", ":"))
+        # nginx writes $msec as a bare number
+        text = text.replace(f'"ts":"{record["ts"]}"', f'"ts":{record["ts"]}')
+        out.append(text.encode())
+    return out
+
+
+def one(pixeld: Path, values: list[bytes], repeat: int, batch_size: int | None) -> dict:
+    workdir = bench.SCRATCH / "bench-run" / f"analytics-{repeat}"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    archive = workdir / "archive"
+    redis_proc, port = bench.start_redis(workdir, bench.SYSTEM_CORE)
+    redis = bench.Redis(port)
+    consumer = None
+    try:
+        for i in range(0, len(values), 5000):
+            redis.call(*(["LPUSH", "pixel"] + values[i:i + 5000]))
+        events = len(values)
+        command = [str(pixeld), "consume", "pixel", "--redis", f"redis://127.0.0.1:{port}/0", "--consumer-id", "bench",
+                   "--archive", str(archive)] + [arg for site in SITES for arg in ("--site", site)]
+        if batch_size:
+            command += ["--batch-size", str(batch_size)]
+        consumer = bench.start("consume", command, workdir, bench.SYSTEM_CORE)
+        cpu0, redis_cpu0 = bench.cpu_seconds(consumer.pid), bench.cpu_seconds(redis_proc.pid)
+        t_start = time.monotonic()
+        first = None
+        deadline = t_start + 600
+        while time.monotonic() < deadline and consumer.alive():
+            left = redis.call("LLEN", "pixel")
+            processing = redis.call("LLEN", "pixel:processing:bench")
+            if first is None and left < events:
+                first = time.monotonic()
+            if left == 0 and processing == 0:
+                break
+            time.sleep(0.005)
+        t_end = time.monotonic()
+        if redis.call("LLEN", "pixel") != 0:
+            raise RuntimeError(f"the consumer did not drain the list; see {consumer.log_path}")
+        cpu1, redis_cpu1 = bench.cpu_seconds(consumer.pid), bench.cpu_seconds(redis_proc.pid)
+        rss = bench.status_kib(consumer.pid, "VmHWM") / 1024
+        archived = sum(f.stat().st_size for f in archive.glob("*.jsonl"))
+        archived_lines = sum(f.read_bytes().count(b"\n") for f in archive.glob("*.jsonl"))
+        elapsed = t_end - (first or t_start)
+        return {"repeat": repeat, "events": events, "elapsed_s": elapsed, "events_per_s": events / elapsed,
+                "cpu_s_per_m": (cpu1 - cpu0) / events * 1e6, "redis_cpu_s_per_m": (redis_cpu1 - redis_cpu0) / events * 1e6,
+                "rss_peak_mib": rss, "archive_bytes": archived, "archive_lines": archived_lines,
+                "dead": redis.call("LLEN", "pixel:dead")}
+    finally:
+        redis.close()
+        if consumer:
+            consumer.stop()
+        redis_proc.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--pixeld", type=Path, default=bench.PIXELD)
+    args = parser.parse_args()
+    if not args.pixeld.exists():
+        print(f"{args.pixeld} not found: build it (python3 bench/run.py builds .build-bench/release/pixeld) or pass --pixeld",
+              file=sys.stderr)
+        return 1
+    values = lines(args.events, args.seed)
+    load = os.getloadavg()
+    results = []
+    for repeat in range(1, args.repeats + 1):
+        result = one(args.pixeld, values, repeat, args.batch_size)
+        results.append(result)
+        bench.log(f"[{repeat}/{args.repeats}] {result['events_per_s']:,.0f} events/s, consumer {result['cpu_s_per_m']:.2f} CPU s/M, "
+                  f"Redis {result['redis_cpu_s_per_m']:.2f} CPU s/M, RSS {result['rss_peak_mib']:.1f} MiB, "
+                  f"archive {result['archive_lines']} lines")
+        if result["archive_lines"] != args.events:
+            print(f"archive has {result['archive_lines']} lines for {args.events} events", file=sys.stderr)
+            return 1
+
+    def cell(key: str) -> str:
+        values = [r[key] for r in results]
+        return f"{bench.fmt(statistics.median(values))} ({bench.fmt(min(values))}–{bench.fmt(max(values))})"
+
+    print(f"\nmachine: {os.cpu_count()} CPUs, load average before the run {load[0]:.2f}; consumer + Redis on core "
+          f"{bench.SYSTEM_CORE}; {args.events:,} pixel_json events; pixeld {args.pixeld}")
+    print("| figure | median (min–max) |\n|---|---|")
+    print(f"| events/s, full processing (rollups + archive) | {cell('events_per_s')} |")
+    print(f"| consumer CPU s per million | {cell('cpu_s_per_m')} |")
+    print(f"| Redis CPU s per million | {cell('redis_cpu_s_per_m')} |")
+    print(f"| consumer peak RSS MiB | {cell('rss_peak_mib')} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
