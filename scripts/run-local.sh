@@ -3,7 +3,8 @@
 #   nginx (deploy/nginx-syslog.conf with the pixel_json format, http 127.0.0.1:18080, also serving
 #   deploy/pixel.js and a demo page) --syslog UDP 127.0.0.1:15514--> pixeld ingest (also unix socket
 #   .run/pixeld.sock) --> redis-server 127.0.0.1:16379 --> pixeld consume pixel --site localhost
-#   --site example.com --archive .run/archive --> pixeld serve (dashboard http://127.0.0.1:18088)
+#   --site example.com --archive .run/archive --> pixeld serve --archive .run/archive (dashboard
+#   http://127.0.0.1:18088, rows filter)
 # Everything lives under ./.run (override with PIXELD_RUN_DIR); logs are .run/*.log.
 # Ctrl-C or SIGTERM stops every process this script started, by PID.
 #
@@ -134,7 +135,7 @@ started $! "pixeld consume"
 wait_for "pixeld consume" $! grep -q "consume ready" "$run/consume.log"
 
 : >"$run/serve.log"
-"$pixeld" serve --redis "$redis_url" --listen "127.0.0.1:$dashboard_port" 2>>"$run/serve.log" &
+"$pixeld" serve --redis "$redis_url" --listen "127.0.0.1:$dashboard_port" --archive "$run/archive" 2>>"$run/serve.log" &
 started $! "pixeld serve"
 wait_for "pixeld serve" $! curl -sf -o /dev/null "http://127.0.0.1:$dashboard_port/healthz"
 

@@ -92,7 +92,7 @@ struct BrowserTests {
 
     @Test func dashboardInChromium() throws {
         let fixture = try DashboardFixture.shared()
-        let serve = try ServeProcess.start(redis: fixture.redis)
+        let serve = try ServeProcess.start(redis: fixture.redis, extra: ["--archive", fixture.archive.path])
         defer { serve.process.terminate() }
         let url = serve.url("/site?site=example.com&\(fixture.rangeQuery)")
         let dom = try Self.chromium(["--dump-dom"], url: url)
@@ -104,6 +104,11 @@ struct BrowserTests {
         #expect(dom.contains("&lt;script&gt;document.title='pwned'&lt;/script&gt;"))
         #expect(!dom.contains("<title>pwned</title>"))
         #expect(dom.contains("<title>example.com · pixeld</title>"))
+        // Rows are links that filter; the filtered page says so and counts only the matching hits.
+        #expect(dom.contains("&amp;filter=pages%3A%2Fblog%2F\">/blog/</a>"))
+        let filtered = try Self.chromium(["--dump-dom"], url: url + "&filter=pages%3A%2Fblog%2F")
+        #expect(filtered.contains("id=\"filter\""), "\(filtered.prefix(2000))")
+        #expect(filtered.contains("<div class=\"value\">2</div>"))
 
         // Kept after the run as the test's artifact; with PIXELD_SCREENSHOT_DIR also copied there
         // (`make screenshots` writes docs/dashboard.png this way).
