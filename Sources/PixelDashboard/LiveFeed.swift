@@ -9,9 +9,9 @@ import Glibc
 /// The live feed: one dedicated thread holds a Redis connection in `PSUBSCRIBE <prefix>live:*` and
 /// fans each message out to the Server-Sent-Events clients of its site.
 ///
-/// The consumer publishes each accepted hit's archive line on `<prefix>live:<site>` in the same
-/// `MULTI`/`EXEC` as its ack (`LiveUpdate` in PixelAnalytics): an enriched, anonymised JSON object —
-/// never an IP address or a user agent. (The "visitors in the last 5 minutes" figure does not come
+/// The consumer publishes each batch's accepted hits as archive lines (one per line) on
+/// `<prefix>live:<site>` in the same `MULTI`/`EXEC` as its ack (`LiveUpdate` in PixelAnalytics):
+/// enriched, anonymised JSON objects — never an IP address or a user agent. (The "visitors in the last 5 minutes" figure does not come
 /// from here but from the sorted set the consumer keeps, see ``RollupStore/recentVisitors(site:now:)``.)
 ///
 /// `@unchecked Sendable`: every mutable field is only touched under `lock`; the connection only by
@@ -92,10 +92,14 @@ public final class LiveFeed: @unchecked Sendable {
         return stream
     }
 
-    /// Handles one published payload (from Redis, or directly in tests).
+    /// Handles one published message (from Redis, or directly in tests): one batch's archive lines
+    /// for `site`, separated by `\n`; each becomes one event for the site's clients.
     func deliver(site: String, payload: String) {
         lock.withLock {
-            for (_, continuation) in subscribers[site] ?? [:] { continuation.yield(payload) }
+            guard let clients = subscribers[site], !clients.isEmpty else { return }
+            for line in payload.split(separator: "\n") {
+                for (_, continuation) in clients { continuation.yield(String(line)) }
+            }
         }
     }
 

@@ -3,8 +3,9 @@
 /// run in the same `MULTI`/`EXEC` as the ack: a hit is published exactly when it is counted.
 ///
 /// Per batch and site:
-/// - `PUBLISH pixeld:live:S LINE` for each accepted hit, where `LINE` is the hit's archive line
-///   (``ArchiveRecord``, without the newline): enriched and anonymised, no IP address, no user agent;
+/// - one `PUBLISH pixeld:live:S LINES`, where `LINES` are the accepted hits' archive lines
+///   (``ArchiveRecord``), separated by `\n`, in order: enriched and anonymised, no IP address, no
+///   user agent (one message per batch, not per hit, keeps Redis's work per hit small);
 /// - `ZADD pixeld:site:S:recent TS VID …` for the hits that have a visitor id, then
 ///   `ZREMRANGEBYSCORE` of everything older than ``recentWindowSeconds`` before `now` and an
 ///   `EXPIRE`, so the set holds at most the visitors of the last five minutes.
@@ -16,19 +17,22 @@ public enum LiveUpdate {
     /// epoch). Empty when `hits` is empty.
     public static func commands(for hits: [EnrichedHit], keys: RollupKeys, now: Double) -> [[[UInt8]]] {
         var commands: [[[UInt8]]] = []
+        var lines: [String: [UInt8]] = [:]
         var recent: [String: [[UInt8]]] = [:]
         var sites: [String] = []
         for hit in hits {
-            commands.append([
-                Array("PUBLISH".utf8), Array(keys.liveChannel(site: hit.site).utf8),
-                Array(ArchiveRecord.line(.accepted(hit)).utf8),
-            ])
+            if lines[hit.site] == nil { sites.append(hit.site) }
+            ArchiveRecord.appendLine(.accepted(hit), to: &lines[hit.site, default: []])
             guard let visitor = hit.visitorID else { continue }
-            if recent[hit.site] == nil { sites.append(hit.site) }
             recent[hit.site, default: []] += [Array(hit.timestampText.utf8), Array(visitor.utf8)]
         }
-        let cutoff = Array(String(Int((now - recentWindowSeconds).rounded(.down))).utf8)
         for site in sites {
+            var payload = lines[site] ?? []
+            if payload.last == UInt8(ascii: "\n") { payload.removeLast() }
+            commands.append([Array("PUBLISH".utf8), Array(keys.liveChannel(site: site).utf8), payload])
+        }
+        let cutoff = Array(String(Int((now - recentWindowSeconds).rounded(.down))).utf8)
+        for site in sites where recent[site] != nil {
             let key = Array(keys.recentVisitors(site: site).utf8)
             commands.append([Array("ZADD".utf8), key] + (recent[site] ?? []))
             commands.append([Array("ZREMRANGEBYSCORE".utf8), key, Array("-inf".utf8), Array("(".utf8) + cutoff])

@@ -18,7 +18,9 @@ import Crypto
 ///
 /// The script validates every argument before writing anything, so a malformed batch fails whole.
 /// Capped hashes take a new field only while they hold fewer than `cap` fields; later values go to
-/// `(other)`.
+/// `(other)`. It computes in Lua tables and writes each hash field and each visit's state once per
+/// batch (`MGET`/`SET … EX` of msgpack strings, `HINCRBY` per field), so Redis's work grows with
+/// the distinct keys and visitors of a batch, not with its hits.
 public enum RollupScript {
     /// The script text.
     public static let source = """
@@ -57,17 +59,23 @@ public enum RollupScript {
           if not (tonumber(ARGV[h + 2]) and tonumber(ARGV[h + 5])) then return redis.error_reply('pixeld rollup: bad hit') end
         end
 
+        -- Everything is computed in Lua tables first and written once per key at the end: one
+        -- HINCRBY per (key, field) whatever the number of hits, one GET/SET per visitor.
         local expiries = {}
-        local function fieldFor(key, field)
-          if redis.call('HEXISTS', key, field) == 1 then return field end
-          if redis.call('HLEN', key) < cap then return field end
-          return '(other)'
-        end
+        local pending, pendingOrder = {}, {}
         local function incr(key, field, by, capped, at)
-          if capped then field = fieldFor(key, field) end
-          redis.call('HINCRBY', key, field, by)
+          local p = pending[key]
+          if not p then
+            p = { capped = capped, fields = {}, order = {} }
+            pending[key] = p
+            pendingOrder[#pendingOrder + 1] = key
+          end
+          if p.fields[field] == nil then
+            p.fields[field] = 0
+            p.order[#p.order + 1] = field
+          end
+          p.fields[field] = p.fields[field] + by
           expiries[key] = at
-          return field
         end
 
         for c = counterStart, counterStart + counters * 5 - 1, 5 do
@@ -93,6 +101,28 @@ public enum RollupScript {
           if uc ~= '' then incr(base .. 'bd:utm_campaigns', uc, 1, true, at) end
         end
 
+        -- Visit state: {first ms, last ms, hits, bounce '1'/'0', day base, expire-at, source, utm
+        -- source, medium, campaign}, msgpack-encoded in one string per visitor, read with MGET.
+        local visits, loaded, touched, gone = {}, {}, {}, {}
+        local function load(keys)
+          for first = 1, #keys, 500 do
+            local chunk = { unpack(keys, first, math.min(first + 499, #keys)) }
+            local values = redis.call('MGET', unpack(chunk))
+            for n, key in ipairs(chunk) do
+              loaded[key] = true
+              if values[n] then visits[key] = cmsgpack.unpack(values[n]) end
+            end
+          end
+        end
+        local wanted, seen = {}, {}
+        for h = hitStart, hitStart + hits * 12 - 1, 12 do
+          if ARGV[h + 3] ~= '' then
+            local key = visitPrefix .. ARGV[h] .. ':' .. ARGV[h + 3]
+            if not seen[key] then seen[key] = true; wanted[#wanted + 1] = key end
+          end
+        end
+        load(wanted)
+
         for h = hitStart, hitStart + hits * 12 - 1, 12 do
           local site, base, at, vid, pvid = ARGV[h], ARGV[h + 1], ARGV[h + 2], ARGV[h + 3], ARGV[h + 4]
           local ts, pv, path = tonumber(ARGV[h + 5]), ARGV[h + 6] == '1', ARGV[h + 7]
@@ -105,25 +135,27 @@ public enum RollupScript {
             end
           else
             local key = visitPrefix .. site .. ':' .. vid
-            local s = redis.call('HMGET', key, 'f', 'l', 'n', 'b', 'base', 'at', 'src', 'us', 'um', 'uc')
-            if not s[1] and pvid ~= '' then
+            local s = visits[key]
+            if not s and pvid ~= '' then
               -- A visit that started before midnight, under yesterday's key.
               local old = visitPrefix .. site .. ':' .. pvid
-              local p = redis.call('HMGET', old, 'f', 'l', 'n', 'b', 'base', 'at', 'src', 'us', 'um', 'uc')
-              if p[1] and ts <= tonumber(p[2]) + idle and ts >= tonumber(p[1]) - idle then
-                redis.call('RENAME', old, key)
+              if not loaded[old] then load({ old }) end
+              local p = visits[old]
+              if p and ts <= p[2] + idle and ts >= p[1] - idle then
+                visits[old] = nil
+                gone[old] = true
+                touched[old] = nil
                 s = p
               end
             end
-            local f, l = tonumber(s[1]), tonumber(s[2])
-            if f and ts <= l + idle and ts >= f - idle then
+            if s and ts <= s[2] + idle and ts >= s[1] - idle then
               -- The visit goes on.
-              local sbase, sat = s[5], s[6]
+              local f, l = s[1], s[2]
               local nf, nl = math.min(f, ts), math.max(l, ts)
               local delta = (nl - nf) - (l - f)
-              if delta ~= 0 then incr(sbase .. 'totals', 'duration_ms', delta, false, sat) end
-              if s[4] == '1' then incr(sbase .. 'totals', 'bounces', -1, false, sat) end
-              redis.call('HSET', key, 'f', nf, 'l', nl, 'n', tonumber(s[3]) + 1, 'b', '0')
+              if delta ~= 0 then incr(s[5] .. 'totals', 'duration_ms', delta, false, s[6]) end
+              if s[4] == '1' then incr(s[5] .. 'totals', 'bounces', -1, false, s[6]) end
+              s[1], s[2], s[3], s[4] = nf, nl, s[3] + 1, '0'
               if pv then
                 incr(base .. 'bd:sources', s[7], 1, true, at)
                 campaign(base, at, s[8], s[9], s[10])
@@ -142,12 +174,32 @@ public enum RollupScript {
                 incr(base .. 'bd:sources', src, 1, true, at)
                 campaign(base, at, us, um, uc)
               end
-              redis.call('DEL', key)
-              redis.call('HSET', key, 'f', ts, 'l', ts, 'n', 1, 'b', bounce, 'base', base, 'at', at,
-                'src', src, 'us', us, 'um', um, 'uc', uc)
+              s = { ts, ts, 1, bounce, base, at, src, us, um, uc }
             end
-            redis.call('EXPIRE', key, visitTTL)
+            visits[key] = s
+            gone[key] = nil
+            touched[key] = true
           end
+        end
+
+        for key in pairs(gone) do redis.call('DEL', key) end
+        for key in pairs(touched) do redis.call('SET', key, cmsgpack.pack(visits[key]), 'EX', visitTTL) end
+
+        -- Capped hashes take a new field only while they hold fewer than `cap` fields, in the order
+        -- the fields first appeared in the batch; later new values go to `(other)`.
+        for _, key in ipairs(pendingOrder) do
+          local p = pending[key]
+          local size = p.capped and redis.call('HLEN', key) or 0
+          local checked = p.capped and size + #p.order > cap
+          local other = 0
+          for _, field in ipairs(p.order) do
+            local by = p.fields[field]
+            if checked and redis.call('HEXISTS', key, field) == 0 then
+              if size < cap then size = size + 1 else field = nil; other = other + by end
+            end
+            if field and by ~= 0 then redis.call('HINCRBY', key, field, by) end
+          end
+          if other ~= 0 then redis.call('HINCRBY', key, '(other)', other) end
         end
 
         for key, at in pairs(expiries) do redis.call('EXPIREAT', key, at) end

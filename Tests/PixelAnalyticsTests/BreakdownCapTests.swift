@@ -1,0 +1,56 @@
+@testable import PixelAnalytics
+import PixeldTestSupport
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The distinct-value cap of the breakdowns (`--breakdown-cap`), in a real Redis: values beyond the
+/// cap, in the order they first appeared, are counted as `(other)`, across batches, for counters
+/// summed in Swift (pages) and for those the script computes from visit state (entry pages).
+@Suite(.serialized, .enabled(if: TestEnvironment.canRun("redis-server")))
+struct BreakdownCapTests {
+    static func hit(_ path: String, visitor: String, at seconds: Double) -> HitOutcome {
+        .accepted(
+            EnrichedHit(
+                timestampText: String(seconds), timestamp: seconds, site: "example.com", visitorID: visitor,
+                event: HitProcessor.pageviewEvent, path: path, source: "(direct)", browser: "Chrome", os: "Linux",
+                device: "desktop"
+            )
+        )
+    }
+
+    static func hash(_ server: RedisServer, _ key: String) throws -> [String: Int] {
+        let items = try server.command(["HGETALL", key]).array ?? []
+        var hash: [String: Int] = [:]
+        for index in stride(from: 0, to: items.count - 1, by: 2) {
+            hash[items[index].string ?? ""] = Int(items[index + 1].string ?? "")
+        }
+        return hash
+    }
+
+    @Test func valuesBeyondTheCapAreCountedAsOther() throws {
+        let server = try RedisServer.start()
+        var redis = try RedisRollups(connection: try server.connect(timeout: 30), configuration: RollupConfiguration(breakdownCap: 3))
+        let day = Day(timestamp: Double(time(nil))).previous  // within the retention: the keys must not expire at once
+        let start = Double(day.number) * 86_400 + 3600
+        // One visitor per hit, so every hit is also a visit's entry page.
+        let batches = [["/a", "/b"], ["/c", "/d", "/e", "/a", "/d"]]
+        var visitor = 0
+        for paths in batches {
+            var batch = RollupBatch(configuration: redis.configuration)
+            for path in paths {
+                visitor += 1
+                batch.add(Self.hit(path, visitor: String(visitor), at: start + Double(visitor)))
+            }
+            try redis.apply(batch)
+        }
+        let keys = redis.configuration.keys
+        let expected = ["/a": 2, "/b": 1, "/c": 1, "(other)": 3]
+        #expect(try Self.hash(server, keys.breakdown(.pages, site: "example.com", day: day)) == expected)
+        #expect(try Self.hash(server, keys.breakdown(.entryPages, site: "example.com", day: day)) == expected)
+        let report = try redis.report(site: "example.com", from: day, to: day)
+        #expect(report.pageviews == 7 && report.visits == 7 && report.bounces == 7)
+    }
+}
