@@ -13,7 +13,7 @@ ifneq ($(wildcard /opt/swift/usr/bin/swift),)
 export PATH := /opt/swift/usr/bin:$(PATH)
 endif
 
-APT_PACKAGES := redis-server redis-tools nginx libhiredis-dev bsdutils jq curl pkg-config chromium
+APT_PACKAGES := redis-server redis-tools nginx libhiredis-dev libmaxminddb-dev bsdutils jq curl pkg-config chromium
 SWIFT ?= swift
 # Tests run one at a time: the end-to-end suites time real processes on a 2-core machine.
 SWIFT_TEST_FLAGS ?= --no-parallel

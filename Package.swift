@@ -26,6 +26,12 @@ let package = Package(
             pkgConfig: "hiredis",
             providers: [.apt(["libhiredis-dev"])]
         ),
+        // libmaxminddb 1.7 from Debian's libmaxminddb-dev (`--geoip`), through a modulemap and a shim header only.
+        .systemLibrary(
+            name: "CMaxMindDB",
+            pkgConfig: "libmaxminddb",
+            providers: [.apt(["libmaxminddb-dev"])]
+        ),
         // recvmmsg/sendmmsg, thread names and other Linux calls Swift cannot reach directly (_GNU_SOURCE).
         .target(name: "CPixeldSystem"),
         // Dedicated OS threads and a condition lock for the blocking parts (sockets, hiredis).
@@ -53,6 +59,7 @@ let package = Package(
         .target(
             name: "PixelAnalytics",
             dependencies: [
+                "CMaxMindDB",
                 "PixelEvents",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]

@@ -19,6 +19,17 @@ enum MMDBWriter {
         return [UInt8(2 << 5 | bytes.count)] + bytes
     }
 
+    static func array(_ items: [[UInt8]]) -> [UInt8] {
+        precondition(items.count < 29)
+        return [UInt8(items.count), UInt8(11 - 7)] + items.joined()
+    }
+
+    /// A pointer (size 0: 11 bits) to `offset` in the data section.
+    static func pointer(_ offset: Int) -> [UInt8] {
+        precondition(offset < 2048)
+        return [UInt8(1 << 5 | offset >> 8), UInt8(offset & 0xFF)]
+    }
+
     static func uint(_ value: Int, type: Int) -> [UInt8] {
         var bytes: [UInt8] = []
         var rest = value
@@ -30,14 +41,41 @@ enum MMDBWriter {
         return [UInt8(bytes.count), UInt8(type - 7)] + bytes
     }
 
-    /// A database mapping each prefix (address bytes and prefix length) to a country code.
-    static func database(ipVersion: Int, recordSize: Int, prefixes: [([UInt8], Int, String)]) -> [UInt8] {
-        // Data section: one record per country; the second refers to its key through a pointer.
+    /// A database mapping each prefix (address bytes and prefix length) to a country code, with the
+    /// metadata libmaxminddb requires (https://maxmind.github.io/MaxMind-DB/, "Database Metadata").
+    /// - Parameters:
+    ///   - registeredOnly: codes whose record has only `registered_country`, no `country`.
+    ///   - editMetadata: changes the metadata pairs, to build databases libmaxminddb must refuse.
+    static func database(
+        ipVersion: Int, recordSize: Int, prefixes: [([UInt8], Int, String)], registeredOnly: Set<String> = [],
+        editMetadata: ([(String, [UInt8])]) -> [(String, [UInt8])] = { $0 }
+    ) -> [UInt8] {
+        // Data section: one record per country, `country` before `registered_country` (`ZZ`). Later
+        // records refer to the first one's `country` key and `registered_country` map through pointers.
         var data: [UInt8] = []
         var offsets: [String: Int] = [:]
+        var countryKey: Int?
+        var registeredMap: Int?
         for (_, _, code) in prefixes where offsets[code] == nil {
             offsets[code] = data.count
-            data += map([("country", map([("iso_code", string(code))])), ("registered_country", map([("iso_code", string("ZZ"))]))])
+            if registeredOnly.contains(code) {
+                data += map([("registered_country", map([("iso_code", string(code))]))])
+                continue
+            }
+            data.append(UInt8(7 << 5 | 2))
+            if let countryKey {
+                data += pointer(countryKey)
+            } else {
+                countryKey = data.count
+                data += string("country")
+            }
+            data += map([("iso_code", string(code))]) + string("registered_country")
+            if let registeredMap {
+                data += pointer(registeredMap)
+            } else {
+                registeredMap = data.count
+                data += map([("iso_code", string("ZZ"))])
+            }
         }
         // Tree.
         var nodes: [[Int?]] = [[nil, nil]]
@@ -78,11 +116,15 @@ enum MMDBWriter {
                 }
             }
         }
-        let metadata = map([
-            ("node_count", uint(nodeCount, type: 6)), ("record_size", uint(recordSize, type: 5)),
-            ("ip_version", uint(ipVersion, type: 5)), ("database_type", string("Test-Country")),
-            ("binary_format_major_version", uint(2, type: 5)),
-        ])
+        let metadata = map(
+            editMetadata([
+                ("node_count", uint(nodeCount, type: 6)), ("record_size", uint(recordSize, type: 5)),
+                ("ip_version", uint(ipVersion, type: 5)), ("database_type", string("Test-Country")),
+                ("languages", array([string("en")])), ("binary_format_major_version", uint(2, type: 5)),
+                ("binary_format_minor_version", uint(0, type: 5)), ("build_epoch", uint(1_700_000_000, type: 9)),
+                ("description", map([("en", string("pixeld test"))])),
+            ])
+        )
         return tree + [UInt8](repeating: 0, count: 16) + data + [0xAB, 0xCD, 0xEF] + Array("MaxMind.com".utf8) + metadata
     }
 }
@@ -107,19 +149,95 @@ enum MMDBWriter {
         #expect(database.country(ip: "2001:db8::1") == nil)
     }
 
-    @Test func garbageIsRefused() {
-        #expect(throws: GeoIPDatabase.Failure.self) { try GeoIPDatabase(bytes: Array("hello".utf8)) }
+    @Test(arguments: [(4, 24), (6, 32)])
+    func registeredCountryFallback(_ ipVersion: Int, _ recordSize: Int) throws {
+        let database = try GeoIPDatabase(
+            bytes: MMDBWriter.database(
+                ipVersion: ipVersion, recordSize: recordSize, prefixes: Self.prefixes + [([100, 64, 0, 0], 10, "JP")],
+                registeredOnly: ["JP"]
+            )
+        )
+        #expect(database.country(ip: "100.100.1.1") == "JP")
+        #expect(database.country(ip: "100.128.0.1") == nil)
+        #expect(database.country(ip: "203.0.113.77") == "DE")  // `country` wins over `registered_country`
+    }
+
+    @Test func opensAFileAndLooksUpFromManyThreads() async throws {
+        let directory = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
+        let path = "\(directory)/pixeld-geoip-test-\(getpid()).mmdb"
+        let bytes = MMDBWriter.database(ipVersion: 6, recordSize: 28, prefixes: Self.prefixes)
+        let file = try #require(fopen(path, "wb"))
+        #expect(fwrite(bytes, 1, bytes.count, file) == bytes.count)
+        fclose(file)
+        defer { unlink(path) }
+        let database = try GeoIPDatabase(path: path)
+        let mismatches = await withTaskGroup(of: Int.self) { group in
+            for worker in 0..<8 {
+                group.addTask {
+                    var wrong = 0
+                    for round in 0..<2000 {
+                        let (ip, code) = (round + worker) % 2 == 0 ? ("203.0.113.9", "DE") : ("192.0.2.129", "FR")
+                        if database.country(ip: ip) != code { wrong += 1 }
+                    }
+                    return wrong
+                }
+            }
+            return await group.reduce(0, +)
+        }
+        #expect(mismatches == 0)
+    }
+
+    @Test func openFailuresSayWhatAndWhereOnOneLine() throws {
+        let missing = "/nonexistent/pixeld/GeoLite2-Country.mmdb"
+        let error = try #require(throws: GeoIPDatabase.Failure.self) { try GeoIPDatabase(path: missing) }
+        #expect(error.description.hasPrefix("MMDB_open \(missing): "))
+        #expect(error.description.contains("No such file or directory"))
+        #expect(!error.description.contains("\n"))
+    }
+
+    @Test func garbageIsRefused() throws {
+        let hello = try #require(throws: GeoIPDatabase.Failure.self) { try GeoIPDatabase(bytes: Array("hello".utf8)) }
+        #expect(hello.description.hasPrefix("MMDB_open "))
+        #expect(hello.description.contains("invalid metadata"))
+        #expect(!hello.description.contains("\n"))
+        #expect(throws: GeoIPDatabase.Failure.self) { try GeoIPDatabase(bytes: []) }
+        #expect(throws: GeoIPDatabase.Failure.self) { try GeoIPDatabase(bytes: [UInt8](repeating: 0, count: 4096)) }
         var truncated = MMDBWriter.database(ipVersion: 4, recordSize: 24, prefixes: Self.prefixes)
         truncated.removeFirst(300)
         #expect(throws: GeoIPDatabase.Failure.self) { try GeoIPDatabase(bytes: truncated) }
-        // Corrupt but plausible: lookups return something or nothing, and never trap.
+        // Metadata libmaxminddb refuses: a required key missing, a wrong type, an unknown record size or version.
+        let edits: [([(String, [UInt8])]) -> [(String, [UInt8])]] = [
+            { $0.filter { $0.0 != "build_epoch" } },
+            { $0.filter { $0.0 != "node_count" } },
+            { $0.map { $0.0 == "node_count" ? ($0.0, MMDBWriter.string("many")) : $0 } },
+            { $0.map { $0.0 == "record_size" ? ($0.0, MMDBWriter.uint(20, type: 5)) : $0 } },
+            { $0.map { $0.0 == "ip_version" ? ($0.0, MMDBWriter.uint(5, type: 5)) : $0 } },
+            { $0.map { $0.0 == "binary_format_major_version" ? ($0.0, MMDBWriter.uint(3, type: 5)) : $0 } },
+            // More nodes than the file holds: the tree would run into the data and metadata.
+            { $0.map { $0.0 == "node_count" ? ($0.0, MMDBWriter.uint(100_000, type: 6)) : $0 } },
+        ]
+        for edit in edits {
+            let bytes = MMDBWriter.database(ipVersion: 4, recordSize: 24, prefixes: Self.prefixes, editMetadata: edit)
+            #expect(throws: GeoIPDatabase.Failure.self) { try GeoIPDatabase(bytes: bytes) }
+        }
+        // Shifted: the 16 NULs no longer follow the search tree.
         var shifted = MMDBWriter.database(ipVersion: 6, recordSize: 28, prefixes: Self.prefixes)
         shifted.removeFirst(40)
-        if let database = try? GeoIPDatabase(bytes: shifted) {
+        #expect(throws: GeoIPDatabase.Failure.self) { try GeoIPDatabase(bytes: shifted) }
+        // Corrupt but plausible (one flipped byte in the tree or the data): the open may succeed, and then
+        // lookups return something or nothing, and never trap.
+        let valid = MMDBWriter.database(ipVersion: 6, recordSize: 28, prefixes: Self.prefixes)
+        var opened = 0
+        for offset in stride(from: 0, to: valid.count, by: 5) {
+            var corrupt = valid
+            corrupt[offset] ^= 0xFF
+            guard let database = try? GeoIPDatabase(bytes: corrupt) else { continue }
+            opened += 1
             for ip in ["203.0.113.77", "198.51.100.1", "192.0.2.200", "2001:db8::1", "0.0.0.0", "255.255.255.255"] {
                 _ = database.country(ip: ip)
             }
         }
+        #expect(opened > 0)
     }
 
     /// Against a real database when one is given: `PIXELD_GEOIP_TEST_DB=GeoLite2-City.mmdb`.
