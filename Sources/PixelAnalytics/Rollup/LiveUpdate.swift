@@ -6,37 +6,65 @@
 /// - one `PUBLISH pixeld:live:S LINES`, where `LINES` are the accepted hits' archive lines
 ///   (``ArchiveRecord``), separated by `\n`, in order: enriched and anonymised, no IP address, no
 ///   user agent (one message per batch, not per hit, keeps Redis's work per hit small);
-/// - `ZADD pixeld:site:S:recent TS VID …` for the hits that have a visitor id, then
-///   `ZREMRANGEBYSCORE` of everything older than ``recentWindowSeconds`` before `now` and an
-///   `EXPIRE`, so the set holds at most the visitors of the last five minutes.
-public enum LiveUpdate {
+/// - `ZADD pixeld:site:S:recent GT TS VID …` for the visitors whose latest hit in the batch is
+///   within the last ``recentWindowSeconds`` (each visitor once), then `ZREMRANGEBYSCORE` of
+///   everything older and an `EXPIRE`, so the set holds at most the visitors of the last five
+///   minutes. (Older hits — a consumer catching up — are not "recent" and are left out: adding and
+///   trimming them again would cost Redis a sorted-set update per hit for nothing.)
+public struct LiveUpdate {
     /// The window of the "visitors in the last 5 minutes" figure.
     public static let recentWindowSeconds = 300.0
 
-    /// The commands for `hits` (accepted hits of one batch, in order), at `now` (seconds since the
-    /// epoch). Empty when `hits` is empty.
-    public static func commands(for hits: [EnrichedHit], keys: RollupKeys, now: Double) -> [[[UInt8]]] {
+    private let keys: RollupKeys
+    private let now: Double
+    private var sites: [String] = []
+    private var lines: [String: [UInt8]] = [:]
+    private var recent: [String: [String: (score: Double, text: String)]] = [:]
+
+    /// An empty update for a batch processed at `now` (seconds since the epoch).
+    public init(keys: RollupKeys, now: Double) {
+        self.keys = keys
+        self.now = now
+    }
+
+    /// Adds an accepted hit whose archive line (with or without its `\n`) is `line`.
+    public mutating func add(_ hit: EnrichedHit, line: ArraySlice<UInt8>) {
+        if lines[hit.site] == nil {
+            sites.append(hit.site)
+            lines[hit.site] = []
+        }
+        if !(lines[hit.site]?.isEmpty ?? true) { lines[hit.site]?.append(UInt8(ascii: "\n")) }
+        lines[hit.site]?.append(contentsOf: line.last == UInt8(ascii: "\n") ? line.dropLast() : line)
+        guard let visitor = hit.visitorID, hit.timestamp >= now - Self.recentWindowSeconds else { return }
+        if let seen = recent[hit.site]?[visitor], seen.score >= hit.timestamp { return }
+        recent[hit.site, default: [:]][visitor] = (hit.timestamp, hit.timestampText)
+    }
+
+    /// Adds an accepted hit, rendering its archive line.
+    public mutating func add(_ hit: EnrichedHit) {
+        var line: [UInt8] = []
+        ArchiveRecord.appendLine(.accepted(hit), to: &line)
+        add(hit, line: line[...])
+    }
+
+    /// The commands; empty when no hit was added.
+    public func commands() -> [[[UInt8]]] {
         var commands: [[[UInt8]]] = []
-        var lines: [String: [UInt8]] = [:]
-        var recent: [String: [[UInt8]]] = [:]
-        var sites: [String] = []
-        for hit in hits {
-            if lines[hit.site] == nil { sites.append(hit.site) }
-            ArchiveRecord.appendLine(.accepted(hit), to: &lines[hit.site, default: []])
-            guard let visitor = hit.visitorID else { continue }
-            recent[hit.site, default: []] += [Array(hit.timestampText.utf8), Array(visitor.utf8)]
-        }
         for site in sites {
-            var payload = lines[site] ?? []
-            if payload.last == UInt8(ascii: "\n") { payload.removeLast() }
-            commands.append([Array("PUBLISH".utf8), Array(keys.liveChannel(site: site).utf8), payload])
+            commands.append([Array("PUBLISH".utf8), Array(keys.liveChannel(site: site).utf8), lines[site] ?? []])
         }
-        let cutoff = Array(String(Int((now - recentWindowSeconds).rounded(.down))).utf8)
-        for site in sites where recent[site] != nil {
+        let cutoff = Array(String(Int((now - Self.recentWindowSeconds).rounded(.down))).utf8)
+        for site in sites {
+            guard let visitors = recent[site], !visitors.isEmpty else { continue }
             let key = Array(keys.recentVisitors(site: site).utf8)
-            commands.append([Array("ZADD".utf8), key] + (recent[site] ?? []))
+            var zadd: [[UInt8]] = [Array("ZADD".utf8), key, Array("GT".utf8)]
+            for (visitor, seen) in visitors.sorted(by: { $0.key < $1.key }) {
+                zadd.append(Array(seen.text.utf8))
+                zadd.append(Array(visitor.utf8))
+            }
+            commands.append(zadd)
             commands.append([Array("ZREMRANGEBYSCORE".utf8), key, Array("-inf".utf8), Array("(".utf8) + cutoff])
-            commands.append([Array("EXPIRE".utf8), key, Array(String(Int(recentWindowSeconds) * 2).utf8)])
+            commands.append([Array("EXPIRE".utf8), key, Array(String(Int(Self.recentWindowSeconds) * 2).utf8)])
         }
         return commands
     }

@@ -201,25 +201,27 @@ final class AnalyticsHandler: @unchecked Sendable {
         var rollup = RollupBatch(configuration: rollups)
         var lines: [Day: [UInt8]] = [:]
         var plain: [UInt8] = []
-        var live: [EnrichedHit] = []
+        var live = LiveUpdate(keys: rollups.keys, now: now)
         for event in events {
             let outcome = try processor.process(event, now: now, keys: keys)
             rollup.add(outcome)
+            // Each line is rendered once: into the archive (or output) buffer, then shared with the live feed.
+            let day = archive.map { $0.targetDay(for: Day(timestamp: outcome.timestamp), now: now) }
+            var buffer: [UInt8] = []
+            if let day { swap(&buffer, &lines[day, default: []]) } else { swap(&buffer, &plain) }
+            let start = buffer.count
+            ArchiveRecord.appendLine(outcome, to: &buffer)
             switch outcome {
             case .accepted(let hit):
                 accepted += 1
-                live.append(hit)
+                live.add(hit, line: buffer[start...])
             case .dropped(let hit): dropped[hit.reason, default: 0] += 1
             }
-            if let archive {
-                ArchiveRecord.appendLine(outcome, to: &lines[archive.targetDay(for: Day(timestamp: outcome.timestamp), now: now), default: []])
-            } else {
-                ArchiveRecord.appendLine(outcome, to: &plain)
-            }
+            if let day { swap(&buffer, &lines[day, default: []]) } else { swap(&buffer, &plain) }
         }
         var commands: [[[UInt8]]] = []
         if !rollup.isEmpty { commands.append(rollup.command()) }
-        commands += LiveUpdate.commands(for: live, keys: rollups.keys, now: now)
+        commands += live.commands()
         if let archive {
             var gone: [String] = []
             if now - lastMaintenance > 60 {
