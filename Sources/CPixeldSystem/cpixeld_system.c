@@ -14,6 +14,7 @@
 
 #define CPIXELD_MAX_BATCH 256
 _Static_assert(sizeof(struct mmsghdr) >= sizeof(struct msghdr), "mmsghdr layout");
+_Static_assert(CPIXELD_MSG_WAITFORONE == MSG_WAITFORONE, "MSG_WAITFORONE value");
 
 void cpixeld_set_thread_name(const char *name) {
     char short_name[16];

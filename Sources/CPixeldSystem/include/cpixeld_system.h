@@ -17,8 +17,13 @@ typedef struct cpixeld_datagram {
     int truncated;       ///< out: MSG_TRUNC was set
 } cpixeld_datagram;
 
+/// `MSG_WAITFORONE` (a GNU flag Swift's Glibc module may not expose): `recvmmsg` returns as soon as one
+/// datagram is there, with whatever else is already queued, instead of waiting to fill every slot.
+#define CPIXELD_MSG_WAITFORONE 0x10000
+
 /// Receives up to `count` datagrams with one `recvmmsg(2)` call.
-/// @param flags e.g. MSG_DONTWAIT; the socket's own timeout applies otherwise.
+/// @param flags e.g. MSG_DONTWAIT or CPIXELD_MSG_WAITFORONE; the socket's own timeout applies to the
+///   wait for the first datagram unless MSG_DONTWAIT is given.
 /// @param dropped out: the kernel's cumulative drop counter (SO_RXQ_OVFL), when enabled and seen; else unchanged.
 /// @return datagrams received (>= 1), or -1 with errno set.
 int cpixeld_recvmmsg(int fd, cpixeld_datagram *slots, unsigned int count, int flags, uint32_t *dropped);

@@ -81,8 +81,10 @@ public final class DatagramListener: @unchecked Sendable {
                 )
             }
             let count: Int
+            let acceptedAt: Int64
             do {
                 count = try socket.receive(into: slots, nonBlocking: draining, kernelDrops: &kernelDrops)
+                acceptedAt = MonotonicClock.nanoseconds()
             } catch {
                 logger.error("receive failed", metadata: ["pixeld.listener": "\(statistics.label)", "error": "\(error)"])
                 if draining { return }
@@ -93,13 +95,19 @@ public final class DatagramListener: @unchecked Sendable {
                 continue
             }
             statistics.setKernelDrops(Int(kernelDrops))
-            route(slots: UnsafeMutableBufferPointer(rebasing: slots[0..<count]))
+            route(slots: UnsafeMutableBufferPointer(rebasing: slots[0..<count]), acceptedAt: acceptedAt)
             if !sink.endOfBatch() { return }
         }
     }
 
-    private func route(slots: UnsafeMutableBufferPointer<cpixeld_datagram>) {
-        let acceptedAt = MonotonicClock.nanoseconds()
+    /// Routes one receive batch and hands the accepted messages to the sink.
+    /// - Parameter acceptedAt: read once per receive call, as `recvmmsg` returns and before any routing,
+    ///   so the ack-latency histogram (`pixeld_ingest_ack_latency_seconds`) includes the routing of the
+    ///   whole batch, the queue, the linger and the commit. It does not include the time a datagram sat
+    ///   in the kernel's socket buffer before the call returned: with `MSG_WAITFORONE` that is the time
+    ///   the receive thread was busy routing the previous batch or waiting for the CPU (the end-to-end
+    ///   probe of `bench/run.py` measures that part too).
+    private func route(slots: UnsafeMutableBufferPointer<cpixeld_datagram>, acceptedAt: Int64) {
         var accepted = 0
         for slot in slots {
             if slot.truncated != 0 || slot.length > rules.maxMessageBytes {
