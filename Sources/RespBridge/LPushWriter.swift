@@ -8,7 +8,8 @@ import Glibc
 
 /// The Redis writer: one dedicated thread, one connection, one atomic commit per batch.
 ///
-/// Each flush takes everything waiting in the ``PushQueue``, groups it by key and commits it with one
+/// Each flush takes the oldest messages waiting in the ``PushQueue`` (up to ``Options/maxBatchBytes``),
+/// groups them by key and commits them with one
 /// `EVALSHA` that runs one variadic `LPUSH key v1 … vN` per key (see `BatchCommitter`). Values keep
 /// their arrival order: the oldest ends up at the list's tail, where `BRPOP`/`RPOP` take it first.
 ///
@@ -31,7 +32,8 @@ public final class LPushWriter: @unchecked Sendable {
     public struct Options: Sendable {
         /// How long the first message of a batch may wait for company, in nanoseconds (low at low rates).
         public var lingerNanoseconds: Int64 = 1_000_000
-        /// Flush without lingering once this many bytes wait.
+        /// Flush without lingering once this many bytes wait; also the most one commit carries (the rest
+        /// waits for the next one).
         public var maxBatchBytes: Int = 1 << 20
         /// Suffix of the dead-letter list for a key whose pushes fail permanently.
         public var deadLetterSuffix: String = ":dead"

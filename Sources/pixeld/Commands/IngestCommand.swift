@@ -51,7 +51,7 @@ struct IngestCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Kernel receive buffer (SO_RCVBUF) per socket; a warning is logged when the kernel caps it. Default 4194304. Env: PIXELD_RECEIVE_BUFFER_BYTES.", valueName: "bytes"))
     var receiveBufferBytes: Int?
 
-    @Option(help: ArgumentHelp("Memory queue between the receivers and the Redis writer, in bytes; when full, receivers wait. Default 8388608. Env: PIXELD_BUFFER_BYTES.", valueName: "bytes"))
+    @Option(help: ArgumentHelp("Memory queue between the receivers and the Redis writer, in bytes; when full, receivers wait. Default 2097152. Env: PIXELD_BUFFER_BYTES.", valueName: "bytes"))
     var bufferBytes: Int?
 
     @Option(help: ArgumentHelp("How long the first message of a batch may wait for more before the flush, in milliseconds (0 = flush at once). Default 1. Env: PIXELD_FLUSH_INTERVAL_MS.", valueName: "ms"))
@@ -207,7 +207,7 @@ struct IngestSettings {
         }
         let maxMessageBytes = try integer(command.maxMessageBytes, "max-message-bytes", 65535, 1...(1 << 20))
         receiveBufferBytes = try integer(command.receiveBufferBytes, "receive-buffer-bytes", 4 << 20, 0...(1 << 30))
-        bufferBytes = try integer(command.bufferBytes, "buffer-bytes", 8 << 20, (64 << 10)...(1 << 34))
+        bufferBytes = try integer(command.bufferBytes, "buffer-bytes", 2 << 20, (64 << 10)...(1 << 34))
         let flushMs = try integer(command.flushIntervalMs, "flush-interval-ms", 1, 0...1000)
         shutdownTimeoutSeconds = try integer(command.shutdownTimeout, "shutdown-timeout", 10, 0...3600)
         spoolDirectory = command.spool ?? Environment.value(forFlag: "spool")
