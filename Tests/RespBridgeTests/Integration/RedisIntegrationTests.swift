@@ -216,6 +216,89 @@ struct RedisIntegrationTests {
     }
 }
 
+/// The writer's Lua-free commit (`BatchCommitter+Transaction.swift`): taken for known lists, left for
+/// the script when a key refuses its push, and trimming like the script under `drop-oldest`. Lost
+/// replies of transactions are covered by `PixeldFaultTests` (the proxy drops them too).
+extension RedisIntegrationTests {
+    /// One batch of `pixel` values.
+    private func push(_ range: Range<Int>, into queue: PushQueue) {
+        var batch = PushBatch()
+        for index in range { batch.append(key: Array("pixel".utf8), value: Array("\(index)".utf8), acceptedAt: 0) }
+        queue.enqueue(batch)
+    }
+
+    /// How many times Redis ran `command` (from `INFO commandstats`).
+    private func calls(of command: String, in server: RedisServer) throws -> Int {
+        let info = try server.command(["INFO", "commandstats"]).string ?? ""
+        guard let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_\(command):calls=") }) else { return 0 }
+        return Int(line.dropFirst("cmdstat_\(command):calls=".count).prefix { $0.isNumber }) ?? 0
+    }
+
+    private func waitForLength(_ length: Int, of key: String, in server: RedisServer) throws -> Bool {
+        try waitUntil(seconds: 5) { try server.llen(key) == length }
+    }
+
+    @Test func batchesOfAKnownListGoAsTransactionsWithoutLua() async throws {
+        let server = try RedisServer.start()
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(queue: queue, redis: try configuration(server), logger: logger)
+        writer.start()
+        for round in 0..<5 {
+            push(round * 10..<round * 10 + 10, into: queue)
+            #expect(try waitForLength(round * 10 + 10, of: "pixel", in: server))
+        }
+        await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
+        #expect(try server.lrange("pixel").reversed() == (0..<50).map(String.init))
+        #expect(writer.statistics.pushed == 50)
+        // The first batch meets an unknown key and takes the script; the other four skip Lua.
+        #expect(try calls(of: "evalsha", in: server) == 1)
+        #expect(try calls(of: "exec", in: server) == 4)
+        #expect(try server.command(["GET", "pixeld:writer:\(writer.instanceID)"]).string == "5")
+        #expect(try server.command(["EXISTS", "pixeld:writer:\(writer.instanceID):last"]).integer == 0)
+    }
+
+    @Test func aKnownListThatTurnsIntoAStringDeadLettersOnceAndThenTakesTheScript() async throws {
+        let server = try RedisServer.start()
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(queue: queue, redis: try configuration(server), logger: logger)
+        writer.start()
+        push(0..<10, into: queue)
+        #expect(try waitForLength(10, of: "pixel", in: server))
+        _ = try server.command(["DEL", "pixel"])
+        _ = try server.command(["SET", "pixel", "not a list"])
+        push(10..<20, into: queue)  // a transaction: its LPUSH fails, the follow-up dead-letters
+        #expect(try waitForLength(10, of: "pixel:dead", in: server))
+        _ = try server.command(["DEL", "pixel"])
+        push(20..<30, into: queue)  // the key is no longer known: the script
+        #expect(try waitForLength(10, of: "pixel", in: server))
+        await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
+        #expect(try server.lrange("pixel:dead").reversed() == (10..<20).map(String.init))
+        #expect(try server.lrange("pixel").reversed() == (20..<30).map(String.init))
+        #expect(writer.statistics.pushed == 20)
+        #expect(writer.statistics.deadLettered == 10)
+        #expect(try calls(of: "exec", in: server) == 1)
+        #expect(try calls(of: "evalsha", in: server) == 3)  // first batch, the follow-up, the last batch
+    }
+
+    @Test func dropOldestTrimsInTheTransactionToo() async throws {
+        let server = try RedisServer.start()
+        var options = LPushWriter.Options()
+        options.maxListLength = 25
+        options.dropOldestWhenFull = true
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(queue: queue, redis: try configuration(server), options: options, logger: logger)
+        writer.start()
+        push(0..<20, into: queue)
+        #expect(try waitForLength(20, of: "pixel", in: server))
+        push(20..<40, into: queue)
+        #expect(try waitUntil(seconds: 5) { writer.statistics.pushed == 40 })
+        await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
+        #expect(try server.lrange("pixel").reversed() == (15..<40).map(String.init))
+        #expect(writer.statistics.trimmed == 15)
+        #expect(try calls(of: "exec", in: server) == 1)
+    }
+}
+
 /// A thread-safe list of strings for handler callbacks.
 final class ConditionLockedArray: @unchecked Sendable {
     private let lock = ConditionLock()
