@@ -214,6 +214,52 @@ struct RedisIntegrationTests {
         #expect(try server.llen("pixel:processing:t2") == 0)
         #expect(consumer.consumed == 1)
     }
+
+    @Test func aBatchMovesLikeOneLMovePerEventAndKeepsOrder() async throws {
+        let server = try RedisServer.start()
+        let values = (0..<2500).map { "v\($0)" }
+        for chunk in stride(from: 0, to: values.count, by: 500) {
+            _ = try server.command(["LPUSH", "pixel"] + values[chunk..<min(chunk + 500, values.count)])
+        }
+        var options = ReliableListConsumer.Options()
+        options.batchSize = 2200  // more than the script's 1,000-value LPUSH chunks
+        let consumer = ReliableListConsumer(list: "pixel", consumerID: "t3", redis: try configuration(server), options: options, logger: logger)
+        let seen = ConditionLockedArray()
+        let processing = ConditionLockedArray()
+        consumer.start { batch in
+            let strings = batch.map { String(decoding: $0, as: UTF8.self) }
+            // While a batch is in hand, the processing list holds it newest first, as LMOVE RIGHT LEFT leaves it.
+            if processing.values.isEmpty { processing.append((try? server.lrange("pixel:processing:t3")) ?? ["unreadable"]) }
+            seen.append(strings)
+            return .init()
+        }
+        #expect(waitUntil(seconds: 10) { seen.values.count == values.count })
+        await consumer.stop()
+        #expect(seen.values == values)
+        #expect(processing.values == Array(values[0..<2200].reversed()))
+        #expect(try server.llen("pixel") == 0)
+        #expect(try server.llen("pixel:processing:t3") == 0)
+        #expect(consumer.consumed == values.count)
+    }
+
+    @Test func aFailedCommandInsideTheAckIsCountedAndTheBatchStaysAcked() async throws {
+        let server = try RedisServer.start()
+        _ = try server.command(["LPUSH", "rollup", "not-a-counter"])
+        _ = try server.command(["LPUSH", "pixel", "a", "b"])
+        let consumer = ReliableListConsumer(list: "pixel", consumerID: "t4", redis: try configuration(server), logger: logger)
+        let attempts = ConditionLockedArray()
+        consumer.start { batch in
+            attempts.append(batch.map { String(decoding: $0, as: UTF8.self) })
+            return .init(commands: [[Array("INCR".utf8), Array("rollup".utf8)], [Array("INCR".utf8), Array("ok".utf8)]])
+        }
+        #expect(waitUntil(seconds: 5) { consumer.consumed == 2 })
+        try await Task.sleep(for: .milliseconds(200))
+        await consumer.stop()
+        #expect(attempts.values == ["a", "b"])  // not retried
+        #expect(consumer.ackCommandErrors == 1)
+        #expect(try server.command(["INCR", "ok"]).integer == 2)  // the other command of the ack ran once
+        #expect(try server.llen("pixel:processing:t4") == 0)
+    }
 }
 
 /// The writer's Lua-free commit (`BatchCommitter+Transaction.swift`): taken for known lists, left for
