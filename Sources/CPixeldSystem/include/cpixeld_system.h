@@ -9,6 +9,11 @@
 /// Names the calling thread (first 15 bytes), as shown by `top -H` and /proc/PID/task/*/comm.
 void cpixeld_set_thread_name(const char *name);
 
+/// Sets the calling thread's nice value (-20…19; Linux keeps it per thread), e.g. to let a receive
+/// thread pre-empt the process's other threads and a co-located Redis when a datagram arrives.
+/// Going below the current value needs CAP_SYS_NICE (or RLIMIT_NICE). @return 0, or -1 with errno set.
+int cpixeld_set_thread_nice(int nice);
+
 /// One received datagram's slot for `cpixeld_recvmmsg`.
 typedef struct cpixeld_datagram {
     void *buffer;        ///< where the bytes go

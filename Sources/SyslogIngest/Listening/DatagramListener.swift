@@ -3,6 +3,10 @@ import CPixeldSystem
 import PixeldConcurrency
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Receives syslog datagrams on one socket, on its own thread, in batches (`recvmmsg`), routes each
 /// through the ``IngestRules`` and hands the accepted ones to an ``AcceptedMessageSink``.
 ///
@@ -20,6 +24,7 @@ public final class DatagramListener: @unchecked Sendable {
     private let sink: any AcceptedMessageSink
     private let logger: Logger
     private let batchSize: Int
+    private let threadNice: Int?
     private let slotCapacity: Int
     private let stopRequested = Atomic<Bool>(false)
     private var thread: DedicatedThread?
@@ -30,18 +35,23 @@ public final class DatagramListener: @unchecked Sendable {
     ///   - rules: facility filter, program policy, size cap.
     ///   - sink: where accepted messages go; used on the listener thread only.
     ///   - batchSize: datagrams per `recvmmsg` call.
+    ///   - threadNice: the receive thread's nice value (-20…19), or `nil` to keep the process's. A lower
+    ///     value lets the thread pre-empt the writer (and a Redis on the same core) when datagrams
+    ///     arrive; below the process's value it needs CAP_SYS_NICE, else a warning is logged.
     public init(
         socket: DatagramSocket,
         rules: IngestRules,
         sink: any AcceptedMessageSink,
         logger: Logger,
-        batchSize: Int = 64
+        batchSize: Int = 64,
+        threadNice: Int? = nil
     ) {
         self.socket = socket
         self.rules = rules
         self.sink = sink
         self.logger = logger
         self.batchSize = batchSize
+        self.threadNice = threadNice
         // One byte more than the largest accepted datagram, so an oversize one shows as truncated.
         self.slotCapacity = rules.maxMessageBytes + 1
         self.statistics = ListenerStatistics(label: socket.address.description)
@@ -61,6 +71,12 @@ public final class DatagramListener: @unchecked Sendable {
     }
 
     private func run() {
+        if let threadNice, cpixeld_set_thread_nice(Int32(threadNice)) != 0 {
+            logger.warning(
+                "could not set the receive thread's nice value (needs CAP_SYS_NICE to lower it)",
+                metadata: ["pixeld.listener": "\(statistics.label)", "nice": "\(threadNice)", "errno": "\(errno)"]
+            )
+        }
         let buffers = UnsafeMutableRawPointer.allocate(byteCount: slotCapacity * batchSize, alignment: 16)
         let slots = UnsafeMutableBufferPointer<cpixeld_datagram>.allocate(capacity: batchSize)
         defer {
