@@ -25,6 +25,7 @@ public final class DatagramListener: @unchecked Sendable {
     private let logger: Logger
     private let batchSize: Int
     private let threadNice: Int?
+    private let threadNiceFailureLevel: Logger.Level
     private let slotCapacity: Int
     private let stopRequested = Atomic<Bool>(false)
     private var thread: DedicatedThread?
@@ -37,14 +38,17 @@ public final class DatagramListener: @unchecked Sendable {
     ///   - batchSize: datagrams per `recvmmsg` call.
     ///   - threadNice: the receive thread's nice value (-20…19), or `nil` to keep the process's. A lower
     ///     value lets the thread pre-empt the writer (and a Redis on the same core) when datagrams
-    ///     arrive; below the process's value it needs CAP_SYS_NICE, else a warning is logged.
+    ///     arrive; below the process's value it needs CAP_SYS_NICE (or RLIMIT_NICE), else the failure is
+    ///     logged at `threadNiceFailureLevel` and the thread keeps the process's priority.
+    ///   - threadNiceFailureLevel: `.warning` when the value was asked for, lower when it is a default.
     public init(
         socket: DatagramSocket,
         rules: IngestRules,
         sink: any AcceptedMessageSink,
         logger: Logger,
         batchSize: Int = 64,
-        threadNice: Int? = nil
+        threadNice: Int? = nil,
+        threadNiceFailureLevel: Logger.Level = .warning
     ) {
         self.socket = socket
         self.rules = rules
@@ -52,6 +56,7 @@ public final class DatagramListener: @unchecked Sendable {
         self.logger = logger
         self.batchSize = batchSize
         self.threadNice = threadNice
+        self.threadNiceFailureLevel = threadNiceFailureLevel
         // One byte more than the largest accepted datagram, so an oversize one shows as truncated.
         self.slotCapacity = rules.maxMessageBytes + 1
         self.statistics = ListenerStatistics(label: socket.address.description)
@@ -72,7 +77,8 @@ public final class DatagramListener: @unchecked Sendable {
 
     private func run() {
         if let threadNice, cpixeld_set_thread_nice(Int32(threadNice)) != 0 {
-            logger.warning(
+            logger.log(
+                level: threadNiceFailureLevel,
                 "could not set the receive thread's nice value (needs CAP_SYS_NICE to lower it)",
                 metadata: ["pixeld.listener": "\(statistics.label)", "nice": "\(threadNice)", "errno": "\(errno)"]
             )

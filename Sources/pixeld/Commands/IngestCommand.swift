@@ -51,7 +51,7 @@ struct IngestCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Kernel receive buffer (SO_RCVBUF) per socket; a warning is logged when the kernel caps it. Default 4194304. Env: PIXELD_RECEIVE_BUFFER_BYTES.", valueName: "bytes"))
     var receiveBufferBytes: Int?
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Nice value (-20…19) of the datagram receive threads, so they pre-empt the writer and a Redis on the same core when datagrams arrive; lowering it needs CAP_SYS_NICE. Default: the process's. Env: PIXELD_RECEIVE_NICE.", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Nice value (-20…19) of the datagram receive threads, so they pre-empt the writer, a Redis on the same core and other processes when datagrams arrive (a unix socket's queue holds only net.unix.max_dgram_qlen datagrams). Lowering it needs CAP_SYS_NICE or RLIMIT_NICE; without, the threads keep the process's priority (logged at info for the default, as a warning when asked for). Default -10. Env: PIXELD_RECEIVE_NICE.", valueName: "n"))
     var receiveNice: Int?
 
     @Option(help: ArgumentHelp("Memory queue between the receivers and the Redis writer, in bytes; when full, receivers wait. Default 2097152. Env: PIXELD_BUFFER_BYTES.", valueName: "bytes"))
@@ -116,7 +116,14 @@ struct IngestCommand: AsyncParsableCommand {
             }
             let sink = QueueSink(queue: queue, keyPrefix: settings.rules.programs.keyPrefix)
             listeners.append(
-                DatagramListener(socket: socket, rules: settings.rules, sink: sink, logger: logger, threadNice: settings.receiveNice)
+                DatagramListener(
+                    socket: socket,
+                    rules: settings.rules,
+                    sink: sink,
+                    logger: logger,
+                    threadNice: settings.receiveNice,
+                    threadNiceFailureLevel: settings.receiveNiceIsDefault ? .info : .warning
+                )
             )
         }
         for (host, port) in settings.tcpAddresses {
@@ -168,7 +175,8 @@ struct IngestSettings {
     var tcpAddresses: [(String, Int)] = []
     var rules: IngestRules
     var receiveBufferBytes: Int
-    var receiveNice: Int?
+    var receiveNice: Int
+    var receiveNiceIsDefault: Bool
     var bufferBytes: Int
     var writerOptions: LPushWriter.Options
     var shutdownTimeoutSeconds: Int
@@ -214,9 +222,8 @@ struct IngestSettings {
         let maxMessageBytes = try integer(command.maxMessageBytes, "max-message-bytes", 65535, 1...(1 << 20))
         receiveBufferBytes = try integer(command.receiveBufferBytes, "receive-buffer-bytes", 4 << 20, 0...(1 << 30))
         bufferBytes = try integer(command.bufferBytes, "buffer-bytes", 2 << 20, (64 << 10)...(1 << 34))
-        if command.receiveNice != nil || Environment.value(forFlag: "receive-nice") != nil {
-            receiveNice = try integer(command.receiveNice, "receive-nice", 0, -20...19)
-        }
+        receiveNiceIsDefault = command.receiveNice == nil && Environment.value(forFlag: "receive-nice") == nil
+        receiveNice = try integer(command.receiveNice, "receive-nice", -10, -20...19)
         let flushMs = try integer(command.flushIntervalMs, "flush-interval-ms", 1, 0...1000)
         shutdownTimeoutSeconds = try integer(command.shutdownTimeout, "shutdown-timeout", 10, 0...3600)
         spoolDirectory = command.spool ?? Environment.value(forFlag: "spool")
