@@ -5,6 +5,9 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -14,12 +17,17 @@
 
 #define CPIXELD_MAX_BATCH 256
 _Static_assert(sizeof(struct mmsghdr) >= sizeof(struct msghdr), "mmsghdr layout");
+_Static_assert(CPIXELD_MSG_WAITFORONE == MSG_WAITFORONE, "MSG_WAITFORONE value");
 
 void cpixeld_set_thread_name(const char *name) {
     char short_name[16];
     strncpy(short_name, name, sizeof short_name - 1);
     short_name[sizeof short_name - 1] = 0;
     prctl(PR_SET_NAME, short_name, 0, 0, 0);
+}
+
+int cpixeld_set_thread_nice(int nice) {
+    return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice);
 }
 
 int cpixeld_recvmmsg(int fd, cpixeld_datagram *slots, unsigned int count, int flags, uint32_t *dropped) {

@@ -41,6 +41,25 @@ public enum PixelEventDecoder {
     }
 
     static func decode(buffer whole: UnsafeBufferPointer<UInt8>) throws(PixelDecodeError) -> PixelEvent {
+        switch try shape(of: whole) {
+        case .json(let buffer, let offset):
+            return try decodeJSON(buffer, offset: offset)
+        case .classic(let buffer, let comma, let offset):
+            return try decodeClassic(buffer, comma: comma, offset: offset)
+        }
+    }
+
+    /// A value's shape, with the ignored leading and trailing bytes cut off.
+    enum Shape {
+        /// A JSON object; `offset` is where `buffer` starts in the whole value.
+        case json(UnsafeBufferPointer<UInt8>, offset: Int)
+        /// `$msec,$args`, `comma` the index of the first comma in `buffer`.
+        case classic(UnsafeBufferPointer<UInt8>, comma: Int, offset: Int)
+    }
+
+    /// Detects the shape as described in the type's documentation.
+    /// - Throws: ``PixelDecodeError`` with reason `.empty` or `.unknownShape`.
+    static func shape(of whole: UnsafeBufferPointer<UInt8>) throws(PixelDecodeError) -> Shape {
         var end = whole.count
         while end > 0, whole[end - 1] == ASCII.lineFeed || whole[end - 1] == ASCII.carriageReturn || whole[end - 1] == 0
         {
@@ -59,13 +78,13 @@ public enum PixelEventDecoder {
             first += 1
         }
         if first < buffer.count && buffer[first] == ASCII.openBrace {
-            return try decodeJSON(buffer, offset: start)
+            return .json(buffer, offset: start)
         }
         let comma = buffer.firstIndex(of: ASCII.comma, from: 0, to: buffer.count)
         guard comma < buffer.count else {
             throw PixelDecodeError(.unknownShape, "neither a $msec,$args line nor a JSON object")
         }
-        return try decodeClassic(buffer, comma: comma, offset: start)
+        return .classic(buffer, comma: comma, offset: start)
     }
 
     /// `$msec,$args`, as written by nginx's default (`escape=default`) log escaping.

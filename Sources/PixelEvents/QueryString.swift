@@ -79,21 +79,29 @@ public enum QueryString {
         scratch.removeAll(keepingCapacity: true)
         scratch.reserveCapacity(count)
         scratch.append(contentsOf: bytes.slice(0..<index))
+        appendDecoded(bytes.slice(index..<count), to: &scratch)
+        return String(decoding: scratch, as: UTF8.self)
+    }
+
+    /// Appends `bytes` to `output` with `+` as a space and `%HH` as the byte `0xHH` (a `%` not followed
+    /// by two hex digits is kept); no UTF-8 check.
+    static func appendDecoded(_ bytes: UnsafeBufferPointer<UInt8>, to output: inout [UInt8]) {
+        let count = bytes.count
+        var index = 0
         while index < count {
             let byte = bytes[index]
             if byte == ASCII.plus {
-                scratch.append(ASCII.space)
+                output.append(ASCII.space)
                 index += 1
             } else if byte == ASCII.percent, index + 2 < count, let high = ASCII.hexValue(bytes[index + 1]),
                 let low = ASCII.hexValue(bytes[index + 2])
             {
-                scratch.append(high << 4 | low)
+                output.append(high << 4 | low)
                 index += 3
             } else {
-                scratch.append(byte)
+                output.append(byte)
                 index += 1
             }
         }
-        return String(decoding: scratch, as: UTF8.self)
     }
 }

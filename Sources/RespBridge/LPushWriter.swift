@@ -8,8 +8,10 @@ import Glibc
 
 /// The Redis writer: one dedicated thread, one connection, one atomic commit per batch.
 ///
-/// Each flush takes everything waiting in the ``PushQueue``, groups it by key and commits it with one
-/// `EVALSHA` that runs one variadic `LPUSH key v1 … vN` per key (see `BatchCommitter`). Values keep
+/// Each flush takes the oldest messages waiting in the ``PushQueue`` (up to ``Options/maxBatchBytes``),
+/// groups them by key and commits them atomically with one variadic `LPUSH key v1 … vN` per key — as a
+/// `MULTI`/`EXEC` transaction when the keys are known lists, else with one `EVALSHA` (see
+/// `BatchCommitter`). Values keep
 /// their arrival order: the oldest ends up at the list's tail, where `BRPOP`/`RPOP` take it first.
 ///
 /// Failures, and what happens to the messages:
@@ -31,7 +33,8 @@ public final class LPushWriter: @unchecked Sendable {
     public struct Options: Sendable {
         /// How long the first message of a batch may wait for company, in nanoseconds (low at low rates).
         public var lingerNanoseconds: Int64 = 1_000_000
-        /// Flush without lingering once this many bytes wait.
+        /// Flush without lingering once this many bytes wait; also the most one commit carries (the rest
+        /// waits for the next one).
         public var maxBatchBytes: Int = 1 << 20
         /// Suffix of the dead-letter list for a key whose pushes fail permanently.
         public var deadLetterSuffix: String = ":dead"
@@ -89,18 +92,20 @@ public final class LPushWriter: @unchecked Sendable {
         self.queue = queue
         self.connection = RedisConnection(configuration: redis, logger: logger)
         self.options = options
+        var generator = SystemRandomNumberGenerator()
+        let instanceID = String(UInt64.random(in: 1...UInt64.max, using: &generator), radix: 16)
+        self.instanceID = instanceID
+        self.marker = BatchCommitter.markerKey(instanceID: instanceID)
         self.committer = BatchCommitter(
             maxListLength: options.maxListLength,
             fullPolicy: options.dropOldestWhenFull ? .dropOldest : .hold,
-            deadLetterSuffix: options.deadLetterSuffix
+            deadLetterSuffix: options.deadLetterSuffix,
+            ownMarker: BatchCommitter.markerKey(instanceID: instanceID)
         )
         self.spool = spool
         self.statistics = statistics
         self.logger = logger
         self.onDelivered = onDelivered
-        var generator = SystemRandomNumberGenerator()
-        self.instanceID = String(UInt64.random(in: 1...UInt64.max, using: &generator), radix: 16)
-        self.marker = BatchCommitter.markerKey(instanceID: instanceID)
         inheritedSpoolMessages = spool?.messageCount ?? 0
         statistics.setSpooled(spool?.messageCount ?? 0)
     }

@@ -4,8 +4,14 @@ import PixeldConcurrency
 ///
 /// Receivers add whole receive batches with ``enqueue(_:)``, which waits while the queue is full — so a
 /// full queue slows the receivers down (the kernel's socket buffer absorbs the burst, and counts its
-/// own drops) instead of pixeld accepting a message it cannot keep. The writer takes everything that is
-/// waiting with ``take(into:linger:)``, after lingering briefly so batches stay large at high rates.
+/// own drops) instead of pixeld accepting a message it cannot keep. The writer takes the oldest waiting
+/// messages, up to a byte limit, with ``take(into:lingerNanoseconds:maxBytes:timeoutNanoseconds:)``,
+/// after lingering briefly so batches stay large at high rates.
+///
+/// Wake-ups: a receiver wakes the writer only when the writer is idle (the queue was empty), when the
+/// waiting bytes reach the writer's batch limit, or when the receiver itself has to wait for room. A
+/// lingering writer is otherwise left to sleep until its deadline — waking it for every receive batch
+/// cost a futex wake and two context switches per batch for nothing.
 ///
 /// `@unchecked Sendable`: all mutable state is guarded by `lock`.
 public final class PushQueue: @unchecked Sendable {
@@ -14,7 +20,18 @@ public final class PushQueue: @unchecked Sendable {
     private let lock = ConditionLock()
     private var pending = PushBatch()
     private var closed = false
-    private var writerWaiting = false
+    /// What the writer is doing, as far as a receiver needs to know to decide whether to wake it.
+    private enum WriterState {
+        /// Committing, or not in ``take(into:lingerNanoseconds:maxBytes:timeoutNanoseconds:)``.
+        case busy
+        /// Waiting for a first message.
+        case idle
+        /// Waiting for company until a deadline, or until this many bytes wait.
+        case lingering(untilBytes: Int)
+    }
+    private var writer = WriterState.busy
+    /// Receivers waiting for room.
+    private var producersWaiting = 0
 
     /// Creates a queue that holds at most `capacityBytes` bytes of keys and values.
     public init(capacityBytes: Int) {
@@ -40,7 +57,11 @@ public final class PushQueue: @unchecked Sendable {
         guard !batch.isEmpty else { return true }
         return lock.withLock {
             while !closed && !pending.isEmpty && pending.byteCount + batch.byteCount > capacityBytes {
+                // A full queue is reason enough for a lingering writer to commit now.
+                if case .lingering = writer { lock.broadcast() }
+                producersWaiting += 1
                 lock.wait(timeoutNanoseconds: 100_000_000)
+                producersWaiting -= 1
             }
             if closed { return false }
             if pending.isEmpty {
@@ -49,7 +70,14 @@ public final class PushQueue: @unchecked Sendable {
                 pending.append(contentsOf: batch)
             }
             batch.removeAll()
-            if writerWaiting { lock.broadcast() }
+            switch writer {
+            case .idle:
+                lock.broadcast()
+            case .lingering(let untilBytes) where pending.byteCount >= untilBytes:
+                lock.broadcast()
+            case .lingering, .busy:
+                break
+            }
             return true
         }
     }
@@ -64,11 +92,18 @@ public final class PushQueue: @unchecked Sendable {
         case closed
     }
 
-    /// Moves everything waiting into `batch` (which should be empty), waiting until there is something.
-    /// Once something is there it waits up to `linger` nanoseconds, measured from the oldest message's
-    /// acceptance, for more to arrive, unless `maxBytes` are already waiting.
-    /// - Parameter timeout: how long to wait for a first message; `nil` waits until one comes or the
-    ///   queue closes.
+    /// Moves the oldest waiting messages into `batch` (which should be empty), waiting until there is
+    /// something. Once something is there it waits up to `linger` nanoseconds, measured from the oldest
+    /// message's acceptance, for more to arrive, unless `maxBytes` are already waiting, a receiver is
+    /// waiting for room, or the queue closes.
+    ///
+    /// At most `maxBytes` bytes are moved (but always at least one message); the rest stay queued, in
+    /// order, for the next call. So one commit never carries the whole queue: its size, the copies of
+    /// it that exist while it is sent, and the time Redis spends on it stay bounded.
+    /// - Parameters:
+    ///   - linger: how long the oldest message may wait for company, in nanoseconds.
+    ///   - maxBytes: flush without lingering once this many bytes wait, and move no more than this.
+    ///   - timeout: how long to wait for a first message; `nil` waits until one comes or the queue closes.
     public func take(
         into batch: inout PushBatch,
         lingerNanoseconds linger: Int64,
@@ -80,21 +115,21 @@ public final class PushQueue: @unchecked Sendable {
             while pending.isEmpty {
                 if closed { return .closed }
                 if let deadline, MonotonicClock.nanoseconds() >= deadline { return .timedOut }
-                writerWaiting = true
+                writer = .idle
                 lock.wait(timeoutNanoseconds: deadline.map { max(1, $0 - MonotonicClock.nanoseconds()) } ?? 200_000_000)
-                writerWaiting = false
+                writer = .busy
             }
             if linger > 0, !closed {
                 let deadline = pending.entries[0].acceptedAt + linger
-                while pending.byteCount < maxBytes && !closed {
+                while pending.byteCount < maxBytes && producersWaiting == 0 && !closed {
                     let left = deadline - MonotonicClock.nanoseconds()
                     if left <= 0 { break }
-                    writerWaiting = true
+                    writer = .lingering(untilBytes: maxBytes)
                     lock.wait(timeoutNanoseconds: left)
-                    writerWaiting = false
+                    writer = .busy
                 }
             }
-            swap(&batch, &pending)
+            pending.moveOldest(upToBytes: maxBytes, into: &batch)
             lock.broadcast()
             return .taken
         }

@@ -57,6 +57,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
     private let consumedCount = Atomic<Int>(0)
     private let deadCount = Atomic<Int>(0)
     private let recoveredCount = Atomic<Int>(0)
+    private let ackCommandErrorCount = Atomic<Int>(0)
+    private let metrics = ConsumerMetrics()
     private var thread: DedicatedThread?
     private var lastHeartbeat: Int64 = 0
 
@@ -84,6 +86,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
     public var deadLettered: Int { deadCount.load(ordering: .relaxed) }
     /// Events returned to the list from dead consumers' processing lists.
     public var recovered: Int { recoveredCount.load(ordering: .relaxed) }
+    /// Commands of acks that Redis ran and that failed inside their `MULTI`/`EXEC` (logged, not retried).
+    public var ackCommandErrors: Int { ackCommandErrorCount.load(ordering: .relaxed) }
 
     /// Starts the consumer thread.
     /// - Parameters:
@@ -160,14 +164,24 @@ public final class ReliableListConsumer: @unchecked Sendable {
         connection.close()
     }
 
+    /// Moves up to ARGV[1] events from the tail of KEYS[1] (the oldest) to the head of KEYS[2], exactly
+    /// as that many `LMOVE KEYS[1] KEYS[2] RIGHT LEFT` would — same order in both lists, atomically —
+    /// but with one `LRANGE`, one `LTRIM` and one `LPUSH` per 1,000 events instead of a command per
+    /// event. Returns the moved events newest first (as `LRANGE` gives them).
     private static let takeScript = """
-        local out = {}
-        for i = 1, tonumber(ARGV[1]) do
-          local v = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
-          if not v then break end
-          out[#out + 1] = v
+        local vals = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)
+        local m = #vals
+        if m == 0 then return vals end
+        redis.call('LTRIM', KEYS[1], 0, -m - 1)
+        local chunk = {}
+        for i = m, 1, -1 do
+          chunk[#chunk + 1] = vals[i]
+          if #chunk == 1000 or i == 1 then
+            redis.call('LPUSH', KEYS[2], unpack(chunk))
+            chunk = {}
+          end
         end
-        return out
+        return vals
         """
 
     private static let returnScript = """
@@ -201,11 +215,17 @@ public final class ReliableListConsumer: @unchecked Sendable {
         let reply = try connection.command([
             "EVAL", Self.takeScript, "2", list, processingList, String(count),
         ]).unwrap("EVAL take")
-        return (reply.array ?? []).compactMap(\.bytes)
+        return (reply.array ?? []).compactMap(\.bytes).reversed()
     }
 
     /// Applies the outcome's commands, dead letters and the removal of the processing list in one
     /// `MULTI`/`EXEC`, so output counted is output acked.
+    ///
+    /// A command that Redis ran but that failed inside the transaction (e.g. `WRONGTYPE` on a rollup
+    /// key) does not undo the others — that is how `EXEC` works — so the batch stays acked; the failure
+    /// is logged with Redis's error text and counted (``ackCommandErrors``,
+    /// `pixeld_consume_ack_command_errors_total`), and not retried: retrying would apply the
+    /// commands that did succeed a second time.
     private func ack(_ count: Int, _ outcome: Outcome) throws(RespError) {
         var commands: [[[UInt8]]] = [[Array("MULTI".utf8)]]
         commands += outcome.commands
@@ -215,10 +235,21 @@ public final class ReliableListConsumer: @unchecked Sendable {
         commands.append([Array("DEL".utf8), Array(processingList.utf8)])
         commands.append([Array("EXEC".utf8)])
         let replies = try connection.pipeline(commands)
-        try replies.last!.unwrap("EXEC")
+        let results = try replies.last!.unwrap("EXEC")
         for reply in replies.dropLast() { try reply.unwrap("MULTI") }
         consumedCount.add(count, ordering: .relaxed)
         deadCount.add(outcome.deadLetters.count, ordering: .relaxed)
+        // The EXEC array holds one reply per queued command, in order: commands[1...].
+        for (index, result) in (results.array ?? []).enumerated() {
+            guard case .error(let text) = result else { continue }
+            let name = commands.indices.contains(index + 1) ? String(decoding: commands[index + 1].first ?? [], as: UTF8.self) : "?"
+            ackCommandErrorCount.add(1, ordering: .relaxed)
+            metrics.recordAckCommandError()
+            logger.error(
+                "a command of the ack failed inside its transaction; the batch stays acked, not retried",
+                metadata: ["redis.key": "\(list)", "command": "\(name)", "command.index": "\(index)", "error": "\(text)"]
+            )
+        }
     }
 
     private func heartbeat() throws(RespError) {

@@ -28,3 +28,13 @@ struct RespBridgeMetrics: Sendable {
         }
     }
 }
+
+/// The reliable consumer's swift-metrics instruments, declared once (no-ops without a bootstrapped
+/// `MetricsSystem`).
+struct ConsumerMetrics: Sendable {
+    /// Commands of an ack's `MULTI`/`EXEC` that failed inside the transaction.
+    let ackCommandErrors = Counter(label: "pixeld_consume_ack_command_errors_total")
+
+    /// Counts one failed command of an ack.
+    func recordAckCommandError() { ackCommandErrors.increment() }
+}

@@ -48,7 +48,7 @@ struct RobustnessTests {
         #expect(failures.count >= 5, "\(failures)")
     }
 
-    private static func makeInput(round: Int, using generator: inout SeededGenerator) -> [UInt8] {
+    static func makeInput(round: Int, using generator: inout SeededGenerator) -> [UInt8] {
         switch round % 4 {
         case 0:
             // Uniform random bytes.

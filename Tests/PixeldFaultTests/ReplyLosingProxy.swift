@@ -8,7 +8,8 @@ import Darwin
 #endif
 
 /// A TCP proxy in front of Redis that loses replies on purpose: every `dropEvery`-th reply that starts
-/// with `prefix` (`*`: the array reply of an applied commit script) is not forwarded, and both
+/// with `prefix` (`*`: the array reply of an applied commit script) or is the reply to a pipelined
+/// `MULTI` … `EXEC` (`+OK` then `+QUEUED`…: a commit without Lua) is not forwarded, and both
 /// connections are closed instead. The command reached Redis and ran; the client only sees its
 /// connection die — the "applied, but the reply was lost" case that a retry must not apply twice.
 ///
@@ -119,7 +120,7 @@ final class ReplyLosingProxy: @unchecked Sendable {
             let count = chunk.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
             if count <= 0 { break }
-            if watchReplies && chunk[0] == prefix {
+            if watchReplies && (chunk[0] == prefix || (count >= Self.transactionReply.count && chunk.starts(with: Self.transactionReply))) {
                 let drop = lock.withLock { () -> Bool in
                     matching += 1
                     if matching % dropEvery == 0 {
@@ -157,6 +158,9 @@ final class ReplyLosingProxy: @unchecked Sendable {
             closeDescriptor(destination)
         }
     }
+
+    /// How Redis's replies to a pipelined transaction begin (its `EXEC` array follows in the same read).
+    private static let transactionReply = Array("+OK\r\n+QUEUED\r\n".utf8)
 
     /// Stops accepting and shuts every connection down.
     func close() {

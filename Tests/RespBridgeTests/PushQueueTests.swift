@@ -33,6 +33,40 @@ import Testing
         #expect(queue.pendingCount == 1)
     }
 
+    @Test func oneTakeMovesAtMostMaxBytesAndLeavesTheRestInOrder() {
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        queue.enqueue(batch(["a1", "b2", "c3"]))  // 3 bytes each with the key
+        queue.enqueue(batch(["d4", "e5"], key: "o"))
+        var taken = PushBatch()
+        #expect(queue.take(into: &taken, lingerNanoseconds: 0, maxBytes: 7) == .taken)
+        #expect(taken.entries.map { String(decoding: taken.value(of: $0), as: UTF8.self) } == ["a1", "b2"])
+        #expect(queue.pendingCount == 3 && queue.pendingBytes == 9)
+        taken.removeAll()
+        #expect(queue.take(into: &taken, lingerNanoseconds: 0, maxBytes: 1) == .taken)  // at least one
+        #expect(taken.entries.map { String(decoding: taken.value(of: $0), as: UTF8.self) } == ["c3"])
+        taken.removeAll()
+        #expect(queue.take(into: &taken, lingerNanoseconds: 0, maxBytes: 1 << 20) == .taken)
+        #expect(taken.entries.map { String(decoding: taken.value(of: $0), as: UTF8.self) } == ["d4", "e5"])
+        #expect(taken.entries.map { String(decoding: taken.key(of: $0), as: UTF8.self) } == ["o", "o"])
+        #expect(queue.pendingCount == 0)
+    }
+
+    @Test func aLingeringWriterTakesWhenTheBatchLimitIsReached() async throws {
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        queue.enqueue(batch(["first"]))
+        let writer = Task.detached { () -> (Int, Int64) in
+            var taken = PushBatch()
+            let started = MonotonicClock.nanoseconds()
+            _ = queue.take(into: &taken, lingerNanoseconds: 5_000_000_000, maxBytes: 64)
+            return (taken.count, MonotonicClock.nanoseconds() - started)
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        queue.enqueue(batch([String(repeating: "x", count: 70)]))
+        let (count, waited) = await writer.value
+        #expect(count == 1 || count == 2)
+        #expect(waited < 2_000_000_000)
+    }
+
     @Test func closeLetsTheWriterDrainThenEnds() {
         let queue = PushQueue(capacityBytes: 1 << 10)
         queue.enqueue(batch(["last"]))

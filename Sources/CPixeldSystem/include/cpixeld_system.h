@@ -9,6 +9,11 @@
 /// Names the calling thread (first 15 bytes), as shown by `top -H` and /proc/PID/task/*/comm.
 void cpixeld_set_thread_name(const char *name);
 
+/// Sets the calling thread's nice value (-20…19; Linux keeps it per thread), e.g. to let a receive
+/// thread pre-empt the process's other threads and a co-located Redis when a datagram arrives.
+/// Going below the current value needs CAP_SYS_NICE (or RLIMIT_NICE). @return 0, or -1 with errno set.
+int cpixeld_set_thread_nice(int nice);
+
 /// One received datagram's slot for `cpixeld_recvmmsg`.
 typedef struct cpixeld_datagram {
     void *buffer;        ///< where the bytes go
@@ -17,8 +22,13 @@ typedef struct cpixeld_datagram {
     int truncated;       ///< out: MSG_TRUNC was set
 } cpixeld_datagram;
 
+/// `MSG_WAITFORONE` (a GNU flag Swift's Glibc module may not expose): `recvmmsg` returns as soon as one
+/// datagram is there, with whatever else is already queued, instead of waiting to fill every slot.
+#define CPIXELD_MSG_WAITFORONE 0x10000
+
 /// Receives up to `count` datagrams with one `recvmmsg(2)` call.
-/// @param flags e.g. MSG_DONTWAIT; the socket's own timeout applies otherwise.
+/// @param flags e.g. MSG_DONTWAIT or CPIXELD_MSG_WAITFORONE; the socket's own timeout applies to the
+///   wait for the first datagram unless MSG_DONTWAIT is given.
 /// @param dropped out: the kernel's cumulative drop counter (SO_RXQ_OVFL), when enabled and seen; else unchanged.
 /// @return datagrams received (>= 1), or -1 with errno set.
 int cpixeld_recvmmsg(int fd, cpixeld_datagram *slots, unsigned int count, int flags, uint32_t *dropped);

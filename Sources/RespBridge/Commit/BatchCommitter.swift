@@ -15,6 +15,10 @@ import Glibc
 ///
 /// Per-key isolation: each key's `LPUSH` runs under `redis.pcall`, so a permanent error on one key
 /// (`WRONGTYPE`, `NOPERM`) is reported for that key alone and the other keys are still pushed.
+///
+/// The common case — a new batch of this writer, keys that took their last push, no `hold` limit —
+/// skips Lua and commits as one `MULTI`/`EXEC` transaction instead: see
+/// `BatchCommitter+Transaction.swift` for when exactly, and for how the same guarantees are kept.
 struct BatchCommitter {
     /// The outcome of one key's push within a committed batch.
     enum KeyOutcome: Equatable {
@@ -123,25 +127,49 @@ struct BatchCommitter {
     }
 
     private var scriptSHA: [UInt8]?
-    private var argv = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: 64)
-    private var lengths = UnsafeMutablePointer<Int>.allocate(capacity: 64)
+    /// Argument pointers and lengths of the command being appended, reused across commits.
+    private(set) var argv = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: 64)
+    private(set) var lengths = UnsafeMutablePointer<Int>.allocate(capacity: 64)
     private var capacity = 64
     private var numbers: [UInt8] = []
     private var numberRanges: [Range<Int>] = []
 
-    private let maxListLength: Int
-    private let fullPolicy: FullPolicy
+    let maxListLength: Int
+    let fullPolicy: FullPolicy
     private let deadLetterSuffix: String
+
+    // Fast-path state (BatchCommitter+Transaction.swift).
+    /// The marker of this process's writer instance; only its new batches may skip the script.
+    let ownMarker: [UInt8]?
+    /// The highest sequence sent under ``ownMarker``, by either path.
+    var lastOwnSequenceSent: UInt64 = 0
+    /// Keys whose last push succeeded, at most ``knownKeyLimit``.
+    private(set) var knownListKeys = Set<[UInt8]>()
+    private static let knownKeyLimit = 1024
+    /// A transaction sent whose reply was not read.
+    var unresolvedTransaction: UnresolvedTransaction?
+    /// A transaction applied with refused keys whose follow-up has not been committed yet.
+    var pendingFollowUp: PendingFollowUp?
+    /// Whether a script commit may have saved an outcome under ``ownMarker``'s `:last` key.
+    var savedOutcomeMayExist = false
 
     /// Creates a committer.
     /// - Parameters:
     ///   - maxListLength: the most values a list may hold; 0 for no limit.
     ///   - fullPolicy: what happens at the limit.
     ///   - deadLetterSuffix: appended to a key to name its dead-letter list.
-    init(maxListLength: Int = 0, fullPolicy: FullPolicy = .hold, deadLetterSuffix: String = ":dead") {
+    ///   - ownMarker: the marker key of this process's writer instance, whose new batches may be
+    ///     committed without Lua; `nil` always uses the script.
+    init(
+        maxListLength: Int = 0,
+        fullPolicy: FullPolicy = .hold,
+        deadLetterSuffix: String = ":dead",
+        ownMarker: [UInt8]? = nil
+    ) {
         self.maxListLength = maxListLength
         self.fullPolicy = fullPolicy
         self.deadLetterSuffix = deadLetterSuffix
+        self.ownMarker = ownMarker
     }
 
     /// The commit marker key of a writer instance.
@@ -155,8 +183,12 @@ struct BatchCommitter {
 
     /// Sends the commit of `groups` (keys and entry indices into `batch`) as batch number `sequence` of
     /// the writer instance whose marker key is `marker`, and reads its reply.
+    ///
+    /// A new batch of this writer whose keys all took their last push goes as a transaction; anything
+    /// else, and every retry, through the script. A retry of a transaction whose reply was lost, or
+    /// whose follow-up is outstanding, is finished as described in `BatchCommitter+Transaction.swift`.
     /// - Throws: ``RespError``: a connection failure (the batch may or may not have been applied: send
-    ///   it again with the same sequence), or a server error for the whole script (`OOM`, `BUSY`,
+    ///   it again with the same sequence), or a server error for the whole commit (`OOM`, `BUSY`,
     ///   `LOADING`…: nothing was applied).
     mutating func commit(
         _ batch: PushBatch,
@@ -165,6 +197,61 @@ struct BatchCommitter {
         sequence: UInt64,
         on connection: RedisConnection
     ) throws(RespError) -> Result {
+        if let unresolved = unresolvedTransaction {
+            if unresolved.marker == marker && unresolved.sequence == sequence {
+                if let result = try resolveLostTransaction(batch, groups: groups, marker: marker, sequence: sequence, on: connection) {
+                    return result
+                }
+            } else {
+                unresolvedTransaction = nil  // the writer gave that batch up (spool full, or shutdown)
+            }
+        }
+        if let pending = pendingFollowUp {
+            if pending.marker == marker && pending.sequence == sequence {
+                return try finish(pending, batch, groups, on: connection)
+            }
+            pendingFollowUp = nil
+        }
+        if canUseTransaction(batch, groups: groups, marker: marker, sequence: sequence) {
+            return try commitTransaction(batch, groups: groups, marker: marker, sequence: sequence, on: connection)
+        }
+        let result = try commitScript(batch, groups: groups, marker: marker, sequence: sequence, on: connection)
+        if case .applied(let outcomes) = result {
+            for (group, outcome) in zip(groups, outcomes) {
+                if case .pushed = outcome { rememberKey(of: group, in: batch) } else { forgetKey(of: group, in: batch) }
+            }
+        }
+        return result
+    }
+
+    /// The key of `group` as bytes.
+    func key(of group: KeyGroup, in batch: PushBatch) -> [UInt8] {
+        Array(batch.bytes[group.keyStart..<group.keyStart + group.keyCount])
+    }
+
+    /// Notes that `group`'s key took a push: its next batches may go as a transaction.
+    mutating func rememberKey(of group: KeyGroup, in batch: PushBatch) {
+        guard knownListKeys.count < Self.knownKeyLimit else { return }
+        knownListKeys.insert(key(of: group, in: batch))
+    }
+
+    /// Notes that `group`'s key refused a push: its next batches go through the script.
+    mutating func forgetKey(of group: KeyGroup, in batch: PushBatch) {
+        knownListKeys.remove(key(of: group, in: batch))
+    }
+
+    /// Commits through the script (see the type's documentation).
+    mutating func commitScript(
+        _ batch: PushBatch,
+        groups: [KeyGroup],
+        marker: [UInt8],
+        sequence: UInt64,
+        on connection: RedisConnection
+    ) throws(RespError) -> Result {
+        if marker == ownMarker {
+            lastOwnSequenceSent = max(lastOwnSequenceSent, sequence)
+            savedOutcomeMayExist = true
+        }
         if scriptSHA == nil { try loadScript(on: connection) }
         var reply = try send(batch, groups: groups, marker: marker, sequence: sequence, on: connection)
         if case .error(let text) = reply, text.hasPrefix("NOSCRIPT") {
@@ -284,7 +371,8 @@ struct BatchCommitter {
         return name
     }()
 
-    private mutating func reserve(_ count: Int) {
+    /// Makes ``argv`` and ``lengths`` hold at least `count` arguments.
+    mutating func reserve(_ count: Int) {
         guard count > capacity else { return }
         argv.deallocate()
         lengths.deallocate()

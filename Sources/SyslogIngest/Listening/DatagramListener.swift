@@ -3,6 +3,10 @@ import CPixeldSystem
 import PixeldConcurrency
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Receives syslog datagrams on one socket, on its own thread, in batches (`recvmmsg`), routes each
 /// through the ``IngestRules`` and hands the accepted ones to an ``AcceptedMessageSink``.
 ///
@@ -20,6 +24,8 @@ public final class DatagramListener: @unchecked Sendable {
     private let sink: any AcceptedMessageSink
     private let logger: Logger
     private let batchSize: Int
+    private let threadNice: Int?
+    private let threadNiceFailureLevel: Logger.Level
     private let slotCapacity: Int
     private let stopRequested = Atomic<Bool>(false)
     private var thread: DedicatedThread?
@@ -30,18 +36,27 @@ public final class DatagramListener: @unchecked Sendable {
     ///   - rules: facility filter, program policy, size cap.
     ///   - sink: where accepted messages go; used on the listener thread only.
     ///   - batchSize: datagrams per `recvmmsg` call.
+    ///   - threadNice: the receive thread's nice value (-20…19), or `nil` to keep the process's. A lower
+    ///     value lets the thread pre-empt the writer (and a Redis on the same core) when datagrams
+    ///     arrive; below the process's value it needs CAP_SYS_NICE (or RLIMIT_NICE), else the failure is
+    ///     logged at `threadNiceFailureLevel` and the thread keeps the process's priority.
+    ///   - threadNiceFailureLevel: `.warning` when the value was asked for, lower when it is a default.
     public init(
         socket: DatagramSocket,
         rules: IngestRules,
         sink: any AcceptedMessageSink,
         logger: Logger,
-        batchSize: Int = 64
+        batchSize: Int = 64,
+        threadNice: Int? = nil,
+        threadNiceFailureLevel: Logger.Level = .warning
     ) {
         self.socket = socket
         self.rules = rules
         self.sink = sink
         self.logger = logger
         self.batchSize = batchSize
+        self.threadNice = threadNice
+        self.threadNiceFailureLevel = threadNiceFailureLevel
         // One byte more than the largest accepted datagram, so an oversize one shows as truncated.
         self.slotCapacity = rules.maxMessageBytes + 1
         self.statistics = ListenerStatistics(label: socket.address.description)
@@ -61,6 +76,13 @@ public final class DatagramListener: @unchecked Sendable {
     }
 
     private func run() {
+        if let threadNice, cpixeld_set_thread_nice(Int32(threadNice)) != 0 {
+            logger.log(
+                level: threadNiceFailureLevel,
+                "could not set the receive thread's nice value (needs CAP_SYS_NICE to lower it)",
+                metadata: ["pixeld.listener": "\(statistics.label)", "nice": "\(threadNice)", "errno": "\(errno)"]
+            )
+        }
         let buffers = UnsafeMutableRawPointer.allocate(byteCount: slotCapacity * batchSize, alignment: 16)
         let slots = UnsafeMutableBufferPointer<cpixeld_datagram>.allocate(capacity: batchSize)
         defer {
@@ -81,8 +103,10 @@ public final class DatagramListener: @unchecked Sendable {
                 )
             }
             let count: Int
+            let acceptedAt: Int64
             do {
                 count = try socket.receive(into: slots, nonBlocking: draining, kernelDrops: &kernelDrops)
+                acceptedAt = MonotonicClock.nanoseconds()
             } catch {
                 logger.error("receive failed", metadata: ["pixeld.listener": "\(statistics.label)", "error": "\(error)"])
                 if draining { return }
@@ -93,13 +117,19 @@ public final class DatagramListener: @unchecked Sendable {
                 continue
             }
             statistics.setKernelDrops(Int(kernelDrops))
-            route(slots: UnsafeMutableBufferPointer(rebasing: slots[0..<count]))
+            route(slots: UnsafeMutableBufferPointer(rebasing: slots[0..<count]), acceptedAt: acceptedAt)
             if !sink.endOfBatch() { return }
         }
     }
 
-    private func route(slots: UnsafeMutableBufferPointer<cpixeld_datagram>) {
-        let acceptedAt = MonotonicClock.nanoseconds()
+    /// Routes one receive batch and hands the accepted messages to the sink.
+    /// - Parameter acceptedAt: read once per receive call, as `recvmmsg` returns and before any routing,
+    ///   so the ack-latency histogram (`pixeld_ingest_ack_latency_seconds`) includes the routing of the
+    ///   whole batch, the queue, the linger and the commit. It does not include the time a datagram sat
+    ///   in the kernel's socket buffer before the call returned: with `MSG_WAITFORONE` that is the time
+    ///   the receive thread was busy routing the previous batch or waiting for the CPU (the end-to-end
+    ///   probe of `bench/run.py` measures that part too).
+    private func route(slots: UnsafeMutableBufferPointer<cpixeld_datagram>, acceptedAt: Int64) {
         var accepted = 0
         for slot in slots {
             if slot.truncated != 0 || slot.length > rules.maxMessageBytes {

@@ -51,7 +51,10 @@ struct IngestCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Kernel receive buffer (SO_RCVBUF) per socket; a warning is logged when the kernel caps it. Default 4194304. Env: PIXELD_RECEIVE_BUFFER_BYTES.", valueName: "bytes"))
     var receiveBufferBytes: Int?
 
-    @Option(help: ArgumentHelp("Memory queue between the receivers and the Redis writer, in bytes; when full, receivers wait. Default 8388608. Env: PIXELD_BUFFER_BYTES.", valueName: "bytes"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Nice value (-20…19) of the datagram receive threads, so they pre-empt the writer, a Redis on the same core and other processes when datagrams arrive (a unix socket's queue holds only net.unix.max_dgram_qlen datagrams). Lowering it needs CAP_SYS_NICE or RLIMIT_NICE; without, the threads keep the process's priority (logged at info for the default, as a warning when asked for). Default -10. Env: PIXELD_RECEIVE_NICE.", valueName: "n"))
+    var receiveNice: Int?
+
+    @Option(help: ArgumentHelp("Memory queue between the receivers and the Redis writer, in bytes; when full, receivers wait. Default 2097152. Env: PIXELD_BUFFER_BYTES.", valueName: "bytes"))
     var bufferBytes: Int?
 
     @Option(help: ArgumentHelp("How long the first message of a batch may wait for more before the flush, in milliseconds (0 = flush at once). Default 1. Env: PIXELD_FLUSH_INTERVAL_MS.", valueName: "ms"))
@@ -112,7 +115,16 @@ struct IngestCommand: AsyncParsableCommand {
                 throw ValidationError(error.description)
             }
             let sink = QueueSink(queue: queue, keyPrefix: settings.rules.programs.keyPrefix)
-            listeners.append(DatagramListener(socket: socket, rules: settings.rules, sink: sink, logger: logger))
+            listeners.append(
+                DatagramListener(
+                    socket: socket,
+                    rules: settings.rules,
+                    sink: sink,
+                    logger: logger,
+                    threadNice: settings.receiveNice,
+                    threadNiceFailureLevel: settings.receiveNiceIsDefault ? .info : .warning
+                )
+            )
         }
         for (host, port) in settings.tcpAddresses {
             let sink = QueueSink(queue: queue, keyPrefix: settings.rules.programs.keyPrefix)
@@ -163,6 +175,8 @@ struct IngestSettings {
     var tcpAddresses: [(String, Int)] = []
     var rules: IngestRules
     var receiveBufferBytes: Int
+    var receiveNice: Int
+    var receiveNiceIsDefault: Bool
     var bufferBytes: Int
     var writerOptions: LPushWriter.Options
     var shutdownTimeoutSeconds: Int
@@ -207,7 +221,9 @@ struct IngestSettings {
         }
         let maxMessageBytes = try integer(command.maxMessageBytes, "max-message-bytes", 65535, 1...(1 << 20))
         receiveBufferBytes = try integer(command.receiveBufferBytes, "receive-buffer-bytes", 4 << 20, 0...(1 << 30))
-        bufferBytes = try integer(command.bufferBytes, "buffer-bytes", 8 << 20, (64 << 10)...(1 << 34))
+        bufferBytes = try integer(command.bufferBytes, "buffer-bytes", 2 << 20, (64 << 10)...(1 << 34))
+        receiveNiceIsDefault = command.receiveNice == nil && Environment.value(forFlag: "receive-nice") == nil
+        receiveNice = try integer(command.receiveNice, "receive-nice", -10, -20...19)
         let flushMs = try integer(command.flushIntervalMs, "flush-interval-ms", 1, 0...1000)
         shutdownTimeoutSeconds = try integer(command.shutdownTimeout, "shutdown-timeout", 10, 0...3600)
         spoolDirectory = command.spool ?? Environment.value(forFlag: "spool")

@@ -22,6 +22,10 @@ final class EventPrinter: @unchecked Sendable {
     private let path: String?
     private let offsetKey: [UInt8]?
     private var offset: Int = 0
+    /// Decodes and writes JSON lines without a `PixelEvent` per event; its scratch is reused.
+    private var encoder = PixelEventLineEncoder()
+    /// One batch's output, reused from batch to batch.
+    private var output: [UInt8] = []
 
     /// Writes to standard output.
     init(logger: Logger) {
@@ -76,13 +80,12 @@ final class EventPrinter: @unchecked Sendable {
     }
 
     func handle(_ batch: [[UInt8]]) throws -> ReliableListConsumer.Outcome {
-        var output: [UInt8] = []
+        output.removeAll(keepingCapacity: true)
         output.reserveCapacity(batch.count * 256)
         var dead: [[UInt8]] = []
         for value in batch {
             do {
-                let event = try PixelEventDecoder.decode(value)
-                event.appendJSONLine(to: &output)
+                try encoder.appendJSONLine(of: value, to: &output)
                 output.append(UInt8(ascii: "\n"))
             } catch {
                 dead.append(value)

@@ -214,6 +214,135 @@ struct RedisIntegrationTests {
         #expect(try server.llen("pixel:processing:t2") == 0)
         #expect(consumer.consumed == 1)
     }
+
+    @Test func aBatchMovesLikeOneLMovePerEventAndKeepsOrder() async throws {
+        let server = try RedisServer.start()
+        let values = (0..<2500).map { "v\($0)" }
+        for chunk in stride(from: 0, to: values.count, by: 500) {
+            _ = try server.command(["LPUSH", "pixel"] + values[chunk..<min(chunk + 500, values.count)])
+        }
+        var options = ReliableListConsumer.Options()
+        options.batchSize = 2200  // more than the script's 1,000-value LPUSH chunks
+        let consumer = ReliableListConsumer(list: "pixel", consumerID: "t3", redis: try configuration(server), options: options, logger: logger)
+        let seen = ConditionLockedArray()
+        let processing = ConditionLockedArray()
+        consumer.start { batch in
+            let strings = batch.map { String(decoding: $0, as: UTF8.self) }
+            // While a batch is in hand, the processing list holds it newest first, as LMOVE RIGHT LEFT leaves it.
+            if processing.values.isEmpty { processing.append((try? server.lrange("pixel:processing:t3")) ?? ["unreadable"]) }
+            seen.append(strings)
+            return .init()
+        }
+        #expect(waitUntil(seconds: 10) { seen.values.count == values.count })
+        await consumer.stop()
+        #expect(seen.values == values)
+        #expect(processing.values == Array(values[0..<2200].reversed()))
+        #expect(try server.llen("pixel") == 0)
+        #expect(try server.llen("pixel:processing:t3") == 0)
+        #expect(consumer.consumed == values.count)
+    }
+
+    @Test func aFailedCommandInsideTheAckIsCountedAndTheBatchStaysAcked() async throws {
+        let server = try RedisServer.start()
+        _ = try server.command(["LPUSH", "rollup", "not-a-counter"])
+        _ = try server.command(["LPUSH", "pixel", "a", "b"])
+        let consumer = ReliableListConsumer(list: "pixel", consumerID: "t4", redis: try configuration(server), logger: logger)
+        let attempts = ConditionLockedArray()
+        consumer.start { batch in
+            attempts.append(batch.map { String(decoding: $0, as: UTF8.self) })
+            return .init(commands: [[Array("INCR".utf8), Array("rollup".utf8)], [Array("INCR".utf8), Array("ok".utf8)]])
+        }
+        #expect(waitUntil(seconds: 5) { consumer.consumed == 2 })
+        try await Task.sleep(for: .milliseconds(200))
+        await consumer.stop()
+        #expect(attempts.values == ["a", "b"])  // not retried
+        #expect(consumer.ackCommandErrors == 1)
+        #expect(try server.command(["INCR", "ok"]).integer == 2)  // the other command of the ack ran once
+        #expect(try server.llen("pixel:processing:t4") == 0)
+    }
+}
+
+/// The writer's Lua-free commit (`BatchCommitter+Transaction.swift`): taken for known lists, left for
+/// the script when a key refuses its push, and trimming like the script under `drop-oldest`. Lost
+/// replies of transactions are covered by `PixeldFaultTests` (the proxy drops them too).
+extension RedisIntegrationTests {
+    /// One batch of `pixel` values.
+    private func push(_ range: Range<Int>, into queue: PushQueue) {
+        var batch = PushBatch()
+        for index in range { batch.append(key: Array("pixel".utf8), value: Array("\(index)".utf8), acceptedAt: 0) }
+        queue.enqueue(batch)
+    }
+
+    /// How many times Redis ran `command` (from `INFO commandstats`).
+    private func calls(of command: String, in server: RedisServer) throws -> Int {
+        let info = try server.command(["INFO", "commandstats"]).string ?? ""
+        guard let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_\(command):calls=") }) else { return 0 }
+        return Int(line.dropFirst("cmdstat_\(command):calls=".count).prefix { $0.isNumber }) ?? 0
+    }
+
+    private func waitForLength(_ length: Int, of key: String, in server: RedisServer) throws -> Bool {
+        try waitUntil(seconds: 5) { try server.llen(key) == length }
+    }
+
+    @Test func batchesOfAKnownListGoAsTransactionsWithoutLua() async throws {
+        let server = try RedisServer.start()
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(queue: queue, redis: try configuration(server), logger: logger)
+        writer.start()
+        for round in 0..<5 {
+            push(round * 10..<round * 10 + 10, into: queue)
+            #expect(try waitForLength(round * 10 + 10, of: "pixel", in: server))
+        }
+        await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
+        #expect(try server.lrange("pixel").reversed() == (0..<50).map(String.init))
+        #expect(writer.statistics.pushed == 50)
+        // The first batch meets an unknown key and takes the script; the other four skip Lua.
+        #expect(try calls(of: "evalsha", in: server) == 1)
+        #expect(try calls(of: "exec", in: server) == 4)
+        #expect(try server.command(["GET", "pixeld:writer:\(writer.instanceID)"]).string == "5")
+        #expect(try server.command(["EXISTS", "pixeld:writer:\(writer.instanceID):last"]).integer == 0)
+    }
+
+    @Test func aKnownListThatTurnsIntoAStringDeadLettersOnceAndThenTakesTheScript() async throws {
+        let server = try RedisServer.start()
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(queue: queue, redis: try configuration(server), logger: logger)
+        writer.start()
+        push(0..<10, into: queue)
+        #expect(try waitForLength(10, of: "pixel", in: server))
+        _ = try server.command(["DEL", "pixel"])
+        _ = try server.command(["SET", "pixel", "not a list"])
+        push(10..<20, into: queue)  // a transaction: its LPUSH fails, the follow-up dead-letters
+        #expect(try waitForLength(10, of: "pixel:dead", in: server))
+        _ = try server.command(["DEL", "pixel"])
+        push(20..<30, into: queue)  // the key is no longer known: the script
+        #expect(try waitForLength(10, of: "pixel", in: server))
+        await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
+        #expect(try server.lrange("pixel:dead").reversed() == (10..<20).map(String.init))
+        #expect(try server.lrange("pixel").reversed() == (20..<30).map(String.init))
+        #expect(writer.statistics.pushed == 20)
+        #expect(writer.statistics.deadLettered == 10)
+        #expect(try calls(of: "exec", in: server) == 1)
+        #expect(try calls(of: "evalsha", in: server) == 3)  // first batch, the follow-up, the last batch
+    }
+
+    @Test func dropOldestTrimsInTheTransactionToo() async throws {
+        let server = try RedisServer.start()
+        var options = LPushWriter.Options()
+        options.maxListLength = 25
+        options.dropOldestWhenFull = true
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(queue: queue, redis: try configuration(server), options: options, logger: logger)
+        writer.start()
+        push(0..<20, into: queue)
+        #expect(try waitForLength(20, of: "pixel", in: server))
+        push(20..<40, into: queue)
+        #expect(try waitUntil(seconds: 5) { writer.statistics.pushed == 40 })
+        await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
+        #expect(try server.lrange("pixel").reversed() == (15..<40).map(String.init))
+        #expect(writer.statistics.trimmed == 15)
+        #expect(try calls(of: "exec", in: server) == 1)
+    }
 }
 
 /// A thread-safe list of strings for handler callbacks.
