@@ -45,16 +45,22 @@ struct PipelineTests {
         try #require(fileLines.count == count, "nginx file log has \(fileLines.count) lines")
         #expect(Set(fileLines.map { text($0).split(separator: ",", maxSplits: 1).last.map(String.init) ?? "" }) == Set(queries))
 
+        let nginxSendFailures = nginx.errorLog.components(separatedBy: "send() to syslog failed").count - 1
+        // Over the unix socket, a line nginx could not send (the kernel's queue of
+        // net.unix.max_dgram_qlen = 10 datagrams was full: nginx logs "send() to syslog failed") never
+        // reached pixeld; on a busy machine a few may. Every line the kernel accepted must arrive, and
+        // the refused ones must stay rare (≤ 1 %), or the receiver is too slow. Over UDP: all of them.
+        let refused = unix ? nginxSendFailures : 0
+        #expect(refused <= count / 100, "nginx reported \(refused) failed syslog sends of \(count)")
         let redis = pipeline.redis
-        let length = try redis.waitForLength("pixel", atLeast: count, timeout: 20)
+        let length = try redis.waitForLength("pixel", atLeast: count - refused, timeout: 20)
         // Give duplicates, if any, a moment to show up before counting.
         Thread.sleep(forTimeInterval: 0.3)
         let stored = try redis.lrangeRaw("pixel")
         // LPUSH puts the newest at the head: reversed, the list is in arrival order.
         let arrival = Array(stored.reversed())
         let (missing, unexpected) = multisetDifference(expected: fileLines, actual: arrival)
-        let nginxSendFailures = nginx.errorLog.components(separatedBy: "send() to syslog failed").count - 1
-        let complete = stored.count == count && missing.isEmpty && unexpected.isEmpty
+        let complete = stored.count == count - refused && missing.count == refused && unexpected.isEmpty
         #expect(
             complete,
             """
@@ -67,7 +73,7 @@ struct PipelineTests {
         )
         // One nginx worker logs each request to syslog and to the file in turn, and one socket keeps
         // datagram order, so arrival order is nginx's order.
-        if missing.isEmpty && unexpected.isEmpty,
+        if missing.isEmpty && unexpected.isEmpty && refused == 0,
             let firstDifference = arrival.indices.first(where: { arrival[$0] != fileLines[$0] })
         {
             Issue.record(
