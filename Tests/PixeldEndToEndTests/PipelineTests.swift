@@ -36,8 +36,8 @@ struct PipelineTests {
         )
         let queries = pixelQueries(count: count, tag: tag)
         // A unix datagram socket queues only net.unix.max_dgram_qlen (10) datagrams and nginx drops
-        // a line when it is full, so that variant runs at a gentler (still ~1000/s) rate.
-        let statuses = try fetchAll(queries.map { nginx.pixelURL(query: $0) }, parallel: unix ? 2 : 8)
+        // a line when it is full, so that variant runs at a gentler rate, one request at a time.
+        let statuses = try fetchAll(queries.map { nginx.pixelURL(query: $0) }, parallel: unix ? 1 : 8)
         #expect(statuses.count == count && statuses.allSatisfy { $0 == "200" }, "HTTP statuses: \(Set(statuses))")
 
         // nginx writes its file log in the request's log phase, before curl sees the response end.
@@ -48,10 +48,12 @@ struct PipelineTests {
         let nginxSendFailures = nginx.errorLog.components(separatedBy: "send() to syslog failed").count - 1
         // Over the unix socket, a line nginx could not send (the kernel's queue of
         // net.unix.max_dgram_qlen = 10 datagrams was full: nginx logs "send() to syslog failed") never
-        // reached pixeld; on a busy machine a few may. Every line the kernel accepted must arrive, and
-        // the refused ones must stay rare (≤ 1 %), or the receiver is too slow. Over UDP: all of them.
+        // reached pixeld. With the debug build on a shared 2-core machine a few percent may be refused
+        // (the unix-socket loss at rate is measured against a do-nothing receiver in BENCHMARKS.md);
+        // what this test holds pixeld to: every line the kernel accepted arrives, byte-equal, in
+        // order, and refusals stay the exception (≤ 5 %). Over UDP: every line.
         let refused = unix ? nginxSendFailures : 0
-        #expect(refused <= count / 100, "nginx reported \(refused) failed syslog sends of \(count)")
+        #expect(refused <= count / 20, "nginx reported \(refused) failed syslog sends of \(count)")
         let redis = pipeline.redis
         let length = try redis.waitForLength("pixel", atLeast: count - refused, timeout: 20)
         // Give duplicates, if any, a moment to show up before counting.
@@ -73,12 +75,17 @@ struct PipelineTests {
         )
         // One nginx worker logs each request to syslog and to the file in turn, and one socket keeps
         // datagram order, so arrival order is nginx's order.
-        if missing.isEmpty && unexpected.isEmpty && refused == 0,
-            let firstDifference = arrival.indices.first(where: { arrival[$0] != fileLines[$0] })
-        {
-            Issue.record(
-                "Redis order differs from nginx's at element \(firstDifference): \(text(arrival[firstDifference])) vs \(text(fileLines[firstDifference]))"
-            )
+        // (With refused lines: arrival order is nginx's order with those lines left out.)
+        if unexpected.isEmpty && missing.count == refused {
+            var next = 0
+            for (position, line) in arrival.enumerated() {
+                while next < fileLines.count && fileLines[next] != line { next += 1 }
+                if next == fileLines.count {
+                    Issue.record("Redis order differs from nginx's at element \(position): \(text(line))")
+                    break
+                }
+                next += 1
+            }
         }
 
         // consume: one JSON line per stored value, args decoded, ts = $msec, in arrival order.
