@@ -1,4 +1,5 @@
 public import Logging
+public import PixelAnalytics
 import PixeldConcurrency
 public import RespBridge
 
@@ -24,6 +25,8 @@ public final class LiveFeed: @unchecked Sendable {
     private var subscribed = false
     private var thread: DedicatedThread?
     private let connection: RedisConnection
+    private let channelPattern: String
+    /// What precedes the site in a channel name (`pixeld:live:`).
     private let channelPrefix: String
     private let logger: Logger
     /// The most SSE clients at once.
@@ -32,20 +35,18 @@ public final class LiveFeed: @unchecked Sendable {
     /// Creates a feed; call ``start()`` to subscribe.
     /// - Parameters:
     ///   - configuration: Where Redis is (the read timeout is raised to a minute: the connection idles).
-    ///   - prefix: The rollup prefix (`pixeld:`); channels are `prefix + "live:" + site`.
+    ///   - keys: The key layout, whose ``RollupKeys/liveChannel(site:)`` the consumer publishes on.
     ///   - maximumSubscribers: SSE clients at most.
     ///   - logger: For subscription failures.
-    public init(configuration: RedisConfiguration, prefix: String, maximumSubscribers: Int = 256, logger: Logger) {
+    public init(configuration: RedisConfiguration, keys: RollupKeys, maximumSubscribers: Int = 256, logger: Logger) {
         var configuration = configuration
         configuration.commandTimeoutMilliseconds = 60_000
         connection = RedisConnection(configuration: configuration, logger: logger)
-        channelPrefix = prefix + "live:"
+        channelPattern = keys.liveChannelPattern
+        channelPrefix = keys.liveChannel(site: "")
         self.maximumSubscribers = maximumSubscribers
         self.logger = logger
     }
-
-    /// The channel the consumer publishes a site's events on.
-    public func channel(site: String) -> String { channelPrefix + site }
 
     /// Starts the subscriber thread.
     public func start() {
@@ -107,7 +108,7 @@ public final class LiveFeed: @unchecked Sendable {
         var failures = 0
         while !lock.withLock({ stopping }) {
             do {
-                let reply = try connection.command(["PSUBSCRIBE", channelPrefix + "*"])
+                let reply = try connection.command(["PSUBSCRIBE", channelPattern])
                 _ = try reply.unwrap("PSUBSCRIBE")
                 lock.withLock { subscribed = true }
                 failures = 0

@@ -109,24 +109,15 @@ final class DashboardFixture: Sendable {
 
     /// A dashboard over the fixture's Redis.
     /// - Parameter archive: Read the consumer's archive (`pixeld serve --archive`): filters work.
-    func dashboard(token: String? = nil, publicSites: Set<String> = [], live: LiveFeed? = nil, archive: Bool = false) throws
-        -> Dashboard
-    {
+    func dashboard(token: String? = nil, publicSites: Set<String> = [], archive: Bool = false) throws -> Dashboard {
         let configuration = try RedisConfiguration(url: redis.url)
         let reader = RedisReader(configuration: configuration, threads: 2, logger: Logger(label: "test"))
         return Dashboard(
-            store: RollupStore(reader: reader), live: live, archive: archive ? ArchiveStore(directory: self.archive.path) : nil,
+            store: RollupStore(reader: reader), live: nil, archive: archive ? ArchiveStore(directory: self.archive.path) : nil,
             configuration: DashboardConfiguration(
                 sites: [Self.site, Self.privateSite], token: token, publicSites: publicSites
             ),
             metricsText: { "# pixeld test metrics\n" }
-        )
-    }
-
-    func liveFeed() throws -> LiveFeed {
-        LiveFeed(
-            configuration: try RedisConfiguration(url: redis.url), prefix: RollupKeys.defaultPrefix,
-            logger: Logger(label: "test")
         )
     }
 

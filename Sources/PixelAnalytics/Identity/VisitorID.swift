@@ -21,11 +21,7 @@ public enum VisitorID {
         let total = site.utf8.count + ip.utf8.count + userAgent.utf8.count + 2
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: total) { message in
             var end = 0
-            for (index, part) in [site, ip, userAgent].enumerated() {
-                if index > 0 {
-                    message[end] = 0
-                    end += 1
-                }
+            func append(_ part: String) {
                 ASCIIBytes.withBytes(part) { bytes in
                     for byte in bytes {
                         message[end] = byte
@@ -33,6 +29,13 @@ public enum VisitorID {
                     }
                 }
             }
+            append(site)
+            message[end] = 0
+            end += 1
+            append(ip)
+            message[end] = 0
+            end += 1
+            append(userAgent)
             hmac.update(data: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: message[..<end])))
         }
         let code = hmac.finalize()

@@ -40,13 +40,6 @@ public struct LiveUpdate {
         recent[hit.site, default: [:]][visitor] = (hit.timestamp, hit.timestampText)
     }
 
-    /// Adds an accepted hit, rendering its archive line.
-    public mutating func add(_ hit: EnrichedHit) {
-        var line: [UInt8] = []
-        ArchiveRecord.appendLine(.accepted(hit), to: &line)
-        add(hit, line: line[...])
-    }
-
     /// The commands; empty when no hit was added.
     public func commands() -> [[[UInt8]]] {
         var commands: [[[UInt8]]] = []

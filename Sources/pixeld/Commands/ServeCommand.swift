@@ -87,7 +87,7 @@ struct ServeCommand: AsyncParsableCommand {
 
         let reader = RedisReader(configuration: redis, threads: redisConnections, logger: logger)
         let keys = RollupKeys()
-        let live = LiveFeed(configuration: redis, prefix: keys.prefix, logger: logger)
+        let live = LiveFeed(configuration: redis, keys: keys, logger: logger)
         let dashboard = Dashboard(
             store: RollupStore(reader: reader, keys: keys), live: live, archive: archiveStore,
             configuration: DashboardConfiguration(sites: shown, token: secret, publicSites: Set(publicSites)),

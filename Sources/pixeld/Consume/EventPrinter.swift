@@ -205,22 +205,24 @@ final class AnalyticsHandler: @unchecked Sendable {
         var lines: [Day: [UInt8]] = [:]
         var plain: [UInt8] = []
         var live = LiveUpdate(keys: rollups.keys, now: now)
+        var line: [UInt8] = []
         for event in events {
             let outcome = try processor.process(event, now: now, keys: keys)
             rollup.add(outcome)
-            // Each line is rendered once: into the archive (or output) buffer, then shared with the live feed.
-            let day = archive.map { $0.targetDay(for: Day(timestamp: outcome.timestamp), now: now) }
-            var buffer: [UInt8] = []
-            if let day { swap(&buffer, &lines[day, default: []]) } else { swap(&buffer, &plain) }
-            let start = buffer.count
-            ArchiveRecord.appendLine(outcome, to: &buffer)
+            // Each line is rendered once, for the archive (or output) and the live feed.
+            line.removeAll(keepingCapacity: true)
+            ArchiveRecord.appendLine(outcome, to: &line)
+            if let archive {
+                lines[archive.targetDay(for: Day(timestamp: outcome.timestamp), now: now), default: []] += line
+            } else {
+                plain += line
+            }
             switch outcome {
             case .accepted(let hit):
                 accepted += 1
-                live.add(hit, line: buffer[start...])
+                live.add(hit, line: line[...])
             case .dropped(let hit): dropped[hit.reason, default: 0] += 1
             }
-            if let day { swap(&buffer, &lines[day, default: []]) } else { swap(&buffer, &plain) }
         }
         var commands: [[[UInt8]]] = []
         if !rollup.isEmpty { commands.append(rollup.command()) }
