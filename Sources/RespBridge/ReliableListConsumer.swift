@@ -58,6 +58,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
     private let deadCount = Atomic<Int>(0)
     private let recoveredCount = Atomic<Int>(0)
     private let ackCommandErrorCount = Atomic<Int>(0)
+    private let conflictCount = Atomic<Int>(0)
     private let metrics = ConsumerMetrics()
     private var thread: DedicatedThread?
     private var lastHeartbeat: Int64 = 0
@@ -68,7 +69,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// The dead-letter list.
     public var deadList: String { "\(list):dead" }
 
-    /// Creates a consumer; ``start(handler:)`` runs it.
+    /// Creates a consumer; ``start(prepare:handler:)`` runs it.
     public init(list: String, consumerID: String, redis: RedisConfiguration, options: Options = Options(), logger: Logger) {
         self.list = list
         self.consumerID = consumerID
@@ -88,6 +89,9 @@ public final class ReliableListConsumer: @unchecked Sendable {
     public var recovered: Int { recoveredCount.load(ordering: .relaxed) }
     /// Commands of acks that Redis ran and that failed inside their `MULTI`/`EXEC` (logged, not retried).
     public var ackCommandErrors: Int { ackCommandErrorCount.load(ordering: .relaxed) }
+    /// Acks that Redis refused because a key the handler had `WATCH`ed changed; each such batch was
+    /// handled again.
+    public var ackConflicts: Int { conflictCount.load(ordering: .relaxed) }
 
     /// Starts the consumer thread.
     /// - Parameters:
@@ -95,11 +99,15 @@ public final class ReliableListConsumer: @unchecked Sendable {
     ///     (a Redis error, whose ack may or may not have been applied, or a handler error), with the
     ///     connection, so that the handler can re-read what Redis acknowledged — e.g. cut an output
     ///     file back to the acknowledged length — before the unacked batch is handled again.
-    ///   - handler: called on the consumer thread with each batch, oldest first; it writes its
-    ///     output before returning. When it throws, the batch stays unacked and is retried.
+    ///   - handler: called on the consumer thread with each batch, oldest first, and the connection
+    ///     the ack will use; it writes its output before returning. When it throws, the batch stays
+    ///     unacked and is retried. Keys it `WATCH`es on the connection (before reading them) make the
+    ///     ack conditional: if one changed before the ack's `EXEC`, Redis applies nothing, and the
+    ///     batch is prepared for and handled again (optimistic locking, e.g. for state that several
+    ///     consumers share).
     public func start(
         prepare: (@Sendable (RedisConnection) throws -> Void)? = nil,
-        handler: @escaping @Sendable ([[UInt8]]) throws -> Outcome
+        handler: @escaping @Sendable ([[UInt8]], RedisConnection) throws -> Outcome
     ) {
         precondition(thread == nil)
         thread = DedicatedThread(name: "pixeld-consume") { [self] in run(prepare, handler) }
@@ -114,7 +122,10 @@ public final class ReliableListConsumer: @unchecked Sendable {
 
     private var stopping: Bool { stopRequested.load(ordering: .relaxed) }
 
-    private func run(_ prepare: (@Sendable (RedisConnection) throws -> Void)?, _ handler: @Sendable ([[UInt8]]) throws -> Outcome) {
+    private func run(
+        _ prepare: (@Sendable (RedisConnection) throws -> Void)?,
+        _ handler: @Sendable ([[UInt8]], RedisConnection) throws -> Outcome
+    ) {
         var backoff = Backoff()
         var lastRecovery: Int64?
         var prepared = false
@@ -145,14 +156,22 @@ public final class ReliableListConsumer: @unchecked Sendable {
                 if batch.isEmpty { continue }
                 let outcome: Outcome
                 do {
-                    outcome = try handler(batch)
+                    outcome = try handler(batch, connection)
                 } catch {
                     logger.error("handler failed; batch kept for retry", metadata: ["error": "\(error)"])
+                    _ = try? connection.command(["UNWATCH"])
                     prepared = false
                     sleep(milliseconds: backoff.nextDelayMilliseconds())
                     continue
                 }
-                try ack(batch.count, outcome)
+                guard try ack(batch.count, outcome) else {
+                    // A watched key changed: nothing was applied; the batch is still ours, handle it again.
+                    conflictCount.add(1, ordering: .relaxed)
+                    metrics.recordAckConflict()
+                    logger.debug("ack aborted by a watched key; handling the batch again", metadata: ["redis.key": "\(list)"])
+                    prepared = false
+                    continue
+                }
                 backoff.reset()
             } catch {
                 logger.warning("redis error in consumer, retrying", metadata: ["error": "\(error)"])
@@ -226,7 +245,9 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// is logged with Redis's error text and counted (``ackCommandErrors``,
     /// `pixeld_consume_ack_command_errors_total`), and not retried: retrying would apply the
     /// commands that did succeed a second time.
-    private func ack(_ count: Int, _ outcome: Outcome) throws(RespError) {
+    ///
+    /// Returns `false`, having applied nothing, when `EXEC` was aborted by a key the handler watched.
+    private func ack(_ count: Int, _ outcome: Outcome) throws(RespError) -> Bool {
         var commands: [[[UInt8]]] = [[Array("MULTI".utf8)]]
         commands += outcome.commands
         if !outcome.deadLetters.isEmpty {
@@ -235,8 +256,9 @@ public final class ReliableListConsumer: @unchecked Sendable {
         commands.append([Array("DEL".utf8), Array(processingList.utf8)])
         commands.append([Array("EXEC".utf8)])
         let replies = try connection.pipeline(commands)
-        let results = try replies.last!.unwrap("EXEC")
         for reply in replies.dropLast() { try reply.unwrap("MULTI") }
+        let results = try replies.last!.unwrap("EXEC")
+        if results == .null { return false }
         consumedCount.add(count, ordering: .relaxed)
         deadCount.add(outcome.deadLetters.count, ordering: .relaxed)
         // The EXEC array holds one reply per queued command, in order: commands[1...].
@@ -250,6 +272,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
                 metadata: ["redis.key": "\(list)", "command": "\(name)", "command.index": "\(index)", "error": "\(text)"]
             )
         }
+        return true
     }
 
     private func heartbeat() throws(RespError) {

@@ -35,6 +35,11 @@ struct ConsumerMetrics: Sendable {
     /// Commands of an ack's `MULTI`/`EXEC` that failed inside the transaction.
     let ackCommandErrors = Counter(label: "pixeld_consume_ack_command_errors_total")
 
+    /// Acks aborted because a key the handler watched changed (the batch is handled again).
+    let ackConflicts = Counter(label: "pixeld_consume_ack_conflicts_total")
+
     /// Counts one failed command of an ack.
     func recordAckCommandError() { ackCommandErrors.increment() }
+    /// Counts one ack aborted by a watched key.
+    func recordAckConflict() { ackConflicts.increment() }
 }

@@ -8,7 +8,7 @@ import Glibc
 
 /// The distinct-value cap of the breakdowns (`--breakdown-cap`), in a real Redis: values beyond the
 /// cap, in the order they first appeared, are counted as `(other)`, across batches, for counters
-/// summed in Swift (pages) and for those the script computes from visit state (entry pages).
+/// summed per hit (pages) and for those that come from visit state (entry pages).
 @Suite(.serialized, .enabled(if: TestEnvironment.canRun("redis-server")))
 struct BreakdownCapTests {
     static func hit(_ path: String, visitor: String, at seconds: Double) -> HitOutcome {

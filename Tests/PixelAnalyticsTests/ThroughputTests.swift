@@ -46,7 +46,7 @@ struct ThroughputTests {
                     ArchiveRecord.appendLine(outcome, to: &archive)
                     batch.add(outcome)
                 }
-                argumentCount += batch.command().count
+                argumentCount += batch.command(states: []).count
                 index += 512
             }
             let elapsed = Self.seconds() - start

@@ -2,7 +2,7 @@
 /// restricted by a ``ReportFilter`` — what the rollups cannot answer, since they are one hash per
 /// dimension. Pure: the caller reads the records (``ArchiveReader/outcomes(directory:days:site:maxRecords:)``).
 ///
-/// Visits are rebuilt exactly as the rollup script does it (``RollupScript``), from all accepted
+/// Visits are rebuilt exactly as the consumer does it (``RollupBatch``), from all accepted
 /// hits of the site in time order (stable, as `pixeld replay` orders them): a hit with a visitor id
 /// continues that id's visit when it lies within the idle timeout of it (before its first or after
 /// its last hit), else starts a new one; a hit after midnight whose id has no visit yet continues
@@ -196,12 +196,12 @@ public struct ArchiveReport: Sendable {
     }
 
     /// The visits of `hits` (in time order) and, per hit, its visit (`nil` for hits without a
-    /// visitor id) — the rollup script's visit logic, with the visit state kept in memory.
+    /// visitor id) — the consumer's visit logic (``RollupBatch``), with the visit state kept in memory.
     static func sessions(_ hits: [EnrichedHit], idleMilliseconds idle: Int) -> (visits: [Visit], visitOfHit: [Int?]) {
         var visits: [Visit] = []
         var visitOfHit: [Int?] = []
         visitOfHit.reserveCapacity(hits.count)
-        var open: [String: Int] = [:]  // visitor id → its visit (the script's `visit:SITE:VID` key)
+        var open: [String: Int] = [:]  // visitor id → its visit (the consumer's `visit:SITE:VID` key)
         for hit in hits {
             guard let vid = hit.visitorID else {
                 visitOfHit.append(nil)

@@ -1,52 +1,19 @@
-/// Settings of the rollups.
-public struct RollupConfiguration: Sendable {
-    /// The key layout.
-    public var keys: RollupKeys
-    /// Days a day's rollups are kept after it ends (`--retention-days`).
-    public var retentionDays: Int
-    /// Distinct values kept per breakdown and day before the rest go to `(other)`.
-    public var breakdownCap: Int
-    /// A visit ends after this many seconds without a hit.
-    public var sessionIdleSeconds: Int
-    /// Seconds a visit's state is kept in Redis after its last hit was processed. Longer than the
-    /// timeout so that a consumer that falls behind (or stops for a while) still finds it.
-    public var sessionStateTTLSeconds: Int
-    /// The prefix of visit state keys; ``RollupKeys/visitPrefix`` unless a replay isolates its own.
-    public var visitPrefix: String
-
-    /// Creates settings.
-    /// - Parameters:
-    ///   - keys: The key layout.
-    ///   - retentionDays: Days to keep rollups after the day ends; 400 by default.
-    ///   - breakdownCap: Distinct values per breakdown and day; 1000 by default.
-    ///   - sessionIdleSeconds: The visit timeout; 30 minutes.
-    ///   - sessionStateTTLSeconds: How long visit state outlives its last hit; 6 hours.
-    public init(
-        keys: RollupKeys = RollupKeys(), retentionDays: Int = 400, breakdownCap: Int = 1000,
-        sessionIdleSeconds: Int = 1800, sessionStateTTLSeconds: Int = 21_600
-    ) {
-        self.keys = keys
-        self.retentionDays = retentionDays
-        self.breakdownCap = breakdownCap
-        self.sessionIdleSeconds = sessionIdleSeconds
-        self.sessionStateTTLSeconds = sessionStateTTLSeconds
-        self.visitPrefix = keys.visitPrefix
-    }
-
-    /// The unix time at which the rollups of `day` expire.
-    public func expireAt(_ day: Day) -> Int {
-        (day.number + 1 + retentionDays) * 86_400
-    }
-}
-
 /// Collects one batch's outcomes into the single `EVALSHA` of ``RollupScript`` that the consumer
-/// runs in its ack.
+/// runs in its ack, in two steps:
 ///
-/// Counters that do not depend on visit state (pageviews, pages, browsers, OS, devices,
-/// countries, hours, custom events, drops) are summed here first, so Redis sees one increment per
-/// distinct value and batch rather than one per hit; visitor ids are deduplicated per site and day;
-/// only the hits of identified visitors, plus pageviews without an id (for their sources), go to the
-/// script one by one, in arrival order, for the visit logic.
+/// 1. ``add(_:)`` each outcome. Counters that do not depend on visit state (pageviews, pages,
+///    browsers, OS, devices, countries, hours, custom events, drops) are summed at once, so Redis sees
+///    one increment per distinct value and batch rather than one per hit; visitor ids are
+///    deduplicated per site and day; the hits that take part in visits are kept, in arrival order.
+/// 2. Read the visit state of ``visitKeys`` (``stateReadCommand()``, `MGET`) and call
+///    ``command(states:)``: the visits are continued or started here, in Swift — the 30-minute rule,
+///    bounces, durations, entry pages, sources and campaigns per visit — and the command carries the
+///    resulting increments and the new visit states.
+///
+/// The state must not change between the read and the `EXEC` of the command, or two consumers
+/// would both continue the same visit: the consumer reads it under `WATCH` on the connection of its
+/// ack, so that a visit changed by another consumer meanwhile aborts the ack and the batch is
+/// handled again; `pixeld replay` owns its visit keys.
 public struct RollupBatch: Sendable {
     /// The settings.
     public let configuration: RollupConfiguration
@@ -57,52 +24,70 @@ public struct RollupBatch: Sendable {
         var day: Int
     }
 
-    /// Which hash (and, for totals, which field) a counter increments.
-    private enum Kind: UInt8 {
-        case pageviews, events, pages, browsers, os, devices, countries, hours, customEvents, siteDrops, globalDrops
+    /// The hashes of a site and day: `totals`, `drops`, the global drops of the day, one per ``Breakdown``.
+    private enum Slot {
+        static let totals = 0
+        static let drops = 1
+        static let globalDrops = 2
+        static let count = 3 + Breakdown.allCases.count
+        static func breakdown(_ breakdown: Breakdown) -> Int { breakdownSlots[breakdown]! }
+        static let breakdownSlots: [Breakdown: Int] = Dictionary(
+            uniqueKeysWithValues: Breakdown.allCases.enumerated().map { ($1, 3 + $0) }
+        )
+    }
 
-        var suffix: String {
-            switch self {
-            case .pageviews, .events: return "totals"
-            case .pages: return "bd:pages"
-            case .browsers: return "bd:browsers"
-            case .os: return "bd:os"
-            case .devices: return "bd:devices"
-            case .countries: return "bd:countries"
-            case .hours: return "bd:hours"
-            case .customEvents: return "bd:events"
-            case .siteDrops: return "drops"
-            case .globalDrops: return ""
+    /// A hash to increment: fields in the order they first appeared (that order decides which values
+    /// make it under the cap).
+    private struct PendingHash {
+        var key: String
+        var capped: Bool
+        var expireAt: Int
+        var fieldIndex: [String: Int] = [:]
+        var fields: [(name: String, increment: Int)] = []
+
+        mutating func add(_ field: String, _ increment: Int) {
+            if let index = fieldIndex[field] {
+                fields[index].increment += increment
+            } else {
+                fieldIndex[field] = fields.count
+                fields.append((field, increment))
             }
         }
-
-        var capped: Bool { self != .pageviews && self != .events && self != .siteDrops && self != .globalDrops }
     }
 
-    private struct CounterKey: Hashable {
-        var siteDay: Int32
-        var kind: UInt8
-        var field: String
-    }
-
-    private struct Counter {
-        var increment: Int
-        var order: Int
+    /// A hit that takes part in visits (or, without a visitor id, a pageview counted for its own source).
+    private struct VisitHit {
+        var siteDay: Int
+        /// Index into ``visitKeys``; `-1` without a visitor id.
+        var key: Int
+        /// Index into ``visitKeys`` of the previous day's id; `-1` if none.
+        var previousKey: Int
+        var milliseconds: Int
+        var isPageview: Bool
+        var path: String
+        var source: String
+        var campaign: Campaign
     }
 
     private var siteDays: [SiteDay] = []
     private var siteDayIndex: [SiteDay: Int] = [:]
-    private var counters: [CounterKey: Counter] = [:]
+    /// Per site day and slot, the index into `hashes`, or -1.
+    private var slots: [[Int]] = []
+    private var hashes: [PendingHash] = []
+    private var hashIndex: [String: Int] = [:]
     private var uniques: [Int: (ids: Set<String>, order: Int)] = [:]
-    private var hits: [[UInt8]] = []
-    private var hitCount = 0
+    private var visitHits: [VisitHit] = []
+    private var visitKeyIndex: [String: Int] = [:]
+    /// The visit state keys the batch's hits need (today's and, after midnight, yesterday's ids), in
+    /// first-seen order: read them (``stateReadCommand()``) and pass the values to ``command(states:)``.
+    public private(set) var visitKeys: [String] = []
     /// Outcomes added.
     public private(set) var count = 0
 
     /// An empty batch.
     public init(configuration: RollupConfiguration) {
         self.configuration = configuration
-        hits.reserveCapacity(512 * 12)
+        visitHits.reserveCapacity(512)
     }
 
     /// Whether nothing was added.
@@ -114,70 +99,238 @@ public struct RollupBatch: Sendable {
         switch outcome {
         case .dropped(let hit):
             let day = hit.day
-            increment(intern(site: "", day: day), .globalDrops, hit.reason.rawValue)
+            increment(intern(site: "", day: day), Slot.globalDrops, hit.reason.rawValue)
             if hit.isForKnownSite, let site = hit.site {
-                increment(intern(site: site, day: day), .siteDrops, hit.reason.rawValue)
+                increment(intern(site: site, day: day), Slot.drops, hit.reason.rawValue)
             }
         case .accepted(let hit):
-            let day = hit.day
-            let siteDay = intern(site: hit.site, day: day)
+            let siteDay = intern(site: hit.site, day: hit.day)
             if hit.isPageview {
-                increment(siteDay, .pageviews, "pageviews")
-                increment(siteDay, .pages, hit.path)
-                increment(siteDay, .browsers, hit.browser)
-                increment(siteDay, .os, hit.os)
-                increment(siteDay, .devices, hit.device)
-                increment(siteDay, .countries, hit.country ?? "(unknown)")
-                increment(siteDay, .hours, Self.hour(hit.timestamp))
+                increment(siteDay, Slot.totals, "pageviews")
+                increment(siteDay, Slot.breakdown(.pages), hit.path)
+                increment(siteDay, Slot.breakdown(.browsers), hit.browser)
+                increment(siteDay, Slot.breakdown(.os), hit.os)
+                increment(siteDay, Slot.breakdown(.devices), hit.device)
+                increment(siteDay, Slot.breakdown(.countries), hit.country ?? "(unknown)")
+                increment(siteDay, Slot.breakdown(.hours), Self.hour(hit.timestamp))
             } else {
-                increment(siteDay, .events, "events")
-                increment(siteDay, .customEvents, hit.event)
+                increment(siteDay, Slot.totals, "events")
+                increment(siteDay, Slot.breakdown(.events), hit.event)
             }
             if let vid = hit.visitorID {
                 if uniques[siteDay] == nil { uniques[siteDay] = ([], uniques.count) }
                 uniques[siteDay]!.ids.insert(vid)
             }
             guard hit.visitorID != nil || hit.isPageview else { return }
-            let base = configuration.keys.base(site: hit.site, day: day)
-            hitCount += 1
-            hits.append(Array(hit.site.utf8))
-            hits.append(Array(base.utf8))
-            hits.append(Array(String(configuration.expireAt(day)).utf8))
-            hits.append(Array((hit.visitorID ?? "").utf8))
-            hits.append(Array((hit.previousVisitorID ?? "").utf8))
-            hits.append(Array(String(Self.milliseconds(hit.timestamp)).utf8))
-            hits.append(hit.isPageview ? [UInt8(ascii: "1")] : [UInt8(ascii: "0")])
-            hits.append(Array(hit.path.utf8))
-            hits.append(Array(hit.source.utf8))
-            hits.append(Array((hit.campaign.source ?? "").utf8))
-            hits.append(Array((hit.campaign.medium ?? "").utf8))
-            hits.append(Array((hit.campaign.name ?? "").utf8))
+            visitHits.append(
+                VisitHit(
+                    siteDay: siteDay,
+                    key: hit.visitorID.map { visitKey(site: hit.site, id: $0) } ?? -1,
+                    previousKey: hit.previousVisitorID.map { visitKey(site: hit.site, id: $0) } ?? -1,
+                    milliseconds: Self.milliseconds(hit.timestamp), isPageview: hit.isPageview,
+                    path: hit.path, source: hit.source, campaign: hit.campaign
+                )
+            )
         }
     }
+
+    /// `MGET` of ``visitKeys``; `nil` when the batch needs no visit state.
+    public func stateReadCommand() -> [[UInt8]]? {
+        visitKeys.isEmpty ? nil : [Array("MGET".utf8)] + visitKeys.map { Array($0.utf8) }
+    }
+
+    /// `EVALSHA <sha> 0 <arguments>`, to put in `ReliableListConsumer.Outcome.commands`.
+    /// - Parameter states: the values of ``visitKeys`` (`nil` for a missing key), as `MGET` returned
+    ///   them; an empty array means no visit is in progress.
+    public func command(states: [[UInt8]?]) -> [[UInt8]] {
+        [Array("EVALSHA".utf8), Array(RollupScript.sha1.utf8), [UInt8(ascii: "0")]] + arguments(states: states)
+    }
+
+    /// The script's arguments (after `EVALSHA sha 0`); see ``RollupScript`` for the layout.
+    public func arguments(states: [[UInt8]?]) -> [[UInt8]] {
+        var resolved = self
+        let visits = resolved.resolveVisits(states: states)
+        return resolved.encode(visits)
+    }
+
+    // MARK: - Counting
 
     private mutating func intern(site: String, day: Day) -> Int {
         let key = SiteDay(site: site, day: day.number)
         if let index = siteDayIndex[key] { return index }
         siteDays.append(key)
         siteDayIndex[key] = siteDays.count - 1
+        slots.append([Int](repeating: -1, count: Slot.count))
         return siteDays.count - 1
     }
 
-    private mutating func increment(_ siteDay: Int, _ kind: Kind, _ field: String) {
-        let key = CounterKey(siteDay: Int32(siteDay), kind: kind.rawValue, field: field)
-        if counters[key] != nil {
-            counters[key]!.increment += 1
-        } else {
-            counters[key] = Counter(increment: 1, order: counters.count)
-        }
+    private mutating func visitKey(site: String, id: String) -> Int {
+        let key = configuration.visitPrefix + site + ":" + id
+        if let index = visitKeyIndex[key] { return index }
+        visitKeys.append(key)
+        visitKeyIndex[key] = visitKeys.count - 1
+        return visitKeys.count - 1
     }
 
-    private func redisKey(_ siteDay: Int, _ kind: Kind) -> String {
-        let entry = siteDays[siteDay]
-        let day = Day(number: entry.day)
-        if kind == .globalDrops { return configuration.keys.globalDrops(day: day) }
-        return configuration.keys.base(site: entry.site, day: day) + kind.suffix
+    private func base(_ siteDay: Int) -> String {
+        configuration.keys.base(site: siteDays[siteDay].site, day: Day(number: siteDays[siteDay].day))
     }
+
+    private func expireAt(_ siteDay: Int) -> Int {
+        configuration.expireAt(Day(number: siteDays[siteDay].day))
+    }
+
+    private mutating func increment(_ siteDay: Int, _ slot: Int, _ field: String, by increment: Int = 1) {
+        var index = slots[siteDay][slot]
+        if index < 0 {
+            let key: String
+            switch slot {
+            case Slot.globalDrops: key = configuration.keys.globalDrops(day: Day(number: siteDays[siteDay].day))
+            case Slot.totals: key = base(siteDay) + "totals"
+            case Slot.drops: key = base(siteDay) + "drops"
+            default: key = base(siteDay) + "bd:" + Breakdown.allCases[slot - 3].rawValue
+            }
+            index = hash(key, capped: slot > Slot.globalDrops, expireAt: expireAt(siteDay))
+            slots[siteDay][slot] = index
+        }
+        hashes[index].add(field, increment)
+    }
+
+    /// The index of `key` in `hashes`, added if new.
+    private mutating func hash(_ key: String, capped: Bool, expireAt: Int) -> Int {
+        if let index = hashIndex[key] { return index }
+        hashes.append(PendingHash(key: key, capped: capped, expireAt: expireAt))
+        hashIndex[key] = hashes.count - 1
+        return hashes.count - 1
+    }
+
+    // MARK: - Visits
+
+    /// The visit states after the batch, with `nil` for a state to delete (a visit that moved from
+    /// yesterday's id to today's); `changed` marks the keys to write.
+    private struct ResolvedVisits {
+        var states: [VisitState?]
+        var changed: [Bool]
+    }
+
+    /// Continues or starts the visit of each hit in arrival order and counts what depends on it.
+    private mutating func resolveVisits(states stored: [[UInt8]?]) -> ResolvedVisits {
+        var visits = ResolvedVisits(
+            states: visitKeys.indices.map { index in
+                index < stored.count ? stored[index].flatMap { VisitState(encoded: $0) } : nil
+            },
+            changed: [Bool](repeating: false, count: visitKeys.count)
+        )
+        let idle = configuration.sessionIdleSeconds * 1000
+        var totalsOfBase: [String: Int] = [:]
+        for hit in visitHits {
+            guard hit.key >= 0 else {
+                // No visitor id (no IP/user agent logged): pageviews by the hit's own source, no visit.
+                countSource(hit.siteDay, hit.source, hit.campaign.source ?? "", hit.campaign.medium ?? "", hit.campaign.name ?? "")
+                continue
+            }
+            let ms = hit.milliseconds
+            var state = visits.states[hit.key]
+            if state == nil, hit.previousKey >= 0, let previous = visits.states[hit.previousKey], previous.continues(at: ms, idle: idle) {
+                // A visit that started before midnight, under yesterday's id.
+                visits.states[hit.previousKey] = nil
+                visits.changed[hit.previousKey] = true
+                state = previous
+            }
+            if var visit = state, visit.continues(at: ms, idle: idle) {
+                // The visit goes on; its visits, bounces and duration count on the day it started.
+                let first = min(visit.first, ms), last = max(visit.last, ms)
+                let delta = (last - first) - (visit.last - visit.first)
+                if delta != 0 || visit.bounce {
+                    let totals: Int
+                    if let known = totalsOfBase[visit.base] {
+                        totals = known
+                    } else {
+                        totals = hash(visit.base + "totals", capped: false, expireAt: visit.expireAt)
+                        totalsOfBase[visit.base] = totals
+                    }
+                    if delta != 0 { hashes[totals].add("duration_ms", delta) }
+                    if visit.bounce { hashes[totals].add("bounces", -1) }
+                }
+                visit.first = first
+                visit.last = last
+                visit.hits += 1
+                visit.bounce = false
+                if hit.isPageview {
+                    countSource(hit.siteDay, visit.source, visit.utmSource, visit.utmMedium, visit.utmCampaign)
+                }
+                state = visit
+            } else {
+                // A new visit (or the previous one timed out).
+                increment(hit.siteDay, Slot.totals, "visits")
+                if hit.isPageview { increment(hit.siteDay, Slot.totals, "bounces") }
+                increment(hit.siteDay, Slot.breakdown(.entryPages), hit.path)
+                increment(hit.siteDay, Slot.breakdown(.sourceVisits), hit.source)
+                let campaign = (hit.campaign.source ?? "", hit.campaign.medium ?? "", hit.campaign.name ?? "")
+                if hit.isPageview { countSource(hit.siteDay, hit.source, campaign.0, campaign.1, campaign.2) }
+                state = VisitState(
+                    first: ms, last: ms, hits: 1, bounce: hit.isPageview, base: base(hit.siteDay),
+                    expireAt: expireAt(hit.siteDay), source: hit.source,
+                    utmSource: campaign.0, utmMedium: campaign.1, utmCampaign: campaign.2
+                )
+            }
+            visits.states[hit.key] = state
+            visits.changed[hit.key] = true
+        }
+        return visits
+    }
+
+    /// A pageview's source and campaign (the visit's, or the hit's own without a visit).
+    private mutating func countSource(_ siteDay: Int, _ source: String, _ utmSource: String, _ utmMedium: String, _ utmCampaign: String) {
+        increment(siteDay, Slot.breakdown(.sources), source)
+        if !utmSource.isEmpty { increment(siteDay, Slot.breakdown(.utmSources), utmSource) }
+        if !utmMedium.isEmpty { increment(siteDay, Slot.breakdown(.utmMediums), utmMedium) }
+        if !utmCampaign.isEmpty { increment(siteDay, Slot.breakdown(.utmCampaigns), utmCampaign) }
+    }
+
+    // MARK: - Encoding
+
+    private func encode(_ visits: ResolvedVisits) -> [[UInt8]] {
+        func number(_ value: Int) -> [UInt8] { Array(String(value).utf8) }
+        let fieldCount = hashes.reduce(0) { $0 + $1.fields.count }
+        var args: [[UInt8]] = []
+        args.reserveCapacity(16 + hashes.count * 4 + fieldCount * 2 + uniques.count * 3 + count + visitKeys.count * 2)
+        args.append([UInt8(ascii: "2")])
+        args.append(number(configuration.breakdownCap))
+        args.append(number(configuration.sessionStateTTLSeconds))
+        args.append(number(hashes.count))
+        for hash in hashes {
+            args.append(Array(hash.key.utf8))
+            args.append(hash.capped ? [UInt8(ascii: "1")] : [UInt8(ascii: "0")])
+            args.append(number(hash.expireAt))
+            args.append(number(hash.fields.count))
+            for field in hash.fields {
+                args.append(Array(field.name.utf8))
+                args.append(number(field.increment))
+            }
+        }
+        args.append(number(uniques.count))
+        for (siteDay, entry) in uniques.sorted(by: { $0.value.order < $1.value.order }) {
+            let day = Day(number: siteDays[siteDay].day)
+            args.append(Array(configuration.keys.uniques(site: siteDays[siteDay].site, day: day).utf8))
+            args.append(number(configuration.expireAt(day)))
+            args.append(number(entry.ids.count))
+            for id in entry.ids.sorted() { args.append(Array(id.utf8)) }
+        }
+        let changed = visitKeys.indices.filter { visits.changed[$0] }
+        let deleted = changed.filter { visits.states[$0] == nil }
+        args.append(number(deleted.count))
+        for index in deleted { args.append(Array(visitKeys[index].utf8)) }
+        args.append(number(changed.count - deleted.count))
+        for index in changed {
+            guard let state = visits.states[index] else { continue }
+            args.append(Array(visitKeys[index].utf8))
+            args.append(state.encoded)
+        }
+        return args
+    }
+
+    // MARK: - Time
 
     static let hourNames: [String] = (0..<24).map { $0 < 10 ? "0\($0)" : "\($0)" }
 
@@ -191,48 +344,5 @@ public struct RollupBatch: Sendable {
     static func milliseconds(_ timestamp: Double) -> Int {
         let value = (timestamp * 1000).rounded()
         return value.isNaN ? 0 : Int(min(max(value, Day.minimumNumber * 86_400_000), (Day.maximumNumber + 1) * 86_400_000))
-    }
-
-    /// The script's arguments (after `EVALSHA sha 0`).
-    public func arguments() -> [[UInt8]] {
-        var args: [[UInt8]] = []
-        args.reserveCapacity(8 + counters.count * 5 + hits.count + uniques.count * 3 + count)
-        args.append([UInt8(ascii: "1")])
-        args.append(Array(configuration.keys.prefix.utf8))
-        args.append(Array(String(configuration.breakdownCap).utf8))
-        args.append(Array(String(configuration.sessionIdleSeconds * 1000).utf8))
-        args.append(Array(String(configuration.sessionStateTTLSeconds).utf8))
-        args.append(Array(configuration.visitPrefix.utf8))
-        // Counters in first-seen order, so that which values make it under a cap follows arrival order.
-        args.append(Array(String(counters.count).utf8))
-        for (key, counter) in counters.sorted(by: { $0.value.order < $1.value.order }) {
-            let kind = Kind(rawValue: key.kind)!
-            args.append(Array(redisKey(Int(key.siteDay), kind).utf8))
-            args.append(Array(key.field.utf8))
-            args.append(Array(String(counter.increment).utf8))
-            args.append(kind.capped ? [UInt8(ascii: "1")] : [UInt8(ascii: "0")])
-            args.append(Array(String(configuration.expireAt(Day(number: siteDays[Int(key.siteDay)].day))).utf8))
-        }
-        args.append(Array(String(uniques.count).utf8))
-        for (siteDay, entry) in uniques.sorted(by: { $0.value.order < $1.value.order }) {
-            let day = Day(number: siteDays[siteDay].day)
-            args.append(Array(configuration.keys.uniques(site: siteDays[siteDay].site, day: day).utf8))
-            args.append(Array(String(configuration.expireAt(day)).utf8))
-            args.append(Array(String(entry.ids.count).utf8))
-            for id in entry.ids.sorted() { args.append(Array(id.utf8)) }
-        }
-        args.append(Array(String(hitCount).utf8))
-        args += hits
-        return args
-    }
-
-    /// `EVALSHA <sha> 0 <arguments>`, to put in `ReliableListConsumer.Outcome.commands`.
-    public func command() -> [[UInt8]] {
-        [Array("EVALSHA".utf8), Array(RollupScript.sha1.utf8), [UInt8(ascii: "0")]] + arguments()
-    }
-
-    /// `EVAL <script> 0 <arguments>`: the same without relying on the script cache.
-    public func evalCommand() -> [[UInt8]] {
-        [Array("EVAL".utf8), Array(RollupScript.source.utf8), [UInt8(ascii: "0")]] + arguments()
     }
 }

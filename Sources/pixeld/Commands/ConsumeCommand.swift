@@ -84,16 +84,16 @@ struct ConsumeCommand: AsyncParsableCommand {
         }
         let siteNames = Environment.resolve(sites, flag: "site")
         let prepare: @Sendable (RedisConnection) throws -> Void
-        let handler: @Sendable ([[UInt8]]) throws -> ReliableListConsumer.Outcome
+        let handler: @Sendable ([[UInt8]], RedisConnection) throws -> ReliableListConsumer.Outcome
         if siteNames.isEmpty {
             prepare = { connection in try printer.prepare(connection) }
-            handler = { batch in try printer.handle(batch) }
+            handler = { batch, _ in try printer.handle(batch) }
         } else {
             let analytics = try analyticsHandler(
                 sites: siteNames, consumerID: id, redis: redis, printer: printer, logger: logger
             )
             prepare = { connection in try analytics.prepare(connection) }
-            handler = { batch in try analytics.handle(batch) }
+            handler = { batch, connection in try analytics.handle(batch, connection: connection) }
         }
         let service = ConsumeService(consumer: consumer, prepare: prepare, handler: handler, logger: logger)
         let group = ServiceGroup(
@@ -174,12 +174,12 @@ struct ConsumeCommand: AsyncParsableCommand {
 final class ConsumeService: Service, Sendable {
     let consumer: ReliableListConsumer
     let prepare: @Sendable (RedisConnection) throws -> Void
-    let handler: @Sendable ([[UInt8]]) throws -> ReliableListConsumer.Outcome
+    let handler: @Sendable ([[UInt8]], RedisConnection) throws -> ReliableListConsumer.Outcome
     let logger: Logger
 
     init(
         consumer: ReliableListConsumer, prepare: @escaping @Sendable (RedisConnection) throws -> Void,
-        handler: @escaping @Sendable ([[UInt8]]) throws -> ReliableListConsumer.Outcome, logger: Logger
+        handler: @escaping @Sendable ([[UInt8]], RedisConnection) throws -> ReliableListConsumer.Outcome, logger: Logger
     ) {
         self.consumer = consumer
         self.prepare = prepare
@@ -194,7 +194,10 @@ final class ConsumeService: Service, Sendable {
         await consumer.stop()
         logger.info(
             "consume stopped",
-            metadata: ["consumed": "\(consumer.consumed)", "dead_lettered": "\(consumer.deadLettered)", "recovered": "\(consumer.recovered)"]
+            metadata: [
+                "consumed": "\(consumer.consumed)", "dead_lettered": "\(consumer.deadLettered)", "recovered": "\(consumer.recovered)",
+                "ack_conflicts": "\(consumer.ackConflicts)",
+            ]
         )
     }
 }

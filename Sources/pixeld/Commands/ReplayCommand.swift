@@ -89,7 +89,12 @@ struct ReplayCommand: ParsableCommand {
             var batch = RollupBatch(configuration: configuration)
             for outcome in outcomes[index..<min(index + 1000, outcomes.count)] { batch.add(outcome) }
             index += 1000
-            _ = try connection.command(batch.command()).unwrap("EVALSHA rollup")
+            // The replay owns its visit keys (its own prefix): read, then apply, without WATCH.
+            var states: [[UInt8]?] = []
+            if let read = batch.stateReadCommand() {
+                states = (try connection.command(read).unwrap("MGET").array ?? []).map(\.bytes)
+            }
+            _ = try connection.command(batch.command(states: states)).unwrap("EVALSHA rollup")
         }
         try deleteKeys(matching: configuration.visitPrefix + "*", connection)
         let accepted = outcomes.filter { if case .accepted = $0 { return true } else { return false } }.count

@@ -134,8 +134,9 @@ final class EventPrinter: @unchecked Sendable {
 /// hits need (created in Redis with `SET NX EX` by whichever consumer comes first, cached in memory
 /// only) and `SCRIPT LOAD` the rollup script in one pipeline on the handler's own connection;
 /// process every hit (validate, drop bots, anonymise, enrich); write the outcomes as archive lines
-/// (to `--archive DIR`, else `--output FILE`, else standard output); and return the rollup
-/// `EVALSHA`, the live feed (`LiveUpdate`) and the archive lengths as commands, so
+/// (to `--archive DIR`, else `--output FILE`, else standard output); read the state of the visits
+/// the batch continues under `WATCH` on the consumer's connection; and return the rollup `EVALSHA`
+/// (see `RollupBatch`), the live feed (`LiveUpdate`) and the archive lengths as commands, so
 /// `ReliableListConsumer` applies them in the same `MULTI`/`EXEC` as the ack.
 final class AnalyticsHandler: @unchecked Sendable {
     // `@unchecked Sendable`: used only by the consumer thread after `init`.
@@ -184,7 +185,10 @@ final class AnalyticsHandler: @unchecked Sendable {
         try archive.recover(acknowledged: acknowledged)
     }
 
-    func handle(_ batch: [[UInt8]]) throws -> ReliableListConsumer.Outcome {
+    /// - Parameter connection: the consumer's connection, which will run the ack: the visit state the
+    ///   batch needs is read there under `WATCH`, so that the ack applies nothing if another consumer
+    ///   changed one of those visits meanwhile (the batch is then handled again).
+    func handle(_ batch: [[UInt8]], connection: RedisConnection) throws -> ReliableListConsumer.Outcome {
         var events: [PixelEvent] = []
         events.reserveCapacity(batch.count)
         var dead: [[UInt8]] = []
@@ -225,7 +229,7 @@ final class AnalyticsHandler: @unchecked Sendable {
             }
         }
         var commands: [[[UInt8]]] = []
-        if !rollup.isEmpty { commands.append(rollup.command()) }
+        if !rollup.isEmpty { commands.append(rollup.command(states: try Self.readVisits(of: rollup, watching: connection))) }
         commands += live.commands()
         if let archive {
             var gone: [String] = []
@@ -248,6 +252,17 @@ final class AnalyticsHandler: @unchecked Sendable {
             commands += try printer.emit(plain)
         }
         return .init(deadLetters: dead, commands: commands)
+    }
+
+    /// `WATCH` and `MGET` of the visit states the batch needs, in one round trip.
+    static func readVisits(of rollup: RollupBatch, watching connection: RedisConnection) throws -> [[UInt8]?] {
+        guard let read = rollup.stateReadCommand() else { return [] }
+        let replies = try connection.pipeline([[Array("WATCH".utf8)] + read.dropFirst(), read])
+        try replies[0].unwrap("WATCH")
+        guard let values = try replies[1].unwrap("MGET").array, values.count == rollup.visitKeys.count else {
+            throw AnalyticsError("MGET of the visit states replied \(replies[1])")
+        }
+        return values.map(\.bytes)
     }
 
     /// Loads the missing daily keys and (re)loads the rollup script, in one round trip.

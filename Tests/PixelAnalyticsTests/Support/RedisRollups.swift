@@ -3,7 +3,7 @@ import PixeldTestSupport
 import PixelEvents
 
 /// Drives the analytics pieces against a real Redis the way `pixeld consume` does: fetch the daily
-/// keys, process a batch, apply its rollup `EVALSHA` inside `MULTI`/`EXEC`.
+/// keys, process a batch, read its visit states, apply its rollup `EVALSHA` inside `MULTI`/`EXEC`.
 struct RedisRollups {
     let connection: RESPConnection
     let configuration: RollupConfiguration
@@ -31,16 +31,23 @@ struct RedisRollups {
         }
     }
 
-    /// Applies one batch in `MULTI`/`EXEC`; with `abortFirst`, first queues it and `DISCARD`s (a
-    /// consumer that died before `EXEC`).
+    /// Reads the batch's visit states and applies it in `MULTI`/`EXEC`; with `abortFirst`, first
+    /// queues it and `DISCARD`s (a consumer that died before `EXEC`).
     func apply(_ batch: RollupBatch, abortFirst: Bool = false) throws {
+        var states: [[UInt8]?] = []
+        if let read = batch.stateReadCommand() {
+            let reply = try connection.command(bytes: read)
+            guard let values = reply.array, values.count == batch.visitKeys.count else { throw TestSupportError("MGET replied \(reply)") }
+            states = values.map(\.bytes)
+        }
+        let command = batch.command(states: states)
         if abortFirst {
             _ = try connection.command(["MULTI"])
-            _ = try connection.command(bytes: batch.command())
+            _ = try connection.command(bytes: command)
             _ = try connection.command(["DISCARD"])
         }
         _ = try connection.command(["MULTI"])
-        let queued = try connection.command(bytes: batch.command())
+        let queued = try connection.command(bytes: command)
         guard queued == .simpleString("QUEUED") else { throw TestSupportError("EVALSHA not queued: \(queued)") }
         let reply = try connection.command(["EXEC"])
         guard let results = reply.array, results.count == 1, !results[0].isError else {

@@ -183,7 +183,7 @@ struct RedisIntegrationTests {
         _ = try server.command(["LPUSH", "pixel", "e1", "e2", "e3"])
         let consumer = ReliableListConsumer(list: "pixel", consumerID: "t1", redis: try configuration(server), logger: logger)
         let seen = ConditionLockedArray()
-        consumer.start { batch in
+        consumer.start { batch, _ in
             seen.append(batch.map { String(decoding: $0, as: UTF8.self) })
             return .init(deadLetters: batch.filter { $0 == Array("e2".utf8) })
         }
@@ -204,7 +204,7 @@ struct RedisIntegrationTests {
         _ = try server.command(["LPUSH", "pixel", "a"])
         let consumer = ReliableListConsumer(list: "pixel", consumerID: "t2", redis: try configuration(server), logger: logger)
         let attempts = ConditionLockedArray()
-        consumer.start { batch in
+        consumer.start { batch, _ in
             attempts.append(["try"])
             if attempts.values.count == 1 { throw CancellationError() }
             return .init()
@@ -226,7 +226,7 @@ struct RedisIntegrationTests {
         let consumer = ReliableListConsumer(list: "pixel", consumerID: "t3", redis: try configuration(server), options: options, logger: logger)
         let seen = ConditionLockedArray()
         let processing = ConditionLockedArray()
-        consumer.start { batch in
+        consumer.start { batch, _ in
             let strings = batch.map { String(decoding: $0, as: UTF8.self) }
             // While a batch is in hand, the processing list holds it newest first, as LMOVE RIGHT LEFT leaves it.
             if processing.values.isEmpty { processing.append((try? server.lrange("pixel:processing:t3")) ?? ["unreadable"]) }
@@ -248,7 +248,7 @@ struct RedisIntegrationTests {
         _ = try server.command(["LPUSH", "pixel", "a", "b"])
         let consumer = ReliableListConsumer(list: "pixel", consumerID: "t4", redis: try configuration(server), logger: logger)
         let attempts = ConditionLockedArray()
-        consumer.start { batch in
+        consumer.start { batch, _ in
             attempts.append(batch.map { String(decoding: $0, as: UTF8.self) })
             return .init(commands: [[Array("INCR".utf8), Array("rollup".utf8)], [Array("INCR".utf8), Array("ok".utf8)]])
         }
@@ -259,6 +259,31 @@ struct RedisIntegrationTests {
         #expect(consumer.ackCommandErrors == 1)
         #expect(try server.command(["INCR", "ok"]).integer == 2)  // the other command of the ack ran once
         #expect(try server.llen("pixel:processing:t4") == 0)
+    }
+
+    @Test func aWatchedKeyChangedBeforeTheAckAbortsItAndTheBatchIsHandledAgain() async throws {
+        let server = try RedisServer.start()
+        _ = try server.command(["SET", "state", "0"])
+        _ = try server.command(["LPUSH", "pixel", "a", "b"])
+        let consumer = ReliableListConsumer(list: "pixel", consumerID: "t5", redis: try configuration(server), logger: logger)
+        let attempts = ConditionLockedArray()
+        let prepared = ConditionLockedArray()
+        consumer.start(prepare: { _ in prepared.append(["prepare"]) }) { batch, connection in
+            // Read-modify-write of shared state under WATCH, as the analytics handler does with visits.
+            _ = try connection.command(["WATCH", "state"])
+            let state = Int(try connection.command(["GET", "state"]).string ?? "") ?? -1
+            attempts.append(["\(state)"])
+            // Another consumer changes the state between our read and our ack, once.
+            if attempts.values.count == 1 { _ = try server.command(["SET", "state", "10"]) }
+            return .init(commands: [[Array("SET".utf8), Array("state".utf8), Array("\(state + batch.count)".utf8)]])
+        }
+        #expect(waitUntil(seconds: 5) { consumer.consumed == 2 })
+        await consumer.stop()
+        #expect(attempts.values == ["0", "10"])  // handled again, from the changed state
+        #expect(consumer.ackConflicts == 1)
+        #expect(prepared.values.count == 2)  // output prepared again before the retry
+        #expect(try server.command(["GET", "state"]).string == "12")
+        #expect(try server.llen("pixel:processing:t5") == 0)
     }
 }
 
