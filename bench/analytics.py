@@ -9,7 +9,7 @@ does all the work, Redis included — and the figure is events / (first pop → 
 the consumer's and Redis's CPU seconds per million events, the consumer's peak RSS and the archive
 size. Repeated (default 3): median and min–max.
 
-    python3 bench/analytics.py [--events 300000] [--repeats 3] [--pixeld PATH] [--batch-size N]
+    python3 bench/analytics.py [--events 300000] [--repeats 3] [--pixeld PATH] [--batch-size N] [--commandstats]
 
 Uses the release binary that bench/run.py builds (.build-bench/release/pixeld) unless --pixeld is given.
 """
@@ -81,7 +81,7 @@ def lines(count: int, seed: int) -> list[bytes]:
     return out
 
 
-def one(pixeld: Path, values: list[bytes], repeat: int, batch_size: int | None) -> dict:
+def one(pixeld: Path, values: list[bytes], repeat: int, batch_size: int | None, commandstats: bool) -> dict:
     workdir = bench.SCRATCH / "bench-run" / f"analytics-{repeat}"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -115,6 +115,16 @@ def one(pixeld: Path, values: list[bytes], repeat: int, batch_size: int | None) 
             raise RuntimeError(f"the consumer did not drain the list; see {consumer.log_path}")
         cpu1, redis_cpu1 = bench.cpu_seconds(consumer.pid), bench.cpu_seconds(redis_proc.pid)
         rss = bench.status_kib(consumer.pid, "VmHWM") / 1024
+        if commandstats:
+            # Where Redis's time went: microseconds per event by command (scripts include their calls).
+            stats = []
+            for row in redis.call("INFO", "commandstats").decode().splitlines():
+                if row.startswith("cmdstat_"):
+                    name, fields = row[len("cmdstat_"):].split(":", 1)
+                    parts = dict(item.split("=") for item in fields.split(","))
+                    stats.append((float(parts["usec"]) / events, int(parts["calls"]) / events, name))
+            for usec, calls, name in sorted(stats, reverse=True)[:10]:
+                bench.log(f"  redis {name:<12} {usec:6.2f} µs/event  {calls:7.3f} calls/event")
         archived = sum(f.stat().st_size for f in archive.glob("*.jsonl"))
         archived_lines = sum(f.read_bytes().count(b"\n") for f in archive.glob("*.jsonl"))
         elapsed = t_end - (first or t_start)
@@ -136,6 +146,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--pixeld", type=Path, default=bench.PIXELD)
+    parser.add_argument("--commandstats", action="store_true", help="print Redis's time per command and event")
     args = parser.parse_args()
     if not args.pixeld.exists():
         print(f"{args.pixeld} not found: build it (python3 bench/run.py builds .build-bench/release/pixeld) or pass --pixeld",
@@ -145,7 +156,7 @@ def main() -> int:
     load = os.getloadavg()
     results = []
     for repeat in range(1, args.repeats + 1):
-        result = one(args.pixeld, values, repeat, args.batch_size)
+        result = one(args.pixeld, values, repeat, args.batch_size, args.commandstats)
         results.append(result)
         bench.log(f"[{repeat}/{args.repeats}] {result['events_per_s']:,.0f} events/s, consumer {result['cpu_s_per_m']:.2f} CPU s/M, "
                   f"Redis {result['redis_cpu_s_per_m']:.2f} CPU s/M, RSS {result['rss_peak_mib']:.1f} MiB, "

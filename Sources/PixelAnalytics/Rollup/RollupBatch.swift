@@ -11,9 +11,12 @@
 ///    resulting increments and the new visit states.
 ///
 /// The state must not change between the read and the `EXEC` of the command, or two consumers
-/// would both continue the same visit: the consumer reads it under `WATCH` on the connection of its
-/// ack, so that a visit changed by another consumer meanwhile aborts the ack and the batch is
-/// handled again; `pixeld replay` owns its visit keys.
+/// would both continue the same visit: the consumer `WATCH`es ``RollupKeys/visitVersion`` before the
+/// read, on the connection of its ack, and increments it in the ack (``versionCommand``), so that a
+/// batch acknowledged by another consumer meanwhile aborts the ack and the batch is handled again.
+/// (One key rather than every visit key: Redis checks a new `WATCH` against all keys the client
+/// already watches, which made watching a batch's visitors cost more than the rollups.)
+/// `pixeld replay` owns its visit keys and needs neither.
 public struct RollupBatch: Sendable {
     /// The settings.
     public let configuration: RollupConfiguration
@@ -138,6 +141,13 @@ public struct RollupBatch: Sendable {
     public func stateReadCommand() -> [[UInt8]]? {
         visitKeys.isEmpty ? nil : [Array("MGET".utf8)] + visitKeys.map { Array($0.utf8) }
     }
+
+    /// `WATCH` of the visit version, to send before ``stateReadCommand()`` on the ack's connection.
+    public var watchCommand: [[UInt8]] { [Array("WATCH".utf8), Array(configuration.keys.visitVersion.utf8)] }
+
+    /// `INCR` of the visit version, to send in the ack with ``command(states:)`` when the state was
+    /// read under ``watchCommand``: other consumers' acks based on older state then abort.
+    public var versionCommand: [[UInt8]] { [Array("INCR".utf8), Array(configuration.keys.visitVersion.utf8)] }
 
     /// `EVALSHA <sha> 0 <arguments>`, to put in `ReliableListConsumer.Outcome.commands`.
     /// - Parameter states: the values of ``visitKeys`` (`nil` for a missing key), as `MGET` returned

@@ -12,6 +12,8 @@
 /// - `pixeld:drops:D` — hash: drop reason → hits over all sites, unknown ones included;
 /// - `pixeld:visit:S:VID` — the state of a visit in progress (first and last hit, hits, bounce
 ///   flag, start day, source, campaign), expiring a few hours after its last hit;
+/// - `pixeld:visit-version` — a counter every consumer increments with each ack that writes visit
+///   state, and `WATCH`es before reading visit state (see ``RollupBatch``);
 /// - `pixeld:key:D` — the day's visitor key (see ``DailyKey``);
 /// - `pixeld:site:S:recent` — sorted set: anonymous visitor id → time of its last hit, trimmed to
 ///   the last ``LiveUpdate/recentWindowSeconds`` (the dashboard's "visitors in the last 5 minutes");
@@ -45,6 +47,8 @@ public struct RollupKeys: Sendable {
     }
     /// The start of visit state keys: `prefix + "visit:"`, then `SITE:VID`.
     public var visitPrefix: String { prefix + "visit:" }
+    /// The counter that changes whenever a consumer writes visit state (optimistic locking).
+    public var visitVersion: String { prefix + "visit-version" }
     /// The drop counters over all sites.
     public func globalDrops(day: Day) -> String { prefix + "drops:" + day.description }
     /// The sorted set of recently seen visitors of `site` (see ``LiveUpdate``).

@@ -135,9 +135,10 @@ final class EventPrinter: @unchecked Sendable {
 /// only) and `SCRIPT LOAD` the rollup script in one pipeline on the handler's own connection;
 /// process every hit (validate, drop bots, anonymise, enrich); write the outcomes as archive lines
 /// (to `--archive DIR`, else `--output FILE`, else standard output); read the state of the visits
-/// the batch continues under `WATCH` on the consumer's connection; and return the rollup `EVALSHA`
-/// (see `RollupBatch`), the live feed (`LiveUpdate`) and the archive lengths as commands, so
-/// `ReliableListConsumer` applies them in the same `MULTI`/`EXEC` as the ack.
+/// the batch continues under `WATCH` of the visit version on the consumer's connection; and return
+/// the rollup `EVALSHA` with the version's `INCR` (see `RollupBatch`), the live feed (`LiveUpdate`)
+/// and the archive lengths as commands, so `ReliableListConsumer` applies them in the same
+/// `MULTI`/`EXEC` as the ack.
 final class AnalyticsHandler: @unchecked Sendable {
     // `@unchecked Sendable`: used only by the consumer thread after `init`.
     private let logger: Logger
@@ -229,7 +230,11 @@ final class AnalyticsHandler: @unchecked Sendable {
             }
         }
         var commands: [[[UInt8]]] = []
-        if !rollup.isEmpty { commands.append(rollup.command(states: try Self.readVisits(of: rollup, watching: connection))) }
+        if !rollup.isEmpty {
+            let states = try Self.readVisits(of: rollup, watching: connection)
+            commands.append(rollup.command(states: states))
+            if rollup.stateReadCommand() != nil { commands.append(rollup.versionCommand) }
+        }
         commands += live.commands()
         if let archive {
             var gone: [String] = []
@@ -254,10 +259,10 @@ final class AnalyticsHandler: @unchecked Sendable {
         return .init(deadLetters: dead, commands: commands)
     }
 
-    /// `WATCH` and `MGET` of the visit states the batch needs, in one round trip.
+    /// `WATCH` of the visit version and `MGET` of the visit states the batch needs, in one round trip.
     static func readVisits(of rollup: RollupBatch, watching connection: RedisConnection) throws -> [[UInt8]?] {
         guard let read = rollup.stateReadCommand() else { return [] }
-        let replies = try connection.pipeline([[Array("WATCH".utf8)] + read.dropFirst(), read])
+        let replies = try connection.pipeline([rollup.watchCommand, read])
         try replies[0].unwrap("WATCH")
         guard let values = try replies[1].unwrap("MGET").array, values.count == rollup.visitKeys.count else {
             throw AnalyticsError("MGET of the visit states replied \(replies[1])")
