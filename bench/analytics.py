@@ -10,6 +10,7 @@ the consumer's and Redis's CPU seconds per million events, the consumer's peak R
 size. Repeated (default 3): median and min–max.
 
     python3 bench/analytics.py [--events 300000] [--repeats 3] [--pixeld PATH] [--batch-size N] [--commandstats]
+                               [--redis-core N]
 
 Uses the release binary that bench/run.py builds (.build-bench/release/pixeld) unless --pixeld is given.
 """
@@ -81,12 +82,12 @@ def lines(count: int, seed: int) -> list[bytes]:
     return out
 
 
-def one(pixeld: Path, values: list[bytes], repeat: int, batch_size: int | None, commandstats: bool) -> dict:
+def one(pixeld: Path, values: list[bytes], repeat: int, batch_size: int | None, commandstats: bool, redis_core: int) -> dict:
     workdir = bench.SCRATCH / "bench-run" / f"analytics-{repeat}"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     archive = workdir / "archive"
-    redis_proc, port = bench.start_redis(workdir, bench.SYSTEM_CORE)
+    redis_proc, port = bench.start_redis(workdir, redis_core)
     redis = bench.Redis(port)
     consumer = None
     try:
@@ -147,6 +148,8 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--pixeld", type=Path, default=bench.PIXELD)
     parser.add_argument("--commandstats", action="store_true", help="print Redis's time per command and event")
+    parser.add_argument("--redis-core", default=bench.SYSTEM_CORE,
+                        help="core for Redis (default: the consumer's, so one core does all the work)")
     args = parser.parse_args()
     if not args.pixeld.exists():
         print(f"{args.pixeld} not found: build it (python3 bench/run.py builds .build-bench/release/pixeld) or pass --pixeld",
@@ -156,7 +159,7 @@ def main() -> int:
     load = os.getloadavg()
     results = []
     for repeat in range(1, args.repeats + 1):
-        result = one(args.pixeld, values, repeat, args.batch_size, args.commandstats)
+        result = one(args.pixeld, values, repeat, args.batch_size, args.commandstats, args.redis_core)
         results.append(result)
         bench.log(f"[{repeat}/{args.repeats}] {result['events_per_s']:,.0f} events/s, consumer {result['cpu_s_per_m']:.2f} CPU s/M, "
                   f"Redis {result['redis_cpu_s_per_m']:.2f} CPU s/M, RSS {result['rss_peak_mib']:.1f} MiB, "
@@ -169,8 +172,10 @@ def main() -> int:
         values = [r[key] for r in results]
         return f"{bench.fmt(statistics.median(values))} ({bench.fmt(min(values))}–{bench.fmt(max(values))})"
 
-    print(f"\nmachine: {os.cpu_count()} CPUs, load average before the run {load[0]:.2f}; consumer + Redis on core "
-          f"{bench.SYSTEM_CORE}; {args.events:,} pixel_json events; pixeld {args.pixeld}")
+    where = (f"consumer + Redis on core {bench.SYSTEM_CORE}" if args.redis_core == bench.SYSTEM_CORE
+             else f"consumer on core {bench.SYSTEM_CORE}, Redis on core {args.redis_core}")
+    print(f"\nmachine: {os.cpu_count()} CPUs, load average before the run {load[0]:.2f}; {where}; "
+          f"{args.events:,} pixel_json events; batch size {args.batch_size or 'default'}; pixeld {args.pixeld}")
     print("| figure | median (min–max) |\n|---|---|")
     print(f"| events/s, full processing (rollups + archive) | {cell('events_per_s')} |")
     print(f"| consumer CPU s per million | {cell('cpu_s_per_m')} |")

@@ -93,24 +93,42 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// handled again.
     public var ackConflicts: Int { conflictCount.load(ordering: .relaxed) }
 
-    /// Starts the consumer thread.
+    /// Starts the consumer thread with a handler in one step.
     /// - Parameters:
     ///   - prepare: called on the consumer thread before the first batch and again after any failure
     ///     (a Redis error, whose ack may or may not have been applied, or a handler error), with the
     ///     connection, so that the handler can re-read what Redis acknowledged — e.g. cut an output
-    ///     file back to the acknowledged length — before the unacked batch is handled again.
+    ///     file back to the acknowledged length — before the unacked events are handled again.
     ///   - handler: called on the consumer thread with each batch, oldest first, and the connection
-    ///     the ack will use; it writes its output before returning. When it throws, the batch stays
-    ///     unacked and is retried. Keys it `WATCH`es on the connection (before reading them) make the
-    ///     ack conditional: if one changed before the ack's `EXEC`, Redis applies nothing, and the
-    ///     batch is prepared for and handled again (optimistic locking, e.g. for state that several
-    ///     consumers share).
+    ///     the ack will use; it writes its output before returning. See
+    ///     ``start(prepare:process:finish:)`` for what it may do on the connection.
     public func start(
         prepare: (@Sendable (RedisConnection) throws -> Void)? = nil,
         handler: @escaping @Sendable ([[UInt8]], RedisConnection) throws -> Outcome
     ) {
+        start(prepare: prepare, process: { $0 }, finish: handler)
+    }
+
+    /// Starts the consumer thread with a handler in two steps, so that the work that needs no reply
+    /// from Redis overlaps with Redis applying the previous batch's ack.
+    ///
+    /// Per batch: `process` runs while the previous batch's ack may still be on its way (it must not
+    /// use the consumer's connection, nor write output that a failed ack would have to take back);
+    /// then the previous ack's replies are read; then `finish` writes the output and returns the
+    /// ack's commands. The next batch is taken in the same round trip as the ack, just before it.
+    /// When either step throws, the events stay unacked and are handled again after `prepare`
+    /// (possibly together with the next batch, which is already in the processing list).
+    ///
+    /// Keys `finish` `WATCH`es on the connection (before reading them) make the ack conditional: if
+    /// one changed before the ack's `EXEC`, Redis applies nothing, and the events are prepared for and
+    /// handled again (optimistic locking, e.g. for state that several consumers share).
+    public func start<Work>(
+        prepare: (@Sendable (RedisConnection) throws -> Void)? = nil,
+        process: @escaping @Sendable ([[UInt8]]) throws -> Work,
+        finish: @escaping @Sendable (Work, RedisConnection) throws -> Outcome
+    ) {
         precondition(thread == nil)
-        thread = DedicatedThread(name: "pixeld-consume") { [self] in run(prepare, handler) }
+        thread = DedicatedThread(name: "pixeld-consume") { [self] in run(prepare, process, finish) }
     }
 
     /// Asks the consumer to stop after the batch in hand and waits for it (at most about one
@@ -122,65 +140,119 @@ public final class ReliableListConsumer: @unchecked Sendable {
 
     private var stopping: Bool { stopRequested.load(ordering: .relaxed) }
 
-    private func run(
+    /// An ack sent whose replies have not been read yet.
+    private struct SentAck {
+        var count: Int
+        var deadLetters: Int
+        var commands: [[[UInt8]]]
+    }
+
+    private func run<Work>(
         _ prepare: (@Sendable (RedisConnection) throws -> Void)?,
-        _ handler: @Sendable ([[UInt8]], RedisConnection) throws -> Outcome
+        _ process: @Sendable ([[UInt8]]) throws -> Work,
+        _ finish: @Sendable (Work, RedisConnection) throws -> Outcome
     ) {
         var backoff = Backoff()
         var lastRecovery: Int64?
         var prepared = false
+        // Taken, not handled yet: the events are in the processing list (newest at its head).
+        var batch: [[UInt8]] = []
+        // The previous batch's ack, sent, replies not read.
+        var sent: SentAck?
+        // After a failure or a conflict, everything unacked is handled again from the processing list.
+        func startOver() {
+            batch = []
+            prepared = false
+        }
         while !stopping {
             do {
-                if !prepared, let prepare {
-                    do {
-                        try prepare(connection)
-                    } catch let error as RespError {
-                        throw error
-                    } catch {
-                        logger.error("consumer preparation failed; retrying", metadata: ["error": "\(error)"])
-                        sleep(milliseconds: backoff.nextDelayMilliseconds())
+                if sent == nil && batch.isEmpty {
+                    // The connection is idle: prepare, then our own processing list first (a previous
+                    // run with this id may have died mid-batch), else take, blocking for a while.
+                    if !prepared, let prepare {
+                        do {
+                            try prepare(connection)
+                        } catch let error as RespError {
+                            throw error
+                        } catch {
+                            logger.error("consumer preparation failed; retrying", metadata: ["error": "\(error)"])
+                            sleep(milliseconds: backoff.nextDelayMilliseconds())
+                            continue
+                        }
+                    }
+                    prepared = true
+                    try housekeeping(&lastRecovery)
+                    batch = try pending()
+                    if batch.isEmpty { batch = try take() }
+                    if batch.isEmpty { continue }
+                }
+                let work: Work
+                do {
+                    work = try process(batch)
+                } catch {
+                    if let ack = sent {
+                        sent = nil
+                        _ = try settle(ack)
+                    }
+                    handlerFailed(error, &backoff)
+                    startOver()
+                    continue
+                }
+                if let ack = sent {
+                    sent = nil
+                    guard try settle(ack) else {
+                        startOver()
                         continue
                     }
+                    try housekeeping(&lastRecovery)
                 }
-                prepared = true
-                // Look for dead consumers' events at start and then once per heartbeat period.
-                let now = MonotonicClock.nanoseconds()
-                if lastRecovery.map({ now - $0 > Int64(options.heartbeatSeconds) * 1_000_000_000 }) ?? true {
-                    try recoverOrphans()
-                    lastRecovery = now
-                }
-                try heartbeat()
-                // Our own processing list first: a previous run with this id may have died mid-batch.
-                var batch = try pending()
-                if batch.isEmpty { batch = try take() }
-                if batch.isEmpty { continue }
                 let outcome: Outcome
                 do {
-                    outcome = try handler(batch, connection)
+                    outcome = try finish(work, connection)
                 } catch {
-                    logger.error("handler failed; batch kept for retry", metadata: ["error": "\(error)"])
-                    _ = try? connection.command(["UNWATCH"])
-                    prepared = false
-                    sleep(milliseconds: backoff.nextDelayMilliseconds())
+                    handlerFailed(error, &backoff)
+                    startOver()
                     continue
                 }
-                guard try ack(batch.count, outcome) else {
-                    // A watched key changed: nothing was applied; the batch is still ours, handle it again.
-                    conflictCount.add(1, ordering: .relaxed)
-                    metrics.recordAckConflict()
-                    logger.debug("ack aborted by a watched key; handling the batch again", metadata: ["redis.key": "\(list)"])
-                    prepared = false
-                    continue
+                // The next take goes out first: Redis moves the next batch, then applies this ack while
+                // `process` works on the next batch.
+                let takeNext = !stopping
+                if takeNext { try connection.append(takeCommand(options.batchSize)) }
+                let ack = try sendAck(batch.count, outcome)
+                batch = takeNext ? try takeReply(try connection.readReply()) : []
+                if batch.isEmpty {
+                    if !(try settle(ack)) { startOver() }
+                } else {
+                    sent = ack
                 }
                 backoff.reset()
             } catch {
                 logger.warning("redis error in consumer, retrying", metadata: ["error": "\(error)"])
-                prepared = false
+                sent = nil
+                startOver()
                 connection.close()
                 sleep(milliseconds: backoff.nextDelayMilliseconds())
             }
         }
+        if let ack = sent { _ = try? settle(ack) }
         connection.close()
+    }
+
+    private func handlerFailed(_ error: any Error, _ backoff: inout Backoff) {
+        logger.error("handler failed; batch kept for retry", metadata: ["error": "\(error)"])
+        _ = try? connection.command(["UNWATCH"])
+        sleep(milliseconds: backoff.nextDelayMilliseconds())
+    }
+
+    /// Looks for dead consumers' events at start and then once per heartbeat period, and keeps our
+    /// heartbeat fresh. Needs an idle connection.
+    private func housekeeping(_ lastRecovery: inout Int64?) throws(RespError) {
+        let now = MonotonicClock.nanoseconds()
+        if lastRecovery.map({ now - $0 > Int64(options.heartbeatSeconds) * 1_000_000_000 }) ?? true {
+            try recoverOrphans()
+            lastRecovery = now
+        }
+        try heartbeat()
     }
 
     /// Moves up to ARGV[1] events from the tail of KEYS[1] (the oldest) to the head of KEYS[2], exactly
@@ -231,14 +303,38 @@ public final class ReliableListConsumer: @unchecked Sendable {
 
     private func takeAvailable(_ count: Int) throws(RespError) -> [[UInt8]] {
         guard count > 0 else { return [] }
-        let reply = try connection.command([
-            "EVAL", Self.takeScript, "2", list, processingList, String(count),
-        ]).unwrap("EVAL take")
-        return (reply.array ?? []).compactMap(\.bytes).reversed()
+        return try takeReply(try connection.command(takeCommand(count)))
     }
 
-    /// Applies the outcome's commands, dead letters and the removal of the processing list in one
-    /// `MULTI`/`EXEC`, so output counted is output acked.
+    private func takeCommand(_ count: Int) -> [[UInt8]] {
+        [Self.eval, Self.takeScriptBytes, [UInt8(ascii: "2")], Array(list.utf8), Array(processingList.utf8), Array(String(count).utf8)]
+    }
+
+    private static let eval = Array("EVAL".utf8)
+    private static let takeScriptBytes = Array(takeScript.utf8)
+
+    /// The taken events, oldest first.
+    private func takeReply(_ reply: RESPValue) throws(RespError) -> [[UInt8]] {
+        (try reply.unwrap("EVAL take").array ?? []).compactMap(\.bytes).reversed()
+    }
+
+    /// Sends the outcome's commands, dead letters and the removal of the batch's `count` events from
+    /// the tail of the processing list in one `MULTI`/`EXEC` (so output counted is output acked),
+    /// without waiting; ``settle(_:)`` reads the replies. `LTRIM` rather than `DEL`: the next batch
+    /// may already sit at the head of the processing list.
+    private func sendAck(_ count: Int, _ outcome: Outcome) throws(RespError) -> SentAck {
+        var commands: [[[UInt8]]] = [[Array("MULTI".utf8)]]
+        commands += outcome.commands
+        if !outcome.deadLetters.isEmpty {
+            commands.append([Array("LPUSH".utf8), Array(deadList.utf8)] + outcome.deadLetters)
+        }
+        commands.append([Array("LTRIM".utf8), Array(processingList.utf8), [UInt8(ascii: "0")], Array(String(-count - 1).utf8)])
+        commands.append([Array("EXEC".utf8)])
+        for command in commands { try connection.append(command) }
+        return SentAck(count: count, deadLetters: outcome.deadLetters.count, commands: commands)
+    }
+
+    /// Reads a sent ack's replies.
     ///
     /// A command that Redis ran but that failed inside the transaction (e.g. `WRONGTYPE` on a rollup
     /// key) does not undo the others — that is how `EXEC` works — so the batch stays acked; the failure
@@ -246,25 +342,26 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// `pixeld_consume_ack_command_errors_total`), and not retried: retrying would apply the
     /// commands that did succeed a second time.
     ///
-    /// Returns `false`, having applied nothing, when `EXEC` was aborted by a key the handler watched.
-    private func ack(_ count: Int, _ outcome: Outcome) throws(RespError) -> Bool {
-        var commands: [[[UInt8]]] = [[Array("MULTI".utf8)]]
-        commands += outcome.commands
-        if !outcome.deadLetters.isEmpty {
-            commands.append([Array("LPUSH".utf8), Array(deadList.utf8)] + outcome.deadLetters)
-        }
-        commands.append([Array("DEL".utf8), Array(processingList.utf8)])
-        commands.append([Array("EXEC".utf8)])
-        let replies = try connection.pipeline(commands)
+    /// Returns `false`, with nothing applied, when `EXEC` was aborted by a key the handler watched
+    /// (counted in ``ackConflicts``): the events are still in the processing list.
+    private func settle(_ ack: SentAck) throws(RespError) -> Bool {
+        var replies: [RESPValue] = []
+        replies.reserveCapacity(ack.commands.count)
+        for _ in ack.commands { replies.append(try connection.readReply()) }
         for reply in replies.dropLast() { try reply.unwrap("MULTI") }
         let results = try replies.last!.unwrap("EXEC")
-        if results == .null { return false }
-        consumedCount.add(count, ordering: .relaxed)
-        deadCount.add(outcome.deadLetters.count, ordering: .relaxed)
+        if results == .null {
+            conflictCount.add(1, ordering: .relaxed)
+            metrics.recordAckConflict()
+            logger.debug("ack aborted by a watched key; handling the events again", metadata: ["redis.key": "\(list)"])
+            return false
+        }
+        consumedCount.add(ack.count, ordering: .relaxed)
+        deadCount.add(ack.deadLetters, ordering: .relaxed)
         // The EXEC array holds one reply per queued command, in order: commands[1...].
         for (index, result) in (results.array ?? []).enumerated() {
             guard case .error(let text) = result else { continue }
-            let name = commands.indices.contains(index + 1) ? String(decoding: commands[index + 1].first ?? [], as: UTF8.self) : "?"
+            let name = ack.commands.indices.contains(index + 1) ? String(decoding: ack.commands[index + 1].first ?? [], as: UTF8.self) : "?"
             ackCommandErrorCount.add(1, ordering: .relaxed)
             metrics.recordAckCommandError()
             logger.error(

@@ -83,19 +83,23 @@ struct ConsumeCommand: AsyncParsableCommand {
             printer = EventPrinter(logger: logger)
         }
         let siteNames = Environment.resolve(sites, flag: "site")
-        let prepare: @Sendable (RedisConnection) throws -> Void
-        let handler: @Sendable ([[UInt8]], RedisConnection) throws -> ReliableListConsumer.Outcome
+        let start: @Sendable (ReliableListConsumer) -> Void
         if siteNames.isEmpty {
-            prepare = { connection in try printer.prepare(connection) }
-            handler = { batch, _ in try printer.handle(batch) }
+            start = { consumer in
+                consumer.start(prepare: { try printer.prepare($0) }, handler: { batch, _ in try printer.handle(batch) })
+            }
         } else {
             let analytics = try analyticsHandler(
                 sites: siteNames, consumerID: id, redis: redis, printer: printer, logger: logger
             )
-            prepare = { connection in try analytics.prepare(connection) }
-            handler = { batch, connection in try analytics.handle(batch, connection: connection) }
+            start = { consumer in
+                consumer.start(
+                    prepare: { try analytics.prepare($0) }, process: { try analytics.process($0) },
+                    finish: { try analytics.finish($0, connection: $1) }
+                )
+            }
         }
-        let service = ConsumeService(consumer: consumer, prepare: prepare, handler: handler, logger: logger)
+        let service = ConsumeService(consumer: consumer, start: start, logger: logger)
         let group = ServiceGroup(
             configuration: .init(services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
@@ -173,22 +177,18 @@ struct ConsumeCommand: AsyncParsableCommand {
 /// The consumer as a service: runs until SIGTERM/SIGINT, then finishes the batch in hand.
 final class ConsumeService: Service, Sendable {
     let consumer: ReliableListConsumer
-    let prepare: @Sendable (RedisConnection) throws -> Void
-    let handler: @Sendable ([[UInt8]], RedisConnection) throws -> ReliableListConsumer.Outcome
+    /// Starts the consumer with its handler.
+    let start: @Sendable (ReliableListConsumer) -> Void
     let logger: Logger
 
-    init(
-        consumer: ReliableListConsumer, prepare: @escaping @Sendable (RedisConnection) throws -> Void,
-        handler: @escaping @Sendable ([[UInt8]], RedisConnection) throws -> ReliableListConsumer.Outcome, logger: Logger
-    ) {
+    init(consumer: ReliableListConsumer, start: @escaping @Sendable (ReliableListConsumer) -> Void, logger: Logger) {
         self.consumer = consumer
-        self.prepare = prepare
-        self.handler = handler
+        self.start = start
         self.logger = logger
     }
 
     func run() async throws {
-        consumer.start(prepare: prepare, handler: handler)
+        start(consumer)
         logger.info("consume ready", metadata: ["redis.key": "\(consumer.list)", "consumer": "\(consumer.consumerID)"])
         try? await gracefulShutdown()
         await consumer.stop()

@@ -186,10 +186,20 @@ final class AnalyticsHandler: @unchecked Sendable {
         try archive.recover(acknowledged: acknowledged)
     }
 
-    /// - Parameter connection: the consumer's connection, which will run the ack: the visit state the
-    ///   batch needs is read there under `WATCH`, so that the ack applies nothing if another consumer
-    ///   changed one of those visits meanwhile (the batch is then handled again).
-    func handle(_ batch: [[UInt8]], connection: RedisConnection) throws -> ReliableListConsumer.Outcome {
+    /// What ``process(_:)`` prepared for ``finish(_:connection:)``.
+    struct Work {
+        var now: Double
+        var dead: [[UInt8]]
+        var rollup: RollupBatch
+        /// Archive lines per target day, or the lines for `--output`/stdout.
+        var lines: [Day: [UInt8]]
+        var plain: [UInt8]
+        var live: [[[UInt8]]]
+    }
+
+    /// Step one, while the previous batch's ack may still be on its way to Redis: decode, process
+    /// every hit and render its line. Writes nothing that a failed ack would have to take back.
+    func process(_ batch: [[UInt8]]) throws -> Work {
         var events: [PixelEvent] = []
         events.reserveCapacity(batch.count)
         var dead: [[UInt8]] = []
@@ -206,21 +216,19 @@ final class AnalyticsHandler: @unchecked Sendable {
         }
         let now = Self.now()
         try prepare(for: events, now: now)
-        var rollup = RollupBatch(configuration: rollups)
-        var lines: [Day: [UInt8]] = [:]
-        var plain: [UInt8] = []
+        var work = Work(now: now, dead: dead, rollup: RollupBatch(configuration: rollups), lines: [:], plain: [], live: [])
         var live = LiveUpdate(keys: rollups.keys, now: now)
         var line: [UInt8] = []
         for event in events {
             let outcome = try processor.process(event, now: now, keys: keys)
-            rollup.add(outcome)
+            work.rollup.add(outcome)
             // Each line is rendered once, for the archive (or output) and the live feed.
             line.removeAll(keepingCapacity: true)
             ArchiveRecord.appendLine(outcome, to: &line)
             if let archive {
-                lines[archive.targetDay(for: Day(timestamp: outcome.timestamp), now: now), default: []] += line
+                work.lines[archive.targetDay(for: Day(timestamp: outcome.timestamp), now: now), default: []] += line
             } else {
-                plain += line
+                work.plain += line
             }
             switch outcome {
             case .accepted(let hit):
@@ -229,21 +237,30 @@ final class AnalyticsHandler: @unchecked Sendable {
             case .dropped(let hit): dropped[hit.reason, default: 0] += 1
             }
         }
+        work.live = live.commands()
+        return work
+    }
+
+    /// Step two, once every earlier batch is acknowledged: read the visit state the batch needs on
+    /// the consumer's connection, which will run the ack, under `WATCH` (so that the ack applies
+    /// nothing if another consumer acknowledged visits meanwhile; the batch is then handled again),
+    /// write the archive (or output) and return the ack's commands.
+    func finish(_ work: Work, connection: RedisConnection) throws -> ReliableListConsumer.Outcome {
         var commands: [[[UInt8]]] = []
-        if !rollup.isEmpty {
-            let states = try Self.readVisits(of: rollup, watching: connection)
-            commands.append(rollup.command(states: states))
-            if rollup.stateReadCommand() != nil { commands.append(rollup.versionCommand) }
+        if !work.rollup.isEmpty {
+            let states = try Self.readVisits(of: work.rollup, watching: connection)
+            commands.append(work.rollup.command(states: states))
+            if work.rollup.stateReadCommand() != nil { commands.append(work.rollup.versionCommand) }
         }
-        commands += live.commands()
+        commands += work.live
         if let archive {
             var gone: [String] = []
-            if now - lastMaintenance > 60 {
-                // Between batches every byte written so far is acknowledged: safe to close files.
-                gone = archive.maintain(now: now)
-                lastMaintenance = now
+            if work.now - lastMaintenance > 60 {
+                // Every byte written so far is acknowledged: safe to close files.
+                gone = archive.maintain(now: work.now)
+                lastMaintenance = work.now
             }
-            let lengths = try archive.append(lines, now: now)
+            let lengths = try archive.append(work.lines, now: work.now)
             if !lengths.isEmpty {
                 var hset: [[UInt8]] = [Array("HSET".utf8), archiveKey]
                 for (name, length) in lengths.sorted(by: { $0.key < $1.key }) {
@@ -254,9 +271,9 @@ final class AnalyticsHandler: @unchecked Sendable {
             }
             if !gone.isEmpty { commands.append([Array("HDEL".utf8), archiveKey] + gone.map { Array($0.utf8) }) }
         } else if let printer {
-            commands += try printer.emit(plain)
+            commands += try printer.emit(work.plain)
         }
-        return .init(deadLetters: dead, commands: commands)
+        return .init(deadLetters: work.dead, commands: commands)
     }
 
     /// `WATCH` of the visit version and `MGET` of the visit states the batch needs, in one round trip.

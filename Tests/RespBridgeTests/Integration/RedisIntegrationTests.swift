@@ -285,6 +285,42 @@ struct RedisIntegrationTests {
         #expect(try server.command(["GET", "state"]).string == "12")
         #expect(try server.llen("pixel:processing:t5") == 0)
     }
+
+    /// Two-step handlers: the next batch is taken before the previous ack is applied; an ack aborted
+    /// then leaves both batches in the processing list, handled again together, each event acked once.
+    @Test func aConflictWhileTheNextBatchIsTakenHandlesBothAgainInOrder() async throws {
+        let server = try RedisServer.start()
+        _ = try server.command(["SET", "state", "0"])
+        let values = (0..<300).map { "v\($0)" }
+        _ = try server.command(["LPUSH", "pixel"] + values)
+        var options = ReliableListConsumer.Options()
+        options.batchSize = 100
+        let consumer = ReliableListConsumer(list: "pixel", consumerID: "t6", redis: try configuration(server), options: options, logger: logger)
+        let processed = ConditionLockedArray()
+        let acked = ConditionLockedArray()
+        let sizes = ConditionLockedArray()
+        consumer.start(
+            process: { batch in
+                processed.append(["\(batch.count)"])
+                return batch.map { String(decoding: $0, as: UTF8.self) }
+            },
+            finish: { strings, connection in
+                _ = try connection.command(["WATCH", "state"])
+                sizes.append(["\(strings.count)"])
+                if sizes.values.count == 1 { _ = try server.command(["SET", "state", "1"]) }  // another consumer
+                acked.append(strings)
+                return .init(commands: [[Array("INCR".utf8), Array("acks".utf8)]])
+            }
+        )
+        #expect(waitUntil(seconds: 10) { consumer.consumed == values.count })
+        await consumer.stop()
+        #expect(sizes.values == ["100", "200", "100"])  // batch 2 was taken before ack 1 was refused
+        #expect(Array(acked.values.dropFirst(100)) == values)  // after the refused first try: each once, in order
+        #expect(consumer.ackConflicts == 1)
+        #expect(try server.command(["GET", "acks"]).string == "2")
+        #expect(try server.llen("pixel") == 0)
+        #expect(try server.llen("pixel:processing:t6") == 0)
+    }
 }
 
 /// The writer's Lua-free commit (`BatchCommitter+Transaction.swift`): taken for known lists, left for
