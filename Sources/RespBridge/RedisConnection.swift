@@ -114,6 +114,20 @@ public final class RedisConnection: @unchecked Sendable {
         }
     }
 
+    /// Sends the commands appended so far without reading replies (``readReply()`` reads them later).
+    /// - Throws: ``RespError`` when the connection failed; it is closed then.
+    public func flush() throws(RespError) {
+        guard let context else {
+            throw RespError(code: .closed, operation: "redisBufferWrite", message: "not connected")
+        }
+        do {
+            try context.flush()
+        } catch {
+            close()
+            throw error
+        }
+    }
+
     /// Flushes the output buffer if needed and reads the next reply.
     /// - Throws: ``RespError`` when the connection failed; it is closed then.
     public func readReply() throws(RespError) -> RESPValue {

@@ -214,12 +214,12 @@ public final class ReliableListConsumer: @unchecked Sendable {
                     startOver()
                     continue
                 }
-                // The next take goes out first: Redis moves the next batch, then applies this ack while
-                // `process` works on the next batch.
-                let takeNext = !stopping
-                if takeNext { try connection.append(takeCommand(options.batchSize)) }
-                let ack = try sendAck(batch.count, outcome)
-                batch = takeNext ? try takeReply(try connection.readReply()) : []
+                // The next batch is taken first (its whole reply read, so that Redis does not hold
+                // part of it back while it runs the ack), then the ack is sent, not waited for:
+                // Redis applies it while `process` works on the next batch.
+                let count = batch.count
+                batch = stopping ? [] : try takeAvailable(options.batchSize)
+                let ack = try sendAck(count, outcome)
                 if batch.isEmpty {
                     if !(try settle(ack)) { startOver() }
                 } else {
@@ -303,19 +303,10 @@ public final class ReliableListConsumer: @unchecked Sendable {
 
     private func takeAvailable(_ count: Int) throws(RespError) -> [[UInt8]] {
         guard count > 0 else { return [] }
-        return try takeReply(try connection.command(takeCommand(count)))
-    }
-
-    private func takeCommand(_ count: Int) -> [[UInt8]] {
-        [Self.eval, Self.takeScriptBytes, [UInt8(ascii: "2")], Array(list.utf8), Array(processingList.utf8), Array(String(count).utf8)]
-    }
-
-    private static let eval = Array("EVAL".utf8)
-    private static let takeScriptBytes = Array(takeScript.utf8)
-
-    /// The taken events, oldest first.
-    private func takeReply(_ reply: RESPValue) throws(RespError) -> [[UInt8]] {
-        (try reply.unwrap("EVAL take").array ?? []).compactMap(\.bytes).reversed()
+        let reply = try connection.command([
+            "EVAL", Self.takeScript, "2", list, processingList, String(count),
+        ]).unwrap("EVAL take")
+        return (reply.array ?? []).compactMap(\.bytes).reversed()
     }
 
     /// Sends the outcome's commands, dead letters and the removal of the batch's `count` events from
@@ -331,6 +322,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
         commands.append([Array("LTRIM".utf8), Array(processingList.utf8), [UInt8(ascii: "0")], Array(String(-count - 1).utf8)])
         commands.append([Array("EXEC".utf8)])
         for command in commands { try connection.append(command) }
+        try connection.flush()
         return SentAck(count: count, deadLetters: outcome.deadLetters.count, commands: commands)
     }
 

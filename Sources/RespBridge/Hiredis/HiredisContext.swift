@@ -83,18 +83,27 @@ final class HiredisContext {
             argv.deallocate()
             lengths.deallocate()
         }
-        // Keep every argument's storage alive while hiredis copies it into its output buffer.
-        var storage: [UnsafeMutableRawBufferPointer] = []
-        storage.reserveCapacity(arguments.count)
-        defer { storage.forEach { $0.deallocate() } }
+        // The arguments side by side in one buffer, alive while hiredis copies them into its output buffer.
+        let total = arguments.reduce(0) { $0 + $1.count }
+        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, total), alignment: 1)
+        defer { storage.deallocate() }
+        var offset = 0
         for (index, argument) in arguments.enumerated() {
-            let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, argument.count), alignment: 1)
-            copy.copyBytes(from: argument)
-            storage.append(copy)
-            argv[index] = UnsafePointer(copy.baseAddress!.assumingMemoryBound(to: CChar.self))
+            let slice = UnsafeMutableRawBufferPointer(rebasing: storage[offset ..< offset + argument.count])
+            slice.copyBytes(from: argument)
+            argv[index] = UnsafePointer((storage.baseAddress! + offset).assumingMemoryBound(to: CChar.self))
             lengths[index] = argument.count
+            offset += argument.count
         }
         try appendCommand(argv: argv, lengths: lengths, count: arguments.count)
+    }
+
+    /// Writes everything buffered to the socket without waiting for replies.
+    func flush() throws(RespError) {
+        var done: Int32 = 0
+        while done == 0 {
+            if redisBufferWrite(context, &done) != REDIS_OK { throw error(operation: "redisBufferWrite") }
+        }
     }
 
     /// Sends whatever is buffered and reads the next reply, blocking up to the command timeout.
