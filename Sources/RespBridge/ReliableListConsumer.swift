@@ -115,7 +115,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// Per batch: `process` runs while the previous batch's ack may still be on its way (it must not
     /// use the consumer's connection, nor write output that a failed ack would have to take back);
     /// then the previous ack's replies are read; then `finish` writes the output and returns the
-    /// ack's commands. The next batch is taken in the same round trip as the ack, just before it.
+    /// ack's commands. The next batch is taken just before the ack is sent.
     /// When either step throws, the events stay unacked and are handled again after `prepare`
     /// (possibly together with the next batch, which is already in the processing list).
     ///

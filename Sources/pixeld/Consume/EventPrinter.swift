@@ -130,15 +130,18 @@ final class EventPrinter: @unchecked Sendable {
 
 /// `pixeld consume --site …`: turns each batch into privacy-safe analytics.
 ///
-/// Per batch: decode (undecodable values become dead letters), load the daily visitor keys the
-/// hits need (created in Redis with `SET NX EX` by whichever consumer comes first, cached in memory
-/// only) and `SCRIPT LOAD` the rollup script in one pipeline on the handler's own connection;
-/// process every hit (validate, drop bots, anonymise, enrich); write the outcomes as archive lines
-/// (to `--archive DIR`, else `--output FILE`, else standard output); read the state of the visits
-/// the batch continues under `WATCH` of the visit version on the consumer's connection; and return
-/// the rollup `EVALSHA` with the version's `INCR` (see `RollupBatch`), the live feed (`LiveUpdate`)
-/// and the archive lengths as commands, so `ReliableListConsumer` applies them in the same
-/// `MULTI`/`EXEC` as the ack.
+/// Per batch, in two steps (see `ReliableListConsumer.start(prepare:process:finish:)`):
+/// - ``process(_:)``, while Redis may still apply the previous ack: decode (undecodable values
+///   become dead letters), load the daily visitor keys the hits need when a day is new (created in
+///   Redis with `SET NX EX` by whichever consumer comes first, cached in memory only; on the
+///   handler's own connection), process every hit (validate, drop bots, anonymise, enrich) and
+///   render its archive line;
+/// - ``finish(_:connection:)``: `SCRIPT LOAD` the rollup script and read the state of the visits the
+///   batch continues under `WATCH` of the visit version, on the consumer's connection; write the
+///   lines (to `--archive DIR`, else `--output FILE`, else standard output); and return the rollup
+///   `EVALSHA` with the version's `INCR` (see `RollupBatch`), the live feed (`LiveUpdate`) and the
+///   archive lengths as commands, so that `ReliableListConsumer` applies them in the same
+///   `MULTI`/`EXEC` as the ack.
 final class AnalyticsHandler: @unchecked Sendable {
     // `@unchecked Sendable`: used only by the consumer thread after `init`.
     private let logger: Logger
@@ -276,18 +279,24 @@ final class AnalyticsHandler: @unchecked Sendable {
         return .init(deadLetters: work.dead, commands: commands)
     }
 
-    /// `WATCH` of the visit version and `MGET` of the visit states the batch needs, in one round trip.
+    /// In one round trip: `SCRIPT LOAD` of the rollup script (so that a Redis restarted since the
+    /// last batch knows it inside the ack's `MULTI`), `WATCH` of the visit version and `MGET` of the
+    /// visit states the batch needs.
     static func readVisits(of rollup: RollupBatch, watching connection: RedisConnection) throws -> [[UInt8]?] {
-        guard let read = rollup.stateReadCommand() else { return [] }
-        let replies = try connection.pipeline([rollup.watchCommand, read])
-        try replies[0].unwrap("WATCH")
-        guard let values = try replies[1].unwrap("MGET").array, values.count == rollup.visitKeys.count else {
-            throw AnalyticsError("MGET of the visit states replied \(replies[1])")
+        let read = rollup.stateReadCommand()
+        let replies = try connection.pipeline([RollupScript.loadCommand] + (read.map { [rollup.watchCommand, $0] } ?? []))
+        guard try replies[0].unwrap("SCRIPT LOAD").string == RollupScript.sha1 else {
+            throw AnalyticsError("SCRIPT LOAD replied an unexpected digest")
+        }
+        guard read != nil else { return [] }
+        try replies[1].unwrap("WATCH")
+        guard let values = try replies[2].unwrap("MGET").array, values.count == rollup.visitKeys.count else {
+            throw AnalyticsError("MGET of the visit states replied \(replies[2])")
         }
         return values.map(\.bytes)
     }
 
-    /// Loads the missing daily keys and (re)loads the rollup script, in one round trip.
+    /// Loads the missing daily keys, on the handler's own connection.
     private func prepare(for events: [PixelEvent], now: Double) throws {
         keys.removeAll(before: Day(timestamp: now).previous.previous)
         let needed = DailyKeys.daysNeeded(
@@ -296,20 +305,15 @@ final class AnalyticsHandler: @unchecked Sendable {
             // Keys only for days a hit can be accepted on (the time window drops the others first).
             keys[$0.day] == nil && abs($0.day.number - Day(timestamp: now).number) <= 2
         }
-        var commands = [RollupScript.loadCommand]
-        if !needed.isEmpty { commands.append(DailyKey.fetchCommand(needed, prefix: rollups.keys.prefix)) }
-        let replies = try connection.pipeline(commands)
-        let loaded = try replies[0].unwrap("SCRIPT LOAD")
-        guard loaded.string == RollupScript.sha1 else { throw AnalyticsError("SCRIPT LOAD replied an unexpected digest") }
-        if !needed.isEmpty {
-            let values = try replies[1].unwrap("EVAL daily keys").array ?? []
-            for (entry, value) in zip(needed, values) {
-                guard let bytes = value.bytes else { continue }
-                guard let key = DailyKey(day: entry.day, bytes: bytes) else {
-                    throw AnalyticsError("the visitor key of \(entry.day) in Redis is not 32 bytes")
-                }
-                keys.insert(key)
+        // Rarely needed (a new day): a round trip here waits for the previous ack to be applied.
+        guard !needed.isEmpty else { return }
+        let values = try connection.command(DailyKey.fetchCommand(needed, prefix: rollups.keys.prefix)).unwrap("EVAL daily keys").array ?? []
+        for (entry, value) in zip(needed, values) {
+            guard let bytes = value.bytes else { continue }
+            guard let key = DailyKey(day: entry.day, bytes: bytes) else {
+                throw AnalyticsError("the visitor key of \(entry.day) in Redis is not 32 bytes")
             }
+            keys.insert(key)
         }
     }
 
