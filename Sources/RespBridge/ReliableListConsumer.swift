@@ -51,6 +51,9 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// This consumer's id (unique among the consumers of `list`).
     public let consumerID: String
     private let connection: RedisConnection
+    /// Takes the next batch while the current one is handled (see ``start(prepare:process:finish:)``).
+    private let takeConnection: RedisConnection
+    private var prefetching = false
     private let options: Options
     private let logger: Logger
     private let stopRequested = Atomic<Bool>(false)
@@ -77,6 +80,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
         // A read timeout kills a hiredis context: keep it well above the blocking time.
         redis.commandTimeoutMilliseconds = max(redis.commandTimeoutMilliseconds, (options.blockSeconds + 5) * 1000)
         self.connection = RedisConnection(configuration: redis, logger: logger)
+        self.takeConnection = RedisConnection(configuration: redis, logger: logger)
         self.options = options
         self.logger = logger
     }
@@ -115,7 +119,10 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// Per batch: `process` runs while the previous batch's ack may still be on its way (it must not
     /// use the consumer's connection, nor write output that a failed ack would have to take back);
     /// then the previous ack's replies are read; then `finish` writes the output and returns the
-    /// ack's commands. The next batch is taken just before the ack is sent.
+    /// ack's commands. The next batch is taken on a second connection as soon as the current one is in
+    /// hand, so that it is ready when the ack has been sent. (Acks remove their own events from the
+    /// tail of the processing list, so the order in which Redis runs the two does not matter.) On
+    /// stop, events taken but not handled are given back to the list.
     /// When either step throws, the events stay unacked and are handled again after `prepare`
     /// (possibly together with the next batch, which is already in the processing list).
     ///
@@ -161,6 +168,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
         var sent: SentAck?
         // After a failure or a conflict, everything unacked is handled again from the processing list.
         func startOver() {
+            dropPrefetch()
             batch = []
             prepared = false
         }
@@ -186,6 +194,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
                     if batch.isEmpty { batch = try take() }
                     if batch.isEmpty { continue }
                 }
+                if !stopping && !prefetching { try prefetch() }
                 let work: Work
                 do {
                     work = try process(batch)
@@ -214,12 +223,10 @@ public final class ReliableListConsumer: @unchecked Sendable {
                     startOver()
                     continue
                 }
-                // The next batch is taken first (its whole reply read, so that Redis does not hold
-                // part of it back while it runs the ack), then the ack is sent, not waited for:
-                // Redis applies it while `process` works on the next batch.
-                let count = batch.count
-                batch = stopping ? [] : try takeAvailable(options.batchSize)
-                let ack = try sendAck(count, outcome)
+                // The ack is sent, not waited for: Redis applies it while `process` works on the
+                // next batch, taken meanwhile.
+                let ack = try sendAck(batch.count, outcome)
+                batch = try prefetched()
                 if batch.isEmpty {
                     if !(try settle(ack)) { startOver() }
                 } else {
@@ -235,7 +242,41 @@ public final class ReliableListConsumer: @unchecked Sendable {
             }
         }
         if let ack = sent { _ = try? settle(ack) }
+        dropPrefetch()
+        giveBack()
         connection.close()
+        takeConnection.close()
+    }
+
+    /// Sends the take of the next batch on the take connection, not waiting for the reply.
+    private func prefetch() throws(RespError) {
+        try takeConnection.append(takeCommand(options.batchSize))
+        try takeConnection.flush()
+        prefetching = true
+    }
+
+    /// The batch taken by ``prefetch()``, if one was asked for.
+    private func prefetched() throws(RespError) -> [[UInt8]] {
+        guard prefetching else { return [] }
+        prefetching = false
+        return try takeReply(try takeConnection.readReply())
+    }
+
+    /// Waits for a prefetch to be done with, so that its events are in the processing list before
+    /// it is read again; closes the take connection if that fails.
+    private func dropPrefetch() {
+        guard prefetching else { return }
+        prefetching = false
+        if (try? takeConnection.readReply()) == nil { takeConnection.close() }
+    }
+
+    /// On stop: events still in the processing list (taken, not handled, or their ack refused) go
+    /// back to the tail of the list, oldest last, as if never taken.
+    private func giveBack() {
+        guard let moved = try? connection.command(["EVAL", Self.returnScript, "2", processingList, list]), let count = moved.int, count > 0 else {
+            return
+        }
+        logger.info("gave back events taken but not handled", metadata: ["redis.key": "\(list)", "events": "\(count)"])
     }
 
     private func handlerFailed(_ error: any Error, _ backoff: inout Backoff) {
@@ -303,10 +344,19 @@ public final class ReliableListConsumer: @unchecked Sendable {
 
     private func takeAvailable(_ count: Int) throws(RespError) -> [[UInt8]] {
         guard count > 0 else { return [] }
-        let reply = try connection.command([
-            "EVAL", Self.takeScript, "2", list, processingList, String(count),
-        ]).unwrap("EVAL take")
-        return (reply.array ?? []).compactMap(\.bytes).reversed()
+        return try takeReply(try connection.command(takeCommand(count)))
+    }
+
+    private func takeCommand(_ count: Int) -> [[UInt8]] {
+        [Self.eval, Self.takeScriptBytes, [UInt8(ascii: "2")], Array(list.utf8), Array(processingList.utf8), Array(String(count).utf8)]
+    }
+
+    private static let eval = Array("EVAL".utf8)
+    private static let takeScriptBytes = Array(takeScript.utf8)
+
+    /// The taken events, oldest first.
+    private func takeReply(_ reply: RESPValue) throws(RespError) -> [[UInt8]] {
+        (try reply.unwrap("EVAL take").array ?? []).compactMap(\.bytes).reversed()
     }
 
     /// Sends the outcome's commands, dead letters and the removal of the batch's `count` events from

@@ -78,9 +78,17 @@ public struct RollupBatch: Sendable {
     private var slots: [[Int]] = []
     private var hashes: [PendingHash] = []
     private var hashIndex: [String: Int] = [:]
-    private var uniques: [Int: (ids: Set<String>, order: Int)] = [:]
+    /// Per site day, its distinct visitor ids (for the HyperLogLog).
+    private var uniques: [[String]] = []
     private var visitHits: [VisitHit] = []
+    /// Visitor id → index into ``visitKeys``. Ids are HMACs over the site among others, so an id
+    /// names one site's visitor; `visitSites` checks it, and `otherSiteKeys` takes the impossible rest.
     private var visitKeyIndex: [String: Int] = [:]
+    private var visitSites: [String] = []
+    private var otherSiteKeys: [String: Int] = [:]
+    /// The site day whose `uniques` hold the key's id; -1 while none (ids seen only as a previous
+    /// day's are not counted). A repeat costs nothing: adding an id to a HyperLogLog twice is harmless.
+    private var uniqueIn: [Int] = []
     /// The visit state keys the batch's hits need (today's and, after midnight, yesterday's ids), in
     /// first-seen order: read them (``stateReadCommand()``) and pass the values to ``command(states:)``.
     public private(set) var visitKeys: [String] = []
@@ -120,15 +128,18 @@ public struct RollupBatch: Sendable {
                 increment(siteDay, Slot.totals, "events")
                 increment(siteDay, Slot.breakdown(.events), hit.event)
             }
+            var key = -1
             if let vid = hit.visitorID {
-                if uniques[siteDay] == nil { uniques[siteDay] = ([], uniques.count) }
-                uniques[siteDay]!.ids.insert(vid)
+                key = visitKey(site: hit.site, id: vid)
+                if uniqueIn[key] != siteDay {
+                    uniqueIn[key] = siteDay
+                    uniques[siteDay].append(vid)
+                }
             }
             guard hit.visitorID != nil || hit.isPageview else { return }
             visitHits.append(
                 VisitHit(
-                    siteDay: siteDay,
-                    key: hit.visitorID.map { visitKey(site: hit.site, id: $0) } ?? -1,
+                    siteDay: siteDay, key: key,
                     previousKey: hit.previousVisitorID.map { visitKey(site: hit.site, id: $0) } ?? -1,
                     milliseconds: Self.milliseconds(hit.timestamp), isPageview: hit.isPageview,
                     path: hit.path, source: hit.source, campaign: hit.campaign
@@ -171,14 +182,20 @@ public struct RollupBatch: Sendable {
         siteDays.append(key)
         siteDayIndex[key] = siteDays.count - 1
         slots.append([Int](repeating: -1, count: Slot.count))
+        uniques.append([])
         return siteDays.count - 1
     }
 
     private mutating func visitKey(site: String, id: String) -> Int {
-        let key = configuration.visitPrefix + site + ":" + id
-        if let index = visitKeyIndex[key] { return index }
-        visitKeys.append(key)
-        visitKeyIndex[key] = visitKeys.count - 1
+        if let index = visitKeyIndex[id] {
+            if visitSites[index] == site { return index }
+        }
+        let name = configuration.visitPrefix + site + ":" + id
+        if let index = otherSiteKeys[name] { return index }
+        visitKeys.append(name)
+        visitSites.append(site)
+        uniqueIn.append(-1)
+        if visitKeyIndex[id] == nil { visitKeyIndex[id] = visitKeys.count - 1 } else { otherSiteKeys[name] = visitKeys.count - 1 }
         return visitKeys.count - 1
     }
 
@@ -304,7 +321,7 @@ public struct RollupBatch: Sendable {
         func number(_ value: Int) -> [UInt8] { Array(String(value).utf8) }
         let fieldCount = hashes.reduce(0) { $0 + $1.fields.count }
         var args: [[UInt8]] = []
-        args.reserveCapacity(16 + hashes.count * 4 + fieldCount * 2 + uniques.count * 3 + count + visitKeys.count * 2)
+        args.reserveCapacity(16 + hashes.count * 4 + fieldCount * 2 + siteDays.count * 3 + count + visitKeys.count * 2)
         args.append([UInt8(ascii: "2")])
         args.append(number(configuration.breakdownCap))
         args.append(number(configuration.sessionStateTTLSeconds))
@@ -319,13 +336,14 @@ public struct RollupBatch: Sendable {
                 args.append(number(field.increment))
             }
         }
-        args.append(number(uniques.count))
-        for (siteDay, entry) in uniques.sorted(by: { $0.value.order < $1.value.order }) {
+        let withVisitors = siteDays.indices.filter { !uniques[$0].isEmpty }
+        args.append(number(withVisitors.count))
+        for siteDay in withVisitors {
             let day = Day(number: siteDays[siteDay].day)
             args.append(Array(configuration.keys.uniques(site: siteDays[siteDay].site, day: day).utf8))
             args.append(number(configuration.expireAt(day)))
-            args.append(number(entry.ids.count))
-            for id in entry.ids.sorted() { args.append(Array(id.utf8)) }
+            args.append(number(uniques[siteDay].count))
+            for id in uniques[siteDay] { args.append(Array(id.utf8)) }
         }
         let changed = visitKeys.indices.filter { visits.changed[$0] }
         let deleted = changed.filter { visits.states[$0] == nil }

@@ -236,7 +236,9 @@ struct RedisIntegrationTests {
         #expect(waitUntil(seconds: 10) { seen.values.count == values.count })
         await consumer.stop()
         #expect(seen.values == values)
-        #expect(processing.values == Array(values[0..<2200].reversed()))
+        // The first batch at the tail; the next one may already have been taken in advance.
+        #expect([2200, 2500].contains(processing.values.count))
+        #expect(processing.values == Array(values[0..<processing.values.count].reversed()))
         #expect(try server.llen("pixel") == 0)
         #expect(try server.llen("pixel:processing:t3") == 0)
         #expect(consumer.consumed == values.count)
@@ -286,6 +288,29 @@ struct RedisIntegrationTests {
         #expect(try server.llen("pixel:processing:t5") == 0)
     }
 
+    /// A stopped consumer gives back what it had taken in advance: nothing is left in its processing
+    /// list, nothing is lost or handled twice, and the rest stays in order.
+    @Test func stoppingGivesBackEventsTakenInAdvance() async throws {
+        let server = try RedisServer.start()
+        let values = (0..<1000).map { "v\($0)" }
+        _ = try server.command(["LPUSH", "pixel"] + values)
+        var options = ReliableListConsumer.Options()
+        options.batchSize = 100
+        let consumer = ReliableListConsumer(list: "pixel", consumerID: "t7", redis: try configuration(server), options: options, logger: logger)
+        let acked = ConditionLockedArray()
+        consumer.start(process: { $0 }) { batch, _ in
+            usleep(20_000)
+            acked.append(batch.map { String(decoding: $0, as: UTF8.self) })
+            return .init()
+        }
+        #expect(waitUntil(seconds: 10) { acked.values.count >= 300 })
+        await consumer.stop()
+        #expect(try server.llen("pixel:processing:t7") == 0)
+        let left = try server.lrange("pixel").reversed()
+        #expect(acked.values.count == consumer.consumed && acked.values.count < values.count)
+        #expect(acked.values + left == values)
+    }
+
     /// Two-step handlers: the next batch is taken before the previous ack is applied; an ack aborted
     /// then leaves both batches in the processing list, handled again together, each event acked once.
     @Test func aConflictWhileTheNextBatchIsTakenHandlesBothAgainInOrder() async throws {
@@ -314,10 +339,12 @@ struct RedisIntegrationTests {
         )
         #expect(waitUntil(seconds: 10) { consumer.consumed == values.count })
         await consumer.stop()
-        #expect(sizes.values == ["100", "200", "100"])  // batch 2 was taken before ack 1 was refused
+        // Batch 2 (and maybe 3) had been taken in advance when ack 1 was refused: handled again together.
+        let tries = sizes.values.compactMap { Int($0) }
+        #expect(tries.first == 100 && tries.count >= 2 && tries[1] >= 200, "\(tries)")
         #expect(Array(acked.values.dropFirst(100)) == values)  // after the refused first try: each once, in order
         #expect(consumer.ackConflicts == 1)
-        #expect(try server.command(["GET", "acks"]).string == "2")
+        #expect(try server.command(["GET", "acks"]).string == "\(tries.count - 1)")
         #expect(try server.llen("pixel") == 0)
         #expect(try server.llen("pixel:processing:t6") == 0)
     }
