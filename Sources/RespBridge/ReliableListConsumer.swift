@@ -17,7 +17,8 @@ import Glibc
 /// - `L:dead` — values the handler could not decode, with nothing else lost.
 ///
 /// Runs on its own thread: `BLMOVE` blocks (1 s at a time, so that stopping is bounded) and must never
-/// occupy the cooperative pool.
+/// occupy the cooperative pool. Pipelined: the next batch is taken (on a second connection) and
+/// processed while Redis applies the previous ack; see ``start(prepare:process:finish:)``.
 ///
 /// `@unchecked Sendable`: the connection is used only on the consumer thread; the stop flag is atomic.
 public final class ReliableListConsumer: @unchecked Sendable {

@@ -751,7 +751,7 @@ struct FaultInjectionTests {
         #expect(
             tally.duplicated == 0,
             """
-            \(tally.summary). When the ack (MULTI … SET offset, DEL processing … EXEC) fails on a killed connection, \
+            \(tally.summary). When the ack (MULTI … SET offset, LTRIM processing … EXEC) fails on a killed connection, \
             ReliableListConsumer retries the batch from its processing list and EventPrinter.handle appends it to the \
             file again: the in-process retry never cuts the file back to the acknowledged length (only a restart does), \
             and the in-memory offset already counts the first copy.

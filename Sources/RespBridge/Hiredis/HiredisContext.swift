@@ -75,27 +75,49 @@ final class HiredisContext {
         }
     }
 
-    /// Appends one command given as byte arrays.
+    /// Appends one command given as byte arrays, formatted here as RESP in one buffer (hiredis
+    /// copies it once, instead of formatting each argument).
     func appendCommand(_ arguments: [[UInt8]]) throws(RespError) {
-        let argv = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: arguments.count)
-        let lengths = UnsafeMutablePointer<Int>.allocate(capacity: arguments.count)
-        defer {
-            argv.deallocate()
-            lengths.deallocate()
+        var total = 16
+        for argument in arguments { total += argument.count + 24 }
+        let ok = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: total) { buffer -> Bool in
+            var end = 0
+            func put(_ byte: UInt8) {
+                buffer[end] = byte
+                end += 1
+            }
+            func header(_ kind: UInt8, _ value: Int) {
+                put(kind)
+                var digits = 1
+                var rest = value / 10
+                while rest > 0 {
+                    digits += 1
+                    rest /= 10
+                }
+                var number = value
+                for index in stride(from: end + digits - 1, through: end, by: -1) {
+                    buffer[index] = UInt8(ascii: "0") + UInt8(number % 10)
+                    number /= 10
+                }
+                end += digits
+                put(UInt8(ascii: "\r"))
+                put(UInt8(ascii: "\n"))
+            }
+            header(UInt8(ascii: "*"), arguments.count)
+            for argument in arguments {
+                header(UInt8(ascii: "$"), argument.count)
+                argument.withUnsafeBufferPointer { bytes in
+                    if let base = bytes.baseAddress { (buffer.baseAddress! + end).update(from: base, count: bytes.count) }
+                }
+                end += argument.count
+                put(UInt8(ascii: "\r"))
+                put(UInt8(ascii: "\n"))
+            }
+            return buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: end) {
+                redisAppendFormattedCommand(context, $0, end) == REDIS_OK
+            }
         }
-        // The arguments side by side in one buffer, alive while hiredis copies them into its output buffer.
-        let total = arguments.reduce(0) { $0 + $1.count }
-        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, total), alignment: 1)
-        defer { storage.deallocate() }
-        var offset = 0
-        for (index, argument) in arguments.enumerated() {
-            let slice = UnsafeMutableRawBufferPointer(rebasing: storage[offset ..< offset + argument.count])
-            slice.copyBytes(from: argument)
-            argv[index] = UnsafePointer((storage.baseAddress! + offset).assumingMemoryBound(to: CChar.self))
-            lengths[index] = argument.count
-            offset += argument.count
-        }
-        try appendCommand(argv: argv, lengths: lengths, count: arguments.count)
+        if !ok { throw error(operation: "redisAppendFormattedCommand") }
     }
 
     /// Writes everything buffered to the socket without waiting for replies.
