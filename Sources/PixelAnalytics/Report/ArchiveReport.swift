@@ -208,7 +208,7 @@ public struct ArchiveReport: Sendable {
                 continue
             }
             let ts = RollupBatch.milliseconds(hit.timestamp)
-            func within(_ visit: Visit) -> Bool { ts <= visit.last + idle && ts >= visit.first - idle }
+            func within(_ visit: Visit) -> Bool { VisitState.continues(first: visit.first, last: visit.last, at: ts, idle: idle) }
             if open[vid] == nil, let pvid = hit.previousVisitorID, let previous = open[pvid], within(visits[previous]) {
                 // A visit that started before midnight, under yesterday's id.
                 open[pvid] = nil

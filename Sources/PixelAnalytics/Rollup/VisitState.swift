@@ -24,6 +24,12 @@ struct VisitState: Equatable {
 
     /// Whether a hit at `milliseconds` continues this visit: within `idle` of its first or last hit.
     func continues(at milliseconds: Int, idle: Int) -> Bool {
+        Self.continues(first: first, last: last, at: milliseconds, idle: idle)
+    }
+
+    /// The visit rule, shared with ``ArchiveReport``: a hit at `milliseconds` continues a visit whose
+    /// hits span `first`…`last` when it lies within `idle` of them (hits may arrive out of order).
+    static func continues(first: Int, last: Int, at milliseconds: Int, idle: Int) -> Bool {
         milliseconds <= last + idle && milliseconds >= first - idle
     }
 
