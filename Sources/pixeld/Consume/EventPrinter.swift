@@ -253,7 +253,7 @@ final class AnalyticsHandler: @unchecked Sendable {
         if !work.rollup.isEmpty {
             let states = try Self.readVisits(of: work.rollup, watching: connection)
             commands.append(work.rollup.command(states: states))
-            if work.rollup.stateReadCommand() != nil { commands.append(work.rollup.versionCommand) }
+            if !work.rollup.visitKeys.isEmpty { commands.append(work.rollup.versionCommand) }
         }
         commands += work.live
         if let archive {
