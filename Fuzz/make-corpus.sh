@@ -104,3 +104,5 @@ seed $P edge-empty ''
 # Regression (fixed in 305d229): two member names that become U+FFFD only after decoding were both kept.
 seed $P regression-duplicate-fffd-key '{"ts":1,"\xff":0,"\xfe":0}'
 seed $P regression-duplicate-fffd-key-escaped '{"ts":1,"\\ufffd":0,"\xff":0}'
+# Regression (fixed in f69aa44): precomposed and decomposed é are two argument names, not one.
+seed $P regression-canonically-equivalent-names '1,%%C3%%A9=1&e\xcc\x81=2&e%%CC%%81=3'

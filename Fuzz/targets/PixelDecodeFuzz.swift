@@ -73,8 +73,9 @@ enum PixelDecodeFuzz {
         guard case .object(let argMembers) = members[1].value else { fuzzFail("args is not an object") }
         var groups: [(name: String, values: [String])] = []
         for arg in event.args {
-            // Grouped by Swift String equality, as jsonLine() does (canonically equivalent names share a key).
-            if let index = groups.firstIndex(where: { $0.name == arg.name }) {
+            // Grouped byte for byte, as jsonLine() does (JSON compares member names by bytes; `String.==`
+            // would merge `é` with `e` + U+0301).
+            if let index = groups.firstIndex(where: { $0.name.utf8.elementsEqual(arg.name.utf8) }) {
                 groups[index].values.append(arg.value)
             } else {
                 groups.append((arg.name, [arg.value]))
