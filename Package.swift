@@ -107,7 +107,10 @@ let package = Package(
             ]
         ),
         .testTarget(name: "PixelEventsTests", dependencies: ["PixelEvents"]),
-        .testTarget(name: "PixelAnalyticsTests", dependencies: ["PixelAnalytics", "PixelEvents", "PixeldTestSupport"]),
+        .testTarget(
+            name: "PixelAnalyticsTests",
+            dependencies: ["PixelAnalytics", "PixelEvents", "PixeldTestSupport", .product(name: "Crypto", package: "swift-crypto")]
+        ),
         // Fault injection against real redis-server and pixeld processes (issue: lose nothing).
         .testTarget(name: "PixeldFaultTests", dependencies: ["PixeldTestSupport"]),
         .testTarget(

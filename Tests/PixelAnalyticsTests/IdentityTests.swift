@@ -1,3 +1,4 @@
+import Crypto
 @testable import PixelAnalytics
 import Testing
 
@@ -20,6 +21,18 @@ import Testing
             VisitorID.make(key: key, site: "s", ip: "a", userAgent: "bc")
                 != VisitorID.make(key: key, site: "s", ip: "ab", userAgent: "c")
         )
+    }
+
+    /// The id is HMAC-SHA256 as RFC 2104 defines it (computed here from two prepared hash states):
+    /// pinned to Python's `hmac` module and checked against swift-crypto's `HMAC`, so that ids made
+    /// by consumers of different versions during one day agree.
+    @Test func visitorIDIsTheStandardHMAC() {
+        // python3 -c "import hmac,hashlib; print(hmac.new(bytes([7]*32), b'example.com\x00192.0.2.1\x00UA', hashlib.sha256).hexdigest()[:32])"
+        #expect(VisitorID.make(key: key, site: "example.com", ip: "192.0.2.1", userAgent: "UA") == "e8a2da5fef5e67742cd22d551ffb52f7")
+        let userAgent = String(repeating: "Mozilla/5.0 (X11; Linux x86_64) ", count: 9)
+        let code = HMAC<SHA256>.authenticationCode(for: Array("example.org\u{0}2001:db8::1\u{0}\(userAgent)".utf8), using: key.key)
+        let expected = code.prefix(16).map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+        #expect(VisitorID.make(key: key, site: "example.org", ip: "2001:db8::1", userAgent: userAgent) == expected)
     }
 
     @Test func keysNeverPrintTheirBytes() {

@@ -19,8 +19,10 @@ public struct DailyKey: Sendable, CustomStringConvertible {
     public let day: Day
     private let box: KeyBox
     var key: SymmetricKey { box.key }
-    /// HMAC state with the key already absorbed: copying it saves hashing the key for every hit.
-    var hmac: HMAC<SHA256> { box.hmac }
+    /// HMAC-SHA256's inner and outer hash states with the padded key already absorbed (RFC 2104):
+    /// copying them saves hashing the key twice for every hit.
+    var innerHash: SHA256 { box.inner }
+    var outerHash: SHA256 { box.outer }
 
     /// Wraps key bytes read from Redis.
     /// - Parameters:
@@ -82,14 +84,30 @@ public struct DailyKey: Sendable, CustomStringConvertible {
 
 /// Holds a `SymmetricKey`, which swift-crypto does not mark `Sendable` on Linux.
 ///
-/// `@unchecked Sendable`: key and HMAC state are set once in `init` and only read (copied) afterwards;
-/// both are values, so concurrent reads are safe.
+/// `@unchecked Sendable`: key and hash states are set once in `init` and only read (copied)
+/// afterwards; all are values, so concurrent reads are safe.
 private final class KeyBox: @unchecked Sendable {
     let key: SymmetricKey
-    let hmac: HMAC<SHA256>
+    let inner: SHA256
+    let outer: SHA256
+    /// - Parameter key: at most one SHA-256 block (64 bytes; a daily key has 32), so used as is.
     init(_ key: SymmetricKey) {
         self.key = key
-        self.hmac = HMAC<SHA256>(key: key)
+        var inner = SHA256()
+        var outer = SHA256()
+        key.withUnsafeBytes { bytes in
+            precondition(bytes.count <= SHA256.blockByteCount, "HMAC keys longer than a block are hashed first")
+            var innerPad = [UInt8](repeating: 0x36, count: SHA256.blockByteCount)
+            var outerPad = [UInt8](repeating: 0x5C, count: SHA256.blockByteCount)
+            for (index, byte) in bytes.enumerated() {
+                innerPad[index] ^= byte
+                outerPad[index] ^= byte
+            }
+            inner.update(data: innerPad)
+            outer.update(data: outerPad)
+        }
+        self.inner = inner
+        self.outer = outer
     }
 }
 

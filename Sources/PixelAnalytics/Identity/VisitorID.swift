@@ -15,9 +15,10 @@ public enum VisitorID {
     ///   - ip: The client address as logged (`$remote_addr`).
     ///   - userAgent: The `User-Agent` header as logged.
     public static func make(key: DailyKey, site: String, ip: String, userAgent: String) -> String {
-        var hmac = key.hmac
-        // One update with the whole message (on the stack): each `update(data:)` is a generic call
-        // into swift-crypto, which cost more than the hashing itself when made per field.
+        // HMAC-SHA256 = SHA256(key ⊕ opad ‖ SHA256(key ⊕ ipad ‖ message)), from the two states
+        // `DailyKey` prepared, with one `update(bufferPointer:)` each: swift-crypto's `HMAC` and
+        // `update(data:)` are generic over `DataProtocol` and cost more than the hashing itself.
+        var inner = key.innerHash
         let total = site.utf8.count + ip.utf8.count + userAgent.utf8.count + 2
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: total) { message in
             var end = 0
@@ -36,10 +37,11 @@ public enum VisitorID {
             message[end] = 0
             end += 1
             append(userAgent)
-            hmac.update(data: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: message[..<end])))
+            inner.update(bufferPointer: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: message[..<end])))
         }
-        let code = hmac.finalize()
-        return code.withUnsafeBytes { raw in
+        var outer = key.outerHash
+        inner.finalize().withUnsafeBytes { outer.update(bufferPointer: $0) }
+        return outer.finalize().withUnsafeBytes { raw in
             String(unsafeUninitializedCapacity: 32) { out in
                 let digits: StaticString = "0123456789abcdef"
                 let table = digits.utf8Start

@@ -155,17 +155,19 @@ public struct HitProcessor: Sendable {
     /// A two-letter country code from a CDN header (`CF-IPCountry`, …), uppercased; `nil` for
     /// empty, `-`, `XX` (unknown) or anything not two ASCII letters or digits (`T1` is Tor).
     public static func country(_ value: String?) -> String? {
-        guard let value else { return nil }
-        let bytes = Array(value.utf8)
-        guard bytes.count == 2 else { return nil }
-        var out: [UInt8] = []
-        for byte in bytes {
+        guard let value, value.utf8.count == 2 else { return nil }
+        func upper(_ byte: UInt8) -> UInt8? {
             let upper = byte &- UInt8(ascii: "a") < 26 ? byte - 32 : byte
-            guard upper &- UInt8(ascii: "A") < 26 || upper &- UInt8(ascii: "0") < 10 else { return nil }
-            out.append(upper)
+            return upper &- UInt8(ascii: "A") < 26 || upper &- UInt8(ascii: "0") < 10 ? upper : nil
         }
-        let code = String(decoding: out, as: UTF8.self)
-        return code == "XX" ? nil : code
+        guard let first = upper(value.utf8.first!), let second = upper(value.utf8.last!) else { return nil }
+        if first == UInt8(ascii: "X") && second == UInt8(ascii: "X") { return nil }
+        // Two ASCII bytes: a small string, stored inline (no allocation, unlike going through an array).
+        return String(unsafeUninitializedCapacity: 2) { out in
+            out[0] = first
+            out[1] = second
+            return 2
+        }
     }
 
     static func isValidEventName(_ name: String) -> Bool {

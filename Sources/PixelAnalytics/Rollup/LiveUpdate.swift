@@ -17,9 +17,9 @@ public struct LiveUpdate {
 
     private let keys: RollupKeys
     private let now: Double
-    private var sites: [String] = []
-    private var lines: [String: [UInt8]] = [:]
-    private var recent: [String: [String: (score: Double, text: String)]] = [:]
+    /// Per site, in first-seen order: its lines and its recent visitors' latest hits.
+    private var sites: [(site: String, lines: [UInt8], recent: [String: (score: Double, text: String)])] = []
+    private var siteIndex: [String: Int] = [:]
 
     /// An empty update for a batch processed at `now` (seconds since the epoch).
     public init(keys: RollupKeys, now: Double) {
@@ -29,26 +29,29 @@ public struct LiveUpdate {
 
     /// Adds an accepted hit whose archive line (with or without its `\n`) is `line`.
     public mutating func add(_ hit: EnrichedHit, line: ArraySlice<UInt8>) {
-        if lines[hit.site] == nil {
-            sites.append(hit.site)
-            lines[hit.site] = []
+        let index: Int
+        if let known = siteIndex[hit.site] {
+            index = known
+            sites[index].lines.append(UInt8(ascii: "\n"))
+        } else {
+            index = sites.count
+            siteIndex[hit.site] = index
+            sites.append((hit.site, [], [:]))
         }
-        if !(lines[hit.site]?.isEmpty ?? true) { lines[hit.site]?.append(UInt8(ascii: "\n")) }
-        lines[hit.site]?.append(contentsOf: line.last == UInt8(ascii: "\n") ? line.dropLast() : line)
+        sites[index].lines.append(contentsOf: line.last == UInt8(ascii: "\n") ? line.dropLast() : line)
         guard let visitor = hit.visitorID, hit.timestamp >= now - Self.recentWindowSeconds else { return }
-        if let seen = recent[hit.site]?[visitor], seen.score >= hit.timestamp { return }
-        recent[hit.site, default: [:]][visitor] = (hit.timestamp, hit.timestampText)
+        if let seen = sites[index].recent[visitor], seen.score >= hit.timestamp { return }
+        sites[index].recent[visitor] = (hit.timestamp, hit.timestampText)
     }
 
     /// The commands; empty when no hit was added.
     public func commands() -> [[[UInt8]]] {
         var commands: [[[UInt8]]] = []
-        for site in sites {
-            commands.append([Array("PUBLISH".utf8), Array(keys.liveChannel(site: site).utf8), lines[site] ?? []])
+        for (site, lines, _) in sites {
+            commands.append([Array("PUBLISH".utf8), Array(keys.liveChannel(site: site).utf8), lines])
         }
         let cutoff = Array(String(Int((now - Self.recentWindowSeconds).rounded(.down))).utf8)
-        for site in sites {
-            guard let visitors = recent[site], !visitors.isEmpty else { continue }
+        for (site, _, visitors) in sites where !visitors.isEmpty {
             let key = Array(keys.recentVisitors(site: site).utf8)
             var zadd: [[UInt8]] = [Array("ZADD".utf8), key, Array("GT".utf8)]
             for (visitor, seen) in visitors.sorted(by: { $0.key < $1.key }) {

@@ -33,10 +33,34 @@ public struct RollupBatch: Sendable {
         static let drops = 1
         static let globalDrops = 2
         static let count = 3 + Breakdown.allCases.count
-        static func breakdown(_ breakdown: Breakdown) -> Int { breakdownSlots[breakdown]! }
-        static let breakdownSlots: [Breakdown: Int] = Dictionary(
-            uniqueKeysWithValues: Breakdown.allCases.enumerated().map { ($1, 3 + $0) }
-        )
+        /// A `switch`, not a dictionary: it runs for every counter of every hit, and hashing the
+        /// breakdown cost more than the rest of the lookup.
+        static func breakdown(_ breakdown: Breakdown) -> Int {
+            switch breakdown {
+            case .pages: 3
+            case .entryPages: 4
+            case .sources: 5
+            case .sourceVisits: 6
+            case .utmSources: 7
+            case .utmMediums: 8
+            case .utmCampaigns: 9
+            case .browsers: 10
+            case .os: 11
+            case .devices: 12
+            case .countries: 13
+            case .hours: 14
+            case .events: 15
+            }
+        }
+        /// The breakdown names by slot (inverting ``breakdown(_:)``, so the two cannot disagree).
+        static let names: [String] = {
+            var names = [String](repeating: "", count: count)
+            for breakdown in Breakdown.allCases {
+                precondition(names[Slot.breakdown(breakdown)].isEmpty, "two breakdowns share a slot")
+                names[Slot.breakdown(breakdown)] = breakdown.rawValue
+            }
+            return names
+        }()
     }
 
     /// A hash to increment: fields in the order they first appeared (that order decides which values
@@ -215,7 +239,7 @@ public struct RollupBatch: Sendable {
             case Slot.globalDrops: key = configuration.keys.globalDrops(day: Day(number: siteDays[siteDay].day))
             case Slot.totals: key = base(siteDay) + "totals"
             case Slot.drops: key = base(siteDay) + "drops"
-            default: key = base(siteDay) + "bd:" + Breakdown.allCases[slot - 3].rawValue
+            default: key = base(siteDay) + "bd:" + Slot.names[slot]
             }
             index = hash(key, capped: slot > Slot.globalDrops, expireAt: expireAt(siteDay))
             slots[siteDay][slot] = index
