@@ -2,8 +2,10 @@
 #include "cpixeld_system.h"
 
 #include <errno.h>
+#include <link.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -99,4 +101,28 @@ int cpixeld_set_receive_buffer(int fd, int bytes) {
         }
     }
     return effective;
+}
+
+static int release_object_pages(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    if (info->dlpi_name != NULL && strstr(info->dlpi_name, "linux-vdso") != NULL) return 0;
+    size_t *released = data;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (int index = 0; index < info->dlpi_phnum; index++) {
+        const ElfW(Phdr) *header = &info->dlpi_phdr[index];
+        if (header->p_type != PT_LOAD || header->p_memsz == 0) continue;
+        uintptr_t start = (info->dlpi_addr + header->p_vaddr) & ~(page - 1);
+        uintptr_t end = (info->dlpi_addr + header->p_vaddr + header->p_memsz + page - 1) & ~(page - 1);
+        // Writable segments may hold relocated or written data: never drop those.
+        if ((header->p_flags & PF_W) == 0 && madvise((void *)start, end - start, MADV_DONTNEED) == 0) {
+            *released += end - start;
+        }
+    }
+    return 0;
+}
+
+size_t cpixeld_release_code_pages(void) {
+    size_t released = 0;
+    dl_iterate_phdr(release_object_pages, &released);
+    return released;
 }

@@ -63,6 +63,7 @@ struct ConsumeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = Bootstrap.logging(level: try global.level(), label: "pixeld.consume")
+        Bootstrap.releaseCodePages(now: logger, again: .seconds(1))
         let redis = try global.redisConfiguration()
         var options = ReliableListConsumer.Options()
         let batchText = batchSize.map(String.init) ?? Environment.value(forFlag: "batch-size") ?? "512"

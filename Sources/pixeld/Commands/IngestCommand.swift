@@ -83,6 +83,7 @@ struct IngestCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = Bootstrap.logging(level: try global.level(), label: "pixeld.ingest")
+        Bootstrap.releaseCodePages(now: logger, again: .seconds(1))
         let settings = try IngestSettings(command: self)
         let registry = Bootstrap.metrics()
         let queue = PushQueue(capacityBytes: settings.bufferBytes)
