@@ -66,7 +66,8 @@ public struct PushBatch: Sendable {
     public mutating func append(contentsOf other: PushBatch) {
         let shift = bytes.count
         bytes.append(contentsOf: other.bytes)
-        entries.reserveCapacity(entries.count + other.entries.count)
+        // No `reserveCapacity(count + other.count)`: it allocates exactly that, so a queue filled by
+        // many small appends would be reallocated (and copied) on every one instead of doubling.
         for var entry in other.entries {
             entry.keyStart += shift
             entry.valueStart += shift

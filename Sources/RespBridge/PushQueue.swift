@@ -48,9 +48,9 @@ public final class PushQueue: @unchecked Sendable {
         return enqueue(moving: &batch)
     }
 
-    /// Adds `batch` like ``enqueue(_:)`` and leaves it empty (with reusable capacity). When the queue is
-    /// empty the two buffers are swapped instead of copied, which is the common case at low and
-    /// moderate rates.
+    /// Adds `batch` like ``enqueue(_:)`` and leaves it empty (with reusable capacity). The bytes are
+    /// copied, never the buffers swapped: a receiver's batch is small (one `recvmmsg`), and swapping
+    /// handed the queue's large buffer to the receiver, so a third queue-sized buffer stayed resident.
     /// - Returns: `false` when the queue was closed; `batch` is left as it was then.
     @discardableResult
     public func enqueue(moving batch: inout PushBatch) -> Bool {
@@ -64,11 +64,7 @@ public final class PushQueue: @unchecked Sendable {
                 producersWaiting -= 1
             }
             if closed { return false }
-            if pending.isEmpty {
-                swap(&pending, &batch)
-            } else {
-                pending.append(contentsOf: batch)
-            }
+            pending.append(contentsOf: batch)
             batch.removeAll()
             switch writer {
             case .idle:

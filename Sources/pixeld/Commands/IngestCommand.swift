@@ -54,7 +54,7 @@ struct IngestCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Nice value (-20…19) of the datagram receive threads, so they pre-empt the writer, a Redis on the same core and other processes when datagrams arrive (a unix socket's queue holds only net.unix.max_dgram_qlen datagrams). Lowering it needs CAP_SYS_NICE or RLIMIT_NICE; without, the threads keep the process's priority (logged at info for the default, as a warning when asked for). Default -10. Env: PIXELD_RECEIVE_NICE.", valueName: "n"))
     var receiveNice: Int?
 
-    @Option(help: ArgumentHelp("Memory queue between the receivers and the Redis writer, in bytes; when full, receivers wait. Default 2097152. Env: PIXELD_BUFFER_BYTES.", valueName: "bytes"))
+    @Option(help: ArgumentHelp("Memory queue between the receivers and the Redis writer, in bytes; when full, receivers wait. Default 1048576. Env: PIXELD_BUFFER_BYTES.", valueName: "bytes"))
     var bufferBytes: Int?
 
     @Option(help: ArgumentHelp("How long the first message of a batch may wait for more before the flush, in milliseconds (0 = flush at once). Default 1. Env: PIXELD_FLUSH_INTERVAL_MS.", valueName: "ms"))
@@ -222,7 +222,7 @@ struct IngestSettings {
         }
         let maxMessageBytes = try integer(command.maxMessageBytes, "max-message-bytes", 65535, 1...(1 << 20))
         receiveBufferBytes = try integer(command.receiveBufferBytes, "receive-buffer-bytes", 4 << 20, 0...(1 << 30))
-        bufferBytes = try integer(command.bufferBytes, "buffer-bytes", 2 << 20, (64 << 10)...(1 << 34))
+        bufferBytes = try integer(command.bufferBytes, "buffer-bytes", 1 << 20, (64 << 10)...(1 << 34))
         receiveNiceIsDefault = command.receiveNice == nil && Environment.value(forFlag: "receive-nice") == nil
         receiveNice = try integer(command.receiveNice, "receive-nice", -10, -20...19)
         let flushMs = try integer(command.flushIntervalMs, "flush-interval-ms", 1, 0...1000)
