@@ -115,7 +115,10 @@ public struct PixelEventLineEncoder: Sendable {
     private func writeArguments(into writer: inout JSONWriter) {
         scratch.withUnsafeBufferPointer { bytes in
             func same(_ a: Range<Int>, _ b: Range<Int>) -> Bool {
-                a.count == b.count && (0..<a.count).allSatisfy { bytes[a.lowerBound + $0] == bytes[b.lowerBound + $0] }
+                guard a.count == b.count else { return false }
+                var offset = 0
+                while offset < a.count, bytes[a.lowerBound + offset] == bytes[b.lowerBound + offset] { offset += 1 }
+                return offset == a.count
             }
             func writeValue(_ range: Range<Int>) {
                 let value = bytes.slice(range)

@@ -88,20 +88,30 @@ public enum QueryString {
     static func appendDecoded(_ bytes: UnsafeBufferPointer<UInt8>, to output: inout [UInt8]) {
         let count = bytes.count
         var index = 0
+        // Bytes that decode to themselves are appended a run at a time: one append per byte (with its
+        // uniqueness and capacity checks) was the consumer's most expensive loop.
+        var runStart = 0
+        func flushRun() {
+            if runStart < index { output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<index])) }
+        }
         while index < count {
             let byte = bytes[index]
             if byte == ASCII.plus {
+                flushRun()
                 output.append(ASCII.space)
                 index += 1
+                runStart = index
             } else if byte == ASCII.percent, index + 2 < count, let high = ASCII.hexValue(bytes[index + 1]),
                 let low = ASCII.hexValue(bytes[index + 2])
             {
+                flushRun()
                 output.append(high << 4 | low)
                 index += 3
+                runStart = index
             } else {
-                output.append(byte)
                 index += 1
             }
         }
+        flushRun()
     }
 }
