@@ -103,9 +103,25 @@ int cpixeld_set_receive_buffer(int fd, int bytes) {
     return effective;
 }
 
+/// Whether the object had relocations applied to its read-only segments (DT_TEXTREL): the dynamic
+/// loader then wrote to pages that look read-only, and dropping them would bring back the unrelocated
+/// bytes. Debian's libraries and pixeld (lld refuses text relocations) have none; this is a guard.
+static int has_text_relocations(const struct dl_phdr_info *info) {
+    for (int index = 0; index < info->dlpi_phnum; index++) {
+        const ElfW(Phdr) *header = &info->dlpi_phdr[index];
+        if (header->p_type != PT_DYNAMIC) continue;
+        for (const ElfW(Dyn) *entry = (const ElfW(Dyn) *)(info->dlpi_addr + header->p_vaddr); entry->d_tag != DT_NULL; entry++) {
+            if (entry->d_tag == DT_TEXTREL) return 1;
+            if (entry->d_tag == DT_FLAGS && (entry->d_un.d_val & DF_TEXTREL) != 0) return 1;
+        }
+    }
+    return 0;
+}
+
 static int release_object_pages(struct dl_phdr_info *info, size_t size, void *data) {
     (void)size;
     if (info->dlpi_name != NULL && strstr(info->dlpi_name, "linux-vdso") != NULL) return 0;
+    if (has_text_relocations(info)) return 0;
     size_t *released = data;
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     for (int index = 0; index < info->dlpi_phnum; index++) {
