@@ -5,7 +5,9 @@
 /// Per batch and site:
 /// - one `PUBLISH pixeld:live:S LINES`, where `LINES` are the accepted hits' archive lines
 ///   (``ArchiveRecord``), separated by `\n`, in order: enriched and anonymised, no IP address, no
-///   user agent (one message per batch, not per hit, keeps Redis's work per hit small);
+///   user agent (one message per batch, not per hit, keeps Redis's work per hit small) — only when
+///   the channel has a subscriber (the consumer asks Redis in its read before the ack), since the
+///   lines are most of an ack's bytes;
 /// - `ZADD pixeld:site:S:recent GT TS VID …` for the visitors whose latest hit in the batch is
 ///   within the last ``recentWindowSeconds`` (each visitor once), then `ZREMRANGEBYSCORE` of
 ///   everything older and an `EXPIRE`, so the set holds at most the visitors of the last five
@@ -44,11 +46,19 @@ public struct LiveUpdate {
         sites[index].recent[visitor] = (hit.timestamp, hit.timestampText)
     }
 
+    /// The channels the update publishes on, one per site with an accepted hit, in first-seen order.
+    public var channels: [String] { sites.map { keys.liveChannel(site: $0.site) } }
+
     /// The commands; empty when no hit was added.
-    public func commands() -> [[[UInt8]]] {
+    /// - Parameter listened: whether a channel (one of ``channels``) has a subscriber; a `PUBLISH`
+    ///   that no one receives is left out (its lines are the biggest part of an ack), the recent
+    ///   visitors are written either way.
+    public func commands(listened: (String) -> Bool = { _ in true }) -> [[[UInt8]]] {
         var commands: [[[UInt8]]] = []
         for (site, lines, _) in sites {
-            commands.append([Array("PUBLISH".utf8), Array(keys.liveChannel(site: site).utf8), lines])
+            let channel = keys.liveChannel(site: site)
+            guard listened(channel) else { continue }
+            commands.append([Array("PUBLISH".utf8), Array(channel.utf8), lines])
         }
         let cutoff = Array(String(Int((now - Self.recentWindowSeconds).rounded(.down))).utf8)
         for (site, _, visitors) in sites where !visitors.isEmpty {

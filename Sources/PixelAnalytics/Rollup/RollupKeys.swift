@@ -17,7 +17,8 @@
 /// - `pixeld:key:D` — the day's visitor key (see ``DailyKey``);
 /// - `pixeld:site:S:recent` — sorted set: anonymous visitor id → time of its last hit, trimmed to
 ///   the last ``LiveUpdate/recentWindowSeconds`` (the dashboard's "visitors in the last 5 minutes");
-/// - channel `pixeld:live:S` — each accepted hit's archive line, published with the ack.
+/// - channel `pixeld:live:S` — each accepted hit's archive line, published with the ack while anyone
+///   subscribes (by name or pattern).
 public struct RollupKeys: Sendable {
     /// The default prefix.
     public static let defaultPrefix = "pixeld:"

@@ -136,11 +136,12 @@ final class EventPrinter: @unchecked Sendable {
 ///   Redis with `SET NX EX` by whichever consumer comes first, cached in memory only; on the
 ///   handler's own connection), process every hit (validate, drop bots, anonymise, enrich) and
 ///   render its archive line;
-/// - ``finish(_:connection:)``: `SCRIPT LOAD` the rollup script and read the state of the visits the
-///   batch continues under `WATCH` of the visit version, on the consumer's connection; write the
-///   lines (to `--archive DIR`, else `--output FILE`, else standard output); and return the rollup
-///   `EVALSHA` with the version's `INCR` (see `RollupBatch`), the live feed (`LiveUpdate`) and the
-///   archive lengths as commands, so that `ReliableListConsumer` applies them in the same
+/// - ``finish(_:connection:)``: in one round trip on the consumer's connection, `SCRIPT LOAD` the
+///   rollup script, ask whether anyone listens to the live channels and read the state of the visits
+///   the batch continues under `WATCH` of the visit version; write the lines (to `--archive DIR`,
+///   else `--output FILE`, else standard output); and return the rollup `EVALSHA` with the version's
+///   `INCR` (see `RollupBatch`), the live feed (`LiveUpdate`: `PUBLISH` only to listened channels)
+///   and the archive lengths as commands, so that `ReliableListConsumer` applies them in the same
 ///   `MULTI`/`EXEC` as the ack.
 final class AnalyticsHandler: @unchecked Sendable {
     // `@unchecked Sendable`: used only by the consumer thread after `init`.
@@ -197,7 +198,7 @@ final class AnalyticsHandler: @unchecked Sendable {
         /// Archive lines per target day, or the lines for `--output`/stdout.
         var lines: [Day: [UInt8]]
         var plain: [UInt8]
-        var live: [[[UInt8]]]
+        var live: LiveUpdate
     }
 
     /// Step one, while the previous batch's ack may still be on its way to Redis: decode, process
@@ -219,8 +220,10 @@ final class AnalyticsHandler: @unchecked Sendable {
         }
         let now = Self.now()
         try prepare(for: events, now: now)
-        var work = Work(now: now, dead: dead, rollup: RollupBatch(configuration: rollups), lines: [:], plain: [], live: [])
-        var live = LiveUpdate(keys: rollups.keys, now: now)
+        var work = Work(
+            now: now, dead: dead, rollup: RollupBatch(configuration: rollups), lines: [:], plain: [],
+            live: LiveUpdate(keys: rollups.keys, now: now)
+        )
         var line: [UInt8] = []
         for event in events {
             let outcome = try processor.process(event, now: now, keys: keys)
@@ -236,11 +239,10 @@ final class AnalyticsHandler: @unchecked Sendable {
             switch outcome {
             case .accepted(let hit):
                 accepted += 1
-                live.add(hit, line: line[...])
+                work.live.add(hit, line: line[...])
             case .dropped(let hit): dropped[hit.reason, default: 0] += 1
             }
         }
-        work.live = live.commands()
         return work
     }
 
@@ -250,12 +252,12 @@ final class AnalyticsHandler: @unchecked Sendable {
     /// write the archive (or output) and return the ack's commands.
     func finish(_ work: Work, connection: RedisConnection) throws -> ReliableListConsumer.Outcome {
         var commands: [[[UInt8]]] = []
+        let read = try Self.read(for: work.rollup, channels: work.live.channels, watching: connection)
         if !work.rollup.isEmpty {
-            let states = try Self.readVisits(of: work.rollup, watching: connection)
-            commands.append(work.rollup.command(states: states))
+            commands.append(work.rollup.command(states: read.states))
             if !work.rollup.visitKeys.isEmpty { commands.append(work.rollup.versionCommand) }
         }
-        commands += work.live
+        commands += work.live.commands(listened: read.listened)
         if let archive {
             var gone: [String] = []
             if work.now - lastMaintenance > 60 {
@@ -279,21 +281,57 @@ final class AnalyticsHandler: @unchecked Sendable {
         return .init(deadLetters: work.dead, commands: commands)
     }
 
+    /// What the round trip before an ack found out.
+    struct AckRead {
+        /// The visit states the rollup asked for, in its order (`nil`: none stored).
+        var states: [[UInt8]?] = []
+        /// Whether a live channel has a subscriber (by name or by pattern).
+        var listened: (String) -> Bool = { _ in false }
+    }
+
     /// In one round trip: `SCRIPT LOAD` of the rollup script (so that a Redis restarted since the
-    /// last batch knows it inside the ack's `MULTI`), `WATCH` of the visit version and `MGET` of the
-    /// visit states the batch needs.
-    static func readVisits(of rollup: RollupBatch, watching connection: RedisConnection) throws -> [[UInt8]?] {
-        let read = rollup.stateReadCommand()
-        let replies = try connection.pipeline([RollupScript.loadCommand] + (read.map { [rollup.watchCommand, $0] } ?? []))
-        guard try replies[0].unwrap("SCRIPT LOAD").string == RollupScript.sha1 else {
-            throw AnalyticsError("SCRIPT LOAD replied an unexpected digest")
+    /// last batch knows it inside the ack's `MULTI`), `PUBSUB NUMPAT` and `PUBSUB NUMSUB` of the live
+    /// `channels` (a pattern subscription anywhere, such as the dashboard's `PSUBSCRIBE`, counts as
+    /// a listener of every channel), `WATCH` of the visit version and `MGET` of the visit states the
+    /// batch needs. Each part only when the batch needs it; no round trip when it needs none.
+    static func read(for rollup: RollupBatch, channels: [String], watching connection: RedisConnection) throws -> AckRead {
+        var commands: [[[UInt8]]] = []
+        if !rollup.isEmpty { commands.append(RollupScript.loadCommand) }
+        if !channels.isEmpty {
+            commands.append([Array("PUBSUB".utf8), Array("NUMPAT".utf8)])
+            commands.append([Array("PUBSUB".utf8), Array("NUMSUB".utf8)] + channels.map { Array($0.utf8) })
         }
-        guard read != nil else { return [] }
-        try replies[1].unwrap("WATCH")
-        guard let values = try replies[2].unwrap("MGET").array, values.count == rollup.visitKeys.count else {
-            throw AnalyticsError("MGET of the visit states replied \(replies[2])")
+        let stateRead = rollup.isEmpty ? nil : rollup.stateReadCommand()
+        if let stateRead { commands += [rollup.watchCommand, stateRead] }
+        guard !commands.isEmpty else { return AckRead() }
+        var replies = try connection.pipeline(commands)[...]
+        var read = AckRead()
+        if !rollup.isEmpty {
+            guard try replies.removeFirst().unwrap("SCRIPT LOAD").string == RollupScript.sha1 else {
+                throw AnalyticsError("SCRIPT LOAD replied an unexpected digest")
+            }
         }
-        return values.map(\.bytes)
+        if !channels.isEmpty {
+            let patterns = try replies.removeFirst().unwrap("PUBSUB NUMPAT")
+            let counts = try replies.removeFirst().unwrap("PUBSUB NUMSUB").array ?? []
+            guard let patterns = patterns.int, counts.count == channels.count * 2 else {
+                throw AnalyticsError("PUBSUB replied \(patterns) and \(counts)")
+            }
+            var listened: Set<String> = []
+            for index in stride(from: 0, to: counts.count, by: 2) where patterns > 0 || (counts[index + 1].int ?? 0) > 0 {
+                listened.insert(channels[index / 2])
+            }
+            read.listened = { listened.contains($0) }
+        }
+        if stateRead != nil {
+            try replies.removeFirst().unwrap("WATCH")
+            let reply = replies.removeFirst()
+            guard let values = try reply.unwrap("MGET").array, values.count == rollup.visitKeys.count else {
+                throw AnalyticsError("MGET of the visit states replied \(reply)")
+            }
+            read.states = values.map(\.bytes)
+        }
+        return read
     }
 
     /// Loads the missing daily keys, on the handler's own connection.
