@@ -1,11 +1,17 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+// Packed relative relocations (DT_RELR, glibc ≥ 2.36): a position-independent binary's ~110,000
+// pointer fix-ups take ~50 KB instead of 2.6 MB that every start had to read.
+let leanLinking: [LinkerSetting] = [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"])]
+
 let package = Package(
     name: "pixeld",
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "pixeld", targets: ["pixeld"]),
+        // `pixeld ingest` runs this leaner program when it sits next to `pixeld` (see Sources/pixeld-ingest).
+        .executable(name: "pixeld-ingest", targets: ["pixeld-ingest"]),
         .library(name: "SyslogIngest", targets: ["SyslogIngest"]),
         .library(name: "RespBridge", targets: ["RespBridge"]),
         .library(name: "PixelEvents", targets: ["PixelEvents"]),
@@ -76,25 +82,54 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .executableTarget(
-            name: "pixeld",
+        // What every subcommand shares: PIXELD_* environment, --redis/--log-level, logging and metrics set-up.
+        .target(
+            name: "PixeldCLI",
             dependencies: [
                 "CPixeldSystem",
+                "RespBridge",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        // `pixeld ingest`: the command, its service and its /metrics responder. No Foundation, NIO or
+        // crypto, so that the program that runs it can be small.
+        .target(
+            name: "PixeldIngest",
+            dependencies: [
+                "PixeldCLI",
+                "PixeldConcurrency",
                 "SyslogIngest",
                 "RespBridge",
-                "PixelEvents",
-                "PixelAnalytics",
-                "PixelDashboard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        .executableTarget(
+            name: "pixeld",
+            dependencies: [
+                "CPixeldSystem", "PixeldCLI", "PixeldIngest", "RespBridge", "PixelEvents", "PixelAnalytics", "PixelDashboard",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
-            // Packed relative relocations (DT_RELR, glibc ≥ 2.36): the position-independent binary's
-            // ~110,000 pointer fix-ups take ~50 KB instead of 2.6 MB that every start had to read.
-            linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"])]
+            linkerSettings: leanLinking
+        ),
+        // The long-running ingest daemon as a program of its own: what `pixeld ingest` execs.
+        .executableTarget(
+            name: "pixeld-ingest",
+            dependencies: [
+                "PixeldIngest",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            linkerSettings: leanLinking
         ),
         // Starts real redis-server / nginx / pixeld processes on loopback for the integration suites.
         .target(name: "PixeldTestSupport", path: "Tests/Support"),

@@ -92,9 +92,11 @@ def setup(build_pixeld: bool) -> None:
             subprocess.run(["cc", "-O2", "-Wall", "-Wextra", "-o", str(target), str(source)], check=True)
     if build_pixeld:
         swift = shutil.which("swift") or "/opt/swift/usr/bin/swift"
-        log("building pixeld (release, --static-swift-stdlib, --scratch-path .build-bench)…")
-        subprocess.run([swift, "build", "-c", "release", "--static-swift-stdlib", "--scratch-path", str(SCRATCH),
-                        "--product", "pixeld"], cwd=ROOT, check=True)
+        log("building pixeld and pixeld-ingest (release, --static-swift-stdlib, --scratch-path .build-bench)…")
+        # `pixeld ingest` runs the pixeld-ingest program next to it: both are what a user installs.
+        for product in ("pixeld", "pixeld-ingest"):
+            subprocess.run([swift, "build", "-c", "release", "--static-swift-stdlib", "--scratch-path", str(SCRATCH),
+                            "--product", product], cwd=ROOT, check=True)
     missing = [p for p in ("redis-server", "redis-tools", "rsyslog", "rsyslog-hiredis") if not dpkg_installed(p)]
     if missing:
         log(f"installing {' '.join(missing)} (the system rsyslog service is not started or configured)")

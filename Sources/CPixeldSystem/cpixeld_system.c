@@ -2,6 +2,7 @@
 #include "cpixeld_system.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <link.h>
 #include <pthread.h>
 #include <string.h>
@@ -141,4 +142,25 @@ size_t cpixeld_release_code_pages(void) {
     size_t released = 0;
     dl_iterate_phdr(release_object_pages, &released);
     return released;
+}
+
+int cpixeld_exec_sibling(const char *name, char **argv) {
+    char path[PATH_MAX];
+    ssize_t length = readlink("/proc/self/exe", path, sizeof path - 1);
+    if (length < 0) return -1;
+    path[length] = 0;
+    char *slash = strrchr(path, '/');
+    if (slash == NULL || (size_t)(slash + 1 - path) + strlen(name) + 1 > sizeof path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    strcpy(slash + 1, name);
+    if (access(path, X_OK) != 0) return -1;
+    char *own_name = argv[0];
+    argv[0] = (char *)name;
+    execv(path, argv);
+    int failure = errno;
+    argv[0] = own_name;
+    errno = failure;
+    return -1;
 }

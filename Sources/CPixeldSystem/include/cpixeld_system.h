@@ -53,4 +53,10 @@ int cpixeld_set_receive_buffer(int fd, int bytes);
 /// minor fault on their next use. Writable segments are left alone (relocated or written data).
 /// @return the bytes of read-only segments released, or 0 when nothing could be advised.
 size_t cpixeld_release_code_pages(void);
+
+/// Replaces the process with the program `name` found in the directory of the running executable
+/// (`/proc/self/exe`), with `argv` as its arguments except `argv[0]`, which becomes `name`. Same
+/// process id, environment and open files.
+/// @return only when it could not: -1 with errno set (ENOENT: no such program next to this one).
+int cpixeld_exec_sibling(const char *name, char **argv);
 #endif

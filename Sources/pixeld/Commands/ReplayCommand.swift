@@ -1,6 +1,7 @@
 import ArgumentParser
 import Logging
 import PixelAnalytics
+import PixeldCLI
 import PixelEvents
 import RespBridge
 

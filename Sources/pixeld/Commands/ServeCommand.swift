@@ -2,6 +2,7 @@ import ArgumentParser
 import Hummingbird
 import Logging
 import PixelAnalytics
+import PixeldCLI
 import PixelDashboard
 import Prometheus
 import RespBridge

@@ -1,13 +1,14 @@
-import ArgumentParser
+package import ArgumentParser
 import Logging
+import PixeldCLI
 import RespBridge
 import ServiceLifecycle
 import UnixSignals
 import SyslogIngest
 
 /// `pixeld ingest`: receive syslog datagrams and push each accepted message into a Redis list.
-struct IngestCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+package struct IngestCommand: AsyncParsableCommand {
+    package static let configuration = CommandConfiguration(
         commandName: "ingest",
         abstract: "Receive syslog (UDP, unix datagram) and LPUSH each local3 message into the Redis list named after its program.",
         discussion: """
@@ -81,7 +82,9 @@ struct IngestCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("On SIGTERM, how long to keep trying to flush to Redis before giving up, in seconds. Default 10. Env: PIXELD_SHUTDOWN_TIMEOUT.", valueName: "seconds"))
     var shutdownTimeout: Int?
 
-    func run() async throws {
+    package init() {}
+
+    package func run() async throws {
         let logger = Bootstrap.logging(level: try global.level(), label: "pixeld.ingest")
         Bootstrap.releaseCodePages(now: logger, again: .seconds(1))
         let settings = try IngestSettings(command: self)

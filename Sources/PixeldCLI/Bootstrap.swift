@@ -1,12 +1,12 @@
 import CPixeldSystem
-import Logging
+package import Logging
 import Metrics
-import Prometheus
+package import Prometheus
 
 /// The one place that bootstraps the logging and metrics systems for the process.
-enum Bootstrap {
+package enum Bootstrap {
     /// Sends logs to standard error at `level`, and returns the root logger.
-    static func logging(level: Logger.Level, label: String) -> Logger {
+    package static func logging(level: Logger.Level, label: String) -> Logger {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
@@ -20,7 +20,7 @@ enum Bootstrap {
     /// Routes swift-metrics into a Prometheus registry, with latency buckets from 100 µs to 10 s —
     /// finer between 1 and 2 ms, where the ingest ack latency lives with the default 1 ms linger (with
     /// only 1 and 2, a p99 read from the histogram could not tell 1.1 ms from 1.9).
-    static func metrics() -> PrometheusCollectorRegistry {
+    package static func metrics() -> PrometheusCollectorRegistry {
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.defaultDurationHistogramBuckets = [
@@ -38,7 +38,7 @@ enum Bootstrap {
     /// `cpixeld_release_code_pages`), once now (argument parsing is over) and once more `delay`
     /// later (when set-up is over and every thread runs). Start-up maps ~15 MB of this 35 MB binary
     /// that the ingest loop never runs again; without this, RSS measures the binary, not pixeld.
-    static func releaseCodePages(now logger: Logger, again delay: Duration) {
+    package static func releaseCodePages(now logger: Logger, again delay: Duration) {
         log(released: cpixeld_release_code_pages(), logger: logger)
         Task.detached(priority: .background) {
             try? await Task.sleep(for: delay)

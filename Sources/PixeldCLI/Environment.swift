@@ -4,9 +4,9 @@ import Glibc
 
 /// The `PIXELD_*` environment variables, consulted for every flag the command line left unset.
 /// Only the executable reads the environment; libraries get plain configuration values.
-enum Environment {
+package enum Environment {
     /// The value of `PIXELD_<FLAG>` for a flag such as `max-message-bytes`.
-    static func value(forFlag flag: String) -> String? {
+    package static func value(forFlag flag: String) -> String? {
         let name = "PIXELD_" + flag.uppercased().replacingOccurrences(of: "-", with: "_")
         guard let raw = getenv(name) else { return nil }
         let value = String(cString: raw)
@@ -14,12 +14,12 @@ enum Environment {
     }
 
     /// `value` if the command line set it, else the environment's, else `fallback`.
-    static func resolve(_ value: String?, flag: String, default fallback: String) -> String {
+    package static func resolve(_ value: String?, flag: String, default fallback: String) -> String {
         value ?? Self.value(forFlag: flag) ?? fallback
     }
 
     /// `values` if the command line set any, else the environment's (space-separated).
-    static func resolve(_ values: [String], flag: String) -> [String] {
+    package static func resolve(_ values: [String], flag: String) -> [String] {
         if !values.isEmpty { return values }
         return value(forFlag: flag)?.split(separator: " ").map(String.init) ?? []
     }

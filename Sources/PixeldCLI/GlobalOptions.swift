@@ -1,22 +1,24 @@
-import ArgumentParser
-import Logging
-import RespBridge
+package import ArgumentParser
+package import Logging
+package import RespBridge
 
 /// Flags every subcommand shares: where Redis is and how much to log.
-struct GlobalOptions: ParsableArguments {
+package struct GlobalOptions: ParsableArguments {
     @Option(
         help: ArgumentHelp(
             "Redis to use: redis://[[user]:password@]host[:port][/db] or unix:///path/redis.sock[?db=N]. Env: PIXELD_REDIS.",
             valueName: "url"
         )
     )
-    var redis: String?
+    package var redis: String?
 
     @Option(help: ArgumentHelp("trace, debug, info, notice, warning, error or critical. Env: PIXELD_LOG_LEVEL.", valueName: "level"))
-    var logLevel: String?
+    package var logLevel: String?
+
+    package init() {}
 
     /// The Redis configuration, from the flag, the environment or the default.
-    func redisConfiguration() throws -> RedisConfiguration {
+    package func redisConfiguration() throws -> RedisConfiguration {
         let url = Environment.resolve(redis, flag: "redis", default: "redis://127.0.0.1:6379/0")
         do {
             return try RedisConfiguration(url: url)
@@ -26,7 +28,7 @@ struct GlobalOptions: ParsableArguments {
     }
 
     /// The log level, from the flag, the environment or `info`.
-    func level() throws -> Logger.Level {
+    package func level() throws -> Logger.Level {
         let text = Environment.resolve(logLevel, flag: "log-level", default: "info")
         guard let level = Logger.Level(rawValue: text.lowercased()) else {
             throw ValidationError("--log-level: unknown level '\(text)' (use trace, debug, info, notice, warning, error or critical)")
