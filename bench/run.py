@@ -54,7 +54,8 @@ TOOLS = SCRATCH / "tools"
 SYSLOG_NG_ROOT = TOOLS / "syslog-ng"
 RUNS = SCRATCH / "bench-run"
 RESULTS = SCRATCH / "bench-results"
-PIXELD = SCRATCH / "release" / "pixeld"
+# PIXELD_BENCH_BIN: another build to measure (A/B), with its pixeld-ingest next to it.
+PIXELD = Path(os.environ.get("PIXELD_BENCH_BIN") or SCRATCH / "release" / "pixeld")
 
 SYSTEM_CORE = "0"
 LOAD_CORE = "1"
