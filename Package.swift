@@ -126,6 +126,7 @@ let package = Package(
         .executableTarget(
             name: "pixeld-ingest",
             dependencies: [
+                "PixeldCLI",
                 "PixeldIngest",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

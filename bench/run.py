@@ -968,7 +968,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--consume-events", type=int, default=500_000, help="0 skips the consume benchmark")
     parser.add_argument("--quick", action="store_true", help="2 s per cell, 1 repeat, 100k consume events")
-    parser.add_argument("--no-build", action="store_true", help="use the existing .build-bench/release/pixeld")
+    parser.add_argument("--no-build", action="store_true",
+                        help="use the existing .build-bench/release/pixeld and pixeld-ingest (or $PIXELD_BENCH_BIN)")
     parser.add_argument("--wait-load", type=float, default=0.0,
                         help="wait until the 1-minute load average is below this (0 = don't wait)")
     parser.add_argument("--wait-max-minutes", type=float, default=60.0)
@@ -1007,7 +1008,11 @@ def main() -> int:
     except BlockingIOError:
         parser.error("another bench/run.py is running (.build-bench/bench-run.lock)")
     uses_pixeld = "pixeld" in systems or args.consume_events > 0
-    setup(build_pixeld=uses_pixeld and (not args.no_build or not PIXELD.exists()))
+    # PIXELD_BENCH_BIN names a build to measure as it is: never build over it.
+    other_build = bool(os.environ.get("PIXELD_BENCH_BIN"))
+    setup(build_pixeld=uses_pixeld and not other_build and (not args.no_build or not PIXELD.exists()))
+    if uses_pixeld and not (PIXELD.exists() and PIXELD.with_name("pixeld-ingest").exists()):
+        parser.error(f"{PIXELD} and pixeld-ingest beside it are needed (`pixeld ingest` runs pixeld-ingest)")
     meta = {"command": " ".join(["python3", "bench/run.py", *sys.argv[1:]]), "e2e_rate": E2E_RATE,
             "pixeld_extra": {"args": PIXELD_EXTRA_ARGS, "env": PIXELD_EXTRA_ENV}, "duration": args.duration,
             "repeats": args.repeats, "versions": versions()}

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <link.h>
 #include <pthread.h>
 #include <string.h>
@@ -145,10 +146,19 @@ size_t cpixeld_release_code_pages(void) {
 }
 
 int cpixeld_exec_sibling(const char *name, char **argv) {
-    char path[PATH_MAX];
-    ssize_t length = readlink("/proc/self/exe", path, sizeof path - 1);
+    // Set in the program we exec: if that program is (a copy of, or a link to) this one, it would
+    // exec itself for ever; the second time round it runs the command itself instead.
+    static const char *const guard = "PIXELD_EXEC_SIBLING_FROM";
+    if (getenv(guard) != NULL) {
+        errno = ELOOP;
+        return -1;
+    }
+    char self[PATH_MAX];
+    ssize_t length = readlink("/proc/self/exe", self, sizeof self - 1);
     if (length < 0) return -1;
-    path[length] = 0;
+    self[length] = 0;
+    char path[PATH_MAX];
+    memcpy(path, self, (size_t)length + 1);
     char *slash = strrchr(path, '/');
     if (slash == NULL || (size_t)(slash + 1 - path) + strlen(name) + 1 > sizeof path) {
         errno = ENAMETOOLONG;
@@ -156,11 +166,13 @@ int cpixeld_exec_sibling(const char *name, char **argv) {
     }
     strcpy(slash + 1, name);
     if (access(path, X_OK) != 0) return -1;
+    if (setenv(guard, self, 1) != 0) return -1;
     char *own_name = argv[0];
     argv[0] = (char *)name;
     execv(path, argv);
     int failure = errno;
     argv[0] = own_name;
+    unsetenv(guard);
     errno = failure;
     return -1;
 }

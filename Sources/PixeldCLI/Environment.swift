@@ -3,7 +3,8 @@ import Glibc
 #endif
 
 /// The `PIXELD_*` environment variables, consulted for every flag the command line left unset.
-/// Only the executable reads the environment; libraries get plain configuration values.
+/// Only the command-line front end (this target, shared by the `pixeld` and `pixeld-ingest`
+/// executables, not a product) reads the environment; the libraries get plain configuration values.
 package enum Environment {
     /// The value of `PIXELD_<FLAG>` for a flag such as `max-message-bytes`.
     package static func value(forFlag flag: String) -> String? {

@@ -1,4 +1,5 @@
 import Logging
+import PixeldCLI
 import RespBridge
 import ServiceLifecycle
 import SyslogIngest
@@ -35,7 +36,11 @@ final class IngestService: Service, Sendable {
         metricsServer?.start()
         logger.info(
             "ingest ready",
-            metadata: ["pixeld.listeners": .array(listeners.map { .string($0.statistics.label) })]
+            metadata: [
+                "pixeld.listeners": .array(listeners.map { .string($0.statistics.label) }),
+                // `pixeld-ingest` when `pixeld ingest` runs the lean program, else pixeld's own path.
+                "pixeld.program": "\(CommandLine.arguments.first ?? "?")", "pixeld.version": "\(pixeldVersion)",
+            ]
         )
         // Wait for SIGTERM/SIGINT (or the group ending).
         try? await gracefulShutdown()

@@ -1,5 +1,4 @@
 import ArgumentParser
-import CPixeldSystem
 import PixeldCLI
 import PixeldIngest
 
@@ -17,19 +16,4 @@ struct Pixeld: AsyncParsableCommand {
         version: pixeldVersion,
         subcommands: [IngestCommand.self, ConsumeCommand.self, ReportCommand.self, ReplayCommand.self, ServeCommand.self]
     )
-}
-
-/// The entry point. `pixeld ingest …` becomes the `pixeld-ingest` program installed next to this one
-/// (same process, same arguments): the long-running ingest daemon then maps a 15 MB program instead
-/// of this one's 72 MB (the dashboard's SwiftNIO and Hummingbird, swift-crypto, Foundation), which
-/// is most of its resident memory. Without `pixeld-ingest` alongside, `pixeld` runs the same
-/// command itself.
-@main
-enum Main {
-    static func main() async {
-        if CommandLine.arguments.dropFirst().first == IngestCommand.configuration.commandName {
-            _ = cpixeld_exec_sibling("pixeld-ingest", CommandLine.unsafeArgv)
-        }
-        await Pixeld.main()
-    }
 }

@@ -40,25 +40,25 @@ import Testing
     }
 
     /// `pixeld consume` against a real Redis: a batch nobody listens to is counted (and its visitor
-    /// is "recent") without a `PUBLISH`; once `redis-cli SUBSCRIBE`s the channel, the next batch is
-    /// published on it, and only that one.
+    /// is "recent") without a `PUBLISH`; once `redis-cli SUBSCRIBE`s one site's channel, a batch with
+    /// hits of two sites is published on that channel only.
     @Test(.enabled(if: TestEnvironment.canRun("redis-server", "redis-cli")))
     func consumerPublishesOnlyWhileSomeoneListens() throws {
         let redis = try RedisServer.start()
         let consume = try PixeldProcess.start([
-            "consume", "pixel", "--redis", redis.url, "--site", "example.com", "--consumer-id", "live-test",
+            "consume", "pixel", "--redis", redis.url, "--site", "example.com", "--site", "other.example",
+            "--consumer-id", "live-test",
         ])
         defer { consume.terminate() }
         try consume.waitForStderr(containing: "consume ready")
         let channel = Self.keys.liveChannel(site: "example.com")
         let recent = Self.keys.recentVisitors(site: "example.com")
         let userAgent = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
-        func push(_ path: String, ip: String) throws {
-            let line = nginxJSONLine(
+        func line(_ url: String, ip: String) -> String {
+            nginxJSONLine(
                 milliseconds: Int(Date().timeIntervalSince1970 * 1000),
-                args: [("e", "pageview"), ("u", "https://example.com\(path)"), ("w", "1280")], ip: ip, ua: userAgent
+                args: [("e", "pageview"), ("u", url), ("w", "1280")], ip: ip, ua: userAgent
             )
-            try redis.cli("LPUSH", "pixel", line)
         }
         func publishCalls() throws -> Int {
             let stats = try redis.cli("INFO", "commandstats")
@@ -68,7 +68,7 @@ import Testing
             return Int(line.dropFirst("cmdstat_publish:calls=".count).prefix { $0.isNumber }) ?? -1
         }
 
-        try push("/unheard", ip: "192.0.2.1")
+        try redis.cli("LPUSH", "pixel", line("https://example.com/unheard", ip: "192.0.2.1"))
         #expect(try Poll.until(timeout: 10) { try redis.command(["ZCARD", recent]).integer == 1 }, "\(consume.stderrText)")
         #expect(try publishCalls() == 0)
 
@@ -77,10 +77,14 @@ import Testing
         )
         defer { subscriber.kill() }
         #expect(try Poll.until(timeout: 10) { try redis.command(["PUBSUB", "NUMSUB", channel]).array?.last?.integer == 1 })
-        try push("/heard", ip: "192.0.2.2")
+        // One batch (one LPUSH) with a hit of each site: only example.com's channel is listened to.
+        try redis.cli(
+            "LPUSH", "pixel", line("https://other.example/elsewhere", ip: "192.0.2.3"), line("https://example.com/heard", ip: "192.0.2.2")
+        )
         #expect(Poll.until(timeout: 10) { subscriber.stdout.text.contains(#""path":"/heard""#) }, "\(subscriber.stdout.text)")
+        #expect(try Poll.until(timeout: 10) { try redis.command(["ZCARD", Self.keys.recentVisitors(site: "other.example")]).integer == 1 })
         #expect(try redis.command(["ZCARD", recent]).integer == 2)
         #expect(try publishCalls() == 1)
-        #expect(!subscriber.stdout.text.contains("/unheard"))
+        #expect(!subscriber.stdout.text.contains("/unheard") && !subscriber.stdout.text.contains("/elsewhere"))
     }
 }

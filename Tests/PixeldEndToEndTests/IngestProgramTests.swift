@@ -12,6 +12,29 @@ struct IngestProgramTests {
         try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
     }
 
+    /// The built `pixeld` alone in a new directory (no `pixeld-ingest` beside it): a hard link, so
+    /// that no file is open for writing while other tests spawn processes (a child that inherits such
+    /// a descriptor makes `exec` of the file fail with ETXTBSY); a copy across file systems.
+    static func loneCopy() throws -> (directory: TempDirectory, pixeld: URL) {
+        let directory = try TempDirectory(prefix: "pixeld-alone")
+        let copy = directory.appending("pixeld")
+        let built = try PixeldProcess.binaryURL()
+        do {
+            try FileManager.default.linkItem(at: built, to: copy)
+        } catch {
+            try FileManager.default.copyItem(at: built, to: copy)
+        }
+        return (directory, copy)
+    }
+
+    /// The first line `arguments` print on stderr, after checking that they fail at start with status 64.
+    static func startFailure(_ executable: URL, _ arguments: [String]) throws -> String {
+        let process = try ChildProcess(executable: executable, arguments: arguments)
+        let status = try process.waitForExit(timeout: 20)
+        #expect(status == 64, "\(arguments): exit \(status)")
+        return process.stderr.text.split(separator: "\n").first.map(String.init) ?? ""
+    }
+
     @Test("pixeld ingest becomes pixeld-ingest in the same process and pushes what it receives")
     func ingestRunsTheLeanProgram() throws {
         let redis = try RedisServer.start()
@@ -32,9 +55,8 @@ struct IngestProgramTests {
     func withoutTheLeanProgramPixeldIngestsItself() throws {
         let redis = try RedisServer.start()
         let port = try PortAllocator.freeUDPPort()
-        let alone = try TempDirectory(prefix: "pixeld-alone")
-        let copy = alone.appending("pixeld")
-        try FileManager.default.copyItem(at: try PixeldProcess.binaryURL(), to: copy)
+        let (alone, copy) = try Self.loneCopy()
+        defer { withExtendedLifetime(alone) {} }
         let ingest = try ChildProcess(executable: copy, arguments: ["ingest", "--udp", "127.0.0.1:\(port)", "--redis", redis.url])
         defer { ingest.terminate() }
         #expect(Poll.until(timeout: 20) { ingest.stderr.text.contains("ingest ready") }, "\(ingest.tail)")
@@ -46,15 +68,23 @@ struct IngestProgramTests {
         #expect(try redis.waitForLength("pixel", atLeast: 1, timeout: 10) == 1)
     }
 
-    @Test("a bad flag fails at start with one clear line, from either program")
+    @Test("a bad flag fails at start with the same clear line, from either program")
     func badFlagsFailTheSameWay() throws {
+        let (alone, copy) = try Self.loneCopy()
+        defer { withExtendedLifetime(alone) {} }
         for arguments in [["ingest", "--buffer-bytes", "1"], ["ingest", "--no-such-flag"]] {
-            let process = try PixeldProcess.start(arguments)
-            let status = try process.waitForExit(timeout: 10)
-            #expect(status == 64, "\(arguments): exit \(status)")
-            let first = process.stderrText.split(separator: "\n").first.map(String.init) ?? ""
-            #expect(first.hasPrefix("Error: "), "\(first)")
-            #expect(first.contains(arguments[1]), "\(first)")
+            let lean = try Self.startFailure(try PixeldProcess.binaryURL(), arguments)
+            #expect(lean.hasPrefix("Error: ") && lean.contains(arguments[1]), "\(lean)")
+            #expect(try Self.startFailure(copy, arguments) == lean)
         }
+    }
+
+    @Test("a pixeld-ingest that is pixeld itself runs ingest once, not an endless exec loop")
+    func aSiblingThatIsPixeldDoesNotLoop() throws {
+        let (alone, copy) = try Self.loneCopy()
+        defer { withExtendedLifetime(alone) {} }
+        try FileManager.default.createSymbolicLink(at: alone.appending("pixeld-ingest"), withDestinationURL: copy)
+        let first = try Self.startFailure(copy, ["ingest", "--buffer-bytes", "1"])
+        #expect(first.hasPrefix("Error: --buffer-bytes"), "\(first)")
     }
 }

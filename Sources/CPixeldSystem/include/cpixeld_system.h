@@ -55,8 +55,10 @@ int cpixeld_set_receive_buffer(int fd, int bytes);
 size_t cpixeld_release_code_pages(void);
 
 /// Replaces the process with the program `name` found in the directory of the running executable
-/// (`/proc/self/exe`), with `argv` as its arguments except `argv[0]`, which becomes `name`. Same
-/// process id, environment and open files.
-/// @return only when it could not: -1 with errno set (ENOENT: no such program next to this one).
+/// (`/proc/self/exe`, symbolic links resolved), with `argv` as its arguments except `argv[0]`, which
+/// becomes `name`. Same process id, environment (plus `PIXELD_EXEC_SIBLING_FROM`, this program's
+/// path) and open files.
+/// @return only when it could not: -1 with errno set — ENOENT: no such program next to this one;
+///   ELOOP: this process was itself exec'd by this function (the sibling is this program again).
 int cpixeld_exec_sibling(const char *name, char **argv);
 #endif

@@ -156,6 +156,7 @@ final class AnalyticsHandler: @unchecked Sendable {
     private(set) var accepted = 0
     private(set) var dropped: [DropReason: Int] = [:]
     private var lastMaintenance: Double = 0
+    private var warnedAboutPubsub = false
 
     /// - Parameters:
     ///   - archiveKey: the Redis hash of acknowledged archive file lengths (`<list>:archive:<id>`).
@@ -253,6 +254,10 @@ final class AnalyticsHandler: @unchecked Sendable {
     func finish(_ work: Work, connection: RedisConnection) throws -> ReliableListConsumer.Outcome {
         var commands: [[[UInt8]]] = []
         let read = try Self.read(for: work.rollup, channels: work.live.channels, watching: connection)
+        if let error = read.pubsubError, !warnedAboutPubsub {
+            warnedAboutPubsub = true
+            logger.warning("PUBSUB refused; the live feed is published whether or not anyone listens", metadata: ["error": "\(error)"])
+        }
         if !work.rollup.isEmpty {
             commands.append(work.rollup.command(states: read.states))
             if !work.rollup.visitKeys.isEmpty { commands.append(work.rollup.versionCommand) }
@@ -287,6 +292,8 @@ final class AnalyticsHandler: @unchecked Sendable {
         var states: [[UInt8]?] = []
         /// Whether a live channel has a subscriber (by name or by pattern).
         var listened: (String) -> Bool = { _ in false }
+        /// Redis's error when it refused `PUBSUB` (every channel then counts as listened).
+        var pubsubError: String?
     }
 
     /// In one round trip: `SCRIPT LOAD` of the rollup script (so that a Redis restarted since the
@@ -312,16 +319,22 @@ final class AnalyticsHandler: @unchecked Sendable {
             }
         }
         if !channels.isEmpty {
-            let patterns = try replies.removeFirst().unwrap("PUBSUB NUMPAT")
-            let counts = try replies.removeFirst().unwrap("PUBSUB NUMSUB").array ?? []
-            guard let patterns = patterns.int, counts.count == channels.count * 2 else {
-                throw AnalyticsError("PUBSUB replied \(patterns) and \(counts)")
+            let patternsReply = replies.removeFirst(), countsReply = replies.removeFirst()
+            if case .error(let text) = patternsReply {
+                // E.g. an ACL user allowed PUBLISH but not PUBSUB: publish as before rather than fail.
+                read.pubsubError = text
+                read.listened = { _ in true }
+            } else {
+                let counts = try countsReply.unwrap("PUBSUB NUMSUB").array ?? []
+                guard let patterns = patternsReply.int, counts.count == channels.count * 2 else {
+                    throw AnalyticsError("PUBSUB replied \(patternsReply) and \(countsReply)")
+                }
+                var listened: Set<String> = []
+                for index in stride(from: 0, to: counts.count, by: 2) where patterns > 0 || (counts[index + 1].int ?? 0) > 0 {
+                    listened.insert(channels[index / 2])
+                }
+                read.listened = { listened.contains($0) }
             }
-            var listened: Set<String> = []
-            for index in stride(from: 0, to: counts.count, by: 2) where patterns > 0 || (counts[index + 1].int ?? 0) > 0 {
-                listened.insert(channels[index / 2])
-            }
-            read.listened = { listened.contains($0) }
         }
         if stateRead != nil {
             try replies.removeFirst().unwrap("WATCH")
