@@ -54,8 +54,9 @@ TOOLS = SCRATCH / "tools"
 SYSLOG_NG_ROOT = TOOLS / "syslog-ng"
 RUNS = SCRATCH / "bench-run"
 RESULTS = SCRATCH / "bench-results"
-# PIXELD_BENCH_BIN: another build to measure (A/B), with its pixeld-ingest next to it.
-PIXELD = Path(os.environ.get("PIXELD_BENCH_BIN") or SCRATCH / "release" / "pixeld")
+# PIXELD_BENCH_BIN: another build to measure (A/B), with its pixeld-ingest next to it; never built over.
+OTHER_BUILD = os.environ.get("PIXELD_BENCH_BIN")
+PIXELD = Path(OTHER_BUILD or SCRATCH / "release" / "pixeld")
 
 SYSTEM_CORE = "0"
 LOAD_CORE = "1"
@@ -1008,9 +1009,7 @@ def main() -> int:
     except BlockingIOError:
         parser.error("another bench/run.py is running (.build-bench/bench-run.lock)")
     uses_pixeld = "pixeld" in systems or args.consume_events > 0
-    # PIXELD_BENCH_BIN names a build to measure as it is: never build over it.
-    other_build = bool(os.environ.get("PIXELD_BENCH_BIN"))
-    setup(build_pixeld=uses_pixeld and not other_build and (not args.no_build or not PIXELD.exists()))
+    setup(build_pixeld=uses_pixeld and not OTHER_BUILD and (not args.no_build or not PIXELD.exists()))
     if uses_pixeld and not (PIXELD.exists() and PIXELD.with_name("pixeld-ingest").exists()):
         parser.error(f"{PIXELD} and pixeld-ingest beside it are needed (`pixeld ingest` runs pixeld-ingest)")
     meta = {"command": " ".join(["python3", "bench/run.py", *sys.argv[1:]]), "e2e_rate": E2E_RATE,

@@ -27,6 +27,14 @@ struct IngestProgramTests {
         return (directory, copy)
     }
 
+    /// One RFC 3164 datagram of facility local3, program `pixel`, to 127.0.0.1:`port`, sent by `logger`.
+    static func sendLocal3(_ message: String, toUDP port: Int) throws {
+        try ChildProcess.run(
+            "logger", ["--rfc3164", "-d", "-n", "127.0.0.1", "-P", String(port), "-p", "local3.info", "-t", "pixel", "--", message],
+            timeout: 10
+        )
+    }
+
     /// The first line `arguments` print on stderr, after checking that they fail at start with status 64.
     static func startFailure(_ executable: URL, _ arguments: [String]) throws -> String {
         let process = try ChildProcess(executable: executable, arguments: arguments)
@@ -43,10 +51,7 @@ struct IngestProgramTests {
         defer { ingest.terminate() }
         try ingest.waitForStderr(containing: "ingest ready")
         #expect(try Self.executable(of: ingest.pid).hasSuffix("/pixeld-ingest"))
-        try ChildProcess.run(
-            "logger", ["--rfc3164", "-d", "-n", "127.0.0.1", "-P", String(port), "-p", "local3.info", "-t", "pixel", "--", "1763805600.001,e=pageview"],
-            timeout: 10
-        )
+        try Self.sendLocal3("1763805600.001,e=pageview", toUDP: port)
         #expect(try redis.waitForLength("pixel", atLeast: 1, timeout: 10) == 1)
         #expect(try redis.lrange("pixel") == ["1763805600.001,e=pageview"])
     }
@@ -61,10 +66,7 @@ struct IngestProgramTests {
         defer { ingest.terminate() }
         #expect(Poll.until(timeout: 20) { ingest.stderr.text.contains("ingest ready") }, "\(ingest.tail)")
         #expect(try Self.executable(of: ingest.pid) == copy.path)
-        try ChildProcess.run(
-            "logger", ["--rfc3164", "-d", "-n", "127.0.0.1", "-P", String(port), "-p", "local3.info", "-t", "pixel", "--", "in process"],
-            timeout: 10
-        )
+        try Self.sendLocal3("in process", toUDP: port)
         #expect(try redis.waitForLength("pixel", atLeast: 1, timeout: 10) == 1)
     }
 

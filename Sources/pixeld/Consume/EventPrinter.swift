@@ -308,7 +308,7 @@ final class AnalyticsHandler: @unchecked Sendable {
             commands.append([Array("PUBSUB".utf8), Array("NUMPAT".utf8)])
             commands.append([Array("PUBSUB".utf8), Array("NUMSUB".utf8)] + channels.map { Array($0.utf8) })
         }
-        let stateRead = rollup.isEmpty ? nil : rollup.stateReadCommand()
+        let stateRead = rollup.stateReadCommand()
         if let stateRead { commands += [rollup.watchCommand, stateRead] }
         guard !commands.isEmpty else { return AckRead() }
         var replies = try connection.pipeline(commands)[...]
