@@ -53,4 +53,48 @@ struct BreakdownCapTests {
         let report = try redis.report(site: "example.com", from: day, to: day)
         #expect(report.pageviews == 7 && report.visits == 7 && report.bounces == 7)
     }
+
+    /// A breakdown that grows past 64 values becomes a hashtable (``RollupScript``), whether it is new
+    /// or already holds values, keeps exact counts and its cap, and carries no trace of the field that
+    /// converted it; a small breakdown stays a listpack.
+    @Test func wideBreakdownsBecomeHashtablesWithExactCounts() throws {
+        let server = try RedisServer.start()
+        var redis = try RedisRollups(connection: try server.connect(timeout: 30), configuration: RollupConfiguration(breakdownCap: 100))
+        let day = Day(timestamp: Double(time(nil))).previous
+        let start = Double(day.number) * 86_400 + 3600
+        let keys = redis.configuration.keys
+        let pages = keys.breakdown(.pages, site: "example.com", day: day)
+        var visitor = 0
+        func apply(_ paths: [String]) throws {
+            var batch = RollupBatch(configuration: redis.configuration)
+            for path in paths {
+                visitor += 1
+                batch.add(Self.hit(path, visitor: String(visitor), at: start + Double(visitor)))
+            }
+            try redis.apply(batch)
+        }
+        // 1. A small first batch: a listpack. 2. 40 more values (60 in all): still one.
+        try apply((0..<20).map { "/p\($0)" })
+        try apply((20..<60).map { "/p\($0)" } + ["/p0"])
+        #expect(try server.command(["OBJECT", "ENCODING", pages]).string == "listpack")
+        // 3. 60 more: 40 under the cap of 100, 20 to (other); the hash is converted first.
+        try apply((60..<120).map { "/p\($0)" })
+        #expect(try server.command(["OBJECT", "ENCODING", pages]).string == "hashtable")
+        var expected = Dictionary(uniqueKeysWithValues: (0..<100).map { ("/p\($0)", $0 == 0 ? 2 : 1) })
+        expected["(other)"] = 20
+        #expect(try Self.hash(server, pages) == expected)
+        #expect(try server.command(["TTL", pages]).integer ?? -1 > 0)
+        // A breakdown created by a batch of more than 64 values is converted too, and kept.
+        let entryPages = keys.breakdown(.entryPages, site: "example.com", day: day)
+        #expect(try server.command(["OBJECT", "ENCODING", entryPages]).string == "hashtable")
+        #expect(try server.command(["HLEN", entryPages]).integer == 101)
+        try server.command(["DEL", pages])
+        try apply((0..<70).map { "/q\($0)" })
+        #expect(try server.command(["OBJECT", "ENCODING", pages]).string == "hashtable")
+        #expect(try server.command(["HLEN", pages]).integer == 70)
+        // Small breakdowns stay compact.
+        #expect(try server.command(["OBJECT", "ENCODING", keys.breakdown(.devices, site: "example.com", day: day)]).string == "listpack")
+        let report = try redis.report(site: "example.com", from: day, to: day)
+        #expect(report.pageviews == 191)
+    }
 }
