@@ -126,7 +126,8 @@ package struct IngestCommand: AsyncParsableCommand {
                     sink: sink,
                     logger: logger,
                     threadNice: settings.receiveNice,
-                    threadNiceFailureLevel: settings.receiveNiceIsDefault ? .info : .warning
+                    threadNiceFailureLevel: settings.receiveNiceIsDefault ? .info : .warning,
+                    gathers: { if case .udp = address { true } else { false } }()
                 )
             )
         }
