@@ -57,6 +57,9 @@ RESULTS = SCRATCH / "bench-results"
 # PIXELD_BENCH_BIN: another build to measure (A/B), with its pixeld-ingest next to it; never built over.
 OTHER_BUILD = os.environ.get("PIXELD_BENCH_BIN")
 PIXELD = Path(OTHER_BUILD or SCRATCH / "release" / "pixeld")
+# BENCH_REDIS_ARGS: extra redis-server arguments for every private Redis (experiments, e.g.
+# "--hash-max-listpack-entries 0"); empty by default, so results are for a stock Redis.
+REDIS_EXTRA_ARGS = os.environ.get("BENCH_REDIS_ARGS", "").split()
 
 SYSTEM_CORE = "0"
 LOAD_CORE = "1"
@@ -314,7 +317,7 @@ def start_redis(workdir: Path, core: str = SYSTEM_CORE) -> tuple[Proc, int]:
     port = free_port()
     proc = start("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                            "--appendonly", "no", "--dir", str(workdir), "--daemonize", "no",
-                           "--protected-mode", "yes"], workdir, core)
+                           "--protected-mode", "yes", *REDIS_EXTRA_ARGS], workdir, core)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
