@@ -111,6 +111,7 @@ public final class DatagramListener: @unchecked Sendable {
             gatheringSince = nil
             let count: Int
             let acceptedAt: Int64
+            let filled: Bool
             do {
                 count = try socket.receive(
                     into: UnsafeMutableBufferPointer(rebasing: slots[0..<offered]), nonBlocking: draining, kernelDrops: &kernelDrops
@@ -118,6 +119,7 @@ public final class DatagramListener: @unchecked Sendable {
                 // Datagrams that gathered arrived after the pause began: stamping them with its start
                 // overstates their latency, never understates it.
                 acceptedAt = gathered ?? MonotonicClock.nanoseconds()
+                filled = count == offered
                 offered = Self.slotsToOffer(after: count, offered: offered, batchSize: batchSize)
             } catch {
                 logger.error("receive failed", metadata: ["pixeld.listener": "\(statistics.label)", "error": "\(error)"])
@@ -137,7 +139,7 @@ public final class DatagramListener: @unchecked Sendable {
                 if draining { return }
                 continue
             }
-            if gathers && count == 1 && !draining {
+            if gathers && !filled && !draining {
                 gatheringSince = gather()
                 // What gathered may well exceed what the last calls returned.
                 if gatheringSince != nil { offered = batchSize }
@@ -156,13 +158,10 @@ public final class DatagramListener: @unchecked Sendable {
 
     /// At low rates every datagram costs the receive thread a wake-up (10k/s: one per datagram), yet
     /// the writer holds the accepted messages back until its linger deadline anyway. So after a receive
-    /// call that returned a lone datagram (`MSG_WAITFORONE` woke the thread for it: it outpaces the
-    /// senders), the thread sleeps until just before that deadline
+    /// call that emptied the socket, the thread sleeps until just before that deadline
     /// (``AcceptedMessageSink/nextDepartureDeadline()`` minus ``gatherMarginNanoseconds``) and then
     /// receives everything that arrived meanwhile in one call: the same commits, one wake-up instead
-    /// of many. At high rates calls return several datagrams and the thread never pauses: a pause
-    /// there would hold back a batch that could have reached the writer's size limit, and leave the
-    /// writer and the receiver both waiting for the deadline while the socket fills. The sink is told
+    /// of many. Calls that come back full (high rates) never pause. The sink is told
     /// (``AcceptedMessageSink/gatheringBegins()``, and `gatheringEnds()` once the gathered datagrams
     /// are handed over), so that a writer holds its commit for a receiver that wakes late.
     /// - Returns: when the pause began, or `nil` if there was none.
