@@ -126,8 +126,7 @@ package struct IngestCommand: AsyncParsableCommand {
                     sink: sink,
                     logger: logger,
                     threadNice: settings.receiveNice,
-                    threadNiceFailureLevel: settings.receiveNiceIsDefault ? .info : .warning,
-                    gathers: { if case .udp = address { true } else { false } }()
+                    threadNiceFailureLevel: settings.receiveNiceIsDefault ? .info : .warning
                 )
             )
         }

@@ -22,16 +22,4 @@ final class QueueSink: AcceptedMessageSink, @unchecked Sendable {
     func endOfBatch() -> Bool {
         queue.enqueue(moving: &batch)
     }
-
-    func nextDepartureDeadline() -> Int64? {
-        queue.nextTakeDeadline()
-    }
-
-    func gatheringBegins() {
-        queue.beginGathering()
-    }
-
-    func gatheringEnds() {
-        queue.endGathering()
-    }
 }

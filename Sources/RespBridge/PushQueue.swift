@@ -27,27 +27,16 @@ public final class PushQueue: @unchecked Sendable {
         /// Waiting for a first message.
         case idle
         /// Waiting for company until a deadline, or until this many bytes wait.
-        case lingering(untilBytes: Int, deadline: Int64)
+        case lingering(untilBytes: Int)
     }
     private var writer = WriterState.busy
     /// Receivers waiting for room.
     private var producersWaiting = 0
-    /// The linger and byte limit of the writer's last ``take(into:lingerNanoseconds:maxBytes:timeoutNanoseconds:)``,
-    /// for ``nextTakeDeadline()``.
-    private var takeLinger: Int64 = 0
-    private var takeMaxBytes = 0
-    /// Receivers gathering datagrams for the next take (``beginGathering()``).
-    private var gatherers = 0
-    /// How long past its deadline a lingering writer waits for gathering receivers.
-    public let gatherGraceNanoseconds: Int64
 
     /// Creates a queue that holds at most `capacityBytes` bytes of keys and values.
-    /// - Parameter gatherGraceNanoseconds: how long past its linger deadline the writer waits for a
-    ///   receiver that gathers datagrams for its take (``beginGathering()``).
-    public init(capacityBytes: Int, gatherGraceNanoseconds: Int64 = 2_000_000) {
+    public init(capacityBytes: Int) {
         precondition(capacityBytes > 0)
         self.capacityBytes = capacityBytes
-        self.gatherGraceNanoseconds = gatherGraceNanoseconds
     }
 
     /// Adds `batch`, waiting while there is no room for it. A batch larger than the whole capacity is
@@ -80,7 +69,7 @@ public final class PushQueue: @unchecked Sendable {
             switch writer {
             case .idle:
                 lock.broadcast()
-            case .lingering(let untilBytes, _) where pending.byteCount >= untilBytes:
+            case .lingering(let untilBytes) where pending.byteCount >= untilBytes:
                 lock.broadcast()
             case .lingering, .busy:
                 break
@@ -118,8 +107,6 @@ public final class PushQueue: @unchecked Sendable {
         timeoutNanoseconds timeout: Int64? = nil
     ) -> TakeOutcome {
         lock.withLock {
-            takeLinger = closed ? 0 : linger
-            takeMaxBytes = maxBytes
             let deadline = timeout.map { MonotonicClock.nanoseconds() + $0 }
             while pending.isEmpty {
                 if closed { return .closed }
@@ -131,16 +118,9 @@ public final class PushQueue: @unchecked Sendable {
             if linger > 0, !closed {
                 let deadline = pending.entries[0].acceptedAt + linger
                 while pending.byteCount < maxBytes && producersWaiting == 0 && !closed {
-                    let now = MonotonicClock.nanoseconds()
-                    var left = deadline - now
-                    if left <= 0 {
-                        // A receiver gathering for this take hands its datagrams over at about the
-                        // deadline; one that wakes late is waited for, briefly, so they join this take.
-                        guard gatherers > 0 else { break }
-                        left = deadline + gatherGraceNanoseconds - now
-                        if left <= 0 { break }
-                    }
-                    writer = .lingering(untilBytes: maxBytes, deadline: deadline)
+                    let left = deadline - MonotonicClock.nanoseconds()
+                    if left <= 0 { break }
+                    writer = .lingering(untilBytes: maxBytes)
                     lock.wait(timeoutNanoseconds: left)
                     writer = .busy
                 }
@@ -148,42 +128,6 @@ public final class PushQueue: @unchecked Sendable {
             pending.moveOldest(upToBytes: maxBytes, into: &batch)
             lock.broadcast()
             return .taken
-        }
-    }
-
-    /// When the writer will take the messages waiting now, if it will linger for them: the oldest
-    /// one's acceptance plus the linger of the writer's last `take`. `nil` when nothing waits, the
-    /// writer does not linger, or it will take them as soon as it can (its batch limit is reached, a
-    /// receiver waits for room, the queue is closed).
-    ///
-    /// Until then, a message that arrives joins the same commit whether it is enqueued at once or
-    /// just before the deadline; a UDP receiver uses this to gather datagrams in its socket buffer
-    /// instead of waking for each (`DatagramListener`).
-    public func nextTakeDeadline() -> Int64? {
-        lock.withLock {
-            guard takeLinger > 0, !closed, producersWaiting == 0, let oldest = pending.entries.first,
-                pending.byteCount < takeMaxBytes
-            else { return nil }
-            return oldest.acceptedAt + takeLinger
-        }
-    }
-
-    /// Announces a receiver that lets datagrams gather in its socket until about ``nextTakeDeadline()``
-    /// and will then enqueue them and call ``endGathering()``. A writer that reaches its deadline
-    /// meanwhile waits for it (at most ``gatherGraceNanoseconds``), so a receiver that wakes a little
-    /// late does not split the batch into two commits.
-    public func beginGathering() {
-        lock.withLock { gatherers += 1 }
-    }
-
-    /// Ends ``beginGathering()``, after the gathered datagrams were enqueued (or none came).
-    public func endGathering() {
-        lock.withLock {
-            gatherers -= 1
-            // Wake a writer that waits past its deadline for us; one still before it sleeps on.
-            if gatherers == 0, case .lingering(_, let deadline) = writer, MonotonicClock.nanoseconds() >= deadline {
-                lock.broadcast()
-            }
         }
     }
 

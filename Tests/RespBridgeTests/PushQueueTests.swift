@@ -1,6 +1,5 @@
 import PixeldConcurrency
 import RespBridge
-import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -90,76 +89,5 @@ import Glibc
         #expect(taken.count == 1)
         taken.removeAll()
         #expect(queue.take(into: &taken, lingerNanoseconds: 0, maxBytes: 1 << 20) == .closed)
-    }
-
-    /// ``PushQueue/nextTakeDeadline()``: the oldest waiting message's acceptance plus the writer's
-    /// linger, and `nil` whenever the writer would take at once.
-    @Test func nextTakeDeadlineFollowsTheOldestMessageAndTheWritersLinger() {
-        let queue = PushQueue(capacityBytes: 1 << 20)
-        var taken = PushBatch()
-        queue.enqueue(batch(["early"]))
-        #expect(queue.nextTakeDeadline() == nil, "no take yet: the linger is not known")
-        #expect(queue.take(into: &taken, lingerNanoseconds: 0, maxBytes: 1 << 20) == .taken)
-        queue.enqueue(batch(["x"]))
-        #expect(queue.nextTakeDeadline() == nil, "a writer without linger takes at once")
-        taken.removeAll()
-        #expect(queue.take(into: &taken, lingerNanoseconds: 1, maxBytes: 100) == .taken)  // 1 ns: returns at once
-        #expect(queue.nextTakeDeadline() == nil, "nothing waits")
-        var first = PushBatch()
-        first.append(key: Array("k".utf8), value: Array("a".utf8), acceptedAt: 5_000)
-        first.append(key: Array("k".utf8), value: Array("b".utf8), acceptedAt: 9_000)
-        queue.enqueue(first)
-        #expect(queue.nextTakeDeadline() == 5_001)
-        // Set the writer's linger to 2 ms (its take returns at once: the message is long overdue).
-        taken.removeAll()
-        #expect(queue.take(into: &taken, lingerNanoseconds: 2_000_000, maxBytes: 100) == .taken)
-        var second = PushBatch()
-        second.append(key: Array("k".utf8), value: Array("c".utf8), acceptedAt: 7_000)
-        queue.enqueue(second)
-        #expect(queue.nextTakeDeadline() == 2_007_000)
-        queue.enqueue(batch([String(repeating: "y", count: 120)]))
-        #expect(queue.nextTakeDeadline() == nil, "the batch limit is reached: the writer takes at once")
-        taken.removeAll()
-        _ = queue.take(into: &taken, lingerNanoseconds: 2_000_000, maxBytes: 100)
-        _ = queue.take(into: &taken, lingerNanoseconds: 2_000_000, maxBytes: 1000)
-        queue.enqueue(second)
-        queue.close()
-        #expect(queue.nextTakeDeadline() == nil, "a closed queue drains at once")
-    }
-
-    /// A writer that reaches its linger deadline while a receiver gathers waits for that receiver's
-    /// datagrams (``PushQueue/beginGathering()``), so they join the same take; it waits at most
-    /// its grace period for a receiver that never ends.
-    /// (Threads, not tasks: a writer blocked in `take` must not hold up the test's own continuation.)
-    @Test func aLingeringWriterWaitsForAGatheringReceiver() throws {
-        let queue = PushQueue(capacityBytes: 1 << 20, gatherGraceNanoseconds: 400_000_000)
-        queue.enqueue(batch(["first"]))
-        queue.beginGathering()
-        let result = Mutex<(count: Int, tookAt: Int64)>((0, 0))
-        let writer = DedicatedThread(name: "test-writer") {
-            var taken = PushBatch()
-            _ = queue.take(into: &taken, lingerNanoseconds: 5_000_000, maxBytes: 1 << 20)
-            let tookAt = MonotonicClock.nanoseconds()
-            result.withLock { $0 = (taken.count, tookAt) }
-        }
-        usleep(50_000)  // past the writer's deadline, within its grace
-        let handedAt = MonotonicClock.nanoseconds()
-        queue.enqueue(batch(["gathered 1", "gathered 2"]))
-        queue.endGathering()
-        #expect(writer.join(timeoutNanoseconds: 5_000_000_000))
-        let (count, tookAt) = result.withLock { $0 }
-        #expect(count == 3, "the gathered datagrams join the take")
-        #expect(tookAt >= handedAt)
-
-        // A receiver that never hands over holds the writer for the grace period only.
-        queue.enqueue(batch(["alone"]))
-        queue.beginGathering()
-        var taken = PushBatch()
-        let started = MonotonicClock.nanoseconds()
-        #expect(queue.take(into: &taken, lingerNanoseconds: 1_000_000, maxBytes: 1 << 20) == .taken)
-        let waited = MonotonicClock.nanoseconds() - started
-        #expect(taken.count == 1)
-        #expect(waited >= 1_000_000 + queue.gatherGraceNanoseconds && waited < 5_000_000_000)
-        queue.endGathering()
     }
 }

@@ -164,66 +164,6 @@ import Testing
         #expect(sink.received.map { String(decoding: $0.1, as: UTF8.self) } == (0..<300).map(String.init))
     }
 
-    /// A sink that holds its messages back until 200 ms after the first one, as a lingering writer
-    /// does, and records each receive batch.
-    final class HoldingSink: AcceptedMessageSink, @unchecked Sendable {
-        private let lock = ConditionLock()
-        private var firstAcceptedAt: Int64?
-        private var current: [Int64] = []
-        private(set) var batches: [(acceptedAt: [Int64], handedAt: Int64)] = []
-        func accept(program: UnsafeRawBufferPointer, message: UnsafeRawBufferPointer, acceptedAt: Int64) {
-            lock.withLock {
-                if firstAcceptedAt == nil { firstAcceptedAt = acceptedAt }
-                current.append(acceptedAt)
-            }
-        }
-        func endOfBatch() -> Bool {
-            lock.withLock {
-                batches.append((current, MonotonicClock.nanoseconds()))
-                current = []
-            }
-            return true
-        }
-        func nextDepartureDeadline() -> Int64? { lock.withLock { firstAcceptedAt.map { $0 + 200_000_000 } } }
-        var recorded: [(acceptedAt: [Int64], handedAt: Int64)] { lock.withLock { batches } }
-    }
-
-    /// With `gathers`, a UDP listener whose sink holds messages back lets the datagrams that arrive
-    /// meanwhile gather in the socket and receives them in one call shortly before the deadline,
-    /// stamped with the time the pause began (never later than they arrived); without it, it wakes
-    /// for each.
-    @Test(arguments: [true, false])
-    func gatheringReceivesWhatArrivesBeforeTheDeadlineInOneCall(gathers: Bool) async throws {
-        let socket = try DatagramSocket(binding: .udp(host: "127.0.0.1", port: 0), receiveBufferBytes: 1 << 20)
-        guard case .udp(_, let port) = socket.address else { return }
-        let sink = HoldingSink()
-        let listener = DatagramListener(socket: socket, rules: IngestRules(), sink: sink, logger: .init(label: "test"), gathers: gathers)
-        listener.start()
-        try send([Array("<158>pixel: first".utf8)], toUDP: port)
-        while sink.recorded.isEmpty { usleep(1_000) }
-        let sendingFrom = MonotonicClock.nanoseconds()
-        for index in 0..<20 {
-            try send([Array("<158>pixel: \(index)".utf8)], toUDP: port)
-            usleep(2_000)
-        }
-        while sink.recorded.reduce(0, { $0 + $1.acceptedAt.count }) < 21 { usleep(1_000) }
-        await listener.stop()
-        let batches = sink.recorded.filter { !$0.acceptedAt.isEmpty }
-        let deadline = batches[0].acceptedAt[0] + 200_000_000
-        if gathers {
-            #expect(batches.count == 2)
-            #expect(batches[1].acceptedAt.count == 20)
-            #expect(batches[1].acceptedAt.allSatisfy { $0 <= sendingFrom })
-            let handedEarly = deadline - batches[1].handedAt
-            // Never earlier than the margin (a sleep does not end early); late only on a stalled machine.
-            #expect(handedEarly <= DatagramListener.gatherMarginNanoseconds && handedEarly > -100_000_000, "handed over \(handedEarly) ns before the deadline")
-        } else {
-            #expect(batches.count > 5)
-            #expect(batches[1].acceptedAt.allSatisfy { $0 >= sendingFrom })
-            #expect(batches.last!.handedAt < deadline)
-        }
-    }
-
     @Test(arguments: ["nohost", "1.2.3.4", "[::1", "127.0.0.1:99999", ":5514"])
     func badUDPAddressesFailWithOneLine(text: String) {
         #expect(throws: SyslogIngestError.self) { try ListenAddress.udp(parsing: text) }

@@ -27,7 +27,6 @@ public final class DatagramListener: @unchecked Sendable {
     private let threadNice: Int?
     private let threadNiceFailureLevel: Logger.Level
     private let slotCapacity: Int
-    private let gathers: Bool
     private let stopRequested = Atomic<Bool>(false)
     private var thread: DedicatedThread?
 
@@ -42,9 +41,6 @@ public final class DatagramListener: @unchecked Sendable {
     ///     arrive; below the process's value it needs CAP_SYS_NICE (or RLIMIT_NICE), else the failure is
     ///     logged at `threadNiceFailureLevel` and the thread keeps the process's priority.
     ///   - threadNiceFailureLevel: `.warning` when the value was asked for, lower when it is a default.
-    ///   - gathers: whether to let datagrams gather in the socket buffer while the sink holds them back
-    ///     anyway (see ``gatherMarginNanoseconds``). Only for a socket whose buffer absorbs a pause: UDP,
-    ///     not a unix socket, whose senders fail once 10 datagrams wait (`net.unix.max_dgram_qlen`).
     public init(
         socket: DatagramSocket,
         rules: IngestRules,
@@ -52,8 +48,7 @@ public final class DatagramListener: @unchecked Sendable {
         logger: Logger,
         batchSize: Int = 64,
         threadNice: Int? = nil,
-        threadNiceFailureLevel: Logger.Level = .warning,
-        gathers: Bool = false
+        threadNiceFailureLevel: Logger.Level = .warning
     ) {
         self.socket = socket
         self.rules = rules
@@ -64,7 +59,6 @@ public final class DatagramListener: @unchecked Sendable {
         self.threadNiceFailureLevel = threadNiceFailureLevel
         // One byte more than the largest accepted datagram, so an oversize one shows as truncated.
         self.slotCapacity = rules.maxMessageBytes + 1
-        self.gathers = gathers
         self.statistics = ListenerStatistics(label: socket.address.description)
     }
 
@@ -103,78 +97,29 @@ public final class DatagramListener: @unchecked Sendable {
         var kernelDrops: UInt32 = 0
         var draining = false
         var offered = batchSize
-        // When the thread began its last pause to gather datagrams (see `gather()`), if it did.
-        var gatheringSince: Int64?
         while true {
             if !draining && stopRequested.load(ordering: .relaxed) { draining = true }
-            let gathered = gatheringSince
-            gatheringSince = nil
             let count: Int
             let acceptedAt: Int64
-            let filled: Bool
             do {
                 count = try socket.receive(
                     into: UnsafeMutableBufferPointer(rebasing: slots[0..<offered]), nonBlocking: draining, kernelDrops: &kernelDrops
                 )
-                // Datagrams that gathered arrived after the pause began: stamping them with its start
-                // overstates their latency, never understates it.
-                acceptedAt = gathered ?? MonotonicClock.nanoseconds()
-                filled = count == offered
+                acceptedAt = MonotonicClock.nanoseconds()
                 offered = Self.slotsToOffer(after: count, offered: offered, batchSize: batchSize)
             } catch {
                 logger.error("receive failed", metadata: ["pixeld.listener": "\(statistics.label)", "error": "\(error)"])
-                if gathered != nil { sink.gatheringEnds() }
                 if draining { return }
                 continue
             }
-            var handedOver = true
-            if count > 0 {
-                statistics.setKernelDrops(Int(kernelDrops))
-                route(slots: UnsafeMutableBufferPointer(rebasing: slots[0..<count]), acceptedAt: acceptedAt)
-                handedOver = sink.endOfBatch()
-            }
-            if gathered != nil { sink.gatheringEnds() }
-            if !handedOver { return }
             if count == 0 {
                 if draining { return }
                 continue
             }
-            if gathers && !filled && !draining {
-                gatheringSince = gather()
-                // What gathered may well exceed what the last calls returned.
-                if gatheringSince != nil { offered = batchSize }
-            }
+            statistics.setKernelDrops(Int(kernelDrops))
+            route(slots: UnsafeMutableBufferPointer(rebasing: slots[0..<count]), acceptedAt: acceptedAt)
+            if !sink.endOfBatch() { return }
         }
-    }
-
-    /// How long before the sink's departure deadline a gathering receiver wakes: long enough to
-    /// receive and hand over what gathered before the writer takes its batch, despite Linux's 50 µs
-    /// default timer slack (a writer waits a little for a receiver that wakes late all the same, see
-    /// ``AcceptedMessageSink/gatheringBegins()``). From then until the deadline the receiver wakes per
-    /// datagram again.
-    public static let gatherMarginNanoseconds: Int64 = 150_000
-    /// Pauses shorter than this are not worth a sleep.
-    static let shortestGatherNanoseconds: Int64 = 100_000
-
-    /// At low rates every datagram costs the receive thread a wake-up (10k/s: one per datagram), yet
-    /// the writer holds the accepted messages back until its linger deadline anyway. So after a receive
-    /// call that emptied the socket, the thread sleeps until just before that deadline
-    /// (``AcceptedMessageSink/nextDepartureDeadline()`` minus ``gatherMarginNanoseconds``) and then
-    /// receives everything that arrived meanwhile in one call: the same commits, one wake-up instead
-    /// of many. Calls that come back full (high rates) never pause. The sink is told
-    /// (``AcceptedMessageSink/gatheringBegins()``, and `gatheringEnds()` once the gathered datagrams
-    /// are handed over), so that a writer holds its commit for a receiver that wakes late.
-    /// - Returns: when the pause began, or `nil` if there was none.
-    private func gather() -> Int64? {
-        guard let deadline = sink.nextDepartureDeadline() else { return nil }
-        let now = MonotonicClock.nanoseconds()
-        let pause = deadline - Self.gatherMarginNanoseconds - now
-        guard pause >= Self.shortestGatherNanoseconds else { return nil }
-        sink.gatheringBegins()
-        var request = timespec(tv_sec: Int(pause / 1_000_000_000), tv_nsec: Int(pause % 1_000_000_000))
-        var left = timespec()
-        while nanosleep(&request, &left) != 0 && errno == EINTR { request = left }
-        return now
     }
 
     /// How many slots the next `recvmmsg` offers: twice as many (up to `batchSize`) after a call that
