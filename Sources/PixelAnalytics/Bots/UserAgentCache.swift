@@ -14,13 +14,17 @@ final class UserAgentCache: Sendable {
     static let capacity = 4096
     private let entries = Mutex<[String: Entry]>([:])
 
-    func entry(for userAgent: String, _ make: () -> Entry) -> Entry {
-        if let hit = entries.withLock({ $0[userAgent] }) { return hit }
-        let made = make()
+    /// What was remembered for `userAgent`, if anything.
+    func entry(for userAgent: String) -> Entry? {
+        entries.withLock { $0[userAgent] }
+    }
+
+    /// Remembers `entry` for `userAgent`. (Two calls rather than one taking a closure that makes the
+    /// entry: such a closure captured the whole `HitProcessor`, which was copied for every hit.)
+    func remember(_ entry: Entry, for userAgent: String) {
         entries.withLock { entries in
             if entries.count >= Self.capacity { entries.removeAll(keepingCapacity: true) }
-            entries[userAgent] = made
+            entries[userAgent] = entry
         }
-        return made
     }
 }

@@ -102,12 +102,16 @@ public struct HitProcessor: Sendable {
         let userAgent = event.field("ua")
         var agentFamilies: UserAgentClassifier.Families?
         if let userAgent {
-            let entry = userAgents.entry(for: userAgent) {
+            let entry: UserAgentCache.Entry
+            if let known = userAgents.entry(for: userAgent) {
+                entry = known
+            } else {
                 let verdict = detector.classify(userAgent: userAgent)
-                return .init(
+                entry = .init(
                     verdict: verdict,
                     families: verdict == nil ? UserAgentClassifier.classify(userAgent: userAgent) : .init(browser: "", os: "", device: "")
                 )
+                userAgents.remember(entry, for: userAgent)
             }
             if let verdict = entry.verdict {
                 return drop(verdict.reason, site: page.site, rule: verdict.rule, name: name, path: page.path)

@@ -69,11 +69,26 @@ public struct RollupBatch: Sendable {
         var key: String
         var capped: Bool
         var expireAt: Int
+        /// Field → index into `fields`, kept once there are more than ``scanLimit`` fields.
         var fieldIndex: [String: Int] = [:]
         var fields: [(name: String, increment: Int)] = []
 
+        /// Up to this many fields are found by comparing them in turn: most hashes (totals, browsers,
+        /// OS, devices, countries, hours of a batch) have a handful, and comparing short strings costs
+        /// less than hashing one.
+        static let scanLimit = 8
+
         mutating func add(_ field: String, _ increment: Int) {
-            if let index = fieldIndex[field] {
+            if fields.count <= Self.scanLimit {
+                for index in fields.indices where fields[index].name == field {
+                    fields[index].increment += increment
+                    return
+                }
+                fields.append((field, increment))
+                if fields.count > Self.scanLimit {
+                    for (index, known) in fields.enumerated() { fieldIndex[known.name] = index }
+                }
+            } else if let index = fieldIndex[field] {
                 fields[index].increment += increment
             } else {
                 fieldIndex[field] = fields.count
@@ -213,13 +228,20 @@ public struct RollupBatch: Sendable {
     private mutating func visitKey(site: String, id: String) -> Int {
         if let index = visitKeyIndex[id] {
             if visitSites[index] == site { return index }
+            // The same id under another site: impossible for HMAC ids, kept correct all the same.
+            let name = configuration.visitPrefix + site + ":" + id
+            if let other = otherSiteKeys[name] { return other }
+            otherSiteKeys[name] = visitKeys.count
+            return appendVisitKey(name, site: site)
         }
-        let name = configuration.visitPrefix + site + ":" + id
-        if let index = otherSiteKeys[name] { return index }
+        visitKeyIndex[id] = visitKeys.count
+        return appendVisitKey(configuration.visitPrefix + site + ":" + id, site: site)
+    }
+
+    private mutating func appendVisitKey(_ name: String, site: String) -> Int {
         visitKeys.append(name)
         visitSites.append(site)
         uniqueIn.append(-1)
-        if visitKeyIndex[id] == nil { visitKeyIndex[id] = visitKeys.count - 1 } else { otherSiteKeys[name] = visitKeys.count - 1 }
         return visitKeys.count - 1
     }
 
