@@ -25,11 +25,15 @@ import Crypto
 /// Redis keeps a hash of up to `hash-max-listpack-entries` (512) short fields as a *listpack*, one
 /// block it scans field by field on every `HINCRBY`: on this project's benchmark machine an update
 /// cost 2.8 µs on a 60-field hash and 7.4 µs on a 400-field one, against 1.0–1.3 µs on a hashtable,
-/// which made `HINCRBY` the largest part of an ack. So before it increments a breakdown that will
-/// hold more than 64 fields, the script makes it a hashtable: Redis converts a hash whose field is
-/// longer than `hash-max-listpack-value` (64) for good, so it writes one 1,025-byte field before the increments and deletes it after them.
-/// (An RDB load makes small hashes listpacks again; the next batch converts them again.) Hashes
-/// under 64 fields — most breakdowns of a small site — stay compact.
+/// which made `HINCRBY` the largest part of an ack. So before it increments a breakdown that may
+/// hold more than 64 fields after the batch, the script makes it a hashtable: Redis converts a hash
+/// for good once a field is longer than `hash-max-listpack-value` (64 by default), so the script
+/// writes a 1,025-byte field (a control byte and dashes: no breakdown value can equal it, since
+/// ``DimensionText`` replaces control bytes and caps lengths at 512) before the increments and
+/// deletes it after them, and deletes it again in later batches should a failed script have left
+/// it. (An RDB load makes small hashes listpacks again; the next batch converts them again. With
+/// `hash-max-listpack-value` above 1,024 nothing converts, and each batch pays that write for
+/// nothing.) Hashes that stay under 64 fields — most breakdowns of a small site — stay compact.
 public enum RollupScript {
     /// The script text.
     public static let source = """
@@ -91,15 +95,16 @@ public enum RollupScript {
 
         -- Capped hashes take a new field only while they hold fewer than `cap` fields, in the order
         -- the fields first appeared in the batch; later new values go to `(other)`.
-        -- A capped hash that will hold more than 64 fields is made a hashtable first (see
+        -- A capped hash that may hold more than `compact` fields is made a hashtable first (see
         -- RollupScript.swift: a listpack scans its fields on every HINCRBY).
-        local wide = string.rep('-', 1025)
+        local compact = 64
+        local wide = '\\1' .. string.rep('-', 1024)
         i = hashStart
         for _ = 1, hashes do
           local key, capped, fields = ARGV[i], ARGV[i + 1] == '1', tonumber(ARGV[i + 3])
           local size = capped and redis.call('HLEN', key) or 0
-          local widened = capped and size + fields > 64 and redis.call('OBJECT', 'ENCODING', key) ~= 'hashtable'
-          if widened then redis.call('HSET', key, wide, 0) end
+          local large = capped and math.min(size + fields, cap + 1) > compact
+          if large and redis.call('OBJECT', 'ENCODING', key) ~= 'hashtable' then redis.call('HSET', key, wide, 0) end
           local checked = capped and size + fields > cap
           local other = 0
           for f = i + 4, i + 3 + fields * 2, 2 do
@@ -110,7 +115,7 @@ public enum RollupScript {
             if field and by ~= 0 then redis.call('HINCRBY', key, field, by) end
           end
           if other ~= 0 then redis.call('HINCRBY', key, '(other)', other) end
-          if widened then redis.call('HDEL', key, wide) end
+          if large then redis.call('HDEL', key, wide) end
           redis.call('EXPIREAT', key, ARGV[i + 2])
           i = i + 4 + fields * 2
         end
