@@ -87,17 +87,10 @@ struct BreakdownCapTests {
         #expect(try Self.hash(server, pages) == expected)
         #expect(try server.command(["TTL", pages]).integer ?? -1 > 0)
         // A hash that is already a hashtable is not written the wide field again.
-        func hsetCalls() throws -> Int {
-            let stats = try server.command(["INFO", "commandstats"]).string ?? ""
-            guard let line = stats.split(separator: "\r\n").first(where: { $0.hasPrefix("cmdstat_hset:") }),
-                let calls = line.split(separator: "=").dropFirst().first?.split(separator: ",").first
-            else { return 0 }
-            return Int(calls) ?? 0
-        }
-        let hsets = try hsetCalls()
+        let hsets = try server.calls(of: "hset")
         #expect(hsets > 0, "the conversions wrote the wide field")
         try apply((0..<70).map { "/p\($0)" })
-        #expect(try hsetCalls() == hsets)
+        #expect(try server.calls(of: "hset") == hsets)
         var after = Dictionary(uniqueKeysWithValues: (0..<100).map { ("/p\($0)", $0 < 70 ? 2 : 1) })
         after["/p0"] = 3
         after["(other)"] = 20

@@ -60,17 +60,10 @@ import Testing
                 args: [("e", "pageview"), ("u", url), ("w", "1280")], ip: ip, ua: userAgent
             )
         }
-        func publishCalls() throws -> Int {
-            let stats = try redis.cli("INFO", "commandstats")
-            guard let line = stats.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_publish:calls=") }) else {
-                return 0
-            }
-            return Int(line.dropFirst("cmdstat_publish:calls=".count).prefix { $0.isNumber }) ?? -1
-        }
 
         try redis.cli("LPUSH", "pixel", line("https://example.com/unheard", ip: "192.0.2.1"))
         #expect(try Poll.until(timeout: 10) { try redis.command(["ZCARD", recent]).integer == 1 }, "\(consume.stderrText)")
-        #expect(try publishCalls() == 0)
+        #expect(try redis.calls(of: "publish") == 0)
 
         let subscriber = try ChildProcess(
             tool: "redis-cli", arguments: ["-h", "127.0.0.1", "-p", String(redis.port), "--raw", "SUBSCRIBE", channel]
@@ -84,7 +77,7 @@ import Testing
         #expect(Poll.until(timeout: 10) { subscriber.stdout.text.contains(#""path":"/heard""#) }, "\(subscriber.stdout.text)")
         #expect(try Poll.until(timeout: 10) { try redis.command(["ZCARD", Self.keys.recentVisitors(site: "other.example")]).integer == 1 })
         #expect(try redis.command(["ZCARD", recent]).integer == 2)
-        #expect(try publishCalls() == 1)
+        #expect(try redis.calls(of: "publish") == 1)
         #expect(!subscriber.stdout.text.contains("/unheard") && !subscriber.stdout.text.contains("/elsewhere"))
     }
 }

@@ -124,6 +124,15 @@ public final class RedisServer: @unchecked Sendable {
         try RESPConnection(port: port, timeout: timeout).command(arguments)
     }
 
+    /// How many times Redis ran `command` (lowercase, e.g. `"evalsha"`), from `INFO commandstats`;
+    /// 0 before its first call. Commands a script runs count too.
+    public func calls(of command: String) throws -> Int {
+        let info = try self.command(["INFO", "commandstats"]).string ?? ""
+        let prefix = "cmdstat_\(command):calls="
+        guard let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix(prefix) }) else { return 0 }
+        return Int(line.dropFirst(prefix.count).prefix { $0.isNumber }) ?? 0
+    }
+
     /// Opens a connection for several commands (e.g. `MULTI`, `CLIENT PAUSE`, blocking pops).
     public func connect(timeout: Double = 5) throws -> RESPConnection {
         try RESPConnection(port: port, timeout: timeout)

@@ -361,13 +361,6 @@ extension RedisIntegrationTests {
         queue.enqueue(batch)
     }
 
-    /// How many times Redis ran `command` (from `INFO commandstats`).
-    private func calls(of command: String, in server: RedisServer) throws -> Int {
-        let info = try server.command(["INFO", "commandstats"]).string ?? ""
-        guard let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_\(command):calls=") }) else { return 0 }
-        return Int(line.dropFirst("cmdstat_\(command):calls=".count).prefix { $0.isNumber }) ?? 0
-    }
-
     private func waitForLength(_ length: Int, of key: String, in server: RedisServer) throws -> Bool {
         try waitUntil(seconds: 5) { try server.llen(key) == length }
     }
@@ -385,8 +378,8 @@ extension RedisIntegrationTests {
         #expect(try server.lrange("pixel").reversed() == (0..<50).map(String.init))
         #expect(writer.statistics.pushed == 50)
         // The first batch meets an unknown key and takes the script; the other four skip Lua.
-        #expect(try calls(of: "evalsha", in: server) == 1)
-        #expect(try calls(of: "exec", in: server) == 4)
+        #expect(try server.calls(of: "evalsha") == 1)
+        #expect(try server.calls(of: "exec") == 4)
         #expect(try server.command(["GET", "pixeld:writer:\(writer.instanceID)"]).string == "5")
         #expect(try server.command(["EXISTS", "pixeld:writer:\(writer.instanceID):last"]).integer == 0)
     }
@@ -410,8 +403,8 @@ extension RedisIntegrationTests {
         #expect(try server.lrange("pixel").reversed() == (20..<30).map(String.init))
         #expect(writer.statistics.pushed == 20)
         #expect(writer.statistics.deadLettered == 10)
-        #expect(try calls(of: "exec", in: server) == 1)
-        #expect(try calls(of: "evalsha", in: server) == 3)  // first batch, the follow-up, the last batch
+        #expect(try server.calls(of: "exec") == 1)
+        #expect(try server.calls(of: "evalsha") == 3)  // first batch, the follow-up, the last batch
     }
 
     @Test func dropOldestTrimsInTheTransactionToo() async throws {
@@ -429,7 +422,7 @@ extension RedisIntegrationTests {
         await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
         #expect(try server.lrange("pixel").reversed() == (15..<40).map(String.init))
         #expect(writer.statistics.trimmed == 15)
-        #expect(try calls(of: "exec", in: server) == 1)
+        #expect(try server.calls(of: "exec") == 1)
     }
 }
 
