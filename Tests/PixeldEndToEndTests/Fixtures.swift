@@ -42,12 +42,14 @@ final class IngestPipeline {
 }
 
 /// Sends each URL once with curl, `parallel` at a time, and returns the HTTP status codes.
-func fetchAll(_ urls: [String], parallel: Int = 8, timeout: TimeInterval = 60) throws -> [String] {
+/// With `perSecond`, the requests go one at a time instead, at most that many per second
+/// (curl's `--rate`, which applies to serial transfers only).
+func fetchAll(_ urls: [String], parallel: Int = 8, perSecond: Int? = nil, timeout: TimeInterval = 60) throws -> [String] {
     let config = urls.map { "url = \"\($0)\"\noutput = \"/dev/null\"\n" }.joined()
+    let pacing = perSecond.map { ["--rate", "\($0)/s"] } ?? ["--parallel", "--parallel-max", String(parallel)]
     let result = try ChildProcess.run(
         "curl",
-        [
-            "--silent", "--show-error", "--parallel", "--parallel-max", String(parallel),
+        ["--silent", "--show-error"] + pacing + [
             "--max-time", "20", "--write-out", "%{http_code}\\n", "--config", "-",
         ],
         stdin: Array(config.utf8),
