@@ -17,12 +17,12 @@ public struct DailyKey: Sendable, CustomStringConvertible {
 
     /// The day the key belongs to.
     public let day: Day
-    private let box: KeyBox
-    var key: SymmetricKey { box.key }
-    /// HMAC-SHA256's inner and outer hash states with the padded key already absorbed (RFC 2104):
-    /// copying them saves hashing the key twice for every hit.
-    var innerHash: SHA256 { box.inner }
-    var outerHash: SHA256 { box.outer }
+    /// The SipHash key of the day's visitor ids (``VisitorID``): the first 16 bytes of
+    /// HMAC-SHA256(daily key, ``visitorHashLabel``). The daily key itself is not kept.
+    let visitorHash: SipHash24
+    /// What the visitor id key is derived with (HMAC's message), so that it differs from any other
+    /// key a future version might derive from the same daily key.
+    static let visitorHashLabel = Array("pixeld visitor id: SipHash-2-4-128".utf8)
 
     /// Wraps key bytes read from Redis.
     /// - Parameters:
@@ -32,7 +32,11 @@ public struct DailyKey: Sendable, CustomStringConvertible {
     public init?(day: Day, bytes: some Collection<UInt8>) {
         guard bytes.count == Self.byteCount else { return nil }
         self.day = day
-        self.box = KeyBox(SymmetricKey(data: Array(bytes)))
+        let derived = Array(HMAC<SHA256>.authenticationCode(for: Self.visitorHashLabel, using: SymmetricKey(data: Array(bytes))))
+        func word(_ start: Int) -> UInt64 {
+            (0..<8).reduce(0) { $0 | UInt64(derived[start + $1]) << (8 * UInt64($1)) }
+        }
+        visitorHash = SipHash24(k0: word(0), k1: word(8))
     }
 
     /// A new random key (from the system's cryptographic generator) as bytes, to offer with
@@ -79,35 +83,6 @@ public struct DailyKey: Sendable, CustomStringConvertible {
         }
         command.append(Array(String(ttlSeconds).utf8))
         return command
-    }
-}
-
-/// Holds a `SymmetricKey`, which swift-crypto does not mark `Sendable` on Linux.
-///
-/// `@unchecked Sendable`: key and hash states are set once in `init` and only read (copied)
-/// afterwards; all are values, so concurrent reads are safe.
-private final class KeyBox: @unchecked Sendable {
-    let key: SymmetricKey
-    let inner: SHA256
-    let outer: SHA256
-    /// - Parameter key: at most one SHA-256 block (64 bytes; a daily key has 32), so used as is.
-    init(_ key: SymmetricKey) {
-        self.key = key
-        var inner = SHA256()
-        var outer = SHA256()
-        key.withUnsafeBytes { bytes in
-            precondition(bytes.count <= SHA256.blockByteCount, "HMAC keys longer than a block are hashed first")
-            var innerPad = [UInt8](repeating: 0x36, count: SHA256.blockByteCount)
-            var outerPad = [UInt8](repeating: 0x5C, count: SHA256.blockByteCount)
-            for (index, byte) in bytes.enumerated() {
-                innerPad[index] ^= byte
-                outerPad[index] ^= byte
-            }
-            inner.update(data: innerPad)
-            outer.update(data: outerPad)
-        }
-        self.inner = inner
-        self.outer = outer
     }
 }
 

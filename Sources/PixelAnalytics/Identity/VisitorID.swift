@@ -1,12 +1,15 @@
-import Crypto
-
-/// An anonymous, daily visitor id: the first 128 bits of HMAC-SHA256(daily key, site ‖ 0 ‖ IP ‖ 0 ‖
-/// user agent), as 32 lowercase hex digits.
+/// An anonymous, daily visitor id: SipHash-2-4-128(day's visitor key, site ‖ 0 ‖ IP ‖ 0 ‖ user
+/// agent), as 32 lowercase hex digits; the day's visitor key is derived from the random daily key
+/// (``DailyKey``).
 ///
 /// The same browser on the same network visiting the same site on the same UTC day gets the same
 /// id; on another day or another site it gets an unrelated one. Without the day's key (which lives
 /// 48 h, only in Redis) an id cannot be tied back to an IP address or user agent, not even by
 /// trying every IPv4 address. The IP address and user agent are read only here and never stored.
+///
+/// (Until 2026-11-23 the id was HMAC-SHA256, truncated to 128 bits. SipHash is a keyed PRF made for
+/// such short inputs and runs without allocating; swift-crypto's HMAC copied its hash states on
+/// the heap for every hit.)
 public enum VisitorID {
     /// The id for one hit.
     /// - Parameters:
@@ -15,19 +18,14 @@ public enum VisitorID {
     ///   - ip: The client address as logged (`$remote_addr`).
     ///   - userAgent: The `User-Agent` header as logged.
     public static func make(key: DailyKey, site: String, ip: String, userAgent: String) -> String {
-        // HMAC-SHA256 = SHA256(key ⊕ opad ‖ SHA256(key ⊕ ipad ‖ message)), from the two states
-        // `DailyKey` prepared, with one `update(bufferPointer:)` each: swift-crypto's `HMAC` and
-        // `update(data:)` are generic over `DataProtocol` and cost more than the hashing itself.
-        var inner = key.innerHash
         let total = site.utf8.count + ip.utf8.count + userAgent.utf8.count + 2
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: total) { message in
+        let (first, second) = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: total) { message in
             var end = 0
             func append(_ part: String) {
                 ASCIIBytes.withBytes(part) { bytes in
-                    for byte in bytes {
-                        message[end] = byte
-                        end += 1
-                    }
+                    guard let source = bytes.baseAddress else { return }
+                    (message.baseAddress! + end).update(from: source, count: bytes.count)
+                    end += bytes.count
                 }
             }
             append(site)
@@ -37,20 +35,17 @@ public enum VisitorID {
             message[end] = 0
             end += 1
             append(userAgent)
-            inner.update(bufferPointer: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: message[..<end])))
+            return key.visitorHash.tag(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: message[..<end])))
         }
-        var outer = key.outerHash
-        inner.finalize().withUnsafeBytes { outer.update(bufferPointer: $0) }
-        return outer.finalize().withUnsafeBytes { raw in
-            String(unsafeUninitializedCapacity: 32) { out in
-                let digits: StaticString = "0123456789abcdef"
-                let table = digits.utf8Start
-                for index in 0..<16 {
-                    out[2 * index] = table[Int(raw[index] >> 4)]
-                    out[2 * index + 1] = table[Int(raw[index] & 0xF)]
-                }
-                return 32
+        return String(unsafeUninitializedCapacity: 32) { out in
+            let digits: StaticString = "0123456789abcdef"
+            let table = digits.utf8Start
+            for index in 0..<16 {
+                let byte = UInt8(truncatingIfNeeded: (index < 8 ? first : second) >> (8 * UInt64(index % 8)))
+                out[2 * index] = table[Int(byte >> 4)]
+                out[2 * index + 1] = table[Int(byte & 0xF)]
             }
+            return 32
         }
     }
 }
