@@ -10,7 +10,14 @@ the consumer's and Redis's CPU seconds per million events, the consumer's peak R
 size. Repeated (default 3): median and min–max.
 
     python3 bench/analytics.py [--events 300000] [--repeats 3] [--pixeld PATH] [--batch-size N] [--commandstats]
-                               [--redis-core N]
+                               [--redis-core N] [--callgrind]
+
+With --callgrind, the consumer and Redis run under valgrind's callgrind, and the figures are the
+instructions each executed per event while the consumer drained the list (Redis's counting starts
+after the fill). Instruction counts do not depend on how busy the host is, so two builds compare on
+this noisy VM where their CPU seconds cannot; the run is ~50x slower, so use --events 20000 or so.
+The profiles stay in .build-bench/bench-run/analytics-N/{consumer,redis}.callgrind for
+callgrind_annotate.
 
 Uses the release binary that bench/run.py builds (.build-bench/release/pixeld) unless --pixeld is given.
 """
@@ -22,6 +29,7 @@ import os
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -82,23 +90,58 @@ def lines(count: int, seed: int) -> list[bytes]:
     return out
 
 
-def one(pixeld: Path, values: list[bytes], repeat: int, batch_size: int | None, commandstats: bool, redis_core: int) -> dict:
+def callgrind(workdir: Path, name: str) -> list[str]:
+    """The valgrind command line that profiles `name` into workdir/NAME.callgrind."""
+    return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={workdir / name}.callgrind"]
+
+
+def wait_until_idle(pid: int, timeout: float = 120) -> None:
+    """Waits until the process used less than 2 % of a CPU over a second (start-up done)."""
+    deadline = time.monotonic() + timeout
+    before = bench.cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        now = bench.cpu_seconds(pid)
+        if now - before < 0.02:
+            return
+        before = now
+    raise RuntimeError(f"process {pid} did not become idle in {timeout} s")
+
+
+def instructions(profile: Path) -> int:
+    """The total instruction count (Ir) of a callgrind profile."""
+    for row in profile.read_text(errors="replace").splitlines():
+        if row.startswith(("summary:", "totals:")):
+            return int(row.split()[1])
+    raise RuntimeError(f"{profile} has no totals")
+
+
+def one(pixeld: Path, values: list[bytes], repeat: int, batch_size: int | None, commandstats: bool, redis_core: int,
+        profile: bool = False) -> dict:
     workdir = bench.SCRATCH / "bench-run" / f"analytics-{repeat}"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     archive = workdir / "archive"
-    redis_proc, port = bench.start_redis(workdir, redis_core)
+    redis_proc, port = bench.start_redis(workdir, redis_core, callgrind(workdir, "redis") if profile else None)
     redis = bench.Redis(port)
     consumer = None
     try:
+        # Profiled, the list is filled under another name and renamed once the consumer waits on an
+        # empty one, so that neither the fill nor the consumer's start-up is counted.
+        filled = "pixel:fill" if profile else "pixel"
         for i in range(0, len(values), 5000):
-            redis.call(*(["LPUSH", "pixel"] + values[i:i + 5000]))
+            redis.call(*(["LPUSH", filled] + values[i:i + 5000]))
         events = len(values)
-        command = [str(pixeld), "consume", "pixel", "--redis", f"redis://127.0.0.1:{port}/0", "--consumer-id", "bench",
+        command = (callgrind(workdir, "consumer") if profile else []) + [str(pixeld), "consume", "pixel", "--redis", f"redis://127.0.0.1:{port}/0", "--consumer-id", "bench",
                    "--archive", str(archive)] + [arg for site in SITES for arg in ("--site", site)]
         if batch_size:
             command += ["--batch-size", str(batch_size)]
         consumer = bench.start("consume", command, workdir, bench.SYSTEM_CORE)
+        if profile:
+            wait_until_idle(consumer.pid)
+            for proc in (consumer, redis_proc):
+                subprocess.run(["callgrind_control", "--zero", str(proc.pid)], check=True, capture_output=True)
+            redis.call("RENAME", filled, "pixel")
         cpu0, redis_cpu0 = bench.cpu_seconds(consumer.pid), bench.cpu_seconds(redis_proc.pid)
         t_start = time.monotonic()
         first = None
@@ -116,6 +159,7 @@ def one(pixeld: Path, values: list[bytes], repeat: int, batch_size: int | None, 
             raise RuntimeError(f"the consumer did not drain the list; see {consumer.log_path}")
         cpu1, redis_cpu1 = bench.cpu_seconds(consumer.pid), bench.cpu_seconds(redis_proc.pid)
         rss = bench.status_kib(consumer.pid, "VmHWM") / 1024
+        dead = redis.call("LLEN", "pixel:dead")
         if commandstats:
             # Where Redis's time went: microseconds per event by command (scripts include their calls).
             stats = []
@@ -126,13 +170,18 @@ def one(pixeld: Path, values: list[bytes], repeat: int, batch_size: int | None, 
                     stats.append((float(parts["usec"]) / events, int(parts["calls"]) / events, name))
             for usec, calls, name in sorted(stats, reverse=True)[:10]:
                 bench.log(f"  redis {name:<12} {usec:6.2f} µs/event  {calls:7.3f} calls/event")
+        if profile:
+            consumer.stop(timeout=120)
+            redis_proc.stop(timeout=120)
         archived = sum(f.stat().st_size for f in archive.glob("*.jsonl"))
         archived_lines = sum(f.read_bytes().count(b"\n") for f in archive.glob("*.jsonl"))
         elapsed = t_end - (first or t_start)
         return {"repeat": repeat, "events": events, "elapsed_s": elapsed, "events_per_s": events / elapsed,
                 "cpu_s_per_m": (cpu1 - cpu0) / events * 1e6, "redis_cpu_s_per_m": (redis_cpu1 - redis_cpu0) / events * 1e6,
                 "rss_peak_mib": rss, "archive_bytes": archived, "archive_lines": archived_lines,
-                "dead": redis.call("LLEN", "pixel:dead")}
+                "dead": dead,
+                **({"consumer_instructions": instructions(workdir / "consumer.callgrind") / events,
+                    "redis_instructions": instructions(workdir / "redis.callgrind") / events} if profile else {})}
     finally:
         redis.close()
         if consumer:
@@ -150,6 +199,8 @@ def main() -> int:
     parser.add_argument("--commandstats", action="store_true", help="print Redis's time per command and event")
     parser.add_argument("--redis-core", default=bench.SYSTEM_CORE,
                         help="core for Redis (default: the consumer's, so one core does all the work)")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="run the consumer and Redis under callgrind and print instructions per event")
     args = parser.parse_args()
     if not args.pixeld.exists():
         print(f"{args.pixeld} not found: build it (python3 bench/run.py builds .build-bench/release/pixeld) or pass --pixeld",
@@ -159,7 +210,7 @@ def main() -> int:
     load = os.getloadavg()
     results = []
     for repeat in range(1, args.repeats + 1):
-        result = one(args.pixeld, values, repeat, args.batch_size, args.commandstats, args.redis_core)
+        result = one(args.pixeld, values, repeat, args.batch_size, args.commandstats, args.redis_core, args.callgrind)
         results.append(result)
         bench.log(f"[{repeat}/{args.repeats}] {result['events_per_s']:,.0f} events/s, consumer {result['cpu_s_per_m']:.2f} CPU s/M, "
                   f"Redis {result['redis_cpu_s_per_m']:.2f} CPU s/M, RSS {result['rss_peak_mib']:.1f} MiB, "
@@ -181,6 +232,9 @@ def main() -> int:
     print(f"| consumer CPU s per million | {cell('cpu_s_per_m')} |")
     print(f"| Redis CPU s per million | {cell('redis_cpu_s_per_m')} |")
     print(f"| consumer peak RSS MiB | {cell('rss_peak_mib')} |")
+    if args.callgrind:
+        print(f"| consumer instructions per event (callgrind) | {cell('consumer_instructions')} |")
+        print(f"| Redis instructions per event (callgrind) | {cell('redis_instructions')} |")
     return 0
 
 

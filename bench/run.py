@@ -313,9 +313,10 @@ def start(name: str, command: list[str], workdir: Path, core: str, env: dict[str
     return Proc(name, popen, log_path)
 
 
-def start_redis(workdir: Path, core: str = SYSTEM_CORE) -> tuple[Proc, int]:
+def start_redis(workdir: Path, core: str = SYSTEM_CORE, wrapper: list[str] | None = None) -> tuple[Proc, int]:
+    """A private redis-server on a free loopback port; `wrapper` (e.g. valgrind) runs it."""
     port = free_port()
-    proc = start("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+    proc = start("redis", [*(wrapper or []), "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                            "--appendonly", "no", "--dir", str(workdir), "--daemonize", "no",
                            "--protected-mode", "yes", *REDIS_EXTRA_ARGS], workdir, core)
     deadline = time.monotonic() + 10
