@@ -157,7 +157,8 @@ struct JSONLineReader {
     private mutating func readString() throws(PixelDecodeError) -> StringToken {
         let start = position
         let count = input.count
-        var index = start
+        // The user agent and the args are 100+ bytes without a quote or an escape: words first.
+        var index = JSONScan.plainWords(in: input, from: start)
         while index < count {
             let byte = input[index]
             if byte == ASCII.quote {

@@ -28,6 +28,21 @@ struct DecoderContractTests {
         #expect(event.field("args") == nil)
     }
 
+    /// The string reader skips eight bytes at a time until a word holds a quote or a backslash:
+    /// either one at every offset of a long string (and every multi-byte character) must still be
+    /// found where it is.
+    @Test("a quote or an escape is found at every offset of a long string", arguments: 0..<24)
+    func quotesAndEscapesAtEveryOffset(offset: Int) throws {
+        let head = String(repeating: "a", count: offset)
+        for (written, meant) in [(#"\""#, "\""), (#"\\"#, "\\"), (#"\u00e9"#, "é"), ("é", "é"), ("", "")] {
+            let ua = head + written + "bcdefghijklmnopqrstuvwxyz"
+            let line = #"{"ts":1763805600.123,"args":"e=x","ua":""# + ua + #"","ref":"r"}"#
+            let event = try PixelEventDecoder.decode(Array(line.utf8))
+            #expect(event.field("ua") == head + meant + "bcdefghijklmnopqrstuvwxyz", "\(written) at \(offset)")
+            #expect(event.field("ref") == "r")
+        }
+    }
+
     @Test(
         "ts keeps the text nginx wrote",
         arguments: [

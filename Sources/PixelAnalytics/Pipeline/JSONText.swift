@@ -1,3 +1,5 @@
+import PixelEvents
+
 /// Appends JSON text to a byte buffer (the archive lines and reports): escaped strings, raw numbers.
 struct JSONText {
     var bytes: [UInt8]
@@ -38,7 +40,7 @@ struct JSONText {
         bytes.append(UInt8(ascii: "\""))
         ASCIIBytes.withBytes(text) { utf8 in
             var runStart = 0
-            for index in 0..<utf8.count {
+            for index in JSONScan.plainWords(in: utf8, from: 0)..<utf8.count {
                 let byte = utf8[index]
                 guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else { continue }
                 if runStart < index { bytes.append(contentsOf: utf8.extracting(runStart..<index)) }

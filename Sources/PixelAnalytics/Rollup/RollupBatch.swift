@@ -120,17 +120,18 @@ public struct RollupBatch: Sendable {
     /// Per site day, its distinct visitor ids (for the HyperLogLog).
     private var uniques: [[String]] = []
     private var visitHits: [VisitHit] = []
-    /// Visitor id → index into ``visitKeys``. Ids are HMACs over the site among others, so an id
+    /// Visitor id → index into ``visitKeys``. Ids are keyed hashes over the site among others, so an id
     /// names one site's visitor; `visitSites` checks it, and `otherSiteKeys` takes the impossible rest.
     private var visitKeyIndex: [String: Int] = [:]
     private var visitSites: [String] = []
-    private var otherSiteKeys: [String: Int] = [:]
+    private var otherSiteKeys: [[UInt8]: Int] = [:]
     /// The site day whose `uniques` hold the key's id; -1 while none (ids seen only as a previous
     /// day's are not counted). A repeat costs nothing: adding an id to a HyperLogLog twice is harmless.
     private var uniqueIn: [Int] = []
     /// The visit state keys the batch's hits need (today's and, after midnight, yesterday's ids), in
-    /// first-seen order: read them (``stateReadCommand()``) and pass the values to ``command(states:)``.
-    public private(set) var visitKeys: [String] = []
+    /// first-seen order, as the bytes of their names (each is a command argument twice and never a
+    /// `String`): read them (``stateReadCommand()``) and pass the values to ``command(states:)``.
+    public private(set) var visitKeys: [[UInt8]] = []
     /// Outcomes added.
     public private(set) var count = 0
 
@@ -189,7 +190,7 @@ public struct RollupBatch: Sendable {
 
     /// `MGET` of ``visitKeys``; `nil` when the batch needs no visit state.
     public func stateReadCommand() -> [[UInt8]]? {
-        visitKeys.isEmpty ? nil : [Array("MGET".utf8)] + visitKeys.map { Array($0.utf8) }
+        visitKeys.isEmpty ? nil : [Array("MGET".utf8)] + visitKeys
     }
 
     /// `WATCH` of the visit version, to send before ``stateReadCommand()`` on the ack's connection.
@@ -217,7 +218,12 @@ public struct RollupBatch: Sendable {
 
     private mutating func intern(site: String, day: Day) -> Int {
         let key = SiteDay(site: site, day: day.number)
-        if let index = siteDayIndex[key] { return index }
+        // A batch has a few sites and days: comparing them in turn costs less than hashing the site.
+        if siteDays.count <= PendingHash.scanLimit {
+            if let index = siteDays.firstIndex(of: key) { return index }
+        } else if let index = siteDayIndex[key] {
+            return index
+        }
         siteDays.append(key)
         siteDayIndex[key] = siteDays.count - 1
         slots.append([Int](repeating: -1, count: Slot.count))
@@ -228,17 +234,28 @@ public struct RollupBatch: Sendable {
     private mutating func visitKey(site: String, id: String) -> Int {
         if let index = visitKeyIndex[id] {
             if visitSites[index] == site { return index }
-            // The same id under another site: impossible for HMAC ids, kept correct all the same.
-            let name = configuration.visitPrefix + site + ":" + id
+            // The same id under another site: practically impossible (a 128-bit collision), kept correct all the same.
+            let name = visitKeyName(site: site, id: id)
             if let other = otherSiteKeys[name] { return other }
             otherSiteKeys[name] = visitKeys.count
             return appendVisitKey(name, site: site)
         }
         visitKeyIndex[id] = visitKeys.count
-        return appendVisitKey(configuration.visitPrefix + site + ":" + id, site: site)
+        return appendVisitKey(visitKeyName(site: site, id: id), site: site)
     }
 
-    private mutating func appendVisitKey(_ name: String, site: String) -> Int {
+    /// `<visit prefix><site>:<id>`, built in one allocation.
+    private func visitKeyName(site: String, id: String) -> [UInt8] {
+        var name: [UInt8] = []
+        name.reserveCapacity(configuration.visitPrefix.utf8.count + site.utf8.count + 1 + id.utf8.count)
+        name += configuration.visitPrefix.utf8
+        name += site.utf8
+        name.append(UInt8(ascii: ":"))
+        name += id.utf8
+        return name
+    }
+
+    private mutating func appendVisitKey(_ name: [UInt8], site: String) -> Int {
         visitKeys.append(name)
         visitSites.append(site)
         uniqueIn.append(-1)
@@ -394,11 +411,11 @@ public struct RollupBatch: Sendable {
         let changed = visitKeys.indices.filter { visits.changed[$0] }
         let deleted = changed.filter { visits.states[$0] == nil }
         args.append(number(deleted.count))
-        for index in deleted { args.append(Array(visitKeys[index].utf8)) }
+        for index in deleted { args.append(visitKeys[index]) }
         args.append(number(changed.count - deleted.count))
         for index in changed {
             guard let state = visits.states[index] else { continue }
-            args.append(Array(visitKeys[index].utf8))
+            args.append(visitKeys[index])
             args.append(state.encoded)
         }
         return args

@@ -35,8 +35,9 @@ struct VisitState: Equatable {
 
     /// The MessagePack form.
     var encoded: [UInt8] {
-        var out: [UInt8] = [0x9A]  // fixarray of 10
+        var out: [UInt8] = []
         out.reserveCapacity(64 + base.utf8.count + source.utf8.count)
+        out.append(0x9A)  // fixarray of 10
         MessagePack.append(first, to: &out)
         MessagePack.append(last, to: &out)
         MessagePack.append(hits, to: &out)
