@@ -145,15 +145,15 @@ public struct HitProcessor: Sendable {
         if let text = event.firstValue(of: "p"), !text.isEmpty, let pairs = EventProperties.parse(text), !pairs.isEmpty {
             props = EventProperties.json(pairs)
         }
-        return .accepted(
-            EnrichedHit(
-                timestampText: event.timestampText, timestamp: event.timestamp, site: page.site, visitorID: visitorID,
-                previousVisitorID: previousVisitorID, event: name, path: page.path, source: source, campaign: campaign,
-                browser: families.browser, os: families.os, device: families.device,
-                country: Self.country(event.field("country")) ?? event.field("ip").flatMap { geoIP?.country(ip: $0) },
-                props: props
-            )
+        let hit = EnrichedHit(
+            timestampText: event.timestampText, timestamp: event.timestamp, site: page.site, visitorID: visitorID,
+            previousVisitorID: previousVisitorID, event: name, path: page.path, source: source, campaign: campaign,
+            browser: families.browser, os: families.os, device: families.device,
+            country: Self.country(event.field("country")) ?? event.field("ip").flatMap { geoIP?.country(ip: $0) },
+            props: props
         )
+        // `consume`: the hit moves into the outcome; a copy would retain each of its strings.
+        return .accepted(consume hit)
     }
 
     /// A two-letter country code from a CDN header (`CF-IPCountry`, …), uppercased; `nil` for

@@ -320,36 +320,18 @@ public struct RollupBatch: Sendable {
                 continue
             }
             let ms = hit.milliseconds
-            var state = visits.states[hit.key]
-            if state == nil, hit.previousKey >= 0, let previous = visits.states[hit.previousKey], previous.continues(at: ms, idle: idle) {
-                // A visit that started before midnight, under yesterday's id.
-                visits.states[hit.previousKey] = nil
+            let key = hit.key
+            // The states are read and changed in place (`inout`): a copy of one retains its strings.
+            if visits.states[key] == nil, hit.previousKey >= 0,
+                Self.continues(&visits.states[hit.previousKey], at: ms, idle: idle)
+            {
+                // A visit that started before midnight, under yesterday's id: it moves to today's.
+                visits.states.swapAt(key, hit.previousKey)
                 visits.changed[hit.previousKey] = true
-                state = previous
             }
-            if var visit = state, visit.continues(at: ms, idle: idle) {
+            if Self.continues(&visits.states[key], at: ms, idle: idle) {
                 // The visit goes on; its visits, bounces and duration count on the day it started.
-                let first = min(visit.first, ms), last = max(visit.last, ms)
-                let delta = (last - first) - (visit.last - visit.first)
-                if delta != 0 || visit.bounce {
-                    let totals: Int
-                    if let known = totalsOfBase[visit.base] {
-                        totals = known
-                    } else {
-                        totals = hash(visit.base + "totals", capped: false, expireAt: visit.expireAt)
-                        totalsOfBase[visit.base] = totals
-                    }
-                    if delta != 0 { hashes[totals].add("duration_ms", delta) }
-                    if visit.bounce { hashes[totals].add("bounces", -1) }
-                }
-                visit.first = first
-                visit.last = last
-                visit.hits += 1
-                visit.bounce = false
-                if hit.isPageview {
-                    countSource(hit.siteDay, visit.source, visit.utmSource, visit.utmMedium, visit.utmCampaign)
-                }
-                state = visit
+                continueVisit(&visits.states[key]!, with: hit, at: ms, totalsOfBase: &totalsOfBase)
             } else {
                 // A new visit (or the previous one timed out).
                 increment(hit.siteDay, Slot.totals, "visits")
@@ -358,16 +340,47 @@ public struct RollupBatch: Sendable {
                 increment(hit.siteDay, Slot.breakdown(.sourceVisits), hit.source)
                 let campaign = (hit.campaign.source ?? "", hit.campaign.medium ?? "", hit.campaign.name ?? "")
                 if hit.isPageview { countSource(hit.siteDay, hit.source, campaign.0, campaign.1, campaign.2) }
-                state = VisitState(
+                visits.states[key] = VisitState(
                     first: ms, last: ms, hits: 1, bounce: hit.isPageview, base: base(hit.siteDay),
                     expireAt: expireAt(hit.siteDay), source: hit.source,
                     utmSource: campaign.0, utmMedium: campaign.1, utmCampaign: campaign.2
                 )
             }
-            visits.states[hit.key] = state
-            visits.changed[hit.key] = true
+            visits.changed[key] = true
         }
         return visits
+    }
+
+    /// Whether a hit at `milliseconds` continues the visit of `state` (`inout` only so that the state
+    /// is read where it is, not copied).
+    private static func continues(_ state: inout VisitState?, at milliseconds: Int, idle: Int) -> Bool {
+        guard let first = state?.first, let last = state?.last else { return false }
+        return VisitState.continues(first: first, last: last, at: milliseconds, idle: idle)
+    }
+
+    /// Adds `hit` to the visit in progress `visit`: its span, hits and bounce, and the totals and
+    /// sources that depend on them.
+    private mutating func continueVisit(_ visit: inout VisitState, with hit: VisitHit, at ms: Int, totalsOfBase: inout [String: Int]) {
+        let first = min(visit.first, ms), last = max(visit.last, ms)
+        let delta = (last - first) - (visit.last - visit.first)
+        if delta != 0 || visit.bounce {
+            let totals: Int
+            if let known = totalsOfBase[visit.base] {
+                totals = known
+            } else {
+                totals = hash(visit.base + "totals", capped: false, expireAt: visit.expireAt)
+                totalsOfBase[visit.base] = totals
+            }
+            if delta != 0 { hashes[totals].add("duration_ms", delta) }
+            if visit.bounce { hashes[totals].add("bounces", -1) }
+        }
+        visit.first = first
+        visit.last = last
+        visit.hits += 1
+        visit.bounce = false
+        if hit.isPageview {
+            countSource(hit.siteDay, visit.source, visit.utmSource, visit.utmMedium, visit.utmCampaign)
+        }
     }
 
     /// A pageview's source and campaign (the visit's, or the hit's own without a visit).
@@ -414,9 +427,9 @@ public struct RollupBatch: Sendable {
         for index in deleted { args.append(visitKeys[index]) }
         args.append(number(changed.count - deleted.count))
         for index in changed {
-            guard let state = visits.states[index] else { continue }
+            guard let encoded = visits.states[index]?.encoded else { continue }
             args.append(visitKeys[index])
-            args.append(state.encoded)
+            args.append(encoded)
         }
         return args
     }

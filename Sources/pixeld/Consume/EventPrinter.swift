@@ -237,7 +237,8 @@ final class AnalyticsHandler: @unchecked Sendable {
             } else {
                 work.plain += line
             }
-            switch outcome {
+            // `consume`: the last use, so the hit is moved out, not copied (with each of its strings).
+            switch consume outcome {
             case .accepted(let hit):
                 accepted += 1
                 work.live.add(hit, line: line[...])
