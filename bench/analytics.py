@@ -10,14 +10,19 @@ the consumer's and Redis's CPU seconds per million events, the consumer's peak R
 size. Repeated (default 3): median and min–max.
 
     python3 bench/analytics.py [--events 300000] [--repeats 3] [--pixeld PATH] [--batch-size N] [--commandstats]
-                               [--redis-core N] [--callgrind]
+                               [--redis-core N] [--callgrind] [--against OTHER_PIXELD]
+
+With --against OTHER_PIXELD, that build ("before") and --pixeld ("after") take turns in every
+repeat, and the table adds each figure's after/before ratio per pair (median, min–max): on this VM,
+whose speed changes within minutes, pairs run in the same minute compare where medians do not.
 
 With --callgrind, the consumer and Redis run under valgrind's callgrind, and the figures are the
 instructions each executed per event while the consumer drained the list (Redis's counting starts
 after the fill). Instruction counts do not depend on how busy the host is, so two builds compare on
 this noisy VM where their CPU seconds cannot; the run is ~50x slower, so use --events 20000 or so.
-The profiles stay in .build-bench/bench-run/analytics-N/{consumer,redis}.callgrind for
-callgrind_annotate.
+The profiles stay in .build-bench/bench-run/analytics-[before-|after-]N/{consumer,redis}.callgrind for
+callgrind_annotate (the consumer runs as a copy of PATH without debug information, which valgrind
+3.19 cannot read; function names come from the symbol table).
 
 Uses the release binary that bench/run.py builds (.build-bench/release/pixeld) unless --pixeld is given.
 """
@@ -117,8 +122,8 @@ def instructions(profile: Path) -> int:
 
 
 def one(pixeld: Path, values: list[bytes], repeat: int, batch_size: int | None, commandstats: bool, redis_core: int,
-        profile: bool = False) -> dict:
-    workdir = bench.SCRATCH / "bench-run" / f"analytics-{repeat}"
+        profile: bool = False, label: str = "") -> dict:
+    workdir = bench.SCRATCH / "bench-run" / f"analytics-{label + '-' if label else ''}{repeat}"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     archive = workdir / "archive"
@@ -199,6 +204,8 @@ def main() -> int:
     parser.add_argument("--commandstats", action="store_true", help="print Redis's time per command and event")
     parser.add_argument("--redis-core", default=bench.SYSTEM_CORE,
                         help="core for Redis (default: the consumer's, so one core does all the work)")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="another pixeld build: the two take turns in every repeat, and the per-pair ratios are printed")
     parser.add_argument("--callgrind", action="store_true",
                         help="run the consumer and Redis under callgrind and print instructions per event")
     args = parser.parse_args()
@@ -206,35 +213,65 @@ def main() -> int:
         print(f"{args.pixeld} not found: build it (python3 bench/run.py builds .build-bench/release/pixeld) or pass --pixeld",
               file=sys.stderr)
         return 1
+    if args.against is not None and not args.against.exists():
+        print(f"{args.against} not found", file=sys.stderr)
+        return 1
+    if args.callgrind:
+        if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
+            print("--callgrind needs valgrind: apt-get install valgrind", file=sys.stderr)
+            return 1
+        # Debian 12's valgrind (3.19) cannot read the DWARF 5 that Swift 6.3 writes and gives up on
+        # the whole binary; without it, callgrind still names every function from the symbol table.
+        def stripped(pixeld: Path, name: str) -> Path:
+            copy = bench.SCRATCH / "callgrind" / name / "pixeld"
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["strip", "--strip-debug", "-o", str(copy), str(pixeld)], check=True)
+            return copy
+        args.pixeld = stripped(args.pixeld, "after")
+        if args.against is not None:
+            args.against = stripped(args.against, "before")
     values = lines(args.events, args.seed)
     load = os.getloadavg()
-    results = []
+    builds = [("", args.pixeld)] if args.against is None else [("before", args.against), ("after", args.pixeld)]
+    results: dict[str, list[dict]] = {label: [] for label, _ in builds}
     for repeat in range(1, args.repeats + 1):
-        result = one(args.pixeld, values, repeat, args.batch_size, args.commandstats, args.redis_core, args.callgrind)
-        results.append(result)
-        bench.log(f"[{repeat}/{args.repeats}] {result['events_per_s']:,.0f} events/s, consumer {result['cpu_s_per_m']:.2f} CPU s/M, "
-                  f"Redis {result['redis_cpu_s_per_m']:.2f} CPU s/M, RSS {result['rss_peak_mib']:.1f} MiB, "
-                  f"archive {result['archive_lines']} lines")
-        if result["archive_lines"] != args.events:
-            print(f"archive has {result['archive_lines']} lines for {args.events} events", file=sys.stderr)
-            return 1
+        # With --against, the two builds take turns, so that each pair ran in the same minute.
+        for label, pixeld in builds:
+            result = one(pixeld, values, repeat, args.batch_size, args.commandstats, args.redis_core, args.callgrind, label)
+            results[label].append(result)
+            bench.log(f"[{repeat}/{args.repeats}]{' ' + label if label else ''} {result['events_per_s']:,.0f} events/s, "
+                      f"consumer {result['cpu_s_per_m']:.2f} CPU s/M, Redis {result['redis_cpu_s_per_m']:.2f} CPU s/M, "
+                      f"RSS {result['rss_peak_mib']:.1f} MiB, archive {result['archive_lines']} lines")
+            if result["archive_lines"] != args.events:
+                print(f"archive has {result['archive_lines']} lines for {args.events} events", file=sys.stderr)
+                return 1
 
-    def cell(key: str) -> str:
-        values = [r[key] for r in results]
+    def cell(runs: list[dict], key: str) -> str:
+        values = [r[key] for r in runs]
         return f"{bench.fmt(statistics.median(values))} ({bench.fmt(min(values))}–{bench.fmt(max(values))})"
 
+    figures = [("events/s, full processing (rollups + archive)", "events_per_s"), ("consumer CPU s per million", "cpu_s_per_m"),
+               ("Redis CPU s per million", "redis_cpu_s_per_m"), ("consumer peak RSS MiB", "rss_peak_mib")]
+    if args.callgrind:
+        figures += [("consumer instructions per event (callgrind)", "consumer_instructions"),
+                    ("Redis instructions per event (callgrind)", "redis_instructions")]
     where = (f"consumer + Redis on core {bench.SYSTEM_CORE}" if args.redis_core == bench.SYSTEM_CORE
              else f"consumer on core {bench.SYSTEM_CORE}, Redis on core {args.redis_core}")
     print(f"\nmachine: {os.cpu_count()} CPUs, load average before the run {load[0]:.2f}; {where}; "
-          f"{args.events:,} pixel_json events; batch size {args.batch_size or 'default'}; pixeld {args.pixeld}")
-    print("| figure | median (min–max) |\n|---|---|")
-    print(f"| events/s, full processing (rollups + archive) | {cell('events_per_s')} |")
-    print(f"| consumer CPU s per million | {cell('cpu_s_per_m')} |")
-    print(f"| Redis CPU s per million | {cell('redis_cpu_s_per_m')} |")
-    print(f"| consumer peak RSS MiB | {cell('rss_peak_mib')} |")
-    if args.callgrind:
-        print(f"| consumer instructions per event (callgrind) | {cell('consumer_instructions')} |")
-        print(f"| Redis instructions per event (callgrind) | {cell('redis_instructions')} |")
+          f"{args.events:,} pixel_json events; batch size {args.batch_size or 'default'}; pixeld {args.pixeld}"
+          + (f"; before: {args.against}" if args.against else ""))
+    if args.against is None:
+        print("| figure | median (min–max) |\n|---|---|")
+        for name, key in figures:
+            print(f"| {name} | {cell(results[''], key)} |")
+        return 0
+    # The VM's speed drifts within minutes, so the pairs' ratios say more than the two medians.
+    print("| figure | before: median (min–max) | after: median (min–max) | after / before per pair: median (min–max) |")
+    print("|---|---|---|---|")
+    for name, key in figures:
+        ratios = [a[key] / b[key] for a, b in zip(results["after"], results["before"]) if b[key]]
+        ratio = f"{statistics.median(ratios):.3f} ({min(ratios):.3f}–{max(ratios):.3f})" if ratios else "—"
+        print(f"| {name} | {cell(results['before'], key)} | {cell(results['after'], key)} | {ratio} |")
     return 0
 
 
