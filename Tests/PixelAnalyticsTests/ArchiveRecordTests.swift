@@ -40,4 +40,17 @@ import Testing
         let event = try PixelEventDecoder.decode(Array(#"{"ts":1,"v":2,"status":"ok"}"#.utf8))
         #expect(throws: ArchiveRecord.ReadError.self) { try ArchiveRecord.outcome(from: event) }
     }
+
+    /// `JSONText.string` copies 8-byte words without a byte to escape at once: a quote, a backslash,
+    /// a control byte or a multi-byte character at every offset must still come out right.
+    @Test("JSON strings escape at every offset", arguments: 0..<24)
+    func jsonStringEscapesAtEveryOffset(offset: Int) {
+        let head = String(repeating: "a", count: offset)
+        let tail = "bcdefghijklmnopqrstuvwxyz"
+        for (raw, escaped) in [("\"", #"\""#), ("\\", #"\\"#), ("\n", #"\n"#), ("\u{1}", #"\u0001"#), ("é", "é")] {
+            var json = JSONText()
+            json.string(head + raw + tail)
+            #expect(json.text == "\"" + head + escaped + tail + "\"", "\(escaped) at \(offset)")
+        }
+    }
 }

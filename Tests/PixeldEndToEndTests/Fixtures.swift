@@ -42,8 +42,9 @@ final class IngestPipeline {
 }
 
 /// Sends each URL once with curl, `parallel` at a time, and returns the HTTP status codes.
-/// With `perSecond`, the requests go one at a time instead, at most that many per second
-/// (curl's `--rate`, which applies to serial transfers only).
+/// With `perSecond`, the requests go one at a time instead (`parallel` is then not used), at most
+/// that many per second (curl's `--rate`, which applies to serial transfers only; curl 7.88 waits
+/// 1000 / `perSecond` ms, rounded down, from the start of one transfer to the next).
 func fetchAll(_ urls: [String], parallel: Int = 8, perSecond: Int? = nil, timeout: TimeInterval = 60) throws -> [String] {
     let config = urls.map { "url = \"\($0)\"\noutput = \"/dev/null\"\n" }.joined()
     let pacing = perSecond.map { ["--rate", "\($0)/s"] } ?? ["--parallel", "--parallel-max", String(parallel)]

@@ -3,12 +3,13 @@ import Crypto
 /// The random 32-byte key of one UTC day, from which that day's visitor ids are derived.
 ///
 /// It exists only in Redis (`pixeld:key:YYYY-MM-DD`, created with `SET … NX EX 172800` so every
-/// consumer shares the first one written, and gone two days later) and in consumers' memory. It
-/// is never logged, archived or written anywhere else: once it has expired, nobody — the operator
-/// included — can tell whether a given IP address and browser made a given visit.
+/// consumer shares the first one written, and gone two days later); consumers keep only the
+/// SipHash key derived from it, in memory. Neither is ever logged, archived or written anywhere
+/// else: once the key has expired, nobody — the operator included — can tell whether a given IP
+/// address and browser made a given visit.
 ///
-/// `description` deliberately hides the bytes.
-public struct DailyKey: Sendable, CustomStringConvertible {
+/// `description` and the mirror (`dump`) deliberately hide the key.
+public struct DailyKey: Sendable, CustomStringConvertible, CustomReflectable {
     /// The key's length in bytes.
     public static let byteCount = 32
     /// Seconds the key lives in Redis: 48 h, so that a session crossing midnight can still be
@@ -51,6 +52,8 @@ public struct DailyKey: Sendable, CustomStringConvertible {
     }
 
     public var description: String { "DailyKey(\(day), <hidden>)" }
+
+    public var customMirror: Mirror { Mirror(self, children: ["day": day]) }
 
     /// A Lua script that, for each day given, creates the key if asked and missing (`SET NX EX`)
     /// and returns it: `KEYS` = the Redis keys, `ARGV` = for each key `create` (`1`/`0`) and the

@@ -53,6 +53,12 @@ struct SipHash24: Sendable {
     }
 }
 
+/// The key words are a day's secret: neither `print`, `dump` nor any `Mirror` shows them.
+extension SipHash24: CustomStringConvertible, CustomReflectable {
+    var description: String { "SipHash24(<hidden>)" }
+    var customMirror: Mirror { Mirror(self, children: [:]) }
+}
+
 extension UInt64 {
     @inline(__always) fileprivate func rotatedLeft(_ count: UInt64) -> UInt64 {
         (self << count) | (self >> (64 - count))

@@ -7,7 +7,7 @@
 /// 48 h, only in Redis) an id cannot be tied back to an IP address or user agent, not even by
 /// trying every IPv4 address. The IP address and user agent are read only here and never stored.
 ///
-/// (Until 2026-11-23 the id was HMAC-SHA256, truncated to 128 bits. SipHash is a keyed PRF made for
+/// (Before commit 8e0f91c the id was HMAC-SHA256, truncated to 128 bits. SipHash is a keyed PRF made for
 /// such short inputs and runs without allocating; swift-crypto's HMAC copied its hash states on
 /// the heap for every hit.)
 public enum VisitorID {

@@ -111,6 +111,8 @@ public struct RollupBatch: Sendable {
         var campaign: Campaign
     }
 
+    /// Up to this many site days are found by comparison, beyond by ``siteDayIndex``.
+    private static let siteDayScanLimit = 8
     private var siteDays: [SiteDay] = []
     private var siteDayIndex: [SiteDay: Int] = [:]
     /// Per site day and slot, the index into `hashes`, or -1.
@@ -219,7 +221,7 @@ public struct RollupBatch: Sendable {
     private mutating func intern(site: String, day: Day) -> Int {
         let key = SiteDay(site: site, day: day.number)
         // A batch has a few sites and days: comparing them in turn costs less than hashing the site.
-        if siteDays.count <= PendingHash.scanLimit {
+        if siteDays.count <= Self.siteDayScanLimit {
             if let index = siteDays.firstIndex(of: key) { return index }
         } else if let index = siteDayIndex[key] {
             return index

@@ -36,7 +36,9 @@ struct VisitState: Equatable {
     /// The MessagePack form.
     var encoded: [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(64 + base.utf8.count + source.utf8.count)
+        out.reserveCapacity(
+            64 + base.utf8.count + source.utf8.count + utmSource.utf8.count + utmMedium.utf8.count + utmCampaign.utf8.count
+        )
         out.append(0x9A)  // fixarray of 10
         MessagePack.append(first, to: &out)
         MessagePack.append(last, to: &out)
