@@ -3,15 +3,30 @@
 /// function made for short inputs, which is what a visitor id hashes (site, IP address, user agent:
 /// ~150 bytes). Without the 128-bit key its output cannot be told from random or inverted.
 ///
-/// One call hashes one contiguous message; nothing is allocated.
+/// One call hashes one contiguous message; only the returned hex string is allocated.
 struct SipHash24: Sendable {
     /// The key as two little-endian words (`k0` = bytes 0–7, `k1` = bytes 8–15).
     let k0: UInt64
     let k1: UInt64
 
-    /// The 16-byte tag of `message`: the reference's output bytes, first word then second, each
-    /// little-endian.
-    func tag(_ message: UnsafeRawBufferPointer) -> (UInt64, UInt64) {
+    /// The 16-byte tag of `message` as 32 lowercase hex digits, in the reference's byte order (first
+    /// output word, then second, each little-endian) — what `vectors_sip128` lists.
+    func hexTag(_ message: UnsafeRawBufferPointer) -> String {
+        let (first, second) = words(message)
+        return String(unsafeUninitializedCapacity: 32) { out in
+            let digits: StaticString = "0123456789abcdef"
+            let table = digits.utf8Start
+            for index in 0..<16 {
+                let byte = UInt8(truncatingIfNeeded: (index < 8 ? first : second) >> (8 * UInt64(index % 8)))
+                out[2 * index] = table[Int(byte >> 4)]
+                out[2 * index + 1] = table[Int(byte & 0xF)]
+            }
+            return 32
+        }
+    }
+
+    /// The tag's two output words.
+    private func words(_ message: UnsafeRawBufferPointer) -> (UInt64, UInt64) {
         var v0: UInt64 = 0x736f_6d65_7073_6575 ^ k0
         var v1: UInt64 = 0x646f_7261_6e64_6f6d ^ k1 ^ 0xEE
         var v2: UInt64 = 0x6c79_6765_6e65_7261 ^ k0

@@ -19,7 +19,7 @@ public enum VisitorID {
     ///   - userAgent: The `User-Agent` header as logged.
     public static func make(key: DailyKey, site: String, ip: String, userAgent: String) -> String {
         let total = site.utf8.count + ip.utf8.count + userAgent.utf8.count + 2
-        let (first, second) = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: total) { message in
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: total) { message in
             var end = 0
             func append(_ part: String) {
                 ASCIIBytes.withBytes(part) { bytes in
@@ -35,17 +35,7 @@ public enum VisitorID {
             message[end] = 0
             end += 1
             append(userAgent)
-            return key.visitorHash.tag(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: message[..<end])))
-        }
-        return String(unsafeUninitializedCapacity: 32) { out in
-            let digits: StaticString = "0123456789abcdef"
-            let table = digits.utf8Start
-            for index in 0..<16 {
-                let byte = UInt8(truncatingIfNeeded: (index < 8 ? first : second) >> (8 * UInt64(index % 8)))
-                out[2 * index] = table[Int(byte >> 4)]
-                out[2 * index + 1] = table[Int(byte & 0xF)]
-            }
-            return 32
+            return key.visitorHash.hexTag(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: message[..<end])))
         }
     }
 }
