@@ -18,7 +18,7 @@ import Glibc
 ///
 /// Runs on its own thread: `BLMOVE` blocks (1 s at a time, so that stopping is bounded) and must never
 /// occupy the cooperative pool. Pipelined: the next batch is taken (on a second connection) and
-/// processed while Redis applies the previous ack; see ``start(prepare:process:finish:)``.
+/// processed while Redis applies the previous ack; see ``start(prepare:process:request:finish:)``.
 ///
 /// `@unchecked Sendable`: the connection is used only on the consumer thread; the stop flag is atomic.
 public final class ReliableListConsumer: @unchecked Sendable {
@@ -52,7 +52,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// This consumer's id (unique among the consumers of `list`).
     public let consumerID: String
     private let connection: RedisConnection
-    /// Takes the next batch while the current one is handled (see ``start(prepare:process:finish:)``).
+    /// Takes the next batch while the current one is handled (see ``start(prepare:process:request:finish:)``).
     private let takeConnection: RedisConnection
     private var prefetching = false
     private let options: Options
@@ -106,7 +106,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
     ///     file back to the acknowledged length — before the unacked events are handled again.
     ///   - handler: called on the consumer thread with each batch, oldest first, and the connection
     ///     the ack will use; it writes its output before returning. See
-    ///     ``start(prepare:process:finish:)`` for what it may do on the connection.
+    ///     ``start(prepare:process:request:finish:)`` for what it may do on the connection.
     public func start(
         prepare: (@Sendable (RedisConnection) throws -> Void)? = nil,
         handler: @escaping @Sendable ([[UInt8]], RedisConnection) throws -> Outcome
@@ -114,29 +114,51 @@ public final class ReliableListConsumer: @unchecked Sendable {
         start(prepare: prepare, process: { $0 }, finish: handler)
     }
 
-    /// Starts the consumer thread with a handler in two steps, so that the work that needs no reply
-    /// from Redis overlaps with Redis applying the previous batch's ack.
-    ///
-    /// Per batch: `process` runs while the previous batch's ack may still be on its way (it must not
-    /// use the consumer's connection, nor write output that a failed ack would have to take back);
-    /// then the previous ack's replies are read; then `finish` writes the output and returns the
-    /// ack's commands. The next batch is taken on a second connection as soon as the current one is in
-    /// hand, so that it is ready when the ack has been sent. (Acks remove their own events from the
-    /// tail of the processing list, so the order in which Redis runs the two does not matter.) On
-    /// stop, events taken but not handled are given back to the list.
-    /// When either step throws, the events stay unacked and are handled again after `prepare`
-    /// (possibly together with the next batch, which is already in the processing list).
-    ///
-    /// Keys `finish` `WATCH`es on the connection (before reading them) make the ack conditional: if
-    /// one changed before the ack's `EXEC`, Redis applies nothing, and the events are prepared for and
-    /// handled again (optimistic locking, e.g. for state that several consumers share).
+    /// Starts the consumer thread with a handler in two steps: `process`, which needs nothing from
+    /// Redis, and `finish`, which writes the output and returns the ack's commands. The same as
+    /// ``start(prepare:process:request:finish:)`` without a request.
     public func start<Work>(
         prepare: (@Sendable (RedisConnection) throws -> Void)? = nil,
         process: @escaping @Sendable ([[UInt8]]) throws -> Work,
         finish: @escaping @Sendable (Work, RedisConnection) throws -> Outcome
     ) {
+        start(prepare: prepare, process: process, request: { _ in [] }, finish: { work, _, connection in try finish(work, connection) })
+    }
+
+    /// Starts the consumer thread with a handler in three steps, so that neither the consumer nor
+    /// Redis waits for the other while events are waiting.
+    ///
+    /// Per batch:
+    /// 1. `process` runs while Redis applies the previous batch's ack. It must not use the
+    ///    consumer's connection, nor write output that a failed ack would have to take back.
+    /// 2. The commands `request` returns (e.g. `WATCH` and a read of the state the batch continues)
+    ///    are sent right behind the previous batch's ack, in the same write, so that Redis answers
+    ///    them as soon as it has applied that ack, while `process` works on the batch after.
+    /// 3. Once the previous ack's replies are read, `finish` gets the request's replies (error replies
+    ///    included, in order), writes the output and returns the ack's commands. It may use the
+    ///    connection, which is idle then.
+    ///
+    /// So `process` of batch N+1 runs before `finish` of batch N, and the request of batch N+1 runs
+    /// in Redis after the ack of batch N. The next batch is taken on a second connection as soon as
+    /// the current one is in hand. (Acks remove their own events from the tail of the processing list,
+    /// so the order in which Redis runs takes and acks does not matter.) On stop, events taken but not
+    /// acked are given back to the list. When a step throws, the events stay unacked and are handled
+    /// again after `prepare` (possibly together with the batches taken after them, which are already
+    /// in the processing list).
+    ///
+    /// Keys `WATCH`ed in the request (or by `finish`, before reading them) make the ack conditional: if
+    /// one changed before the ack's `EXEC`, Redis applies nothing, and the events are prepared for and
+    /// handled again (optimistic locking, e.g. for state that several consumers share). Between the
+    /// request and `finish` the consumer may refresh its heartbeat and return dead consumers' events
+    /// to the list, so do not watch those keys.
+    public func start<Work>(
+        prepare: (@Sendable (RedisConnection) throws -> Void)? = nil,
+        process: @escaping @Sendable ([[UInt8]]) throws -> Work,
+        request: @escaping @Sendable (Work) -> [[[UInt8]]],
+        finish: @escaping @Sendable (Work, [RESPValue], RedisConnection) throws -> Outcome
+    ) {
         precondition(thread == nil)
-        thread = DedicatedThread(name: "pixeld-consume") { [self] in run(prepare, process, finish) }
+        thread = DedicatedThread(name: "pixeld-consume") { [self] in run(prepare, process, request, finish) }
     }
 
     /// Asks the consumer to stop after the batch in hand and waits for it (at most about one
@@ -155,27 +177,36 @@ public final class ReliableListConsumer: @unchecked Sendable {
         var commands: [[[UInt8]]]
     }
 
+    /// A batch processed, whose request is sent and whose replies are not read yet.
+    private struct InHand<Work> {
+        var batch: [[UInt8]]
+        var work: Work
+        /// How many replies the request will get.
+        var requested: Int
+    }
+
     private func run<Work>(
         _ prepare: (@Sendable (RedisConnection) throws -> Void)?,
         _ process: @Sendable ([[UInt8]]) throws -> Work,
-        _ finish: @Sendable (Work, RedisConnection) throws -> Outcome
+        _ request: @Sendable (Work) -> [[[UInt8]]],
+        _ finish: @Sendable (Work, [RESPValue], RedisConnection) throws -> Outcome
     ) {
         var backoff = Backoff()
         var lastRecovery: Int64?
         var prepared = false
-        // Taken, not handled yet: the events are in the processing list (newest at its head).
-        var batch: [[UInt8]] = []
-        // The previous batch's ack, sent, replies not read.
+        // Processed, request sent (behind `sent`), not finished: its events are in the processing list.
+        var current: InHand<Work>?
+        // The previous batch's ack, sent, replies not read; Redis runs it before `current`'s request.
         var sent: SentAck?
         // After a failure or a conflict, everything unacked is handled again from the processing list.
         func startOver() {
             dropPrefetch()
-            batch = []
+            current = nil
             prepared = false
         }
         while !stopping {
             do {
-                if sent == nil && batch.isEmpty {
+                if current == nil {
                     // The connection is idle: prepare, then our own processing list first (a previous
                     // run with this id may have died mid-batch), else take, blocking for a while.
                     if !prepared, let prepare {
@@ -191,49 +222,70 @@ public final class ReliableListConsumer: @unchecked Sendable {
                     }
                     prepared = true
                     try housekeeping(&lastRecovery)
-                    batch = try pending()
+                    var batch = try pending()
                     if batch.isEmpty { batch = try take() }
                     if batch.isEmpty { continue }
-                }
-                if !stopping && !prefetching { try prefetch() }
-                let work: Work
-                do {
-                    work = try process(batch)
-                } catch {
-                    if let ack = sent {
-                        sent = nil
-                        _ = try settle(ack)
+                    if !stopping { try prefetch() }
+                    let work: Work
+                    do {
+                        work = try process(batch)
+                    } catch {
+                        handlerFailed(error, &backoff)
+                        startOver()
+                        continue
                     }
-                    handlerFailed(error, &backoff)
-                    startOver()
-                    continue
+                    current = try sendRequest(batch, work, request)
+                    try connection.flush()
+                }
+                let inHand = current!
+                // The next batch is taken and processed while Redis applies the previous ack and
+                // answers this batch's request.
+                var next: (batch: [[UInt8]], work: Result<Work, any Error>)?
+                let nextBatch = try prefetched()
+                if !nextBatch.isEmpty {
+                    if !stopping { try prefetch() }
+                    next = (nextBatch, Result { try process(nextBatch) })
                 }
                 if let ack = sent {
                     sent = nil
                     guard try settle(ack) else {
+                        try discardRequest(inHand)
                         startOver()
                         continue
                     }
-                    try housekeeping(&lastRecovery)
                 }
+                let replies = try readReplies(inHand.requested)
+                try housekeeping(&lastRecovery)
                 let outcome: Outcome
                 do {
-                    outcome = try finish(work, connection)
+                    outcome = try finish(inHand.work, replies, connection)
                 } catch {
                     handlerFailed(error, &backoff)
                     startOver()
                     continue
                 }
-                // The ack is sent, not waited for: Redis applies it while `process` works on the
-                // next batch, taken meanwhile.
-                let ack = try sendAck(batch.count, outcome)
-                batch = try prefetched()
-                if batch.isEmpty {
-                    if !(try settle(ack)) { startOver() }
+                // The ack is sent, not waited for, and the next batch's request right behind it: Redis
+                // applies the one and answers the other while `process` works on the batch after.
+                let ack = try appendAck(inHand.batch.count, outcome)
+                current = nil
+                var failure: (any Error)?
+                switch next?.work {
+                case .success(let work)?: current = try sendRequest(next!.batch, work, request)
+                case .failure(let error)?: failure = error
+                case nil: break
+                }
+                try connection.flush()
+                if current == nil {
+                    if !(try settle(ack)) {
+                        startOver()
+                    } else if let failure {
+                        handlerFailed(failure, &backoff)
+                        startOver()
+                    }
                 } else {
                     sent = ack
                 }
-                backoff.reset()
+                if failure == nil { backoff.reset() }
             } catch {
                 logger.warning("redis error in consumer, retrying", metadata: ["error": "\(error)"])
                 sent = nil
@@ -243,10 +295,34 @@ public final class ReliableListConsumer: @unchecked Sendable {
             }
         }
         if let ack = sent { _ = try? settle(ack) }
+        if let current { try? discardRequest(current) }
         dropPrefetch()
         giveBack()
         connection.close()
         takeConnection.close()
+    }
+
+    /// Appends the request of a processed batch to the connection's output (not flushed).
+    private func sendRequest<Work>(
+        _ batch: [[UInt8]], _ work: Work, _ request: @Sendable (Work) -> [[[UInt8]]]
+    ) throws(RespError) -> InHand<Work> {
+        let commands = request(work)
+        for command in commands { try connection.append(command) }
+        return InHand(batch: batch, work: work, requested: commands.count)
+    }
+
+    /// Reads the replies of a request that will not be finished, and forgets what it watched.
+    private func discardRequest<Work>(_ inHand: InHand<Work>) throws(RespError) {
+        guard inHand.requested > 0 else { return }
+        _ = try readReplies(inHand.requested)
+        try connection.command(["UNWATCH"]).unwrap("UNWATCH")
+    }
+
+    private func readReplies(_ count: Int) throws(RespError) -> [RESPValue] {
+        var replies: [RESPValue] = []
+        replies.reserveCapacity(count)
+        for _ in 0..<count { replies.append(try connection.readReply()) }
+        return replies
     }
 
     /// Sends the take of the next batch on the take connection, not waiting for the reply.
@@ -360,11 +436,11 @@ public final class ReliableListConsumer: @unchecked Sendable {
         (try reply.unwrap("EVAL take").array ?? []).compactMap(\.bytes).reversed()
     }
 
-    /// Sends the outcome's commands, dead letters and the removal of the batch's `count` events from
-    /// the tail of the processing list in one `MULTI`/`EXEC` (so output counted is output acked),
-    /// without waiting; ``settle(_:)`` reads the replies. `LTRIM` rather than `DEL`: the next batch
+    /// Appends the outcome's commands, dead letters and the removal of the batch's `count` events from
+    /// the tail of the processing list in one `MULTI`/`EXEC` (so output counted is output acked) to the
+    /// connection's output, to be flushed by the caller; ``settle(_:)`` reads the replies. `LTRIM` rather than `DEL`: the next batch
     /// may already sit at the head of the processing list.
-    private func sendAck(_ count: Int, _ outcome: Outcome) throws(RespError) -> SentAck {
+    private func appendAck(_ count: Int, _ outcome: Outcome) throws(RespError) -> SentAck {
         var commands: [[[UInt8]]] = [[Array("MULTI".utf8)]]
         commands += outcome.commands
         if !outcome.deadLetters.isEmpty {
@@ -373,7 +449,6 @@ public final class ReliableListConsumer: @unchecked Sendable {
         commands.append([Array("LTRIM".utf8), Array(processingList.utf8), [UInt8(ascii: "0")], Array(String(-count - 1).utf8)])
         commands.append([Array("EXEC".utf8)])
         for command in commands { try connection.append(command) }
-        try connection.flush()
         return SentAck(count: count, deadLetters: outcome.deadLetters.count, commands: commands)
     }
 

@@ -97,7 +97,7 @@ struct ConsumeCommand: AsyncParsableCommand {
             start = { consumer in
                 consumer.start(
                     prepare: { try analytics.prepare($0) }, process: { try analytics.process($0) },
-                    finish: { try analytics.finish($0, connection: $1) }
+                    request: { analytics.request($0) }, finish: { try analytics.finish($0, replies: $1, connection: $2) }
                 )
             }
         }

@@ -130,15 +130,17 @@ final class EventPrinter: @unchecked Sendable {
 
 /// `pixeld consume --site …`: turns each batch into privacy-safe analytics.
 ///
-/// Per batch, in two steps (see `ReliableListConsumer.start(prepare:process:finish:)`):
-/// - ``process(_:)``, while Redis may still apply the previous ack: decode (undecodable values
+/// Per batch, in three steps (see `ReliableListConsumer.start(prepare:process:request:finish:)`):
+/// - ``process(_:)``, while Redis applies the previous ack: decode (undecodable values
 ///   become dead letters), load the daily visitor keys the hits need when a day is new (created in
 ///   Redis with `SET NX EX` by whichever consumer comes first, cached in memory only; on the
 ///   handler's own connection), process every hit (validate, drop bots, anonymise, enrich) and
 ///   render its archive line;
-/// - ``finish(_:connection:)``: in one round trip on the consumer's connection, `SCRIPT LOAD` the
-///   rollup script, ask whether anyone listens to the live channels and read the state of the visits
-///   the batch continues under `WATCH` of the visit version; write the lines (to `--archive DIR`,
+/// - ``request(_:)``, sent right behind the previous ack: `SCRIPT LOAD` the rollup script, ask
+///   whether anyone listens to the live channels and read the state of the visits the batch
+///   continues under `WATCH` of the visit version;
+/// - ``finish(_:replies:connection:)``, once the previous ack is applied, while Redis answers the next
+///   batch's request: write the lines (to `--archive DIR`,
 ///   else `--output FILE`, else standard output); and return the rollup `EVALSHA` with the version's
 ///   `INCR` (see `RollupBatch`), the live feed (`LiveUpdate`: `PUBLISH` only to listened channels)
 ///   and the archive lengths as commands, so that `ReliableListConsumer` applies them in the same
@@ -191,7 +193,7 @@ final class AnalyticsHandler: @unchecked Sendable {
         try archive.recover(acknowledged: acknowledged)
     }
 
-    /// What ``process(_:)`` prepared for ``finish(_:connection:)``.
+    /// What ``process(_:)`` prepared for ``request(_:)`` and ``finish(_:replies:connection:)``.
     struct Work {
         var now: Double
         var dead: [[UInt8]]
@@ -248,13 +250,22 @@ final class AnalyticsHandler: @unchecked Sendable {
         return work
     }
 
-    /// Step two, once every earlier batch is acknowledged: read the visit state the batch needs on
-    /// the consumer's connection, which will run the ack, under `WATCH` (so that the ack applies
-    /// nothing if another consumer acknowledged visits meanwhile; the batch is then handled again),
-    /// write the archive (or output) and return the ack's commands.
-    func finish(_ work: Work, connection: RedisConnection) throws -> ReliableListConsumer.Outcome {
+    /// Step two, sent behind the previous batch's ack (so Redis answers once that ack is applied):
+    /// `SCRIPT LOAD` of the rollup script (so that a Redis restarted since the last batch knows it
+    /// inside the ack's `MULTI`), `PUBSUB NUMPAT` and `PUBSUB NUMSUB` of the live channels (a pattern
+    /// subscription anywhere, such as the dashboard's `PSUBSCRIBE`, counts as a listener of every
+    /// channel), `WATCH` of the visit version (so that the ack applies nothing if another consumer
+    /// acknowledged visits meanwhile; the batch is then handled again) and `MGET` of the visit states
+    /// the batch continues. Each part only when the batch needs it.
+    func request(_ work: Work) -> [[[UInt8]]] {
+        Self.readCommands(for: work.rollup, channels: work.live.channels)
+    }
+
+    /// Step three, once every earlier batch is acknowledged and the request answered: write the
+    /// archive (or output) and return the ack's commands.
+    func finish(_ work: Work, replies: [RESPValue], connection: RedisConnection) throws -> ReliableListConsumer.Outcome {
         var commands: [[[UInt8]]] = []
-        let read = try Self.read(for: work.rollup, channels: work.live.channels, watching: connection)
+        let read = try Self.parseRead(replies, for: work.rollup, channels: work.live.channels)
         if let error = read.pubsubError, !warnedAboutPubsub {
             warnedAboutPubsub = true
             logger.warning("PUBSUB refused; the live feed is published whether or not anyone listens", metadata: ["error": "\(error)"])
@@ -287,7 +298,7 @@ final class AnalyticsHandler: @unchecked Sendable {
         return .init(deadLetters: work.dead, commands: commands)
     }
 
-    /// What the round trip before an ack found out.
+    /// What the request before an ack found out.
     struct AckRead {
         /// The visit states the rollup asked for, in its order (`nil`: none stored).
         var states: [[UInt8]?] = []
@@ -297,22 +308,21 @@ final class AnalyticsHandler: @unchecked Sendable {
         var pubsubError: String?
     }
 
-    /// In one round trip: `SCRIPT LOAD` of the rollup script (so that a Redis restarted since the
-    /// last batch knows it inside the ack's `MULTI`), `PUBSUB NUMPAT` and `PUBSUB NUMSUB` of the live
-    /// `channels` (a pattern subscription anywhere, such as the dashboard's `PSUBSCRIBE`, counts as
-    /// a listener of every channel), `WATCH` of the visit version and `MGET` of the visit states the
-    /// batch needs. Each part only when the batch needs it; no round trip when it needs none.
-    static func read(for rollup: RollupBatch, channels: [String], watching connection: RedisConnection) throws -> AckRead {
+    /// The commands of ``request(_:)``: none when the batch needs none of them.
+    static func readCommands(for rollup: RollupBatch, channels: [String]) -> [[[UInt8]]] {
         var commands: [[[UInt8]]] = []
         if !rollup.isEmpty { commands.append(RollupScript.loadCommand) }
         if !channels.isEmpty {
             commands.append([Array("PUBSUB".utf8), Array("NUMPAT".utf8)])
             commands.append([Array("PUBSUB".utf8), Array("NUMSUB".utf8)] + channels.map { Array($0.utf8) })
         }
-        let stateRead = rollup.stateReadCommand()
-        if let stateRead { commands += [rollup.watchCommand, stateRead] }
-        guard !commands.isEmpty else { return AckRead() }
-        var replies = try connection.pipeline(commands)[...]
+        if let stateRead = rollup.stateReadCommand() { commands += [rollup.watchCommand, stateRead] }
+        return commands
+    }
+
+    /// Reads the replies to ``readCommands(for:channels:)``, in its order.
+    static func parseRead(_ replies: [RESPValue], for rollup: RollupBatch, channels: [String]) throws -> AckRead {
+        var replies = replies[...]
         var read = AckRead()
         if !rollup.isEmpty {
             guard try replies.removeFirst().unwrap("SCRIPT LOAD").string == RollupScript.sha1 else {
@@ -337,7 +347,7 @@ final class AnalyticsHandler: @unchecked Sendable {
                 read.listened = { listened.contains($0) }
             }
         }
-        if stateRead != nil {
+        if !rollup.visitKeys.isEmpty {
             try replies.removeFirst().unwrap("WATCH")
             let reply = replies.removeFirst()
             guard let values = try reply.unwrap("MGET").array, values.count == rollup.visitKeys.count else {

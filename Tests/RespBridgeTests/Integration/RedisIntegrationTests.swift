@@ -19,6 +19,19 @@ struct RedisIntegrationTests {
         try RedisConfiguration(url: server.url)
     }
 
+    /// `count` values `v0`, `v1`, … pushed to `pixel` (`v0` the oldest), and a consumer of it taking
+    /// batches of `batchSize`.
+    private func consumer(
+        _ id: String, of server: RedisServer, values count: Int, batchSize: Int
+    ) throws -> (ReliableListConsumer, values: [String]) {
+        let values = (0..<count).map { "v\($0)" }
+        _ = try server.command(["LPUSH", "pixel"] + values)
+        var options = ReliableListConsumer.Options()
+        options.batchSize = batchSize
+        let consumer = ReliableListConsumer(list: "pixel", consumerID: id, redis: try configuration(server), options: options, logger: logger)
+        return (consumer, values)
+    }
+
     private func waitUntil(seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
@@ -292,11 +305,7 @@ struct RedisIntegrationTests {
     /// list, nothing is lost or handled twice, and the rest stays in order.
     @Test func stoppingGivesBackEventsTakenInAdvance() async throws {
         let server = try RedisServer.start()
-        let values = (0..<1000).map { "v\($0)" }
-        _ = try server.command(["LPUSH", "pixel"] + values)
-        var options = ReliableListConsumer.Options()
-        options.batchSize = 100
-        let consumer = ReliableListConsumer(list: "pixel", consumerID: "t7", redis: try configuration(server), options: options, logger: logger)
+        let (consumer, values) = try consumer("t7", of: server, values: 1000, batchSize: 100)
         let acked = ConditionLockedArray()
         consumer.start(process: { $0 }) { batch, _ in
             usleep(20_000)
@@ -316,11 +325,7 @@ struct RedisIntegrationTests {
     @Test func aConflictWhileTheNextBatchIsTakenHandlesBothAgainInOrder() async throws {
         let server = try RedisServer.start()
         _ = try server.command(["SET", "state", "0"])
-        let values = (0..<300).map { "v\($0)" }
-        _ = try server.command(["LPUSH", "pixel"] + values)
-        var options = ReliableListConsumer.Options()
-        options.batchSize = 100
-        let consumer = ReliableListConsumer(list: "pixel", consumerID: "t6", redis: try configuration(server), options: options, logger: logger)
+        let (consumer, values) = try consumer("t6", of: server, values: 300, batchSize: 100)
         let processed = ConditionLockedArray()
         let acked = ConditionLockedArray()
         let sizes = ConditionLockedArray()
@@ -347,6 +352,40 @@ struct RedisIntegrationTests {
         #expect(try server.command(["GET", "acks"]).string == "\(tries.count - 1)")
         #expect(try server.llen("pixel") == 0)
         #expect(try server.llen("pixel:processing:t6") == 0)
+    }
+
+    /// Three-step handlers: each batch's request is answered after the previous batch's ack was
+    /// applied (it sees that ack's writes), its replies reach `finish`, and a watched key changed by
+    /// someone else between the request and the ack refuses the ack and the batch is handled again.
+    @Test func aRequestSentBehindThePreviousAckSeesItsWritesAndItsWatchGuardsTheAck() async throws {
+        let server = try RedisServer.start()
+        _ = try server.command(["SET", "state", "0"])
+        let (consumer, values) = try consumer("t8", of: server, values: 1000, batchSize: 50)
+        let seen = ConditionLockedArray()
+        let acked = ConditionLockedArray()
+        consumer.start(
+            process: { batch in batch.map { String(decoding: $0, as: UTF8.self) } },
+            request: { _ in [[Array("WATCH".utf8), Array("state".utf8)], [Array("GET".utf8), Array("state".utf8)]] },
+            finish: { strings, replies, _ in
+                #expect(replies.count == 2)
+                let state = Int(replies.last?.string ?? "") ?? -1
+                seen.append(["\(state)"])
+                // Another consumer adds 1000 between this batch's read and its ack, once.
+                if seen.values.count == 5 { _ = try server.command(["INCRBY", "state", "1000"]) }
+                acked.append(strings)
+                return .init(commands: [[Array("SET".utf8), Array("state".utf8), Array("\(state + strings.count)".utf8)]])
+            }
+        )
+        #expect(waitUntil(seconds: 20) { consumer.consumed == values.count })
+        await consumer.stop()
+        #expect(consumer.ackConflicts == 1)
+        // Every ack applied continued from the state the previous one left: the total is exact.
+        #expect(try server.command(["GET", "state"]).string == "\(1000 + values.count)")
+        // The refused fifth batch is the only one handled twice; the rest once each, in order.
+        #expect(Array(acked.values.prefix(250)) == Array(values.prefix(250)))
+        #expect(Array(acked.values.dropFirst(250)) == Array(values.dropFirst(200)))
+        #expect(try server.llen("pixel") == 0)
+        #expect(try server.llen("pixel:processing:t8") == 0)
     }
 }
 
