@@ -29,11 +29,10 @@ public enum QueryString {
     /// - Parameter component: A name or value exactly as it appears in the query string.
     /// - Returns: The decoded text, with invalid UTF-8 replaced by U+FFFD.
     public static func decodeComponent(_ component: some Collection<UInt8>) -> String {
-        var scratch: [UInt8] = []
-        if let result = component.withContiguousStorageIfAvailable({ decode($0, scratch: &scratch) }) {
+        if let result = component.withContiguousStorageIfAvailable({ decode($0) }) {
             return result
         }
-        return Array(component).withUnsafeBufferPointer { decode($0, scratch: &scratch) }
+        return Array(component).withUnsafeBufferPointer { decode($0) }
     }
 
     /// Parses a contiguous query string; the hot path used by ``PixelEventDecoder``.
@@ -48,16 +47,15 @@ public enum QueryString {
         }
         var result: [QueryArg] = []
         result.reserveCapacity(separators + 1)
-        var scratch: [UInt8] = []
         var start = 0
         while start < end {
             let segmentEnd = buffer.firstIndex(of: ASCII.ampersand, from: start, to: end)
             if segmentEnd > start {
                 let equals = buffer.firstIndex(of: ASCII.equals, from: start, to: segmentEnd)
-                let name = decode(buffer.slice(start..<equals), scratch: &scratch)
+                let name = decode(buffer.slice(start..<equals))
                 let value =
                     equals < segmentEnd
-                    ? decode(buffer.slice((equals + 1)..<segmentEnd), scratch: &scratch)
+                    ? decode(buffer.slice((equals + 1)..<segmentEnd))
                     : ""
                 result.append(QueryArg(name: name, value: value))
             }
@@ -66,8 +64,9 @@ public enum QueryString {
         return result
     }
 
-    /// Percent- and plus-decodes `bytes`; `scratch` is reused between calls to avoid allocations.
-    static func decode(_ bytes: UnsafeBufferPointer<UInt8>, scratch: inout [UInt8]) -> String {
+    /// Percent- and plus-decodes `bytes`, straight into the new string's storage (decoding never
+    /// lengthens the text); invalid UTF-8 is repaired by the `String` initialiser.
+    static func decode(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
         let count = bytes.count
         var index = 0
         while index < count && bytes[index] != ASCII.percent && bytes[index] != ASCII.plus {
@@ -76,11 +75,26 @@ public enum QueryString {
         guard index < count else {
             return String(decoding: bytes, as: UTF8.self)
         }
-        scratch.removeAll(keepingCapacity: true)
-        scratch.reserveCapacity(count)
-        scratch.append(contentsOf: bytes.slice(0..<index))
-        appendDecoded(bytes.slice(index..<count), to: &scratch)
-        return String(decoding: scratch, as: UTF8.self)
+        return String(unsafeUninitializedCapacity: count) { output in
+            var written = output.initialize(fromContentsOf: bytes.slice(0..<index))
+            while index < count {
+                let byte = bytes[index]
+                if byte == ASCII.plus {
+                    output[written] = ASCII.space
+                    index += 1
+                } else if byte == ASCII.percent, index + 2 < count, let high = ASCII.hexValue(bytes[index + 1]),
+                    let low = ASCII.hexValue(bytes[index + 2])
+                {
+                    output[written] = high << 4 | low
+                    index += 3
+                } else {
+                    output[written] = byte
+                    index += 1
+                }
+                written += 1
+            }
+            return written
+        }
     }
 
     /// Appends `bytes` to `output` with `+` as a space and `%HH` as the byte `0xHH` (a `%` not followed

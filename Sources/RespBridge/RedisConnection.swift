@@ -114,6 +114,19 @@ public final class RedisConnection: @unchecked Sendable {
         }
     }
 
+    /// Appends one command already encoded as RESP (`*N\r\n$len\r\narg\r\n…`, one complete
+    /// command), copied as is: for large commands built straight into one buffer.
+    public func append(encoded command: [UInt8]) throws(RespError) {
+        let context = try liveContext()
+        do {
+            try context.appendFormatted(command)
+            pendingReplies += 1
+        } catch {
+            close()
+            throw error
+        }
+    }
+
     /// Sends the commands appended so far without reading replies (``readReply()`` reads them later).
     /// - Throws: ``RespError`` when the connection failed; it is closed then.
     public func flush() throws(RespError) {

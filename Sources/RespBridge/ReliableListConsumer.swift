@@ -26,12 +26,48 @@ public final class ReliableListConsumer: @unchecked Sendable {
     public struct Outcome: Sendable {
         /// Values to move to the dead-letter list `L:dead` in the ack.
         public var deadLetters: [[UInt8]]
-        /// Extra commands to apply atomically with the ack (e.g. rollups), in a `MULTI`/`EXEC`.
-        public var commands: [[[UInt8]]]
-        /// Creates an outcome.
+        /// Extra commands to apply atomically with the ack (e.g. rollups), in a `MULTI`/`EXEC`, in order.
+        public var commands: [Command]
+        /// Creates an outcome whose commands are given as arguments.
         public init(deadLetters: [[UInt8]] = [], commands: [[[UInt8]]] = []) {
             self.deadLetters = deadLetters
-            self.commands = commands
+            self.commands = commands.map(Command.init(arguments:))
+        }
+        /// Creates an outcome.
+        public init(deadLetters: [[UInt8]] = [], ackCommands: [Command]) {
+            self.deadLetters = deadLetters
+            self.commands = ackCommands
+        }
+    }
+
+    /// One command of an ack: its arguments, or the same already encoded as RESP (a large command
+    /// written straight into one buffer, with no array per argument).
+    public struct Command: Sendable {
+        fileprivate enum Form {
+            case arguments([[UInt8]])
+            case encoded([UInt8])
+        }
+        fileprivate let form: Form
+        /// The command's name, for logs.
+        public let name: String
+
+        /// A command given as its arguments, the name first.
+        public init(arguments: [[UInt8]]) {
+            form = .arguments(arguments)
+            name = String(decoding: arguments.first ?? [], as: UTF8.self)
+        }
+
+        /// A command already encoded as one RESP array of bulk strings; `name` is for logs.
+        public init(encoded: [UInt8], name: String) {
+            form = .encoded(encoded)
+            self.name = name
+        }
+
+        fileprivate func append(to connection: RedisConnection) throws(RespError) {
+            switch form {
+            case .arguments(let arguments): try connection.append(arguments)
+            case .encoded(let bytes): try connection.append(encoded: bytes)
+            }
         }
     }
 
@@ -174,7 +210,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
     private struct SentAck {
         var count: Int
         var deadLetters: Int
-        var commands: [[[UInt8]]]
+        var commands: [Command]
     }
 
     /// A batch processed, whose request is sent and whose replies are not read yet.
@@ -441,14 +477,16 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// connection's output, to be flushed by the caller; ``settle(_:)`` reads the replies. `LTRIM` rather than `DEL`: the next batch
     /// may already sit at the head of the processing list.
     private func appendAck(_ count: Int, _ outcome: Outcome) throws(RespError) -> SentAck {
-        var commands: [[[UInt8]]] = [[Array("MULTI".utf8)]]
+        var commands = [Command(arguments: [Array("MULTI".utf8)])]
         commands += outcome.commands
         if !outcome.deadLetters.isEmpty {
-            commands.append([Array("LPUSH".utf8), Array(deadList.utf8)] + outcome.deadLetters)
+            commands.append(Command(arguments: [Array("LPUSH".utf8), Array(deadList.utf8)] + outcome.deadLetters))
         }
-        commands.append([Array("LTRIM".utf8), Array(processingList.utf8), [UInt8(ascii: "0")], Array(String(-count - 1).utf8)])
-        commands.append([Array("EXEC".utf8)])
-        for command in commands { try connection.append(command) }
+        commands.append(
+            Command(arguments: [Array("LTRIM".utf8), Array(processingList.utf8), [UInt8(ascii: "0")], Array(String(-count - 1).utf8)])
+        )
+        commands.append(Command(arguments: [Array("EXEC".utf8)]))
+        for command in commands { try command.append(to: connection) }
         return SentAck(count: count, deadLetters: outcome.deadLetters.count, commands: commands)
     }
 
@@ -479,7 +517,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
         // The EXEC array holds one reply per queued command, in order: commands[1...].
         for (index, result) in (results.array ?? []).enumerated() {
             guard case .error(let text) = result else { continue }
-            let name = ack.commands.indices.contains(index + 1) ? String(decoding: ack.commands[index + 1].first ?? [], as: UTF8.self) : "?"
+            let name = ack.commands.indices.contains(index + 1) ? ack.commands[index + 1].name : "?"
             ackCommandErrorCount.add(1, ordering: .relaxed)
             metrics.recordAckCommandError()
             logger.error(

@@ -20,8 +20,12 @@ import Testing
     @Test func publishesOnlyToListenedChannels() {
         let now = 1_763_805_600.0
         var live = LiveUpdate(keys: Self.keys, now: now)
-        for (site, path) in [("a.example", "/1"), ("b.example", "/2"), ("a.example", "/3")] {
-            live.add(Self.hit(site: site, path: path, at: now - 1), line: Array("line \(path)\n".utf8)[...])
+        // The lines in two buffers (as the consumer keeps one per archive day), the last without `\n`.
+        var buffers: [[UInt8]] = [[], []]
+        for (site, path, buffer) in [("a.example", "/1", 0), ("b.example", "/2", 1), ("a.example", "/3", 1)] {
+            let start = buffers[buffer].count
+            buffers[buffer] += Array("line \(path)".utf8) + (path == "/3" ? [] : [UInt8(ascii: "\n")])
+            live.add(Self.hit(site: site, path: path, at: now - 1), line: .init(buffer: buffer, range: start..<buffers[buffer].count))
         }
         let channels = ["a.example", "b.example"].map { Self.keys.liveChannel(site: $0) }
         #expect(live.channels == channels)
@@ -32,11 +36,12 @@ import Testing
             let key = Self.keys.recentVisitors(site: site)
             return ["ZADD \(key)", "ZREMRANGEBYSCORE \(key)", "EXPIRE \(key)"]
         }
-        #expect(names(live.commands()) == ["PUBLISH \(channels[0])", "PUBLISH \(channels[1])"] + recent)
-        #expect(names(live.commands(listened: { $0 == channels[1] })) == ["PUBLISH \(channels[1])"] + recent)
-        #expect(names(live.commands(listened: { _ in false })) == recent)
+        #expect(names(live.commands(lines: buffers)) == ["PUBLISH \(channels[0])", "PUBLISH \(channels[1])"] + recent)
+        #expect(names(live.commands(listened: { $0 == channels[1] }, lines: buffers)) == ["PUBLISH \(channels[1])"] + recent)
+        #expect(names(live.commands(listened: { _ in false }, lines: buffers)) == recent)
         // A site's lines, in order, one message.
-        #expect(live.commands()[0].last == Array("line /1\nline /3".utf8))
+        #expect(live.commands(lines: buffers)[0].last == Array("line /1\nline /3".utf8))
+        #expect(live.commands(lines: buffers)[1].last == Array("line /2".utf8))
     }
 
     /// `pixeld consume` against a real Redis: a batch nobody listens to is counted (and its visitor

@@ -104,12 +104,22 @@ public final class RESPConnection {
 
     /// Writes one command without reading its reply.
     public func send(bytes arguments: [[UInt8]]) throws {
+        try send(encoded: Self.encode(arguments))
+    }
+
+    /// A command as RESP: an array of bulk strings.
+    public static func encode(_ arguments: [[UInt8]]) -> [UInt8] {
         var out: [UInt8] = Array("*\(arguments.count)\r\n".utf8)
         for argument in arguments {
             out += Array("$\(argument.count)\r\n".utf8)
             out += argument
             out += [13, 10]
         }
+        return out
+    }
+
+    /// Writes one command already encoded as RESP without reading its reply.
+    public func send(encoded out: [UInt8]) throws {
         var offset = 0
         while offset < out.count {
             let written = out.withUnsafeBytes { raw in

@@ -17,11 +17,26 @@ public struct LiveUpdate {
     /// The window of the "visitors in the last 5 minutes" figure.
     public static let recentWindowSeconds = 300.0
 
+    /// Where an accepted hit's line is: a range of one of the buffers the caller keeps the batch's
+    /// lines in (``commands(listened:lines:)`` gets the buffers). The lines are copied only for a
+    /// channel that someone listens to — most batches publish nothing.
+    public struct LineLocation: Sendable {
+        /// The index of the buffer.
+        public var buffer: Int
+        /// The line's bytes in it (with or without its `\n`).
+        public var range: Range<Int>
+        /// Creates a location.
+        public init(buffer: Int, range: Range<Int>) {
+            self.buffer = buffer
+            self.range = range
+        }
+    }
+
     private let keys: RollupKeys
     private let now: Double
-    /// Per site, in first-seen order: its lines and its recent visitors' latest hits.
-    private var sites: [(site: String, lines: [UInt8], recent: [String: (score: Double, text: String)])] = []
-    private var siteIndex: [String: Int] = [:]
+    /// Per site, in first-seen order: where its lines are and its recent visitors' latest hits. (A
+    /// batch has a few sites: they are found by comparison, not hashing.)
+    private var sites: [(site: String, lines: [LineLocation], recent: [String: (score: Double, text: String)])] = []
 
     /// An empty update for a batch processed at `now` (seconds since the epoch).
     public init(keys: RollupKeys, now: Double) {
@@ -29,18 +44,16 @@ public struct LiveUpdate {
         self.now = now
     }
 
-    /// Adds an accepted hit whose archive line (with or without its `\n`) is `line`.
-    public mutating func add(_ hit: EnrichedHit, line: ArraySlice<UInt8>) {
+    /// Adds an accepted hit whose archive line is at `line`.
+    public mutating func add(_ hit: EnrichedHit, line: LineLocation) {
         let index: Int
-        if let known = siteIndex[hit.site] {
+        if let known = sites.firstIndex(where: { $0.site == hit.site }) {
             index = known
-            sites[index].lines.append(UInt8(ascii: "\n"))
         } else {
             index = sites.count
-            siteIndex[hit.site] = index
             sites.append((hit.site, [], [:]))
         }
-        sites[index].lines.append(contentsOf: line.last == UInt8(ascii: "\n") ? line.dropLast() : line)
+        sites[index].lines.append(line)
         guard let visitor = hit.visitorID, hit.timestamp >= now - Self.recentWindowSeconds else { return }
         if let seen = sites[index].recent[visitor], seen.score >= hit.timestamp { return }
         sites[index].recent[visitor] = (hit.timestamp, hit.timestampText)
@@ -50,15 +63,24 @@ public struct LiveUpdate {
     public var channels: [String] { sites.map { keys.liveChannel(site: $0.site) } }
 
     /// The commands; empty when no hit was added.
-    /// - Parameter listened: whether a channel (one of ``channels``) has a subscriber; a `PUBLISH`
-    ///   that no one receives is left out (its lines are the biggest part of an ack), the recent
-    ///   visitors are written either way.
-    public func commands(listened: (String) -> Bool = { _ in true }) -> [[[UInt8]]] {
+    /// - Parameters:
+    ///   - listened: whether a channel (one of ``channels``) has a subscriber; a `PUBLISH` that no
+    ///     one receives is left out (its lines are the biggest part of an ack), the recent visitors
+    ///     are written either way.
+    ///   - buffers: the buffers the ``LineLocation``s point into.
+    public func commands(listened: (String) -> Bool = { _ in true }, lines buffers: [[UInt8]]) -> [[[UInt8]]] {
         var commands: [[[UInt8]]] = []
-        for (site, lines, _) in sites {
+        for (site, locations, _) in sites {
             let channel = keys.liveChannel(site: site)
             guard listened(channel) else { continue }
-            commands.append([Array("PUBLISH".utf8), Array(channel.utf8), lines])
+            var message: [UInt8] = []
+            message.reserveCapacity(locations.reduce(0) { $0 + $1.range.count })
+            for location in locations {
+                if !message.isEmpty { message.append(UInt8(ascii: "\n")) }
+                let line = buffers[location.buffer][location.range]
+                message += line.last == UInt8(ascii: "\n") ? line.dropLast() : line
+            }
+            commands.append([Array("PUBLISH".utf8), Array(channel.utf8), message])
         }
         let cutoff = Array(String(Int((now - Self.recentWindowSeconds).rounded(.down))).utf8)
         for (site, _, visitors) in sites where !visitors.isEmpty {

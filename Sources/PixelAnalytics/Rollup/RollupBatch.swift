@@ -206,15 +206,29 @@ public struct RollupBatch: Sendable {
     /// - Parameter states: the values of ``visitKeys`` (`nil` for a missing key), as `MGET` returned
     ///   them; an empty array means no visit is in progress.
     public func command(states: [[UInt8]?]) -> [[UInt8]] {
-        [Array("EVALSHA".utf8), Array(RollupScript.sha1.utf8), [UInt8(ascii: "0")]] + arguments(states: states)
+        Self.evalshaPrefix + arguments(states: states)
+    }
+
+    /// The same command as ``command(states:)``, already encoded as RESP (`*N\r\n$7\r\nEVALSHA…`),
+    /// written into one buffer instead of one array per argument: what the consumer's ack sends.
+    public func encodedCommand(states: [[UInt8]?]) -> [UInt8] {
+        var resolved = self
+        let visits = resolved.resolveVisits(states: states)
+        var sink = RESPArguments(capacity: resolved.encodedSizeEstimate)
+        resolved.encode(visits, into: &sink)
+        return sink.command(Self.evalshaPrefix)
     }
 
     /// The script's arguments (after `EVALSHA sha 0`); see ``RollupScript`` for the layout.
     public func arguments(states: [[UInt8]?]) -> [[UInt8]] {
         var resolved = self
         let visits = resolved.resolveVisits(states: states)
-        return resolved.encode(visits)
+        var sink = ArgumentArrays()
+        resolved.encode(visits, into: &sink)
+        return sink.arguments
     }
+
+    private static let evalshaPrefix: [[UInt8]] = [Array("EVALSHA".utf8), Array(RollupScript.sha1.utf8), [UInt8(ascii: "0")]]
 
     // MARK: - Counting
 
@@ -395,45 +409,50 @@ public struct RollupBatch: Sendable {
 
     // MARK: - Encoding
 
-    private func encode(_ visits: ResolvedVisits) -> [[UInt8]] {
-        func number(_ value: Int) -> [UInt8] { Array(String(value).utf8) }
-        let fieldCount = hashes.reduce(0) { $0 + $1.fields.count }
-        var args: [[UInt8]] = []
-        args.reserveCapacity(16 + hashes.count * 4 + fieldCount * 2 + siteDays.count * 3 + count + visitKeys.count * 2)
-        args.append([UInt8(ascii: "2")])
-        args.append(number(configuration.breakdownCap))
-        args.append(number(configuration.sessionStateTTLSeconds))
-        args.append(number(hashes.count))
+    /// Writes the script's arguments (see ``RollupScript``) into `sink`.
+    private func encode(_ visits: ResolvedVisits, into sink: inout some RollupArgumentSink) {
+        sink.append(CollectionOfOne(UInt8(ascii: "2")))
+        sink.append(number: configuration.breakdownCap)
+        sink.append(number: configuration.sessionStateTTLSeconds)
+        sink.append(number: hashes.count)
         for hash in hashes {
-            args.append(Array(hash.key.utf8))
-            args.append(hash.capped ? [UInt8(ascii: "1")] : [UInt8(ascii: "0")])
-            args.append(number(hash.expireAt))
-            args.append(number(hash.fields.count))
+            sink.append(hash.key.utf8)
+            sink.append(CollectionOfOne(hash.capped ? UInt8(ascii: "1") : UInt8(ascii: "0")))
+            sink.append(number: hash.expireAt)
+            sink.append(number: hash.fields.count)
             for field in hash.fields {
-                args.append(Array(field.name.utf8))
-                args.append(number(field.increment))
+                sink.append(field.name.utf8)
+                sink.append(number: field.increment)
             }
         }
         let withVisitors = siteDays.indices.filter { !uniques[$0].isEmpty }
-        args.append(number(withVisitors.count))
+        sink.append(number: withVisitors.count)
         for siteDay in withVisitors {
             let day = Day(number: siteDays[siteDay].day)
-            args.append(Array(configuration.keys.uniques(site: siteDays[siteDay].site, day: day).utf8))
-            args.append(number(configuration.expireAt(day)))
-            args.append(number(uniques[siteDay].count))
-            for id in uniques[siteDay] { args.append(Array(id.utf8)) }
+            sink.append(configuration.keys.uniques(site: siteDays[siteDay].site, day: day).utf8)
+            sink.append(number: configuration.expireAt(day))
+            sink.append(number: uniques[siteDay].count)
+            for id in uniques[siteDay] { sink.append(id.utf8) }
         }
         let changed = visitKeys.indices.filter { visits.changed[$0] }
         let deleted = changed.filter { visits.states[$0] == nil }
-        args.append(number(deleted.count))
-        for index in deleted { args.append(visitKeys[index]) }
-        args.append(number(changed.count - deleted.count))
+        sink.append(number: deleted.count)
+        for index in deleted { sink.append(visitKeys[index]) }
+        sink.append(number: changed.count - deleted.count)
         for index in changed {
             guard let encoded = visits.states[index]?.encoded else { continue }
-            args.append(visitKeys[index])
-            args.append(encoded)
+            sink.append(visitKeys[index])
+            sink.append(encoded)
         }
-        return args
+    }
+
+    /// A generous estimate of the encoded arguments' bytes, so that the RESP buffer grows at most once.
+    private var encodedSizeEstimate: Int {
+        var bytes = 256
+        for hash in hashes { bytes += hash.key.utf8.count + 48 + hash.fields.count * 40 }
+        for ids in uniques { bytes += 64 + ids.count * 40 }
+        for key in visitKeys { bytes += key.count * 2 + 160 }
+        return bytes
     }
 
     // MARK: - Time

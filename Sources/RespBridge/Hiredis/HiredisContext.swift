@@ -120,6 +120,16 @@ final class HiredisContext {
         if !ok { throw error(operation: "redisAppendFormattedCommand") }
     }
 
+    /// Appends one command already encoded as RESP.
+    func appendFormatted(_ command: [UInt8]) throws(RespError) {
+        let ok = command.withUnsafeBufferPointer { bytes in
+            bytes.baseAddress!.withMemoryRebound(to: CChar.self, capacity: bytes.count) {
+                redisAppendFormattedCommand(context, $0, bytes.count) == REDIS_OK
+            }
+        }
+        if !ok { throw error(operation: "redisAppendFormattedCommand") }
+    }
+
     /// Writes everything buffered to the socket without waiting for replies.
     func flush() throws(RespError) {
         var done: Int32 = 0

@@ -198,10 +198,20 @@ final class AnalyticsHandler: @unchecked Sendable {
         var now: Double
         var dead: [[UInt8]]
         var rollup: RollupBatch
-        /// Archive lines per target day, or the lines for `--output`/stdout.
-        var lines: [Day: [UInt8]]
-        var plain: [UInt8]
+        /// The lines, one buffer per archive day in first-seen order (a batch has one or two), or one
+        /// buffer (day `nil`) for `--output`/stdout. The live feed points into them.
+        var buffers: [[UInt8]] = []
+        var days: [Day?] = []
         var live: LiveUpdate
+
+        /// The index of the buffer of `day`, added if new.
+        mutating func buffer(for day: Day?, capacity: Int) -> Int {
+            if let index = days.firstIndex(of: day) { return index }
+            days.append(day)
+            buffers.append([])
+            buffers[buffers.count - 1].reserveCapacity(capacity)
+            return buffers.count - 1
+        }
     }
 
     /// Step one, while the previous batch's ack may still be on its way to Redis: decode, process
@@ -223,27 +233,20 @@ final class AnalyticsHandler: @unchecked Sendable {
         }
         let now = Self.now()
         try prepare(for: events, now: now)
-        var work = Work(
-            now: now, dead: dead, rollup: RollupBatch(configuration: rollups), lines: [:], plain: [],
-            live: LiveUpdate(keys: rollups.keys, now: now)
-        )
-        var line: [UInt8] = []
+        var work = Work(now: now, dead: dead, rollup: RollupBatch(configuration: rollups), live: LiveUpdate(keys: rollups.keys, now: now))
         for event in events {
             let outcome = try processor.process(event, now: now, keys: keys)
             work.rollup.add(outcome)
-            // Each line is rendered once, for the archive (or output) and the live feed.
-            line.removeAll(keepingCapacity: true)
-            ArchiveRecord.appendLine(outcome, to: &line)
-            if let archive {
-                work.lines[archive.targetDay(for: Day(timestamp: outcome.timestamp), now: now), default: []] += line
-            } else {
-                work.plain += line
-            }
+            // Each line is rendered once, into its day's buffer; the live feed remembers where.
+            let day = archive?.targetDay(for: Day(timestamp: outcome.timestamp), now: now)
+            let buffer = work.buffer(for: day, capacity: events.count * 320)
+            let start = work.buffers[buffer].count
+            ArchiveRecord.appendLine(outcome, to: &work.buffers[buffer])
             // `consume`: the last use, so the hit is moved out, not copied (with each of its strings).
             switch consume outcome {
             case .accepted(let hit):
                 accepted += 1
-                work.live.add(hit, line: line[...])
+                work.live.add(hit, line: .init(buffer: buffer, range: start..<work.buffers[buffer].count))
             case .dropped(let hit): dropped[hit.reason, default: 0] += 1
             }
         }
@@ -264,17 +267,18 @@ final class AnalyticsHandler: @unchecked Sendable {
     /// Step three, once every earlier batch is acknowledged and the request answered: write the
     /// archive (or output) and return the ack's commands.
     func finish(_ work: Work, replies: [RESPValue], connection: RedisConnection) throws -> ReliableListConsumer.Outcome {
-        var commands: [[[UInt8]]] = []
+        var commands: [ReliableListConsumer.Command] = []
         let read = try Self.parseRead(replies, for: work.rollup, channels: work.live.channels)
         if let error = read.pubsubError, !warnedAboutPubsub {
             warnedAboutPubsub = true
             logger.warning("PUBSUB refused; the live feed is published whether or not anyone listens", metadata: ["error": "\(error)"])
         }
         if !work.rollup.isEmpty {
-            commands.append(work.rollup.command(states: read.states))
-            if !work.rollup.visitKeys.isEmpty { commands.append(work.rollup.versionCommand) }
+            // Encoded straight into one buffer: the rollup has thousands of arguments.
+            commands.append(.init(encoded: work.rollup.encodedCommand(states: read.states), name: "EVALSHA"))
+            if !work.rollup.visitKeys.isEmpty { commands.append(.init(arguments: work.rollup.versionCommand)) }
         }
-        commands += work.live.commands(listened: read.listened)
+        commands += work.live.commands(listened: read.listened, lines: work.buffers).map(ReliableListConsumer.Command.init(arguments:))
         if let archive {
             var gone: [String] = []
             if work.now - lastMaintenance > 60 {
@@ -282,20 +286,22 @@ final class AnalyticsHandler: @unchecked Sendable {
                 gone = archive.maintain(now: work.now)
                 lastMaintenance = work.now
             }
-            let lengths = try archive.append(work.lines, now: work.now)
+            var lines: [Day: [UInt8]] = [:]
+            for (day, bytes) in zip(work.days, work.buffers) { if let day { lines[day] = bytes } }
+            let lengths = try archive.append(lines, now: work.now)
             if !lengths.isEmpty {
                 var hset: [[UInt8]] = [Array("HSET".utf8), archiveKey]
                 for (name, length) in lengths.sorted(by: { $0.key < $1.key }) {
                     hset.append(Array(name.utf8))
                     hset.append(Array(String(length).utf8))
                 }
-                commands.append(hset)
+                commands.append(.init(arguments: hset))
             }
-            if !gone.isEmpty { commands.append([Array("HDEL".utf8), archiveKey] + gone.map { Array($0.utf8) }) }
+            if !gone.isEmpty { commands.append(.init(arguments: [Array("HDEL".utf8), archiveKey] + gone.map { Array($0.utf8) })) }
         } else if let printer {
-            commands += try printer.emit(work.plain)
+            commands += try printer.emit(work.buffers.first ?? []).map(ReliableListConsumer.Command.init(arguments:))
         }
-        return .init(deadLetters: work.dead, commands: commands)
+        return .init(deadLetters: work.dead, ackCommands: commands)
     }
 
     /// What the request before an ack found out.

@@ -58,14 +58,21 @@ struct RedisRollups {
             guard let values = reply.array, values.count == batch.visitKeys.count else { throw TestSupportError("MGET replied \(reply)") }
             states = values.map(\.bytes)
         }
-        let command = batch.command(states: states)
+        // The consumer sends the rollup encoded straight into one buffer; it must be exactly the RESP of
+        // its arguments (which `pixeld replay` sends), batch after batch of the simulations.
+        let command = batch.encodedCommand(states: states)
+        guard command == RESPConnection.encode(batch.command(states: states)) else {
+            throw TestSupportError("the encoded rollup command differs from the RESP of its arguments")
+        }
         if abortFirst {
             _ = try connection.command(["MULTI"])
-            _ = try connection.command(bytes: command)
+            try connection.send(encoded: command)
+            _ = try connection.readReply()
             _ = try connection.command(["DISCARD"])
         }
         _ = try connection.command(["MULTI"])
-        let queued = try connection.command(bytes: command)
+        try connection.send(encoded: command)
+        let queued = try connection.readReply()
         guard queued == .simpleString("QUEUED") else { throw TestSupportError("EVALSHA not queued: \(queued)") }
         let reply = try connection.command(["EXEC"])
         guard let results = reply.array, results.count == 1, !results[0].isError else {

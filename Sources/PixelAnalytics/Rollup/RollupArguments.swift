@@ -1,0 +1,71 @@
+/// Where ``RollupBatch`` writes the rollup script's arguments: one array per argument
+/// (``ArgumentArrays``, for `RedisConnection.command`), or straight into one RESP-encoded command
+/// (``RESPArguments``, what the consumer's ack sends: no allocation per argument).
+protocol RollupArgumentSink {
+    /// Appends one argument.
+    mutating func append(_ argument: some Collection<UInt8>)
+    /// Appends one argument, the decimal text of `value`.
+    mutating func append(number value: Int)
+}
+
+/// Each argument its own byte array.
+struct ArgumentArrays: RollupArgumentSink {
+    var arguments: [[UInt8]] = []
+
+    mutating func append(_ argument: some Collection<UInt8>) { arguments.append(Array(argument)) }
+    mutating func append(number value: Int) { arguments.append(Array(String(value).utf8)) }
+}
+
+/// The arguments as RESP bulk strings (`$<length>\r\n<bytes>\r\n`) in one buffer; ``command(_:)`` puts
+/// the array header and the leading arguments (`EVALSHA sha 0`) in front.
+struct RESPArguments: RollupArgumentSink {
+    private(set) var count = 0
+    private var body: [UInt8] = []
+
+    init(capacity: Int) { body.reserveCapacity(capacity) }
+
+    mutating func append(_ argument: some Collection<UInt8>) {
+        count += 1
+        Self.appendHeader(UInt8(ascii: "$"), argument.count, to: &body)
+        body.append(contentsOf: argument)
+        body.append(UInt8(ascii: "\r"))
+        body.append(UInt8(ascii: "\n"))
+    }
+
+    mutating func append(number value: Int) {
+        // At most 20 characters: written to the stack first, then as one argument.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var start = 20
+            var rest = value.magnitude
+            repeat {
+                start -= 1
+                digits[start] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+            } while rest > 0
+            if value < 0 {
+                start -= 1
+                digits[start] = UInt8(ascii: "-")
+            }
+            append(UnsafeBufferPointer(rebasing: digits[start..<20]))
+        }
+    }
+
+    /// The whole command: `leading` arguments, then the appended ones.
+    func command(_ leading: [[UInt8]]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(body.count + 32 + leading.reduce(0) { $0 + $1.count + 16 })
+        Self.appendHeader(UInt8(ascii: "*"), leading.count + count, to: &out)
+        var head = RESPArguments(capacity: 0)
+        for argument in leading { head.append(argument) }
+        out += head.body
+        out += body
+        return out
+    }
+
+    private static func appendHeader(_ kind: UInt8, _ value: Int, to out: inout [UInt8]) {
+        out.append(kind)
+        out.append(contentsOf: String(value).utf8)
+        out.append(UInt8(ascii: "\r"))
+        out.append(UInt8(ascii: "\n"))
+    }
+}
