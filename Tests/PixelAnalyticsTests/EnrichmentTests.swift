@@ -10,6 +10,8 @@ import Testing
         ("https://old.reddit.com/r/swift", nil, "Reddit"), ("https://github.com/apple/swift", nil, "GitHub"),
         ("https://duckduckgo.com/", nil, "DuckDuckGo"), ("https://www.bing.com/search", nil, "Bing"),
         ("https://www.example.com/other-page", nil, "(direct)"), ("https://docs.example.com/", nil, "(direct)"),
+        ("https://a.b.example.com/", nil, "(direct)"), ("https://notexample.com/", nil, "notexample.com"),
+        ("https://example.com.evil.net/", nil, "example.com.evil.net"),
         ("https://www.someblog.net/post", nil, "someblog.net"), ("android-app://com.x", nil, "(direct)"),
         ("https://www.google.com/", "newsletter", "Newsletter"), (nil, "twitter", "Twitter"),
         (nil, "Spring Sale", "Spring Sale"),

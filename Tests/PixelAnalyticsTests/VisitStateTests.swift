@@ -52,5 +52,8 @@ struct VisitStateTests {
         #expect(VisitState(encoded: Self.state.encoded + [0]) == nil)
         #expect(VisitState(encoded: [0x9A] + [UInt8](repeating: 0xC0, count: 10)) == nil)
         #expect(VisitState(encoded: Self.state.encoded) == Self.state)
+        // With the batch's known key bases (shared, not copied): the same state, whether or not one matches.
+        #expect(VisitState(encoded: Self.state.encoded, knownBases: ["pixeld:site:other:", Self.state.base]) == Self.state)
+        #expect(VisitState(encoded: Self.state.encoded, knownBases: ["pixeld:site:other:"]) == Self.state)
     }
 }

@@ -41,7 +41,7 @@ public enum SourceClassifier {
         return ASCIIBytes.withBytes(referrer) { bytes in
             guard let parts = URLParts.parse(bytes) else { return direct }
             let host = URLParts.normalizedHost(bytes, parts.host)
-            if host == site || host.hasSuffix("." + site) { return direct }
+            if host == site || isSubdomain(host, of: site) { return direct }
             return name(forHost: host)
         }
     }
@@ -60,6 +60,14 @@ public enum SourceClassifier {
         if host.hasPrefix("bing.") { return "Bing" }
         if host.hasPrefix("yandex.") { return "Yandex" }
         return DimensionText.clean(host)
+    }
+
+    /// Whether `host` ends with `.` + `site` (compared as bytes, without building that string).
+    static func isSubdomain(_ host: String, of site: String) -> Bool {
+        let host = host.utf8, site = site.utf8
+        guard host.count > site.count else { return false }
+        let dot = host.index(host.endIndex, offsetBy: -site.count - 1)
+        return host[dot] == UInt8(ascii: ".") && host[host.index(after: dot)...].elementsEqual(site)
     }
 
     private static func trimmed(_ text: String) -> String {

@@ -113,7 +113,7 @@ public struct DailyKeys: Sendable {
 
     /// The days whose keys processing hits at `timestamps` needs: each hit's day (created if
     /// missing) and, for hits within `sessionIdleSeconds` after midnight, the day before (read only).
-    public static func daysNeeded(for timestamps: some Sequence<Double>, sessionIdleSeconds: Double)
+    public static func daysNeeded(for timestamps: [Double], sessionIdleSeconds: Double)
         -> [(day: Day, create: Bool)]
     {
         var create: Set<Day> = []

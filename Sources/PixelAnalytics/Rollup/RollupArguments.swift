@@ -33,21 +33,7 @@ struct RESPArguments: RollupArgumentSink {
     }
 
     mutating func append(number value: Int) {
-        // At most 20 characters: written to the stack first, then as one argument.
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
-            var start = 20
-            var rest = value.magnitude
-            repeat {
-                start -= 1
-                digits[start] = UInt8(ascii: "0") + UInt8(rest % 10)
-                rest /= 10
-            } while rest > 0
-            if value < 0 {
-                start -= 1
-                digits[start] = UInt8(ascii: "-")
-            }
-            append(UnsafeBufferPointer(rebasing: digits[start..<20]))
-        }
+        Self.withDecimal(value) { append($0) }
     }
 
     /// The whole command: `leading` arguments, then the appended ones.
@@ -64,8 +50,26 @@ struct RESPArguments: RollupArgumentSink {
 
     private static func appendHeader(_ kind: UInt8, _ value: Int, to out: inout [UInt8]) {
         out.append(kind)
-        out.append(contentsOf: String(value).utf8)
+        withDecimal(value) { out.append(contentsOf: $0) }
         out.append(UInt8(ascii: "\r"))
         out.append(UInt8(ascii: "\n"))
+    }
+
+    /// Calls `body` with the decimal text of `value` (at most 20 bytes, on the stack).
+    private static func withDecimal(_ value: Int, _ body: (UnsafeBufferPointer<UInt8>) -> Void) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var start = 20
+            var rest = value.magnitude
+            repeat {
+                start -= 1
+                digits[start] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+            } while rest > 0
+            if value < 0 {
+                start -= 1
+                digits[start] = UInt8(ascii: "-")
+            }
+            body(UnsafeBufferPointer(rebasing: digits[start..<20]))
+        }
     }
 }

@@ -114,6 +114,8 @@ public struct RollupBatch: Sendable {
     /// Up to this many site days are found by comparison, beyond by ``siteDayIndex``.
     private static let siteDayScanLimit = 8
     private var siteDays: [SiteDay] = []
+    /// Per site day, ``RollupKeys/base(site:day:)``.
+    private var bases: [String] = []
     private var siteDayIndex: [SiteDay: Int] = [:]
     /// Per site day and slot, the index into `hashes`, or -1.
     private var slots: [[Int]] = []
@@ -241,6 +243,7 @@ public struct RollupBatch: Sendable {
             return index
         }
         siteDays.append(key)
+        bases.append(configuration.keys.base(site: site, day: day))
         siteDayIndex[key] = siteDays.count - 1
         slots.append([Int](repeating: -1, count: Slot.count))
         uniques.append([])
@@ -278,9 +281,8 @@ public struct RollupBatch: Sendable {
         return visitKeys.count - 1
     }
 
-    private func base(_ siteDay: Int) -> String {
-        configuration.keys.base(site: siteDays[siteDay].site, day: Day(number: siteDays[siteDay].day))
-    }
+    /// The key prefix of a site day's hashes, built once per batch and site day (not per visit).
+    private func base(_ siteDay: Int) -> String { bases[siteDay] }
 
     private func expireAt(_ siteDay: Int) -> Int {
         configuration.expireAt(Day(number: siteDays[siteDay].day))
@@ -323,7 +325,7 @@ public struct RollupBatch: Sendable {
     private mutating func resolveVisits(states stored: [[UInt8]?]) -> ResolvedVisits {
         var visits = ResolvedVisits(
             states: visitKeys.indices.map { index in
-                index < stored.count ? stored[index].flatMap { VisitState(encoded: $0) } : nil
+                index < stored.count ? stored[index].flatMap { VisitState(encoded: $0, knownBases: bases) } : nil
             },
             changed: [Bool](repeating: false, count: visitKeys.count)
         )

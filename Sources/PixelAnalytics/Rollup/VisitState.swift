@@ -54,11 +54,13 @@ struct VisitState: Equatable {
     }
 
     /// Decodes the MessagePack form; `nil` for anything else (a state nobody can read starts a new visit).
-    init?(encoded bytes: [UInt8]) {
+    /// - Parameter knownBases: key bases the caller already holds (a batch's site days): a state whose
+    ///   base is one of them shares that string instead of allocating its own.
+    init?(encoded bytes: [UInt8], knownBases: [String] = []) {
         var reader = MessagePack.Reader(bytes)
         guard reader.arrayHeader() == 10,
             let first = reader.integer(), let last = reader.integer(), let hits = reader.integer(),
-            let bounce = reader.string(), let base = reader.string(),
+            let bounce = reader.string(), let base = reader.string(reusing: knownBases),
             let expireAt = reader.string().flatMap({ Int($0) }),
             let source = reader.string(), let utmSource = reader.string(),
             let utmMedium = reader.string(), let utmCampaign = reader.string(), reader.isAtEnd
@@ -180,7 +182,8 @@ enum MessagePack {
             }
         }
 
-        mutating func string() -> String? {
+        /// The next string; one of `candidates` when it has the same bytes (no new string then).
+        mutating func string(reusing candidates: [String] = []) -> String? {
             guard let tag = byte() else { return nil }
             let count: Int
             switch tag {
@@ -192,7 +195,9 @@ enum MessagePack {
             }
             guard count <= bytes.count - offset else { return nil }
             defer { offset += count }
-            return String(decoding: bytes[offset ..< offset + count], as: UTF8.self)
+            let text = bytes[offset ..< offset + count]
+            if let known = candidates.first(where: { $0.utf8.elementsEqual(text) }) { return known }
+            return String(decoding: text, as: UTF8.self)
         }
     }
 }
