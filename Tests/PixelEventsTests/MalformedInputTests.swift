@@ -60,6 +60,11 @@ struct MalformedInputTests {
         Case("duplicate field", Array(#"{"ts":1.5,"a":"1","a":"2"}"#.utf8), .badJSON),
         // Found by the fuzzer: two different invalid bytes decode to the same name "\u{FFFD}".
         Case("duplicate field after U+FFFD repair", [0x7B, 0x22, 0x74, 0x73, 0x22, 0x3A, 0x31, 0x2C, 0x22, 0xFF, 0x22, 0x3A, 0x30, 0x2C, 0x22, 0xFE, 0x22, 0x3A, 0x30, 0x7D], .badJSON),
+        Case(
+            "duplicate field beyond the first 16",
+            Array(("{\"ts\":1" + (0..<20).map { ",\"k\($0)\":\"v\"" }.joined() + ",\"k18\":\"w\"}").utf8),
+            .badJSON
+        ),
         Case("args number", Array(#"{"ts":1.5,"args":5}"#.utf8), .badJSON),
         Case("garbage after object", Array(#"{"ts":1.5} x"#.utf8), .badJSON),
         Case(
@@ -97,6 +102,13 @@ struct MalformedInputTests {
         }
         #expect(error?.offset == 3 + 10)
         #expect(error?.description == "bad_json: expected a member name at byte 13")
+    }
+
+    @Test("many distinct members decode, in order (duplicate check past its 16 inline hashes)")
+    func manyMembers() throws {
+        let names = (0..<40).map { "k\($0)" }
+        let event = try PixelEventDecoder.decode(Array(("{\"ts\":1" + names.map { ",\"\($0)\":\"v\"" }.joined() + "}").utf8))
+        #expect(event.fields.map(\.name) == names)
     }
 
     @Test("reason codes are stable strings")
