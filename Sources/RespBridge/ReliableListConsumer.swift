@@ -161,18 +161,20 @@ public final class ReliableListConsumer: @unchecked Sendable {
         start(prepare: prepare, process: process, request: { _ in [] }, finish: { work, _, connection in try finish(work, connection) })
     }
 
-    /// Starts the consumer thread with a handler in three steps, so that neither the consumer nor
-    /// Redis waits for the other while events are waiting.
+    /// Starts the consumer thread with a handler in three steps, so that a batch's read of what it
+    /// needs from Redis costs no round trip of its own.
     ///
-    /// Per batch:
-    /// 1. `process` runs while Redis applies the previous batch's ack. It must not use the
-    ///    consumer's connection, nor write output that a failed ack would have to take back.
-    /// 2. The commands `request` returns (e.g. `WATCH` and a read of the state the batch continues)
-    ///    are sent right behind the previous batch's ack, in the same write, so that Redis answers
-    ///    them as soon as it has applied that ack, while `process` works on the batch after.
-    /// 3. Once the previous ack's replies are read, `finish` gets the request's replies (error replies
-    ///    included, in order), writes the output and returns the ack's commands. It may use the
-    ///    connection, which is idle then.
+    /// Per batch N:
+    /// 1. `process(N)` runs while Redis applies the ack of batch N-2 and answers the request of batch
+    ///    N-1 (both sent before). It must not use the consumer's connection, nor write output that a
+    ///    failed ack would have to take back.
+    /// 2. The commands `request(N)` returns (e.g. `WATCH` and a read of the state the batch continues)
+    ///    are sent in the same write as the ack of batch N-1, right behind it, so that Redis answers
+    ///    them as soon as it has applied that ack, while `process(N+1)` runs.
+    /// 3. Once the ack of N-1 and the request of N are answered, `finish(N)` gets the request's replies
+    ///    (error replies included, in order), writes the output and returns the ack's commands. It may
+    ///    use the connection, which is idle then (so Redis has nothing of this consumer's to do while
+    ///    `finish` runs but the next take).
     ///
     /// So `process` of batch N+1 runs before `finish` of batch N, and the request of batch N+1 runs
     /// in Redis after the ack of batch N. The next batch is taken on a second connection as soon as
@@ -261,7 +263,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
                     var batch = try pending()
                     if batch.isEmpty { batch = try take() }
                     if batch.isEmpty { continue }
-                    if !stopping { try prefetch() }
+                    // (No take is in flight here: every path to an idle connection has dropped it.)
+                    if !stopping && !prefetching { try prefetch() }
                     let work: Work
                     do {
                         work = try process(batch)

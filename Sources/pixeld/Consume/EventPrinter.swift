@@ -139,8 +139,9 @@ final class EventPrinter: @unchecked Sendable {
 /// - ``request(_:)``, sent right behind the previous ack: `SCRIPT LOAD` the rollup script, ask
 ///   whether anyone listens to the live channels and read the state of the visits the batch
 ///   continues under `WATCH` of the visit version;
-/// - ``finish(_:replies:connection:)``, once the previous ack is applied, while Redis answers the next
-///   batch's request: write the lines (to `--archive DIR`,
+/// - ``finish(_:replies:connection:)``, once the previous ack is applied and the request answered
+///   (the next batch is processed by then; its request goes out with this batch's ack): write the
+///   lines (to `--archive DIR`,
 ///   else `--output FILE`, else standard output); and return the rollup `EVALSHA` with the version's
 ///   `INCR` (see `RollupBatch`), the live feed (`LiveUpdate`: `PUBLISH` only to listened channels)
 ///   and the archive lengths as commands, so that `ReliableListConsumer` applies them in the same

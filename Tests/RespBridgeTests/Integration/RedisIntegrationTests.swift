@@ -387,6 +387,63 @@ struct RedisIntegrationTests {
         #expect(try server.llen("pixel") == 0)
         #expect(try server.llen("pixel:processing:t8") == 0)
     }
+
+    /// The request and finish of a counting handler: read `state` under `WATCH`, add the batch's size.
+    private static let stateRequest: [[[UInt8]]] = [[Array("WATCH".utf8), Array("state".utf8)], [Array("GET".utf8), Array("state".utf8)]]
+    private static func addCount(_ strings: [String], _ replies: [RESPValue], acked: ConditionLockedArray) -> ReliableListConsumer.Outcome {
+        let state = Int(replies.last?.string ?? "") ?? -1
+        acked.append(strings)
+        return .init(commands: [[Array("SET".utf8), Array("state".utf8), Array("\(state + strings.count)".utf8)]])
+    }
+
+    /// The next batch's `process` fails while this batch's ack and the next request are in flight:
+    /// the replies stay in step, the failed batch and those after it are handled again, and every
+    /// event is counted once.
+    @Test func aProcessFailureWithARequestInFlightLosesAndDoublesNothing() async throws {
+        let server = try RedisServer.start()
+        _ = try server.command(["SET", "state", "0"])
+        let (consumer, values) = try consumer("t9", of: server, values: 1000, batchSize: 50)
+        let acked = ConditionLockedArray()
+        let calls = ConditionLockedArray()
+        consumer.start(
+            process: { batch in
+                calls.append(["p"])
+                if calls.values.count == 4 { throw TestSupportError("process fails once") }
+                return batch.map { String(decoding: $0, as: UTF8.self) }
+            },
+            request: { _ in Self.stateRequest },
+            finish: { strings, replies, _ in Self.addCount(strings, replies, acked: acked) }
+        )
+        #expect(waitUntil(seconds: 20) { consumer.consumed == values.count })
+        await consumer.stop()
+        #expect(acked.values == values)
+        #expect(try server.command(["GET", "state"]).string == "\(values.count)")
+        #expect(try server.llen("pixel:processing:t9") == 0)
+    }
+
+    /// Stopping with a request in flight: its replies are read before the events go back, nothing is
+    /// left in the processing list, and what was acked was counted exactly once.
+    @Test func stoppingWithARequestInFlightGivesBackTheRest() async throws {
+        let server = try RedisServer.start()
+        _ = try server.command(["SET", "state", "0"])
+        let (consumer, values) = try consumer("t10", of: server, values: 1000, batchSize: 100)
+        let acked = ConditionLockedArray()
+        consumer.start(
+            process: { batch in batch.map { String(decoding: $0, as: UTF8.self) } },
+            request: { _ in Self.stateRequest },
+            finish: { strings, replies, _ in
+                usleep(20_000)
+                return Self.addCount(strings, replies, acked: acked)
+            }
+        )
+        #expect(waitUntil(seconds: 10) { acked.values.count >= 300 })
+        await consumer.stop()
+        #expect(try server.llen("pixel:processing:t10") == 0)
+        let left = try server.lrange("pixel").reversed()
+        #expect(acked.values.count == consumer.consumed && acked.values.count < values.count)
+        #expect(acked.values + left == values)
+        #expect(try server.command(["GET", "state"]).string == "\(acked.values.count)")
+    }
 }
 
 /// The writer's Lua-free commit (`BatchCommitter+Transaction.swift`): taken for known lists, left for
