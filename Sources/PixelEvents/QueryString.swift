@@ -67,65 +67,43 @@ public enum QueryString {
     /// Percent- and plus-decodes `bytes`, straight into the new string's storage (decoding never
     /// lengthens the text); invalid UTF-8 is repaired by the `String` initialiser.
     static func decode(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
-        let count = bytes.count
-        var index = 0
-        while index < count && bytes[index] != ASCII.percent && bytes[index] != ASCII.plus {
-            index += 1
-        }
-        guard index < count else {
+        guard bytes.contains(where: { $0 == ASCII.percent || $0 == ASCII.plus }) else {
             return String(decoding: bytes, as: UTF8.self)
         }
-        return String(unsafeUninitializedCapacity: count) { output in
-            var written = output.initialize(fromContentsOf: bytes.slice(0..<index))
-            while index < count {
-                let byte = bytes[index]
-                if byte == ASCII.plus {
-                    output[written] = ASCII.space
-                    index += 1
-                } else if byte == ASCII.percent, index + 2 < count, let high = ASCII.hexValue(bytes[index + 1]),
-                    let low = ASCII.hexValue(bytes[index + 2])
-                {
-                    output[written] = high << 4 | low
-                    index += 3
-                } else {
-                    output[written] = byte
-                    index += 1
-                }
-                written += 1
-            }
-            return written
-        }
+        return String(unsafeUninitializedCapacity: bytes.count) { decode(bytes, into: $0) }
     }
 
     /// Appends `bytes` to `output` with `+` as a space and `%HH` as the byte `0xHH` (a `%` not followed
     /// by two hex digits is kept); no UTF-8 check.
     static func appendDecoded(_ bytes: UnsafeBufferPointer<UInt8>, to output: inout [UInt8]) {
+        let start = output.count
+        output.append(contentsOf: repeatElement(0, count: bytes.count))
+        let written = output.withUnsafeMutableBufferPointer { decode(bytes, into: UnsafeMutableBufferPointer(rebasing: $0[start...])) }
+        output.removeLast(bytes.count - written)
+    }
+
+    /// Writes `bytes` decoded (`+` → space, `%HH` → the byte `0xHH`, a `%` not followed by two hex
+    /// digits kept) to the start of `output`, which has room for `bytes.count`; returns the length.
+    private static func decode(_ bytes: UnsafeBufferPointer<UInt8>, into output: UnsafeMutableBufferPointer<UInt8>) -> Int {
         let count = bytes.count
         var index = 0
-        // Bytes that decode to themselves are appended a run at a time: one append per byte (with its
-        // uniqueness and capacity checks) was the consumer's most expensive loop.
-        var runStart = 0
-        func flushRun() {
-            if runStart < index { output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<index])) }
-        }
+        var written = 0
         while index < count {
             let byte = bytes[index]
             if byte == ASCII.plus {
-                flushRun()
-                output.append(ASCII.space)
+                output[written] = ASCII.space
                 index += 1
-                runStart = index
             } else if byte == ASCII.percent, index + 2 < count, let high = ASCII.hexValue(bytes[index + 1]),
                 let low = ASCII.hexValue(bytes[index + 2])
             {
-                flushRun()
-                output.append(high << 4 | low)
+                output[written] = high << 4 | low
                 index += 3
-                runStart = index
             } else {
+                output[written] = byte
                 index += 1
             }
+            written += 1
         }
-        flushRun()
+        return written
     }
 }

@@ -87,14 +87,7 @@ public final class RedisConnection: @unchecked Sendable {
 
     /// Appends a command to the output buffer without waiting; connects first if needed.
     public func append(_ arguments: [[UInt8]]) throws(RespError) {
-        let context = try liveContext()
-        do {
-            try context.appendCommand(arguments)
-            pendingReplies += 1
-        } catch {
-            close()
-            throw error
-        }
+        try appending { context throws(RespError) in try context.appendCommand(arguments) }
     }
 
     /// Appends a command given as raw argument pointers — the zero-copy path of the writer.
@@ -104,22 +97,21 @@ public final class RedisConnection: @unchecked Sendable {
         lengths: UnsafePointer<Int>,
         count: Int
     ) throws(RespError) {
-        let context = try liveContext()
-        do {
-            try context.appendCommand(argv: argv, lengths: lengths, count: count)
-            pendingReplies += 1
-        } catch {
-            close()
-            throw error
-        }
+        try appending { context throws(RespError) in try context.appendCommand(argv: argv, lengths: lengths, count: count) }
     }
 
     /// Appends one command already encoded as RESP (`*N\r\n$len\r\narg\r\n…`, one complete
     /// command), copied as is: for large commands built straight into one buffer.
     public func append(encoded command: [UInt8]) throws(RespError) {
+        try appending { context throws(RespError) in try context.appendFormatted(command) }
+    }
+
+    /// Appends one command with `body` (connecting first if needed) and expects its reply; closes
+    /// the connection when appending fails.
+    private func appending(_ body: (HiredisContext) throws(RespError) -> Void) throws(RespError) {
         let context = try liveContext()
         do {
-            try context.appendFormatted(command)
+            try body(context)
             pendingReplies += 1
         } catch {
             close()

@@ -16,8 +16,8 @@ struct ArgumentArrays: RollupArgumentSink {
     mutating func append(number value: Int) { arguments.append(Array(String(value).utf8)) }
 }
 
-/// The arguments as RESP bulk strings (`$<length>\r\n<bytes>\r\n`) in one buffer; ``command(_:)`` puts
-/// the array header and the leading arguments (`EVALSHA sha 0`) in front.
+/// The arguments as RESP bulk strings (`$<length>\r\n<bytes>\r\n`) in one buffer; ``command()`` puts
+/// the array header in front.
 struct RESPArguments: RollupArgumentSink {
     private(set) var count = 0
     private var body: [UInt8] = []
@@ -36,14 +36,11 @@ struct RESPArguments: RollupArgumentSink {
         Self.withDecimal(value) { append($0) }
     }
 
-    /// The whole command: `leading` arguments, then the appended ones.
-    func command(_ leading: [[UInt8]]) -> [UInt8] {
+    /// The whole command: the array header, then the appended arguments.
+    func command() -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(body.count + 32 + leading.reduce(0) { $0 + $1.count + 16 })
-        Self.appendHeader(UInt8(ascii: "*"), leading.count + count, to: &out)
-        var head = RESPArguments(capacity: 0)
-        for argument in leading { head.append(argument) }
-        out += head.body
+        out.reserveCapacity(body.count + 24)
+        Self.appendHeader(UInt8(ascii: "*"), count, to: &out)
         out += body
         return out
     }

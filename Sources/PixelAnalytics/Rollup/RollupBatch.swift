@@ -217,8 +217,9 @@ public struct RollupBatch: Sendable {
         var resolved = self
         let visits = resolved.resolveVisits(states: states)
         var sink = RESPArguments(capacity: resolved.encodedSizeEstimate)
+        for argument in Self.evalshaPrefix { sink.append(argument) }
         resolved.encode(visits, into: &sink)
-        return sink.command(Self.evalshaPrefix)
+        return sink.command()
     }
 
     /// The script's arguments (after `EVALSHA sha 0`); see ``RollupScript`` for the layout.

@@ -113,21 +113,21 @@ final class HiredisContext {
                 put(UInt8(ascii: "\r"))
                 put(UInt8(ascii: "\n"))
             }
-            return buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: end) {
-                redisAppendFormattedCommand(context, $0, end) == REDIS_OK
-            }
+            return appendFormatted(UnsafeBufferPointer(rebasing: buffer[..<end]))
         }
         if !ok { throw error(operation: "redisAppendFormattedCommand") }
     }
 
     /// Appends one command already encoded as RESP.
     func appendFormatted(_ command: [UInt8]) throws(RespError) {
-        let ok = command.withUnsafeBufferPointer { bytes in
-            bytes.baseAddress!.withMemoryRebound(to: CChar.self, capacity: bytes.count) {
-                redisAppendFormattedCommand(context, $0, bytes.count) == REDIS_OK
-            }
+        if !command.withUnsafeBufferPointer(appendFormatted) { throw error(operation: "redisAppendFormattedCommand") }
+    }
+
+    /// hiredis copies the encoded command into its output buffer; `false` when it could not.
+    private func appendFormatted(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        bytes.baseAddress!.withMemoryRebound(to: CChar.self, capacity: bytes.count) {
+            redisAppendFormattedCommand(context, $0, bytes.count) == REDIS_OK
         }
-        if !ok { throw error(operation: "redisAppendFormattedCommand") }
     }
 
     /// Writes everything buffered to the socket without waiting for replies.

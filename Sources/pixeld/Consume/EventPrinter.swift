@@ -262,7 +262,15 @@ final class AnalyticsHandler: @unchecked Sendable {
     /// acknowledged visits meanwhile; the batch is then handled again) and `MGET` of the visit states
     /// the batch continues. Each part only when the batch needs it.
     func request(_ work: Work) -> [[[UInt8]]] {
-        Self.readCommands(for: work.rollup, channels: work.live.channels)
+        let rollup = work.rollup, channels = work.live.channels
+        var commands: [[[UInt8]]] = []
+        if !rollup.isEmpty { commands.append(RollupScript.loadCommand) }
+        if !channels.isEmpty {
+            commands.append([Array("PUBSUB".utf8), Array("NUMPAT".utf8)])
+            commands.append([Array("PUBSUB".utf8), Array("NUMSUB".utf8)] + channels.map { Array($0.utf8) })
+        }
+        if let stateRead = rollup.stateReadCommand() { commands += [rollup.watchCommand, stateRead] }
+        return commands
     }
 
     /// Step three, once every earlier batch is acknowledged and the request answered: write the
@@ -315,19 +323,7 @@ final class AnalyticsHandler: @unchecked Sendable {
         var pubsubError: String?
     }
 
-    /// The commands of ``request(_:)``: none when the batch needs none of them.
-    static func readCommands(for rollup: RollupBatch, channels: [String]) -> [[[UInt8]]] {
-        var commands: [[[UInt8]]] = []
-        if !rollup.isEmpty { commands.append(RollupScript.loadCommand) }
-        if !channels.isEmpty {
-            commands.append([Array("PUBSUB".utf8), Array("NUMPAT".utf8)])
-            commands.append([Array("PUBSUB".utf8), Array("NUMSUB".utf8)] + channels.map { Array($0.utf8) })
-        }
-        if let stateRead = rollup.stateReadCommand() { commands += [rollup.watchCommand, stateRead] }
-        return commands
-    }
-
-    /// Reads the replies to ``readCommands(for:channels:)``, in its order.
+    /// Reads the replies to ``request(_:)``, in its order.
     static func parseRead(_ replies: [RESPValue], for rollup: RollupBatch, channels: [String]) throws -> AckRead {
         var replies = replies[...]
         var read = AckRead()

@@ -365,15 +365,13 @@ struct RedisIntegrationTests {
         let acked = ConditionLockedArray()
         consumer.start(
             process: { batch in batch.map { String(decoding: $0, as: UTF8.self) } },
-            request: { _ in [[Array("WATCH".utf8), Array("state".utf8)], [Array("GET".utf8), Array("state".utf8)]] },
+            request: { _ in Self.stateRequest },
             finish: { strings, replies, _ in
                 #expect(replies.count == 2)
-                let state = Int(replies.last?.string ?? "") ?? -1
-                seen.append(["\(state)"])
+                seen.append([replies.last?.string ?? ""])
                 // Another consumer adds 1000 between this batch's read and its ack, once.
                 if seen.values.count == 5 { _ = try server.command(["INCRBY", "state", "1000"]) }
-                acked.append(strings)
-                return .init(commands: [[Array("SET".utf8), Array("state".utf8), Array("\(state + strings.count)".utf8)]])
+                return Self.addCount(strings, replies, acked: acked)
             }
         )
         #expect(waitUntil(seconds: 20) { consumer.consumed == values.count })
