@@ -18,7 +18,7 @@ import Glibc
 ///
 /// Runs on its own thread: `BLMOVE` blocks (1 s at a time, so that stopping is bounded) and must never
 /// occupy the cooperative pool. Pipelined: the next batch is taken (on a second connection) and
-/// processed while Redis applies the previous ack; see ``start(prepare:process:request:finish:)``.
+/// processed while Redis applies the previous ack; see ``start(prepare:process:request:resolve:finish:)``.
 ///
 /// `@unchecked Sendable`: the connection is used only on the consumer thread; the stop flag is atomic.
 public final class ReliableListConsumer: @unchecked Sendable {
@@ -28,15 +28,41 @@ public final class ReliableListConsumer: @unchecked Sendable {
         public var deadLetters: [[UInt8]]
         /// Extra commands to apply atomically with the ack (e.g. rollups), in a `MULTI`/`EXEC`, in order.
         public var commands: [Command]
+        /// Apply the ack only if this holds when Redis runs it; else nothing is applied and the
+        /// events are handled again (see ``Condition``).
+        public var condition: Condition?
         /// Creates an outcome whose commands are given as arguments.
-        public init(deadLetters: [[UInt8]] = [], commands: [[[UInt8]]] = []) {
+        public init(deadLetters: [[UInt8]] = [], commands: [[[UInt8]]] = [], condition: Condition? = nil) {
             self.deadLetters = deadLetters
             self.commands = commands.map(Command.init(arguments:))
+            self.condition = condition
         }
         /// Creates an outcome.
-        public init(deadLetters: [[UInt8]] = [], ackCommands: [Command]) {
+        public init(deadLetters: [[UInt8]] = [], ackCommands: [Command], condition: Condition? = nil) {
             self.deadLetters = deadLetters
             self.commands = ackCommands
+            self.condition = condition
+        }
+    }
+
+    /// A condition on an ack: `key` must hold `value` (a missing key counts as `"0"`) when Redis runs
+    /// the ack, or Redis applies none of it (counted in ``ackConflicts``) and the events are prepared for
+    /// and handled again — optimistic locking for state that several consumers share, read by a
+    /// request that Redis answered before the previous ack (so a `WATCH` there would not last).
+    ///
+    /// The ack is then sent as `WATCH key <guard>`, a script that compares the value and, when it
+    /// differs, writes the consumer's own guard key `L:guard:C` (which aborts the `EXEC` that follows,
+    /// since the consumer watches it), and the `MULTI`/`EXEC`. Watching `key` too covers a change made
+    /// between the comparison and the `EXEC`.
+    public struct Condition: Sendable, Equatable {
+        /// The key compared.
+        public var key: String
+        /// The value it must hold.
+        public var value: String
+        /// Creates a condition.
+        public init(key: String, value: String) {
+            self.key = key
+            self.value = value
         }
     }
 
@@ -88,7 +114,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// This consumer's id (unique among the consumers of `list`).
     public let consumerID: String
     private let connection: RedisConnection
-    /// Takes the next batch while the current one is handled (see ``start(prepare:process:request:finish:)``).
+    /// Takes the next batch while the current one is handled (see ``start(prepare:process:request:resolve:finish:)``).
     private let takeConnection: RedisConnection
     private var prefetching = false
     private let options: Options
@@ -106,6 +132,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// The processing list of this consumer.
     public var processingList: String { "\(list):processing:\(consumerID)" }
     private var heartbeatKey: String { "\(list):consumer:\(consumerID)" }
+    /// Written to refuse an ack whose ``Outcome/condition`` does not hold.
+    private var guardKey: String { "\(list):guard:\(consumerID)" }
     /// The dead-letter list.
     public var deadList: String { "\(list):dead" }
 
@@ -130,8 +158,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
     public var recovered: Int { recoveredCount.load(ordering: .relaxed) }
     /// Commands of acks that Redis ran and that failed inside their `MULTI`/`EXEC` (logged, not retried).
     public var ackCommandErrors: Int { ackCommandErrorCount.load(ordering: .relaxed) }
-    /// Acks that Redis refused because a key the handler had `WATCH`ed changed; each such batch was
-    /// handled again.
+    /// Acks that Redis refused because their ``Outcome/condition`` did not hold or a key the handler
+    /// had `WATCH`ed changed; each such batch was handled again.
     public var ackConflicts: Int { conflictCount.load(ordering: .relaxed) }
 
     /// Starts the consumer thread with a handler in one step.
@@ -142,7 +170,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
     ///     file back to the acknowledged length — before the unacked events are handled again.
     ///   - handler: called on the consumer thread with each batch, oldest first, and the connection
     ///     the ack will use; it writes its output before returning. See
-    ///     ``start(prepare:process:request:finish:)`` for what it may do on the connection.
+    ///     ``start(prepare:process:request:resolve:finish:)`` for what it may do on the connection.
     public func start(
         prepare: (@Sendable (RedisConnection) throws -> Void)? = nil,
         handler: @escaping @Sendable ([[UInt8]], RedisConnection) throws -> Outcome
@@ -152,51 +180,54 @@ public final class ReliableListConsumer: @unchecked Sendable {
 
     /// Starts the consumer thread with a handler in two steps: `process`, which needs nothing from
     /// Redis, and `finish`, which writes the output and returns the ack's commands. The same as
-    /// ``start(prepare:process:request:finish:)`` without a request.
+    /// ``start(prepare:process:request:resolve:finish:)`` without a request.
     public func start<Work>(
         prepare: (@Sendable (RedisConnection) throws -> Void)? = nil,
         process: @escaping @Sendable ([[UInt8]]) throws -> Work,
         finish: @escaping @Sendable (Work, RedisConnection) throws -> Outcome
     ) {
-        start(prepare: prepare, process: process, request: { _ in [] }, finish: { work, _, connection in try finish(work, connection) })
+        start(prepare: prepare, process: process, request: { _ in [] }, resolve: { work, _, _ in work }, finish: finish)
     }
 
-    /// Starts the consumer thread with a handler in three steps, so that a batch's read of what it
-    /// needs from Redis costs no round trip of its own.
+    /// Starts the consumer thread with a handler in four steps, so that neither the read of what a
+    /// batch needs from Redis nor the CPU work that depends on it waits for the previous ack.
     ///
     /// Per batch N:
-    /// 1. `process(N)` runs while Redis applies the ack of batch N-2 and answers the request of batch
-    ///    N-1 (both sent before). It must not use the consumer's connection, nor write output that a
-    ///    failed ack would have to take back.
-    /// 2. The commands `request(N)` returns (e.g. `WATCH` and a read of the state the batch continues)
-    ///    are sent in the same write as the ack of batch N-1, right behind it, so that Redis answers
-    ///    them as soon as it has applied that ack, while `process(N+1)` runs.
-    /// 3. Once the ack of N-1 and the request of N are answered, `finish(N)` gets the request's replies
-    ///    (error replies included, in order), writes the output and returns the ack's commands. It may
-    ///    use the connection, which is idle then (so Redis has nothing of this consumer's to do while
-    ///    `finish` runs but the next take).
+    /// 1. `process(N)` runs while Redis applies the ack of batch N-2. It must not use the consumer's
+    ///    connection, nor write output that a failed ack would have to take back.
+    /// 2. The commands `request(N)` returns (reads only, e.g. of the state the batch continues) are
+    ///    sent in the same write as the ack of batch N-1, right *before* it: Redis answers them at
+    ///    once, so their replies do not include what that ack writes.
+    /// 3. `resolve(N, replies, aheadOfAck)` gets the request's replies (error replies included, in
+    ///    order) while Redis applies the ack of N-1, and does the work that needs them. `aheadOfAck`
+    ///    says whether the request was sent before an ack that was not yet applied (the ack of N-1;
+    ///    `false` when the consumer had nothing in flight): then the handler must add what that ack
+    ///    writes to what it read, and make its own ack conditional (``Outcome/condition``) on the state
+    ///    it expects after that ack. It must not use the connection nor write output.
+    /// 4. Once the ack of N-1 is applied, `finish(N)` writes the output and returns the ack's
+    ///    commands. It may use the connection, which is idle then.
     ///
-    /// So `process` of batch N+1 runs before `finish` of batch N, and the request of batch N+1 runs
-    /// in Redis after the ack of batch N. The next batch is taken on a second connection as soon as
-    /// the current one is in hand. (Acks remove their own events from the tail of the processing list,
-    /// so the order in which Redis runs takes and acks does not matter.) On stop, events taken but not
-    /// acked are given back to the list. When a step throws, the events stay unacked and are handled
-    /// again after `prepare` (possibly together with the batches taken after them, which are already
-    /// in the processing list).
+    /// So `process(N+1)` and `resolve(N)` run while Redis applies the ack of N-1, and Redis answers the
+    /// request of N+1 before it applies the ack of N. The next batch is taken on a second connection
+    /// as soon as the current one is in hand. (Acks remove their own events from the tail of the
+    /// processing list, so the order in which Redis runs takes and acks does not matter.) On stop,
+    /// events taken but not acked are given back to the list. When a step throws, or an ack is refused
+    /// (its condition failed, or a key `finish` watched changed), nothing of it is applied: the
+    /// events stay unacked, and they and the batches taken after them are handled again from the
+    /// processing list after `prepare`.
     ///
-    /// Keys `WATCH`ed in the request (or by `finish`, before reading them) make the ack conditional: if
-    /// one changed before the ack's `EXEC`, Redis applies nothing, and the events are prepared for and
-    /// handled again (optimistic locking, e.g. for state that several consumers share). Between the
-    /// request and `finish` the consumer may refresh its heartbeat and return dead consumers' events
-    /// to the list, so do not watch those keys.
-    public func start<Work>(
+    /// `finish` may also `WATCH` keys before reading them on the connection, to make its ack
+    /// conditional. Between `finish` and the previous ack the consumer may refresh its heartbeat and
+    /// return dead consumers' events to the list, so do not watch those keys.
+    public func start<Work, Resolved>(
         prepare: (@Sendable (RedisConnection) throws -> Void)? = nil,
         process: @escaping @Sendable ([[UInt8]]) throws -> Work,
         request: @escaping @Sendable (Work) -> [[[UInt8]]],
-        finish: @escaping @Sendable (Work, [RESPValue], RedisConnection) throws -> Outcome
+        resolve: @escaping @Sendable (Work, [RESPValue], _ aheadOfAck: Bool) throws -> Resolved,
+        finish: @escaping @Sendable (Resolved, RedisConnection) throws -> Outcome
     ) {
         precondition(thread == nil)
-        thread = DedicatedThread(name: "pixeld-consume") { [self] in run(prepare, process, request, finish) }
+        thread = DedicatedThread(name: "pixeld-consume") { [self] in run(prepare, process, request, resolve, finish) }
     }
 
     /// Asks the consumer to stop after the batch in hand and waits for it (at most about one
@@ -213,6 +244,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
         var count: Int
         var deadLetters: Int
         var commands: [Command]
+        /// The index of `MULTI` in `commands` (after the condition's `WATCH` and check, if any).
+        var multi: Int
     }
 
     /// A batch processed, whose request is sent and whose replies are not read yet.
@@ -221,20 +254,23 @@ public final class ReliableListConsumer: @unchecked Sendable {
         var work: Work
         /// How many replies the request will get.
         var requested: Int
+        /// Whether the request went out right before an ack not yet applied.
+        var aheadOfAck: Bool
     }
 
-    private func run<Work>(
+    private func run<Work, Resolved>(
         _ prepare: (@Sendable (RedisConnection) throws -> Void)?,
         _ process: @Sendable ([[UInt8]]) throws -> Work,
         _ request: @Sendable (Work) -> [[[UInt8]]],
-        _ finish: @Sendable (Work, [RESPValue], RedisConnection) throws -> Outcome
+        _ resolve: @Sendable (Work, [RESPValue], Bool) throws -> Resolved,
+        _ finish: @Sendable (Resolved, RedisConnection) throws -> Outcome
     ) {
         var backoff = Backoff()
         var lastRecovery: Int64?
         var prepared = false
-        // Processed, request sent (behind `sent`), not finished: its events are in the processing list.
+        // Processed, request sent, replies not read: its events are in the processing list.
         var current: InHand<Work>?
-        // The previous batch's ack, sent, replies not read; Redis runs it before `current`'s request.
+        // The previous batch's ack, sent right behind `current`'s request, replies not read.
         var sent: SentAck?
         // After a failure or a conflict, everything unacked is handled again from the processing list.
         func startOver() {
@@ -273,12 +309,14 @@ public final class ReliableListConsumer: @unchecked Sendable {
                         startOver()
                         continue
                     }
-                    current = try sendRequest(batch, work, request)
+                    current = try sendRequest(batch, work, request, aheadOfAck: false)
                     try connection.flush()
                 }
                 let inHand = current!
-                // The next batch is taken and processed while Redis applies the previous ack and
-                // answers this batch's request.
+                // The request went out before the previous ack: its replies come first, and the work
+                // that needs them, and the next batch's, runs while Redis applies that ack.
+                let replies = try readReplies(inHand.requested)
+                let resolved = Result { try resolve(inHand.work, replies, inHand.aheadOfAck) }
                 var next: (batch: [[UInt8]], work: Result<Work, any Error>)?
                 let nextBatch = try prefetched()
                 if !nextBatch.isEmpty {
@@ -288,31 +326,29 @@ public final class ReliableListConsumer: @unchecked Sendable {
                 if let ack = sent {
                     sent = nil
                     guard try settle(ack) else {
-                        try discardRequest(inHand)
                         startOver()
                         continue
                     }
                 }
-                let replies = try readReplies(inHand.requested)
+                // Nothing in flight on the connection now.
                 try housekeeping(&lastRecovery)
                 let outcome: Outcome
                 do {
-                    outcome = try finish(inHand.work, replies, connection)
+                    outcome = try finish(try resolved.get(), connection)
                 } catch {
                     handlerFailed(error, &backoff)
                     startOver()
                     continue
                 }
-                // The ack is sent, not waited for, and the next batch's request right behind it: Redis
-                // applies the one and answers the other while `process` works on the batch after.
-                let ack = try appendAck(inHand.batch.count, outcome)
+                // The next batch's request, then this batch's ack, in one write, not waited for.
                 current = nil
                 var failure: (any Error)?
                 switch next?.work {
-                case .success(let work)?: current = try sendRequest(next!.batch, work, request)
+                case .success(let work)?: current = try sendRequest(next!.batch, work, request, aheadOfAck: true)
                 case .failure(let error)?: failure = error
                 case nil: break
                 }
+                let ack = try appendAck(inHand.batch.count, outcome)
                 try connection.flush()
                 if current == nil {
                     if !(try settle(ack)) {
@@ -333,8 +369,9 @@ public final class ReliableListConsumer: @unchecked Sendable {
                 sleep(milliseconds: backoff.nextDelayMilliseconds())
             }
         }
+        // Replies in the order they were sent: the request, then the ack behind it.
+        if let current { _ = try? readReplies(current.requested) }
         if let ack = sent { _ = try? settle(ack) }
-        if let current { try? discardRequest(current) }
         dropPrefetch()
         giveBack()
         connection.close()
@@ -343,18 +380,11 @@ public final class ReliableListConsumer: @unchecked Sendable {
 
     /// Appends the request of a processed batch to the connection's output (not flushed).
     private func sendRequest<Work>(
-        _ batch: [[UInt8]], _ work: Work, _ request: @Sendable (Work) -> [[[UInt8]]]
+        _ batch: [[UInt8]], _ work: Work, _ request: @Sendable (Work) -> [[[UInt8]]], aheadOfAck: Bool
     ) throws(RespError) -> InHand<Work> {
         let commands = request(work)
         for command in commands { try connection.append(command) }
-        return InHand(batch: batch, work: work, requested: commands.count)
-    }
-
-    /// Reads the replies of a request that will not be finished, and forgets what it watched.
-    private func discardRequest<Work>(_ inHand: InHand<Work>) throws(RespError) {
-        guard inHand.requested > 0 else { return }
-        _ = try readReplies(inHand.requested)
-        try connection.command(["UNWATCH"]).unwrap("UNWATCH")
+        return InHand(batch: batch, work: work, requested: commands.count, aheadOfAck: aheadOfAck)
     }
 
     private func readReplies(_ count: Int) throws(RespError) -> [RESPValue] {
@@ -480,7 +510,16 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// connection's output, to be flushed by the caller; ``settle(_:)`` reads the replies. `LTRIM` rather than `DEL`: the next batch
     /// may already sit at the head of the processing list.
     private func appendAck(_ count: Int, _ outcome: Outcome) throws(RespError) -> SentAck {
-        var commands = [Command(arguments: [Array("MULTI".utf8)])]
+        var commands: [Command] = []
+        if let condition = outcome.condition {
+            let key = Array(condition.key.utf8), guardKey = Array(self.guardKey.utf8)
+            commands.append(Command(arguments: [Array("WATCH".utf8), key, guardKey]))
+            commands.append(
+                Command(arguments: [Self.eval, Self.conditionScriptBytes, [UInt8(ascii: "2")], key, guardKey, Array(condition.value.utf8)])
+            )
+        }
+        let multi = commands.count
+        commands.append(Command(arguments: [Array("MULTI".utf8)]))
         commands += outcome.commands
         if !outcome.deadLetters.isEmpty {
             commands.append(Command(arguments: [Array("LPUSH".utf8), Array(deadList.utf8)] + outcome.deadLetters))
@@ -490,8 +529,19 @@ public final class ReliableListConsumer: @unchecked Sendable {
         )
         commands.append(Command(arguments: [Array("EXEC".utf8)]))
         for command in commands { try command.append(to: connection) }
-        return SentAck(count: count, deadLetters: outcome.deadLetters.count, commands: commands)
+        return SentAck(count: count, deadLetters: outcome.deadLetters.count, commands: commands, multi: multi)
     }
+
+    /// The check of an ``Outcome/condition``: when `KEYS[1]` does not hold `ARGV[1]` (missing counts
+    /// as `"0"`), writes `KEYS[2]`, this consumer's guard key, which the ack watches: its `EXEC` is
+    /// then refused. (Redis 7 has no compare-and-set for a transaction; a script inside the `MULTI`
+    /// could not stop the ack's other commands.) Returns 1 when the value matched, else 0.
+    private static let conditionScript = """
+        if (redis.call('GET', KEYS[1]) or '0') == ARGV[1] then return 1 end
+        redis.call('SET', KEYS[2], '1', 'PX', '60000')
+        return 0
+        """
+    private static let conditionScriptBytes = Array(conditionScript.utf8)
 
     /// Reads a sent ack's replies.
     ///
@@ -501,26 +551,28 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// `pixeld_consume_ack_command_errors_total`), and not retried: retrying would apply the
     /// commands that did succeed a second time.
     ///
-    /// Returns `false`, with nothing applied, when `EXEC` was aborted by a key the handler watched
-    /// (counted in ``ackConflicts``): the events are still in the processing list.
+    /// Returns `false`, with nothing applied, when `EXEC` was aborted because the ack's condition did
+    /// not hold or a key the handler watched changed (counted in ``ackConflicts``): the events are
+    /// still in the processing list.
     private func settle(_ ack: SentAck) throws(RespError) -> Bool {
         var replies: [RESPValue] = []
         replies.reserveCapacity(ack.commands.count)
         for _ in ack.commands { replies.append(try connection.readReply()) }
-        for reply in replies.dropLast() { try reply.unwrap("MULTI") }
+        for reply in replies.dropLast() { try reply.unwrap("ack") }
         let results = try replies.last!.unwrap("EXEC")
         if results == .null {
             conflictCount.add(1, ordering: .relaxed)
             metrics.recordAckConflict()
-            logger.debug("ack aborted by a watched key; handling the events again", metadata: ["redis.key": "\(list)"])
+            logger.debug("ack refused (condition or watched key); handling the events again", metadata: ["redis.key": "\(list)"])
             return false
         }
         consumedCount.add(ack.count, ordering: .relaxed)
         deadCount.add(ack.deadLetters, ordering: .relaxed)
-        // The EXEC array holds one reply per queued command, in order: commands[1...].
+        // The EXEC array holds one reply per queued command, in order: the commands after `MULTI`.
         for (index, result) in (results.array ?? []).enumerated() {
             guard case .error(let text) = result else { continue }
-            let name = ack.commands.indices.contains(index + 1) ? ack.commands[index + 1].name : "?"
+            let queued = ack.multi + 1 + index
+            let name = ack.commands.indices.contains(queued) ? ack.commands[queued].name : "?"
             ackCommandErrorCount.add(1, ordering: .relaxed)
             metrics.recordAckCommandError()
             logger.error(

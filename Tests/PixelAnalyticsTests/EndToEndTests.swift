@@ -87,6 +87,60 @@ struct AnalyticsEndToEndTests {
         try Self.expectNoPersonalData(redis: redis, archive: archive.path, needles: ["127.0.0.1", "::1", Self.browserUA, "PixeldE2E"])
     }
 
+    /// Two consumers on one list share visit state: a batch of second hits is taken by one consumer
+    /// while the batch of the same visitors' first hits is still with the other. Each ack is
+    /// conditional on the visit version its states were read at, so a batch that read the states
+    /// before the other consumer's ack wrote them is refused and handled again: every visitor has
+    /// one visit of two pageviews a minute apart, whichever consumer handles which hit.
+    @Test func twoConsumersContinueEachVisitOnce() throws {
+        let redis = try RedisServer.start()
+        let now = Int(Date().timeIntervalSince1970 * 1000)
+        let visitors = 640, block = 32
+        var lines: [String] = []
+        for first in stride(from: 0, to: visitors, by: block) {
+            // The first hits of a block of visitors, then their second hits: one batch each.
+            for second in [false, true] {
+                for visitor in first..<first + block {
+                    let milliseconds = now - 3_600_000 + visitor * 1000 + (second ? 60_000 : 0)
+                    lines.append(
+                        nginxJSONLine(
+                            milliseconds: milliseconds, args: [("u", "https://alpha.example/\(second ? "next" : "start")")],
+                            ip: "203.0.113.\(visitor % 250 + 1)", ua: "Mozilla/5.0 (X11; Linux x86_64) Firefox/125.0 V\(visitor)"
+                        )
+                    )
+                }
+            }
+        }
+        let consumers = try ["c1", "c2"].map { id in
+            try PixeldProcess.start([
+                "consume", "pixel", "--redis", redis.url, "--output", "/dev/null", "--consumer-id", id,
+                "--batch-size", String(block), "--site", "alpha.example", "--log-level", "debug",
+            ])
+        }
+        // Both waiting before the first event arrives, so that both take part from the start.
+        let waiting = try Poll.until(timeout: 30, interval: 0.01) {
+            try redis.keys("pixel:consumer:*").count == 2
+        }
+        #expect(waiting, "\(consumers.map(\.stderrText))")
+        let connection = try redis.connect(timeout: 30)
+        _ = try connection.command(bytes: [Array("LPUSH".utf8), Array("pixel".utf8)] + lines.map { Array($0.utf8) })
+        let drained = try Poll.until(timeout: 120, interval: 0.05) {
+            try redis.llen("pixel") == 0 && redis.keys("pixel:processing:*").allSatisfy { (try? redis.llen($0)) == 0 }
+        }
+        for consumer in consumers { consumer.terminate() }
+        for consumer in consumers { _ = try consumer.waitForExit(timeout: 10) }
+        #expect(drained, "\(consumers.map(\.stderrText))")
+        let today = Day(timestamp: Double(now) / 1000)
+        let report = try Self.report(redis, site: "alpha.example", from: today.previous, to: today)
+        #expect(report["pageviews"] as? Int == 2 * visitors)
+        #expect(report["visits"] as? Int == visitors, "\(report)")
+        #expect(report["bounces"] as? Int == 0, "\(report)")
+        #expect((report["total_duration_s"] as? NSNumber)?.doubleValue == Double(60 * visitors), "\(report)")
+        // At least one ack was refused and its batch redone (else this tested nothing).
+        let refused = consumers.map { $0.stderrText.components(separatedBy: "ack refused").count - 1 }.reduce(0, +)
+        #expect(refused > 0, "no ack was refused: the consumers never raced")
+    }
+
     @Test func killedConsumerAndReplayGiveTheLiveReport() throws {
         // Traffic of the last day, inside the consumer's time window.
         let now = Date().timeIntervalSince1970

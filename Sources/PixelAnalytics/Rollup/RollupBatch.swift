@@ -10,13 +10,15 @@
 ///    bounces, durations, entry pages, sources and campaigns per visit — and the command carries the
 ///    resulting increments and the new visit states.
 ///
-/// The state must not change between the read and the `EXEC` of the command, or two consumers
-/// would both continue the same visit: the consumer `WATCH`es ``RollupKeys/visitVersion`` before the
-/// read, on the connection of its ack, and increments it in the ack (``versionCommand``), so that a
-/// batch acknowledged by another consumer meanwhile aborts the ack and the batch is handled again.
-/// (One key rather than every visit key: Redis checks a new `WATCH` against all keys the client
-/// already watches, which made watching a batch's visitors cost more than the rollups.)
-/// `pixeld replay` owns its visit keys and needs neither.
+/// The state must not change between the read and the ack, or two consumers would both continue
+/// the same visit. The read includes ``RollupKeys/visitVersion``, which every ack that writes visit
+/// state increments (``versionCommand``), and the consumer makes its ack conditional on the version
+/// it expects (`ReliableListConsumer.Outcome.condition`): the version read, plus one when its own
+/// previous ack, still on its way when the read was answered, writes visits too (whose states it
+/// then takes from that ack's ``StateWrites`` rather than from the read). An ack of another consumer
+/// in between refuses the ack, and the batch is handled again. (One key rather than every visit key:
+/// watching a batch's visitors cost more than the rollups, as Redis checks a new `WATCH` against all
+/// keys the client already watches.) `pixeld replay` owns its visit keys and needs neither.
 public struct RollupBatch: Sendable {
     /// The settings.
     public let configuration: RollupConfiguration
@@ -192,16 +194,29 @@ public struct RollupBatch: Sendable {
         }
     }
 
-    /// `MGET` of ``visitKeys``; `nil` when the batch needs no visit state.
+    /// `MGET` of the visit version (``RollupKeys/visitVersion``) and ``visitKeys``; `nil` when the batch
+    /// needs no visit state. One command, so the states are read as of one version.
     public func stateReadCommand() -> [[UInt8]]? {
-        visitKeys.isEmpty ? nil : [Array("MGET".utf8)] + visitKeys
+        visitKeys.isEmpty ? nil : [Array("MGET".utf8), Array(configuration.keys.visitVersion.utf8)] + visitKeys
     }
 
-    /// `WATCH` of the visit version, to send before ``stateReadCommand()`` on the ack's connection.
-    public var watchCommand: [[UInt8]] { [Array("WATCH".utf8), Array(configuration.keys.visitVersion.utf8)] }
+    /// The reply of ``stateReadCommand()``, its values in order, split into the visit version (a
+    /// missing key counts as 0) and the states of ``visitKeys``; `nil` when the reply does not fit.
+    public func parseStateRead(_ values: [[UInt8]?]) -> (version: Int, states: [[UInt8]?])? {
+        guard values.count == visitKeys.count + 1 else { return nil }
+        let version: Int
+        if let bytes = values[0] {
+            guard let number = Int(String(decoding: bytes, as: UTF8.self)) else { return nil }
+            version = number
+        } else {
+            version = 0
+        }
+        return (version, Array(values.dropFirst()))
+    }
 
-    /// `INCR` of the visit version, to send in the ack with ``command(states:)`` when the state was
-    /// read under ``watchCommand``: other consumers' acks based on older state then abort.
+    /// `INCR` of the visit version, to send in the ack with ``command(states:)``, which must be
+    /// conditional on the version the states were read at (``stateReadCommand()``): other consumers'
+    /// acks based on older state are then refused.
     public var versionCommand: [[UInt8]] { [Array("INCR".utf8), Array(configuration.keys.visitVersion.utf8)] }
 
     /// `EVALSHA <sha> 0 <arguments>`, to put in `ReliableListConsumer.Outcome.commands`.
@@ -211,15 +226,49 @@ public struct RollupBatch: Sendable {
         Self.evalshaPrefix + arguments(states: states)
     }
 
+    /// The visit states a rollup command writes: the keys of ``visitKeys`` it changes and, per key,
+    /// the new state (its MessagePack form, as `MGET` would return it) or `nil` for a state it deletes.
+    public struct StateWrites: Sendable {
+        public private(set) var keys: [[UInt8]] = []
+        public private(set) var values: [[UInt8]?] = []
+        /// Per key, its visitor id (`nil` for an id under a second site, see `otherSiteKeys`):
+        /// ``RollupBatch/overlay(_:on:)`` looks the ids up in the next batch's index of its own.
+        fileprivate var ids: [String?] = []
+        /// No writes.
+        public init() {}
+
+        fileprivate mutating func append(_ key: [UInt8], id: String?, _ value: [UInt8]?) {
+            keys.append(key)
+            ids.append(id)
+            values.append(value)
+        }
+    }
+
+    /// Replaces, in `states` (the values of ``visitKeys`` as read), those of the keys that `writes`
+    /// changes: the writes of the previous batch's ack, not yet applied when the states were read.
+    public func overlay(_ writes: StateWrites, on states: inout [[UInt8]?]) {
+        guard states.count == visitKeys.count else { return }
+        for (write, key) in writes.keys.enumerated() {
+            let index: Int?
+            if let id = writes.ids[write] {
+                index = visitKeyIndex[id].flatMap { visitKeys[$0] == key ? $0 : otherSiteKeys[key] }
+            } else {
+                index = visitKeys.firstIndex(of: key)
+            }
+            if let index { states[index] = writes.values[write] }
+        }
+    }
+
     /// The same command as ``command(states:)``, already encoded as RESP (`*N\r\n$7\r\nEVALSHA…`),
-    /// written into one buffer instead of one array per argument: what the consumer's ack sends.
-    public func encodedCommand(states: [[UInt8]?]) -> [UInt8] {
+    /// written into one buffer instead of one array per argument: what the consumer's ack sends. Also
+    /// returns the states it writes, which the next batch's read may not see yet.
+    public func encodedCommand(states: [[UInt8]?]) -> (command: [UInt8], writes: StateWrites) {
         var resolved = self
         let visits = resolved.resolveVisits(states: states)
         var sink = RESPArguments(capacity: resolved.encodedSizeEstimate)
         for argument in Self.evalshaPrefix { sink.append(argument) }
-        resolved.encode(visits, into: &sink)
-        return sink.command()
+        let writes = resolved.encode(visits, into: &sink)
+        return (sink.command(), writes)
     }
 
     /// The script's arguments (after `EVALSHA sha 0`); see ``RollupScript`` for the layout.
@@ -412,8 +461,9 @@ public struct RollupBatch: Sendable {
 
     // MARK: - Encoding
 
-    /// Writes the script's arguments (see ``RollupScript``) into `sink`.
-    private func encode(_ visits: ResolvedVisits, into sink: inout some RollupArgumentSink) {
+    /// Writes the script's arguments (see ``RollupScript``) into `sink`; returns the states written.
+    @discardableResult
+    private func encode(_ visits: ResolvedVisits, into sink: inout some RollupArgumentSink) -> StateWrites {
         sink.append(CollectionOfOne(UInt8(ascii: "2")))
         sink.append(number: configuration.breakdownCap)
         sink.append(number: configuration.sessionStateTTLSeconds)
@@ -439,14 +489,23 @@ public struct RollupBatch: Sendable {
         }
         let changed = visitKeys.indices.filter { visits.changed[$0] }
         let deleted = changed.filter { visits.states[$0] == nil }
+        // Ids by key index, for the writes (ids of keys in `otherSiteKeys` are left out: see `overlay`).
+        var ids = [String?](repeating: nil, count: visitKeys.count)
+        for (id, index) in visitKeyIndex { ids[index] = id }
+        var writes = StateWrites()
         sink.append(number: deleted.count)
-        for index in deleted { sink.append(visitKeys[index]) }
+        for index in deleted {
+            sink.append(visitKeys[index])
+            writes.append(visitKeys[index], id: ids[index], nil)
+        }
         sink.append(number: changed.count - deleted.count)
         for index in changed {
             guard let encoded = visits.states[index]?.encoded else { continue }
             sink.append(visitKeys[index])
             sink.append(encoded)
+            writes.append(visitKeys[index], id: ids[index], encoded)
         }
+        return writes
     }
 
     /// A generous estimate of the encoded arguments' bytes, so that the RESP buffer grows at most once.

@@ -13,7 +13,7 @@
 /// - `pixeld:visit:S:VID` — the state of a visit in progress (first and last hit, hits, bounce
 ///   flag, start day, source, campaign), expiring a few hours after its last hit;
 /// - `pixeld:visit-version` — a counter every consumer increments with each ack that writes visit
-///   state, and `WATCH`es before reading visit state (see ``RollupBatch``);
+///   state, reads with the visit states, and makes its ack conditional on (see ``RollupBatch``);
 /// - `pixeld:key:D` — the day's visitor key (see ``DailyKey``);
 /// - `pixeld:site:S:recent` — sorted set: anonymous visitor id → time of its last hit, trimmed to
 ///   the last ``LiveUpdate/recentWindowSeconds`` (the dashboard's "visitors in the last 5 minutes");

@@ -97,7 +97,8 @@ struct ConsumeCommand: AsyncParsableCommand {
             start = { consumer in
                 consumer.start(
                     prepare: { try analytics.prepare($0) }, process: { try analytics.process($0) },
-                    request: { analytics.request($0) }, finish: { try analytics.finish($0, replies: $1, connection: $2) }
+                    request: { analytics.request($0) }, resolve: { try analytics.resolve($0, replies: $1, aheadOfAck: $2) },
+                    finish: { try analytics.finish($0, connection: $1) }
                 )
             }
         }

@@ -93,7 +93,11 @@ struct ReplayCommand: ParsableCommand {
             // The replay owns its visit keys (its own prefix): read, then apply, without WATCH.
             var states: [[UInt8]?] = []
             if let read = batch.stateReadCommand() {
-                states = (try connection.command(read).unwrap("MGET").array ?? []).map(\.bytes)
+                let reply = try connection.command(read).unwrap("MGET")
+                guard let parsed = batch.parseStateRead((reply.array ?? []).map(\.bytes)) else {
+                    throw ValidationError("MGET of the visit version and states replied \(reply)")
+                }
+                states = parsed.states
             }
             _ = try connection.command(batch.command(states: states)).unwrap("EVALSHA rollup")
         }

@@ -130,22 +130,25 @@ final class EventPrinter: @unchecked Sendable {
 
 /// `pixeld consume --site …`: turns each batch into privacy-safe analytics.
 ///
-/// Per batch, in three steps (see `ReliableListConsumer.start(prepare:process:request:finish:)`):
-/// - ``process(_:)``, while Redis applies the previous ack: decode (undecodable values
-///   become dead letters), load the daily visitor keys the hits need when a day is new (created in
-///   Redis with `SET NX EX` by whichever consumer comes first, cached in memory only; on the
-///   handler's own connection), process every hit (validate, drop bots, anonymise, enrich) and
-///   render its archive line;
-/// - ``request(_:)``, sent right behind the previous ack: `SCRIPT LOAD` the rollup script, ask
-///   whether anyone listens to the live channels and read the state of the visits the batch
-///   continues under `WATCH` of the visit version;
-/// - ``finish(_:replies:connection:)``, once the previous ack is applied and the request answered
-///   (the next batch is processed by then; its request goes out with this batch's ack): write the
-///   lines (to `--archive DIR`,
-///   else `--output FILE`, else standard output); and return the rollup `EVALSHA` with the version's
-///   `INCR` (see `RollupBatch`), the live feed (`LiveUpdate`: `PUBLISH` only to listened channels)
-///   and the archive lengths as commands, so that `ReliableListConsumer` applies them in the same
-///   `MULTI`/`EXEC` as the ack.
+/// Per batch, in four steps (see `ReliableListConsumer.start(prepare:process:request:resolve:finish:)`):
+/// - ``process(_:)``, while Redis applies an earlier ack: decode (undecodable values become dead
+///   letters), load the daily visitor keys the hits need when a day is new (created in Redis with
+///   `SET NX EX` by whichever consumer comes first, cached in memory only; on the handler's own
+///   connection), process every hit (validate, drop bots, anonymise, enrich) and render its archive
+///   line;
+/// - ``request(_:)``, sent right *before* the previous batch's ack: `SCRIPT LOAD` the rollup script
+///   (so that a Redis restarted since the last batch knows it inside the ack's `MULTI`), ask whether
+///   anyone listens to the live channels, and read the visit version and the states of the visits
+///   the batch continues (one `MGET`);
+/// - ``resolve(_:replies:aheadOfAck:)``, while Redis applies the previous ack: take the states that
+///   ack writes from it (``RollupBatch/StateWrites``: the read was answered before them), work the
+///   visits out and encode the rollup `EVALSHA` (see `RollupBatch`), conditional on the visit version
+///   expected after the previous ack, and the live feed (`LiveUpdate`: `PUBLISH` only to listened
+///   channels);
+/// - ``finish(_:connection:)``, once the previous ack is applied: write the lines (to
+///   `--archive DIR`, else `--output FILE`, else standard output) and return the ack's commands —
+///   the rollup with the version's `INCR`, the live feed, the archive lengths — which
+///   `ReliableListConsumer` applies in the same `MULTI`/`EXEC` as the ack.
 final class AnalyticsHandler: @unchecked Sendable {
     // `@unchecked Sendable`: used only by the consumer thread after `init`.
     private let logger: Logger
@@ -179,8 +182,11 @@ final class AnalyticsHandler: @unchecked Sendable {
 
     /// Makes the output agree with Redis before the first batch and after any failure: archive files
     /// (or the `--output` file) are cut back to the lengths recorded with the last ack, so the unacked
-    /// batch about to be handled again is written exactly once.
+    /// batch about to be handled again is written exactly once; what the last finished ack was to
+    /// write is forgotten (it may not have been applied).
     func prepare(_ connection: RedisConnection) throws {
+        previousWrites = RollupBatch.StateWrites()
+        previousIncrements = false
         try printer?.prepare(connection)
         guard let archive else { return }
         let reply = try connection.command([Array("HGETALL".utf8), archiveKey]).unwrap("HGETALL")
@@ -254,13 +260,11 @@ final class AnalyticsHandler: @unchecked Sendable {
         return work
     }
 
-    /// Step two, sent behind the previous batch's ack (so Redis answers once that ack is applied):
-    /// `SCRIPT LOAD` of the rollup script (so that a Redis restarted since the last batch knows it
-    /// inside the ack's `MULTI`), `PUBSUB NUMPAT` and `PUBSUB NUMSUB` of the live channels (a pattern
-    /// subscription anywhere, such as the dashboard's `PSUBSCRIBE`, counts as a listener of every
-    /// channel), `WATCH` of the visit version (so that the ack applies nothing if another consumer
-    /// acknowledged visits meanwhile; the batch is then handled again) and `MGET` of the visit states
-    /// the batch continues. Each part only when the batch needs it.
+    /// Step two, sent right before the previous batch's ack (so Redis answers it at once):
+    /// `SCRIPT LOAD` of the rollup script, `PUBSUB NUMPAT` and `PUBSUB NUMSUB` of the live channels (a
+    /// pattern subscription anywhere, such as the dashboard's `PSUBSCRIBE`, counts as a listener of
+    /// every channel) and `MGET` of the visit version and the visit states the batch continues. Each
+    /// part only when the batch needs it.
     func request(_ work: Work) -> [[[UInt8]]] {
         let rollup = work.rollup, channels = work.live.channels
         var commands: [[[UInt8]]] = []
@@ -269,25 +273,56 @@ final class AnalyticsHandler: @unchecked Sendable {
             commands.append([Array("PUBSUB".utf8), Array("NUMPAT".utf8)])
             commands.append([Array("PUBSUB".utf8), Array("NUMSUB".utf8)] + channels.map { Array($0.utf8) })
         }
-        if let stateRead = rollup.stateReadCommand() { commands += [rollup.watchCommand, stateRead] }
+        if let stateRead = rollup.stateReadCommand() { commands.append(stateRead) }
         return commands
     }
 
-    /// Step three, once every earlier batch is acknowledged and the request answered: write the
-    /// archive (or output) and return the ack's commands.
-    func finish(_ work: Work, replies: [RESPValue], connection: RedisConnection) throws -> ReliableListConsumer.Outcome {
+    /// What ``resolve(_:replies:aheadOfAck:)`` hands to ``finish(_:connection:)``.
+    struct Resolved {
+        var work: Work
         var commands: [ReliableListConsumer.Command] = []
-        let read = try Self.parseRead(replies, for: work.rollup, channels: work.live.channels)
+        var condition: ReliableListConsumer.Condition?
+        var writes = RollupBatch.StateWrites()
+    }
+
+    /// The visit states the last finished batch's ack writes, and whether it increments the
+    /// visit version: the next batch's read was answered before that ack was applied. Reset by
+    /// ``prepare(_:)``, as an ack that fails is not applied.
+    private var previousWrites = RollupBatch.StateWrites()
+    private var previousIncrements = false
+
+    /// Step three, while Redis applies the previous batch's ack: the visits and the rollup command.
+    /// - Parameter aheadOfAck: whether the request was answered before the previous batch's ack was
+    ///   applied (then the states that ack writes replace those read, and it moves the version on).
+    func resolve(_ work: Work, replies: [RESPValue], aheadOfAck: Bool) throws -> Resolved {
+        var resolved = Resolved(work: work)
+        var read = try Self.parseRead(replies, for: work.rollup, channels: work.live.channels)
         if let error = read.pubsubError, !warnedAboutPubsub {
             warnedAboutPubsub = true
             logger.warning("PUBSUB refused; the live feed is published whether or not anyone listens", metadata: ["error": "\(error)"])
         }
         if !work.rollup.isEmpty {
+            if aheadOfAck { work.rollup.overlay(previousWrites, on: &read.states) }
             // Encoded straight into one buffer: the rollup has thousands of arguments.
-            commands.append(.init(encoded: work.rollup.encodedCommand(states: read.states), name: "EVALSHA"))
-            if !work.rollup.visitKeys.isEmpty { commands.append(.init(arguments: work.rollup.versionCommand)) }
+            let (command, writes) = work.rollup.encodedCommand(states: read.states)
+            resolved.commands.append(ReliableListConsumer.Command(encoded: command, name: "EVALSHA"))
+            resolved.writes = writes
+            if !work.rollup.visitKeys.isEmpty {
+                resolved.commands.append(ReliableListConsumer.Command(arguments: work.rollup.versionCommand))
+                let expected = read.version + (aheadOfAck && previousIncrements ? 1 : 0)
+                resolved.condition = ReliableListConsumer.Condition(key: rollups.keys.visitVersion, value: String(expected))
+            }
         }
-        commands += work.live.commands(listened: read.listened, lines: work.buffers).map(ReliableListConsumer.Command.init(arguments:))
+        resolved.commands += work.live.commands(listened: read.listened, lines: work.buffers)
+            .map(ReliableListConsumer.Command.init(arguments:))
+        return resolved
+    }
+
+    /// Step four, once every earlier batch is acknowledged: write the archive (or output) and return
+    /// the ack's commands.
+    func finish(_ resolved: Resolved, connection: RedisConnection) throws -> ReliableListConsumer.Outcome {
+        let work = resolved.work
+        var commands = resolved.commands
         if let archive {
             var gone: [String] = []
             if work.now - lastMaintenance > 60 {
@@ -310,13 +345,18 @@ final class AnalyticsHandler: @unchecked Sendable {
         } else if let printer {
             commands += try printer.emit(work.buffers.first ?? []).map(ReliableListConsumer.Command.init(arguments:))
         }
-        return .init(deadLetters: work.dead, ackCommands: commands)
+        // What the next batch's read, answered before this ack, will not see yet.
+        previousWrites = resolved.writes
+        previousIncrements = resolved.condition != nil
+        return .init(deadLetters: work.dead, ackCommands: commands, condition: resolved.condition)
     }
 
     /// What the request before an ack found out.
     struct AckRead {
         /// The visit states the rollup asked for, in its order (`nil`: none stored).
         var states: [[UInt8]?] = []
+        /// The visit version they were read at (a missing key counts as 0).
+        var version = 0
         /// Whether a live channel has a subscriber (by name or by pattern).
         var listened: (String) -> Bool = { _ in false }
         /// Redis's error when it refused `PUBSUB` (every channel then counts as listened).
@@ -351,12 +391,11 @@ final class AnalyticsHandler: @unchecked Sendable {
             }
         }
         if !rollup.visitKeys.isEmpty {
-            try replies.removeFirst().unwrap("WATCH")
             let reply = replies.removeFirst()
-            guard let values = try reply.unwrap("MGET").array, values.count == rollup.visitKeys.count else {
-                throw AnalyticsError("MGET of the visit states replied \(reply)")
+            guard let values = try reply.unwrap("MGET").array, let parsed = rollup.parseStateRead(values.map(\.bytes)) else {
+                throw AnalyticsError("MGET of the visit version and states replied \(reply)")
             }
-            read.states = values.map(\.bytes)
+            (read.version, read.states) = parsed
         }
         return read
     }

@@ -55,12 +55,14 @@ struct RedisRollups {
         var states: [[UInt8]?] = []
         if let read = batch.stateReadCommand() {
             let reply = try connection.command(bytes: read)
-            guard let values = reply.array, values.count == batch.visitKeys.count else { throw TestSupportError("MGET replied \(reply)") }
-            states = values.map(\.bytes)
+            guard let values = reply.array, let parsed = batch.parseStateRead(values.map(\.bytes)) else {
+                throw TestSupportError("MGET replied \(reply)")
+            }
+            states = parsed.states
         }
         // The consumer sends the rollup encoded straight into one buffer; it must be exactly the RESP of
         // its arguments (which `pixeld replay` sends), batch after batch of the simulations.
-        let command = batch.encodedCommand(states: states)
+        let (command, writes) = batch.encodedCommand(states: states)
         guard command == RESPConnection.encode(batch.command(states: states)) else {
             throw TestSupportError("the encoded rollup command differs from the RESP of its arguments")
         }
@@ -77,6 +79,13 @@ struct RedisRollups {
         let reply = try connection.command(["EXEC"])
         guard let results = reply.array, results.count == 1, !results[0].isError else {
             throw TestSupportError("EXEC replied \(reply)")
+        }
+        // The writes the consumer carries over to the next batch's read are what Redis now holds.
+        if !writes.keys.isEmpty {
+            let stored = try connection.command(bytes: [Array("MGET".utf8)] + writes.keys)
+            guard stored.array?.map(\.bytes) == writes.values else {
+                throw TestSupportError("the states written differ from the rollup's StateWrites")
+            }
         }
     }
 

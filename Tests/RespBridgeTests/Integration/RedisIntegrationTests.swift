@@ -354,93 +354,122 @@ struct RedisIntegrationTests {
         #expect(try server.llen("pixel:processing:t6") == 0)
     }
 
-    /// Three-step handlers: each batch's request is answered after the previous batch's ack was
-    /// applied (it sees that ack's writes), its replies reach `finish`, and a watched key changed by
-    /// someone else between the request and the ack refuses the ack and the batch is handled again.
-    @Test func aRequestSentBehindThePreviousAckSeesItsWritesAndItsWatchGuardsTheAck() async throws {
+    /// Four-step handlers: each batch's request is answered before the previous batch's ack is
+    /// applied (it does not see that ack's writes; the handler adds them), its replies reach `resolve`,
+    /// and an ack whose condition fails — someone else changed the state between the read and the ack
+    /// — is refused and its batch handled again.
+    @Test func aRequestAnsweredBeforeThePreviousAckAndAConditionThatGuardsTheAck() async throws {
         let server = try RedisServer.start()
         _ = try server.command(["SET", "state", "0"])
         let (consumer, values) = try consumer("t8", of: server, values: 1000, batchSize: 50)
-        let seen = ConditionLockedArray()
-        let acked = ConditionLockedArray()
-        consumer.start(
-            process: { batch in batch.map { String(decoding: $0, as: UTF8.self) } },
-            request: { _ in Self.stateRequest },
-            finish: { strings, replies, _ in
-                #expect(replies.count == 2)
-                seen.append([replies.last?.string ?? ""])
-                // Another consumer adds 1000 between this batch's read and its ack, once.
-                if seen.values.count == 5 { _ = try server.command(["INCRBY", "state", "1000"]) }
-                return Self.addCount(strings, replies, acked: acked)
-            }
-        )
+        let handler = CountingHandler()
+        handler.onResolve = { resolves in
+            // Another consumer adds 1000 between a batch's read and its ack, once.
+            if resolves == 5 { _ = try? server.command(["INCRBY", "state", "1000"]) }
+        }
+        handler.start(consumer)
         #expect(waitUntil(seconds: 20) { consumer.consumed == values.count })
         await consumer.stop()
         #expect(consumer.ackConflicts == 1)
         // Every ack applied continued from the state the previous one left: the total is exact.
         #expect(try server.command(["GET", "state"]).string == "\(1000 + values.count)")
-        // The refused fifth batch is the only one handled twice; the rest once each, in order.
-        #expect(Array(acked.values.prefix(250)) == Array(values.prefix(250)))
-        #expect(Array(acked.values.dropFirst(250)) == Array(values.dropFirst(200)))
+        // Reads answered ahead of an ack missed its write (so they really were ahead of it).
+        let ahead = handler.reads.filter(\.aheadOfAck)
+        #expect(ahead.count >= 10, "\(handler.reads)")
+        #expect(ahead.allSatisfy { $0.value != $0.previousWrite }, "\(handler.reads)")
+        // The refused batch (the fourth or the fifth: its ack was in flight when the state changed)
+        // and the batches after it were handled again; every other event once, in order.
+        let acked = handler.acked.values
+        let repeated = (4...5).filter { k in acked == Array(values.prefix(50 * k)) + Array(values.dropFirst(50 * (k - 1))) }
+        #expect(repeated.count == 1, "\(acked.count) acked")
         #expect(try server.llen("pixel") == 0)
         #expect(try server.llen("pixel:processing:t8") == 0)
     }
 
-    /// The request and finish of a counting handler: read `state` under `WATCH`, add the batch's size.
-    private static let stateRequest: [[[UInt8]]] = [[Array("WATCH".utf8), Array("state".utf8)], [Array("GET".utf8), Array("state".utf8)]]
-    private static func addCount(_ strings: [String], _ replies: [RESPValue], acked: ConditionLockedArray) -> ReliableListConsumer.Outcome {
-        let state = Int(replies.last?.string ?? "") ?? -1
-        acked.append(strings)
-        return .init(commands: [[Array("SET".utf8), Array("state".utf8), Array("\(state + strings.count)".utf8)]])
-    }
-
-    /// The next batch's `process` fails while this batch's ack and the next request are in flight:
-    /// the replies stay in step, the failed batch and those after it are handled again, and every
-    /// event is counted once.
-    @Test func aProcessFailureWithARequestInFlightLosesAndDoublesNothing() async throws {
+    /// The next batch's `process` fails while this batch's ack is in flight: the replies stay in
+    /// step, the failed batch and those after it are handled again, and every event is counted once.
+    @Test func aProcessFailureWithAnAckInFlightLosesAndDoublesNothing() async throws {
         let server = try RedisServer.start()
         _ = try server.command(["SET", "state", "0"])
         let (consumer, values) = try consumer("t9", of: server, values: 1000, batchSize: 50)
-        let acked = ConditionLockedArray()
-        let calls = ConditionLockedArray()
-        consumer.start(
-            process: { batch in
-                calls.append(["p"])
-                if calls.values.count == 4 { throw TestSupportError("process fails once") }
-                return batch.map { String(decoding: $0, as: UTF8.self) }
-            },
-            request: { _ in Self.stateRequest },
-            finish: { strings, replies, _ in Self.addCount(strings, replies, acked: acked) }
-        )
+        let handler = CountingHandler()
+        handler.failProcess = 4
+        handler.start(consumer)
         #expect(waitUntil(seconds: 20) { consumer.consumed == values.count })
         await consumer.stop()
-        #expect(acked.values == values)
+        #expect(handler.acked.values == values)
         #expect(try server.command(["GET", "state"]).string == "\(values.count)")
         #expect(try server.llen("pixel:processing:t9") == 0)
     }
 
-    /// Stopping with a request in flight: its replies are read before the events go back, nothing is
-    /// left in the processing list, and what was acked was counted exactly once.
+    /// Stopping with a request and an ack in flight: their replies are read before the events go back,
+    /// nothing is left in the processing list, and what was acked was counted exactly once.
     @Test func stoppingWithARequestInFlightGivesBackTheRest() async throws {
         let server = try RedisServer.start()
         _ = try server.command(["SET", "state", "0"])
         let (consumer, values) = try consumer("t10", of: server, values: 1000, batchSize: 100)
-        let acked = ConditionLockedArray()
-        consumer.start(
-            process: { batch in batch.map { String(decoding: $0, as: UTF8.self) } },
-            request: { _ in Self.stateRequest },
-            finish: { strings, replies, _ in
-                usleep(20_000)
-                return Self.addCount(strings, replies, acked: acked)
-            }
-        )
-        #expect(waitUntil(seconds: 10) { acked.values.count >= 300 })
+        let handler = CountingHandler()
+        handler.finishDelayMicroseconds = 20_000
+        handler.start(consumer)
+        #expect(waitUntil(seconds: 10) { handler.acked.values.count >= 300 })
         await consumer.stop()
         #expect(try server.llen("pixel:processing:t10") == 0)
         let left = try server.lrange("pixel").reversed()
-        #expect(acked.values.count == consumer.consumed && acked.values.count < values.count)
-        #expect(acked.values + left == values)
-        #expect(try server.command(["GET", "state"]).string == "\(acked.values.count)")
+        let acked = handler.acked.values
+        #expect(acked.count == consumer.consumed && acked.count < values.count)
+        #expect(acked + left == values)
+        #expect(try server.command(["GET", "state"]).string == "\(acked.count)")
+    }
+}
+
+/// A four-step handler that adds each batch's size to the key `state`, as the analytics handler
+/// continues visits: read `state` in the request; when the read was answered ahead of the previous
+/// ack, continue from what that ack writes instead; make the ack conditional on the value expected
+/// before it. Used on the consumer thread only (and read by the test after `stop`).
+final class CountingHandler: @unchecked Sendable {
+    struct Read: CustomStringConvertible {
+        var value: Int
+        var aheadOfAck: Bool
+        var previousWrite: Int?
+        var description: String { "\(value)\(aheadOfAck ? "^" : "")/\(previousWrite.map(String.init) ?? "-")" }
+    }
+    let acked = ConditionLockedArray()
+    private(set) var reads: [Read] = []
+    var onResolve: (Int) -> Void = { _ in }
+    var failProcess: Int?
+    var finishDelayMicroseconds: UInt32 = 0
+    private var processed = 0
+    /// What the last finished ack writes; forgotten in `prepare`, as it may not have been applied.
+    private var previousWrite: Int?
+
+    func start(_ consumer: ReliableListConsumer) {
+        consumer.start(
+            prepare: { _ in self.previousWrite = nil },
+            process: { batch in
+                self.processed += 1
+                if self.processed == self.failProcess { throw TestSupportError("process fails once") }
+                return batch.map { String(decoding: $0, as: UTF8.self) }
+            },
+            request: { _ in [[Array("GET".utf8), Array("state".utf8)]] },
+            resolve: { strings, replies, aheadOfAck in
+                #expect(replies.count == 1)
+                let value = Int(replies.first?.string ?? "") ?? -1
+                self.reads.append(Read(value: value, aheadOfAck: aheadOfAck, previousWrite: self.previousWrite))
+                self.onResolve(self.reads.count)
+                let before = aheadOfAck ? (self.previousWrite ?? value) : value
+                return (strings, before)
+            },
+            finish: { resolved, _ in
+                let (strings, before) = resolved
+                usleep(self.finishDelayMicroseconds)
+                self.acked.append(strings)
+                self.previousWrite = before + strings.count
+                return .init(
+                    commands: [[Array("SET".utf8), Array("state".utf8), Array("\(before + strings.count)".utf8)]],
+                    condition: .init(key: "state", value: "\(before)")
+                )
+            }
+        )
     }
 }
 
