@@ -15,10 +15,11 @@ import Glibc
 /// - `L:processing:C` — events taken but not yet acked (oldest at the tail, like `L`).
 /// - `L:consumer:C` — heartbeat, refreshed while the consumer runs, expiring 15 s after it stops.
 /// - `L:dead` — values the handler could not decode, with nothing else lost.
+/// - `L:guard:C` — written to refuse an ack whose ``Outcome/condition`` does not hold (expires in 60 s).
 ///
 /// Runs on its own thread: `BLMOVE` blocks (1 s at a time, so that stopping is bounded) and must never
-/// occupy the cooperative pool. Pipelined: the next batch is taken (on a second connection) and
-/// processed while Redis applies the previous ack; see ``start(prepare:process:request:resolve:finish:)``.
+/// occupy the cooperative pool. Pipelined: the next batch is taken (on a second connection),
+/// processed and resolved while Redis applies the previous ack; see ``start(prepare:process:request:resolve:finish:)``.
 ///
 /// `@unchecked Sendable`: the connection is used only on the consumer thread; the stop flag is atomic.
 public final class ReliableListConsumer: @unchecked Sendable {
@@ -214,11 +215,14 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// events taken but not acked are given back to the list. When a step throws, or an ack is refused
     /// (its condition failed, or a key `finish` watched changed), nothing of it is applied: the
     /// events stay unacked, and they and the batches taken after them are handled again from the
-    /// processing list after `prepare`.
+    /// processing list after `prepare`. After an ack that Redis applied but where a command failed
+    /// (see ``ackCommandErrors``), the batch resolved ahead of it is handled again the same way, as
+    /// what it took that ack to write may not be there.
     ///
-    /// `finish` may also `WATCH` keys before reading them on the connection, to make its ack
-    /// conditional. Between `finish` and the previous ack the consumer may refresh its heartbeat and
-    /// return dead consumers' events to the list, so do not watch those keys.
+    /// A `WATCH` in `request` would not last: the previous ack's `EXEC` ends it. `finish` may `WATCH`
+    /// keys before reading them on the connection, to make its ack conditional; the consumer
+    /// refreshes its heartbeat and returns dead consumers' events to the list only before `finish`,
+    /// never between `finish` and its ack.
     public func start<Work, Resolved>(
         prepare: (@Sendable (RedisConnection) throws -> Void)? = nil,
         process: @escaping @Sendable ([[UInt8]]) throws -> Work,
@@ -325,7 +329,9 @@ public final class ReliableListConsumer: @unchecked Sendable {
                 }
                 if let ack = sent {
                     sent = nil
-                    guard try settle(ack) else {
+                    // Refused: handle it again. Applied with errors: this batch, resolved ahead of it
+                    // on what it was to write, is handled again from what Redis holds.
+                    guard try settle(ack) == .applied else {
                         startOver()
                         continue
                     }
@@ -351,7 +357,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
                 let ack = try appendAck(inHand.batch.count, outcome)
                 try connection.flush()
                 if current == nil {
-                    if !(try settle(ack)) {
+                    if try settle(ack) == .refused {
                         startOver()
                     } else if let failure {
                         handlerFailed(failure, &backoff)
@@ -536,12 +542,26 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// as `"0"`), writes `KEYS[2]`, this consumer's guard key, which the ack watches: its `EXEC` is
     /// then refused. (Redis 7 has no compare-and-set for a transaction; a script inside the `MULTI`
     /// could not stop the ack's other commands.) Returns 1 when the value matched, else 0.
+    /// A `GET` that fails (the key holds another type) refuses the ack too, and replies the error.
     private static let conditionScript = """
-        if (redis.call('GET', KEYS[1]) or '0') == ARGV[1] then return 1 end
+        local value = redis.pcall('GET', KEYS[1])
+        if type(value) ~= 'table' and (value or '0') == ARGV[1] then return 1 end
         redis.call('SET', KEYS[2], '1', 'PX', '60000')
+        if type(value) == 'table' then return redis.error_reply('condition on ' .. KEYS[1] .. ': ' .. tostring(value.err)) end
         return 0
         """
     private static let conditionScriptBytes = Array(conditionScript.utf8)
+
+    /// How Redis took an ack.
+    private enum Settled {
+        /// Applied, every command without error.
+        case applied
+        /// Applied, but a command failed inside the transaction, or its condition could not be
+        /// checked: what the handler expected the ack to write may not be there.
+        case appliedWithErrors
+        /// Refused (`EXEC` aborted): nothing applied.
+        case refused
+    }
 
     /// Reads a sent ack's replies.
     ///
@@ -549,38 +569,55 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// key) does not undo the others — that is how `EXEC` works — so the batch stays acked; the failure
     /// is logged with Redis's error text and counted (``ackCommandErrors``,
     /// `pixeld_consume_ack_command_errors_total`), and not retried: retrying would apply the
-    /// commands that did succeed a second time.
+    /// commands that did succeed a second time. The same for a condition check that Redis refused
+    /// to run (e.g. `BUSY`): the `EXEC` after it was not guarded.
     ///
-    /// Returns `false`, with nothing applied, when `EXEC` was aborted because the ack's condition did
-    /// not hold or a key the handler watched changed (counted in ``ackConflicts``): the events are
-    /// still in the processing list.
-    private func settle(_ ack: SentAck) throws(RespError) -> Bool {
+    /// `.refused`, with nothing applied, when `EXEC` was aborted because the ack's condition did not
+    /// hold or a key the handler watched changed (counted in ``ackConflicts``): the events are still
+    /// in the processing list.
+    private func settle(_ ack: SentAck) throws(RespError) -> Settled {
         var replies: [RESPValue] = []
         replies.reserveCapacity(ack.commands.count)
         for _ in ack.commands { replies.append(try connection.readReply()) }
-        for reply in replies.dropLast() { try reply.unwrap("ack") }
+        var failures: [(index: Int, text: String)] = []
+        for (index, reply) in replies.dropLast().enumerated() {
+            if index < ack.multi, case .error(let text) = reply {
+                failures.append((index, text))
+            } else {
+                try reply.unwrap("ack")
+            }
+        }
         let results = try replies.last!.unwrap("EXEC")
         if results == .null {
             conflictCount.add(1, ordering: .relaxed)
             metrics.recordAckConflict()
-            logger.debug("ack refused (condition or watched key); handling the events again", metadata: ["redis.key": "\(list)"])
-            return false
+            if let failure = failures.first {
+                // E.g. the condition's key holds another type: refused again and again until fixed.
+                logger.error(
+                    "ack refused: its condition could not be checked; handling the events again",
+                    metadata: ["redis.key": "\(list)", "error": "\(failure.text)"]
+                )
+            } else {
+                logger.debug("ack refused (condition or watched key); handling the events again", metadata: ["redis.key": "\(list)"])
+            }
+            return .refused
         }
         consumedCount.add(ack.count, ordering: .relaxed)
         deadCount.add(ack.deadLetters, ordering: .relaxed)
         // The EXEC array holds one reply per queued command, in order: the commands after `MULTI`.
         for (index, result) in (results.array ?? []).enumerated() {
-            guard case .error(let text) = result else { continue }
-            let queued = ack.multi + 1 + index
-            let name = ack.commands.indices.contains(queued) ? ack.commands[queued].name : "?"
+            if case .error(let text) = result { failures.append((ack.multi + 1 + index, text)) }
+        }
+        for failure in failures {
+            let name = ack.commands.indices.contains(failure.index) ? ack.commands[failure.index].name : "?"
             ackCommandErrorCount.add(1, ordering: .relaxed)
             metrics.recordAckCommandError()
             logger.error(
-                "a command of the ack failed inside its transaction; the batch stays acked, not retried",
-                metadata: ["redis.key": "\(list)", "command": "\(name)", "command.index": "\(index)", "error": "\(text)"]
+                "a command of the ack failed; the batch stays acked, not retried",
+                metadata: ["redis.key": "\(list)", "command": "\(name)", "command.index": "\(failure.index)", "error": "\(failure.text)"]
             )
         }
-        return true
+        return failures.isEmpty ? .applied : .appliedWithErrors
     }
 
     private func heartbeat() throws(RespError) {

@@ -96,12 +96,18 @@ struct AnalyticsEndToEndTests {
         let redis = try RedisServer.start()
         let now = Int(Date().timeIntervalSince1970 * 1000)
         let visitors = 640, block = 32
+        // An hour ago, moved back to end before midnight should the 12 minutes of hits cross it
+        // (a visit across midnight continues under the next day's id only in arrival order).
+        let dayMilliseconds = 86_400_000, span = visitors * 1000 + 60_000
+        var start = now - 3_600_000
+        let midnight = (start / dayMilliseconds + 1) * dayMilliseconds
+        if start + span >= midnight { start = midnight - span - 1000 }
         var lines: [String] = []
         for first in stride(from: 0, to: visitors, by: block) {
             // The first hits of a block of visitors, then their second hits: one batch each.
             for second in [false, true] {
                 for visitor in first..<first + block {
-                    let milliseconds = now - 3_600_000 + visitor * 1000 + (second ? 60_000 : 0)
+                    let milliseconds = start + visitor * 1000 + (second ? 60_000 : 0)
                     lines.append(
                         nginxJSONLine(
                             milliseconds: milliseconds, args: [("u", "https://alpha.example/\(second ? "next" : "start")")],
@@ -130,7 +136,7 @@ struct AnalyticsEndToEndTests {
         for consumer in consumers { consumer.terminate() }
         for consumer in consumers { _ = try consumer.waitForExit(timeout: 10) }
         #expect(drained, "\(consumers.map(\.stderrText))")
-        let today = Day(timestamp: Double(now) / 1000)
+        let today = Day(timestamp: Double(now) / 1000)  // (the report spans yesterday and today)
         let report = try Self.report(redis, site: "alpha.example", from: today.previous, to: today)
         #expect(report["pageviews"] as? Int == 2 * visitors)
         #expect(report["visits"] as? Int == visitors, "\(report)")

@@ -5,8 +5,8 @@
 ///    browsers, OS, devices, countries, hours, custom events, drops) are summed at once, so Redis sees
 ///    one increment per distinct value and batch rather than one per hit; visitor ids are
 ///    deduplicated per site and day; the hits that take part in visits are kept, in arrival order.
-/// 2. Read the visit state of ``visitKeys`` (``stateReadCommand()``, `MGET`) and call
-///    ``command(states:)``: the visits are continued or started here, in Swift — the 30-minute rule,
+/// 2. Read the visit state of ``visitKeys`` (``stateReadCommand()``, `MGET`; ``parseStateRead(_:)``
+///    splits the reply) and call ``command(states:)``: the visits are continued or started here, in Swift — the 30-minute rule,
 ///    bounces, durations, entry pages, sources and campaigns per visit — and the command carries the
 ///    resulting increments and the new visit states.
 ///
@@ -136,7 +136,8 @@ public struct RollupBatch: Sendable {
     private var uniqueIn: [Int] = []
     /// The visit state keys the batch's hits need (today's and, after midnight, yesterday's ids), in
     /// first-seen order, as the bytes of their names (each is a command argument twice and never a
-    /// `String`): read them (``stateReadCommand()``) and pass the values to ``command(states:)``.
+    /// `String`): read them (``stateReadCommand()``) and pass the states (``parseStateRead(_:)``) to
+    /// ``command(states:)``.
     public private(set) var visitKeys: [[UInt8]] = []
     /// Outcomes added.
     public private(set) var count = 0
@@ -220,8 +221,8 @@ public struct RollupBatch: Sendable {
     public var versionCommand: [[UInt8]] { [Array("INCR".utf8), Array(configuration.keys.visitVersion.utf8)] }
 
     /// `EVALSHA <sha> 0 <arguments>`, to put in `ReliableListConsumer.Outcome.commands`.
-    /// - Parameter states: the values of ``visitKeys`` (`nil` for a missing key), as `MGET` returned
-    ///   them; an empty array means no visit is in progress.
+    /// - Parameter states: the values of ``visitKeys`` (`nil` for a missing key), as
+    ///   ``parseStateRead(_:)`` returned them; an empty array means no visit is in progress.
     public func command(states: [[UInt8]?]) -> [[UInt8]] {
         Self.evalshaPrefix + arguments(states: states)
     }

@@ -200,7 +200,7 @@ final class AnalyticsHandler: @unchecked Sendable {
         try archive.recover(acknowledged: acknowledged)
     }
 
-    /// What ``process(_:)`` prepared for ``request(_:)`` and ``finish(_:replies:connection:)``.
+    /// What ``process(_:)`` prepared for ``request(_:)`` and ``resolve(_:replies:aheadOfAck:)``.
     struct Work {
         var now: Double
         var dead: [[UInt8]]
@@ -287,7 +287,8 @@ final class AnalyticsHandler: @unchecked Sendable {
 
     /// The visit states the last finished batch's ack writes, and whether it increments the
     /// visit version: the next batch's read was answered before that ack was applied. Reset by
-    /// ``prepare(_:)``, as an ack that fails is not applied.
+    /// ``prepare(_:)`` (after a failure the next read is sent with nothing in flight, so they would
+    /// not be used anyway).
     private var previousWrites = RollupBatch.StateWrites()
     private var previousIncrements = false
 
