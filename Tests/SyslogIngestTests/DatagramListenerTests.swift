@@ -112,6 +112,47 @@ import Testing
         #expect(stats.received == stats.accepted + stats.droppedTotal)
     }
 
+    /// Bursts make the receiver busy (it then takes what is queued without waiting, and pauses before
+    /// it waits); between them and after the last, it waits again: nothing is lost or left behind.
+    @Test func burstsAndALoneDatagramAfterThemAllArrive() async throws {
+        let (listener, sink) = try listener(.udp(host: "127.0.0.1", port: 0))
+        guard case .udp(_, let port) = listener.socket.address else { return }
+        var expected: [String] = []
+        for burst in 0..<3 {
+            let texts = (0..<400).map { "b\(burst)-\($0)" }
+            try send(texts.map { Array("<158>Nov 22 10:00:00 web-1 pixel: \($0)".utf8) }, toUDP: port)
+            expected += texts
+            #expect(sink.wait(for: expected.count))
+            usleep(20_000)
+        }
+        try send([Array("<158>Nov 22 10:00:00 web-1 pixel: lone".utf8)], toUDP: port)
+        expected.append("lone")
+        #expect(sink.wait(for: expected.count, seconds: 2))
+        await listener.stop()
+        #expect(sink.received.map { String(decoding: $0.1, as: UTF8.self) } == expected)
+        #expect(listener.statistics.kernelDrops == 0)
+    }
+
+    /// The receiver pauses before waiting only at ≥ 150 datagrams per millisecond, measured over
+    /// windows of at least a millisecond (idle time included).
+    @Test func arrivalRateCountsAsBusyFrom150PerMillisecond() {
+        var rate = DatagramListener.ArrivalRate()
+        let ms: Int64 = 1_000_000
+        let steps: [(count: Int, at: Int64, busy: Bool)] = [
+            (64, 10 * ms, false),  // the first window spans everything before
+            (100, 10 * ms + ms / 2, false),  // window not over: unchanged
+            (60, 11 * ms, true),  // 160 in 1 ms
+            (10, 11 * ms + ms / 2, true),  // window not over: unchanged
+            (139, 12 * ms, false),  // 149 in 1 ms
+            (300, 14 * ms, true),  // 300 in 2 ms
+            (1, 100 * ms, false),  // then idle
+        ]
+        for step in steps {
+            let busy = rate.busy(adding: step.count, at: step.at)
+            #expect(busy == step.busy, "\(step)")
+        }
+    }
+
     @Test func udpOnIPv6() async throws {
         let (listener, sink) = try listener(.udp(host: "::1", port: 0))
         guard case .udp(_, let port) = listener.socket.address else { return }
