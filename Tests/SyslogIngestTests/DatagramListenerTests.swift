@@ -75,10 +75,15 @@ import Testing
         }
     }
 
-    private func listener(_ address: ListenAddress, rules: IngestRules = IngestRules()) throws -> (DatagramListener, CollectingSink) {
+    private func listener(
+        _ address: ListenAddress, rules: IngestRules = IngestRules(),
+        busyPerMillisecond: Int = DatagramListener.ArrivalRate.defaultBusyPerMillisecond
+    ) throws -> (DatagramListener, CollectingSink) {
         let socket = try DatagramSocket(binding: address, receiveBufferBytes: 1 << 20)
         let sink = CollectingSink()
-        let listener = DatagramListener(socket: socket, rules: rules, sink: sink, logger: .init(label: "test"))
+        let listener = DatagramListener(
+            socket: socket, rules: rules, sink: sink, logger: .init(label: "test"), busyPerMillisecond: busyPerMillisecond
+        )
         listener.start()
         return (listener, sink)
     }
@@ -112,10 +117,10 @@ import Testing
         #expect(stats.received == stats.accepted + stats.droppedTotal)
     }
 
-    /// Bursts make the receiver busy (it then takes what is queued without waiting, and pauses before
-    /// it waits); between them and after the last, it waits again: nothing is lost or left behind.
-    @Test func burstsAndALoneDatagramAfterThemAllArrive() async throws {
-        let (listener, sink) = try listener(.udp(host: "127.0.0.1", port: 0))
+    /// A busy receiver (here: always, threshold 0) takes what is queued without waiting and pauses
+    /// before it waits; bursts and a lone datagram after them all arrive, none lost or left behind.
+    @Test func aBusyReceiverPausesAndLosesNothing() async throws {
+        let (listener, sink) = try listener(.udp(host: "127.0.0.1", port: 0), busyPerMillisecond: 0)
         guard case .udp(_, let port) = listener.socket.address else { return }
         var expected: [String] = []
         for burst in 0..<3 {
@@ -131,6 +136,7 @@ import Testing
         await listener.stop()
         #expect(sink.received.map { String(decoding: $0.1, as: UTF8.self) } == expected)
         #expect(listener.statistics.kernelDrops == 0)
+        #expect(listener.statistics.pauses > 0)
     }
 
     /// The receiver pauses before waiting only at ≥ 150 datagrams per millisecond, measured over
@@ -147,6 +153,10 @@ import Testing
             (300, 14 * ms, true),  // 300 in 2 ms
             (1, 100 * ms, false),  // then idle
         ]
+        // The first window spans the clock's whole value: 800 days of uptime must not overflow.
+        var fresh = DatagramListener.ArrivalRate()
+        let busyAfterLongUptime = fresh.busy(adding: 64, at: 800 * 86_400 * 1_000 * ms)
+        #expect(!busyAfterLongUptime)
         for step in steps {
             let busy = rate.busy(adding: step.count, at: step.at)
             #expect(busy == step.busy, "\(step)")

@@ -30,6 +30,7 @@ public final class DatagramListener: @unchecked Sendable {
     /// UDP only: a unix datagram socket queues 10 datagrams by default (`net.unix.max_dgram_qlen`),
     /// too few to hold what arrives during a pause (nginx drops what does not fit).
     private let pausesWhenBusy: Bool
+    private let busyPerMillisecond: Int
     private let stopRequested = Atomic<Bool>(false)
     private var thread: DedicatedThread?
 
@@ -44,7 +45,7 @@ public final class DatagramListener: @unchecked Sendable {
     ///     arrive; below the process's value it needs CAP_SYS_NICE (or RLIMIT_NICE), else the failure is
     ///     logged at `threadNiceFailureLevel` and the thread keeps the process's priority.
     ///   - threadNiceFailureLevel: `.warning` when the value was asked for, lower when it is a default.
-    public init(
+    public convenience init(
         socket: DatagramSocket,
         rules: IngestRules,
         sink: any AcceptedMessageSink,
@@ -53,6 +54,24 @@ public final class DatagramListener: @unchecked Sendable {
         threadNice: Int? = nil,
         threadNiceFailureLevel: Logger.Level = .warning
     ) {
+        self.init(
+            socket: socket, rules: rules, sink: sink, logger: logger, batchSize: batchSize, threadNice: threadNice,
+            threadNiceFailureLevel: threadNiceFailureLevel, busyPerMillisecond: ArrivalRate.defaultBusyPerMillisecond
+        )
+    }
+
+    /// The same, with the rate from which a UDP socket counts as busy (see ``ArrivalRate``; tests pass 0).
+    package init(
+        socket: DatagramSocket,
+        rules: IngestRules,
+        sink: any AcceptedMessageSink,
+        logger: Logger,
+        batchSize: Int = 64,
+        threadNice: Int? = nil,
+        threadNiceFailureLevel: Logger.Level = .warning,
+        busyPerMillisecond: Int
+    ) {
+        self.busyPerMillisecond = busyPerMillisecond
         self.socket = socket
         self.rules = rules
         self.sink = sink
@@ -102,7 +121,7 @@ public final class DatagramListener: @unchecked Sendable {
         var draining = false
         var offered = batchSize
         var busy = false
-        var rate = ArrivalRate()
+        var rate = ArrivalRate(busyPerMillisecond: busyPerMillisecond)
         while true {
             if !draining && stopRequested.load(ordering: .relaxed) { draining = true }
             let count: Int
@@ -120,6 +139,7 @@ public final class DatagramListener: @unchecked Sendable {
                     if received == 0 {
                         var pause = timespec(tv_sec: 0, tv_nsec: Self.busyPauseNanoseconds)
                         nanosleep(&pause, nil)
+                        statistics.addPause()
                         received = try receive(nonBlocking: false)
                     }
                     count = received
@@ -145,25 +165,31 @@ public final class DatagramListener: @unchecked Sendable {
     }
 
     /// Whether datagrams arrive fast enough for the receiver to pause before it waits (see
-    /// ``busyPauseNanoseconds``): at least ``busyPerMillisecond`` over the last window of at least a
+    /// ``busyPauseNanoseconds``): at least `busyPerMillisecond` (150) over the last window of at least a
     /// millisecond. Below that rate a pause costs the receiver more (a timer wake-up and an empty
     /// receive) than the sender's wake-ups it saves: at 10k and 50k/s it raised pixeld's CPU per
     /// datagram by 20–40 % in the benchmark.
     package struct ArrivalRate {
-        package static let busyPerMillisecond = 150
+        /// The default threshold.
+        package static let defaultBusyPerMillisecond = 150
+        /// Datagrams per millisecond from which the socket counts as busy (0: always, for tests).
+        package let busyPerMillisecond: Int
         private var windowStart: Int64 = 0
         private var count = 0
         private var busy = false
 
+        package init(busyPerMillisecond: Int = Self.defaultBusyPerMillisecond) {
+            self.busyPerMillisecond = busyPerMillisecond
+        }
+
         /// Adds a receive of `received` datagrams that returned at `now` (monotonic ns); returns whether
         /// the socket counts as busy.
-        package init() {}
-
         package mutating func busy(adding received: Int, at now: Int64) -> Bool {
             count += received
             let elapsed = now - windowStart
             if elapsed >= 1_000_000 {
-                busy = Int64(count) * 1_000_000 >= Int64(Self.busyPerMillisecond) * elapsed
+                // Divided, not multiplied: the first window spans the host's whole uptime.
+                busy = Int64(count) * 1_000_000 / Int64(max(busyPerMillisecond, 1)) >= elapsed || busyPerMillisecond == 0
                 windowStart = now
                 count = 0
             }
@@ -177,7 +203,8 @@ public final class DatagramListener: @unchecked Sendable {
     /// time went into waking pixeld's receiver, which — sharing its core with the writer and Redis —
     /// drained the socket and went back to wait about once per 4 datagrams, and the sender managed 20 %
     /// less with pixeld than with a do-nothing sink. At low rates (one datagram per call) nothing
-    /// changes; while busy, a datagram may wait up to this long more.
+    /// changes; while busy, a datagram may wait up to this long more (plus the thread's timer slack,
+    /// 50 µs by default), time the ack-latency histogram does not see (see `route`).
     /// (Measured with a pause after every receive of two or more datagrams: udp-max 251k → 328–348k/s
     /// and 2.0 → 1.0 CPU s per million, but at 10k and 50k/s the CPU per datagram rose 20–40 %; hence
     /// ``ArrivalRate``.)
@@ -199,8 +226,9 @@ public final class DatagramListener: @unchecked Sendable {
     ///   so the ack-latency histogram (`pixeld_ingest_ack_latency_seconds`) includes the routing of the
     ///   whole batch, the queue, the linger and the commit. It does not include the time a datagram sat
     ///   in the kernel's socket buffer before the call returned: with `MSG_WAITFORONE` that is the time
-    ///   the receive thread was busy routing the previous batch or waiting for the CPU (the end-to-end
-    ///   probe of `bench/run.py` measures that part too).
+    ///   the receive thread was busy routing the previous batch or waiting for the CPU, or, on a busy
+    ///   UDP socket, pausing (``busyPauseNanoseconds``) (the end-to-end probe of `bench/run.py`
+    ///   measures that part too).
     private func route(slots: UnsafeMutableBufferPointer<cpixeld_datagram>, acceptedAt: Int64) {
         var accepted = 0
         for slot in slots {

@@ -109,7 +109,7 @@ public final class DatagramSocket: @unchecked Sendable {
     /// 63 more arrive (~6 ms at 10k msg/s, seconds at trickle rates). At high rates the call still
     /// returns full batches, because the queue already holds them.
     /// - Parameters:
-    ///   - nonBlocking: return at once when nothing is queued (drain at shutdown).
+    ///   - nonBlocking: return at once when nothing is queued (drain at shutdown; a busy socket).
     ///   - kernelDrops: updated with the kernel's cumulative drop counter when the kernel reports it.
     /// - Returns: how many slots were filled; 0 on timeout or when nothing was queued.
     func receive(into slots: UnsafeMutableBufferPointer<cpixeld_datagram>, nonBlocking: Bool, kernelDrops: inout UInt32)

@@ -10,6 +10,7 @@ public final class ListenerStatistics: Sendable {
     private let acceptedCount = Atomic<Int>(0)
     private let droppedCounts: [Counter]
     private let kernelDropCount = Atomic<Int>(0)
+    private let pauseCount = Atomic<Int>(0)
 
     /// Creates zeroed totals.
     public init(label: String) {
@@ -29,6 +30,9 @@ public final class ListenerStatistics: Sendable {
     public var droppedTotal: Int { DropReason.allCases.reduce(0) { $0 + dropped($1) } }
     /// Datagrams the kernel dropped because the socket buffer was full (SO_RXQ_OVFL), where reported.
     public var kernelDrops: Int { kernelDropCount.load(ordering: .relaxed) }
+    /// Times the receiver found its busy UDP socket empty and paused before waiting on it.
+    package var pauses: Int { pauseCount.load(ordering: .relaxed) }
+    func addPause() { pauseCount.add(1, ordering: .relaxed) }
 
     func add(received: Int, accepted: Int) {
         receivedCount.add(received, ordering: .relaxed)
