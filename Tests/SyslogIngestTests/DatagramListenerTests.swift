@@ -81,9 +81,8 @@ import Testing
     ) throws -> (DatagramListener, CollectingSink) {
         let socket = try DatagramSocket(binding: address, receiveBufferBytes: 1 << 20)
         let sink = CollectingSink()
-        let listener = DatagramListener(
-            socket: socket, rules: rules, sink: sink, logger: .init(label: "test"), busyPerMillisecond: busyPerMillisecond
-        )
+        let listener = DatagramListener(socket: socket, rules: rules, sink: sink, logger: .init(label: "test"))
+        listener.busyPerMillisecond = busyPerMillisecond
         listener.start()
         return (listener, sink)
     }

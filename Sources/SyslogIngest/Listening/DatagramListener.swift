@@ -30,7 +30,9 @@ public final class DatagramListener: @unchecked Sendable {
     /// UDP only: a unix datagram socket queues 10 datagrams by default (`net.unix.max_dgram_qlen`),
     /// too few to hold what arrives during a pause (nginx drops what does not fit).
     private let pausesWhenBusy: Bool
-    private let busyPerMillisecond: Int
+    /// From how many datagrams per millisecond a UDP socket counts as busy (see ``ArrivalRate``); set
+    /// before ``start()`` (tests set 0: always).
+    package var busyPerMillisecond = ArrivalRate.defaultBusyPerMillisecond
     private let stopRequested = Atomic<Bool>(false)
     private var thread: DedicatedThread?
 
@@ -45,7 +47,7 @@ public final class DatagramListener: @unchecked Sendable {
     ///     arrive; below the process's value it needs CAP_SYS_NICE (or RLIMIT_NICE), else the failure is
     ///     logged at `threadNiceFailureLevel` and the thread keeps the process's priority.
     ///   - threadNiceFailureLevel: `.warning` when the value was asked for, lower when it is a default.
-    public convenience init(
+    public init(
         socket: DatagramSocket,
         rules: IngestRules,
         sink: any AcceptedMessageSink,
@@ -54,24 +56,6 @@ public final class DatagramListener: @unchecked Sendable {
         threadNice: Int? = nil,
         threadNiceFailureLevel: Logger.Level = .warning
     ) {
-        self.init(
-            socket: socket, rules: rules, sink: sink, logger: logger, batchSize: batchSize, threadNice: threadNice,
-            threadNiceFailureLevel: threadNiceFailureLevel, busyPerMillisecond: ArrivalRate.defaultBusyPerMillisecond
-        )
-    }
-
-    /// The same, with the rate from which a UDP socket counts as busy (see ``ArrivalRate``; tests pass 0).
-    package init(
-        socket: DatagramSocket,
-        rules: IngestRules,
-        sink: any AcceptedMessageSink,
-        logger: Logger,
-        batchSize: Int = 64,
-        threadNice: Int? = nil,
-        threadNiceFailureLevel: Logger.Level = .warning,
-        busyPerMillisecond: Int
-    ) {
-        self.busyPerMillisecond = busyPerMillisecond
         self.socket = socket
         self.rules = rules
         self.sink = sink
