@@ -386,17 +386,26 @@ struct RedisIntegrationTests {
         #expect(try server.llen("pixel:processing:t8") == 0)
     }
 
-    /// The next batch's `process` fails while this batch's ack is in flight: the replies stay in
-    /// step, the failed batch and those after it are handled again, and every event is counted once.
-    @Test func aProcessFailureWithAnAckInFlightLosesAndDoublesNothing() async throws {
+    /// A ``CountingHandler``, set up by `configure`, over `count` values in batches of 50 from
+    /// `state` 0, run until every value is acked (expected within 20 s), then stopped.
+    private func countToTheEnd(
+        _ id: String, values count: Int, configure: (CountingHandler) -> Void
+    ) async throws -> (RedisServer, ReliableListConsumer, CountingHandler, values: [String]) {
         let server = try RedisServer.start()
         _ = try server.command(["SET", "state", "0"])
-        let (consumer, values) = try consumer("t9", of: server, values: 1000, batchSize: 50)
+        let (consumer, values) = try consumer(id, of: server, values: count, batchSize: 50)
         let handler = CountingHandler()
-        handler.failProcess = 4
+        configure(handler)
         handler.start(consumer)
         #expect(waitUntil(seconds: 20) { consumer.consumed == values.count })
         await consumer.stop()
+        return (server, consumer, handler, values)
+    }
+
+    /// The next batch's `process` fails while this batch's ack is in flight: the replies stay in
+    /// step, the failed batch and those after it are handled again, and every event is counted once.
+    @Test func aProcessFailureWithAnAckInFlightLosesAndDoublesNothing() async throws {
+        let (server, _, handler, values) = try await countToTheEnd("t9", values: 1000) { $0.failProcess = 4 }
         #expect(handler.acked.values == values)
         #expect(try server.command(["GET", "state"]).string == "\(values.count)")
         #expect(try server.llen("pixel:processing:t9") == 0)
@@ -406,14 +415,7 @@ struct RedisIntegrationTests {
     /// what the next batch, resolved ahead of it, took from it: that batch is handled again from what
     /// Redis holds, so the failed write is lost once (counted, not retried) and nothing builds on it.
     @Test func aBatchResolvedAheadOfAnAckWithAFailedCommandIsHandledAgain() async throws {
-        let server = try RedisServer.start()
-        _ = try server.command(["SET", "state", "0"])
-        let (consumer, values) = try consumer("t11", of: server, values: 500, batchSize: 50)
-        let handler = CountingHandler()
-        handler.failWrite = 3
-        handler.start(consumer)
-        #expect(waitUntil(seconds: 20) { consumer.consumed == values.count })
-        await consumer.stop()
+        let (server, consumer, handler, values) = try await countToTheEnd("t11", values: 500) { $0.failWrite = 3 }
         #expect(consumer.ackCommandErrors == 1)
         #expect(try server.command(["GET", "state"]).string == "\(values.count - 50)")
         #expect(handler.acked.values == values)
