@@ -119,16 +119,19 @@ package struct IngestCommand: AsyncParsableCommand {
                 throw ValidationError(error.description)
             }
             let sink = QueueSink(queue: queue, keyPrefix: settings.rules.programs.keyPrefix)
-            listeners.append(
-                DatagramListener(
-                    socket: socket,
-                    rules: settings.rules,
-                    sink: sink,
-                    logger: logger,
-                    threadNice: settings.receiveNice,
-                    threadNiceFailureLevel: settings.receiveNiceIsDefault ? .info : .warning
-                )
+            let listener = DatagramListener(
+                socket: socket,
+                rules: settings.rules,
+                sink: sink,
+                logger: logger,
+                threadNice: settings.receiveNice,
+                threadNiceFailureLevel: settings.receiveNiceIsDefault ? .info : .warning
             )
+            // A busy UDP receiver gathers datagrams for the writer's linger, at most 1 ms (more would fill
+            // the socket's buffer at high rates), and the writer commits them at once (see
+            // `DatagramListener.defaultPauseNanoseconds`); no linger, no pause.
+            listener.pauseNanoseconds = Int(min(settings.writerOptions.lingerNanoseconds, 1_000_000))
+            listeners.append(listener)
         }
         for (host, port) in settings.tcpAddresses {
             let sink = QueueSink(queue: queue, keyPrefix: settings.rules.programs.keyPrefix)

@@ -10,12 +10,19 @@ import Testing
     final class CollectingSink: AcceptedMessageSink, @unchecked Sendable {
         private let lock = ConditionLock()
         private var messages: [(String, [UInt8])] = []
+        private var times: [(acceptedAt: Int64, routedAt: Int64)] = []
         func accept(program: UnsafeRawBufferPointer, message: UnsafeRawBufferPointer, acceptedAt: Int64) {
             let entry = (String(decoding: program, as: UTF8.self), Array(message))
-            lock.withLock { messages.append(entry) }
+            let time = (acceptedAt: acceptedAt, routedAt: MonotonicClock.nanoseconds())
+            lock.withLock {
+                messages.append(entry)
+                times.append(time)
+            }
         }
         func endOfBatch() -> Bool { true }
         var received: [(String, [UInt8])] { lock.withLock { messages } }
+        /// Each message's stamp from the listener, and when the sink saw it.
+        var stamps: [(acceptedAt: Int64, routedAt: Int64)] { lock.withLock { times } }
         func wait(for count: Int, seconds: Double = 5) -> Bool {
             let deadline = Date().addingTimeInterval(seconds)
             while Date() < deadline {
@@ -77,12 +84,14 @@ import Testing
 
     private func listener(
         _ address: ListenAddress, rules: IngestRules = IngestRules(),
-        busyPerMillisecond: Int = DatagramListener.ArrivalRate.defaultBusyPerMillisecond
+        busyPerMillisecond: Int = DatagramListener.ArrivalRate.defaultBusyPerMillisecond,
+        pauseNanoseconds: Int = DatagramListener.defaultPauseNanoseconds
     ) throws -> (DatagramListener, CollectingSink) {
         let socket = try DatagramSocket(binding: address, receiveBufferBytes: 1 << 20)
         let sink = CollectingSink()
         let listener = DatagramListener(socket: socket, rules: rules, sink: sink, logger: .init(label: "test"))
         listener.busyPerMillisecond = busyPerMillisecond
+        listener.pauseNanoseconds = pauseNanoseconds
         listener.start()
         return (listener, sink)
     }
@@ -138,18 +147,42 @@ import Testing
         #expect(listener.statistics.pauses > 0)
     }
 
-    /// The receiver pauses before waiting only at ≥ 150 datagrams per millisecond, measured over
+    /// What a busy receiver takes after a pause is stamped with the pause's start: the ack latency
+    /// counts the pause, and the writer's linger (which runs from the stamp) does not add to it.
+    @Test func aDatagramTakenAfterAPauseIsStampedWithThePausesStart() async throws {
+        let pause: Int64 = 600_000_000
+        let (listener, sink) = try listener(
+            .udp(host: "127.0.0.1", port: 0), busyPerMillisecond: 0, pauseNanoseconds: Int(pause)
+        )
+        guard case .udp(_, let port) = listener.socket.address else { return }
+        try send([Array("<158>Nov 22 10:00:00 web-1 pixel: first".utf8)], toUDP: port)
+        #expect(sink.wait(for: 1))
+        // The socket is empty now, so the (always busy) receiver pauses; send while it does.
+        usleep(100_000)
+        let sentAt = MonotonicClock.nanoseconds()
+        try send([Array("<158>Nov 22 10:00:00 web-1 pixel: second".utf8)], toUDP: port)
+        #expect(sink.wait(for: 2, seconds: 3))
+        await listener.stop()
+        let stamps = sink.stamps
+        try #require(stamps.count == 2)
+        #expect(stamps[1].acceptedAt < sentAt, "stamped with the pause's start, before the datagram was sent")
+        #expect(stamps[1].acceptedAt >= stamps[0].acceptedAt)
+        #expect(stamps[1].routedAt - stamps[1].acceptedAt >= pause * 9 / 10, "the pause counts")
+        #expect(listener.statistics.pauses >= 1)
+    }
+
+    /// The receiver pauses before waiting only at ≥ 5 datagrams per millisecond, measured over
     /// windows of at least a millisecond (idle time included).
-    @Test func arrivalRateCountsAsBusyFrom150PerMillisecond() {
+    @Test func arrivalRateCountsAsBusyFrom5PerMillisecond() {
         var rate = DatagramListener.ArrivalRate()
         let ms: Int64 = 1_000_000
         let steps: [(count: Int, at: Int64, busy: Bool)] = [
-            (64, 10 * ms, false),  // the first window spans everything before
-            (100, 10 * ms + ms / 2, false),  // window not over: unchanged
-            (60, 11 * ms, true),  // 160 in 1 ms
-            (10, 11 * ms + ms / 2, true),  // window not over: unchanged
-            (139, 12 * ms, false),  // 149 in 1 ms
-            (300, 14 * ms, true),  // 300 in 2 ms
+            (3, 10 * ms, false),  // the first window spans everything before
+            (4, 10 * ms + ms / 2, false),  // window not over: unchanged
+            (2, 11 * ms, true),  // 6 in 1 ms
+            (1, 11 * ms + ms / 2, true),  // window not over: unchanged
+            (3, 12 * ms, false),  // 4 in 1 ms
+            (10, 14 * ms, true),  // 10 in 2 ms
             (1, 100 * ms, false),  // then idle
         ]
         // The first window spans the clock's whole value: 800 days of uptime must not overflow.

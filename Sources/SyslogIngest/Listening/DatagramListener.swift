@@ -33,6 +33,10 @@ public final class DatagramListener: @unchecked Sendable {
     /// From how many datagrams per millisecond a UDP socket counts as busy (see ``ArrivalRate``); set
     /// before ``start()`` (tests set 0: always).
     package var busyPerMillisecond = ArrivalRate.defaultBusyPerMillisecond
+    /// How long a busy UDP receiver that finds its socket empty sleeps before it waits on it (see
+    /// ``defaultPauseNanoseconds``); 0 never pauses. Set before ``start()``: `pixeld ingest` sets the
+    /// writer's linger, at most 1 ms.
+    package var pauseNanoseconds = DatagramListener.defaultPauseNanoseconds
     private let stopRequested = Atomic<Bool>(false)
     private var thread: DedicatedThread?
 
@@ -117,21 +121,30 @@ public final class DatagramListener: @unchecked Sendable {
                         into: UnsafeMutableBufferPointer(rebasing: slots[0..<offered]), nonBlocking: nonBlocking, kernelDrops: &kernelDrops
                     )
                 }
+                // What a receive after a pause returns is stamped with the pause's start (see
+                // `defaultPauseNanoseconds`).
+                var pausedSince: Int64?
                 if busy && !draining {
-                    // See `busyPauseNanoseconds`.
                     var received = try receive(nonBlocking: true)
                     if received == 0 {
-                        var pause = timespec(tv_sec: 0, tv_nsec: Self.busyPauseNanoseconds)
+                        let pauseStart = MonotonicClock.nanoseconds()
+                        var pause = timespec(tv_sec: 0, tv_nsec: pauseNanoseconds)
                         nanosleep(&pause, nil)
                         statistics.addPause()
-                        received = try receive(nonBlocking: false)
+                        received = try receive(nonBlocking: true)
+                        if received > 0 {
+                            pausedSince = pauseStart
+                        } else {
+                            received = try receive(nonBlocking: false)
+                        }
                     }
                     count = received
                 } else {
                     count = try receive(nonBlocking: draining)
                 }
-                acceptedAt = MonotonicClock.nanoseconds()
-                if pausesWhenBusy { busy = rate.busy(adding: count, at: acceptedAt) }
+                let returnedAt = MonotonicClock.nanoseconds()
+                acceptedAt = pausedSince ?? returnedAt
+                if pausesWhenBusy && pauseNanoseconds > 0 { busy = rate.busy(adding: count, at: returnedAt) }
                 offered = Self.slotsToOffer(after: count, offered: offered, batchSize: batchSize)
             } catch {
                 logger.error("receive failed", metadata: ["pixeld.listener": "\(statistics.label)", "error": "\(error)"])
@@ -149,13 +162,12 @@ public final class DatagramListener: @unchecked Sendable {
     }
 
     /// Whether datagrams arrive fast enough for the receiver to pause before it waits (see
-    /// ``busyPauseNanoseconds``): at least `busyPerMillisecond` (150) over the last window of at least a
-    /// millisecond. Below that rate a pause costs the receiver more (a timer wake-up and an empty
-    /// receive) than the sender's wake-ups it saves: at 10k and 50k/s it raised pixeld's CPU per
-    /// datagram by 20–40 % in the benchmark.
+    /// ``defaultPauseNanoseconds``): at least `busyPerMillisecond` (5) over the last window of at least a
+    /// millisecond, so that a pause of 1 ms finds several. Below that a pause costs the receiver a timer
+    /// wake-up and an empty receive, and saves few sender wake-ups.
     package struct ArrivalRate {
         /// The default threshold.
-        package static let defaultBusyPerMillisecond = 150
+        package static let defaultBusyPerMillisecond = 5
         /// Datagrams per millisecond from which the socket counts as busy (0: always, for tests).
         package let busyPerMillisecond: Int
         private var windowStart: Int64 = 0
@@ -181,18 +193,27 @@ public final class DatagramListener: @unchecked Sendable {
         }
     }
     /// While the socket is busy (see ``ArrivalRate``), a receive takes what is there without waiting; if
-    /// nothing is, the thread sleeps this long and only then waits on the socket, by when more has
-    /// usually arrived. A thread waiting on a UDP socket is woken by every datagram that arrives, on the
-    /// sender's CPU (loopback) or in its softirq: at the benchmark's maximum rate 27 % of the sender's
-    /// time went into waking pixeld's receiver, which — sharing its core with the writer and Redis —
-    /// drained the socket and went back to wait about once per 4 datagrams, and the sender managed 20 %
-    /// less with pixeld than with a do-nothing sink. At low rates (one datagram per call) nothing
-    /// changes; while busy, a datagram may wait up to this long more (plus the thread's timer slack,
-    /// 50 µs by default), time the ack-latency histogram does not see (see `route`).
-    /// (Measured with a pause after every receive of two or more datagrams: udp-max 251k → 328–348k/s
-    /// and 2.0 → 1.0 CPU s per million, but at 10k and 50k/s the CPU per datagram rose 20–40 %; hence
-    /// ``ArrivalRate``.)
-    static let busyPauseNanoseconds = 100_000
+    /// nothing is, the thread sleeps ``pauseNanoseconds`` (this by default) and then takes what arrived
+    /// meanwhile, waiting on the socket only if nothing did.
+    ///
+    /// Why: a thread waiting on a UDP socket is woken by every datagram, from the sender's CPU (loopback)
+    /// or its softirq, and each wake-up costs both sides far more than receiving the datagram.
+    /// - At the benchmark's maximum rate, 27 % of the sender's time went into waking pixeld's receiver,
+    ///   and it sent 20 % less to pixeld than to a do-nothing sink (session 9; a 100 µs pause from 150
+    ///   datagrams/ms fixed that).
+    /// - At 10k/s on a host where a wake-up costs ~25 µs (session 10), 57 % of the receive thread's time
+    ///   was being switched in. Pausing for the writer's linger (1 ms) from 5 datagrams/ms cut pixeld's
+    ///   CPU per datagram by a quarter to a third at 10k, 50k and 100k/s (`BENCHMARKS.md`).
+    ///
+    /// What a receive after a pause returns is stamped with the pause's start: it arrived after the empty
+    /// receive just before. So the ack-latency histogram counts the pause, and the writer, whose linger
+    /// runs from a batch's oldest stamp, commits what a pause as long as its linger gathered at once: the
+    /// receiver lingers instead of the writer, one wake-up per linger instead of one per datagram, and a
+    /// datagram waits for Redis as long as without the pause. (Half the linger was tried: the writer then
+    /// committed each receive on its own, twice the commits, and Redis's CPU doubled at 10k/s.)
+    /// (A pause of 100 µs after every receive of two or more datagrams, tried in session 9, raised the CPU
+    /// per datagram by 20–40 % at 10k and 50k/s: at 10k/s a 100 µs pause gathers one datagram.)
+    package static let defaultPauseNanoseconds = 1_000_000
 
     /// How many slots the next `recvmmsg` offers: twice as many (up to `batchSize`) after a call that
     /// filled every slot, else twice what the last call returned, at least 16 (more than a unix
@@ -208,11 +229,10 @@ public final class DatagramListener: @unchecked Sendable {
     /// Routes one receive batch and hands the accepted messages to the sink.
     /// - Parameter acceptedAt: read once per receive call, as `recvmmsg` returns and before any routing,
     ///   so the ack-latency histogram (`pixeld_ingest_ack_latency_seconds`) includes the routing of the
-    ///   whole batch, the queue, the linger and the commit. It does not include the time a datagram sat
-    ///   in the kernel's socket buffer before the call returned: with `MSG_WAITFORONE` that is the time
-    ///   the receive thread was busy routing the previous batch or waiting for the CPU, or, on a busy
-    ///   UDP socket, pausing (``busyPauseNanoseconds``) (the end-to-end probe of `bench/run.py`
-    ///   measures that part too).
+    ///   whole batch, the queue, the linger and the commit. After a pause it is the pause's start (see
+    ///   ``defaultPauseNanoseconds``). It does not include the time a datagram sat in the kernel's socket
+    ///   buffer before the call returned while the receive thread was busy routing the previous batch or
+    ///   waiting for the CPU (the end-to-end probe of `bench/run.py` measures that part too).
     private func route(slots: UnsafeMutableBufferPointer<cpixeld_datagram>, acceptedAt: Int64) {
         var accepted = 0
         for slot in slots {
