@@ -122,6 +122,40 @@ def dpkg_installed(package: str) -> bool:
     return "install ok installed" in result.stdout
 
 
+WAKE_PROBE = r"""
+import os, sys, time
+rounds, gap, core, other = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+a_r, a_w = os.pipe(); b_r, b_w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.sched_setaffinity(0, {core})
+    for _ in range(rounds):
+        os.read(a_r, 1); os.write(b_w, b"x")
+    os._exit(0)
+os.sched_setaffinity(0, {other})
+time.sleep(0.2)
+before = int(open(f"/proc/{pid}/schedstat").read().split()[0])
+for _ in range(rounds):
+    os.write(a_w, b"x"); os.read(b_r, 1); time.sleep(gap)
+after = int(open(f"/proc/{pid}/schedstat").read().split()[0])
+os.waitpid(pid, 0)
+print(f"{(after - before) / rounds / 1000:.1f}")
+"""
+
+
+def wake_cost_us() -> str:
+    """The host's price of a wake-up, which the low-rate cells mostly measure: on-CPU µs per wake of a
+    process on the system core that reads one byte from a pipe and writes one back, woken from the
+    generator's core once per ms. Differs several-fold between hosts of the same kind (session 10's
+    PVM guest: 20–30 µs), so every results.md prints it next to the machine."""
+    try:
+        out = subprocess.run([sys.executable, "-c", WAKE_PROBE, "2000", "0.001", SYSTEM_CORE, LOAD_CORE],
+                             capture_output=True, text=True, timeout=60)
+        return out.stdout.strip() or "?"
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+
+
 def versions() -> dict[str, str]:
     def first_line(command: list[str], env: dict[str, str] | None = None) -> str:
         try:
@@ -152,6 +186,7 @@ def versions() -> dict[str, str]:
         "max_dgram_qlen": Path("/proc/sys/net/unix/max_dgram_qlen").read_text().strip(),
         "rmem_max": Path("/proc/sys/net/core/rmem_max").read_text().strip(),
         "rmem_default": Path("/proc/sys/net/core/rmem_default").read_text().strip(),
+        "wake_us": wake_cost_us(),
     }
 
 
@@ -902,7 +937,8 @@ def report(results: list[RunResult], consume: list[dict], meta: dict) -> str:
     lines = []
     lines.append(f"Machine: {meta['versions']['nproc']} × {meta['versions']['cpu']}, kernel "
                  f"{meta['versions']['kernel']}; loadavg at start {meta['loadavg_start']}, at end "
-                 f"{meta.get('loadavg_end', '?')}")
+                 f"{meta.get('loadavg_end', '?')}; a cross-core wake-up costs the woken process "
+                 f"{meta['versions'].get('wake_us', '?')} µs on core {SYSTEM_CORE} (`wake_cost_us`)")
     lines.append(f"Command: `{meta['command']}`; {meta['duration']} s per cell, {meta['repeats']} repeats; "
                  "median (min–max)")
     lines.append("")
