@@ -110,6 +110,8 @@ public final class DatagramListener: @unchecked Sendable {
         var offered = batchSize
         var busy = false
         var rate = ArrivalRate(busyPerMillisecond: busyPerMillisecond)
+        // Read once: both are fixed once the thread runs.
+        let pauses = pausesWhenBusy && pauseNanoseconds > 0
         while true {
             if !draining && stopRequested.load(ordering: .relaxed) { draining = true }
             let count: Int
@@ -144,7 +146,7 @@ public final class DatagramListener: @unchecked Sendable {
                 }
                 let returnedAt = MonotonicClock.nanoseconds()
                 acceptedAt = pausedSince ?? returnedAt
-                if pausesWhenBusy && pauseNanoseconds > 0 { busy = rate.busy(adding: count, at: returnedAt) }
+                if pauses { busy = rate.busy(adding: count, at: returnedAt) }
                 offered = Self.slotsToOffer(after: count, offered: offered, batchSize: batchSize)
             } catch {
                 logger.error("receive failed", metadata: ["pixeld.listener": "\(statistics.label)", "error": "\(error)"])
