@@ -160,7 +160,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// Commands of acks that Redis ran and that failed inside their `MULTI`/`EXEC` (logged, not retried).
     public var ackCommandErrors: Int { ackCommandErrorCount.load(ordering: .relaxed) }
     /// Acks that Redis refused because their ``Outcome/condition`` did not hold or a key the handler
-    /// had `WATCH`ed changed; each such batch was handled again.
+    /// had `WATCH`ed changed; each such batch was handled again (after a wait from the second refusal
+    /// in a row on).
     public var ackConflicts: Int { conflictCount.load(ordering: .relaxed) }
 
     /// Starts the consumer thread with a handler in one step.
@@ -215,7 +216,9 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// events taken but not acked are given back to the list. When a step throws, or an ack is refused
     /// (its condition failed, or a key `finish` watched changed), nothing of it is applied: the
     /// events stay unacked, and they and the batches taken after them are handled again from the
-    /// processing list after `prepare`. After an ack that Redis applied but where a command failed
+    /// processing list after `prepare` — at once after the first refusal, then after a growing wait
+    /// (50 ms doubling to 500 ms, jittered) for each further refusal in a row, until an ack is applied.
+    /// After an ack that Redis applied but where a command failed
     /// (see ``ackCommandErrors``), the batch resolved ahead of it is handled again the same way, as
     /// what it took that ack to write may not be there.
     ///
@@ -282,6 +285,25 @@ public final class ReliableListConsumer: @unchecked Sendable {
             current = nil
             prepared = false
         }
+        // Refused acks in a row. The first is handled again at once (another consumer's write raced
+        // this one); each further one waits longer, up to half a second, so that a condition that
+        // cannot be checked (refused until someone fixes its key) does not spin on Redis and flood the
+        // log, and consumers that keep racing fall out of step.
+        var refusalsInARow = 0
+        var refusalBackoff = Backoff()
+        func handleRefusal() {
+            startOver()
+            refusalsInARow += 1
+            if refusalsInARow > 1 { sleep(milliseconds: refusalBackoff.nextDelayMilliseconds()) }
+        }
+        func settleInTurn(_ ack: SentAck) throws(RespError) -> Settled {
+            let settled = try settle(ack)
+            if settled != .refused {
+                refusalsInARow = 0
+                refusalBackoff.reset()
+            }
+            return settled
+        }
         while !stopping {
             do {
                 if current == nil {
@@ -331,8 +353,13 @@ public final class ReliableListConsumer: @unchecked Sendable {
                     sent = nil
                     // Refused: handle it again. Applied with errors: this batch, resolved ahead of it
                     // on what it was to write, is handled again from what Redis holds.
-                    guard try settle(ack) == .applied else {
+                    switch try settleInTurn(ack) {
+                    case .applied: break
+                    case .appliedWithErrors:
                         startOver()
+                        continue
+                    case .refused:
+                        handleRefusal()
                         continue
                     }
                 }
@@ -357,8 +384,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
                 let ack = try appendAck(inHand.batch.count, outcome)
                 try connection.flush()
                 if current == nil {
-                    if try settle(ack) == .refused {
-                        startOver()
+                    if try settleInTurn(ack) == .refused {
+                        handleRefusal()
                     } else if let failure {
                         handlerFailed(failure, &backoff)
                         startOver()
