@@ -127,10 +127,11 @@ package struct IngestCommand: AsyncParsableCommand {
                 threadNice: settings.receiveNice,
                 threadNiceFailureLevel: settings.receiveNiceIsDefault ? .info : .warning
             )
-            // A busy UDP receiver gathers datagrams for the writer's linger, at most 1 ms (more would fill
-            // the socket's buffer at high rates), and the writer commits them at once (see
-            // `DatagramListener.defaultPauseNanoseconds`); no linger, no pause.
-            listener.pauseNanoseconds = Int(min(settings.writerOptions.lingerNanoseconds, 1_000_000))
+            // A busy UDP receiver gathers datagrams in pauses that end as the writer's linger does (see
+            // `DatagramListener.pauseNanoseconds(forLingerNanoseconds:)`); no linger, no pause.
+            listener.pauseNanoseconds = DatagramListener.pauseNanoseconds(
+                forLingerNanoseconds: settings.writerOptions.lingerNanoseconds
+            )
             listeners.append(listener)
         }
         for (host, port) in settings.tcpAddresses {

@@ -34,8 +34,8 @@ public final class DatagramListener: @unchecked Sendable {
     /// before ``start()`` (tests set 0: always).
     package var busyPerMillisecond = ArrivalRate.defaultBusyPerMillisecond
     /// How long a busy UDP receiver that finds its socket empty sleeps before it waits on it (see
-    /// ``defaultPauseNanoseconds``); 0 never pauses. Set before ``start()``: `pixeld ingest` sets the
-    /// writer's linger, at most 1 ms.
+    /// ``defaultPauseNanoseconds``); 0 never pauses. Set before ``start()``: `pixeld ingest` sets
+    /// ``pauseNanoseconds(forLingerNanoseconds:)`` of the writer's linger.
     package var pauseNanoseconds = DatagramListener.defaultPauseNanoseconds
     private let stopRequested = Atomic<Bool>(false)
     private var thread: DedicatedThread?
@@ -212,10 +212,35 @@ public final class DatagramListener: @unchecked Sendable {
     /// runs from a batch's oldest stamp, commits what a pause as long as its linger gathered at once: the
     /// receiver lingers instead of the writer, one wake-up per linger instead of one per datagram, and a
     /// datagram waits for Redis as long as without the pause. (Half the linger was tried: the writer then
-    /// committed each receive on its own, twice the commits, and Redis's CPU doubled at 10k/s.)
+    /// committed each receive on its own, twice the commits, and Redis's CPU doubled at 10k/s — the
+    /// second pause ended on the writer's deadline; see ``pauseNanoseconds(forLingerNanoseconds:)``.)
     /// (A pause of 100 µs after every receive of two or more datagrams, tried in session 9, raised the CPU
     /// per datagram by 20–40 % at 10k and 50k/s: at 10k/s a 100 µs pause gathers one datagram.)
     package static let defaultPauseNanoseconds = 1_000_000
+
+    /// The longest pause: at higher rates a longer one would fill the socket's buffer (with Linux's
+    /// default `rmem_max`, ~200 datagrams of 250 bytes: 2 ms at 100k/s).
+    package static let longestPauseNanoseconds = 1_000_000
+
+    /// The pause that lines a busy receiver's hand-overs up with the writer's linger, which runs from
+    /// a batch's oldest stamp, i.e. from the start of the pause that gathered it:
+    ///
+    /// - **Up to 1 ms, the linger itself.** What a pause gathered is due as it is handed over, and the
+    ///   writer commits it at once.
+    /// - **Above 1 ms, a whole number of pauses that end before the linger does**: 90 % of
+    ///   `linger / ⌈linger / 1 ms⌉`. So a 2 ms linger commits two pauses of 0.9 ms. Pauses of exactly
+    ///   `linger / n` end *on* the writer's deadline, and the writer, whose timer fires a little before
+    ///   the receiver has routed the last pause's datagrams and handed them over, commits without them:
+    ///   one pause per commit, so as many commits as with a 1 ms linger and a longer wait (measured
+    ///   with a 2 ms linger and 1 ms pauses in session 11: 11 messages per commit at 10k/s, as with 1 ms,
+    ///   and an ack p99 of 2.5 ms). The 10 % leaves each pause ≥ 50 µs for that routing.
+    /// - **0 (no linger): no pause.**
+    package static func pauseNanoseconds(forLingerNanoseconds linger: Int64) -> Int {
+        let longest = Int64(longestPauseNanoseconds)
+        guard linger > longest else { return Int(max(0, linger)) }
+        let pauses = (linger + longest - 1) / longest
+        return Int(linger / pauses * 9 / 10)
+    }
 
     /// How many slots the next `recvmmsg` offers: twice as many (up to `batchSize`) after a call that
     /// filled every slot, else twice what the last call returned, at least 16 (more than a unix
