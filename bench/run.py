@@ -517,6 +517,12 @@ def scrape(metrics_port: int) -> str:
         return response.read().decode()
 
 
+def sample(text: str, name: str) -> float:
+    """The sum of a metric's samples (all label sets) in a Prometheus text scrape; 0 if absent."""
+    pattern = re.compile(rf'^{re.escape(name)}(?:\{{[^}}]*\}})? ([0-9.eE+-]+)$')
+    return sum(float(m.group(1)) for m in map(pattern.match, text.splitlines()) if m)
+
+
 def histogram(text: str, name: str) -> dict[float, float]:
     buckets: dict[float, float] = {}
     pattern = re.compile(rf'^{re.escape(name)}_bucket\{{(?:.*,)?le="([^"]+)"(?:,.*)?\}} ([0-9.eE+-]+)$')
@@ -806,6 +812,12 @@ def run_one(system: str, cell: str, repeat: int, duration: float, seed: int, per
             p50, p99 = quantile(h0, h1, 0.50), quantile(h0, h1, 0.99)
             result.p50_ms = p50 * 1e3 if p50 is not None else None
             result.p99_ms = p99 * 1e3 if p99 is not None else None
+            # Commits during the run, from the batch-size histogram: the messages each carried and what
+            # each cost Redis (its cost is mostly per commit at low rates; see BENCHMARKS.md, session 11).
+            commits = sample(after, "pixeld_redis_batch_messages_count") - sample(before, "pixeld_redis_batch_messages_count")
+            if commits > 0 and result.redis_cpu_s_per_m is not None:
+                result.extra["messages_per_commit"] = pushed / commits
+                result.extra["redis_us_per_commit"] = result.redis_cpu_s_per_m * pushed / commits
             result.extra["metrics_tail"] = [line for line in after.splitlines()
                                             if line.startswith(("pixeld_ingest_dropped_total",
                                                                 "pixeld_ingest_datagrams_total",
@@ -1072,7 +1084,9 @@ def main() -> int:
                 results.append(r)
                 log(f"    offered {r.offered} delivered {r.delivered} loss {r.loss_pct:.2f}% "
                     f"{r.delivered_per_s:,.0f}/s cpu {r.cpu_s_per_m} s/M rss {r.rss_peak_mib} MiB "
-                    f"redis {r.redis_cpu_s_per_m} p50 {r.p50_ms} p99 {r.p99_ms} check {r.check.get('mismatched')}")
+                    f"redis {r.redis_cpu_s_per_m} p50 {r.p50_ms} p99 {r.p99_ms} check {r.check.get('mismatched')}"
+                    + (f" messages/commit {r.extra['messages_per_commit']:.1f} redis µs/commit "
+                       f"{r.extra['redis_us_per_commit']:.1f}" if "messages_per_commit" in r.extra else ""))
                 (out_dir / "results.json").write_text(json.dumps(
                     {"meta": meta, "runs": [r.__dict__ for r in results]}, indent=1))
     consume = []
