@@ -58,7 +58,7 @@ package struct IngestCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Memory queue between the receivers and the Redis writer, in bytes; when full, receivers wait. Default 1048576. Env: PIXELD_BUFFER_BYTES.", valueName: "bytes"))
     var bufferBytes: Int?
 
-    @Option(help: ArgumentHelp("How long the first message of a batch may wait for more before the flush, in milliseconds (0 = flush at once). Default 1. Env: PIXELD_FLUSH_INTERVAL_MS.", valueName: "ms"))
+    @Option(help: ArgumentHelp("How long the first message of a batch may wait for more before the flush, in milliseconds (0 = flush at once). Longer means fewer, larger commits: less CPU for Redis, more latency (e.g. 2: ~19 messages per commit at 10k msg/s instead of ~11). Default 1. Env: PIXELD_FLUSH_INTERVAL_MS.", valueName: "ms"))
     var flushIntervalMs: Int?
 
     @Option(help: ArgumentHelp("Directory of the disk spool: during a Redis outage, once the memory queue is half full, batches are written here and replayed in order when Redis is back (and on the next start). Default: no spool, messages wait in memory. Env: PIXELD_SPOOL.", valueName: "dir"))
