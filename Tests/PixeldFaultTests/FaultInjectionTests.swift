@@ -708,15 +708,19 @@ struct FaultInjectionTests {
         withExtendedLifetime((redis, ingest, spool)) {}
     }
 
-    @Test("Consumer --output while CLIENT KILL cuts its connection every 150 ms: every event exactly once in the file")
-    func consumerOutputUnderClientKill() throws {
+    /// With 4,096-event batches, every take and ack in flight is large, so kills land mid-transfer.
+    @Test(
+        "Consumer --output while CLIENT KILL cuts its connection every 150 ms: every event exactly once in the file",
+        arguments: [512, 4096]
+    )
+    func consumerOutputUnderClientKill(batchSize: Int) throws {
         let count = 50_000
         let redis = try RedisServer.start()
         try redis.prefill("pixel", (1...count).map { PixelMessage.value(seq: $0) })
         let directory = try TempDirectory(prefix: "pixeld-out")
         let file = directory.appending("events.jsonl").path
         let consumer = try PixeldProcess.start(
-            ["consume", "pixel", "--redis", redis.url, "--consumer-id", "c1", "--output", file, "--batch-size", "512"]
+            ["consume", "pixel", "--redis", redis.url, "--consumer-id", "c1", "--output", file, "--batch-size", "\(batchSize)"]
         )
         defer { consumer.process.stop(timeout: 5) }
         let port = redis.port
@@ -740,7 +744,7 @@ struct FaultInjectionTests {
         reportFault(
             "consumer-output-client-kill",
             [
-                "events": count, "delivered": tally.delivered, "lost": tally.lost, "duplicated": tally.duplicated,
+                "events": count, "batch_size": batchSize, "delivered": tally.delivered, "lost": tally.lost, "duplicated": tally.duplicated,
                 "lines": lines.count, "kill_rounds": killer.rounds, "connections_killed": killed.current,
             ]
         )
