@@ -218,8 +218,9 @@ public final class DatagramListener: @unchecked Sendable {
     /// per datagram by 20–40 % at 10k and 50k/s: at 10k/s a 100 µs pause gathers one datagram.)
     package static let defaultPauseNanoseconds = 1_000_000
 
-    /// The longest pause: at higher rates a longer one would fill the socket's buffer (with Linux's
-    /// default `rmem_max`, ~200 datagrams of 250 bytes: 2 ms at 100k/s).
+    /// The longest pause: a longer one would fill more of the socket's buffer at high rates (where
+    /// the kernel caps `--receive-buffer-bytes` at Linux's default `rmem_max`, 208 KiB, the buffer
+    /// holds a few hundred datagrams of 250 bytes: a few ms at 100k/s).
     package static let longestPauseNanoseconds = 1_000_000
 
     /// What a pause cycle costs beyond the pause itself: the sleep's overshoot (a thread's timer slack
