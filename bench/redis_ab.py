@@ -38,13 +38,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import BIN, ROOT, Redis, context_switches, cpu_seconds, setup, start_redis  # noqa: E402
+from run import BIN, ROOT, Redis, context_switches, cpu_seconds, setup, start_redis, stat_fields  # noqa: E402
 
 
 def minor_faults(pid: int) -> int:
     """Minor page faults of the whole process (field 10 of /proc/PID/stat)."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    return int(text[text.rindex(")") + 2:].split()[7])
+    return int(stat_fields(pid)[7])
 
 
 def commit_script() -> str:

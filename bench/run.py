@@ -211,10 +211,15 @@ def free_port() -> int:
     raise RuntimeError("no free port")
 
 
+def stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat's fields after the command name: index 0 is field 3 (state)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2:].split()
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of the whole process (all threads), in seconds."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2:].split()
+    fields = stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 

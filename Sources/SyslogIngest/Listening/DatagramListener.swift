@@ -216,12 +216,12 @@ public final class DatagramListener: @unchecked Sendable {
     /// second pause ended on the writer's deadline; see ``pauseNanoseconds(forLingerNanoseconds:)``.)
     /// (A pause of 100 µs after every receive of two or more datagrams, tried in session 9, raised the CPU
     /// per datagram by 20–40 % at 10k and 50k/s: at 10k/s a 100 µs pause gathers one datagram.)
+    ///
+    /// It is also the longest pause ``pauseNanoseconds(forLingerNanoseconds:)`` gives: a longer one
+    /// would fill more of the socket's buffer at high rates (where the kernel caps
+    /// `--receive-buffer-bytes` at Linux's default `rmem_max`, 208 KiB, the buffer holds a few hundred
+    /// datagrams of 250 bytes: a few ms at 100k/s).
     package static let defaultPauseNanoseconds = 1_000_000
-
-    /// The longest pause: a longer one would fill more of the socket's buffer at high rates (where
-    /// the kernel caps `--receive-buffer-bytes` at Linux's default `rmem_max`, 208 KiB, the buffer
-    /// holds a few hundred datagrams of 250 bytes: a few ms at 100k/s).
-    package static let longestPauseNanoseconds = 1_000_000
 
     /// What a pause cycle costs beyond the pause itself: the sleep's overshoot (a thread's timer slack
     /// is 50 µs by default), the wake-up, and routing and handing over what the pause gathered.
@@ -243,7 +243,7 @@ public final class DatagramListener: @unchecked Sendable {
     ///   commit at 10k/s, as with 1 ms, and an ack p99 of 2.5 ms).
     /// - **0 (no linger): no pause.**
     package static func pauseNanoseconds(forLingerNanoseconds linger: Int64) -> Int {
-        let longest = Int64(longestPauseNanoseconds)
+        let longest = Int64(defaultPauseNanoseconds)
         guard linger > longest else { return Int(max(0, linger)) }
         let pauses = (linger + longest - 1) / longest
         return Int(linger / pauses - Int64(pauseOverheadNanoseconds))
