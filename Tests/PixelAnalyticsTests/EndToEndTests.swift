@@ -147,7 +147,11 @@ struct AnalyticsEndToEndTests {
         #expect(refused > 0, "no ack was refused: the consumers never raced")
     }
 
-    @Test func killedConsumerAndReplayGiveTheLiveReport() throws {
+    /// One consumer run uninterrupted gives the live report; the same traffic gives the same report
+    /// and one archive line per hit when the consumer is SIGKILLed again and again, and when every
+    /// 4th of its acks' or takes' replies is lost after Redis applied the command; and `pixeld replay`
+    /// of the live archive into the killed run's Redis gives the live report again.
+    @Test func killedConsumerLostRepliesAndReplayGiveTheLiveReport() throws {
         // Traffic of the last day, inside the consumer's time window.
         let now = Date().timeIntervalSince1970
         let today = Day(timestamp: now)
@@ -169,57 +173,80 @@ struct AnalyticsEndToEndTests {
         func drained(_ redis: RedisServer) throws -> Bool {
             try redis.llen("pixel") == 0 && redis.keys("pixel:processing:*").allSatisfy { (try? redis.llen($0)) == 0 }
         }
+        func consume(_ url: String, _ archive: TempDirectory) throws -> PixeldProcess {
+            try PixeldProcess.start(
+                ["consume", "pixel", "--redis", url, "--archive", archive.path, "--consumer-id", "c1", "--batch-size", "64"] + sites
+            )
+        }
 
         // Uninterrupted run.
         let live = try RedisServer.start()
         let liveArchive = try TempDirectory(prefix: "pixeld-archive-live")
         try push(live)
-        let first = try PixeldProcess.start(
-            ["consume", "pixel", "--redis", live.url, "--archive", liveArchive.path, "--consumer-id", "c1", "--batch-size", "64"] + sites
-        )
+        let first = try consume(live.url, liveArchive)
         #expect(try Poll.until(timeout: 120, interval: 0.1) { try drained(live) }, "\(first.stderrText)")
         first.terminate()
         _ = try first.waitForExit(timeout: 10)
         let expected = try Self.report(live, site: simulation.sites[0], from: today.previous, to: today)
         #expect((expected["pageviews"] as? Int ?? 0) > 100)
 
-        // Killed run, sharing the daily keys so visitor ids (and so the HyperLogLogs) are the same.
-        let killed = try RedisServer.start()
-        let killedArchive = try TempDirectory(prefix: "pixeld-archive-killed")
-        for key in try live.keys("pixeld:key:*") {
-            let value = try live.connect().command(["GET", key]).bytes ?? []
-            _ = try killed.connect().command(bytes: [Array("SET".utf8), Array(key.utf8), value, Array("EX".utf8), Array("172800".utf8)])
+        /// A Redis with the live run's daily keys, so that visitor ids (and so the HyperLogLogs) are
+        /// the same, and the traffic pushed.
+        func copyOfLive() throws -> RedisServer {
+            let redis = try RedisServer.start()
+            for key in try live.keys("pixeld:key:*") {
+                let value = try live.connect().command(["GET", key]).bytes ?? []
+                _ = try redis.connect().command(bytes: [Array("SET".utf8), Array(key.utf8), value, Array("EX".utf8), Array("172800".utf8)])
+            }
+            try push(redis)
+            return redis
         }
-        try push(killed)
+        /// Every site's report from `redis` is the live one, and the archive has one line per hit.
+        func expectTheLiveResult(_ redis: RedisServer, _ archive: TempDirectory, _ run: String) throws {
+            for site in simulation.sites {
+                let a = try Self.report(live, site: site, from: today.previous, to: today)
+                let b = try Self.report(redis, site: site, from: today.previous, to: today)
+                #expect(try Self.canonical(a) == Self.canonical(b), "\(run) changed the report of \(site)")
+            }
+            let archived = try FileManager.default.contentsOfDirectory(atPath: archive.path)
+                .filter { $0.hasSuffix(".jsonl") }
+                .map { try String(contentsOfFile: archive.appending($0).path, encoding: .utf8).split(separator: "\n").count }
+                .reduce(0, +)
+            #expect(archived == lines.count, "\(run): \(archived) archive lines for \(lines.count) hits")
+        }
+
+        // Killed run.
+        let killed = try copyOfLive()
+        let killedArchive = try TempDirectory(prefix: "pixeld-archive-killed")
         var kills = 0
         while try !drained(killed) && kills < 6 {
-            let consumer = try PixeldProcess.start(
-                ["consume", "pixel", "--redis", killed.url, "--archive", killedArchive.path, "--consumer-id", "c1", "--batch-size", "64"] + sites
-            )
+            let consumer = try consume(killed.url, killedArchive)
             let before = try killed.llen("pixel")
             _ = Poll.until(timeout: 30, interval: 0.005) { ((try? killed.llen("pixel")) ?? 0) < before - 100 || ((try? drained(killed)) ?? true) }
             consumer.kill()  // SIGKILL, mid-batch as likely as not
             _ = try consumer.waitForExit(timeout: 10)
             kills += 1
         }
-        let last = try PixeldProcess.start(
-            ["consume", "pixel", "--redis", killed.url, "--archive", killedArchive.path, "--consumer-id", "c1", "--batch-size", "64"] + sites
-        )
+        let last = try consume(killed.url, killedArchive)
         #expect(try Poll.until(timeout: 120, interval: 0.1) { try drained(killed) })
         last.terminate()
         _ = try last.waitForExit(timeout: 10)
         #expect(kills >= 2)
-        for site in simulation.sites {
-            let a = try Self.report(live, site: site, from: today.previous, to: today)
-            let b = try Self.report(killed, site: site, from: today.previous, to: today)
-            #expect(try Self.canonical(a) == Self.canonical(b), "killed consumer changed the report of \(site)")
+        try expectTheLiveResult(killed, killedArchive, "a killed consumer")
+
+        // Runs that lose replies: acks (and the reads pipelined ahead of them), then takes.
+        for replies in [ReplyLosingProxy.Replies.transactions, .arrays] {
+            let redis = try copyOfLive()
+            let archive = try TempDirectory(prefix: "pixeld-archive-lost")
+            let proxy = try ReplyLosingProxy(upstreamPort: redis.port, dropEvery: 4, replies: replies)
+            defer { proxy.close() }
+            let consumer = try consume(proxy.url, archive)
+            #expect(try Poll.until(timeout: 120, interval: 0.1) { try drained(redis) }, "\(consumer.stderrText)")
+            consumer.terminate()
+            #expect(try consumer.waitForExit(timeout: 10) == 0)
+            #expect(proxy.droppedReplies >= 3, "\(replies): the proxy withheld only \(proxy.droppedReplies) replies")
+            try expectTheLiveResult(redis, archive, "losing \(replies) replies")
         }
-        // Exactly once in the archive too: one line per hit.
-        let archived = try FileManager.default.contentsOfDirectory(atPath: killedArchive.path)
-            .filter { $0.hasSuffix(".jsonl") }
-            .map { try String(contentsOfFile: killedArchive.appending($0).path, encoding: .utf8).split(separator: "\n").count }
-            .reduce(0, +)
-        #expect(archived == lines.count)
 
         // Replay of the live archive gives the live report.
         let replay = try PixeldProcess.start([

@@ -131,11 +131,6 @@ func reportFault(_ name: String, _ fields: KeyValuePairs<String, Any>) -> String
     return line
 }
 
-/// `close(2)`, reachable from types that have a `close()` method of their own.
-func closeDescriptor(_ fd: Int32) {
-    _ = close(fd)
-}
-
 /// Milliseconds since `start` (monotonic).
 func milliseconds(since start: ContinuousClock.Instant) -> Int {
     let elapsed = ContinuousClock.now - start
@@ -238,16 +233,7 @@ final class TCPSyslogSender: SyslogSender, @unchecked Sendable {
     init(port: Int, sendTimeout: Int = 20) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw TestSupportError("socket(tcp) failed: errno \(errno)") }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-            }
-        }
-        guard connected else {
+        guard connectToLoopback(fd, port: port) else {
             let code = errno
             closeDescriptor(fd)
             throw TestSupportError("connect(tcp 127.0.0.1:\(port)) failed: errno \(code)")
@@ -533,14 +519,7 @@ func httpGet(port: Int, path: String, timeout: Int = 5) throws -> String {
     var time = timeval(tv_sec: timeout, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = UInt16(port).bigEndian
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let connected = withUnsafePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-    }
-    guard connected else { throw TestSupportError("connect(127.0.0.1:\(port)) failed: errno \(errno)") }
+    guard connectToLoopback(fd, port: port) else { throw TestSupportError("connect(127.0.0.1:\(port)) failed: errno \(errno)") }
     let request = Array("GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".utf8)
     guard request.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == request.count else {
         throw TestSupportError("write to 127.0.0.1:\(port) failed: errno \(errno)")

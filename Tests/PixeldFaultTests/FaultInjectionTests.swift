@@ -716,13 +716,7 @@ struct FaultInjectionTests {
     func consumerOutputUnderClientKill(batchSize: Int) throws {
         let count = 50_000
         let redis = try RedisServer.start()
-        try redis.prefill("pixel", (1...count).map { PixelMessage.value(seq: $0) })
-        let directory = try TempDirectory(prefix: "pixeld-out")
-        let file = directory.appending("events.jsonl").path
-        let consumer = try PixeldProcess.start(
-            ["consume", "pixel", "--redis", redis.url, "--consumer-id", "c1", "--output", file, "--batch-size", "\(batchSize)"]
-        )
-        defer { consumer.process.stop(timeout: 5) }
+        let run = try FileConsumerRun(redis: redis, events: count, url: redis.url, batchSize: batchSize)
         let port = redis.port
         let killed = Shared(0)
         let killer = Repeater(interval: 0.15, maxRounds: 40) {
@@ -734,22 +728,16 @@ struct FaultInjectionTests {
         // Kills stop once the list is drained (or after 40 rounds); redis reads tolerate being killed too.
         Poll.until(timeout: 60, interval: 0.05) { ((try? redis.llen("pixel")) ?? 1) == 0 || killer.rounds >= 40 }
         killer.stop()
-        let drained = Poll.until(timeout: 120, interval: 0.05) {
-            ((try? redis.llen("pixel")) ?? 1) == 0 && ((try? redis.llen("pixel:processing:c1")) ?? 1) == 0
-        }
-        consumer.terminate()
-        let status = try consumer.waitForExit(timeout: 10)
-        let lines = completeLines(ofFile: file)
-        let tally = Tally(lines, expected: 1...count)
+        let (drained, status, tally) = try run.finish()
         reportFault(
             "consumer-output-client-kill",
             [
                 "events": count, "batch_size": batchSize, "delivered": tally.delivered, "lost": tally.lost, "duplicated": tally.duplicated,
-                "lines": lines.count, "kill_rounds": killer.rounds, "connections_killed": killed.current,
+                "kill_rounds": killer.rounds, "connections_killed": killed.current,
             ]
         )
         #expect(killed.current > 0, "CLIENT KILL never hit the consumer")
-        #expect(drained, "not drained\(consumer.process.tail)")
+        #expect(drained, "not drained\(run.consumer.process.tail)")
         #expect(status == 0)
         #expect(tally.lost == 0, "\(tally.summary)")
         #expect(
@@ -761,10 +749,40 @@ struct FaultInjectionTests {
             and the in-memory offset already counts the first copy.
             """
         )
-        withExtendedLifetime((redis, directory)) {}
+        withExtendedLifetime(redis) {}
     }
 
     // MARK: Lost replies
+
+    /// The consumer's two kinds of reply that a lost one could double or lose events through: its
+    /// acks (`MULTI` … `SET offset`, `LTRIM processing` … `EXEC`, applied, the reply lost: the file
+    /// must not get the batch again) and its takes and reads of its processing list (the take moved
+    /// the events, the reply lost: they must still be handled, from the processing list).
+    @Test(
+        "Consumer --output with every 3rd ack or take reply lost (Redis applied it): every event exactly once in the file",
+        arguments: [ReplyLosingProxy.Replies.transactions, .arrays]
+    )
+    func consumerOutputReplyLost(replies: ReplyLosingProxy.Replies) throws {
+        let count = 20_000
+        let redis = try RedisServer.start()
+        let proxy = try ReplyLosingProxy(upstreamPort: redis.port, dropEvery: 3, replies: replies)
+        defer { proxy.close() }
+        let run = try FileConsumerRun(redis: redis, events: count, url: proxy.url, batchSize: 512)
+        let (drained, status, tally) = try run.finish()
+        reportFault(
+            "consumer-output-reply-lost",
+            [
+                "replies": replies, "events": count, "delivered": tally.delivered, "lost": tally.lost,
+                "duplicated": tally.duplicated, "replies_dropped": proxy.droppedReplies, "connections": proxy.connections,
+            ]
+        )
+        #expect(proxy.droppedReplies >= 5, "the proxy withheld only \(proxy.droppedReplies) replies")
+        #expect(drained, "not drained\(run.consumer.process.tail)")
+        #expect(status == 0)
+        #expect(tally.lost == 0 && tally.duplicated == 0, "\(tally.summary)")
+        #expect(tally.inOrder, "the file is out of the list's order")
+        withExtendedLifetime((redis, proxy)) {}
+    }
 
     @Test("Commit replies lost on the way back (proxy closes the connection after Redis applied the batch): no duplicates")
     func commitReplyLost() throws {
@@ -825,6 +843,39 @@ struct FaultInjectionTests {
     }
 
     // MARK: - Helpers
+
+    /// `pixeld consume pixel --output FILE --consumer-id c1` through `url`, over `events` numbered
+    /// events prefilled into `redis`'s `pixel`.
+    struct FileConsumerRun {
+        let redis: RedisServer
+        let events: Int
+        let consumer: PixeldProcess
+        let directory: TempDirectory
+        var file: String { directory.appending("events.jsonl").path }
+
+        init(redis: RedisServer, events: Int, url: String, batchSize: Int) throws {
+            try redis.prefill("pixel", (1...events).map { PixelMessage.value(seq: $0) })
+            self.redis = redis
+            self.events = events
+            directory = try TempDirectory(prefix: "pixeld-out")
+            consumer = try PixeldProcess.start([
+                "consume", "pixel", "--redis", url, "--consumer-id", "c1", "--output", directory.appending("events.jsonl").path,
+                "--batch-size", "\(batchSize)",
+            ])
+        }
+
+        /// Waits (up to 2 minutes) for `pixel` and c1's processing list to be empty, stops the
+        /// consumer (SIGTERM), and tallies the file's complete lines.
+        func finish() throws -> (drained: Bool, status: Int32, tally: Tally) {
+            defer { consumer.process.stop(timeout: 5) }
+            let drained = Poll.until(timeout: 120, interval: 0.05) {
+                ((try? redis.llen("pixel")) ?? 1) == 0 && ((try? redis.llen("pixel:processing:c1")) ?? 1) == 0
+            }
+            consumer.terminate()
+            let status = try consumer.waitForExit(timeout: 10)
+            return (drained, status, Tally(completeLines(ofFile: file), expected: 1...events))
+        }
+    }
 
     struct Outcome {
         var tally: Tally

@@ -26,22 +26,13 @@ public final class DatagramSink {
     public static func udp() throws -> DatagramSink {
         let fd = socket(AF_INET, SocketConstants.datagram, 0)
         guard fd >= 0 else { throw TestSupportError("socket() failed: errno \(errno)") }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
-                bind(fd, raw, length) == 0 && getsockname(fd, raw, &length) == 0
-            }
-        }
-        guard ok else {
+        guard let port = bindToLoopback(fd) else {
             systemClose(fd)
             throw TestSupportError("bind(127.0.0.1:0/udp) failed: errno \(errno)")
         }
         var size: Int32 = 4 << 20
         _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-        return DatagramSink(fd: fd, port: Int(UInt16(bigEndian: address.sin_port)), path: nil)
+        return DatagramSink(fd: fd, port: port, path: nil)
     }
 
     /// A unix datagram socket at `path`, mode 0666 so nginx workers running as another user can

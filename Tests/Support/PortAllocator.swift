@@ -54,18 +54,8 @@ public enum PortAllocator {
             guard bound else { throw TestSupportError("bind([::1]:0) failed: errno \(errno)") }
             return Int(UInt16(bigEndian: address.sin6_port))
         } else {
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = 0
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let bound = withUnsafeMutablePointer(to: &address) { pointer in
-                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
-                    bind(fd, raw, length) == 0 && getsockname(fd, raw, &length) == 0
-                }
-            }
-            guard bound else { throw TestSupportError("bind(127.0.0.1:0) failed: errno \(errno)") }
-            return Int(UInt16(bigEndian: address.sin_port))
+            guard let port = bindToLoopback(fd) else { throw TestSupportError("bind(127.0.0.1:0) failed: errno \(errno)") }
+            return port
         }
     }
 }
@@ -75,15 +65,38 @@ func tcpPortAnswers(_ port: Int) -> Bool {
     let fd = socket(AF_INET, SocketConstants.stream, 0)
     guard fd >= 0 else { return false }
     defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = UInt16(port).bigEndian
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    return connectToLoopback(fd, port: port)
+}
+
+/// Binds `fd`, an IPv4 socket, to a free port on 127.0.0.1; the port the kernel chose, or `nil`
+/// (`errno` says why).
+public func bindToLoopback(_ fd: Int32) -> Int? {
+    var address = loopbackAddress(port: 0)
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+            bind(fd, raw, length) == 0 && getsockname(fd, raw, &length) == 0
+        }
+    }
+    return bound ? Int(UInt16(bigEndian: address.sin_port)) : nil
+}
+
+/// Connects `fd`, an IPv4 socket, to 127.0.0.1:`port`; whether it did (`errno` says why not).
+public func connectToLoopback(_ fd: Int32, port: Int) -> Bool {
+    var address = loopbackAddress(port: port)
     return withUnsafePointer(to: &address) { pointer in
         pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
             connect(fd, raw, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
         }
     }
+}
+
+private func loopbackAddress(port: Int) -> sockaddr_in {
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = UInt16(port).bigEndian
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    return address
 }
 
 /// Socket types, close-on-exec so child processes never inherit the test's sockets.

@@ -24,16 +24,7 @@ public final class RESPConnection {
     public init(port: Int, timeout: Double = 5) throws {
         let fd = socket(AF_INET, SocketConstants.stream, 0)
         guard fd >= 0 else { throw TestSupportError("socket() failed: errno \(errno)") }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let result = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
-                connect(fd, raw, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        if result != 0 {
+        if !connectToLoopback(fd, port: port) {
             let code = errno
             systemClose(fd)
             throw TestSupportError("connect(127.0.0.1:\(port)) failed: errno \(code)")

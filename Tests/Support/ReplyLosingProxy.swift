@@ -1,5 +1,4 @@
 import Foundation
-import PixeldTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -7,21 +6,59 @@ import Glibc
 import Darwin
 #endif
 
-/// A TCP proxy in front of Redis that loses replies on purpose: every `dropEvery`-th reply that starts
-/// with `prefix` (`*`: the array reply of an applied commit script) or is the reply to a pipelined
-/// `MULTI` … `EXEC` (`+OK` then `+QUEUED`…: a commit without Lua) is not forwarded, and both
-/// connections are closed instead. The command reached Redis and ran; the client only sees its
-/// connection die — the "applied, but the reply was lost" case that a retry must not apply twice.
+/// A TCP proxy in front of Redis that loses replies on purpose: every `dropEvery`-th read from Redis
+/// that a ``Replies`` kind matches is not forwarded, and both connections are closed instead. The
+/// command reached Redis and ran; the client only sees its connection die — the "applied, but the
+/// reply was lost" case that a retry must not apply twice.
 ///
-/// Clients talk one request, one reply (pixeld's writer does), so a reply starts at the start of a
-/// read from Redis. Loopback only; threads end when their sockets close; ``close()`` ends everything.
-final class ReplyLosingProxy: @unchecked Sendable {
+/// A reply is recognised by how the read that carries it begins (or what it holds): Redis writes the
+/// replies to one client's pipelined read in one go, and pixeld's clients read every reply before
+/// they write again on that connection, so a read from Redis starts at the start of a reply (a large
+/// reply may span several reads; only the first is recognised). Loopback only; threads end when
+/// their sockets close; ``close()`` ends everything.
+///
+/// ```swift
+/// let proxy = try ReplyLosingProxy(upstreamPort: redis.port, dropEvery: 3, replies: .transactions)
+/// defer { proxy.close() }
+/// // … run a client against proxy.url, then:
+/// #expect(proxy.droppedReplies > 0)
+/// ```
+public final class ReplyLosingProxy: @unchecked Sendable {
+    /// Which replies count towards `dropEvery`.
+    public enum Replies: Sendable {
+        /// The writer's commits: replies that begin with an array (a commit script's) or with
+        /// Redis's replies to a pipelined `MULTI` (`+OK` then `+QUEUED`).
+        case commits
+        /// Reads that hold a `+QUEUED`: every reply that includes a transaction's, such as a
+        /// consumer's ack, with any replies pipelined ahead of it.
+        case transactions
+        /// Replies that begin with an array (`*`): a consumer's takes and its reads of its
+        /// processing list, and a script's array replies.
+        case arrays
+
+        func matches(_ read: ArraySlice<UInt8>) -> Bool {
+            switch self {
+            case .commits:
+                return read.first == UInt8(ascii: "*") || read.starts(with: Self.transactionStart)
+            case .transactions:
+                return read.firstRange(of: Self.queued) != nil
+            case .arrays:
+                return read.first == UInt8(ascii: "*")
+            }
+        }
+
+        /// How Redis's replies to a pipelined transaction begin (its `EXEC` array follows in the same read).
+        private static let transactionStart = Array("+OK\r\n+QUEUED\r\n".utf8)
+        private static let queued = Array("+QUEUED\r\n".utf8)
+    }
+
     // @unchecked Sendable: mutable state is guarded by `lock`.
-    let port: Int
+    /// The proxy's port on 127.0.0.1.
+    public let port: Int
     private let upstreamPort: Int
     private let listenFD: Int32
     private let dropEvery: Int
-    private let prefix: UInt8
+    private let replies: Replies
     private let lock = NSLock()
     private var open: Set<Int32> = []
     private var matching = 0
@@ -29,41 +66,33 @@ final class ReplyLosingProxy: @unchecked Sendable {
     private var accepted = 0
     private var closed = false
 
-    init(upstreamPort: Int, dropEvery: Int, prefix: UInt8 = UInt8(ascii: "*")) throws {
+    /// Starts a proxy to Redis on `upstreamPort` that loses every `dropEvery`-th reply of the kind
+    /// `replies` (default: the writer's commits).
+    public init(upstreamPort: Int, dropEvery: Int, replies: Replies = .commits) throws {
         self.upstreamPort = upstreamPort
         self.dropEvery = dropEvery
-        self.prefix = prefix
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        self.replies = replies
+        let fd = socket(AF_INET, SocketConstants.stream, 0)
         guard fd >= 0 else { throw TestSupportError("socket failed: errno \(errno)") }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 && listen(fd, 16) == 0
-            }
-        }
-        guard bound else {
+        guard let port = bindToLoopback(fd), listen(fd, 16) == 0 else {
             closeDescriptor(fd)
             throw TestSupportError("proxy bind/listen failed: errno \(errno)")
         }
         listenFD = fd
-        port = Int(UInt16(bigEndian: address.sin_port))
+        self.port = port
         let thread = Thread { [self] in acceptLoop() }
         thread.name = "pixeld-fault-proxy"
         thread.start()
     }
 
     /// `redis://127.0.0.1:<port>/0`.
-    var url: String { "redis://127.0.0.1:\(port)/0" }
+    public var url: String { "redis://127.0.0.1:\(port)/0" }
     /// Replies withheld so far.
-    var droppedReplies: Int { lock.withLock { dropped } }
+    public var droppedReplies: Int { lock.withLock { dropped } }
     /// Client connections accepted so far.
-    var connections: Int { lock.withLock { accepted } }
+    public var connections: Int { lock.withLock { accepted } }
 
     private func acceptLoop() {
         for _ in 0..<100_000 {
@@ -98,16 +127,9 @@ final class ReplyLosingProxy: @unchecked Sendable {
     }
 
     private func connectUpstream() -> Int32? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(AF_INET, SocketConstants.stream, 0)
         guard fd >= 0 else { return nil }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(upstreamPort).bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-        if !connected {
+        guard connectToLoopback(fd, port: upstreamPort) else {
             closeDescriptor(fd)
             return nil
         }
@@ -120,7 +142,7 @@ final class ReplyLosingProxy: @unchecked Sendable {
             let count = chunk.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
             if count <= 0 { break }
-            if watchReplies && (chunk[0] == prefix || (count >= Self.transactionReply.count && chunk.starts(with: Self.transactionReply))) {
+            if watchReplies && replies.matches(chunk[..<count]) {
                 let drop = lock.withLock { () -> Bool in
                     matching += 1
                     if matching % dropEvery == 0 {
@@ -159,11 +181,8 @@ final class ReplyLosingProxy: @unchecked Sendable {
         }
     }
 
-    /// How Redis's replies to a pipelined transaction begin (its `EXEC` array follows in the same read).
-    private static let transactionReply = Array("+OK\r\n+QUEUED\r\n".utf8)
-
     /// Stops accepting and shuts every connection down.
-    func close() {
+    public func close() {
         let descriptors = lock.withLock { () -> [Int32]? in
             if closed { return nil }
             closed = true
@@ -176,4 +195,9 @@ final class ReplyLosingProxy: @unchecked Sendable {
     }
 
     deinit { close() }  // reached only after close(): the accept thread holds the proxy until then
+}
+
+/// `close(2)`, reachable from types that have a `close()` method of their own.
+public func closeDescriptor(_ fd: Int32) {
+    _ = close(fd)
 }
