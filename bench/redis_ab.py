@@ -16,6 +16,7 @@ and context switches per commit. Usage (after bench/run.py has built the tools):
 
   python3 bench/redis_ab.py [--values 200000] [--batches 64,1000,4000]
   python3 bench/redis_ab.py --rate 800 --client-core 0 --batches 12 --values 24000 --modes ping,lpush,multi
+  python3 bench/redis_ab.py --unix …   (the same over Redis's unix socket instead of loopback TCP)
 
 By default the batches go as fast as Redis takes them, so Redis never sleeps and the figure is the
 work of the write itself. `--rate N` paces them at N batches a second instead, as pixeld's flush timer
@@ -38,7 +39,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import BIN, ROOT, Redis, context_switches, cpu_seconds, setup, start_redis, stat_fields  # noqa: E402
+from run import BIN, ROOT, Redis, context_switches, cpu_seconds, redis_socket, setup, start_redis, stat_fields  # noqa: E402
 
 
 def minor_faults(pid: int) -> int:
@@ -61,6 +62,7 @@ def main() -> int:
     parser.add_argument("--warm", action="store_true",
                         help="push and delete the values first, so Redis's allocator holds the pages the list "
                              "will take (as when a consumer keeps the list short) and pushing faults few pages in")
+    parser.add_argument("--unix", action="store_true", help="talk to Redis over its unix socket, not loopback TCP")
     parser.add_argument("--client-core", type=int, default=1, help="the core this script runs on (Redis: 0)")
     args = parser.parse_args()
     if args.rate < 0:
@@ -77,8 +79,8 @@ def main() -> int:
     try:
         for batch in (int(b) for b in args.batches.split(",")):
             for mode in args.modes.split(","):
-                proc, port = start_redis(workdir)
-                client = Redis(port)
+                proc, port = start_redis(workdir, unix_socket=args.unix)
+                client = Redis(redis_socket(workdir) if args.unix else port)
                 try:
                     sha = client.call("SCRIPT", "LOAD", lua)
                     if args.warm:

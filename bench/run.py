@@ -246,8 +246,14 @@ def status_kib(pid: int, key: str) -> int:
 class Redis:
     """A minimal RESP client (no dependency), enough for LLEN, LRANGE, DEL, KEYS, INFO, LPUSH pipelines."""
 
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    def __init__(self, port: int | Path):
+        """`port` on loopback, or the path of Redis's unix socket."""
+        if isinstance(port, Path):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(30)
+            self.sock.connect(str(port))
+        else:
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
         self.file = self.sock.makefile("rb")
 
     def close(self) -> None:
@@ -353,11 +359,19 @@ def start(name: str, command: list[str], workdir: Path, core: str, env: dict[str
     return Proc(name, popen, log_path)
 
 
-def start_redis(workdir: Path, core: str = SYSTEM_CORE, wrapper: list[str] | None = None) -> tuple[Proc, int]:
-    """A private redis-server on a free loopback port; `wrapper` (e.g. valgrind) runs it."""
+def redis_socket(workdir: Path) -> Path:
+    """Where the private Redis of `workdir` also listens: a unix stream socket."""
+    return workdir / "redis.sock"
+
+
+def start_redis(workdir: Path, core: str = SYSTEM_CORE, wrapper: list[str] | None = None,
+                unix_socket: bool = False) -> tuple[Proc, int]:
+    """A private redis-server on a free loopback port, and with `unix_socket` also on
+    `redis_socket(workdir)`; `wrapper` (e.g. valgrind) runs it."""
     port = free_port()
+    socket_args = ["--unixsocket", str(redis_socket(workdir)), "--unixsocketperm", "700"] if unix_socket else []
     proc = start("redis", [*(wrapper or []), "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                           "--appendonly", "no", "--dir", str(workdir), "--daemonize", "no",
+                           *socket_args, "--appendonly", "no", "--dir", str(workdir), "--daemonize", "no",
                            "--protected-mode", "yes", *REDIS_EXTRA_ARGS], workdir, core)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
