@@ -10,7 +10,7 @@ import SyslogIngest
 package struct IngestCommand: AsyncParsableCommand {
     package static let configuration = CommandConfiguration(
         commandName: "ingest",
-        abstract: "Receive syslog (UDP, unix datagram) and LPUSH each local3 message into the Redis list named after its program.",
+        abstract: "Receive syslog (UDP, unix datagram, TCP) and LPUSH each local3 message into the Redis list named after its program.",
         discussion: """
             Each datagram is parsed as RFC 5424 or RFC 3164 (as nginx, logger, glibc and Python send it). \
             Messages of the configured facilities are pushed with LPUSH to the list <key-prefix><program>, \
@@ -46,25 +46,25 @@ package struct IngestCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Accept only these programs (repeatable); others are dropped as 'bad_program'. Default: any name of 1–64 bytes of [A-Za-z0-9_.:/-]. Env: PIXELD_PROGRAM.", valueName: "name"))
     var program: [String] = []
 
-    @Option(help: ArgumentHelp("Largest datagram accepted; larger ones are dropped as 'oversize', never truncated. Default 65535. Env: PIXELD_MAX_MESSAGE_BYTES.", valueName: "bytes"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Largest datagram accepted; larger ones are dropped as 'oversize', never truncated. Default 65535. Env: PIXELD_MAX_MESSAGE_BYTES.", valueName: "bytes"))
     var maxMessageBytes: Int?
 
-    @Option(help: ArgumentHelp("Kernel receive buffer (SO_RCVBUF) per socket; a warning is logged when the kernel caps it. Default 4194304. Env: PIXELD_RECEIVE_BUFFER_BYTES.", valueName: "bytes"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Kernel receive buffer (SO_RCVBUF) per socket; a warning is logged when the kernel caps it. Default 4194304. Env: PIXELD_RECEIVE_BUFFER_BYTES.", valueName: "bytes"))
     var receiveBufferBytes: Int?
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Nice value (-20…19) of the datagram receive threads, so they pre-empt the writer, a Redis on the same core and other processes when datagrams arrive (a unix socket's queue holds only net.unix.max_dgram_qlen datagrams). Lowering it needs CAP_SYS_NICE or RLIMIT_NICE; without, the threads keep the process's priority (logged at info for the default, as a warning when asked for). Default -10. Env: PIXELD_RECEIVE_NICE.", valueName: "n"))
     var receiveNice: Int?
 
-    @Option(help: ArgumentHelp("Memory queue between the receivers and the Redis writer, in bytes; when full, receivers wait. Default 1048576. Env: PIXELD_BUFFER_BYTES.", valueName: "bytes"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Memory queue between the receivers and the Redis writer, in bytes; when full, receivers wait. Default 1048576. Env: PIXELD_BUFFER_BYTES.", valueName: "bytes"))
     var bufferBytes: Int?
 
-    @Option(help: ArgumentHelp("How long the first message of a batch may wait for more before the flush, in milliseconds (0 = flush at once). Longer means fewer, larger commits: less CPU for Redis, more latency (e.g. 2: ~19 messages per commit at 10k msg/s instead of ~11). Default 1. Env: PIXELD_FLUSH_INTERVAL_MS.", valueName: "ms"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("How long the first message of a batch may wait for more before the flush, in milliseconds (0 = flush at once). Longer means fewer, larger commits: less CPU for Redis, more latency (e.g. 2: ~19 messages per commit at 10k msg/s instead of ~11). Default 1. Env: PIXELD_FLUSH_INTERVAL_MS.", valueName: "ms"))
     var flushIntervalMs: Int?
 
-    @Option(help: ArgumentHelp("Directory of the disk spool: during a Redis outage, once the memory queue is half full, batches are written here and replayed in order when Redis is back (and on the next start). Default: no spool, messages wait in memory. Env: PIXELD_SPOOL.", valueName: "dir"))
+    @Option(help: ArgumentHelp("Directory of the disk spool: during a Redis outage, a batch that failed on a fresh connection too is written here at once, and everything after it follows, replayed in order when Redis is back (and on the next start). Default: no spool, messages wait in memory. Env: PIXELD_SPOOL.", valueName: "dir"))
     var spool: String?
 
-    @Option(help: ArgumentHelp("Largest spool size; beyond it messages are dropped as 'spool_full'. Default 1073741824. Env: PIXELD_SPOOL_MAX_BYTES.", valueName: "bytes"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Largest spool size; beyond it messages are dropped as 'spool_full'. Default 1073741824. Env: PIXELD_SPOOL_MAX_BYTES.", valueName: "bytes"))
     var spoolMaxBytes: Int?
 
     @Option(help: ArgumentHelp("When spooled records reach the disk: always (fdatasync per batch: nothing accepted is lost), interval:MS, or never (left to the kernel). Default always. Env: PIXELD_SPOOL_SYNC.", valueName: "policy"))
@@ -73,13 +73,13 @@ package struct IngestCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Serve Prometheus text at http://HOST:PORT/metrics and a health check at /healthz. Default: off. Env: PIXELD_METRICS.", valueName: "host:port"))
     var metrics: String?
 
-    @Option(help: ArgumentHelp("Most values a list may hold; 0 = no limit. Default 0. Env: PIXELD_MAX_LIST_LENGTH.", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Most values a list may hold; 0 = no limit. Default 0. Env: PIXELD_MAX_LIST_LENGTH.", valueName: "n"))
     var maxListLength: Int?
 
     @Option(help: ArgumentHelp("At --max-list-length: hold (keep new messages queued/spooled until the consumer makes room) or drop-oldest (push and trim the oldest, counted as pixeld_redis_trimmed_total). Default hold. Env: PIXELD_WHEN_FULL.", valueName: "policy"))
     var whenFull: String?
 
-    @Option(help: ArgumentHelp("On SIGTERM, how long to keep trying to flush to Redis before giving up, in seconds. Default 10. Env: PIXELD_SHUTDOWN_TIMEOUT.", valueName: "seconds"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("On SIGTERM, how long to keep trying to flush to Redis before giving up, in seconds. Default 10. Env: PIXELD_SHUTDOWN_TIMEOUT.", valueName: "seconds"))
     var shutdownTimeout: Int?
 
     package init() {}
@@ -105,7 +105,7 @@ package struct IngestCommand: AsyncParsableCommand {
             do {
                 socket = try DatagramSocket(binding: address, receiveBufferBytes: settings.receiveBufferBytes)
             } catch {
-                throw ValidationError("cannot listen on \(address): \(error)")
+                throw CommandFailure("cannot listen on \(address): \(error)")
             }
             if socket.receiveBufferBytes < settings.receiveBufferBytes {
                 logger.warning(
@@ -139,7 +139,7 @@ package struct IngestCommand: AsyncParsableCommand {
             do {
                 listeners.append(try StreamListener(host: host, port: port, rules: settings.rules, sink: sink, logger: logger))
             } catch {
-                throw ValidationError("cannot listen on tcp \(host):\(port): \(error)")
+                throw CommandFailure("cannot listen on tcp \(host):\(port): \(error)")
             }
         }
         var metricsServer: MetricsHTTPServer?
@@ -154,7 +154,7 @@ package struct IngestCommand: AsyncParsableCommand {
                     }
                 }
             } catch {
-                throw ValidationError("--metrics: \(error)")
+                throw CommandFailure("cannot serve --metrics: \(error)")
             }
         }
         let service = IngestService(

@@ -86,10 +86,15 @@ final class IngestMetrics: Sendable {
     /// The `/healthz` body: liveness plus whether Redis currently takes writes.
     func health() -> [UInt8] {
         let received = listeners.reduce(0) { $0 + $1.received }
+        // Still 200 in an outage: ingest keeps accepting (queued or spooled), and a restart would
+        // only lose what the memory queue holds.
+        let outage = writer.outageMilliseconds
+        let state = outage.map { #""status":"degraded","redis":"unavailable","outage_ms":\#($0)"# } ?? #""status":"ok","redis":"ok""#
         return Array(
             """
-            {"status":"ok","received":\(received),"pushed":\(writer.pushed),"queued":\(queue.pendingCount + writer.inFlight),\
-            "spooled":\(writer.spooled),"reconnects":\(writer.reconnects)}
+            {\(state),"received":\(received),\
+            "pushed":\(writer.pushed),"queued":\(queue.pendingCount + writer.inFlight),"spooled":\(writer.spooled),\
+            "reconnects":\(writer.reconnects)}
 
             """.utf8
         )

@@ -339,6 +339,7 @@ public final class LPushWriter: @unchecked Sendable {
         if error.connectionIsDead { connection.close() }
         if outageStartedAt == nil {
             outageStartedAt = MonotonicClock.nanoseconds()
+            statistics.setOutageStartedAt(outageStartedAt)
             logger.warning("redis unavailable, holding messages and retrying", metadata: ["error": "\(error)"])
         } else {
             logger.debug("redis still unavailable", metadata: ["error": "\(error)"])
@@ -349,6 +350,7 @@ public final class LPushWriter: @unchecked Sendable {
         backoff.reset()
         guard let started = outageStartedAt else { return }
         outageStartedAt = nil
+        statistics.setOutageStartedAt(nil)
         let milliseconds = (MonotonicClock.nanoseconds() - started) / 1_000_000
         logger.info("redis available again", metadata: ["outage.ms": "\(milliseconds)"])
     }

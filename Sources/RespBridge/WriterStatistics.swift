@@ -1,3 +1,4 @@
+import PixeldConcurrency
 import Synchronization
 
 /// Running totals of the writer, read by the metrics exporter and by tests. Lock-free.
@@ -16,6 +17,7 @@ public final class WriterStatistics: Sendable {
     private let trimmedCount = Atomic<Int>(0)
     private let reconnectCount = Atomic<Int>(0)
     private let retryCount = Atomic<Int>(0)
+    private let outageStart = Atomic<Int64>(0)
 
     /// Creates zeroed totals.
     public init() {}
@@ -42,6 +44,13 @@ public final class WriterStatistics: Sendable {
     /// Failed attempts (connection errors, timeouts, transient server errors).
     public var retries: Int { retryCount.load(ordering: .relaxed) }
 
+    /// How long the current Redis outage has lasted, in milliseconds: since the first failed commit
+    /// after the last one that went through; `nil` while Redis takes commits.
+    public var outageMilliseconds: Int? {
+        let started = outageStart.load(ordering: .relaxed)
+        return started == 0 ? nil : Int((MonotonicClock.nanoseconds() - started) / 1_000_000)
+    }
+
     func addPushed(_ n: Int) { pushedCount.add(n, ordering: .relaxed) }
     func addDeadLettered(_ n: Int) { deadLetteredCount.add(n, ordering: .relaxed) }
     func addLost(_ n: Int) { lostCount.add(n, ordering: .relaxed) }
@@ -52,4 +61,5 @@ public final class WriterStatistics: Sendable {
     func addTrimmed(_ n: Int) { trimmedCount.add(n, ordering: .relaxed) }
     func addReconnect() { reconnectCount.add(1, ordering: .relaxed) }
     func addRetry() { retryCount.add(1, ordering: .relaxed) }
+    func setOutageStartedAt(_ nanoseconds: Int64?) { outageStart.store(nanoseconds ?? 0, ordering: .relaxed) }
 }

@@ -16,4 +16,8 @@ struct PixeldIngestProgram: AsyncParsableCommand {
         subcommands: [IngestCommand.self],
         defaultSubcommand: IngestCommand.self
     )
+
+    static func main() async {
+        await mainWithOneLineErrors()
+    }
 }

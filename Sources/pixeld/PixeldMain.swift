@@ -1,5 +1,6 @@
 import ArgumentParser
 import CPixeldSystem
+import PixeldCLI
 import PixeldIngest
 
 #if canImport(Glibc)
@@ -22,6 +23,6 @@ enum PixeldMain {
                 _ = line.utf8CString.withUnsafeBufferPointer { write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
             }
         }
-        await Pixeld.main()
+        await Pixeld.mainWithOneLineErrors()
     }
 }

@@ -35,12 +35,15 @@ struct IngestProgramTests {
         )
     }
 
-    /// The first line `arguments` print on stderr, after checking that they fail at start with status 64.
-    static func startFailure(_ executable: URL, _ arguments: [String]) throws -> String {
+    /// What `arguments` print on stderr, after checking that they fail at start with `status` and
+    /// print exactly one line (no usage text after it).
+    static func startFailure(_ executable: URL, _ arguments: [String], status expected: Int32 = 64) throws -> String {
         let process = try ChildProcess(executable: executable, arguments: arguments)
         let status = try process.waitForExit(timeout: 20)
-        #expect(status == 64, "\(arguments): exit \(status)")
-        return process.stderr.text.split(separator: "\n").first.map(String.init) ?? ""
+        #expect(status == expected, "\(arguments): exit \(status)")
+        let lines = process.stderr.text.split(separator: "\n")
+        #expect(lines.count == 1, "\(arguments): \(lines.count) lines on stderr: \(process.stderr.text)")
+        return lines.first.map(String.init) ?? ""
     }
 
     @Test("pixeld ingest becomes pixeld-ingest in the same process and pushes what it receives")
@@ -70,15 +73,31 @@ struct IngestProgramTests {
         #expect(try redis.waitForLength("pixel", atLeast: 1, timeout: 10) == 1)
     }
 
-    @Test("a bad flag fails at start with the same clear line, from either program")
+    @Test("a bad flag fails at start with the same one clear line, from either program")
     func badFlagsFailTheSameWay() throws {
         let (alone, copy) = try Self.loneCopy()
         defer { withExtendedLifetime(alone) {} }
-        for arguments in [["ingest", "--buffer-bytes", "1"], ["ingest", "--no-such-flag"]] {
+        let cases = [["ingest", "--buffer-bytes", "1"], ["ingest", "--no-such-flag"], ["ingest", "--shutdown-timeout", "-1"]]
+        for arguments in cases {
             let lean = try Self.startFailure(try PixeldProcess.binaryURL(), arguments)
             #expect(lean.hasPrefix("Error: ") && lean.contains(arguments[1]), "\(lean)")
             #expect(try Self.startFailure(copy, arguments) == lean)
         }
+    }
+
+    @Test("a failure at run time is one line too, with status 1: a UDP port already taken, a report without Redis")
+    func aRuntimeFailureIsOneLine() throws {
+        let holder = try DatagramSink.udp()
+        let taken = try Self.startFailure(
+            try PixeldProcess.binaryURL(), ["ingest", "--udp", "127.0.0.1:\(holder.port)"], status: 1
+        )
+        #expect(taken.hasPrefix("Error: cannot listen on udp://127.0.0.1:\(holder.port)"), "\(taken)")
+        let closedPort = try PortAllocator.freeTCPPort()
+        let report = try Self.startFailure(
+            try PixeldProcess.binaryURL(), ["report", "--site", "example.com", "--redis", "redis://127.0.0.1:\(closedPort)/0"], status: 1
+        )
+        #expect(report.hasPrefix("Error: cannot read the rollups from Redis"), "\(report)")
+        withExtendedLifetime(holder) {}
     }
 
     @Test("a pixeld-ingest that is pixeld itself runs ingest once, not an endless exec loop")

@@ -75,6 +75,7 @@ struct FaultInjectionTests {
         defer { stream.stop() }
         try #require(stream.waitUntilSent(count / 2, timeout: 30), "stream: \(stream.error ?? "too slow")")
         let waiting = try ingest.scrape()
+        let healthDuringOutage = try httpGet(port: ingest.metricsPort, path: "/healthz")
         try redis.restart()
         let recoveryMs = try firstGrowth(of: "pixel", in: redis, timeout: 5)
 
@@ -89,6 +90,12 @@ struct FaultInjectionTests {
             ]
         )
         #expect(waiting.pushed == 0 && waiting.queued > 0, "before Redis started: \(waiting.invariantText)")
+        #expect(
+            healthDuringOutage.hasPrefix(#"{"status":"degraded","redis":"unavailable","outage_ms":"#),
+            "/healthz while Redis was down: \(healthDuringOutage)"
+        )
+        let healthAfter = try httpGet(port: ingest.metricsPort, path: "/healthz")
+        #expect(healthAfter.hasPrefix(#"{"status":"ok","redis":"ok","received":"#), "/healthz after the recovery: \(healthAfter)")
         #expect(outcome.lost == 0, "\(outcome.tally.summary)")
         #expect(outcome.tally.duplicated == 0, "\(outcome.tally.summary)")
         #expect(outcome.tally.inOrder, "values out of arrival order")

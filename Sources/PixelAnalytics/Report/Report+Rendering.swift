@@ -79,7 +79,7 @@ extension Report {
         lines.append("")
         let totals: [(String, String)] = [
             ("Pageviews", String(pageviews)),
-            ("Unique visitors", String(visitors) + (from == to ? "" : " (sum of daily uniques, HyperLogLog union)")),
+            ("Unique visitors", String(visitors) + (from == to ? "" : " (union of the days' visitors; ids are daily, so one who came on two days counts twice)")),
             ("Visits", String(visits)),
             ("Bounce rate", Self.decimal(bounceRate * 100, places: 1) + " %"),
             ("Visit duration", Self.duration(visitDurationSeconds)),

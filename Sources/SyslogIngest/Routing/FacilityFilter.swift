@@ -44,8 +44,9 @@ public struct FacilityFilter: Sendable, Hashable, CustomStringConvertible {
                 let known = Facility.allCases.map(\.name).joined(separator: ", ")
                 throw SyslogIngestConfigError(
                     code: .unknownFacility,
-                    message: "unknown syslog facility \(item.debugDescription) in \(spec.debugDescription); "
-                        + "known facilities: \(known), or \"all\""
+                    message: "unknown syslog facility \(item.debugDescription)"
+                        + (items.count > 1 ? " in \(spec.debugDescription)" : "")
+                        + "; known facilities: \(known), or \"all\""
                 )
             }
             facilities.append(facility)

@@ -34,7 +34,7 @@ struct ConsumeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Append the JSON lines to this file instead of standard output, exactly once even across crashes (its acknowledged length is kept in Redis as PROGRAM:output:<consumer-id>). One file per consumer id. Env: PIXELD_OUTPUT.", valueName: "file"))
     var output: String?
 
-    @Option(help: ArgumentHelp("Events per batch at most. Default 512. Env: PIXELD_BATCH_SIZE.", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Events per batch at most. Default 512. Env: PIXELD_BATCH_SIZE.", valueName: "n"))
     var batchSize: Int?
 
     @Option(name: .customLong("site"), help: ArgumentHelp("Analytics: accept hits for this site (its host name, e.g. example.com; www. and ports ignored). Repeatable. With at least one site the consumer validates, drops bots, anonymises, enriches and rolls up hits into Redis (pixeld:site:SITE:DAY:*) instead of printing raw events. Env: PIXELD_SITE (space-separated).", valueName: "host"))
@@ -43,19 +43,19 @@ struct ConsumeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Analytics: write the enriched, anonymised hits (and the dropped ones with their reasons) as JSON lines to DIR/YYYY-MM-DD.<consumer-id>.jsonl, exactly once, gzip-compressed once the day is closed, deleted after --retention-days. Env: PIXELD_ARCHIVE.", valueName: "dir"))
     var archive: String?
 
-    @Option(help: ArgumentHelp("Analytics: days to keep rollups and archive files after the day ends. Default 400. Env: PIXELD_RETENTION_DAYS.", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Analytics: days to keep rollups and archive files after the day ends. Default 400. Env: PIXELD_RETENTION_DAYS.", valueName: "n"))
     var retentionDays: Int?
 
     @Flag(help: ArgumentHelp("Analytics: drop hits sent with DNT: 1 or Sec-GPC: 1 (reasons dnt, gpc). Env: PIXELD_RESPECT_DNT=1."))
     var respectDnt = false
 
-    @Option(help: ArgumentHelp("Analytics: distinct values kept per breakdown, site and day; the rest are counted as (other). Default 1000. Env: PIXELD_BREAKDOWN_CAP.", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Analytics: distinct values kept per breakdown, site and day; the rest are counted as (other). Default 1000. Env: PIXELD_BREAKDOWN_CAP.", valueName: "n"))
     var breakdownCap: Int?
 
     @Option(help: ArgumentHelp("Analytics: a MaxMind DB (GeoLite2-Country.mmdb, GeoIP2-City.mmdb, DB-IP country lite…) for the country of hits that carry no CDN country header. Read into memory at start; only the country code is kept. Env: PIXELD_GEOIP.", valueName: "file"))
     var geoip: String?
 
-    @Option(help: ArgumentHelp("Analytics: hits older than this many hours are dropped (too_old); at most 24, so the day's visitor key still exists. Default 24. Env: PIXELD_MAX_AGE_HOURS.", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Analytics: hits older than this many hours are dropped (too_old); at most 24, so the day's visitor key still exists. Default 24. Env: PIXELD_MAX_AGE_HOURS.", valueName: "n"))
     var maxAgeHours: Int?
 
     func validate() throws {

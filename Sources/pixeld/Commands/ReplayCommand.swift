@@ -36,10 +36,10 @@ struct ReplayCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Last UTC day, YYYY-MM-DD (inclusive).", valueName: "day"))
     var to: String
 
-    @Option(help: ArgumentHelp("Days to keep the rebuilt rollups after each day ends. Default 400.", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Days to keep the rebuilt rollups after each day ends.", valueName: "n"))
     var retentionDays: Int = 400
 
-    @Option(help: ArgumentHelp("Distinct values per breakdown, site and day. Default 1000.", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Distinct values per breakdown, site and day.", valueName: "n"))
     var breakdownCap: Int = 1000
 
     func run() throws {
@@ -69,7 +69,7 @@ struct ReplayCommand: ParsableCommand {
                         let day = Day(timestamp: outcome.timestamp)
                         if day >= first && day <= last { outcomes.append(outcome) }
                     } catch {
-                        throw ValidationError("\(path):\(index + 1): \(error)")
+                        throw CommandFailure("\(path):\(index + 1): \(error)")
                     }
                 }
             }
@@ -95,7 +95,7 @@ struct ReplayCommand: ParsableCommand {
             if let read = batch.stateReadCommand() {
                 let reply = try connection.command(read).unwrap("MGET")
                 guard let parsed = batch.parseStateRead((reply.array ?? []).map(\.bytes)) else {
-                    throw ValidationError("MGET of the visit version and states replied \(reply)")
+                    throw CommandFailure("MGET of the visit version and states replied \(reply)")
                 }
                 states = parsed.states
             }
@@ -111,7 +111,7 @@ struct ReplayCommand: ParsableCommand {
         repeat {
             let reply = try connection.command(["SCAN", cursor, "MATCH", pattern, "COUNT", "1000"]).unwrap("SCAN")
             guard let parts = reply.array, parts.count == 2, let next = parts[0].string else {
-                throw ValidationError("unexpected SCAN reply")
+                throw CommandFailure("unexpected SCAN reply")
             }
             cursor = next
             let found = (parts[1].array ?? []).compactMap(\.bytes)

@@ -38,7 +38,7 @@ struct ReportCommand: ParsableCommand {
     @Flag(help: "Print one JSON object instead of tables.")
     var json = false
 
-    @Option(help: ArgumentHelp("Entries per breakdown at most. Default 10 (100 with --json).", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Entries per breakdown at most. Default 10 (100 with --json).", valueName: "n"))
     var limit: Int?
 
     func run() throws {
@@ -65,7 +65,7 @@ struct ReportCommand: ParsableCommand {
         do {
             replies = try connection.pipeline(commands)
         } catch {
-            throw ValidationError("cannot read the rollups from Redis: \(error)")
+            throw CommandFailure("cannot read the rollups from Redis: \(error)")
         }
         var hashes: [[String: Int]] = []
         for reply in replies.dropLast() {

@@ -44,8 +44,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("A site anyone may see even with --token (repeatable). Env: PIXELD_PUBLIC_SITE.", valueName: "host"))
     var publicSite: [String] = []
 
-    @Option(help: ArgumentHelp("Redis connections (each on its own thread) for reads, 1–16. Default 2.", valueName: "n"))
-    var redisConnections: Int = 2
+    @Option(parsing: .unconditional, help: ArgumentHelp("Redis connections (each on its own thread) for reads, 1–16. Default 2. Env: PIXELD_REDIS_CONNECTIONS.", valueName: "n"))
+    var redisConnections: Int?
 
     @Option(help: ArgumentHelp(
         "The consumer's archive directory (its --archive): enables filtered views (&filter=DIMENSION:VALUE). Env: PIXELD_ARCHIVE.",
@@ -73,7 +73,10 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let secret = token ?? Environment.value(forFlag: "token")
         if let secret, secret.count < 8 { throw ValidationError("--token: use at least 8 characters") }
-        guard (1...16).contains(redisConnections) else { throw ValidationError("--redis-connections: 1…16") }
+        let connectionsText = redisConnections.map(String.init) ?? Environment.resolve(nil, flag: "redis-connections", default: "2")
+        guard let connections = Int(connectionsText), (1...16).contains(connections) else {
+            throw ValidationError("--redis-connections: '\(connectionsText)' must be a whole number in 1…16")
+        }
         var archiveStore: ArchiveStore?
         if let directory = archive ?? Environment.value(forFlag: "archive") {
             var info = stat()
@@ -86,7 +89,7 @@ struct ServeCommand: AsyncParsableCommand {
         let logger = Bootstrap.logging(level: try global.level(), label: "pixeld.serve")
         let registry = Bootstrap.metrics()
 
-        let reader = RedisReader(configuration: redis, threads: redisConnections, logger: logger)
+        let reader = RedisReader(configuration: redis, threads: connections, logger: logger)
         let keys = RollupKeys()
         let live = LiveFeed(configuration: redis, keys: keys, logger: logger)
         let dashboard = Dashboard(
@@ -101,7 +104,11 @@ struct ServeCommand: AsyncParsableCommand {
             onServerRunning: { _ in logger.info("serve ready", metadata: ["listen": "\(host):\(port)"]) },
             logger: logger
         )
-        try await app.runService()
+        do {
+            try await app.runService()
+        } catch {
+            throw CommandFailure("serving on \(address) failed: \(error)")
+        }
     }
 }
 

@@ -1,0 +1,45 @@
+package import ArgumentParser
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A failure at run time, not in the flags: a port already taken, Redis unreachable, an archive
+/// line that does not parse. ``AsyncParsableCommand/mainWithOneLineErrors()`` prints it as
+/// `Error: <description>` and exits with status 1 (a bad flag exits with 64).
+package struct CommandFailure: Error, CustomStringConvertible {
+    package let description: String
+
+    /// A failure that `description` explains in one line.
+    package init(_ description: String) {
+        self.description = description
+    }
+}
+
+extension AsyncParsableCommand {
+    /// Parses the command line, runs the command it names and exits — as `main()` does, except that
+    /// an error prints one line on standard error, `Error: <what is wrong>`, without the usage text
+    /// that `main()` prints after it (and which names the root command, whichever subcommand failed).
+    /// A bad flag exits with status 64 (`EX_USAGE`), a ``CommandFailure`` or any other error with 1;
+    /// `--help` and `--version` print as usual.
+    package static func mainWithOneLineErrors() async -> Never {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+            exit(withError: nil)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success { exit(withError: error) }  // --help, --version
+            let message = self.message(for: error)
+            if !message.isEmpty {
+                let line = "Error: " + message.split(separator: "\n", omittingEmptySubsequences: true).joined(separator: " ") + "\n"
+                _ = line.utf8CString.withUnsafeBufferPointer { write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
+            }
+            Glibc.exit(code.rawValue)
+        }
+    }
+}
