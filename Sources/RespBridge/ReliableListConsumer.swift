@@ -129,6 +129,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
     private let metrics = ConsumerMetrics()
     private var thread: DedicatedThread?
     private var lastHeartbeat: Int64 = 0
+    private let onReady: (@Sendable () -> Void)?
+    private var announcedReady = false
 
     /// The processing list of this consumer.
     public var processingList: String { "\(list):processing:\(consumerID)" }
@@ -138,8 +140,13 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// The dead-letter list.
     public var deadList: String { "\(list):dead" }
 
-    /// Creates a consumer; ``start(prepare:handler:)`` runs it.
-    public init(list: String, consumerID: String, redis: RedisConfiguration, options: Options = Options(), logger: Logger) {
+    /// Creates a consumer; ``start(prepare:handler:)`` runs it. `onReady` is called once, on the
+    /// consumer thread, when Redis first answers it (its heartbeat is written): the consumer is then
+    /// taking events, while before it may be retrying to connect.
+    public init(
+        list: String, consumerID: String, redis: RedisConfiguration, options: Options = Options(), logger: Logger,
+        onReady: (@Sendable () -> Void)? = nil
+    ) {
         self.list = list
         self.consumerID = consumerID
         var redis = redis
@@ -149,6 +156,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
         self.takeConnection = RedisConnection(configuration: redis, logger: logger)
         self.options = options
         self.logger = logger
+        self.onReady = onReady
     }
 
     /// Events acked so far (including dead-lettered ones).
@@ -322,6 +330,10 @@ public final class ReliableListConsumer: @unchecked Sendable {
                     }
                     prepared = true
                     try housekeeping(&lastRecovery)
+                    if !announcedReady {
+                        announcedReady = true
+                        onReady?()
+                    }
                     var batch = try pending()
                     if batch.isEmpty { batch = try take() }
                     if batch.isEmpty { continue }

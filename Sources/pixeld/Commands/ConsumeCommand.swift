@@ -73,7 +73,10 @@ struct ConsumeCommand: AsyncParsableCommand {
         }
         options.batchSize = batch
         let id = consumerId ?? Environment.value(forFlag: "consumer-id") ?? Self.defaultConsumerID()
-        let consumer = ReliableListConsumer(list: program, consumerID: id, redis: redis, options: options, logger: logger)
+        let consumer = ReliableListConsumer(list: program, consumerID: id, redis: redis, options: options, logger: logger) {
+            // Once Redis has answered: before, the consumer may be retrying to connect.
+            logger.info("consume ready", metadata: ["redis.key": "\(program)", "consumer": "\(id)"])
+        }
         let printer: EventPrinter
         if let path = output ?? Environment.value(forFlag: "output") {
             do {
@@ -192,7 +195,6 @@ final class ConsumeService: Service, Sendable {
 
     func run() async throws {
         start(consumer)
-        logger.info("consume ready", metadata: ["redis.key": "\(consumer.list)", "consumer": "\(consumer.consumerID)"])
         try? await gracefulShutdown()
         await consumer.stop()
         logger.info(

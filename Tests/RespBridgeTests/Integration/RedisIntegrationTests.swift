@@ -212,6 +212,23 @@ struct RedisIntegrationTests {
         #expect(consumer.recovered == 2)
     }
 
+    @Test func theConsumerIsReadyOnlyOnceRedisAnswers() async throws {
+        let server = try RedisServer.start()
+        server.stop()
+        let ready = ConditionLockedArray()
+        let consumer = ReliableListConsumer(list: "pixel", consumerID: "t0", redis: try configuration(server), logger: logger) {
+            ready.append(["ready"])
+        }
+        consumer.start { _, _ in .init() }
+        // Retrying to connect for a while: not ready.
+        #expect(!waitUntil(seconds: 1) { !ready.values.isEmpty })
+        try server.restart()
+        #expect(waitUntil(seconds: 10) { !ready.values.isEmpty }, "not ready after Redis started")
+        #expect(try server.command(["EXISTS", "pixel:consumer:t0"]).integer == 1, "ready before the heartbeat was written")
+        await consumer.stop()
+        #expect(ready.values.count == 1)
+    }
+
     @Test func aFailingHandlerLeavesTheBatchUnackedForRetry() async throws {
         let server = try RedisServer.start()
         _ = try server.command(["LPUSH", "pixel", "a"])
