@@ -1,9 +1,11 @@
 # pixeld — build, test and run on Debian 12 with Swift (preinstalled at /opt/swift).
-#   make deps    install the missing Debian packages (apt-get update only when something is missing)
-#   make build   swift build
-#   make test    deps, then every test target (suites needing redis/nginx fail instead of skip when CI is set)
-#   make run     deps, build, then the whole pipeline on loopback ports (scripts/run-local.sh)
-#   make clean   remove build output and .run/
+#   make deps      install the missing Debian packages for building, running and testing (apt-get update
+#                  only when something is missing)
+#   make deps-run  the same for building and running only (no chromium: what `make run` needs)
+#   make build     swift build
+#   make test      deps, then every test target (suites needing redis/nginx fail instead of skip when CI is set)
+#   make run       deps-run, build, then the whole pipeline on loopback ports (scripts/run-local.sh)
+#   make clean     remove build output and .run/
 #   make screenshots  regenerate docs/*.png with the headless-Chromium test
 
 SHELL := /bin/bash
@@ -13,25 +15,38 @@ ifneq ($(wildcard /opt/swift/usr/bin/swift),)
 export PATH := /opt/swift/usr/bin:$(PATH)
 endif
 
-APT_PACKAGES := redis-server redis-tools nginx libhiredis-dev libmaxminddb-dev bsdutils jq curl pkg-config chromium
+# Building: hiredis and libmaxminddb (pkg-config finds them). Running (scripts/run-local.sh): redis-server,
+# redis-cli, nginx, curl, and jq for the README's look at the archive. The tests also need logger
+# (bsdutils) and chromium (the browser tests).
+RUN_PACKAGES := redis-server redis-tools nginx libhiredis-dev libmaxminddb-dev pkg-config curl jq
+TEST_PACKAGES := bsdutils chromium
+APT_PACKAGES := $(RUN_PACKAGES) $(TEST_PACKAGES)
 SWIFT ?= swift
 # Tests run one at a time: the end-to-end suites time real processes on a 2-core machine.
 SWIFT_TEST_FLAGS ?= --no-parallel
 
-.PHONY: deps build test run clean
+.PHONY: deps deps-run build test run clean
+
+# $(call install-missing,TARGET,PACKAGES): apt-get install the PACKAGES that are not installed, then check swift.
+define install-missing
+@missing=""; \
+for package in $(2); do \
+    dpkg-query -W -f='$${Status}' "$$package" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$package"; \
+done; \
+if [ -n "$$missing" ]; then \
+    sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+    echo "make $(1): installing$$missing"; \
+    $$sudo apt-get update -q; \
+    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $$missing; \
+fi
+@command -v $(SWIFT) >/dev/null || { echo "make $(1): swift not found (expected /opt/swift/usr/bin/swift)" >&2; exit 1; }
+endef
 
 deps:
-	@missing=""; \
-	for package in $(APT_PACKAGES); do \
-	    dpkg-query -W -f='$${Status}' "$$package" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$package"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	    sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
-	    echo "make deps: installing$$missing"; \
-	    $$sudo apt-get update -q; \
-	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $$missing; \
-	fi
-	@command -v $(SWIFT) >/dev/null || { echo "make deps: swift not found (expected /opt/swift/usr/bin/swift)" >&2; exit 1; }
+	$(call install-missing,deps,$(APT_PACKAGES))
+
+deps-run:
+	$(call install-missing,deps-run,$(RUN_PACKAGES))
 
 build:
 	$(SWIFT) build
@@ -41,7 +56,7 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build $(SWIFT_TEST_FLAGS)
 
-run: deps build
+run: deps-run build
 	scripts/run-local.sh
 
 clean:

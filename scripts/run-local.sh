@@ -6,7 +6,13 @@
 #   --site example.com --archive .run/archive --> pixeld serve --archive .run/archive (dashboard
 #   http://127.0.0.1:18088, rows filter)
 # Everything lives under ./.run (override with PIXELD_RUN_DIR); logs are .run/*.log.
-# Ctrl-C or SIGTERM stops every process this script started, by PID.
+# Ctrl-C (SIGINT), SIGTERM or SIGHUP stops every process this script started, by PID, front to back
+# (nginx, pixeld ingest, pixeld consume, pixeld serve, redis-server last), prints "run-local: stopped"
+# and exits 0. The processes run in sessions of their own (setsid), so a terminal's Ctrl-C reaches only
+# this script, which then stops them in that order (a second Ctrl-C SIGKILLs what is still running).
+# If one of them exits on its own, the rest are stopped and the script exits 1, naming it.
+# Readiness is checked without sending a pixel hit (nothing lands in the archive): redis PING, the
+# "ready" log lines of pixeld ingest and consume, nginx serving /pixel.js, serve's /healthz.
 #
 # usage: scripts/run-local.sh [--check]
 #   --check   start everything, fire one pixel, wait until the report and the dashboard API count
@@ -32,12 +38,24 @@ for tool in redis-server redis-cli nginx curl; do
 done
 [ -x "$pixeld" ] || { echo "run-local: $pixeld not found; run 'make build'" >&2; exit 1; }
 
-for port in "$redis_port" "$http_port" "$dashboard_port"; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        echo "run-local: 127.0.0.1:$port is already in use (an earlier run still going?)" >&2
-        exit 1
-    fi
-done
+# udp_port_in_use PORT: whether any UDP socket on this machine (any address, IPv4 or IPv6) has PORT.
+udp_port_in_use() {
+    local hex
+    hex="$(printf '%04X' "$1")"
+    awk -v port="$hex" 'FNR > 1 { n = split($2, local_address, ":"); if (local_address[n] == port) found = 1 }
+        END { exit !found }' /proc/net/udp /proc/net/udp6 2>/dev/null
+}
+# in_use PROTOCOL PORT WHAT VARIABLE: the line that says which port is taken, and exit 1.
+in_use() {
+    echo "run-local: $1 127.0.0.1:$2 ($3) is already in use (an earlier run still going?" \
+        "see: ss -l${1:0:1}np 'sport = :$2'); stop it or set $4 to another port" >&2
+    exit 1
+}
+tcp_port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+tcp_port_in_use "$redis_port" && in_use tcp "$redis_port" redis-server REDIS_PORT
+udp_port_in_use "$syslog_port" && in_use udp "$syslog_port" "syslog for pixeld ingest" SYSLOG_PORT
+tcp_port_in_use "$http_port" && in_use tcp "$http_port" nginx HTTP_PORT
+tcp_port_in_use "$dashboard_port" && in_use tcp "$dashboard_port" "pixeld serve" DASHBOARD_PORT
 
 mkdir -p "$run/redis" "$run/nginx" "$run/site" "$run/archive"
 chmod 755 "$run" "$run/site"
@@ -53,30 +71,56 @@ HTML
 chmod 644 "$run/site/pixel.js" "$run/site/demo.html"
 redis_url="redis://127.0.0.1:$redis_port/0"
 
-# PIDs of what we started, in start order; stopped in reverse order.
+# PIDs of what we started, by name (pids, in start order) and the order to stop them in: the front
+# door first so that no new hit comes in, then each stage after the one feeding it (ingest flushes to
+# redis before consume stops), redis-server last so that no pixeld process sees it go away.
+declare -A pid_of=()
 pids=()
-names=()
+stop_order=(nginx "pixeld ingest" "pixeld consume" "pixeld serve" redis-server)
+stopping=0
+hurry=0
+# shellcheck disable=SC2317  # called from the traps below
 stop_all() {
-    trap - INT TERM EXIT
-    local i pid
-    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-        pid="${pids[$i]}"
-        kill -0 "$pid" 2>/dev/null || continue
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    [ "$stopping" = 0 ] || return 0
+    stopping=1
+    set +e  # keep stopping even if a line cannot be printed (a closed terminal)
+    trap 'hurry=1' INT TERM HUP  # a second Ctrl-C: SIGKILL what is still running
+    local name pid
+    for name in "${stop_order[@]}"; do
+        pid="${pid_of[$name]:-}"
+        [ -n "$pid" ] || continue
         if kill -0 "$pid" 2>/dev/null; then
-            echo "run-local: ${names[$i]} (pid $pid) ignored SIGTERM for 10 s; SIGKILL" >&2
-            kill -KILL "$pid" 2>/dev/null || true
+            kill -TERM "$pid" 2>/dev/null || true
+            for _ in $(seq 1 100); do
+                kill -0 "$pid" 2>/dev/null || break
+                [ "$hurry" = 0 ] || break
+                sleep 0.1
+            done
+            if kill -0 "$pid" 2>/dev/null; then
+                [ "$hurry" = 1 ] || echo "run-local: $name (pid $pid) ignored SIGTERM for 10 s; SIGKILL" >&2
+                kill -KILL "$pid" 2>/dev/null || true
+            fi
         fi
         wait "$pid" 2>/dev/null || true
     done
     echo "run-local: stopped"
 }
+# Ctrl-C, SIGTERM, SIGHUP: what the user asked for, so exit 0. Any other exit (an error, a process
+# that died, the end of --check) keeps its own status; the EXIT trap stops the rest either way.
+trap 'stop_all; exit 0' INT TERM HUP
 trap stop_all EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
-started() { pids+=("$1"); names+=("$2"); }
+# start NAME COMMAND...: runs COMMAND in the background in a session of its own, so that a terminal's
+# Ctrl-C (SIGINT to the whole foreground process group) reaches this script only and not the servers,
+# which this script then stops in order. $! is COMMAND's own PID: setsid(1) execs it directly, as a
+# child of a script is never a process group leader.
+start() {
+    local name="$1"
+    shift
+    setsid "$@" &
+    pid_of[$name]=$!
+    pids+=($!)
+}
 
 # wait_for DESCRIPTION PID COMMAND...: polls COMMAND for at most 10 s while PID lives.
 wait_for() {
@@ -91,16 +135,14 @@ wait_for() {
     exit 1
 }
 
-redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly yes --dir "$run/redis" \
-    --daemonize no --logfile "$run/redis.log" &
-started $! redis-server
-wait_for redis-server $! redis-cli -p "$redis_port" ping
+start redis-server redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly yes \
+    --dir "$run/redis" --daemonize no --logfile "$run/redis.log"
+wait_for redis-server "${pid_of[redis-server]}" redis-cli -p "$redis_port" ping
 
 : >"$run/ingest.log"
-"$pixeld" ingest --udp "127.0.0.1:$syslog_port" --unix "$run/pixeld.sock" --redis "$redis_url" \
-    2>>"$run/ingest.log" &
-started $! "pixeld ingest"
-wait_for "pixeld ingest" $! grep -q "ingest ready" "$run/ingest.log"
+start "pixeld ingest" "$pixeld" ingest --udp "127.0.0.1:$syslog_port" --unix "$run/pixeld.sock" \
+    --redis "$redis_url" 2>>"$run/ingest.log"
+wait_for "pixeld ingest" "${pid_of[pixeld ingest]}" grep -q "ingest ready" "$run/ingest.log"
 
 "$root/scripts/render-nginx-conf.sh" --listen "127.0.0.1:$http_port" --udp "127.0.0.1:$syslog_port" \
     --json --static "$run/site" "$root/deploy/nginx-syslog.conf" >"$run/nginx/pixel.conf"
@@ -124,20 +166,19 @@ http {
 CONF
 nginx_args=(-p "$run/nginx/" -e "$run/nginx.log" -c "$run/nginx/nginx.conf")
 nginx -t -q "${nginx_args[@]}"
-nginx "${nginx_args[@]}" &
-started $! nginx
-wait_for nginx $! curl -sf -o /dev/null "http://127.0.0.1:$http_port/pixel.gif?e=run-local-probe"
+start nginx nginx "${nginx_args[@]}"
+# A static file, not pixel.gif: a probe hit would reach the archive as a dropped event.
+wait_for nginx "${pid_of[nginx]}" curl -sf -o /dev/null "http://127.0.0.1:$http_port/pixel.js"
 
 : >"$run/consume.log"
-"$pixeld" consume pixel --redis "$redis_url" --site localhost --site example.com --archive "$run/archive" \
-    --consumer-id local 2>>"$run/consume.log" &
-started $! "pixeld consume"
-wait_for "pixeld consume" $! grep -q "consume ready" "$run/consume.log"
+start "pixeld consume" "$pixeld" consume pixel --redis "$redis_url" --site localhost --site example.com \
+    --archive "$run/archive" --consumer-id local 2>>"$run/consume.log"
+wait_for "pixeld consume" "${pid_of[pixeld consume]}" grep -q "consume ready" "$run/consume.log"
 
 : >"$run/serve.log"
-"$pixeld" serve --redis "$redis_url" --listen "127.0.0.1:$dashboard_port" --archive "$run/archive" 2>>"$run/serve.log" &
-started $! "pixeld serve"
-wait_for "pixeld serve" $! curl -sf -o /dev/null "http://127.0.0.1:$dashboard_port/healthz"
+start "pixeld serve" "$pixeld" serve --redis "$redis_url" --listen "127.0.0.1:$dashboard_port" \
+    --archive "$run/archive" 2>>"$run/serve.log"
+wait_for "pixeld serve" "${pid_of[pixeld serve]}" curl -sf -o /dev/null "http://127.0.0.1:$dashboard_port/healthz"
 
 browser="Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
 cat <<INFO
@@ -174,9 +215,17 @@ if [ "$check" = 1 ]; then
     exit 1
 fi
 
-# Until Ctrl-C/SIGTERM, or until one of the processes exits on its own.
+# Until Ctrl-C/SIGTERM/SIGHUP (the trap stops everything and exits 0), or until one of the processes
+# exits on its own: then name it, stop the rest and exit 1.
 set +e
-wait -n "${pids[@]}"
+exited=""
+wait -n -p exited "${pids[@]}" 2>/dev/null  # (not bash's own "Killed setsid ..." line: ours names it)
 status=$?
-echo "run-local: a process exited on its own (status $status); stopping the rest" >&2
+name="a process"
+for candidate in "${!pid_of[@]}"; do
+    [ "${pid_of[$candidate]}" = "$exited" ] && name="$candidate"
+done
+how="with status $status"
+[ "$status" -gt 128 ] && how="killed by SIG$(kill -l "$((status - 128))" 2>/dev/null || echo "$((status - 128))")"
+echo "run-local: $name (pid ${exited:-?}) exited on its own ($how); stopping the rest, see $run/*.log" >&2
 exit 1
