@@ -299,6 +299,19 @@ public final class ReliableListConsumer: @unchecked Sendable {
         // log, and consumers that keep racing fall out of step.
         var refusalsInARow = 0
         var refusalBackoff = Backoff()
+        // Redis errors in a row: the first is logged as a warning, the rest (a retry every 0.5 s while
+        // Redis is down) at debug, until Redis answers again.
+        var failingSince: Int64?
+        // Redis answered (a heartbeat was written): ready, the first time; back, after errors.
+        func noteContact() {
+            if !announcedReady {
+                announcedReady = true
+                onReady?()
+            }
+            guard let since = failingSince else { return }
+            failingSince = nil
+            logger.info("redis available again", metadata: ["outage.ms": "\((MonotonicClock.nanoseconds() - since) / 1_000_000)"])
+        }
         func handleRefusal() {
             startOver()
             refusalsInARow += 1
@@ -330,10 +343,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
                     }
                     prepared = true
                     try housekeeping(&lastRecovery)
-                    if !announcedReady {
-                        announcedReady = true
-                        onReady?()
-                    }
+                    noteContact()
                     var batch = try pending()
                     if batch.isEmpty { batch = try take() }
                     if batch.isEmpty { continue }
@@ -377,6 +387,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
                 }
                 // Nothing in flight on the connection now.
                 try housekeeping(&lastRecovery)
+                noteContact()
                 let outcome: Outcome
                 do {
                     outcome = try finish(try resolved.get(), connection)
@@ -407,7 +418,12 @@ public final class ReliableListConsumer: @unchecked Sendable {
                 }
                 if failure == nil { backoff.reset() }
             } catch {
-                logger.warning("redis error in consumer, retrying", metadata: ["error": "\(error)"])
+                if failingSince == nil {
+                    failingSince = MonotonicClock.nanoseconds()
+                    logger.warning("redis error in consumer, retrying", metadata: ["error": "\(error)"])
+                } else {
+                    logger.debug("redis error in consumer, still retrying", metadata: ["error": "\(error)"])
+                }
                 sent = nil
                 startOver()
                 connection.close()

@@ -536,6 +536,37 @@ struct FaultInjectionTests {
         withExtendedLifetime((redis, directory, pauser)) {}
     }
 
+    @Test("Consumer started while Redis is down: one warning, not ready; ready once Redis starts, then every event once")
+    func consumerStartedBeforeRedis() throws {
+        let count = 2_000
+        let redis = try RedisServer.start()
+        redis.stop()
+        let directory = try TempDirectory(prefix: "pixeld-out")
+        let file = directory.appending("events.jsonl").path
+        let consumer = try PixeldProcess.start(["consume", "pixel", "--redis", redis.url, "--consumer-id", "c1", "--output", file])
+        defer { consumer.process.stop(timeout: 5) }
+        // ~2 s of retries (every 0.5 s once the backoff has grown).
+        Thread.sleep(forTimeInterval: 2)
+        let whileDown = consumer.stderrText
+        try redis.restart()
+        try redis.prefill("pixel", (1...count).map { PixelMessage.value(seq: $0) })
+        let drained = Poll.until(timeout: 30, interval: 0.05) {
+            ((try? redis.llen("pixel")) ?? 1) == 0 && ((try? redis.llen("pixel:processing:c1")) ?? 1) == 0
+        }
+        consumer.terminate()
+        let status = try consumer.waitForExit(timeout: 10)
+        let tally = Tally(completeLines(ofFile: file), expected: 1...count)
+        let log = consumer.stderrText
+        let warnings = whileDown.components(separatedBy: "redis error in consumer, retrying").count - 1
+        reportFault("consumer-started-before-redis", ["events": count, "delivered": tally.delivered, "warnings_while_down": warnings])
+        #expect(warnings == 1, "one warning for the outage, not one per retry:\n\(whileDown)")
+        #expect(!whileDown.contains("consume ready"), "ready before Redis answered:\n\(whileDown)")
+        #expect(log.contains("redis available again") && log.contains("consume ready"), "\(log)")
+        #expect(drained && status == 0, "\(consumer.process.tail)")
+        #expect(tally.lost == 0 && tally.duplicated == 0, "\(tally.summary)")
+        withExtendedLifetime((redis, directory)) {}
+    }
+
     @Test("Consumer c1 SIGKILLed; c2 recovers c1's processing list once c1's heartbeat is gone")
     func consumerOrphanRecovery() throws {
         let count = 20_000
