@@ -302,7 +302,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
         // Redis errors in a row: the first is logged as a warning, the rest (a retry every 0.5 s while
         // Redis is down) at debug, until Redis answers again.
         var failingSince: Int64?
-        // Redis answered (a heartbeat was written): ready, the first time; back, after errors.
+        // Redis answered: ready, the first time; back, after errors.
         func noteContact() {
             if !announcedReady {
                 announcedReady = true
@@ -343,8 +343,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
                     }
                     prepared = true
                     try housekeeping(&lastRecovery)
-                    noteContact()
                     var batch = try pending()
+                    noteContact()  // (after a read: housekeeping may send nothing)
                     if batch.isEmpty { batch = try take() }
                     if batch.isEmpty { continue }
                     // (No take is in flight here: every path to an idle connection has dropped it.)
@@ -385,7 +385,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
                         continue
                     }
                 }
-                // Nothing in flight on the connection now.
+                // Nothing in flight on the connection now; replies were read on it just now.
                 try housekeeping(&lastRecovery)
                 noteContact()
                 let outcome: Outcome
@@ -426,7 +426,10 @@ public final class ReliableListConsumer: @unchecked Sendable {
                 }
                 sent = nil
                 startOver()
+                // Both connections: an idle take connection from before an outage would fail once
+                // more after Redis is back (a second warning for the same outage).
                 connection.close()
+                takeConnection.close()
                 sleep(milliseconds: backoff.nextDelayMilliseconds())
             }
         }

@@ -536,35 +536,57 @@ struct FaultInjectionTests {
         withExtendedLifetime((redis, directory, pauser)) {}
     }
 
-    @Test("Consumer started while Redis is down: one warning, not ready; ready once Redis starts, then every event once")
-    func consumerStartedBeforeRedis() throws {
+    /// Printing to standard output, the consumer's preparation reads nothing from Redis, and a
+    /// heartbeat written less than 5 s ago is not written again: only its reads tell it Redis is back.
+    @Test("Consumer started while Redis is down, then Redis stopped mid-run: one warning per outage, ready and back only when Redis answers, every event once")
+    func consumerAcrossRedisOutages() throws {
         let count = 2_000
         let redis = try RedisServer.start()
         redis.stop()
-        let directory = try TempDirectory(prefix: "pixeld-out")
-        let file = directory.appending("events.jsonl").path
-        let consumer = try PixeldProcess.start(["consume", "pixel", "--redis", redis.url, "--consumer-id", "c1", "--output", file])
+        let consumer = try PixeldProcess.start(["consume", "pixel", "--redis", redis.url, "--consumer-id", "c1"])
         defer { consumer.process.stop(timeout: 5) }
-        // ~2 s of retries (every 0.5 s once the backoff has grown).
-        Thread.sleep(forTimeInterval: 2)
-        let whileDown = consumer.stderrText
-        try redis.restart()
-        try redis.prefill("pixel", (1...count).map { PixelMessage.value(seq: $0) })
-        let drained = Poll.until(timeout: 30, interval: 0.05) {
-            ((try? redis.llen("pixel")) ?? 1) == 0 && ((try? redis.llen("pixel:processing:c1")) ?? 1) == 0
+        func occurrences(_ text: String) -> Int { consumer.stderrText.components(separatedBy: text).count - 1 }
+        let warning = "redis error in consumer, retrying", back = "redis available again"
+        func drained() -> Bool {
+            Poll.until(timeout: 30, interval: 0.05) {
+                ((try? redis.llen("pixel")) ?? 1) == 0 && ((try? redis.llen("pixel:processing:c1")) ?? 1) == 0
+            }
         }
+
+        // Outage 1, from the start: the first retry warns; a few more retries (0.05 → 0.5 s apart) do not.
+        #expect(Poll.until(timeout: 30, interval: 0.05) { occurrences(warning) == 1 }, "\(consumer.stderrText)")
+        Thread.sleep(forTimeInterval: 1.5)
+        let firstOutage = consumer.stderrText
+        try redis.restart()
+        try redis.prefill("pixel", (1...count / 2).map { PixelMessage.value(seq: $0) })
+        let firstDrained = drained()
+
+        // Outage 2, mid-run, with a fresh heartbeat.
+        redis.stop()
+        #expect(Poll.until(timeout: 30, interval: 0.05) { occurrences(warning) == 2 }, "\(consumer.stderrText)")
+        Thread.sleep(forTimeInterval: 1.5)
+        let secondOutage = consumer.stderrText
+        try redis.restart()
+        try redis.prefill("pixel", (count / 2 + 1...count).map { PixelMessage.value(seq: $0) })
+        let secondDrained = drained()
         consumer.terminate()
         let status = try consumer.waitForExit(timeout: 10)
-        let tally = Tally(completeLines(ofFile: file), expected: 1...count)
-        let log = consumer.stderrText
-        let warnings = whileDown.components(separatedBy: "redis error in consumer, retrying").count - 1
-        reportFault("consumer-started-before-redis", ["events": count, "delivered": tally.delivered, "warnings_while_down": warnings])
-        #expect(warnings == 1, "one warning for the outage, not one per retry:\n\(whileDown)")
-        #expect(!whileDown.contains("consume ready"), "ready before Redis answered:\n\(whileDown)")
-        #expect(log.contains("redis available again") && log.contains("consume ready"), "\(log)")
-        #expect(drained && status == 0, "\(consumer.process.tail)")
+        let lines = consumer.stdoutText.split(separator: "\n").map { Array($0.utf8) }
+        let tally = Tally(lines, expected: 1...count)
+        reportFault(
+            "consumer-across-redis-outages",
+            ["events": count, "delivered": tally.delivered, "warnings": occurrences(warning), "back": occurrences(back)]
+        )
+        #expect(firstOutage.components(separatedBy: warning).count - 1 == 1, "one warning for the first outage:\n\(firstOutage)")
+        #expect(!firstOutage.contains("consume ready") && !firstOutage.contains(back), "ready or back before Redis answered:\n\(firstOutage)")
+        #expect(
+            secondOutage.components(separatedBy: warning).count - 1 == 2 && secondOutage.components(separatedBy: back).count - 1 == 1,
+            "one warning for the second outage, and no 'available again' before Redis returned:\n\(secondOutage)"
+        )
+        #expect(occurrences(back) == 2 && occurrences("consume ready") == 1, "\(consumer.stderrText)")
+        #expect(firstDrained && secondDrained && status == 0, "\(consumer.process.tail)")
         #expect(tally.lost == 0 && tally.duplicated == 0, "\(tally.summary)")
-        withExtendedLifetime((redis, directory)) {}
+        withExtendedLifetime(redis) {}
     }
 
     @Test("Consumer c1 SIGKILLed; c2 recovers c1's processing list once c1's heartbeat is gone")
