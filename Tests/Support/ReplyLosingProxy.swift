@@ -32,8 +32,10 @@ public final class ReplyLosingProxy: @unchecked Sendable {
         /// Reads that hold a `+QUEUED`: every reply that includes a transaction's, such as a
         /// consumer's ack, with any replies pipelined ahead of it.
         case transactions
-        /// Replies that begin with an array (`*`): a consumer's takes and its reads of its
-        /// processing list, and a script's array replies.
+        /// Replies that begin with a non-empty array: a consumer's takes of several events (its take
+        /// script) and its reads of a non-empty processing list. Empty and null arrays (`*0`, `*-1`:
+        /// an idle consumer's reads and a `BLMOVE` that timed out) do not count, as losing them
+        /// loses nothing; nor does a `BLMOVE` that returns one event (a bulk string).
         case arrays
 
         func matches(_ read: ArraySlice<UInt8>) -> Bool {
@@ -43,13 +45,15 @@ public final class ReplyLosingProxy: @unchecked Sendable {
             case .transactions:
                 return read.firstRange(of: Self.queued) != nil
             case .arrays:
-                return read.first == UInt8(ascii: "*")
+                return read.first == UInt8(ascii: "*") && !read.starts(with: Self.emptyArray) && !read.starts(with: Self.nullArray)
             }
         }
 
         /// How Redis's replies to a pipelined transaction begin (its `EXEC` array follows in the same read).
         private static let transactionStart = Array("+OK\r\n+QUEUED\r\n".utf8)
         private static let queued = Array("+QUEUED\r\n".utf8)
+        private static let emptyArray = Array("*0\r\n".utf8)
+        private static let nullArray = Array("*-1\r\n".utf8)
     }
 
     // @unchecked Sendable: mutable state is guarded by `lock`.
