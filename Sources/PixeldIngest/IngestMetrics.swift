@@ -1,3 +1,4 @@
+import PixeldConcurrency
 import Prometheus
 import RespBridge
 import Synchronization
@@ -86,10 +87,15 @@ final class IngestMetrics: Sendable {
     /// The `/healthz` body: liveness plus whether Redis currently takes writes.
     func health() -> [UInt8] {
         let received = listeners.reduce(0) { $0 + $1.received }
-        // Still 200 in an outage: ingest keeps accepting (queued or spooled), and a restart would
+        // Still 200 when Redis fails: ingest keeps accepting (queued or spooled), and a restart would
         // only lose what the memory queue holds.
-        let outage = writer.outageMilliseconds
-        let state = outage.map { #""status":"degraded","redis":"unavailable","outage_ms":\#($0)"# } ?? #""status":"ok","redis":"ok""#
+        let state: String
+        switch writer.redis {
+        case .unknown: state = #""status":"ok","redis":"unknown""#
+        case .ok: state = #""status":"ok","redis":"ok""#
+        case .failing(let reason, let since):
+            state = #""status":"degraded","redis":"\#(reason)","failing_ms":\#((MonotonicClock.nanoseconds() - since) / 1_000_000)"#
+        }
         return Array(
             """
             {\(state),"received":\(received),\

@@ -72,6 +72,8 @@ public final class LPushWriter: @unchecked Sendable {
     private var committer: BatchCommitter
     private var everConnected = false
     private var outageStartedAt: Int64?
+    /// Whether `statistics.redis` says `.ok` (set after a failure, so that a commit takes no lock).
+    private var redisReportedOK = false
     private var backoff = Backoff()
     private let metrics = RespBridgeMetrics()
 
@@ -337,9 +339,12 @@ public final class LPushWriter: @unchecked Sendable {
     private func noteFailure(_ error: RespError) {
         statistics.addRetry()
         if error.connectionIsDead { connection.close() }
-        if outageStartedAt == nil {
-            outageStartedAt = MonotonicClock.nanoseconds()
-            statistics.setOutageStartedAt(outageStartedAt)
+        let firstFailure = outageStartedAt == nil
+        if firstFailure { outageStartedAt = MonotonicClock.nanoseconds() }
+        let reason = error.connectionIsDead ? "unavailable" : (error.serverErrorPrefix.map { $0.lowercased() } ?? "\(error.code)")
+        statistics.setRedis(.failing(reason: reason, since: outageStartedAt!))
+        redisReportedOK = false
+        if firstFailure {
             logger.warning("redis unavailable, holding messages and retrying", metadata: ["error": "\(error)"])
         } else {
             logger.debug("redis still unavailable", metadata: ["error": "\(error)"])
@@ -348,9 +353,12 @@ public final class LPushWriter: @unchecked Sendable {
 
     private func noteRecovery() {
         backoff.reset()
+        if !redisReportedOK {
+            redisReportedOK = true
+            statistics.setRedis(.ok)
+        }
         guard let started = outageStartedAt else { return }
         outageStartedAt = nil
-        statistics.setOutageStartedAt(nil)
         let milliseconds = (MonotonicClock.nanoseconds() - started) / 1_000_000
         logger.info("redis available again", metadata: ["outage.ms": "\(milliseconds)"])
     }

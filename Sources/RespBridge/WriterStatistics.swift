@@ -1,4 +1,3 @@
-import PixeldConcurrency
 import Synchronization
 
 /// Running totals of the writer, read by the metrics exporter and by tests. Lock-free.
@@ -17,7 +16,7 @@ public final class WriterStatistics: Sendable {
     private let trimmedCount = Atomic<Int>(0)
     private let reconnectCount = Atomic<Int>(0)
     private let retryCount = Atomic<Int>(0)
-    private let outageStart = Atomic<Int64>(0)
+    private let redisState = Mutex<RedisState>(.unknown)
 
     /// Creates zeroed totals.
     public init() {}
@@ -44,12 +43,19 @@ public final class WriterStatistics: Sendable {
     /// Failed attempts (connection errors, timeouts, transient server errors).
     public var retries: Int { retryCount.load(ordering: .relaxed) }
 
-    /// How long the current Redis outage has lasted, in milliseconds: since the first failed commit
-    /// after the last one that went through; `nil` while Redis takes commits.
-    public var outageMilliseconds: Int? {
-        let started = outageStart.load(ordering: .relaxed)
-        return started == 0 ? nil : Int((MonotonicClock.nanoseconds() - started) / 1_000_000)
+    /// Whether Redis takes the writer's commits.
+    public enum RedisState: Sendable, Equatable {
+        /// Nothing committed yet, and nothing failed.
+        case unknown
+        /// The last commit went through.
+        case ok
+        /// Commits fail since `since` (`MonotonicClock` nanoseconds), the last for `reason`:
+        /// `unavailable` (no connection) or the server's error, lowercased (`full`, `oom`, `loading`…).
+        case failing(reason: String, since: Int64)
     }
+
+    /// Whether Redis takes the writer's commits now.
+    public var redis: RedisState { redisState.withLock { $0 } }
 
     func addPushed(_ n: Int) { pushedCount.add(n, ordering: .relaxed) }
     func addDeadLettered(_ n: Int) { deadLetteredCount.add(n, ordering: .relaxed) }
@@ -61,5 +67,5 @@ public final class WriterStatistics: Sendable {
     func addTrimmed(_ n: Int) { trimmedCount.add(n, ordering: .relaxed) }
     func addReconnect() { reconnectCount.add(1, ordering: .relaxed) }
     func addRetry() { retryCount.add(1, ordering: .relaxed) }
-    func setOutageStartedAt(_ nanoseconds: Int64?) { outageStart.store(nanoseconds ?? 0, ordering: .relaxed) }
+    func setRedis(_ state: RedisState) { redisState.withLock { $0 = state } }
 }

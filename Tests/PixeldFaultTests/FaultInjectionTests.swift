@@ -69,6 +69,7 @@ struct FaultInjectionTests {
         let redis = try RedisServer.start()
         redis.stop()
         let ingest = try IngestUnderTest(redisURL: redis.url)
+        let healthBeforeTraffic = try httpGet(port: ingest.metricsPort, path: "/healthz")
         let stream = PacedStream(sender: try UDPSyslogSender(port: ingest.udpPort!), seqs: Array(1...count), rate: Self.rate) {
             PixelMessage.syslog(seq: $0)
         }
@@ -91,7 +92,11 @@ struct FaultInjectionTests {
         )
         #expect(waiting.pushed == 0 && waiting.queued > 0, "before Redis started: \(waiting.invariantText)")
         #expect(
-            healthDuringOutage.hasPrefix(#"{"status":"degraded","redis":"unavailable","outage_ms":"#),
+            healthBeforeTraffic.hasPrefix(#"{"status":"ok","redis":"unknown","received":0,"#),
+            "/healthz before any message: \(healthBeforeTraffic)"
+        )
+        #expect(
+            healthDuringOutage.hasPrefix(#"{"status":"degraded","redis":"unavailable","failing_ms":"#),
             "/healthz while Redis was down: \(healthDuringOutage)"
         )
         let healthAfter = try httpGet(port: ingest.metricsPort, path: "/healthz")

@@ -734,12 +734,20 @@ struct CapacityTests {
         let queue = PushQueue(capacityBytes: 1 << 20)
         let writer = LPushWriter(queue: queue, redis: try RedisConfiguration(url: server.url), options: options, logger: logger)
         writer.start()
+        #expect(writer.statistics.redis == .unknown)
         push(0..<80, into: queue)
         try await Task.sleep(for: .milliseconds(200))
+        #expect(writer.statistics.redis == .ok)
         push(80..<150, into: queue)  // would exceed 100: held
         try await Task.sleep(for: .milliseconds(400))
         #expect(try server.llen("pixel") == 80)
         #expect(writer.statistics.pushed == 80)
+        // Held because the list is full, not because Redis is unreachable.
+        guard case .failing(let reason, _) = writer.statistics.redis else {
+            Issue.record("held, yet the writer's Redis state is \(writer.statistics.redis)")
+            return
+        }
+        #expect(reason == "full")
         // A consumer takes 60: now the held batch fits.
         for _ in 0..<60 { _ = try server.command(["RPOP", "pixel"]) }
         var fitted = false
@@ -748,6 +756,7 @@ struct CapacityTests {
             if !fitted { try await Task.sleep(for: .milliseconds(10)) }
         }
         #expect(fitted)
+        #expect(writer.statistics.redis == .ok)
         await writer.shutdown(timeoutNanoseconds: 2_000_000_000)
         #expect(try server.lrange("pixel").reversed() == (60..<150).map(String.init))
         #expect(writer.statistics.trimmed == 0)
