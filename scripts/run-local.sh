@@ -34,7 +34,7 @@ check=0
 PATH="$PATH:/usr/sbin:/sbin"
 pixeld="${PIXELD_BIN:-$(cd "$root" && swift build --show-bin-path)/pixeld}"
 for tool in redis-server redis-cli nginx curl; do
-    command -v "$tool" >/dev/null || { echo "run-local: $tool not found; run 'make deps'" >&2; exit 1; }
+    command -v "$tool" >/dev/null || { echo "run-local: $tool not found; run 'make deps-run' (or ./dev run)" >&2; exit 1; }
 done
 [ -x "$pixeld" ] || { echo "run-local: $pixeld not found; run 'make build'" >&2; exit 1; }
 

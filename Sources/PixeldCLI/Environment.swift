@@ -1,3 +1,5 @@
+package import ArgumentParser
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,6 +19,17 @@ package enum Environment {
     /// `value` if the command line set it, else the environment's, else `fallback`.
     package static func resolve(_ value: String?, flag: String, default fallback: String) -> String {
         value ?? Self.value(forFlag: flag) ?? fallback
+    }
+
+    /// A whole number in `range`: `value` if the command line set it, else `PIXELD_<FLAG>`, else
+    /// `fallback`.
+    /// - Throws: `ValidationError` naming the flag and the range when the text is not such a number.
+    package static func integer(_ value: Int?, flag: String, default fallback: Int, range: ClosedRange<Int>) throws -> Int {
+        let text = value.map(String.init) ?? Self.value(forFlag: flag) ?? String(fallback)
+        guard let number = Int(text), range.contains(number) else {
+            throw ValidationError("--\(flag): '\(text)' must be a whole number in \(range.lowerBound)…\(range.upperBound)")
+        }
+        return number
     }
 
     /// `values` if the command line set any, else the environment's (space-separated).

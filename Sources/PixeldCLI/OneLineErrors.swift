@@ -2,10 +2,12 @@ package import ArgumentParser
 
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Darwin)
+import Darwin
 #endif
 
-/// A failure at run time, not in the flags: a port already taken, Redis unreachable, an archive
-/// line that does not parse. ``AsyncParsableCommand/mainWithOneLineErrors()`` prints it as
+/// A failure at run time rather than a malformed flag: a port already taken, a file or directory
+/// that cannot be opened, Redis unreachable, an archive line that does not parse. ``AsyncParsableCommand/mainWithOneLineErrors()`` prints it as
 /// `Error: <description>` and exits with status 1 (a bad flag exits with 64).
 package struct CommandFailure: Error, CustomStringConvertible {
     package let description: String
@@ -24,7 +26,7 @@ extension AsyncParsableCommand {
     /// `--help` and `--version` print as usual.
     package static func mainWithOneLineErrors() async -> Never {
         do {
-            var command = try parseAsRoot()
+            var command = try await asyncParseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
@@ -39,7 +41,12 @@ extension AsyncParsableCommand {
                 let line = "Error: " + message.split(separator: "\n", omittingEmptySubsequences: true).joined(separator: " ") + "\n"
                 _ = line.utf8CString.withUnsafeBufferPointer { write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
             }
-            Glibc.exit(code.rawValue)
+            terminate(code.rawValue)
         }
     }
+}
+
+/// `exit(3)`, reachable where `ParsableCommand.exit(withError:)` hides the name.
+private func terminate(_ status: Int32) -> Never {
+    exit(status)
 }

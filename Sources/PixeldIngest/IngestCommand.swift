@@ -61,7 +61,7 @@ package struct IngestCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("How long the first message of a batch may wait for more before the flush, in milliseconds (0 = flush at once). Longer means fewer, larger commits: less CPU for Redis, more latency (e.g. 2: ~19 messages per commit at 10k msg/s instead of ~11). Default 1. Env: PIXELD_FLUSH_INTERVAL_MS.", valueName: "ms"))
     var flushIntervalMs: Int?
 
-    @Option(help: ArgumentHelp("Directory of the disk spool: during a Redis outage, a batch that failed on a fresh connection too is written here at once, and everything after it follows, replayed in order when Redis is back (and on the next start). Default: no spool, messages wait in memory. Env: PIXELD_SPOOL.", valueName: "dir"))
+    @Option(help: ArgumentHelp("Directory of the disk spool: when Redis fails, a batch that failed twice (or once, with the memory queue half full) is written here, and everything after it follows, replayed in order when Redis is back (and on the next start). Default: no spool, messages wait in memory. Env: PIXELD_SPOOL.", valueName: "dir"))
     var spool: String?
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Largest spool size; beyond it messages are dropped as 'spool_full'. Default 1073741824. Env: PIXELD_SPOOL_MAX_BYTES.", valueName: "bytes"))
@@ -95,7 +95,7 @@ package struct IngestCommand: AsyncParsableCommand {
             do {
                 spool = try Spool(directory: directory, maxBytes: settings.spoolMaxBytes, sync: settings.spoolSync)
             } catch {
-                throw ValidationError("--spool: \(error)")
+                throw CommandFailure("--spool: \(error)")
             }
         }
         let writer = LPushWriter(queue: queue, redis: settings.redis, options: settings.writerOptions, spool: spool, logger: logger)
@@ -116,7 +116,7 @@ package struct IngestCommand: AsyncParsableCommand {
             do {
                 try socket.changeOwner(user: settings.unixOwner.user, group: settings.unixOwner.group)
             } catch {
-                throw ValidationError(error.description)
+                throw CommandFailure(error.description)
             }
             let sink = QueueSink(queue: queue, keyPrefix: settings.rules.programs.keyPrefix)
             let listener = DatagramListener(
@@ -221,11 +221,7 @@ struct IngestSettings {
         self.addresses = addresses
 
         func integer(_ value: Int?, _ flag: String, _ fallback: Int, _ range: ClosedRange<Int>) throws -> Int {
-            let text = value.map(String.init) ?? Environment.value(forFlag: flag) ?? String(fallback)
-            guard let number = Int(text), range.contains(number) else {
-                throw ValidationError("--\(flag): '\(text)' must be a whole number in \(range.lowerBound)…\(range.upperBound)")
-            }
-            return number
+            try Environment.integer(value, flag: flag, default: fallback, range: range)
         }
         let maxMessageBytes = try integer(command.maxMessageBytes, "max-message-bytes", 65535, 1...(1 << 20))
         receiveBufferBytes = try integer(command.receiveBufferBytes, "receive-buffer-bytes", 4 << 20, 0...(1 << 30))

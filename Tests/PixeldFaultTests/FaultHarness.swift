@@ -218,7 +218,7 @@ final class UDPSyslogSender: SyslogSender, @unchecked Sendable {
         return false
     }
 
-    func close() { closeDescriptor(fd) }
+    func close() { systemClose(fd) }
     deinit { close() }
 }
 
@@ -235,7 +235,7 @@ final class TCPSyslogSender: SyslogSender, @unchecked Sendable {
         guard fd >= 0 else { throw TestSupportError("socket(tcp) failed: errno \(errno)") }
         guard connectToLoopback(fd, port: port) else {
             let code = errno
-            closeDescriptor(fd)
+            systemClose(fd)
             throw TestSupportError("connect(tcp 127.0.0.1:\(port)) failed: errno \(code)")
         }
         var timeout = timeval(tv_sec: sendTimeout, tv_usec: 0)
@@ -261,7 +261,7 @@ final class TCPSyslogSender: SyslogSender, @unchecked Sendable {
     func close() {
         guard !closed else { return }
         closed = true
-        closeDescriptor(fd)
+        systemClose(fd)
     }
 
     deinit { close() }
@@ -515,7 +515,7 @@ final class IngestUnderTest {
 func httpGet(port: Int, path: String, timeout: Int = 5) throws -> String {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { throw TestSupportError("socket failed: errno \(errno)") }
-    defer { closeDescriptor(fd) }
+    defer { systemClose(fd) }
     var time = timeval(tv_sec: timeout, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))

@@ -782,6 +782,7 @@ struct FaultInjectionTests {
         let count = 50_000
         let redis = try RedisServer.start()
         let run = try FileConsumerRun(redis: redis, events: count, url: redis.url, batchSize: batchSize)
+        defer { run.stop() }
         let port = redis.port
         let killed = Shared(0)
         let killer = Repeater(interval: 0.15, maxRounds: 40) {
@@ -833,6 +834,7 @@ struct FaultInjectionTests {
         let proxy = try ReplyLosingProxy(upstreamPort: redis.port, dropEvery: 3, replies: replies)
         defer { proxy.close() }
         let run = try FileConsumerRun(redis: redis, events: count, url: proxy.url, batchSize: 512)
+        defer { run.stop() }
         let (drained, status, tally) = try run.finish()
         reportFault(
             "consumer-output-reply-lost",
@@ -929,10 +931,16 @@ struct FaultInjectionTests {
             ])
         }
 
+        /// Stops the consumer if it still runs (SIGTERM, then SIGKILL after 5 s): `defer` it, so
+        /// that a test that throws before ``finish()`` leaves no process behind.
+        func stop() {
+            consumer.process.stop(timeout: 5)
+        }
+
         /// Waits (up to 2 minutes) for `pixel` and c1's processing list to be empty, stops the
         /// consumer (SIGTERM), and tallies the file's complete lines.
         func finish() throws -> (drained: Bool, status: Int32, tally: Tally) {
-            defer { consumer.process.stop(timeout: 5) }
+            defer { stop() }
             let drained = Poll.until(timeout: 120, interval: 0.05) {
                 ((try? redis.llen("pixel")) ?? 1) == 0 && ((try? redis.llen("pixel:processing:c1")) ?? 1) == 0
             }

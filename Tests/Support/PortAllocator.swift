@@ -128,7 +128,7 @@ final class LockedBox<Value>: @unchecked Sendable {
 }
 
 /// `close(2)`, reachable from types that have a `close()` method of their own.
-func systemClose(_ fd: Int32) {
+public func systemClose(_ fd: Int32) {
     _ = close(fd)
 }
 

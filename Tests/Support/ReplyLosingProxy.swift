@@ -81,7 +81,7 @@ public final class ReplyLosingProxy: @unchecked Sendable {
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         guard let port = bindToLoopback(fd), listen(fd, 16) == 0 else {
-            closeDescriptor(fd)
+            systemClose(fd)
             throw TestSupportError("proxy bind/listen failed: errno \(errno)")
         }
         listenFD = fd
@@ -106,7 +106,7 @@ public final class ReplyLosingProxy: @unchecked Sendable {
                 return
             }
             guard let server = connectUpstream() else {
-                closeDescriptor(client)
+                systemClose(client)
                 continue
             }
             let admitted = lock.withLock { () -> Bool in
@@ -117,8 +117,8 @@ public final class ReplyLosingProxy: @unchecked Sendable {
                 return true
             }
             guard admitted else {
-                closeDescriptor(client)
-                closeDescriptor(server)
+                systemClose(client)
+                systemClose(server)
                 return
             }
             let up = Thread { [self] in pump(from: client, to: server, watchReplies: false) }
@@ -134,7 +134,7 @@ public final class ReplyLosingProxy: @unchecked Sendable {
         let fd = socket(AF_INET, SocketConstants.stream, 0)
         guard fd >= 0 else { return nil }
         guard connectToLoopback(fd, port: upstreamPort) else {
-            closeDescriptor(fd)
+            systemClose(fd)
             return nil
         }
         return fd
@@ -180,8 +180,8 @@ public final class ReplyLosingProxy: @unchecked Sendable {
             return true
         }
         if last {
-            closeDescriptor(source)
-            closeDescriptor(destination)
+            systemClose(source)
+            systemClose(destination)
         }
     }
 
@@ -194,14 +194,9 @@ public final class ReplyLosingProxy: @unchecked Sendable {
         }
         guard let descriptors else { return }
         shutdown(listenFD, Int32(SHUT_RDWR))
-        closeDescriptor(listenFD)
+        systemClose(listenFD)
         for fd in descriptors { shutdown(fd, Int32(SHUT_RDWR)) }
     }
 
     deinit { close() }  // reached only after close(): the accept thread holds the proxy until then
-}
-
-/// `close(2)`, reachable from types that have a `close()` method of their own.
-public func closeDescriptor(_ fd: Int32) {
-    _ = close(fd)
 }

@@ -67,11 +67,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         Bootstrap.releaseCodePages(now: logger, again: .seconds(1))
         let redis = try global.redisConfiguration()
         var options = ReliableListConsumer.Options()
-        let batchText = batchSize.map(String.init) ?? Environment.value(forFlag: "batch-size") ?? "512"
-        guard let batch = Int(batchText), (1...100_000).contains(batch) else {
-            throw ValidationError("--batch-size: '\(batchText)' must be a whole number in 1…100000")
-        }
-        options.batchSize = batch
+        options.batchSize = try Environment.integer(batchSize, flag: "batch-size", default: 512, range: 1...100_000)
         let id = consumerId ?? Environment.value(forFlag: "consumer-id") ?? Self.defaultConsumerID()
         let consumer = ReliableListConsumer(list: program, consumerID: id, redis: redis, options: options, logger: logger) {
             // Once Redis has answered: before, the consumer may be retrying to connect.
@@ -82,7 +78,7 @@ struct ConsumeCommand: AsyncParsableCommand {
             do {
                 printer = try EventPrinter(logger: logger, path: path, offsetKey: "\(program):output:\(id)")
             } catch {
-                throw ValidationError("--output: \(error)")
+                throw CommandFailure("--output: \(error)")
             }
         } else {
             printer = EventPrinter(logger: logger)
@@ -112,14 +108,6 @@ struct ConsumeCommand: AsyncParsableCommand {
         try await group.run()
     }
 
-    private func integer(_ value: Int?, flag: String, default fallback: Int, range: ClosedRange<Int>) throws -> Int {
-        let text = value.map(String.init) ?? Environment.value(forFlag: flag) ?? String(fallback)
-        guard let number = Int(text), range.contains(number) else {
-            throw ValidationError("--\(flag): '\(text)' must be a whole number in \(range.lowerBound)…\(range.upperBound)")
-        }
-        return number
-    }
-
     private func analyticsHandler(
         sites siteNames: [String], consumerID: String, redis: RedisConfiguration, printer: EventPrinter, logger: Logger
     ) throws -> AnalyticsHandler {
@@ -129,16 +117,16 @@ struct ConsumeCommand: AsyncParsableCommand {
         } catch {
             throw ValidationError("--site: \(error)")
         }
-        let retention = try integer(retentionDays, flag: "retention-days", default: 400, range: 1...36_500)
-        let cap = try integer(breakdownCap, flag: "breakdown-cap", default: 1000, range: 10...1_000_000)
-        let maxAge = try integer(maxAgeHours, flag: "max-age-hours", default: 24, range: 1...24)
+        let retention = try Environment.integer(retentionDays, flag: "retention-days", default: 400, range: 1...36_500)
+        let cap = try Environment.integer(breakdownCap, flag: "breakdown-cap", default: 1000, range: 10...1_000_000)
+        let maxAge = try Environment.integer(maxAgeHours, flag: "max-age-hours", default: 24, range: 1...24)
         let dnt = respectDnt || ["1", "true", "yes"].contains(Environment.value(forFlag: "respect-dnt")?.lowercased() ?? "")
         var geoIP: GeoIPDatabase?
         if let path = geoip ?? Environment.value(forFlag: "geoip") {
             do {
                 geoIP = try GeoIPDatabase(path: path)
             } catch {
-                throw ValidationError("--geoip: \(error)")
+                throw CommandFailure("--geoip: \(error)")
             }
         }
         let processor = HitProcessor(
@@ -154,7 +142,7 @@ struct ConsumeCommand: AsyncParsableCommand {
                     closeAfterSeconds: Double(maxAge) * 3600 + 3600
                 )
             } catch {
-                throw ValidationError("--archive: \(error)")
+                throw CommandFailure("--archive: \(error)")
             }
         }
         let handler = AnalyticsHandler(

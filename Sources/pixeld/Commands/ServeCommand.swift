@@ -73,15 +73,12 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let secret = token ?? Environment.value(forFlag: "token")
         if let secret, secret.count < 8 { throw ValidationError("--token: use at least 8 characters") }
-        let connectionsText = redisConnections.map(String.init) ?? Environment.resolve(nil, flag: "redis-connections", default: "2")
-        guard let connections = Int(connectionsText), (1...16).contains(connections) else {
-            throw ValidationError("--redis-connections: '\(connectionsText)' must be a whole number in 1…16")
-        }
+        let connections = try Environment.integer(redisConnections, flag: "redis-connections", default: 2, range: 1...16)
         var archiveStore: ArchiveStore?
         if let directory = archive ?? Environment.value(forFlag: "archive") {
             var info = stat()
             guard stat(directory, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR, access(directory, R_OK | X_OK) == 0 else {
-                throw ValidationError("--archive: '\(directory)' is not a readable directory")
+                throw CommandFailure("--archive: '\(directory)' is not a readable directory")
             }
             archiveStore = ArchiveStore(directory: directory)
         }
@@ -107,7 +104,7 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             try await app.runService()
         } catch {
-            throw CommandFailure("serving on \(address) failed: \(error)")
+            throw CommandFailure("serve (\(address)): \(error)")
         }
     }
 }
