@@ -71,11 +71,10 @@ HTML
 chmod 644 "$run/site/pixel.js" "$run/site/demo.html"
 redis_url="redis://127.0.0.1:$redis_port/0"
 
-# PIDs of what we started, by name (pids, in start order) and the order to stop them in: the front
+# PIDs of what we started, by name, and the order to stop them in: the front
 # door first so that no new hit comes in, then each stage after the one feeding it (ingest flushes to
 # redis before consume stops), redis-server last so that no pixeld process sees it go away.
 declare -A pid_of=()
-pids=()
 stop_order=(nginx "pixeld ingest" "pixeld consume" "pixeld serve" redis-server)
 stopping=0
 hurry=0
@@ -119,7 +118,6 @@ start() {
     shift
     setsid "$@" &
     pid_of[$name]=$!
-    pids+=($!)
 }
 
 # wait_for DESCRIPTION PID COMMAND...: polls COMMAND for at most 10 s while PID lives.
@@ -219,7 +217,7 @@ fi
 # exits on its own: then name it, stop the rest and exit 1.
 set +e
 exited=""
-wait -n -p exited "${pids[@]}" 2>/dev/null  # (not bash's own "Killed setsid ..." line: ours names it)
+wait -n -p exited "${pid_of[@]}" 2>/dev/null  # (not bash's own "Killed setsid ..." line: ours names it)
 status=$?
 name="a process"
 for candidate in "${!pid_of[@]}"; do

@@ -41,12 +41,7 @@ extension AsyncParsableCommand {
                 let line = "Error: " + message.split(separator: "\n", omittingEmptySubsequences: true).joined(separator: " ") + "\n"
                 _ = line.utf8CString.withUnsafeBufferPointer { write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
             }
-            terminate(code.rawValue)
+            exit(withError: code)  // an ExitCode prints nothing more
         }
     }
-}
-
-/// `exit(3)`, reachable where `ParsableCommand.exit(withError:)` hides the name.
-private func terminate(_ status: Int32) -> Never {
-    exit(status)
 }

@@ -71,7 +71,7 @@ public final class LPushWriter: @unchecked Sendable {
     // Writer-thread state, reused across batches.
     private var committer: BatchCommitter
     private var everConnected = false
-    private var outageStartedAt: Int64?
+    private var outage = OutageLog()
     /// Whether `statistics.redis` says `.ok` (set after a failure, so that a commit takes no lock).
     private var redisReportedOK = false
     private var backoff = Backoff()
@@ -339,16 +339,10 @@ public final class LPushWriter: @unchecked Sendable {
     private func noteFailure(_ error: RespError) {
         statistics.addRetry()
         if error.connectionIsDead { connection.close() }
-        let firstFailure = outageStartedAt == nil
-        if firstFailure { outageStartedAt = MonotonicClock.nanoseconds() }
+        outage.failed(error, logger: logger, message: "redis unavailable, holding messages and retrying", repeatMessage: "redis still unavailable")
         let reason = error.connectionIsDead ? "unavailable" : (error.serverErrorPrefix.map { $0.lowercased() } ?? "\(error.code)")
-        statistics.setRedis(.failing(reason: reason, since: outageStartedAt!))
+        statistics.setRedis(.failing(reason: reason, since: outage.startedAt!))
         redisReportedOK = false
-        if firstFailure {
-            logger.warning("redis unavailable, holding messages and retrying", metadata: ["error": "\(error)"])
-        } else {
-            logger.debug("redis still unavailable", metadata: ["error": "\(error)"])
-        }
     }
 
     private func noteRecovery() {
@@ -357,10 +351,7 @@ public final class LPushWriter: @unchecked Sendable {
             redisReportedOK = true
             statistics.setRedis(.ok)
         }
-        guard let started = outageStartedAt else { return }
-        outageStartedAt = nil
-        let milliseconds = (MonotonicClock.nanoseconds() - started) / 1_000_000
-        logger.info("redis available again", metadata: ["outage.ms": "\(milliseconds)"])
+        outage.recovered(logger: logger)
     }
 
     /// Sleeps for the next backoff delay, in slices so that a shutdown deadline is noticed promptly.

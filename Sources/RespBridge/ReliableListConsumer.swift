@@ -299,18 +299,15 @@ public final class ReliableListConsumer: @unchecked Sendable {
         // log, and consumers that keep racing fall out of step.
         var refusalsInARow = 0
         var refusalBackoff = Backoff()
-        // Redis errors in a row: the first is logged as a warning, the rest (a retry every 0.5 s while
-        // Redis is down) at debug, until Redis answers again.
-        var failingSince: Int64?
+        // Redis errors in a row (a retry every 0.5 s while Redis is down): one warning, until Redis answers.
+        var outage = OutageLog()
         // Redis answered: ready, the first time; back, after errors.
         func noteContact() {
             if !announcedReady {
                 announcedReady = true
                 onReady?()
             }
-            guard let since = failingSince else { return }
-            failingSince = nil
-            logger.info("redis available again", metadata: ["outage.ms": "\((MonotonicClock.nanoseconds() - since) / 1_000_000)"])
+            outage.recovered(logger: logger)
         }
         func handleRefusal() {
             startOver()
@@ -418,12 +415,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
                 }
                 if failure == nil { backoff.reset() }
             } catch {
-                if failingSince == nil {
-                    failingSince = MonotonicClock.nanoseconds()
-                    logger.warning("redis error in consumer, retrying", metadata: ["error": "\(error)"])
-                } else {
-                    logger.debug("redis error in consumer, still retrying", metadata: ["error": "\(error)"])
-                }
+                outage.failed(error, logger: logger, message: "redis error in consumer, retrying", repeatMessage: "redis error in consumer, still retrying")
                 sent = nil
                 startOver()
                 // Both connections: an idle take connection from before an outage would fail once
