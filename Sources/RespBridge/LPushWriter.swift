@@ -74,6 +74,8 @@ public final class LPushWriter: @unchecked Sendable {
     private var outage = OutageLog()
     /// Whether `statistics.redis` says `.ok` (set after a failure, so that a commit takes no lock).
     private var redisReportedOK = false
+    /// The outage under way is a list at `--max-list-length` (`hold`), not a failing Redis.
+    private var heldByFullList = false
     private var backoff = Backoff()
     private let metrics = RespBridgeMetrics()
 
@@ -146,6 +148,14 @@ public final class LPushWriter: @unchecked Sendable {
         }
     }
 
+    /// The most messages one commit carries. Under `hold`, a batch waits until its list has room for
+    /// all of it, so a batch must fit in the list: half the limit, so that a consumer making room lets
+    /// it in before the list is empty. (After a hold the queue has piled up, and a batch of
+    /// ``Options/maxBatchBytes`` would hold ~1,300 nginx lines: more than a small limit ever admits.)
+    private var maxBatchMessages: Int {
+        options.maxListLength > 0 && !options.dropOldestWhenFull ? max(1, options.maxListLength / 2) : .max
+    }
+
     private var isGivingUp: Bool { MonotonicClock.nanoseconds() >= giveUpAt.load(ordering: .relaxed) }
 
     // MARK: - The loop
@@ -159,6 +169,7 @@ public final class LPushWriter: @unchecked Sendable {
                 into: &batch,
                 lingerNanoseconds: options.lingerNanoseconds,
                 maxBytes: options.maxBatchBytes,
+                maxMessages: maxBatchMessages,
                 timeoutNanoseconds: spoolWaiting ? 50_000_000 : nil
             )
             if outcome == .closed { break }
@@ -339,14 +350,25 @@ public final class LPushWriter: @unchecked Sendable {
     private func noteFailure(_ error: RespError) {
         statistics.addRetry()
         if error.connectionIsDead { connection.close() }
-        outage.failed(error, logger: logger, message: "redis unavailable, holding messages and retrying", repeatMessage: "redis still unavailable")
         let reason = error.connectionIsDead ? "unavailable" : (error.serverErrorPrefix.map { $0.lowercased() } ?? "\(error.code)")
+        if error.connectionIsDead {
+            outage.failed(error, logger: logger, message: "redis unavailable, holding messages and retrying", repeatMessage: "redis still unavailable")
+        } else {
+            // Redis answered but refused the commit (`FULL` at a `hold` limit, `OOM`, …): say why.
+            outage.failed(error, logger: logger, message: "redis refused the commit (\(reason)), holding messages and retrying",
+                          repeatMessage: "redis still refusing the commit (\(reason))")
+        }
         statistics.setRedis(.failing(reason: reason, since: outage.startedAt!))
         redisReportedOK = false
+        heldByFullList = error.serverErrorPrefix == "FULL"
     }
 
     private func noteRecovery() {
         backoff.reset()
+        // A full list that took one batch is still holding the rest until the backlog is in: under a
+        // consumer slower than the traffic that is one long hold, not an outage per batch.
+        if heldByFullList && queue.pendingCount >= maxBatchMessages { return }
+        heldByFullList = false
         if !redisReportedOK {
             redisReportedOK = true
             statistics.setRedis(.ok)

@@ -75,17 +75,19 @@ public struct PushBatch: Sendable {
         }
     }
 
-    /// Moves the oldest messages, as many as fit in `maxBytes` (always at least one), to `destination`,
-    /// which should be empty; the rest stay here, in order. When everything fits the two batches' buffers
-    /// are swapped, not copied.
-    mutating func moveOldest(upToBytes maxBytes: Int, into destination: inout PushBatch) {
+    /// Moves the oldest messages, as many as fit in `maxBytes` and `maxMessages` (always at least one),
+    /// to `destination`, which should be empty; the rest stay here, in order. When everything fits the
+    /// two batches' buffers are swapped, not copied.
+    mutating func moveOldest(upToBytes maxBytes: Int, maxMessages: Int = .max, into destination: inout PushBatch) {
         destination.removeAll()
-        guard byteCount > maxBytes, entries.count > 1 else {
+        guard byteCount > maxBytes || entries.count > maxMessages, entries.count > 1 else {
             swap(&self, &destination)
             return
         }
         var moved = 1
-        while moved < entries.count, entries[moved].valueStart + entries[moved].valueCount <= maxBytes { moved += 1 }
+        while moved < min(entries.count, maxMessages), entries[moved].valueStart + entries[moved].valueCount <= maxBytes {
+            moved += 1
+        }
         let cut = entries[moved].keyStart
         destination.bytes.append(contentsOf: bytes[0..<cut])
         destination.entries.append(contentsOf: entries[0..<moved])

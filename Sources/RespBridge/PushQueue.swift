@@ -5,7 +5,7 @@ import PixeldConcurrency
 /// Receivers add whole receive batches with ``enqueue(_:)``, which waits while the queue is full — so a
 /// full queue slows the receivers down (the kernel's socket buffer absorbs the burst, and counts its
 /// own drops) instead of pixeld accepting a message it cannot keep. The writer takes the oldest waiting
-/// messages, up to a byte limit, with ``take(into:lingerNanoseconds:maxBytes:timeoutNanoseconds:)``,
+/// messages, up to a byte limit, with ``take(into:lingerNanoseconds:maxBytes:maxMessages:timeoutNanoseconds:)``,
 /// after lingering briefly so batches stay large at high rates.
 ///
 /// Wake-ups: a receiver wakes the writer only when the writer is idle (the queue was empty), when the
@@ -22,7 +22,7 @@ public final class PushQueue: @unchecked Sendable {
     private var closed = false
     /// What the writer is doing, as far as a receiver needs to know to decide whether to wake it.
     private enum WriterState {
-        /// Committing, or not in ``take(into:lingerNanoseconds:maxBytes:timeoutNanoseconds:)``.
+        /// Committing, or not in ``take(into:lingerNanoseconds:maxBytes:maxMessages:timeoutNanoseconds:)``.
         case busy
         /// Waiting for a first message.
         case idle
@@ -78,7 +78,7 @@ public final class PushQueue: @unchecked Sendable {
         }
     }
 
-    /// What ``take(into:lingerNanoseconds:maxBytes:timeoutNanoseconds:)`` did.
+    /// What ``take(into:lingerNanoseconds:maxBytes:maxMessages:timeoutNanoseconds:)`` did.
     public enum TakeOutcome: Sendable, Equatable {
         /// Messages were moved into the batch.
         case taken
@@ -99,11 +99,13 @@ public final class PushQueue: @unchecked Sendable {
     /// - Parameters:
     ///   - linger: how long the oldest message may wait for company, in nanoseconds.
     ///   - maxBytes: flush without lingering once this many bytes wait, and move no more than this.
+    ///   - maxMessages: likewise in messages.
     ///   - timeout: how long to wait for a first message; `nil` waits until one comes or the queue closes.
     public func take(
         into batch: inout PushBatch,
         lingerNanoseconds linger: Int64,
         maxBytes: Int,
+        maxMessages: Int = .max,
         timeoutNanoseconds timeout: Int64? = nil
     ) -> TakeOutcome {
         lock.withLock {
@@ -117,7 +119,7 @@ public final class PushQueue: @unchecked Sendable {
             }
             if linger > 0, !closed {
                 let deadline = pending.entries[0].acceptedAt + linger
-                while pending.byteCount < maxBytes && producersWaiting == 0 && !closed {
+                while pending.byteCount < maxBytes && pending.count < maxMessages && producersWaiting == 0 && !closed {
                     let left = deadline - MonotonicClock.nanoseconds()
                     if left <= 0 { break }
                     writer = .lingering(untilBytes: maxBytes)
@@ -125,7 +127,7 @@ public final class PushQueue: @unchecked Sendable {
                     writer = .busy
                 }
             }
-            pending.moveOldest(upToBytes: maxBytes, into: &batch)
+            pending.moveOldest(upToBytes: maxBytes, maxMessages: maxMessages, into: &batch)
             lock.broadcast()
             return .taken
         }

@@ -101,6 +101,12 @@ struct FaultInjectionTests {
         )
         let healthAfter = try httpGet(port: ingest.metricsPort, path: "/healthz")
         #expect(healthAfter.hasPrefix(#"{"status":"ok","redis":"ok","received":"#), "/healthz after the recovery: \(healthAfter)")
+        let stderr = ingest.process.stderrText
+        #expect(
+            stderr.components(separatedBy: "redis unavailable, holding messages and retrying").count == 2
+                && stderr.contains("redis available again"),
+            "one warning for the outage, then its end: \(stderr)"
+        )
         #expect(outcome.lost == 0, "\(outcome.tally.summary)")
         #expect(outcome.tally.duplicated == 0, "\(outcome.tally.summary)")
         #expect(outcome.tally.inOrder, "values out of arrival order")
@@ -720,6 +726,74 @@ struct FaultInjectionTests {
         }
         #expect(pixel.lost == 0 && pixel.duplicated == 0 && pixel.unexpected == 0, "pixel: \(pixel.summary)")
         #expect(dead.lost == 0 && dead.duplicated == 0, "broken:dead: \(dead.summary)")
+        withExtendedLifetime((redis, ingest)) {}
+    }
+
+    // MARK: 11
+
+    @Test("A full list at --max-list-length (hold): messages wait, /healthz and one warning say full while a slow consumer makes room, then all arrive once")
+    func fullListHolds() throws {
+        let count = 3000, limit = 1000
+        let redis = try RedisServer.start()
+        let ingest = try IngestUnderTest(redisURL: redis.url, extra: ["--max-list-length", String(limit)])
+        let stream = PacedStream(sender: try UDPSyslogSender(port: ingest.udpPort!), seqs: Array(1...count), rate: Self.rate) {
+            PixelMessage.syslog(seq: $0)
+        }
+        defer { stream.stop() }
+        #expect(stream.wait(timeout: 30), "stream: \(stream.error ?? "did not finish")")
+        // Everything received, the list at its limit, the rest (~2,000) held in memory.
+        let held = Poll.until(timeout: 10, interval: 0.05) {
+            guard let metrics = try? ingest.scrape() else { return false }
+            return metrics.received == count && metrics.queued > 0
+        }
+        #expect(held, "never held: \((try? ingest.scrape())?.invariantText ?? "no /metrics")")
+        let lengthWhileFull = try redis.llen("pixel")
+        let healthWhileFull = try httpGet(port: ingest.metricsPort, path: "/healthz")
+        let refusal = "redis refused the commit (full), holding messages and retrying"
+        func occurrences(_ text: String) -> Int { ingest.process.stderrText.components(separatedBy: text).count - 1 }
+
+        // A slow consumer takes the oldest values (RPOP, arrival order): 1,000 over ~0.5 s, in steps of
+        // 100. The writer gets batches in as room appears, and the backlog stays above one batch (half the
+        // limit) throughout, so this is one hold: one warning, not one per batch let in.
+        let connection = try redis.connect()
+        var taken: [[UInt8]] = []
+        func take(_ n: Int) throws { taken += try connection.command(["RPOP", "pixel", String(n)]).array?.compactMap(\.bytes) ?? [] }
+        for _ in 0..<10 {
+            try take(100)
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        let warningsDuringSlowDrain = occurrences(refusal)
+        let againDuringSlowDrain = occurrences("redis available again")
+        // Then a fast one, until everything has arrived.
+        Poll.until(timeout: 30, interval: 0.005) {
+            (try? take(1000)) != nil && taken.count >= count
+        }
+        let metrics = try ingest.waitUntilQuiescent(received: count)
+        let tally = Tally(taken + (try redis.arrivalOrder("pixel")), expected: Set(1...count))
+        reportFault(
+            "full-list-hold",
+            [
+                "transport": "udp", "sent": count, "delivered": tally.delivered, "lost": tally.lost,
+                "duplicated": tally.duplicated, "kernel_drops": metrics.kernelDrops, "limit": limit,
+                "llen_while_full": lengthWhileFull, "warnings_slow_drain": warningsDuringSlowDrain,
+                "warnings": occurrences(refusal), "available_again": occurrences("redis available again"),
+            ]
+        )
+        #expect(metrics.kernelDrops == 0, "the kernel dropped \(metrics.kernelDrops) datagrams")
+        #expect((limit - 100)...limit ~= lengthWhileFull, "LLEN while held: \(lengthWhileFull)")
+        #expect(
+            healthWhileFull.hasPrefix(#"{"status":"degraded","redis":"full","failing_ms":"#),
+            "/healthz while the list was full: \(healthWhileFull)"
+        )
+        #expect(warningsDuringSlowDrain == 1 && againDuringSlowDrain == 0, "\(ingest.process.stderrText)")
+        #expect(occurrences("redis unavailable") == 0, "a full list reported as Redis unavailable: \(ingest.process.stderrText)")
+        // Every hold ends once its backlog is in.
+        #expect(occurrences("redis available again") == occurrences(refusal), "\(ingest.process.stderrText)")
+        #expect(tally.lost == 0 && tally.duplicated == 0 && tally.unexpected == 0, "\(tally.summary)")
+        #expect(tally.inOrder, "values out of arrival order")
+        #expect(metrics.invariantHolds, "\(metrics.invariantText)")
+        let healthAfter = try httpGet(port: ingest.metricsPort, path: "/healthz")
+        #expect(healthAfter.hasPrefix(#"{"status":"ok","redis":"ok","received":"#), "/healthz after the consumer made room: \(healthAfter)")
         withExtendedLifetime((redis, ingest)) {}
     }
 

@@ -55,6 +55,26 @@ import Glibc
         #expect(queue.pendingCount == 0)
     }
 
+    @Test func oneTakeMovesAtMostMaxMessages() {
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        queue.enqueue(batch(["a", "b", "c"]))
+        queue.enqueue(batch(["d", "e"], key: "o"))
+        var taken = PushBatch()
+        // A linger that would wait 5 s ends at once: `maxMessages` are already waiting.
+        let started = MonotonicClock.nanoseconds()
+        #expect(queue.take(into: &taken, lingerNanoseconds: 5_000_000_000, maxBytes: 1 << 20, maxMessages: 2) == .taken)
+        #expect(MonotonicClock.nanoseconds() - started < 1_000_000_000)
+        #expect(taken.entries.map { String(decoding: taken.value(of: $0), as: UTF8.self) } == ["a", "b"])
+        taken.removeAll()
+        #expect(queue.take(into: &taken, lingerNanoseconds: 0, maxBytes: 1 << 20, maxMessages: 2) == .taken)
+        #expect(taken.entries.map { String(decoding: taken.value(of: $0), as: UTF8.self) } == ["c", "d"])
+        #expect(taken.entries.map { String(decoding: taken.key(of: $0), as: UTF8.self) } == ["k", "o"])
+        taken.removeAll()
+        #expect(queue.take(into: &taken, lingerNanoseconds: 0, maxBytes: 1 << 20, maxMessages: 2) == .taken)
+        #expect(taken.entries.map { String(decoding: taken.value(of: $0), as: UTF8.self) } == ["e"])
+        #expect(queue.pendingCount == 0)
+    }
+
     @Test func aLingeringWriterTakesWhenTheBatchLimitIsReached() {
         final class Result: @unchecked Sendable {  // written by the writer thread before `join` returns
             var count = 0
