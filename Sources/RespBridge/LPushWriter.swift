@@ -20,11 +20,17 @@ import Glibc
 ///   (50 ms doubling to 500 ms), so recovery starts within a second of Redis returning and a batch whose
 ///   reply was lost is not pushed twice.
 /// - Meanwhile new messages wait in the queue; the receivers wait when it is full. With a spool, a batch
-///   that failed on a fresh connection too goes to disk at once (and so does everything after it), and
-///   the spool is replayed — in order, before any newer batch — when Redis is back.
+///   that failed on a fresh connection too goes to disk at once, and so does everything after it, as
+///   it arrives (between replay attempts the writer does not sleep but moves the queue to disk); the
+///   spool is replayed — in order, before any newer batch — when Redis is back, in slices of 50 ms
+///   between which new arrivals join the spool, so a long replay never blocks the receivers.
 /// - A permanent error for one key (`WRONGTYPE`, `NOPERM`) sends that key's values to `<key>:dead`
 ///   and counts them; every other key flows on.
-/// - At shutdown, after the deadline: to the spool if there is one, else counted as lost.
+/// - At shutdown, after the deadline: to the spool if there is one, else counted as lost; once a
+///   commit has failed after the deadline, Redis is not tried again for the batches left.
+/// - `--max-list-length` with `hold`: a batch carries at most half the limit and waits until its
+///   list has room for all of it (an empty list takes any batch, e.g. a record spooled under a larger
+///   limit).
 ///
 /// `@unchecked Sendable`: the connection, spool and buffers are used only on the writer thread; what
 /// other threads read is atomic.
@@ -78,6 +84,12 @@ public final class LPushWriter: @unchecked Sendable {
     private var heldByFullList = false
     private var backoff = Backoff()
     private let metrics = RespBridgeMetrics()
+    /// When the spool may be replayed again (`MonotonicClock` nanoseconds): after a failed replay, a
+    /// backoff delay away; meanwhile the writer moves the queue into the spool instead of sleeping.
+    private var nextReplayAt: Int64 = 0
+    /// After the shutdown deadline, Redis failed once: no more attempts, so that each remaining batch
+    /// does not wait out another connect or command timeout.
+    private var gaveUpOnRedis = false
 
     /// Creates a writer; call ``start()`` to run it.
     /// - Parameters:
@@ -163,14 +175,17 @@ public final class LPushWriter: @unchecked Sendable {
     private func run() {
         var batch = PushBatch()
         while true {
-            replaySpool()
+            if MonotonicClock.nanoseconds() >= nextReplayAt { replaySpool(budgetNanoseconds: Self.replaySliceNanoseconds) }
+            // While the spool holds anything, what arrives goes behind it at once (no linger), and the
+            // wait for more ends when the next replay is due: the receivers never wait on a replay or
+            // on a backoff.
             let spoolWaiting = !(spool?.isEmpty ?? true)
             let outcome = queue.take(
                 into: &batch,
-                lingerNanoseconds: options.lingerNanoseconds,
+                lingerNanoseconds: spoolWaiting ? 0 : options.lingerNanoseconds,
                 maxBytes: options.maxBatchBytes,
                 maxMessages: maxBatchMessages,
-                timeoutNanoseconds: spoolWaiting ? 50_000_000 : nil
+                timeoutNanoseconds: spoolWaiting ? max(1, min(50_000_000, nextReplayAt - MonotonicClock.nanoseconds())) : nil
             )
             if outcome == .closed { break }
             if outcome == .timedOut { continue }
@@ -186,7 +201,7 @@ public final class LPushWriter: @unchecked Sendable {
             batch.removeAll()
         }
         if let spool {
-            replaySpool()
+            replaySpool(budgetNanoseconds: .max)
             do { try spool.flush() } catch { logger.error("spool flush failed", metadata: ["error": "\(error)"]) }
             if !spool.isEmpty {
                 logger.info("spool kept for the next start", metadata: ["messages": "\(spool.messageCount)"])
@@ -202,6 +217,10 @@ public final class LPushWriter: @unchecked Sendable {
         KeyGroup.group(batch, into: &groups)
         var attempts = 0
         while true {
+            if gaveUpOnRedis {
+                abandon(batch, sequence: sequence)
+                return
+            }
             attempts += 1
             do {
                 try ensureConnected()
@@ -213,23 +232,29 @@ public final class LPushWriter: @unchecked Sendable {
                 return
             } catch {
                 noteFailure(error)
+                if isGivingUp { gaveUpOnRedis = true }
                 // With a spool, a batch that failed twice (a dead connection gets one immediate retry
                 // on a new one) goes to disk at once, so an outage or a crash loses nothing held here.
                 if spool != nil,
-                    attempts >= 2 || isGivingUp
-                        || Double(queue.pendingBytes) >= Double(queue.capacityBytes) * options.spoolAtQueueFraction
+                    attempts >= 2 || Double(queue.pendingBytes) >= Double(queue.capacityBytes) * options.spoolAtQueueFraction
                 {
                     toSpool(batch, sequence: sequence)
+                    nextReplayAt = MonotonicClock.nanoseconds() + Int64(backoff.nextDelayMilliseconds()) * 1_000_000
                     return
                 }
-                if error.connectionIsDead && attempts == 1 { continue }  // reconnect and retry at once
-                if isGivingUp {
-                    statistics.addLost(batch.count)
-                    logger.error("gave up at shutdown: redis unreachable and no spool", metadata: ["messages": "\(batch.count)"])
-                    return
-                }
+                if error.connectionIsDead && attempts == 1 && !gaveUpOnRedis { continue }  // reconnect and retry at once
                 pause()
             }
+        }
+    }
+
+    /// After the shutdown deadline, with Redis failing: the batch goes to the spool, or is counted lost.
+    private func abandon(_ batch: PushBatch, sequence: UInt64) {
+        if spool != nil {
+            toSpool(batch, sequence: sequence)
+        } else {
+            statistics.addLost(batch.count)
+            logger.error("gave up at shutdown: redis unreachable and no spool", metadata: ["messages": "\(batch.count)"])
         }
     }
 
@@ -293,10 +318,16 @@ public final class LPushWriter: @unchecked Sendable {
         }
     }
 
-    /// Commits spooled batches, oldest first, while Redis takes them.
-    private func replaySpool() {
-        guard let spool, !spool.isEmpty else { return }
-        while true {
+    /// How long one replay of the spool runs before the writer moves what has arrived since into the
+    /// spool: a long replay (a large spool after an outage or a restart) must not block the receivers.
+    static let replaySliceNanoseconds: Int64 = 50_000_000
+
+    /// Commits spooled batches, oldest first, while Redis takes them, for up to `budget` nanoseconds.
+    /// On a failure the next replay is due a backoff delay later (``nextReplayAt``).
+    private func replaySpool(budgetNanoseconds budget: Int64) {
+        guard let spool, !spool.isEmpty, !gaveUpOnRedis else { return }
+        let started = MonotonicClock.nanoseconds()
+        while MonotonicClock.nanoseconds() - started < budget {
             let record: Spool.Record
             do {
                 guard let next = try spool.peek() else { break }
@@ -316,22 +347,23 @@ public final class LPushWriter: @unchecked Sendable {
                     sequence: record.sequence,
                     on: connection
                 )
-                noteRecovery()
                 let inherited = min(inheritedSpoolMessages, record.batch.count)
                 inheritedSpoolMessages -= inherited
                 settle(result, batch: record.batch, groups: groups, fromPreviousRun: inherited)
                 try spool.removeFirst()
                 statistics.setSpooled(spool.messageCount)
+                noteRecovery()  // after the record left the spool: the backlog a hold waits for is what is left
             } catch let error as RespError {
                 noteFailure(error)
-                if !isGivingUp { pause() }
+                if isGivingUp { gaveUpOnRedis = true }
+                nextReplayAt = MonotonicClock.nanoseconds() + Int64(backoff.nextDelayMilliseconds()) * 1_000_000
                 return
             } catch {
                 logger.error("spool update failed", metadata: ["error": "\(error)"])
                 return
             }
         }
-        logger.info("spool replayed; back to live delivery")
+        if spool.isEmpty { logger.info("spool replayed; back to live delivery") }
     }
 
     // MARK: - Connection health
@@ -367,7 +399,7 @@ public final class LPushWriter: @unchecked Sendable {
         backoff.reset()
         // A full list that took one batch is still holding the rest until the backlog is in: under a
         // consumer slower than the traffic that is one long hold, not an outage per batch.
-        if heldByFullList && queue.pendingCount >= maxBatchMessages { return }
+        if heldByFullList && queue.pendingCount + (spool?.messageCount ?? 0) >= maxBatchMessages { return }
         heldByFullList = false
         if !redisReportedOK {
             redisReportedOK = true

@@ -731,20 +731,27 @@ struct FaultInjectionTests {
 
     // MARK: 11
 
-    @Test("A full list at --max-list-length (hold): messages wait, /healthz and one warning say full while a slow consumer makes room, then all arrive once")
-    func fullListHolds() throws {
+    @Test(
+        "A full list at --max-list-length (hold): messages wait, /healthz and one warning say full while a slow consumer makes room, then all arrive once",
+        arguments: [false, true]
+    )
+    func fullListHolds(spooled: Bool) throws {
         let count = 3000, limit = 1000
         let redis = try RedisServer.start()
-        let ingest = try IngestUnderTest(redisURL: redis.url, extra: ["--max-list-length", String(limit)])
+        let spool = try TempDirectory(prefix: "pixeld-spool")
+        let ingest = try IngestUnderTest(
+            redisURL: redis.url,
+            extra: ["--max-list-length", String(limit)] + (spooled ? ["--spool", spool.appending("spool").path] : [])
+        )
         let stream = PacedStream(sender: try UDPSyslogSender(port: ingest.udpPort!), seqs: Array(1...count), rate: Self.rate) {
             PixelMessage.syslog(seq: $0)
         }
         defer { stream.stop() }
         #expect(stream.wait(timeout: 30), "stream: \(stream.error ?? "did not finish")")
-        // Everything received, the list at its limit, the rest (~2,000) held in memory.
+        // Everything received, the list at its limit, the rest (~2,000) held in memory or in the spool.
         let held = Poll.until(timeout: 10, interval: 0.05) {
             guard let metrics = try? ingest.scrape() else { return false }
-            return metrics.received == count && metrics.queued > 0
+            return metrics.received == count && metrics.queued + metrics.spooled > 0
         }
         #expect(held, "never held: \((try? ingest.scrape())?.invariantText ?? "no /metrics")")
         let lengthWhileFull = try redis.llen("pixel")
@@ -773,7 +780,7 @@ struct FaultInjectionTests {
         reportFault(
             "full-list-hold",
             [
-                "transport": "udp", "sent": count, "delivered": tally.delivered, "lost": tally.lost,
+                "spool": spooled, "transport": "udp", "sent": count, "delivered": tally.delivered, "lost": tally.lost,
                 "duplicated": tally.duplicated, "kernel_drops": metrics.kernelDrops, "limit": limit,
                 "llen_while_full": lengthWhileFull, "warnings_slow_drain": warningsDuringSlowDrain,
                 "warnings": occurrences(refusal), "available_again": occurrences("redis available again"),
@@ -794,7 +801,8 @@ struct FaultInjectionTests {
         #expect(metrics.invariantHolds, "\(metrics.invariantText)")
         let healthAfter = try httpGet(port: ingest.metricsPort, path: "/healthz")
         #expect(healthAfter.hasPrefix(#"{"status":"ok","redis":"ok","received":"#), "/healthz after the consumer made room: \(healthAfter)")
-        withExtendedLifetime((redis, ingest)) {}
+        if spooled { #expect(metrics.spooled == 0 && ingest.process.stderrText.contains("spool replayed"), "\(ingest.process.stderrText)") }
+        withExtendedLifetime((redis, ingest, spool)) {}
     }
 
     // MARK: Combined faults

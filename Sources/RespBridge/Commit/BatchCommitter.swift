@@ -55,6 +55,8 @@ struct BatchCommitter {
     /// is never split into follow-up commits. Returns -1 for a batch older than the last one applied,
     /// else per list `{length, trimmed, 0}`, `{dead length, 0, 1, error}` or `{0, 0, 2, error}`; the
     /// outcome of the last batch is saved, so a retry whose first reply was lost gets it again.
+    /// Under `hold` an empty list takes a batch whatever its size: a spool record written under a larger
+    /// limit (or none) would otherwise wait for room that never comes.
     static let script = """
         #!lua
         local seq = tonumber(ARGV[1])
@@ -72,7 +74,7 @@ struct BatchCommitter {
           for i = 3, #KEYS do
             local n = tonumber(ARGV[pos])
             local len = redis.pcall('LLEN', KEYS[i])
-            if type(len) == 'number' and len + n > maxlen then
+            if type(len) == 'number' and len > 0 and len + n > maxlen then
               return redis.error_reply('FULL list ' .. KEYS[i] .. ' is at its maximum length ' .. maxlen)
             end
             pos = pos + n + 1
@@ -97,7 +99,7 @@ struct BatchCommitter {
           local length, err = push(KEYS[i], pos + 1, n)
           if err == nil then
             local trimmed = 0
-            if maxlen > 0 and length > maxlen then
+            if maxlen > 0 and policy ~= 'hold' and length > maxlen then
               redis.call('LTRIM', KEYS[i], 0, maxlen - 1)
               trimmed = length - maxlen
               length = maxlen
@@ -324,8 +326,9 @@ struct BatchCommitter {
         let savedKey = savedStart..<numbers.count
         for group in groups { addNumber(group.entryIndices.count) }
 
-        // EVALSHA sha numkeys marker saved key… seq ttl maxlen policy suffix (count values…)…
-        let count = 5 + groups.count + 5 + groups.count + batch.count
+        // EVALSHA sha numkeys marker saved key… seq ttl maxlen policy suffix (count values…)…, for
+        // `groups` only: a follow-up commits some of the batch's keys.
+        let count = 5 + groups.count + 5 + groups.count + groups.reduce(0) { $0 + $1.entryIndices.count }
         reserve(count)
         let sha = scriptSHA!
         return try sha.withUnsafeBufferPointer { (sha) throws(RespError) -> RESPValue in

@@ -607,6 +607,32 @@ extension RedisIntegrationTests {
         #expect(try server.calls(of: "evalsha") == 3)  // first batch, the follow-up, the last batch
     }
 
+    @Test func oneOfTwoKnownListsTurnsIntoAStringAndOnlyItsValuesAreDeadLettered() async throws {
+        let server = try RedisServer.start()
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(queue: queue, redis: try configuration(server), logger: logger)
+        writer.start()
+        func pushBoth(_ range: Range<Int>) {
+            var batch = PushBatch()
+            for index in range {
+                batch.append(key: Array("pixel".utf8), value: Array("p\(index)".utf8), acceptedAt: 0)
+                batch.append(key: Array("other".utf8), value: Array("o\(index)".utf8), acceptedAt: 0)
+            }
+            queue.enqueue(batch)
+        }
+        pushBoth(0..<5)  // both keys become known lists
+        #expect(try waitForLength(5, of: "other", in: server))
+        _ = try server.command(["SET", "other", "not a list"])  // SET replaces the list
+        pushBoth(5..<10)  // a transaction: pixel's LPUSH works, other's fails; the follow-up has other's values only
+        #expect(try waitForLength(5, of: "other:dead", in: server))
+        await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
+        #expect(try server.lrange("pixel").reversed() == (0..<10).map { "p\($0)" })
+        #expect(try server.lrange("other:dead").reversed() == (5..<10).map { "o\($0)" })
+        #expect(writer.statistics.pushed == 15)
+        #expect(writer.statistics.deadLettered == 5)
+        #expect(try server.calls(of: "exec") == 1)
+    }
+
     @Test func dropOldestTrimsInTheTransactionToo() async throws {
         let server = try RedisServer.start()
         var options = LPushWriter.Options()
@@ -693,6 +719,117 @@ struct SpoolIntegrationTests {
         // The restarted server has no persistence, so only run 2's pushes are there: all of them, once, in order.
         let values = try server.lrange("pixel").reversed().map { $0 }
         #expect(values == (100...2000).map { "seq=\($0)" })
+    }
+
+    private func temporarySpool(_ name: String) -> String {
+        NSTemporaryDirectory() + "pixeld-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    }
+
+    /// `count` messages of `key`, `value(i)` each, appended to the queue in batches of 100 (waiting for room).
+    private func enqueue(_ range: Range<Int>, into queue: PushQueue, key: String = "pixel", value: (Int) -> String) {
+        for start in stride(from: range.lowerBound, to: range.upperBound, by: 100) {
+            var batch = PushBatch()
+            for index in start..<min(start + 100, range.upperBound) {
+                batch.append(key: Array(key.utf8), value: Array(value(index).utf8), acceptedAt: MonotonicClock.nanoseconds())
+            }
+            queue.enqueue(batch)
+        }
+    }
+
+    @Test func duringAnOutageTheQueueGoesToTheSpoolWithoutWaitingForTheNextRetry() async throws {
+        let server = try RedisServer.start()
+        server.stop()  // connections refused from the start
+        let directory = temporarySpool("spool-intake")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let spool = try Spool(directory: directory, maxBytes: 64 << 20, sync: .never)
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(queue: queue, redis: try RedisConfiguration(url: server.url), spool: spool, logger: logger)
+        writer.start()
+        // 8 MiB of 400-byte lines into a 1 MiB queue. Retries back off to 500 ms; one 256 KiB batch
+        // spooled per retry would take ~15 s, and the receivers (here the producer) would wait on it.
+        let padding = String(repeating: "x", count: 380)
+        let started = ContinuousClock.now
+        let producer = Task.detached { enqueue(0..<20_000, into: queue) { "seq=\($0)," + padding } }
+        await producer.value
+        let elapsed = ContinuousClock.now - started
+        await writer.shutdown(timeoutNanoseconds: 500_000_000)
+        #expect(elapsed < .seconds(3), "the producer waited \(elapsed) for room in the queue")
+        #expect(writer.statistics.spooled == 20_000 && writer.statistics.lost == 0)
+        #expect(spool.messageCount == 20_000)
+    }
+
+    @Test func aLongReplayLetsNewMessagesInBehindIt() async throws {
+        let server = try RedisServer.start()
+        let directory = temporarySpool("spool-slices")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let spool = try Spool(directory: directory, maxBytes: 256 << 20, sync: .never)
+        // A previous run's spool: 100 records of 2,000 messages.
+        for record in 0..<100 {
+            var batch = PushBatch()
+            for index in record * 2000..<(record + 1) * 2000 {
+                batch.append(key: Array("pixel".utf8), value: Array("s\(index)".utf8), acceptedAt: 0)
+            }
+            #expect(try spool.append(batch, instanceID: "earlier", sequence: UInt64(record + 1)))
+        }
+        let queue = PushQueue(capacityBytes: 64 << 10)
+        let writer = LPushWriter(queue: queue, redis: try RedisConfiguration(url: server.url), spool: spool, logger: logger)
+        writer.start()
+        // 200 KB of new messages into a 64 KiB queue: they fit only if the writer keeps taking them
+        // (behind the spool) while it replays.
+        let producer = Task.detached { enqueue(0..<2000, into: queue) { "l\($0)" + String(repeating: "y", count: 90) } }
+        await producer.value
+        let spooledWhenTheProducerWasDone = spool.messageCount
+        await writer.shutdown(timeoutNanoseconds: 60_000_000_000)
+        #expect(spooledWhenTheProducerWasDone > 0, "the producer waited for the whole replay")
+        #expect(writer.statistics.recovered == 200_000 && writer.statistics.pushed == 2000)
+        let values = try server.lrange("pixel").reversed().map { $0 }
+        let expected = (0..<200_000).map { "s\($0)" } + (0..<2000).map { "l\($0)" + String(repeating: "y", count: 90) }
+        #expect(values == expected, "not the spool, then the new messages, each once, in order")
+    }
+
+    @Test func aSpoolRecordLargerThanTheHoldLimitStillGoesIntoAnEmptyList() async throws {
+        let server = try RedisServer.start()
+        let directory = temporarySpool("spool-cap")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let spool = try Spool(directory: directory, maxBytes: 64 << 20, sync: .never)
+        var batch = PushBatch()  // written by a run without a limit
+        for index in 0..<600 { batch.append(key: Array("pixel".utf8), value: Array("\(index)".utf8), acceptedAt: 0) }
+        #expect(try spool.append(batch, instanceID: "earlier", sequence: 1))
+        var options = LPushWriter.Options()
+        options.maxListLength = 100
+        let writer = LPushWriter(
+            queue: PushQueue(capacityBytes: 1 << 20), redis: try RedisConfiguration(url: server.url), options: options,
+            spool: spool, logger: logger
+        )
+        writer.start()
+        #expect(Poll.until(timeout: 5, interval: 0.01) { (try? server.llen("pixel")) == 600 })
+        await writer.shutdown(timeoutNanoseconds: 2_000_000_000)
+        #expect(spool.isEmpty)
+        #expect(writer.statistics.recovered == 600 && writer.statistics.trimmed == 0)
+        #expect(try server.lrange("pixel").reversed() == (0..<600).map(String.init))
+    }
+
+    @Test func afterTheShutdownDeadlineAHungRedisIsNotWaitedOnForEveryBatch() async throws {
+        // A "Redis" that accepts connections (the kernel's backlog) and never answers.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        let port = try #require(bindToLoopback(listener))
+        #expect(listen(listener, 64) == 0)
+        var redis = try RedisConfiguration(url: "redis://127.0.0.1:\(port)/0")
+        redis.connectTimeoutMilliseconds = 500
+        redis.commandTimeoutMilliseconds = 500
+        var options = LPushWriter.Options()
+        options.maxBatchBytes = 4096
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(queue: queue, redis: redis, options: options, logger: logger)
+        writer.start()
+        enqueue(0..<4000, into: queue) { "seq=\($0)," + String(repeating: "z", count: 40) }  // ~50 batches
+        let started = ContinuousClock.now
+        await writer.shutdown(timeoutNanoseconds: 300_000_000)
+        let elapsed = ContinuousClock.now - started
+        // One timed-out attempt after the deadline gives Redis up; not two per remaining batch (~50 s).
+        #expect(elapsed < .seconds(3), "shutdown took \(elapsed)")
+        #expect(writer.statistics.lost == 4000 && writer.statistics.pushed == 0)
     }
 }
 
