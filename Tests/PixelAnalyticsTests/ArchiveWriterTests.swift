@@ -22,6 +22,14 @@ import Testing
         acked = try restarted.append([day: Array("{\"c\":3}\n".utf8)], now: now)
         #expect(acked == [name: 16])
 
+        // Redis lost the lengths (a flushed or new Redis): the files are kept as they are.
+        _ = try restarted.append([day: Array("{\"d\":4}\n".utf8)], now: now)
+        let afterLoss = try ArchiveWriter(directory: directory.path, consumerID: "host/1", retentionDays: 3, closeAfterSeconds: 25 * 3600)
+        #expect(try afterLoss.recover(acknowledged: nil) == [name: 24])
+        #expect(try ArchiveReader.lines(of: directory.appending(name).path).count == 3)
+        try afterLoss.recover(acknowledged: acked)  // the acknowledged 16 bytes after all
+        #expect(try ArchiveReader.lines(of: directory.appending(name).path).count == 2)
+
         // A day is closed 25 h after it ends; hits of a closed day go to the processing day's file.
         #expect(restarted.targetDay(for: day, now: now) == day)
         let later = day.next.next.startTimestamp + 3600

@@ -268,6 +268,25 @@ struct AnalyticsEndToEndTests {
             let after = try Self.report(live, site: site, from: today.previous, to: today)
             #expect(try Self.canonical(before) == Self.canonical(after), "replay changed the report of \(site)")
         }
+        // A wrong --archive, or a range without archive files, touches no rollup; days without files in
+        // a range that has some keep theirs.
+        let reports = try simulation.sites.map { try Self.canonical(Self.report(live, site: $0, from: today.previous, to: today)) }
+        for (arguments, message) in [
+            (["--archive", liveArchive.path + "-missing", "--from", today.previous.description, "--to", today.description], "--archive: cannot read"),
+            (["--archive", liveArchive.path, "--from", "2001-01-01", "--to", "2001-01-31"], "no archive files for 2001-01-01 … 2001-01-31"),
+        ] {
+            let refused = try PixeldProcess.start(["replay", "--redis", live.url] + arguments)
+            #expect(try refused.waitForExit(timeout: 60) == 1, "\(arguments)")
+            #expect(refused.stderrText.hasPrefix("Error: " + message), "\(refused.stderrText)")
+        }
+        let wider = try PixeldProcess.start([
+            "replay", "--redis", live.url, "--archive", liveArchive.path, "--from", Day(number: today.number - 5).description, "--to",
+            today.description,
+        ])
+        #expect(try wider.waitForExit(timeout: 60) == 0, "\(wider.stderrText)")
+        #expect(wider.stdoutText.contains("day(s), their rollups left as they were"), "\(wider.stdoutText)")
+        let reportsAfter = try simulation.sites.map { try Self.canonical(Self.report(live, site: $0, from: today.previous, to: today)) }
+        #expect(reportsAfter == reports, "a refused or wider replay changed the reports")
 
         try Self.expectNoPersonalData(
             redis: live, archive: liveArchive.path, needles: simulation.ips + Array(simulation.userAgents)

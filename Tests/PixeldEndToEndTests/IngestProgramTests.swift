@@ -85,6 +85,17 @@ struct IngestProgramTests {
         }
     }
 
+    @Test("consume: analytics flags without a site, and --output/--archive without a fixed --consumer-id, fail at start")
+    func consumeRefusesFlagsItWouldIgnoreOrMisuse() throws {
+        let binary = try PixeldProcess.binaryURL()
+        let withoutSite = try Self.startFailure(binary, ["consume", "pixel", "--archive", "/tmp/a", "--respect-dnt", "--consumer-id", "c"])
+        #expect(withoutSite == "Error: --archive, --respect-dnt need at least one --site (or PIXELD_SITE): without one, consume prints the raw events", "\(withoutSite)")
+        for files in [["--output", "/tmp/events.jsonl"], ["--site", "example.com", "--archive", "/tmp/a"]] {
+            let line = try Self.startFailure(binary, ["consume", "pixel"] + files)
+            #expect(line.hasPrefix("Error: --output and --archive need a fixed --consumer-id"), "\(files): \(line)")
+        }
+    }
+
     @Test("a failure at run time is one line too, with status 1: a UDP port already taken, a report without Redis")
     func aRuntimeFailureIsOneLine() throws {
         let holder = try DatagramSink.udp()

@@ -76,13 +76,25 @@ public final class ArchiveWriter {
 
     /// Cuts every plain file of this consumer back to its acknowledged length (0 when none was
     /// recorded): what is beyond was written by a batch that was not acknowledged.
-    /// - Parameter acknowledged: file name → length, as stored with the acks.
-    public func recover(acknowledged: [String: Int]) throws(Failure) {
+    ///
+    /// With `nil` — Redis holds no lengths at all for this consumer: a new, flushed or replaced Redis —
+    /// nothing is cut, as the files' contents were acknowledged to some Redis: each file is taken as it
+    /// is (at worst, a batch written just before a crash is kept and written again).
+    /// - Parameter acknowledged: file name → length, as stored with the acks, or `nil`.
+    /// - Returns: the lengths taken as they are (with `nil`), for the caller to record.
+    @discardableResult
+    public func recover(acknowledged: [String: Int]?) throws(Failure) -> [String: Int] {
+        var adopted: [String: Int] = [:]
         for name in try list() {
             guard let (day, compressed) = day(ofFile: name), !compressed else { continue }
             let path = directory + "/" + name
             var info = stat()
             guard stat(path, &info) == 0 else { continue }
+            guard let acknowledged else {
+                adopted[name] = Int(info.st_size)
+                lengths[day] = Int(info.st_size)
+                continue
+            }
             let keep = acknowledged[name] ?? 0
             if Int(info.st_size) > keep {
                 guard truncate(path, off_t(keep)) == 0 else {
@@ -91,6 +103,7 @@ public final class ArchiveWriter {
             }
             lengths[day] = min(Int(info.st_size), keep)
         }
+        return adopted
     }
 
     /// The day whose file receives a hit of `day` processed at `now`.

@@ -409,6 +409,11 @@ public struct RollupBatch: Sendable {
                 increment(hit.siteDay, Slot.breakdown(.sourceVisits), hit.source)
                 let campaign = (hit.campaign.source ?? "", hit.campaign.medium ?? "", hit.campaign.name ?? "")
                 if hit.isPageview { countSource(hit.siteDay, hit.source, campaign.0, campaign.1, campaign.2) }
+                if let stored = visits.states[key], ms < stored.first {
+                    // A late hit of an earlier, separate visit (spooled, or from another nginx): the
+                    // visit in progress stays the one later hits continue.
+                    continue
+                }
                 visits.states[key] = VisitState(
                     first: ms, last: ms, hits: 1, bounce: hit.isPageview, base: base(hit.siteDay),
                     expireAt: expireAt(hit.siteDay), source: hit.source,

@@ -28,7 +28,7 @@ struct ConsumeCommand: AsyncParsableCommand {
     @Argument(help: "The list to consume: the syslog program, e.g. pixel (with the ingest --key-prefix, if any).")
     var program: String
 
-    @Option(help: ArgumentHelp("This consumer's id, unique among the consumers of the list. Default <hostname>-<pid>. Env: PIXELD_CONSUMER_ID.", valueName: "id"))
+    @Option(help: ArgumentHelp("This consumer's id, unique among the consumers of the list, and the same across restarts. Default <hostname>-<pid>; required with --output or --archive. Env: PIXELD_CONSUMER_ID.", valueName: "id"))
     var consumerId: String?
 
     @Option(help: ArgumentHelp("Append the JSON lines to this file instead of standard output, exactly once even across crashes (its acknowledged length is kept in Redis as PROGRAM:output:<consumer-id>). One file per consumer id. Env: PIXELD_OUTPUT.", valueName: "file"))
@@ -60,6 +60,24 @@ struct ConsumeCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard !program.isEmpty, program.utf8.count <= 200 else { throw ValidationError("PROGRAM must be 1–200 bytes") }
+        let analytics = !Environment.resolve(sites, flag: "site").isEmpty
+        // Analytics flags without a site would be ignored, and the raw events (IPs, user agents) printed.
+        let analyticsOnly = [
+            ("--archive", archive != nil), ("--retention-days", retentionDays != nil), ("--respect-dnt", respectDnt),
+            ("--breakdown-cap", breakdownCap != nil), ("--geoip", geoip != nil), ("--max-age-hours", maxAgeHours != nil),
+        ].filter(\.1).map(\.0)
+        if !analytics && !analyticsOnly.isEmpty {
+            throw ValidationError("\(analyticsOnly.joined(separator: ", ")) need at least one --site (or PIXELD_SITE): without one, consume prints the raw events")
+        }
+        // The files' acknowledged lengths are kept per consumer id: a run under a new id cannot cut
+        // back what a crashed run wrote but did not acknowledge, and would write it again.
+        let writesFiles = (output ?? Environment.value(forFlag: "output")) != nil
+            || (analytics && (archive ?? Environment.value(forFlag: "archive")) != nil)
+        if writesFiles && consumerId == nil && Environment.value(forFlag: "consumer-id") == nil {
+            throw ValidationError(
+                "--output and --archive need a fixed --consumer-id (e.g. the host name; env PIXELD_CONSUMER_ID): the default <hostname>-<pid> changes at every start, and a restart would write again what a crashed run wrote but had not acknowledged"
+            )
+        }
     }
 
     func run() async throws {

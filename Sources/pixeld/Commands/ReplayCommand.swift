@@ -15,8 +15,8 @@ struct ReplayCommand: ParsableCommand {
         commandName: "replay",
         abstract: "Rebuild the Redis rollups of a range of UTC days from the archive written by consume --archive.",
         discussion: """
-            Deletes the rollups of the days (every site's pixeld:site:*:DAY:* keys and pixeld:drops:DAY), then \
-            counts the archived hits of those days again — accepted ones with their anonymous visitor ids, \
+            For each day of the range that has archive files, deletes its rollups (every site's \
+            pixeld:site:*:DAY:* keys and pixeld:drops:DAY), then counts the archived hits of those days again — accepted ones with their anonymous visitor ids, \
             dropped ones under their reasons — with visit state kept apart from live consumers'. Run it for \
             days no consumer is still writing (or stop the consumers): a live hit for a replayed day may \
             otherwise be lost or doubled. The archive holds no IP address or user agent, so bot rules that \
@@ -57,20 +57,29 @@ struct ReplayCommand: ParsableCommand {
         var configuration = RollupConfiguration(keys: keys, retentionDays: retentionDays, breakdownCap: breakdownCap)
         configuration.visitPrefix = keys.prefix + "replay:\(getpid())-\(time(nil)):visit:"
 
+        // Only days with archive files are rebuilt: the rollups of a day whose files are gone (past the
+        // retention, or a wrong --archive) stay as they are instead of being deleted and not rebuilt.
+        guard let directory = opendir(archive) else {
+            throw CommandFailure("--archive: cannot read \(archive): \(String(cString: strerror(errno)))")
+        }
+        closedir(directory)
+        let filesByDay = (first.number...last.number).map { (day: Day(number: $0), files: ArchiveWriter.files(in: archive, day: Day(number: $0))) }
+        let days = filesByDay.filter { !$0.files.isEmpty }.map(\.day)
+        guard !days.isEmpty else {
+            throw CommandFailure("no archive files for \(first) … \(last) in \(archive): nothing replayed, no rollup touched")
+        }
+        let rebuilt = Set(days)
         // Read everything first: a broken file stops the replay before any rollup is touched.
         var outcomes: [HitOutcome] = []
         var files = 0
-        for number in first.number...last.number {
-            for path in ArchiveWriter.files(in: archive, day: Day(number: number)) {
-                files += 1
-                for (index, line) in try ArchiveReader.lines(of: path).enumerated() {
-                    do {
-                        let outcome = try ArchiveRecord.outcome(from: PixelEventDecoder.decode(line))
-                        let day = Day(timestamp: outcome.timestamp)
-                        if day >= first && day <= last { outcomes.append(outcome) }
-                    } catch {
-                        throw CommandFailure("\(path):\(index + 1): \(error)")
-                    }
+        for path in filesByDay.flatMap(\.files) {
+            files += 1
+            for (index, line) in try ArchiveReader.lines(of: path).enumerated() {
+                do {
+                    let outcome = try ArchiveRecord.outcome(from: PixelEventDecoder.decode(line))
+                    if rebuilt.contains(Day(timestamp: outcome.timestamp)) { outcomes.append(outcome) }
+                } catch {
+                    throw CommandFailure("\(path):\(index + 1): \(error)")
                 }
             }
         }
@@ -80,8 +89,7 @@ struct ReplayCommand: ParsableCommand {
         }.map(\.element)
 
         _ = try connection.command(RollupScript.loadCommand).unwrap("SCRIPT LOAD")
-        for number in first.number...last.number {
-            let day = Day(number: number)
+        for day in days {
             try deleteKeys(matching: keys.prefix + "site:*:\(day):*", connection)
             _ = try connection.command(["DEL", keys.globalDrops(day: day)]).unwrap("DEL")
         }
@@ -104,6 +112,10 @@ struct ReplayCommand: ParsableCommand {
         try deleteKeys(matching: configuration.visitPrefix + "*", connection)
         let accepted = outcomes.filter { if case .accepted = $0 { return true } else { return false } }.count
         print("replayed \(outcomes.count) hits (\(accepted) accepted, \(outcomes.count - accepted) dropped) from \(files) files, \(first) … \(last)")
+        let skipped = filesByDay.filter(\.files.isEmpty).map(\.day.description)
+        if !skipped.isEmpty {
+            print("no archive files for \(skipped.count) day(s), their rollups left as they were: \(skipped.prefix(10).joined(separator: ", "))\(skipped.count > 10 ? ", …" : "")")
+        }
     }
 
     private func deleteKeys(matching pattern: String, _ connection: RedisConnection) throws {

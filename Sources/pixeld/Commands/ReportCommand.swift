@@ -72,7 +72,9 @@ struct ReportCommand: ParsableCommand {
             let items = try reply.unwrap("HGETALL").array ?? []
             var hash: [String: Int] = [:]
             for index in stride(from: 0, to: items.count - 1, by: 2) {
-                hash[items[index].string ?? ""] = items[index + 1].string.flatMap { Int($0) } ?? 0
+                // Added, not assigned: Swift's String equality is canonical (NFC "café" == NFD "café"),
+                // while Redis keeps the two byte sequences apart.
+                hash[items[index].string ?? "", default: 0] += items[index + 1].string.flatMap { Int($0) } ?? 0
             }
             hashes.append(hash)
         }

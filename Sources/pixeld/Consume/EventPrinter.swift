@@ -197,7 +197,23 @@ final class AnalyticsHandler: @unchecked Sendable {
                 acknowledged[name] = length
             }
         }
-        try archive.recover(acknowledged: acknowledged)
+        let adopted = try archive.recover(acknowledged: items.isEmpty ? nil : acknowledged)
+        if !adopted.isEmpty {
+            logger.warning(
+                "no acknowledged archive lengths in Redis (a new or flushed Redis?): archive files kept as they are",
+                metadata: ["files": "\(adopted.count)"]
+            )
+            _ = try connection.command(recordLengths(adopted)).unwrap("HSET")
+        }
+    }
+
+    /// `HSET <archive key> name length …`: archive file lengths acknowledged.
+    private func recordLengths(_ lengths: [String: Int]) -> [[UInt8]] {
+        var hset: [[UInt8]] = [Array("HSET".utf8), archiveKey]
+        for (name, length) in lengths.sorted(by: { $0.key < $1.key }) {
+            hset += [Array(name.utf8), Array(String(length).utf8)]
+        }
+        return hset
     }
 
     /// What ``process(_:)`` prepared for ``request(_:)`` and ``resolve(_:replies:aheadOfAck:)``.
@@ -334,14 +350,7 @@ final class AnalyticsHandler: @unchecked Sendable {
             var lines: [Day: [UInt8]] = [:]
             for (day, bytes) in zip(work.days, work.buffers) { if let day { lines[day] = bytes } }
             let lengths = try archive.append(lines, now: work.now)
-            if !lengths.isEmpty {
-                var hset: [[UInt8]] = [Array("HSET".utf8), archiveKey]
-                for (name, length) in lengths.sorted(by: { $0.key < $1.key }) {
-                    hset.append(Array(name.utf8))
-                    hset.append(Array(String(length).utf8))
-                }
-                commands.append(.init(arguments: hset))
-            }
+            if !lengths.isEmpty { commands.append(.init(arguments: recordLengths(lengths))) }
             if !gone.isEmpty { commands.append(.init(arguments: [Array("HDEL".utf8), archiveKey] + gone.map { Array($0.utf8) })) }
         } else if let printer {
             commands += try printer.emit(work.buffers.first ?? []).map(ReliableListConsumer.Command.init(arguments:))
