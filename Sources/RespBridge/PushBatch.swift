@@ -16,9 +16,9 @@ public struct PushBatch: Sendable {
     }
 
     /// Keys and values, back to back.
-    public private(set) var bytes: [UInt8] = []
+    public fileprivate(set) var bytes: [UInt8] = []
     /// One entry per message, in arrival order.
-    public private(set) var entries: [Entry] = []
+    public fileprivate(set) var entries: [Entry] = []
 
     /// Creates an empty batch.
     public init() {}
@@ -75,30 +75,6 @@ public struct PushBatch: Sendable {
         }
     }
 
-    /// Moves the oldest messages, as many as fit in `maxBytes` and `maxMessages` (always at least one),
-    /// to `destination`, which should be empty; the rest stay here, in order. When everything fits the
-    /// two batches' buffers are swapped, not copied.
-    mutating func moveOldest(upToBytes maxBytes: Int, maxMessages: Int = .max, into destination: inout PushBatch) {
-        destination.removeAll()
-        guard byteCount > maxBytes || entries.count > maxMessages, entries.count > 1 else {
-            swap(&self, &destination)
-            return
-        }
-        var moved = 1
-        while moved < min(entries.count, maxMessages), entries[moved].valueStart + entries[moved].valueCount <= maxBytes {
-            moved += 1
-        }
-        let cut = entries[moved].keyStart
-        destination.bytes.append(contentsOf: bytes[0..<cut])
-        destination.entries.append(contentsOf: entries[0..<moved])
-        bytes.removeSubrange(0..<cut)
-        entries.removeSubrange(0..<moved)
-        for index in entries.indices {
-            entries[index].keyStart -= cut
-            entries[index].valueStart -= cut
-        }
-    }
-
     /// Empties the batch, keeping its buffers for reuse.
     public mutating func removeAll() {
         bytes.removeAll(keepingCapacity: true)
@@ -110,5 +86,75 @@ public struct PushBatch: Sendable {
     /// The value of `entry` as bytes.
     public func value(of entry: Entry) -> ArraySlice<UInt8> {
         bytes[entry.valueStart..<entry.valueStart + entry.valueCount]
+    }
+}
+
+/// The ``PushQueue``'s messages: one ``PushBatch`` taken from the front. A take copies out what it
+/// moves and advances a head; the taken front is dropped only once it is at least half of the buffer.
+/// So draining a large queue (`--buffer-bytes` raised for long Redis stalls) costs what each take
+/// moves, not the whole rest of the queue per take.
+struct PendingMessages {
+    private var storage = PushBatch()
+    /// The oldest message not yet taken, and where its key starts.
+    private var headEntry = 0
+    private var headByte = 0
+
+    var isEmpty: Bool { headEntry == storage.entries.count }
+    /// Messages waiting.
+    var count: Int { storage.entries.count - headEntry }
+    /// Bytes waiting (keys and values).
+    var byteCount: Int { storage.bytes.count - headByte }
+    /// When the oldest waiting message was accepted; call only when not empty.
+    var oldestAcceptedAt: Int64 { storage.entries[headEntry].acceptedAt }
+
+    /// Appends every message of `batch`, keeping their order.
+    mutating func append(contentsOf batch: PushBatch) { storage.append(contentsOf: batch) }
+
+    /// Moves the oldest messages, as many as fit in `maxBytes` and `maxMessages` (always at least one),
+    /// to `destination`, which should be empty; the rest stay, in order. When everything fits and
+    /// nothing was taken before, the buffers are swapped, not copied.
+    mutating func moveOldest(upToBytes maxBytes: Int, maxMessages: Int, into destination: inout PushBatch) {
+        destination.removeAll()
+        guard !isEmpty else { return }
+        if headEntry == 0 && (byteCount <= maxBytes && count <= maxMessages || count == 1) {
+            swap(&storage, &destination)
+            return
+        }
+        var moved = 1
+        while moved < min(count, maxMessages) {
+            let next = storage.entries[headEntry + moved]
+            guard next.valueStart + next.valueCount - headByte <= maxBytes else { break }
+            moved += 1
+        }
+        let end = headEntry + moved
+        let cut = end < storage.entries.count ? storage.entries[end].keyStart : storage.bytes.count
+        destination.bytes.append(contentsOf: storage.bytes[headByte..<cut])
+        destination.entries.reserveCapacity(moved)
+        for var entry in storage.entries[headEntry..<end] {
+            entry.keyStart -= headByte
+            entry.valueStart -= headByte
+            destination.entries.append(entry)
+        }
+        headEntry = end
+        headByte = cut
+        if isEmpty {
+            storage.removeAll()
+            headEntry = 0
+            headByte = 0
+        } else if headByte >= storage.bytes.count - headByte {
+            compact()
+        }
+    }
+
+    /// Drops the taken front: costs the rest's size, paid once the front is at least as large.
+    private mutating func compact() {
+        storage.bytes.removeSubrange(0..<headByte)
+        storage.entries.removeSubrange(0..<headEntry)
+        for index in storage.entries.indices {
+            storage.entries[index].keyStart -= headByte
+            storage.entries[index].valueStart -= headByte
+        }
+        headEntry = 0
+        headByte = 0
     }
 }

@@ -18,7 +18,7 @@ public final class PushQueue: @unchecked Sendable {
     /// The most bytes (keys + values) that may wait.
     public let capacityBytes: Int
     private let lock = ConditionLock()
-    private var pending = PushBatch()
+    private var pending = PendingMessages()
     private var closed = false
     /// What the writer is doing, as far as a receiver needs to know to decide whether to wake it.
     private enum WriterState {
@@ -118,7 +118,7 @@ public final class PushQueue: @unchecked Sendable {
                 writer = .busy
             }
             if linger > 0, !closed {
-                let deadline = pending.entries[0].acceptedAt + linger
+                let deadline = pending.oldestAcceptedAt + linger
                 while pending.byteCount < maxBytes && pending.count < maxMessages && producersWaiting == 0 && !closed {
                     let left = deadline - MonotonicClock.nanoseconds()
                     if left <= 0 { break }

@@ -1,4 +1,5 @@
 import PixeldConcurrency
+import PixeldTestSupport
 import RespBridge
 import Testing
 
@@ -73,6 +74,40 @@ import Glibc
         #expect(queue.take(into: &taken, lingerNanoseconds: 0, maxBytes: 1 << 20, maxMessages: 2) == .taken)
         #expect(taken.entries.map { String(decoding: taken.value(of: $0), as: UTF8.self) } == ["e"])
         #expect(queue.pendingCount == 0)
+    }
+
+    @Test func manySmallTakesFromALargeQueueKeepEveryMessageInOrder() {
+        // Takes much smaller than the queue, interleaved with new arrivals: the head advances and the
+        // taken front is dropped now and then; every message comes out once, in order, intact.
+        let queue = PushQueue(capacityBytes: 64 << 20)
+        var random = SplitMix64(seed: 7)
+        var sent: [String] = [], taken: [String] = []
+        var next = 0
+        var batch = PushBatch()
+        for round in 0..<400 {
+            var arriving = PushBatch()
+            for _ in 0..<Int(random.next() % 40) {
+                let key = next % 3 == 0 ? "other" : "pixel"
+                let value = "\(next)," + String(repeating: "v", count: Int(random.next() % 300))
+                arriving.append(key: Array(key.utf8), value: Array(value.utf8), acceptedAt: 0)
+                sent.append(key + "=" + value)
+                next += 1
+            }
+            queue.enqueue(arriving)
+            if round % 2 == 0 || queue.pendingCount > 500 {
+                let maxBytes = 1 + Int(random.next() % 4000), maxMessages = 1 + Int(random.next() % 30)
+                guard queue.pendingCount > 0 else { continue }
+                #expect(queue.take(into: &batch, lingerNanoseconds: 0, maxBytes: maxBytes, maxMessages: maxMessages) == .taken)
+                #expect(batch.count <= maxMessages && (batch.count == 1 || batch.byteCount <= maxBytes))
+                taken += batch.entries.map { String(decoding: batch.key(of: $0), as: UTF8.self) + "=" + String(decoding: batch.value(of: $0), as: UTF8.self) }
+            }
+        }
+        while queue.pendingCount > 0 {
+            #expect(queue.take(into: &batch, lingerNanoseconds: 0, maxBytes: 1000, maxMessages: 7) == .taken)
+            taken += batch.entries.map { String(decoding: batch.key(of: $0), as: UTF8.self) + "=" + String(decoding: batch.value(of: $0), as: UTF8.self) }
+        }
+        #expect(queue.pendingBytes == 0)
+        #expect(taken == sent)
     }
 
     @Test func aLingeringWriterTakesWhenTheBatchLimitIsReached() {
