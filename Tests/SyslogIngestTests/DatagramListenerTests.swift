@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PixeldConcurrency
 import SyslogIngest
+import Synchronization
 import Testing
 
 /// Real sockets on loopback (port 0) and temp unix paths; no server needed.
@@ -296,6 +297,32 @@ import Testing
     private func write(_ fd: Int32, _ text: String) {
         let bytes = Array(text.utf8)
         #expect(send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count)
+    }
+
+    @Test func stopEndsWhileAPeerKeepsSending() async throws {
+        let sink = DatagramListenerTests.CollectingSink()
+        let listener = try StreamListener(host: "127.0.0.1", port: 0, rules: IngestRules(), sink: sink, logger: .init(label: "test"))
+        listener.start()
+        let fd = connect(listener.port)
+        final class Flag: Sendable { let on = Atomic<Bool>(true) }
+        let sending = Flag()
+        let sender = Thread {  // a forwarder with a backlog: sends for as long as it is let
+            let line = Array("<158>pixel: backlog\n".utf8)
+            var sent = 0
+            while sending.on.load(ordering: .relaxed) && sent < 50_000_000 {
+                let n = send(fd, line, line.count, Int32(MSG_NOSIGNAL))
+                if n <= 0 { break }
+                sent += n
+            }
+        }
+        sender.start()
+        #expect(sink.wait(for: 1000))
+        let started = ContinuousClock.now
+        await listener.stop()
+        let stopping = ContinuousClock.now - started
+        sending.on.store(false, ordering: .relaxed)
+        close(fd)
+        #expect(stopping < .seconds(2), "stop() read on for \(stopping) while the peer kept sending")
     }
 
     @Test func manyPeersBothFramingsAndAGarbagePeer() async throws {

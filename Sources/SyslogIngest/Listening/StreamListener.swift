@@ -61,7 +61,12 @@ public final class StreamListener: @unchecked Sendable {
         thread = DedicatedThread(name: "pixeld-tcp") { [self] in run() }
     }
 
-    /// Stops accepting, reads what the connections already delivered, closes them, and returns when done.
+    /// How long ``stop()`` goes on reading: a forwarder that keeps sending (a backlog after an outage)
+    /// would otherwise keep the drain going for as long as it has data; after this it keeps the rest.
+    static let drainNanoseconds: Int64 = 250_000_000
+
+    /// Stops accepting, reads what the connections deliver for at most 250 ms (what they had already
+    /// sent), closes them, and returns when done.
     public func stop() async {
         stopRequested.store(true, ordering: .relaxed)
         await thread?.finished()
@@ -78,11 +83,14 @@ public final class StreamListener: @unchecked Sendable {
             connectionCount.store(0, ordering: .relaxed)
         }
         var draining = false
+        var drainUntil = Int64.max
         while true {
             if !draining && stopRequested.load(ordering: .relaxed) {
                 draining = true
+                drainUntil = MonotonicClock.nanoseconds() + Self.drainNanoseconds
                 StreamSocket.close(listenFD)
             }
+            if draining && MonotonicClock.nanoseconds() >= drainUntil { return }
             pollSet.removeAll(keepingCapacity: true)
             if !draining { pollSet.append(pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0)) }
             for connection in connections { pollSet.append(pollfd(fd: connection.fd, events: Int16(POLLIN), revents: 0)) }
