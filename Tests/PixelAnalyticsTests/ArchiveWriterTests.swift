@@ -41,6 +41,20 @@ import Testing
         #expect(try ArchiveReader.lines(of: directory.appending(name + ".gz").path) == [Array("{\"a\":1}".utf8), Array("{\"c\":3}".utf8)])
         #expect(ArchiveWriter.files(in: directory.path, day: day) == [directory.appending(name + ".gz").path])
 
+        // A day written again after it closed (a clock stepped back): its new lines join the .gz.
+        _ = try restarted.append([day: Array("{\"e\":5}\n".utf8)], now: later)
+        #expect(restarted.maintain(now: later) == [name])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == [name + ".gz"])
+        #expect(
+            try ArchiveReader.lines(of: directory.appending(name + ".gz").path)
+                == [Array("{\"a\":1}".utf8), Array("{\"c\":3}".utf8), Array("{\"e\":5}".utf8)]
+        )
+        // A plain file a compression left behind (the same lines as the .gz) is only removed.
+        let leftover = directory.appending(name).path
+        #expect(FileManager.default.createFile(atPath: leftover, contents: Data("{\"a\":1}\n{\"c\":3}\n{\"e\":5}\n".utf8)))
+        #expect(restarted.maintain(now: later) == [name])
+        #expect(try ArchiveReader.lines(of: directory.appending(name + ".gz").path).count == 3)
+
         // Deleted after the retention period.
         restarted.maintain(now: Double(day.number + 6) * 86_400)
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty)

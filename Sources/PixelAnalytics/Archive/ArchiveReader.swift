@@ -23,6 +23,10 @@ public enum ArchiveReader {
         return lines
     }
 
+    /// The raw bytes of `path`, as stored (compressed or not).
+    /// - Throws: ``Failure`` when the file cannot be read.
+    public static func bytes(of path: String) throws(Failure) -> [UInt8] { try read(path) }
+
     private static func read(_ path: String) throws(Failure) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw Failure(description: "open \(path): \(String(cString: strerror(errno)))") }

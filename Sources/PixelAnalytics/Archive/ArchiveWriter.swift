@@ -158,7 +158,13 @@ public final class ArchiveWriter {
             }
             guard !compressed, isClosed(day, now: now) else { continue }
             closeDescriptor(day)
-            if existing.contains(name + ".gz") || compress(path) {
+            // With a .gz already there, the plain file is either what a compression left behind (it
+            // renamed the .gz, then stopped before the unlink: the same lines) or a day written again
+            // after it closed (a clock stepped back, --max-age-hours raised): new lines, added to the .gz.
+            let done =
+                existing.contains(name + ".gz")
+                ? isCompressedCopy(path) || compress(path, appendingTo: path + ".gz") : compress(path)
+            if done {
                 unlink(path)
                 gone.append(name)
             }
@@ -200,11 +206,29 @@ public final class ArchiveWriter {
     }
 
     /// `gzip -n -c path > path.gz.tmp`, fsync, rename to `path.gz`.
-    private func compress(_ path: String) -> Bool {
+    /// Whether `path.gz` holds exactly the lines of `path`.
+    private func isCompressedCopy(_ path: String) -> Bool {
+        guard let plain = try? ArchiveReader.lines(of: path), let packed = try? ArchiveReader.lines(of: path + ".gz") else {
+            return false
+        }
+        return plain == packed
+    }
+
+    /// Writes `path.gz` (atomically, through a temporary file): `path` compressed, after the bytes of
+    /// `existing` if given (a second gzip member, which `gzip -d` reads as the continuation).
+    private func compress(_ path: String, appendingTo existing: String? = nil) -> Bool {
         let temporary = path + ".gz.tmp"
         let out = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
         guard out >= 0 else { return false }
         defer { close(out) }
+        if let existing {
+            guard let bytes = try? ArchiveReader.bytes(of: existing),
+                bytes.withUnsafeBytes({ write(out, $0.baseAddress, $0.count) }) == bytes.count
+            else {
+                unlink(temporary)
+                return false
+            }
+        }
         let candidates: [String] = ["/usr/bin/gzip", "/bin/gzip"]
         guard let gzip = candidates.first(where: { access($0, X_OK) == 0 }) else { return false }
         var actions = posix_spawn_file_actions_t()

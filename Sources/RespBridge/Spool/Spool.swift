@@ -121,11 +121,18 @@ public final class Spool {
             }
             written += result
         }
+        do {
+            try syncIfDue()
+        } catch {
+            // Not on disk as promised: cut the record off again, so that messages counted as dropped
+            // are not replayed (and pushed) later as well.
+            _ = ftruncate(writeFD, off_t(segments[segments.count - 1].size))
+            throw error
+        }
         segments[segments.count - 1].size += record.count
         segments[segments.count - 1].messages += batch.count
         byteCount += record.count
         messageCount += batch.count
-        try syncIfDue()
         return true
     }
 
