@@ -121,6 +121,24 @@ struct KnownTruthTests {
         }
     }
 
+    @Test("a daily key expires at 01:00 UTC two days after its day began, whenever it was created")
+    func dailyKeysExpireAtAFixedTime() throws {
+        let server = try RedisServer.start()
+        let connection = try server.connect()
+        let today = Day(timestamp: Double(time(nil)))
+        // Tomorrow's key, created today (a hit from a clock that runs ahead), and today's.
+        let days = [today.next, today]
+        let reply = try connection.command(bytes: DailyKey.fetchCommand(days.map { (day: $0, create: true) }))
+        #expect(reply.array?.compactMap(\.bytes).map(\.count) == [32, 32])
+        for day in days {
+            let expiry = try connection.command(["EXPIRETIME", DailyKey.redisKey(for: day)]).integer
+            #expect(expiry == Int64((day.number + 2) * 86_400 + 3600), "\(day)")
+        }
+        // Read-only: an existing key is returned, a missing one is not created.
+        let read = try connection.command(bytes: DailyKey.fetchCommand([(day: today, create: false), (day: today.previous, create: false)]))
+        #expect(read.array?.map(\.bytes?.count) == [32, nil])
+    }
+
     @Test("a late hit of an earlier visit counts as its own visit and leaves the visit in progress alone")
     func aLateHitDoesNotEndTheVisitInProgress() throws {
         let server = try RedisServer.start()

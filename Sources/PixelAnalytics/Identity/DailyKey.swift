@@ -2,8 +2,8 @@ import Crypto
 
 /// The random 32-byte key of one UTC day, from which that day's visitor ids are derived.
 ///
-/// It exists only in Redis (`pixeld:key:YYYY-MM-DD`, created with `SET … NX EX 172800` so every
-/// consumer shares the first one written, and gone two days later); consumers keep only the
+/// It exists only in Redis (`pixeld:key:YYYY-MM-DD`, created with `SET … NX EXAT` so every consumer
+/// shares the first one written, and gone at 01:00 UTC two days after its day began); consumers keep only the
 /// SipHash key derived from it, in memory. Neither is ever logged, archived or written anywhere
 /// else: once the key has expired, nobody — the operator included — can tell whether a given IP
 /// address and browser made a given visit.
@@ -12,9 +12,12 @@ import Crypto
 public struct DailyKey: Sendable, CustomStringConvertible, CustomReflectable {
     /// The key's length in bytes.
     public static let byteCount = 32
-    /// Seconds the key lives in Redis: 48 h, so that a session crossing midnight can still be
-    /// matched with the previous day's id, and no longer.
-    public static let ttlSeconds = 172_800
+    /// When the key of `day` expires (Unix seconds): 01:00 UTC two days after its day began. Hits of
+    /// the day are accepted until 24 h after it ends (`--max-age-hours` ≤ 24), and sessions of the
+    /// next day that began before midnight look it up; the hour is margin for a backlog. An absolute
+    /// time, not a TTL from creation: a key created early (a hit from a clock that runs ahead) would
+    /// otherwise expire while its day's hits still come, and a second key would split its visitors.
+    public static func expiresAt(_ day: Day) -> Int { (day.number + 2) * 86_400 + 3600 }
 
     /// The day the key belongs to.
     public let day: Day
@@ -56,14 +59,13 @@ public struct DailyKey: Sendable, CustomStringConvertible, CustomReflectable {
     public var customMirror: Mirror { Mirror(self, children: ["day": day]) }
 
     /// A Lua script that, for each day given, creates the key if asked and missing (`SET NX EX`)
-    /// and returns it: `KEYS` = the Redis keys, `ARGV` = for each key `create` (`1`/`0`) and the
-    /// random candidate, then the TTL. Replies one bulk string (or nil) per key.
+    /// and returns it: `KEYS` = the Redis keys, `ARGV` = for each key `create` (`1`/`0`), the
+    /// random candidate and its expiry (Unix seconds). Replies one bulk string (or nil) per key.
     public static let fetchScript = """
         local out = {}
-        local ttl = ARGV[#ARGV]
         for i = 1, #KEYS do
-          if ARGV[2 * i - 1] == '1' then
-            redis.call('SET', KEYS[i], ARGV[2 * i], 'NX', 'EX', ttl)
+          if ARGV[3 * i - 2] == '1' then
+            redis.call('SET', KEYS[i], ARGV[3 * i - 1], 'NX', 'EXAT', ARGV[3 * i])
           end
           out[i] = redis.call('GET', KEYS[i])
         end
@@ -83,8 +85,8 @@ public struct DailyKey: Sendable, CustomStringConvertible, CustomReflectable {
         for entry in days {
             command.append(entry.create ? [UInt8(ascii: "1")] : [UInt8(ascii: "0")])
             command.append(entry.create ? randomBytes() : [])
+            command.append(Array(String(expiresAt(entry.day)).utf8))
         }
-        command.append(Array(String(ttlSeconds).utf8))
         return command
     }
 }
