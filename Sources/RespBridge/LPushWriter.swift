@@ -174,31 +174,46 @@ public final class LPushWriter: @unchecked Sendable {
 
     private func run() {
         var batch = PushBatch()
-        while true {
+        run: while true {
             if MonotonicClock.nanoseconds() >= nextReplayAt { replaySpool(budgetNanoseconds: Self.replaySliceNanoseconds) }
-            // While the spool holds anything, what arrives goes behind it at once (no linger), and the
-            // wait for more ends when the next replay is due: the receivers never wait on a replay or
-            // on a backoff.
-            let spoolWaiting = !(spool?.isEmpty ?? true)
-            let outcome = queue.take(
-                into: &batch,
-                lingerNanoseconds: spoolWaiting ? 0 : options.lingerNanoseconds,
-                maxBytes: options.maxBatchBytes,
-                maxMessages: maxBatchMessages,
-                timeoutNanoseconds: spoolWaiting ? max(1, min(50_000_000, nextReplayAt - MonotonicClock.nanoseconds())) : nil
-            )
-            if outcome == .closed { break }
-            if outcome == .timedOut { continue }
-            sequence += 1
-            statistics.setInFlight(batch.count)
-            if !(spool?.isEmpty ?? true) {
-                // Order: nothing may overtake what waits in the spool.
-                toSpool(batch, sequence: sequence)
-            } else {
+            guard let spool, !spool.isEmpty else {
+                // Live: the oldest message lingers for company, then the batch is committed.
+                let outcome = queue.take(
+                    into: &batch, lingerNanoseconds: options.lingerNanoseconds, maxBytes: options.maxBatchBytes,
+                    maxMessages: maxBatchMessages
+                )
+                if outcome == .closed { break }
+                sequence += 1
+                statistics.setInFlight(batch.count)
                 deliver(batch, sequence: sequence)
+                statistics.setInFlight(0)
+                batch.removeAll()
+                continue
             }
-            statistics.setInFlight(0)
-            batch.removeAll()
+            // The spool holds something, and nothing may overtake it: everything queued now goes behind
+            // it at once (no linger) before the next replay slice, and the wait for more ends when that
+            // replay is due. So the receivers never wait on a replay or on a backoff.
+            var waiting = queue.pendingBytes
+            repeat {
+                let untilReplay = max(1, min(50_000_000, nextReplayAt - MonotonicClock.nanoseconds()))
+                let outcome = queue.take(
+                    into: &batch, lingerNanoseconds: 0, maxBytes: options.maxBatchBytes, maxMessages: maxBatchMessages,
+                    timeoutNanoseconds: waiting > 0 ? 1 : untilReplay
+                )
+                switch outcome {
+                case .closed:
+                    break run
+                case .timedOut:
+                    waiting = 0
+                case .taken:
+                    waiting -= batch.byteCount
+                    sequence += 1
+                    statistics.setInFlight(batch.count)
+                    toSpool(batch, sequence: sequence)
+                    statistics.setInFlight(0)
+                    batch.removeAll()
+                }
+            } while waiting > 0
         }
         if let spool {
             replaySpool(budgetNanoseconds: .max)
@@ -239,7 +254,7 @@ public final class LPushWriter: @unchecked Sendable {
                     attempts >= 2 || Double(queue.pendingBytes) >= Double(queue.capacityBytes) * options.spoolAtQueueFraction
                 {
                     toSpool(batch, sequence: sequence)
-                    nextReplayAt = MonotonicClock.nanoseconds() + Int64(backoff.nextDelayMilliseconds()) * 1_000_000
+                    retryReplayLater()
                     return
                 }
                 if error.connectionIsDead && attempts == 1 && !gaveUpOnRedis { continue }  // reconnect and retry at once
@@ -325,7 +340,11 @@ public final class LPushWriter: @unchecked Sendable {
     /// Commits spooled batches, oldest first, while Redis takes them, for up to `budget` nanoseconds.
     /// On a failure the next replay is due a backoff delay later (``nextReplayAt``).
     private func replaySpool(budgetNanoseconds budget: Int64) {
-        guard let spool, !spool.isEmpty, !gaveUpOnRedis else { return }
+        guard let spool, !spool.isEmpty else { return }
+        guard !gaveUpOnRedis else {
+            nextReplayAt = .max  // not before the final replay at the end
+            return
+        }
         let started = MonotonicClock.nanoseconds()
         while MonotonicClock.nanoseconds() - started < budget {
             let record: Spool.Record
@@ -334,6 +353,7 @@ public final class LPushWriter: @unchecked Sendable {
                 record = next
             } catch {
                 logger.error("spool read failed", metadata: ["error": "\(error)"])
+                retryReplayLater()
                 return
             }
             var groups: [KeyGroup] = []
@@ -356,10 +376,11 @@ public final class LPushWriter: @unchecked Sendable {
             } catch let error as RespError {
                 noteFailure(error)
                 if isGivingUp { gaveUpOnRedis = true }
-                nextReplayAt = MonotonicClock.nanoseconds() + Int64(backoff.nextDelayMilliseconds()) * 1_000_000
+                retryReplayLater()
                 return
             } catch {
                 logger.error("spool update failed", metadata: ["error": "\(error)"])
+                retryReplayLater()
                 return
             }
         }
@@ -383,6 +404,10 @@ public final class LPushWriter: @unchecked Sendable {
         statistics.addRetry()
         if error.connectionIsDead { connection.close() }
         let reason = error.connectionIsDead ? "unavailable" : (error.serverErrorPrefix.map { $0.lowercased() } ?? "\(error.code)")
+        let full = error.serverErrorPrefix == "FULL"
+        if heldByFullList && !full {
+            outage.forget()  // a failing Redis during a hold: an outage of its own, with its warning
+        }
         if error.connectionIsDead {
             outage.failed(error, logger: logger, message: "redis unavailable, holding messages and retrying", repeatMessage: "redis still unavailable")
         } else {
@@ -392,7 +417,7 @@ public final class LPushWriter: @unchecked Sendable {
         }
         statistics.setRedis(.failing(reason: reason, since: outage.startedAt!))
         redisReportedOK = false
-        heldByFullList = error.serverErrorPrefix == "FULL"
+        heldByFullList = full
     }
 
     private func noteRecovery() {
@@ -406,6 +431,11 @@ public final class LPushWriter: @unchecked Sendable {
             statistics.setRedis(.ok)
         }
         outage.recovered(logger: logger)
+    }
+
+    /// The next replay of the spool is due a backoff delay from now.
+    private func retryReplayLater() {
+        nextReplayAt = MonotonicClock.nanoseconds() + Int64(backoff.nextDelayMilliseconds()) * 1_000_000
     }
 
     /// Sleeps for the next backoff delay, in slices so that a shutdown deadline is noticed promptly.

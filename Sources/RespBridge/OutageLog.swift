@@ -19,6 +19,9 @@ struct OutageLog {
         }
     }
 
+    /// Ends the outage under way without a word, so that the next failure begins a new one.
+    mutating func forget() { startedAt = nil }
+
     /// Redis answered: ends the outage under way, if any, with `redis available again`.
     mutating func recovered(logger: Logger) {
         guard let started = startedAt else { return }

@@ -90,7 +90,8 @@ public struct PushBatch: Sendable {
 }
 
 /// The ``PushQueue``'s messages: one ``PushBatch`` taken from the front. A take copies out what it
-/// moves and advances a head; the taken front is dropped only once it is at least half of the buffer.
+/// moves and advances a head; the taken front is dropped once it is a quarter of the buffer (so the
+/// buffer holds at most a third more than what waits, and each byte is moved at most ~3 times).
 /// So draining a large queue (`--buffer-bytes` raised for long Redis stalls) costs what each take
 /// moves, not the whole rest of the queue per take.
 struct PendingMessages {
@@ -141,12 +142,12 @@ struct PendingMessages {
             storage.removeAll()
             headEntry = 0
             headByte = 0
-        } else if headByte >= storage.bytes.count - headByte {
+        } else if headByte * 4 >= storage.bytes.count {
             compact()
         }
     }
 
-    /// Drops the taken front: costs the rest's size, paid once the front is at least as large.
+    /// Drops the taken front: costs the rest's size, paid once the front is a third of it.
     private mutating func compact() {
         storage.bytes.removeSubrange(0..<headByte)
         storage.entries.removeSubrange(0..<headEntry)

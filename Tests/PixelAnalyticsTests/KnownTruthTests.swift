@@ -145,16 +145,17 @@ struct KnownTruthTests {
         var redis = try RedisRollups(connection: try server.connect(timeout: 30))
         let day = Day(timestamp: Double(time(nil))).previous
         let at = { (hour: Int, minute: Int) in Double(day.number * 86_400 + hour * 3600 + minute * 60) }
-        // 10:00 and 10:20, then 09:00 (held up somewhere), then 10:25: two visits, as replay counts them.
-        for hits in [[(10, 0), (10, 20)], [(9, 0)], [(10, 25)]] {
+        // 10:00 and 10:20, then 09:00 and 09:05 (held up somewhere), then 10:25: two visits of two and
+        // three pageviews, as replay counts them.
+        for hits in [[(10, 0), (10, 20)], [(9, 0), (9, 5)], [(10, 25)]] {
             var batch = RollupBatch(configuration: redis.configuration)
             for (hour, minute) in hits { batch.add(BreakdownCapTests.hit("/", visitor: "v", at: at(hour, minute))) }
             try redis.apply(batch)
         }
         let report = try redis.report(site: "example.com", from: day, to: day)
-        #expect(report.pageviews == 4)
-        #expect(report.visits == 2 && report.bounces == 1, "visits \(report.visits), bounces \(report.bounces)")
-        #expect(report.durationMilliseconds == 25 * 60_000)
+        #expect(report.pageviews == 5)
+        #expect(report.visits == 2 && report.bounces == 0, "visits \(report.visits), bounces \(report.bounces)")
+        #expect(report.durationMilliseconds == 30 * 60_000)
     }
 
     static func expectNoPersonalData(server: RedisServer, archive: [UInt8], simulation: Simulation) throws {

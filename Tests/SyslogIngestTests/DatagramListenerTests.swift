@@ -299,6 +299,19 @@ import Testing
         #expect(send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count)
     }
 
+    @Test func stopReadsWhatWasSentBeforeIt() async throws {
+        let sink = DatagramListenerTests.CollectingSink()
+        let listener = try StreamListener(host: "127.0.0.1", port: 0, rules: IngestRules(), sink: sink, logger: .init(label: "test"))
+        listener.start()
+        let fd = connect(listener.port)
+        for _ in 0..<500 where listener.connections == 0 { usleep(10_000) }  // accepted (not in the backlog)
+        #expect(listener.connections == 1)
+        for index in 0..<2000 { write(fd, "<158>pixel: before-stop-\(index)\n") }  // in the kernel's buffer on return
+        await listener.stop()
+        close(fd)
+        #expect(sink.received.map { String(decoding: $0.1, as: UTF8.self) } == (0..<2000).map { "before-stop-\($0)" })
+    }
+
     @Test func stopEndsWhileAPeerKeepsSending() async throws {
         let sink = DatagramListenerTests.CollectingSink()
         let listener = try StreamListener(host: "127.0.0.1", port: 0, rules: IngestRules(), sink: sink, logger: .init(label: "test"))

@@ -16,7 +16,9 @@ import Glibc
 /// the file of the day it was processed on.
 ///
 /// Closing is crash-safe: gzip writes a temporary file, which is renamed into place before the
-/// plain file is removed; a plain file found beside its `.gz` is such a leftover and is removed.
+/// plain file is removed; a plain file found beside its `.gz` whose lines the `.gz` ends with is such
+/// a leftover and is removed. Any other plain file beside its `.gz` is a day written again after it
+/// closed (a clock stepped back, a larger `--max-age-hours`): its lines are added to the `.gz`.
 ///
 /// Not thread-safe: used by the consumer thread only.
 public final class ArchiveWriter {
@@ -158,9 +160,7 @@ public final class ArchiveWriter {
             }
             guard !compressed, isClosed(day, now: now) else { continue }
             closeDescriptor(day)
-            // With a .gz already there, the plain file is either what a compression left behind (it
-            // renamed the .gz, then stopped before the unlink: the same lines) or a day written again
-            // after it closed (a clock stepped back, --max-age-hours raised): new lines, added to the .gz.
+            // With a .gz already there: a leftover, or a day written again after it closed (above).
             let done =
                 existing.contains(name + ".gz")
                 ? isCompressedCopy(path) || compress(path, appendingTo: path + ".gz") : compress(path)
@@ -205,17 +205,18 @@ public final class ArchiveWriter {
         }
     }
 
-    /// `gzip -n -c path > path.gz.tmp`, fsync, rename to `path.gz`.
-    /// Whether `path.gz` holds exactly the lines of `path`.
+    /// Whether `path.gz` ends with the lines of `path`: then `path` is what a compression left
+    /// behind (it renamed the `.gz` into place, then stopped before removing `path`).
     private func isCompressedCopy(_ path: String) -> Bool {
         guard let plain = try? ArchiveReader.lines(of: path), let packed = try? ArchiveReader.lines(of: path + ".gz") else {
             return false
         }
-        return plain == packed
+        return packed.count >= plain.count && packed.suffix(plain.count).elementsEqual(plain)
     }
 
-    /// Writes `path.gz` (atomically, through a temporary file): `path` compressed, after the bytes of
-    /// `existing` if given (a second gzip member, which `gzip -d` reads as the continuation).
+    /// `gzip -n -c path > path.gz.tmp`, fsync, rename to `path.gz`; with `existing`, its bytes come
+    /// first in the temporary file (then `path` is a second gzip member, which `gzip -d` reads as
+    /// the continuation).
     private func compress(_ path: String, appendingTo existing: String? = nil) -> Bool {
         let temporary = path + ".gz.tmp"
         let out = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)

@@ -382,6 +382,9 @@ public struct RollupBatch: Sendable {
         )
         let idle = configuration.sessionIdleSeconds * 1000
         var totalsOfBase: [String: Int] = [:]
+        // Visits older than the one in progress whose hits arrive late (spooled somewhere, or from
+        // another nginx), per visitor key: kept for this batch only, so the visit in progress stays.
+        var late: [Int: VisitState] = [:]
         for hit in visitHits {
             guard hit.key >= 0 else {
                 // No visitor id (no IP/user agent logged): pageviews by the hit's own source, no visit.
@@ -398,6 +401,10 @@ public struct RollupBatch: Sendable {
                 visits.states.swapAt(key, hit.previousKey)
                 visits.changed[hit.previousKey] = true
             }
+            if late[key] != nil, Self.continues(&late[key], at: ms, idle: idle) {
+                continueVisit(&late[key]!, with: hit, at: ms, totalsOfBase: &totalsOfBase)
+                continue
+            }
             if Self.continues(&visits.states[key], at: ms, idle: idle) {
                 // The visit goes on; its visits, bounces and duration count on the day it started.
                 continueVisit(&visits.states[key]!, with: hit, at: ms, totalsOfBase: &totalsOfBase)
@@ -409,16 +416,16 @@ public struct RollupBatch: Sendable {
                 increment(hit.siteDay, Slot.breakdown(.sourceVisits), hit.source)
                 let campaign = (hit.campaign.source ?? "", hit.campaign.medium ?? "", hit.campaign.name ?? "")
                 if hit.isPageview { countSource(hit.siteDay, hit.source, campaign.0, campaign.1, campaign.2) }
-                if let stored = visits.states[key], ms < stored.first {
-                    // A late hit of an earlier, separate visit (spooled, or from another nginx): the
-                    // visit in progress stays the one later hits continue.
-                    continue
-                }
-                visits.states[key] = VisitState(
+                let state = VisitState(
                     first: ms, last: ms, hits: 1, bounce: hit.isPageview, base: base(hit.siteDay),
                     expireAt: expireAt(hit.siteDay), source: hit.source,
                     utmSource: campaign.0, utmMedium: campaign.1, utmCampaign: campaign.2
                 )
+                if let stored = visits.states[key], ms < stored.first {
+                    late[key] = state  // an earlier visit, arriving late: the one in progress stays
+                    continue
+                }
+                visits.states[key] = state
             }
             visits.changed[key] = true
         }

@@ -34,6 +34,8 @@ public final class StreamListener: @unchecked Sendable {
     private struct Connection {
         var fd: Int32
         var framer: SyslogStreamFramer
+        /// While stopping: how many of the bytes received before the stop are still to be read.
+        var drainLeft = Int.max
     }
 
     /// Binds `host:port` and prepares to serve.
@@ -61,12 +63,13 @@ public final class StreamListener: @unchecked Sendable {
         thread = DedicatedThread(name: "pixeld-tcp") { [self] in run() }
     }
 
-    /// How long ``stop()`` goes on reading: a forwarder that keeps sending (a backlog after an outage)
-    /// would otherwise keep the drain going for as long as it has data; after this it keeps the rest.
-    static let drainNanoseconds: Int64 = 250_000_000
+    /// How long ``stop()`` also reads what arrives after it was called (data a sender had in flight).
+    /// Past it only what had arrived before the stop is read: a forwarder that keeps sending (a backlog
+    /// after an outage) would otherwise keep the drain going for as long as it has data.
+    static let drainGraceNanoseconds: Int64 = 250_000_000
 
-    /// Stops accepting, reads what the connections deliver for at most 250 ms (what they had already
-    /// sent), closes them, and returns when done.
+    /// Stops accepting; reads what the connections had received, and what arrives for another 250 ms
+    /// or until they fall silent for 10 ms; closes them, and returns when done.
     public func stop() async {
         stopRequested.store(true, ordering: .relaxed)
         await thread?.finished()
@@ -83,18 +86,26 @@ public final class StreamListener: @unchecked Sendable {
             connectionCount.store(0, ordering: .relaxed)
         }
         var draining = false
-        var drainUntil = Int64.max
+        var graceUntil = Int64.max
         while true {
             if !draining && stopRequested.load(ordering: .relaxed) {
                 draining = true
-                drainUntil = MonotonicClock.nanoseconds() + Self.drainNanoseconds
+                graceUntil = MonotonicClock.nanoseconds() + Self.drainGraceNanoseconds
                 StreamSocket.close(listenFD)
+                for index in connections.indices { connections[index].drainLeft = StreamSocket.unreadBytes(connections[index].fd) }
             }
-            if draining && MonotonicClock.nanoseconds() >= drainUntil { return }
+            if draining && MonotonicClock.nanoseconds() >= graceUntil {
+                // From now on only what had arrived before the stop.
+                connections.removeAll { connection in
+                    if connection.drainLeft <= 0 { StreamSocket.close(connection.fd) }
+                    return connection.drainLeft <= 0
+                }
+                if connections.isEmpty { return }
+            }
             pollSet.removeAll(keepingCapacity: true)
             if !draining { pollSet.append(pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0)) }
             for connection in connections { pollSet.append(pollfd(fd: connection.fd, events: Int16(POLLIN), revents: 0)) }
-            let ready = StreamSocket.poll(&pollSet, timeoutMilliseconds: draining ? 0 : 100)
+            let ready = StreamSocket.poll(&pollSet, timeoutMilliseconds: draining ? 10 : 100)
             if ready == 0 {
                 if draining { return }
                 continue
@@ -110,7 +121,10 @@ public final class StreamListener: @unchecked Sendable {
             }
             var closed: [Int] = []
             for index in 0..<(pollSet.count - offset) where pollSet[index + offset].revents != 0 {
-                if !serve(&connections[index], chunk: chunk) { closed.append(index) }
+                let graceOver = draining && MonotonicClock.nanoseconds() >= graceUntil
+                if !serve(&connections[index], chunk: chunk, limited: graceOver) || graceOver && connections[index].drainLeft <= 0 {
+                    closed.append(index)
+                }
             }
             for index in closed.reversed() {
                 StreamSocket.close(connections[index].fd)
@@ -123,17 +137,21 @@ public final class StreamListener: @unchecked Sendable {
 
     /// Reads what one connection has (up to a few chunks, so one busy peer cannot starve the others)
     /// and routes its frames. Returns `false` when the connection ended or must be dropped.
-    private func serve(_ connection: inout Connection, chunk: UnsafeMutableRawBufferPointer) -> Bool {
+    /// `limited`: read no more than ``Connection/drainLeft``.
+    private func serve(_ connection: inout Connection, chunk: UnsafeMutableRawBufferPointer, limited: Bool = false) -> Bool {
         for _ in 0..<4 {
             let count: Int?
+            let room = limited ? min(chunk.count, max(0, connection.drainLeft)) : chunk.count
+            if room == 0 { return true }
             do {
-                count = try StreamSocket.read(connection.fd, into: chunk)
+                count = try StreamSocket.read(connection.fd, into: UnsafeMutableRawBufferPointer(rebasing: chunk[0..<room]))
             } catch {
                 logger.debug("tcp read failed", metadata: ["pixeld.listener": "\(address)", "error": "\(error)"])
                 return false
             }
             guard let count else { return true }
             if count == 0 { return false }
+            if connection.drainLeft != .max { connection.drainLeft -= count }  // below 0 past the snapshot
             connection.framer.append(UnsafeRawBufferPointer(rebasing: chunk[0..<count]))
             var received = 0
             var accepted = 0
@@ -167,7 +185,7 @@ public final class StreamListener: @unchecked Sendable {
                     return false
                 }
             }
-            if count < chunk.count { return true }
+            if count < room { return true }
         }
         return true
     }

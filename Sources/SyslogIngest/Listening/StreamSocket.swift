@@ -49,6 +49,12 @@ public enum StreamSocket {
         }
     }
 
+    /// Bytes received on `fd` and not read yet (`FIONREAD`); 0 if unknown.
+    public static func unreadBytes(_ fd: Int32) -> Int {
+        var count: Int32 = 0
+        return ioctl(fd, UInt(FIONREAD), &count) == 0 ? Int(count) : 0
+    }
+
     /// Waits up to `timeoutMilliseconds` for readability on `fds`; fills `revents`.
     public static func poll(_ fds: inout [pollfd], timeoutMilliseconds: Int32) -> Int {
         while true {

@@ -197,15 +197,24 @@ final class AnalyticsHandler: @unchecked Sendable {
                 acknowledged[name] = length
             }
         }
-        let adopted = try archive.recover(acknowledged: items.isEmpty ? nil : acknowledged)
-        if !adopted.isEmpty {
-            logger.warning(
-                "no acknowledged archive lengths in Redis (a new or flushed Redis?): archive files kept as they are",
-                metadata: ["files": "\(adopted.count)"]
-            )
-            _ = try connection.command(recordLengths(adopted)).unwrap("HSET")
+        // The hash carries a field that is never removed, written before this consumer's first write:
+        // without it, Redis lost the lengths (a flushed or new Redis) rather than never had them, and
+        // the files are kept as they are instead of being cut to nothing.
+        let tracked = acknowledged.removeValue(forKey: Self.trackedField) != nil
+        let adopted = try archive.recover(acknowledged: tracked ? acknowledged : nil)
+        if !tracked {
+            if !adopted.isEmpty {
+                logger.warning(
+                    "no acknowledged archive lengths in Redis (a new or flushed Redis?): archive files kept as they are",
+                    metadata: ["files": "\(adopted.count)"]
+                )
+            }
+            _ = try connection.command(recordLengths(adopted.merging([Self.trackedField: 1]) { $1 })).unwrap("HSET")
         }
     }
+
+    /// The field of the archive hash that says it has been kept since this consumer's first write.
+    static let trackedField = ".tracked"
 
     /// `HSET <archive key> name length …`: archive file lengths acknowledged.
     private func recordLengths(_ lengths: [String: Int]) -> [[UInt8]] {

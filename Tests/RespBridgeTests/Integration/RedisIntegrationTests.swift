@@ -778,13 +778,51 @@ struct SpoolIntegrationTests {
         // (behind the spool) while it replays.
         let producer = Task.detached { enqueue(0..<2000, into: queue) { "l\($0)" + String(repeating: "y", count: 90) } }
         await producer.value
-        let spooledWhenTheProducerWasDone = spool.messageCount
+        let spooledWhenTheProducerWasDone = writer.statistics.spooled  // (the spool itself is the writer thread's)
         await writer.shutdown(timeoutNanoseconds: 60_000_000_000)
         #expect(spooledWhenTheProducerWasDone > 0, "the producer waited for the whole replay")
         #expect(writer.statistics.recovered == 200_000 && writer.statistics.pushed == 2000)
         let values = try server.lrange("pixel").reversed().map { $0 }
         let expected = (0..<200_000).map { "s\($0)" } + (0..<2000).map { "l\($0)" + String(repeating: "y", count: 90) }
         #expect(values == expected, "not the spool, then the new messages, each once, in order")
+    }
+
+    /// Counts the log lines that contain a text (swift-log handler for one test).
+    final class CountingLogHandler: LogHandler, @unchecked Sendable {
+        private let lock = ConditionLock()
+        private var counts: [String: Int] = [:]
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+            lock.withLock { counts["\(message)", default: 0] += 1 }
+        }
+        func count(_ message: String) -> Int { lock.withLock { counts[message, default: 0] } }
+    }
+
+    @Test func anUnreadableSpoolIsRetriedAtTheBackoffPaceNotInALoop() async throws {
+        let server = try RedisServer.start()
+        let directory = temporarySpool("spool-unreadable")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let spool = try Spool(directory: directory, maxBytes: 64 << 20, sync: .never)
+        var batch = PushBatch()
+        batch.append(key: Array("pixel".utf8), value: Array("x".utf8), acceptedAt: 0)
+        #expect(try spool.append(batch, instanceID: "earlier", sequence: 1))
+        // The segment goes away behind the spool's back: every read of it fails.
+        for name in try FileManager.default.contentsOfDirectory(atPath: directory) { try FileManager.default.removeItem(atPath: directory + "/" + name) }
+        let handler = CountingLogHandler()
+        let writer = LPushWriter(
+            queue: PushQueue(capacityBytes: 1 << 20), redis: try RedisConfiguration(url: server.url), spool: spool,
+            logger: Logger(label: "test") { _ in handler }
+        )
+        writer.start()
+        try await Task.sleep(for: .seconds(1))
+        await writer.shutdown(timeoutNanoseconds: 100_000_000)
+        let failures = handler.count("spool read failed")
+        #expect((1...25).contains(failures), "\(failures) failed reads in 1 s")
     }
 
     @Test func aSpoolRecordLargerThanTheHoldLimitStillGoesIntoAnEmptyList() async throws {
@@ -848,14 +886,20 @@ struct CapacityTests {
         queue.enqueue(batch)
     }
 
-    @Test func dropOldestKeepsTheNewestAndCountsTheTrimmed() async throws {
-        let server = try RedisServer.start()
+    /// A running writer to `server` with `--max-list-length` and its policy, and its queue.
+    private func startWriter(_ server: RedisServer, maxListLength: Int, dropOldest: Bool = false) throws -> (LPushWriter, PushQueue) {
         var options = LPushWriter.Options()
-        options.maxListLength = 100
-        options.dropOldestWhenFull = true
+        options.maxListLength = maxListLength
+        options.dropOldestWhenFull = dropOldest
         let queue = PushQueue(capacityBytes: 1 << 20)
         let writer = LPushWriter(queue: queue, redis: try RedisConfiguration(url: server.url), options: options, logger: logger)
         writer.start()
+        return (writer, queue)
+    }
+
+    @Test func dropOldestKeepsTheNewestAndCountsTheTrimmed() async throws {
+        let server = try RedisServer.start()
+        let (writer, queue) = try startWriter(server, maxListLength: 100, dropOldest: true)
         push(0..<250, into: queue)
         await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
         #expect(try server.llen("pixel") == 100)
@@ -864,13 +908,31 @@ struct CapacityTests {
         #expect(writer.statistics.pushed == 250)
     }
 
+    @Test func aRedisThatFailsDuringAHoldIsAnOutageOfItsOwn() async throws {
+        let server = try RedisServer.start()
+        let (writer, queue) = try startWriter(server, maxListLength: 10)
+        push(0..<10, into: queue)
+        push(10..<20, into: queue)  // held: the list is full
+        /// When the writer's failure `reason` began, once it reports it (within 3 s).
+        func failing(_ reason: String) async throws -> Int64? {
+            for _ in 0..<300 {
+                if case .failing(reason, let since) = writer.statistics.redis { return since }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            return nil
+        }
+        let started = try #require(try await failing("full"), "never held: \(writer.statistics.redis)")
+        try await Task.sleep(for: .milliseconds(300))
+        server.stop()
+        let outage = try #require(try await failing("unavailable"), "Redis stopped, yet the writer's state is \(writer.statistics.redis)")
+        // Counted from when Redis went away, not from the start of the hold.
+        #expect(outage - started >= 250_000_000, "outage since \(outage), hold since \(started)")
+        await writer.shutdown(timeoutNanoseconds: 500_000_000)
+    }
+
     @Test func holdWaitsForTheConsumerToMakeRoom() async throws {
         let server = try RedisServer.start()
-        var options = LPushWriter.Options()
-        options.maxListLength = 100
-        let queue = PushQueue(capacityBytes: 1 << 20)
-        let writer = LPushWriter(queue: queue, redis: try RedisConfiguration(url: server.url), options: options, logger: logger)
-        writer.start()
+        let (writer, queue) = try startWriter(server, maxListLength: 100)
         #expect(writer.statistics.redis == .unknown)
         push(0..<80, into: queue)
         try await Task.sleep(for: .milliseconds(200))

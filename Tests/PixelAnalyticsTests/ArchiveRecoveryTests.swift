@@ -1,0 +1,46 @@
+import Foundation
+@testable import PixelAnalytics
+import PixeldTestSupport
+import Testing
+
+/// `pixeld consume --archive` against a real Redis that loses its data between two runs: the lengths
+/// the archive's exactly-once recovery cuts files back to are gone, and the files must be kept.
+@Suite(.serialized, .enabled(if: TestEnvironment.canRun("redis-server")))
+struct ArchiveRecoveryTests {
+    @Test("a Redis that lost the acknowledged lengths (FLUSHALL) does not cost the archive its lines")
+    func archiveSurvivesAFlushedRedis() throws {
+        let redis = try RedisServer.start()
+        let archive = try TempDirectory(prefix: "pixeld-archive-flush")
+        let userAgent = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
+        func push(_ path: String) throws {
+            let line = nginxJSONLine(
+                milliseconds: Int(Date().timeIntervalSince1970 * 1000), args: [("e", "pageview"), ("u", "https://example.com" + path)],
+                ip: "192.0.2.7", ua: userAgent
+            )
+            _ = try redis.command(["LPUSH", "pixel", line])
+        }
+        func archivedLines() -> Int {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: archive.path)) ?? []
+            return names.reduce(0) { $0 + ((try? ArchiveReader.lines(of: archive.appending($1).path).count) ?? 0) }
+        }
+        func consume() throws -> PixeldProcess {
+            let process = try PixeldProcess.start([
+                "consume", "pixel", "--redis", redis.url, "--site", "example.com", "--archive", archive.path, "--consumer-id", "keep",
+            ])
+            try process.waitForStderr(containing: "consume ready")
+            return process
+        }
+        let first = try consume()
+        for path in ["/a", "/b", "/c"] { try push(path) }
+        #expect(Poll.until(timeout: 20) { archivedLines() == 3 }, "\(first.stderrText)")
+        first.terminate()
+        #expect(try first.waitForExit(timeout: 10) == 0)
+
+        _ = try redis.command(["FLUSHALL"])
+        let second = try consume()
+        defer { second.terminate() }
+        try push("/d")
+        #expect(Poll.until(timeout: 20) { archivedLines() == 4 }, "archive lines: \(archivedLines())\n\(second.stderrText)")
+        #expect(second.stderrText.contains("archive files kept as they are"), "\(second.stderrText)")
+    }
+}
