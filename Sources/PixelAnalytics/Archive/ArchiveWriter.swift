@@ -79,25 +79,27 @@ public final class ArchiveWriter {
     /// Cuts every plain file of this consumer back to its acknowledged length (0 when none was
     /// recorded): what is beyond was written by a batch that was not acknowledged.
     ///
-    /// With `nil` — Redis holds no lengths at all for this consumer: a new, flushed or replaced Redis —
-    /// nothing is cut, as the files' contents were acknowledged to some Redis: each file is taken as it
-    /// is (at worst, a batch written just before a crash is kept and written again).
-    /// - Parameter acknowledged: file name → length, as stored with the acks, or `nil`.
-    /// - Returns: the lengths taken as they are (with `nil`), for the caller to record.
+    /// With `keepingUnlisted`, a file without a recorded length is taken as it is instead of cut to
+    /// nothing: for when Redis may have lost the lengths (a new, flushed or replaced Redis), as the
+    /// file's contents were acknowledged to some Redis (at worst, a batch written just before a crash
+    /// is kept and written again).
+    /// - Parameters:
+    ///   - acknowledged: file name → length, as stored with the acks.
+    ///   - keepingUnlisted: keep files that have no recorded length.
+    /// - Returns: the files taken as they are, with their lengths, for the caller to record.
     @discardableResult
-    public func recover(acknowledged: [String: Int]?) throws(Failure) -> [String: Int] {
+    public func recover(acknowledged: [String: Int], keepingUnlisted: Bool = false) throws(Failure) -> [String: Int] {
         var adopted: [String: Int] = [:]
         for name in try list() {
             guard let (day, compressed) = day(ofFile: name), !compressed else { continue }
             let path = directory + "/" + name
             var info = stat()
             guard stat(path, &info) == 0 else { continue }
-            guard let acknowledged else {
+            guard let keep = acknowledged[name] ?? (keepingUnlisted ? nil : 0) else {
                 adopted[name] = Int(info.st_size)
                 lengths[day] = Int(info.st_size)
                 continue
             }
-            let keep = acknowledged[name] ?? 0
             if Int(info.st_size) > keep {
                 guard truncate(path, off_t(keep)) == 0 else {
                     throw Failure(description: "truncate \(path): \(String(cString: strerror(errno)))")

@@ -401,13 +401,12 @@ public struct RollupBatch: Sendable {
                 visits.states.swapAt(key, hit.previousKey)
                 visits.changed[hit.previousKey] = true
             }
-            if late[key] != nil, Self.continues(&late[key], at: ms, idle: idle) {
-                continueVisit(&late[key]!, with: hit, at: ms, totalsOfBase: &totalsOfBase)
-                continue
-            }
             if Self.continues(&visits.states[key], at: ms, idle: idle) {
                 // The visit goes on; its visits, bounces and duration count on the day it started.
                 continueVisit(&visits.states[key]!, with: hit, at: ms, totalsOfBase: &totalsOfBase)
+            } else if late[key] != nil, Self.continues(&late[key], at: ms, idle: idle) {
+                continueVisit(&late[key]!, with: hit, at: ms, totalsOfBase: &totalsOfBase)
+                continue
             } else {
                 // A new visit (or the previous one timed out).
                 increment(hit.siteDay, Slot.totals, "visits")

@@ -79,13 +79,14 @@ public final class StreamListener: @unchecked Sendable {
         var connections: [Connection] = []
         var pollSet: [pollfd] = []
         let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 16)
+        var draining = false
         defer {
             chunk.deallocate()
             for connection in connections { StreamSocket.close(connection.fd) }
-            StreamSocket.close(listenFD)
+            // Closed once: a second close could hit a descriptor another thread has opened since.
+            if !draining { StreamSocket.close(listenFD) }
             connectionCount.store(0, ordering: .relaxed)
         }
-        var draining = false
         var graceUntil = Int64.max
         while true {
             if !draining && stopRequested.load(ordering: .relaxed) {
@@ -103,7 +104,10 @@ public final class StreamListener: @unchecked Sendable {
                 if connections.isEmpty { return }
             }
             pollSet.removeAll(keepingCapacity: true)
-            if !draining { pollSet.append(pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0)) }
+            // At the connection limit the listening socket stays out of the poll: a pending connection
+            // would keep it readable, and the loop would spin without accepting it.
+            let listening = !draining && connections.count < maxConnections
+            if listening { pollSet.append(pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0)) }
             for connection in connections { pollSet.append(pollfd(fd: connection.fd, events: Int16(POLLIN), revents: 0)) }
             let ready = StreamSocket.poll(&pollSet, timeoutMilliseconds: draining ? 10 : 100)
             if ready == 0 {
@@ -111,7 +115,7 @@ public final class StreamListener: @unchecked Sendable {
                 continue
             }
             var offset = 0
-            if !draining {
+            if listening {
                 offset = 1
                 if pollSet[0].revents & Int16(POLLIN) != 0 {
                     while connections.count < maxConnections, let client = StreamSocket.accept(listenFD) {

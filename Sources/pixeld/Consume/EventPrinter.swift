@@ -199,9 +199,10 @@ final class AnalyticsHandler: @unchecked Sendable {
         }
         // The hash carries a field that is never removed, written before this consumer's first write:
         // without it, Redis lost the lengths (a flushed or new Redis) rather than never had them, and
-        // the files are kept as they are instead of being cut to nothing.
+        // files without a length are kept as they are instead of being cut to nothing (files with
+        // one, from a hash an earlier version wrote, are still cut back to it).
         let tracked = acknowledged.removeValue(forKey: Self.trackedField) != nil
-        let adopted = try archive.recover(acknowledged: tracked ? acknowledged : nil)
+        let adopted = try archive.recover(acknowledged: acknowledged, keepingUnlisted: !tracked)
         if !tracked {
             if !adopted.isEmpty {
                 logger.warning(
