@@ -349,7 +349,14 @@ public final class LPushWriter: @unchecked Sendable {
         while MonotonicClock.nanoseconds() - started < budget {
             let record: Spool.Record
             do {
-                guard let next = try spool.peek() else { break }
+                let next = try spool.peek()
+                let unreadable = spool.takeUnreadableMessages()
+                if unreadable > 0 {
+                    statistics.addLost(unreadable)
+                    statistics.setSpooled(spool.messageCount)
+                    logger.error("spool segment unreadable or deleted; its messages are lost", metadata: ["messages": "\(unreadable)"])
+                }
+                guard let next else { break }
                 record = next
             } catch {
                 logger.error("spool read failed", metadata: ["error": "\(error)"])

@@ -59,6 +59,7 @@ public final class Spool {
     public private(set) var byteCount = 0
     /// Messages held (not yet replayed).
     public private(set) var messageCount = 0
+    private var unreadableMessages = 0
     /// `true` when nothing waits for replay.
     public var isEmpty: Bool { messageCount == 0 }
 
@@ -149,10 +150,19 @@ public final class Spool {
             if readOffset < segment.size, let record = try readRecord(in: segment, at: readOffset) {
                 return record.0
             }
-            // The first segment is exhausted (or its tail is unreadable): on to the next.
+            // The first segment is exhausted (or its tail is unreadable, or the file is gone): on to
+            // the next; what it still held is lost.
+            unreadableMessages += segment.messages
             try dropFirstSegment()
         }
         return nil
+    }
+
+    /// Messages of segments that could not be read to their end (deleted from outside, or a damaged
+    /// tail) since the last call; the caller counts them as lost.
+    public func takeUnreadableMessages() -> Int {
+        defer { unreadableMessages = 0 }
+        return unreadableMessages
     }
 
     /// Marks the record returned by ``peek()`` as replayed; deletes its segment once all are.
@@ -251,7 +261,10 @@ public final class Spool {
     /// Reads and checks the record at `offset`; `nil` when it is incomplete or fails its checksum.
     private func readRecord(in segment: Segment, at offset: Int) throws(SpoolError) -> (Record, Int)? {
         let fd = open(segment.path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SpoolError("open", path: segment.path) }
+        guard fd >= 0 else {
+            if errno == ENOENT { return nil }  // deleted from outside: nothing of it can be read
+            throw SpoolError("open", path: segment.path)
+        }
         defer { close(fd) }
         var header = [UInt8](repeating: 0, count: 12)
         guard Self.readFully(fd, &header, at: offset), header[0..<4].elementsEqual("PXS1".utf8) else { return nil }

@@ -803,26 +803,31 @@ struct SpoolIntegrationTests {
         func count(_ message: String) -> Int { lock.withLock { counts[message, default: 0] } }
     }
 
-    @Test func anUnreadableSpoolIsRetriedAtTheBackoffPaceNotInALoop() async throws {
+    @Test func aSpoolSegmentDeletedFromOutsideIsCountedLostAndDeliveryGoesOn() async throws {
         let server = try RedisServer.start()
-        let directory = temporarySpool("spool-unreadable")
+        let directory = temporarySpool("spool-deleted")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let spool = try Spool(directory: directory, maxBytes: 64 << 20, sync: .never)
         var batch = PushBatch()
-        batch.append(key: Array("pixel".utf8), value: Array("x".utf8), acceptedAt: 0)
+        for index in 0..<5 { batch.append(key: Array("pixel".utf8), value: Array("gone-\(index)".utf8), acceptedAt: 0) }
         #expect(try spool.append(batch, instanceID: "earlier", sequence: 1))
-        // The segment goes away behind the spool's back: every read of it fails.
+        // The segment goes away behind the spool's back (a tmp cleaner, an operator).
         for name in try FileManager.default.contentsOfDirectory(atPath: directory) { try FileManager.default.removeItem(atPath: directory + "/" + name) }
         let handler = CountingLogHandler()
+        let queue = PushQueue(capacityBytes: 1 << 20)
         let writer = LPushWriter(
-            queue: PushQueue(capacityBytes: 1 << 20), redis: try RedisConfiguration(url: server.url), spool: spool,
-            logger: Logger(label: "test") { _ in handler }
+            queue: queue, redis: try RedisConfiguration(url: server.url), spool: spool, logger: Logger(label: "test") { _ in handler }
         )
         writer.start()
-        try await Task.sleep(for: .seconds(1))
-        await writer.shutdown(timeoutNanoseconds: 100_000_000)
-        let failures = handler.count("spool read failed")
-        #expect((1...25).contains(failures), "\(failures) failed reads in 1 s")
+        var live = PushBatch()
+        live.append(key: Array("pixel".utf8), value: Array("live".utf8), acceptedAt: MonotonicClock.nanoseconds())
+        queue.enqueue(live)
+        #expect(Poll.until(timeout: 5, interval: 0.01) { (try? server.llen("pixel")) == 1 })
+        await writer.shutdown(timeoutNanoseconds: 1_000_000_000)
+        #expect(try server.lrange("pixel") == ["live"])
+        #expect(writer.statistics.lost == 5 && writer.statistics.spooled == 0 && spool.isEmpty)
+        #expect(handler.count("spool segment unreadable or deleted; its messages are lost") == 1)
+        #expect(handler.count("spool read failed") == 0)
     }
 
     @Test func aSpoolRecordLargerThanTheHoldLimitStillGoesIntoAnEmptyList() async throws {
