@@ -96,7 +96,8 @@ public struct RollupStore: Sendable {
         return found.sorted().prefix(limit).map { $0 }
     }
 
-    static func hash(_ reply: RESPValue, operation: String) throws(RespError) -> [String: Int] {
+    /// A rollup hash (`HGETALL` reply) as field → count; `pixeld report` reads its hashes with it too.
+    package static func hash(_ reply: RESPValue, operation: String) throws(RespError) -> [String: Int] {
         let items = try reply.unwrap(operation).array ?? []
         var hash: [String: Int] = [:]
         for index in stride(from: 0, to: items.count - 1, by: 2) {

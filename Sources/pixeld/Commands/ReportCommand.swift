@@ -1,6 +1,7 @@
 import ArgumentParser
 import Logging
 import PixelAnalytics
+import PixelDashboard
 import PixeldCLI
 import RespBridge
 
@@ -67,17 +68,7 @@ struct ReportCommand: ParsableCommand {
         } catch {
             throw CommandFailure("cannot read the rollups from Redis: \(error)")
         }
-        var hashes: [[String: Int]] = []
-        for reply in replies.dropLast() {
-            let items = try reply.unwrap("HGETALL").array ?? []
-            var hash: [String: Int] = [:]
-            for index in stride(from: 0, to: items.count - 1, by: 2) {
-                // Added, not assigned: Swift's String equality is canonical (NFC "café" == NFD "café"),
-                // while Redis keeps the two byte sequences apart.
-                hash[items[index].string ?? "", default: 0] += items[index + 1].string.flatMap { Int($0) } ?? 0
-            }
-            hashes.append(hash)
-        }
+        let hashes = try replies.dropLast().map { reply throws(RespError) in try RollupStore.hash(reply, operation: "HGETALL") }
         let visitors = Int(try replies.last!.unwrap("PFCOUNT").int ?? 0)
         let report = query.report(hashes: hashes, visitors: visitors)
         if json {
