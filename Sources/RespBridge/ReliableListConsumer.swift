@@ -13,9 +13,20 @@ import Glibc
 ///
 /// Keys, for a list `L` and consumer id `C`:
 /// - `L:processing:C` — events taken but not yet acked (oldest at the tail, like `L`).
-/// - `L:consumer:C` — heartbeat, refreshed while the consumer runs, expiring 15 s after it stops.
+/// - `L:consumer:C` — heartbeat, refreshed while the consumer runs, expiring 15 s after it stops. It
+///   holds a token random to each run: every ack is applied only while the heartbeat holds this run's
+///   token (see "Fencing" below).
 /// - `L:dead` — values the handler could not decode, with nothing else lost.
-/// - `L:guard:C` — written to refuse an ack whose ``Outcome/condition`` does not hold (expires in 60 s).
+/// - `L:guard:C` — written to refuse an ack whose heartbeat or ``Outcome/condition`` does not hold
+///   (expires in 60 s).
+///
+/// Fencing: another consumer returns a processing list to `L` only once its heartbeat has expired,
+/// checked in the same script that moves the events. A consumer that stalled longer than that (its
+/// output blocked, the machine suspended) may still hold a batch whose events were returned and
+/// handled by someone else; its ack checks the heartbeat first, is refused when the heartbeat no
+/// longer holds its token, and the consumer then handles whatever its processing list still holds.
+/// So a stall never counts events twice. A second consumer started with the same id takes the
+/// heartbeat over; the first one then stops (``failure``) instead of acking the other's events.
 ///
 /// Runs on its own thread: `BLMOVE` blocks (1 s at a time, so that stopping is bounded) and must never
 /// occupy the cooperative pool. Pipelined: the next batch is taken (on a second connection),
@@ -128,7 +139,13 @@ public final class ReliableListConsumer: @unchecked Sendable {
     private let conflictCount = Atomic<Int>(0)
     private let metrics = ConsumerMetrics()
     private var thread: DedicatedThread?
+    /// When the heartbeat was last written or checked (0: check at the next chance).
     private var lastHeartbeat: Int64 = 0
+    /// Whether this run has written its heartbeat (so a missing one means it lapsed).
+    private var heartbeatWritten = false
+    /// This run's heartbeat value.
+    private let token: String
+    private let failureText = Mutex<String?>(nil)
     private let onReady: (@Sendable () -> Void)?
     private var announcedReady = false
 
@@ -157,6 +174,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
         self.options = options
         self.logger = logger
         self.onReady = onReady
+        var random = SystemRandomNumberGenerator()
+        self.token = (0..<2).map { _ in String(random.next() as UInt64, radix: 16) }.joined(separator: "-")
     }
 
     /// Events acked so far (including dead-lettered ones).
@@ -171,6 +190,10 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// had `WATCH`ed changed; each such batch was handled again (after a wait from the second refusal
     /// in a row on).
     public var ackConflicts: Int { conflictCount.load(ordering: .relaxed) }
+
+    /// Why the consumer stopped by itself, if it did: another process took over its consumer id.
+    /// `nil` while it runs and after a requested ``stop()``.
+    public var failure: String? { failureText.withLock { $0 } }
 
     /// Starts the consumer thread with a handler in one step.
     /// - Parameters:
@@ -249,6 +272,12 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// `BLMOVE` timeout).
     public func stop() async {
         stopRequested.store(true, ordering: .relaxed)
+        await thread?.finished()
+    }
+
+    /// Suspends the calling task until the consumer thread has ended: after ``stop()``, or by itself
+    /// (see ``failure``).
+    public func finished() async {
         await thread?.finished()
     }
 
@@ -339,7 +368,10 @@ public final class ReliableListConsumer: @unchecked Sendable {
                         }
                     }
                     prepared = true
-                    try housekeeping(&lastRecovery)
+                    guard try housekeeping(&lastRecovery) else {
+                        startOver()
+                        continue
+                    }
                     var batch = try pending()
                     noteContact()  // (after a read: housekeeping may send nothing)
                     if batch.isEmpty { batch = try take() }
@@ -383,7 +415,11 @@ public final class ReliableListConsumer: @unchecked Sendable {
                     }
                 }
                 // Nothing in flight on the connection now; replies were read on it just now.
-                try housekeeping(&lastRecovery)
+                guard try housekeeping(&lastRecovery) else {
+                    // What is in hand may have been returned to the list and handled elsewhere.
+                    startOver()
+                    continue
+                }
                 noteContact()
                 let outcome: Outcome
                 do {
@@ -418,6 +454,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
                 outage.failed(error, logger: logger, message: "redis error in consumer, retrying", repeatMessage: "redis error in consumer, still retrying")
                 sent = nil
                 startOver()
+                lastHeartbeat = 0  // (a Redis that restarted may have lost it)
                 // Both connections: an idle take connection from before an outage would fail once
                 // more after Redis is back (a second warning for the same outage).
                 connection.close()
@@ -429,7 +466,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
         if let current { _ = try? readReplies(current.requested) }
         if let ack = sent { _ = try? settle(ack) }
         dropPrefetch()
-        giveBack()
+        // (After a takeover the processing list is the other process's.)
+        if failure == nil { giveBack() }
         connection.close()
         takeConnection.close()
     }
@@ -489,13 +527,16 @@ public final class ReliableListConsumer: @unchecked Sendable {
 
     /// Looks for dead consumers' events at start and then once per heartbeat period, and keeps our
     /// heartbeat fresh. Needs an idle connection.
-    private func housekeeping(_ lastRecovery: inout Int64?) throws(RespError) {
+    /// - Returns: `false` when the batches in hand may no longer be this consumer's — its heartbeat
+    ///   had lapsed, so another consumer may have returned them to the list, or another process took
+    ///   over its id (the consumer then stops) — and must not be acked.
+    private func housekeeping(_ lastRecovery: inout Int64?) throws(RespError) -> Bool {
         let now = MonotonicClock.nanoseconds()
         if lastRecovery.map({ now - $0 > Int64(options.heartbeatSeconds) * 1_000_000_000 }) ?? true {
             try recoverOrphans()
             lastRecovery = now
         }
-        try heartbeat()
+        return try heartbeat()
     }
 
     /// Moves up to ARGV[1] events from the tail of KEYS[1] (the oldest) to the head of KEYS[2], exactly
@@ -523,6 +564,13 @@ public final class ReliableListConsumer: @unchecked Sendable {
         while redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') do n = n + 1 end
         return n
         """
+
+    /// `returnScript` for another consumer's processing list KEYS[1], only while its heartbeat KEYS[3]
+    /// is missing — checked in the same script, so that the consumer cannot come back and ack in between.
+    private static let recoverScript = """
+        if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+
+        """ + returnScript
 
     /// Events left in our own processing list, oldest first.
     private func pending() throws(RespError) -> [[UInt8]] {
@@ -566,14 +614,20 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// connection's output, to be flushed by the caller; ``settle(_:)`` reads the replies. `LTRIM` rather than `DEL`: the next batch
     /// may already sit at the head of the processing list.
     private func appendAck(_ count: Int, _ outcome: Outcome) throws(RespError) -> SentAck {
-        var commands: [Command] = []
+        // The fence: the heartbeat still holds this run's token, and the condition holds.
+        let guardKey = Array(self.guardKey.utf8)
+        var watch = [Array("WATCH".utf8), guardKey]
+        var keys = [Array(heartbeatKey.utf8), guardKey]
+        var values = [Array(token.utf8), Array(String(options.heartbeatSeconds).utf8)]
         if let condition = outcome.condition {
-            let key = Array(condition.key.utf8), guardKey = Array(self.guardKey.utf8)
-            commands.append(Command(arguments: [Array("WATCH".utf8), key, guardKey]))
-            commands.append(
-                Command(arguments: [Self.eval, Self.conditionScriptBytes, [UInt8(ascii: "2")], key, guardKey, Array(condition.value.utf8)])
-            )
+            watch.append(Array(condition.key.utf8))
+            keys.append(Array(condition.key.utf8))
+            values.append(Array(condition.value.utf8))
         }
+        var commands = [
+            Command(arguments: watch),
+            Command(arguments: [Self.eval, Self.fenceScriptBytes, Array(String(keys.count).utf8)] + keys + values),
+        ]
         let multi = commands.count
         commands.append(Command(arguments: [Array("MULTI".utf8)]))
         commands += outcome.commands
@@ -588,19 +642,28 @@ public final class ReliableListConsumer: @unchecked Sendable {
         return SentAck(count: count, deadLetters: outcome.deadLetters.count, commands: commands, multi: multi)
     }
 
-    /// The check of an ``Outcome/condition``: when `KEYS[1]` does not hold `ARGV[1]` (missing counts
-    /// as `"0"`), writes `KEYS[2]`, this consumer's guard key, which the ack watches: its `EXEC` is
-    /// then refused. (Redis 7 has no compare-and-set for a transaction; a script inside the `MULTI`
-    /// could not stop the ack's other commands.) Returns 1 when the value matched, else 0.
-    /// A `GET` that fails (the key holds another type) refuses the ack too, and replies the error.
-    private static let conditionScript = """
-        local value = redis.pcall('GET', KEYS[1])
-        if type(value) ~= 'table' and (value or '0') == ARGV[1] then return 1 end
+    /// The fence of an ack, run right before its `MULTI`: when the heartbeat `KEYS[1]` does not hold
+    /// this run's token `ARGV[1]`, or the ``Outcome/condition``'s key `KEYS[3]` (if given) does not
+    /// hold `ARGV[3]` (missing counts as `"0"`), writes `KEYS[2]`, this consumer's guard key, which the
+    /// ack watches: its `EXEC` is then refused. (Redis 7 has no compare-and-set for a transaction; a
+    /// script inside the `MULTI` could not stop the ack's other commands.) A heartbeat that holds the
+    /// token is renewed for `ARGV[2]` seconds, so that it cannot lapse before the `EXEC`.
+    /// Returns 1 when the ack may go ahead, -1 for the heartbeat, 0 for the condition. A condition's
+    /// `GET` that fails (the key holds another type) refuses the ack too, and replies the error.
+    private static let fenceScript = """
+        if redis.pcall('GET', KEYS[1]) ~= ARGV[1] then
+          redis.call('SET', KEYS[2], '1', 'PX', '60000')
+          return -1
+        end
+        redis.call('EXPIRE', KEYS[1], ARGV[2])
+        if #KEYS < 3 then return 1 end
+        local value = redis.pcall('GET', KEYS[3])
+        if type(value) ~= 'table' and (value or '0') == ARGV[3] then return 1 end
         redis.call('SET', KEYS[2], '1', 'PX', '60000')
-        if type(value) == 'table' then return redis.error_reply('condition on ' .. KEYS[1] .. ': ' .. tostring(value.err)) end
+        if type(value) == 'table' then return redis.error_reply('condition on ' .. KEYS[3] .. ': ' .. tostring(value.err)) end
         return 0
         """
-    private static let conditionScriptBytes = Array(conditionScript.utf8)
+    private static let fenceScriptBytes = Array(fenceScript.utf8)
 
     /// How Redis took an ack.
     private enum Settled {
@@ -641,7 +704,14 @@ public final class ReliableListConsumer: @unchecked Sendable {
         if results == .null {
             conflictCount.add(1, ordering: .relaxed)
             metrics.recordAckConflict()
-            if let failure = failures.first {
+            if replies[ack.multi - 1].int == -1 {
+                // The fence: check the heartbeat at once (``heartbeat()`` says what happened).
+                lastHeartbeat = 0
+                logger.warning(
+                    "ack refused: this consumer's heartbeat had expired or was taken over, so its events may have been handled by another consumer; handling what its processing list still holds",
+                    metadata: ["redis.key": "\(list)", "consumer": "\(consumerID)"]
+                )
+            } else if let failure = failures.first {
                 // E.g. the condition's key holds another type: refused again and again until fixed.
                 logger.error(
                     "ack refused: its condition could not be checked; handling the events again",
@@ -670,12 +740,48 @@ public final class ReliableListConsumer: @unchecked Sendable {
         return failures.isEmpty ? .applied : .appliedWithErrors
     }
 
-    private func heartbeat() throws(RespError) {
+    /// Renews the heartbeat every third of its TTL (at once after ``lastHeartbeat`` was reset).
+    /// - Returns: `false` when it had lapsed or another process took it over (see ``housekeeping(_:)``).
+    private func heartbeat() throws(RespError) -> Bool {
         let now = MonotonicClock.nanoseconds()
-        guard now - lastHeartbeat > Int64(options.heartbeatSeconds) * 1_000_000_000 / 3 else { return }
-        try connection.command(["SET", heartbeatKey, "1", "EX", String(options.heartbeatSeconds)]).unwrap("SET")
+        guard lastHeartbeat == 0 || now - lastHeartbeat > Int64(options.heartbeatSeconds) * 1_000_000_000 / 3 else { return true }
+        let found = try connection.command([
+            "EVAL", Self.heartbeatScript, "1", heartbeatKey, token, String(options.heartbeatSeconds), heartbeatWritten ? "0" : "1",
+        ]).unwrap("EVAL heartbeat")
         lastHeartbeat = now
+        switch found.int {
+        case 1:
+            return true
+        case 0:
+            defer { heartbeatWritten = true }
+            guard heartbeatWritten else { return true }
+            logger.warning(
+                "this consumer's heartbeat had expired (the consumer stalled, or Redis lost it); handling again what its processing list still holds",
+                metadata: ["redis.key": "\(heartbeatKey)", "heartbeat_seconds": "\(options.heartbeatSeconds)"]
+            )
+            return false
+        default:
+            let text = "another process took over consumer id \(consumerID) (its heartbeat \(heartbeatKey) holds another run's token); two consumers must not share an id"
+            logger.error("\(text); this one stops", metadata: ["redis.key": "\(list)"])
+            failureText.withLock { $0 = text }
+            stopRequested.store(true, ordering: .relaxed)
+            return false
+        }
     }
+
+    /// Renews the heartbeat KEYS[1] when it holds this run's token ARGV[1] (returns 1); writes it when
+    /// it is missing, or at this run's first write ARGV[3] = "1" whatever it holds (returns 0: a
+    /// previous run with this id may have died less than a TTL ago); else leaves it (returns -1).
+    private static let heartbeatScript = """
+        local beat = redis.pcall('GET', KEYS[1])
+        if beat == ARGV[1] then
+          redis.call('EXPIRE', KEYS[1], ARGV[2])
+          return 1
+        end
+        if type(beat) == 'string' and ARGV[3] ~= '1' then return -1 end
+        redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+        return 0
+        """
 
     /// Returns the events of consumers whose heartbeat has expired to the list, oldest to the tail.
     private func recoverOrphans() throws(RespError) {
@@ -689,10 +795,10 @@ public final class ReliableListConsumer: @unchecked Sendable {
             cursor = next
             for key in (parts[1].array ?? []).compactMap(\.string) where key != processingList {
                 let owner = String(key.dropFirst("\(list):processing:".count))
-                let alive = try connection.command(["EXISTS", "\(list):consumer:\(owner)"]).unwrap("EXISTS")
-                guard alive.int == 0 else { continue }
-                let moved = try connection.command(["EVAL", Self.returnScript, "2", key, list]).unwrap("EVAL return")
+                let moved = try connection.command(["EVAL", Self.recoverScript, "3", key, list, "\(list):consumer:\(owner)"])
+                    .unwrap("EVAL return")
                 let count = Int(moved.int ?? 0)
+                guard count > 0 else { continue }
                 recoveredCount.add(count, ordering: .relaxed)
                 logger.info("recovered events of a dead consumer", metadata: ["redis.key": "\(key)", "events": "\(count)"])
             }

@@ -655,6 +655,36 @@ struct FaultInjectionTests {
         withExtendedLifetime(redis) {}
     }
 
+    @Test("Two consumers started with the same id: the first stops with one error line and status 1; the second consumes everything once")
+    func consumerIdTakenOver() throws {
+        let redis = try RedisServer.start()
+        func arguments() -> [String] { ["consume", "pixel", "--redis", redis.url, "--consumer-id", "same"] }
+        let first = try PixeldProcess.start(arguments())
+        defer { first.process.stop(timeout: 5) }
+        try redis.prefill("pixel", (1...100).map { PixelMessage.value(seq: $0) })
+        let firstDrained = try Poll.until(timeout: 20, interval: 0.02) { try redis.llen("pixel") == 0 && first.process.stdout.rawLines.count == 100 }
+        let second = try PixeldProcess.start(arguments())
+        defer { second.process.stop(timeout: 5) }
+        // The first notices at its next heartbeat, within a third of the 15 s heartbeat.
+        let firstStatus = try first.waitForExit(timeout: 15)
+        try redis.prefill("pixel", (101...200).map { PixelMessage.value(seq: $0) })
+        let secondDrained = try Poll.until(timeout: 20, interval: 0.02) { try redis.llen("pixel") == 0 && redis.llen("pixel:processing:same") == 0 }
+        second.terminate()
+        let secondStatus = try second.waitForExit(timeout: 10)
+        let tally = Tally(first.process.stdout.rawLines + second.process.stdout.rawLines, expected: 1...200)
+        let errorLines = first.stderrText.split(separator: "\n").filter { $0.hasPrefix("Error: ") }
+        reportFault(
+            "consumer-id-taken-over",
+            ["events": 200, "delivered": tally.delivered, "lost": tally.lost, "duplicated": tally.duplicated, "first_status": Int(firstStatus)]
+        )
+        #expect(firstDrained, "\(first.process.tail)")
+        #expect(firstStatus == 1, "\(first.process.tail)")
+        #expect(errorLines == ["Error: another process took over consumer id same (its heartbeat pixel:consumer:same holds another run's token); two consumers must not share an id"], "\(first.stderrText)")
+        #expect(secondDrained && secondStatus == 0, "\(second.process.tail)")
+        #expect(tally.lost == 0 && tally.duplicated == 0, "\(tally.summary)")
+        withExtendedLifetime(redis) {}
+    }
+
     // MARK: 10
 
     @Test("Metrics invariant after mixed traffic: received = pushed + queued + spooled + dead-lettered + Σ dropped, per reason exact")

@@ -19,7 +19,7 @@ struct ConsumeCommand: AsyncParsableCommand {
             Events move atomically from PROGRAM into PROGRAM:processing:<consumer-id> and are removed only \
             after their JSON lines are written, so a consumer killed at any moment loses nothing; processing \
             lists of consumers whose heartbeat (PROGRAM:consumer:<id>, 15 s) expired are returned to PROGRAM. \
-            Several consumers may work on one list. Values that cannot be decoded go to PROGRAM:dead.
+            Several consumers may work on one list, each with its own id: a consumer that finds another             process running under its id stops with status 1. Values that cannot be decoded go to PROGRAM:dead.
             """
     )
 
@@ -201,8 +201,14 @@ final class ConsumeService: Service, Sendable {
 
     func run() async throws {
         start(consumer)
-        try? await gracefulShutdown()
-        await consumer.stop()
+        // Until SIGTERM/SIGINT, or until the consumer stops by itself (another process took its id).
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await gracefulShutdown() }
+            group.addTask { await self.consumer.finished() }
+            await group.next()
+            group.cancelAll()
+            await consumer.stop()
+        }
         logger.info(
             "consume stopped",
             metadata: [
@@ -210,5 +216,6 @@ final class ConsumeService: Service, Sendable {
                 "ack_conflicts": "\(consumer.ackConflicts)",
             ]
         )
+        if let failure = consumer.failure { throw CommandFailure(failure) }
     }
 }

@@ -463,6 +463,85 @@ struct RedisIntegrationTests {
         #expect(try server.llen("pixel:processing:t12") == 0)
     }
 
+    /// A consumer that stalls longer than its heartbeat (its output blocked, say) while it holds a
+    /// batch: another consumer returns that batch to the list and handles it. When the first one wakes
+    /// up, its ack is refused (the heartbeat no longer holds its token), so the batch counts once, and
+    /// it goes on consuming.
+    @Test func aConsumerThatStalledPastItsHeartbeatDoesNotAckWhatAnotherConsumerHandled() async throws {
+        let server = try RedisServer.start()
+        var options = ReliableListConsumer.Options()
+        options.heartbeatSeconds = 2
+        let values = (0..<10).map { "v\($0)" }
+        _ = try server.command(["LPUSH", "pixel"] + values)
+        let slow = ReliableListConsumer(list: "pixel", consumerID: "slow", redis: try configuration(server), options: options, logger: logger)
+        let holding = ConditionLockedArray(), release = ConditionLockedArray(), slowSeen = ConditionLockedArray()
+        let count: @Sendable ([[UInt8]]) -> ReliableListConsumer.Outcome = { batch in
+            ReliableListConsumer.Outcome(commands: [[Array("INCRBY".utf8), Array("total".utf8), Array(String(batch.count).utf8)]])
+        }
+        slow.start { batch, _ in
+            slowSeen.append(batch.map { String(decoding: $0, as: UTF8.self) })
+            if holding.values.isEmpty {
+                holding.append(["first batch"])
+                let deadline = Date().addingTimeInterval(20)
+                while release.values.isEmpty && Date() < deadline { usleep(10_000) }
+            }
+            return count(batch)
+        }
+        #expect(waitUntil(seconds: 5) { !holding.values.isEmpty })
+        // Its heartbeat lapses while it holds the batch (2 s, renewed only between batches).
+        #expect(try waitUntil(seconds: 10) { try server.command(["EXISTS", "pixel:consumer:slow"]).integer == 0 })
+        let fast = ReliableListConsumer(list: "pixel", consumerID: "fast", redis: try configuration(server), options: options, logger: logger)
+        fast.start { batch, _ in count(batch) }
+        #expect(waitUntil(seconds: 10) { fast.consumed == values.count }, "the other consumer did not recover and handle the batch")
+        #expect(fast.recovered == values.count)
+        release.append(["go"])
+        #expect(waitUntil(seconds: 10) { slow.ackConflicts >= 1 }, "the stalled consumer's ack was not refused")
+        // Both go on consuming, each event once.
+        _ = try server.command(["LPUSH", "pixel", "w0", "w1", "w2"])
+        #expect(waitUntil(seconds: 10) { slow.consumed + fast.consumed == values.count + 3 })
+        await slow.stop()
+        await fast.stop()
+        #expect(try server.command(["GET", "total"]).string == "\(values.count + 3)", "a batch was counted twice")
+        #expect(slow.failure == nil && fast.failure == nil)
+        #expect(try server.llen("pixel") == 0)
+        #expect(try server.llen("pixel:processing:slow") == 0)
+        #expect(try server.llen("pixel:processing:fast") == 0)
+    }
+
+    /// A second consumer started with the same id takes the heartbeat over; the first one stops with
+    /// ``ReliableListConsumer/failure`` at its next heartbeat instead of acking the other's events,
+    /// and leaves the shared processing list alone. The second one handles everything, once.
+    @Test func aSecondConsumerWithTheSameIdTakesOverAndTheFirstStops() async throws {
+        let server = try RedisServer.start()
+        var options = ReliableListConsumer.Options()
+        options.heartbeatSeconds = 3  // renewed (and checked) every second
+        let first = ReliableListConsumer(list: "pixel", consumerID: "same", redis: try configuration(server), options: options, logger: logger)
+        let firstSeen = ConditionLockedArray()
+        first.start { batch, _ in
+            firstSeen.append(batch.map { String(decoding: $0, as: UTF8.self) })
+            return .init(commands: [[Array("INCRBY".utf8), Array("total".utf8), Array(String(batch.count).utf8)]])
+        }
+        _ = try server.command(["LPUSH", "pixel", "a", "b"])
+        #expect(waitUntil(seconds: 5) { first.consumed == 2 })
+        let second = ReliableListConsumer(list: "pixel", consumerID: "same", redis: try configuration(server), options: options, logger: logger)
+        second.start { batch, _ in
+            .init(commands: [[Array("INCRBY".utf8), Array("total".utf8), Array(String(batch.count).utf8)]])
+        }
+        let stopped = Task { await first.finished() }
+        #expect(waitUntil(seconds: 5) { first.failure != nil }, "the first consumer did not notice the takeover")
+        await stopped.value
+        #expect(first.failure?.contains("another process took over consumer id same") == true, "\(first.failure ?? "-")")
+        let values = (0..<50).map { "v\($0)" }
+        _ = try server.command(["LPUSH", "pixel"] + values)
+        #expect(waitUntil(seconds: 10) { second.consumed == values.count })
+        await second.stop()
+        await first.stop()
+        #expect(try server.command(["GET", "total"]).string == "\(2 + values.count)")
+        #expect(second.failure == nil)
+        #expect(try server.llen("pixel") == 0)
+        #expect(try server.llen("pixel:processing:same") == 0)
+    }
+
     /// Stopping with a request and an ack in flight: their replies are read before the events go back,
     /// nothing is left in the processing list, and what was acked was counted exactly once.
     @Test func stoppingWithARequestInFlightGivesBackTheRest() async throws {
@@ -748,9 +827,10 @@ struct SpoolIntegrationTests {
         // 8 MiB of 400-byte lines into a 1 MiB queue. Retries back off to 500 ms; one 256 KiB batch
         // spooled per retry would take ~15 s, and the receivers (here the producer) would wait on it.
         let padding = String(repeating: "x", count: 380)
+        // On a thread of its own: a task could wait for a pool thread, and that wait would be timed too.
         let started = ContinuousClock.now
-        let producer = Task.detached { enqueue(0..<20_000, into: queue) { "seq=\($0)," + padding } }
-        await producer.value
+        let producer = DedicatedThread(name: "test-producer") { enqueue(0..<20_000, into: queue) { "seq=\($0)," + padding } }
+        await producer.finished()
         let elapsed = ContinuousClock.now - started
         await writer.shutdown(timeoutNanoseconds: 500_000_000)
         #expect(elapsed < .seconds(3), "the producer waited \(elapsed) for room in the queue")
@@ -773,11 +853,14 @@ struct SpoolIntegrationTests {
         }
         let queue = PushQueue(capacityBytes: 64 << 10)
         let writer = LPushWriter(queue: queue, redis: try RedisConfiguration(url: server.url), spool: spool, logger: logger)
-        writer.start()
         // 200 KB of new messages into a 64 KiB queue: they fit only if the writer keeps taking them
-        // (behind the spool) while it replays.
-        let producer = Task.detached { enqueue(0..<2000, into: queue) { "l\($0)" + String(repeating: "y", count: 90) } }
-        await producer.value
+        // (behind the spool) while it replays. The producer fills the queue before the writer starts.
+        let producer = DedicatedThread(name: "test-producer") {
+            enqueue(0..<2000, into: queue) { "l\($0)" + String(repeating: "y", count: 90) }
+        }
+        #expect(Poll.until(timeout: 10, interval: 0.005) { queue.pendingBytes > 40 << 10 }, "the producer did not fill the queue")
+        writer.start()
+        await producer.finished()
         let spooledWhenTheProducerWasDone = writer.statistics.spooled  // (the spool itself is the writer thread's)
         await writer.shutdown(timeoutNanoseconds: 60_000_000_000)
         #expect(spooledWhenTheProducerWasDone > 0, "the producer waited for the whole replay")
