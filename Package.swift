@@ -75,6 +75,7 @@ let package = Package(
             name: "PixelDashboard",
             dependencies: [
                 "PixelAnalytics",
+                "PixelEvents",
                 "RespBridge",
                 "PixeldConcurrency",
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -92,7 +92,7 @@ public struct Dashboard: Sendable {
         router.get("/") { request, _ in try await self.siteListPage(request) }
         router.get("/site") { request, _ in try await self.sitePage(request) }
         router.get("/login") { request, _ in
-            Self.html(Pages.login(failed: false, next: Self.safeNext(request.uri.queryParameters["next"].map(String.init))))
+            Self.html(Pages.login(failed: false, next: Self.safeNext(FormQuery(request)["next"])))
         }
         router.post("/login") { request, _ in try await self.login(request) }
         router.post("/logout") { _, _ in
@@ -116,7 +116,7 @@ public struct Dashboard: Sendable {
         }
         router.get("/api/count") { request, _ in
             let range = try self.range(request, filters: false)
-            guard let path = request.uri.queryParameters["path"].map(String.init), !path.isEmpty else {
+            guard let path = FormQuery(request)["path"], !path.isEmpty else {
                 throw HTTPError(.badRequest, message: "path: missing (e.g. &path=/blog/)")
             }
             guard path.utf8.count <= 2048 else { throw HTTPError(.badRequest, message: "path: longer than 2048 bytes") }
@@ -126,7 +126,7 @@ public struct Dashboard: Sendable {
         }
         router.get("/api/realtime") { request, _ in
             let site = try self.visibleSite(request)
-            let visitors = try await self.store.recentVisitors(site: site, now: self.clock())
+            let visitors = try await self.recentVisitors(site)
             return Self.json("{\"site\":" + Escape.json(site) + ",\"visitors\":\(visitors)}")
         }
         router.get("/api/live") { request, _ in try self.liveStream(request) }
@@ -154,7 +154,7 @@ public struct Dashboard: Sendable {
     }
 
     func visibleSite(_ request: Request) throws -> String {
-        let site = try RangeInput.siteParameter(request.uri.queryParameters["site"].map(String.init), sites: access)
+        let site = try RangeInput.siteParameter(FormQuery(request)["site"], sites: access)
         guard access.isVisible(site, authenticated: auth.isAuthenticated(request)) else {
             throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer"], message: "this site needs the token")
         }
@@ -164,6 +164,15 @@ public struct Dashboard: Sendable {
     func report(_ site: String, _ from: Day, _ to: Day) async throws -> Report {
         do {
             return try await store.report(site: site, from: from, to: to)
+        } catch {
+            throw Self.unavailable(error)
+        }
+    }
+
+    /// Visitors in the last 5 minutes; a Redis failure is a `503`.
+    func recentVisitors(_ site: String) async throws -> Int {
+        do {
+            return try await store.recentVisitors(site: site, now: clock())
         } catch {
             throw Self.unavailable(error)
         }
@@ -280,7 +289,7 @@ public struct Dashboard: Sendable {
             previous = try await self.report(range.site, previousRange.from, previousRange.to)
             series = try await self.series(site: range.site, from: range.from, to: range.to, hourly: range.from == range.to)
         }
-        let realtime = try await store.recentVisitors(site: range.site, now: clock())
+        let realtime = try await recentVisitors(range.site)
         return Self.html(
             Pages.sitePage(
                 range: range, report: report, previous: previous, series: series, realtime: realtime, limit: limit,
@@ -313,7 +322,7 @@ public struct Dashboard: Sendable {
 
     func apiTimeseries(_ request: Request) async throws -> Response {
         let range = try self.range(request)
-        let interval = request.uri.queryParameters["interval"].map(String.init) ?? (range.from == range.to ? "hour" : "day")
+        let interval = FormQuery(request)["interval"] ?? (range.from == range.to ? "hour" : "day")
         guard interval == "hour" || interval == "day" else { throw HTTPError(.badRequest, message: "interval: use hour or day") }
         if interval == "hour" && range.from != range.to {
             throw HTTPError(.badRequest, message: "interval=hour needs a single day (from = to)")
@@ -342,13 +351,13 @@ public struct Dashboard: Sendable {
 
     func apiBreakdown(_ request: Request) async throws -> Response {
         let range = try self.range(request)
-        guard let name = request.uri.queryParameters["dimension"].map(String.init) else {
+        guard let name = FormQuery(request)["dimension"] else {
             throw HTTPError(.badRequest, message: "dimension: missing (one of \(Breakdown.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         guard let breakdown = Breakdown(rawValue: name) else {
             throw HTTPError(.badRequest, message: "dimension: one of \(Breakdown.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        let format = request.uri.queryParameters["format"].map(String.init) ?? "json"
+        let format = FormQuery(request)["format"] ?? "json"
         guard format == "json" || format == "csv" else { throw HTTPError(.badRequest, message: "format: json or csv") }
         let limit = try RangeInput.limit(request, default: format == "csv" ? 100_000 : 100, maximum: 100_000)
         let report = try await self.report(range)

@@ -48,11 +48,13 @@ enum Escape {
     }
 
     /// A CSV field (RFC 4180), with a leading `'` before `=`, `+`, `-`, `@` so that spreadsheets
-    /// never evaluate a visitor's path as a formula.
+    /// never evaluate a visitor's path as a formula. Both checks look at bytes, not characters: a
+    /// combining mark after `=` (`"=\u{301}…"`) makes a different first `Character`, and `"\r\n"`
+    /// is one `Character` that is neither `"\r"` nor `"\n"`.
     static func csv(_ text: String) -> String {
         var value = text
-        if let first = value.first, "=+-@\t\r".contains(first) { value = "'" + value }
-        if value.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) {
+        if let first = value.utf8.first, "=+-@\t\r".utf8.contains(first) { value = "'" + value }
+        if value.utf8.contains(where: { $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: "\"") || $0 == 0x0A || $0 == 0x0D }) {
             var quoted = "\""
             for character in value {
                 if character == "\"" { quoted += "\"\"" } else { quoted.append(character) }

@@ -59,11 +59,13 @@ public final class LiveFeed: @unchecked Sendable {
     /// Ends every SSE stream and tells the subscriber thread to stop. It does not wait for the thread:
     /// a blocked read may only return at its timeout (a minute), after which the thread exits.
     public func stop() async {
-        lock.withLock {
+        let streams = lock.withLock {
             stopping = true
-            for (_, streams) in subscribers { for (_, continuation) in streams { continuation.finish() } }
-            subscribers = [:]
+            defer { subscribers = [:] }
+            return subscribers.values.flatMap(\.values)
         }
+        // Outside the lock: `finish()` runs each stream's `onTermination` on this thread, which takes it.
+        for continuation in streams { continuation.finish() }
         connection.interrupt()
     }
 

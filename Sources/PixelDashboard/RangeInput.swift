@@ -1,5 +1,21 @@
 import Hummingbird
 import PixelAnalytics
+import PixelEvents
+
+/// A request's query parameters decoded as a browser's form sends them: `+` is a space and `%HH` a
+/// byte. (Hummingbird's `queryParameters` decodes `%HH` only, so the date form of a filtered page,
+/// `filter=sources%3AHacker+News`, would filter on "Hacker+News".) The first of repeated names wins.
+struct FormQuery: Sendable {
+    private let pairs: [QueryArg]
+
+    init(_ request: Request) {
+        pairs = QueryString.parse(request.uri.query ?? "")
+    }
+
+    subscript(_ name: String) -> String? {
+        pairs.first { $0.name == name }?.value
+    }
+}
 
 /// The validated query parameters shared by the pages and the API. Bad input is a `400` with a
 /// message that names the parameter, never a `500`.
@@ -25,11 +41,11 @@ struct RangeInput: Sendable {
     }
 
     static func parse(_ request: Request, today: Day, sites: SiteAccess) throws -> RangeInput {
-        let parameters = request.uri.queryParameters
-        let site = try siteParameter(parameters["site"].map(String.init), sites: sites)
-        let fromText = parameters["from"].map(String.init)
-        let toText = parameters["to"].map(String.init)
-        var period = parameters["period"].map(String.init) ?? (fromText == nil && toText == nil ? "today" : "custom")
+        let parameters = FormQuery(request)
+        let site = try siteParameter(parameters["site"], sites: sites)
+        let fromText = parameters["from"]
+        let toText = parameters["to"]
+        var period = parameters["period"] ?? (fromText == nil && toText == nil ? "today" : "custom")
         if fromText != nil || toText != nil { period = "custom" }
         var from = today
         var to = today
@@ -45,7 +61,7 @@ struct RangeInput: Sendable {
         }
         guard from <= to else { throw HTTPError(.badRequest, message: "from must not be after to") }
         guard to.number - from.number < 3700 else { throw HTTPError(.badRequest, message: "the range is limited to 3700 days") }
-        return RangeInput(site: site, from: from, to: to, period: period, filter: try filter(parameters["filter"].map(String.init)))
+        return RangeInput(site: site, from: from, to: to, period: period, filter: try filter(parameters["filter"]))
     }
 
     /// The `filter` parameter: `DIMENSION:VALUE` with a filterable dimension and a value of at most
@@ -76,7 +92,7 @@ struct RangeInput: Sendable {
     }
 
     static func limit(_ request: Request, default fallback: Int, maximum: Int = 1000) throws -> Int {
-        guard let text = request.uri.queryParameters["limit"] else { return fallback }
+        guard let text = FormQuery(request)["limit"] else { return fallback }
         guard let limit = Int(text), (1...maximum).contains(limit) else {
             throw HTTPError(.badRequest, message: "limit: a whole number in 1…\(maximum)")
         }

@@ -77,6 +77,9 @@ struct ArchiveReportTests {
         #expect(report.breakdowns[.utmSources] == ["news": 1])
         #expect(report.breakdowns[.countries] == ["DE": 3, "US": 2, "(unknown)": 2])
         #expect(report.breakdowns[.hours] == ["10": 3, "11": 1, "12": 1, "23": 1, "00": 1])
+        // Every hour, in order, whatever the limit: the first N hours would hide the rest of the day.
+        #expect(report.top(.hours, limit: 2).map(\.name) == ["00", "10", "11", "12", "23"])
+        #expect(report.top(.sources, limit: 2).map(\.name) == ["Google", "Twitter"])
     }
 
     @Test func hitLevelFilterCountsMatchingHitsAndTheirVisits() throws {

@@ -118,6 +118,8 @@ struct APITests {
             #expect(status1 == .serviceUnavailable)
             let status2 = try await client.execute(uri: "/api/stats?site=example.com", method: .get).status
             #expect(status2 == .serviceUnavailable)
+            let realtime = try await client.execute(uri: "/api/realtime?site=example.com", method: .get)
+            #expect(realtime.status == .serviceUnavailable, "\(realtime.text)")
         }
         await reader.stop()
     }

@@ -129,6 +129,24 @@ struct FilterTests {
         }
     }
 
+    /// The date form is a GET form: the browser sends a space in the kept filter as `+`.
+    @Test func aFilterFromTheDateFormReadsPlusAsASpace() async throws {
+        let fixture = try DashboardFixture.shared()
+        let app = Application(router: try fixture.dashboard(archive: true).router())
+        try await app.test(.router) { client in
+            let page = try await client.execute(
+                uri: "/site?site=example.com&from=\(fixture.from)&to=\(fixture.to)&filter=sources%3AHacker+News", method: .get
+            )
+            #expect(page.status == .ok)
+            #expect(page.text.contains("Filtered by Sources = <strong>Hacker News</strong>"), "\(page.text.prefix(2000))")
+            // A real value: the entry page `/` of v1 and v2, 3 pageviews, as with %2F.
+            let stats = try await client.execute(
+                uri: "/api/stats?site=example.com&\(fixture.rangeQuery)&filter=entry_pages:%2F&limit=5", method: .get
+            )
+            #expect(stats.json["pageviews"] as? Int == 3)
+        }
+    }
+
     @Test func withoutTheArchiveRowsAreTextAndFiltersAre400() async throws {
         let fixture = try DashboardFixture.shared()
         let app = Application(router: try fixture.dashboard().router())

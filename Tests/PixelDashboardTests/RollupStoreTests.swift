@@ -1,3 +1,7 @@
+import Foundation
+import Logging
+import PixelAnalytics
+import Synchronization
 @testable import PixelDashboard
 import RespBridge
 import Testing
@@ -9,5 +13,42 @@ import Testing
         #expect(nfc != nfd)  // two fields in Redis
         let reply = RESPValue.array([.bulk(nfc), .bulk(Array("10".utf8)), .bulk(nfd), .bulk(Array("3".utf8)), .bulk(Array("x".utf8)), .bulk(Array("1".utf8))])
         #expect(try RollupStore.hash(reply, operation: "HGETALL") == ["caf\u{E9}": 13, "x": 1])
+    }
+}
+
+@Suite struct EscapeAndLiveFeedTests {
+    @Test("CSV: the formula guard and the quoting look at bytes, not characters")
+    func csvLooksAtBytes() {
+        // "=" followed by a combining mark: one Character "=́", but the cell starts with "=".
+        #expect(Escape.csv("=\u{301}HYPERLINK(1)") == "'=\u{301}HYPERLINK(1)")
+        #expect(Escape.csv("-\u{200D}2+3") == "'-\u{200D}2+3")
+        // "\r\n" is one Character, neither "\r" nor "\n": still quoted.
+        #expect(Escape.csv("a\r\nb") == "\"a\r\nb\"")
+        #expect(Escape.csv("plain") == "plain")
+    }
+
+    @Test("stop() ends the streams of connected clients and returns (their termination takes the same lock)")
+    func stopWithSubscribersReturns() async throws {
+        let feed = LiveFeed(
+            configuration: try RedisConfiguration(url: "redis://127.0.0.1:1/0"), keys: RollupKeys(), logger: Logger(label: "test")
+        )
+        let streams = [feed.subscribe(site: "example.com"), feed.subscribe(site: "other.example")].compactMap { $0 }
+        #expect(streams.count == 2 && feed.subscriberCount == 2)
+        let stopped = Atomic<Bool>(false)
+        Task {
+            await feed.stop()
+            stopped.store(true, ordering: .relaxed)
+        }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !stopped.load(ordering: .relaxed) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        guard stopped.load(ordering: .relaxed) else {
+            Issue.record("stop() did not return")  // (and holds the feed's lock: nothing more to check)
+            return
+        }
+        #expect(feed.subscriberCount == 0)
+        for stream in streams {
+            var iterator = stream.makeAsyncIterator()
+            #expect(await iterator.next() == nil)
+        }
     }
 }

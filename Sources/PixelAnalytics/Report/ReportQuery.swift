@@ -119,11 +119,12 @@ public struct Report: Sendable, Equatable {
     /// The mean visit duration in seconds (0 without visits).
     public var visitDurationSeconds: Double { visits == 0 ? 0 : Double(durationMilliseconds) / 1000 / Double(visits) }
 
-    /// One breakdown's entries, largest first (ties by name), at most `limit`.
+    /// One breakdown's entries, largest first (ties by name), at most `limit`; the hours all (at
+    /// most 24), in order: the first `limit` hours of the day would hide the afternoon.
     public func top(_ breakdown: Breakdown, limit: Int = .max) -> [(name: String, count: Int)] {
         let entries = (breakdowns[breakdown] ?? [:]).map { (name: $0.key, count: $0.value) }
+        if breakdown == .hours { return entries.sorted { $0.name < $1.name } }
         let sorted = entries.sorted { $0.count != $1.count ? $0.count > $1.count : $0.name < $1.name }
-        if breakdown == .hours { return Array(entries.sorted { $0.name < $1.name }.prefix(limit)) }
         return Array(sorted.prefix(limit))
     }
 }
