@@ -32,6 +32,21 @@ package enum Environment {
         return number
     }
 
+    /// An on/off flag: `true` if the command line set it, else `PIXELD_<FLAG>` read as `1`/`true`/
+    /// `yes`/`on` or `0`/`false`/`no`/`off` (any case), else `false`.
+    /// - Throws: `ValidationError` naming the variable when it holds anything else.
+    package static func flag(_ value: Bool, flag: String) throws -> Bool {
+        if value { return true }
+        guard let text = Self.value(forFlag: flag) else { return false }
+        switch text.lowercased() {
+        case "1", "true", "yes", "on": return true
+        case "0", "false", "no", "off": return false
+        default:
+            let name = "PIXELD_" + flag.uppercased().replacingOccurrences(of: "-", with: "_")
+            throw ValidationError("\(name)='\(text)' (--\(flag)) must be 1, true, yes, on, 0, false, no or off")
+        }
+    }
+
     /// `values` if the command line set any, else the environment's (space-separated).
     package static func resolve(_ values: [String], flag: String) -> [String] {
         if !values.isEmpty { return values }

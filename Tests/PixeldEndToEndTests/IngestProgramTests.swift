@@ -37,8 +37,10 @@ struct IngestProgramTests {
 
     /// What `arguments` print on stderr, after checking that they fail at start with `status` and
     /// print exactly one line (no usage text after it).
-    static func startFailure(_ executable: URL, _ arguments: [String], status expected: Int32 = 64) throws -> String {
-        let process = try ChildProcess(executable: executable, arguments: arguments)
+    static func startFailure(
+        _ executable: URL, _ arguments: [String], environment: [String: String] = [:], status expected: Int32 = 64
+    ) throws -> String {
+        let process = try ChildProcess(executable: executable, arguments: arguments, environment: environment)
         let status = try process.waitForExit(timeout: 20)
         #expect(status == expected, "\(arguments): exit \(status)")
         let lines = process.stderr.text.split(separator: "\n")
@@ -89,7 +91,14 @@ struct IngestProgramTests {
     func consumeRefusesFlagsItWouldIgnoreOrMisuse() throws {
         let binary = try PixeldProcess.binaryURL()
         let withoutSite = try Self.startFailure(binary, ["consume", "pixel", "--archive", "/tmp/a", "--respect-dnt", "--consumer-id", "c"])
-        #expect(withoutSite == "Error: --archive, --respect-dnt need at least one --site (or PIXELD_SITE): without one, consume prints the raw events", "\(withoutSite)")
+        #expect(withoutSite == "Error: --archive, --respect-dnt (flag or PIXELD_* variable) need at least one --site (or PIXELD_SITE): without one, consume prints the raw events", "\(withoutSite)")
+        // The same from the environment only (a PIXELD_SITE misspelt, say): not raw events with IPs.
+        let fromEnvironment = try Self.startFailure(
+            binary, ["consume", "pixel"], environment: ["PIXELD_ARCHIVE": "/tmp/a", "PIXELD_CONSUMER_ID": "c", "PIXELD_SITES": "example.com"]
+        )
+        #expect(fromEnvironment.hasPrefix("Error: --archive (flag or PIXELD_* variable) needs at least one --site"), "\(fromEnvironment)")
+        let badSwitch = try Self.startFailure(binary, ["consume", "pixel", "--site", "example.com"], environment: ["PIXELD_RESPECT_DNT": "maybe"])
+        #expect(badSwitch == "Error: PIXELD_RESPECT_DNT='maybe' (--respect-dnt) must be 1, true, yes, on, 0, false, no or off", "\(badSwitch)")
         for files in [["--output", "/tmp/events.jsonl"], ["--site", "example.com", "--archive", "/tmp/a"]] {
             let line = try Self.startFailure(binary, ["consume", "pixel"] + files)
             #expect(line.hasPrefix("Error: --output and --archive need a fixed --consumer-id"), "\(files): \(line)")

@@ -157,7 +157,9 @@ public struct RollupBatch: Sendable {
         switch outcome {
         case .dropped(let hit):
             let day = hit.day
-            increment(intern(site: "", day: day), Slot.globalDrops, hit.reason.rawValue)
+            if !configuration.keepsGlobalDrops.contains(day) {
+                increment(intern(site: "", day: day), Slot.globalDrops, hit.reason.rawValue)
+            }
             if hit.isForKnownSite, let site = hit.site {
                 increment(intern(site: site, day: day), Slot.drops, hit.reason.rawValue)
             }

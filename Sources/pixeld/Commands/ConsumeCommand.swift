@@ -61,13 +61,19 @@ struct ConsumeCommand: AsyncParsableCommand {
     func validate() throws {
         guard !program.isEmpty, program.utf8.count <= 200 else { throw ValidationError("PROGRAM must be 1–200 bytes") }
         let analytics = !Environment.resolve(sites, flag: "site").isEmpty
-        // Analytics flags without a site would be ignored, and the raw events (IPs, user agents) printed.
+        // Analytics flags without a site would be ignored, and the raw events (IPs, user agents)
+        // printed: refused, whether they come from the command line or the environment.
+        let respectsDnt = try Environment.flag(respectDnt, flag: "respect-dnt")
+        func given(_ value: Any?, _ flag: String) -> Bool { value != nil || Environment.value(forFlag: flag) != nil }
         let analyticsOnly = [
-            ("--archive", archive != nil), ("--retention-days", retentionDays != nil), ("--respect-dnt", respectDnt),
-            ("--breakdown-cap", breakdownCap != nil), ("--geoip", geoip != nil), ("--max-age-hours", maxAgeHours != nil),
+            ("--archive", given(archive, "archive")), ("--retention-days", given(retentionDays, "retention-days")),
+            ("--respect-dnt", respectsDnt), ("--breakdown-cap", given(breakdownCap, "breakdown-cap")),
+            ("--geoip", given(geoip, "geoip")), ("--max-age-hours", given(maxAgeHours, "max-age-hours")),
         ].filter(\.1).map(\.0)
         if !analytics && !analyticsOnly.isEmpty {
-            throw ValidationError("\(analyticsOnly.joined(separator: ", ")) need at least one --site (or PIXELD_SITE): without one, consume prints the raw events")
+            throw ValidationError(
+                "\(analyticsOnly.joined(separator: ", ")) (flag or PIXELD_* variable) \(analyticsOnly.count == 1 ? "needs" : "need") at least one --site (or PIXELD_SITE): without one, consume prints the raw events"
+            )
         }
         // The files' acknowledged lengths are kept per consumer id: a run under a new id cannot cut
         // back what a crashed run wrote but did not acknowledge, and would write it again.
@@ -138,7 +144,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         let retention = try Environment.integer(retentionDays, flag: "retention-days", default: 400, range: 1...36_500)
         let cap = try Environment.integer(breakdownCap, flag: "breakdown-cap", default: 1000, range: 10...1_000_000)
         let maxAge = try Environment.integer(maxAgeHours, flag: "max-age-hours", default: 24, range: 1...24)
-        let dnt = respectDnt || ["1", "true", "yes"].contains(Environment.value(forFlag: "respect-dnt")?.lowercased() ?? "")
+        let dnt = try Environment.flag(respectDnt, flag: "respect-dnt")
         var geoIP: GeoIPDatabase?
         if let path = geoip ?? Environment.value(forFlag: "geoip") {
             do {

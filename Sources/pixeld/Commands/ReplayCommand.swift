@@ -15,20 +15,26 @@ struct ReplayCommand: ParsableCommand {
         commandName: "replay",
         abstract: "Rebuild the Redis rollups of a range of UTC days from the archive written by consume --archive.",
         discussion: """
-            For each day of the range that has archive files, deletes its rollups (every site's \
-            pixeld:site:*:DAY:* keys and pixeld:drops:DAY), then counts the archived hits of those days again — accepted ones with their anonymous visitor ids, \
-            dropped ones under their reasons — with visit state kept apart from live consumers'. Run it for \
-            days no consumer is still writing (or stop the consumers): a live hit for a replayed day may \
-            otherwise be lost or doubled. The archive holds no IP address or user agent, so bot rules that \
-            look at the user agent cannot be re-applied to it. A visit that started the day before --from and \
-            went on after midnight counts as a new visit on --from.
+            For each day of the range that has archive files, and each site those files hold hits of, \
+            deletes that site's rollups of the day (pixeld:site:SITE:DAY:*), then counts the archived hits \
+            again — accepted ones with their anonymous visitor ids, dropped ones under their reasons — with \
+            visit state kept apart from live consumers'. Sites the archive has no hits of keep their rollups \
+            (they may come from another consumer's archive); so does the all-sites drop count \
+            pixeld:drops:DAY, rebuilt only where Redis no longer has it. Give the archive of every consumer \
+            of a site (all their files in one directory): a site's day is rebuilt from what the directory \
+            holds. Run it for days no consumer is still writing (or stop the consumers): a live hit for a \
+            replayed day may otherwise be lost or doubled. The archive holds no IP address or user agent, so \
+            bot rules that look at the user agent cannot be re-applied to it. Visits are cut at the range's \
+            ends: one that started the day before --from and went on after midnight counts as a new visit \
+            on --from, and the hits after midnight of one that started on --to and went on into the next \
+            day are not read, so it counts as shorter there (a bounce, if it had one hit on --to).
             """
     )
 
     @OptionGroup var global: GlobalOptions
 
-    @Option(help: ArgumentHelp("The archive directory (consume --archive).", valueName: "dir"))
-    var archive: String
+    @Option(help: ArgumentHelp("The archive directory (consume --archive). Env: PIXELD_ARCHIVE.", valueName: "dir"))
+    var archive: String?
 
     @Option(help: ArgumentHelp("First UTC day, YYYY-MM-DD.", valueName: "day"))
     var from: String
@@ -36,11 +42,11 @@ struct ReplayCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Last UTC day, YYYY-MM-DD (inclusive).", valueName: "day"))
     var to: String
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Days to keep the rebuilt rollups after each day ends.", valueName: "n"))
-    var retentionDays: Int = 400
+    @Option(parsing: .unconditional, help: ArgumentHelp("Days to keep the rebuilt rollups after each day ends, as consume's. Default 400. Env: PIXELD_RETENTION_DAYS.", valueName: "n"))
+    var retentionDays: Int?
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Distinct values per breakdown, site and day.", valueName: "n"))
-    var breakdownCap: Int = 1000
+    @Option(parsing: .unconditional, help: ArgumentHelp("Distinct values per breakdown, site and day, as consume's. Default 1000. Env: PIXELD_BREAKDOWN_CAP.", valueName: "n"))
+    var breakdownCap: Int?
 
     func run() throws {
         guard let first = Day(from) else { throw ValidationError("--from: '\(from)' is not a date YYYY-MM-DD") }
@@ -48,8 +54,12 @@ struct ReplayCommand: ParsableCommand {
         guard first <= last, last.number - first.number < 3700 else {
             throw ValidationError("--from must not be after --to, and the range is limited to 3700 days")
         }
-        guard (1...36_500).contains(retentionDays) else { throw ValidationError("--retention-days must be in 1…36500") }
-        guard (10...1_000_000).contains(breakdownCap) else { throw ValidationError("--breakdown-cap must be in 10…1000000") }
+        // The same variables as consume's, so that a replay on the consumer's host rebuilds what it wrote.
+        guard let archive = archive ?? Environment.value(forFlag: "archive") else {
+            throw ValidationError("--archive (or PIXELD_ARCHIVE) is required: the directory of consume --archive")
+        }
+        let retentionDays = try Environment.integer(retentionDays, flag: "retention-days", default: 400, range: 1...36_500)
+        let breakdownCap = try Environment.integer(breakdownCap, flag: "breakdown-cap", default: 1000, range: 10...1_000_000)
         let logger = Bootstrap.logging(level: try global.level(), label: "pixeld.replay")
         let connection = RedisConnection(configuration: try global.redisConfiguration(), logger: logger)
         defer { connection.close() }
@@ -89,9 +99,21 @@ struct ReplayCommand: ParsableCommand {
         }.map(\.element)
 
         _ = try connection.command(RollupScript.loadCommand).unwrap("SCRIPT LOAD")
+        // Only the sites this archive holds hits of: another site's rollups may come from another archive.
+        var sitesByDay: [Day: Set<String>] = [:]
+        for outcome in outcomes {
+            switch outcome {
+            case .accepted(let hit): sitesByDay[hit.day, default: []].insert(hit.site)
+            case .dropped(let hit): if hit.isForKnownSite, let site = hit.site { sitesByDay[hit.day, default: []].insert(site) }
+            }
+        }
         for day in days {
-            try deleteKeys(matching: keys.prefix + "site:*:\(day):*", connection)
-            _ = try connection.command(["DEL", keys.globalDrops(day: day)]).unwrap("DEL")
+            for site in sitesByDay[day, default: []].sorted() {
+                try deleteKeys(matching: keys.prefix + "site:" + Self.globEscaped(site) + ":\(day):*", connection)
+            }
+            if try connection.command(["EXISTS", keys.globalDrops(day: day)]).unwrap("EXISTS").int == 1 {
+                configuration.keepsGlobalDrops.insert(day)
+            }
         }
         var index = 0
         while index < outcomes.count {
@@ -112,10 +134,22 @@ struct ReplayCommand: ParsableCommand {
         try deleteKeys(matching: configuration.visitPrefix + "*", connection)
         let accepted = outcomes.filter { if case .accepted = $0 { return true } else { return false } }.count
         print("replayed \(outcomes.count) hits (\(accepted) accepted, \(outcomes.count - accepted) dropped) from \(files) files, \(first) … \(last)")
+        let sites = Set(sitesByDay.values.flatMap { $0 }).sorted()
+        print("sites rebuilt: \(sites.isEmpty ? "none" : sites.joined(separator: " "))")
         let skipped = filesByDay.filter(\.files.isEmpty).map(\.day.description)
         if !skipped.isEmpty {
             print("no archive files for \(skipped.count) day(s), their rollups left as they were: \(skipped.prefix(10).joined(separator: ", "))\(skipped.count > 10 ? ", …" : "")")
         }
+    }
+
+    /// `text` matched literally in a `SCAN MATCH` pattern.
+    static func globEscaped(_ text: String) -> String {
+        var out = ""
+        for character in text {
+            if "*?[]\\".contains(character) { out.append("\\") }
+            out.append(character)
+        }
+        return out
     }
 
     private func deleteKeys(matching pattern: String, _ connection: RedisConnection) throws {

@@ -1,0 +1,58 @@
+import Foundation
+@testable import PixelAnalytics
+import PixeldTestSupport
+import Testing
+
+/// `pixeld replay` rebuilds only what its archive can rebuild: the sites it holds hits of, and the
+/// all-sites drop count only where Redis lost it. Another site's rollups (another consumer's archive,
+/// say) stay as they are.
+@Suite(.serialized, .enabled(if: TestEnvironment.canRun("redis-server")))
+struct ReplayScopeTests {
+    @Test func replayLeavesSitesItHasNoHitsOfAndKeepsTheGlobalDropsItCannotRebuild() throws {
+        let redis = try RedisServer.start()
+        let archive = try TempDirectory(prefix: "pixeld-replay-scope")
+        let day = Day(number: Day(timestamp: Date().timeIntervalSince1970).number - 2)
+        let noon = Double(day.number * 86_400 + 43_200)
+        func hit(_ seconds: Double, _ path: String, _ vid: String) -> String {
+            "{\"ts\":\(noon + seconds),\"v\":1,\"status\":\"ok\",\"site\":\"a.example\",\"event\":\"pageview\",\"path\":\"\(path)\",\"vid\":\"\(vid)\",\"source\":\"(direct)\",\"browser\":\"Firefox\",\"os\":\"Linux\",\"device\":\"desktop\"}"
+        }
+        let lines = [
+            hit(0, "/", String(repeating: "1", count: 32)),
+            hit(60, "/blog/", String(repeating: "1", count: 32)),
+            hit(120, "/", String(repeating: "2", count: 32)),
+            "{\"ts\":\(noon + 180),\"v\":1,\"status\":\"dropped\",\"site\":\"a.example\",\"event\":\"pageview\",\"path\":\"/x\",\"reason\":\"bot_list\",\"rule\":\"curl\"}",
+        ]
+        try (lines.joined(separator: "\n") + "\n").write(toFile: archive.path + "/\(day).c1.jsonl", atomically: true, encoding: .utf8)
+        let base = "pixeld:site:a.example:\(day):"
+        _ = try redis.command(["HSET", base + "totals", "pageviews", "99"])  // stale: rebuilt
+        _ = try redis.command(["HSET", "pixeld:site:b.example:\(day):totals", "pageviews", "5"])  // another archive's
+        _ = try redis.command(["HSET", "pixeld:drops:\(day)", "bot_list", "7", "unknown_site", "4"])  // all sites': kept
+
+        // The archive and the retention from the consumer's variables.
+        func replay() throws {
+            let process = try PixeldProcess.start(
+                ["replay", "--redis", redis.url, "--from", day.description, "--to", day.description],
+                environment: ["PIXELD_ARCHIVE": archive.path, "PIXELD_RETENTION_DAYS": "3"]
+            )
+            #expect(try process.waitForExit(timeout: 30) == 0, "\(process.stderrText)")
+            #expect(process.stdoutText.contains("sites rebuilt: a.example"), "\(process.stdoutText)")
+        }
+        try replay()
+        #expect(try redis.command(["HGET", base + "totals", "pageviews"]).string == "3")
+        #expect(try redis.command(["HGET", base + "totals", "visits"]).string == "2")
+        #expect(try redis.command(["HGET", base + "drops", "bot_list"]).string == "1")
+        // Expires 3 days after the day ends (PIXELD_RETENTION_DAYS), not 400.
+        let ttl = try redis.command(["TTL", base + "totals"]).integer ?? -1
+        #expect(ttl > 0 && ttl <= 4 * 86_400, "TTL \(ttl)")
+        #expect(try redis.command(["HGET", "pixeld:site:b.example:\(day):totals", "pageviews"]).string == "5", "another site's rollups were deleted")
+        #expect(try redis.command(["HGETALL", "pixeld:drops:\(day)"]).array?.compactMap(\.string) == ["bot_list", "7", "unknown_site", "4"])
+
+        // Redis lost the all-sites drop count: rebuilt from the archive.
+        _ = try redis.command(["DEL", "pixeld:drops:\(day)"])
+        try replay()
+        #expect(try redis.command(["HGETALL", "pixeld:drops:\(day)"]).array?.compactMap(\.string) == ["bot_list", "1"])
+        #expect(try redis.command(["HGET", base + "totals", "pageviews"]).string == "3")
+        #expect(try redis.command(["HGET", "pixeld:site:b.example:\(day):totals", "pageviews"]).string == "5")
+        #expect(try redis.command(["TTL", "pixeld:drops:\(day)"]).integer ?? -1 > 0)
+    }
+}
