@@ -18,7 +18,10 @@ endif
 # Building: hiredis and libmaxminddb (pkg-config finds them). Running (scripts/run-local.sh): redis-server,
 # redis-cli, nginx, curl, and jq for the README's look at the archive. The tests also need logger
 # (bsdutils) and chromium (the browser tests).
-RUN_PACKAGES := redis-server redis-tools nginx libhiredis-dev libmaxminddb-dev pkg-config curl jq
+# What the Swift toolchain in /opt/swift needs to build on Debian 12 (swift-build and swift-frontend's
+# libraries; gcc's C runtime and libstdc++ headers for clang), usually there already.
+SWIFT_PACKAGES := gcc libc6-dev libstdc++-12-dev libsqlite3-0 libncurses6 libcurl4 libxml2 libuuid1 zlib1g tzdata git
+RUN_PACKAGES := $(SWIFT_PACKAGES) redis-server redis-tools nginx libhiredis-dev libmaxminddb-dev pkg-config curl jq
 TEST_PACKAGES := bsdutils chromium
 APT_PACKAGES := $(RUN_PACKAGES) $(TEST_PACKAGES)
 SWIFT ?= swift

@@ -57,10 +57,14 @@ udp_port_in_use "$syslog_port" && in_use udp "$syslog_port" "syslog for pixeld i
 tcp_port_in_use "$http_port" && in_use tcp "$http_port" nginx HTTP_PORT
 tcp_port_in_use "$dashboard_port" && in_use tcp "$dashboard_port" "pixeld serve" DASHBOARD_PORT
 
-mkdir -p "$run/redis" "$run/nginx" "$run/site" "$run/archive"
-chmod 755 "$run" "$run/site"
-cp "$root/deploy/pixel.js" "$run/site/pixel.js"
-cat >"$run/site/demo.html" <<'HTML'
+mkdir -p "$run/redis" "$run/nginx" "$run/archive"
+# The demo site in a directory of its own outside the checkout: nginx's workers run as nobody, who
+# may not enter the checkout's parents (a clone under /root, whose mode is 0700 on Debian).
+site=$(mktemp -d "${TMPDIR:-/tmp}/pixeld-run-site.XXXXXX")
+trap 'rm -rf "$site"' EXIT  # (until stop_all takes over below)
+chmod 755 "$site"
+cp "$root/deploy/pixel.js" "$site/pixel.js"
+cat >"$site/demo.html" <<'HTML'
 <!doctype html>
 <html><head><meta charset="utf-8"><title>pixeld demo page</title>
 <script defer src="/pixel.js"></script></head>
@@ -68,7 +72,7 @@ cat >"$run/site/demo.html" <<'HTML'
 <noscript><img src="/pixel.gif?e=pageview&amp;u=http%3A%2F%2Flocalhost%2Fdemo.html" alt="" width="1" height="1"></noscript>
 </body></html>
 HTML
-chmod 644 "$run/site/pixel.js" "$run/site/demo.html"
+chmod 644 "$site/pixel.js" "$site/demo.html"
 redis_url="redis://127.0.0.1:$redis_port/0"
 
 # PIDs of what we started, by name, and the order to stop them in: the front
@@ -102,6 +106,7 @@ stop_all() {
         fi
         wait "$pid" 2>/dev/null || true
     done
+    [ -z "${site:-}" ] || rm -rf "$site"
     echo "run-local: stopped"
 }
 # Ctrl-C, SIGTERM, SIGHUP: what the user asked for, so exit 0. Any other exit (an error, a process
@@ -143,7 +148,7 @@ start "pixeld ingest" "$pixeld" ingest --udp "127.0.0.1:$syslog_port" --unix "$r
 wait_for "pixeld ingest" "${pid_of[pixeld ingest]}" grep -q "ingest ready" "$run/ingest.log"
 
 "$root/scripts/render-nginx-conf.sh" --listen "127.0.0.1:$http_port" --udp "127.0.0.1:$syslog_port" \
-    --json --static "$run/site" "$root/deploy/nginx-syslog.conf" >"$run/nginx/pixel.conf"
+    --json --static "$site" "$root/deploy/nginx-syslog.conf" >"$run/nginx/pixel.conf"
 cat >"$run/nginx/nginx.conf" <<CONF
 # Written by scripts/run-local.sh.
 daemon off;

@@ -6,6 +6,10 @@ import ServiceLifecycle
 import UnixSignals
 import SyslogIngest
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// `pixeld ingest`: receive syslog datagrams and push each accepted message into a Redis list.
 package struct IngestCommand: AsyncParsableCommand {
     package static let configuration = CommandConfiguration(
@@ -34,7 +38,7 @@ package struct IngestCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Permission bits of the unix sockets, octal. 0666 lets nginx's unprivileged workers write. Env: PIXELD_UNIX_MODE.", valueName: "mode"))
     var unixMode: String?
 
-    @Option(help: ArgumentHelp("Owner of the unix sockets, USER or USER:GROUP (names or numbers), e.g. www-data:www-data with --unix-mode 0660. Default: the user running pixeld. Env: PIXELD_UNIX_OWNER.", valueName: "user[:group]"))
+    @Option(help: ArgumentHelp("Owner of the unix sockets, USER, USER:GROUP or :GROUP (names or numbers), e.g. :www-data with --unix-mode 0660 (pixeld must be in the group, or have CAP_CHOWN). Default: the user running pixeld. Env: PIXELD_UNIX_OWNER.", valueName: "user[:group]"))
     var unixOwner: String?
 
     @Option(help: ArgumentHelp("Facilities to keep, comma-separated (e.g. local3,local4); others are dropped as 'filtered'. Default local3. Env: PIXELD_FACILITY.", valueName: "list"))
@@ -260,6 +264,13 @@ struct IngestSettings {
         if let owner = command.unixOwner ?? Environment.value(forFlag: "unix-owner") {
             let parts = owner.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
             unixOwner = (parts[0].isEmpty ? nil : parts[0], parts.count > 1 && !parts[1].isEmpty ? parts[1] : nil)
+            // A name that does not exist is a bad flag, found before anything is bound.
+            if let user = unixOwner.user, UInt32(user) == nil, getpwnam(user) == nil {
+                throw ValidationError("--unix-owner: unknown user '\(user)'")
+            }
+            if let group = unixOwner.group, UInt32(group) == nil, getgrnam(group) == nil {
+                throw ValidationError("--unix-owner: unknown group '\(group)'")
+            }
         }
 
         do {

@@ -79,7 +79,11 @@ struct IngestProgramTests {
     func badFlagsFailTheSameWay() throws {
         let (alone, copy) = try Self.loneCopy()
         defer { withExtendedLifetime(alone) {} }
-        let cases = [["ingest", "--buffer-bytes", "1"], ["ingest", "--no-such-flag"], ["ingest", "--shutdown-timeout", "-1"]]
+        let cases = [
+            ["ingest", "--buffer-bytes", "1"], ["ingest", "--no-such-flag"], ["ingest", "--shutdown-timeout", "-1"],
+            // Found at start, not when binding (which exited 1).
+            ["ingest", "--udp", "example.invalid:5514"], ["ingest", "--unix-owner", "no-such-user-x", "--unix", "/tmp/pixeld-never.sock"],
+        ]
         for arguments in cases {
             let lean = try Self.startFailure(try PixeldProcess.binaryURL(), arguments)
             #expect(lean.hasPrefix("Error: ") && lean.contains(arguments[1]), "\(lean)")
@@ -118,6 +122,27 @@ struct IngestProgramTests {
         )
         #expect(report.hasPrefix("Error: cannot read the rollups from Redis"), "\(report)")
         withExtendedLifetime(holder) {}
+    }
+
+    @Test("serve on a port already taken: one line naming the errno's text")
+    func serveOnATakenPort() throws {
+        let redis = try RedisServer.start()
+        // A listening socket of our own on a free port.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 1) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        try #require(bound)
+        let holder = (fd: fd, port: Int(UInt16(bigEndian: address.sin_port)))
+        let line = try Self.startFailure(
+            try PixeldProcess.binaryURL(), ["serve", "--listen", "127.0.0.1:\(holder.port)", "--redis", redis.url], status: 1
+        )
+        #expect(line == "Error: serve (127.0.0.1:\(holder.port)): bind: Address already in use", "\(line)")
     }
 
     @Test("a pixeld-ingest that is pixeld itself runs ingest once, not an endless exec loop")

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Where a syslog listener receives: a UDP address (IPv4 or IPv6) or a unix datagram socket path.
 public enum ListenAddress: Sendable, Equatable, CustomStringConvertible {
     /// UDP on `host` (an IPv4 or IPv6 literal, without brackets) and `port` (0 picks a free port).
@@ -39,7 +43,14 @@ public enum ListenAddress: Sendable, Equatable, CustomStringConvertible {
         guard let port = Int(portText), (0...65535).contains(port) else { throw fail("bad port") }
         if host == "localhost" { host = "127.0.0.1" }
         guard !host.isEmpty else { throw fail("missing host") }
+        guard isNumericAddress(String(host)) else { throw fail("the host must be a numeric IPv4 or IPv6 address, or localhost") }
         return (String(host), port)
+    }
+
+    /// Whether `host` is an IPv4 or IPv6 literal (a name would only fail later, at bind time).
+    static func isNumericAddress(_ host: String) -> Bool {
+        var buffer = in6_addr()
+        return inet_pton(AF_INET, host, &buffer) == 1 || inet_pton(AF_INET6, host, &buffer) == 1
     }
 
     /// The address as the operator wrote it, used as the `listener` metric label.

@@ -104,8 +104,26 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             try await app.runService()
         } catch {
-            throw CommandFailure("serve (\(address)): \(error)")
+            throw CommandFailure("serve (\(address)): \(Self.reason(error))")
         }
+    }
+
+    /// An error's text; for a socket error, its errno's (NIO's reads `bind(descriptor:ptr:bytes:):
+    /// Address already in use) (errno: 98)`).
+    static func reason(_ error: any Error) -> String {
+        let text = "\(error)"
+        guard let marker = text.firstRange(of: "(errno: "), let code = Int32(text[marker.upperBound...].prefix(while: \.isNumber)) else {
+            return text
+        }
+        return "\(text.prefix { $0 != "(" }.trimmingSuffix()): \(String(cString: strerror(code)))"
+    }
+}
+
+extension StringProtocol {
+    fileprivate func trimmingSuffix() -> Substring {
+        var text = self[...]
+        while text.last == " " || text.last == ":" { text = text.dropLast() }
+        return Substring(text)
     }
 }
 
