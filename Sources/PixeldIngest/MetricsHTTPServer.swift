@@ -1,4 +1,4 @@
-import Logging
+package import Logging
 import PixeldConcurrency
 import Synchronization
 import SyslogIngest
@@ -11,13 +11,21 @@ import Glibc
 /// request per connection, GET only, bodies built by a closure. The ingest path stays free of an HTTP
 /// framework (and its memory); the dashboard uses Hummingbird.
 ///
+/// Also `pixeld consume --metrics`.
+///
 /// `@unchecked Sendable`: the listening socket is used by the server thread only; the stop flag is atomic.
-final class MetricsHTTPServer: @unchecked Sendable {
+package final class MetricsHTTPServer: @unchecked Sendable {
     /// A response: status line text, content type, body.
-    struct Response: Sendable {
+    package struct Response: Sendable {
         var status: String
         var contentType: String
         var body: [UInt8]
+
+        package init(status: String, contentType: String, body: [UInt8]) {
+            self.status = status
+            self.contentType = contentType
+            self.body = body
+        }
     }
 
     private let fd: Int32
@@ -26,22 +34,22 @@ final class MetricsHTTPServer: @unchecked Sendable {
     private let stopRequested = Atomic<Bool>(false)
     private var thread: DedicatedThread?
     /// The bound port (useful with port 0).
-    let port: Int
+    package let port: Int
 
     /// Binds `host:port` (numeric IPv4 or IPv6).
-    init(host: String, port: Int, logger: Logger, handler: @escaping @Sendable (_ path: String) -> Response) throws {
+    package init(host: String, port: Int, logger: Logger, handler: @escaping @Sendable (_ path: String) -> Response) throws {
         self.handler = handler
         self.logger = logger
         (fd, self.port) = try StreamSocket.listen(host: host, port: port, backlog: 64)
     }
 
     /// Starts answering on a dedicated thread.
-    func start() {
+    package func start() {
         thread = DedicatedThread(name: "pixeld-metrics") { [self] in run() }
     }
 
     /// Stops answering and closes the socket.
-    func stop() async {
+    package func stop() async {
         stopRequested.store(true, ordering: .relaxed)
         await thread?.finished()
     }

@@ -148,6 +148,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
     private let failureText = Mutex<String?>(nil)
     private let onReady: (@Sendable () -> Void)?
     private var announcedReady = false
+    private let answering = Atomic<Bool>(false)
 
     /// The processing list of this consumer.
     public var processingList: String { "\(list):processing:\(consumerID)" }
@@ -190,6 +191,10 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// had `WATCH`ed changed; each such batch was handled again (after a wait from the second refusal
     /// in a row on).
     public var ackConflicts: Int { conflictCount.load(ordering: .relaxed) }
+
+    /// Whether Redis answered the consumer's last request (`false` before the first answer and while
+    /// it retries after an error).
+    public var isAnswering: Bool { answering.load(ordering: .relaxed) }
 
     /// Why the consumer stopped by itself, if it did: another process took over its consumer id.
     /// `nil` while it runs and after a requested ``stop()``.
@@ -332,6 +337,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
         var outage = OutageLog()
         // Redis answered: ready, the first time; back, after errors.
         func noteContact() {
+            answering.store(true, ordering: .relaxed)
             if !announcedReady {
                 announcedReady = true
                 onReady?()
@@ -451,6 +457,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
                 }
                 if failure == nil { backoff.reset() }
             } catch {
+                answering.store(false, ordering: .relaxed)
                 outage.failed(error, logger: logger, message: "redis error in consumer, retrying", repeatMessage: "redis error in consumer, still retrying")
                 sent = nil
                 startOver()
@@ -724,6 +731,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
         }
         consumedCount.add(ack.count, ordering: .relaxed)
         deadCount.add(ack.deadLetters, ordering: .relaxed)
+        metrics.recordAck(events: ack.count, deadLetters: ack.deadLetters)
         // The EXEC array holds one reply per queued command, in order: the commands after `MULTI`.
         for (index, result) in (results.array ?? []).enumerated() {
             if case .error(let text) = result { failures.append((ack.multi + 1 + index, text)) }
@@ -800,6 +808,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
                 let count = Int(moved.int ?? 0)
                 guard count > 0 else { continue }
                 recoveredCount.add(count, ordering: .relaxed)
+                metrics.recordRecovered(count)
                 logger.info("recovered events of a dead consumer", metadata: ["redis.key": "\(key)", "events": "\(count)"])
             }
         } while cursor != "0"

@@ -37,7 +37,20 @@ struct ConsumerMetrics: Sendable {
 
     /// Acks aborted because a key the handler watched changed (the batch is handled again).
     let ackConflicts = Counter(label: "pixeld_consume_ack_conflicts_total")
+    /// Events acked (dead-lettered ones included).
+    let consumed = Counter(label: "pixeld_consume_events_total")
+    /// Events moved to the dead-letter list.
+    let deadLettered = Counter(label: "pixeld_consume_dead_lettered_total")
+    /// Events returned to the list from dead consumers' processing lists.
+    let recovered = Counter(label: "pixeld_consume_recovered_total")
 
+    /// Counts an applied ack's events.
+    func recordAck(events: Int, deadLetters: Int) {
+        consumed.increment(by: events)
+        if deadLetters > 0 { deadLettered.increment(by: deadLetters) }
+    }
+    /// Counts events returned from a dead consumer's processing list.
+    func recordRecovered(_ events: Int) { recovered.increment(by: events) }
     /// Counts one failed command of an ack.
     func recordAckCommandError() { ackCommandErrors.increment() }
     /// Counts one ack aborted by a watched key.

@@ -2,7 +2,10 @@ import ArgumentParser
 import Logging
 import PixelAnalytics
 import PixeldCLI
+import PixeldIngest
+import Prometheus
 import RespBridge
+import SyslogIngest
 import ServiceLifecycle
 import UnixSignals
 
@@ -36,6 +39,9 @@ struct ConsumeCommand: AsyncParsableCommand {
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Events per batch at most. Default 512. Env: PIXELD_BATCH_SIZE.", valueName: "n"))
     var batchSize: Int?
+
+    @Option(help: ArgumentHelp("Serve Prometheus text at http://HOST:PORT/metrics (events consumed, dead-lettered, recovered, ack conflicts and command errors) and /healthz (200 while Redis answers, else 503). Default: off. Env: PIXELD_METRICS.", valueName: "host:port"))
+    var metrics: String?
 
     @Option(name: .customLong("site"), help: ArgumentHelp("Analytics: accept hits for this site (its host name, e.g. example.com; www. and ports ignored). Repeatable. With at least one site the consumer validates, drops bots, anonymises, enriches and rolls up hits into Redis (pixeld:site:SITE:DAY:*) instead of printing raw events. Env: PIXELD_SITE (space-separated).", valueName: "host"))
     var sites: [String] = []
@@ -92,6 +98,16 @@ struct ConsumeCommand: AsyncParsableCommand {
         let redis = try global.redisConfiguration()
         var options = ReliableListConsumer.Options()
         options.batchSize = try Environment.integer(batchSize, flag: "batch-size", default: 512, range: 1...100_000)
+        var metricsAddress: (host: String, port: Int)?
+        if let text = metrics ?? Environment.value(forFlag: "metrics") {
+            do {
+                metricsAddress = try ListenAddress.parseHostPort(text, flag: "metrics")
+            } catch {
+                throw ValidationError(error.description)
+            }
+        }
+        // Before any instrument is made: swift-metrics binds them to the factory of their creation.
+        let registry = metricsAddress == nil ? nil : Bootstrap.metrics()
         let id = consumerId ?? Environment.value(forFlag: "consumer-id") ?? Self.defaultConsumerID()
         let consumer = ReliableListConsumer(list: program, consumerID: id, redis: redis, options: options, logger: logger) {
             // Once Redis has answered: before, the consumer may be retrying to connect.
@@ -125,11 +141,37 @@ struct ConsumeCommand: AsyncParsableCommand {
                 )
             }
         }
+        var metricsServer: MetricsHTTPServer?
+        if let metricsAddress, let registry {
+            do {
+                metricsServer = try MetricsHTTPServer(host: metricsAddress.host, port: metricsAddress.port, logger: logger) { path in
+                    switch path {
+                    case "/metrics":
+                        return .init(status: "200 OK", contentType: "text/plain; version=0.0.4", body: registry.emitToBuffer())
+                    case "/healthz":
+                        return consumer.isAnswering
+                            ? .init(status: "200 OK", contentType: "text/plain", body: Array("ok\n".utf8))
+                            : .init(status: "503 Service Unavailable", contentType: "text/plain", body: Array("redis not answering\n".utf8))
+                    default:
+                        return .init(status: "404 Not Found", contentType: "text/plain", body: Array("try /metrics or /healthz\n".utf8))
+                    }
+                }
+            } catch {
+                throw CommandFailure("cannot serve --metrics: \(error)")
+            }
+        }
+        metricsServer?.start()
         let service = ConsumeService(consumer: consumer, start: start, logger: logger)
         let group = ServiceGroup(
             configuration: .init(services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            await metricsServer?.stop()
+            throw error
+        }
+        await metricsServer?.stop()
     }
 
     private func analyticsHandler(
