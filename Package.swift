@@ -66,6 +66,7 @@ let package = Package(
             name: "PixelAnalytics",
             dependencies: [
                 "CMaxMindDB",
+                "CPixeldSystem",
                 "PixelEvents",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]

@@ -2,6 +2,7 @@
 #include "cpixeld_system.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <link.h>
@@ -175,4 +176,8 @@ int cpixeld_exec_sibling(const char *name, char **argv) {
     unsetenv(guard);
     errno = failure;
     return -1;
+}
+
+int cpixeld_pipe_cloexec(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC);
 }

@@ -26,7 +26,7 @@ public final class ArchiveStore: @unchecked Sendable {
     ///   - directory: The archive directory.
     ///   - threads: Reader threads, 1…8.
     ///   - maxDays: The longest filtered range in days; 92 by default.
-    ///   - maxRecords: Lines one read may go through (they are held in memory); 1 million by default.
+    ///   - maxRecords: Lines one read may go through (the site's records are held in memory; files are read line by line and the read stops at the limit); 1 million by default.
     ///   - maxQueued: Reads that may wait for a thread; 16 by default.
     public init(directory: String, threads: Int = 1, maxDays: Int = 92, maxRecords: Int = 1_000_000, maxQueued: Int = 16) {
         self.directory = directory

@@ -61,4 +61,7 @@ size_t cpixeld_release_code_pages(void);
 /// @return only when it could not: -1 with errno set — ENOENT: no such program next to this one;
 ///   ELOOP: this process was itself exec'd by this function (the sibling is this program again).
 int cpixeld_exec_sibling(const char *name, char **argv);
+
+/// pipe2(fds, O_CLOEXEC): a pipe whose ends no process spawned meanwhile by another thread inherits.
+int cpixeld_pipe_cloexec(int fds[2]);
 #endif

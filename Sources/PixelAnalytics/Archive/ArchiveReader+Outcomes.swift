@@ -23,18 +23,18 @@ extension ArchiveReader {
         var seen = 0
         for day in days {
             for path in ArchiveWriter.files(in: directory, day: day) {
-                let lines = try lines(of: path)
-                seen += lines.count
-                guard seen <= maxRecords else {
-                    throw Failure(description: "more than \(maxRecords) archive lines in the range; choose a shorter one")
-                }
-                for line in lines {
+                // Line by line: the limit stops a read before a large day is in memory.
+                try forEachLine(of: path) { line throws(Failure) in
+                    seen += 1
+                    guard seen <= maxRecords else {
+                        throw Failure(description: "more than \(maxRecords) archive lines in the range; choose a shorter one")
+                    }
                     do {
                         let outcome = try ArchiveRecord.outcome(from: PixelEventDecoder.decode(line))
                         switch outcome {
                         case .accepted(let hit) where hit.site == site: records.outcomes.append(outcome)
                         case .dropped(let hit) where hit.site == site: records.outcomes.append(outcome)
-                        default: continue
+                        default: return
                         }
                     } catch {
                         records.unreadableLines += 1

@@ -1,3 +1,5 @@
+import CPixeldSystem
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,17 +12,53 @@ public enum ArchiveReader {
         public var description: String
     }
 
-    /// The complete lines of `path` (without their `\n`; a trailing partial line is ignored).
+    /// The complete lines of `path` (without their `\n`; empty lines and a trailing partial line are
+    /// ignored).
     /// - Throws: ``Failure`` when the file cannot be read or gzip fails.
     public static func lines(of path: String) throws(Failure) -> [[UInt8]] {
-        let bytes = path.hasSuffix(".gz") ? try gunzip(path) : try read(path)
         var lines: [[UInt8]] = []
-        var start = 0
-        for index in bytes.indices where bytes[index] == UInt8(ascii: "\n") {
-            if index > start { lines.append(Array(bytes[start..<index])) }
-            start = index + 1
-        }
+        try forEachLine(of: path) { line throws(Failure) in lines.append(Array(line)) }
         return lines
+    }
+
+    /// Calls `body` with each complete line of `path`, as ``lines(of:)`` finds them, reading 64 KiB
+    /// at a time: memory holds a chunk and a line, not the file. `body` may throw to stop early (a
+    /// `gzip -dc` still running is stopped).
+    /// - Throws: ``Failure`` when the file cannot be read or gzip fails, or what `body` throws.
+    public static func forEachLine(of path: String, _ body: (ArraySlice<UInt8>) throws(Failure) -> Void) throws(Failure) {
+        if path.hasSuffix(".gz") {
+            try gunzip(path) { fd throws(Failure) in try splitLines(fd, name: path, body) }
+        } else {
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw Failure(description: "open \(path): \(String(cString: strerror(errno)))") }
+            defer { close(fd) }
+            try splitLines(fd, name: path, body)
+        }
+    }
+
+    private static func splitLines(_ fd: Int32, name: String, _ body: (ArraySlice<UInt8>) throws(Failure) -> Void) throws(Failure) {
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        var partial: [UInt8] = []  // the start of a line that goes on in the next chunk
+        while true {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if count == 0 { return }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw Failure(description: "read \(name): \(String(cString: strerror(errno)))")
+            }
+            var start = 0
+            for index in 0..<count where chunk[index] == UInt8(ascii: "\n") {
+                if partial.isEmpty {
+                    if index > start { try body(chunk[start..<index]) }
+                } else {
+                    partial += chunk[start..<index]
+                    try body(partial[...])
+                    partial.removeAll(keepingCapacity: true)
+                }
+                start = index + 1
+            }
+            partial += chunk[start..<count]
+        }
     }
 
     /// The raw bytes of `path`, as stored (compressed or not).
@@ -49,14 +87,17 @@ public enum ArchiveReader {
         return bytes
     }
 
-    private static func gunzip(_ path: String) throws(Failure) -> [UInt8] {
+    /// Runs `gzip -dc path` and hands `read` the read end of its output.
+    private static func gunzip(_ path: String, _ read: (Int32) throws(Failure) -> Void) throws(Failure) {
         let candidates: [String] = ["/usr/bin/gzip", "/bin/gzip"]
         guard let gzip = candidates.first(where: { access($0, X_OK) == 0 }) else {
             throw Failure(description: "gzip not found (needed for \(path))")
         }
         var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else { throw Failure(description: "pipe: \(String(cString: strerror(errno)))") }
-        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+        // Both ends close-on-exec from the start (the child's stdout is a dup2, which clears it): a
+        // process another thread spawns meanwhile (a second gzip, a server in tests) must not
+        // inherit the write end, or this read would see no end of file until that process exits.
+        guard cpixeld_pipe_cloexec(&fds) == 0 else { throw Failure(description: "pipe: \(String(cString: strerror(errno)))") }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -70,17 +111,17 @@ public enum ArchiveReader {
         close(fds[1])
         defer { close(fds[0]) }
         guard spawned == 0 else { throw Failure(description: "cannot start gzip for \(path)") }
-        let bytes: [UInt8]
+        var status: Int32 = 0
         do {
-            bytes = try drain(fds[0], name: path)
+            try read(fds[0])
         } catch {
-            var status: Int32 = 0
+            // It may be blocked writing what will not be read. SIGKILL: a child spawned from a thread
+            // that blocks signals (a Dispatch or cooperative thread) starts with them blocked too.
+            kill(pid, SIGKILL)
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
             throw error
         }
-        var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         guard status == 0 else { throw Failure(description: "gzip -dc \(path) failed (status \(status))") }
-        return bytes
     }
 }

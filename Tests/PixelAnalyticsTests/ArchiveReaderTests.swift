@@ -1,0 +1,56 @@
+import Foundation
+@testable import PixelAnalytics
+import PixeldTestSupport
+import Testing
+
+/// Reading archive files back line by line, plain and gzip-compressed: the same lines however they
+/// fall across read chunks, and a limit that stops a read before the file is in memory.
+@Suite struct ArchiveReaderTests {
+    /// Lines of many lengths, some longer than a 64 KiB chunk, with empty lines and a trailing partial one.
+    static func fixture() -> (text: String, lines: [String]) {
+        var lines: [String] = []
+        var length = 1
+        for index in 0..<400 {
+            lines.append(String(repeating: Character(UnicodeScalar(UInt8(97 + index % 26))), count: length))
+            length = length * 7 % 150_001 + 1
+        }
+        let text = lines.map { $0 + "\n" }.joined(separator: "\n") + "partial line without its newline"
+        return (text, lines)
+    }
+
+    @Test(arguments: [false, true])
+    func linesAcrossChunksPlainAndCompressed(compressed: Bool) throws {
+        let directory = try TempDirectory(prefix: "pixeld-archive-reader")
+        let (text, expected) = Self.fixture()
+        #expect(expected.contains { $0.utf8.count > 1 << 16 })
+        var path = directory.path + "/2026-01-01.c1.jsonl"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        if compressed {
+            let gzip = try ChildProcess(tool: "gzip", arguments: [path])
+            #expect(try gzip.waitForExit(timeout: 30) == 0)
+            path += ".gz"
+        }
+        #expect(try ArchiveReader.lines(of: path).map { String(decoding: $0, as: UTF8.self) } == expected)
+        // Stopped after 3 lines: the error comes back, and no more lines are read.
+        var seen = 0
+        #expect(throws: ArchiveReader.Failure.self) {
+            try ArchiveReader.forEachLine(of: path) { _ throws(ArchiveReader.Failure) in
+                seen += 1
+                if seen == 3 { throw ArchiveReader.Failure("enough") }
+            }
+        }
+        #expect(seen == 3)
+    }
+
+    @Test func theRecordLimitStopsARead() throws {
+        let directory = try TempDirectory(prefix: "pixeld-archive-limit")
+        let line = "{\"ts\":1767268800.000,\"v\":1,\"status\":\"dropped\",\"site\":\"example.com\",\"event\":\"pageview\",\"path\":\"/\",\"reason\":\"bot_list\"}\n"
+        try String(repeating: line, count: 50).write(toFile: directory.path + "/2026-01-01.c1.jsonl", atomically: true, encoding: .utf8)
+        let day = Day("2026-01-01")!
+        let all = try ArchiveReader.outcomes(directory: directory.path, days: [day], site: "example.com", maxRecords: 50)
+        #expect(all.outcomes.count == 50 && all.unreadableLines == 0)
+        #expect(throws: ArchiveReader.Failure.self) {
+            _ = try ArchiveReader.outcomes(directory: directory.path, days: [day], site: "example.com", maxRecords: 49)
+        }
+    }
+}
