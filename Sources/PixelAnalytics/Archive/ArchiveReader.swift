@@ -37,17 +37,10 @@ public enum ArchiveReader {
     }
 
     private static func splitLines(_ fd: Int32, name: String, _ body: (ArraySlice<UInt8>) throws(Failure) -> Void) throws(Failure) {
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
         var partial: [UInt8] = []  // the start of a line that goes on in the next chunk
-        while true {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count == 0 { return }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw Failure(description: "read \(name): \(String(cString: strerror(errno)))")
-            }
-            var start = 0
-            for index in 0..<count where chunk[index] == UInt8(ascii: "\n") {
+        try forEachChunk(fd, name: name) { chunk throws(Failure) in
+            var start = chunk.startIndex
+            for index in chunk.indices where chunk[index] == UInt8(ascii: "\n") {
                 if partial.isEmpty {
                     if index > start { try body(chunk[start..<index]) }
                 } else {
@@ -57,7 +50,21 @@ public enum ArchiveReader {
                 }
                 start = index + 1
             }
-            partial += chunk[start..<count]
+            partial += chunk[start...]
+        }
+    }
+
+    /// Reads `fd` to its end, 64 KiB at a time.
+    private static func forEachChunk(_ fd: Int32, name: String, _ body: (ArraySlice<UInt8>) throws(Failure) -> Void) throws(Failure) {
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if count == 0 { return }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw Failure(description: "read \(name): \(String(cString: strerror(errno)))")
+            }
+            try body(chunk[0..<count])
         }
     }
 
@@ -69,21 +76,8 @@ public enum ArchiveReader {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw Failure(description: "open \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        return try drain(fd, name: path)
-    }
-
-    private static func drain(_ fd: Int32, name: String) throws(Failure) -> [UInt8] {
         var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count == 0 { break }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw Failure(description: "read \(name): \(String(cString: strerror(errno)))")
-            }
-            bytes.append(contentsOf: chunk[0..<count])
-        }
+        try forEachChunk(fd, name: path) { chunk throws(Failure) in bytes += chunk }
         return bytes
     }
 
