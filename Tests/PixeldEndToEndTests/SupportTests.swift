@@ -210,7 +210,8 @@ struct SupportTests {
         let statuses = try fetchAll(queries.map { nginx.pixelURL(query: $0) }, parallel: parallel)
         #expect(statuses == Array(repeating: "200", count: count))
         received = sink.receive(count: count, timeout: 5)
-        let fileLines = try nginx.extraLogLines()
+        // Written in the log phase, possibly after curl has the response: wait for the lines.
+        let fileLines = try nginx.extraLogLines(waitingFor: count)
         #expect(fileLines.count == count)
         #expect(received.count == count, "nginx error log:\n\(nginx.errorLog)")
         // "<158>Mmm dd hh:mm:ss HOST pixel: BODY": facility local3 (19 * 8) + severity info (6).
