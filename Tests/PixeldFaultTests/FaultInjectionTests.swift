@@ -1085,13 +1085,18 @@ struct FaultInjectionTests {
     struct Outcome {
         var tally: Tally
         var metrics: IngestMetrics
-        /// Datagrams the kernel dropped before pixeld could read them (UDP only).
+        /// Datagrams the kernel dropped before pixeld could read them (UDP only), as the kernel
+        /// counts them for pixeld's socket (`/proc/net/udp`).
         var kernelDrops: Int
         /// Lost by pixeld: expected, not kernel-dropped, and not in Redis.
         var lost: Int { tally.lost - kernelDrops }
     }
 
-    /// Waits until ingest has accounted for everything it received, then counts the list `key`.
+    /// Waits until ingest has received everything the kernel did not drop and accounted for it, then
+    /// counts the list `key`. Call it once the stream has ended: on loopback every datagram is queued
+    /// on pixeld's socket or counted dropped by the time `sendto` returns, so the kernel's counter is
+    /// final. Records an issue unless pixeld's `received` plus the kernel's drops is exactly `sent`
+    /// (over TCP: unless `received` is `sent`); a receiver that stops reading cannot pass as drops.
     private func settle(
         ingest: IngestUnderTest,
         redis: RedisServer,
@@ -1101,9 +1106,30 @@ struct FaultInjectionTests {
         udp: Bool = true,
         timeout: TimeInterval = 30
     ) throws -> Outcome {
-        let procDrops = udp ? (ingest.udpPort.flatMap { kernelUDPDrops(port: $0) } ?? 0) : 0
-        let metrics = try ingest.waitUntilQuiescent(received: sent - procDrops, timeout: timeout)
-        let kernelDrops = udp ? max(procDrops, metrics.kernelDrops, sent - metrics.received) : 0
+        var kernelDrops = 0
+        if udp {
+            let port = try #require(ingest.udpPort, "settle(udp: true) for an ingest without --udp")
+            #if os(Linux)
+            kernelDrops = try #require(kernelUDPDrops(port: port), "no socket on 127.0.0.1:\(port) in /proc/net/udp")
+            #endif
+        }
+        let metrics = try ingest.waitUntilQuiescent(received: sent - kernelDrops, timeout: timeout)
+        if udp, let port = ingest.udpPort {
+            #if os(Linux)
+            // Read again: it cannot have moved (nothing was sent since), and a change would say so.
+            let again = try #require(kernelUDPDrops(port: port), "no socket on 127.0.0.1:\(port) in /proc/net/udp")
+            #expect(again == kernelDrops, "the kernel's drop counter moved after the stream ended: \(kernelDrops) → \(again)")
+            kernelDrops = again
+            #else
+            kernelDrops = metrics.kernelDrops  // SO_RXQ_OVFL, where the platform has it
+            #endif
+            // pixeld learns the kernel's counter only with a later datagram (SO_RXQ_OVFL): never more.
+            #expect(metrics.kernelDrops <= kernelDrops, "pixeld reports \(metrics.kernelDrops) kernel drops, the kernel \(kernelDrops)")
+        }
+        #expect(
+            metrics.received + kernelDrops == sent,
+            "sent \(sent), pixeld received \(metrics.received), the kernel dropped \(kernelDrops)"
+        )
         let tally = Tally(try redis.arrivalOrder(key), expected: expected)
         return Outcome(tally: tally, metrics: metrics, kernelDrops: kernelDrops)
     }
