@@ -16,6 +16,9 @@ final class DashboardFixture: Sendable {
     static let token = "test-token-0123456789"
     /// A path a visitor controls; must appear escaped and never run.
     static let hostilePath = "/<script>document.title='pwned'</script>"
+    /// A `utm_campaign` a visitor controls, made to break out of an attribute and add an element with
+    /// an event handler; must appear escaped (the UTM campaigns table) and never as markup.
+    static let hostileCampaign = "\"><img src=x onerror=alert(1)>"
     static let expectedPageviews = 6
     static let expectedPrivatePageviews = 2
 
@@ -64,7 +67,10 @@ final class DashboardFixture: Sendable {
         let lines = [
             Self.line(ts: start, ip: "10.0.0.1", ua: Self.chrome, url: site + "/", referrer: "https://www.google.com/search?q=x"),
             Self.line(ts: start + 60, ip: "10.0.0.1", ua: Self.chrome, url: site + "/blog/", referrer: site + "/"),
-            Self.line(ts: start + 120, ip: "10.0.0.2", ua: Self.firefox, url: site + "/?utm_source=news&utm_medium=email"),
+            Self.line(
+                ts: start + 120, ip: "10.0.0.2", ua: Self.firefox,
+                url: site + "/?utm_source=news&utm_medium=email&utm_campaign=" + Self.encode(Self.hostileCampaign)
+            ),
             Self.line(ts: start + 180, ip: "10.0.0.3", ua: Self.iphone, url: site + Self.hostilePath),
             Self.line(ts: start + 240, ip: "10.0.0.4", ua: Self.chrome, url: site + "/pricing"),
             Self.line(ts: start + 250, ip: "10.0.0.4", ua: Self.chrome, url: site + "/pricing", event: "signup"),

@@ -20,7 +20,12 @@ struct PageAndAccessTests {
             #expect(!csp.contains("unsafe-inline"))
             #expect(page.text.contains("&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt;"))
             #expect(!page.text.contains("<script>document"))
-            #expect(!page.text.contains(" on") || !page.text.contains("onerror="))
+            // The hostile campaign reached the page, as text in the UTM campaigns table, and nowhere as markup.
+            let campaigns = page.text.components(separatedBy: "id=\"table-utm_campaigns\"").dropFirst().first?
+                .components(separatedBy: "</table>").first ?? ""
+            #expect(campaigns.contains(">&quot;&gt;&lt;img src=x onerror=alert(1)&gt;<"), "UTM campaigns table: \(campaigns)")
+            #expect(!page.text.contains(DashboardFixture.hostileCampaign))
+            #expect(!page.text.contains("<img"))
             #expect(page.text.contains("<svg class=\"chart\""))
             #expect(page.text.contains("id=\"stat-pageviews\""))
             #expect(page.text.contains("<div class=\"value\">\(DashboardFixture.expectedPageviews)</div>"))

@@ -56,8 +56,9 @@ struct PipelineTests {
         let statuses = try unix ? fetchAll(urls, perSecond: 250) : fetchAll(urls, parallel: 8)
         #expect(statuses.count == count && statuses.allSatisfy { $0 == "200" }, "HTTP statuses: \(Set(statuses))")
 
-        // nginx writes its file log in the request's log phase, before curl sees the response end.
-        let fileLines = try nginx.extraLogLines()
+        // nginx writes its file log in the request's log phase, which may come after curl has the
+        // whole response: wait for the lines (bounded) rather than read the file once.
+        let fileLines = try nginx.extraLogLines(waitingFor: count)
         try #require(fileLines.count == count, "nginx file log has \(fileLines.count) lines")
         #expect(Set(fileLines.map { text($0).split(separator: ",", maxSplits: 1).last.map(String.init) ?? "" }) == Set(queries))
 

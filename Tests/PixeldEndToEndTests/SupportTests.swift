@@ -57,6 +57,48 @@ struct SupportTests {
         #expect(try child.waitForExit(timeout: 5) == 128 + 15)
     }
 
+    /// Whether `pid` is a process whose parent is this test process (alive or a zombie not yet reaped).
+    private static func isOurChild(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return false }
+        // pid (comm) state ppid …: comm may hold spaces, so count from its closing parenthesis.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 1 && Int32(fields[1]) == getpid()
+    }
+
+    @Test("A ChildProcess dropped while its child runs stops the child")
+    func droppedChildProcessStopsItsChild() throws {
+        var pid: Int32 = 0
+        do {
+            let child = try ChildProcess(tool: "sleep", arguments: ["30"])
+            pid = child.pid
+            #expect(Self.isOurChild(pid))
+        }
+        // deinit stopped it and waited for the waiter thread to reap it.
+        let gone = !Self.isOurChild(pid)
+        #expect(gone, "sleep 30 (pid \(pid)) still runs after its ChildProcess was dropped")
+        if !gone { _ = kill(pid, SIGKILL) }
+    }
+
+    @Test("A PixeldProcess dropped while pixeld runs stops it")
+    func droppedPixeldProcessStopsPixeld() throws {
+        var pid: Int32 = 0
+        do {
+            // Nobody listens on the Redis port: ingest starts, reports ready and waits for Redis.
+            let redisPort = try PortAllocator.freeTCPPort()
+            let ingest = try PixeldProcess.start([
+                "ingest", "--udp", "127.0.0.1:\(try PortAllocator.freeUDPPort())", "--redis", "redis://127.0.0.1:\(redisPort)/0",
+            ])
+            pid = ingest.pid
+            try ingest.waitForStderr(containing: "ingest ready")
+            #expect(Self.isOurChild(pid))
+        }
+        let gone = !Self.isOurChild(pid)
+        #expect(gone, "pixeld ingest (pid \(pid)) still runs after its PixeldProcess was dropped")
+        if !gone { _ = kill(pid, SIGKILL) }
+    }
+
     @Test("PixeldProcess finds the built pixeld next to the test binary")
     func pixeldBinaryIsFound() throws {
         let url = try PixeldProcess.binaryURL()
@@ -168,7 +210,8 @@ struct SupportTests {
         let statuses = try fetchAll(queries.map { nginx.pixelURL(query: $0) }, parallel: parallel)
         #expect(statuses == Array(repeating: "200", count: count))
         received = sink.receive(count: count, timeout: 5)
-        let fileLines = try nginx.extraLogLines()
+        // Written in the log phase, possibly after curl has the response: wait for the lines.
+        let fileLines = try nginx.extraLogLines(waitingFor: count)
         #expect(fileLines.count == count)
         #expect(received.count == count, "nginx error log:\n\(nginx.errorLog)")
         // "<158>Mmm dd hh:mm:ss HOST pixel: BODY": facility local3 (19 * 8) + severity info (6).

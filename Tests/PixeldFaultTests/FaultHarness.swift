@@ -426,13 +426,17 @@ struct ProcMemory {
     }
 }
 
-/// The kernel's drop counter of the UDP socket bound to `port` on loopback (`/proc/net/udp`).
+/// The kernel's drop counter (`sk_drops`: datagrams refused on a full receive buffer) of the UDP
+/// socket bound to 127.0.0.1:`port`, from `/proc/net/udp`; `nil` when there is no such socket (or no
+/// `/proc`). Independent of pixeld: what it did not receive and the kernel did not drop is its loss.
 func kernelUDPDrops(port: Int) -> Int? {
     guard let text = try? String(contentsOfFile: "/proc/net/udp", encoding: .utf8) else { return nil }
-    let wanted = ":" + String(format: "%04X", port)
+    // local_address is the network-order address printed as a host-order number (0100007F on
+    // little-endian machines), then the port.
+    let wanted = String(format: "%08X:%04X", UInt32(0x7F00_0001).bigEndian, port)
     for line in text.split(separator: "\n").dropFirst() {
         let fields = line.split(separator: " ")
-        guard fields.count >= 13, fields[1].hasSuffix(wanted) else { continue }
+        guard fields.count >= 13, fields[1] == wanted else { continue }
         return Int(fields[fields.count - 1])
     }
     return nil
@@ -485,12 +489,23 @@ final class IngestUnderTest {
 
     /// Waits until nothing is queued or spooled and every received message is accounted for
     /// (`received == pushed + dead_lettered + dropped`), with at least `received` messages in.
+    /// - Returns: the metrics a little later (nothing should move any more by then).
+    /// - Throws: ``TestSupportError`` with the last metrics seen when that does not happen within
+    ///   `timeout` seconds (e.g. pixeld stopped receiving, or a message is neither pushed nor counted).
     @discardableResult
     func waitUntilQuiescent(received minimum: Int = 0, timeout: TimeInterval = 30) throws -> IngestMetrics {
-        Poll.until(timeout: timeout, interval: 0.05) {
+        var last: IngestMetrics?
+        let quiet = Poll.until(timeout: timeout, interval: 0.05) {
             guard let current = try? scrape() else { return false }
+            last = current
             return current.received >= minimum && current.queued == 0 && current.spooled == 0
                 && current.received == current.pushed + current.deadLettered + current.droppedTotal
+        }
+        guard quiet else {
+            let state = last.map { "\($0.invariantText), kernel drops \($0.kernelDrops)" } ?? "no /metrics answer"
+            throw TestSupportError(
+                "pixeld ingest not quiescent with at least \(minimum) received within \(timeout) s: \(state)\(process.process.tail)"
+            )
         }
         // A second look a little later: nothing should move any more.
         Thread.sleep(forTimeInterval: 0.2)

@@ -13,8 +13,12 @@ import Darwin
 /// dispositions (the test runner's threads block SIGTERM and ignore SIGHUP/SIGPIPE, and a child
 /// inherits both, so `Foundation.Process` children never see SIGTERM). Descriptors this target
 /// opens are close-on-exec, so children inherit only 0–2 from it. Servers run in the foreground, not daemonized, so their PID is the one we started.
+///
+/// Dropping the last reference to a ChildProcess whose child still runs stops the child (SIGTERM,
+/// then SIGKILL after 2 s): the waiter thread that reaps the child holds only the exit state, not
+/// the object, so a forgotten child cannot outlive its owner.
 public final class ChildProcess: @unchecked Sendable {
-    // @unchecked Sendable: `state` is only touched while `lock` is held; the captures are locked.
+    // @unchecked Sendable: the exit state is only touched while its lock is held; the captures are locked.
 
     /// What was run, for error messages.
     public let commandLine: String
@@ -30,8 +34,15 @@ public final class ChildProcess: @unchecked Sendable {
         case exited(Int32)
     }
 
-    private let lock = NSLock()
-    private var state = State.running
+    /// What the waiter thread shares with the object: the child's state, under `lock`. A class of its
+    /// own so that the thread does not keep the ChildProcess alive (see `deinit`).
+    private final class ExitState: @unchecked Sendable {
+        // @unchecked Sendable: `state` is only touched while `lock` is held.
+        let lock = NSLock()
+        var state = State.running
+    }
+
+    private let exitState = ExitState()
 
     /// Starts `executable` with `arguments`.
     /// - Parameters:
@@ -98,7 +109,7 @@ public final class ChildProcess: @unchecked Sendable {
         } else {
             systemClose(writeEnd)
         }
-        let waiter = Thread { [self] in self.reap() }
+        let waiter = Thread { [exitState] in Self.reap(pid: pid, exitState) }
         waiter.name = "pixeld-test-wait-\(pid)"
         waiter.start()
     }
@@ -172,17 +183,17 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// Waits for the child to exit without reaping it, records the status under the lock, then
     /// reaps it: while `state` is `.running` the PID cannot have been reused.
-    private func reap() {
+    private static func reap(pid: Int32, _ exitState: ExitState) {
         var info = siginfo_t()
         while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) != 0 {
             if errno != EINTR { break }
         }
         var status: Int32 = 0
-        lock.lock()
+        exitState.lock.lock()
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         let signal = status & 0x7f
-        state = .exited(signal == 0 ? (status >> 8) & 0xff : 128 + signal)
-        lock.unlock()
+        exitState.state = .exited(signal == 0 ? (status >> 8) & 0xff : 128 + signal)
+        exitState.lock.unlock()
     }
 
     private static func closeOnExecPipe(_ fds: inout [Int32]) -> Bool {
@@ -204,18 +215,18 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// Whether the child has not exited yet.
     public var isRunning: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        if case .running = state { return true }
+        exitState.lock.lock()
+        defer { exitState.lock.unlock() }
+        if case .running = exitState.state { return true }
         return false
     }
 
     /// Sends `signal` to the child's PID, only while it has not been reaped (so a reused PID is
     /// never hit).
     public func send(signal: Int32) {
-        lock.lock()
-        defer { lock.unlock() }
-        guard case .running = state else { return }
+        exitState.lock.lock()
+        defer { exitState.lock.unlock() }
+        guard case .running = exitState.state else { return }
         systemKill(pid, signal)
     }
 
@@ -230,9 +241,9 @@ public final class ChildProcess: @unchecked Sendable {
     public func exitStatus(waitingUpTo timeout: TimeInterval) -> Int32? {
         var result: Int32?
         Poll.until(timeout: timeout, interval: 0.005) {
-            lock.lock()
-            defer { lock.unlock() }
-            if case .exited(let status) = state { result = status }
+            exitState.lock.lock()
+            defer { exitState.lock.unlock() }
+            if case .exited(let status) = exitState.state { result = status }
             return result != nil
         }
         return result
@@ -316,7 +327,8 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     deinit {
-        // Only reached once the waiter thread (which holds self) has finished, i.e. the child was
-        // reaped; nothing left to stop.
+        // The waiter thread holds only `exitState`, so this runs as soon as the last owner lets go, and
+        // the child may still run: stop it (the waiter still reaps it).
+        if isRunning { stop(timeout: 2) }
     }
 }

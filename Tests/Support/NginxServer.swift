@@ -45,6 +45,20 @@ public final class NginxServer: @unchecked Sendable {
         (try? String(contentsOf: prefix.appending("error.log"), encoding: .utf8)) ?? ""
     }
 
+    /// The lines of ``extraLogFile`` once it holds at least `count` complete lines, or when `timeout`
+    /// seconds have passed (then fewer: the caller's count check fails with the real number). nginx
+    /// writes its file log in the request's log phase, which can come after the client has read the
+    /// whole response, so a read right after the last request may miss the last lines.
+    /// - Throws: ``TestSupportError`` when no extra log was requested or it cannot be read.
+    public func extraLogLines(waitingFor count: Int, timeout: TimeInterval = 5) throws -> [[UInt8]] {
+        guard let extraLogFile else { throw TestSupportError("nginx was started without an extra log file") }
+        Poll.until(timeout: timeout, interval: 0.01) {
+            guard let data = FileManager.default.contents(atPath: extraLogFile) else { return false }
+            return data.reduce(0) { $1 == UInt8(ascii: "\n") ? $0 + 1 : $0 } >= count
+        }
+        return try extraLogLines()
+    }
+
     /// The lines of ``extraLogFile`` as raw bytes, without their `\n`.
     /// - Throws: ``TestSupportError`` when no extra log was requested or it cannot be read.
     public func extraLogLines() throws -> [[UInt8]] {

@@ -7,6 +7,9 @@ public import Foundation
 /// test executable (`swift test` puts `pixeldPackageTests.xctest` and `pixeld` in the same
 /// `.build/<triple>/debug` directory, whatever `--scratch-path` says), else
 /// `<package>/.build/debug/pixeld`.
+///
+/// Dropping the last reference stops a child that still runs (SIGTERM, then SIGKILL after 2 s):
+/// keep the value alive as long as the process should run.
 public final class PixeldProcess: @unchecked Sendable {
     // @unchecked Sendable: the only stored property is a ChildProcess, itself thread-safe.
     private let child: ChildProcess
@@ -137,6 +140,8 @@ public final class PixeldProcess: @unchecked Sendable {
     }
 
     deinit {
-        // ChildProcess.deinit SIGKILLs a child that still runs; nothing else to do.
+        // A pixeld dropped while it runs (a test that threw before its own stop, or forgot it) is
+        // stopped: SIGTERM, then SIGKILL after 2 s. Returns at once when it has exited.
+        child.stop(timeout: 2)
     }
 }

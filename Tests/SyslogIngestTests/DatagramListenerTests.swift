@@ -83,6 +83,14 @@ import Testing
         }
     }
 
+    /// The port a UDP socket bound to port 0 got; records an issue and throws when `address` is not
+    /// UDP or still says port 0, so a test cannot pass without sending anything.
+    private func boundUDPPort(_ address: ListenAddress, sourceLocation: SourceLocation = #_sourceLocation) throws -> Int {
+        var port: Int?
+        if case .udp(_, let bound) = address, bound > 0 { port = bound }
+        return try #require(port, "not a UDP address with the port it got: \(address)", sourceLocation: sourceLocation)
+    }
+
     private func listener(
         _ address: ListenAddress, rules: IngestRules = IngestRules(),
         busyPerMillisecond: Int = DatagramListener.ArrivalRate.defaultBusyPerMillisecond,
@@ -99,7 +107,7 @@ import Testing
 
     @Test func udpOnIPv4KeepsLocal3AndCountsTheRest() async throws {
         let (listener, sink) = try listener(.udp(host: "127.0.0.1", port: 0))
-        guard case .udp(_, let port) = listener.socket.address else { return }
+        let port = try boundUDPPort(listener.socket.address)
         #expect(port != 0)
         try send(
             [
@@ -130,7 +138,7 @@ import Testing
     /// before it waits; bursts and a lone datagram after them all arrive, none lost or left behind.
     @Test func aBusyReceiverPausesAndLosesNothing() async throws {
         let (listener, sink) = try listener(.udp(host: "127.0.0.1", port: 0), busyPerMillisecond: 0)
-        guard case .udp(_, let port) = listener.socket.address else { return }
+        let port = try boundUDPPort(listener.socket.address)
         var expected: [String] = []
         for burst in 0..<3 {
             let texts = (0..<400).map { "b\(burst)-\($0)" }
@@ -155,7 +163,7 @@ import Testing
         let (listener, sink) = try listener(
             .udp(host: "127.0.0.1", port: 0), busyPerMillisecond: 0, pauseNanoseconds: Int(pause)
         )
-        guard case .udp(_, let port) = listener.socket.address else { return }
+        let port = try boundUDPPort(listener.socket.address)
         try send([Array("<158>Nov 22 10:00:00 web-1 pixel: first".utf8)], toUDP: port)
         #expect(sink.wait(for: 1))
         // The socket is empty now, so the (always busy) receiver pauses; send while it does.
@@ -223,7 +231,7 @@ import Testing
 
     @Test func udpOnIPv6() async throws {
         let (listener, sink) = try listener(.udp(host: "::1", port: 0))
-        guard case .udp(_, let port) = listener.socket.address else { return }
+        let port = try boundUDPPort(listener.socket.address)
         try send([Array("<158>pixel: over v6".utf8)], toUDP: port, host: "::1")
         #expect(sink.wait(for: 1))
         await listener.stop()
@@ -251,7 +259,7 @@ import Testing
     @Test func oversizeDatagramsAreDroppedNotTruncated() async throws {
         let rules = IngestRules(facilities: .default, programs: ProgramPolicy(), maxMessageBytes: 1000)
         let (listener, sink) = try listener(.udp(host: "127.0.0.1", port: 0), rules: rules)
-        guard case .udp(_, let port) = listener.socket.address else { return }
+        let port = try boundUDPPort(listener.socket.address)
         let big = Array("<158>pixel: ".utf8) + Array(repeating: UInt8(ascii: "x"), count: 5000)
         try send([big, Array("<158>pixel: small".utf8)], toUDP: port)
         #expect(sink.wait(for: 1))
@@ -262,7 +270,7 @@ import Testing
 
     @Test func stopDrainsWhatTheSocketAlreadyHolds() async throws {
         let socket = try DatagramSocket(binding: .udp(host: "127.0.0.1", port: 0), receiveBufferBytes: 4 << 20)
-        guard case .udp(_, let port) = socket.address else { return }
+        let port = try boundUDPPort(socket.address)
         // Queue datagrams before the listener runs, then stop it at once: all must be handed over.
         try send((0..<300).map { Array("<158>pixel: \($0)".utf8) }, toUDP: port)
         let sink = CollectingSink()

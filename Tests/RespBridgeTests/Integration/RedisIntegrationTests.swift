@@ -1022,27 +1022,28 @@ struct CapacityTests {
         let server = try RedisServer.start()
         let (writer, queue) = try startWriter(server, maxListLength: 100)
         #expect(writer.statistics.redis == .unknown)
+        // Under hold a commit carries at most half the limit (50): the 80 go in as 50 + 30.
         push(0..<80, into: queue)
-        try await Task.sleep(for: .milliseconds(200))
-        #expect(writer.statistics.redis == .ok)
-        push(80..<150, into: queue)  // would exceed 100: held
-        try await Task.sleep(for: .milliseconds(400))
+        let first = try Poll.until(timeout: 10) {
+            try server.llen("pixel") == 80 && writer.statistics.pushed == 80 && writer.statistics.redis == .ok
+        }
+        try #require(first, "LLEN \((try? server.llen("pixel")) ?? -1), pushed \(writer.statistics.pushed), Redis \(writer.statistics.redis)")
+        push(80..<150, into: queue)  // the next 50 would make 130 > 100: held
+        // Held because the list is full, not because Redis is unreachable, and still held after the
+        // writer has tried again (each attempt is a counted retry, 50 ms, 100 ms, … apart).
+        func heldByAFullList() -> Bool {
+            guard case .failing("full", _) = writer.statistics.redis else { return false }
+            return true
+        }
+        let held = Poll.until(timeout: 10) { heldByAFullList() && writer.statistics.retries >= 3 }
+        try #require(held, "never held by the full list: Redis \(writer.statistics.redis), retries \(writer.statistics.retries)")
         #expect(try server.llen("pixel") == 80)
         #expect(writer.statistics.pushed == 80)
-        // Held because the list is full, not because Redis is unreachable.
-        guard case .failing(let reason, _) = writer.statistics.redis else {
-            Issue.record("held, yet the writer's Redis state is \(writer.statistics.redis)")
-            return
-        }
-        #expect(reason == "full")
-        // A consumer takes 60: now the held batch fits.
+        #expect(heldByAFullList(), "\(writer.statistics.redis)")
+        // A consumer takes 60: now the held batch fits (20 + 50), then the last 20 (90).
         for _ in 0..<60 { _ = try server.command(["RPOP", "pixel"]) }
-        var fitted = false
-        for _ in 0..<200 where !fitted {
-            fitted = try server.llen("pixel") == 90
-            if !fitted { try await Task.sleep(for: .milliseconds(10)) }
-        }
-        #expect(fitted)
+        let fitted = try Poll.until(timeout: 10) { try server.llen("pixel") == 90 && writer.statistics.pushed == 150 }
+        #expect(fitted, "LLEN \((try? server.llen("pixel")) ?? -1), pushed \(writer.statistics.pushed)")
         #expect(writer.statistics.redis == .ok)
         await writer.shutdown(timeoutNanoseconds: 2_000_000_000)
         #expect(try server.lrange("pixel").reversed() == (60..<150).map(String.init))
