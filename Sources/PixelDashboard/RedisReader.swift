@@ -14,7 +14,7 @@ public final class RedisReader: @unchecked Sendable {
         let complete: @Sendable (Result<[RESPValue], RespError>) -> Void
     }
 
-    private let queue = WorkQueue<Job>()
+    private let queue: WorkQueue<Job>
     private var threads: [DedicatedThread] = []
     private let connections: [RedisConnection]
 
@@ -22,8 +22,12 @@ public final class RedisReader: @unchecked Sendable {
     /// - Parameters:
     ///   - configuration: Where Redis is.
     ///   - threads: How many connections and threads, 1…16.
+    ///   - maxQueued: Requests that may wait for a connection; more fail at once with `.busy` (a
+    ///     `503`), so that a flood of slow requests (long ranges, a Redis that stopped answering)
+    ///     cannot pile up without bound.
     ///   - logger: For connection failures.
-    public init(configuration: RedisConfiguration, threads: Int = 2, logger: Logger) {
+    public init(configuration: RedisConfiguration, threads: Int = 2, maxQueued: Int = 64, logger: Logger) {
+        queue = WorkQueue(maxQueued: maxQueued)
         let count = max(1, min(16, threads))
         connections = (0..<count).map { _ in RedisConnection(configuration: configuration, logger: logger) }
         for (index, connection) in connections.enumerated() {
@@ -33,10 +37,15 @@ public final class RedisReader: @unchecked Sendable {
 
     /// Sends `commands` in one pipeline on one of the pool's connections and returns the replies.
     /// A connection that failed is reconnected by the next command, so one retry is made.
-    /// - Throws: ``RespError`` when Redis cannot be reached or the pool is stopped.
+    /// - Throws: ``RespError`` when Redis cannot be reached, too many requests wait already
+    ///   (`.busy`), or the pool is stopped (`.closed`).
     public func pipeline(_ commands: [[[UInt8]]]) async throws(RespError) -> [RESPValue] {
         let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<[RESPValue], RespError>, Never>) in
-            if queue.submit(Job(commands: commands) { continuation.resume(returning: $0) }) != nil {
+            switch queue.submit(Job(commands: commands) { continuation.resume(returning: $0) }) {
+            case nil: break
+            case .full?:
+                continuation.resume(returning: .failure(RespError(code: .busy, operation: "pipeline", message: "too many requests waiting for Redis")))
+            case .stopped?:
                 continuation.resume(returning: .failure(RespError(code: .closed, operation: "pipeline", message: "reader stopped")))
             }
         }

@@ -7,6 +7,8 @@ public struct RespError: Error, Sendable, CustomStringConvertible, Equatable {
         private init(_ name: String) { self.name = name }
         /// Could not connect (refused, unreachable, DNS, timeout while connecting).
         public static let connectFailed = Code("connectFailed")
+        /// Refused without being sent: too many requests were already waiting for a connection.
+        public static let busy = Code("busy")
         /// A read or write failed on an established connection.
         public static let io = Code("io")
         /// The server closed the connection.

@@ -52,3 +52,39 @@ import Testing
         }
     }
 }
+
+@Suite struct RedisReaderTests {
+    /// A Redis that accepts connections and never answers: the first request holds the only
+    /// connection, the second waits, and the third is refused at once as `.busy` (a 503), instead of
+    /// piling up.
+    @Test func aFullQueueRefusesAtOnce() async throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        try #require(bound)
+        var configuration = try RedisConfiguration(url: "redis://127.0.0.1:\(UInt16(bigEndian: address.sin_port))/0")
+        configuration.commandTimeoutMilliseconds = 1500
+        let reader = RedisReader(configuration: configuration, threads: 1, maxQueued: 1, logger: Logger(label: "test"))
+        let ping: [[[UInt8]]] = [[Array("PING".utf8)]]
+        let first = Task { try? await reader.pipeline(ping) }
+        try await Task.sleep(for: .milliseconds(300))
+        let second = Task { try? await reader.pipeline(ping) }
+        try await Task.sleep(for: .milliseconds(300))
+        let started = ContinuousClock.now
+        do {
+            _ = try await reader.pipeline(ping)
+            Issue.record("a third request was queued")
+        } catch {
+            #expect(error.code == .busy, "\(error)")
+        }
+        #expect(ContinuousClock.now - started < .milliseconds(500))
+        _ = await (first.value, second.value)
+        await reader.stop()
+    }
+}
