@@ -3,6 +3,7 @@ import Logging
 import PixelAnalytics
 import Synchronization
 @testable import PixelDashboard
+import PixeldTestSupport
 import RespBridge
 import Testing
 
@@ -60,15 +61,9 @@ import Testing
     @Test func aFullQueueRefusesAtOnce() async throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        try #require(bound)
-        var configuration = try RedisConfiguration(url: "redis://127.0.0.1:\(UInt16(bigEndian: address.sin_port))/0")
+        let port = bindToLoopback(fd)
+        try #require(port != nil && listen(fd, 8) == 0)
+        var configuration = try RedisConfiguration(url: "redis://127.0.0.1:\(port!)/0")
         configuration.commandTimeoutMilliseconds = 1500
         let reader = RedisReader(configuration: configuration, threads: 1, maxQueued: 1, logger: Logger(label: "test"))
         let ping: [[[UInt8]]] = [[Array("PING".utf8)]]

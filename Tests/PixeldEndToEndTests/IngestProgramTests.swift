@@ -130,15 +130,9 @@ struct IngestProgramTests {
         // A listening socket of our own on a free port.
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 1) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        try #require(bound)
-        let holder = (fd: fd, port: Int(UInt16(bigEndian: address.sin_port)))
+        let port = bindToLoopback(fd)
+        try #require(port != nil && listen(fd, 1) == 0)
+        let holder = (fd: fd, port: port!)
         let line = try Self.startFailure(
             try PixeldProcess.binaryURL(), ["serve", "--listen", "127.0.0.1:\(holder.port)", "--redis", redis.url], status: 1
         )
