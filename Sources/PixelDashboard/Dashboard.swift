@@ -437,10 +437,12 @@ public struct Dashboard: Sendable {
             return response
         }
         var response = Response.redirect(to: next, type: .found)
+        // Secure behind a TLS proxy (which says so): the browser then never sends it over plain HTTP.
+        let https = request.headers[HTTPFields.Element.Name("X-Forwarded-Proto")!]?.lowercased() == "https"
         response.setCookie(
             Cookie(
                 name: TokenCheck.cookieName, value: TokenCheck.cookieValue(token), maxAge: 30 * 86_400, path: "/",
-                httpOnly: true, sameSite: .strict
+                secure: https, httpOnly: true, sameSite: .strict
             )
         )
         return response

@@ -78,6 +78,14 @@ struct PageAndAccessTests {
             #expect(login.headers[.location] == "/site?site=secret.example")
             let setCookie = login.headers[.setCookie] ?? ""
             #expect(setCookie.contains("HttpOnly") && setCookie.contains("SameSite=Strict"))
+            #expect(!setCookie.contains("Secure"), "plain HTTP: a Secure cookie would never come back")
+            // Behind a TLS proxy that says so, the cookie is Secure.
+            var proxied = form
+            proxied[HTTPFields.Element.Name("X-Forwarded-Proto")!] = "https"
+            let secure = try await client.execute(
+                uri: "/login", method: .post, headers: proxied, body: ByteBuffer(string: "token=\(DashboardFixture.token)&next=%2F")
+            )
+            #expect((secure.headers[.setCookie] ?? "").contains("Secure"), "\(secure.headers)")
             let cookie = String(setCookie.split(separator: ";")[0])
             let withCookie = try await client.execute(uri: privateStats, method: .get, headers: [.cookie: cookie])
             #expect(withCookie.status == .ok)

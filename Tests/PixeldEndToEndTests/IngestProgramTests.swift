@@ -101,6 +101,8 @@ struct IngestProgramTests {
             binary, ["consume", "pixel"], environment: ["PIXELD_ARCHIVE": "/tmp/a", "PIXELD_CONSUMER_ID": "c", "PIXELD_SITES": "example.com"]
         )
         #expect(fromEnvironment.hasPrefix("Error: --archive (flag or PIXELD_* variable) needs at least one --site"), "\(fromEnvironment)")
+        let emptyToken = try Self.startFailure(binary, ["serve", "--listen", "127.0.0.1:1"], environment: ["PIXELD_TOKEN": ""])
+        #expect(emptyToken.hasPrefix("Error: PIXELD_TOKEN is set but empty"), "\(emptyToken)")
         let badSwitch = try Self.startFailure(binary, ["consume", "pixel", "--site", "example.com"], environment: ["PIXELD_RESPECT_DNT": "maybe"])
         #expect(badSwitch == "Error: PIXELD_RESPECT_DNT='maybe' (--respect-dnt) must be 1, true, yes, on, 0, false, no or off", "\(badSwitch)")
         for files in [["--output", "/tmp/events.jsonl"], ["--site", "example.com", "--archive", "/tmp/a"]] {

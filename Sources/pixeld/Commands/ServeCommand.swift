@@ -73,6 +73,10 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let secret = token ?? Environment.value(forFlag: "token")
         if let secret, secret.count < 8 { throw ValidationError("--token: use at least 8 characters") }
+        // An empty PIXELD_TOKEN= line (a value not filled in) would otherwise make every site public.
+        if secret == nil, let raw = getenv("PIXELD_TOKEN"), raw.pointee == 0 {
+            throw ValidationError("PIXELD_TOKEN is set but empty: give a token of at least 8 characters, or unset it to make every site public")
+        }
         let connections = try Environment.integer(redisConnections, flag: "redis-connections", default: 2, range: 1...16)
         var archiveStore: ArchiveStore?
         if let directory = archive ?? Environment.value(forFlag: "archive") {
@@ -98,7 +102,12 @@ struct ServeCommand: AsyncParsableCommand {
             router: dashboard.router(),
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
             services: [LiveFeedService(feed: live, reader: reader, archive: archiveStore)],
-            onServerRunning: { _ in logger.info("serve ready", metadata: ["listen": "\(host):\(port)"]) },
+            onServerRunning: { _ in
+                logger.info(
+                    "serve ready",
+                    metadata: ["listen": "\(host):\(port)", "access": "\(secret == nil ? "every site public (no --token)" : "token required")"]
+                )
+            },
             logger: logger
         )
         do {
