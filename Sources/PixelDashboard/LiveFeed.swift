@@ -125,9 +125,10 @@ public final class LiveFeed: @unchecked Sendable {
                 lock.withLock { subscribed = false }
                 connection.close()
                 if lock.withLock({ stopping }) { break }
-                if error.code != .timeout {
-                    logger.info("live feed: subscription failed, retrying", metadata: ["error": "\(error)"])
-                }
+                // A quiet minute ends the read (a timeout kills a hiredis context): subscribe again at
+                // once, so that the gap in which a hit would find no subscriber stays a round trip.
+                if error.code == .timeout { continue }
+                logger.info("live feed: subscription failed, retrying", metadata: ["error": "\(error)"])
                 failures += 1
                 usleep(UInt32(min(5_000_000, 100_000 * failures)))
             }
