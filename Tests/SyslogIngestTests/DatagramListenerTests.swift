@@ -346,6 +346,47 @@ import Testing
         #expect(stopping < .seconds(2), "stop() read on for \(stopping) while the peer kept sending")
     }
 
+    /// CPU seconds (user + system) of this process's threads named `name`, from /proc/self/task.
+    private func threadCPUSeconds(named name: String) -> Double {
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return tasks.reduce(0) { total, task in
+            guard let comm = try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8),
+                comm.trimmingCharacters(in: .whitespacesAndNewlines) == name,
+                let stat = try? String(contentsOfFile: "/proc/self/task/\(task)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return total }
+            // Fields after "(comm)": state is field 3; utime and stime are fields 14 and 15.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return total + ((Double(fields[11]) ?? 0) + (Double(fields[12]) ?? 0)) / ticks
+        }
+    }
+
+    /// At the connection limit the listening socket leaves the poll set: a peer waiting in the
+    /// backlog must not keep the loop spinning (it did: poll returned at once, again and again).
+    @Test func atTheConnectionLimitAWaitingPeerDoesNotSpinTheListener() async throws {
+        let sink = DatagramListenerTests.CollectingSink()
+        let listener = try StreamListener(
+            host: "127.0.0.1", port: 0, rules: IngestRules(), sink: sink, logger: .init(label: "test"), maxConnections: 1
+        )
+        listener.start()
+        let first = connect(listener.port)
+        for _ in 0..<500 where listener.connections == 0 { usleep(10_000) }
+        #expect(listener.connections == 1)
+        let waiting = connect(listener.port)  // in the backlog: over the limit
+        write(waiting, "<158>pixel: waited\n")
+        let before = threadCPUSeconds(named: "pixeld-tcp")
+        try await Task.sleep(for: .seconds(1))
+        let used = threadCPUSeconds(named: "pixeld-tcp") - before
+        #expect(used < 0.3, "the listener thread used \(used) s of CPU in 1 s while a peer waited")
+        // The first peer leaves: the waiting one is accepted and read.
+        close(first)
+        #expect(sink.wait(for: 1))
+        #expect(sink.received.map { String(decoding: $0.1, as: UTF8.self) } == ["waited"])
+        close(waiting)
+        await listener.stop()
+    }
+
     @Test func manyPeersBothFramingsAndAGarbagePeer() async throws {
         let sink = DatagramListenerTests.CollectingSink()
         let listener = try StreamListener(host: "127.0.0.1", port: 0, rules: IngestRules(), sink: sink, logger: .init(label: "test"))
