@@ -273,16 +273,21 @@ struct IngestSettings {
             }
         }
 
+        // Each error names its flag.
+        let facilities: FacilityFilter
         do {
-            let facilities = try FacilityFilter(
-                parsing: Environment.resolve(command.facility, flag: "facility", default: "local3")
-            )
-            let prefix = Environment.resolve(command.keyPrefix, flag: "key-prefix", default: "")
-            let allow = Environment.resolve(command.program, flag: "program")
+            facilities = try FacilityFilter(parsing: Environment.resolve(command.facility, flag: "facility", default: "local3"))
+        } catch {
+            throw ValidationError("--facility: \(error.description)")
+        }
+        let prefix = Environment.resolve(command.keyPrefix, flag: "key-prefix", default: "")
+        let allow = Environment.resolve(command.program, flag: "program")
+        do {
             let programs = try ProgramPolicy(keyPrefix: Array(prefix.utf8), allowList: allow.isEmpty ? nil : Set(allow))
             rules = IngestRules(facilities: facilities, programs: programs, maxMessageBytes: maxMessageBytes)
         } catch {
-            throw ValidationError(error.description)
+            let flag = (try? ProgramPolicy(keyPrefix: Array(prefix.utf8), allowList: nil)) == nil ? "--key-prefix" : "--program"
+            throw ValidationError("\(flag): \(error.description)")
         }
     }
 }

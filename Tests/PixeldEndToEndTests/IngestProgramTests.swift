@@ -83,6 +83,8 @@ struct IngestProgramTests {
             ["ingest", "--buffer-bytes", "1"], ["ingest", "--no-such-flag"], ["ingest", "--shutdown-timeout", "-1"],
             // Found at start, not when binding (which exited 1).
             ["ingest", "--udp", "example.invalid:5514"], ["ingest", "--unix-owner", "no-such-user-x", "--unix", "/tmp/pixeld-never.sock"],
+            // The error names the flag (before, the parsers' own text did not).
+            ["ingest", "--facility", "local9"], ["ingest", "--program", "bad prog"], ["ingest", "--key-prefix", "a b"],
         ]
         for arguments in cases {
             let lean = try Self.startFailure(try PixeldProcess.binaryURL(), arguments)
