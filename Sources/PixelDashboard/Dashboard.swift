@@ -212,7 +212,8 @@ public struct Dashboard: Sendable {
 
     func health() async throws -> Response {
         do {
-            let reply = try await store.reader.pipeline([[Array("PING".utf8)]])
+            // Beyond the queue's limit: busy is not down (it still waits its turn).
+            let reply = try await store.reader.pipeline([[Array("PING".utf8)]], beyondLimit: true)
             _ = try reply[0].unwrap("PING")
             return Self.response("ok\n", type: "text/plain; charset=utf-8")
         } catch {

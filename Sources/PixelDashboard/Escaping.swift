@@ -56,8 +56,8 @@ enum Escape {
         if let first = value.utf8.first, "=+-@\t\r".utf8.contains(first) { value = "'" + value }
         if value.utf8.contains(where: { $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: "\"") || $0 == 0x0A || $0 == 0x0D }) {
             var quoted = "\""
-            for character in value {
-                if character == "\"" { quoted += "\"\"" } else { quoted.append(character) }
+            for scalar in value.unicodeScalars {  // (a quote with a combining mark is one Character)
+                if scalar == "\"" { quoted += "\"\"" } else { quoted.unicodeScalars.append(scalar) }
             }
             return quoted + "\""
         }

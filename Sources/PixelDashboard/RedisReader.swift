@@ -39,9 +39,10 @@ public final class RedisReader: @unchecked Sendable {
     /// A connection that failed is reconnected by the next command, so one retry is made.
     /// - Throws: ``RespError`` when Redis cannot be reached, too many requests wait already
     ///   (`.busy`), or the pool is stopped (`.closed`).
-    public func pipeline(_ commands: [[[UInt8]]]) async throws(RespError) -> [RESPValue] {
+    /// - Parameter beyondLimit: queue it even when `maxQueued` requests wait (`/healthz`).
+    public func pipeline(_ commands: [[[UInt8]]], beyondLimit: Bool = false) async throws(RespError) -> [RESPValue] {
         let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<[RESPValue], RespError>, Never>) in
-            switch queue.submit(Job(commands: commands) { continuation.resume(returning: $0) }) {
+            switch queue.submit(Job(commands: commands) { continuation.resume(returning: $0) }, beyondLimit: beyondLimit) {
             case nil: break
             case .full?:
                 continuation.resume(returning: .failure(RespError(code: .busy, operation: "pipeline", message: "too many requests waiting for Redis")))

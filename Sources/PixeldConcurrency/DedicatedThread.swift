@@ -7,10 +7,12 @@ import Glibc
 /// An OS thread that runs one blocking loop — a socket receive loop, the hiredis writer, a `BRPOP` —
 /// so that blocking C calls never occupy the Swift cooperative pool (two threads on a 2-core machine).
 ///
-/// `@unchecked Sendable`: the only mutable state, `hasFinished`, is read and written under `done`.
+/// `@unchecked Sendable`: the mutable state, `hasFinished` and `waiters`, is read and written under `done`.
 public final class DedicatedThread: @unchecked Sendable {
     private let done = ConditionLock()
     private var hasFinished = false
+    /// Tasks suspended in ``finished()``.
+    private var waiters: [CheckedContinuation<Void, Never>] = []
     private let name: String
 
     private final class Box {
@@ -45,10 +47,13 @@ public final class DedicatedThread: @unchecked Sendable {
     }
 
     private func markFinished() {
-        done.withLock {
+        let suspended = done.withLock {
             hasFinished = true
             done.broadcast()
+            defer { waiters = [] }
+            return waiters
         }
+        for waiter in suspended { waiter.resume() }
     }
 
     /// Blocks the calling thread until the body has returned or the timeout passed.
@@ -70,11 +75,15 @@ public final class DedicatedThread: @unchecked Sendable {
         }
     }
 
-    /// Suspends the calling task (not a thread) until the body has returned.
+    /// Suspends the calling task (not a thread) until the body has returned, cancelled or not.
     public func finished() async {
-        // Poll with a short sleep: joining would block a cooperative thread.
-        while !done.withLock({ hasFinished }) {
-            try? await Task.sleep(for: .milliseconds(5))
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = done.withLock {
+                if hasFinished { return true }
+                waiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
         }
     }
 }

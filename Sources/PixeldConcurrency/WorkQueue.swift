@@ -26,11 +26,13 @@ public final class WorkQueue<Job: Sendable>: @unchecked Sendable {
     }
 
     /// Queues `job` and wakes one waiting thread.
+    /// - Parameter beyondLimit: queue it even with ``maxQueued`` jobs waiting (a health check that
+    ///   must not read "full" as "down").
     /// - Returns: `nil` when queued, else why not (the caller must then complete the job itself).
-    public func submit(_ job: Job) -> Refusal? {
+    public func submit(_ job: Job, beyondLimit: Bool = false) -> Refusal? {
         lock.withLock {
             guard !stopping else { return .stopped }
-            guard jobs.count - head < maxQueued else { return .full }
+            guard beyondLimit || jobs.count - head < maxQueued else { return .full }
             jobs.append(job)
             lock.signal()
             return nil

@@ -23,10 +23,13 @@ import Glibc
 /// Fencing: another consumer returns a processing list to `L` only once its heartbeat has expired,
 /// checked in the same script that moves the events. A consumer that stalled longer than that (its
 /// output blocked, the machine suspended) may still hold a batch whose events were returned and
-/// handled by someone else; its ack checks the heartbeat first, is refused when the heartbeat no
-/// longer holds its token, and the consumer then handles whatever its processing list still holds.
-/// So a stall never counts events twice. A second consumer started with the same id takes the
-/// heartbeat over; the first one then stops (``failure``) instead of acking the other's events.
+/// handled by someone else: its ack watches the heartbeat and checks it first, and its takes check
+/// it in their script, so nothing of it applies once the heartbeat no longer holds its token; it
+/// then handles whatever its processing list still holds, or stops (``failure``) when a new run of
+/// its id took the id over. So a stall never counts events twice. A consumer that starts while
+/// another run's heartbeat holds its id waits for that heartbeat to expire, and stops (``failure``)
+/// if it is renewed: two live consumers never share a processing list. A clean stop deletes the
+/// heartbeat.
 ///
 /// Runs on its own thread: `BLMOVE` blocks (1 s at a time, so that stopping is bounded) and must never
 /// occupy the cooperative pool. Pipelined: the next batch is taken (on a second connection),
@@ -360,8 +363,14 @@ public final class ReliableListConsumer: @unchecked Sendable {
         while !stopping {
             do {
                 if current == nil {
-                    // The connection is idle: prepare, then our own processing list first (a previous
-                    // run with this id may have died mid-batch), else take, blocking for a while.
+                    // The connection is idle: the heartbeat (ours before anything else: another run
+                    // with this id may still write the same files), prepare, then our own processing
+                    // list first (a previous run with this id may have died mid-batch), else take,
+                    // blocking for a while.
+                    guard try housekeeping(&lastRecovery) else {
+                        startOver()
+                        continue
+                    }
                     if !prepared, let prepare {
                         do {
                             try prepare(connection)
@@ -374,10 +383,6 @@ public final class ReliableListConsumer: @unchecked Sendable {
                         }
                     }
                     prepared = true
-                    guard try housekeeping(&lastRecovery) else {
-                        startOver()
-                        continue
-                    }
                     var batch = try pending()
                     noteContact()  // (after a read: housekeeping may send nothing)
                     if batch.isEmpty { batch = try take() }
@@ -457,16 +462,21 @@ public final class ReliableListConsumer: @unchecked Sendable {
                 }
                 if failure == nil { backoff.reset() }
             } catch {
-                answering.store(false, ordering: .relaxed)
-                outage.failed(error, logger: logger, message: "redis error in consumer, retrying", repeatMessage: "redis error in consumer, still retrying")
+                // A fenced take moved nothing: the heartbeat check that follows at once says why.
+                let fenced = (error as? RespError)?.code == .fenced
+                if !fenced {
+                    answering.store(false, ordering: .relaxed)
+                    outage.failed(error, logger: logger, message: "redis error in consumer, retrying", repeatMessage: "redis error in consumer, still retrying")
+                }
                 sent = nil
                 startOver()
                 lastHeartbeat = 0  // (a Redis that restarted may have lost it)
-                // Both connections: an idle take connection from before an outage would fail once
-                // more after Redis is back (a second warning for the same outage).
+                // Both connections (replies still unread on them are dropped): an idle take connection
+                // from before an outage would fail once more after Redis is back (a second warning
+                // for the same outage).
                 connection.close()
                 takeConnection.close()
-                sleep(milliseconds: backoff.nextDelayMilliseconds())
+                if !fenced { sleep(milliseconds: backoff.nextDelayMilliseconds()) }
             }
         }
         // Replies in the order they were sent: the request, then the ack behind it.
@@ -520,7 +530,9 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// On stop: events still in the processing list (taken, not handled, or their ack refused) go
     /// back to the tail of the list, oldest last, as if never taken.
     private func giveBack() {
-        guard let moved = try? connection.command(["EVAL", Self.returnScript, "2", processingList, list]), let count = moved.int, count > 0 else {
+        guard let moved = try? connection.command(["EVAL", Self.giveBackScript, "3", processingList, list, heartbeatKey, token]),
+            let count = moved.int, count > 0
+        else {
             return
         }
         logger.info("gave back events taken but not handled", metadata: ["redis.key": "\(list)", "events": "\(count)"])
@@ -549,8 +561,11 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// Moves up to ARGV[1] events from the tail of KEYS[1] (the oldest) to the head of KEYS[2], exactly
     /// as that many `LMOVE KEYS[1] KEYS[2] RIGHT LEFT` would — same order in both lists, atomically —
     /// but with one `LRANGE`, one `LTRIM` and one `LPUSH` per 1,000 events instead of a command per
-    /// event. Returns the moved events newest first (as `LRANGE` gives them).
+    /// event. Returns the moved events newest first (as `LRANGE` gives them). Fenced: moves nothing
+    /// and replies an error starting `FENCED` unless the heartbeat KEYS[3] holds this run's token
+    /// ARGV[2] (nothing may go into a processing list that another run of this id owns).
     private static let takeScript = """
+        if redis.pcall('GET', KEYS[3]) ~= ARGV[2] then return redis.error_reply('FENCED heartbeat not ours') end
         local vals = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)
         local m = #vals
         if m == 0 then return vals end
@@ -572,6 +587,14 @@ public final class ReliableListConsumer: @unchecked Sendable {
         return n
         """
 
+    /// On stop: `returnScript` for our own processing list KEYS[1], and the heartbeat KEYS[3] deleted
+    /// (a restart with this id need not wait for it), only while the heartbeat holds our token ARGV[1].
+    private static let giveBackScript = """
+        if redis.pcall('GET', KEYS[3]) ~= ARGV[1] then return 0 end
+        redis.call('DEL', KEYS[3])
+
+        """ + returnScript
+
     /// `returnScript` for another consumer's processing list KEYS[1], only while its heartbeat KEYS[3]
     /// is missing — checked in the same script, so that the consumer cannot come back and ack in between.
     private static let recoverScript = """
@@ -585,16 +608,16 @@ public final class ReliableListConsumer: @unchecked Sendable {
         return (reply.array ?? []).compactMap(\.bytes).reversed()
     }
 
-    /// Moves up to a batch from the list into the processing list: at once if events wait, else after
-    /// blocking up to `blockSeconds` for the first one.
+    /// Moves up to a batch from the list into the processing list: at once if events wait, else once
+    /// one arrives, after blocking up to `blockSeconds` for it. The wait is a `BLMOVE` of the list onto
+    /// itself (tail to tail: the list is unchanged), so that only the fenced take script moves events.
     private func take() throws(RespError) -> [[UInt8]] {
         var taken = try takeAvailable(options.batchSize)
         if taken.isEmpty {
-            let first = try connection.command([
-                "BLMOVE", list, processingList, "RIGHT", "LEFT", String(options.blockSeconds),
-            ]).unwrap("BLMOVE")
-            guard let bytes = first.bytes else { return [] }
-            taken = [bytes] + (try takeAvailable(options.batchSize - 1))
+            let first = try connection.command(["BLMOVE", list, list, "RIGHT", "RIGHT", String(options.blockSeconds)])
+                .unwrap("BLMOVE")
+            guard first.bytes != nil else { return [] }
+            taken = try takeAvailable(options.batchSize)
         }
         return taken
     }
@@ -605,15 +628,22 @@ public final class ReliableListConsumer: @unchecked Sendable {
     }
 
     private func takeCommand(_ count: Int) -> [[UInt8]] {
-        [Self.eval, Self.takeScriptBytes, [UInt8(ascii: "2")], Array(list.utf8), Array(processingList.utf8), Array(String(count).utf8)]
+        [
+            Self.eval, Self.takeScriptBytes, [UInt8(ascii: "3")], Array(list.utf8), Array(processingList.utf8), Array(heartbeatKey.utf8),
+            Array(String(count).utf8), Array(token.utf8),
+        ]
     }
 
     private static let eval = Array("EVAL".utf8)
     private static let takeScriptBytes = Array(takeScript.utf8)
 
     /// The taken events, oldest first.
+    /// - Throws: ``RespError`` `.fenced` when the take was fenced off (nothing moved).
     private func takeReply(_ reply: RESPValue) throws(RespError) -> [[UInt8]] {
-        (try reply.unwrap("EVAL take").array ?? []).compactMap(\.bytes).reversed()
+        if case .error(let text) = reply, text.hasPrefix("FENCED") {
+            throw RespError(code: .fenced, operation: "EVAL take", message: text)
+        }
+        return (try reply.unwrap("EVAL take").array ?? []).compactMap(\.bytes).reversed()
     }
 
     /// Appends the outcome's commands, dead letters and the removal of the batch's `count` events from
@@ -621,11 +651,12 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// connection's output, to be flushed by the caller; ``settle(_:)`` reads the replies. `LTRIM` rather than `DEL`: the next batch
     /// may already sit at the head of the processing list.
     private func appendAck(_ count: Int, _ outcome: Outcome) throws(RespError) -> SentAck {
-        // The fence: the heartbeat still holds this run's token, and the condition holds.
-        let guardKey = Array(self.guardKey.utf8)
-        var watch = [Array("WATCH".utf8), guardKey]
-        var keys = [Array(heartbeatKey.utf8), guardKey]
-        var values = [Array(token.utf8), Array(String(options.heartbeatSeconds).utf8)]
+        // The fence: the heartbeat still holds this run's token, and the condition holds. The
+        // heartbeat is watched too: if it lapses or is taken over before the EXEC, nothing applies.
+        let guardKey = Array(self.guardKey.utf8), heartbeat = Array(heartbeatKey.utf8)
+        var watch = [Array("WATCH".utf8), heartbeat, guardKey]
+        var keys = [heartbeat, guardKey]
+        var values = [Array(token.utf8)]
         if let condition = outcome.condition {
             watch.append(Array(condition.key.utf8))
             keys.append(Array(condition.key.utf8))
@@ -637,6 +668,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
         ]
         let multi = commands.count
         commands.append(Command(arguments: [Array("MULTI".utf8)]))
+        commands.append(Command(arguments: [Array("EXPIRE".utf8), heartbeat, Array(String(options.heartbeatSeconds).utf8)]))
         commands += outcome.commands
         if !outcome.deadLetters.isEmpty {
             commands.append(Command(arguments: [Array("LPUSH".utf8), Array(deadList.utf8)] + outcome.deadLetters))
@@ -651,21 +683,20 @@ public final class ReliableListConsumer: @unchecked Sendable {
 
     /// The fence of an ack, run right before its `MULTI`: when the heartbeat `KEYS[1]` does not hold
     /// this run's token `ARGV[1]`, or the ``Outcome/condition``'s key `KEYS[3]` (if given) does not
-    /// hold `ARGV[3]` (missing counts as `"0"`), writes `KEYS[2]`, this consumer's guard key, which the
+    /// hold `ARGV[2]` (missing counts as `"0"`), writes `KEYS[2]`, this consumer's guard key, which the
     /// ack watches: its `EXEC` is then refused. (Redis 7 has no compare-and-set for a transaction; a
-    /// script inside the `MULTI` could not stop the ack's other commands.) A heartbeat that holds the
-    /// token is renewed for `ARGV[2]` seconds, so that it cannot lapse before the `EXEC`.
-    /// Returns 1 when the ack may go ahead, -1 for the heartbeat, 0 for the condition. A condition's
-    /// `GET` that fails (the key holds another type) refuses the ack too, and replies the error.
+    /// script inside the `MULTI` could not stop the ack's other commands.) It only reads the heartbeat
+    /// (the ack watches it, and renews it inside the `MULTI`). Returns 1 when the ack may go ahead,
+    /// -1 for the heartbeat, 0 for the condition. A condition's `GET` that fails (the key holds another
+    /// type) refuses the ack too, and replies the error.
     private static let fenceScript = """
         if redis.pcall('GET', KEYS[1]) ~= ARGV[1] then
           redis.call('SET', KEYS[2], '1', 'PX', '60000')
           return -1
         end
-        redis.call('EXPIRE', KEYS[1], ARGV[2])
         if #KEYS < 3 then return 1 end
         local value = redis.pcall('GET', KEYS[3])
-        if type(value) ~= 'table' and (value or '0') == ARGV[3] then return 1 end
+        if type(value) ~= 'table' and (value or '0') == ARGV[2] then return 1 end
         redis.call('SET', KEYS[2], '1', 'PX', '60000')
         if type(value) == 'table' then return redis.error_reply('condition on ' .. KEYS[3] .. ': ' .. tostring(value.err)) end
         return 0
@@ -748,16 +779,20 @@ public final class ReliableListConsumer: @unchecked Sendable {
         return failures.isEmpty ? .applied : .appliedWithErrors
     }
 
-    /// Renews the heartbeat every third of its TTL (at once after ``lastHeartbeat`` was reset).
-    /// - Returns: `false` when it had lapsed or another process took it over (see ``housekeeping(_:)``).
+    /// Renews the heartbeat every third of its TTL (at once after ``lastHeartbeat`` was reset). At the
+    /// first write, a heartbeat holding another run's token is waited for (``waitForPreviousRun()``).
+    /// - Returns: `false` when it had lapsed, or another process holds it (the consumer then stops
+    ///   with ``failure``), or the consumer is stopping while it waits (see ``housekeeping(_:)``).
     private func heartbeat() throws(RespError) -> Bool {
         let now = MonotonicClock.nanoseconds()
         guard lastHeartbeat == 0 || now - lastHeartbeat > Int64(options.heartbeatSeconds) * 1_000_000_000 / 3 else { return true }
-        let found = try connection.command([
-            "EVAL", Self.heartbeatScript, "1", heartbeatKey, token, String(options.heartbeatSeconds), heartbeatWritten ? "0" : "1",
-        ]).unwrap("EVAL heartbeat")
-        lastHeartbeat = now
-        switch found.int {
+        var found = try beat()
+        if found == -1 && !heartbeatWritten {
+            guard let afterWaiting = try waitForPreviousRun() else { return false }
+            found = afterWaiting
+        }
+        lastHeartbeat = MonotonicClock.nanoseconds()
+        switch found {
         case 1:
             return true
         case 0:
@@ -769,7 +804,10 @@ public final class ReliableListConsumer: @unchecked Sendable {
             )
             return false
         default:
-            let text = "another process took over consumer id \(consumerID) (its heartbeat \(heartbeatKey) holds another run's token); two consumers must not share an id"
+            let text =
+                heartbeatWritten
+                ? "consumer id \(consumerID) was taken over by another process after this one's heartbeat \(heartbeatKey) lapsed; two consumers must not share an id"
+                : "another consumer is running with id \(consumerID) (it renews its heartbeat \(heartbeatKey)); two consumers must not share an id"
             logger.error("\(text); this one stops", metadata: ["redis.key": "\(list)"])
             failureText.withLock { $0 = text }
             stopRequested.store(true, ordering: .relaxed)
@@ -777,16 +815,45 @@ public final class ReliableListConsumer: @unchecked Sendable {
         }
     }
 
+    /// One run of ``heartbeatScript``: 1 renewed, 0 written, -1 another run's.
+    private func beat() throws(RespError) -> Int {
+        let reply = try connection.command(["EVAL", Self.heartbeatScript, "1", heartbeatKey, token, String(options.heartbeatSeconds)])
+            .unwrap("EVAL heartbeat")
+        return Int(reply.int ?? -1)
+    }
+
+    /// At start, the heartbeat holds another run's token: a previous run with this id that died less
+    /// than a TTL ago (a clean stop deletes it), or a consumer with this id still running. Waits for it
+    /// to expire and takes it then (0), up to a TTL and 2 s; a renewal (its TTL going up) means it runs
+    /// (-1). `nil` when the consumer is asked to stop meanwhile.
+    private func waitForPreviousRun() throws(RespError) -> Int? {
+        logger.warning(
+            "another run's heartbeat holds this consumer id: waiting for it to expire (a consumer still running with this id renews it, and this one stops then)",
+            metadata: ["redis.key": "\(heartbeatKey)", "heartbeat_seconds": "\(options.heartbeatSeconds)"]
+        )
+        let deadline = MonotonicClock.nanoseconds() + Int64(options.heartbeatSeconds + 2) * 1_000_000_000
+        var lastTTL: Int?
+        while MonotonicClock.nanoseconds() < deadline {
+            if stopping { return nil }
+            let ttl = Int(try connection.command(["PTTL", heartbeatKey]).unwrap("PTTL").int ?? -2)
+            if let lastTTL, ttl > lastTTL + 250 { return -1 }  // renewed
+            if ttl >= 0 { lastTTL = ttl }
+            let found = try beat()
+            if found != -1 { return found }
+            sleep(milliseconds: 200)
+        }
+        return -1
+    }
+
     /// Renews the heartbeat KEYS[1] when it holds this run's token ARGV[1] (returns 1); writes it when
-    /// it is missing, or at this run's first write ARGV[3] = "1" whatever it holds (returns 0: a
-    /// previous run with this id may have died less than a TTL ago); else leaves it (returns -1).
+    /// it is missing (returns 0); leaves another run's (returns -1).
     private static let heartbeatScript = """
         local beat = redis.pcall('GET', KEYS[1])
         if beat == ARGV[1] then
           redis.call('EXPIRE', KEYS[1], ARGV[2])
           return 1
         end
-        if type(beat) == 'string' and ARGV[3] ~= '1' then return -1 end
+        if type(beat) == 'string' then return -1 end
         redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
         return 0
         """

@@ -9,6 +9,8 @@ public struct RespError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let connectFailed = Code("connectFailed")
         /// Refused without being sent: too many requests were already waiting for a connection.
         public static let busy = Code("busy")
+        /// A consumer's move was refused: its heartbeat no longer holds its run's token.
+        public static let fenced = Code("fenced")
         /// A read or write failed on an established connection.
         public static let io = Code("io")
         /// The server closed the connection.

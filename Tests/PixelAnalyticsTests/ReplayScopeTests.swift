@@ -3,12 +3,12 @@ import Foundation
 import PixeldTestSupport
 import Testing
 
-/// `pixeld replay` rebuilds only what its archive can rebuild: the sites it holds hits of, and the
-/// all-sites drop count only where Redis lost it. Another site's rollups (another consumer's archive,
-/// say) stay as they are.
+/// `pixeld replay` rebuilds only what its archive can rebuild: all of a site it holds accepted hits of,
+/// the drop counts of a site it holds drops of alone, and the all-sites drop count. Another site's
+/// rollups (another consumer's archive, say) stay as they are.
 @Suite(.serialized, .enabled(if: TestEnvironment.canRun("redis-server")))
 struct ReplayScopeTests {
-    @Test func replayLeavesSitesItHasNoHitsOfAndKeepsTheGlobalDropsItCannotRebuild() throws {
+    @Test func replayRebuildsOnlyWhatItsArchiveHolds() throws {
         let redis = try RedisServer.start()
         let archive = try TempDirectory(prefix: "pixeld-replay-scope")
         let day = Day(number: Day(timestamp: Date().timeIntervalSince1970).number - 2)
@@ -21,12 +21,16 @@ struct ReplayScopeTests {
             hit(60, "/blog/", String(repeating: "1", count: 32)),
             hit(120, "/", String(repeating: "2", count: 32)),
             "{\"ts\":\(noon + 180),\"v\":1,\"status\":\"dropped\",\"site\":\"a.example\",\"event\":\"pageview\",\"path\":\"/x\",\"reason\":\"bot_list\",\"rule\":\"curl\"}",
+            // c.example: only a drop here (its accepted hits are in another consumer's archive).
+            "{\"ts\":\(noon + 240),\"v\":1,\"status\":\"dropped\",\"site\":\"c.example\",\"event\":\"pageview\",\"path\":\"/\",\"reason\":\"bot_list\",\"rule\":\"curl\"}",
         ]
         try (lines.joined(separator: "\n") + "\n").write(toFile: archive.path + "/\(day).c1.jsonl", atomically: true, encoding: .utf8)
         let base = "pixeld:site:a.example:\(day):"
         _ = try redis.command(["HSET", base + "totals", "pageviews", "99"])  // stale: rebuilt
         _ = try redis.command(["HSET", "pixeld:site:b.example:\(day):totals", "pageviews", "5"])  // another archive's
-        _ = try redis.command(["HSET", "pixeld:drops:\(day)", "bot_list", "7", "unknown_site", "4"])  // all sites': kept
+        _ = try redis.command(["HSET", "pixeld:site:c.example:\(day):totals", "pageviews", "8"])  // kept
+        _ = try redis.command(["HSET", "pixeld:site:c.example:\(day):drops", "bot_list", "9"])  // rebuilt
+        _ = try redis.command(["HSET", "pixeld:drops:\(day)", "bot_list", "7", "unknown_site", "4"])  // rebuilt
 
         // The archive and the retention from the consumer's variables.
         func replay() throws {
@@ -45,14 +49,16 @@ struct ReplayScopeTests {
         let ttl = try redis.command(["TTL", base + "totals"]).integer ?? -1
         #expect(ttl > 0 && ttl <= 4 * 86_400, "TTL \(ttl)")
         #expect(try redis.command(["HGET", "pixeld:site:b.example:\(day):totals", "pageviews"]).string == "5", "another site's rollups were deleted")
-        #expect(try redis.command(["HGETALL", "pixeld:drops:\(day)"]).array?.compactMap(\.string) == ["bot_list", "7", "unknown_site", "4"])
+        #expect(try redis.command(["HGET", "pixeld:site:c.example:\(day):totals", "pageviews"]).string == "8", "a drops-only site lost its totals")
+        #expect(try redis.command(["HGETALL", "pixeld:site:c.example:\(day):drops"]).array?.compactMap(\.string) == ["bot_list", "1"])
+        #expect(try redis.command(["HGETALL", "pixeld:drops:\(day)"]).array?.compactMap(\.string) == ["bot_list", "2"])
+        #expect(try redis.command(["TTL", "pixeld:drops:\(day)"]).integer ?? -1 > 0)
 
-        // Redis lost the all-sites drop count: rebuilt from the archive.
-        _ = try redis.command(["DEL", "pixeld:drops:\(day)"])
+        // Idempotent: the same again.
         try replay()
-        #expect(try redis.command(["HGETALL", "pixeld:drops:\(day)"]).array?.compactMap(\.string) == ["bot_list", "1"])
+        #expect(try redis.command(["HGETALL", "pixeld:drops:\(day)"]).array?.compactMap(\.string) == ["bot_list", "2"])
         #expect(try redis.command(["HGET", base + "totals", "pageviews"]).string == "3")
         #expect(try redis.command(["HGET", "pixeld:site:b.example:\(day):totals", "pageviews"]).string == "5")
-        #expect(try redis.command(["TTL", "pixeld:drops:\(day)"]).integer ?? -1 > 0)
+        #expect(try redis.command(["HGET", "pixeld:site:c.example:\(day):totals", "pageviews"]).string == "8")
     }
 }

@@ -25,6 +25,8 @@ import Testing
         #expect(Escape.csv("-\u{200D}2+3") == "'-\u{200D}2+3")
         // "\r\n" is one Character, neither "\r" nor "\n": still quoted.
         #expect(Escape.csv("a\r\nb") == "\"a\r\nb\"")
+        // A quote with a combining mark is one Character, but its quote is doubled all the same.
+        #expect(Escape.csv("a\"\u{301},=HYPERLINK(1)") == "\"a\"\"\u{301},=HYPERLINK(1)\"")
         #expect(Escape.csv("plain") == "plain")
     }
 
@@ -64,7 +66,7 @@ import Testing
         let port = bindToLoopback(fd)
         try #require(port != nil && listen(fd, 8) == 0)
         var configuration = try RedisConfiguration(url: "redis://127.0.0.1:\(port!)/0")
-        configuration.commandTimeoutMilliseconds = 1500
+        configuration.commandTimeoutMilliseconds = 500
         let reader = RedisReader(configuration: configuration, threads: 1, maxQueued: 1, logger: Logger(label: "test"))
         let ping: [[[UInt8]]] = [[Array("PING".utf8)]]
         let first = Task { try? await reader.pipeline(ping) }
@@ -79,6 +81,12 @@ import Testing
             #expect(error.code == .busy, "\(error)")
         }
         #expect(ContinuousClock.now - started < .milliseconds(500))
+        // A health check is queued all the same: busy is not down.
+        do {
+            _ = try await reader.pipeline(ping, beyondLimit: true)
+        } catch {
+            #expect(error.code != .busy, "\(error)")
+        }
         _ = await (first.value, second.value)
         await reader.stop()
     }

@@ -157,9 +157,7 @@ public struct RollupBatch: Sendable {
         switch outcome {
         case .dropped(let hit):
             let day = hit.day
-            if !configuration.keepsGlobalDrops.contains(day) {
-                increment(intern(site: "", day: day), Slot.globalDrops, hit.reason.rawValue)
-            }
+            increment(intern(site: "", day: day), Slot.globalDrops, hit.reason.rawValue)
             if hit.isForKnownSite, let site = hit.site {
                 increment(intern(site: site, day: day), Slot.drops, hit.reason.rawValue)
             }

@@ -13,9 +13,6 @@ public struct RollupConfiguration: Sendable {
     public var sessionStateTTLSeconds: Int
     /// The prefix of visit state keys; ``RollupKeys/visitPrefix`` unless a replay isolates its own.
     public var visitPrefix: String
-    /// Days whose all-sites drop counts (``RollupKeys/globalDrops(day:)``) are left as they are: a
-    /// replay rebuilds them only where Redis lost them (other consumers' archives count there too).
-    public var keepsGlobalDrops: Set<Day> = []
 
     /// Creates settings.
     /// - Parameters:

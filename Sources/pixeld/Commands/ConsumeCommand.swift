@@ -22,7 +22,8 @@ struct ConsumeCommand: AsyncParsableCommand {
             Events move atomically from PROGRAM into PROGRAM:processing:<consumer-id> and are removed only \
             after their JSON lines are written, so a consumer killed at any moment loses nothing; processing \
             lists of consumers whose heartbeat (PROGRAM:consumer:<id>, 15 s) expired are returned to PROGRAM. \
-            Several consumers may work on one list, each with its own id: a consumer that finds another             process running under its id stops with status 1. Values that cannot be decoded go to PROGRAM:dead.
+            Several consumers may work on one list, each with its own id: a consumer whose id another running \
+            consumer holds stops with status 1. Values that cannot be decoded go to PROGRAM:dead.
             """
     )
 

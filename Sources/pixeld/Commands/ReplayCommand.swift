@@ -15,14 +15,13 @@ struct ReplayCommand: ParsableCommand {
         commandName: "replay",
         abstract: "Rebuild the Redis rollups of a range of UTC days from the archive written by consume --archive.",
         discussion: """
-            For each day of the range that has archive files, and each site those files hold hits of, \
-            deletes that site's rollups of the day (pixeld:site:SITE:DAY:*), then counts the archived hits \
-            again — accepted ones with their anonymous visitor ids, dropped ones under their reasons — with \
-            visit state kept apart from live consumers'. Sites the archive has no hits of keep their rollups \
-            (they may come from another consumer's archive); so does the all-sites drop count \
-            pixeld:drops:DAY, rebuilt only where Redis no longer has it. Give the archive of every consumer \
-            of a site (all their files in one directory): a site's day is rebuilt from what the directory \
-            holds. Run it for days no consumer is still writing (or stop the consumers): a live hit for a \
+            For each day of the range that has archive files: deletes the rollups of each site those files \
+            hold accepted hits of (pixeld:site:SITE:DAY:*), only the drop counts (pixeld:site:SITE:DAY:drops) \
+            of a site they hold drops of alone, and the all-sites drop count pixeld:drops:DAY; then counts the \
+            archived hits again — accepted ones with their anonymous visitor ids, dropped ones under their \
+            reasons — with visit state kept apart from live consumers'. Other sites keep their rollups (they \
+            may come from another consumer's archive). Give the files of every consumer of a site (in one \
+            directory): a site's day, and the all-sites drop count, are rebuilt from what the directory holds. Run it for days no consumer is still writing (or stop the consumers): a live hit for a \
             replayed day may otherwise be lost or doubled. The archive holds no IP address or user agent, so \
             bot rules that look at the user agent cannot be re-applied to it. Visits are cut at the range's \
             ends: one that started the day before --from and went on after midnight counts as a new visit \
@@ -99,21 +98,26 @@ struct ReplayCommand: ParsableCommand {
         }.map(\.element)
 
         _ = try connection.command(RollupScript.loadCommand).unwrap("SCRIPT LOAD")
-        // Only the sites this archive holds hits of: another site's rollups may come from another archive.
-        var sitesByDay: [Day: Set<String>] = [:]
+        // Per day, only what this archive can rebuild: all the rollups of a site it holds accepted
+        // hits of, only the drop counts of a site it holds drops of alone (another archive may hold
+        // its accepted hits); other sites keep theirs. The all-sites drop count is rebuilt.
+        var counted: [Day: Set<String>] = [:], dropped: [Day: Set<String>] = [:]
         for outcome in outcomes {
             switch outcome {
-            case .accepted(let hit): sitesByDay[hit.day, default: []].insert(hit.site)
-            case .dropped(let hit): if hit.isForKnownSite, let site = hit.site { sitesByDay[hit.day, default: []].insert(site) }
+            case .accepted(let hit): counted[hit.day, default: []].insert(hit.site)
+            case .dropped(let hit): if hit.isForKnownSite, let site = hit.site { dropped[hit.day, default: []].insert(site) }
             }
         }
         for day in days {
-            for site in sitesByDay[day, default: []].sorted() {
-                try deleteKeys(matching: keys.prefix + "site:" + Self.globEscaped(site) + ":\(day):*", connection)
+            let whole = counted[day, default: []], dropsOnly = dropped[day, default: []].subtracting(whole)
+            let sitePrefix = keys.prefix + "site:", daySuffix = ":\(day):"
+            // One scan of the day's site keys; a site name holds no ':'.
+            try deleteKeys(matching: sitePrefix + "*" + daySuffix + "*", connection) { key in
+                guard let middle = key.dropFirst(sitePrefix.count).firstRange(of: daySuffix) else { return false }
+                let site = String(key[key.index(key.startIndex, offsetBy: sitePrefix.count)..<middle.lowerBound])
+                return whole.contains(site) || (dropsOnly.contains(site) && key[middle.upperBound...] == "drops")
             }
-            if try connection.command(["EXISTS", keys.globalDrops(day: day)]).unwrap("EXISTS").int == 1 {
-                configuration.keepsGlobalDrops.insert(day)
-            }
+            _ = try connection.command(["DEL", keys.globalDrops(day: day)]).unwrap("DEL")
         }
         var index = 0
         while index < outcomes.count {
@@ -134,25 +138,18 @@ struct ReplayCommand: ParsableCommand {
         try deleteKeys(matching: configuration.visitPrefix + "*", connection)
         let accepted = outcomes.filter { if case .accepted = $0 { return true } else { return false } }.count
         print("replayed \(outcomes.count) hits (\(accepted) accepted, \(outcomes.count - accepted) dropped) from \(files) files, \(first) … \(last)")
-        let sites = Set(sitesByDay.values.flatMap { $0 }).sorted()
+        let sites = Set(counted.values.flatMap { $0 }).sorted()
+        let dropsOnly = Set(dropped.values.flatMap { $0 }).subtracting(sites).sorted()
         print("sites rebuilt: \(sites.isEmpty ? "none" : sites.joined(separator: " "))")
+        if !dropsOnly.isEmpty { print("sites with only drops in the archive, their drop counts rebuilt: \(dropsOnly.joined(separator: " "))") }
         let skipped = filesByDay.filter(\.files.isEmpty).map(\.day.description)
         if !skipped.isEmpty {
             print("no archive files for \(skipped.count) day(s), their rollups left as they were: \(skipped.prefix(10).joined(separator: ", "))\(skipped.count > 10 ? ", …" : "")")
         }
     }
 
-    /// `text` matched literally in a `SCAN MATCH` pattern.
-    static func globEscaped(_ text: String) -> String {
-        var out = ""
-        for character in text {
-            if "*?[]\\".contains(character) { out.append("\\") }
-            out.append(character)
-        }
-        return out
-    }
-
-    private func deleteKeys(matching pattern: String, _ connection: RedisConnection) throws {
+    /// Deletes the keys that match `pattern` and that `selected` (if given) keeps.
+    private func deleteKeys(matching pattern: String, _ connection: RedisConnection, where selected: ((String) -> Bool)? = nil) throws {
         var cursor = "0"
         repeat {
             let reply = try connection.command(["SCAN", cursor, "MATCH", pattern, "COUNT", "1000"]).unwrap("SCAN")
@@ -160,7 +157,9 @@ struct ReplayCommand: ParsableCommand {
                 throw CommandFailure("unexpected SCAN reply")
             }
             cursor = next
-            let found = (parts[1].array ?? []).compactMap(\.bytes)
+            let found = (parts[1].array ?? []).compactMap(\.bytes).filter { key in
+                selected.map { $0(String(decoding: key, as: UTF8.self)) } ?? true
+            }
             if !found.isEmpty { _ = try connection.command([Array("DEL".utf8)] + found).unwrap("DEL") }
         } while cursor != "0"
     }

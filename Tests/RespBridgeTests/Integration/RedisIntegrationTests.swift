@@ -508,38 +508,108 @@ struct RedisIntegrationTests {
         #expect(try server.llen("pixel:processing:fast") == 0)
     }
 
-    /// A second consumer started with the same id takes the heartbeat over; the first one stops with
-    /// ``ReliableListConsumer/failure`` at its next heartbeat instead of acking the other's events,
-    /// and leaves the shared processing list alone. The second one handles everything, once.
-    @Test func aSecondConsumerWithTheSameIdTakesOverAndTheFirstStops() async throws {
+    /// A second consumer started with the same id while the first runs: it waits for the first
+    /// one's heartbeat, sees it renewed, and stops with ``ReliableListConsumer/failure`` without
+    /// touching the processing list; the first one goes on and handles everything, once.
+    @Test func aSecondConsumerWithTheSameIdStopsWhileTheFirstRuns() async throws {
         let server = try RedisServer.start()
         var options = ReliableListConsumer.Options()
-        options.heartbeatSeconds = 3  // renewed (and checked) every second
-        let first = ReliableListConsumer(list: "pixel", consumerID: "same", redis: try configuration(server), options: options, logger: logger)
-        let firstSeen = ConditionLockedArray()
-        first.start { batch, _ in
-            firstSeen.append(batch.map { String(decoding: $0, as: UTF8.self) })
-            return .init(commands: [[Array("INCRBY".utf8), Array("total".utf8), Array(String(batch.count).utf8)]])
+        options.heartbeatSeconds = 3  // renewed every second
+        let count: @Sendable ([[UInt8]]) -> ReliableListConsumer.Outcome = { batch in
+            .init(commands: [[Array("INCRBY".utf8), Array("total".utf8), Array(String(batch.count).utf8)]])
         }
+        let first = ReliableListConsumer(list: "pixel", consumerID: "same", redis: try configuration(server), options: options, logger: logger)
+        first.start { batch, _ in count(batch) }
         _ = try server.command(["LPUSH", "pixel", "a", "b"])
         #expect(waitUntil(seconds: 5) { first.consumed == 2 })
         let second = ReliableListConsumer(list: "pixel", consumerID: "same", redis: try configuration(server), options: options, logger: logger)
-        second.start { batch, _ in
-            .init(commands: [[Array("INCRBY".utf8), Array("total".utf8), Array(String(batch.count).utf8)]])
-        }
-        let stopped = Task { await first.finished() }
-        #expect(waitUntil(seconds: 5) { first.failure != nil }, "the first consumer did not notice the takeover")
-        await stopped.value
-        #expect(first.failure?.contains("another process took over consumer id same") == true, "\(first.failure ?? "-")")
+        second.start { batch, _ in count(batch) }
+        // Events keep coming while the second one waits: all for the first.
         let values = (0..<50).map { "v\($0)" }
-        _ = try server.command(["LPUSH", "pixel"] + values)
-        #expect(waitUntil(seconds: 10) { second.consumed == values.count })
-        await second.stop()
+        for value in values {
+            _ = try server.command(["LPUSH", "pixel", value])
+            usleep(20_000)
+        }
+        #expect(waitUntil(seconds: 10) { second.failure != nil }, "the second consumer did not stop")
+        await second.finished()
+        #expect(second.failure?.contains("another consumer is running with id same") == true, "\(second.failure ?? "-")")
+        #expect(waitUntil(seconds: 10) { first.consumed == 2 + values.count })
         await first.stop()
+        #expect(second.consumed == 0 && first.failure == nil)
         #expect(try server.command(["GET", "total"]).string == "\(2 + values.count)")
-        #expect(second.failure == nil)
         #expect(try server.llen("pixel") == 0)
         #expect(try server.llen("pixel:processing:same") == 0)
+        // A clean stop deletes the heartbeat: a restart with this id does not wait.
+        #expect(try server.command(["EXISTS", "pixel:consumer:same"]).integer == 0)
+    }
+
+    /// A consumer stalls past its heartbeat while it holds a batch, and another process starts with
+    /// the same id (a restart that took the stalled one for dead): the new one takes the id over and
+    /// handles the batch. When the stalled one wakes up, its ack and its next take are fenced off,
+    /// and it stops with ``ReliableListConsumer/failure``. Every event counts once.
+    @Test func aTakeoverAfterALapseFencesOffTheStalledRun() async throws {
+        let server = try RedisServer.start()
+        var options = ReliableListConsumer.Options()
+        options.heartbeatSeconds = 2
+        options.batchSize = 10
+        let count: @Sendable ([[UInt8]]) -> ReliableListConsumer.Outcome = { batch in
+            .init(commands: [[Array("INCRBY".utf8), Array("total".utf8), Array(String(batch.count).utf8)]])
+        }
+        _ = try server.command(["LPUSH", "pixel"] + (0..<30).map { "v\($0)" })
+        let stalled = ReliableListConsumer(list: "pixel", consumerID: "same", redis: try configuration(server), options: options, logger: logger)
+        let holding = ConditionLockedArray(), release = ConditionLockedArray()
+        stalled.start { batch, _ in
+            if holding.values.isEmpty {
+                holding.append(["first batch"])
+                let deadline = Date().addingTimeInterval(20)
+                while release.values.isEmpty && Date() < deadline { usleep(10_000) }
+            }
+            return count(batch)
+        }
+        #expect(waitUntil(seconds: 5) { !holding.values.isEmpty })
+        #expect(try waitUntil(seconds: 10) { try server.command(["EXISTS", "pixel:consumer:same"]).integer == 0 })
+        let restarted = ReliableListConsumer(list: "pixel", consumerID: "same", redis: try configuration(server), options: options, logger: logger)
+        restarted.start { batch, _ in
+            usleep(5_000)  // slow enough that events still wait when the stalled run wakes up
+            return count(batch)
+        }
+        #expect(waitUntil(seconds: 10) { restarted.consumed == 30 }, "the new run did not handle everything")
+        // Events to take when the stalled run wakes up (its next take would move some into the
+        // processing list the new run owns, and the new run's acks would then trim the wrong ones).
+        _ = try server.command(["LPUSH", "pixel"] + (0..<500).map { "x\($0)" })
+        release.append(["go"])
+        #expect(waitUntil(seconds: 10) { stalled.failure != nil }, "the stalled run did not stop")
+        await stalled.finished()
+        #expect(stalled.failure?.contains("was taken over by another process") == true, "\(stalled.failure ?? "-")")
+        _ = try server.command(["LPUSH", "pixel", "w0", "w1", "w2"])
+        #expect(waitUntil(seconds: 10) { restarted.consumed == 533 })
+        await restarted.stop()
+        #expect(stalled.consumed == 0 && restarted.failure == nil)
+        #expect(try server.command(["GET", "total"]).string == "533", "an event was counted twice or lost")
+        #expect(try server.llen("pixel") == 0)
+        #expect(try server.llen("pixel:processing:same") == 0)
+    }
+
+    /// A previous run with this id died less than a heartbeat ago: its heartbeat is waited for (not
+    /// renewed, it expires), then the processing list it left is handled.
+    @Test func aRestartWaitsForTheHeartbeatOfARunThatDied() async throws {
+        let server = try RedisServer.start()
+        _ = try server.command(["SET", "pixel:consumer:same", "a-run-that-died", "PX", "1500"])
+        _ = try server.command(["RPUSH", "pixel:processing:same", "left-2", "left-1"])
+        _ = try server.command(["LPUSH", "pixel", "new"])
+        let consumer = ReliableListConsumer(list: "pixel", consumerID: "same", redis: try configuration(server), logger: logger)
+        let seen = ConditionLockedArray()
+        let started = ContinuousClock.now
+        consumer.start { batch, _ in
+            seen.append(batch.map { String(decoding: $0, as: UTF8.self) })
+            return .init()
+        }
+        #expect(waitUntil(seconds: 10) { seen.values.count == 3 })
+        let waited = ContinuousClock.now - started
+        await consumer.stop()
+        #expect(seen.values == ["left-1", "left-2", "new"])
+        #expect(waited > .milliseconds(1000), "did not wait for the heartbeat: \(waited)")
+        #expect(consumer.failure == nil)
     }
 
     /// Stopping with a request and an ack in flight: their replies are read before the events go back,
