@@ -463,6 +463,24 @@ struct RedisIntegrationTests {
         #expect(try server.llen("pixel:processing:t12") == 0)
     }
 
+    /// Counts each batch into `total` in the ack; `stall` (if given) holds the first batch until it is
+    /// released (or 20 s).
+    private func countingHandler(stall: Stall? = nil) -> @Sendable ([[UInt8]], RedisConnection) throws -> ReliableListConsumer.Outcome {
+        { batch, _ in
+            if let stall, stall.holding.values.isEmpty {
+                stall.holding.append(["first batch"])
+                let deadline = Date().addingTimeInterval(20)
+                while stall.release.values.isEmpty && Date() < deadline { usleep(10_000) }
+            }
+            return .init(commands: [[Array("INCRBY".utf8), Array("total".utf8), Array(String(batch.count).utf8)]])
+        }
+    }
+
+    /// A handler's first batch, held (``countingHandler(stall:)``).
+    final class Stall: Sendable {
+        let holding = ConditionLockedArray(), release = ConditionLockedArray()
+    }
+
     /// A consumer that stalls longer than its heartbeat (its output blocked, say) while it holds a
     /// batch: another consumer returns that batch to the list and handles it. When the first one wakes
     /// up, its ack is refused (the heartbeat no longer holds its token), so the batch counts once, and
@@ -474,27 +492,16 @@ struct RedisIntegrationTests {
         let values = (0..<10).map { "v\($0)" }
         _ = try server.command(["LPUSH", "pixel"] + values)
         let slow = ReliableListConsumer(list: "pixel", consumerID: "slow", redis: try configuration(server), options: options, logger: logger)
-        let holding = ConditionLockedArray(), release = ConditionLockedArray(), slowSeen = ConditionLockedArray()
-        let count: @Sendable ([[UInt8]]) -> ReliableListConsumer.Outcome = { batch in
-            ReliableListConsumer.Outcome(commands: [[Array("INCRBY".utf8), Array("total".utf8), Array(String(batch.count).utf8)]])
-        }
-        slow.start { batch, _ in
-            slowSeen.append(batch.map { String(decoding: $0, as: UTF8.self) })
-            if holding.values.isEmpty {
-                holding.append(["first batch"])
-                let deadline = Date().addingTimeInterval(20)
-                while release.values.isEmpty && Date() < deadline { usleep(10_000) }
-            }
-            return count(batch)
-        }
-        #expect(waitUntil(seconds: 5) { !holding.values.isEmpty })
+        let stall = Stall()
+        slow.start(handler: countingHandler(stall: stall))
+        #expect(waitUntil(seconds: 5) { !stall.holding.values.isEmpty })
         // Its heartbeat lapses while it holds the batch (2 s, renewed only between batches).
         #expect(try waitUntil(seconds: 10) { try server.command(["EXISTS", "pixel:consumer:slow"]).integer == 0 })
         let fast = ReliableListConsumer(list: "pixel", consumerID: "fast", redis: try configuration(server), options: options, logger: logger)
-        fast.start { batch, _ in count(batch) }
+        fast.start(handler: countingHandler())
         #expect(waitUntil(seconds: 10) { fast.consumed == values.count }, "the other consumer did not recover and handle the batch")
         #expect(fast.recovered == values.count)
-        release.append(["go"])
+        stall.release.append(["go"])
         #expect(waitUntil(seconds: 10) { slow.ackConflicts >= 1 }, "the stalled consumer's ack was not refused")
         // Both go on consuming, each event once.
         _ = try server.command(["LPUSH", "pixel", "w0", "w1", "w2"])
@@ -557,16 +564,9 @@ struct RedisIntegrationTests {
         }
         _ = try server.command(["LPUSH", "pixel"] + (0..<30).map { "v\($0)" })
         let stalled = ReliableListConsumer(list: "pixel", consumerID: "same", redis: try configuration(server), options: options, logger: logger)
-        let holding = ConditionLockedArray(), release = ConditionLockedArray()
-        stalled.start { batch, _ in
-            if holding.values.isEmpty {
-                holding.append(["first batch"])
-                let deadline = Date().addingTimeInterval(20)
-                while release.values.isEmpty && Date() < deadline { usleep(10_000) }
-            }
-            return count(batch)
-        }
-        #expect(waitUntil(seconds: 5) { !holding.values.isEmpty })
+        let stall = Stall()
+        stalled.start(handler: countingHandler(stall: stall))
+        #expect(waitUntil(seconds: 5) { !stall.holding.values.isEmpty })
         #expect(try waitUntil(seconds: 10) { try server.command(["EXISTS", "pixel:consumer:same"]).integer == 0 })
         let restarted = ReliableListConsumer(list: "pixel", consumerID: "same", redis: try configuration(server), options: options, logger: logger)
         restarted.start { batch, _ in
@@ -577,7 +577,7 @@ struct RedisIntegrationTests {
         // Events to take when the stalled run wakes up (its next take would move some into the
         // processing list the new run owns, and the new run's acks would then trim the wrong ones).
         _ = try server.command(["LPUSH", "pixel"] + (0..<500).map { "x\($0)" })
-        release.append(["go"])
+        stall.release.append(["go"])
         #expect(waitUntil(seconds: 10) { stalled.failure != nil }, "the stalled run did not stop")
         await stalled.finished()
         #expect(stalled.failure?.contains("was taken over by another process") == true, "\(stalled.failure ?? "-")")
