@@ -25,7 +25,7 @@ struct ArchiveRecoveryTests {
         }
         func consume() throws -> PixeldProcess {
             let process = try PixeldProcess.start([
-                "consume", "pixel", "--redis", redis.url, "--site", "example.com", "--archive", archive.path, "--consumer-id", "keep",
+                "consume", "pixel", "--redis", redis.url, "--site", "example.com", "--archive", archive.path, "--consumer-id", "keep", "--heartbeat-seconds", "3",
             ])
             try process.waitForStderr(containing: "consume ready")
             return process

@@ -184,7 +184,8 @@ struct AnalyticsEndToEndTests {
         }
         func consume(_ url: String, _ archive: TempDirectory) throws -> PixeldProcess {
             try PixeldProcess.start(
-                ["consume", "pixel", "--redis", url, "--archive", archive.path, "--consumer-id", "c1", "--batch-size", "64"] + sites
+                // (A restart after SIGKILL waits for the dead run's heartbeat: 3 s instead of 15.)
+                ["consume", "pixel", "--redis", url, "--archive", archive.path, "--consumer-id", "c1", "--batch-size", "64", "--heartbeat-seconds", "3"] + sites
             )
         }
 

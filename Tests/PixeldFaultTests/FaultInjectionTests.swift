@@ -489,7 +489,8 @@ struct FaultInjectionTests {
         try redis.prefill("pixel", (1...count).map { PixelMessage.value(seq: $0) })
         let directory = try TempDirectory(prefix: "pixeld-out")
         let file = directory.appending("events.jsonl").path
-        let arguments = ["consume", "pixel", "--redis", redis.url, "--consumer-id", "c1", "--output", file, "--batch-size", "512"]
+        // A restart after SIGKILL waits for the dead run's heartbeat: 3 s instead of 15.
+        let arguments = ["consume", "pixel", "--redis", redis.url, "--consumer-id", "c1", "--output", file, "--batch-size", "512", "--heartbeat-seconds", "3"]
 
         let first = try PixeldProcess.start(arguments)
         defer { first.process.stop(timeout: 5) }
@@ -554,7 +555,7 @@ struct FaultInjectionTests {
         let count = 2_000
         let redis = try RedisServer.start()
         redis.stop()
-        let consumer = try PixeldProcess.start(["consume", "pixel", "--redis", redis.url, "--consumer-id", "c1"])
+        let consumer = try PixeldProcess.start(["consume", "pixel", "--redis", redis.url, "--consumer-id", "c1", "--heartbeat-seconds", "3"])
         defer { consumer.process.stop(timeout: 5) }
         func occurrences(_ text: String) -> Int { consumer.stderrText.components(separatedBy: text).count - 1 }
         let warning = "redis error in consumer, retrying", back = "redis available again"
@@ -1060,7 +1061,7 @@ struct FaultInjectionTests {
             self.events = events
             directory = try TempDirectory(prefix: "pixeld-out")
             consumer = try PixeldProcess.start([
-                "consume", "pixel", "--redis", url, "--consumer-id", "c1", "--output", directory.appending("events.jsonl").path,
+                "consume", "pixel", "--redis", url, "--consumer-id", "c1", "--heartbeat-seconds", "3", "--output", directory.appending("events.jsonl").path,
                 "--batch-size", "\(batchSize)",
             ])
         }

@@ -41,6 +41,9 @@ struct ConsumeCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Events per batch at most. Default 512. Env: PIXELD_BATCH_SIZE.", valueName: "n"))
     var batchSize: Int?
 
+    @Option(parsing: .unconditional, help: ArgumentHelp("Seconds this consumer's heartbeat lives without renewal (renewed every third). A dead consumer's events are returned to PROGRAM, and a restart after a crash with the same id starts, at most this long after. Default 15. Env: PIXELD_HEARTBEAT_SECONDS.", valueName: "n"))
+    var heartbeatSeconds: Int?
+
     @Option(help: ArgumentHelp("Serve Prometheus text at http://HOST:PORT/metrics (events consumed, dead-lettered, recovered, ack conflicts and command errors) and /healthz (200 while Redis answers, else 503). Default: off. Env: PIXELD_METRICS.", valueName: "host:port"))
     var metrics: String?
 
@@ -99,6 +102,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         let redis = try global.redisConfiguration()
         var options = ReliableListConsumer.Options()
         options.batchSize = try Environment.integer(batchSize, flag: "batch-size", default: 512, range: 1...100_000)
+        options.heartbeatSeconds = try Environment.integer(heartbeatSeconds, flag: "heartbeat-seconds", default: 15, range: 3...300)
         var metricsAddress: (host: String, port: Int)?
         if let text = metrics ?? Environment.value(forFlag: "metrics") {
             do {
