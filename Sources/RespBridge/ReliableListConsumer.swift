@@ -13,9 +13,10 @@ import Glibc
 ///
 /// Keys, for a list `L` and consumer id `C`:
 /// - `L:processing:C` — events taken but not yet acked (oldest at the tail, like `L`).
-/// - `L:consumer:C` — heartbeat, refreshed while the consumer runs, expiring 15 s after it stops. It
-///   holds a token random to each run: every ack is applied only while the heartbeat holds this run's
-///   token (see "Fencing" below).
+/// - `L:consumer:C` — heartbeat, refreshed while the consumer runs, expiring 15 s after it stops
+///   (``Options/heartbeatSeconds``; a clean stop deletes it). It holds a random token, new for each
+///   run and again after each lost connection or lapse: nothing moves in or out of `L:processing:C`,
+///   and no ack applies, unless the heartbeat holds the current token (see "Fencing" below).
 /// - `L:dead` — values the handler could not decode, with nothing else lost.
 /// - `L:guard:C` — written to refuse an ack whose heartbeat or ``Outcome/condition`` does not hold
 ///   (expires in 60 s).
@@ -146,8 +147,12 @@ public final class ReliableListConsumer: @unchecked Sendable {
     private var lastHeartbeat: Int64 = 0
     /// Whether this run has written its heartbeat (so a missing one means it lapsed).
     private var heartbeatWritten = false
-    /// This run's heartbeat value.
-    private let token: String
+    /// The heartbeat's value while this run holds it; a new one after a lost connection or a lapse
+    /// (``heartbeat()``), so that commands still in flight with the old one are fenced off. Only the
+    /// consumer thread touches it.
+    private var token: String
+    /// Whether the next heartbeat must replace the token (a connection was lost with commands on it).
+    private var rotateToken = false
     private let failureText = Mutex<String?>(nil)
     private let onReady: (@Sendable () -> Void)?
     private var announcedReady = false
@@ -178,8 +183,12 @@ public final class ReliableListConsumer: @unchecked Sendable {
         self.options = options
         self.logger = logger
         self.onReady = onReady
+        self.token = Self.newToken()
+    }
+
+    private static func newToken() -> String {
         var random = SystemRandomNumberGenerator()
-        self.token = (0..<2).map { _ in String(random.next() as UInt64, radix: 16) }.joined(separator: "-")
+        return (0..<2).map { _ in String(random.next() as UInt64, radix: 16) }.joined(separator: "-")
     }
 
     /// Events acked so far (including dead-lettered ones).
@@ -190,9 +199,9 @@ public final class ReliableListConsumer: @unchecked Sendable {
     public var recovered: Int { recoveredCount.load(ordering: .relaxed) }
     /// Commands of acks that Redis ran and that failed inside their `MULTI`/`EXEC` (logged, not retried).
     public var ackCommandErrors: Int { ackCommandErrorCount.load(ordering: .relaxed) }
-    /// Acks that Redis refused because their ``Outcome/condition`` did not hold or a key the handler
-    /// had `WATCH`ed changed; each such batch was handled again (after a wait from the second refusal
-    /// in a row on).
+    /// Acks that Redis refused because their ``Outcome/condition`` did not hold, a key the handler
+    /// had `WATCH`ed changed, or the heartbeat no longer held this run's token; each such batch was
+    /// handled again (after a wait from the second refusal in a row on), or the consumer stopped.
     public var ackConflicts: Int { conflictCount.load(ordering: .relaxed) }
 
     /// Whether Redis answered the consumer's last request (`false` before the first answer and while
@@ -470,7 +479,10 @@ public final class ReliableListConsumer: @unchecked Sendable {
                 }
                 sent = nil
                 startOver()
-                lastHeartbeat = 0  // (a Redis that restarted may have lost it)
+                // Check at once (a Redis that restarted may have lost it), under a new token: commands
+                // still in flight on the closed connections must not apply later with the old one.
+                lastHeartbeat = 0
+                rotateToken = true
                 // Both connections (replies still unread on them are dropped): an idle take connection
                 // from before an outage would fail once more after Redis is back (a second warning
                 // for the same outage).
@@ -566,6 +578,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// ARGV[2] (nothing may go into a processing list that another run of this id owns).
     private static let takeScript = """
         if redis.pcall('GET', KEYS[3]) ~= ARGV[2] then return redis.error_reply('FENCED heartbeat not ours') end
+        local kind = redis.call('TYPE', KEYS[2])['ok']
+        if kind ~= 'none' and kind ~= 'list' then return redis.error_reply('WRONGTYPE ' .. KEYS[2] .. ' is a ' .. kind) end
         local vals = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)
         local m = #vals
         if m == 0 then return vals end
@@ -690,6 +704,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// -1 for the heartbeat, 0 for the condition. A condition's `GET` that fails (the key holds another
     /// type) refuses the ack too, and replies the error.
     private static let fenceScript = """
+        #!lua flags=allow-oom
         if redis.pcall('GET', KEYS[1]) ~= ARGV[1] then
           redis.call('SET', KEYS[2], '1', 'PX', '60000')
           return -1
@@ -742,9 +757,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
         if results == .null {
             conflictCount.add(1, ordering: .relaxed)
             metrics.recordAckConflict()
+            lastHeartbeat = 0  // (the watched heartbeat may be what changed: ``heartbeat()`` says)
             if replies[ack.multi - 1].int == -1 {
-                // The fence: check the heartbeat at once (``heartbeat()`` says what happened).
-                lastHeartbeat = 0
                 logger.warning(
                     "ack refused: this consumer's heartbeat had expired or was taken over, so its events may have been handled by another consumer; handling what its processing list still holds",
                     metadata: ["redis.key": "\(list)", "consumer": "\(consumerID)"]
@@ -792,12 +806,13 @@ public final class ReliableListConsumer: @unchecked Sendable {
             found = afterWaiting
         }
         lastHeartbeat = MonotonicClock.nanoseconds()
+        let wasWritten = heartbeatWritten
+        if found >= 0 { heartbeatWritten = true }
         switch found {
         case 1:
             return true
         case 0:
-            defer { heartbeatWritten = true }
-            guard heartbeatWritten else { return true }
+            guard wasWritten else { return true }
             logger.warning(
                 "this consumer's heartbeat had expired (the consumer stalled, or Redis lost it); handling again what its processing list still holds",
                 metadata: ["redis.key": "\(heartbeatKey)", "heartbeat_seconds": "\(options.heartbeatSeconds)"]
@@ -805,7 +820,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
             return false
         default:
             let text =
-                heartbeatWritten
+                wasWritten
                 ? "consumer id \(consumerID) was taken over by another process after this one's heartbeat \(heartbeatKey) lapsed; two consumers must not share an id"
                 : "another consumer is running with id \(consumerID) (it renews its heartbeat \(heartbeatKey)); two consumers must not share an id"
             logger.error("\(text); this one stops", metadata: ["redis.key": "\(list)"])
@@ -815,11 +830,19 @@ public final class ReliableListConsumer: @unchecked Sendable {
         }
     }
 
-    /// One run of ``heartbeatScript``: 1 renewed, 0 written, -1 another run's.
+    /// One run of ``heartbeatScript``: 1 renewed, 0 written, -1 another run's. Whenever it writes the
+    /// heartbeat (missing, or ``rotateToken``), it writes a new token, which becomes ``token``.
     private func beat() throws(RespError) -> Int {
-        let reply = try connection.command(["EVAL", Self.heartbeatScript, "1", heartbeatKey, token, String(options.heartbeatSeconds)])
-            .unwrap("EVAL heartbeat")
-        return Int(reply.int ?? -1)
+        let fresh = Self.newToken()
+        let reply = try connection.command([
+            "EVAL", Self.heartbeatScript, "1", heartbeatKey, token, String(options.heartbeatSeconds), fresh, rotateToken ? "1" : "0",
+        ]).unwrap("EVAL heartbeat")
+        let found = Int(reply.int ?? -1)
+        if found == 0 || found == 2 {
+            token = fresh
+            rotateToken = false
+        }
+        return found == 2 ? 1 : found
     }
 
     /// At start, the heartbeat holds another run's token: a previous run with this id that died less
@@ -832,12 +855,21 @@ public final class ReliableListConsumer: @unchecked Sendable {
             metadata: ["redis.key": "\(heartbeatKey)", "heartbeat_seconds": "\(options.heartbeatSeconds)"]
         )
         let deadline = MonotonicClock.nanoseconds() + Int64(options.heartbeatSeconds + 2) * 1_000_000_000
-        var lastTTL: Int?
+        var last: (ttl: Int, at: Int64)?
         while MonotonicClock.nanoseconds() < deadline {
             if stopping { return nil }
             let ttl = Int(try connection.command(["PTTL", heartbeatKey]).unwrap("PTTL").int ?? -2)
-            if let lastTTL, ttl > lastTTL + 250 { return -1 }  // renewed
-            if ttl >= 0 { lastTTL = ttl }
+            let now = MonotonicClock.nanoseconds()
+            if ttl == -1 {
+                let text = "the heartbeat \(heartbeatKey) of consumer id \(consumerID) has no expiry (written by hand?): delete it, or use another id"
+                logger.error("\(text); this one stops", metadata: ["redis.key": "\(list)"])
+                failureText.withLock { $0 = text }
+                stopRequested.store(true, ordering: .relaxed)
+                return nil
+            }
+            // Renewed: more time left than the last reading minus the time since (250 ms of slack).
+            if let last, ttl > last.ttl - Int((now - last.at) / 1_000_000) + 250 { return -1 }
+            if ttl >= 0 { last = (ttl, now) }
             let found = try beat()
             if found != -1 { return found }
             sleep(milliseconds: 200)
@@ -845,16 +877,23 @@ public final class ReliableListConsumer: @unchecked Sendable {
         return -1
     }
 
-    /// Renews the heartbeat KEYS[1] when it holds this run's token ARGV[1] (returns 1); writes it when
-    /// it is missing (returns 0); leaves another run's (returns -1).
+    /// Renews the heartbeat KEYS[1] when it holds this run's token ARGV[1] (returns 1; with ARGV[4] =
+    /// "1", replaces the token by ARGV[3] and returns 2); writes ARGV[3] when it is missing (returns
+    /// 0); leaves another run's (returns -1). Runs under `maxmemory` too (`allow-oom`): the heartbeat
+    /// must not lapse because Redis is full.
     private static let heartbeatScript = """
+        #!lua flags=allow-oom
         local beat = redis.pcall('GET', KEYS[1])
         if beat == ARGV[1] then
+          if ARGV[4] == '1' then
+            redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[2])
+            return 2
+          end
           redis.call('EXPIRE', KEYS[1], ARGV[2])
           return 1
         end
         if type(beat) == 'string' then return -1 end
-        redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+        redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[2])
         return 0
         """
 
