@@ -495,8 +495,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
         if let current { _ = try? readReplies(current.requested) }
         if let ack = sent { _ = try? settle(ack) }
         dropPrefetch()
-        // (After a takeover the processing list is the other process's.)
-        if failure == nil { giveBack() }
+        giveBack()  // (fenced: after a takeover the processing list is the other process's)
         connection.close()
         takeConnection.close()
     }
@@ -823,11 +822,16 @@ public final class ReliableListConsumer: @unchecked Sendable {
                 wasWritten
                 ? "consumer id \(consumerID) was taken over by another process after this one's heartbeat \(heartbeatKey) lapsed; two consumers must not share an id"
                 : "another consumer is running with id \(consumerID) (it renews its heartbeat \(heartbeatKey)); two consumers must not share an id"
-            logger.error("\(text); this one stops", metadata: ["redis.key": "\(list)"])
-            failureText.withLock { $0 = text }
-            stopRequested.store(true, ordering: .relaxed)
+            stop(failing: text)
             return false
         }
+    }
+
+    /// Stops the consumer by itself, with ``failure`` set to `text` (logged).
+    private func stop(failing text: String) {
+        logger.error("\(text); this one stops", metadata: ["redis.key": "\(list)"])
+        failureText.withLock { $0 = text }
+        stopRequested.store(true, ordering: .relaxed)
     }
 
     /// One run of ``heartbeatScript``: 1 renewed, 0 written, -1 another run's. Whenever it writes the
@@ -861,10 +865,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
             let ttl = Int(try connection.command(["PTTL", heartbeatKey]).unwrap("PTTL").int ?? -2)
             let now = MonotonicClock.nanoseconds()
             if ttl == -1 {
-                let text = "the heartbeat \(heartbeatKey) of consumer id \(consumerID) has no expiry (written by hand?): delete it, or use another id"
-                logger.error("\(text); this one stops", metadata: ["redis.key": "\(list)"])
-                failureText.withLock { $0 = text }
-                stopRequested.store(true, ordering: .relaxed)
+                stop(failing: "the heartbeat \(heartbeatKey) of consumer id \(consumerID) has no expiry (written by hand?): delete it, or use another id")
                 return nil
             }
             // Renewed: more time left than the last reading minus the time since (250 ms of slack).

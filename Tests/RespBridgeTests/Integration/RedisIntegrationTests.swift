@@ -463,17 +463,31 @@ struct RedisIntegrationTests {
         #expect(try server.llen("pixel:processing:t12") == 0)
     }
 
-    /// Counts each batch into `total` in the ack; `stall` (if given) holds the first batch until it is
-    /// released (or 20 s).
-    private func countingHandler(stall: Stall? = nil) -> @Sendable ([[UInt8]], RedisConnection) throws -> ReliableListConsumer.Outcome {
+    /// Counts each batch into `total` in the ack, after `delay` µs per batch; `stall` (if given) holds
+    /// the first batch until it is released (or 20 s).
+    private func countingHandler(stall: Stall? = nil, delay: UInt32 = 0) -> @Sendable ([[UInt8]], RedisConnection) throws -> ReliableListConsumer.Outcome {
         { batch, _ in
             if let stall, stall.holding.values.isEmpty {
                 stall.holding.append(["first batch"])
                 let deadline = Date().addingTimeInterval(20)
                 while stall.release.values.isEmpty && Date() < deadline { usleep(10_000) }
             }
+            if delay > 0 { usleep(delay) }
             return .init(commands: [[Array("INCRBY".utf8), Array("total".utf8), Array(String(batch.count).utf8)]])
         }
+    }
+
+    /// A consumer `id` started on `server`, holding its first batch until its heartbeat has lapsed.
+    private func stalledPastItsHeartbeat(
+        _ id: String, on server: RedisServer, options: ReliableListConsumer.Options
+    ) throws -> (ReliableListConsumer, Stall) {
+        let consumer = ReliableListConsumer(list: "pixel", consumerID: id, redis: try configuration(server), options: options, logger: logger)
+        let stall = Stall()
+        consumer.start(handler: countingHandler(stall: stall))
+        #expect(waitUntil(seconds: 5) { !stall.holding.values.isEmpty })
+        // It lapses while the batch is held (renewed only between batches).
+        #expect(try waitUntil(seconds: 10) { try server.command(["EXISTS", "pixel:consumer:\(id)"]).integer == 0 })
+        return (consumer, stall)
     }
 
     /// A handler's first batch, held (``countingHandler(stall:)``).
@@ -491,12 +505,7 @@ struct RedisIntegrationTests {
         options.heartbeatSeconds = 2
         let values = (0..<10).map { "v\($0)" }
         _ = try server.command(["LPUSH", "pixel"] + values)
-        let slow = ReliableListConsumer(list: "pixel", consumerID: "slow", redis: try configuration(server), options: options, logger: logger)
-        let stall = Stall()
-        slow.start(handler: countingHandler(stall: stall))
-        #expect(waitUntil(seconds: 5) { !stall.holding.values.isEmpty })
-        // Its heartbeat lapses while it holds the batch (2 s, renewed only between batches).
-        #expect(try waitUntil(seconds: 10) { try server.command(["EXISTS", "pixel:consumer:slow"]).integer == 0 })
+        let (slow, stall) = try stalledPastItsHeartbeat("slow", on: server, options: options)
         let fast = ReliableListConsumer(list: "pixel", consumerID: "fast", redis: try configuration(server), options: options, logger: logger)
         fast.start(handler: countingHandler())
         #expect(waitUntil(seconds: 10) { fast.consumed == values.count }, "the other consumer did not recover and handle the batch")
@@ -522,15 +531,12 @@ struct RedisIntegrationTests {
         let server = try RedisServer.start()
         var options = ReliableListConsumer.Options()
         options.heartbeatSeconds = 3  // renewed every second
-        let count: @Sendable ([[UInt8]]) -> ReliableListConsumer.Outcome = { batch in
-            .init(commands: [[Array("INCRBY".utf8), Array("total".utf8), Array(String(batch.count).utf8)]])
-        }
         let first = ReliableListConsumer(list: "pixel", consumerID: "same", redis: try configuration(server), options: options, logger: logger)
-        first.start { batch, _ in count(batch) }
+        first.start(handler: countingHandler())
         _ = try server.command(["LPUSH", "pixel", "a", "b"])
         #expect(waitUntil(seconds: 5) { first.consumed == 2 })
         let second = ReliableListConsumer(list: "pixel", consumerID: "same", redis: try configuration(server), options: options, logger: logger)
-        second.start { batch, _ in count(batch) }
+        second.start(handler: countingHandler())
         // Events keep coming while the second one waits: all for the first.
         let values = (0..<50).map { "v\($0)" }
         for value in values {
@@ -559,20 +565,11 @@ struct RedisIntegrationTests {
         var options = ReliableListConsumer.Options()
         options.heartbeatSeconds = 2
         options.batchSize = 10
-        let count: @Sendable ([[UInt8]]) -> ReliableListConsumer.Outcome = { batch in
-            .init(commands: [[Array("INCRBY".utf8), Array("total".utf8), Array(String(batch.count).utf8)]])
-        }
         _ = try server.command(["LPUSH", "pixel"] + (0..<30).map { "v\($0)" })
-        let stalled = ReliableListConsumer(list: "pixel", consumerID: "same", redis: try configuration(server), options: options, logger: logger)
-        let stall = Stall()
-        stalled.start(handler: countingHandler(stall: stall))
-        #expect(waitUntil(seconds: 5) { !stall.holding.values.isEmpty })
-        #expect(try waitUntil(seconds: 10) { try server.command(["EXISTS", "pixel:consumer:same"]).integer == 0 })
+        let (stalled, stall) = try stalledPastItsHeartbeat("same", on: server, options: options)
         let restarted = ReliableListConsumer(list: "pixel", consumerID: "same", redis: try configuration(server), options: options, logger: logger)
-        restarted.start { batch, _ in
-            usleep(5_000)  // slow enough that events still wait when the stalled run wakes up
-            return count(batch)
-        }
+        // Slow enough that events still wait when the stalled run wakes up.
+        restarted.start(handler: countingHandler(delay: 5_000))
         #expect(waitUntil(seconds: 10) { restarted.consumed == 30 }, "the new run did not handle everything")
         // Events to take when the stalled run wakes up (its next take would move some into the
         // processing list the new run owns, and the new run's acks would then trim the wrong ones).
