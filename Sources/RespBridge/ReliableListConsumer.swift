@@ -153,6 +153,9 @@ public final class ReliableListConsumer: @unchecked Sendable {
     private var token: String
     /// Whether the next heartbeat must replace the token (a connection was lost with commands on it).
     private var rotateToken = false
+    /// The token the last heartbeat write offered, until its reply is read: a write whose reply was
+    /// lost (the connection killed) did happen, and the next heartbeat takes it for ours.
+    private var offeredToken: String?
     private let failureText = Mutex<String?>(nil)
     private let onReady: (@Sendable () -> Void)?
     private var announcedReady = false
@@ -837,13 +840,15 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// One run of ``heartbeatScript``: 1 renewed, 0 written, -1 another run's. Whenever it writes the
     /// heartbeat (missing, or ``rotateToken``), it writes a new token, which becomes ``token``.
     private func beat() throws(RespError) -> Int {
-        let fresh = Self.newToken()
+        let fresh = offeredToken ?? Self.newToken()
+        offeredToken = fresh
         let reply = try connection.command([
             "EVAL", Self.heartbeatScript, "1", heartbeatKey, token, String(options.heartbeatSeconds), fresh, rotateToken ? "1" : "0",
         ]).unwrap("EVAL heartbeat")
         let found = Int(reply.int ?? -1)
         if found == 0 || found == 2 {
             token = fresh
+            offeredToken = nil
             rotateToken = false
         }
         return found == 2 ? 1 : found
@@ -879,12 +884,17 @@ public final class ReliableListConsumer: @unchecked Sendable {
     }
 
     /// Renews the heartbeat KEYS[1] when it holds this run's token ARGV[1] (returns 1; with ARGV[4] =
-    /// "1", replaces the token by ARGV[3] and returns 2); writes ARGV[3] when it is missing (returns
-    /// 0); leaves another run's (returns -1). Runs under `maxmemory` too (`allow-oom`): the heartbeat
+    /// "1", replaces the token by ARGV[3] and returns 2); renews it when it holds ARGV[3] already (an
+    /// earlier call wrote it, and its reply was lost: returns 2); writes ARGV[3] when it is missing
+    /// (returns 0); leaves another run's (returns -1). Runs under `maxmemory` too (`allow-oom`): the heartbeat
     /// must not lapse because Redis is full.
     private static let heartbeatScript = """
         #!lua flags=allow-oom
         local beat = redis.pcall('GET', KEYS[1])
+        if beat == ARGV[3] then
+          redis.call('EXPIRE', KEYS[1], ARGV[2])
+          return 2
+        end
         if beat == ARGV[1] then
           if ARGV[4] == '1' then
             redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[2])
