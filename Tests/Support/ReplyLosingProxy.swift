@@ -37,6 +37,9 @@ public final class ReplyLosingProxy: @unchecked Sendable {
         /// an idle consumer's reads and a `BLMOVE` that timed out) do not count, as losing them
         /// loses nothing; nor does a `BLMOVE` that returns one event (a bulk string).
         case arrays
+        /// Reads that are exactly the integer reply `:value` (one reply of its own), such as a
+        /// consumer's heartbeat script's answer.
+        case integer(Int)
 
         func matches(_ read: ArraySlice<UInt8>) -> Bool {
             switch self {
@@ -46,6 +49,8 @@ public final class ReplyLosingProxy: @unchecked Sendable {
                 return read.firstRange(of: Self.queued) != nil
             case .arrays:
                 return read.first == UInt8(ascii: "*") && !read.starts(with: Self.emptyArray) && !read.starts(with: Self.nullArray)
+            case .integer(let value):
+                return read.elementsEqual(":\(value)\r\n".utf8)
             }
         }
 
@@ -95,6 +100,8 @@ public final class ReplyLosingProxy: @unchecked Sendable {
     public var url: String { "redis://127.0.0.1:\(port)/0" }
     /// Replies withheld so far.
     public var droppedReplies: Int { lock.withLock { dropped } }
+    /// Replies of the watched kind seen so far, forwarded or withheld.
+    public var matchingReplies: Int { lock.withLock { matching } }
     /// Client connections accepted so far.
     public var connections: Int { lock.withLock { accepted } }
 

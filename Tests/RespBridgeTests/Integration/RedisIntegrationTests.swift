@@ -609,6 +609,39 @@ struct RedisIntegrationTests {
         #expect(consumer.failure == nil)
     }
 
+    /// After a lost connection the consumer writes a new token into its heartbeat (`2` from the
+    /// heartbeat script). When that write's reply is lost too, the write happened but the consumer
+    /// never learned it: the next heartbeat must recognise the token it offered as its own, not stop
+    /// the consumer as "taken over". A proxy withholds every second `:2` reply; Redis kills the
+    /// consumer's connections twice, so the second rotation's reply is the one lost.
+    @Test func aTokenWriteWhoseReplyWasLostIsRecognisedAsOurs() async throws {
+        let server = try RedisServer.start()
+        let proxy = try ReplyLosingProxy(upstreamPort: server.port, dropEvery: 2, replies: .integer(2))
+        defer { proxy.close() }
+        var options = ReliableListConsumer.Options()
+        options.heartbeatSeconds = 3
+        let consumer = ReliableListConsumer(
+            list: "pixel", consumerID: "c1", redis: try RedisConfiguration(url: proxy.url), options: options, logger: logger
+        )
+        consumer.start(handler: countingHandler())
+        _ = try server.command(["LPUSH", "pixel", "a", "b"])
+        #expect(waitUntil(seconds: 5) { consumer.consumed == 2 })
+        for rotation in 1...2 {
+            _ = try server.command(["CLIENT", "KILL", "SKIPME", "yes", "TYPE", "normal"])
+            #expect(waitUntil(seconds: 10) { proxy.matchingReplies >= rotation }, "no token rotation \(rotation) after the kill")
+        }
+        #expect(waitUntil(seconds: 10) { proxy.droppedReplies == 1 && proxy.matchingReplies >= 3 }, "the lost write was not renewed")
+        let values = (0..<20).map { "v\($0)" }
+        _ = try server.command(["LPUSH", "pixel"] + values)
+        #expect(waitUntil(seconds: 10) { consumer.consumed == 2 + values.count })
+        // Past a heartbeat renewal (every second) with the token it had offered.
+        try await Task.sleep(for: .milliseconds(1500))
+        #expect(consumer.failure == nil, "\(consumer.failure ?? "-")")
+        await consumer.stop()
+        #expect(try server.command(["GET", "total"]).string == "\(2 + values.count)")
+        #expect(try server.llen("pixel:processing:c1") == 0)
+    }
+
     /// Stopping with a request and an ack in flight: their replies are read before the events go back,
     /// nothing is left in the processing list, and what was acked was counted exactly once.
     @Test func stoppingWithARequestInFlightGivesBackTheRest() async throws {
