@@ -103,6 +103,10 @@ struct IngestProgramTests {
             binary, ["consume", "pixel"], environment: ["PIXELD_ARCHIVE": "/tmp/a", "PIXELD_CONSUMER_ID": "c", "PIXELD_SITES": "example.com"]
         )
         #expect(fromEnvironment.hasPrefix("Error: --archive (flag or PIXELD_* variable) needs at least one --site"), "\(fromEnvironment)")
+        let noSite = try Self.startFailure(binary, ["report"])
+        #expect(noSite == "Error: --site is required (or PIXELD_SITE naming one site)", "\(noSite)")
+        let twoSites = try Self.startFailure(binary, ["report"], environment: ["PIXELD_SITE": "a.example b.example"])
+        #expect(twoSites == "Error: --site is required: PIXELD_SITE names 2 sites, and a report is of one", "\(twoSites)")
         let emptyToken = try Self.startFailure(binary, ["serve", "--listen", "127.0.0.1:1"], environment: ["PIXELD_TOKEN": ""])
         #expect(emptyToken.hasPrefix("Error: PIXELD_TOKEN is set but empty"), "\(emptyToken)")
         let badSwitch = try Self.startFailure(binary, ["consume", "pixel", "--site", "example.com"], environment: ["PIXELD_RESPECT_DNT": "maybe"])
@@ -125,6 +129,12 @@ struct IngestProgramTests {
             try PixeldProcess.binaryURL(), ["report", "--site", "example.com", "--redis", "redis://127.0.0.1:\(closedPort)/0"], status: 1
         )
         #expect(report.hasPrefix("Error: cannot read the rollups from Redis"), "\(report)")
+        // PIXELD_SITE stands for --site when it names one site (consume's and serve's variable).
+        let fromEnvironment = try Self.startFailure(
+            try PixeldProcess.binaryURL(), ["report", "--redis", "redis://127.0.0.1:\(closedPort)/0"],
+            environment: ["PIXELD_SITE": "example.com"], status: 1
+        )
+        #expect(fromEnvironment.hasPrefix("Error: cannot read the rollups from Redis"), "\(fromEnvironment)")
         withExtendedLifetime(holder) {}
     }
 

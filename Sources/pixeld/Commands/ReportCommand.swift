@@ -27,8 +27,8 @@ struct ReportCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Option(help: ArgumentHelp("The site (host name, as given to consume --site).", valueName: "host"))
-    var site: String
+    @Option(help: ArgumentHelp("The site (host name, as given to consume --site). Env: PIXELD_SITE, when it names one site.", valueName: "host"))
+    var site: String?
 
     @Option(help: ArgumentHelp("First UTC day, YYYY-MM-DD. Default: --to.", valueName: "day"))
     var from: String?
@@ -43,7 +43,15 @@ struct ReportCommand: ParsableCommand {
     var limit: Int?
 
     func run() throws {
-        guard let name = SiteList.normalize(site) else { throw ValidationError("--site: '\(site)' is not a host name") }
+        let sites = Environment.resolve(site.map { [$0] } ?? [], flag: "site")
+        guard sites.count == 1 else {
+            throw ValidationError(
+                sites.isEmpty
+                    ? "--site is required (or PIXELD_SITE naming one site)"
+                    : "--site is required: PIXELD_SITE names \(sites.count) sites, and a report is of one"
+            )
+        }
+        guard let name = SiteList.normalize(sites[0]) else { throw ValidationError("--site: '\(sites[0])' is not a host name") }
         let today = Day(timestamp: Double(time(nil)))
         let last = try to.map { text in
             guard let day = Day(text) else { throw ValidationError("--to: '\(text)' is not a date YYYY-MM-DD") }
