@@ -463,8 +463,9 @@ struct RedisIntegrationTests {
         #expect(try server.llen("pixel:processing:t12") == 0)
     }
 
-    /// Counts each batch into `total` in the ack, after `delay` µs per batch; `stall` (if given) holds
-    /// the first batch until it is released (or 20 s).
+    /// Counts each batch into `total` and appends its values to the list `handled` in the ack (what
+    /// was acked, once per ack), after `delay` µs per batch; `stall` (if given) holds the first batch
+    /// until it is released (or 20 s).
     private func countingHandler(stall: Stall? = nil, delay: UInt32 = 0) -> @Sendable ([[UInt8]], RedisConnection) throws -> ReliableListConsumer.Outcome {
         { batch, _ in
             if let stall, stall.holding.values.isEmpty {
@@ -473,8 +474,21 @@ struct RedisIntegrationTests {
                 while stall.release.values.isEmpty && Date() < deadline { usleep(10_000) }
             }
             if delay > 0 { usleep(delay) }
-            return .init(commands: [[Array("INCRBY".utf8), Array("total".utf8), Array(String(batch.count).utf8)]])
+            return .init(commands: [
+                [Array("INCRBY".utf8), Array("total".utf8), Array(String(batch.count).utf8)],
+                [Array("RPUSH".utf8), Array("handled".utf8)] + batch,
+            ])
         }
+    }
+
+    /// Every value of `expected` was acked once (``countingHandler(stall:delay:)``'s `handled`): a
+    /// total alone would miss an event lost where another was counted twice.
+    private func expectEachHandledOnce(_ server: RedisServer, _ expected: [String], sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let handled = try server.lrange("handled")
+        let lost = Set(expected).subtracting(handled).sorted()
+        let twice = Dictionary(grouping: handled, by: { $0 }).filter { $0.value.count > 1 }.keys.sorted()
+        let unknown = Set(handled).subtracting(expected).sorted()
+        #expect(lost.isEmpty && twice.isEmpty && unknown.isEmpty, "lost: \(lost), twice: \(twice), not sent: \(unknown)", sourceLocation: sourceLocation)
     }
 
     /// A consumer `id` started on `server`, holding its first batch until its heartbeat has lapsed.
@@ -518,6 +532,7 @@ struct RedisIntegrationTests {
         await slow.stop()
         await fast.stop()
         #expect(try server.command(["GET", "total"]).string == "\(values.count + 3)", "a batch was counted twice")
+        try expectEachHandledOnce(server, values + ["w0", "w1", "w2"])
         #expect(slow.failure == nil && fast.failure == nil)
         #expect(try server.llen("pixel") == 0)
         #expect(try server.llen("pixel:processing:slow") == 0)
@@ -550,6 +565,7 @@ struct RedisIntegrationTests {
         await first.stop()
         #expect(second.consumed == 0 && first.failure == nil)
         #expect(try server.command(["GET", "total"]).string == "\(2 + values.count)")
+        try expectEachHandledOnce(server, ["a", "b"] + values)
         #expect(try server.llen("pixel") == 0)
         #expect(try server.llen("pixel:processing:same") == 0)
         // A clean stop deletes the heartbeat: a restart with this id does not wait.
@@ -583,6 +599,7 @@ struct RedisIntegrationTests {
         await restarted.stop()
         #expect(stalled.consumed == 0 && restarted.failure == nil)
         #expect(try server.command(["GET", "total"]).string == "533", "an event was counted twice or lost")
+        try expectEachHandledOnce(server, (0..<30).map { "v\($0)" } + (0..<500).map { "x\($0)" } + ["w0", "w1", "w2"])
         #expect(try server.llen("pixel") == 0)
         #expect(try server.llen("pixel:processing:same") == 0)
     }
