@@ -24,7 +24,12 @@ extension AsyncParsableCommand {
     /// that `main()` prints after it (and which names the root command, whichever subcommand failed).
     /// A bad flag exits with status 64 (`EX_USAGE`), a ``CommandFailure`` or any other error with 1;
     /// `--help` and `--version` print as usual.
+    ///
+    /// SIGPIPE is ignored first, as servers do: hiredis writes with `write(2)`, and a write to a
+    /// unix-socket connection that Redis closed (a restart) would otherwise end the process with
+    /// everything it holds. The write fails with `EPIPE` instead, which is handled as a lost connection.
     package static func mainWithOneLineErrors() async -> Never {
+        _ = signal(SIGPIPE, SIG_IGN)
         do {
             var command = try await asyncParseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {

@@ -38,6 +38,14 @@ import Glibc
 ///
 /// `@unchecked Sendable`: the connection is used only on the consumer thread; the stop flag is atomic.
 public final class ReliableListConsumer: @unchecked Sendable {
+    /// Thrown by a handler when retrying cannot help (its output is gone: a closed pipe): the consumer
+    /// stops with ``failure`` set to `description`, and the batch goes back to the list unacked.
+    public struct HandlerCannotContinue: Error, CustomStringConvertible {
+        public let description: String
+        /// A failure that `description` explains in one line.
+        public init(_ description: String) { self.description = description }
+    }
+
     /// What the handler decided for a batch.
     public struct Outcome: Sendable {
         /// Values to move to the dead-letter list `L:dead` in the ack.
@@ -553,6 +561,10 @@ public final class ReliableListConsumer: @unchecked Sendable {
     }
 
     private func handlerFailed(_ error: any Error, _ backoff: inout Backoff) {
+        if let error = error as? HandlerCannotContinue {
+            stop(failing: error.description)
+            return
+        }
         logger.error("handler failed; batch kept for retry", metadata: ["error": "\(error)"])
         _ = try? connection.command(["UNWATCH"])
         sleep(milliseconds: backoff.nextDelayMilliseconds())

@@ -708,6 +708,66 @@ struct FaultInjectionTests {
         withExtendedLifetime(redis) {}
     }
 
+    @Test("Redis over its unix socket, SIGKILLed and restarted while pixeld idles: pixeld lives on (its first write to the closed socket raises no SIGPIPE), nothing lost or doubled")
+    func redisRestartOverTheUnixSocket() throws {
+        let redis = try RedisServer.start(appendOnly: true, extraArgs: ["--appendfsync", "always"])
+        let ingest = try IngestUnderTest(redisURL: redis.unixURL)
+        let sender = try UDPSyslogSender(port: ingest.udpPort!)
+        for seq in 1...100 { #expect(sender.send(PixelMessage.syslog(seq: seq))) }
+        #expect(try redis.waitForLength("pixel", atLeast: 100, timeout: 10) == 100)
+        // The writer idles on a connection Redis is about to close: the next commit is a write to a
+        // unix socket without a peer, EPIPE — and SIGPIPE, unless ignored, ends the process.
+        redis.kill()
+        try redis.restart()
+        for seq in 101...200 {
+            #expect(sender.send(PixelMessage.syslog(seq: seq)))
+            usleep(1000)
+        }
+        let outcome = try settle(ingest: ingest, redis: redis, expected: Set(1...200), sent: 200)
+        reportFault(
+            "redis-restart-unix-socket",
+            [
+                "transport": "udp", "redis": "unix socket", "sent": 200, "delivered": outcome.tally.delivered, "lost": outcome.lost,
+                "duplicated": outcome.tally.duplicated, "kernel_drops": outcome.kernelDrops, "reconnects": outcome.metrics.reconnects,
+            ]
+        )
+        #expect(ingest.process.isRunning, "pixeld died\(ingest.process.process.tail)")
+        #expect(outcome.lost == 0, "\(outcome.tally.summary)")
+        #expect(outcome.tally.duplicated == 0, "\(outcome.tally.summary)")
+        #expect(outcome.metrics.reconnects >= 1)
+        withExtendedLifetime((redis, ingest)) {}
+    }
+
+    @Test("Consumer printing into a pipe whose reader exits (| head -n 1): it stops with one error line and status 1; the batch it could not print is back in the list")
+    func consumerStdoutReaderGone() throws {
+        let redis = try RedisServer.start()
+        try redis.prefill("pixel", (1...5).map { PixelMessage.value(seq: $0) })
+        let script = "\"$0\" consume pixel --redis \"$1\" --consumer-id c1 | head -n 1 > /dev/null; echo \"status=${PIPESTATUS[0]}\" >&2"
+        let pipeline = try ChildProcess(
+            executable: URL(fileURLWithPath: "/bin/bash"), arguments: ["-c", script, try PixeldProcess.binaryURL().path, redis.url]
+        )
+        defer { pipeline.stop(timeout: 5) }
+        // The first batch goes into the pipe (head reads a line of it and exits); each later one is
+        // a write to a pipe without a reader.
+        var next = 6
+        let ended = try Poll.until(timeout: 30, interval: 0.2) {
+            if try redis.llen("pixel") == 0 {
+                try redis.prefill("pixel", [PixelMessage.value(seq: next)])
+                next += 1
+            }
+            return !pipeline.isRunning
+        }
+        try #require(ended, "the consumer did not stop: \(pipeline.stderr.text)")
+        let lines = pipeline.stderr.text.split(separator: "\n")
+        #expect(lines.contains("status=1"), "\(pipeline.stderr.text)")
+        #expect(lines.contains { $0.hasPrefix("Error: write stdout: Broken pipe (the reader is gone)") }, "\(pipeline.stderr.text)")
+        // Acked: the first batch; everything after it (given back on stop) waits in the list.
+        let left = try redis.arrivalOrder("pixel").compactMap(PixelMessage.seq(in:))
+        #expect(!left.isEmpty && left == Array(left.first!..<next), "left in Redis: \(left), pushed up to \(next - 1)")
+        #expect(try redis.llen("pixel:processing:c1") == 0)
+        withExtendedLifetime(redis) {}
+    }
+
     // MARK: 10
 
     @Test("Metrics invariant after mixed traffic: received = pushed + queued + spooled + dead-lettered + Σ dropped, per reason exact")

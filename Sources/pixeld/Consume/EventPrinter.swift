@@ -114,9 +114,13 @@ final class EventPrinter: @unchecked Sendable {
             let result = bytes[written...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
             if result < 0 {
                 if errno == EINTR { continue }
-                let error = OutputError("write \(path ?? "stdout"): \(String(cString: strerror(errno)))")
+                let failed = errno
+                let text = "write \(path ?? "stdout"): \(String(cString: strerror(failed)))"
                 if path != nil { _ = ftruncate(fd, off_t(offset)) }  // leave no partial batch behind
-                throw error
+                // The reader of a pipe went away (`pixeld consume pixel | head`): no retry brings it
+                // back, so the consumer stops (SIGPIPE, ignored, would have ended the process).
+                if failed == EPIPE { throw ReliableListConsumer.HandlerCannotContinue(text + " (the reader is gone)") }
+                throw OutputError(text)
             }
             written += result
         }
