@@ -10,10 +10,11 @@ public import PixelEvents
 /// - `site` — the normalized site (for drops: the page's host, when it had one);
 /// - `event` — `"pageview"` or the custom event name;
 /// - `path` — the page path, no query string;
-/// - accepted hits only: `vid` (anonymous daily visitor id, 32 hex digits), `pvid` (the id under
-///   the previous day's key, only for hits within 30 minutes after midnight), `source`,
+/// - accepted hits only: `vid` (anonymous daily visitor id, 32 hex digits), `source`,
 ///   `utm_source`, `utm_medium`, `utm_campaign`, `browser`, `os`, `device`, `country`, `props`
-///   (a JSON object as a string: `jq '.props | fromjson'`);
+///   (a JSON object as a string: `jq '.props | fromjson'`), `pvid` (the id under the previous day's
+///   key; the consumer writes it only into the line of a hit that continued a visit in progress at
+///   midnight: see ``HeldBackPreviousIDs``);
 /// - dropped hits only: `reason` (a ``DropReason`` code) and `rule` (the bot rule that matched).
 ///
 /// New members may be added within version 1; a change of meaning gets a new version.
@@ -21,8 +22,8 @@ public enum ArchiveRecord {
     /// The schema version written.
     public static let version = 1
 
-    /// Appends `outcome` as one line (with its `\n`).
-    public static func appendLine(_ outcome: HitOutcome, to buffer: inout [UInt8]) {
+    /// Appends `outcome` as one line (with its `\n`); without `pvid` unless `previousVisitorID`.
+    public static func appendLine(_ outcome: HitOutcome, to buffer: inout [UInt8], previousVisitorID: Bool = true) {
         var out = JSONText(capacity: 0)
         swap(&out.bytes, &buffer)
         out.bytes.reserveCapacity(out.bytes.count + 320)
@@ -35,7 +36,6 @@ public enum ArchiveRecord {
             out.member("event", hit.event)
             out.member("path", hit.path)
             if let vid = hit.visitorID { out.member("vid", vid) }
-            if let pvid = hit.previousVisitorID { out.member("pvid", pvid) }
             out.member("source", hit.source)
             if let value = hit.campaign.source { out.member("utm_source", value) }
             if let value = hit.campaign.medium { out.member("utm_medium", value) }
@@ -45,6 +45,7 @@ public enum ArchiveRecord {
             out.member("device", hit.device)
             if let value = hit.country { out.member("country", value) }
             if let value = hit.props { out.member("props", value) }
+            if previousVisitorID, let pvid = hit.previousVisitorID { out.member("pvid", pvid) }
         case .dropped(let hit):
             out.raw("{\"ts\":")
             out.raw(hit.timestampText)

@@ -59,6 +59,17 @@ public struct LiveUpdate {
         sites[index].recent[visitor] = (hit.timestamp, hit.timestampText)
     }
 
+    /// Moves the locations of the lines in buffer `buffer` to `offset(old)`: after bytes were
+    /// inserted into it (``HeldBackPreviousIDs/insert(continued:into:live:)``).
+    public mutating func moveLines(in buffer: Int, to offset: (Int) -> Int) {
+        for site in sites.indices {
+            for line in sites[site].lines.indices where sites[site].lines[line].buffer == buffer {
+                let range = sites[site].lines[line].range
+                sites[site].lines[line].range = offset(range.lowerBound)..<offset(range.upperBound)
+            }
+        }
+    }
+
     /// The channels the update publishes on, one per site with an accepted hit, in first-seen order.
     public var channels: [String] { sites.map { keys.liveChannel(site: $0.site) } }
 

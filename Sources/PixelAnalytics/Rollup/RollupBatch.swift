@@ -152,7 +152,11 @@ public struct RollupBatch: Sendable {
     public var isEmpty: Bool { count == 0 }
 
     /// Adds one outcome.
-    public mutating func add(_ outcome: HitOutcome) {
+    /// - Returns: For an accepted hit with a ``EnrichedHit/previousVisitorID``, its number among the
+    ///   batch's visit hits, by which ``encodedCommand(states:)`` says whether it continued a visit
+    ///   across midnight; `nil` otherwise.
+    @discardableResult
+    public mutating func add(_ outcome: HitOutcome) -> Int? {
         count += 1
         switch outcome {
         case .dropped(let hit):
@@ -183,7 +187,7 @@ public struct RollupBatch: Sendable {
                     uniques[siteDay].append(vid)
                 }
             }
-            guard hit.visitorID != nil || hit.isPageview else { return }
+            guard hit.visitorID != nil || hit.isPageview else { return nil }
             visitHits.append(
                 VisitHit(
                     siteDay: siteDay, key: key,
@@ -192,7 +196,9 @@ public struct RollupBatch: Sendable {
                     path: hit.path, source: hit.source, campaign: hit.campaign
                 )
             )
+            return hit.previousVisitorID == nil ? nil : visitHits.count - 1
         }
+        return nil
     }
 
     /// `MGET` of the visit version (``RollupKeys/visitVersion``) and ``visitKeys``; `nil` when the batch
@@ -262,14 +268,16 @@ public struct RollupBatch: Sendable {
 
     /// The same command as ``command(states:)``, already encoded as RESP (`*N\r\n$7\r\nEVALSHA…`),
     /// written into one buffer instead of one array per argument: what the consumer's ack sends. Also
-    /// returns the states it writes, which the next batch's read may not see yet.
-    public func encodedCommand(states: [[UInt8]?]) -> (command: [UInt8], writes: StateWrites) {
+    /// returns the states it writes, which the next batch's read may not see yet, and the hits (as
+    /// numbered by ``add(_:)``) that continued a visit begun under their previous day's id: only their
+    /// archive lines need that id (see ``HeldBackPreviousIDs``).
+    public func encodedCommand(states: [[UInt8]?]) -> (command: [UInt8], writes: StateWrites, continuedAcrossMidnight: [Int]) {
         var resolved = self
         let visits = resolved.resolveVisits(states: states)
         var sink = RESPArguments(capacity: resolved.encodedSizeEstimate)
         for argument in Self.evalshaPrefix { sink.append(argument) }
         let writes = resolved.encode(visits, into: &sink)
-        return (sink.command(), writes)
+        return (sink.command(), writes, visits.continuedAcrossMidnight)
     }
 
     /// The script's arguments (after `EVALSHA sha 0`); see ``RollupScript`` for the layout.
@@ -370,6 +378,8 @@ public struct RollupBatch: Sendable {
     private struct ResolvedVisits {
         var states: [VisitState?]
         var changed: [Bool]
+        /// The visit hits that moved a visit from their previous day's id to today's, in order.
+        var continuedAcrossMidnight: [Int] = []
     }
 
     /// Continues or starts the visit of each hit in arrival order and counts what depends on it.
@@ -385,7 +395,7 @@ public struct RollupBatch: Sendable {
         // Visits older than the one in progress whose hits arrive late (spooled somewhere, or from
         // another nginx), per visitor key: kept for this batch only, so the visit in progress stays.
         var late: [Int: VisitState] = [:]
-        for hit in visitHits {
+        for (index, hit) in visitHits.enumerated() {
             guard hit.key >= 0 else {
                 // No visitor id (no IP/user agent logged): pageviews by the hit's own source, no visit.
                 countSource(hit.siteDay, hit.source, hit.campaign.source ?? "", hit.campaign.medium ?? "", hit.campaign.name ?? "")
@@ -400,6 +410,7 @@ public struct RollupBatch: Sendable {
                 // A visit that started before midnight, under yesterday's id: it moves to today's.
                 visits.states.swapAt(key, hit.previousKey)
                 visits.changed[hit.previousKey] = true
+                visits.continuedAcrossMidnight.append(index)
             }
             if Self.continues(&visits.states[key], at: ms, idle: idle) {
                 // The visit goes on; its visits, bounces and duration count on the day it started.

@@ -240,6 +240,8 @@ final class AnalyticsHandler: @unchecked Sendable {
         var buffers: [[UInt8]] = []
         var days: [Day?] = []
         var live: LiveUpdate
+        /// The previous day's ids left out of the lines until the visits are resolved.
+        var heldBack = HeldBackPreviousIDs()
 
         /// The index of the buffer of `day`, added if new.
         mutating func buffer(for day: Day?, capacity: Int) -> Int {
@@ -273,12 +275,12 @@ final class AnalyticsHandler: @unchecked Sendable {
         var work = Work(now: now, dead: dead, rollup: RollupBatch(configuration: rollups), live: LiveUpdate(keys: rollups.keys, now: now))
         for event in events {
             let outcome = try processor.process(event, now: now, keys: keys)
-            work.rollup.add(outcome)
+            let visitHit = work.rollup.add(outcome)
             // Each line is rendered once, into its day's buffer; the live feed remembers where.
             let day = archive?.targetDay(for: Day(timestamp: outcome.timestamp), now: now)
             let buffer = work.buffer(for: day, capacity: events.count * 320)
             let start = work.buffers[buffer].count
-            ArchiveRecord.appendLine(outcome, to: &work.buffers[buffer])
+            work.heldBack.appendLine(outcome, visitHit: visitHit, to: &work.buffers, buffer: buffer)
             // `consume`: the last use, so the hit is moved out, not copied (with each of its strings).
             switch consume outcome {
             case .accepted(let hit):
@@ -335,7 +337,8 @@ final class AnalyticsHandler: @unchecked Sendable {
         if !work.rollup.isEmpty {
             if aheadOfAck { work.rollup.overlay(previousWrites, on: &read.states) }
             // Encoded straight into one buffer: the rollup has thousands of arguments.
-            let (command, writes) = work.rollup.encodedCommand(states: read.states)
+            let (command, writes, continued) = work.rollup.encodedCommand(states: read.states)
+            work.heldBack.insert(continued: continued, into: &resolved.work.buffers, live: &resolved.work.live)
             resolved.commands.append(ReliableListConsumer.Command(encoded: command, name: "EVALSHA"))
             resolved.writes = writes
             if !work.rollup.visitKeys.isEmpty {
@@ -344,7 +347,7 @@ final class AnalyticsHandler: @unchecked Sendable {
                 resolved.condition = ReliableListConsumer.Condition(key: rollups.keys.visitVersion, value: String(expected))
             }
         }
-        resolved.commands += work.live.commands(listened: read.listened, lines: work.buffers)
+        resolved.commands += resolved.work.live.commands(listened: read.listened, lines: resolved.work.buffers)
             .map(ReliableListConsumer.Command.init(arguments:))
         return resolved
     }

@@ -50,8 +50,10 @@ struct RedisRollups {
     }
 
     /// Reads the batch's visit states and applies it in `MULTI`/`EXEC`; with `abortFirst`, first
-    /// queues it and `DISCARD`s (a consumer that died before `EXEC`).
-    func apply(_ batch: RollupBatch, abortFirst: Bool = false) throws {
+    /// queues it and `DISCARD`s (a consumer that died before `EXEC`). Returns the hits that continued a
+    /// visit across midnight (for ``HeldBackPreviousIDs/insert(continued:into:live:)``).
+    @discardableResult
+    func apply(_ batch: RollupBatch, abortFirst: Bool = false) throws -> [Int] {
         var states: [[UInt8]?] = []
         if let read = batch.stateReadCommand() {
             let reply = try connection.command(bytes: read)
@@ -62,7 +64,7 @@ struct RedisRollups {
         }
         // The consumer sends the rollup encoded straight into one buffer; it must be exactly the RESP of
         // its arguments (which `pixeld replay` sends), batch after batch of the simulations.
-        let (command, writes) = batch.encodedCommand(states: states)
+        let (command, writes, continued) = batch.encodedCommand(states: states)
         guard command == RESPConnection.encode(batch.command(states: states)) else {
             throw TestSupportError("the encoded rollup command differs from the RESP of its arguments")
         }
@@ -87,6 +89,7 @@ struct RedisRollups {
                 throw TestSupportError("the states written differ from the rollup's StateWrites")
             }
         }
+        return continued
     }
 
     /// Reads the report of `site` over `from`…`to`.
