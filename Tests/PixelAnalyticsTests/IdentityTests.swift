@@ -65,4 +65,19 @@ import Testing
         #expect(needed.map(\.day) == [day, day.next, day.previous])
         #expect(needed.map(\.create) == [true, true, false])
     }
+
+    /// The consumer's cache forgets a day's key when Redis does (01:00 UTC two days after the day
+    /// began), not a day later: past that, nobody can link that day's ids to addresses.
+    @Test func cachedKeysGoWhenRedisExpiresThem() throws {
+        var keys = DailyKeys()
+        for day in [day.previous, day, day.next] {
+            keys.insert(try #require(DailyKey(day: day, bytes: [UInt8](repeating: 7, count: DailyKey.byteCount))))
+        }
+        let expiry = Double(DailyKey.expiresAt(day))
+        keys.removeExpired(now: expiry - 1)
+        #expect(keys[day] != nil && keys[day.next] != nil)
+        #expect(keys[day.previous] == nil, "expired at \(DailyKey.expiresAt(day.previous))")
+        keys.removeExpired(now: expiry)
+        #expect(keys[day] == nil && keys[day.next] != nil)
+    }
 }

@@ -108,9 +108,10 @@ public struct DailyKeys: Sendable {
         keys[key.day] = key
     }
 
-    /// Removes the keys of days before `day` (a consumer's in-memory cache).
-    public mutating func removeAll(before day: Day) {
-        keys = keys.filter { $0.key >= day }
+    /// Removes the keys that Redis no longer holds at `now` (seconds since the epoch): past
+    /// ``DailyKey/expiresAt(_:)``, no id of that day can be made, by anyone — this cache included.
+    public mutating func removeExpired(now: Double) {
+        keys = keys.filter { Double(DailyKey.expiresAt($0.key)) > now }
     }
 
     /// The days whose keys processing hits at `timestamps` needs: each hit's day (created if

@@ -429,7 +429,7 @@ final class AnalyticsHandler: @unchecked Sendable {
 
     /// Loads the missing daily keys, on the handler's own connection.
     private func prepare(for events: [PixelEvent], now: Double) throws {
-        keys.removeAll(before: Day(timestamp: now).previous.previous)
+        keys.removeExpired(now: now)
         let needed = DailyKeys.daysNeeded(
             for: events.map(\.timestamp), sessionIdleSeconds: Double(rollups.sessionIdleSeconds)
         ).filter {
