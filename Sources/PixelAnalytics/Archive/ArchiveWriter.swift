@@ -165,7 +165,7 @@ public final class ArchiveWriter {
             // With a .gz already there: a leftover, or a day written again after it closed (above).
             let done =
                 existing.contains(name + ".gz")
-                ? isCompressedCopy(path) || compress(path, appendingTo: path + ".gz") : compress(path)
+                ? Self.isCompressedCopy(path) || compress(path, appendingTo: path + ".gz") : compress(path)
             if done {
                 unlink(path)
                 gone.append(name)
@@ -209,7 +209,7 @@ public final class ArchiveWriter {
 
     /// Whether `path.gz` ends with the lines of `path`: then `path` is what a compression left
     /// behind (it renamed the `.gz` into place, then stopped before removing `path`).
-    private func isCompressedCopy(_ path: String) -> Bool {
+    private static func isCompressedCopy(_ path: String) -> Bool {
         guard let plain = try? ArchiveReader.lines(of: path), let packed = try? ArchiveReader.lines(of: path + ".gz") else {
             return false
         }
@@ -267,7 +267,10 @@ public final class ArchiveWriter {
         return names.sorted()
     }
 
-    /// The files (plain and compressed) of any consumer for `day` in `directory`, for replay.
+    /// The files (plain and compressed) of any consumer for `day` in `directory`, for replay and the
+    /// dashboard's filtered views. A plain file that a compression left behind (the `.gz` beside it
+    /// ends with its lines: it was renamed into place, and the plain file not yet removed) is left
+    /// out, or its lines would be read twice; one written again after its day was compressed is not.
     public static func files(in directory: String, day: Day) -> [String] {
         guard let handle = opendir(directory) else { return [] }
         defer { closedir(handle) }
@@ -281,6 +284,7 @@ public final class ArchiveWriter {
                 names.append(directory + "/" + name)
             }
         }
-        return names.sorted()
+        let present = Set(names)
+        return names.filter { !(present.contains($0 + ".gz") && isCompressedCopy($0)) }.sorted()
     }
 }
