@@ -4,6 +4,49 @@ import PixeldTestSupport
 import Testing
 
 @Suite struct ArchiveWriterTests {
+    /// A maintenance, and the compressions it started finished.
+    static func maintained(_ writer: ArchiveWriter, now: Double) -> [String] {
+        writer.maintain(now: now) + writer.finishCompressions(waiting: true)
+    }
+
+    /// gzip runs beside the consumer: the maintenance that starts it returns at once, the plain file
+    /// in place; a later one puts the `.gz` there. A plain file that grew meanwhile (a closed day
+    /// written again) is compressed again rather than lost; temporary files of a run that died while
+    /// compressing are removed, other consumers' left alone.
+    @Test func compressionRunsBesideTheConsumer() throws {
+        let directory = try TempDirectory(prefix: "pixeld-archive-test")
+        let day = Day("2025-11-20")!
+        let writer = try ArchiveWriter(directory: directory.path, consumerID: "c1", retentionDays: 3, closeAfterSeconds: 3600)
+        let name = writer.fileName(for: day)
+        let plain = directory.appending(name).path
+        // ~40 MB of lines: gzip takes a while.
+        let line = Array("{\"ts\":1763805600.001,\"v\":1,\"status\":\"ok\",\"site\":\"example.com\",\"path\":\"/".utf8)
+        var bytes: [UInt8] = []
+        for index in 0..<400_000 { bytes += line + Array("\(index)\"}\n".utf8) }
+        _ = try writer.append([day: bytes], now: day.startTimestamp)
+        let stray = directory.appending("\(name).gz.tmp.999999").path, old = directory.appending("\(name).gz.tmp").path
+        let others = directory.appending("\(day).x.c1.jsonl.gz.tmp.1").path
+        for path in [stray, old, others] { #expect(FileManager.default.createFile(atPath: path, contents: Data("x".utf8))) }
+
+        let later = day.next.startTimestamp + 7200
+        #expect(writer.maintain(now: later).isEmpty)
+        #expect(FileManager.default.fileExists(atPath: plain), "the plain file stays until gzip is done")
+        #expect(!FileManager.default.fileExists(atPath: stray) && !FileManager.default.fileExists(atPath: old))
+        #expect(FileManager.default.fileExists(atPath: others), "another consumer's temporary file")
+        // The day written again while gzip runs: that result is thrown away, the next one kept.
+        let extra = Array("{\"late\":1}\n".utf8)
+        let fd = open(plain, O_WRONLY | O_APPEND)
+        #expect(fd >= 0 && write(fd, extra, extra.count) == extra.count)
+        close(fd)
+        #expect(writer.finishCompressions(waiting: true).isEmpty)
+        #expect(FileManager.default.fileExists(atPath: plain) && !FileManager.default.fileExists(atPath: plain + ".gz"))
+        #expect(Self.maintained(writer, now: later) == [name])
+        #expect(!FileManager.default.fileExists(atPath: plain))
+        let lines = try ArchiveReader.lines(of: plain + ".gz")
+        #expect(lines.count == 400_001 && lines.last.map(Array.init) == Array(extra.dropLast()))
+        #expect(Array(lines[123_456]) == line + Array("123456\"}".utf8))
+    }
+
     @Test func exactlyOnceCloseAndRetention() throws {
         let directory = try TempDirectory(prefix: "pixeld-archive-test")
         let day = Day("2025-11-20")!
@@ -36,8 +79,8 @@ import Testing
         #expect(restarted.targetDay(for: day, now: now) == day)
         let later = day.next.next.startTimestamp + 3600
         #expect(restarted.targetDay(for: day, now: later) == day.next.next)
-        #expect(restarted.maintain(now: day.next.startTimestamp + 3600).isEmpty)
-        #expect(restarted.maintain(now: later) == [name])
+        #expect(Self.maintained(restarted, now: day.next.startTimestamp + 3600).isEmpty)
+        #expect(Self.maintained(restarted, now: later) == [name])
         let files = try FileManager.default.contentsOfDirectory(atPath: directory.path)
         #expect(files == [name + ".gz"])
         #expect(try ArchiveReader.lines(of: directory.appending(name + ".gz").path) == [Array("{\"a\":1}".utf8), Array("{\"c\":3}".utf8)])
@@ -45,7 +88,7 @@ import Testing
 
         // A day written again after it closed (a clock stepped back): its new lines join the .gz.
         _ = try restarted.append([day: Array("{\"e\":5}\n".utf8)], now: later)
-        #expect(restarted.maintain(now: later) == [name])
+        #expect(Self.maintained(restarted, now: later) == [name])
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == [name + ".gz"])
         #expect(
             try ArchiveReader.lines(of: directory.appending(name + ".gz").path)
@@ -62,7 +105,7 @@ import Testing
         for contents in ["{\"a\":1}\n{\"c\":3}\n{\"e\":5}\n", "{\"e\":5}\n"] {
             #expect(FileManager.default.createFile(atPath: leftover, contents: Data(contents.utf8)))
             #expect(ArchiveWriter.files(in: directory.path, day: day) == [compressed], "\(contents)")
-            #expect(restarted.maintain(now: later) == [name])
+            #expect(Self.maintained(restarted, now: later) == [name])
             #expect(try ArchiveReader.lines(of: directory.appending(name + ".gz").path).count == 3)
         }
 

@@ -16,7 +16,8 @@ import Glibc
 /// the file of the day it was processed on.
 ///
 /// Closing is crash-safe: gzip writes a temporary file, which is renamed into place before the
-/// plain file is removed; a plain file found beside its `.gz` whose lines the `.gz` ends with is such
+/// plain file is removed. gzip runs beside the consumer: ``maintain(now:)`` starts it and a later call
+/// finishes the job, so that compressing a large day never holds a batch (and its heartbeat) up; a plain file found beside its `.gz` whose lines the `.gz` ends with is such
 /// a leftover and is removed. Any other plain file beside its `.gz` is a day written again after it
 /// closed (a clock stepped back, a larger `--max-age-hours`): its lines are added to the `.gz`.
 ///
@@ -32,6 +33,19 @@ public final class ArchiveWriter {
     public let closeAfterSeconds: Double
     private var descriptors: [Day: Int32] = [:]
     private var lengths: [Day: Int] = [:]
+    /// gzip runs in progress, by day.
+    private var compressions: [Day: Compression] = [:]
+
+    /// A gzip of a plain file into `temporary` (then renamed to `path.gz`), started by ``maintain(now:)``.
+    private struct Compression {
+        var pid: pid_t
+        var output: Int32
+        var temporary: String
+        var path: String
+        var name: String
+        /// The plain file's size when gzip started: if it changed, the result is thrown away.
+        var size: Int
+    }
 
     /// An error with the failing call and path.
     public struct Failure: Error, Sendable, CustomStringConvertible {
@@ -56,6 +70,14 @@ public final class ArchiveWriter {
 
     deinit {
         for fd in descriptors.values { close(fd) }
+        // Abandoned: the plain files stay, and the next run compresses them again.
+        for compression in compressions.values {
+            kill(compression.pid, SIGKILL)
+            var status: Int32 = 0
+            while waitpid(compression.pid, &status, 0) < 0 && errno == EINTR {}
+            close(compression.output)
+            unlink(compression.temporary)
+        }
     }
 
     /// The plain file name of `day` (without directory).
@@ -143,17 +165,25 @@ public final class ArchiveWriter {
         return result
     }
 
-    /// Compresses the plain files of closed days and deletes files older than the retention.
+    /// Compresses the plain files of closed days and deletes files older than the retention. gzip
+    /// runs beside the caller: a call starts it, and a later call (once it has exited) puts the `.gz`
+    /// into place and removes the plain file.
     /// - Returns: The plain file names that no longer exist (their acknowledged lengths can be
     ///   forgotten).
     @discardableResult
     public func maintain(now: Double) -> [String] {
-        var gone: [String] = []
-        guard let names = try? list() else { return [] }
+        var gone = finishCompressions(waiting: false)
+        guard let names = try? list() else { return gone }
         let existing = Set(names)
         let today = Day(timestamp: now)
+        let ours = Set(compressions.values.map(\.temporary))
         for name in names {
-            guard let (day, compressed) = day(ofFile: name) else { continue }
+            // A temporary file of a run that died while compressing: nothing will rename it.
+            if let range = name.firstRange(of: ".gz.tmp"), day(ofFile: String(name[..<range.lowerBound]))?.compressed == false {
+                if !ours.contains(directory + "/" + name) { unlink(directory + "/" + name) }
+                continue
+            }
+            guard let (day, compressed) = day(ofFile: name), compressions[day] == nil else { continue }
             let path = directory + "/" + name
             if day.number < today.number - retentionDays - 1 {
                 if !compressed { closeDescriptor(day); gone.append(name) }
@@ -163,13 +193,37 @@ public final class ArchiveWriter {
             guard !compressed, isClosed(day, now: now) else { continue }
             closeDescriptor(day)
             // With a .gz already there: a leftover, or a day written again after it closed (above).
-            let done =
-                existing.contains(name + ".gz")
-                ? Self.isCompressedCopy(path) || compress(path, appendingTo: path + ".gz") : compress(path)
-            if done {
+            if existing.contains(name + ".gz") && Self.isCompressedCopy(path) {
                 unlink(path)
                 gone.append(name)
+            } else if let compression = startCompression(of: path, name: name, appendingTo: existing.contains(name + ".gz") ? path + ".gz" : nil) {
+                compressions[day] = compression
             }
+        }
+        return gone
+    }
+
+    /// Finishes the gzip runs that have exited (all of them, waiting for each, with `waiting`): the
+    /// `.gz` goes into place and the plain file is removed. Returns the plain file names removed.
+    @discardableResult
+    public func finishCompressions(waiting: Bool) -> [String] {
+        var gone: [String] = []
+        for (day, compression) in compressions.sorted(by: { $0.key < $1.key }) {
+            var status: Int32 = 0
+            var reaped: pid_t
+            repeat { reaped = waitpid(compression.pid, &status, waiting ? 0 : WNOHANG) } while reaped < 0 && errno == EINTR
+            guard reaped != 0 else { continue }  // still running
+            compressions[day] = nil
+            var info = stat()
+            let unchanged = stat(compression.path, &info) == 0 && Int(info.st_size) == compression.size
+            let done = reaped == compression.pid && status == 0 && unchanged && fsync(compression.output) == 0
+            close(compression.output)
+            guard done, rename(compression.temporary, compression.path + ".gz") == 0 else {
+                unlink(compression.temporary)  // tried again at the next maintenance
+                continue
+            }
+            unlink(compression.path)
+            gone.append(compression.name)
         }
         return gone
     }
@@ -216,24 +270,28 @@ public final class ArchiveWriter {
         return packed.count >= plain.count && packed.suffix(plain.count).elementsEqual(plain)
     }
 
-    /// `gzip -n -c path > path.gz.tmp`, fsync, rename to `path.gz`; with `existing`, its bytes come
-    /// first in the temporary file (then `path` is a second gzip member, which `gzip -d` reads as
-    /// the continuation).
-    private func compress(_ path: String, appendingTo existing: String? = nil) -> Bool {
-        let temporary = path + ".gz.tmp"
+    /// Starts `gzip -n -c path > path.gz.tmp.PID` (this process's id: a gzip left running by a run
+    /// that died cannot write into it); ``finishCompressions(waiting:)`` fsyncs it and renames it to
+    /// `path.gz`. With `existing`, its bytes come first in the temporary file (then `path` is a second
+    /// gzip member, which `gzip -d` reads as the continuation). `nil` when it could not start.
+    private func startCompression(of path: String, name: String, appendingTo existing: String?) -> Compression? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        let temporary = path + ".gz.tmp.\(getpid())"
         let out = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
-        guard out >= 0 else { return false }
-        defer { close(out) }
+        guard out >= 0 else { return nil }
+        func abandon() -> Compression? {
+            close(out)
+            unlink(temporary)
+            return nil
+        }
         if let existing {
             guard let bytes = try? ArchiveReader.bytes(of: existing),
                 bytes.withUnsafeBytes({ write(out, $0.baseAddress, $0.count) }) == bytes.count
-            else {
-                unlink(temporary)
-                return false
-            }
+            else { return abandon() }
         }
         let candidates: [String] = ["/usr/bin/gzip", "/bin/gzip"]
-        guard let gzip = candidates.first(where: { access($0, X_OK) == 0 }) else { return false }
+        guard let gzip = candidates.first(where: { access($0, X_OK) == 0 }) else { return abandon() }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -242,14 +300,8 @@ public final class ArchiveWriter {
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup(gzip), strdup("-n"), strdup("-c"), strdup(path), nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
-        guard posix_spawn(&pid, gzip, &actions, nil, argv, environ) == 0 else { return false }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        guard status == 0, fsync(out) == 0 else {
-            unlink(temporary)
-            return false
-        }
-        return rename(temporary, path + ".gz") == 0
+        guard posix_spawn(&pid, gzip, &actions, nil, argv, environ) == 0 else { return abandon() }
+        return Compression(pid: pid, output: out, temporary: temporary, path: path, name: name, size: Int(info.st_size))
     }
 
     private func list() throws(Failure) -> [String] {
