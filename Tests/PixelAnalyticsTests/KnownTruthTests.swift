@@ -103,9 +103,13 @@ struct KnownTruthTests {
         // Archive: one line per hit, and the dropped ones carry their reasons.
         let archiveLines = archive.split(separator: UInt8(ascii: "\n"))
         #expect(archiveLines.count == simulation.lines.count)
-        // A previous day's id only where a visit went on across midnight: at most one line per such visit.
-        let withPreviousID = archiveLines.filter { $0.firstRange(of: Array(#""pvid":"#.utf8)) != nil }.count
-        #expect(withPreviousID > 0 && withPreviousID <= simulation.midnightVisits, "\(withPreviousID) lines with pvid, \(simulation.midnightVisits) visits across midnight")
+        // A previous day's id only where a visit went on across midnight: at most one id per such visit.
+        var previousIDs = Set<[UInt8]>()
+        for line in archiveLines {
+            guard let range = line.firstRange(of: Array(#""pvid":""#.utf8)) else { continue }
+            previousIDs.insert(Array(line[range.upperBound...].prefix(32)))
+        }
+        #expect(previousIDs.count > 0 && previousIDs.count <= simulation.midnightVisits, "\(previousIDs.count) previous-day ids, \(simulation.midnightVisits) visits across midnight")
 
         // Privacy: no IP address or user agent in any Redis key, value or archive line.
         try Self.expectNoPersonalData(server: server, archive: archive, simulation: simulation)

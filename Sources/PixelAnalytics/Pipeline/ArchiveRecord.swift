@@ -13,8 +13,8 @@ public import PixelEvents
 /// - accepted hits only: `vid` (anonymous daily visitor id, 32 hex digits), `source`,
 ///   `utm_source`, `utm_medium`, `utm_campaign`, `browser`, `os`, `device`, `country`, `props`
 ///   (a JSON object as a string: `jq '.props | fromjson'`), `pvid` (the id under the previous day's
-///   key; the consumer writes it only into the line of a hit that continued a visit in progress at
-///   midnight: see ``HeldBackPreviousIDs``);
+///   key; the consumer writes it only into the lines of a visit that was in progress at midnight:
+///   see ``HeldBackPreviousIDs``);
 /// - dropped hits only: `reason` (a ``DropReason`` code) and `rule` (the bot rule that matched).
 ///
 /// New members may be added within version 1; a change of meaning gets a new version.

@@ -4,10 +4,11 @@
 /// day's key (``EnrichedHit/previousVisitorID``), so that a visit in progress at midnight goes on
 /// under the new id. Written into every such line — the archive is kept for months — that id would
 /// link the two days of every visitor seen in that half hour, which daily ids exist to prevent. So the
-/// consumer renders the lines without it (``appendLine(_:visitHit:to:)``), and once
-/// ``RollupBatch/encodedCommand(states:)`` has said which hits did continue a visit across midnight,
-/// ``insert(continued:into:live:)`` adds it to those lines only, as their last member `pvid`: what
-/// `pixeld replay` needs to continue the same visits, and nothing more.
+/// consumer renders the lines without it (``appendLine(_:visitHit:to:buffer:)``), and once
+/// ``RollupBatch/encodedCommand(states:)`` has said which hits belong to a visit that began the day
+/// before, ``insert(continued:into:live:)`` adds it to those lines only, as their last member
+/// `pvid`: what `pixeld replay` needs to continue the same visits (whichever of their hits it reads
+/// first: it reads them in time order, the consumer in arrival order), and nothing more.
 public struct HeldBackPreviousIDs: Sendable {
     /// One held-back id: the hit (numbered as ``RollupBatch/add(_:)`` numbers them) and where its
     /// line's closing `}` is.

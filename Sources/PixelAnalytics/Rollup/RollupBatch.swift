@@ -153,8 +153,8 @@ public struct RollupBatch: Sendable {
 
     /// Adds one outcome.
     /// - Returns: For an accepted hit with a ``EnrichedHit/previousVisitorID``, its number among the
-    ///   batch's visit hits, by which ``encodedCommand(states:)`` says whether it continued a visit
-    ///   across midnight; `nil` otherwise.
+    ///   batch's visit hits, by which ``encodedCommand(states:)`` says whether its visit began the
+    ///   day before; `nil` otherwise.
     @discardableResult
     public mutating func add(_ outcome: HitOutcome) -> Int? {
         count += 1
@@ -269,8 +269,8 @@ public struct RollupBatch: Sendable {
     /// The same command as ``command(states:)``, already encoded as RESP (`*N\r\n$7\r\nEVALSHA…`),
     /// written into one buffer instead of one array per argument: what the consumer's ack sends. Also
     /// returns the states it writes, which the next batch's read may not see yet, and the hits (as
-    /// numbered by ``add(_:)``) that continued a visit begun under their previous day's id: only their
-    /// archive lines need that id (see ``HeldBackPreviousIDs``).
+    /// numbered by ``add(_:)``) in visits that began the day before, under their previous day's id:
+    /// only their archive lines need that id (see ``HeldBackPreviousIDs``).
     public func encodedCommand(states: [[UInt8]?]) -> (command: [UInt8], writes: StateWrites, continuedAcrossMidnight: [Int]) {
         var resolved = self
         let visits = resolved.resolveVisits(states: states)
@@ -378,9 +378,11 @@ public struct RollupBatch: Sendable {
     private struct ResolvedVisits {
         var states: [VisitState?]
         var changed: [Bool]
-        /// The visit hits that moved a visit from their previous day's id to today's, in order.
+        /// The visit hits (with a previous day's id) in visits that began the day before, in order.
         var continuedAcrossMidnight: [Int] = []
     }
+
+    private static let dayMilliseconds = 86_400_000
 
     /// Continues or starts the visit of each hit in arrival order and counts what depends on it.
     private mutating func resolveVisits(states stored: [[UInt8]?]) -> ResolvedVisits {
@@ -410,11 +412,15 @@ public struct RollupBatch: Sendable {
                 // A visit that started before midnight, under yesterday's id: it moves to today's.
                 visits.states.swapAt(key, hit.previousKey)
                 visits.changed[hit.previousKey] = true
-                visits.continuedAcrossMidnight.append(index)
             }
             if Self.continues(&visits.states[key], at: ms, idle: idle) {
                 // The visit goes on; its visits, bounces and duration count on the day it started.
                 continueVisit(&visits.states[key]!, with: hit, at: ms, totalsOfBase: &totalsOfBase)
+                // Whichever of its hits after midnight comes first by time, a replay (which reads
+                // them in time order) moves the visit with it: each one keeps its previous-day id.
+                if hit.previousKey >= 0, visits.states[key]!.first < ms - ms % Self.dayMilliseconds {
+                    visits.continuedAcrossMidnight.append(index)
+                }
             } else if late[key] != nil, Self.continues(&late[key], at: ms, idle: idle) {
                 continueVisit(&late[key]!, with: hit, at: ms, totalsOfBase: &totalsOfBase)
                 continue
