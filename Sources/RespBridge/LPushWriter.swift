@@ -409,7 +409,9 @@ public final class LPushWriter: @unchecked Sendable {
 
     private func noteFailure(_ error: RespError) {
         statistics.addRetry()
-        if error.connectionIsDead { connection.close() }
+        // A server error part-way through a pipeline leaves replies unread: the connection is out of
+        // step (the next command would read a stale reply), so it goes too.
+        if error.connectionIsDead || connection.hasPendingReplies { connection.close() }
         let reason = error.connectionIsDead ? "unavailable" : (error.serverErrorPrefix.map { $0.lowercased() } ?? "\(error.code)")
         let full = error.serverErrorPrefix == "FULL"
         if heldByFullList && !full {
