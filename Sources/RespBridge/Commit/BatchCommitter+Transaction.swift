@@ -97,7 +97,11 @@ extension BatchCommitter {
         unresolvedTransaction = nil
         guard case .array(let results) = reply else {
             // EXECABORT (a command was refused while queueing, e.g. OOM) or another error: nothing ran.
-            if case .error(let text) = reply { throw RespError(code: .server, operation: "EXEC", message: text) }
+            // The refusal says why (`OOM`, `READONLY`): that is the error reported, not `EXECABORT`.
+            if case .error(let text) = reply {
+                let refusal = text.hasPrefix("EXECABORT") ? queueError ?? text : text
+                throw RespError(code: .server, operation: "EXEC", message: refusal)
+            }
             throw RespError(code: .unexpectedReply, operation: "EXEC", message: "\(reply) \(queueError ?? "")")
         }
         if deletesSavedOutcome { savedOutcomeMayExist = false }

@@ -877,6 +877,32 @@ extension RedisIntegrationTests {
         #expect(writer.statistics.lost == 0)
     }
 
+    /// Redis at `maxmemory` refuses a transaction's `LPUSH` while queueing it, and `EXEC` then answers
+    /// `-EXECABORT`: the warning and the health state name the refusal (`oom`), not `execabort`.
+    @Test func aTransactionRefusedForMemoryIsReportedAsOOM() async throws {
+        let server = try RedisServer.start()
+        let handler = SpoolIntegrationTests.CountingLogHandler()
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(queue: queue, redis: try configuration(server), logger: Logger(label: "test") { _ in handler })
+        writer.start()
+        push(0..<10, into: queue)  // the script: pixel becomes a known list
+        #expect(try waitForLength(10, of: "pixel", in: server))
+        _ = try server.command(["CONFIG", "SET", "maxmemory", "1"])
+        push(10..<20, into: queue)  // a transaction: LPUSH refused with -OOM while queued, EXEC aborts
+        var firstReason: String?
+        #expect(waitUntil(seconds: 5) {
+            if case .failing(let reason, _) = writer.statistics.redis { firstReason = reason }
+            return firstReason != nil
+        })
+        _ = try server.command(["CONFIG", "SET", "maxmemory", "0"])
+        #expect(try waitForLength(20, of: "pixel", in: server))
+        await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
+        #expect(firstReason == "oom")
+        #expect(handler.count("redis refused the commit (oom), holding messages and retrying") == 1)
+        #expect(handler.count("redis refused the commit (execabort), holding messages and retrying") == 0)
+        #expect(try server.lrange("pixel").reversed() == (0..<20).map(String.init))
+    }
+
     @Test func dropOldestTrimsInTheTransactionToo() async throws {
         let server = try RedisServer.start()
         var options = LPushWriter.Options()
