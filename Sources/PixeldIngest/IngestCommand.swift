@@ -19,7 +19,7 @@ package struct IngestCommand: AsyncParsableCommand {
             Each datagram is parsed as RFC 5424 or RFC 3164 (as nginx, logger, glibc and Python send it). \
             Messages of the configured facilities are pushed with LPUSH to the list <key-prefix><program>, \
             the value byte-for-byte what the sender wrote; everything else is dropped and counted by reason \
-            (malformed, filtered, no_program, bad_program, oversize). SIGTERM or SIGINT drains the sockets, \
+            (malformed, filtered, no_program, bad_program, oversize, truncated). SIGTERM or SIGINT drains the sockets, \
             flushes to Redis and exits.
             """
     )

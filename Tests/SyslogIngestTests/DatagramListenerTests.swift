@@ -320,6 +320,41 @@ import Testing
         #expect(sink.received.map { String(decoding: $0.1, as: UTF8.self) } == (0..<2000).map { "before-stop-\($0)" })
     }
 
+    @Test func aLastLineWithoutLFIsAMessageWhenThePeerCloses() async throws {
+        let sink = DatagramListenerTests.CollectingSink()
+        let listener = try StreamListener(host: "127.0.0.1", port: 0, rules: IngestRules(), sink: sink, logger: .init(label: "test"))
+        listener.start()
+        let fd = connect(listener.port)
+        write(fd, "<158>pixel: first\n<158>pixel: hi")  // as `printf '<158>pixel: hi' | nc` sends
+        close(fd)
+        #expect(sink.wait(for: 2))
+        await listener.stop()
+        #expect(sink.received.map { String(decoding: $0.1, as: UTF8.self) } == ["first", "hi"])
+        #expect(listener.statistics.received == 2 && listener.statistics.accepted == 2)
+    }
+
+    @Test func anIncompleteFrameIsCountedTruncatedWhenThePeerClosesOrAtStop() async throws {
+        let sink = DatagramListenerTests.CollectingSink()
+        let listener = try StreamListener(host: "127.0.0.1", port: 0, rules: IngestRules(), sink: sink, logger: .init(label: "test"))
+        listener.start()
+        let counted = connect(listener.port)
+        write(counted, "15 <158>pixel: one40 <158>pixel: cut short")  // the second frame ends early
+        close(counted)
+        #expect(sink.wait(for: 1))
+        for _ in 0..<500 where listener.statistics.received < 2 { usleep(10_000) }
+        #expect(listener.statistics.dropped(.truncated) == 1)
+        let open = connect(listener.port)  // still sending its line when pixeld stops
+        write(open, "<158>pixel: half a li")
+        for _ in 0..<500 where listener.connections == 0 { usleep(10_000) }
+        usleep(50_000)  // read, and held by the framer
+        await listener.stop()
+        close(open)
+        #expect(sink.received.map { String(decoding: $0.1, as: UTF8.self) } == ["one"])
+        #expect(listener.statistics.dropped(.truncated) == 2)
+        #expect(listener.statistics.received == 3)
+        #expect(listener.statistics.received == listener.statistics.accepted + listener.statistics.droppedTotal)
+    }
+
     @Test func stopEndsWhileAPeerKeepsSending() async throws {
         let sink = DatagramListenerTests.CollectingSink()
         let listener = try StreamListener(host: "127.0.0.1", port: 0, rules: IngestRules(), sink: sink, logger: .init(label: "test"))
@@ -407,7 +442,8 @@ import Testing
         #expect(sink.wait(for: 1000))
         for fd in peers + [staller, garbage] { close(fd) }
         await listener.stop()
-        #expect(sink.received.count == 1000)
+        #expect(sink.received.count == 1001)
+        #expect(sink.received.filter { $0.1 == Array("never finished".utf8) }.count == 1, "its close ends the last line")
         for peer in 0..<20 {
             let mine = sink.received.map { String(decoding: $0.1, as: UTF8.self) }.filter { $0.hasPrefix("p\(peer)-") }
             #expect(mine == (0..<50).map { "p\(peer)-\($0)" }, "per-connection order is kept")
