@@ -1061,6 +1061,51 @@ struct SpoolIntegrationTests {
         #expect(values == expected, "not the spool, then the new messages, each once, in order")
     }
 
+    @Test func theReplayAtShutdownStopsAtTheDeadlineAndTheNextStartReplaysTheRest() async throws {
+        let server = try RedisServer.start()
+        let directory = temporarySpool("spool-deadline")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let records = 200
+        do {  // A previous run's spool: 200 records of 2,000 messages, far more than 100 ms of replay.
+            let spool = try Spool(directory: directory, maxBytes: 256 << 20, sync: .never)
+            for record in 0..<records {
+                var batch = PushBatch()
+                for index in record * 2000..<(record + 1) * 2000 {
+                    batch.append(key: Array("pixel".utf8), value: Array("s\(index)".utf8), acceptedAt: 0)
+                }
+                #expect(try spool.append(batch, instanceID: "earlier", sequence: UInt64(record + 1)))
+            }
+        }
+        let redis = try RedisConfiguration(url: server.url)
+        var left = 0
+        do {
+            let writer = LPushWriter(
+                queue: PushQueue(capacityBytes: 1 << 20), redis: redis,
+                spool: try Spool(directory: directory, maxBytes: 256 << 20, sync: .never), logger: logger
+            )
+            writer.start()
+            let started = ContinuousClock.now
+            await writer.shutdown(timeoutNanoseconds: 100_000_000)
+            let elapsed = ContinuousClock.now - started
+            left = writer.statistics.spooled
+            #expect(elapsed < .seconds(1), "shutdown took \(elapsed) with a 100 ms timeout")
+            #expect(left > 0, "the whole spool was replayed after the deadline")
+            #expect(writer.statistics.recovered + left == records * 2000)
+        }
+        let writer = LPushWriter(
+            queue: PushQueue(capacityBytes: 1 << 20), redis: redis,
+            spool: try Spool(directory: directory, maxBytes: 256 << 20, sync: .never), logger: logger
+        )
+        writer.start()
+        await writer.shutdown(timeoutNanoseconds: 60_000_000_000)
+        // The spool is at-least-once (a segment goes only when all of it is replayed): records of a
+        // segment already committed are sent again, and recognised as applied.
+        #expect(writer.statistics.recovered >= left)
+        #expect(writer.statistics.spooled == 0)
+        let values = try server.lrange("pixel").reversed().map { $0 }
+        #expect(values == (0..<records * 2000).map { "s\($0)" }, "not each spooled message once, in order")
+    }
+
     /// Counts the log lines that contain a text (swift-log handler for one test).
     final class CountingLogHandler: LogHandler, @unchecked Sendable {
         private let lock = ConditionLock()
