@@ -138,6 +138,8 @@ enum StreamFramerFuzz {
                 case .oversize:
                     events.append(.oversize)
                     fuzzCheck(framer.pendingByteCount < pendingBefore, "oversize without progress: pending \(pendingBefore) → \(framer.pendingByteCount)")
+                case .truncated:
+                    fuzzCheck(false, "next() returned .truncated (only finish(endOfStream:) does)")
                 case .malformed:
                     events.append(.malformed)
                     failed = true

@@ -19,7 +19,7 @@ package struct IngestCommand: AsyncParsableCommand {
             Each datagram is parsed as RFC 5424 or RFC 3164 (as nginx, logger, glibc and Python send it). \
             Messages of the configured facilities are pushed with LPUSH to the list <key-prefix><program>, \
             the value byte-for-byte what the sender wrote; everything else is dropped and counted by reason \
-            (malformed, filtered, no_program, bad_program, oversize). SIGTERM or SIGINT drains the sockets, \
+            (malformed, filtered, no_program, bad_program, oversize, truncated). SIGTERM or SIGINT drains the sockets, \
             flushes to Redis and exits.
             """
     )
@@ -32,7 +32,7 @@ package struct IngestCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("TCP address for syslog forwarders (rsyslog omfwd, syslog-ng), HOST:PORT or [IPV6]:PORT; RFC 6587 octet counting or LF framing, detected per connection; repeatable. Env: PIXELD_TCP.", valueName: "host:port"))
     var tcp: [String] = []
 
-    @Option(help: ArgumentHelp("Unix datagram socket to create and listen on (a stale socket file is replaced); repeatable. Env: PIXELD_UNIX.", valueName: "path"))
+    @Option(help: ArgumentHelp("Unix datagram socket to create and listen on (a stale socket file is replaced; one that a running process is bound to is an error); repeatable. Env: PIXELD_UNIX.", valueName: "path"))
     var unix: [String] = []
 
     @Option(help: ArgumentHelp("Permission bits of the unix sockets, octal. 0666 lets nginx's unprivileged workers write. Env: PIXELD_UNIX_MODE.", valueName: "mode"))
@@ -98,6 +98,8 @@ package struct IngestCommand: AsyncParsableCommand {
         if let directory = settings.spoolDirectory {
             do {
                 spool = try Spool(directory: directory, maxBytes: settings.spoolMaxBytes, sync: settings.spoolSync)
+            } catch where error.isInUse {
+                throw CommandFailure("spool directory \(directory) is in use by another pixeld ingest")
             } catch {
                 throw CommandFailure("--spool: \(error)")
             }

@@ -27,7 +27,8 @@ import Glibc
 /// - A permanent error for one key (`WRONGTYPE`, `NOPERM`) sends that key's values to `<key>:dead`
 ///   and counts them; every other key flows on.
 /// - At shutdown, after the deadline: to the spool if there is one, else counted as lost; once a
-///   commit has failed after the deadline, Redis is not tried again for the batches left.
+///   commit has failed after the deadline, Redis is not tried again for the batches left. The spool's
+///   replay stops at the deadline too; the rest is replayed at the next start.
 /// - `--max-list-length` with `hold`: a batch carries at most half the limit and waits until its
 ///   list has room for all of it (an empty list takes any batch, e.g. a record spooled under a larger
 ///   limit).
@@ -216,6 +217,8 @@ public final class LPushWriter: @unchecked Sendable {
             } while waiting > 0
         }
         if let spool {
+            // Until the shutdown deadline at most: what is left stays in the spool for the next start
+            // (replay is idempotent).
             replaySpool(budgetNanoseconds: .max)
             do { try spool.flush() } catch { logger.error("spool flush failed", metadata: ["error": "\(error)"]) }
             if !spool.isEmpty {
@@ -337,8 +340,9 @@ public final class LPushWriter: @unchecked Sendable {
     /// spool: a long replay (a large spool after an outage or a restart) must not block the receivers.
     static let replaySliceNanoseconds: Int64 = 50_000_000
 
-    /// Commits spooled batches, oldest first, while Redis takes them, for up to `budget` nanoseconds.
-    /// On a failure the next replay is due a backoff delay later (``nextReplayAt``).
+    /// Commits spooled batches, oldest first, while Redis takes them, for up to `budget` nanoseconds and
+    /// never past the shutdown deadline. On a failure the next replay is due a backoff delay later
+    /// (``nextReplayAt``).
     private func replaySpool(budgetNanoseconds budget: Int64) {
         guard let spool, !spool.isEmpty else { return }
         guard !gaveUpOnRedis else {
@@ -346,7 +350,7 @@ public final class LPushWriter: @unchecked Sendable {
             return
         }
         let started = MonotonicClock.nanoseconds()
-        while MonotonicClock.nanoseconds() - started < budget {
+        while MonotonicClock.nanoseconds() - started < budget && !isGivingUp {
             let record: Spool.Record
             do {
                 let next = try spool.peek()
@@ -409,7 +413,9 @@ public final class LPushWriter: @unchecked Sendable {
 
     private func noteFailure(_ error: RespError) {
         statistics.addRetry()
-        if error.connectionIsDead { connection.close() }
+        // A server error part-way through a pipeline leaves replies unread: the connection is out of
+        // step (the next command would read a stale reply), so it goes too.
+        if error.connectionIsDead || connection.hasPendingReplies { connection.close() }
         let reason = error.connectionIsDead ? "unavailable" : (error.serverErrorPrefix.map { $0.lowercased() } ?? "\(error.code)")
         let full = error.serverErrorPrefix == "FULL"
         if heldByFullList && !full {

@@ -28,6 +28,11 @@ public final class RedisConnection: @unchecked Sendable {
     /// `true` while a live context is held.
     public var isConnected: Bool { context != nil }
 
+    /// `true` when commands were sent whose replies have not been read (a pipeline abandoned part-way,
+    /// e.g. after an error reply): the next read would return one of those stale replies, so such a
+    /// connection is out of step and must be closed before it is used again.
+    public var hasPendingReplies: Bool { pendingReplies > 0 }
+
     /// Connects (dropping any previous context), then sends AUTH and SELECT as configured.
     /// - Throws: ``RespError`` when the connection or the handshake fails.
     public func connect() throws(RespError) {

@@ -138,6 +138,29 @@ struct IngestProgramTests {
         withExtendedLifetime(holder) {}
     }
 
+    @Test("a second pixeld ingest on the same --spool or --unix path fails at start with one line; the first goes on")
+    func aSecondIngestOnTheSameSpoolOrSocketFails() throws {
+        let redis = try RedisServer.start()
+        let directory = try TempDirectory(prefix: "pixeld-twice")
+        let spool = directory.appending("spool").path
+        let socket = directory.appending("pixeld.sock").path
+        let first = try PixeldProcess.start(["ingest", "--unix", socket, "--spool", spool, "--redis", redis.url])
+        defer { first.terminate() }
+        try first.waitForStderr(containing: "ingest ready")
+        let port = try PortAllocator.freeUDPPort()
+        let sameSpool = try Self.startFailure(
+            try PixeldProcess.binaryURL(), ["ingest", "--udp", "127.0.0.1:\(port)", "--spool", spool, "--redis", redis.url], status: 1
+        )
+        #expect(sameSpool == "Error: spool directory \(spool) is in use by another pixeld ingest")
+        let sameSocket = try Self.startFailure(try PixeldProcess.binaryURL(), ["ingest", "--unix", socket, "--redis", redis.url], status: 1)
+        #expect(sameSocket.hasPrefix("Error: cannot listen on") && sameSocket.hasSuffix("bind \(socket): in use by another process (another pixeld ingest?)"), "\(sameSocket)")
+        #expect(FileManager.default.fileExists(atPath: socket))
+        try ChildProcess.run("logger", ["--rfc3164", "-d", "-u", socket, "-p", "local3.info", "-t", "pixel", "--", "still here"], timeout: 10)
+        #expect(try redis.waitForLength("pixel", atLeast: 1, timeout: 10) == 1)
+        #expect(try redis.lrange("pixel") == ["still here"])
+        #expect(first.isRunning)
+    }
+
     @Test("serve on a port already taken: one line naming the errno's text")
     func serveOnATakenPort() throws {
         let redis = try RedisServer.start()

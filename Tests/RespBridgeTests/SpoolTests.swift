@@ -43,7 +43,7 @@ import Testing
         try spool.removeFirst()
         #expect(try spool.peek() == nil)
         #expect(spool.isEmpty)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: path).isEmpty, "replayed segments are deleted")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: path) == ["lock"], "replayed segments are deleted")
     }
 
     @Test func aTornRecordAtTheTailIsCutOffAndTheRestKept() throws {
@@ -66,6 +66,21 @@ import Testing
         #expect(try spool.append(batch(["after"]), instanceID: "w2", sequence: 1))
         try spool.removeFirst()
         #expect(values(try spool.peek()) == ["after"])
+    }
+
+    @Test func aSpoolDirectoryIsUsedByOneSpoolAtATime() throws {
+        let path = directory()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        do {
+            let first = try Spool(directory: path, maxBytes: 1 << 20, sync: .never)
+            #expect {
+                try Spool(directory: path, maxBytes: 1 << 20, sync: .never)
+            } throws: { error in
+                (error as? SpoolError)?.isInUse == true
+            }
+            withExtendedLifetime(first) {}
+        }
+        _ = try Spool(directory: path, maxBytes: 1 << 20, sync: .never)  // free again once the first is gone
     }
 
     @Test func aFullSpoolRefusesInsteadOfGrowing() throws {

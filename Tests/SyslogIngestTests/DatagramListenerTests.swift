@@ -70,16 +70,19 @@ import Testing
     private func send(_ datagrams: [[UInt8]], toUnix path: String) {
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
         defer { close(fd) }
+        for datagram in datagrams {
+            let sent = withUnixAddress(path) { sendto(fd, datagram, datagram.count, 0, $0, $1) }
+            #expect(sent == datagram.count)
+        }
+    }
+
+    /// Calls `body` with the unix socket address of `path` and its length.
+    private func withUnixAddress<Result>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Result) -> Result {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
-        for datagram in datagrams {
-            let sent = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(fd, datagram, datagram.count, 0, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-                }
-            }
-            #expect(sent == datagram.count)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
     }
 
@@ -240,9 +243,10 @@ import Testing
 
     @Test func unixSocketFromAnUnboundSenderReplacesAStaleFileAndIsWorldWritable() async throws {
         let path = NSTemporaryDirectory() + "pixeld-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
-        // A stale socket file from an earlier run.
-        let stale = try DatagramSocket(binding: .unix(path: path, mode: 0o600), receiveBufferBytes: 0)
-        _ = stale  // keep the file; a new bind must replace it
+        // A stale socket file from an earlier run: bound, then closed without unlinking it.
+        let stale = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        #expect(withUnixAddress(path, { bind(stale, $0, $1) }) == 0)
+        close(stale)
         let (listener, sink) = try listener(.unix(path: path, mode: 0o666))
         var info = stat()
         #expect(lstat(path, &info) == 0)
@@ -254,6 +258,20 @@ import Testing
         #expect(sink.received.count == 500)
         #expect(sink.received.allSatisfy { $0.1 == Array("1763805600.123,e=pageview&u=%2F".utf8) })
         #expect(lstat(path, &info) != 0, "the socket file is removed on stop")
+    }
+
+    @Test func aUnixSocketPathALiveProcessIsBoundToIsNotTakenOver() async throws {
+        let path = NSTemporaryDirectory() + "pixeld-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
+        let (listener, sink) = try listener(.unix(path: path, mode: 0o666))
+        #expect {
+            try DatagramSocket(binding: .unix(path: path, mode: 0o666), receiveBufferBytes: 0)
+        } throws: { error in
+            "\(error)" == "bind \(path): in use by another process (another pixeld ingest?)"
+        }
+        send([Array("<158>pixel: still mine".utf8)], toUnix: path)
+        #expect(sink.wait(for: 1), "the first listener lost its socket file")
+        await listener.stop()
+        #expect(sink.received.map(\.1) == [Array("still mine".utf8)])
     }
 
     @Test func oversizeDatagramsAreDroppedNotTruncated() async throws {
@@ -318,6 +336,41 @@ import Testing
         await listener.stop()
         close(fd)
         #expect(sink.received.map { String(decoding: $0.1, as: UTF8.self) } == (0..<2000).map { "before-stop-\($0)" })
+    }
+
+    @Test func aLastLineWithoutLFIsAMessageWhenThePeerCloses() async throws {
+        let sink = DatagramListenerTests.CollectingSink()
+        let listener = try StreamListener(host: "127.0.0.1", port: 0, rules: IngestRules(), sink: sink, logger: .init(label: "test"))
+        listener.start()
+        let fd = connect(listener.port)
+        write(fd, "<158>pixel: first\n<158>pixel: hi")  // as `printf '<158>pixel: hi' | nc` sends
+        close(fd)
+        #expect(sink.wait(for: 2))
+        await listener.stop()
+        #expect(sink.received.map { String(decoding: $0.1, as: UTF8.self) } == ["first", "hi"])
+        #expect(listener.statistics.received == 2 && listener.statistics.accepted == 2)
+    }
+
+    @Test func anIncompleteFrameIsCountedTruncatedWhenThePeerClosesOrAtStop() async throws {
+        let sink = DatagramListenerTests.CollectingSink()
+        let listener = try StreamListener(host: "127.0.0.1", port: 0, rules: IngestRules(), sink: sink, logger: .init(label: "test"))
+        listener.start()
+        let counted = connect(listener.port)
+        write(counted, "15 <158>pixel: one40 <158>pixel: cut short")  // the second frame ends early
+        close(counted)
+        #expect(sink.wait(for: 1))
+        for _ in 0..<500 where listener.statistics.received < 2 { usleep(10_000) }
+        #expect(listener.statistics.dropped(.truncated) == 1)
+        let open = connect(listener.port)  // still sending its line when pixeld stops
+        write(open, "<158>pixel: half a li")
+        for _ in 0..<500 where listener.connections == 0 { usleep(10_000) }
+        usleep(50_000)  // read, and held by the framer
+        await listener.stop()
+        close(open)
+        #expect(sink.received.map { String(decoding: $0.1, as: UTF8.self) } == ["one"])
+        #expect(listener.statistics.dropped(.truncated) == 2)
+        #expect(listener.statistics.received == 3)
+        #expect(listener.statistics.received == listener.statistics.accepted + listener.statistics.droppedTotal)
     }
 
     @Test func stopEndsWhileAPeerKeepsSending() async throws {
@@ -407,7 +460,8 @@ import Testing
         #expect(sink.wait(for: 1000))
         for fd in peers + [staller, garbage] { close(fd) }
         await listener.stop()
-        #expect(sink.received.count == 1000)
+        #expect(sink.received.count == 1001)
+        #expect(sink.received.filter { $0.1 == Array("never finished".utf8) }.count == 1, "its close ends the last line")
         for peer in 0..<20 {
             let mine = sink.received.map { String(decoding: $0.1, as: UTF8.self) }.filter { $0.hasPrefix("p\(peer)-") }
             #expect(mine == (0..<50).map { "p\(peer)-\($0)" }, "per-connection order is kept")

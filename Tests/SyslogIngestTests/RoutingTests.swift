@@ -154,7 +154,7 @@ struct RoutingTests {
     @Test("drop reasons are the metric labels")
     func dropReasonLabels() {
         #expect(
-            DropReason.allCases.map(\.rawValue) == ["malformed", "filtered", "no_program", "bad_program", "oversize"]
+            DropReason.allCases.map(\.rawValue) == ["malformed", "filtered", "no_program", "bad_program", "oversize", "truncated"]
         )
         #expect(DropReason.noProgram.description == "no_program")
     }

@@ -20,6 +20,7 @@ import Testing
                 case .message(let range): out.append(String(decoding: framer.bytes[range], as: UTF8.self))
                 case .oversize: out.append("<oversize>")
                 case .malformed: out.append("<malformed>")
+                case .truncated: out.append("<truncated>")
                 }
             }
         }
@@ -37,6 +38,31 @@ import Testing
     func lineFeedFramingInAnyChunking(chunkSize: Int) {
         let stream = "<158>pixel: one\n<158>pixel: two\r\n\n<158>pixel: three\n"
         #expect(frames(stream, chunkSize: chunkSize) == ["<158>pixel: one", "<158>pixel: two\r", "<158>pixel: three"])
+    }
+
+    /// What `finish(endOfStream:)` makes of the bytes left when a connection closes.
+    @Test(arguments: [
+        ("<158>a: x\n<158>a: last", true, "<158>a: last"),
+        ("<158>a: x\n<158>a: last", false, "<truncated>"),
+        ("<158>a: x\n\r", true, nil),
+        ("<158>a: x\n", true, nil),
+        ("9 <158>a: x12 <158>a: l", true, "<truncated>"),
+        ("9 <158>a: x", true, nil),
+        ("GET /", true, nil),
+    ] as [(String, Bool, String?)])
+    func theBytesLeftAtTheEnd(stream: String, endOfStream: Bool, expected: String?) {
+        var framer = SyslogStreamFramer(maxMessageBytes: 1000)
+        Array(stream.utf8).withUnsafeBytes { framer.append($0) }
+        while framer.next() != nil {}
+        let last: String? = switch framer.finish(endOfStream: endOfStream) {
+        case .message(let range): String(decoding: framer.bytes[range], as: UTF8.self)
+        case .truncated: "<truncated>"
+        case .oversize: "<oversize>"
+        case .malformed: "<malformed>"
+        case nil: nil
+        }
+        #expect(last == expected)
+        #expect(framer.finish(endOfStream: endOfStream) == nil, "once")
     }
 
     @Test func oversizeFramesAreSkippedWithoutLosingTheNext() {

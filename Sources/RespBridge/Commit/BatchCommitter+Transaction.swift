@@ -97,7 +97,11 @@ extension BatchCommitter {
         unresolvedTransaction = nil
         guard case .array(let results) = reply else {
             // EXECABORT (a command was refused while queueing, e.g. OOM) or another error: nothing ran.
-            if case .error(let text) = reply { throw RespError(code: .server, operation: "EXEC", message: text) }
+            // The refusal says why (`OOM`, `READONLY`): that is the error reported, not `EXECABORT`.
+            if case .error(let text) = reply {
+                let refusal = text.hasPrefix("EXECABORT") ? queueError ?? text : text
+                throw RespError(code: .server, operation: "EXEC", message: refusal)
+            }
             throw RespError(code: .unexpectedReply, operation: "EXEC", message: "\(reply) \(queueError ?? "")")
         }
         if deletesSavedOutcome { savedOutcomeMayExist = false }
@@ -135,10 +139,12 @@ extension BatchCommitter {
             unresolvedTransaction = nil
             return nil
         }
-        for group in groups { try connection.append([Self.type, key(of: group, in: batch)]) }
+        // Every reply is read before any is looked at: an error reply (`NOPERM`) must not leave the
+        // later ones unread, or the next command on this connection would read a stale reply.
+        let types = try connection.pipeline(groups.map { [Self.type, key(of: $0, in: batch)] })
         var outcomes: [KeyOutcome?] = []
-        for _ in groups {
-            let type = try connection.readReply().unwrap("TYPE").string ?? ""
+        for reply in types {
+            let type = try reply.unwrap("TYPE").string ?? ""
             // The length and any trim count of that run are unknown now; only `trimmed` is booked.
             outcomes.append(type == "list" || type == "none" ? .pushed(length: 0, trimmed: 0) : nil)
         }

@@ -15,6 +15,10 @@ import Glibc
 /// committed) and exactly-once in Redis, because each record keeps its batch identity and the commit
 /// script skips batches already applied.
 ///
+/// One process at a time: opening takes an exclusive lock (`flock`) on the file `lock` in the directory,
+/// held until the spool is deinitialised, so a second process on the same directory fails at once
+/// instead of cutting off a record the first is writing or replaying records twice.
+///
 /// Used by the writer thread only.
 public final class Spool {
     /// When appended records are forced to disk.
@@ -44,6 +48,8 @@ public final class Spool {
     private let sync: SyncPolicy
     private var segments: [Segment] = []
     private var writeFD: Int32 = -1
+    /// The open lock file, whose `flock` keeps other processes out.
+    private let lockFD: Int32
     private var lastSync: Int64 = 0
     /// Read position: index into `segments` is always 0; offset within it.
     private var readOffset = 0
@@ -67,17 +73,40 @@ public final class Spool {
     /// - Parameters:
     ///   - maxBytes: the most bytes the spool may hold; ``append(_:instanceID:sequence:)`` refuses beyond.
     ///   - segmentBytes: a new segment file starts after this many bytes.
-    /// - Throws: ``SpoolError`` when the directory cannot be created or read.
+    /// - Throws: ``SpoolError`` when the directory cannot be created or read, or is in use by another
+    ///   process (``SpoolError/isInUse``).
     public init(directory: String, maxBytes: Int, sync: SyncPolicy, segmentBytes: Int = 16 << 20) throws(SpoolError) {
         self.directory = directory
         self.maxBytes = maxBytes
         self.segmentBytes = segmentBytes
         self.sync = sync
         if mkdir(directory, 0o700) != 0 && errno != EEXIST { throw SpoolError("mkdir", path: directory) }
-        try scan()
+        lockFD = try Self.lock(directory)
+        do {
+            try scan()
+        } catch {
+            close(lockFD)
+            throw error
+        }
+    }
+
+    /// Opens `directory/lock` and takes an exclusive lock on it without waiting.
+    private static func lock(_ directory: String) throws(SpoolError) -> Int32 {
+        let path = directory + "/lock"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SpoolError("open", path: path) }
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let code = errno
+            if code == EINTR { continue }
+            close(fd)
+            if code == EWOULDBLOCK { throw SpoolError.inUse(directory) }
+            throw SpoolError("flock", path: path, errno: code)
+        }
+        return fd
     }
 
     deinit {
+        defer { close(lockFD) }
         if writeFD >= 0 {
             _ = fdatasync(writeFD)
             close(writeFD)

@@ -10,6 +10,8 @@ public struct SpoolError: Error, Sendable, CustomStringConvertible {
     public var path: String
     /// A readable message.
     public var message: String
+    /// The directory is locked by another process (another `pixeld ingest` uses it).
+    public var isInUse = false
 
     init(_ operation: String, path: String, errno code: Int32 = errno) {
         self.operation = operation
@@ -21,6 +23,13 @@ public struct SpoolError: Error, Sendable, CustomStringConvertible {
         self.operation = operation
         self.path = path
         self.message = message
+    }
+
+    /// The spool `directory` is locked by another process.
+    static func inUse(_ directory: String) -> SpoolError {
+        var error = SpoolError("flock", path: directory, message: "in use by another process")
+        error.isInUse = true
+        return error
     }
 
     public var description: String { "spool \(operation) \(path): \(message)" }

@@ -88,10 +88,11 @@ public final class DatagramListener: @unchecked Sendable {
 
     private func run() {
         if let threadNice, cpixeld_set_thread_nice(Int32(threadNice)) != 0 {
+            let error = errno  // now: the metadata is built lazily, after other calls
             logger.log(
                 level: threadNiceFailureLevel,
                 "could not set the receive thread's nice value (needs CAP_SYS_NICE to lower it)",
-                metadata: ["pixeld.listener": "\(statistics.label)", "nice": "\(threadNice)", "errno": "\(errno)"]
+                metadata: ["pixeld.listener": "\(statistics.label)", "nice": "\(threadNice)", "errno": "\(error)"]
             )
         }
         let buffers = UnsafeMutableRawPointer.allocate(byteCount: slotCapacity * batchSize, alignment: 16)

@@ -44,14 +44,10 @@ public final class DatagramSocket: @unchecked Sendable {
                 throw SyslogIngestError(code: .configuration, operation: "bind", message: "unix socket path too long: \(path)")
             }
             withUnsafeMutableBytes(of: &sun.sun_path) { $0.copyBytes(from: pathBytes + [0]) }
-            try Self.removeStaleSocket(at: path)
-            fd = try Self.check("socket") { socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+            try Self.removeStaleSocket(at: path, address: sun)
+            fd = try Self.unixSocket()
             do {
-                _ = try Self.check("bind \(path)") {
-                    withUnsafePointer(to: &sun) {
-                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-                    }
-                }
+                _ = try Self.check("bind \(path)") { Self.withSocketAddress(sun) { bind(fd, $0, $1) } }
                 _ = try Self.check("chmod \(path)") { chmod(path, mode_t(mode)) }
             } catch {
                 Glibc.close(fd)
@@ -131,14 +127,39 @@ public final class DatagramSocket: @unchecked Sendable {
         if case .unix(let path, _) = address { unlink(path) }
     }
 
-    /// Removes a leftover socket file from an earlier run; refuses to remove anything else.
-    private static func removeStaleSocket(at path: String) throws(SyslogIngestError) {
+    /// Removes a leftover socket file from an earlier run; refuses to remove anything else, and a socket
+    /// that a live process (another pixeld ingest) is bound to: only a socket whose `connect` is refused
+    /// is stale.
+    private static func removeStaleSocket(at path: String, address: sockaddr_un) throws(SyslogIngestError) {
         var info = stat()
         guard lstat(path, &info) == 0 else { return }
         guard (info.st_mode & S_IFMT) == S_IFSOCK else {
             throw SyslogIngestError(code: .configuration, operation: "bind", message: "\(path) exists and is not a socket")
         }
-        unlink(path)
+        let probe = try unixSocket()
+        defer { Glibc.close(probe) }
+        while withSocketAddress(address, { connect(probe, $0, $1) }) != 0 {
+            let code = errno
+            if code == EINTR { continue }
+            guard code == ECONNREFUSED else { throw SyslogIngestError(code: .io, operation: "connect \(path)", errno: code) }
+            unlink(path)
+            return
+        }
+        throw SyslogIngestError(
+            code: .configuration, operation: "bind \(path)", message: "in use by another process (another pixeld ingest?)"
+        )
+    }
+
+    /// A new unix datagram socket.
+    private static func unixSocket() throws(SyslogIngestError) -> Int32 {
+        try check("socket") { socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+    }
+
+    /// Calls `body` with `address` as a `sockaddr` pointer and its length (for `bind`, `connect`).
+    private static func withSocketAddress(_ address: sockaddr_un, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
+        withUnsafePointer(to: address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
     }
 
     /// Runs a system call, retrying `EINTR`, and turns -1 into an error naming the call.

@@ -9,6 +9,10 @@ import Glibc
 /// Receives syslog over TCP (RFC 6587, octet counting or LF framing detected per connection) from any
 /// number of forwarders, on one thread with `poll`.
 ///
+/// When a peer closes its connection, a last LF-framed line without its LF is still a message (as
+/// rsyslog's imtcp takes it); an incomplete octet-counted frame, or part of a line left when a
+/// connection is closed for another reason (read error, shutdown), is counted as `truncated`.
+///
 /// A peer that stalls cannot hold the others up (every socket is non-blocking), a peer that sends
 /// garbage is disconnected and counted as `malformed`, and when the writer's queue is full the sink
 /// blocks, so pixeld stops reading and TCP's own flow control slows the senders down — backpressure
@@ -36,6 +40,8 @@ public final class StreamListener: @unchecked Sendable {
         var framer: SyslogStreamFramer
         /// While stopping: how many of the bytes received before the stop are still to be read.
         var drainLeft = Int.max
+        /// The peer closed its side (a read returned 0).
+        var endOfStream = false
     }
 
     /// Binds `host:port` and prepares to serve.
@@ -82,7 +88,8 @@ public final class StreamListener: @unchecked Sendable {
         var draining = false
         defer {
             chunk.deallocate()
-            for connection in connections { StreamSocket.close(connection.fd) }
+            for connection in connections { close(connection) }
+            _ = sink.endOfBatch()
             // Closed once: a second close could hit a descriptor another thread has opened since.
             if !draining { StreamSocket.close(listenFD) }
             connectionCount.store(0, ordering: .relaxed)
@@ -98,7 +105,7 @@ public final class StreamListener: @unchecked Sendable {
             if draining && MonotonicClock.nanoseconds() >= graceUntil {
                 // From now on only what had arrived before the stop.
                 connections.removeAll { connection in
-                    if connection.drainLeft <= 0 { StreamSocket.close(connection.fd) }
+                    if connection.drainLeft <= 0 { close(connection) }
                     return connection.drainLeft <= 0
                 }
                 if connections.isEmpty { return }
@@ -130,10 +137,7 @@ public final class StreamListener: @unchecked Sendable {
                     closed.append(index)
                 }
             }
-            for index in closed.reversed() {
-                StreamSocket.close(connections[index].fd)
-                connections.remove(at: index)
-            }
+            for index in closed.reversed() { close(connections.remove(at: index)) }
             connectionCount.store(connections.count, ordering: .relaxed)
             if !sink.endOfBatch() { return }
         }
@@ -154,7 +158,10 @@ public final class StreamListener: @unchecked Sendable {
                 return false
             }
             guard let count else { return true }
-            if count == 0 { return false }
+            if count == 0 {
+                connection.endOfStream = true
+                return false
+            }
             if connection.drainLeft != .max { connection.drainLeft -= count }  // below 0 past the snapshot
             connection.framer.append(UnsafeRawBufferPointer(rebasing: chunk[0..<count]))
             var received = 0
@@ -163,28 +170,8 @@ public final class StreamListener: @unchecked Sendable {
             defer { statistics.add(received: received, accepted: accepted) }
             while let event = connection.framer.next() {
                 received += 1
-                switch event {
-                case .message(let range):
-                    let decision = connection.framer.bytes.withUnsafeBytes { bytes in
-                        let frame = UnsafeRawBufferPointer(rebasing: bytes[range])
-                        let decision = rules.route(frame)
-                        if case .accept(let program, let message) = decision {
-                            sink.accept(
-                                program: UnsafeRawBufferPointer(rebasing: frame[program]),
-                                message: UnsafeRawBufferPointer(rebasing: frame[message]),
-                                acceptedAt: acceptedAt
-                            )
-                        }
-                        return decision
-                    }
-                    switch decision {
-                    case .accept: accepted += 1
-                    case .drop(let reason): statistics.addDropped(reason)
-                    }
-                case .oversize:
-                    statistics.addDropped(.oversize)
-                case .malformed:
-                    statistics.addDropped(.malformed)
+                if route(event, of: connection.framer, acceptedAt: acceptedAt) { accepted += 1 }
+                if event == .malformed {
                     logger.info("closing a tcp connection that does not speak syslog", metadata: ["pixeld.listener": "\(address)"])
                     return false
                 }
@@ -192,5 +179,44 @@ public final class StreamListener: @unchecked Sendable {
             if count < room { return true }
         }
         return true
+    }
+
+    /// Hands an accepted message of `framer` to the sink, or counts the event's drop by its reason.
+    /// - Returns: `true` when the message was accepted.
+    private func route(_ event: SyslogStreamFramer.Event, of framer: SyslogStreamFramer, acceptedAt: Int64) -> Bool {
+        switch event {
+        case .message(let range):
+            let decision = framer.bytes.withUnsafeBytes { bytes in
+                let frame = UnsafeRawBufferPointer(rebasing: bytes[range])
+                let decision = rules.route(frame)
+                if case .accept(let program, let message) = decision {
+                    sink.accept(
+                        program: UnsafeRawBufferPointer(rebasing: frame[program]),
+                        message: UnsafeRawBufferPointer(rebasing: frame[message]),
+                        acceptedAt: acceptedAt
+                    )
+                }
+                return decision
+            }
+            switch decision {
+            case .accept: return true
+            case .drop(let reason): statistics.addDropped(reason)
+            }
+        case .oversize: statistics.addDropped(.oversize)
+        case .malformed: statistics.addDropped(.malformed)
+        case .truncated: statistics.addDropped(.truncated)
+        }
+        return false
+    }
+
+    /// Closes a connection, routing or counting what its framer still holds (see ``SyslogStreamFramer/finish(endOfStream:)``);
+    /// the caller ends the sink's batch.
+    private func close(_ connection: Connection) {
+        var framer = connection.framer
+        if let event = framer.finish(endOfStream: connection.endOfStream) {
+            let accepted = route(event, of: framer, acceptedAt: MonotonicClock.nanoseconds())
+            statistics.add(received: 1, accepted: accepted ? 1 : 0)
+        }
+        StreamSocket.close(connection.fd)
     }
 }

@@ -24,6 +24,9 @@ public struct SyslogStreamFramer: Sendable {
         case oversize
         /// The stream is not syslog (bad length field, unknown first byte): close the connection.
         case malformed
+        /// The connection ended inside a frame (see ``finish(endOfStream:)``): the partial message is
+        /// dropped, never forwarded cut short.
+        case truncated
     }
 
     /// The largest message accepted.
@@ -84,6 +87,27 @@ public struct SyslogStreamFramer: Sendable {
             }
         }
         return framing == .octetCounting ? nextCounted() : nextLine()
+    }
+
+    /// The connection is closing: what the bytes left after the last ``next()`` amount to, once.
+    ///
+    /// - LF framing, at the end of the peer's stream: a last line without its LF
+    ///   (`printf '<158>pixel: hi' | nc`) is a message, as rsyslog's imtcp takes it.
+    /// - Anything else left — an octet-counted frame shorter than its length, or part of a line when
+    ///   the close is not the peer's (a read error, shutdown): ``Event/truncated``.
+    /// - `nil` when nothing is left, or what is left belongs to an oversize frame already reported, or
+    ///   the stream was malformed.
+    /// - Parameter endOfStream: the peer closed its side, so what it sent last is all there is.
+    public mutating func finish(endOfStream: Bool) -> Event? {
+        defer {
+            start = bytes.count
+            scanned = bytes.count
+        }
+        guard !failed, !discardingLine, skipRemaining == 0, start < bytes.count else { return nil }
+        guard framing == .lineFeed && endOfStream else { return .truncated }
+        let line = start..<bytes.count
+        if bytes[line].allSatisfy({ $0 == UInt8(ascii: "\r") || $0 == 0 }) { return nil }  // an end of line, no message
+        return line.count > maxMessageBytes ? .oversize : .message(line)
     }
 
     private mutating func nextCounted() -> Event? {

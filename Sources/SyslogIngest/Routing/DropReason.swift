@@ -13,6 +13,9 @@ public enum DropReason: String, Sendable, CaseIterable, CustomStringConvertible 
     case badProgram = "bad_program"
     /// Larger than the configured maximum message size; never forwarded truncated.
     case oversize
+    /// A TCP connection closed inside a frame: the peer ended it within an octet-counted frame, or it
+    /// was closed mid-message (read error, or at shutdown after the drain); never forwarded truncated.
+    case truncated
 
     /// The metric label, the same as `rawValue`.
     public var description: String { self.rawValue }

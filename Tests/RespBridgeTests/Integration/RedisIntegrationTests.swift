@@ -71,6 +71,21 @@ struct RedisIntegrationTests {
         #expect(try connection.command(["PING"]) == .status("PONG"))
     }
 
+    @Test func repliesLeftUnreadMarkTheConnectionOutOfStep() throws {
+        let server = try RedisServer.start()
+        let connection = RedisConnection(configuration: try configuration(server), logger: logger)
+        try connection.append([Array("SET".utf8), Array("s".utf8), Array("x".utf8)])
+        try connection.append([Array("LPUSH".utf8), Array("s".utf8), Array("y".utf8)])
+        #expect(connection.hasPendingReplies)
+        _ = try connection.readReply()
+        #expect(connection.hasPendingReplies, "the LPUSH's reply is still owed")
+        #expect(try connection.readReply().string == nil)
+        #expect(!connection.hasPendingReplies)
+        try connection.append([Array("PING".utf8)])
+        connection.close()
+        #expect(!connection.hasPendingReplies, "a new connection owes nothing")
+    }
+
     @Test func connectsOverTheUnixSocketWithAuthAndSelect() throws {
         let server = try RedisServer.start()
         _ = try server.command(["ACL", "SETUSER", "pixeld", "on", ">pw", "~*", "+@all"])
@@ -757,6 +772,16 @@ extension RedisIntegrationTests {
         queue.enqueue(batch)
     }
 
+    /// One batch of `pixel` values `p<i>` and `other` values `o<i>`.
+    private func pushBoth(_ range: Range<Int>, into queue: PushQueue) {
+        var batch = PushBatch()
+        for index in range {
+            batch.append(key: Array("pixel".utf8), value: Array("p\(index)".utf8), acceptedAt: 0)
+            batch.append(key: Array("other".utf8), value: Array("o\(index)".utf8), acceptedAt: 0)
+        }
+        queue.enqueue(batch)
+    }
+
     private func waitForLength(_ length: Int, of key: String, in server: RedisServer) throws -> Bool {
         try waitUntil(seconds: 5) { try server.llen(key) == length }
     }
@@ -808,18 +833,10 @@ extension RedisIntegrationTests {
         let queue = PushQueue(capacityBytes: 1 << 20)
         let writer = LPushWriter(queue: queue, redis: try configuration(server), logger: logger)
         writer.start()
-        func pushBoth(_ range: Range<Int>) {
-            var batch = PushBatch()
-            for index in range {
-                batch.append(key: Array("pixel".utf8), value: Array("p\(index)".utf8), acceptedAt: 0)
-                batch.append(key: Array("other".utf8), value: Array("o\(index)".utf8), acceptedAt: 0)
-            }
-            queue.enqueue(batch)
-        }
-        pushBoth(0..<5)  // both keys become known lists
+        pushBoth(0..<5, into: queue)  // both keys become known lists
         #expect(try waitForLength(5, of: "other", in: server))
         _ = try server.command(["SET", "other", "not a list"])  // SET replaces the list
-        pushBoth(5..<10)  // a transaction: pixel's LPUSH works, other's fails; the follow-up has other's values only
+        pushBoth(5..<10, into: queue)  // a transaction: pixel's LPUSH works, other's fails; the follow-up has other's values only
         #expect(try waitForLength(5, of: "other:dead", in: server))
         await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
         #expect(try server.lrange("pixel").reversed() == (0..<10).map { "p\($0)" })
@@ -827,6 +844,63 @@ extension RedisIntegrationTests {
         #expect(writer.statistics.pushed == 15)
         #expect(writer.statistics.deadLettered == 5)
         #expect(try server.calls(of: "exec") == 1)
+    }
+
+    /// The reply of a transaction is lost, and the `TYPE`s that find out which keys took its pushes are
+    /// refused (an ACL without `TYPE`): the error reply for the first key must not leave the second's
+    /// unread, or every later command on that connection reads the reply of the one before — here a
+    /// `GET` reply taken for a `TYPE` sends a key that took its values through the follow-up again.
+    @Test func aRefusedTypeWhileResolvingALostTransactionKeepsTheConnectionInStep() async throws {
+        let server = try RedisServer.start()
+        _ = try server.command(["ACL", "SETUSER", "pixeld", "on", ">pw", "~*", "+@all", "-type"])
+        // Commit replies: the first batch's script, then the second batch's transaction, lost.
+        let proxy = try ReplyLosingProxy(upstreamPort: server.port, dropEvery: 2, replies: .commits)
+        defer { proxy.close() }
+        var configuration = try RedisConfiguration(url: proxy.url)
+        configuration.username = "pixeld"
+        configuration.password = "pw"
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(queue: queue, redis: configuration, logger: logger)
+        writer.start()
+        pushBoth(0..<5, into: queue)  // the script: both keys become known lists
+        #expect(try waitForLength(5, of: "other", in: server))
+        pushBoth(5..<10, into: queue)  // a transaction; its reply is lost, and resolving it meets -NOPERM on TYPE
+        #expect(waitUntil(seconds: 10) { proxy.droppedReplies == 1 && writer.statistics.retries >= 4 })
+        _ = try server.command(["ACL", "SETUSER", "pixeld", "+type"])
+        #expect(waitUntil(seconds: 10) { writer.statistics.pushed == 20 })
+        usleep(200_000)  // time for a duplicate to show
+        await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
+        #expect(try server.lrange("pixel").reversed() == (0..<10).map { "p\($0)" })
+        #expect(try server.lrange("other").reversed() == (0..<10).map { "o\($0)" })
+        #expect(try server.keys("*:dead").isEmpty)
+        #expect(writer.statistics.pushed == 20)
+        #expect(writer.statistics.lost == 0)
+    }
+
+    /// Redis at `maxmemory` refuses a transaction's `LPUSH` while queueing it, and `EXEC` then answers
+    /// `-EXECABORT`: the warning and the health state name the refusal (`oom`), not `execabort`.
+    @Test func aTransactionRefusedForMemoryIsReportedAsOOM() async throws {
+        let server = try RedisServer.start()
+        let handler = SpoolIntegrationTests.CountingLogHandler()
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(queue: queue, redis: try configuration(server), logger: Logger(label: "test") { _ in handler })
+        writer.start()
+        push(0..<10, into: queue)  // the script: pixel becomes a known list
+        #expect(try waitForLength(10, of: "pixel", in: server))
+        _ = try server.command(["CONFIG", "SET", "maxmemory", "1"])
+        push(10..<20, into: queue)  // a transaction: LPUSH refused with -OOM while queued, EXEC aborts
+        var firstReason: String?
+        #expect(waitUntil(seconds: 5) {
+            if case .failing(let reason, _) = writer.statistics.redis { firstReason = reason }
+            return firstReason != nil
+        })
+        _ = try server.command(["CONFIG", "SET", "maxmemory", "0"])
+        #expect(try waitForLength(20, of: "pixel", in: server))
+        await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
+        #expect(firstReason == "oom")
+        #expect(handler.count("redis refused the commit (oom), holding messages and retrying") == 1)
+        #expect(handler.count("redis refused the commit (execabort), holding messages and retrying") == 0)
+        #expect(try server.lrange("pixel").reversed() == (0..<20).map(String.init))
     }
 
     @Test func dropOldestTrimsInTheTransactionToo() async throws {
@@ -985,6 +1059,51 @@ struct SpoolIntegrationTests {
         let values = try server.lrange("pixel").reversed().map { $0 }
         let expected = (0..<200_000).map { "s\($0)" } + (0..<2000).map { "l\($0)" + String(repeating: "y", count: 90) }
         #expect(values == expected, "not the spool, then the new messages, each once, in order")
+    }
+
+    @Test func theReplayAtShutdownStopsAtTheDeadlineAndTheNextStartReplaysTheRest() async throws {
+        let server = try RedisServer.start()
+        let directory = temporarySpool("spool-deadline")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let records = 200
+        do {  // A previous run's spool: 200 records of 2,000 messages, far more than 100 ms of replay.
+            let spool = try Spool(directory: directory, maxBytes: 256 << 20, sync: .never)
+            for record in 0..<records {
+                var batch = PushBatch()
+                for index in record * 2000..<(record + 1) * 2000 {
+                    batch.append(key: Array("pixel".utf8), value: Array("s\(index)".utf8), acceptedAt: 0)
+                }
+                #expect(try spool.append(batch, instanceID: "earlier", sequence: UInt64(record + 1)))
+            }
+        }
+        let redis = try RedisConfiguration(url: server.url)
+        var left = 0
+        do {
+            let writer = LPushWriter(
+                queue: PushQueue(capacityBytes: 1 << 20), redis: redis,
+                spool: try Spool(directory: directory, maxBytes: 256 << 20, sync: .never), logger: logger
+            )
+            writer.start()
+            let started = ContinuousClock.now
+            await writer.shutdown(timeoutNanoseconds: 100_000_000)
+            let elapsed = ContinuousClock.now - started
+            left = writer.statistics.spooled
+            #expect(elapsed < .seconds(1), "shutdown took \(elapsed) with a 100 ms timeout")
+            #expect(left > 0, "the whole spool was replayed after the deadline")
+            #expect(writer.statistics.recovered + left == records * 2000)
+        }
+        let writer = LPushWriter(
+            queue: PushQueue(capacityBytes: 1 << 20), redis: redis,
+            spool: try Spool(directory: directory, maxBytes: 256 << 20, sync: .never), logger: logger
+        )
+        writer.start()
+        await writer.shutdown(timeoutNanoseconds: 60_000_000_000)
+        // The spool is at-least-once (a segment goes only when all of it is replayed): records of a
+        // segment already committed are sent again, and recognised as applied.
+        #expect(writer.statistics.recovered >= left)
+        #expect(writer.statistics.spooled == 0)
+        let values = try server.lrange("pixel").reversed().map { $0 }
+        #expect(values == (0..<records * 2000).map { "s\($0)" }, "not each spooled message once, in order")
     }
 
     /// Counts the log lines that contain a text (swift-log handler for one test).
