@@ -42,6 +42,30 @@ import Testing
         #expect(seen == 3)
     }
 
+    /// Whether a plain file is what a compression left behind: the compressed file ends with its
+    /// lines. Compared a chunk at a time, across chunk boundaries, on line boundaries only.
+    @Test func aCompressedFileEndsWithThePlainFilesLines() throws {
+        let directory = try TempDirectory(prefix: "pixeld-archive-reader")
+        let lines = (0..<20_000).map { "{\"ts\":1763805600.\($0),\"path\":\"/page/\($0 % 97)\"}\n" }
+        let compressed = directory.path + "/2026-01-01.c1.jsonl"
+        try lines.joined().write(toFile: compressed, atomically: true, encoding: .utf8)
+        let gzip = try ChildProcess(tool: "gzip", arguments: [compressed])
+        #expect(try gzip.waitForExit(timeout: 30) == 0)
+        let plain = directory.path + "/plain.jsonl"
+        let last = lines.suffix(7_000).joined()
+        #expect(last.utf8.count > 3 << 16, "spans several chunks")
+        let cases: [(String, Bool)] = [
+            (lines.joined(), true), (last, true), ("", true),
+            (String(last.dropFirst()), false),  // not from a line's start
+            (last.replacingOccurrences(of: "/page/5\"", with: "/page/6\""), false),
+            (last + "{\"late\":1}\n", false), (lines.joined() + lines[0], false),
+        ]
+        for (text, expected) in cases {
+            try text.write(toFile: plain, atomically: true, encoding: .utf8)
+            #expect(try ArchiveReader.endsWithLines(of: plain, compressed: compressed + ".gz") == expected, "\(text.utf8.count) bytes")
+        }
+    }
+
     @Test func theRecordLimitStopsARead() throws {
         let directory = try TempDirectory(prefix: "pixeld-archive-limit")
         let line = "{\"ts\":1767268800.000,\"v\":1,\"status\":\"dropped\",\"site\":\"example.com\",\"event\":\"pageview\",\"path\":\"/\",\"reason\":\"bot_list\"}\n"

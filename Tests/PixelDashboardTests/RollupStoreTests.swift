@@ -73,9 +73,9 @@ import Testing
         let reader = RedisReader(configuration: configuration, threads: 1, maxQueued: 1, logger: Logger(label: "test"))
         let ping: [[[UInt8]]] = [[Array("PING".utf8)]]
         let first = Task { try? await reader.pipeline(ping) }
-        try await Task.sleep(for: .milliseconds(300))
+        try await Task.sleep(for: .seconds(1))
         let second = Task { try? await reader.pipeline(ping) }
-        try await Task.sleep(for: .milliseconds(300))
+        try await Task.sleep(for: .seconds(1))
         let started = ContinuousClock.now
         do {
             _ = try await reader.pipeline(ping)

@@ -68,6 +68,42 @@ public enum ArchiveReader {
         }
     }
 
+    /// Whether the lines of `plain` are the last lines of the compressed file `compressed`: its
+    /// decompressed bytes end with `plain`'s bytes, after a line break or from the start. Read a chunk
+    /// at a time, the compressed file twice (its length, then the comparison): memory holds a chunk,
+    /// not the files, whose size only the dashboard's record limit otherwise bounds.
+    /// - Throws: ``Failure`` when a file cannot be read or gzip fails.
+    public static func endsWithLines(of plain: String, compressed: String) throws(Failure) -> Bool {
+        let fd = open(plain, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw Failure(description: "open \(plain): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw Failure(description: "stat \(plain): \(String(cString: strerror(errno)))") }
+        let plainCount = Int(info.st_size)
+        var total = 0
+        try gunzip(compressed) { out throws(Failure) in try forEachChunk(out, name: compressed) { total += $0.count } }
+        guard total >= plainCount else { return false }
+        let start = total - plainCount  // where `plain` must begin
+        var same = true
+        var offset = 0
+        var expected = [UInt8](repeating: 0, count: 1 << 16)
+        try gunzip(compressed) { out throws(Failure) in
+            try forEachChunk(out, name: compressed) { chunk throws(Failure) in
+                defer { offset += chunk.count }
+                guard same else { return }
+                if start > 0, (offset..<offset + chunk.count).contains(start - 1) {
+                    same = chunk[chunk.startIndex + start - 1 - offset] == UInt8(ascii: "\n")
+                }
+                let from = max(offset, start)
+                guard same, from < offset + chunk.count else { return }
+                let part = chunk[(chunk.startIndex + from - offset)...]
+                let read = expected.withUnsafeMutableBytes { pread(fd, $0.baseAddress, part.count, off_t(from - start)) }
+                same = read == part.count && expected[..<part.count].elementsEqual(part)
+            }
+        }
+        return same
+    }
+
     /// The raw bytes of `path`, as stored (compressed or not).
     /// - Throws: ``Failure`` when the file cannot be read.
     public static func bytes(of path: String) throws(Failure) -> [UInt8] { try read(path) }
@@ -83,10 +119,7 @@ public enum ArchiveReader {
 
     /// Runs `gzip -dc path` and hands `read` the read end of its output.
     private static func gunzip(_ path: String, _ read: (Int32) throws(Failure) -> Void) throws(Failure) {
-        let candidates: [String] = ["/usr/bin/gzip", "/bin/gzip"]
-        guard let gzip = candidates.first(where: { access($0, X_OK) == 0 }) else {
-            throw Failure(description: "gzip not found (needed for \(path))")
-        }
+        guard Gzip.path != nil else { throw Failure(description: "gzip not found (needed for \(path))") }
         var fds: [Int32] = [-1, -1]
         // Both ends close-on-exec from the start (the child's stdout is a dup2, which clears it): a
         // process another thread spawns meanwhile (a second gzip, a server in tests) must not
@@ -98,19 +131,15 @@ public enum ArchiveReader {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
         posix_spawn_file_actions_addclose(&actions, fds[1])
-        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(gzip), strdup("-dc"), strdup(path), nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, gzip, &actions, nil, argv, environ)
+        let spawned = Gzip.spawn(["-dc", path], actions: &actions)
         close(fds[1])
         defer { close(fds[0]) }
-        guard spawned == 0 else { throw Failure(description: "cannot start gzip for \(path)") }
+        guard let pid = spawned else { throw Failure(description: "cannot start gzip for \(path)") }
         var status: Int32 = 0
         do {
             try read(fds[0])
         } catch {
-            // It may be blocked writing what will not be read. SIGKILL: a child spawned from a thread
-            // that blocks signals (a Dispatch or cooperative thread) starts with them blocked too.
+            // It may be blocked writing what will not be read.
             kill(pid, SIGKILL)
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
             throw error

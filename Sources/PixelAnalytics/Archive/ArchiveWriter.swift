@@ -176,13 +176,17 @@ public final class ArchiveWriter {
         guard let names = try? list() else { return gone }
         let existing = Set(names)
         let today = Day(timestamp: now)
+        // Temporary files of a run that died while compressing (nothing will rename them) go first:
+        // one may have the name (this process's id) a compression started below is about to use.
         let ours = Set(compressions.values.map(\.temporary))
         for name in names {
-            // A temporary file of a run that died while compressing: nothing will rename it.
-            if let range = name.firstRange(of: ".gz.tmp"), day(ofFile: String(name[..<range.lowerBound]))?.compressed == false {
-                if !ours.contains(directory + "/" + name) { unlink(directory + "/" + name) }
-                continue
+            if let range = name.firstRange(of: ".gz.tmp"), day(ofFile: String(name[..<range.lowerBound]))?.compressed == false,
+                !ours.contains(directory + "/" + name)
+            {
+                unlink(directory + "/" + name)
             }
+        }
+        for name in names {
             guard let (day, compressed) = day(ofFile: name), compressions[day] == nil else { continue }
             let path = directory + "/" + name
             if day.number < today.number - retentionDays - 1 {
@@ -214,8 +218,10 @@ public final class ArchiveWriter {
             repeat { reaped = waitpid(compression.pid, &status, waiting ? 0 : WNOHANG) } while reaped < 0 && errno == EINTR
             guard reaped != 0 else { continue }  // still running
             compressions[day] = nil
+            // Written again meanwhile (a clock stepped back: the day is open again, or its size
+            // changed): this result may lack lines, and the next maintenance starts over.
             var info = stat()
-            let unchanged = stat(compression.path, &info) == 0 && Int(info.st_size) == compression.size
+            let unchanged = descriptors[day] == nil && stat(compression.path, &info) == 0 && Int(info.st_size) == compression.size
             let done = reaped == compression.pid && status == 0 && unchanged && fsync(compression.output) == 0
             close(compression.output)
             guard done, rename(compression.temporary, compression.path + ".gz") == 0 else {
@@ -264,10 +270,7 @@ public final class ArchiveWriter {
     /// Whether `path.gz` ends with the lines of `path`: then `path` is what a compression left
     /// behind (it renamed the `.gz` into place, then stopped before removing `path`).
     private static func isCompressedCopy(_ path: String) -> Bool {
-        guard let plain = try? ArchiveReader.lines(of: path), let packed = try? ArchiveReader.lines(of: path + ".gz") else {
-            return false
-        }
-        return packed.count >= plain.count && packed.suffix(plain.count).elementsEqual(plain)
+        (try? ArchiveReader.endsWithLines(of: path, compressed: path + ".gz")) ?? false
     }
 
     /// Starts `gzip -n -c path > path.gz.tmp.PID` (this process's id: a gzip left running by a run
@@ -290,17 +293,12 @@ public final class ArchiveWriter {
                 bytes.withUnsafeBytes({ write(out, $0.baseAddress, $0.count) }) == bytes.count
             else { return abandon() }
         }
-        let candidates: [String] = ["/usr/bin/gzip", "/bin/gzip"]
-        guard let gzip = candidates.first(where: { access($0, X_OK) == 0 }) else { return abandon() }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, out, 1)
-        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(gzip), strdup("-n"), strdup("-c"), strdup(path), nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        guard posix_spawn(&pid, gzip, &actions, nil, argv, environ) == 0 else { return abandon() }
+        guard let pid = Gzip.spawn(["-n", "-c", path], actions: &actions) else { return abandon() }
         return Compression(pid: pid, output: out, temporary: temporary, path: path, name: name, size: Int(info.st_size))
     }
 

@@ -51,6 +51,9 @@ final class HiredisContext {
             throw context.error(operation: "redisSetTimeout")
         }
         if case .tcp = configuration.endpoint { _ = redisEnableKeepAlive(raw) }
+        // hiredis 0.14 opens its socket without close-on-exec: a child spawned later (the archive's
+        // gzip) would hold the connection open on Redis's side after this process closed it.
+        _ = fcntl(context.fd, F_SETFD, fcntl(context.fd, F_GETFD) | FD_CLOEXEC)
         return context
     }
 

@@ -1,0 +1,33 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The system's gzip, which the archive runs to compress a closed day (``ArchiveWriter``) and to read
+/// a compressed one (``ArchiveReader``).
+enum Gzip {
+    /// `/usr/bin/gzip` or `/bin/gzip`; `nil` when neither is there.
+    static var path: String? { ["/usr/bin/gzip", "/bin/gzip"].first { access($0, X_OK) == 0 } }
+
+    /// Starts gzip with `arguments` and the descriptors `actions` sets up; its pid, or `nil` when it
+    /// could not start. The child gets default signal dispositions and no blocked signals: pixeld
+    /// ignores SIGPIPE, and the service's threads ignore or block SIGTERM and SIGINT, which a child
+    /// would otherwise inherit (and then outlive a stop).
+    static func spawn(_ arguments: [String], actions: inout posix_spawn_file_actions_t) -> pid_t? {
+        guard let gzip = path else { return nil }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        let argv: [UnsafeMutablePointer<CChar>?] = ([gzip] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        return posix_spawn(&pid, gzip, &actions, &attributes, argv, environ) == 0 ? pid : nil
+    }
+}
