@@ -4,6 +4,20 @@ import PixeldTestSupport
 import Testing
 
 @Suite struct ArchiveWriterTests {
+    /// The `/proc/PID/status` fields of a running child of this process called `name`.
+    static func childStatus(named name: String) -> [String: String]? {
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] where Int32(entry) != nil {
+            guard let text = try? String(contentsOfFile: "/proc/\(entry)/status", encoding: .utf8) else { continue }
+            var fields: [String: String] = [:]
+            for line in text.split(separator: "\n") {
+                let parts = line.split(separator: ":", maxSplits: 1)
+                if parts.count == 2 { fields[String(parts[0])] = parts[1].trimmingCharacters(in: .whitespaces) }
+            }
+            if fields["Name"] == name, fields["PPid"] == String(getpid()) { return fields }
+        }
+        return nil
+    }
+
     /// A maintenance, and the compressions it started finished.
     static func maintained(_ writer: ArchiveWriter, now: Double) -> [String] {
         writer.maintain(now: now) + writer.finishCompressions(waiting: true)
@@ -29,8 +43,13 @@ import Testing
         for path in [stray, old, others] { #expect(FileManager.default.createFile(atPath: path, contents: Data("x".utf8))) }
 
         let later = day.next.startTimestamp + 7200
+        _ = signal(SIGPIPE, SIG_IGN)  // as pixeld does
         #expect(writer.maintain(now: later).isEmpty)
         #expect(FileManager.default.fileExists(atPath: plain), "the plain file stays until gzip is done")
+        // gzip does not inherit the ignored SIGPIPE (nor blocked signals): it would outlive a stop.
+        let gzip = try #require(Self.childStatus(named: "gzip"), "no gzip child running")
+        #expect(UInt64(gzip["SigIgn"] ?? "", radix: 16).map { $0 & (1 << (UInt64(SIGPIPE) - 1)) } == 0, "\(gzip)")
+        #expect(UInt64(gzip["SigBlk"] ?? "", radix: 16) == 0, "\(gzip)")
         #expect(!FileManager.default.fileExists(atPath: stray) && !FileManager.default.fileExists(atPath: old))
         #expect(FileManager.default.fileExists(atPath: others), "another consumer's temporary file")
         // The day written again while gzip runs: that result is thrown away, the next one kept.

@@ -86,6 +86,31 @@ struct RedisIntegrationTests {
         #expect(!connection.hasPendingReplies, "a new connection owes nothing")
     }
 
+    /// A child process (the archive's gzip) must not inherit a Redis connection: it would keep it open
+    /// on Redis's side after pixeld closed it. hiredis opens its sockets without close-on-exec.
+    @Test func redisSocketsAreCloseOnExec() throws {
+        let server = try RedisServer.start()
+        /// This process's descriptors connected to the test's Redis.
+        func connected() -> Set<Int32> {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+            return Set(names.compactMap { Int32($0) }.filter { fd in
+                var address = sockaddr_in()
+                var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+                let named = withUnsafeMutablePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) }
+                }
+                return named == 0 && address.sin_family == sa_family_t(AF_INET) && Int(UInt16(bigEndian: address.sin_port)) == server.port
+            })
+        }
+        let before = connected()  // the test support's own connection, if it keeps one
+        let connection = RedisConnection(configuration: try configuration(server), logger: logger)
+        #expect(try connection.command(["PING"]) == .status("PONG"))
+        let ours = connected().subtracting(before)
+        try #require(ours.count == 1, "\(ours)")
+        #expect(fcntl(ours.first!, F_GETFD) & FD_CLOEXEC != 0)
+        connection.close()
+    }
+
     @Test func connectsOverTheUnixSocketWithAuthAndSelect() throws {
         let server = try RedisServer.start()
         _ = try server.command(["ACL", "SETUSER", "pixeld", "on", ">pw", "~*", "+@all"])
