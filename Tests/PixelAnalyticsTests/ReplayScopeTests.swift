@@ -61,4 +61,39 @@ struct ReplayScopeTests {
         #expect(try redis.command(["HGET", "pixeld:site:b.example:\(day):totals", "pageviews"]).string == "5")
         #expect(try redis.command(["HGET", "pixeld:site:c.example:\(day):totals", "pageviews"]).string == "8")
     }
+
+    /// A hit whose day is closed (three days old: a `too_old` drop) goes to the file of the day it is
+    /// processed on, and its drop counts there: live, and in a replay of that day, which reads that
+    /// day's files (before, live counted it on its own day, which a replay of that day then lost).
+    @Test func aDropArchivedInALaterDaysFileCountsOnThatDay() throws {
+        let redis = try RedisServer.start()
+        let archive = try TempDirectory(prefix: "pixeld-replay-too-old")
+        let now = Int(Date().timeIntervalSince1970 * 1000)
+        let today = Day(timestamp: Double(now) / 1000), old = Day(number: today.number - 3)
+        let userAgent = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
+        for milliseconds in [now - 3 * 86_400_000, now] {
+            let line = nginxJSONLine(milliseconds: milliseconds, args: [("e", "pageview"), ("u", "https://example.com/")], ip: "192.0.2.7", ua: userAgent)
+            _ = try redis.command(["LPUSH", "pixel", line])
+        }
+        let consume = try PixeldProcess.start([
+            "consume", "pixel", "--redis", redis.url, "--site", "example.com", "--archive", archive.path, "--consumer-id", "c1", "--heartbeat-seconds", "3",
+        ])
+        let file = archive.appending("\(today).c1.jsonl").path
+        #expect(Poll.until(timeout: 20) { ((try? ArchiveReader.lines(of: file).count) ?? 0) == 2 }, "\(consume.stderrText)")
+        consume.terminate()
+        #expect(try consume.waitForExit(timeout: 10) == 0)
+        func drops() throws -> [[String]] {
+            try ["pixeld:drops:\(today)", "pixeld:site:example.com:\(today):drops", "pixeld:drops:\(old)"].map {
+                try redis.command(["HGETALL", $0]).array?.compactMap(\.string) ?? []
+            }
+        }
+        let live = try drops()
+        #expect(live == [["too_old", "1"], ["too_old", "1"], []], "live: \(live)")
+        let replay = try PixeldProcess.start(
+            ["replay", "--redis", redis.url, "--from", today.description, "--to", today.description], environment: ["PIXELD_ARCHIVE": archive.path]
+        )
+        #expect(try replay.waitForExit(timeout: 30) == 0, "\(replay.stderrText)")
+        #expect(try drops() == live, "replayed")
+        #expect(try redis.command(["HGET", "pixeld:site:example.com:\(today):totals", "pageviews"]).string == "1")
+    }
 }

@@ -152,15 +152,19 @@ public struct RollupBatch: Sendable {
     public var isEmpty: Bool { count == 0 }
 
     /// Adds one outcome.
+    /// - Parameter archivedOn: The day of the archive file its line goes to, when there is one: a
+    ///   drop counts on that day. It is the hit's own day but for a hit whose day is closed (a
+    ///   `too_old` drop after a long stop), which goes to the file of the day it was processed on;
+    ///   so `pixeld replay` of a day, which reads that day's files, counts the same drops as live.
     /// - Returns: For an accepted hit with a ``EnrichedHit/previousVisitorID``, its number among the
     ///   batch's visit hits, by which ``encodedCommand(states:)`` says whether its visit began the
     ///   day before; `nil` otherwise.
     @discardableResult
-    public mutating func add(_ outcome: HitOutcome) -> Int? {
+    public mutating func add(_ outcome: HitOutcome, archivedOn: Day? = nil) -> Int? {
         count += 1
         switch outcome {
         case .dropped(let hit):
-            let day = hit.day
+            let day = archivedOn ?? hit.day
             increment(intern(site: "", day: day), Slot.globalDrops, hit.reason.rawValue)
             if hit.isForKnownSite, let site = hit.site {
                 increment(intern(site: site, day: day), Slot.drops, hit.reason.rawValue)

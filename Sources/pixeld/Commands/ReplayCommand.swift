@@ -78,23 +78,29 @@ struct ReplayCommand: ParsableCommand {
             throw CommandFailure("no archive files for \(first) … \(last) in \(archive): nothing replayed, no rollup touched")
         }
         let rebuilt = Set(days)
-        // Read everything first: a broken file stops the replay before any rollup is touched.
-        var outcomes: [HitOutcome] = []
+        // Read everything first: a broken file stops the replay before any rollup is touched. Each
+        // line with the day of its file: a drop counts there (`RollupBatch.add(_:archivedOn:)`).
+        var outcomes: [(outcome: HitOutcome, file: Day)] = []
         var files = 0
-        for path in filesByDay.flatMap(\.files) {
-            files += 1
-            for (index, line) in try ArchiveReader.lines(of: path).enumerated() {
-                do {
-                    let outcome = try ArchiveRecord.outcome(from: PixelEventDecoder.decode(line))
-                    if rebuilt.contains(Day(timestamp: outcome.timestamp)) { outcomes.append(outcome) }
-                } catch {
-                    throw CommandFailure("\(path):\(index + 1): \(error)")
+        for (fileDay, paths) in filesByDay {
+            for path in paths {
+                files += 1
+                for (index, line) in try ArchiveReader.lines(of: path).enumerated() {
+                    do {
+                        let outcome = try ArchiveRecord.outcome(from: PixelEventDecoder.decode(line))
+                        // An accepted hit counts on its own day, a drop on its file's (always rebuilt).
+                        if case .accepted(let hit) = outcome, !rebuilt.contains(hit.day) { continue }
+                        outcomes.append((outcome, fileDay))
+                    } catch {
+                        throw CommandFailure("\(path):\(index + 1): \(error)")
+                    }
                 }
             }
         }
         // Several consumers' files: put the hits back in time order (stable for equal times).
         outcomes = outcomes.enumerated().sorted {
-            $0.element.timestamp != $1.element.timestamp ? $0.element.timestamp < $1.element.timestamp : $0.offset < $1.offset
+            $0.element.outcome.timestamp != $1.element.outcome.timestamp
+                ? $0.element.outcome.timestamp < $1.element.outcome.timestamp : $0.offset < $1.offset
         }.map(\.element)
 
         _ = try connection.command(RollupScript.loadCommand).unwrap("SCRIPT LOAD")
@@ -102,10 +108,10 @@ struct ReplayCommand: ParsableCommand {
         // hits of, only the drop counts of a site it holds drops of alone (another archive may hold
         // its accepted hits); other sites keep theirs. The all-sites drop count is rebuilt.
         var counted: [Day: Set<String>] = [:], dropped: [Day: Set<String>] = [:]
-        for outcome in outcomes {
+        for (outcome, file) in outcomes {
             switch outcome {
             case .accepted(let hit): counted[hit.day, default: []].insert(hit.site)
-            case .dropped(let hit): if hit.isForKnownSite, let site = hit.site { dropped[hit.day, default: []].insert(site) }
+            case .dropped(let hit): if hit.isForKnownSite, let site = hit.site { dropped[file, default: []].insert(site) }
             }
         }
         for day in days {
@@ -122,7 +128,7 @@ struct ReplayCommand: ParsableCommand {
         var index = 0
         while index < outcomes.count {
             var batch = RollupBatch(configuration: configuration)
-            for outcome in outcomes[index..<min(index + 1000, outcomes.count)] { batch.add(outcome) }
+            for (outcome, file) in outcomes[index..<min(index + 1000, outcomes.count)] { batch.add(outcome, archivedOn: file) }
             index += 1000
             // The replay owns its visit keys (its own prefix): read, then apply, without WATCH.
             var states: [[UInt8]?] = []
@@ -136,7 +142,7 @@ struct ReplayCommand: ParsableCommand {
             _ = try connection.command(batch.command(states: states)).unwrap("EVALSHA rollup")
         }
         try deleteKeys(matching: configuration.visitPrefix + "*", connection)
-        let accepted = outcomes.filter { if case .accepted = $0 { return true } else { return false } }.count
+        let accepted = outcomes.filter { if case .accepted = $0.outcome { true } else { false } }.count
         print("replayed \(outcomes.count) hits (\(accepted) accepted, \(outcomes.count - accepted) dropped) from \(files) files, \(first) … \(last)")
         let sites = Set(counted.values.flatMap { $0 }).sorted()
         let dropsOnly = Set(dropped.values.flatMap { $0 }).subtracting(sites).sorted()

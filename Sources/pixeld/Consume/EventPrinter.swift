@@ -275,9 +275,9 @@ final class AnalyticsHandler: @unchecked Sendable {
         var work = Work(now: now, dead: dead, rollup: RollupBatch(configuration: rollups), live: LiveUpdate(keys: rollups.keys, now: now))
         for event in events {
             let outcome = try processor.process(event, now: now, keys: keys)
-            let visitHit = work.rollup.add(outcome)
             // Each line is rendered once, into its day's buffer; the live feed remembers where.
             let day = archive?.targetDay(for: Day(timestamp: outcome.timestamp), now: now)
+            let visitHit = work.rollup.add(outcome, archivedOn: day)
             let buffer = work.buffer(for: day, capacity: events.count * 320)
             let start = work.buffers[buffer].count
             work.heldBack.appendLine(outcome, visitHit: visitHit, to: &work.buffers, buffer: buffer)
