@@ -12,7 +12,8 @@ import Glibc
 ///
 /// The consumer publishes each batch's accepted hits as archive lines (one per line) on
 /// `<prefix>live:<site>` in the same `MULTI`/`EXEC` as its ack (`LiveUpdate` in PixelAnalytics):
-/// enriched, anonymised JSON objects — never an IP address or a user agent. (The "visitors in the last 5 minutes" figure does not come
+/// enriched, anonymised JSON objects — never an IP address or a user agent; the clients get them
+/// without the visitor ids. (The "visitors in the last 5 minutes" figure does not come
 /// from here but from the sorted set the consumer keeps, see ``RollupStore/recentVisitors(site:now:)``.)
 ///
 /// `@unchecked Sendable`: every mutable field is only touched under `lock`; the connection only by
@@ -96,12 +97,14 @@ public final class LiveFeed: @unchecked Sendable {
     }
 
     /// Handles one published message (from Redis, or directly in tests): one batch's archive lines
-    /// for `site`, separated by `\n`; each becomes one event for the site's clients.
+    /// for `site`, separated by `\n`; each becomes one event for the site's clients, without its
+    /// visitor ids (``ArchiveRecord/withoutVisitorIDs(_:)``).
     func deliver(site: String, payload: String) {
         lock.withLock {
             guard let clients = subscribers[site], !clients.isEmpty else { return }
             for line in payload.split(separator: "\n") {
-                for (_, continuation) in clients { continuation.yield(String(line)) }
+                let event = ArchiveRecord.withoutVisitorIDs(line)
+                for (_, continuation) in clients { continuation.yield(event) }
             }
         }
     }

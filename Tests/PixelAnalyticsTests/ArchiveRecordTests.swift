@@ -18,6 +18,20 @@ import Testing
         )
     )
 
+    @Test("the live feed's lines: the same without vid and pvid, whatever the other members hold")
+    func visitorIDsAreLeftOutOfLiveLines() {
+        var hit = EnrichedHit(
+            timestampText: "1763805600.123", timestamp: 1_763_805_600.123, site: "example.com",
+            visitorID: "0123456789abcdef0123456789abcdef", previousVisitorID: "fedcba9876543210fedcba9876543210", event: "pageview",
+            path: #"/,"vid":"x"#, source: "Google", browser: "Chrome", os: "Windows", device: "desktop", props: #"{"vid":"y"}"#
+        )
+        let full = ArchiveRecord.line(.accepted(hit))
+        hit.visitorID = nil
+        hit.previousVisitorID = nil
+        #expect(ArchiveRecord.withoutVisitorIDs(full[...]) == ArchiveRecord.line(.accepted(hit)), "\(full)")
+        #expect(ArchiveRecord.withoutVisitorIDs(ArchiveRecord.line(dropped)[...]) == ArchiveRecord.line(dropped))
+    }
+
     @Test func linesAreStableFlatJSON() {
         #expect(
             ArchiveRecord.line(accepted)

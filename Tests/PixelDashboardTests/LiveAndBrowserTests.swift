@@ -57,6 +57,7 @@ struct LiveFeedTests {
         #expect(!stream.contains("/elsewhere"))
         // Anonymised: neither the address nor the user agent is published.
         #expect(!stream.contains("127.0.0.1") && !stream.contains("PixeldLive"))
+        #expect(!stream.contains(#""vid""#), "a visitor id on the live feed: \(stream)")
 
         // The "visitors in the last 5 minutes" figure counts the visitor once, per site.
         try Self.fire(nginx, url: "https://example.com/second")

@@ -22,6 +22,20 @@ public enum ArchiveRecord {
     /// The schema version written.
     public static let version = 1
 
+    /// `line` without its visitor ids (`vid`, `pvid`): what the live feed shows. Anyone who may see a
+    /// site's dashboard sees its live feed; with the ids, they could follow each visitor from page to
+    /// page through the day. (Members are written as `,"name":"value"`; inside a string a quote is
+    /// always escaped, so `,"vid":"` only ever starts that member.)
+    public static func withoutVisitorIDs(_ line: Substring) -> String {
+        var text = line
+        for name in [#","vid":""#, #","pvid":""#] {
+            guard let start = text.firstRange(of: name) else { continue }
+            guard let end = text[start.upperBound...].firstIndex(of: "\"") else { continue }
+            text = text[..<start.lowerBound] + text[text.index(after: end)...]
+        }
+        return String(text)
+    }
+
     /// Appends `outcome` as one line (with its `\n`); without `pvid` unless `previousVisitorID`.
     public static func appendLine(_ outcome: HitOutcome, to buffer: inout [UInt8], previousVisitorID: Bool = true) {
         var out = JSONText(capacity: 0)
