@@ -16,7 +16,7 @@ public final class DedicatedThread: @unchecked Sendable {
     private let name: String
 
     private final class Box {
-        let body: () -> Void
+        var body: (() -> Void)?
         let thread: DedicatedThread
         init(body: @escaping () -> Void, thread: DedicatedThread) {
             self.body = body
@@ -38,7 +38,10 @@ public final class DedicatedThread: @unchecked Sendable {
         let rc = pthread_create(&handle, &attributes, { raw in
             let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
             cpixeld_set_thread_name(box.thread.name)
-            box.body()
+            box.body?()
+            // What the body holds (a writer and its spool's lock, say) is released before anyone
+            // waiting learns that it has finished.
+            box.body = nil
             box.thread.markFinished()
             return nil
         }, box)

@@ -220,7 +220,14 @@ public final class LPushWriter: @unchecked Sendable {
             // Until the shutdown deadline at most: what is left stays in the spool for the next start
             // (replay is idempotent).
             replaySpool(budgetNanoseconds: .max)
-            do { try spool.flush() } catch { logger.error("spool flush failed", metadata: ["error": "\(error)"]) }
+            do {
+                try spool.flush()
+                // A replay stopped at the deadline part-way into a segment: the next start resumes there
+                // rather than sending (and counting) those records again.
+                try spool.saveReadPosition()
+            } catch {
+                logger.error("spool flush failed", metadata: ["error": "\(error)"])
+            }
             if !spool.isEmpty {
                 logger.info("spool kept for the next start", metadata: ["messages": "\(spool.messageCount)"])
             }
@@ -345,8 +352,10 @@ public final class LPushWriter: @unchecked Sendable {
     /// (``nextReplayAt``).
     private func replaySpool(budgetNanoseconds budget: Int64) {
         guard let spool, !spool.isEmpty else { return }
-        guard !gaveUpOnRedis else {
-            nextReplayAt = .max  // not before the final replay at the end
+        guard !gaveUpOnRedis && !isGivingUp else {
+            // Not before the final replay at the end (which stops at once past the deadline): a due
+            // replay that does nothing would have the run loop spin until the queue closes.
+            nextReplayAt = .max
             return
         }
         let started = MonotonicClock.nanoseconds()

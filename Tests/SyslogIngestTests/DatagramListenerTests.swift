@@ -274,6 +274,19 @@ import Testing
         #expect(sink.received.map(\.1) == [Array("still mine".utf8)])
     }
 
+    /// A closing socket removes its file only while it is its own: here the path was taken over in
+    /// between (its file removed and bound again), and the new socket's file stays.
+    @Test func closingRemovesOnlyItsOwnSocketFile() throws {
+        let path = NSTemporaryDirectory() + "pixeld-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
+        let old = try DatagramSocket(binding: .unix(path: path, mode: 0o666), receiveBufferBytes: 0)
+        unlink(path)
+        let new = try DatagramSocket(binding: .unix(path: path, mode: 0o666), receiveBufferBytes: 0)
+        old.close()
+        #expect(FileManager.default.fileExists(atPath: path), "the new socket's file was removed")
+        new.close()
+        #expect(!FileManager.default.fileExists(atPath: path))
+    }
+
     @Test func oversizeDatagramsAreDroppedNotTruncated() async throws {
         let rules = IngestRules(facilities: .default, programs: ProgramPolicy(), maxMessageBytes: 1000)
         let (listener, sink) = try listener(.udp(host: "127.0.0.1", port: 0), rules: rules)

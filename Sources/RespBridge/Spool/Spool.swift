@@ -203,6 +203,38 @@ public final class Spool {
         if readOffset >= segment.size { try dropFirstSegment() }
     }
 
+    /// Writes the read position into `DIR/replayed` (durably) when the first segment is partly
+    /// replayed: the next start resumes there, instead of sending those records again (recognised as
+    /// applied while their commit markers live, seven days) and counting them as recovered twice.
+    public func saveReadPosition() throws(SpoolError) {
+        guard readOffset > 0, let segment = segments.first else { return }
+        let path = directory + "/replayed", temporary = path + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SpoolError("open", path: temporary) }
+        let text = Array("\(segment.number) \(readOffset)\n".utf8)
+        let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd) == 0
+        close(fd)
+        guard written == text.count, synced, rename(temporary, path) == 0 else {
+            unlink(temporary)
+            throw SpoolError("write", path: path)
+        }
+        syncDirectory()
+    }
+
+    /// The position ``saveReadPosition()`` wrote: segment number and offset, if any.
+    private func savedReadPosition() -> (number: UInt64, offset: Int)? {
+        let fd = open(directory + "/replayed", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: 64)
+        let count = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard count > 0 else { return nil }
+        let parts = String(decoding: bytes[..<count], as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" })
+        guard parts.count == 2, let number = UInt64(parts[0]), let offset = Int(parts[1]) else { return nil }
+        return (number, offset)
+    }
+
     // MARK: - Files
 
     private func startSegment() throws(SpoolError) {
@@ -217,7 +249,10 @@ public final class Spool {
         guard fd >= 0 else { throw SpoolError("open", path: path) }
         writeFD = fd
         segments.append(Segment(number: number, path: path, size: 0, messages: 0))
-        // Make the new file's directory entry durable too.
+        syncDirectory()  // the new file's directory entry durable too
+    }
+
+    private func syncDirectory() {
         let dirFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dirFD >= 0 {
             _ = fsync(dirFD)
@@ -235,6 +270,7 @@ public final class Spool {
             writeFD = -1
         }
         if unlink(segment.path) != 0 && errno != ENOENT { throw SpoolError("unlink", path: segment.path) }
+        unlink(directory + "/replayed")  // a position in that segment, if any
     }
 
     private func syncIfDue() throws(SpoolError) {
@@ -261,6 +297,8 @@ public final class Spool {
             }
         }
         closedir(dir)
+        // Where a shutdown stopped replaying, in the first segment (only if it is a record's start).
+        let saved = savedReadPosition()
         for number in numbers.sorted() {
             let path = Self.path(directory, number)
             var segment = Segment(number: number, path: path, size: 0, messages: 0)
@@ -268,9 +306,19 @@ public final class Spool {
             guard stat(path, &info) == 0 else { continue }
             let fileSize = Int(info.st_size)
             var offset = 0
+            var resumeAt: Int?, replayedMessages = 0
+            let resumes = segments.isEmpty && saved?.number == number
             while offset < fileSize, let (record, size) = try readRecord(in: Segment(number: number, path: path, size: fileSize, messages: 0), at: offset) {
+                if resumes, let saved {
+                    if offset == saved.offset { resumeAt = offset }
+                    if offset < saved.offset { replayedMessages += record.batch.count }
+                }
                 offset += size
                 segment.messages += record.batch.count
+            }
+            if let resumeAt {
+                readOffset = resumeAt
+                segment.messages -= replayedMessages
             }
             if offset < fileSize {
                 // A torn or corrupt record: keep what precedes it.

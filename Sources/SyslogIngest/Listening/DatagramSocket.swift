@@ -19,6 +19,8 @@ public final class DatagramSocket: @unchecked Sendable {
     /// The kernel's receive buffer size after configuration (the kernel reports twice the request).
     public private(set) var receiveBufferBytes: Int = 0
     private var closed = false
+    /// The inode of the socket file this socket bound (unix): the only file ``close()`` removes.
+    private var boundInode: ino_t?
 
     /// Creates and binds a socket.
     /// - Parameters:
@@ -48,6 +50,8 @@ public final class DatagramSocket: @unchecked Sendable {
             fd = try Self.unixSocket()
             do {
                 _ = try Self.check("bind \(path)") { Self.withSocketAddress(sun) { bind(fd, $0, $1) } }
+                var info = stat()
+                if lstat(path, &info) == 0 { boundInode = info.st_ino }
                 _ = try Self.check("chmod \(path)") { chmod(path, mode_t(mode)) }
             } catch {
                 Glibc.close(fd)
@@ -119,12 +123,18 @@ public final class DatagramSocket: @unchecked Sendable {
         throw SyslogIngestError(code: .io, operation: "recvmmsg", errno: error)
     }
 
-    /// Closes the socket and, for a unix socket, removes its file.
+    /// Closes the socket and, for a unix socket, removes its file: first, and only if it is still
+    /// this socket's. Until the file is gone a new instance's check finds the socket live and waits
+    /// for nothing; removing it after the close could remove the file of an instance that, finding
+    /// this one's refused meanwhile, had replaced it.
     public func close() {
         guard !closed else { return }
         closed = true
+        if case .unix(let path, _) = address, let boundInode {
+            var info = stat()
+            if lstat(path, &info) == 0, info.st_ino == boundInode { unlink(path) }
+        }
         Glibc.close(fd)
-        if case .unix(let path, _) = address { unlink(path) }
     }
 
     /// Removes a leftover socket file from an earlier run; refuses to remove anything else, and a socket
