@@ -35,13 +35,16 @@ public final class LiveFeed: @unchecked Sendable {
 
     /// Creates a feed; call ``start()`` to subscribe.
     /// - Parameters:
-    ///   - configuration: Where Redis is (the read timeout is raised to a minute: the connection idles).
+    ///   - configuration: Where Redis is (the read timeout becomes `quietMilliseconds`: the connection idles).
     ///   - keys: The key layout, whose ``RollupKeys/liveChannel(site:)`` the consumer publishes on.
     ///   - maximumSubscribers: SSE clients at most.
+    ///   - quietMilliseconds: How long a read of the subscription waits before it subscribes again.
     ///   - logger: For subscription failures.
-    public init(configuration: RedisConfiguration, keys: RollupKeys, maximumSubscribers: Int = 256, logger: Logger) {
+    public init(
+        configuration: RedisConfiguration, keys: RollupKeys, maximumSubscribers: Int = 256, quietMilliseconds: Int = 60_000, logger: Logger
+    ) {
         var configuration = configuration
-        configuration.commandTimeoutMilliseconds = 60_000
+        configuration.commandTimeoutMilliseconds = quietMilliseconds
         connection = RedisConnection(configuration: configuration, logger: logger)
         channelPattern = keys.liveChannelPattern
         channelPrefix = keys.liveChannel(site: "")
