@@ -1178,6 +1178,40 @@ struct SpoolIntegrationTests {
         #expect(handler.count("spool read failed") == 0)
     }
 
+    /// A segment that cannot be opened for a while (not gone: a symbolic-link loop stands in for any
+    /// error but ENOENT) is retried after a growing back-off, not in a loop; once it can be read
+    /// again its records are delivered, none lost, and live messages wait behind them.
+    @Test func aSpoolReadErrorIsRetriedWithABackOff() async throws {
+        let server = try RedisServer.start()
+        let directory = temporarySpool("spool-read-error")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let spool = try Spool(directory: directory, maxBytes: 64 << 20, sync: .never)
+        var batch = PushBatch()
+        for index in 0..<5 { batch.append(key: Array("pixel".utf8), value: Array("spooled-\(index)".utf8), acceptedAt: 0) }
+        #expect(try spool.append(batch, instanceID: "earlier", sequence: 1))
+        let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: directory).first { $0.hasPrefix("segment-") })
+        let path = directory + "/" + segment
+        #expect(rename(path, path + ".away") == 0 && symlink(path, path) == 0)  // open: ELOOP
+        let handler = CountingLogHandler()
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(
+            queue: queue, redis: try RedisConfiguration(url: server.url), spool: spool, logger: Logger(label: "test") { _ in handler }
+        )
+        writer.start()
+        var live = PushBatch()
+        live.append(key: Array("pixel".utf8), value: Array("live".utf8), acceptedAt: MonotonicClock.nanoseconds())
+        queue.enqueue(live)
+        try await Task.sleep(for: .milliseconds(1500))
+        let failures = handler.count("spool read failed")
+        #expect(failures >= 1 && failures <= 12, "\(failures) failed reads in 1.5 s")
+        #expect(try server.llen("pixel") == 0, "a live message overtook the spool")
+        #expect(unlink(path) == 0 && rename(path + ".away", path) == 0)
+        #expect(Poll.until(timeout: 10, interval: 0.01) { (try? server.llen("pixel")) == 6 })
+        await writer.shutdown(timeoutNanoseconds: 1_000_000_000)
+        #expect(try server.lrange("pixel").reversed() == (0..<5).map { "spooled-\($0)" } + ["live"])
+        #expect(writer.statistics.lost == 0 && spool.isEmpty)
+    }
+
     @Test func aSpoolRecordLargerThanTheHoldLimitStillGoesIntoAnEmptyList() async throws {
         let server = try RedisServer.start()
         let directory = temporarySpool("spool-cap")
