@@ -365,6 +365,8 @@ public final class LPushWriter: @unchecked Sendable {
                 let next = try spool.peek()
                 let unreadable = spool.takeUnreadableMessages()
                 if unreadable > 0 {
+                    // (Of a previous run's records first: what is left of them is still "recovered".)
+                    inheritedSpoolMessages -= min(inheritedSpoolMessages, unreadable)
                     statistics.addLost(unreadable)
                     statistics.setSpooled(spool.messageCount)
                     logger.error("spool segment unreadable or deleted; its messages are lost", metadata: ["messages": "\(unreadable)"])

@@ -46,6 +46,48 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: path) == ["lock"], "replayed segments are deleted")
     }
 
+    /// A replay stopped part-way resumes at the record it stopped at, once; a saved position that
+    /// outlived its segment (the next outage numbers segments from 1 again) never matches another
+    /// segment's record at the same offset, so nothing is skipped.
+    @Test func aSavedReadPositionResumesOnlyAtTheRecordItNames() throws {
+        let path = directory()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        do {
+            let spool = try Spool(directory: path, maxBytes: 1 << 20, sync: .always)
+            for sequence in 1...3 { #expect(try spool.append(batch(["v\(sequence)"]), instanceID: "old", sequence: UInt64(sequence))) }
+            _ = try spool.peek()
+            try spool.removeFirst()
+            try spool.saveReadPosition()
+        }
+        do {
+            let spool = try Spool(directory: path, maxBytes: 1 << 20, sync: .always)
+            #expect(spool.messageCount == 2)
+            let next = try spool.peek()
+            #expect(values(next) == ["v2"])
+            // Used once: a crash now replays from the start (at least once, never less).
+            #expect(!FileManager.default.fileExists(atPath: path + "/replayed"))
+            try spool.saveReadPosition()  // the same position again
+            #expect(FileManager.default.fileExists(atPath: path + "/replayed"))
+            while try spool.peek() != nil { try spool.removeFirst() }
+            #expect(!FileManager.default.fileExists(atPath: path + "/replayed"), "gone with its segment")
+        }
+        // A stale position naming segment 1 at the second record's offset, and a new segment 1 whose
+        // records are the same size: another instance's, not resumed.
+        do {
+            let spool = try Spool(directory: path, maxBytes: 1 << 20, sync: .always)
+            for sequence in 1...3 { #expect(try spool.append(batch(["n\(sequence)"]), instanceID: "new", sequence: UInt64(sequence))) }
+        }
+        let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: path).first { $0.hasPrefix("segment-") })
+        #expect(segment.hasSuffix("1.spool"), "\(segment)")
+        let recordSize = (try FileManager.default.attributesOfItem(atPath: path + "/" + segment)[.size] as? Int ?? 0) / 3
+        try "1 \(recordSize) 2 old\n".write(toFile: path + "/replayed", atomically: true, encoding: .utf8)
+        let spool = try Spool(directory: path, maxBytes: 1 << 20, sync: .always)
+        #expect(spool.messageCount == 3)
+        let first = try spool.peek()
+        #expect(values(first) == ["n1"])
+        #expect(!FileManager.default.fileExists(atPath: path + "/replayed"))
+    }
+
     @Test func aTornRecordAtTheTailIsCutOffAndTheRestKept() throws {
         let path = directory()
         defer { try? FileManager.default.removeItem(atPath: path) }

@@ -206,12 +206,18 @@ public final class Spool {
     /// Writes the read position into `DIR/replayed` (durably) when the first segment is partly
     /// replayed: the next start resumes there, instead of sending those records again (recognised as
     /// applied while their commit markers live, seven days) and counting them as recovered twice.
+    ///
+    /// The file names the record to resume at (segment number, offset, and the record's sequence and
+    /// instance), so that a position that outlived its segment never matches another one's record.
     public func saveReadPosition() throws(SpoolError) {
-        guard readOffset > 0, let segment = segments.first else { return }
         let path = directory + "/replayed", temporary = path + ".tmp"
+        guard readOffset > 0, let segment = segments.first, let (record, _) = try readRecord(in: segment, at: readOffset) else {
+            unlink(path)
+            return
+        }
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SpoolError("open", path: temporary) }
-        let text = Array("\(segment.number) \(readOffset)\n".utf8)
+        let text = Array("\(segment.number) \(readOffset) \(record.sequence) \(record.instanceID)\n".utf8)
         let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         let synced = fsync(fd) == 0
         close(fd)
@@ -222,17 +228,21 @@ public final class Spool {
         syncDirectory()
     }
 
-    /// The position ``saveReadPosition()`` wrote: segment number and offset, if any.
-    private func savedReadPosition() -> (number: UInt64, offset: Int)? {
-        let fd = open(directory + "/replayed", O_RDONLY | O_CLOEXEC)
+    /// The position ``saveReadPosition()`` wrote, if any; the file is removed (``scan()`` uses it once).
+    private func takeSavedReadPosition() -> (number: UInt64, offset: Int, sequence: UInt64, instanceID: String)? {
+        let path = directory + "/replayed"
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes = [UInt8](repeating: 0, count: 64)
+        defer {
+            close(fd)
+            unlink(path)
+        }
+        var bytes = [UInt8](repeating: 0, count: 512)
         let count = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        guard count > 0 else { return nil }
-        let parts = String(decoding: bytes[..<count], as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" })
-        guard parts.count == 2, let number = UInt64(parts[0]), let offset = Int(parts[1]) else { return nil }
-        return (number, offset)
+        guard count > 0, bytes[count - 1] == UInt8(ascii: "\n") else { return nil }
+        let parts = String(decoding: bytes[..<(count - 1)], as: UTF8.self).split(separator: " ", maxSplits: 3)
+        guard parts.count == 4, let number = UInt64(parts[0]), let offset = Int(parts[1]), let sequence = UInt64(parts[2]) else { return nil }
+        return (number, offset, sequence, String(parts[3]))
     }
 
     // MARK: - Files
@@ -269,8 +279,8 @@ public final class Spool {
             close(writeFD)
             writeFD = -1
         }
+        unlink(directory + "/replayed")  // a position in that segment, if any: before the segment goes
         if unlink(segment.path) != 0 && errno != ENOENT { throw SpoolError("unlink", path: segment.path) }
-        unlink(directory + "/replayed")  // a position in that segment, if any
     }
 
     private func syncIfDue() throws(SpoolError) {
@@ -297,8 +307,8 @@ public final class Spool {
             }
         }
         closedir(dir)
-        // Where a shutdown stopped replaying, in the first segment (only if it is a record's start).
-        let saved = savedReadPosition()
+        // Where a shutdown stopped replaying: the first segment, at the start of the very record it names.
+        let saved = takeSavedReadPosition()
         for number in numbers.sorted() {
             let path = Self.path(directory, number)
             var segment = Segment(number: number, path: path, size: 0, messages: 0)
@@ -310,7 +320,9 @@ public final class Spool {
             let resumes = segments.isEmpty && saved?.number == number
             while offset < fileSize, let (record, size) = try readRecord(in: Segment(number: number, path: path, size: fileSize, messages: 0), at: offset) {
                 if resumes, let saved {
-                    if offset == saved.offset { resumeAt = offset }
+                    if offset == saved.offset, record.sequence == saved.sequence, record.instanceID == saved.instanceID {
+                        resumeAt = offset
+                    }
                     if offset < saved.offset { replayedMessages += record.batch.count }
                 }
                 offset += size
