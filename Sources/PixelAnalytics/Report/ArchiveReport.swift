@@ -94,6 +94,8 @@ public struct ArchiveReport: Sendable {
             case .accepted(let hit) where hit.site == site:
                 hits.append(hit)
             case .dropped(let hit) where filter == nil && hit.isForKnownSite && hit.site == site:
+                // On the hit's own day. The rollups count a drop on its archive file's day, which
+                // differs only for a hit of a day already closed (a `too_old` drop after a long stop).
                 if let index = slot(hit.day) { tallies[index].drops[hit.reason.rawValue, default: 0] += 1 }
             default:
                 continue
