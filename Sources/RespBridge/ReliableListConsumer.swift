@@ -41,6 +41,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// Thrown by a handler when retrying cannot help (its output is gone: a closed pipe): the consumer
     /// stops with ``failure`` set to `description`, and the batch goes back to the list unacked.
     public struct HandlerCannotContinue: Error, CustomStringConvertible {
+        /// Why, in one line: the consumer's ``ReliableListConsumer/failure``.
         public let description: String
         /// A failure that `description` explains in one line.
         public init(_ description: String) { self.description = description }

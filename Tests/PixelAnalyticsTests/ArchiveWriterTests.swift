@@ -4,10 +4,14 @@ import PixeldTestSupport
 import Testing
 
 @Suite struct ArchiveWriterTests {
-    /// The `/proc/PID/status` fields of a running child of this process called `name`.
-    static func childStatus(named name: String) -> [String: String]? {
+    /// The `/proc/PID/status` fields of a running child of this process called `name` with `argument`
+    /// on its command line (other tests' children run too).
+    static func childStatus(named name: String, withArgument argument: String) -> [String: String]? {
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] where Int32(entry) != nil {
-            guard let text = try? String(contentsOfFile: "/proc/\(entry)/status", encoding: .utf8) else { continue }
+            guard let arguments = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"),
+                arguments.split(separator: 0).contains(where: { $0.elementsEqual(argument.utf8) }),
+                let text = try? String(contentsOfFile: "/proc/\(entry)/status", encoding: .utf8)
+            else { continue }
             var fields: [String: String] = [:]
             for line in text.split(separator: "\n") {
                 let parts = line.split(separator: ":", maxSplits: 1)
@@ -43,11 +47,11 @@ import Testing
         for path in [stray, old, others] { #expect(FileManager.default.createFile(atPath: path, contents: Data("x".utf8))) }
 
         let later = day.next.startTimestamp + 7200
-        _ = signal(SIGPIPE, SIG_IGN)  // as pixeld does
+        _ = signal(SIGPIPE, SIG_IGN)  // as pixeld does (and the test runner, once a ChildProcess has run)
         #expect(writer.maintain(now: later).isEmpty)
         #expect(FileManager.default.fileExists(atPath: plain), "the plain file stays until gzip is done")
         // gzip does not inherit the ignored SIGPIPE (nor blocked signals): it would outlive a stop.
-        let gzip = try #require(Self.childStatus(named: "gzip"), "no gzip child running")
+        let gzip = try #require(Self.childStatus(named: "gzip", withArgument: plain), "no gzip child running")
         #expect(UInt64(gzip["SigIgn"] ?? "", radix: 16).map { $0 & (1 << (UInt64(SIGPIPE) - 1)) } == 0, "\(gzip)")
         #expect(UInt64(gzip["SigBlk"] ?? "", radix: 16) == 0, "\(gzip)")
         #expect(!FileManager.default.fileExists(atPath: stray) && !FileManager.default.fileExists(atPath: old))

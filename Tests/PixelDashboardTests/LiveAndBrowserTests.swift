@@ -1,6 +1,9 @@
 import Foundation
+import Logging
 import PixelAnalytics
+@testable import PixelDashboard
 import PixeldTestSupport
+import RespBridge
 import Testing
 
 /// `pixeld serve` as a real process: the live feed end to end (nginx → ingest → Redis → consume →
@@ -150,5 +153,34 @@ struct ServeProcess {
     /// The body of a GET (curl, failing on HTTP errors).
     func get(_ path: String) throws -> String {
         try ChildProcess.run("curl", ["-sf", url(path)], timeout: 10).stdout
+    }
+}
+
+/// The feed's subscription against a real Redis, in process.
+@Suite(.enabled(if: TestEnvironment.canRun("redis-server")))
+struct LiveFeedQuietTests {
+    /// The subscription's read ends after a quiet spell (a minute; 200 ms here): the feed subscribes
+    /// again at once, not after a growing back-off. A hit every 250 ms — each one after a quiet
+    /// spell — must find it subscribed (Redis's `PUBLISH` reply counts the receivers) and arrive.
+    @Test func aQuietSubscriptionIsRenewedAtOnce() async throws {
+        let redis = try RedisServer.start()
+        let feed = LiveFeed(
+            configuration: try RedisConfiguration(url: redis.url), keys: RollupKeys(), quietMilliseconds: 200, logger: Logger(label: "test")
+        )
+        feed.start()
+        let stream = try #require(feed.subscribe(site: "example.com"))
+        #expect(Poll.until(timeout: 5) { feed.isSubscribed })
+        var published: [String] = []
+        for index in 0..<8 {
+            try await Task.sleep(for: .milliseconds(250))
+            let line = #"{"ts":\#(index),"path":"/after-quiet"}"#
+            if (try redis.command(["PUBLISH", "pixeld:live:example.com", line]).integer ?? 0) >= 1 { published.append(line) }
+        }
+        #expect(published.count >= 6, "\(published.count) of 8 hits found the feed subscribed")
+        try await Task.sleep(for: .milliseconds(300))
+        await feed.stop()
+        var received: [String] = []
+        for await line in stream { received.append(line) }
+        #expect(received == published)
     }
 }

@@ -101,34 +101,3 @@ import Testing
         await reader.stop()
     }
 }
-
-@Suite(.enabled(if: TestEnvironment.canRun("redis-server")))
-struct LiveFeedQuietTests {
-    /// The subscription's read ends after a quiet spell (a minute; 200 ms here): the feed subscribes
-    /// again at once, not after a growing back-off, so that a hit published then still finds it.
-    @Test func aQuietSubscriptionIsRenewedAtOnce() async throws {
-        let redis = try RedisServer.start()
-        let feed = LiveFeed(
-            configuration: try RedisConfiguration(url: redis.url), keys: RollupKeys(), quietMilliseconds: 200, logger: Logger(label: "test")
-        )
-        feed.start()
-        let stream = try #require(feed.subscribe(site: "example.com"))
-        #expect(Poll.until(timeout: 5) { feed.isSubscribed })
-        // Seven quiet spells: how much of the time is the feed subscribed?
-        var samples = 0, subscribed = 0
-        let end = ContinuousClock.now + .milliseconds(1500)
-        while ContinuousClock.now < end {
-            samples += 1
-            if feed.isSubscribed { subscribed += 1 }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        #expect(Double(subscribed) / Double(samples) > 0.85, "subscribed \(subscribed) of \(samples) samples")
-        #expect(Poll.until(timeout: 5) { feed.isSubscribed })
-        _ = try redis.command(["PUBLISH", "pixeld:live:example.com", #"{"ts":1,"path":"/after-quiet"}"#])
-        try await Task.sleep(for: .milliseconds(300))
-        await feed.stop()
-        var received: [String] = []
-        for await line in stream { received.append(line) }
-        #expect(received == [#"{"ts":1,"path":"/after-quiet"}"#])
-    }
-}

@@ -244,7 +244,8 @@ import Testing
     @Test func unixSocketFromAnUnboundSenderReplacesAStaleFileAndIsWorldWritable() async throws {
         let path = NSTemporaryDirectory() + "pixeld-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
         // A stale socket file from an earlier run: bound, then closed without unlinking it.
-        let stale = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        // Close-on-exec: a child another suite spawns meanwhile must not keep it alive.
+        let stale = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         #expect(withUnixAddress(path, { bind(stale, $0, $1) }) == 0)
         close(stale)
         let (listener, sink) = try listener(.unix(path: path, mode: 0o666))

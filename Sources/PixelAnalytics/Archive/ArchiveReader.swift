@@ -72,6 +72,10 @@ public enum ArchiveReader {
     /// decompressed bytes end with `plain`'s bytes, after a line break or from the start. Read a chunk
     /// at a time, the compressed file twice (its length, then the comparison): memory holds a chunk,
     /// not the files, whose size only the dashboard's record limit otherwise bounds.
+    /// - Parameters:
+    ///   - plain: a plain `.jsonl` file.
+    ///   - compressed: a `.jsonl.gz` file.
+    /// - Returns: whether `compressed` ends with `plain`'s lines (an empty `plain` always does).
     /// - Throws: ``Failure`` when a file cannot be read or gzip fails.
     public static func endsWithLines(of plain: String, compressed: String) throws(Failure) -> Bool {
         let fd = open(plain, O_RDONLY | O_CLOEXEC)

@@ -208,7 +208,9 @@ public final class ArchiveWriter {
     }
 
     /// Finishes the gzip runs that have exited (all of them, waiting for each, with `waiting`): the
-    /// `.gz` goes into place and the plain file is removed. Returns the plain file names removed.
+    /// `.gz` goes into place and the plain file is removed.
+    /// - Parameter waiting: wait for the runs still going (tests; a stop that must leave no gzip).
+    /// - Returns: The plain file names removed (their acknowledged lengths can be forgotten).
     @discardableResult
     public func finishCompressions(waiting: Bool) -> [String] {
         var gone: [String] = []

@@ -10,7 +10,7 @@
 /// `pvid`: what `pixeld replay` needs to continue the same visits (whichever of their hits it reads
 /// first: it reads them in time order, the consumer in arrival order), and nothing more.
 public struct HeldBackPreviousIDs: Sendable {
-    /// One held-back id: the hit (numbered as ``RollupBatch/add(_:)`` numbers them) and where its
+    /// One held-back id: the hit (numbered as ``RollupBatch/add(_:archivedOn:)`` numbers them) and where its
     /// line's closing `}` is.
     private struct Held: Sendable {
         var visitHit: Int
@@ -28,8 +28,12 @@ public struct HeldBackPreviousIDs: Sendable {
     public var isEmpty: Bool { held.isEmpty }
 
     /// Appends `outcome`'s archive line (``ArchiveRecord/appendLine(_:to:previousVisitorID:)``) to
-    /// `buffers[buffer]`, holding back its previous day's id when `visitHit` (what
-    /// ``RollupBatch/add(_:)`` returned for it) says it has one.
+    /// `buffers[buffer]`, holding back its previous day's id when it has one.
+    /// - Parameters:
+    ///   - outcome: the hit.
+    ///   - visitHit: what ``RollupBatch/add(_:archivedOn:)`` returned for it.
+    ///   - buffers: the batch's line buffers.
+    ///   - buffer: the index of the buffer the line goes to.
     public mutating func appendLine(_ outcome: HitOutcome, visitHit: Int?, to buffers: inout [[UInt8]], buffer: Int) {
         guard let visitHit, case .accepted(let hit) = outcome, let id = hit.previousVisitorID else {
             ArchiveRecord.appendLine(outcome, to: &buffers[buffer])
@@ -39,9 +43,12 @@ public struct HeldBackPreviousIDs: Sendable {
         held.append(Held(visitHit: visitHit, buffer: buffer, offset: buffers[buffer].count - 2, id: id))  // before "}\n"
     }
 
-    /// Adds `"pvid"` to the lines of the hits in `continued` (ascending, as
-    /// ``RollupBatch/encodedCommand(states:)`` returns them), and moves the line locations of `live`
+    /// Adds `"pvid"` to the lines of the hits in `continued`, and moves the line locations of `live`
     /// that point behind an insertion.
+    /// - Parameters:
+    ///   - continued: visit hits, ascending, as ``RollupBatch/encodedCommand(states:)`` returns them.
+    ///   - buffers: the buffers ``appendLine(_:visitHit:to:buffer:)`` wrote into.
+    ///   - live: the batch's live update, whose line locations point into `buffers`.
     public func insert(continued: [Int], into buffers: inout [[UInt8]], live: inout LiveUpdate) {
         guard !held.isEmpty, !continued.isEmpty else { return }
         let wanted = Set(continued)

@@ -1,7 +1,7 @@
 /// Collects one batch's outcomes into the single `EVALSHA` of ``RollupScript`` that the consumer
 /// runs in its ack, in two steps:
 ///
-/// 1. ``add(_:)`` each outcome. Counters that do not depend on visit state (pageviews, pages,
+/// 1. ``add(_:archivedOn:)`` each outcome. Counters that do not depend on visit state (pageviews, pages,
 ///    browsers, OS, devices, countries, hours, custom events, drops) are summed at once, so Redis sees
 ///    one increment per distinct value and batch rather than one per hit; visitor ids are
 ///    deduplicated per site and day; the hits that take part in visits are kept, in arrival order.
@@ -273,7 +273,7 @@ public struct RollupBatch: Sendable {
     /// The same command as ``command(states:)``, already encoded as RESP (`*N\r\n$7\r\nEVALSHA…`),
     /// written into one buffer instead of one array per argument: what the consumer's ack sends. Also
     /// returns the states it writes, which the next batch's read may not see yet, and the hits (as
-    /// numbered by ``add(_:)``) in visits that began the day before, under their previous day's id:
+    /// numbered by ``add(_:archivedOn:)``) in visits that began the day before, under their previous day's id:
     /// only their archive lines need that id (see ``HeldBackPreviousIDs``).
     public func encodedCommand(states: [[UInt8]?]) -> (command: [UInt8], writes: StateWrites, continuedAcrossMidnight: [Int]) {
         var resolved = self

@@ -209,6 +209,7 @@ public final class Spool {
     ///
     /// The file names the record to resume at (segment number, offset, and the record's sequence and
     /// instance), so that a position that outlived its segment never matches another one's record.
+    /// - Throws: ``SpoolError`` when the file cannot be written.
     public func saveReadPosition() throws(SpoolError) {
         let path = directory + "/replayed", temporary = path + ".tmp"
         guard readOffset > 0, let segment = segments.first, let (record, _) = try readRecord(in: segment, at: readOffset) else {

@@ -687,7 +687,8 @@ struct RedisIntegrationTests {
             _ = try server.command(["CLIENT", "KILL", "SKIPME", "yes", "TYPE", "normal"])
             #expect(waitUntil(seconds: 10) { proxy.matchingReplies >= rotation }, "no token rotation \(rotation) after the kill")
         }
-        #expect(waitUntil(seconds: 10) { proxy.droppedReplies == 1 && proxy.matchingReplies >= 3 }, "the lost write was not renewed")
+        // (The withheld reply ends in the connection's read timeout, 6 s, before the consumer reconnects.)
+        #expect(waitUntil(seconds: 20) { proxy.droppedReplies == 1 && proxy.matchingReplies >= 3 }, "the lost write was not renewed")
         let values = (0..<20).map { "v\($0)" }
         _ = try server.command(["LPUSH", "pixel"] + values)
         #expect(waitUntil(seconds: 10) { consumer.consumed == 2 + values.count })
@@ -1113,7 +1114,8 @@ struct SpoolIntegrationTests {
             await writer.shutdown(timeoutNanoseconds: 100_000_000)
             let elapsed = ContinuousClock.now - started
             left = writer.statistics.spooled
-            #expect(elapsed < .seconds(1), "shutdown took \(elapsed) with a 100 ms timeout")
+            // The commit in flight at the deadline and the saved position's fsyncs come on top.
+            #expect(elapsed < .seconds(3), "shutdown took \(elapsed) with a 100 ms timeout")
             #expect(left > 0, "the whole spool was replayed after the deadline")
             #expect(writer.statistics.recovered + left == records * 2000)
         }
