@@ -352,6 +352,9 @@ def start(name: str, command: list[str], workdir: Path, core: str, env: dict[str
           stdout=None) -> Proc:
     log_path = workdir / f"{name}.log"
     evict_from_page_cache(command[0])
+    if Path(command[0]).name == "pixeld":
+        # `pixeld ingest` execs the program beside it: the one whose pages are measured.
+        evict_from_page_cache(str(Path(command[0]).with_name("pixeld-ingest")))
     out = stdout if stdout is not None else open(log_path, "wb")
     popen = subprocess.Popen(["taskset", "-c", core, *command], stdout=out,
                              stderr=subprocess.STDOUT if stdout is None else open(log_path, "wb"),
