@@ -1153,17 +1153,17 @@ struct SpoolIntegrationTests {
         func count(_ message: String) -> Int { lock.withLock { counts[message, default: 0] } }
     }
 
-    @Test func aSpoolSegmentDeletedFromOutsideIsCountedLostAndDeliveryGoesOn() async throws {
-        let server = try RedisServer.start()
-        let directory = temporarySpool("spool-deleted")
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+    /// A spool in `directory` holding one record of a previous run: `pixel` values `<values>0`…`<values>4`.
+    private func spoolHoldingOneRecord(in directory: String, values: String) throws -> Spool {
         let spool = try Spool(directory: directory, maxBytes: 64 << 20, sync: .never)
         var batch = PushBatch()
-        for index in 0..<5 { batch.append(key: Array("pixel".utf8), value: Array("gone-\(index)".utf8), acceptedAt: 0) }
+        for index in 0..<5 { batch.append(key: Array("pixel".utf8), value: Array("\(values)\(index)".utf8), acceptedAt: 0) }
         #expect(try spool.append(batch, instanceID: "earlier", sequence: 1))
-        // The segment goes away behind the spool's back (a tmp cleaner, an operator).
-        for name in try FileManager.default.contentsOfDirectory(atPath: directory) { try FileManager.default.removeItem(atPath: directory + "/" + name) }
-        let handler = CountingLogHandler()
+        return spool
+    }
+
+    /// A started writer on `spool` logging to `handler`, with one live message `live` queued.
+    private func writerWithALiveMessage(_ server: RedisServer, spool: Spool, handler: CountingLogHandler) throws -> LPushWriter {
         let queue = PushQueue(capacityBytes: 1 << 20)
         let writer = LPushWriter(
             queue: queue, redis: try RedisConfiguration(url: server.url), spool: spool, logger: Logger(label: "test") { _ in handler }
@@ -1172,6 +1172,18 @@ struct SpoolIntegrationTests {
         var live = PushBatch()
         live.append(key: Array("pixel".utf8), value: Array("live".utf8), acceptedAt: MonotonicClock.nanoseconds())
         queue.enqueue(live)
+        return writer
+    }
+
+    @Test func aSpoolSegmentDeletedFromOutsideIsCountedLostAndDeliveryGoesOn() async throws {
+        let server = try RedisServer.start()
+        let directory = temporarySpool("spool-deleted")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let spool = try spoolHoldingOneRecord(in: directory, values: "gone-")
+        // The segment goes away behind the spool's back (a tmp cleaner, an operator).
+        for name in try FileManager.default.contentsOfDirectory(atPath: directory) { try FileManager.default.removeItem(atPath: directory + "/" + name) }
+        let handler = CountingLogHandler()
+        let writer = try writerWithALiveMessage(server, spool: spool, handler: handler)
         #expect(Poll.until(timeout: 5, interval: 0.01) { (try? server.llen("pixel")) == 1 })
         await writer.shutdown(timeoutNanoseconds: 1_000_000_000)
         #expect(try server.lrange("pixel") == ["live"])
@@ -1187,22 +1199,12 @@ struct SpoolIntegrationTests {
         let server = try RedisServer.start()
         let directory = temporarySpool("spool-read-error")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let spool = try Spool(directory: directory, maxBytes: 64 << 20, sync: .never)
-        var batch = PushBatch()
-        for index in 0..<5 { batch.append(key: Array("pixel".utf8), value: Array("spooled-\(index)".utf8), acceptedAt: 0) }
-        #expect(try spool.append(batch, instanceID: "earlier", sequence: 1))
+        let spool = try spoolHoldingOneRecord(in: directory, values: "spooled-")
         let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: directory).first { $0.hasPrefix("segment-") })
         let path = directory + "/" + segment
         #expect(rename(path, path + ".away") == 0 && symlink(path, path) == 0)  // open: ELOOP
         let handler = CountingLogHandler()
-        let queue = PushQueue(capacityBytes: 1 << 20)
-        let writer = LPushWriter(
-            queue: queue, redis: try RedisConfiguration(url: server.url), spool: spool, logger: Logger(label: "test") { _ in handler }
-        )
-        writer.start()
-        var live = PushBatch()
-        live.append(key: Array("pixel".utf8), value: Array("live".utf8), acceptedAt: MonotonicClock.nanoseconds())
-        queue.enqueue(live)
+        let writer = try writerWithALiveMessage(server, spool: spool, handler: handler)
         try await Task.sleep(for: .milliseconds(1500))
         let failures = handler.count("spool read failed")
         #expect(failures >= 1 && failures <= 12, "\(failures) failed reads in 1.5 s")
