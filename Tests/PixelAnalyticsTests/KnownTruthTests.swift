@@ -151,15 +151,23 @@ struct KnownTruthTests {
         #expect(read.array?.map(\.bytes?.count) == [32, nil])
     }
 
-    @Test("a late hit of an earlier visit counts as its own visit and leaves the visit in progress alone")
-    func aLateHitDoesNotEndTheVisitInProgress() throws {
+    /// 10:00 and 10:20, 09:00 and 09:05 (held up somewhere), 10:25 — in these batches: two visits of
+    /// two and three pageviews, as replay (which reads them in time order) counts them, whether the
+    /// late visit's hits share a batch, arrive in two, or come after the visit in progress.
+    @Test(
+        "a late hit continues the earlier visit it belongs to and leaves the visit in progress alone",
+        arguments: [
+            [[(10, 0), (10, 20)], [(9, 0), (9, 5)], [(10, 25)]],
+            [[(10, 0), (10, 20)], [(9, 0)], [(9, 5)], [(10, 25)]],
+            [[(9, 0)], [(10, 0), (10, 20)], [(10, 25)], [(9, 5)]],
+        ]
+    )
+    func lateHitsContinueTheirOwnVisit(batches: [[(Int, Int)]]) throws {
         let server = try RedisServer.start()
         var redis = try RedisRollups(connection: try server.connect(timeout: 30))
         let day = Day(timestamp: Double(time(nil))).previous
         let at = { (hour: Int, minute: Int) in Double(day.number * 86_400 + hour * 3600 + minute * 60) }
-        // 10:00 and 10:20, then 09:00 and 09:05 (held up somewhere), then 10:25: two visits of two and
-        // three pageviews, as replay counts them.
-        for hits in [[(10, 0), (10, 20)], [(9, 0), (9, 5)], [(10, 25)]] {
+        for hits in batches {
             var batch = RollupBatch(configuration: redis.configuration)
             for (hour, minute) in hits { batch.add(BreakdownCapTests.hit("/", visitor: "v", at: at(hour, minute))) }
             try redis.apply(batch)
@@ -168,6 +176,31 @@ struct KnownTruthTests {
         #expect(report.pageviews == 5)
         #expect(report.visits == 2 && report.bounces == 0, "visits \(report.visits), bounces \(report.bounces)")
         #expect(report.durationMilliseconds == 30 * 60_000)
+    }
+
+    /// A visitor's state keeps their last ``VisitState/keptPerVisitor`` visits: a late hit of one of
+    /// them continues it; one of an older, forgotten visit counts as a visit of its own.
+    @Test func aVisitorKeepsTheirRecentVisits() throws {
+        let server = try RedisServer.start()
+        var redis = try RedisRollups(connection: try server.connect(timeout: 30))
+        let day = Day(timestamp: Double(time(nil))).previous
+        let at = { (hour: Int, minute: Int) in Double(day.number * 86_400 + hour * 3600 + minute * 60) }
+        func visit(_ hour: Int, _ minute: Int) throws -> Report {
+            var batch = RollupBatch(configuration: redis.configuration)
+            batch.add(BreakdownCapTests.hit("/", visitor: "v", at: at(hour, minute)))
+            try redis.apply(batch)
+            return try redis.report(site: "example.com", from: day, to: day)
+        }
+        let visits = 6
+        for hour in 8..<(8 + visits) { _ = try visit(hour, 0) }
+        let stateKey = Array((redis.configuration.visitPrefix + "example.com:v").utf8)
+        let stored = try #require(try redis.connection.command(bytes: [Array("GET".utf8), stateKey]).bytes)
+        #expect(VisitState.decodeVisits(stored)?.map(\.first) == (8 + visits - VisitState.keptPerVisitor ..< 8 + visits).map { Int(at($0, 0) * 1000) })
+        // 10:10 continues the 10:00 visit (kept); 08:10 would have continued 08:00 (forgotten).
+        let kept = try visit(10, 10)
+        #expect(kept.visits == visits && kept.bounces == visits - 1, "visits \(kept.visits), bounces \(kept.bounces)")
+        let forgotten = try visit(8, 10)
+        #expect(forgotten.visits == visits + 1, "visits \(forgotten.visits)")
     }
 
     static func expectNoPersonalData(server: RedisServer, archive: [UInt8], simulation: Simulation) throws {

@@ -56,4 +56,22 @@ struct VisitStateTests {
         #expect(VisitState(encoded: Self.state.encoded, knownBases: ["pixeld:site:other:", Self.state.base]) == Self.state)
         #expect(VisitState(encoded: Self.state.encoded, knownBases: ["pixeld:site:other:"]) == Self.state)
     }
+
+    /// A visitor's visits: one alone is stored as the single state older consumers read; several as
+    /// an array of states, oldest first.
+    @Test func aVisitorsVisits() {
+        var later = Self.state
+        later.first += 7_200_000
+        later.last += 7_200_000
+        later.source = "news.example"
+        #expect(VisitState.encode([Self.state]) == Self.state.encoded)
+        #expect(VisitState.decodeVisits(Self.state.encoded) == [Self.state])
+        let both = VisitState.encode([Self.state, later])
+        #expect(VisitState.decodeVisits(both) == [Self.state, later])
+        #expect(VisitState(encoded: both) == nil)  // what an older consumer makes of it: a new visit
+        #expect(VisitState.decodeVisits(Array(both.dropLast())) == nil)
+        #expect(VisitState.decodeVisits(both + [0]) == nil)
+        #expect(VisitState.decodeVisits([0x90]) == nil)
+        #expect(VisitState.decodeVisits([0x92] + Self.state.encoded + [0x01]) == nil)
+    }
 }

@@ -377,10 +377,11 @@ public struct RollupBatch: Sendable {
 
     // MARK: - Visits
 
-    /// The visit states after the batch, with `nil` for a state to delete (a visit that moved from
-    /// yesterday's id to today's); `changed` marks the keys to write.
+    /// The visits of each visitor key after the batch (oldest first, see ``VisitState/encode(_:)``),
+    /// empty for a key to delete (its visits moved from yesterday's id to today's); `changed` marks
+    /// the keys to write.
     private struct ResolvedVisits {
-        var states: [VisitState?]
+        var states: [[VisitState]]
         var changed: [Bool]
         /// The visit hits (with a previous day's id) in visits that began the day before, in order.
         var continuedAcrossMidnight: [Int] = []
@@ -389,18 +390,22 @@ public struct RollupBatch: Sendable {
     private static let dayMilliseconds = 86_400_000
 
     /// Continues or starts the visit of each hit in arrival order and counts what depends on it.
+    ///
+    /// A visitor's recent visits are all kept (up to ``VisitState/keptPerVisitor``), not only the one
+    /// in progress: a hit continues whichever of them it lies within the idle timeout of (the latest
+    /// such), so hits that arrive late — in this batch or a later one — neither start a visit of their
+    /// own nor end the visit in progress. (A late hit within the timeout of two visits joins the later
+    /// one; they are not merged, so live counts one visit more there than a replay, which reads the
+    /// hits in time order.)
     private mutating func resolveVisits(states stored: [[UInt8]?]) -> ResolvedVisits {
         var visits = ResolvedVisits(
             states: visitKeys.indices.map { index in
-                index < stored.count ? stored[index].flatMap { VisitState(encoded: $0, knownBases: bases) } : nil
+                (index < stored.count ? stored[index].flatMap { VisitState.decodeVisits($0, knownBases: bases) } : nil) ?? []
             },
             changed: [Bool](repeating: false, count: visitKeys.count)
         )
         let idle = configuration.sessionIdleSeconds * 1000
         var totalsOfBase: [String: Int] = [:]
-        // Visits older than the one in progress whose hits arrive late (spooled somewhere, or from
-        // another nginx), per visitor key: kept for this batch only, so the visit in progress stays.
-        var late: [Int: VisitState] = [:]
         for (index, hit) in visitHits.enumerated() {
             guard hit.key >= 0 else {
                 // No visitor id (no IP/user agent logged): pageviews by the hit's own source, no visit.
@@ -409,54 +414,47 @@ public struct RollupBatch: Sendable {
             }
             let ms = hit.milliseconds
             let key = hit.key
-            // The states are read and changed in place (`inout`): a copy of one retains its strings.
-            if visits.states[key] == nil, hit.previousKey >= 0,
-                Self.continues(&visits.states[hit.previousKey], at: ms, idle: idle)
+            if visits.states[key].isEmpty, hit.previousKey >= 0,
+                Self.visit(in: visits.states[hit.previousKey], continuedAt: ms, idle: idle) != nil
             {
                 // A visit that started before midnight, under yesterday's id: it moves to today's.
                 visits.states.swapAt(key, hit.previousKey)
                 visits.changed[hit.previousKey] = true
             }
-            if Self.continues(&visits.states[key], at: ms, idle: idle) {
+            visits.changed[key] = true
+            // The states are changed in place (`inout`): a copy of one retains its strings.
+            if let visit = Self.visit(in: visits.states[key], continuedAt: ms, idle: idle) {
                 // The visit goes on; its visits, bounces and duration count on the day it started.
-                continueVisit(&visits.states[key]!, with: hit, at: ms, totalsOfBase: &totalsOfBase)
+                continueVisit(&visits.states[key][visit], with: hit, at: ms, totalsOfBase: &totalsOfBase)
                 // Whichever of its hits after midnight comes first by time, a replay (which reads
                 // them in time order) moves the visit with it: each one keeps its previous-day id.
-                if hit.previousKey >= 0, visits.states[key]!.first < ms - ms % Self.dayMilliseconds {
+                if hit.previousKey >= 0, visits.states[key][visit].first < ms - ms % Self.dayMilliseconds {
                     visits.continuedAcrossMidnight.append(index)
                 }
-            } else if late[key] != nil, Self.continues(&late[key], at: ms, idle: idle) {
-                continueVisit(&late[key]!, with: hit, at: ms, totalsOfBase: &totalsOfBase)
                 continue
-            } else {
-                // A new visit (or the previous one timed out).
-                increment(hit.siteDay, Slot.totals, "visits")
-                if hit.isPageview { increment(hit.siteDay, Slot.totals, "bounces") }
-                increment(hit.siteDay, Slot.breakdown(.entryPages), hit.path)
-                increment(hit.siteDay, Slot.breakdown(.sourceVisits), hit.source)
-                let campaign = (hit.campaign.source ?? "", hit.campaign.medium ?? "", hit.campaign.name ?? "")
-                if hit.isPageview { countSource(hit.siteDay, hit.source, campaign.0, campaign.1, campaign.2) }
-                let state = VisitState(
-                    first: ms, last: ms, hits: 1, bounce: hit.isPageview, base: base(hit.siteDay),
-                    expireAt: expireAt(hit.siteDay), source: hit.source,
-                    utmSource: campaign.0, utmMedium: campaign.1, utmCampaign: campaign.2
-                )
-                if let stored = visits.states[key], ms < stored.first {
-                    late[key] = state  // an earlier visit, arriving late: the one in progress stays
-                    continue
-                }
-                visits.states[key] = state
             }
-            visits.changed[key] = true
+            // A new visit: the first, a later one (the previous timed out), or an earlier one arriving late.
+            increment(hit.siteDay, Slot.totals, "visits")
+            if hit.isPageview { increment(hit.siteDay, Slot.totals, "bounces") }
+            increment(hit.siteDay, Slot.breakdown(.entryPages), hit.path)
+            increment(hit.siteDay, Slot.breakdown(.sourceVisits), hit.source)
+            let campaign = (hit.campaign.source ?? "", hit.campaign.medium ?? "", hit.campaign.name ?? "")
+            if hit.isPageview { countSource(hit.siteDay, hit.source, campaign.0, campaign.1, campaign.2) }
+            let state = VisitState(
+                first: ms, last: ms, hits: 1, bounce: hit.isPageview, base: base(hit.siteDay),
+                expireAt: expireAt(hit.siteDay), source: hit.source,
+                utmSource: campaign.0, utmMedium: campaign.1, utmCampaign: campaign.2
+            )
+            let position = visits.states[key].firstIndex { $0.first > ms } ?? visits.states[key].endIndex
+            visits.states[key].insert(state, at: position)
+            if visits.states[key].count > VisitState.keptPerVisitor { visits.states[key].removeFirst() }
         }
         return visits
     }
 
-    /// Whether a hit at `milliseconds` continues the visit of `state` (`inout` only so that the state
-    /// is read where it is, not copied).
-    private static func continues(_ state: inout VisitState?, at milliseconds: Int, idle: Int) -> Bool {
-        guard let first = state?.first, let last = state?.last else { return false }
-        return VisitState.continues(first: first, last: last, at: milliseconds, idle: idle)
+    /// The index in `visits` of the latest visit that a hit at `milliseconds` continues, if any.
+    private static func visit(in visits: [VisitState], continuedAt milliseconds: Int, idle: Int) -> Int? {
+        visits.lastIndex { VisitState.continues(first: $0.first, last: $0.last, at: milliseconds, idle: idle) }
     }
 
     /// Adds `hit` to the visit in progress `visit`: its span, hits and bounce, and the totals and
@@ -521,7 +519,7 @@ public struct RollupBatch: Sendable {
             for id in uniques[siteDay] { sink.append(id.utf8) }
         }
         let changed = visitKeys.indices.filter { visits.changed[$0] }
-        let deleted = changed.filter { visits.states[$0] == nil }
+        let deleted = changed.filter { visits.states[$0].isEmpty }
         // Ids by key index, for the writes (ids of keys in `otherSiteKeys` are left out: see `overlay`).
         var ids = [String?](repeating: nil, count: visitKeys.count)
         for (id, index) in visitKeyIndex { ids[index] = id }
@@ -533,7 +531,8 @@ public struct RollupBatch: Sendable {
         }
         sink.append(number: changed.count - deleted.count)
         for index in changed {
-            guard let encoded = visits.states[index]?.encoded else { continue }
+            guard !visits.states[index].isEmpty else { continue }
+            let encoded = VisitState.encode(visits.states[index])
             sink.append(visitKeys[index])
             sink.append(encoded)
             writes.append(visitKeys[index], id: ids[index], encoded)

@@ -1,4 +1,5 @@
-/// The state of a visit in progress, kept in Redis under `pixeld:visit:SITE:VID` between batches.
+/// The state of one visit, kept in Redis under `pixeld:visit:SITE:VID` between batches with the
+/// visitor's other recent visits (``encode(_:)``).
 ///
 /// Stored as a MessagePack array of ten elements — first hit ms, last hit ms, hits, bounce
 /// `"1"`/`"0"`, the Redis key base of the day it started (`pixeld:site:S:D:`), that day's expire-at
@@ -58,12 +59,18 @@ struct VisitState: Equatable {
     ///   base is one of them shares that string instead of allocating its own.
     init?(encoded bytes: [UInt8], knownBases: [String] = []) {
         var reader = MessagePack.Reader(bytes)
-        guard reader.arrayHeader() == 10,
-            let first = reader.integer(), let last = reader.integer(), let hits = reader.integer(),
+        guard reader.arrayHeader() == 10 else { return nil }
+        self.init(readingFieldsFrom: &reader, knownBases: knownBases)
+        guard reader.isAtEnd else { return nil }
+    }
+
+    /// Reads the ten fields that follow a state's array header.
+    private init?(readingFieldsFrom reader: inout MessagePack.Reader, knownBases: [String]) {
+        guard let first = reader.integer(), let last = reader.integer(), let hits = reader.integer(),
             let bounce = reader.string(), let base = reader.string(reusing: knownBases),
             let expireAt = reader.string().flatMap({ Int($0) }),
             let source = reader.string(), let utmSource = reader.string(),
-            let utmMedium = reader.string(), let utmCampaign = reader.string(), reader.isAtEnd
+            let utmMedium = reader.string(), let utmCampaign = reader.string()
         else { return nil }
         self.init(
             first: first, last: last, hits: hits, bounce: bounce == "1", base: base, expireAt: expireAt,
@@ -85,6 +92,43 @@ struct VisitState: Equatable {
         self.utmSource = utmSource
         self.utmMedium = utmMedium
         self.utmCampaign = utmCampaign
+    }
+}
+
+extension VisitState {
+    /// Visits kept per visitor: the one in progress and the most recent earlier ones, which hits
+    /// that arrive late (spooled somewhere, or from another nginx) may still continue. Past this many
+    /// the oldest is forgotten, and a hit that would have continued it starts a visit of its own.
+    static let keptPerVisitor = 4
+
+    /// A visitor's visits (oldest first) as stored: one visit alone is its ten-element array, the
+    /// shape older consumers wrote and read; several are an array of those arrays.
+    static func encode(_ visits: [VisitState]) -> [UInt8] {
+        if visits.count == 1 { return visits[0].encoded }
+        var out: [UInt8] = [0x90 | UInt8(visits.count)]  // fixarray: at most keptPerVisitor (< 16)
+        for visit in visits { out += visit.encoded }
+        return out
+    }
+
+    /// A visitor's visits from ``encode(_:)``'s form, oldest first; `nil` for anything else.
+    /// - Parameter knownBases: As for ``init(encoded:knownBases:)``.
+    static func decodeVisits(_ bytes: [UInt8], knownBases: [String] = []) -> [VisitState]? {
+        var reader = MessagePack.Reader(bytes)
+        guard let count = reader.arrayHeader() else { return nil }
+        var visits: [VisitState] = []
+        if reader.nextIsArray {
+            guard count <= 16 else { return nil }
+            visits.reserveCapacity(count)
+            for _ in 0..<count {
+                guard reader.arrayHeader() == 10, let visit = VisitState(readingFieldsFrom: &reader, knownBases: knownBases)
+                else { return nil }
+                visits.append(visit)
+            }
+        } else {
+            guard count == 10, let visit = VisitState(readingFieldsFrom: &reader, knownBases: knownBases) else { return nil }
+            visits.append(visit)
+        }
+        return reader.isAtEnd && !visits.isEmpty ? visits : nil
     }
 }
 
@@ -138,6 +182,12 @@ enum MessagePack {
         init(_ bytes: [UInt8]) { self.bytes = bytes }
 
         var isAtEnd: Bool { offset == bytes.count }
+
+        /// Whether the next value is an array (without reading it).
+        var nextIsArray: Bool {
+            guard offset < bytes.count else { return false }
+            return (0x90...0x9F).contains(bytes[offset]) || bytes[offset] == 0xDC || bytes[offset] == 0xDD
+        }
 
         private mutating func byte() -> UInt8? {
             guard offset < bytes.count else { return nil }
