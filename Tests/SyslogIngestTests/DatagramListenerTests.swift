@@ -12,7 +12,12 @@ import Testing
         private let lock = ConditionLock()
         private var messages: [(String, [UInt8])] = []
         private var times: [(acceptedAt: Int64, routedAt: Int64)] = []
+        /// Called with each message's text before it is collected, on the listener's thread (a test
+        /// holds the listener up there).
+        private let onAccept: @Sendable (String) -> Void
+        init(onAccept: @escaping @Sendable (String) -> Void = { _ in }) { self.onAccept = onAccept }
         func accept(program: UnsafeRawBufferPointer, message: UnsafeRawBufferPointer, acceptedAt: Int64) {
+            onAccept(String(decoding: message, as: UTF8.self))
             let entry = (String(decoding: program, as: UTF8.self), Array(message))
             let time = (acceptedAt: acceptedAt, routedAt: MonotonicClock.nanoseconds())
             lock.withLock {
@@ -363,6 +368,44 @@ import Testing
         await listener.stop()
         #expect(sink.received.map { String(decoding: $0.1, as: UTF8.self) } == ["first", "hi"])
         #expect(listener.statistics.received == 2 && listener.statistics.accepted == 2)
+    }
+
+    /// A peer sends its last line without LF and closes while the listener is held up; the stop's
+    /// drain reads the line only after its grace period, and closes the connection without reading
+    /// the end of stream: the line is still a message (it was counted `truncated`).
+    @Test func aPeerThatClosedBeforeTheStopIsNotTruncated() async throws {
+        final class Gate: Sendable {
+            let entered = Atomic<Bool>(false)
+            let open = Atomic<Bool>(false)
+        }
+        let gate = Gate()
+        let sink = DatagramListenerTests.CollectingSink { text in
+            if text == "gate" {
+                gate.entered.store(true, ordering: .relaxed)
+                for _ in 0..<500 where !gate.open.load(ordering: .relaxed) { usleep(10_000) }
+            } else if text == "slow" {
+                usleep(400_000)  // past the drain's 250 ms grace
+            }
+        }
+        let listener = try StreamListener(host: "127.0.0.1", port: 0, rules: IngestRules(), sink: sink, logger: .init(label: "test"))
+        listener.start()
+        let holder = connect(listener.port)  // served first: accepted first
+        for _ in 0..<500 where listener.connections < 1 { usleep(10_000) }
+        let closer = connect(listener.port)
+        for _ in 0..<500 where listener.connections < 2 { usleep(10_000) }
+        #expect(listener.connections == 2)
+        write(holder, "<158>pixel: gate\n")
+        for _ in 0..<500 where !gate.entered.load(ordering: .relaxed) { usleep(10_000) }  // held in the sink
+        write(holder, "<158>pixel: slow\n")  // read in the drain, before the closer's line
+        write(closer, "<158>pixel: hi")
+        close(closer)
+        let stopping = Task { await listener.stop() }
+        usleep(50_000)
+        gate.open.store(true, ordering: .relaxed)
+        await stopping.value
+        close(holder)
+        #expect(sink.received.map { String(decoding: $0.1, as: UTF8.self) } == ["gate", "slow", "hi"])
+        #expect(listener.statistics.dropped(.truncated) == 0)
     }
 
     @Test func anIncompleteFrameIsCountedTruncatedWhenThePeerClosesOrAtStop() async throws {

@@ -10,8 +10,9 @@ import Glibc
 /// number of forwarders, on one thread with `poll`.
 ///
 /// When a peer closes its connection, a last LF-framed line without its LF is still a message (as
-/// rsyslog's imtcp takes it); an incomplete octet-counted frame, or part of a line left when a
-/// connection is closed for another reason (read error, shutdown), is counted as `truncated`.
+/// rsyslog's imtcp takes it), also when the peer closed just before a shutdown; an incomplete
+/// octet-counted frame, or part of a line left when a connection is closed for another reason (read
+/// error, or a shutdown while the peer is still sending), is counted as `truncated`.
 ///
 /// A peer that stalls cannot hold the others up (every socket is non-blocking), a peer that sends
 /// garbage is disconnected and counted as `malformed`, and when the writer's queue is full the sink
@@ -210,10 +211,12 @@ public final class StreamListener: @unchecked Sendable {
     }
 
     /// Closes a connection, routing or counting what its framer still holds (see ``SyslogStreamFramer/finish(endOfStream:)``);
-    /// the caller ends the sink's batch.
+    /// the caller ends the sink's batch. A peer that closed before the listener read its end of
+    /// stream (the drain at shutdown stops at what had arrived) counts as closed all the same.
     private func close(_ connection: Connection) {
         var framer = connection.framer
-        if let event = framer.finish(endOfStream: connection.endOfStream) {
+        let endOfStream = connection.endOfStream || StreamSocket.peerHasClosed(connection.fd)
+        if let event = framer.finish(endOfStream: endOfStream) {
             let accepted = route(event, of: framer, acceptedAt: MonotonicClock.nanoseconds())
             statistics.add(received: 1, accepted: accepted ? 1 : 0)
         }

@@ -37,6 +37,18 @@ public enum StreamSocket {
         }
     }
 
+    /// Whether the peer of `fd` has closed its side and everything it sent has been read: a
+    /// non-blocking `MSG_PEEK` of one byte returns 0. `false` while data is unread, or on an error.
+    public static func peerHasClosed(_ fd: Int32) -> Bool {
+        var byte: UInt8 = 0
+        while true {
+            let count = recv(fd, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
+            if count >= 0 { return count == 0 }
+            if errno == EINTR { continue }
+            return false
+        }
+    }
+
     /// Reads what is available. Returns the byte count, 0 at end of stream, `nil` when nothing is
     /// available now; throws on a connection error.
     public static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SyslogIngestError) -> Int? {
