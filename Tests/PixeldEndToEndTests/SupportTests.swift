@@ -173,6 +173,30 @@ struct SupportTests {
         #expect(sink.receive(count: 2, timeout: 1).count == 1)
     }
 
+    /// The deploy file's `# pixeld:real-ip` line: off, a forwarded-for header is ignored (anyone can
+    /// send one); on, requests from the trusted proxy (127.0.0.1 here) log the client's address.
+    @Test("nginx with the deploy file: the visitor's address behind a trusted proxy", arguments: [false, true])
+    func clientAddressBehindAProxy(trusted: Bool) throws {
+        let sink = try DatagramSink.udp()
+        let nginx = try NginxServer.startAnalytics(
+            httpPort: try PortAllocator.freeTCPPort(), syslogUDP: "127.0.0.1:\(sink.port)", trustLoopbackProxy: trusted
+        )
+        defer { nginx.stop() }
+        // The visitor; a visitor that sent a made-up address itself (the proxy appends the real one);
+        // a visitor behind two proxies of yours (real_ip_recursive skips the trusted hops).
+        let chains = ["203.0.113.7", "198.51.100.9, 203.0.113.8", "203.0.113.9, 127.0.0.1"]
+        for header in chains.map({ "X-Forwarded-For: " + $0 }) {
+            let status = try ChildProcess.run(
+                "curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", header, nginx.pixelURL(query: "e=pageview")], timeout: 10
+            ).stdout
+            #expect(status == "200")
+        }
+        let lines = sink.receive(count: chains.count, timeout: 5).map { text($0) }
+        let addresses = lines.map { line in String(line.components(separatedBy: "\"ip\":\"").dropFirst().first?.prefix { $0 != "\"" } ?? "") }
+        let expected = trusted ? ["203.0.113.7", "203.0.113.8", "203.0.113.9"] : ["127.0.0.1", "127.0.0.1", "127.0.0.1"]
+        #expect(addresses == expected, "\(lines)")
+    }
+
     @Test("nginx sends one syslog datagram per hit, body byte-equal to its file log (UDP)")
     func nginxUDPLines() throws {
         let sink = try DatagramSink.udp()

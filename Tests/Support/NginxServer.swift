@@ -92,6 +92,8 @@ public final class NginxServer: @unchecked Sendable {
     ///     nginx workers run as `nobody` under root: the path's directories must be searchable
     ///     (`TempDirectory(permissions: 0o755)`) and the socket writable by them.
     ///   - extraLogFile: a file to log the same format to, or `nil`.
+    ///   - trustLoopbackProxy: uncomment the `# pixeld:real-ip` line: the client address is taken from
+    ///     `X-Forwarded-For` on requests from 127.0.0.1.
     /// - Throws: ``TestSupportError`` when nginx is missing, the file lacks a marker, `nginx -t`
     ///   fails, or the port does not answer in time (the error log is included).
     public static func start(
@@ -99,7 +101,8 @@ public final class NginxServer: @unchecked Sendable {
         httpPort: Int,
         syslogUDP: String?,
         syslogUnix: String?,
-        extraLogFile: String?
+        extraLogFile: String?,
+        trustLoopbackProxy: Bool = false
     ) throws -> NginxServer {
         let nginx = try TestEnvironment.requireTool("nginx")
         let source: String
@@ -113,7 +116,8 @@ public final class NginxServer: @unchecked Sendable {
             listen: "127.0.0.1:\(httpPort)",
             syslogUDP: syslogUDP,
             syslogUnix: syslogUnix,
-            extraLogFile: extraLogFile
+            extraLogFile: extraLogFile,
+            trustLoopbackProxy: trustLoopbackProxy
         )
         let prefix = try TempDirectory(prefix: "pixeld-nginx", permissions: 0o755)
         let included = prefix.appending("pixel.conf")
@@ -166,9 +170,10 @@ public final class NginxServer: @unchecked Sendable {
     /// nginx from the deploy file with the recommended `pixel_json` format on the UDP syslog line
     /// (as the deploy file's comment tells users to do) and `files` served beside the pixel, e.g.
     /// `["pixel.js": ("application/javascript", tracker), "test.html": ("text/html", page)]`.
-    /// - Throws: ``TestSupportError`` as ``start(renderedFrom:httpPort:syslogUDP:syslogUnix:extraLogFile:)``.
+    /// `trustLoopbackProxy` as for ``start(renderedFrom:httpPort:syslogUDP:syslogUnix:extraLogFile:trustLoopbackProxy:)``.
+    /// - Throws: ``TestSupportError`` as ``start(renderedFrom:httpPort:syslogUDP:syslogUnix:extraLogFile:trustLoopbackProxy:)``.
     public static func startAnalytics(
-        httpPort: Int, syslogUDP: String, files: [String: (type: String, contents: String)] = [:]
+        httpPort: Int, syslogUDP: String, files: [String: (type: String, contents: String)] = [:], trustLoopbackProxy: Bool = false
     ) throws -> NginxServer {
         let site = try TempDirectory(prefix: "pixeld-site", permissions: 0o755)
         var locations = ""
@@ -200,7 +205,7 @@ public final class NginxServer: @unchecked Sendable {
         }
         let server = try start(
             renderedFrom: directory.appending("nginx-syslog.conf"), httpPort: httpPort, syslogUDP: syslogUDP,
-            syslogUnix: nil, extraLogFile: nil
+            syslogUnix: nil, extraLogFile: nil, trustLoopbackProxy: trustLoopbackProxy
         )
         server.keepAlive = [site, directory]
         return server
@@ -213,13 +218,15 @@ public final class NginxServer: @unchecked Sendable {
     ///   - syslogUDP: UDP target for the `# pixeld:syslog-udp` line, or `nil` to comment it out.
     ///   - syslogUnix: socket path for the `# pixeld:syslog-unix` line (uncommented), or `nil`.
     ///   - extraLogFile: when set, `access_log FILE pixel;` is added after the syslog lines.
+    ///   - trustLoopbackProxy: uncomment the `# pixeld:real-ip` line.
     /// - Throws: ``TestSupportError`` when a marker is missing or appears more than once.
     public static func render(
         _ text: String,
         listen: String,
         syslogUDP: String?,
         syslogUnix: String?,
-        extraLogFile: String?
+        extraLogFile: String?,
+        trustLoopbackProxy: Bool = false
     ) throws -> String {
         var lines = text.components(separatedBy: "\n")
         func index(of marker: String) throws -> Int {
@@ -232,6 +239,14 @@ public final class NginxServer: @unchecked Sendable {
         let listenIndex = try index(of: "pixeld:listen")
         let udpIndex = try index(of: "pixeld:syslog-udp")
         let unixIndex = try index(of: "pixeld:syslog-unix")
+        let realIPIndex = try index(of: "pixeld:real-ip")
+        func uncommented(_ line: String) -> String {
+            let indent = line.prefix { $0 == " " }
+            var body = line.dropFirst(indent.count)
+            while body.hasPrefix("#") { body = body.dropFirst() }
+            return String(indent + body.drop { $0 == " " })
+        }
+        if trustLoopbackProxy { lines[realIPIndex] = uncommented(lines[realIPIndex]) }
 
         lines[listenIndex] = try replacing(in: lines[listenIndex], after: "listen ", upTo: ";", with: listen)
         let udpLine = lines[udpIndex]
@@ -242,12 +257,7 @@ public final class NginxServer: @unchecked Sendable {
             lines[udpIndex] = String(indent) + "# " + String(udpLine.dropFirst(indent.count))
         }
         if let syslogUnix {
-            var line = lines[unixIndex]
-            let indent = line.prefix { $0 == " " }
-            var body = line.dropFirst(indent.count)
-            while body.hasPrefix("#") { body = body.dropFirst() }
-            line = String(indent + body.drop { $0 == " " })
-            lines[unixIndex] = try replacing(in: line, after: "server=unix:", upTo: ",", with: syslogUnix)
+            lines[unixIndex] = try replacing(in: uncommented(lines[unixIndex]), after: "server=unix:", upTo: ",", with: syslogUnix)
         }
         if let extraLogFile {
             let indent = udpLine.prefix { $0 == " " }
