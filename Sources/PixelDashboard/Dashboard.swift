@@ -387,6 +387,8 @@ public struct Dashboard: Sendable {
         var headers = HTTPFields()
         headers[.contentType] = "text/event-stream; charset=utf-8"
         headers[.cacheControl] = "no-store"
+        // nginx in front (proxy_buffering is on by default) would hold the events back in its buffer.
+        headers[HTTPFields.Element.Name("X-Accel-Buffering")!] = "no"
         let body = ResponseBody { writer in
             // One stream for the events and a keep-alive comment every 15 s; a client that went away
             // makes the write throw, which cancels both and ends the subscription.
@@ -417,11 +419,13 @@ public struct Dashboard: Sendable {
         return Response(status: .ok, headers: headers, body: body)
     }
 
-    /// One SSE `hit` event; each line of the payload on its own `data:` line.
+    /// One SSE `hit` event; each line of the payload on its own `data:` line. Split on Unicode
+    /// scalars, not `Character`s: `"\r\n"` is one `Character`, which is neither `"\r"` nor `"\n"`, and
+    /// would end the `data:` line early in the browser, starting a field of the payload's choosing.
     static func sseEvent(_ payload: String) -> String {
         var event = "event: hit\n"
-        for line in payload.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r" }) {
-            event += "data: " + line + "\n"
+        for line in payload.unicodeScalars.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r" }) {
+            event += "data: " + String(line) + "\n"
         }
         return event + "\n"
     }

@@ -69,6 +69,41 @@ struct LiveFeedTests {
         #expect(realtime.contains(#""visitors":1"#), "\(realtime)")
     }
 
+    /// `pixeld serve` behind nginx with `deploy/nginx-dashboard.conf`, as the README deploys it: pages
+    /// come through, and a live event passes nginx at once. (nginx 1.22 passed it on at once also
+    /// without the feed's `X-Accel-Buffering: no`; the header keeps it so under proxy settings the
+    /// test does not know.)
+    @Test func liveFeedThroughTheDeployedProxy() throws {
+        let redis = try RedisServer.start()
+        let serve = try ServeProcess.start(redis: redis)
+        defer { serve.process.terminate() }
+        let snippet = try String(
+            contentsOf: TestEnvironment.packageRoot.appendingPathComponent("deploy/nginx-dashboard.conf"), encoding: .utf8
+        )
+        let marked = snippet.components(separatedBy: "\n").filter { $0.hasSuffix("# pixeld:serve") }
+        #expect(marked == ["    proxy_pass http://127.0.0.1:8088;  # pixeld:serve"])
+        let port = try PortAllocator.freeTCPPort()
+        let nginx = try NginxServer.start(
+            configuration: "server {\n    listen 127.0.0.1:\(port);\n"
+                + snippet.replacingOccurrences(of: "127.0.0.1:8088;  # pixeld:serve", with: "127.0.0.1:\(serve.port);") + "}\n",
+            httpPort: port
+        )
+        defer { nginx.stop() }
+        let page = try ChildProcess.run("curl", ["-sf", nginx.baseURL + "/"], timeout: 10).stdout
+        #expect(page.contains("<html"), "\(page.prefix(500))")
+
+        #expect(try Poll.until(timeout: 10) { (try redis.command(["PUBSUB", "NUMPAT"]).integer ?? 0) >= 1 })
+        let curl = try ChildProcess(
+            executable: try TestEnvironment.requireTool("curl"),
+            arguments: ["-sN", "--max-time", "20", nginx.baseURL + "/api/live?site=example.com"]
+        )
+        defer { curl.kill() }
+        #expect(Poll.until(timeout: 10) { curl.stdout.text.contains(": connected") }, "\(curl.tail)\n\(nginx.errorLog)")
+        let line = #"{"ts":1,"site":"example.com","path":"/through-nginx"}"#
+        #expect(try redis.command(["PUBLISH", "pixeld:live:example.com", line]).integer == 1)
+        #expect(Poll.until(timeout: 3) { curl.stdout.text.contains("/through-nginx") }, "\(curl.tail)\n\(nginx.errorLog)")
+    }
+
     /// Requests the pixel through nginx as a browser would; returns when nginx has answered.
     @discardableResult
     static func fire(_ nginx: NginxServer, url: String) throws -> Date {

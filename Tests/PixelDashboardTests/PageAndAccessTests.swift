@@ -108,5 +108,7 @@ struct PageAndAccessTests {
         #expect(Dashboard.safeNext("/site?site=a") == "/site?site=a")
         #expect(TokenCheck.equal("abc", "abc") && !TokenCheck.equal("abc", "abd") && !TokenCheck.equal("ab", "abc"))
         #expect(Dashboard.sseEvent("{\"a\":1}\nx") == "event: hit\ndata: {\"a\":1}\ndata: x\n\n")
+        // A CRLF (one Character) ends a data line too: it cannot start an `event:` or `retry:` field.
+        #expect(Dashboard.sseEvent("x\r\nretry: 1\revent: y") == "event: hit\ndata: x\ndata: \ndata: retry: 1\ndata: event: y\n\n")
     }
 }

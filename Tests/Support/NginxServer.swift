@@ -104,7 +104,6 @@ public final class NginxServer: @unchecked Sendable {
         extraLogFile: String?,
         trustLoopbackProxy: Bool = false
     ) throws -> NginxServer {
-        let nginx = try TestEnvironment.requireTool("nginx")
         let source: String
         do {
             source = try String(contentsOf: deployConf, encoding: .utf8)
@@ -119,6 +118,15 @@ public final class NginxServer: @unchecked Sendable {
             extraLogFile: extraLogFile,
             trustLoopbackProxy: trustLoopbackProxy
         )
+        return try start(configuration: rendered, httpPort: httpPort, extraLogFile: extraLogFile)
+    }
+
+    /// Starts nginx with `rendered` in its `http {}` context (which must listen on 127.0.0.1:`httpPort`);
+    /// waits (at most 5 s) until the port accepts connections.
+    /// - Throws: ``TestSupportError`` when nginx is missing, `nginx -t` fails, or the port does not
+    ///   answer in time (the error log is included).
+    public static func start(configuration rendered: String, httpPort: Int, extraLogFile: String? = nil) throws -> NginxServer {
+        let nginx = try TestEnvironment.requireTool("nginx")
         let prefix = try TempDirectory(prefix: "pixeld-nginx", permissions: 0o755)
         let included = prefix.appending("pixel.conf")
         let main = prefix.appending("nginx.conf")
