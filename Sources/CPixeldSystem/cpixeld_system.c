@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <link.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -180,4 +181,8 @@ int cpixeld_exec_sibling(const char *name, char **argv) {
 
 int cpixeld_pipe_cloexec(int fds[2]) {
     return pipe2(fds, O_CLOEXEC);
+}
+
+int cpixeld_spawn_close_from(void *actions, int lowest) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, lowest);
 }

@@ -74,8 +74,8 @@ public struct Dashboard: Sendable {
     var today: Day { Day(timestamp: clock()) }
 
     /// The router with every route and the security headers.
-    public func router() -> Router<BasicRequestContext> {
-        let router = Router(context: BasicRequestContext.self)
+    public func router() -> Router<DashboardRequestContext> {
+        let router = Router(context: DashboardRequestContext.self)
         router.add(middleware: SecurityHeadersMiddleware())
         router.add(middleware: MetricsMiddleware())
         router.get("/healthz") { _, _ in try await self.health() }
@@ -129,7 +129,7 @@ public struct Dashboard: Sendable {
             let visitors = try await self.recentVisitors(site)
             return Self.json("{\"site\":" + Escape.json(site) + ",\"visitors\":\(visitors)}")
         }
-        router.get("/api/live") { request, _ in try self.liveStream(request) }
+        router.get("/api/live") { request, context in try self.liveStream(request, client: context.clientAddress) }
         return router
     }
 
@@ -378,11 +378,16 @@ public struct Dashboard: Sendable {
         )
     }
 
-    func liveStream(_ request: Request) throws -> Response {
+    /// `/api/live`: the site's Server-Sent Events; `503` when the feed has no slot left, in all or
+    /// for `client` (the peer address, see ``DashboardRequestContext``).
+    func liveStream(_ request: Request, client: String) throws -> Response {
         let site = try visibleSite(request)
         guard let live else { throw HTTPError(.notFound, message: "the live feed is off") }
-        guard let stream = live.subscribe(site: site) else {
-            throw HTTPError(.serviceUnavailable, message: "too many live clients")
+        let stream: AsyncStream<String>
+        do {
+            stream = try live.subscribe(site: site, client: client)
+        } catch {
+            throw HTTPError(.serviceUnavailable, message: error.description)
         }
         var headers = HTTPFields()
         headers[.contentType] = "text/event-stream; charset=utf-8"

@@ -21,6 +21,8 @@ import Glibc
 public final class LiveFeed: @unchecked Sendable {
     private let lock = ConditionLock()
     private var subscribers: [String: [Int: AsyncStream<String>.Continuation]] = [:]
+    /// Open streams per client address (``DashboardRequestContext``'s); an address leaves with its last stream.
+    private var streamsPerClient: [String: Int] = [:]
     private var nextID = 0
     private var stopping = false
     private var subscribed = false
@@ -32,16 +34,40 @@ public final class LiveFeed: @unchecked Sendable {
     private let logger: Logger
     /// The most SSE clients at once.
     public let maximumSubscribers: Int
+    /// The most SSE streams at once from one client address, so that one client cannot take every slot.
+    public let maximumPerClient: Int
+
+    /// ``maximumSubscribers``' default.
+    public static let defaultMaximumSubscribers = 256
+    /// ``maximumPerClient``'s default.
+    public static let defaultMaximumPerClient = 16
+
+    /// Why ``subscribe(site:client:)`` gave no stream; its description is the `503`'s message.
+    enum Refusal: Error, CustomStringConvertible {
+        /// ``maximumSubscribers`` streams are open, or the feed is stopping.
+        case full
+        /// ``maximumPerClient`` streams are open from the client's address.
+        case clientFull(limit: Int)
+
+        var description: String {
+            switch self {
+            case .full: "too many live clients"
+            case .clientFull(let limit): "too many live streams from this client address (at most \(limit))"
+            }
+        }
+    }
 
     /// Creates a feed; call ``start()`` to subscribe.
     /// - Parameters:
     ///   - configuration: Where Redis is (the read timeout becomes `quietMilliseconds`: the connection idles).
     ///   - keys: The key layout, whose ``RollupKeys/liveChannel(site:)`` the consumer publishes on.
     ///   - maximumSubscribers: SSE clients at most.
+    ///   - maximumPerClient: SSE streams at most from one client address.
     ///   - quietMilliseconds: How long a read of the subscription waits before it subscribes again.
     ///   - logger: For subscription failures.
     public init(
-        configuration: RedisConfiguration, keys: RollupKeys, maximumSubscribers: Int = 256, quietMilliseconds: Int = 60_000, logger: Logger
+        configuration: RedisConfiguration, keys: RollupKeys, maximumSubscribers: Int = defaultMaximumSubscribers,
+        maximumPerClient: Int = defaultMaximumPerClient, quietMilliseconds: Int = 60_000, logger: Logger
     ) {
         var configuration = configuration
         configuration.commandTimeoutMilliseconds = quietMilliseconds
@@ -49,6 +75,7 @@ public final class LiveFeed: @unchecked Sendable {
         channelPattern = keys.liveChannelPattern
         channelPrefix = keys.liveChannel(site: "")
         self.maximumSubscribers = maximumSubscribers
+        self.maximumPerClient = maximumPerClient
         self.logger = logger
     }
 
@@ -79,21 +106,25 @@ public final class LiveFeed: @unchecked Sendable {
     /// The number of SSE clients connected.
     public var subscriberCount: Int { lock.withLock { subscribers.values.reduce(0) { $0 + $1.count } } }
 
-    /// A stream of the JSON payloads published for `site`; `nil` when too many clients are connected.
-    func subscribe(site: String) -> AsyncStream<String>? {
+    /// A stream of the JSON payloads published for `site`, for a client at address `client`.
+    /// - Throws: ``Refusal`` when ``maximumSubscribers`` streams are open, or ``maximumPerClient`` from `client`.
+    func subscribe(site: String, client: String) throws(Refusal) -> AsyncStream<String> {
         let (stream, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(256))
-        let id: Int? = lock.withLock {
-            guard !stopping, subscribers.values.reduce(0, { $0 + $1.count }) < maximumSubscribers else { return nil }
+        let id = try lock.withLock { () throws(Refusal) -> Int in
+            guard !stopping, subscribers.values.reduce(0, { $0 + $1.count }) < maximumSubscribers else { throw .full }
+            guard streamsPerClient[client, default: 0] < maximumPerClient else { throw .clientFull(limit: maximumPerClient) }
+            streamsPerClient[client, default: 0] += 1
             nextID += 1
             subscribers[site, default: [:]][nextID] = continuation
             return nextID
         }
-        guard let id else { return nil }
         continuation.onTermination = { [weak self] _ in
             guard let self else { return }
             self.lock.withLock {
                 self.subscribers[site]?[id] = nil
                 if self.subscribers[site]?.isEmpty == true { self.subscribers[site] = nil }
+                self.streamsPerClient[client, default: 1] -= 1
+                if self.streamsPerClient[client] == 0 { self.streamsPerClient[client] = nil }
             }
         }
         return stream

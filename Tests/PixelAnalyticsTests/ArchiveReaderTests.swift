@@ -66,6 +66,39 @@ import Testing
         }
     }
 
+    /// gzip keeps only its stdin, stdout and stderr: not a descriptor this process has open without
+    /// close-on-exec (nor, by the same closing, a socket another thread has not yet marked). The
+    /// child is looked at while it is blocked writing into the pipe this read has not emptied.
+    @Test func gzipInheritsNoOtherDescriptor() throws {
+        let directory = try TempDirectory(prefix: "pixeld-archive-fds")
+        let path = directory.path + "/2026-01-01.c1.jsonl"
+        // ~4 MB once decompressed: far more than the pipe and one read chunk hold.
+        try String(repeating: "{\"ts\":1767268800.000,\"path\":\"/\"}\n", count: 120_000)
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let compress = try ChildProcess(tool: "gzip", arguments: [path])
+        #expect(try compress.waitForExit(timeout: 30) == 0)
+        let probe = directory.path + "/not-for-gzip"
+        let leaked = open(probe, O_WRONLY | O_CREAT, 0o600)  // no O_CLOEXEC
+        try #require(leaked >= 0)
+        defer { close(leaked) }
+        var descriptors: [String: String]?
+        try ArchiveReader.forEachLine(of: path + ".gz") { _ throws(ArchiveReader.Failure) in
+            guard descriptors == nil else { return }
+            let gzip = ArchiveWriterTests.childStatus(named: "gzip", withArgument: path + ".gz")
+            let fds = "/proc/\(gzip?["Pid"] ?? "-")/fd"
+            descriptors = [:]
+            for fd in (try? FileManager.default.contentsOfDirectory(atPath: fds)) ?? [] {
+                descriptors?[fd] = try? FileManager.default.destinationOfSymbolicLink(atPath: fds + "/" + fd)
+            }
+        }
+        let seen = try #require(descriptors)
+        #expect(!seen.isEmpty, "no gzip child found while reading")
+        #expect(!seen.values.contains(probe), "gzip inherited \(probe): \(seen)")
+        // Beyond 0–2, only what gzip opened itself: its input and the directory holding it.
+        let own = [directory.path, path + ".gz"]
+        #expect(seen.filter { Int($0.key)! >= 3 }.values.allSatisfy(own.contains), "\(seen)")
+    }
+
     @Test func theRecordLimitStopsARead() throws {
         let directory = try TempDirectory(prefix: "pixeld-archive-limit")
         let line = "{\"ts\":1767268800.000,\"v\":1,\"status\":\"dropped\",\"site\":\"example.com\",\"event\":\"pageview\",\"path\":\"/\",\"reason\":\"bot_list\"}\n"

@@ -104,6 +104,52 @@ struct LiveFeedTests {
         #expect(Poll.until(timeout: 3) { curl.stdout.text.contains("/through-nginx") }, "\(curl.tail)\n\(nginx.errorLog)")
     }
 
+    /// One client address gets at most `--live-streams-per-client` streams (2 here); past them it gets
+    /// the `503` the whole feed's limit gives, naming this limit. Another address is a client of its
+    /// own, and a stream that ends gives its slot back (the server sees that at its next write, an event).
+    @Test func oneClientAddressCannotTakeEveryLiveStream() throws {
+        let redis = try RedisServer.start()
+        let serve = try ServeProcess.start(redis: redis, extra: ["--live-streams-per-client", "2"])
+        defer { serve.process.terminate() }
+        #expect(try Poll.until(timeout: 10) { (try redis.command(["PUBSUB", "NUMPAT"]).integer ?? 0) >= 1 })
+        let live = serve.url("/api/live?site=example.com")
+        func stream(from address: String) throws -> ChildProcess {
+            try ChildProcess(
+                executable: try TestEnvironment.requireTool("curl"), arguments: ["-sN", "--max-time", "30", "--interface", address, live]
+            )
+        }
+        /// A request from `address` that gives up after a second: the status, and what came before it.
+        func attempt(from address: String) throws -> (status: String, body: String) {
+            let output = try ChildProcess.run(
+                "curl", ["-sN", "--max-time", "1", "--interface", address, "-w", "\n%{http_code}", live], timeout: 10, checkStatus: false
+            ).stdout
+            let status = output.split(separator: "\n").last.map(String.init) ?? ""
+            return (status, output)
+        }
+        let streams = [try stream(from: "127.0.0.1"), try stream(from: "127.0.0.1")]
+        defer { streams.forEach { $0.kill() } }
+        for client in streams { #expect(Poll.until(timeout: 10) { client.stdout.text.contains(": connected") }, "\(client.tail)") }
+
+        let third = try attempt(from: "127.0.0.1")
+        #expect(third.status == "503", "\(third.body)")
+        #expect(third.body.contains("too many live streams from this client address (at most 2)"), "\(third.body)")
+        let other = try stream(from: "127.0.0.2")
+        defer { other.kill() }
+        #expect(Poll.until(timeout: 10) { other.stdout.text.contains(": connected") }, "another address: \(other.tail)")
+
+        streams[0].kill()
+        _ = streams[0].exitStatus(waitingUpTo: 5)
+        var again: (status: String, body: String)?
+        for index in 0..<10 {
+            _ = try redis.command(["PUBLISH", "pixeld:live:example.com", #"{"ts":\#(index),"path":"/slot"}"#])
+            let next = try attempt(from: "127.0.0.1")
+            again = next
+            if next.status == "200" { break }
+            usleep(200_000)
+        }
+        #expect(again?.status == "200" && again?.body.contains(": connected") == true, "the ended stream's slot: \(again?.body ?? "")")
+    }
+
     /// Requests the pixel through nginx as a browser would; returns when nginx has answered.
     @discardableResult
     static func fire(_ nginx: NginxServer, url: String) throws -> Date {
@@ -203,7 +249,7 @@ struct LiveFeedQuietTests {
             configuration: try RedisConfiguration(url: redis.url), keys: RollupKeys(), quietMilliseconds: 200, logger: Logger(label: "test")
         )
         feed.start()
-        let stream = try #require(feed.subscribe(site: "example.com"))
+        let stream = try feed.subscribe(site: "example.com", client: "test")
         #expect(Poll.until(timeout: 5) { feed.isSubscribed })
         var published: [String] = []
         for index in 0..<8 {

@@ -35,7 +35,7 @@ import Testing
         let feed = LiveFeed(
             configuration: try RedisConfiguration(url: "redis://127.0.0.1:1/0"), keys: RollupKeys(), logger: Logger(label: "test")
         )
-        let streams = [feed.subscribe(site: "example.com"), feed.subscribe(site: "other.example")].compactMap { $0 }
+        let streams = [try feed.subscribe(site: "example.com", client: "test"), try feed.subscribe(site: "other.example", client: "test")]
         #expect(streams.count == 2 && feed.subscriberCount == 2)
         let stopped = Atomic<Bool>(false)
         Task {

@@ -109,6 +109,8 @@ struct IngestProgramTests {
         #expect(twoSites == "Error: --site is required: PIXELD_SITE names 2 sites, and a report is of one", "\(twoSites)")
         let emptyToken = try Self.startFailure(binary, ["serve", "--listen", "127.0.0.1:1"], environment: ["PIXELD_TOKEN": ""])
         #expect(emptyToken.hasPrefix("Error: PIXELD_TOKEN is set but empty"), "\(emptyToken)")
+        let streams = try Self.startFailure(binary, ["serve", "--listen", "127.0.0.1:1", "--live-streams-per-client", "0"])
+        #expect(streams == "Error: --live-streams-per-client: '0' must be a whole number in 1…256", "\(streams)")
         let badSwitch = try Self.startFailure(binary, ["consume", "pixel", "--site", "example.com"], environment: ["PIXELD_RESPECT_DNT": "maybe"])
         #expect(badSwitch == "Error: PIXELD_RESPECT_DNT='maybe' (--respect-dnt) must be 1, true, yes, on, 0, false, no or off", "\(badSwitch)")
         for files in [["--output", "/tmp/events.jsonl"], ["--site", "example.com", "--archive", "/tmp/a"]] {

@@ -280,6 +280,59 @@ import Testing
         #expect(sink.received.map(\.1) == [Array("still mine".utf8)])
     }
 
+    /// Two instances starting at the same moment on one path where a stale socket file lies (as after
+    /// a crash): each round exactly one binds, the other is refused as above, and the winner still
+    /// owns the path (a datagram sent there reaches it). Without the directory lock both could find
+    /// the stale file refused, and the second unlink and replace the first one's new socket file.
+    @Test func twoInstancesStartingTogetherOnOnePathLeaveOneOwner() async throws {
+        final class Round: Sendable {
+            let ready = Atomic<Int>(0)
+            let results = Mutex<[Result<DatagramSocket, SyslogIngestError>]>([])
+        }
+        let path = NSTemporaryDirectory() + "pixeld-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
+        defer { unlink(path) }
+        for round in 0..<20 {
+            let stale = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            #expect(withUnixAddress(path, { bind(stale, $0, $1) }) == 0)
+            close(stale)
+            let state = Round()
+            let threads = (0..<2).map { _ in
+                DedicatedThread(name: "pixeld-bind") {
+                    // Both bind as soon as both are ready (a bounded spin).
+                    state.ready.add(1, ordering: .relaxed)
+                    var spins = 0
+                    while state.ready.load(ordering: .relaxed) < 2 && spins < 1_000_000 {
+                        spins += 1
+                        sched_yield()
+                    }
+                    let result = Result { () throws(SyslogIngestError) in
+                        try DatagramSocket(binding: .unix(path: path, mode: 0o600), receiveBufferBytes: 0)
+                    }
+                    state.results.withLock { $0.append(result) }
+                }
+            }
+            for thread in threads { #expect(thread.join(timeoutNanoseconds: 10_000_000_000), "round \(round): a bind hung") }
+            let results = state.results.withLock { $0 }
+            let winners = results.compactMap { try? $0.get() }
+            let refusals = results.compactMap { result -> String? in
+                if case .failure(let error) = result { "\(error)" } else { nil }
+            }
+            #expect(winners.count == 1, "round \(round): \(winners.count) of 2 bound the path")
+            #expect(refusals == ["bind \(path): in use by another process (another pixeld ingest?)"], "round \(round)")
+            guard winners.count == 1, let winner = winners.first else {
+                winners.forEach { $0.close() }
+                break
+            }
+            let sink = CollectingSink()
+            let listener = DatagramListener(socket: winner, rules: IngestRules(), sink: sink, logger: .init(label: "test"))
+            listener.start()
+            send([Array("<158>pixel: round \(round)".utf8)], toUnix: path)
+            #expect(sink.wait(for: 1), "round \(round): the winner lost its socket file")
+            await listener.stop()
+            #expect(!FileManager.default.fileExists(atPath: path), "round \(round): the winner's stop removes its file")
+        }
+    }
+
     /// A closing socket removes its file only while it is its own: here the path was taken over in
     /// between (its file removed and bound again), and the new socket's file stays.
     @Test func closingRemovesOnlyItsOwnSocketFile() throws {

@@ -64,4 +64,14 @@ int cpixeld_exec_sibling(const char *name, char **argv);
 
 /// pipe2(fds, O_CLOEXEC): a pipe whose ends no process spawned meanwhile by another thread inherits.
 int cpixeld_pipe_cloexec(int fds[2]);
+
+/// Adds "close every descriptor from `lowest` up" to `actions` (glibc's
+/// `posix_spawn_file_actions_addclosefrom_np`, 2.34+), so that a spawned child keeps only the
+/// descriptors set up for it, not every one this process has open without close-on-exec (or that
+/// another thread opened and had not yet marked close-on-exec). File actions run in the order they
+/// were added: add this after the `dup2`s that put descriptors below `lowest`.
+/// @param actions a `posix_spawn_file_actions_t *` (as `void *`: including <spawn.h> here would make
+///   Swift see that type as this module's, and every file that makes one would need to import it).
+/// @return 0, or an error number (as the posix_spawn_file_actions functions do; errno is not set).
+int cpixeld_spawn_close_from(void *actions, int lowest);
 #endif

@@ -1,3 +1,5 @@
+import CPixeldSystem
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,9 +13,14 @@ enum Gzip {
     /// Starts gzip with `arguments` and the descriptors `actions` sets up; its pid, or `nil` when it
     /// could not start. The child gets default signal dispositions and no blocked signals: pixeld
     /// ignores SIGPIPE, and the service's threads ignore or block SIGTERM and SIGINT, which a child
-    /// would otherwise inherit (and then outlive a stop).
+    /// would otherwise inherit (and then outlive a stop). After `actions`, every descriptor from 3 up
+    /// is closed in the child: it keeps its stdin, stdout and stderr only, not what this process has
+    /// open without close-on-exec, nor a socket another thread has just made (a hiredis connection
+    /// is made close-on-exec only after it is connected).
     static func spawn(_ arguments: [String], actions: inout posix_spawn_file_actions_t) -> pid_t? {
         guard let gzip = path else { return nil }
+        // Last: file actions run in order, and the caller's dup2s may take a descriptor >= 3.
+        guard cpixeld_spawn_close_from(&actions, 3) == 0 else { return nil }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }

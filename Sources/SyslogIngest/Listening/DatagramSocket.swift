@@ -46,12 +46,15 @@ public final class DatagramSocket: @unchecked Sendable {
                 throw SyslogIngestError(code: .configuration, operation: "bind", message: "unix socket path too long: \(path)")
             }
             withUnsafeMutableBytes(of: &sun.sun_path) { $0.copyBytes(from: pathBytes + [0]) }
-            try Self.removeStaleSocket(at: path, address: sun)
-            fd = try Self.unixSocket()
+            // Probe, unlink and bind as one step: two instances starting together could otherwise
+            // both find a stale file refused, and the second unlink the first one's new socket file.
+            let bound = try Self.holdingDirectoryLock(of: path) { () throws(SyslogIngestError) in
+                try Self.removeStaleSocket(at: path, address: sun)
+                return try Self.bindUnixSocket(sun, path: path)
+            }
+            fd = bound.fd
+            boundInode = bound.inode
             do {
-                _ = try Self.check("bind \(path)") { Self.withSocketAddress(sun) { bind(fd, $0, $1) } }
-                var info = stat()
-                if lstat(path, &info) == 0 { boundInode = info.st_ino }
                 _ = try Self.check("chmod \(path)") { chmod(path, mode_t(mode)) }
             } catch {
                 Glibc.close(fd)
@@ -158,6 +161,47 @@ public final class DatagramSocket: @unchecked Sendable {
         throw SyslogIngestError(
             code: .configuration, operation: "bind \(path)", message: "in use by another process (another pixeld ingest?)"
         )
+    }
+
+    /// A new unix datagram socket bound to `address` (at `path`), and the inode of the socket file it made.
+    private static func bindUnixSocket(_ address: sockaddr_un, path: String) throws(SyslogIngestError) -> (fd: Int32, inode: ino_t?) {
+        let fd = try unixSocket()
+        do {
+            _ = try check("bind \(path)") { withSocketAddress(address) { bind(fd, $0, $1) } }
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+        var info = stat()
+        return (fd, lstat(path, &info) == 0 ? info.st_ino : nil)
+    }
+
+    /// Runs `body` holding an exclusive `flock` on the directory that holds `path` (no file is added
+    /// to it), so that instances starting together on one socket path take turns at checking and
+    /// replacing its file. Waits up to 5 s for another holder (which holds it for a few system calls).
+    /// - Throws: ``SyslogIngestError`` when the directory cannot be opened or stays locked, or what `body` throws.
+    private static func holdingDirectoryLock<Value>(
+        of path: String, _ body: () throws(SyslogIngestError) -> Value
+    ) throws(SyslogIngestError) -> Value {
+        let directory = path.lastIndex(of: "/").map { path[..<$0].isEmpty ? "/" : String(path[..<$0]) } ?? "."
+        let lock = try check("open \(directory)") { open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        defer {
+            // Unlocked before the close: a child spawned meanwhile may share the descriptor until its exec.
+            flock(lock, LOCK_UN)
+            Glibc.close(lock)
+        }
+        var waits = 0
+        while flock(lock, LOCK_EX | LOCK_NB) != 0 {
+            let code = errno
+            if code == EINTR { continue }
+            guard code == EWOULDBLOCK else { throw SyslogIngestError(code: .io, operation: "flock \(directory)", errno: code) }
+            guard waits < 5_000 else {
+                throw SyslogIngestError(code: .io, operation: "flock \(directory)", message: "locked by another process for 5 s")
+            }
+            waits += 1
+            usleep(1_000)
+        }
+        return try body()
     }
 
     /// A new unix datagram socket.

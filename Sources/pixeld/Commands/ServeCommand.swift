@@ -53,6 +53,12 @@ struct ServeCommand: AsyncParsableCommand {
     ))
     var archive: String?
 
+    @Option(parsing: .unconditional, help: ArgumentHelp(
+        "Live-feed streams (/api/live) open at once from one client address, 1–256 (the whole feed's limit). Default 16. Env: PIXELD_LIVE_STREAMS_PER_CLIENT.",
+        valueName: "n"
+    ))
+    var liveStreamsPerClient: Int?
+
     func run() async throws {
         let address = Environment.resolve(listen, flag: "listen", default: "127.0.0.1:8088")
         guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
@@ -78,6 +84,10 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("PIXELD_TOKEN is set but empty: give a token of at least 8 characters, or unset it to make every site public")
         }
         let connections = try Environment.integer(redisConnections, flag: "redis-connections", default: 2, range: 1...16)
+        let streamsPerClient = try Environment.integer(
+            liveStreamsPerClient, flag: "live-streams-per-client", default: LiveFeed.defaultMaximumPerClient,
+            range: 1...LiveFeed.defaultMaximumSubscribers
+        )
         var archiveStore: ArchiveStore?
         if let directory = archive ?? Environment.value(forFlag: "archive") {
             var info = stat()
@@ -92,7 +102,7 @@ struct ServeCommand: AsyncParsableCommand {
 
         let reader = RedisReader(configuration: redis, threads: connections, logger: logger)
         let keys = RollupKeys()
-        let live = LiveFeed(configuration: redis, keys: keys, logger: logger)
+        let live = LiveFeed(configuration: redis, keys: keys, maximumPerClient: streamsPerClient, logger: logger)
         let dashboard = Dashboard(
             store: RollupStore(reader: reader, keys: keys), live: live, archive: archiveStore,
             configuration: DashboardConfiguration(sites: shown, token: secret, publicSites: Set(publicSites)),
