@@ -129,7 +129,7 @@ public struct Dashboard: Sendable {
             let visitors = try await self.recentVisitors(site)
             return Self.json("{\"site\":" + Escape.json(site) + ",\"visitors\":\(visitors)}")
         }
-        router.get("/api/live") { request, context in try self.liveStream(request, client: context.clientAddress) }
+        router.get("/api/live") { request, context in try self.liveStream(request, client: context.client(of: request)) }
         return router
     }
 
@@ -379,7 +379,7 @@ public struct Dashboard: Sendable {
     }
 
     /// `/api/live`: the site's Server-Sent Events; `503` when the feed has no slot left, in all or
-    /// for `client` (the peer address, see ``DashboardRequestContext``).
+    /// for `client` (see ``DashboardRequestContext/client(of:)``).
     func liveStream(_ request: Request, client: String) throws -> Response {
         let site = try visibleSite(request)
         guard let live else { throw HTTPError(.notFound, message: "the live feed is off") }

@@ -136,6 +136,14 @@ struct LiveFeedTests {
         let other = try stream(from: "127.0.0.2")
         defer { other.kill() }
         #expect(Poll.until(timeout: 10) { other.stdout.text.contains(": connected") }, "another address: \(other.tail)")
+        // A proxy on this machine names its clients in X-Real-IP (deploy/nginx-dashboard.conf): each is
+        // a client of its own, and each has its own limit.
+        let proxied = try ChildProcess(
+            executable: try TestEnvironment.requireTool("curl"),
+            arguments: ["-sN", "--max-time", "30", "--interface", "127.0.0.1", "-H", "X-Real-IP: 198.51.100.7", live]
+        )
+        defer { proxied.kill() }
+        #expect(Poll.until(timeout: 10) { proxied.stdout.text.contains(": connected") }, "a proxied client: \(proxied.tail)")
 
         streams[0].kill()
         _ = streams[0].exitStatus(waitingUpTo: 5)

@@ -98,6 +98,19 @@ struct PageAndAccessTests {
         }
     }
 
+    /// The client a live stream counts for: `X-Real-IP` only from a peer on this machine.
+    @Test func liveClientAddress() {
+        #expect(DashboardRequestContext.client(peer: "127.0.0.1", realIP: "198.51.100.7") == "198.51.100.7")
+        #expect(DashboardRequestContext.client(peer: "::1", realIP: "2001:db8::1") == "2001:db8::1")
+        #expect(DashboardRequestContext.client(peer: "::ffff:127.0.0.1", realIP: "198.51.100.7") == "198.51.100.7")
+        #expect(DashboardRequestContext.client(peer: "203.0.113.5", realIP: "198.51.100.7") == "203.0.113.5")
+        #expect(DashboardRequestContext.client(peer: "::ffff:203.0.113.5", realIP: "127.0.0.1") == "::ffff:203.0.113.5")
+        #expect(DashboardRequestContext.client(peer: "127.0.0.1", realIP: nil) == "127.0.0.1")
+        #expect(DashboardRequestContext.client(peer: "127.0.0.1", realIP: "") == "127.0.0.1")
+        #expect(DashboardRequestContext.client(peer: "127.0.0.1", realIP: String(repeating: "1", count: 65)) == "127.0.0.1")
+        #expect(DashboardRequestContext.client(peer: "", realIP: "198.51.100.7") == "")
+    }
+
     @Test func escapingHelpers() {
         #expect(Escape.html("<a href='x'>\"&</a>") == "&lt;a href=&#39;x&#39;&gt;&quot;&amp;&lt;/a&gt;")
         #expect(Escape.json("</script>\u{2028}\"\\") == "\"\\u003C/script\\u003E\\u2028\\\"\\\\\"")
