@@ -179,12 +179,20 @@ public final class DatagramSocket: @unchecked Sendable {
     /// Runs `body` holding an exclusive `flock` on the directory that holds `path` (no file is added
     /// to it), so that instances starting together on one socket path take turns at checking and
     /// replacing its file. Waits up to 5 s for another holder (which holds it for a few system calls).
+    /// A directory this user cannot read (`EACCES`) is not locked: `body` runs without it.
     /// - Throws: ``SyslogIngestError`` when the directory cannot be opened or stays locked, or what `body` throws.
     private static func holdingDirectoryLock<Value>(
         of path: String, _ body: () throws(SyslogIngestError) -> Value
     ) throws(SyslogIngestError) -> Value {
         let directory = path.lastIndex(of: "/").map { path[..<$0].isEmpty ? "/" : String(path[..<$0]) } ?? "."
-        let lock = try check("open \(directory)") { open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        let lock = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard lock >= 0 else {
+            let code = errno
+            // A directory this user may write to but not read: without the lock, as before it existed
+            // (the race it closes needs two instances started at the same moment).
+            if code == EACCES { return try body() }
+            throw SyslogIngestError(code: .io, operation: "open \(directory)", errno: code)
+        }
         defer {
             // Unlocked before the close: a child spawned meanwhile may share the descriptor until its exec.
             flock(lock, LOCK_UN)
