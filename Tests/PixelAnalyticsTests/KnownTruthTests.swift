@@ -178,6 +178,62 @@ struct KnownTruthTests {
         #expect(report.durationMilliseconds == 30 * 60_000)
     }
 
+    /// Late hits around midnight, visitor "y" yesterday and "t" today (each hit of the first 30
+    /// minutes after midnight carrying "y" as its previous-day id), one batch per hit, in this order;
+    /// the visits replay counts (reading the hits in time order).
+    @Test(
+        "a visit moves across midnight alone, also when today's id already has a visit",
+        arguments: [
+            // 22:00 and 23:50 yesterday; 00:10 continues 23:50 under today's id; then 22:10 arrives late
+            // and continues 22:00 (before, the move took every visit of yesterday's id with it).
+            ([(-1, 22, 0), (-1, 23, 50), (0, 0, 10), (-1, 22, 10)], 2),
+            // 23:50 yesterday; 00:40 today (a visit of its own, 50 minutes later); then 00:05 arrives
+            // late and continues 23:50 (before, it moved only when today's id had no visit yet).
+            ([(-1, 23, 50), (0, 0, 40), (0, 0, 5)], 2),
+        ] as [([(Int, Int, Int)], Int)]
+    )
+    func lateHitsAroundMidnight(hits: [(Int, Int, Int)], visits expected: Int) throws {
+        let server = try RedisServer.start()
+        var redis = try RedisRollups(connection: try server.connect(timeout: 30))
+        let today = Day(timestamp: Double(time(nil))).previous
+        for (dayOffset, hour, minute) in hits {
+            let seconds = Double((today.number + dayOffset) * 86_400 + hour * 3600 + minute * 60)
+            let afterMidnight = dayOffset == 0 && hour == 0 && minute < 30
+            var batch = RollupBatch(configuration: redis.configuration)
+            batch.add(
+                .accepted(
+                    EnrichedHit(
+                        timestampText: String(seconds), timestamp: seconds, site: "example.com", visitorID: dayOffset == 0 ? "t" : "y",
+                        previousVisitorID: afterMidnight ? "y" : nil, event: HitProcessor.pageviewEvent, path: "/", source: "(direct)",
+                        browser: "Chrome", os: "Linux", device: "desktop"
+                    )
+                )
+            )
+            try redis.apply(batch)
+        }
+        let report = try redis.report(site: "example.com", from: today.previous, to: today)
+        #expect(report.pageviews == hits.count)
+        #expect(report.visits == expected, "visits \(report.visits)")
+    }
+
+    /// Out of order, a hit within the timeout of two visits joins the nearer one: spans never
+    /// overlap, and the stored visits stay in order (the two are not merged: replay would see one).
+    @Test func aHitBetweenTwoVisitsJoinsTheNearer() throws {
+        let server = try RedisServer.start()
+        var redis = try RedisRollups(connection: try server.connect(timeout: 30))
+        let day = Day(timestamp: Double(time(nil))).previous
+        let at = { (hour: Int, minute: Int) in Double(day.number * 86_400 + hour * 3600 + minute * 60) }
+        for (hour, minute) in [(9, 58), (10, 40), (10, 20), (9, 55)] {
+            var batch = RollupBatch(configuration: redis.configuration)
+            batch.add(BreakdownCapTests.hit("/", visitor: "v", at: at(hour, minute)))
+            try redis.apply(batch)
+        }
+        let stateKey = Array((redis.configuration.visitPrefix + "example.com:v").utf8)
+        let stored = try #require(try redis.connection.command(bytes: [Array("GET".utf8), stateKey]).bytes)
+        let spans = try #require(VisitState.decodeVisits(stored)).map { [$0.first, $0.last] }
+        #expect(spans == [[at(9, 55), at(9, 58)], [at(10, 20), at(10, 40)]].map { $0.map { Int($0 * 1000) } })
+    }
+
     /// A visitor's state keeps their last ``VisitState/keptPerVisitor`` visits: a late hit of one of
     /// them continues it; one of an older, forgotten visit counts as a visit of its own.
     @Test func aVisitorKeepsTheirRecentVisits() throws {

@@ -73,5 +73,9 @@ struct VisitStateTests {
         #expect(VisitState.decodeVisits(both + [0]) == nil)
         #expect(VisitState.decodeVisits([0x90]) == nil)
         #expect(VisitState.decodeVisits([0x92] + Self.state.encoded + [0x01]) == nil)
+        // More visits than this version keeps: not read (a fixarray holds up to 15).
+        let five = [UInt8(0x95)] + (0..<5).flatMap { _ in Self.state.encoded }
+        #expect(VisitState.decodeVisits(five) == nil)
+        #expect(VisitState.decodeVisits([0x94] + (0..<4).flatMap { _ in Self.state.encoded })?.count == 4)
     }
 }

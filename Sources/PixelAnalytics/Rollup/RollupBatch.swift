@@ -278,7 +278,7 @@ public struct RollupBatch: Sendable {
     public func encodedCommand(states: [[UInt8]?]) -> (command: [UInt8], writes: StateWrites, continuedAcrossMidnight: [Int]) {
         var resolved = self
         let visits = resolved.resolveVisits(states: states)
-        var sink = RESPArguments(capacity: resolved.encodedSizeEstimate)
+        var sink = RESPArguments(capacity: resolved.encodedSizeEstimate(visits))
         for argument in Self.evalshaPrefix { sink.append(argument) }
         let writes = resolved.encode(visits, into: &sink)
         return (sink.command(), writes, visits.continuedAcrossMidnight)
@@ -391,12 +391,16 @@ public struct RollupBatch: Sendable {
 
     /// Continues or starts the visit of each hit in arrival order and counts what depends on it.
     ///
-    /// A visitor's recent visits are all kept (up to ``VisitState/keptPerVisitor``), not only the one
-    /// in progress: a hit continues whichever of them it lies within the idle timeout of (the latest
-    /// such), so hits that arrive late — in this batch or a later one — neither start a visit of their
-    /// own nor end the visit in progress. (A late hit within the timeout of two visits joins the later
-    /// one; they are not merged, so live counts one visit more there than a replay, which reads the
-    /// hits in time order.)
+    /// A visitor's recent visits are all kept (up to ``VisitState/keptPerVisitor``, oldest first), not
+    /// only the one in progress: a hit continues the one it lies within the idle timeout of (the
+    /// nearest, if two), so hits that arrive late — in this batch or a later one — neither start a
+    /// visit of their own nor end the visit in progress. A hit after midnight that continues none of
+    /// today's id's visits may continue one of yesterday's id (``EnrichedHit/previousVisitorID``),
+    /// which then moves to today's id. For hits in time order this is the one-visit-per-id rule of
+    /// ``ArchiveReport/sessions(_:idleMilliseconds:)``, which `pixeld replay` and the filtered views
+    /// count by. Out of order, live can still count more visits than replay: a late hit within the
+    /// timeout of two visits joins one (they are not merged), and a late hit under yesterday's id
+    /// does not find a visit that has moved to today's.
     private mutating func resolveVisits(states stored: [[UInt8]?]) -> ResolvedVisits {
         var visits = ResolvedVisits(
             states: visitKeys.indices.map { index in
@@ -414,16 +418,18 @@ public struct RollupBatch: Sendable {
             }
             let ms = hit.milliseconds
             let key = hit.key
-            if visits.states[key].isEmpty, hit.previousKey >= 0,
-                Self.visit(in: visits.states[hit.previousKey], continuedAt: ms, idle: idle) != nil
-            {
-                // A visit that started before midnight, under yesterday's id: it moves to today's.
-                visits.states.swapAt(key, hit.previousKey)
-                visits.changed[hit.previousKey] = true
-            }
             visits.changed[key] = true
             // The states are changed in place (`inout`): a copy of one retains its strings.
-            if let visit = Self.visit(in: visits.states[key], continuedAt: ms, idle: idle) {
+            var visit = Self.visit(in: visits.states[key], continuedAt: ms, idle: idle)
+            if visit == nil, hit.previousKey >= 0,
+                let moving = Self.visit(in: visits.states[hit.previousKey], continuedAt: ms, idle: idle)
+            {
+                // A visit that started before midnight, under yesterday's id: it moves to today's.
+                let state = visits.states[hit.previousKey].remove(at: moving)
+                visit = Self.insert(state, into: &visits.states[key])
+                visits.changed[hit.previousKey] = true
+            }
+            if let visit {
                 // The visit goes on; its visits, bounces and duration count on the day it started.
                 continueVisit(&visits.states[key][visit], with: hit, at: ms, totalsOfBase: &totalsOfBase)
                 // Whichever of its hits after midnight comes first by time, a replay (which reads
@@ -445,16 +451,38 @@ public struct RollupBatch: Sendable {
                 expireAt: expireAt(hit.siteDay), source: hit.source,
                 utmSource: campaign.0, utmMedium: campaign.1, utmCampaign: campaign.2
             )
-            let position = visits.states[key].firstIndex { $0.first > ms } ?? visits.states[key].endIndex
-            visits.states[key].insert(state, at: position)
-            if visits.states[key].count > VisitState.keptPerVisitor { visits.states[key].removeFirst() }
+            Self.insert(state, into: &visits.states[key])
+        }
+        // The most recent visits are kept (within a batch a list may hold more: a hit may still continue any).
+        for key in visits.states.indices where visits.states[key].count > VisitState.keptPerVisitor {
+            visits.states[key].removeFirst(visits.states[key].count - VisitState.keptPerVisitor)
         }
         return visits
     }
 
-    /// The index in `visits` of the latest visit that a hit at `milliseconds` continues, if any.
+    /// The index in `visits` of the visit that a hit at `milliseconds` continues: of those within
+    /// `idle` of it, the nearest (the later one on a tie). Spans then never overlap, so the list stays
+    /// in order.
     private static func visit(in visits: [VisitState], continuedAt milliseconds: Int, idle: Int) -> Int? {
-        visits.lastIndex { VisitState.continues(first: $0.first, last: $0.last, at: milliseconds, idle: idle) }
+        var found: Int?
+        var nearest = Int.max
+        for (index, visit) in visits.enumerated()
+        where VisitState.continues(first: visit.first, last: visit.last, at: milliseconds, idle: idle) {
+            let distance = max(visit.first - milliseconds, milliseconds - visit.last, 0)
+            if distance <= nearest {
+                nearest = distance
+                found = index
+            }
+        }
+        return found
+    }
+
+    /// Inserts `visit` into `visits` (oldest first) where its start puts it; returns its index.
+    @discardableResult
+    private static func insert(_ visit: VisitState, into visits: inout [VisitState]) -> Int {
+        let position = visits.firstIndex { $0.first > visit.first } ?? visits.endIndex
+        visits.insert(visit, at: position)
+        return position
     }
 
     /// Adds `hit` to the visit in progress `visit`: its span, hits and bounce, and the totals and
@@ -540,12 +568,12 @@ public struct RollupBatch: Sendable {
         return writes
     }
 
-    /// A generous estimate of the encoded arguments' bytes, so that the RESP buffer grows at most once.
-    private var encodedSizeEstimate: Int {
+    /// A generous estimate of the encoded arguments' bytes with `visits`, so that the RESP buffer grows at most once.
+    private func encodedSizeEstimate(_ visits: ResolvedVisits) -> Int {
         var bytes = 256
         for hash in hashes { bytes += hash.key.utf8.count + 48 + hash.fields.count * 40 }
         for ids in uniques { bytes += 64 + ids.count * 40 }
-        for key in visitKeys { bytes += key.count * 2 + 160 }
+        for (index, key) in visitKeys.enumerated() { bytes += key.count * 2 + 160 * max(1, visits.states[index].count) }
         return bytes
     }
 

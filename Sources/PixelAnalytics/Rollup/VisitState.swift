@@ -37,9 +37,18 @@ struct VisitState: Equatable {
     /// The MessagePack form.
     var encoded: [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(
-            64 + base.utf8.count + source.utf8.count + utmSource.utf8.count + utmMedium.utf8.count + utmCampaign.utf8.count
-        )
+        out.reserveCapacity(encodedSizeEstimate)
+        append(to: &out)
+        return out
+    }
+
+    /// At least the bytes of ``encoded``.
+    var encodedSizeEstimate: Int {
+        64 + base.utf8.count + source.utf8.count + utmSource.utf8.count + utmMedium.utf8.count + utmCampaign.utf8.count
+    }
+
+    /// Appends ``encoded`` to `out`.
+    func append(to out: inout [UInt8]) {
         out.append(0x9A)  // fixarray of 10
         MessagePack.append(first, to: &out)
         MessagePack.append(last, to: &out)
@@ -51,7 +60,6 @@ struct VisitState: Equatable {
         MessagePack.append(utmSource, to: &out)
         MessagePack.append(utmMedium, to: &out)
         MessagePack.append(utmCampaign, to: &out)
-        return out
     }
 
     /// Decodes the MessagePack form; `nil` for anything else (a state nobody can read starts a new visit).
@@ -101,24 +109,28 @@ extension VisitState {
     /// the oldest is forgotten, and a hit that would have continued it starts a visit of its own.
     static let keptPerVisitor = 4
 
-    /// A visitor's visits (oldest first) as stored: one visit alone is its ten-element array, the
-    /// shape older consumers wrote and read; several are an array of those arrays.
+    /// A visitor's visits (oldest first, at most ``keptPerVisitor``) as stored: one visit alone is its
+    /// ten-element array, the shape older consumers wrote and read; several are an array of those arrays.
     static func encode(_ visits: [VisitState]) -> [UInt8] {
+        precondition(!visits.isEmpty && visits.count <= keptPerVisitor, "\(visits.count) visits to store")
         if visits.count == 1 { return visits[0].encoded }
-        var out: [UInt8] = [0x90 | UInt8(visits.count)]  // fixarray: at most keptPerVisitor (< 16)
-        for visit in visits { out += visit.encoded }
+        var out: [UInt8] = []
+        out.reserveCapacity(visits.reduce(1) { $0 + $1.encodedSizeEstimate })
+        out.append(0x90 | UInt8(visits.count))  // fixarray
+        for visit in visits { visit.append(to: &out) }
         return out
     }
 
-    /// A visitor's visits from ``encode(_:)``'s form, oldest first; `nil` for anything else.
+    /// A visitor's visits from ``encode(_:)``'s form, oldest first; `nil` for anything else, or more
+    /// than ``keptPerVisitor`` of them (what this version never writes).
     /// - Parameter knownBases: As for ``init(encoded:knownBases:)``.
     static func decodeVisits(_ bytes: [UInt8], knownBases: [String] = []) -> [VisitState]? {
         var reader = MessagePack.Reader(bytes)
         guard let count = reader.arrayHeader() else { return nil }
         var visits: [VisitState] = []
         if reader.nextIsArray {
-            guard count <= 16 else { return nil }
-            visits.reserveCapacity(count)
+            guard count <= keptPerVisitor else { return nil }
+            visits.reserveCapacity(keptPerVisitor + 1)
             for _ in 0..<count {
                 guard reader.arrayHeader() == 10, let visit = VisitState(readingFieldsFrom: &reader, knownBases: knownBases)
                 else { return nil }
@@ -126,6 +138,7 @@ extension VisitState {
             }
         } else {
             guard count == 10, let visit = VisitState(readingFieldsFrom: &reader, knownBases: knownBases) else { return nil }
+            visits.reserveCapacity(keptPerVisitor + 1)
             visits.append(visit)
         }
         return reader.isAtEnd && !visits.isEmpty ? visits : nil
