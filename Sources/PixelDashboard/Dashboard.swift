@@ -182,14 +182,15 @@ public struct Dashboard: Sendable {
     func report(_ range: RangeInput) async throws -> Report {
         guard range.filter != nil else { return try await report(range.site, range.from, range.to) }
         let aggregator = ArchiveReport(site: range.site, from: range.from, to: range.to, filter: range.filter)
-        return aggregator.report(try await archiveRecords(range.site, days: aggregator.readDays))
+        return aggregator.report(days: try await archiveDailyReports(aggregator))
     }
 
-    /// The site's archive records of `days` (read on the archive's own threads).
-    func archiveRecords(_ site: String, days: [Day]) async throws -> [HitOutcome] {
+    /// The day reports of `aggregator`, read and aggregated on the archive's own threads (a request
+    /// thread only waits).
+    func archiveDailyReports(_ aggregator: ArchiveReport) async throws -> [Report] {
         guard let archive else { throw HTTPError(.badRequest, message: "filters need `pixeld serve --archive DIR`") }
         do {
-            return try await archive.records(site: site, days: days).outcomes
+            return try await archive.dailyReports(aggregator)
         } catch {
             throw HTTPError(.serviceUnavailable, message: "cannot read the archive: \(error.description)")
         }
@@ -277,14 +278,15 @@ public struct Dashboard: Sendable {
         let previous: Report
         let series: [SeriesPoint]
         if let filter = range.filter {
-            // One read of the archive covers both periods.
+            // One read and one aggregation cover both periods (adjacent: the previous one ends the
+            // day before this one starts); each period adds up its own days.
             let current = ArchiveReport(site: range.site, from: range.from, to: range.to, filter: filter)
             let before = ArchiveReport(site: range.site, from: previousRange.from, to: previousRange.to, filter: filter)
-            let records = try await archiveRecords(range.site, days: Array(before.readDays.dropLast(2)) + current.readDays)
-            let days = current.dailyReports(records)
-            report = current.report(records)
-            previous = before.report(records)
-            series = Self.series(days, hourly: range.from == range.to)
+            let both = ArchiveReport(site: range.site, from: previousRange.from, to: range.to, filter: filter)
+            let days = try await archiveDailyReports(both)
+            report = current.report(days: days)
+            previous = before.report(days: days)
+            series = Self.series(days.filter { $0.from >= range.from }, hourly: range.from == range.to)
         } else {
             report = try await self.report(range.site, range.from, range.to)
             previous = try await self.report(range.site, previousRange.from, previousRange.to)
@@ -331,8 +333,7 @@ public struct Dashboard: Sendable {
         let points: [SeriesPoint]
         if let filter = range.filter {
             let aggregator = ArchiveReport(site: range.site, from: range.from, to: range.to, filter: filter)
-            let days = aggregator.dailyReports(try await archiveRecords(range.site, days: aggregator.readDays))
-            points = Self.series(days, hourly: interval == "hour")
+            points = Self.series(try await archiveDailyReports(aggregator), hourly: interval == "hour")
         } else {
             points = try await series(site: range.site, from: range.from, to: range.to, hourly: interval == "hour")
         }

@@ -4,6 +4,7 @@ import HummingbirdTesting
 import PixelAnalytics
 @testable import PixelDashboard
 import PixeldTestSupport
+import Synchronization
 import Testing
 
 /// Filtered views (`&filter=DIMENSION:VALUE`) computed from the archive the real consumer wrote
@@ -129,6 +130,37 @@ struct FilterTests {
         }
     }
 
+    /// The aggregation of a filtered view (a copy and a sort of every record read, up to a million)
+    /// runs on the archive's own thread, as the read does, so filtered requests never hold the two
+    /// threads of the cooperative pool that `/healthz` and every other request need. The site page
+    /// aggregates once for both of its periods; its numbers are those of `/api/stats`.
+    @Test func filteredViewsAggregateOnTheArchiveThread() async throws {
+        let fixture = try DashboardFixture.shared()
+        let threads = ThreadNames()
+        let store = ArchiveStore(directory: fixture.archive.path, afterAggregation: { threads.record() })
+        let app = Application(router: try fixture.dashboard(archiveStore: store).router())
+        let filter = Self.query("pages:/blog/")
+        try await app.test(.router) { client in
+            let range = "site=example.com&\(fixture.rangeQuery)&\(filter)"
+            let page = try await client.execute(uri: "/site?\(range)", method: .get)
+            #expect(page.status == .ok)
+            #expect(threads.names == ["pixeld-arch-0"])
+            let stats = try await client.execute(uri: "/api/stats?\(range)", method: .get)
+            #expect(stats.status == .ok)
+            for (key, label) in [("visitors", "Unique visitors"), ("visits", "Visits"), ("pageviews", "Pageviews")] {
+                let value = stats.json[key] as? Int ?? -1
+                let card = "id=\"stat-\(key)\"><div class=\"label\">\(label)</div><div class=\"value\">\(value)</div>"
+                #expect(page.text.contains(card), "\(key) = \(value)")
+            }
+            for path in ["/api/breakdown?dimension=pages&", "/api/timeseries?"] {
+                let response = try await client.execute(uri: path + range, method: .get)
+                #expect(response.status == .ok, "\(path)")
+            }
+        }
+        #expect(threads.names == Array(repeating: "pixeld-arch-0", count: 4))
+        await store.stop()
+    }
+
     /// The date form is a GET form: the browser sends a space in the kept filter as `+`.
     @Test func aFilterFromTheDateFormReadsPlusAsASpace() async throws {
         let fixture = try DashboardFixture.shared()
@@ -187,4 +219,16 @@ struct FilterTests {
             #expect(counts.status == .badRequest)
         }
     }
+}
+
+/// The names of the threads that called ``record()`` (`/proc/thread-self/comm`).
+final class ThreadNames: Sendable {
+    private let recorded = Mutex<[String]>([])
+
+    func record() {
+        let name = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? "?"
+        recorded.withLock { $0.append(name.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    var names: [String] { recorded.withLock { $0 } }
 }
