@@ -1,4 +1,5 @@
 public import Hummingbird
+public import Logging
 import PixelAnalytics
 import RespBridge
 import ServiceLifecycle
@@ -44,6 +45,8 @@ public struct Dashboard: Sendable {
     public let clock: @Sendable () -> Double
     let access: SiteAccess
     let auth: TokenCheck
+    /// The discovered sites (without configured ones), kept for a minute.
+    let discoveredSites: SiteListCache
 
     /// Creates a dashboard.
     /// - Parameters:
@@ -53,10 +56,12 @@ public struct Dashboard: Sendable {
     ///   - configuration: Sites, token, public sites.
     ///   - metricsText: Renders the Prometheus text exposition for `/metrics`.
     ///   - clock: Seconds since the epoch.
+    ///   - logger: For a site discovery that stopped before the end of the keyspace.
     public init(
         store: RollupStore, live: LiveFeed?, archive: ArchiveStore? = nil, configuration: DashboardConfiguration,
         metricsText: @escaping @Sendable () -> String = { "" },
-        clock: (@Sendable () -> Double)? = nil
+        clock: (@Sendable () -> Double)? = nil,
+        logger: Logger = Logger(label: "pixeld.serve")
     ) {
         self.store = store
         self.live = live
@@ -69,6 +74,7 @@ public struct Dashboard: Sendable {
             tokenRequired: configuration.token != nil
         )
         auth = TokenCheck(token: configuration.token)
+        discoveredSites = SiteListCache(logger: logger) { () async throws(RespError) in try await store.discoverSites() }
     }
 
     var today: Day { Day(timestamp: clock()) }
@@ -199,7 +205,7 @@ public struct Dashboard: Sendable {
     func sites() async throws -> [String] {
         if !configuration.sites.isEmpty { return configuration.sites.sorted() }
         do {
-            return try await store.discoverSites()
+            return try await discoveredSites.sites(now: clock())
         } catch {
             throw Self.unavailable(error)
         }

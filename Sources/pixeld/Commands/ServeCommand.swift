@@ -96,7 +96,7 @@ struct ServeCommand: AsyncParsableCommand {
         let dashboard = Dashboard(
             store: RollupStore(reader: reader, keys: keys), live: live, archive: archiveStore,
             configuration: DashboardConfiguration(sites: shown, token: secret, publicSites: Set(publicSites)),
-            metricsText: { String(decoding: registry.emitToBuffer(), as: UTF8.self) }
+            metricsText: { String(decoding: registry.emitToBuffer(), as: UTF8.self) }, logger: logger
         )
         let app = Application(
             router: dashboard.router(),
