@@ -18,13 +18,21 @@ public struct DashboardConfiguration: Sendable {
     public var publicSites: Set<String>
     /// Rows per table on the site page.
     public var tableRows: Int
+    /// Days the consumer keeps rollups after the day ends (its `--retention-days`): a range may span
+    /// at most one more day (today, still open, and the days kept), so a request cannot read
+    /// thousands of days of keys that no longer exist.
+    public var retentionDays: Int
 
     /// Creates a configuration.
-    public init(sites: [String] = [], token: String? = nil, publicSites: Set<String> = [], tableRows: Int = 10) {
+    public init(
+        sites: [String] = [], token: String? = nil, publicSites: Set<String> = [], tableRows: Int = 10,
+        retentionDays: Int = 400
+    ) {
         self.sites = sites
         self.token = token
         self.publicSites = publicSites
         self.tableRows = tableRows
+        self.retentionDays = retentionDays
     }
 }
 
@@ -145,7 +153,7 @@ public struct Dashboard: Sendable {
     /// needs the archive, a range of at most ``ArchiveStore/maxDays`` days, and (with `filters:
     /// false`) an endpoint that takes one (400 otherwise).
     func range(_ request: Request, filters: Bool = true) throws -> RangeInput {
-        let range = try RangeInput.parse(request, today: today, sites: access)
+        let range = try RangeInput.parse(request, today: today, sites: access, retentionDays: configuration.retentionDays)
         guard access.isVisible(range.site, authenticated: auth.isAuthenticated(request)) else {
             throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer"], message: "this site needs the token")
         }

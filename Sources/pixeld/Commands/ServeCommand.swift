@@ -53,6 +53,9 @@ struct ServeCommand: AsyncParsableCommand {
     ))
     var archive: String?
 
+    @Option(parsing: .unconditional, help: ArgumentHelp("Days the consumer keeps rollups after the day ends (its --retention-days): longer ranges are refused. Default 400. Env: PIXELD_RETENTION_DAYS.", valueName: "n"))
+    var retentionDays: Int?
+
     func run() async throws {
         let address = Environment.resolve(listen, flag: "listen", default: "127.0.0.1:8088")
         guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
@@ -78,6 +81,7 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("PIXELD_TOKEN is set but empty: give a token of at least 8 characters, or unset it to make every site public")
         }
         let connections = try Environment.integer(redisConnections, flag: "redis-connections", default: 2, range: 1...16)
+        let retention = try Environment.integer(retentionDays, flag: "retention-days", default: 400, range: 1...36_500)
         var archiveStore: ArchiveStore?
         if let directory = archive ?? Environment.value(forFlag: "archive") {
             var info = stat()
@@ -95,7 +99,9 @@ struct ServeCommand: AsyncParsableCommand {
         let live = LiveFeed(configuration: redis, keys: keys, logger: logger)
         let dashboard = Dashboard(
             store: RollupStore(reader: reader, keys: keys), live: live, archive: archiveStore,
-            configuration: DashboardConfiguration(sites: shown, token: secret, publicSites: Set(publicSites)),
+            configuration: DashboardConfiguration(
+                sites: shown, token: secret, publicSites: Set(publicSites), retentionDays: retention
+            ),
             metricsText: { String(decoding: registry.emitToBuffer(), as: UTF8.self) }, logger: logger
         )
         let app = Application(
