@@ -59,8 +59,9 @@ public final class ArchiveStore: @unchecked Sendable {
     /// of its ``ArchiveReport/readDays``. The read and the aggregation (a copy and a sort of up to
     /// ``maxRecords`` records) both run on one of the store's threads, so that
     /// filtered requests never hold the cooperative pool that every other request needs.
-    /// - Throws: ``ArchiveReader/Failure`` when a file cannot be read, the range holds more than
-    ///   ``maxRecords`` lines, too many reads are waiting, or the store is stopped.
+    /// - Throws: ``ArchiveReader/Failure`` when a file cannot be read (`.io`), the range holds more
+    ///   than ``maxRecords`` lines (`.tooManyRecords`), too many reads are waiting (`.busy`), or the
+    ///   store is stopped (`.stopped`).
     public func dailyReports(_ aggregator: ArchiveReport) async throws(ArchiveReader.Failure) -> [Report] {
         let directory = self.directory
         let maxRecords = self.maxRecords
@@ -81,8 +82,12 @@ public final class ArchiveStore: @unchecked Sendable {
             }
             switch refusal {
             case nil: break
-            case .stopped?: continuation.resume(returning: .failure(ArchiveReader.Failure("the archive reader is stopped")))
-            case .full?: continuation.resume(returning: .failure(ArchiveReader.Failure("too many archive reads at once; try again")))
+            case .stopped?:
+                continuation.resume(returning: .failure(ArchiveReader.Failure("the archive reader is stopped", code: .stopped)))
+            case .full?:
+                continuation.resume(
+                    returning: .failure(ArchiveReader.Failure("too many archive reads at once; try again", code: .busy))
+                )
             }
         }
         return try result.get()

@@ -200,12 +200,17 @@ public struct Dashboard: Sendable {
     }
 
     /// The day reports of `aggregator`, read and aggregated on the archive's own threads (a request
-    /// thread only waits).
+    /// thread only waits). A range with more archive lines than the store reads is a `400`; a busy
+    /// or stopped store or an unreadable file a `503`.
     func archiveDailyReports(_ aggregator: ArchiveReport) async throws -> [Report] {
         guard let archive else { throw HTTPError(.badRequest, message: "filters need `pixeld serve --archive DIR`") }
         do {
             return try await archive.dailyReports(aggregator)
+        } catch where error.code == .tooManyRecords {
+            // The request asks for too much (a shorter range will do): the client's to change.
+            throw HTTPError(.badRequest, message: "filter: \(error.description)")
         } catch {
+            // Busy, stopped or unreadable: the server's, and may pass.
             throw HTTPError(.serviceUnavailable, message: "cannot read the archive: \(error.description)")
         }
     }

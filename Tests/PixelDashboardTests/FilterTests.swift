@@ -161,6 +161,29 @@ struct FilterTests {
         await store.stop()
     }
 
+    /// A range with more archive lines than the store reads asks for too much: a 400 (choose a
+    /// shorter range), not a 503; a stopped (or busy) store is the server's trouble: a 503.
+    @Test func tooManyArchiveLinesIsAClientErrorAndAStoppedStoreIsNot() async throws {
+        let fixture = try DashboardFixture.shared()
+        let small = ArchiveStore(directory: fixture.archive.path, maxRecords: 2)
+        let stopped = ArchiveStore(directory: fixture.archive.path)
+        await stopped.stop()
+        let range = "site=example.com&\(fixture.rangeQuery)&" + Self.query("pages:/blog/")
+        try await Application(router: try fixture.dashboard(archiveStore: small).router()).test(.router) { client in
+            for path in ["/site", "/api/stats", "/api/timeseries"] {
+                let response = try await client.execute(uri: "\(path)?\(range)", method: .get)
+                #expect(response.status == .badRequest, "\(path)")
+                #expect(response.text.contains("more than 2 archive lines in the range; choose a shorter one"), "\(path)")
+            }
+        }
+        try await Application(router: try fixture.dashboard(archiveStore: stopped).router()).test(.router) { client in
+            let response = try await client.execute(uri: "/api/stats?\(range)", method: .get)
+            #expect(response.status == .serviceUnavailable)
+            #expect(response.text.contains("the archive reader is stopped"))
+        }
+        await small.stop()
+    }
+
     /// The date form is a GET form: the browser sends a space in the kept filter as `+`.
     @Test func aFilterFromTheDateFormReadsPlusAsASpace() async throws {
         let fixture = try DashboardFixture.shared()
