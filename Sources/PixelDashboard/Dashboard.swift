@@ -315,7 +315,8 @@ public struct Dashboard: Sendable {
         return Self.html(
             Pages.sitePage(
                 range: range, report: report, previous: previous, series: series, realtime: realtime, limit: limit,
-                filterable: archive != nil
+                // A link on a range the archive does not filter would only lead to a 400.
+                filterable: archive.map { range.to.number - range.from.number < $0.maxDays } ?? false
             )
         )
     }

@@ -184,6 +184,38 @@ struct FilterTests {
         await small.stop()
     }
 
+    /// Table rows link to the filtered page only where it can answer: not on a range longer than
+    /// the archive's ``ArchiveStore/maxDays`` (every click would be a 400), and never for the
+    /// rollups' `(other)` bucket (no value a filter could match).
+    @Test func rowsLinkOnlyWhereAFilterCanAnswer() async throws {
+        let fixture = try DashboardFixture.shared()
+        let app = Application(router: try fixture.dashboard(archive: true).router())
+        try await app.test(.router) { client in
+            let longest = Day(number: fixture.to.number - 91)  // 92 days
+            let linked = try await client.execute(uri: "/site?site=example.com&from=\(longest)&to=\(fixture.to)", method: .get)
+            #expect(linked.status == .ok)
+            #expect(linked.text.contains("&amp;filter=pages%3A%2Fblog%2F\">/blog/</a>"))
+            let over = Day(number: fixture.to.number - 92)  // 93 days
+            let plain = try await client.execute(uri: "/site?site=example.com&from=\(over)&to=\(fixture.to)", method: .get)
+            #expect(plain.status == .ok)
+            #expect(!plain.text.contains("filter="))
+            #expect(plain.text.contains("<span class=\"name\">/blog/</span>"))
+        }
+
+        let range = RangeInput(site: DashboardFixture.site, from: fixture.from, to: fixture.to, period: "custom")
+        let report = Report(
+            site: DashboardFixture.site, from: fixture.from, to: fixture.to, pageviews: 8, visitors: 1, visits: 1, bounces: 0,
+            durationMilliseconds: 0, events: 0, breakdowns: [.pages: ["/a": 3, "(other)": 5], .browsers: ["(other)": 8]],
+            drops: [:]
+        )
+        let html = Pages.sitePage(
+            range: range, report: report, previous: report, series: [], realtime: 0, limit: 10, filterable: true
+        )
+        #expect(html.contains("&amp;filter=pages%3A%2Fa\">/a</a>"))
+        #expect(html.components(separatedBy: "<span class=\"name\">(other)</span>").count == 3)
+        #expect(!html.contains("(other)</a>"))
+    }
+
     /// The date form is a GET form: the browser sends a space in the kept filter as `+`.
     @Test func aFilterFromTheDateFormReadsPlusAsASpace() async throws {
         let fixture = try DashboardFixture.shared()
