@@ -1,4 +1,5 @@
 public import Hummingbird
+public import Logging
 import PixelAnalytics
 import RespBridge
 import ServiceLifecycle
@@ -17,13 +18,21 @@ public struct DashboardConfiguration: Sendable {
     public var publicSites: Set<String>
     /// Rows per table on the site page.
     public var tableRows: Int
+    /// Days the consumer keeps rollups after the day ends (its `--retention-days`): a range may span
+    /// at most one more day (today, still open, and the days kept), so a request cannot read
+    /// thousands of days of keys that no longer exist.
+    public var retentionDays: Int
 
     /// Creates a configuration.
-    public init(sites: [String] = [], token: String? = nil, publicSites: Set<String> = [], tableRows: Int = 10) {
+    public init(
+        sites: [String] = [], token: String? = nil, publicSites: Set<String> = [], tableRows: Int = 10,
+        retentionDays: Int = 400
+    ) {
         self.sites = sites
         self.token = token
         self.publicSites = publicSites
         self.tableRows = tableRows
+        self.retentionDays = retentionDays
     }
 }
 
@@ -44,6 +53,8 @@ public struct Dashboard: Sendable {
     public let clock: @Sendable () -> Double
     let access: SiteAccess
     let auth: TokenCheck
+    /// The discovered sites (without configured ones), kept for a minute.
+    let discoveredSites: SiteListCache
 
     /// Creates a dashboard.
     /// - Parameters:
@@ -53,10 +64,12 @@ public struct Dashboard: Sendable {
     ///   - configuration: Sites, token, public sites.
     ///   - metricsText: Renders the Prometheus text exposition for `/metrics`.
     ///   - clock: Seconds since the epoch.
+    ///   - logger: For a site discovery that stopped before the end of the keyspace.
     public init(
         store: RollupStore, live: LiveFeed?, archive: ArchiveStore? = nil, configuration: DashboardConfiguration,
         metricsText: @escaping @Sendable () -> String = { "" },
-        clock: (@Sendable () -> Double)? = nil
+        clock: (@Sendable () -> Double)? = nil,
+        logger: Logger = Logger(label: "pixeld.serve")
     ) {
         self.store = store
         self.live = live
@@ -69,6 +82,7 @@ public struct Dashboard: Sendable {
             tokenRequired: configuration.token != nil
         )
         auth = TokenCheck(token: configuration.token)
+        discoveredSites = SiteListCache(logger: logger) { () async throws(RespError) in try await store.discoverSites() }
     }
 
     var today: Day { Day(timestamp: clock()) }
@@ -139,7 +153,7 @@ public struct Dashboard: Sendable {
     /// needs the archive, a range of at most ``ArchiveStore/maxDays`` days, and (with `filters:
     /// false`) an endpoint that takes one (400 otherwise).
     func range(_ request: Request, filters: Bool = true) throws -> RangeInput {
-        let range = try RangeInput.parse(request, today: today, sites: access)
+        let range = try RangeInput.parse(request, today: today, sites: access, retentionDays: configuration.retentionDays)
         guard access.isVisible(range.site, authenticated: auth.isAuthenticated(request)) else {
             throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer"], message: "this site needs the token")
         }
@@ -182,15 +196,21 @@ public struct Dashboard: Sendable {
     func report(_ range: RangeInput) async throws -> Report {
         guard range.filter != nil else { return try await report(range.site, range.from, range.to) }
         let aggregator = ArchiveReport(site: range.site, from: range.from, to: range.to, filter: range.filter)
-        return aggregator.report(try await archiveRecords(range.site, days: aggregator.readDays))
+        return aggregator.report(days: try await archiveDailyReports(aggregator))
     }
 
-    /// The site's archive records of `days` (read on the archive's own threads).
-    func archiveRecords(_ site: String, days: [Day]) async throws -> [HitOutcome] {
+    /// The day reports of `aggregator`, read and aggregated on the archive's own threads (a request
+    /// thread only waits). A range with more archive lines than the store reads is a `400`; a busy
+    /// or stopped store or an unreadable file a `503`.
+    func archiveDailyReports(_ aggregator: ArchiveReport) async throws -> [Report] {
         guard let archive else { throw HTTPError(.badRequest, message: "filters need `pixeld serve --archive DIR`") }
         do {
-            return try await archive.records(site: site, days: days).outcomes
+            return try await archive.dailyReports(aggregator)
+        } catch where error.code == .tooManyRecords {
+            // The request asks for too much (a shorter range will do): the client's to change.
+            throw HTTPError(.badRequest, message: "filter: \(error.description)")
         } catch {
+            // Busy, stopped or unreadable: the server's, and may pass.
             throw HTTPError(.serviceUnavailable, message: "cannot read the archive: \(error.description)")
         }
     }
@@ -198,7 +218,7 @@ public struct Dashboard: Sendable {
     func sites() async throws -> [String] {
         if !configuration.sites.isEmpty { return configuration.sites.sorted() }
         do {
-            return try await store.discoverSites()
+            return try await discoveredSites.sites(now: clock())
         } catch {
             throw Self.unavailable(error)
         }
@@ -277,14 +297,15 @@ public struct Dashboard: Sendable {
         let previous: Report
         let series: [SeriesPoint]
         if let filter = range.filter {
-            // One read of the archive covers both periods.
+            // One read and one aggregation cover both periods (adjacent: the previous one ends the
+            // day before this one starts); each period adds up its own days.
             let current = ArchiveReport(site: range.site, from: range.from, to: range.to, filter: filter)
             let before = ArchiveReport(site: range.site, from: previousRange.from, to: previousRange.to, filter: filter)
-            let records = try await archiveRecords(range.site, days: Array(before.readDays.dropLast(2)) + current.readDays)
-            let days = current.dailyReports(records)
-            report = current.report(records)
-            previous = before.report(records)
-            series = Self.series(days, hourly: range.from == range.to)
+            let both = ArchiveReport(site: range.site, from: previousRange.from, to: range.to, filter: filter)
+            let days = try await archiveDailyReports(both)
+            report = current.report(days: days)
+            previous = before.report(days: days)
+            series = Self.series(days.filter { $0.from >= range.from }, hourly: range.from == range.to)
         } else {
             report = try await self.report(range.site, range.from, range.to)
             previous = try await self.report(range.site, previousRange.from, previousRange.to)
@@ -294,7 +315,8 @@ public struct Dashboard: Sendable {
         return Self.html(
             Pages.sitePage(
                 range: range, report: report, previous: previous, series: series, realtime: realtime, limit: limit,
-                filterable: archive != nil
+                // A link on a range the archive does not filter would only lead to a 400.
+                filterable: archive.map { range.to.number - range.from.number < $0.maxDays } ?? false
             )
         )
     }
@@ -331,8 +353,7 @@ public struct Dashboard: Sendable {
         let points: [SeriesPoint]
         if let filter = range.filter {
             let aggregator = ArchiveReport(site: range.site, from: range.from, to: range.to, filter: filter)
-            let days = aggregator.dailyReports(try await archiveRecords(range.site, days: aggregator.readDays))
-            points = Self.series(days, hourly: interval == "hour")
+            points = Self.series(try await archiveDailyReports(aggregator), hourly: interval == "hour")
         } else {
             points = try await series(site: range.site, from: range.from, to: range.to, hourly: interval == "hour")
         }

@@ -54,7 +54,8 @@ enum Pages {
 
     /// The site page.
     /// - Parameter filterable: Whether table rows link to the page filtered by them (the dashboard
-    ///   has the archive); otherwise they are plain text.
+    ///   has the archive and the range is one it filters); otherwise they are plain text, and so is
+    ///   the rollups' `(other)` row, which is no value a filter could match.
     static func sitePage(
         range: RangeInput, report: Report, previous: Report, series: [SeriesPoint], realtime: Int, limit: Int,
         filterable: Bool = false
@@ -116,7 +117,9 @@ enum Pages {
             for row in rows {
                 let width = max(1, row.count * 100 / total)
                 body += "<tr><td><span class=\"bar w\(width / 5 * 5)\"></span><span class=\"name\">"
-                if filterable, let filter = try? ReportFilter(dimension: table.breakdown, value: row.name) {
+                if filterable, row.name != RollupKeys.otherField,
+                    let filter = try? ReportFilter(dimension: table.breakdown, value: row.name)
+                {
                     // Every value is visitor text: percent-encoded into the URL, then HTML-escaped.
                     body += "<a href=\"" + Escape.html(pageBase + Escape.query(filter.description)) + "\">" + Escape.html(row.name) + "</a>"
                 } else {

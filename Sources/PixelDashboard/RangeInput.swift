@@ -40,7 +40,9 @@ struct RangeInput: Sendable {
         return (Day(number: from.number - length), Day(number: to.number - length))
     }
 
-    static func parse(_ request: Request, today: Day, sites: SiteAccess) throws -> RangeInput {
+    /// - Parameter retentionDays: The rollups' retention (`--retention-days`): a range may span at
+    ///   most one more day (and at most 3,700).
+    static func parse(_ request: Request, today: Day, sites: SiteAccess, retentionDays: Int) throws -> RangeInput {
         let parameters = FormQuery(request)
         let site = try siteParameter(parameters["site"], sites: sites)
         let fromText = parameters["from"]
@@ -60,7 +62,17 @@ struct RangeInput: Sendable {
             throw HTTPError(.badRequest, message: "period: use today, 7d, 30d or custom")
         }
         guard from <= to else { throw HTTPError(.badRequest, message: "from must not be after to") }
-        guard to.number - from.number < 3700 else { throw HTTPError(.badRequest, message: "the range is limited to 3700 days") }
+        // The days kept and today's; never more than 3,700 (a long retention is no reason for one
+        // request to read tens of thousands of days).
+        let maxDays = min(3700, retentionDays + 1)
+        guard to.number - from.number < maxDays else {
+            guard maxDays < 3700 else { throw HTTPError(.badRequest, message: "the range is limited to 3700 days") }
+            throw HTTPError(
+                .badRequest,
+                message: "the range is limited to \(maxDays) days: rollups are kept \(retentionDays) days after the day ends "
+                    + "(pixeld serve --retention-days, as the consumer's)"
+            )
+        }
         return RangeInput(site: site, from: from, to: to, period: period, filter: try filter(parameters["filter"]))
     }
 

@@ -70,8 +70,13 @@ public struct RollupStore: Sendable {
         return Int(try replies[0].unwrap("ZCOUNT").int ?? 0)
     }
 
-    /// Sites that have rollups in Redis (a bounded `SCAN` of `…site:*:totals`), sorted.
-    public func discoverSites(limit: Int = 200) async throws(RespError) -> [String] {
+    /// Sites that have rollups in Redis: a `SCAN` of `…site:*:totals` (1,000 keys a call) that stops
+    /// at the end of the keyspace, at `limit` sites or after `maxRounds` calls.
+    /// - Parameters:
+    ///   - limit: The most sites returned.
+    ///   - maxRounds: The most `SCAN` calls (1,000 cover about a million keys).
+    /// - Returns: The sites found, sorted, and whether the scan went through the whole keyspace.
+    public func discoverSites(limit: Int = 200, maxRounds: Int = 1000) async throws(RespError) -> SiteDiscovery {
         var found = Set<String>()
         var cursor = "0"
         let pattern = keys.prefix + "site:*:totals"
@@ -92,8 +97,10 @@ public struct RollupStore: Sendable {
                 found.insert(String(rest.dropLast(18)))
             }
             rounds += 1
-        } while cursor != "0" && found.count < limit && rounds < 1000
-        return found.sorted().prefix(limit).map { $0 }
+        } while cursor != "0" && found.count < limit && rounds < maxRounds
+        return SiteDiscovery(
+            sites: Array(found.sorted().prefix(limit)), complete: cursor == "0" && found.count <= limit, rounds: rounds
+        )
     }
 
     /// A rollup hash (`HGETALL` reply) as field → count; `pixeld report` reads its hashes with it too.
@@ -121,4 +128,15 @@ public struct SeriesPoint: Sendable, Equatable {
     public var visits: Int?
     /// Bounces, where known.
     public var bounces: Int?
+}
+
+/// What ``RollupStore/discoverSites(limit:maxRounds:)`` found.
+public struct SiteDiscovery: Sendable, Equatable {
+    /// The sites, sorted.
+    public var sites: [String]
+    /// `false` when the scan stopped at its limit of sites or of `SCAN` calls before the end of the
+    /// keyspace: sites may be missing.
+    public var complete: Bool
+    /// The `SCAN` calls made.
+    public var rounds: Int
 }

@@ -106,8 +106,9 @@ import Testing
         let day = Day("2026-01-01")!
         let all = try ArchiveReader.outcomes(directory: directory.path, days: [day], site: "example.com", maxRecords: 50)
         #expect(all.outcomes.count == 50 && all.unreadableLines == 0)
-        #expect(throws: ArchiveReader.Failure.self) {
+        let failure = #expect(throws: ArchiveReader.Failure.self) {
             _ = try ArchiveReader.outcomes(directory: directory.path, days: [day], site: "example.com", maxRecords: 49)
         }
+        #expect(failure?.code == .tooManyRecords)
     }
 }

@@ -153,6 +153,26 @@ struct ArchiveReportTests {
         #expect(try filtered("utm_campaigns:launch").pageviews == 0)
     }
 
+    /// A day's numbers do not depend on the range they were computed in: the days of a longer
+    /// range, cut to a shorter one and added up, are exactly that range's report over the same
+    /// records (the site page reads and aggregates once for both of its periods). The example's
+    /// visit across midnight (C) starts on one day and ends on the next.
+    @Test(arguments: [nil, "pages:/pricing", "sources:Twitter", "entry_pages:/blog", "countries:(unknown)"])
+    func theDaysOfALongerRangeAddUpToAShorterOnesReport(filter: String?) throws {
+        let parsed = try filter.map { try ReportFilter(parsing: $0) }
+        let first = Self.day.number
+        let records = Array(Self.outcomes.reversed())
+        let long = ArchiveReport(site: Self.site, from: Day(number: first - 1), to: Day(number: first + 2), filter: parsed)
+        let days = long.dailyReports(records)
+        #expect(days.map(\.from) == long.days)
+        let ranges = [(first - 1, first - 1), (first, first), (first + 1, first + 1), (first, first + 1), (first - 1, first + 2)]
+        for (from, to) in ranges {
+            let range = ArchiveReport(site: Self.site, from: Day(number: from), to: Day(number: to), filter: parsed)
+            #expect(range.report(days: days) == range.report(records), "\(filter ?? "-") \(from - first)…\(to - first)")
+        }
+        #expect(long.report(days: days).pageviews > 0)  // not vacuous
+    }
+
     @Test(arguments: [
         ("pages", false), ("hours:00", false), ("source_visits:x", false), ("nope:x", false), ("pages:", false),
         (":x", false), ("pages:" + String(repeating: "a", count: 2049), false), ("pages:/a:b", true),

@@ -65,6 +65,29 @@ struct APITests {
         }
     }
 
+    /// A range may span the days the rollups are kept (`--retention-days`) and one more (today's):
+    /// one day longer is a 400 that names the limit and the flag, on the pages as in the API.
+    @Test(arguments: [30, 400])
+    func rangesAreLimitedByTheRetention(retentionDays: Int) async throws {
+        let fixture = try DashboardFixture.shared()
+        let app = Application(router: try fixture.dashboard(retentionDays: retentionDays).router())
+        let to = fixture.to
+        try await app.test(.router) { client in
+            for path in ["/api/stats", "/api/timeseries", "/site"] {
+                let atTheLimit = Day(number: to.number - retentionDays)
+                let longest = try await client.execute(uri: "\(path)?site=example.com&from=\(atTheLimit)&to=\(to)", method: .get)
+                #expect(longest.status == .ok, "\(path) \(retentionDays + 1) days: \(longest.text.prefix(200))")
+
+                let over = Day(number: to.number - retentionDays - 1)
+                let tooLong = try await client.execute(uri: "\(path)?site=example.com&from=\(over)&to=\(to)", method: .get)
+                #expect(tooLong.status == .badRequest, "\(path) \(retentionDays + 2) days")
+                let message = "the range is limited to \(retentionDays + 1) days: rollups are kept \(retentionDays) days after "
+                    + "the day ends (pixeld serve --retention-days, as the consumer's)"
+                #expect(tooLong.text.contains(message), "\(path): \(tooLong.text.prefix(300))")
+            }
+        }
+    }
+
     @Test(arguments: [
         ("/api/stats", 400),
         ("/api/stats?site=", 400),

@@ -114,14 +114,21 @@ final class DashboardFixture: Sendable {
     }
 
     /// A dashboard over the fixture's Redis.
-    /// - Parameter archive: Read the consumer's archive (`pixeld serve --archive`): filters work.
-    func dashboard(token: String? = nil, publicSites: Set<String> = [], archive: Bool = false) throws -> Dashboard {
+    /// - Parameters:
+    ///   - archive: Read the consumer's archive (`pixeld serve --archive`): filters work.
+    ///   - archiveStore: The store to read it with (implies `archive`); a default one otherwise.
+    ///   - retentionDays: `pixeld serve --retention-days`.
+    func dashboard(
+        token: String? = nil, publicSites: Set<String> = [], archive: Bool = false, archiveStore: ArchiveStore? = nil,
+        retentionDays: Int = 400
+    ) throws -> Dashboard {
         let configuration = try RedisConfiguration(url: redis.url)
         let reader = RedisReader(configuration: configuration, threads: 2, logger: Logger(label: "test"))
         return Dashboard(
-            store: RollupStore(reader: reader), live: nil, archive: archive ? ArchiveStore(directory: self.archive.path) : nil,
+            store: RollupStore(reader: reader), live: nil,
+            archive: archiveStore ?? (archive ? ArchiveStore(directory: self.archive.path) : nil),
             configuration: DashboardConfiguration(
-                sites: [Self.site, Self.privateSite], token: token, publicSites: publicSites
+                sites: [Self.site, Self.privateSite], token: token, publicSites: publicSites, retentionDays: retentionDays
             ),
             metricsText: { "# pixeld test metrics\n" }
         )

@@ -4,6 +4,7 @@ import HummingbirdTesting
 import PixelAnalytics
 @testable import PixelDashboard
 import PixeldTestSupport
+import Synchronization
 import Testing
 
 /// Filtered views (`&filter=DIMENSION:VALUE`) computed from the archive the real consumer wrote
@@ -129,6 +130,92 @@ struct FilterTests {
         }
     }
 
+    /// The aggregation of a filtered view (a copy and a sort of every record read, up to a million)
+    /// runs on the archive's own thread, as the read does, so filtered requests never hold the two
+    /// threads of the cooperative pool that `/healthz` and every other request need. The site page
+    /// aggregates once for both of its periods; its numbers are those of `/api/stats`.
+    @Test func filteredViewsAggregateOnTheArchiveThread() async throws {
+        let fixture = try DashboardFixture.shared()
+        let threads = ThreadNames()
+        let store = ArchiveStore(directory: fixture.archive.path, afterAggregation: { threads.record() })
+        let app = Application(router: try fixture.dashboard(archiveStore: store).router())
+        let filter = Self.query("pages:/blog/")
+        try await app.test(.router) { client in
+            let range = "site=example.com&\(fixture.rangeQuery)&\(filter)"
+            let page = try await client.execute(uri: "/site?\(range)", method: .get)
+            #expect(page.status == .ok)
+            #expect(threads.names == ["pixeld-arch-0"])
+            let stats = try await client.execute(uri: "/api/stats?\(range)", method: .get)
+            #expect(stats.status == .ok)
+            for (key, label) in [("visitors", "Unique visitors"), ("visits", "Visits"), ("pageviews", "Pageviews")] {
+                let value = stats.json[key] as? Int ?? -1
+                let card = "id=\"stat-\(key)\"><div class=\"label\">\(label)</div><div class=\"value\">\(value)</div>"
+                #expect(page.text.contains(card), "\(key) = \(value)")
+            }
+            for path in ["/api/breakdown?dimension=pages&", "/api/timeseries?"] {
+                let response = try await client.execute(uri: path + range, method: .get)
+                #expect(response.status == .ok, "\(path)")
+            }
+        }
+        #expect(threads.names == Array(repeating: "pixeld-arch-0", count: 4))
+        await store.stop()
+    }
+
+    /// A range with more archive lines than the store reads asks for too much: a 400 (choose a
+    /// shorter range), not a 503; a stopped (or busy) store is the server's trouble: a 503.
+    @Test func tooManyArchiveLinesIsAClientErrorAndAStoppedStoreIsNot() async throws {
+        let fixture = try DashboardFixture.shared()
+        let small = ArchiveStore(directory: fixture.archive.path, maxRecords: 2)
+        let stopped = ArchiveStore(directory: fixture.archive.path)
+        await stopped.stop()
+        let range = "site=example.com&\(fixture.rangeQuery)&" + Self.query("pages:/blog/")
+        try await Application(router: try fixture.dashboard(archiveStore: small).router()).test(.router) { client in
+            for path in ["/site", "/api/stats", "/api/timeseries"] {
+                let response = try await client.execute(uri: "\(path)?\(range)", method: .get)
+                #expect(response.status == .badRequest, "\(path)")
+                #expect(response.text.contains("more than 2 archive lines in the range; choose a shorter one"), "\(path)")
+            }
+        }
+        try await Application(router: try fixture.dashboard(archiveStore: stopped).router()).test(.router) { client in
+            let response = try await client.execute(uri: "/api/stats?\(range)", method: .get)
+            #expect(response.status == .serviceUnavailable)
+            #expect(response.text.contains("the archive reader is stopped"))
+        }
+        await small.stop()
+    }
+
+    /// Table rows link to the filtered page only where it can answer: not on a range longer than
+    /// the archive's ``ArchiveStore/maxDays`` (every click would be a 400), and never for the
+    /// rollups' `(other)` bucket (no value a filter could match).
+    @Test func rowsLinkOnlyWhereAFilterCanAnswer() async throws {
+        let fixture = try DashboardFixture.shared()
+        let app = Application(router: try fixture.dashboard(archive: true).router())
+        try await app.test(.router) { client in
+            let longest = Day(number: fixture.to.number - 91)  // 92 days
+            let linked = try await client.execute(uri: "/site?site=example.com&from=\(longest)&to=\(fixture.to)", method: .get)
+            #expect(linked.status == .ok)
+            #expect(linked.text.contains("&amp;filter=pages%3A%2Fblog%2F\">/blog/</a>"))
+            let over = Day(number: fixture.to.number - 92)  // 93 days
+            let plain = try await client.execute(uri: "/site?site=example.com&from=\(over)&to=\(fixture.to)", method: .get)
+            #expect(plain.status == .ok)
+            #expect(!plain.text.contains("filter="))
+            #expect(plain.text.contains("<span class=\"name\">/blog/</span>"))
+        }
+
+        let range = RangeInput(site: DashboardFixture.site, from: fixture.from, to: fixture.to, period: "custom")
+        let report = Report(
+            site: DashboardFixture.site, from: fixture.from, to: fixture.to, pageviews: 8, visitors: 1, visits: 1, bounces: 0,
+            durationMilliseconds: 0, events: 0, breakdowns: [.pages: ["/a": 3, "(other)": 5], .browsers: ["(other)": 8]],
+            drops: [:]
+        )
+        let html = Pages.sitePage(
+            range: range, report: report, previous: report, series: [], realtime: 0, limit: 10, filterable: true
+        )
+        #expect(html.contains("&amp;filter=pages%3A%2Fa\">/a</a>"))
+        #expect(html.components(separatedBy: "<span class=\"name\">(other)</span>").count == 3)
+        #expect(!html.contains("(other)</a>"))
+    }
+
     /// The date form is a GET form: the browser sends a space in the kept filter as `+`.
     @Test func aFilterFromTheDateFormReadsPlusAsASpace() async throws {
         let fixture = try DashboardFixture.shared()
@@ -187,4 +274,16 @@ struct FilterTests {
             #expect(counts.status == .badRequest)
         }
     }
+}
+
+/// The names of the threads that called ``record()`` (`/proc/thread-self/comm`).
+final class ThreadNames: Sendable {
+    private let recorded = Mutex<[String]>([])
+
+    func record() {
+        let name = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? "?"
+        recorded.withLock { $0.append(name.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    var names: [String] { recorded.withLock { $0 } }
 }

@@ -119,6 +119,15 @@ struct IngestProgramTests {
         }
     }
 
+    @Test("serve: --retention-days (or PIXELD_RETENTION_DAYS) is checked as consume's, before anything starts")
+    func serveChecksTheRetention() throws {
+        let binary = try PixeldProcess.binaryURL()
+        let flag = try Self.startFailure(binary, ["serve", "--listen", "127.0.0.1:1", "--retention-days", "0"])
+        #expect(flag == "Error: --retention-days: '0' must be a whole number in 1…36500", "\(flag)")
+        let variable = try Self.startFailure(binary, ["serve", "--listen", "127.0.0.1:1"], environment: ["PIXELD_RETENTION_DAYS": "36501"])
+        #expect(variable == "Error: --retention-days: '36501' must be a whole number in 1…36500", "\(variable)")
+    }
+
     @Test("a failure at run time is one line too, with status 1: a UDP port already taken, a report without Redis")
     func aRuntimeFailureIsOneLine() throws {
         let holder = try DatagramSink.udp()

@@ -17,7 +17,8 @@ extension ArchiveReader {
     ///   - days: The days whose files to read (a missing file is an empty day).
     ///   - site: Only records of this site are kept.
     ///   - maxRecords: The most lines read in all; more throws, so one request cannot eat the memory.
-    /// - Throws: ``Failure`` when a file cannot be read or there are more than `maxRecords` lines.
+    /// - Throws: ``Failure`` when a file cannot be read (`.io`) or there are more than `maxRecords`
+    ///   lines (`.tooManyRecords`).
     public static func outcomes(directory: String, days: [Day], site: String, maxRecords: Int) throws(Failure) -> Records {
         var records = Records(outcomes: [], unreadableLines: 0)
         var seen = 0
@@ -27,7 +28,9 @@ extension ArchiveReader {
                 try forEachLine(of: path) { line throws(Failure) in
                     seen += 1
                     guard seen <= maxRecords else {
-                        throw Failure(description: "more than \(maxRecords) archive lines in the range; choose a shorter one")
+                        throw Failure(
+                            code: .tooManyRecords, description: "more than \(maxRecords) archive lines in the range; choose a shorter one"
+                        )
                     }
                     do {
                         let outcome = try ArchiveRecord.outcome(from: PixelEventDecoder.decode(line))
@@ -49,7 +52,10 @@ extension ArchiveReader {
 extension ArchiveReader.Failure {
     /// A failure with a message, for readers built on ``ArchiveReader`` (such as the dashboard's
     /// archive store refusing a read).
-    public init(_ description: String) {
-        self.init(description: description)
+    /// - Parameters:
+    ///   - description: What failed.
+    ///   - code: What kind of failure; `.io` by default.
+    public init(_ description: String, code: Code = .io) {
+        self.init(code: code, description: description)
     }
 }

@@ -6,8 +6,26 @@ import Glibc
 
 /// Reads archive files back (plain `.jsonl`, or `.jsonl.gz` through `gzip -dc`), for `pixeld replay`.
 public enum ArchiveReader {
-    /// A file that cannot be read.
+    /// A file that cannot be read, or a read that went too far or was refused.
     public struct Failure: Error, Sendable, CustomStringConvertible {
+        /// What kind of failure.
+        public struct Code: Hashable, Sendable, CustomStringConvertible {
+            private let name: String
+            private init(_ name: String) { self.name = name }
+            /// A file could not be read (open, read, `gzip -dc`).
+            public static let io = Code("io")
+            /// The read went past its limit of lines
+            /// (``ArchiveReader/outcomes(directory:days:site:maxRecords:)``): what was asked for is too large.
+            public static let tooManyRecords = Code("tooManyRecords")
+            /// A reader built on ``ArchiveReader`` refused the read: too many reads were waiting.
+            public static let busy = Code("busy")
+            /// A reader built on ``ArchiveReader`` refused the read: it is stopped.
+            public static let stopped = Code("stopped")
+            public var description: String { name }
+        }
+
+        /// What kind of failure.
+        public var code: Code = .io
         /// What failed.
         public var description: String
     }

@@ -56,11 +56,21 @@ public struct ArchiveReport: Sendable {
     /// The report over the range (the days of ``dailyReports(_:)`` added up).
     /// - Parameter outcomes: The archive records of ``readDays`` (any order; other sites are ignored).
     public func report(_ outcomes: [HitOutcome]) -> Report {
+        report(days: dailyReports(outcomes))
+    }
+
+    /// The report over the range from day reports: those of `days` that lie within `from`…`to`,
+    /// added up. A day's numbers depend only on the records, not on the range they were computed
+    /// for (visits are rebuilt from every record given, and counted on their start day), so the
+    /// ``dailyReports(_:)`` of a longer range, over the same records, give both this range's
+    /// report and its series with one sort — exactly ``report(_:)`` over those records.
+    /// - Parameter days: Day reports (`from == to`), e.g. a longer range's ``dailyReports(_:)``.
+    public func report(days: [Report]) -> Report {
         var total = Report(
             site: site, from: from, to: to, pageviews: 0, visitors: 0, visits: 0, bounces: 0, durationMilliseconds: 0,
             events: 0, breakdowns: [:], drops: [:]
         )
-        for day in dailyReports(outcomes) {
+        for day in days where from <= day.from && day.from <= to {
             total.pageviews += day.pageviews
             total.visitors += day.visitors
             total.visits += day.visits

@@ -59,6 +59,9 @@ struct ServeCommand: AsyncParsableCommand {
     ))
     var liveStreamsPerClient: Int?
 
+    @Option(parsing: .unconditional, help: ArgumentHelp("Days the consumer keeps rollups after the day ends (its --retention-days): longer ranges are refused. Default 400. Env: PIXELD_RETENTION_DAYS.", valueName: "n"))
+    var retentionDays: Int?
+
     func run() async throws {
         let address = Environment.resolve(listen, flag: "listen", default: "127.0.0.1:8088")
         guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
@@ -88,6 +91,7 @@ struct ServeCommand: AsyncParsableCommand {
             liveStreamsPerClient, flag: "live-streams-per-client", default: LiveFeed.defaultMaximumPerClient,
             range: 1...LiveFeed.defaultMaximumSubscribers
         )
+        let retention = try Environment.integer(retentionDays, flag: "retention-days", default: 400, range: 1...36_500)
         var archiveStore: ArchiveStore?
         if let directory = archive ?? Environment.value(forFlag: "archive") {
             var info = stat()
@@ -105,8 +109,10 @@ struct ServeCommand: AsyncParsableCommand {
         let live = LiveFeed(configuration: redis, keys: keys, maximumPerClient: streamsPerClient, logger: logger)
         let dashboard = Dashboard(
             store: RollupStore(reader: reader, keys: keys), live: live, archive: archiveStore,
-            configuration: DashboardConfiguration(sites: shown, token: secret, publicSites: Set(publicSites)),
-            metricsText: { String(decoding: registry.emitToBuffer(), as: UTF8.self) }
+            configuration: DashboardConfiguration(
+                sites: shown, token: secret, publicSites: Set(publicSites), retentionDays: retention
+            ),
+            metricsText: { String(decoding: registry.emitToBuffer(), as: UTF8.self) }, logger: logger
         )
         let app = Application(
             router: dashboard.router(),
