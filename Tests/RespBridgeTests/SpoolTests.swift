@@ -2,6 +2,9 @@ import Foundation
 @testable import RespBridge
 import Testing
 
+/// `RLIMIT_FSIZE` as `getrlimit`/`setrlimit` take it (Glibc imports the resource as an enum there).
+private let RLIMIT_FSIZE_VALUE = __rlimit_resource_t(RLIMIT_FSIZE.rawValue)
+
 @Suite struct SpoolTests {
     private func directory() -> String {
         NSTemporaryDirectory() + "pixeld-spool-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
@@ -106,6 +109,41 @@ import Testing
         #expect(values(try spool.peek()) == ["kept-1", "kept-2"])
         // Appending after recovery works and reads back in order.
         #expect(try spool.append(batch(["after"]), instanceID: "w2", sequence: 1))
+        try spool.removeFirst()
+        #expect(values(try spool.peek()) == ["after"])
+    }
+
+    /// A disk that fills up mid-record (here the process's file size limit, `RLIMIT_FSIZE`: the first
+    /// `write` stores part of the record, the next fails with `EFBIG`): the append fails, the partial
+    /// record is cut off, and the records before it and after it (once there is room) read back whole.
+    @Test func aWriteThatFailsMidRecordLeavesTheSpoolReadable() throws {
+        let path = directory()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let spool = try Spool(directory: path, maxBytes: 1 << 20, sync: .always)
+        #expect(try spool.append(batch(["before"]), instanceID: "w", sequence: 1))
+        let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: path).first { $0.hasPrefix("segment-") })
+        let size = { (try? FileManager.default.attributesOfItem(atPath: path + "/" + segment)[.size] as? Int) ?? -1 }
+        let sizeBefore = size()
+        var saved = rlimit()
+        getrlimit(RLIMIT_FSIZE_VALUE, &saved)
+        let previousHandler = signal(SIGXFSZ, SIG_IGN)
+        var limited = saved
+        limited.rlim_cur = rlim_t(sizeBefore + 100)
+        setrlimit(RLIMIT_FSIZE_VALUE, &limited)
+        let failed: Bool
+        do {
+            _ = try spool.append(batch([String(repeating: "x", count: 4000)]), instanceID: "w", sequence: 2)
+            failed = false
+        } catch {
+            failed = true
+        }
+        setrlimit(RLIMIT_FSIZE_VALUE, &saved)
+        signal(SIGXFSZ, previousHandler)
+        #expect(failed, "an append past the file size limit succeeded")
+        #expect(size() == sizeBefore, "the partial record was not cut off")
+        #expect(spool.messageCount == 1)
+        #expect(try spool.append(batch(["after"]), instanceID: "w", sequence: 3))
+        #expect(values(try spool.peek()) == ["before"])
         try spool.removeFirst()
         #expect(values(try spool.peek()) == ["after"])
     }
