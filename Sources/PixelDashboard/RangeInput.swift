@@ -51,10 +51,12 @@ struct RangeInput: Sendable {
         if fromText != nil || toText != nil { period = "custom" }
         var from = today
         var to = today
+        // The preset periods stop at the oldest day kept (a 30-day link must not fail under a 14-day retention).
+        let oldestKept = today.number - min(retentionDays, 3699)
         switch period {
         case "today": break
-        case "7d": from = Day(number: today.number - 6)
-        case "30d": from = Day(number: today.number - 29)
+        case "7d": from = Day(number: max(today.number - 6, oldestKept))
+        case "30d": from = Day(number: max(today.number - 29, oldestKept))
         case "custom":
             to = try toText.map { try day($0, name: "to") } ?? today
             from = try fromText.map { try day($0, name: "from") } ?? to

@@ -88,6 +88,21 @@ struct APITests {
         }
     }
 
+    /// The preset periods stop at the oldest day kept: under a 3-day retention "30 days" is the
+    /// last 4 days, not a 400.
+    @Test func presetPeriodsStopAtTheOldestDayKept() async throws {
+        let fixture = try DashboardFixture.shared()
+        let app = Application(router: try fixture.dashboard(retentionDays: 3).router())
+        try await app.test(.router) { client in
+            for period in ["7d", "30d"] {
+                let response = try await client.execute(uri: "/api/timeseries?site=example.com&period=\(period)", method: .get)
+                #expect(response.status == .ok, "\(period): \(response.text.prefix(200))")
+                let today = Day(timestamp: Date().timeIntervalSince1970)
+                #expect(response.json["from"] as? String == Day(number: today.number - 3).description, "\(period)")
+            }
+        }
+    }
+
     @Test(arguments: [
         ("/api/stats", 400),
         ("/api/stats?site=", 400),

@@ -179,20 +179,18 @@ public final class DatagramSocket: @unchecked Sendable {
     /// Runs `body` holding an exclusive `flock` on the directory that holds `path` (no file is added
     /// to it), so that instances starting together on one socket path take turns at checking and
     /// replacing its file. Waits up to 5 s for another holder (which holds it for a few system calls).
-    /// A directory this user cannot read (`EACCES`) is not locked: `body` runs without it.
-    /// - Throws: ``SyslogIngestError`` when the directory cannot be opened or stays locked, or what `body` throws.
+    ///
+    /// The lock is a best effort: where the directory cannot be opened (no read permission) or locked
+    /// (a file system without `flock`, or another program holding a lock on a shared directory such as
+    /// `/run` for 5 s), `body` runs without it, as it did before the lock existed — the race it closes
+    /// needs two instances started at the same moment, and refusing to start would be worse.
+    /// - Throws: What `body` throws.
     private static func holdingDirectoryLock<Value>(
         of path: String, _ body: () throws(SyslogIngestError) -> Value
     ) throws(SyslogIngestError) -> Value {
         let directory = path.lastIndex(of: "/").map { path[..<$0].isEmpty ? "/" : String(path[..<$0]) } ?? "."
         let lock = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard lock >= 0 else {
-            let code = errno
-            // A directory this user may write to but not read: without the lock, as before it existed
-            // (the race it closes needs two instances started at the same moment).
-            if code == EACCES { return try body() }
-            throw SyslogIngestError(code: .io, operation: "open \(directory)", errno: code)
-        }
+        guard lock >= 0 else { return try body() }
         defer {
             // Unlocked before the close: a child spawned meanwhile may share the descriptor until its exec.
             flock(lock, LOCK_UN)
@@ -202,10 +200,7 @@ public final class DatagramSocket: @unchecked Sendable {
         while flock(lock, LOCK_EX | LOCK_NB) != 0 {
             let code = errno
             if code == EINTR { continue }
-            guard code == EWOULDBLOCK else { throw SyslogIngestError(code: .io, operation: "flock \(directory)", errno: code) }
-            guard waits < 5_000 else {
-                throw SyslogIngestError(code: .io, operation: "flock \(directory)", message: "locked by another process for 5 s")
-            }
+            guard code == EWOULDBLOCK, waits < 5_000 else { break }
             waits += 1
             usleep(1_000)
         }
