@@ -3,8 +3,9 @@ import Foundation
 import PixeldTestSupport
 import Testing
 
-/// `pixeld consume --archive` against a real Redis that loses its data between two runs: the lengths
-/// the archive's exactly-once recovery cuts files back to are gone, and the files must be kept.
+/// `pixeld consume --archive` against a real Redis: one that loses its data between two runs (the
+/// lengths the archive's exactly-once recovery cuts files back to are gone, and the files must be
+/// kept), and two runs with one consumer id.
 @Suite(.serialized, .enabled(if: TestEnvironment.canRun("redis-server")))
 struct ArchiveRecoveryTests {
     @Test("a Redis that lost the acknowledged lengths (FLUSHALL) does not cost the archive its lines")
@@ -42,5 +43,56 @@ struct ArchiveRecoveryTests {
         try push("/d")
         #expect(Poll.until(timeout: 20) { archivedLines() == 4 }, "archive lines: \(archivedLines())\n\(second.stderrText)")
         #expect(second.stderrText.contains("archive files kept as they are"), "\(second.stderrText)")
+    }
+
+    /// A second `pixeld consume` with the id and archive of a running one fails at start, also when
+    /// the first is stopped (SIGSTOP) long enough for its heartbeat to lapse — Redis would hand the
+    /// id over then, and both would write the same archive files. Once the first has exited, the id
+    /// is free again.
+    @Test func aSecondRunWithTheSameIDCannotWriteTheArchive() throws {
+        let redis = try RedisServer.start()
+        let archive = try TempDirectory(prefix: "pixeld-archive-same-id")
+        let arguments = [
+            "consume", "pixel", "--redis", redis.url, "--site", "example.com", "--archive", archive.path, "--consumer-id", "same",
+            "--heartbeat-seconds", "3",
+        ]
+        func push(_ path: String) throws {
+            let line = nginxJSONLine(
+                milliseconds: Int(Date().timeIntervalSince1970 * 1000), args: [("e", "pageview"), ("u", "https://example.com" + path)],
+                ip: "192.0.2.8", ua: "Mozilla/5.0 (X11; Linux x86_64) Firefox/125.0"
+            )
+            _ = try redis.command(["LPUSH", "pixel", line])
+        }
+        func archivedLines() -> Int {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: archive.path)) ?? []
+            return names.reduce(0) { $0 + ((try? ArchiveReader.lines(of: archive.appending($1).path).count) ?? 0) }
+        }
+        func refused(_ when: String) throws {
+            let second = try PixeldProcess.start(arguments)
+            #expect(try second.waitForExit(timeout: 10) == 1, "\(when): \(second.stderrText)")
+            let errors = second.stderrText.split(separator: "\n").filter { $0.hasPrefix("Error: ") }
+            #expect(
+                errors == ["Error: --archive: another pixeld consume with id same is writing \(archive.path) (it holds \(archive.path)/.same.lock); two consumers must not share an id"],
+                "\(when): \(second.stderrText)"
+            )
+        }
+        let first = try PixeldProcess.start(arguments)
+        try first.waitForStderr(containing: "consume ready")
+        try push("/a")
+        #expect(Poll.until(timeout: 20) { archivedLines() == 1 }, "\(first.stderrText)")
+        try refused("while the first runs")
+
+        kill(first.pid, SIGSTOP)
+        #expect(Poll.until(timeout: 10) { (try? redis.command(["EXISTS", "pixel:consumer:same"]).integer) == 0 }, "the heartbeat did not lapse")
+        try refused("while the first is stopped, its heartbeat lapsed")
+        kill(first.pid, SIGCONT)
+        first.terminate()
+        _ = try first.waitForExit(timeout: 10)
+
+        let third = try PixeldProcess.start(arguments)
+        defer { third.terminate() }
+        try third.waitForStderr(containing: "consume ready")
+        try push("/b")
+        #expect(Poll.until(timeout: 20) { archivedLines() == 2 }, "\(third.stderrText)")
     }
 }

@@ -33,6 +33,8 @@ public final class ArchiveWriter {
     public let closeAfterSeconds: Double
     private var descriptors: [Day: Int32] = [:]
     private var lengths: [Day: Int] = [:]
+    /// The descriptor holding ``lockForConsumer()``'s lock, or -1.
+    private var lockFD: Int32 = -1
     /// gzip runs in progress, by day.
     private var compressions: [Day: Compression] = [:]
 
@@ -70,6 +72,7 @@ public final class ArchiveWriter {
 
     deinit {
         for fd in descriptors.values { close(fd) }
+        if lockFD >= 0 { close(lockFD) }
         // Abandoned: the plain files stay, and the next run compresses them again.
         for compression in compressions.values {
             kill(compression.pid, SIGKILL)
@@ -78,6 +81,29 @@ public final class ArchiveWriter {
             close(compression.output)
             unlink(compression.temporary)
         }
+    }
+
+    /// Takes this consumer's lock on the directory, `DIR/.<consumer>.lock` (an exclusive `flock`, held
+    /// until the writer is gone), or fails at once: two runs with one consumer id must not write the
+    /// same files. Redis alone does not keep them apart: a run stopped or stalled long enough for its
+    /// heartbeat to lapse leaves its id to the next, and would write what it held when it goes on.
+    /// - Throws: ``Failure`` naming the lock when another process holds it, or when it cannot be taken.
+    public func lockForConsumer() throws(Failure) {
+        guard lockFD < 0 else { return }
+        let path = directory + "/." + consumerID + ".lock"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o640)
+        guard fd >= 0 else { throw Failure(description: "open \(path): \(String(cString: strerror(errno)))") }
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let code = errno
+            if code == EINTR { continue }
+            close(fd)
+            guard code == EWOULDBLOCK else { throw Failure(description: "flock \(path): \(String(cString: strerror(code)))") }
+            throw Failure(
+                description: "another pixeld consume with id \(consumerID) is writing \(directory) (it holds \(path)); "
+                    + "two consumers must not share an id"
+            )
+        }
+        lockFD = fd
     }
 
     /// The plain file name of `day` (without directory).

@@ -208,10 +208,12 @@ struct ConsumeCommand: AsyncParsableCommand {
         var archiveWriter: ArchiveWriter?
         if let directory = archive ?? Environment.value(forFlag: "archive") {
             do {
-                archiveWriter = try ArchiveWriter(
+                let writer = try ArchiveWriter(
                     directory: directory, consumerID: consumerID, retentionDays: retention,
                     closeAfterSeconds: Double(maxAge) * 3600 + 3600
                 )
+                try writer.lockForConsumer()
+                archiveWriter = writer
             } catch {
                 throw CommandFailure("--archive: \(error)")
             }
