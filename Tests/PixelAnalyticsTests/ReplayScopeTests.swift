@@ -80,7 +80,8 @@ struct ReplayScopeTests {
         // Both lines in one file: the day they were processed on (read from the file: midnight may pass).
         var file: String?
         #expect(Poll.until(timeout: 20) {
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: archive.path)) ?? []
+            // The day files (not the consumer's lock, `.c1.lock`).
+            let names = ((try? FileManager.default.contentsOfDirectory(atPath: archive.path)) ?? []).filter { !$0.hasPrefix(".") }
             file = names.first { $0.hasSuffix(".c1.jsonl") }
             return names.count == 1 && file.map { ((try? ArchiveReader.lines(of: archive.appending($0).path).count) ?? 0) == 2 } == true
         }, "\(consume.stderrText)")
