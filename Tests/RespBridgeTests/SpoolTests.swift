@@ -5,7 +5,9 @@ import Testing
 /// `RLIMIT_FSIZE` as `getrlimit`/`setrlimit` take it (Glibc imports the resource as an enum there).
 private let RLIMIT_FSIZE_VALUE = __rlimit_resource_t(RLIMIT_FSIZE.rawValue)
 
-@Suite struct SpoolTests {
+/// Serialized: one test lowers the process's file size limit for the length of one append (the
+/// suites run one at a time under `./dev test`, `--no-parallel`, as the README runs them).
+@Suite(.serialized) struct SpoolTests {
     private func directory() -> String {
         NSTemporaryDirectory() + "pixeld-spool-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     }

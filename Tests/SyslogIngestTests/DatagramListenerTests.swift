@@ -461,6 +461,27 @@ import Testing
         #expect(listener.statistics.dropped(.truncated) == 0)
     }
 
+    /// A peer that resets its connection (a crash, `SO_LINGER` 0) mid-line: the part is `truncated`,
+    /// not a message, although the reset socket then reads as closed.
+    @Test func aLineCutShortByAResetIsTruncated() async throws {
+        let sink = DatagramListenerTests.CollectingSink()
+        let listener = try StreamListener(host: "127.0.0.1", port: 0, rules: IngestRules(), sink: sink, logger: .init(label: "test"))
+        listener.start()
+        let fd = connect(listener.port)
+        for _ in 0..<500 where listener.connections == 0 { usleep(10_000) }
+        write(fd, "<158>pixel: whole\n<158>pixel: 1379183721.115,e=pagev")
+        #expect(sink.wait(for: 1))
+        usleep(50_000)  // the part read and held by the framer
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        close(fd)  // RST
+        for _ in 0..<500 where listener.statistics.received < 2 { usleep(10_000) }
+        await listener.stop()
+        #expect(sink.received.map { String(decoding: $0.1, as: UTF8.self) } == ["whole"])
+        #expect(listener.statistics.dropped(.truncated) == 1)
+        #expect(listener.statistics.received == 2)
+    }
+
     @Test func anIncompleteFrameIsCountedTruncatedWhenThePeerClosesOrAtStop() async throws {
         let sink = DatagramListenerTests.CollectingSink()
         let listener = try StreamListener(host: "127.0.0.1", port: 0, rules: IngestRules(), sink: sink, logger: .init(label: "test"))

@@ -43,6 +43,8 @@ public final class StreamListener: @unchecked Sendable {
         var drainLeft = Int.max
         /// The peer closed its side (a read returned 0).
         var endOfStream = false
+        /// A read failed (a reset, a timeout): what the framer holds was cut short, whatever the socket says now.
+        var readFailed = false
     }
 
     /// Binds `host:port` and prepares to serve.
@@ -156,6 +158,7 @@ public final class StreamListener: @unchecked Sendable {
                 count = try StreamSocket.read(connection.fd, into: UnsafeMutableRawBufferPointer(rebasing: chunk[0..<room]))
             } catch {
                 logger.debug("tcp read failed", metadata: ["pixeld.listener": "\(address)", "error": "\(error)"])
+                connection.readFailed = true
                 return false
             }
             guard let count else { return true }
@@ -212,10 +215,11 @@ public final class StreamListener: @unchecked Sendable {
 
     /// Closes a connection, routing or counting what its framer still holds (see ``SyslogStreamFramer/finish(endOfStream:)``);
     /// the caller ends the sink's batch. A peer that closed before the listener read its end of
-    /// stream (the drain at shutdown stops at what had arrived) counts as closed all the same.
+    /// stream (the drain at shutdown stops at what had arrived) counts as closed all the same; after a
+    /// failed read it does not (a reset socket also reads as closed).
     private func close(_ connection: Connection) {
         var framer = connection.framer
-        let endOfStream = connection.endOfStream || StreamSocket.peerHasClosed(connection.fd)
+        let endOfStream = connection.endOfStream || (!connection.readFailed && StreamSocket.peerHasClosed(connection.fd))
         if let event = framer.finish(endOfStream: endOfStream) {
             let accepted = route(event, of: framer, acceptedAt: MonotonicClock.nanoseconds())
             statistics.add(received: 1, accepted: accepted ? 1 : 0)
