@@ -70,6 +70,7 @@ let package = Package(
                 "CMaxMindDB",
                 "CPixeldSystem",
                 "PixelEvents",
+                "PixeldConcurrency",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import PixeldConcurrency
 
 /// The archive directory of one consumer: one JSON-lines file per UTC day
 /// (`YYYY-MM-DD.<consumer>.jsonl`, see ``ArchiveRecord`` for the lines), compressed with gzip to
@@ -91,19 +92,16 @@ public final class ArchiveWriter {
     public func lockForConsumer() throws(Failure) {
         guard lockFD < 0 else { return }
         let path = directory + "/." + consumerID + ".lock"
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o640)
-        guard fd >= 0 else { throw Failure(description: "open \(path): \(String(cString: strerror(errno)))") }
-        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            let code = errno
-            if code == EINTR { continue }
-            close(fd)
-            guard code == EWOULDBLOCK else { throw Failure(description: "flock \(path): \(String(cString: strerror(code)))") }
+        do {
+            lockFD = try LockFile.acquire(path, mode: 0o640)
+        } catch where error.isHeldElsewhere {
             throw Failure(
                 description: "another pixeld consume with id \(consumerID) is writing \(directory) (it holds \(path)); "
                     + "two consumers must not share an id"
             )
+        } catch {
+            throw Failure(description: "\(error.operation) \(path): \(String(cString: strerror(error.code)))")
         }
-        lockFD = fd
     }
 
     /// The plain file name of `day` (without directory).

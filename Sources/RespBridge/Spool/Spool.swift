@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import PixeldConcurrency
 
 /// A disk spool for batches that cannot reach Redis: append-only segment files of framed records,
 /// replayed in order when Redis is back, and again on the next start after a crash or shutdown.
@@ -93,16 +94,12 @@ public final class Spool {
     /// Opens `directory/lock` and takes an exclusive lock on it without waiting.
     private static func lock(_ directory: String) throws(SpoolError) -> Int32 {
         let path = directory + "/lock"
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SpoolError("open", path: path) }
-        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            let code = errno
-            if code == EINTR { continue }
-            close(fd)
-            if code == EWOULDBLOCK { throw SpoolError.inUse(directory) }
-            throw SpoolError("flock", path: path, errno: code)
+        do {
+            return try LockFile.acquire(path, mode: 0o600)
+        } catch {
+            if error.isHeldElsewhere { throw SpoolError.inUse(directory) }
+            throw SpoolError(error.operation, path: path, errno: error.code)
         }
-        return fd
     }
 
     deinit {
