@@ -96,3 +96,51 @@ struct ArchiveRecoveryTests {
         #expect(Poll.until(timeout: 20) { archivedLines() == 2 }, "\(third.stderrText)")
     }
 }
+
+/// `pixeld consume --output FILE` against a real Redis: the file has one writer.
+@Suite(.serialized, .enabled(if: TestEnvironment.canRun("redis-server")))
+struct OutputFileLockTests {
+    /// A second consumer on a running one's output file fails at start: under another id (it would
+    /// append between the first one's batches, and each would cut the file back to its own length),
+    /// and under the same id while the first is stopped past its heartbeat (Redis hands the id over).
+    /// Devices are shared: two consumers may write /dev/null.
+    @Test func aSecondConsumerCannotWriteTheSameOutputFile() throws {
+        let redis = try RedisServer.start()
+        let directory = try TempDirectory(prefix: "pixeld-output-lock")
+        let file = directory.appending("events.jsonl").path
+        func arguments(id: String, output: String = file) -> [String] {
+            ["consume", "pixel", "--redis", redis.url, "--output", output, "--consumer-id", id, "--heartbeat-seconds", "3"]
+        }
+        func refused(_ id: String, _ when: String) throws {
+            let second = try PixeldProcess.start(arguments(id: id))
+            #expect(try second.waitForExit(timeout: 10) == 1, "\(when): \(second.stderrText)")
+            let errors = second.stderrText.split(separator: "\n").filter { $0.hasPrefix("Error: ") }
+            #expect(
+                errors == ["Error: --output: another pixeld consume is writing \(file); each consumer needs a file of its own"],
+                "\(when): \(second.stderrText)"
+            )
+        }
+        let first = try PixeldProcess.start(arguments(id: "one"))
+        try first.waitForStderr(containing: "consume ready")
+        _ = try redis.command(["LPUSH", "pixel", "1763805600.001,e=pageview&u=%2Fa"])
+        #expect(Poll.until(timeout: 20) { ((try? String(contentsOfFile: file, encoding: .utf8)) ?? "").contains("pageview") }, "\(first.stderrText)")
+        try refused("two", "another id")
+        kill(first.pid, SIGSTOP)
+        #expect(Poll.until(timeout: 10) { (try? redis.command(["EXISTS", "pixel:consumer:one"]).integer) == 0 }, "the heartbeat did not lapse")
+        try refused("one", "the same id, the first stopped past its heartbeat")
+        kill(first.pid, SIGCONT)
+
+        let nullA = try PixeldProcess.start(arguments(id: "null-a", output: "/dev/null"))
+        defer { nullA.terminate() }
+        let nullB = try PixeldProcess.start(arguments(id: "null-b", output: "/dev/null"))
+        defer { nullB.terminate() }
+        try nullA.waitForStderr(containing: "consume ready")
+        try nullB.waitForStderr(containing: "consume ready")
+
+        first.terminate()
+        _ = try first.waitForExit(timeout: 10)
+        let third = try PixeldProcess.start(arguments(id: "two"))
+        defer { third.terminate() }
+        try third.waitForStderr(containing: "consume ready")
+    }
+}

@@ -23,8 +23,8 @@ public struct RollupKeys: Sendable {
     /// The default prefix.
     public static let defaultPrefix = "pixeld:"
 
-    /// The field of a capped breakdown hash that counts the values past the cap (the rollup
-    /// script's `'(other)'`): a bucket of many values, not one.
+    /// The field of a capped breakdown hash that counts the values past the cap (``RollupScript``
+    /// writes it): a bucket of many values, not one.
     public static let otherField = "(other)"
 
     /// The prefix of every key.

@@ -114,7 +114,7 @@ public enum RollupScript {
             end
             if field and by ~= 0 then redis.call('HINCRBY', key, field, by) end
           end
-          if other ~= 0 then redis.call('HINCRBY', key, '(other)', other) end
+          if other ~= 0 then redis.call('HINCRBY', key, '\(RollupKeys.otherField)', other) end
           if large then redis.call('HDEL', key, wide) end
           redis.call('EXPIREAT', key, ARGV[i + 2])
           i = i + 4 + fields * 2

@@ -35,7 +35,7 @@ struct ConsumeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("This consumer's id, unique among the consumers of the list, and the same across restarts. Default <hostname>-<pid>; required with --output or --archive. Env: PIXELD_CONSUMER_ID.", valueName: "id"))
     var consumerId: String?
 
-    @Option(help: ArgumentHelp("Append the JSON lines to this file instead of standard output, exactly once even across crashes (its acknowledged length is kept in Redis as PROGRAM:output:<consumer-id>). One file per consumer id. Env: PIXELD_OUTPUT.", valueName: "file"))
+    @Option(help: ArgumentHelp("Append the JSON lines to this file instead of standard output, exactly once even across crashes (its acknowledged length is kept in Redis as PROGRAM:output:<consumer-id>). One file per consumer: a run holds a regular file locked, and a second run on it fails at start. Env: PIXELD_OUTPUT.", valueName: "file"))
     var output: String?
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Events per batch at most. Default 512. Env: PIXELD_BATCH_SIZE.", valueName: "n"))

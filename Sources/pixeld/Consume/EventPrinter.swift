@@ -1,5 +1,6 @@
 import Logging
 import PixelAnalytics
+import PixeldConcurrency
 import PixelEvents
 import RespBridge
 
@@ -44,6 +45,21 @@ final class EventPrinter: @unchecked Sendable {
         let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw OutputError("open \(path): \(String(cString: strerror(errno)))") }
         self.fd = fd
+        // A regular file has one writer: a second consumer on it (another id, or this id once Redis has
+        // handed it over from a stalled run) would cut back and append over the first one's lines.
+        // Devices such as /dev/null are shared freely.
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return }
+        do {
+            try LockFile.lock(fd)
+        } catch {
+            close(fd)
+            throw OutputError(
+                error.isHeldElsewhere
+                    ? "another pixeld consume is writing \(path); each consumer needs a file of its own"
+                    : "flock \(path): \(String(cString: strerror(error.code)))"
+            )
+        }
     }
 
     /// Makes the file agree with Redis: cuts it back to the length recorded with the last ack (so the
