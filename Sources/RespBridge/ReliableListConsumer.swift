@@ -406,10 +406,15 @@ public final class ReliableListConsumer: @unchecked Sendable {
                     prepared = true
                     var batch = try pending()
                     noteContact()  // (after a read: housekeeping may send nothing)
-                    if batch.isEmpty { batch = try take() }
+                    let handlingAgain = !batch.isEmpty
+                    if !handlingAgain { batch = try take() }
                     if batch.isEmpty { continue }
                     // (No take is in flight here: every path to an idle connection has dropped it.)
-                    if !stopping && !prefetching { try prefetch() }
+                    // Only behind a new take: while the processing list is handled again (after a
+                    // failure, a refusal or a restart), a failure that repeats — a full disk, say —
+                    // would otherwise move another batch into it at every attempt, and the whole
+                    // backlog would end up there, out of other consumers' reach.
+                    if !handlingAgain && !stopping && !prefetching { try prefetch() }
                     let work: Work
                     do {
                         work = try process(batch)
@@ -505,8 +510,26 @@ public final class ReliableListConsumer: @unchecked Sendable {
         }
         // Replies in the order they were sent: the request, then the ack behind it.
         if let current { _ = try? readReplies(current.requested) }
-        if let ack = sent { _ = try? settle(ack) }
+        // Files may hold a batch whose ack did not apply: refused or failed just before the stop
+        // (``startOver()`` leaves the cut-back to the next round), or the last ack here.
+        var writtenButNotAcked = !prepared
+        if let ack = sent {
+            switch try? settle(ack) {
+            case .applied?, .appliedWithErrors?: break
+            case .refused?, nil: writtenButNotAcked = true
+            }
+        }
         dropPrefetch()
+        // Cut back before the events go back, or whoever handles them next writes them a second
+        // time (`--archive`, `--output`). Not after a takeover of the id: the lengths in Redis are
+        // then another run's.
+        if writtenButNotAcked, answering.load(ordering: .relaxed), failureText.withLock({ $0 }) == nil, let prepare {
+            do {
+                try prepare(connection)
+            } catch {
+                logger.warning("could not cut the output back to the last acknowledged batch at stop", metadata: ["error": "\(error)"])
+            }
+        }
         giveBack()  // (fenced: after a takeover the processing list is the other process's)
         connection.close()
         takeConnection.close()
@@ -631,9 +654,10 @@ public final class ReliableListConsumer: @unchecked Sendable {
 
         """ + returnScript
 
-    /// Events left in our own processing list, oldest first.
+    /// The oldest events left in our own processing list, a batch at most, oldest first (the ack
+    /// removes them from its tail; the rest are read next).
     private func pending() throws(RespError) -> [[UInt8]] {
-        let reply = try connection.command(["LRANGE", processingList, "0", "-1"]).unwrap("LRANGE")
+        let reply = try connection.command(["LRANGE", processingList, String(-options.batchSize), "-1"]).unwrap("LRANGE")
         return (reply.array ?? []).compactMap(\.bytes).reversed()
     }
 

@@ -93,7 +93,7 @@ struct IngestProgramTests {
         }
     }
 
-    @Test("consume: analytics flags without a site, and --output/--archive without a fixed --consumer-id, fail at start")
+    @Test("consume: analytics flags without a site, --output/--archive without a fixed --consumer-id, and --output with --archive fail at start")
     func consumeRefusesFlagsItWouldIgnoreOrMisuse() throws {
         let binary = try PixeldProcess.binaryURL()
         let withoutSite = try Self.startFailure(binary, ["consume", "pixel", "--archive", "/tmp/a", "--respect-dnt", "--consumer-id", "c"])
@@ -117,6 +117,11 @@ struct IngestProgramTests {
             let line = try Self.startFailure(binary, ["consume", "pixel"] + files)
             #expect(line.hasPrefix("Error: --output and --archive need a fixed --consumer-id"), "\(files): \(line)")
         }
+        // With an archive, --output would be created and never written.
+        let both = try Self.startFailure(
+            binary, ["consume", "pixel", "--site", "example.com", "--archive", "/tmp/a", "--consumer-id", "c"], environment: ["PIXELD_OUTPUT": "/tmp/o"]
+        )
+        #expect(both == "Error: --output and --archive (flag or PIXELD_* variable) cannot be combined: with --archive the JSON lines go to the archive's day files", "\(both)")
     }
 
     @Test("serve: --retention-days (or PIXELD_RETENTION_DAYS) is checked as consume's, before anything starts")

@@ -85,6 +85,12 @@ struct ConsumeCommand: AsyncParsableCommand {
                 "\(analyticsOnly.joined(separator: ", ")) (flag or PIXELD_* variable) \(analyticsOnly.count == 1 ? "needs" : "need") at least one --site (or PIXELD_SITE): without one, consume prints the raw events"
             )
         }
+        // With an archive the lines go to its day files, and --output would stay empty.
+        if analytics && given(archive, "archive") && given(output, "output") {
+            throw ValidationError(
+                "--output and --archive (flag or PIXELD_* variable) cannot be combined: with --archive the JSON lines go to the archive's day files"
+            )
+        }
         // The files' acknowledged lengths are kept per consumer id: a run under a new id cannot cut
         // back what a crashed run wrote but did not acknowledge, and would write it again.
         let writesFiles = (output ?? Environment.value(forFlag: "output")) != nil
