@@ -95,6 +95,33 @@ struct RoutingTests {
         #expect(route("<158>1 - - ns:pixel - - - x") != .drop(.badProgram))
     }
 
+    /// A sender must not create lists where `pixeld consume` keeps its own keys: a list at a day's
+    /// `pixeld:…` key or at a consumer's heartbeat made those commands fail with WRONGTYPE.
+    @Test("programs whose key would fall in pixeld's own key space are dropped as bad_program")
+    func reservedKeySpace() throws {
+        for reserved in [
+            "pixeld:key:2026-11-25", "pixeld:site:example.com:2026-11-25:pages", "pixel:processing:c1", "pixel:consumer:web-1",
+            "pixel:guard:c1", "pixel:output:c1", "pixel:archive:c1", "pixel:dead", "ns:pixel:dead", "a:consumer",
+        ] {
+            #expect(route("<158>1 - - \(reserved) - - - x") == .drop(.badProgram), "\(reserved)")
+            #expect(ProgramPolicy.isReserved(key: Array(reserved.utf8)), "\(reserved)")
+        }
+        for allowed in ["ns:pixel", "pixel:deadline", "processing:x", "pixeld", "pixel_dead", "x:pixeld:y"] {
+            let line = "<158>1 - - \(allowed) - - - x"
+            #expect(accepted(route(line), in: Array(line.utf8))?.program.text == allowed, "\(allowed)")
+        }
+        // The key prefix counts, also across the join.
+        let prefixed = IngestRules(programs: try ProgramPolicy(keyPrefix: Array("pix".utf8)))
+        #expect(route("<158>1 - - eld:x - - - x", prefixed) == .drop(.badProgram))
+        #expect(route("<158>1 - - elx:x - - - x", prefixed) != .drop(.badProgram))
+        let colonPrefix = IngestRules(programs: try ProgramPolicy(keyPrefix: Array("raw:".utf8)))
+        #expect(route("<158>dead: x", colonPrefix) == .drop(.badProgram))
+        #expect(route("<158>pixel: x", colonPrefix) != .drop(.badProgram))
+        // An allow-list cannot let one in either.
+        #expect(throws: SyslogIngestConfigError.self) { try ProgramPolicy(allowList: ["pixel", "pixel:dead"]) }
+        #expect(throws: SyslogIngestConfigError.self) { try ProgramPolicy(keyPrefix: Array("raw:".utf8), allowList: ["consumer"]) }
+    }
+
     @Test("an allow-list limits the programs; the key prefix does not change the ranges")
     func allowListAndPrefix() throws {
         let programs = try ProgramPolicy(keyPrefix: Array("raw:".utf8), allowList: ["pixel", "beacon", "a"])
