@@ -27,8 +27,13 @@ public struct PushBatch: Sendable {
     public var count: Int { entries.count }
     /// `true` when there is no message.
     public var isEmpty: Bool { entries.isEmpty }
-    /// Bytes held (keys and values), the measure of the queue's bound.
+    /// Bytes held (keys and values): the measure of a commit's size.
     public var byteCount: Int { bytes.count }
+    /// What each message costs beside its key and value: its ``Entry``.
+    public static let bookkeepingBytesPerMessage = MemoryLayout<Entry>.stride
+    /// Keys, values and each message's ``Entry``: the measure of the queue's bound, so that a flood of
+    /// tiny messages cannot hold many times `--buffer-bytes` in entries.
+    public var footprintBytes: Int { bytes.count + entries.count * Self.bookkeepingBytesPerMessage }
 
     /// Appends one message whose key is `keyPrefix` followed by `program`.
     public mutating func append(
@@ -105,6 +110,8 @@ struct PendingMessages {
     var count: Int { storage.entries.count - headEntry }
     /// Bytes waiting (keys and values).
     var byteCount: Int { storage.bytes.count - headByte }
+    /// ``PushBatch/footprintBytes`` of what waits.
+    var footprintBytes: Int { byteCount + count * PushBatch.bookkeepingBytesPerMessage }
     /// When the oldest waiting message was accepted; call only when not empty.
     var oldestAcceptedAt: Int64 { storage.entries[headEntry].acceptedAt }
 

@@ -15,7 +15,8 @@ import PixeldConcurrency
 ///
 /// `@unchecked Sendable`: all mutable state is guarded by `lock`.
 public final class PushQueue: @unchecked Sendable {
-    /// The most bytes (keys + values) that may wait.
+    /// The most bytes that may wait: keys, values and each message's bookkeeping
+    /// (``PushBatch/footprintBytes``).
     public let capacityBytes: Int
     private let lock = ConditionLock()
     private var pending = PendingMessages()
@@ -33,7 +34,7 @@ public final class PushQueue: @unchecked Sendable {
     /// Receivers waiting for room.
     private var producersWaiting = 0
 
-    /// Creates a queue that holds at most `capacityBytes` bytes of keys and values.
+    /// Creates a queue that holds at most `capacityBytes` bytes of messages (keys, values and bookkeeping).
     public init(capacityBytes: Int) {
         precondition(capacityBytes > 0)
         self.capacityBytes = capacityBytes
@@ -56,7 +57,7 @@ public final class PushQueue: @unchecked Sendable {
     public func enqueue(moving batch: inout PushBatch) -> Bool {
         guard !batch.isEmpty else { return true }
         return lock.withLock {
-            while !closed && !pending.isEmpty && pending.byteCount + batch.byteCount > capacityBytes {
+            while !closed && !pending.isEmpty && pending.footprintBytes + batch.footprintBytes > capacityBytes {
                 // A full queue is reason enough for a lingering writer to commit now.
                 if case .lingering = writer { lock.broadcast() }
                 producersWaiting += 1
@@ -141,7 +142,7 @@ public final class PushQueue: @unchecked Sendable {
         }
     }
 
-    /// Bytes waiting now (a gauge for metrics).
+    /// Bytes of keys and values waiting now (a gauge for metrics).
     public var pendingBytes: Int { lock.withLock { pending.byteCount } }
     /// Messages waiting now.
     public var pendingCount: Int { lock.withLock { pending.count } }

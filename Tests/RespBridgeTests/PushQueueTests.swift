@@ -38,6 +38,23 @@ import Glibc
         #expect(queue.pendingCount == 1)
     }
 
+    /// The bound counts each message's bookkeeping too: a flood of empty messages with a one-byte key
+    /// (`<158>a:`) fills a 64 KiB queue with ~1,600 of them, not 65,536 (whose entries alone took 2.5 MiB).
+    @Test func tinyMessagesCountTheirBookkeepingAgainstTheBound() async throws {
+        let queue = PushQueue(capacityBytes: 64 << 10)
+        let tiny = batch(Array(repeating: "", count: 64), key: "a")
+        let producer = Task.detached {
+            var batches = 0
+            while queue.enqueue(tiny), batches < 2_000 { batches += 1 }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let perMessage = 1 + PushBatch.bookkeepingBytesPerMessage
+        #expect(queue.pendingCount <= (64 << 10) / perMessage + 64, "\(queue.pendingCount) messages held")
+        #expect(queue.pendingCount >= (64 << 10) / perMessage - 64, "\(queue.pendingCount) messages held")
+        queue.close()
+        await producer.value
+    }
+
     @Test func oneTakeMovesAtMostMaxBytesAndLeavesTheRestInOrder() {
         let queue = PushQueue(capacityBytes: 1 << 20)
         queue.enqueue(batch(["a1", "b2", "c3"]))  // 3 bytes each with the key
