@@ -185,6 +185,14 @@ struct SupportTests {
         // The visitor; a visitor that sent a made-up address itself (the proxy appends the real one);
         // a visitor behind two proxies of yours (real_ip_recursive skips the trusted hops).
         let chains = ["203.0.113.7", "198.51.100.9, 203.0.113.8", "203.0.113.9, 127.0.0.1"]
+        let (addresses, lines) = try loggedAddresses(nginx, sink, forwardedFor: chains)
+        let expected = trusted ? ["203.0.113.7", "203.0.113.8", "203.0.113.9"] : ["127.0.0.1", "127.0.0.1", "127.0.0.1"]
+        #expect(addresses == expected, "\(lines)")
+    }
+
+    /// One pixel hit per X-Forwarded-For chain to `nginx` (pixel_json to `sink`): the `ip` each logged,
+    /// and the lines.
+    private func loggedAddresses(_ nginx: NginxServer, _ sink: DatagramSink, forwardedFor chains: [String]) throws -> ([String], [String]) {
         for header in chains.map({ "X-Forwarded-For: " + $0 }) {
             let status = try ChildProcess.run(
                 "curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", header, nginx.pixelURL(query: "e=pageview")], timeout: 10
@@ -193,8 +201,68 @@ struct SupportTests {
         }
         let lines = sink.receive(count: chains.count, timeout: 5).map { text($0) }
         let addresses = lines.map { line in String(line.components(separatedBy: "\"ip\":\"").dropFirst().first?.prefix { $0 != "\"" } ?? "") }
-        let expected = trusted ? ["203.0.113.7", "203.0.113.8", "203.0.113.9"] : ["127.0.0.1", "127.0.0.1", "127.0.0.1"]
+        return (addresses, lines)
+    }
+
+    /// Two hops of the deploy file's recipe: visitor → CDN (edge 192.0.2.10, in a range given on the
+    /// `# pixeld:real-ip-cdn` line) → the site's nginx on 127.0.0.1, which appends the edge, → the pixel
+    /// server. Trusting only 127.0.0.1 logs the edge for every visitor; with the CDN's range the visitor.
+    /// A visitor who bypasses the CDN and makes up a chain is still counted under its own address.
+    @Test("nginx with the deploy file: the visitor's address behind a CDN and your proxy", arguments: [false, true])
+    func clientAddressBehindACDNAndAProxy(trustingTheCDN: Bool) throws {
+        let sink = try DatagramSink.udp()
+        let nginx = try NginxServer.startAnalytics(
+            httpPort: try PortAllocator.freeTCPPort(), syslogUDP: "127.0.0.1:\(sink.port)", trustLoopbackProxy: true,
+            trustedCDNRange: trustingTheCDN ? "192.0.2.0/24" : nil
+        )
+        defer { nginx.stop() }
+        let chains = ["203.0.113.7, 192.0.2.10", "198.51.100.9, 192.0.2.10, 203.0.113.8"]
+        let (addresses, lines) = try loggedAddresses(nginx, sink, forwardedFor: chains)
+        let expected = trustingTheCDN ? ["203.0.113.7", "203.0.113.8"] : ["192.0.2.10", "203.0.113.8"]
         #expect(addresses == expected, "\(lines)")
+    }
+
+    /// `deploy/nginx-site.conf` in the site's own server (here with an access log of its own, as
+    /// Debian's nginx.conf gives every server) in front of the pixel server with its real-ip line:
+    /// the pixel and the tracker come through, the visitor's address (127.0.0.2 here, not the site's
+    /// 127.0.0.1) reaches pixeld also when the visitor sends a made-up X-Forwarded-For (the site's
+    /// server appends what it sees), and the site's access log keeps nothing of either.
+    @Test("nginx: the site's server with deploy/nginx-site.conf passes the pixel and tracker on, unlogged")
+    func siteServerPassesThePixelOn() throws {
+        let sink = try DatagramSink.udp()
+        let tracker = "/* pixel.js */"
+        let pixelServer = try NginxServer.startAnalytics(
+            httpPort: try PortAllocator.freeTCPPort(), syslogUDP: "127.0.0.1:\(sink.port)",
+            files: ["pixel.js": ("application/javascript", tracker)], trustLoopbackProxy: true
+        )
+        defer { pixelServer.stop() }
+        let snippet = try String(contentsOf: TestEnvironment.packageRoot.appendingPathComponent("deploy/nginx-site.conf"), encoding: .utf8)
+        let marked = snippet.components(separatedBy: "\n").filter { $0.hasSuffix("# pixeld:pixel-server") }
+        #expect(marked == Array(repeating: "    proxy_pass http://127.0.0.1:8080;  # pixeld:pixel-server", count: 2))
+        let logs = try TempDirectory(prefix: "pixeld-site-logs", permissions: 0o777)
+        let siteLog = logs.appending("access.log").path
+        let port = try PortAllocator.freeTCPPort()
+        let site = try NginxServer.start(
+            configuration: "server {\n    listen 127.0.0.1:\(port);\n    access_log \(siteLog);\n"
+                + "    location / { return 200 'page'; }\n"
+                + snippet.replacingOccurrences(of: "127.0.0.1:8080;  # pixeld:pixel-server", with: "127.0.0.1:\(pixelServer.httpPort);") + "}\n",
+            httpPort: port
+        )
+        defer { site.stop() }
+        let script = try ChildProcess.run("curl", ["-sf", site.baseURL + "/pixel.js"], timeout: 10).stdout
+        #expect(script == tracker)
+        let head = try ChildProcess.run(
+            "curl", ["-s", "-D", "-", "-o", "/dev/null", "--interface", "127.0.0.2", "-A", "Mozilla/5.0 (X11; Linux x86_64) Firefox/125.0",
+                     "-H", "X-Forwarded-For: 203.0.113.7", site.baseURL + "/pixel.gif?e=pageview&u=https%3A%2F%2Fexample.com%2F"],
+            timeout: 10
+        ).stdout.lowercased()
+        #expect(head.hasPrefix("http/1.1 200") && head.contains("cache-control: no-store"), "\(head)")
+        _ = try ChildProcess.run("curl", ["-sf", site.baseURL + "/"], timeout: 10)
+        let lines = sink.receive(count: 1, timeout: 5).map { text($0) }
+        #expect(lines.count == 1 && lines[0].contains("\"ip\":\"127.0.0.2\"") && lines[0].contains("Firefox/125.0"), "\(lines)")
+        // The page was logged (the log works); the pixel and the tracker were not.
+        let logged = (try? String(contentsOfFile: siteLog, encoding: .utf8)) ?? ""
+        #expect(logged.contains("GET / ") && !logged.contains("pixel"), "\(logged)")
     }
 
     @Test("nginx sends one syslog datagram per hit, body byte-equal to its file log (UDP)")

@@ -94,6 +94,7 @@ public final class NginxServer: @unchecked Sendable {
     ///   - extraLogFile: a file to log the same format to, or `nil`.
     ///   - trustLoopbackProxy: uncomment the `# pixeld:real-ip` line: the client address is taken from
     ///     `X-Forwarded-For` on requests from 127.0.0.1.
+    ///   - trustedCDNRange: uncomment the `# pixeld:real-ip-cdn` line with this range, or `nil`.
     /// - Throws: ``TestSupportError`` when nginx is missing, the file lacks a marker, `nginx -t`
     ///   fails, or the port does not answer in time (the error log is included).
     public static func start(
@@ -102,7 +103,8 @@ public final class NginxServer: @unchecked Sendable {
         syslogUDP: String?,
         syslogUnix: String?,
         extraLogFile: String?,
-        trustLoopbackProxy: Bool = false
+        trustLoopbackProxy: Bool = false,
+        trustedCDNRange: String? = nil
     ) throws -> NginxServer {
         let source: String
         do {
@@ -116,7 +118,8 @@ public final class NginxServer: @unchecked Sendable {
             syslogUDP: syslogUDP,
             syslogUnix: syslogUnix,
             extraLogFile: extraLogFile,
-            trustLoopbackProxy: trustLoopbackProxy
+            trustLoopbackProxy: trustLoopbackProxy,
+            trustedCDNRange: trustedCDNRange
         )
         return try start(configuration: rendered, httpPort: httpPort, extraLogFile: extraLogFile)
     }
@@ -178,10 +181,11 @@ public final class NginxServer: @unchecked Sendable {
     /// nginx from the deploy file with the recommended `pixel_json` format on the UDP syslog line
     /// (as the deploy file's comment tells users to do) and `files` served beside the pixel, e.g.
     /// `["pixel.js": ("application/javascript", tracker), "test.html": ("text/html", page)]`.
-    /// `trustLoopbackProxy` as for ``start(renderedFrom:httpPort:syslogUDP:syslogUnix:extraLogFile:trustLoopbackProxy:)``.
-    /// - Throws: ``TestSupportError`` as ``start(renderedFrom:httpPort:syslogUDP:syslogUnix:extraLogFile:trustLoopbackProxy:)``.
+    /// `trustLoopbackProxy` and `trustedCDNRange` as for ``start(renderedFrom:httpPort:syslogUDP:syslogUnix:extraLogFile:trustLoopbackProxy:trustedCDNRange:)``.
+    /// - Throws: ``TestSupportError`` as ``start(renderedFrom:httpPort:syslogUDP:syslogUnix:extraLogFile:trustLoopbackProxy:trustedCDNRange:)``.
     public static func startAnalytics(
-        httpPort: Int, syslogUDP: String, files: [String: (type: String, contents: String)] = [:], trustLoopbackProxy: Bool = false
+        httpPort: Int, syslogUDP: String, files: [String: (type: String, contents: String)] = [:], trustLoopbackProxy: Bool = false,
+        trustedCDNRange: String? = nil
     ) throws -> NginxServer {
         let site = try TempDirectory(prefix: "pixeld-site", permissions: 0o755)
         var locations = ""
@@ -213,7 +217,7 @@ public final class NginxServer: @unchecked Sendable {
         }
         let server = try start(
             renderedFrom: directory.appending("nginx-syslog.conf"), httpPort: httpPort, syslogUDP: syslogUDP,
-            syslogUnix: nil, extraLogFile: nil, trustLoopbackProxy: trustLoopbackProxy
+            syslogUnix: nil, extraLogFile: nil, trustLoopbackProxy: trustLoopbackProxy, trustedCDNRange: trustedCDNRange
         )
         server.keepAlive = [site, directory]
         return server
@@ -227,6 +231,7 @@ public final class NginxServer: @unchecked Sendable {
     ///   - syslogUnix: socket path for the `# pixeld:syslog-unix` line (uncommented), or `nil`.
     ///   - extraLogFile: when set, `access_log FILE pixel;` is added after the syslog lines.
     ///   - trustLoopbackProxy: uncomment the `# pixeld:real-ip` line.
+    ///   - trustedCDNRange: uncomment the `# pixeld:real-ip-cdn` line with this range in it, or `nil`.
     /// - Throws: ``TestSupportError`` when a marker is missing or appears more than once.
     public static func render(
         _ text: String,
@@ -234,7 +239,8 @@ public final class NginxServer: @unchecked Sendable {
         syslogUDP: String?,
         syslogUnix: String?,
         extraLogFile: String?,
-        trustLoopbackProxy: Bool = false
+        trustLoopbackProxy: Bool = false,
+        trustedCDNRange: String? = nil
     ) throws -> String {
         var lines = text.components(separatedBy: "\n")
         func index(of marker: String) throws -> Int {
@@ -248,6 +254,7 @@ public final class NginxServer: @unchecked Sendable {
         let udpIndex = try index(of: "pixeld:syslog-udp")
         let unixIndex = try index(of: "pixeld:syslog-unix")
         let realIPIndex = try index(of: "pixeld:real-ip")
+        let realIPCDNIndex = try index(of: "pixeld:real-ip-cdn")
         func uncommented(_ line: String) -> String {
             let indent = line.prefix { $0 == " " }
             var body = line.dropFirst(indent.count)
@@ -255,6 +262,9 @@ public final class NginxServer: @unchecked Sendable {
             return String(indent + body.drop { $0 == " " })
         }
         if trustLoopbackProxy { lines[realIPIndex] = uncommented(lines[realIPIndex]) }
+        if let trustedCDNRange {
+            lines[realIPCDNIndex] = try replacing(in: uncommented(lines[realIPCDNIndex]), after: "set_real_ip_from ", upTo: ";", with: trustedCDNRange)
+        }
 
         lines[listenIndex] = try replacing(in: lines[listenIndex], after: "listen ", upTo: ";", with: listen)
         let udpLine = lines[udpIndex]
