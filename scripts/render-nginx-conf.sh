@@ -10,7 +10,8 @@
 #   --udp       UDP target for the "# pixeld:syslog-udp" line  (default: as in the file)
 #   --no-udp    comment the UDP line out
 #   --unix      enable the "# pixeld:syslog-unix" line with this socket path
-#   --file-log  also log the same format to this file
+#   --file-log  also log the same format to this file (with --json it keeps IP addresses and user
+#               agents on disk: for tests and demos, not for a real site)
 #   --json      log the recommended pixel_json format instead of pixel (what the analytics want)
 #   --static    also serve /pixel.js and /demo.html from DIR (for a local demo)
 #   CONF        input file (default: deploy/nginx-syslog.conf next to this script)
