@@ -1,5 +1,5 @@
-/*! pixeld tracker: one GET of the pixel per pageview (SPA navigations included) and per custom
- * event. No cookies, no storage, no fingerprinting; pixeld derives a daily anonymous id on the server
+/*! pixeld tracker: one GET of the pixel per pageview (a page is a path: SPA navigations and
+ * back/forward-cache returns count, anchors and query rewrites do not) and per custom event. No cookies, no storage, no fingerprinting; pixeld derives a daily anonymous id on the server
  * and keeps neither the IP address nor the user agent.
  *
  *   <script defer src="https://stats.example.com/pixel.js"
@@ -21,6 +21,7 @@
     }
   }
   var lastURL = null;
+  var lastPath = null;
   var referrer = document.referrer || '';
 
   function send(event, props) {
@@ -44,30 +45,40 @@
     }
   }
 
-  function pageview() {
-    if (location.href === lastURL) return; // replaceState with the same URL, hash-only repeats
+  // A pageview per page, as Plausible counts them: a new path. Anchors (#section), a search box
+  // that rewrites the query, a router that tidies the URL are the same page. `again`: a page shown
+  // again from the back/forward cache.
+  function pageview(again) {
+    if (!again && location.pathname === lastPath) return;
     if (lastURL !== null) referrer = lastURL; // SPA navigation: the previous page referred
     lastURL = location.href;
+    lastPath = location.pathname;
     send('pageview');
   }
 
-  // Single-page apps: count history navigations.
-  ['pushState', 'replaceState'].forEach(function (name) {
-    var original = history[name];
-    if (!original) return;
-    history[name] = function () {
-      var result = original.apply(this, arguments);
+  // Single-page apps: pushState and back/forward are navigations; replaceState rewrites the
+  // current entry, which is no new page.
+  var pushState = history.pushState;
+  if (pushState) {
+    history.pushState = function () {
+      var result = pushState.apply(this, arguments);
       pageview();
       return result;
     };
-  });
-  window.addEventListener('popstate', pageview);
+  }
+  window.addEventListener('popstate', function () { pageview(); });
+  // A page restored from the back/forward cache runs no script again, yet it is viewed again.
+  window.addEventListener('pageshow', function (event) { if (event.persisted) pageview(true); });
 
   window.pixeld = function (event, props) {
     if (typeof event === 'string' && event) send(event, props);
   };
 
-  if (document.visibilityState === 'prerender') {
+  // A prerendered page (Chrome's speculation rules, the address bar) is counted once it is shown,
+  // and not at all if it never is.
+  if (document.prerendering) {
+    document.addEventListener('prerenderingchange', function () { pageview(); }, { once: true });
+  } else if (document.visibilityState === 'prerender') {
     document.addEventListener('visibilitychange', function onVisible() {
       if (document.visibilityState !== 'visible') return;
       document.removeEventListener('visibilitychange', onVisible);

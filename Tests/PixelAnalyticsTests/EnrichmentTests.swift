@@ -44,6 +44,12 @@ import Testing
     @Test func screenWidthRefinesDesktop() {
         let mac = browserUserAgents[3]
         #expect(UserAgentClassifier.classify(userAgent: mac, screenWidth: 820).device == "tablet")
+        // iPadOS asks for desktop sites as a Mac: its screen tells, up to the 12.9" iPad Pro's 1024.
+        for width in [744, 820, 1024] {
+            let families = UserAgentClassifier.classify(userAgent: mac, screenWidth: width)
+            #expect(families.os == "iOS" && families.device == "tablet", "\(width): \(families)")
+        }
+        #expect(UserAgentClassifier.classify(userAgent: mac, screenWidth: 1280).os == "macOS")
         #expect(UserAgentClassifier.classify(userAgent: mac, screenWidth: 1440).device == "desktop")
         #expect(UserAgentClassifier.classify(userAgent: nil, screenWidth: 390).device == "mobile")
         #expect(UserAgentClassifier.classify(userAgent: nil, screenWidth: nil).device == "(unknown)")

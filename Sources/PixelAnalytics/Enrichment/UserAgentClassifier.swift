@@ -39,10 +39,21 @@ public enum UserAgentClassifier {
         }
     }
 
+    /// The widest screen (`screen.width`, which iPadOS gives in portrait) of an iPad: the 12.9"
+    /// iPad Pro's 1024. No Mac reports so narrow a screen at its default scaling.
+    static let widestIPadScreen = 1024
+
     /// Applies the screen width: iPadOS asks for desktop sites with a Macintosh user agent, and a
-    /// narrow screen tells.
+    /// narrow screen tells — an iPad (iOS, tablet) up to ``widestIPadScreen``; on other desktop
+    /// systems, a narrow screen is a tablet or a phone by Plausible's breakpoints.
     static func refine(_ families: Families, screenWidth: Int?) -> Families {
         guard families.device == "desktop", let width = screenWidth, width > 0 else { return families }
+        if families.os == "macOS" && width <= widestIPadScreen {
+            var refined = families
+            refined.os = "iOS"
+            refined.device = "tablet"
+            return refined
+        }
         let byWidth = device(forWidth: width)
         guard byWidth != "desktop", families.os == "macOS" || families.os == "Linux" || families.os == "Other" else {
             return families
