@@ -314,7 +314,7 @@ public struct Dashboard: Sendable {
         let realtime = try await recentVisitors(range.site)
         return Self.html(
             Pages.sitePage(
-                range: range, report: report, previous: previous, series: series, realtime: realtime, limit: limit,
+                range: range, today: today, report: report, previous: previous, series: series, realtime: realtime, limit: limit,
                 // A link on a range the archive does not filter would only lead to a 400.
                 filterable: archive.map { range.to.number - range.from.number < $0.maxDays } ?? false
             )

@@ -57,7 +57,7 @@ enum Pages {
     ///   has the archive and the range is one it filters); otherwise they are plain text, and so is
     ///   the rollups' `(other)` row, which is no value a filter could match.
     static func sitePage(
-        range: RangeInput, report: Report, previous: Report, series: [SeriesPoint], realtime: Int, limit: Int,
+        range: RangeInput, today: Day, report: Report, previous: Report, series: [SeriesPoint], realtime: Int, limit: Int,
         filterable: Bool = false
     ) -> String {
         let site = range.site
@@ -77,7 +77,9 @@ enum Pages {
         body += "<label>From <input type=\"date\" name=\"from\" value=\"\(range.from)\"></label>"
         body += "<label>To <input type=\"date\" name=\"to\" value=\"\(range.to)\"></label><button>Show</button></form></nav>"
         let span = range.from == range.to ? range.from.description : "\(range.from) – \(range.to)"
-        body += "<p class=\"muted\" id=\"range\">\(span) (UTC), compared with \(previous.from) – \(previous.to)</p>"
+        // A range that ends today holds part of a day, and its previous one only whole days.
+        let partial = range.to >= today ? "; today so far, against whole days" : ""
+        body += "<p class=\"muted\" id=\"range\">\(span) (UTC), compared with \(previous.from) – \(previous.to)\(partial)</p>"
         if let filter = range.filter {
             let title = tables.first { $0.breakdown == filter.dimension }?.title ?? filter.dimension.rawValue
             body += "<p class=\"filter\" id=\"filter\">Filtered by " + Escape.html(title) + " = <strong>" + Escape.html(filter.value)
@@ -91,8 +93,8 @@ enum Pages {
         body += card("visits", "Visits", String(report.visits), report.visits, previous.visits)
         body += card("pageviews", "Pageviews", String(report.pageviews), report.pageviews, previous.pageviews)
         body += card(
-            "bounce", "Bounce rate", percent(report.bounceRate), Int(report.bounceRate * 1000), Int(previous.bounceRate * 1000),
-            lowerIsBetter: true
+            "bounce", "Bounce rate", percent(report.bounceRate), Int((report.bounceRate * 1000).rounded()),
+            Int((previous.bounceRate * 1000).rounded()), lowerIsBetter: true, inPoints: previous.visits > 0
         )
         body += card(
             "duration", "Visit duration", duration(report.visitDurationSeconds), Int(report.visitDurationSeconds),
@@ -151,14 +153,20 @@ enum Pages {
         return layout(title: title, body: body)
     }
 
+    /// A headline number with its change from the previous period: in percent of it, rounded to the
+    /// nearest (−0.9 % shows as −1 %), or — `inPoints`, for a rate given in tenths of a percent — the
+    /// difference in percentage points (a bounce rate from 40 % to 42 % is +2 pp, not +5 %).
     static func card(
-        _ id: String, _ title: String, _ value: String, _ current: Int, _ before: Int, lowerIsBetter: Bool = false
+        _ id: String, _ title: String, _ value: String, _ current: Int, _ before: Int, lowerIsBetter: Bool = false,
+        inPoints: Bool = false
     ) -> String {
         var change = "<span class=\"change\">–</span>"
-        if before > 0 {
-            let delta = (current - before) * 100 / before
+        if inPoints || before > 0 {
+            let delta = inPoints
+                ? Int((Double(current - before) / 10).rounded()) : Int((Double(current - before) * 100 / Double(before)).rounded())
             let good = lowerIsBetter ? delta <= 0 : delta >= 0
-            change = "<span class=\"change \(good ? "up" : "down")\">\(delta >= 0 ? "+" : "")\(delta) %</span>"
+            let sign = delta > 0 ? "+" : delta < 0 ? "−" : "±"
+            change = "<span class=\"change \(good ? "up" : "down")\">\(sign)\(abs(delta)) \(inPoints ? "pp" : "%")</span>"
         }
         return "<div class=\"card\" id=\"stat-\(id)\"><div class=\"label\">\(title)</div><div class=\"value\">"
             + Escape.html(value) + "</div>" + change + "</div>"

@@ -209,11 +209,37 @@ struct FilterTests {
             drops: [:]
         )
         let html = Pages.sitePage(
-            range: range, report: report, previous: report, series: [], realtime: 0, limit: 10, filterable: true
+            range: range, today: fixture.to.next, report: report, previous: report, series: [], realtime: 0, limit: 10, filterable: true
         )
         #expect(html.contains("&amp;filter=pages%3A%2Fa\">/a</a>"))
         #expect(html.components(separatedBy: "<span class=\"name\">(other)</span>").count == 3)
         #expect(!html.contains("(other)</a>"))
+    }
+
+    /// The headline changes: in percent rounded to the nearest (991 against 1,000 pageviews is −1 %,
+    /// not +0 %), the bounce rate in percentage points (40 % against 42 % is −2 pp, not −4 %), and a
+    /// range that ends today says that it holds part of a day.
+    @Test func headlineChangesRoundAndBounceRateChangesInPoints() throws {
+        func report(pageviews: Int, bounces: Int) -> Report {
+            Report(
+                site: "example.com", from: Day(number: 20_000), to: Day(number: 20_000), pageviews: pageviews, visitors: 10, visits: 50,
+                bounces: bounces, durationMilliseconds: 0, events: 0, breakdowns: [:], drops: [:]
+            )
+        }
+        let today = Day(number: 20_000)
+        let html = Pages.sitePage(
+            range: RangeInput(site: "example.com", from: today, to: today, period: "today"), today: today,
+            report: report(pageviews: 991, bounces: 20), previous: report(pageviews: 1000, bounces: 21), series: [], realtime: 0, limit: 10
+        )
+        #expect(html.contains("id=\"stat-pageviews\"><div class=\"label\">Pageviews</div><div class=\"value\">991</div><span class=\"change down\">−1 %</span>"), "\(html)")
+        #expect(html.contains("id=\"stat-bounce\"><div class=\"label\">Bounce rate</div><div class=\"value\">40.0 %</div><span class=\"change up\">−2 pp</span>"), "\(html)")
+        #expect(html.contains("id=\"stat-visitors\"><div class=\"label\">Unique visitors</div><div class=\"value\">10</div><span class=\"change up\">±0 %</span>"), "\(html)")
+        #expect(html.contains("; today so far, against whole days</p>"))
+        let yesterday = Pages.sitePage(
+            range: RangeInput(site: "example.com", from: today, to: today, period: "custom"), today: today.next,
+            report: report(pageviews: 1, bounces: 0), previous: report(pageviews: 1, bounces: 0), series: [], realtime: 0, limit: 10
+        )
+        #expect(!yesterday.contains("today so far"))
     }
 
     /// The date form is a GET form: the browser sends a space in the kept filter as `+`.
