@@ -18,7 +18,9 @@ import Glibc
 /// - Connection lost, timeout, or a transient server error (`LOADING`, `BUSY`, `OOM`, `READONLY`,
 ///   `MASTERDOWN`…): the batch is committed again with the same identity, after a jittered backoff
 ///   (50 ms doubling to 500 ms), so recovery starts within a second of Redis returning and a batch whose
-///   reply was lost is not pushed twice.
+///   reply was lost is not pushed twice. After `READONLY`, `MASTERDOWN` or `LOADING` the next attempt
+///   is on a new connection, so a failover behind the same address (a proxy, DNS, a socket symlink)
+///   reaches the new master instead of asking the demoted one forever.
 /// - Meanwhile new messages wait in the queue; the receivers wait when it is full. With a spool, a batch
 ///   that failed on a fresh connection too goes to disk at once, and so does everything after it, as
 ///   it arrives (between replay attempts the writer does not sleep but moves the queue to disk); the
@@ -425,8 +427,9 @@ public final class LPushWriter: @unchecked Sendable {
     private func noteFailure(_ error: RespError) {
         statistics.addRetry()
         // A server error part-way through a pipeline leaves replies unread: the connection is out of
-        // step (the next command would read a stale reply), so it goes too.
-        if error.connectionIsDead || connection.hasPendingReplies { connection.close() }
+        // step (the next command would read a stale reply), so it goes too; and so does one to a server
+        // that does not take writes (a replica after a failover), so that the next attempt reconnects.
+        if error.connectionIsDead || connection.hasPendingReplies || error.callsForReconnect { connection.close() }
         let reason = error.connectionIsDead ? "unavailable" : (error.serverErrorPrefix.map { $0.lowercased() } ?? "\(error.code)")
         let full = error.serverErrorPrefix == "FULL"
         if heldByFullList && !full {

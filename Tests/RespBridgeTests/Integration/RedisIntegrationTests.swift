@@ -976,6 +976,43 @@ extension RedisIntegrationTests {
         #expect(try server.lrange("pixel").reversed() == (0..<20).map(String.init))
     }
 
+    /// A failover behind an address that stays the same (here a unix-socket symlink; a DNS name moved by
+    /// Sentinel or an HAProxy backend behave alike): the server the writer is connected to becomes a
+    /// replica and refuses every commit with `READONLY` (a transaction as `EXECABORT`, a retry through
+    /// the script directly), and the address now leads to the new master. The writer must connect
+    /// again rather than retry on the old connection forever, and deliver each message once, in order.
+    @Test func aServerTurnedReplicaIsLeftForTheMasterTheAddressLeadsToNow() async throws {
+        let old = try RedisServer.start()
+        let new = try RedisServer.start()
+        let directory = try TempDirectory(prefix: "pixeld-failover")
+        let link = directory.appending("redis.sock").path
+        /// Points `link` at `server`'s socket, replacing it atomically.
+        func point(at server: RedisServer) throws {
+            let next = directory.appending("next.sock").path
+            try FileManager.default.createSymbolicLink(atPath: next, withDestinationPath: server.unixSocketPath)
+            try #require(rename(next, link) == 0)
+        }
+        try point(at: old)
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(queue: queue, redis: try RedisConfiguration(url: "unix://\(link)"), logger: logger)
+        writer.start()
+        push(0..<10, into: queue)  // the script: pixel becomes a known list
+        #expect(try waitForLength(10, of: "pixel", in: old))
+        _ = try old.command(["REPLICAOF", "127.0.0.1", String(new.port)])  // demoted: read-only at once
+        push(10..<20, into: queue)  // a transaction, refused with EXECABORT (READONLY); retries take the script
+        #expect(waitUntil(seconds: 5) {
+            if case .failing("readonly", _) = writer.statistics.redis { return writer.statistics.retries >= 2 }
+            return false
+        })
+        push(20..<30, into: queue)
+        try point(at: new)
+        #expect(try waitForLength(20, of: "pixel", in: new))
+        await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
+        #expect(try new.lrange("pixel").reversed() == (10..<30).map(String.init))
+        #expect(writer.statistics.pushed == 30)
+        #expect(writer.statistics.reconnects >= 1)
+    }
+
     @Test func dropOldestTrimsInTheTransactionToo() async throws {
         let server = try RedisServer.start()
         var options = LPushWriter.Options()
