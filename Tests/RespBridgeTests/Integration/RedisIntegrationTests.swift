@@ -1116,12 +1116,18 @@ struct SpoolIntegrationTests {
         }
     }
 
-    @Test func duringAnOutageTheQueueGoesToTheSpoolWithoutWaitingForTheNextRetry() async throws {
+    /// A Redis server that is down (connections refused from the start) and an empty spool of 64 MiB in
+    /// a temporary directory named after `name`, which the caller removes.
+    private func outageWithSpool(_ name: String, sync: Spool.SyncPolicy) throws -> (RedisServer, directory: String, Spool) {
         let server = try RedisServer.start()
-        server.stop()  // connections refused from the start
-        let directory = temporarySpool("spool-intake")
+        server.stop()
+        let directory = temporarySpool(name)
+        return (server, directory, try Spool(directory: directory, maxBytes: 64 << 20, sync: sync))
+    }
+
+    @Test func duringAnOutageTheQueueGoesToTheSpoolWithoutWaitingForTheNextRetry() async throws {
+        let (server, directory, spool) = try outageWithSpool("spool-intake", sync: .never)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let spool = try Spool(directory: directory, maxBytes: 64 << 20, sync: .never)
         let queue = PushQueue(capacityBytes: 1 << 20)
         let writer = LPushWriter(queue: queue, redis: try RedisConfiguration(url: server.url), spool: spool, logger: logger)
         writer.start()
@@ -1137,6 +1143,44 @@ struct SpoolIntegrationTests {
         #expect(elapsed < .seconds(3), "the producer waited \(elapsed) for room in the queue")
         #expect(writer.statistics.spooled == 20_000 && writer.statistics.lost == 0)
         #expect(spool.messageCount == 20_000)
+    }
+
+    /// A spool that cannot be written during an outage (a full or read-only disk; here the process's
+    /// file size limit at 0, so every write fails with `EFBIG`): the batches stay in memory, as without a
+    /// spool, rather than being dropped as `spool_full`; spooling resumes once writes succeed again, and
+    /// when Redis is back every message arrives once, in order.
+    @Test func aSpoolThatCannotBeWrittenKeepsTheMessagesInMemory() async throws {
+        let (server, directory, spool) = try outageWithSpool("spool-unwritable", sync: .always)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let handler = CountingLogHandler()
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(
+            queue: queue, redis: try RedisConfiguration(url: server.url), spool: spool, logger: Logger(label: "test") { _ in handler }
+        )
+        let limit = LoweredFileSizeLimit(bytes: 0)
+        writer.start()
+        enqueue(0..<500, into: queue) { "m\($0)" }
+        let failed = Poll.until(timeout: 5, interval: 0.005) { writer.statistics.spoolWriteErrors >= 3 }
+        limit.restore()
+        #expect(failed, "no spool write failed")
+        #expect(writer.statistics.spoolFull == 0 && writer.statistics.lost == 0)
+        enqueue(500..<1000, into: queue) { "m\($0)" }
+        #expect(Poll.until(timeout: 5, interval: 0.01) { writer.statistics.spooled == 1000 }, "spooling did not resume")
+        // Again, now behind spooled records: the batch waits in memory for the spool, not for Redis.
+        let errorsBefore = writer.statistics.spoolWriteErrors
+        let again = LoweredFileSizeLimit(bytes: 0)
+        enqueue(1000..<1500, into: queue) { "m\($0)" }
+        let failedAgain = Poll.until(timeout: 5, interval: 0.005) { writer.statistics.spoolWriteErrors >= errorsBefore + 3 }
+        again.restore()
+        #expect(failedAgain, "no spool write failed behind the spooled records")
+        #expect(Poll.until(timeout: 5, interval: 0.01) { writer.statistics.spooled == 1500 }, "spooling did not resume")
+        try server.restart()
+        #expect(Poll.until(timeout: 10, interval: 0.01) { (try? server.llen("pixel")) == 1500 })
+        await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
+        #expect(try server.lrange("pixel").reversed() == (0..<1500).map { "m\($0)" })
+        #expect(writer.statistics.pushed == 1500 && writer.statistics.spoolFull == 0 && writer.statistics.lost == 0)
+        #expect(handler.count("spool write failed; holding messages in memory") == 2)
+        #expect(handler.count("spool writable again") == 2)
     }
 
     @Test func aLongReplayLetsNewMessagesInBehindIt() async throws {
