@@ -343,18 +343,22 @@ public final class LPushWriter: @unchecked Sendable {
     private enum SpoolOutcome {
         /// Written.
         case spooled
-        /// Dropped, counted as `spool_full`: the spool is at its size limit.
+        /// Dropped, counted as `spool_full`: the spool is at its size limit while Redis fails.
         case dropped
-        /// Not taken (no spool, or the write failed): the caller still holds the batch.
+        /// Not taken (no spool, the write failed, or the spool is at its size limit while Redis takes
+        /// its replay): the caller still holds the batch.
         case kept
     }
 
     /// Appends `batch` to the spool. A failed write is counted and warned about once per episode
-    /// (`spool writable again` ends it); the batch is then the caller's to keep.
+    /// (`spool writable again` ends it); the batch is then the caller's to keep. At the size limit the
+    /// batch is dropped only while Redis fails: while it takes commits, the replay is making room, and
+    /// the batch is kept until there is.
     private func toSpool(_ batch: PushBatch, sequence: UInt64) -> SpoolOutcome {
         guard let spool else { return .kept }
         do {
             guard try spool.append(batch, instanceID: instanceID, sequence: sequence) else {
+                if redisReportedOK { return .kept }
                 statistics.addSpoolFull(batch.count)
                 logger.error("spool full; messages dropped", metadata: ["messages": "\(batch.count)"])
                 return .dropped
@@ -377,10 +381,11 @@ public final class LPushWriter: @unchecked Sendable {
         }
     }
 
-    /// Puts `batch` behind the spool's records. One the spool does not take now waits here (and the
-    /// queue, and then the receivers, behind it), so that nothing overtakes a spooled record: between
-    /// backoff pauses the spool is replayed when due and the write tried again, and once the replay
-    /// has emptied the spool the batch is delivered live. After the shutdown deadline it is given up.
+    /// Puts `batch` behind the spool's records. One the spool does not take now (a write error, or its
+    /// size limit while Redis takes the replay) waits here — and the queue, and then the receivers,
+    /// behind it — so that nothing overtakes a spooled record: between backoff pauses the spool is
+    /// replayed when due and the write tried again, and once the replay has emptied the spool the batch
+    /// is delivered live. After the shutdown deadline it is given up.
     private func joinSpool(_ batch: PushBatch, sequence: UInt64) {
         while toSpool(batch, sequence: sequence) == .kept {
             if isGivingUp {
