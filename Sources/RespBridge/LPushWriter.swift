@@ -117,7 +117,7 @@ public final class LPushWriter: @unchecked Sendable {
         onDelivered: (@Sendable (_ batch: borrowing PushBatch, _ entryIndices: [Int]) -> Void)? = nil
     ) {
         self.queue = queue
-        self.connection = RedisConnection(configuration: redis, logger: logger)
+        self.connection = RedisConnection(configuration: redis, logger: logger, recordsClientID: true)
         self.options = options
         var generator = SystemRandomNumberGenerator()
         let instanceID = String(UInt64.random(in: 1...UInt64.max, using: &generator), radix: 16)

@@ -950,6 +950,35 @@ extension RedisIntegrationTests {
         #expect(writer.statistics.lost == 0)
     }
 
+    /// A transaction held up on its way to Redis (TCP retransmission to a remote Redis) for longer than
+    /// the command timeout: the writer gives the connection up and resolves the batch on a new one, where
+    /// the marker says it has not run, and commits it through the script; the held bytes, arriving after
+    /// that on the first connection, must not push the batch a second time.
+    @Test func aTransactionHeldUpPastTheCommandTimeoutIsNotAppliedTwice() async throws {
+        let server = try RedisServer.start()
+        let proxy = try ReplyLosingProxy(upstreamPort: server.port, dropEvery: .max, holdingFirstTransactionFor: 1)
+        defer { proxy.close() }
+        var configuration = try RedisConfiguration(url: proxy.url)
+        configuration.commandTimeoutMilliseconds = 300
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(queue: queue, redis: configuration, logger: logger)
+        writer.start()
+        push(0..<10, into: queue)  // the script: pixel becomes a known list
+        #expect(try waitForLength(10, of: "pixel", in: server))
+        push(10..<20, into: queue)  // a transaction, held up past the timeout; resolved on a new connection
+        #expect(try waitForLength(20, of: "pixel", in: server))
+        #expect(waitUntil(seconds: 5) { proxy.forwardedHeldTransactions == 1 }, "the held transaction was not passed on")
+        usleep(200_000)  // time for it to run, if Redis still takes it
+        push(20..<30, into: queue)
+        #expect(waitUntil(seconds: 5) { writer.statistics.pushed == 30 })
+        await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
+        let values = try server.lrange("pixel")
+        let once = values.reversed() == (0..<30).map(String.init)
+        #expect(once, "not each value once, in order: \(values.reversed())")
+        #expect(proxy.heldTransactions == 1)
+        #expect(writer.statistics.reconnects >= 1)
+    }
+
     /// Redis at `maxmemory` refuses a transaction's `LPUSH` while queueing it, and `EXEC` then answers
     /// `-EXECABORT`: the warning and the health state name the refusal (`oom`), not `execabort`.
     @Test func aTransactionRefusedForMemoryIsReportedAsOOM() async throws {
