@@ -68,7 +68,7 @@ package struct IngestCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Directory of the disk spool: when Redis fails, a batch that failed twice (or once, with the memory queue half full) is written here, and everything after it follows, replayed in order when Redis is back (and on the next start). Default: no spool, messages wait in memory. Env: PIXELD_SPOOL.", valueName: "dir"))
     var spool: String?
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Largest spool size; beyond it messages are dropped as 'spool_full'. Default 1073741824. Env: PIXELD_SPOOL_MAX_BYTES.", valueName: "bytes"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Most bytes of spooled records not yet replayed; beyond it, while Redis fails, messages are dropped as 'spool_full'. Default 1073741824. Env: PIXELD_SPOOL_MAX_BYTES.", valueName: "bytes"))
     var spoolMaxBytes: Int?
 
     @Option(help: ArgumentHelp("When spooled records reach the disk: always (fdatasync per batch: nothing accepted is lost), interval:MS, or never (left to the kernel). Default always. Env: PIXELD_SPOOL_SYNC.", valueName: "policy"))

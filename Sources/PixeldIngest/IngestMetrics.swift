@@ -57,6 +57,7 @@ final class IngestMetrics: Sendable {
             counter("pixeld_redis_trimmed_total", [], writer.trimmed)
             counter("pixeld_redis_reconnects_total", [], writer.reconnects)
             counter("pixeld_redis_retries_total", [], writer.retries)
+            counter("pixeld_spool_write_errors_total", [], writer.spoolWriteErrors)
             gauge("pixeld_queue_messages", queue.pendingCount + writer.inFlight)
             gauge("pixeld_queue_bytes", queue.pendingBytes)
             gauge("pixeld_spool_messages", writer.spooled)
@@ -75,6 +76,7 @@ final class IngestMetrics: Sendable {
         "pixeld_redis_trimmed_total": "Oldest values trimmed from lists at --max-list-length (policy drop-oldest).",
         "pixeld_redis_reconnects_total": "Redis connections re-established after a failure.",
         "pixeld_redis_retries_total": "Failed commit attempts (connection errors, timeouts, transient server errors).",
+        "pixeld_spool_write_errors_total": "Spool writes that failed (disk full or read-only); their messages stayed in memory.",
         "pixeld_queue_messages": "Messages accepted and held in memory (queue and in-flight batch).",
         "pixeld_queue_bytes": "Bytes waiting in the memory queue.",
         "pixeld_spool_messages": "Messages waiting in the disk spool.",

@@ -18,12 +18,19 @@ import Glibc
 /// - Connection lost, timeout, or a transient server error (`LOADING`, `BUSY`, `OOM`, `READONLY`,
 ///   `MASTERDOWN`…): the batch is committed again with the same identity, after a jittered backoff
 ///   (50 ms doubling to 500 ms), so recovery starts within a second of Redis returning and a batch whose
-///   reply was lost is not pushed twice.
+///   reply was lost is not pushed twice. After `READONLY`, `MASTERDOWN` or `LOADING` the next attempt
+///   is on a new connection, so a failover behind the same address (a proxy, DNS, a socket symlink)
+///   reaches the new master instead of asking the demoted one forever.
 /// - Meanwhile new messages wait in the queue; the receivers wait when it is full. With a spool, a batch
 ///   that failed on a fresh connection too goes to disk at once, and so does everything after it, as
 ///   it arrives (between replay attempts the writer does not sleep but moves the queue to disk); the
 ///   spool is replayed — in order, before any newer batch — when Redis is back, in slices of 50 ms
 ///   between which new arrivals join the spool, so a long replay never blocks the receivers.
+/// - A spool that cannot be written (disk full or read-only, a permission error) drops nothing: the
+///   batch stays in memory as without a spool — retried against Redis if the spool is empty, else
+///   held until the spool takes it or has been replayed — and the queue and then the receivers wait
+///   behind it. One warning per episode, each failed write counted (``WriterStatistics/spoolWriteErrors``),
+///   and `spool writable again` when a write succeeds.
 /// - A permanent error for one key (`WRONGTYPE`, `NOPERM`) sends that key's values to `<key>:dead`
 ///   and counts them; every other key flows on.
 /// - At shutdown, after the deadline: to the spool if there is one, else counted as lost; once a
@@ -91,6 +98,8 @@ public final class LPushWriter: @unchecked Sendable {
     /// After the shutdown deadline, Redis failed once: no more attempts, so that each remaining batch
     /// does not wait out another connect or command timeout.
     private var gaveUpOnRedis = false
+    /// A spool write failed and none has succeeded since: one warning per episode.
+    private var spoolWriteFailing = false
 
     /// Creates a writer; call ``start()`` to run it.
     /// - Parameters:
@@ -108,7 +117,7 @@ public final class LPushWriter: @unchecked Sendable {
         onDelivered: (@Sendable (_ batch: borrowing PushBatch, _ entryIndices: [Int]) -> Void)? = nil
     ) {
         self.queue = queue
-        self.connection = RedisConnection(configuration: redis, logger: logger)
+        self.connection = RedisConnection(configuration: redis, logger: logger, recordsClientID: true)
         self.options = options
         var generator = SystemRandomNumberGenerator()
         let instanceID = String(UInt64.random(in: 1...UInt64.max, using: &generator), radix: 16)
@@ -210,7 +219,7 @@ public final class LPushWriter: @unchecked Sendable {
                     waiting -= batch.byteCount
                     sequence += 1
                     statistics.setInFlight(batch.count)
-                    toSpool(batch, sequence: sequence)
+                    joinSpool(batch, sequence: sequence)
                     statistics.setInFlight(0)
                     batch.removeAll()
                 }
@@ -260,10 +269,12 @@ public final class LPushWriter: @unchecked Sendable {
                 if isGivingUp { gaveUpOnRedis = true }
                 // With a spool, a batch that failed twice (a dead connection gets one immediate retry
                 // on a new one) goes to disk at once, so an outage or a crash loses nothing held here.
+                // A spool that cannot be written leaves it here, retried as without a spool (the spool
+                // is empty: it was when this batch was taken, and nothing else joins it meanwhile).
                 if spool != nil,
-                    attempts >= 2 || Double(queue.pendingBytes) >= Double(queue.capacityBytes) * options.spoolAtQueueFraction
+                    attempts >= 2 || Double(queue.pendingBytes) >= Double(queue.capacityBytes) * options.spoolAtQueueFraction,
+                    toSpool(batch, sequence: sequence) != .kept
                 {
-                    toSpool(batch, sequence: sequence)
                     retryReplayLater()
                     return
                 }
@@ -275,12 +286,12 @@ public final class LPushWriter: @unchecked Sendable {
 
     /// After the shutdown deadline, with Redis failing: the batch goes to the spool, or is counted lost.
     private func abandon(_ batch: PushBatch, sequence: UInt64) {
-        if spool != nil {
-            toSpool(batch, sequence: sequence)
-        } else {
-            statistics.addLost(batch.count)
-            logger.error("gave up at shutdown: redis unreachable and no spool", metadata: ["messages": "\(batch.count)"])
-        }
+        guard toSpool(batch, sequence: sequence) == .kept else { return }
+        statistics.addLost(batch.count)
+        logger.error(
+            spool == nil ? "gave up at shutdown: redis unreachable and no spool" : "gave up at shutdown: redis unreachable and the spool cannot be written",
+            metadata: ["messages": "\(batch.count)"]
+        )
     }
 
     /// Books a commit's outcome per key: pushed, dead-lettered or lost.
@@ -328,18 +339,65 @@ public final class LPushWriter: @unchecked Sendable {
 
     // MARK: - Spool
 
-    private func toSpool(_ batch: PushBatch, sequence: UInt64) {
-        guard let spool else { return }
+    /// What became of a batch handed to the spool.
+    private enum SpoolOutcome {
+        /// Written.
+        case spooled
+        /// Dropped, counted as `spool_full`: the spool is at its size limit while Redis fails.
+        case dropped
+        /// Not taken (no spool, the write failed, or the spool is at its size limit while Redis takes
+        /// its replay): the caller still holds the batch.
+        case kept
+    }
+
+    /// Appends `batch` to the spool. A failed write is counted and warned about once per episode
+    /// (`spool writable again` ends it); the batch is then the caller's to keep. At the size limit the
+    /// batch is dropped only while Redis fails: while it takes commits, the replay is making room, and
+    /// the batch is kept until there is.
+    private func toSpool(_ batch: PushBatch, sequence: UInt64) -> SpoolOutcome {
+        guard let spool else { return .kept }
         do {
-            if try spool.append(batch, instanceID: instanceID, sequence: sequence) {
-                statistics.setSpooled(spool.messageCount)
-            } else {
+            guard try spool.append(batch, instanceID: instanceID, sequence: sequence) else {
+                if redisReportedOK { return .kept }
                 statistics.addSpoolFull(batch.count)
                 logger.error("spool full; messages dropped", metadata: ["messages": "\(batch.count)"])
+                return .dropped
             }
+            statistics.setSpooled(spool.messageCount)
+            if spoolWriteFailing {
+                spoolWriteFailing = false
+                logger.info("spool writable again")
+            }
+            return .spooled
         } catch {
-            statistics.addSpoolFull(batch.count)
-            logger.error("spool write failed; messages dropped", metadata: ["error": "\(error)", "messages": "\(batch.count)"])
+            statistics.addSpoolWriteError()
+            if spoolWriteFailing {
+                logger.debug("spool write still failing", metadata: ["error": "\(error)"])
+            } else {
+                spoolWriteFailing = true
+                logger.warning("spool write failed; holding messages in memory", metadata: ["error": "\(error)"])
+            }
+            return .kept
+        }
+    }
+
+    /// Puts `batch` behind the spool's records. One the spool does not take now (a write error, or its
+    /// size limit while Redis takes the replay) waits here — and the queue, and then the receivers,
+    /// behind it — so that nothing overtakes a spooled record: between backoff pauses the spool is
+    /// replayed when due and the write tried again, and once the replay has emptied the spool the batch
+    /// is delivered live. After the shutdown deadline it is given up.
+    private func joinSpool(_ batch: PushBatch, sequence: UInt64) {
+        while toSpool(batch, sequence: sequence) == .kept {
+            if isGivingUp {
+                abandon(batch, sequence: sequence)
+                return
+            }
+            pause()
+            if MonotonicClock.nanoseconds() >= nextReplayAt { replaySpool(budgetNanoseconds: Self.replaySliceNanoseconds) }
+            if spool?.isEmpty ?? true {
+                deliver(batch, sequence: sequence)
+                return
+            }
         }
     }
 
@@ -425,8 +483,9 @@ public final class LPushWriter: @unchecked Sendable {
     private func noteFailure(_ error: RespError) {
         statistics.addRetry()
         // A server error part-way through a pipeline leaves replies unread: the connection is out of
-        // step (the next command would read a stale reply), so it goes too.
-        if error.connectionIsDead || connection.hasPendingReplies { connection.close() }
+        // step (the next command would read a stale reply), so it goes too; and so does one to a server
+        // that does not take writes (a replica after a failover), so that the next attempt reconnects.
+        if error.connectionIsDead || connection.hasPendingReplies || error.callsForReconnect { connection.close() }
         let reason = error.connectionIsDead ? "unavailable" : (error.serverErrorPrefix.map { $0.lowercased() } ?? "\(error.code)")
         let full = error.serverErrorPrefix == "FULL"
         if heldByFullList && !full {

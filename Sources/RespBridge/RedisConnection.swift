@@ -18,11 +18,18 @@ public final class RedisConnection: @unchecked Sendable {
     private var interruptTarget: HiredisContext?
     /// Commands appended since the last reply was read; replies still owed by the server.
     private var pendingReplies = 0
+    private let recordsClientID: Bool
+    /// The server's id for this connection (`CLIENT ID`, asked at connect when the connection was
+    /// created to record it), by which another connection can `CLIENT KILL` it; `nil` when not
+    /// connected, not recorded, or refused.
+    public private(set) var clientID: Int64?
 
     /// Creates an unconnected connection; the first command connects.
-    public init(configuration: RedisConfiguration, logger: Logger) {
+    /// - Parameter recordsClientID: ask each new connection's ``clientID`` (one more round trip per connect).
+    public init(configuration: RedisConfiguration, logger: Logger, recordsClientID: Bool = false) {
         self.configuration = configuration
         self.logger = logger
+        self.recordsClientID = recordsClientID
     }
 
     /// `true` while a live context is held.
@@ -50,6 +57,7 @@ public final class RedisConnection: @unchecked Sendable {
             if configuration.database != 0 {
                 try command(["SELECT", String(configuration.database)]).unwrap("SELECT")
             }
+            if recordsClientID { clientID = try command(["CLIENT", "ID"]).int }
         } catch {
             close()
             throw error
@@ -61,6 +69,7 @@ public final class RedisConnection: @unchecked Sendable {
         interruptLock.withLock { interruptTarget = nil }
         context = nil
         pendingReplies = 0
+        clientID = nil
     }
 
     /// Makes a call blocked on this connection in another thread return with an error. Thread-safe.

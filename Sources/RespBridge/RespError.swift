@@ -68,6 +68,18 @@ public struct RespError: Error, Sendable, CustomStringConvertible, Equatable {
             .contains(prefix)
     }
 
+    /// `true` for server errors that say this server does not take writes now — a replica
+    /// (`READONLY`), a replica cut off from its master (`MASTERDOWN`), a server still loading its data
+    /// (`LOADING`) — while the address may lead to another server by now: after a failover behind a
+    /// proxy, a DNS name or a unix-socket symlink, the old connection stays with the demoted server.
+    /// Such a connection is replaced, so that the next attempt connects (and resolves the address)
+    /// again. Other transient errors (`OOM`, `BUSY`, `FULL`, `NOREPLICAS`) come from the right server,
+    /// which a new connection would reach again.
+    public var callsForReconnect: Bool {
+        guard let prefix = serverErrorPrefix else { return false }
+        return ["READONLY", "MASTERDOWN", "LOADING"].contains(prefix)
+    }
+
     public var description: String {
         var text = "\(operation): \(message)"
         if let systemCode { text += " (\(code) \(systemCode))" } else { text += " (\(code))" }

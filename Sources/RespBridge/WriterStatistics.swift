@@ -10,6 +10,7 @@ public final class WriterStatistics: Sendable {
     private let deadLetteredCount = Atomic<Int>(0)
     private let lostCount = Atomic<Int>(0)
     private let spoolFullCount = Atomic<Int>(0)
+    private let spoolWriteErrorCount = Atomic<Int>(0)
     private let recoveredCount = Atomic<Int>(0)
     private let spooledGauge = Atomic<Int>(0)
     private let inFlightGauge = Atomic<Int>(0)
@@ -27,8 +28,11 @@ public final class WriterStatistics: Sendable {
     public var deadLettered: Int { deadLetteredCount.load(ordering: .relaxed) }
     /// Messages given up at shutdown (no spool) or whose dead-letter push failed too.
     public var lost: Int { lostCount.load(ordering: .relaxed) }
-    /// Messages dropped because the spool was full or could not be written.
+    /// Messages dropped because the spool was at its size limit.
     public var spoolFull: Int { spoolFullCount.load(ordering: .relaxed) }
+    /// Spool writes that failed (disk full or read-only, a permission error); their batches stayed in
+    /// memory, nothing was dropped.
+    public var spoolWriteErrors: Int { spoolWriteErrorCount.load(ordering: .relaxed) }
     /// Messages a previous run left in the spool, pushed by this run.
     public var recovered: Int { recoveredCount.load(ordering: .relaxed) }
     /// Messages in the spool now.
@@ -61,6 +65,7 @@ public final class WriterStatistics: Sendable {
     func addDeadLettered(_ n: Int) { deadLetteredCount.add(n, ordering: .relaxed) }
     func addLost(_ n: Int) { lostCount.add(n, ordering: .relaxed) }
     func addSpoolFull(_ n: Int) { spoolFullCount.add(n, ordering: .relaxed) }
+    func addSpoolWriteError() { spoolWriteErrorCount.add(1, ordering: .relaxed) }
     func addRecovered(_ n: Int) { recoveredCount.add(n, ordering: .relaxed) }
     func setSpooled(_ n: Int) { spooledGauge.store(n, ordering: .relaxed) }
     func setInFlight(_ n: Int) { inFlightGauge.store(n, ordering: .relaxed) }

@@ -2,8 +2,31 @@ import Foundation
 @testable import RespBridge
 import Testing
 
-/// `RLIMIT_FSIZE` as `getrlimit`/`setrlimit` take it (Glibc imports the resource as an enum there).
-private let RLIMIT_FSIZE_VALUE = __rlimit_resource_t(RLIMIT_FSIZE.rawValue)
+/// The process's file size limit (`RLIMIT_FSIZE`) lowered, and `SIGXFSZ` ignored so that a write past
+/// it fails with `EFBIG` instead of killing the process, until ``restore()``: a disk that is full.
+/// The limit is the whole test process's, so keep the window short.
+struct LoweredFileSizeLimit {
+    /// `RLIMIT_FSIZE` as `getrlimit`/`setrlimit` take it (Glibc imports the resource as an enum there).
+    private static let resource = __rlimit_resource_t(RLIMIT_FSIZE.rawValue)
+    private var saved = rlimit()
+    private let previousHandler: (@convention(c) (Int32) -> Void)?
+
+    /// Lowers the limit to `bytes`.
+    init(bytes: Int) {
+        getrlimit(Self.resource, &saved)
+        previousHandler = signal(SIGXFSZ, SIG_IGN)
+        var limited = saved
+        limited.rlim_cur = rlim_t(bytes)
+        setrlimit(Self.resource, &limited)
+    }
+
+    /// Puts the limit and the signal's handler back.
+    func restore() {
+        var saved = saved
+        setrlimit(Self.resource, &saved)
+        signal(SIGXFSZ, previousHandler)
+    }
+}
 
 /// Serialized: one test lowers the process's file size limit for the length of one append (the
 /// suites run one at a time under `./dev test`, `--no-parallel`, as the README runs them).
@@ -126,12 +149,7 @@ private let RLIMIT_FSIZE_VALUE = __rlimit_resource_t(RLIMIT_FSIZE.rawValue)
         let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: path).first { $0.hasPrefix("segment-") })
         let size = { (try? FileManager.default.attributesOfItem(atPath: path + "/" + segment)[.size] as? Int) ?? -1 }
         let sizeBefore = size()
-        var saved = rlimit()
-        getrlimit(RLIMIT_FSIZE_VALUE, &saved)
-        let previousHandler = signal(SIGXFSZ, SIG_IGN)
-        var limited = saved
-        limited.rlim_cur = rlim_t(sizeBefore + 100)
-        setrlimit(RLIMIT_FSIZE_VALUE, &limited)
+        let limit = LoweredFileSizeLimit(bytes: sizeBefore + 100)
         let failed: Bool
         do {
             _ = try spool.append(batch([String(repeating: "x", count: 4000)]), instanceID: "w", sequence: 2)
@@ -139,8 +157,7 @@ private let RLIMIT_FSIZE_VALUE = __rlimit_resource_t(RLIMIT_FSIZE.rawValue)
         } catch {
             failed = true
         }
-        setrlimit(RLIMIT_FSIZE_VALUE, &saved)
-        signal(SIGXFSZ, previousHandler)
+        limit.restore()
         #expect(failed, "an append past the file size limit succeeded")
         #expect(size() == sizeBefore, "the partial record was not cut off")
         #expect(spool.messageCount == 1)

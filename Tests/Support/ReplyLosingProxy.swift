@@ -17,6 +17,11 @@ import Darwin
 /// reply may span several reads; only the first is recognised). Loopback only; threads end when
 /// their sockets close; ``close()`` ends everything.
 ///
+/// It can also hold up the first transaction a client sends (the read from the client holding
+/// `MULTI`) for a while before passing it on, as TCP retransmission to a remote Redis does: long
+/// enough, the client times out, closes its connection and retries on another, while the held bytes
+/// still reach Redis on the first one — unless Redis dropped that client meanwhile.
+///
 /// ```swift
 /// let proxy = try ReplyLosingProxy(upstreamPort: redis.port, dropEvery: 3, replies: .transactions)
 /// defer { proxy.close() }
@@ -74,13 +79,18 @@ public final class ReplyLosingProxy: @unchecked Sendable {
     private var dropped = 0
     private var accepted = 0
     private var closed = false
+    private let holdSeconds: Double?
+    private var holds = 0
+    private var forwardedHolds = 0
 
     /// Starts a proxy to Redis on `upstreamPort` that loses every `dropEvery`-th reply of the kind
-    /// `replies` (default: the writer's commits).
-    public init(upstreamPort: Int, dropEvery: Int, replies: Replies = .commits) throws {
+    /// `replies` (default: the writer's commits) and, with `holdingFirstTransactionFor`, holds up the
+    /// first transaction a client sends for that many seconds.
+    public init(upstreamPort: Int, dropEvery: Int, replies: Replies = .commits, holdingFirstTransactionFor holdSeconds: Double? = nil) throws {
         self.upstreamPort = upstreamPort
         self.dropEvery = dropEvery
         self.replies = replies
+        self.holdSeconds = holdSeconds
         let fd = socket(AF_INET, SocketConstants.stream, 0)
         guard fd >= 0 else { throw TestSupportError("socket failed: errno \(errno)") }
         var one: Int32 = 1
@@ -104,6 +114,25 @@ public final class ReplyLosingProxy: @unchecked Sendable {
     public var matchingReplies: Int { lock.withLock { matching } }
     /// Client connections accepted so far.
     public var connections: Int { lock.withLock { accepted } }
+    /// Transactions held up so far (at most one).
+    public var heldTransactions: Int { lock.withLock { holds } }
+    /// Held transactions passed on to Redis so far, after their wait (whether Redis still took them).
+    public var forwardedHeldTransactions: Int { lock.withLock { forwardedHolds } }
+
+    private static let multi = Array("$5\r\nMULTI\r\n".utf8)
+
+    /// Waits out the hold if `read` (from a client) is the first transaction; `true` when it did, and
+    /// the read is to be counted as forwarded once written.
+    private func holdIfFirstTransaction(_ read: ArraySlice<UInt8>) -> Bool {
+        guard let holdSeconds, read.firstRange(of: Self.multi) != nil else { return false }
+        let first = lock.withLock { () -> Bool in
+            guard holds == 0 else { return false }
+            holds = 1
+            return true
+        }
+        if first { Thread.sleep(forTimeInterval: holdSeconds) }
+        return first
+    }
 
     private func acceptLoop() {
         for _ in 0..<100_000 {
@@ -153,6 +182,8 @@ public final class ReplyLosingProxy: @unchecked Sendable {
             let count = chunk.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
             if count <= 0 { break }
+            let held = !watchReplies && holdIfFirstTransaction(chunk[..<count])
+            defer { if held { lock.withLock { forwardedHolds += 1 } } }
             if watchReplies && replies.matches(chunk[..<count]) {
                 let drop = lock.withLock { () -> Bool in
                     matching += 1

@@ -29,8 +29,9 @@
 ///    it accepts them by now) or to `<key>:dead`, exactly once even if that reply is lost too (the
 ///    follow-up marker and its saved outcome make its retry return the same outcome).
 /// 2. **The reply is lost** (the connection died after the transaction was sent). The next attempt at
-///    the same batch first reads the marker: below the sequence, the transaction never ran (`EXEC` is
-///    all or nothing) and the batch goes through the script; at or above it, it ran, and `TYPE` of each
+///    the same batch first makes sure the transaction cannot run any more (see `fenceOff`), then reads
+///    the marker: below the sequence, the transaction never ran (`EXEC` is all or nothing) and the
+///    batch goes through the script; at or above it, it ran, and `TYPE` of each
 ///    key tells which pushes succeeded — a list (or, if a consumer emptied it, no key) accepted the
 ///    values, any other type refused them and they take the follow-up of case 1. The one case this
 ///    cannot tell apart: a key that refused the push and was then deleted or turned back into a list
@@ -45,6 +46,8 @@ extension BatchCommitter {
     struct UnresolvedTransaction {
         var marker: [UInt8]
         var sequence: UInt64
+        /// The `CLIENT ID` of the connection it was sent on, if known.
+        var clientID: Int64?
     }
 
     /// A batch applied by a transaction in which some keys refused their push: those keys' values still
@@ -75,7 +78,7 @@ extension BatchCommitter {
         on connection: RedisConnection
     ) throws(RespError) -> Result {
         lastOwnSequenceSent = sequence
-        unresolvedTransaction = UnresolvedTransaction(marker: marker, sequence: sequence)
+        unresolvedTransaction = UnresolvedTransaction(marker: marker, sequence: sequence, clientID: connection.clientID)
         let trims = maxListLength > 0
         let deletesSavedOutcome = savedOutcomeMayExist
         try connection.append([Self.multi])
@@ -133,6 +136,7 @@ extension BatchCommitter {
         sequence: UInt64,
         on connection: RedisConnection
     ) throws(RespError) -> Result? {
+        try fenceOff(unresolvedTransaction?.clientID, on: connection)
         let stored = try connection.command([Self.get, marker]).unwrap("GET")
         let applied = stored.string.flatMap { UInt64($0) }.map { $0 >= sequence } ?? false
         guard applied else {
@@ -150,6 +154,26 @@ extension BatchCommitter {
         }
         unresolvedTransaction = nil
         return try finish(PendingFollowUp(marker: marker, sequence: sequence, outcomes: outcomes), batch, groups, on: connection)
+    }
+
+    /// Makes sure a transaction whose reply was lost can no longer run, before the marker tells whether
+    /// it ran: `CLIENT KILL ID` of the connection it was sent on.
+    ///
+    /// A lost reply does not mean the transaction reached Redis. After a command timeout its bytes
+    /// may still be on their way (TCP retransmits them after this process closed the socket, to a
+    /// remote Redis for seconds) and arrive after the marker was read here: the marker said "never
+    /// ran", the script committed the batch, and the late `EXEC` — which does not look at the marker —
+    /// would push it a second time. Killing the old client makes Redis drop whatever of it has not run
+    /// yet; Redis runs one command at a time, so after the kill nothing of it runs any more and the
+    /// marker read next is final. (`WATCH` would not do: sent with the transaction, it would run as
+    /// late as the transaction.) A kill that finds no client (`0`: it is gone, and its unsent bytes
+    /// with it) needs nothing more. Not covered: a connection whose id is unknown (`CLIENT ID` refused,
+    /// Redis before 5), and a refused kill (an ACL without `CLIENT KILL`); there, as before, only bytes
+    /// still on their way longer than the command timeout can be applied twice.
+    /// - Throws: ``RespError`` when the connection fails; a refusal is not an error here.
+    private func fenceOff(_ clientID: Int64?, on connection: RedisConnection) throws(RespError) {
+        guard let clientID, clientID != connection.clientID else { return }
+        _ = try connection.command([Self.client, Self.kill, Self.id, Array(String(clientID).utf8)])
     }
 
     /// Commits the follow-up of `pending`, if it has one, and combines the outcomes.
@@ -218,4 +242,7 @@ extension BatchCommitter {
     private static let get = Array("GET".utf8)
     private static let type = Array("TYPE".utf8)
     private static let ltrim = Array("LTRIM".utf8)
+    private static let client = Array("CLIENT".utf8)
+    private static let kill = Array("KILL".utf8)
+    private static let id = Array("ID".utf8)
 }

@@ -64,6 +64,10 @@ public final class Spool {
 
     /// Bytes on disk.
     public private(set) var byteCount = 0
+    /// Bytes of the records not yet replayed: what the size limit applies to. The replayed records of
+    /// the first segment stay on disk until the whole segment is replayed, but they no longer count, so
+    /// a spool filled to its limit takes new records as soon as its replay begins.
+    private var unreplayedBytes: Int { byteCount - readOffset }
     /// Messages held (not yet replayed).
     public private(set) var messageCount = 0
     private var unreadableMessages = 0
@@ -72,7 +76,9 @@ public final class Spool {
 
     /// Opens (creating if needed) the spool in `directory` and checks the records already there.
     /// - Parameters:
-    ///   - maxBytes: the most bytes the spool may hold; ``append(_:instanceID:sequence:)`` refuses beyond.
+    ///   - maxBytes: the most bytes of records not yet replayed the spool may hold;
+    ///     ``append(_:instanceID:sequence:)`` refuses beyond. The disk may hold up to one segment more:
+    ///     the replayed part of the first segment, deleted when the segment is done.
     ///   - segmentBytes: a new segment file starts after this many bytes.
     /// - Throws: ``SpoolError`` when the directory cannot be created or read, or is in use by another
     ///   process (``SpoolError/isInUse``).
@@ -131,7 +137,7 @@ public final class Spool {
         record.appendLittleEndian(UInt32(payload.count))
         record.appendLittleEndian(payload.withUnsafeBytes { CRC32.checksum($0) })
         record += payload
-        guard byteCount + record.count <= maxBytes else { return false }
+        guard unreplayedBytes + record.count <= maxBytes else { return false }
 
         if segments.isEmpty || segments[segments.count - 1].size >= segmentBytes || writeFD < 0 {
             try startSegment()

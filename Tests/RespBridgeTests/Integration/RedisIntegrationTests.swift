@@ -950,6 +950,35 @@ extension RedisIntegrationTests {
         #expect(writer.statistics.lost == 0)
     }
 
+    /// A transaction held up on its way to Redis (TCP retransmission to a remote Redis) for longer than
+    /// the command timeout: the writer gives the connection up and resolves the batch on a new one, where
+    /// the marker says it has not run, and commits it through the script; the held bytes, arriving after
+    /// that on the first connection, must not push the batch a second time.
+    @Test func aTransactionHeldUpPastTheCommandTimeoutIsNotAppliedTwice() async throws {
+        let server = try RedisServer.start()
+        let proxy = try ReplyLosingProxy(upstreamPort: server.port, dropEvery: .max, holdingFirstTransactionFor: 1)
+        defer { proxy.close() }
+        var configuration = try RedisConfiguration(url: proxy.url)
+        configuration.commandTimeoutMilliseconds = 300
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(queue: queue, redis: configuration, logger: logger)
+        writer.start()
+        push(0..<10, into: queue)  // the script: pixel becomes a known list
+        #expect(try waitForLength(10, of: "pixel", in: server))
+        push(10..<20, into: queue)  // a transaction, held up past the timeout; resolved on a new connection
+        #expect(try waitForLength(20, of: "pixel", in: server))
+        #expect(waitUntil(seconds: 5) { proxy.forwardedHeldTransactions == 1 }, "the held transaction was not passed on")
+        usleep(200_000)  // time for it to run, if Redis still takes it
+        push(20..<30, into: queue)
+        #expect(waitUntil(seconds: 5) { writer.statistics.pushed == 30 })
+        await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
+        let values = try server.lrange("pixel")
+        let once = values.reversed() == (0..<30).map(String.init)
+        #expect(once, "not each value once, in order: \(values.reversed())")
+        #expect(proxy.heldTransactions == 1)
+        #expect(writer.statistics.reconnects >= 1)
+    }
+
     /// Redis at `maxmemory` refuses a transaction's `LPUSH` while queueing it, and `EXEC` then answers
     /// `-EXECABORT`: the warning and the health state name the refusal (`oom`), not `execabort`.
     @Test func aTransactionRefusedForMemoryIsReportedAsOOM() async throws {
@@ -974,6 +1003,43 @@ extension RedisIntegrationTests {
         #expect(handler.count("redis refused the commit (oom), holding messages and retrying") == 1)
         #expect(handler.count("redis refused the commit (execabort), holding messages and retrying") == 0)
         #expect(try server.lrange("pixel").reversed() == (0..<20).map(String.init))
+    }
+
+    /// A failover behind an address that stays the same (here a unix-socket symlink; a DNS name moved by
+    /// Sentinel or an HAProxy backend behave alike): the server the writer is connected to becomes a
+    /// replica and refuses every commit with `READONLY` (a transaction as `EXECABORT`, a retry through
+    /// the script directly), and the address now leads to the new master. The writer must connect
+    /// again rather than retry on the old connection forever, and deliver each message once, in order.
+    @Test func aServerTurnedReplicaIsLeftForTheMasterTheAddressLeadsToNow() async throws {
+        let old = try RedisServer.start()
+        let new = try RedisServer.start()
+        let directory = try TempDirectory(prefix: "pixeld-failover")
+        let link = directory.appending("redis.sock").path
+        /// Points `link` at `server`'s socket, replacing it atomically.
+        func point(at server: RedisServer) throws {
+            let next = directory.appending("next.sock").path
+            try FileManager.default.createSymbolicLink(atPath: next, withDestinationPath: server.unixSocketPath)
+            try #require(rename(next, link) == 0)
+        }
+        try point(at: old)
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(queue: queue, redis: try RedisConfiguration(url: "unix://\(link)"), logger: logger)
+        writer.start()
+        push(0..<10, into: queue)  // the script: pixel becomes a known list
+        #expect(try waitForLength(10, of: "pixel", in: old))
+        _ = try old.command(["REPLICAOF", "127.0.0.1", String(new.port)])  // demoted: read-only at once
+        push(10..<20, into: queue)  // a transaction, refused with EXECABORT (READONLY); retries take the script
+        #expect(waitUntil(seconds: 5) {
+            if case .failing("readonly", _) = writer.statistics.redis { return writer.statistics.retries >= 2 }
+            return false
+        })
+        push(20..<30, into: queue)
+        try point(at: new)
+        #expect(try waitForLength(20, of: "pixel", in: new))
+        await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
+        #expect(try new.lrange("pixel").reversed() == (10..<30).map(String.init))
+        #expect(writer.statistics.pushed == 30)
+        #expect(writer.statistics.reconnects >= 1)
     }
 
     @Test func dropOldestTrimsInTheTransactionToo() async throws {
@@ -1079,12 +1145,18 @@ struct SpoolIntegrationTests {
         }
     }
 
-    @Test func duringAnOutageTheQueueGoesToTheSpoolWithoutWaitingForTheNextRetry() async throws {
+    /// A Redis server that is down (connections refused from the start) and an empty spool of 64 MiB in
+    /// a temporary directory named after `name`, which the caller removes.
+    private func outageWithSpool(_ name: String, sync: Spool.SyncPolicy) throws -> (RedisServer, directory: String, Spool) {
         let server = try RedisServer.start()
-        server.stop()  // connections refused from the start
-        let directory = temporarySpool("spool-intake")
+        server.stop()
+        let directory = temporarySpool(name)
+        return (server, directory, try Spool(directory: directory, maxBytes: 64 << 20, sync: sync))
+    }
+
+    @Test func duringAnOutageTheQueueGoesToTheSpoolWithoutWaitingForTheNextRetry() async throws {
+        let (server, directory, spool) = try outageWithSpool("spool-intake", sync: .never)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let spool = try Spool(directory: directory, maxBytes: 64 << 20, sync: .never)
         let queue = PushQueue(capacityBytes: 1 << 20)
         let writer = LPushWriter(queue: queue, redis: try RedisConfiguration(url: server.url), spool: spool, logger: logger)
         writer.start()
@@ -1102,6 +1174,46 @@ struct SpoolIntegrationTests {
         #expect(spool.messageCount == 20_000)
     }
 
+    /// A spool that cannot be written during an outage (a full or read-only disk; here the process's
+    /// file size limit at 0, so every write fails with `EFBIG`): the batches stay in memory, as without a
+    /// spool, rather than being dropped as `spool_full`; spooling resumes once writes succeed again, and
+    /// when Redis is back every message arrives once, in order.
+    @Test func aSpoolThatCannotBeWrittenKeepsTheMessagesInMemory() async throws {
+        let (server, directory, spool) = try outageWithSpool("spool-unwritable", sync: .always)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let handler = CountingLogHandler()
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(
+            queue: queue, redis: try RedisConfiguration(url: server.url), spool: spool, logger: Logger(label: "test") { _ in handler }
+        )
+        let limit = LoweredFileSizeLimit(bytes: 0)
+        writer.start()
+        enqueue(0..<500, into: queue) { "m\($0)" }
+        let failed = Poll.until(timeout: 5, interval: 0.005) { writer.statistics.spoolWriteErrors >= 3 }
+        limit.restore()
+        #expect(failed, "no spool write failed")
+        #expect(writer.statistics.spoolFull == 0 && writer.statistics.lost == 0)
+        enqueue(500..<1000, into: queue) { "m\($0)" }
+        #expect(Poll.until(timeout: 5, interval: 0.01) { writer.statistics.spooled == 1000 }, "spooling did not resume")
+        // Again, now behind spooled records: the batch waits in memory for the spool, not for Redis.
+        let errorsBefore = writer.statistics.spoolWriteErrors
+        let again = LoweredFileSizeLimit(bytes: 0)
+        enqueue(1000..<1500, into: queue) { "m\($0)" }
+        let failedAgain = Poll.until(timeout: 5, interval: 0.005) { writer.statistics.spoolWriteErrors >= errorsBefore + 3 }
+        again.restore()
+        #expect(failedAgain, "no spool write failed behind the spooled records")
+        #expect(Poll.until(timeout: 5, interval: 0.01) { writer.statistics.spooled == 1500 }, "spooling did not resume")
+        try server.restart()
+        #expect(Poll.until(timeout: 10, interval: 0.01) { (try? server.llen("pixel")) == 1500 })
+        await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
+        let values = try server.lrange("pixel")
+        let inOrder = values.reversed() == (0..<1500).map { "m\($0)" }
+        #expect(inOrder, "not every message once, in order (\(values.count) of 1500)")
+        #expect(writer.statistics.pushed == 1500 && writer.statistics.spoolFull == 0 && writer.statistics.lost == 0)
+        #expect(handler.count("spool write failed; holding messages in memory") == 2)
+        #expect(handler.count("spool writable again") == 2)
+    }
+
     @Test func aLongReplayLetsNewMessagesInBehindIt() async throws {
         let server = try RedisServer.start()
         let directory = temporarySpool("spool-slices")
@@ -1115,23 +1227,56 @@ struct SpoolIntegrationTests {
             }
             #expect(try spool.append(batch, instanceID: "earlier", sequence: UInt64(record + 1)))
         }
+        let (_, spooledWhenTheProducerWasDone) = try await replayWithNewArrivals(spool, holding: 200_000, into: server)
+        #expect(spooledWhenTheProducerWasDone > 0, "the producer waited for the whole replay")
+    }
+
+    /// Runs a writer on `spool`, which holds a previous run's `s0`…`s<count-1>`, while 2,000 new
+    /// messages (200 KB) arrive in a 64 KiB queue: they fit only if the writer keeps taking them (behind
+    /// the spool) while it replays; the producer fills the queue before the writer starts. Expects
+    /// Redis to hold the spool's messages, then the new ones, each once, in order.
+    /// - Returns: the stopped writer, and the spool's messages when the producer was done.
+    private func replayWithNewArrivals(
+        _ spool: Spool, holding count: Int, into server: RedisServer, sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws -> (LPushWriter, spooledWhenTheProducerWasDone: Int) {
         let queue = PushQueue(capacityBytes: 64 << 10)
         let writer = LPushWriter(queue: queue, redis: try RedisConfiguration(url: server.url), spool: spool, logger: logger)
-        // 200 KB of new messages into a 64 KiB queue: they fit only if the writer keeps taking them
-        // (behind the spool) while it replays. The producer fills the queue before the writer starts.
         let producer = DedicatedThread(name: "test-producer") {
             enqueue(0..<2000, into: queue) { "l\($0)" + String(repeating: "y", count: 90) }
         }
-        #expect(Poll.until(timeout: 10, interval: 0.005) { queue.pendingBytes > 40 << 10 }, "the producer did not fill the queue")
+        #expect(Poll.until(timeout: 10, interval: 0.005) { queue.pendingBytes > 40 << 10 }, "the producer did not fill the queue", sourceLocation: sourceLocation)
         writer.start()
         await producer.finished()
         let spooledWhenTheProducerWasDone = writer.statistics.spooled  // (the spool itself is the writer thread's)
         await writer.shutdown(timeoutNanoseconds: 60_000_000_000)
-        #expect(spooledWhenTheProducerWasDone > 0, "the producer waited for the whole replay")
-        #expect(writer.statistics.recovered == 200_000 && writer.statistics.pushed == 2000)
+        #expect(writer.statistics.recovered == count && writer.statistics.pushed == 2000, sourceLocation: sourceLocation)
         let values = try server.lrange("pixel").reversed().map { $0 }
-        let expected = (0..<200_000).map { "s\($0)" } + (0..<2000).map { "l\($0)" + String(repeating: "y", count: 90) }
-        #expect(values == expected, "not the spool, then the new messages, each once, in order")
+        let expected = (0..<count).map { "s\($0)" } + (0..<2000).map { "l\($0)" + String(repeating: "y", count: 90) }
+        let inOrder = values == expected
+        #expect(inOrder, "not the spool, then the new messages, each once, in order (\(values.count) of \(expected.count))", sourceLocation: sourceLocation)
+        return (writer, spooledWhenTheProducerWasDone)
+    }
+
+    /// A spool filled to its limit by an outage, replayed once Redis is back: messages arriving during
+    /// the replay must not be dropped as `spool_full` while Redis takes every commit. (The replayed part
+    /// of a 16 MiB segment stays on disk until the segment is done; it must not count as full.)
+    @Test func aFullSpoolTakesNewMessagesWhileItIsReplayed() async throws {
+        let server = try RedisServer.start()
+        let directory = temporarySpool("spool-full-replay")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let spool = try Spool(directory: directory, maxBytes: 4 << 20, sync: .never)
+        // A previous run's outage filled it: records of 2,000 messages until the limit refuses one.
+        var filled = 0
+        while true {
+            var batch = PushBatch()
+            for index in filled..<filled + 2000 {
+                batch.append(key: Array("pixel".utf8), value: Array("s\(index)".utf8), acceptedAt: 0)
+            }
+            guard try spool.append(batch, instanceID: "earlier", sequence: UInt64(filled / 2000 + 1)) else { break }
+            filled += 2000
+        }
+        let (writer, _) = try await replayWithNewArrivals(spool, holding: filled, into: server)
+        #expect(writer.statistics.spoolFull == 0)
     }
 
     @Test func theReplayAtShutdownStopsAtTheDeadlineAndTheNextStartReplaysTheRest() async throws {
