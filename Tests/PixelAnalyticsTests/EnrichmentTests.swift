@@ -12,7 +12,9 @@ import Testing
         ("https://www.example.com/other-page", nil, "(direct)"), ("https://docs.example.com/", nil, "(direct)"),
         ("https://a.b.example.com/", nil, "(direct)"), ("https://notexample.com/", nil, "notexample.com"),
         ("https://example.com.evil.net/", nil, "example.com.evil.net"),
-        ("https://www.someblog.net/post", nil, "someblog.net"), ("android-app://com.x", nil, "(direct)"),
+        ("https://www.someblog.net/post", nil, "someblog.net"), ("android-app://com.x", nil, "com.x"),
+        ("android-app://com.google.android.googlequicksearchbox/", nil, "Google"), ("android-app://com.google.android.gm/", nil, "Gmail"),
+        ("android-app://", nil, "(direct)"),
         ("https://www.google.com/", "newsletter", "Newsletter"), (nil, "twitter", "Twitter"),
         (nil, "Spring Sale", "Spring Sale"),
     ] as [(String?, String?, String)])

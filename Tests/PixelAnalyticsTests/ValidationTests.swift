@@ -12,6 +12,19 @@ import Testing
         #expect(throws: SiteListError.self) { try SiteList([""]) }
     }
 
+    /// Browsers send an internationalised host in its ASCII form: `--site bücher.de` must accept
+    /// `https://xn--bcher-kva.de/`. RFC 3492's own samples and the common German ones.
+    @Test func internationalisedSiteNamesTakeTheFormBrowsersSend() throws {
+        let list = try SiteList(["Bücher.de", "www.münchen.example", "例え.テスト"])
+        #expect(list.names == ["xn--bcher-kva.de", "xn--mnchen-3ya.example", "xn--r8jz45g.xn--zckzah"])
+        #expect(list.contains("xn--bcher-kva.de"))
+        #expect(Punycode.encode("ü") == "tda")
+        #expect(Punycode.encode("bücher") == "bcher-kva")
+        // RFC 3492 7.1 (L), Japanese: "3年B組金八先生" → "3B-ww4c5e180e575a65lsy2b".
+        #expect(Punycode.encode("3年b組金八先生") == "3b-ww4c5e180e575a65lsy2b")
+        #expect(Punycode.asciiHost("example.com") == "example.com")
+    }
+
     @Test(arguments: [
         ("https://example.com/", "example.com", "/", ""),
         ("http://WWW.Example.COM:8080/a/b?utm_source=x#frag", "example.com", "/a/b", "utm_source=x"),

@@ -1,5 +1,6 @@
-/// Where a visit came from: a named source for well-known hosts, the referrer's host otherwise,
-/// `(direct)` for no referrer or an internal one; a campaign's `utm_source` (or `ref`) wins.
+/// Where a visit came from: a named source for well-known hosts (and Android apps), the referrer's
+/// host (or app package) otherwise, `(direct)` for no referrer or an internal one; a campaign's
+/// `utm_source` (or `ref`) wins.
 public enum SourceClassifier {
     /// The source of visits without a referrer, or referred from the site itself.
     public static let direct = "(direct)"
@@ -17,6 +18,16 @@ public enum SourceClassifier {
         "lobste.rs": "Lobsters", "wikipedia.org": "Wikipedia", "t.me": "Telegram", "telegram.org": "Telegram",
         "stackoverflow.com": "Stack Overflow", "medium.com": "Medium", "bsky.app": "Bluesky",
         "chatgpt.com": "ChatGPT", "perplexity.ai": "Perplexity", "mail.google.com": "Gmail",
+    ]
+
+    /// Android apps by package, as Chrome on Android reports them (`android-app://PACKAGE/`: the Google
+    /// app and Discover, Gmail, the social apps' in-app browsers), mapped to the same names as their hosts.
+    static let knownApps: [String: String] = [
+        "com.google.android.googlequicksearchbox": "Google", "com.google.android.gm": "Gmail",
+        "com.google.android.youtube": "YouTube", "com.twitter.android": "Twitter", "com.facebook.katana": "Facebook",
+        "com.facebook.orca": "Facebook", "com.instagram.android": "Instagram", "com.reddit.frontpage": "Reddit",
+        "com.linkedin.android": "LinkedIn", "org.telegram.messenger": "Telegram", "com.pinterest": "Pinterest",
+        "com.slack": "Slack", "com.Slack": "Slack", "com.microsoft.office.outlook": "Outlook",
     ]
 
     /// Campaign source aliases (`utm_source=twitter`) mapped to the same names as referrers.
@@ -38,6 +49,7 @@ public enum SourceClassifier {
             if !cleaned.isEmpty { return knownAliases[cleaned.lowercased()] ?? cleaned }
         }
         guard let referrer, !referrer.isEmpty, referrer != "-" else { return direct }
+        if referrer.hasPrefix(androidAppScheme) { return name(forAndroidApp: referrer.dropFirst(androidAppScheme.count)) }
         return ASCIIBytes.withBytes(referrer) { bytes in
             guard let parts = URLParts.parse(bytes) else { return direct }
             let host = URLParts.normalizedHost(bytes, parts.host)
@@ -60,6 +72,15 @@ public enum SourceClassifier {
         if host.hasPrefix("bing.") { return "Bing" }
         if host.hasPrefix("yandex.") { return "Yandex" }
         return DimensionText.clean(host)
+    }
+
+    private static let androidAppScheme = "android-app://"
+
+    /// The name of an app referrer (`android-app://` removed): a well-known name, or the package.
+    static func name(forAndroidApp rest: Substring) -> String {
+        let package = String(rest.prefix { $0 != "/" })
+        guard !package.isEmpty else { return direct }
+        return knownApps[package] ?? DimensionText.clean(package)
     }
 
     /// Whether `host` ends with `.` + `site` (compared as bytes, without building that string).

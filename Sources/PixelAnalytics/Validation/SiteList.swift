@@ -1,6 +1,7 @@
 /// The sites a consumer accepts hits for (`--site`, repeatable), compared in normalized form:
 /// lowercase, without a leading `www.`, a port or a trailing dot, so `--site Example.com` accepts
-/// `https://www.example.com:8443/`.
+/// `https://www.example.com:8443/`; an internationalised name in the ASCII form browsers send
+/// (`bücher.de` is `xn--bcher-kva.de`).
 public struct SiteList: Sendable, Equatable {
     /// The normalized site names, sorted.
     public let names: [String]
@@ -34,7 +35,7 @@ public struct SiteList: Sendable, Equatable {
             guard let parts = URLParts.parse(bytes), bytes[parts.host.lowerBound] != UInt8(ascii: "[") else {
                 return nil
             }
-            let name = URLParts.normalizedHost(bytes, parts.host)
+            guard let name = Punycode.asciiHost(URLParts.normalizedHost(bytes, parts.host)) else { return nil }
             return name.utf8.count <= 253 ? name : nil
         }
     }
