@@ -150,6 +150,9 @@ public final class ReliableListConsumer: @unchecked Sendable {
     private let recoveredCount = Atomic<Int>(0)
     private let ackCommandErrorCount = Atomic<Int>(0)
     private let conflictCount = Atomic<Int>(0)
+    private let handlerFailureCount = Atomic<Int>(0)
+    /// The handler failed (preparing, processing or finishing a batch), and no ack has applied since.
+    private let handlerFailing = Atomic<Bool>(false)
     private let metrics = ConsumerMetrics()
     private var thread: DedicatedThread?
     /// When the heartbeat was last written or checked (0: check at the next chance).
@@ -216,9 +219,17 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// handled again (after a wait from the second refusal in a row on), or the consumer stopped.
     public var ackConflicts: Int { conflictCount.load(ordering: .relaxed) }
 
+    /// Times the handler failed — preparing, processing or finishing a batch (a full disk, say) —
+    /// and the batch was kept for a retry.
+    public var handlerFailures: Int { handlerFailureCount.load(ordering: .relaxed) }
+
     /// Whether Redis answered the consumer's last request (`false` before the first answer and while
     /// it retries after an error).
     public var isAnswering: Bool { answering.load(ordering: .relaxed) }
+
+    /// Whether the handler's last attempt failed and no ack has applied since: the consumer is
+    /// retrying a batch it cannot handle, and the list is not being drained.
+    public var isHandlerFailing: Bool { handlerFailing.load(ordering: .relaxed) }
 
     /// Why the consumer stopped by itself, if it did: another process took over its consumer id.
     /// `nil` while it runs and after a requested ``stop()``.
@@ -589,6 +600,9 @@ public final class ReliableListConsumer: @unchecked Sendable {
             stop(failing: error.description)
             return
         }
+        handlerFailureCount.add(1, ordering: .relaxed)
+        handlerFailing.store(true, ordering: .relaxed)
+        metrics.recordHandlerFailure()
         logger.error("handler failed; batch kept for retry", metadata: ["error": "\(error)"])
         _ = try? connection.command(["UNWATCH"])
         sleep(milliseconds: backoff.nextDelayMilliseconds())
@@ -815,6 +829,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
         }
         consumedCount.add(ack.count, ordering: .relaxed)
         deadCount.add(ack.deadLetters, ordering: .relaxed)
+        handlerFailing.store(false, ordering: .relaxed)
         metrics.recordAck(events: ack.count, deadLetters: ack.deadLetters)
         // The EXEC array holds one reply per queued command, in order: the commands after `MULTI`.
         for (index, result) in (results.array ?? []).enumerated() {

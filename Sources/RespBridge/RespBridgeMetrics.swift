@@ -43,6 +43,8 @@ struct ConsumerMetrics: Sendable {
     let deadLettered = Counter(label: "pixeld_consume_dead_lettered_total")
     /// Events returned to the list from dead consumers' processing lists.
     let recovered = Counter(label: "pixeld_consume_recovered_total")
+    /// Batches the handler failed (kept for a retry).
+    let handlerFailures = Counter(label: "pixeld_consume_handler_failures_total")
 
     /// Counts an applied ack's events.
     func recordAck(events: Int, deadLetters: Int) {
@@ -55,4 +57,6 @@ struct ConsumerMetrics: Sendable {
     func recordAckCommandError() { ackCommandErrors.increment() }
     /// Counts one ack aborted by a watched key.
     func recordAckConflict() { ackConflicts.increment() }
+    /// Counts one failed attempt of the handler.
+    func recordHandlerFailure() { handlerFailures.increment() }
 }

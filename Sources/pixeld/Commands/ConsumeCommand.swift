@@ -44,7 +44,7 @@ struct ConsumeCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Seconds this consumer's heartbeat lives without renewal (renewed every third). A dead consumer's events are returned to PROGRAM, and a restart after a crash with the same id starts, at most this long after. Default 15. Env: PIXELD_HEARTBEAT_SECONDS.", valueName: "n"))
     var heartbeatSeconds: Int?
 
-    @Option(help: ArgumentHelp("Serve Prometheus text at http://HOST:PORT/metrics (events consumed, dead-lettered, recovered, ack conflicts and command errors) and /healthz (200 while Redis answers, else 503). Default: off. Env: PIXELD_METRICS.", valueName: "host:port"))
+    @Option(help: ArgumentHelp("Serve Prometheus text at http://HOST:PORT/metrics (events consumed, dead-lettered, recovered, ack conflicts and command errors, handler failures) and /healthz (200 while Redis answers and batches are acked, else 503). Default: off. Env: PIXELD_METRICS.", valueName: "host:port"))
     var metrics: String?
 
     @Option(name: .customLong("site"), help: ArgumentHelp("Analytics: accept hits for this site (its host name, e.g. example.com; www. and ports ignored). Repeatable. With at least one site the consumer validates, drops bots, anonymises, enriches and rolls up hits into Redis (pixeld:site:SITE:DAY:*) instead of printing raw events. Env: PIXELD_SITE (space-separated).", valueName: "host"))
@@ -160,9 +160,10 @@ struct ConsumeCommand: AsyncParsableCommand {
                     case "/metrics":
                         return .init(status: "200 OK", contentType: "text/plain; version=0.0.4", body: registry.emitToBuffer())
                     case "/healthz":
-                        return consumer.isAnswering
-                            ? .init(status: "200 OK", contentType: "text/plain", body: Array("ok\n".utf8))
-                            : .init(status: "503 Service Unavailable", contentType: "text/plain", body: Array("redis not answering\n".utf8))
+                        let problem = !consumer.isAnswering
+                            ? "redis not answering" : consumer.isHandlerFailing ? "batches failing (see the log), none acked since" : nil
+                        return problem.map { .init(status: "503 Service Unavailable", contentType: "text/plain", body: Array("\($0)\n".utf8)) }
+                            ?? .init(status: "200 OK", contentType: "text/plain", body: Array("ok\n".utf8))
                     default:
                         return .init(status: "404 Not Found", contentType: "text/plain", body: Array("try /metrics or /healthz\n".utf8))
                     }

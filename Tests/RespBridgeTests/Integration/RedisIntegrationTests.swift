@@ -280,9 +280,12 @@ struct RedisIntegrationTests {
             return .init()
         }
         #expect(waitUntil(seconds: 5) { attempts.values.count >= 2 })
+        #expect(waitUntil(seconds: 5) { consumer.consumed == 1 })
         await consumer.stop()
         #expect(try server.llen("pixel:processing:t2") == 0)
         #expect(consumer.consumed == 1)
+        // One failure, then an applied ack: no longer failing.
+        #expect(consumer.handlerFailures == 1 && !consumer.isHandlerFailing)
     }
 
     @Test func aBatchMovesLikeOneLMovePerEventAndKeepsOrder() async throws {
@@ -377,6 +380,8 @@ struct RedisIntegrationTests {
         #expect(held <= 300, "processing list after \(attempts.values.count) failed attempts: \(held)")
         #expect(waitUntil(seconds: 20) { attempts.values.count >= 10 })
         #expect(try server.llen("pixel:processing:t15") == held, "after \(attempts.values.count) failed attempts")
+        // Counted and visible: each failure, and that the consumer is stuck on them.
+        #expect(consumer.handlerFailures >= 10 && consumer.isHandlerFailing && consumer.consumed == 0)
         #expect(Set(attempts.values).allSatisfy { (Int($0) ?? 0) <= 100 }, "\(attempts.values)")
         await consumer.stop()
         #expect(try server.llen("pixel:processing:t15") == 0)
