@@ -23,10 +23,18 @@ command -v debootstrap >/dev/null || { apt-get update -q && apt-get install -y -
 debootstrap --variant=minbase \
     --include=binutils,git,gnupg2,libc6-dev,libcurl4-openssl-dev,libedit2,libgcc-12-dev,libpython3-dev,libsqlite3-0,libstdc++-12-dev,libxml2-dev,libncurses-dev,libz3-dev,tzdata,zlib1g-dev,gcc,g++,python3,ca-certificates,procps \
     bookworm "$root" http://deb.debian.org/debian
-cleanup() { for m in tmp opt/swift-packages opt/swift dev/pts dev sys proc; do umount -R -l "$root/$m" 2>/dev/null || true; done; }
+# The root's mounts are slaves of the host's (--make-rslave), so that unmounting them never reaches
+# the host's own /sys or /dev mounts; unmounted without -l, and a busy one is reported, not forced.
+cleanup() {
+    for m in tmp opt/swift-packages opt/swift dev/pts dev sys proc; do
+        if mountpoint -q "$root/$m"; then umount -R "$root/$m" || echo "$0: $root/$m is still mounted (busy)" >&2; fi
+    done
+}
 trap cleanup EXIT
 for d in proc sys dev dev/pts opt/swift opt/swift-packages; do mkdir -p "$root/$d"; done
-mount -t proc proc "$root/proc"; mount --rbind /sys "$root/sys"; mount --bind /dev "$root/dev"; mount --bind /dev/pts "$root/dev/pts"
+mount -t proc proc "$root/proc"
+mount --rbind /sys "$root/sys"; mount --make-rslave "$root/sys"
+mount --bind /dev "$root/dev"; mount --make-rslave "$root/dev"; mount --bind /dev/pts "$root/dev/pts"
 for d in /opt/swift /opt/swift-packages; do mount --bind "$d" "$root$d"; mount -o remount,bind,ro "$root$d"; done
 mount -t tmpfs -o size=8g tmpfs "$root/tmp"
 cp /etc/resolv.conf "$root/etc/"

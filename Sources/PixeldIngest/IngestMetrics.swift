@@ -59,7 +59,7 @@ final class IngestMetrics: Sendable {
             counter("pixeld_redis_retries_total", [], writer.retries)
             counter("pixeld_spool_write_errors_total", [], writer.spoolWriteErrors)
             gauge("pixeld_queue_messages", queue.pendingCount + writer.inFlight)
-            gauge("pixeld_queue_bytes", queue.pendingBytes)
+            gauge("pixeld_queue_bytes", queue.pendingFootprintBytes)
             gauge("pixeld_spool_messages", writer.spooled)
             return registry.emitToBuffer()
         }

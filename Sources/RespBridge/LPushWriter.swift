@@ -272,7 +272,7 @@ public final class LPushWriter: @unchecked Sendable {
                 // A spool that cannot be written leaves it here, retried as without a spool (the spool
                 // is empty: it was when this batch was taken, and nothing else joins it meanwhile).
                 if spool != nil,
-                    attempts >= 2 || Double(queue.pendingBytes) >= Double(queue.capacityBytes) * options.spoolAtQueueFraction,
+                    attempts >= 2 || Double(queue.pendingFootprintBytes) >= Double(queue.capacityBytes) * options.spoolAtQueueFraction,
                     toSpool(batch, sequence: sequence) != .kept
                 {
                     retryReplayLater()

@@ -142,8 +142,11 @@ public final class PushQueue: @unchecked Sendable {
         }
     }
 
-    /// Bytes of keys and values waiting now (a gauge for metrics).
+    /// Bytes of keys and values waiting now.
     public var pendingBytes: Int { lock.withLock { pending.byteCount } }
+    /// Bytes waiting now as the bound counts them (``PushBatch/footprintBytes``), to compare with
+    /// ``capacityBytes`` (a gauge for metrics).
+    public var pendingFootprintBytes: Int { lock.withLock { pending.footprintBytes } }
     /// Messages waiting now.
     public var pendingCount: Int { lock.withLock { pending.count } }
 }

@@ -22,10 +22,20 @@ public final class RedisConnection: @unchecked Sendable {
     /// The server's id for this connection (`CLIENT ID`, asked at connect when the connection was
     /// created to record it), by which another connection can `CLIENT KILL` it; `nil` when not
     /// connected, not recorded, or refused.
-    public private(set) var clientID: Int64?
+    public private(set) var clientID: ClientID?
+
+    /// A connection's `CLIENT ID` and the server process that gave it (`run_id` of `INFO server`): a
+    /// Redis numbers its clients from 1 again when it restarts, and another server has numbers of its
+    /// own, so an id means this connection only on the same `run_id`.
+    public struct ClientID: Sendable, Equatable {
+        /// `CLIENT ID`.
+        public var id: Int64
+        /// The server's `run_id`.
+        public var server: String
+    }
 
     /// Creates an unconnected connection; the first command connects.
-    /// - Parameter recordsClientID: ask each new connection's ``clientID`` (one more round trip per connect).
+    /// - Parameter recordsClientID: ask each new connection's ``clientID`` (two more round trips per connect).
     public init(configuration: RedisConfiguration, logger: Logger, recordsClientID: Bool = false) {
         self.configuration = configuration
         self.logger = logger
@@ -57,11 +67,20 @@ public final class RedisConnection: @unchecked Sendable {
             if configuration.database != 0 {
                 try command(["SELECT", String(configuration.database)]).unwrap("SELECT")
             }
-            if recordsClientID { clientID = try command(["CLIENT", "ID"]).int }
+            if recordsClientID, let id = try command(["CLIENT", "ID"]).int, let server = Self.runID(try command(["INFO", "server"])) {
+                clientID = ClientID(id: Int64(id), server: server)
+            }
         } catch {
             close()
             throw error
         }
+    }
+
+    /// The `run_id:` line of an `INFO server` reply, or `nil` (refused, or not there).
+    private static func runID(_ reply: RESPValue) -> String? {
+        guard let text = reply.string else { return nil }
+        let line = text.split(whereSeparator: \.isNewline).first { $0.hasPrefix("run_id:") }
+        return line.map { String($0.dropFirst("run_id:".count)) }.flatMap { $0.isEmpty ? nil : $0 }
     }
 
     /// Drops the context, if any. The next command reconnects.

@@ -532,10 +532,14 @@ public final class ReliableListConsumer: @unchecked Sendable {
         }
         dropPrefetch()
         // Cut back before the events go back, or whoever handles them next writes them a second
-        // time (`--archive`, `--output`). Not after a takeover of the id: the lengths in Redis are
-        // then another run's.
+        // time (`--archive`, `--output`). Fenced as after a failure in the loop: under a new token, so
+        // that an ack whose fate is unknown (still on its way on a closed connection) can no longer
+        // apply after the lengths are read; and not when the heartbeat is another run's (a takeover
+        // of the id: the lengths in Redis are then that run's).
         if writtenButNotAcked, answering.load(ordering: .relaxed), failureText.withLock({ $0 }) == nil, let prepare {
+            rotateToken = true
             do {
+                guard try beat() >= 0 else { throw RespError(code: .fenced, operation: "heartbeat", message: "another run holds it") }
                 try prepare(connection)
             } catch {
                 logger.warning("could not cut the output back to the last acknowledged batch at stop", metadata: ["error": "\(error)"])

@@ -52,6 +52,8 @@ import Testing
             #expect(families.os == "iOS" && families.device == "tablet", "\(width): \(families)")
         }
         #expect(UserAgentClassifier.classify(userAgent: mac, screenWidth: 1280).os == "macOS")
+        // An iPhone asking for desktop sites: the same user agent, a phone's width.
+        #expect(UserAgentClassifier.classify(userAgent: mac, screenWidth: 390) == .init(browser: "Safari", os: "iOS", device: "mobile"))
         #expect(UserAgentClassifier.classify(userAgent: mac, screenWidth: 1440).device == "desktop")
         #expect(UserAgentClassifier.classify(userAgent: nil, screenWidth: 390).device == "mobile")
         #expect(UserAgentClassifier.classify(userAgent: nil, screenWidth: nil).device == "(unknown)")

@@ -143,6 +143,7 @@ struct RoutingTests {
         arguments: [
             (Array("raw key:".utf8), Set(["pixel"]), SyslogIngestConfigError.Code.invalidKeyPrefix),
             (Array("raw\n".utf8), nil, .invalidKeyPrefix),
+            (Array("pixeld:".utf8), nil, .invalidKeyPrefix), (Array("ns:dead:".utf8), nil, .invalidKeyPrefix),
             (Array(repeating: UInt8(ascii: "k"), count: 257), nil, .invalidKeyPrefix),
             ([], Set<String>(), .emptyAllowList),
             ([], Set(["pixel", "bad name"]), .invalidProgramName),
@@ -163,7 +164,7 @@ struct RoutingTests {
     @Test("a key prefix of up to 256 printable bytes (UTF-8 too) is accepted")
     func validPrefixes() throws {
         _ = try ProgramPolicy(keyPrefix: Array(repeating: UInt8(ascii: "k"), count: 256))
-        _ = try ProgramPolicy(keyPrefix: Array("pixeld:raw:é".utf8))
+        _ = try ProgramPolicy(keyPrefix: Array("logs:raw:é".utf8))
         _ = try ProgramPolicy(allowList: ["ns:pixel", "a/b"])
     }
 

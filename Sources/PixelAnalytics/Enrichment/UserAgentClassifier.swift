@@ -44,14 +44,16 @@ public enum UserAgentClassifier {
     static let widestIPadScreen = 1024
 
     /// Applies the screen width: iPadOS asks for desktop sites with a Macintosh user agent, and a
-    /// narrow screen tells — an iPad (iOS, tablet) up to ``widestIPadScreen``; on other desktop
+    /// narrow screen tells — an iPad (iOS, tablet) up to ``widestIPadScreen``, an iPhone (iOS, mobile)
+    /// below 576, as iOS sends the same user agent for both; on other desktop
     /// systems, a narrow screen is a tablet or a phone by Plausible's breakpoints.
     static func refine(_ families: Families, screenWidth: Int?) -> Families {
         guard families.device == "desktop", let width = screenWidth, width > 0 else { return families }
         if families.os == "macOS" && width <= widestIPadScreen {
+            // (An iPhone asking for desktop sites sends the same user agent: a phone's width.)
             var refined = families
             refined.os = "iOS"
-            refined.device = "tablet"
+            refined.device = device(forWidth: width) == "mobile" ? "mobile" : "tablet"
             return refined
         }
         let byWidth = device(forWidth: width)

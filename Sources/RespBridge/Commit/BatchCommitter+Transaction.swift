@@ -46,8 +46,8 @@ extension BatchCommitter {
     struct UnresolvedTransaction {
         var marker: [UInt8]
         var sequence: UInt64
-        /// The `CLIENT ID` of the connection it was sent on, if known.
-        var clientID: Int64?
+        /// The `CLIENT ID` of the connection it was sent on, and its server, if known.
+        var clientID: RedisConnection.ClientID?
     }
 
     /// A batch applied by a transaction in which some keys refused their push: those keys' values still
@@ -167,13 +167,17 @@ extension BatchCommitter {
     /// yet; Redis runs one command at a time, so after the kill nothing of it runs any more and the
     /// marker read next is final. (`WATCH` would not do: sent with the transaction, it would run as
     /// late as the transaction.) A kill that finds no client (`0`: it is gone, and its unsent bytes
-    /// with it) needs nothing more. Not covered: a connection whose id is unknown (`CLIENT ID` refused,
-    /// Redis before 5), and a refused kill (an ACL without `CLIENT KILL`); there, as before, only bytes
-    /// still on their way longer than the command timeout can be applied twice.
+    /// with it) needs nothing more. Only on the server that gave the id (the same `run_id`): a Redis
+    /// that restarted numbers its clients from 1 again, and another server (after a failover) has its
+    /// own numbers, so there the old id may be another client's — and the old connection is gone with
+    /// the old process, or on a demoted server that refuses the write. Not covered: a connection whose
+    /// id is unknown (`CLIENT ID` or `INFO` refused, Redis before 5), and a refused kill (an ACL without
+    /// `CLIENT KILL`); there, as before, only bytes still on their way longer than the command timeout
+    /// can be applied twice.
     /// - Throws: ``RespError`` when the connection fails; a refusal is not an error here.
-    private func fenceOff(_ clientID: Int64?, on connection: RedisConnection) throws(RespError) {
-        guard let clientID, clientID != connection.clientID else { return }
-        _ = try connection.command([Self.client, Self.kill, Self.id, Array(String(clientID).utf8)])
+    private func fenceOff(_ clientID: RedisConnection.ClientID?, on connection: RedisConnection) throws(RespError) {
+        guard let clientID, let current = connection.clientID, clientID.server == current.server, clientID.id != current.id else { return }
+        _ = try connection.command([Self.client, Self.kill, Self.id, Array(String(clientID.id).utf8)])
     }
 
     /// Commits the follow-up of `pending`, if it has one, and combines the outcomes.

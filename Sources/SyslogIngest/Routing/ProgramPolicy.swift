@@ -46,6 +46,15 @@ public struct ProgramPolicy: Sendable {
                     + "expected at most \(Self.maxKeyPrefixBytes) bytes without spaces or control characters"
             )
         }
+        // A prefix that puts every key in pixeld's own key space (`pixeld:`, `ns:dead:`) would drop
+        // every message as bad_program.
+        guard !Self.isReserved(key: keyPrefix + Array("x".utf8)) else {
+            throw SyslogIngestConfigError(
+                code: .invalidKeyPrefix,
+                message: "Redis key prefix \(String(decoding: keyPrefix, as: UTF8.self).debugDescription) puts every list in pixeld's own keys "
+                    + "(pixeld:…, or a list's :processing:, :consumer:, :guard:, :output:, :archive:, :dead keys); choose another"
+            )
+        }
         if let allowList {
             guard !allowList.isEmpty else {
                 throw SyslogIngestConfigError(

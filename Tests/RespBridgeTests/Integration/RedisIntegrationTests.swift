@@ -961,15 +961,8 @@ extension RedisIntegrationTests {
     /// that on the first connection, must not push the batch a second time.
     @Test func aTransactionHeldUpPastTheCommandTimeoutIsNotAppliedTwice() async throws {
         let server = try RedisServer.start()
-        let proxy = try ReplyLosingProxy(upstreamPort: server.port, dropEvery: .max, holdingFirstTransactionFor: 1)
+        let (writer, queue, proxy) = try writerBehindAHoldingProxy(server, holdingFor: 1)
         defer { proxy.close() }
-        var configuration = try RedisConfiguration(url: proxy.url)
-        configuration.commandTimeoutMilliseconds = 300
-        let queue = PushQueue(capacityBytes: 1 << 20)
-        let writer = LPushWriter(queue: queue, redis: configuration, logger: logger)
-        writer.start()
-        push(0..<10, into: queue)  // the script: pixel becomes a known list
-        #expect(try waitForLength(10, of: "pixel", in: server))
         push(10..<20, into: queue)  // a transaction, held up past the timeout; resolved on a new connection
         #expect(try waitForLength(20, of: "pixel", in: server))
         #expect(waitUntil(seconds: 5) { proxy.forwardedHeldTransactions == 1 }, "the held transaction was not passed on")
@@ -982,6 +975,57 @@ extension RedisIntegrationTests {
         #expect(once, "not each value once, in order: \(values.reversed())")
         #expect(proxy.heldTransactions == 1)
         #expect(writer.statistics.reconnects >= 1)
+    }
+
+    /// A started writer through a proxy that holds the first transaction for `seconds` (the command
+    /// timeout is 300 ms), after 10 values (`0`…`9`) went in by the script, so that `pixel` is a known
+    /// list and the next batch goes as a transaction.
+    private func writerBehindAHoldingProxy(
+        _ server: RedisServer, holdingFor seconds: Double
+    ) throws -> (LPushWriter, PushQueue, ReplyLosingProxy) {
+        let proxy = try ReplyLosingProxy(upstreamPort: server.port, dropEvery: .max, holdingFirstTransactionFor: seconds)
+        var configuration = try RedisConfiguration(url: proxy.url)
+        configuration.commandTimeoutMilliseconds = 300
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(queue: queue, redis: configuration, logger: logger)
+        writer.start()
+        push(0..<10, into: queue)
+        #expect(try waitForLength(10, of: "pixel", in: server))
+        return (writer, queue, proxy)
+    }
+
+    /// A Redis that restarted numbers its clients from 1 again: the id of the connection a lost
+    /// transaction went out on is then another client's, which the resolution must not kill (the
+    /// transaction died with the old process). Here a bystander holds that id on the new process.
+    @Test func aLostTransactionsIdIsNotKilledOnARestartedRedis() async throws {
+        let server = try RedisServer.start()
+        let (writer, queue, proxy) = try writerBehindAHoldingProxy(server, holdingFor: 3)
+        defer { proxy.close() }
+        // The writer's connection as Redis numbers it: the one client here that is not this listing.
+        let listing = try server.command(["CLIENT", "LIST"]).string ?? ""
+        let others = listing.split(whereSeparator: \.isNewline).filter { !$0.contains("cmd=client|list") }
+        let oldID = others.compactMap { line in line.split(separator: " ").first { $0.hasPrefix("id=") }.flatMap { Int64($0.dropFirst(3)) } }
+        #expect(oldID.count == 1, "\(listing)")
+        push(10..<20, into: queue)  // a transaction, held by the proxy
+        #expect(waitUntil(seconds: 5) { proxy.heldTransactions == 1 })
+        try server.restart()
+        var bystanders: [RESPConnection] = []
+        var bystander: RESPConnection?
+        for _ in 0..<200 where bystander == nil {
+            let connection = try server.connect()
+            bystanders.append(connection)
+            if case .integer(let id) = try connection.command(["CLIENT", "ID"]), id == oldID.first { bystander = connection }
+        }
+        #expect(bystander != nil, "no client got id \(oldID) on the restarted Redis")
+        // The writer resolves the lost transaction on the new process (no AOF: the marker is gone, so
+        // the batch is committed again) and goes on.
+        #expect(try waitForLength(10, of: "pixel", in: server))
+        push(20..<30, into: queue)
+        #expect(try waitForLength(20, of: "pixel", in: server))
+        await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
+        if let bystander {
+            #expect((try? bystander.command(["PING"])) == .simpleString("PONG"), "the bystander holding the old id was killed")
+        }
     }
 
     /// Redis at `maxmemory` refuses a transaction's `LPUSH` while queueing it, and `EXEC` then answers
@@ -1250,7 +1294,7 @@ struct SpoolIntegrationTests {
             enqueue(0..<2000, into: queue) { "l\($0)" + String(repeating: "y", count: 90) }
         }
         // (The queue's bound counts each message's entry too.)
-        let filled = { queue.pendingBytes + queue.pendingCount * PushBatch.bookkeepingBytesPerMessage > 40 << 10 }
+        let filled = { queue.pendingFootprintBytes > 40 << 10 }
         #expect(Poll.until(timeout: 10, interval: 0.005) { filled() }, "the producer did not fill the queue", sourceLocation: sourceLocation)
         writer.start()
         await producer.finished()
