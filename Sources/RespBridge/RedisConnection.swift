@@ -68,7 +68,7 @@ public final class RedisConnection: @unchecked Sendable {
                 try command(["SELECT", String(configuration.database)]).unwrap("SELECT")
             }
             if recordsClientID, let id = try command(["CLIENT", "ID"]).int, let server = Self.runID(try command(["INFO", "server"])) {
-                clientID = ClientID(id: Int64(id), server: server)
+                clientID = ClientID(id: id, server: server)
             }
         } catch {
             close()

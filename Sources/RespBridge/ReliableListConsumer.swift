@@ -539,8 +539,11 @@ public final class ReliableListConsumer: @unchecked Sendable {
         if writtenButNotAcked, answering.load(ordering: .relaxed), failureText.withLock({ $0 }) == nil, let prepare {
             rotateToken = true
             do {
-                guard try beat() >= 0 else { throw RespError(code: .fenced, operation: "heartbeat", message: "another run holds it") }
-                try prepare(connection)
+                if try beat() >= 0 {
+                    try prepare(connection)
+                } else {
+                    logger.warning("output not cut back at stop: another run holds this consumer id", metadata: ["consumer": "\(consumerID)"])
+                }
             } catch {
                 logger.warning("could not cut the output back to the last acknowledged batch at stop", metadata: ["error": "\(error)"])
             }
