@@ -11,7 +11,7 @@ import Glibc
 /// fans each message out to the Server-Sent-Events clients of its site.
 ///
 /// The consumer publishes each batch's accepted hits as archive lines (one per line) on
-/// `<prefix>live:<site>` in the same `MULTI`/`EXEC` as its ack (`LiveUpdate` in PixelAnalytics):
+/// `<prefix>live:<site>` in the same script as its ack (`LiveUpdate` in PixelAnalytics):
 /// enriched, anonymised JSON objects — never an IP address or a user agent; the clients get them
 /// without the visitor ids. (The "visitors in the last 5 minutes" figure does not come
 /// from here but from the sorted set the consumer keeps, see ``RollupStore/recentVisitors(site:now:)``.)

@@ -18,19 +18,21 @@ import Glibc
 ///   run and again after each lost connection or lapse: nothing moves in or out of `L:processing:C`,
 ///   and no ack applies, unless the heartbeat holds the current token (see "Fencing" below).
 /// - `L:dead` — values the handler could not decode, with nothing else lost.
-/// - `L:guard:C` — written to refuse an ack whose heartbeat or ``Outcome/condition`` does not hold
-///   (expires in 60 s).
 ///
 /// Fencing: another consumer returns a processing list to `L` only once its heartbeat has expired,
 /// checked in the same script that moves the events. A consumer that stalled longer than that (its
 /// output blocked, the machine suspended) may still hold a batch whose events were returned and
-/// handled by someone else: its ack watches the heartbeat and checks it first, and its takes check
-/// it in their script, so nothing of it applies once the heartbeat no longer holds its token; it
+/// handled by someone else: its ack checks the heartbeat first in the script that applies it, and
+/// its takes check it in their script, so nothing of it applies once the heartbeat no longer holds its token; it
 /// then handles whatever its processing list still holds, or stops (``failure``) when a new run of
 /// its id took the id over. So a stall never counts events twice. A consumer that starts while
 /// another run's heartbeat holds its id waits for that heartbeat to expire, and stops (``failure``)
 /// if it is renewed: two live consumers never share a processing list. A clean stop deletes the
 /// heartbeat.
+///
+/// Redis over `maxmemory` (with `noeviction`) refuses writes that may grow it, but not the
+/// consumer's: its takes, acks, heartbeats and recoveries are scripts flagged `allow-oom`, so
+/// consumers go on draining a full Redis — what frees it — while writers are refused.
 ///
 /// Runs on its own thread: `BLMOVE` blocks (1 s at a time, so that stopping is bounded) and must never
 /// occupy the cooperative pool. Pipelined: the next batch is taken (on a second connection),
@@ -51,7 +53,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
     public struct Outcome: Sendable {
         /// Values to move to the dead-letter list `L:dead` in the ack.
         public var deadLetters: [[UInt8]]
-        /// Extra commands to apply atomically with the ack (e.g. rollups), in a `MULTI`/`EXEC`, in order.
+        /// Extra commands to apply atomically with the ack (e.g. rollups), in order, inside the ack's
+        /// script (``AckScript``).
         public var commands: [Command]
         /// Apply the ack only if this holds when Redis runs it; else nothing is applied and the
         /// events are handled again (see ``Condition``).
@@ -73,12 +76,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// A condition on an ack: `key` must hold `value` (a missing key counts as `"0"`) when Redis runs
     /// the ack, or Redis applies none of it (counted in ``ackConflicts``) and the events are prepared for
     /// and handled again — optimistic locking for state that several consumers share, read by a
-    /// request that Redis answered before the previous ack (so a `WATCH` there would not last).
-    ///
-    /// The ack is then sent as `WATCH key <guard>`, a script that compares the value and, when it
-    /// differs, writes the consumer's own guard key `L:guard:C` (which aborts the `EXEC` that follows,
-    /// since the consumer watches it), and the `MULTI`/`EXEC`. Watching `key` too covers a change made
-    /// between the comparison and the `EXEC`.
+    /// request that Redis answered before the previous ack. The ack's script compares the value
+    /// before it writes anything, so nothing can change it in between.
     public struct Condition: Sendable, Equatable {
         /// The key compared.
         public var key: String
@@ -91,33 +90,61 @@ public final class ReliableListConsumer: @unchecked Sendable {
         }
     }
 
-    /// One command of an ack: its arguments, or the same already encoded as RESP (a large command
-    /// written straight into one buffer, with no array per argument).
+    /// One command of an ack: its arguments, or a call of one of ``Options/ackFunctions`` with
+    /// arguments already encoded as RESP (a large call written straight into one buffer, with no
+    /// array per argument).
     public struct Command: Sendable {
         fileprivate enum Form {
             case arguments([[UInt8]])
-            case encoded([UInt8])
+            case call(count: Int, encoded: [UInt8])
         }
         fileprivate let form: Form
-        /// The command's name, for logs.
+        /// The command's name (`@function` for a call), for logs.
         public let name: String
 
-        /// A command given as its arguments, the name first.
+        /// A command given as its arguments, the name first; at most 7,000 arguments (Lua's
+        /// `unpack` limit: the ack is a script).
         public init(arguments: [[UInt8]]) {
+            precondition(!arguments.isEmpty && arguments.count <= AckScript.maximumArguments, "an ack command with \(arguments.count) arguments")
             form = .arguments(arguments)
-            name = String(decoding: arguments.first ?? [], as: UTF8.self)
+            name = String(decoding: arguments[0], as: UTF8.self)
         }
 
-        /// A command already encoded as one RESP array of bulk strings; `name` is for logs.
-        public init(encoded: [UInt8], name: String) {
-            form = .encoded(encoded)
-            self.name = name
+        /// A call of the ack function `function` (a key of ``Options/ackFunctions``) with `count`
+        /// arguments, given as RESP bulk strings one after the other (`$<length>\r\n<bytes>\r\n`
+        /// each, no array header).
+        public init(function: String, count: Int, encodedArguments: [UInt8]) {
+            precondition(count >= 0, "an ack function call with \(count) arguments")
+            form = .call(count: count, encoded: encodedArguments)
+            name = "@" + function
         }
 
-        fileprivate func append(to connection: RedisConnection) throws(RespError) {
+        /// The arguments after the name.
+        var argumentCount: Int {
             switch form {
-            case .arguments(let arguments): try connection.append(arguments)
-            case .encoded(let bytes): try connection.append(encoded: bytes)
+            case .arguments(let arguments): arguments.count - 1
+            case .call(let count, _): count
+            }
+        }
+
+        var encodedSize: Int {
+            switch form {
+            case .arguments(let arguments): arguments.reduce(0) { $0 + $1.count + 16 }
+            case .call(_, let encoded): encoded.count
+            }
+        }
+
+        /// Its name, the number of its arguments, then the arguments (the ack script's layout).
+        func encodeForAck(into out: inout RESPWriter) {
+            switch form {
+            case .arguments(let arguments):
+                out.bulk(arguments[0])
+                out.bulk(number: arguments.count - 1)
+                for argument in arguments.dropFirst() { out.bulk(argument) }
+            case .call(let count, let encoded):
+                out.bulk(name.utf8)
+                out.bulk(number: count)
+                out.raw(encoded)
             }
         }
     }
@@ -130,6 +157,13 @@ public final class ReliableListConsumer: @unchecked Sendable {
         public var blockSeconds = 1
         /// Heartbeat TTL in seconds; a processing list whose heartbeat expired is recovered.
         public var heartbeatSeconds = 15
+        /// Lua functions an ack may call (``Command/init(function:count:encodedArguments:)``), by
+        /// name (letters, digits, `_`): each the body of a `function(A, o, n)` whose `n` arguments
+        /// are `A[o + 1]` … `A[o + n]` (the ack's own arguments, not copied), and which may return
+        /// `redis.error_reply(…)` (counted as a failed command, like an error it raises).
+        /// They run inside the ack script, under `maxmemory` too (see ``AckScript``), so they must
+        /// not grow Redis by much more than the ack frees.
+        public var ackFunctions: [String: String] = [:]
         /// Creates default options.
         public init() {}
     }
@@ -143,6 +177,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
     private let takeConnection: RedisConnection
     private var prefetching = false
     private let options: Options
+    private let ackScript: AckScript
     private let logger: Logger
     private let stopRequested = Atomic<Bool>(false)
     private let consumedCount = Atomic<Int>(0)
@@ -176,8 +211,6 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// The processing list of this consumer.
     public var processingList: String { "\(list):processing:\(consumerID)" }
     private var heartbeatKey: String { "\(list):consumer:\(consumerID)" }
-    /// Written to refuse an ack whose ``Outcome/condition`` does not hold.
-    private var guardKey: String { "\(list):guard:\(consumerID)" }
     /// The dead-letter list.
     public var deadList: String { "\(list):dead" }
 
@@ -196,6 +229,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
         self.connection = RedisConnection(configuration: redis, logger: logger)
         self.takeConnection = RedisConnection(configuration: redis, logger: logger)
         self.options = options
+        self.ackScript = AckScript(functions: options.ackFunctions)
         self.logger = logger
         self.onReady = onReady
         self.token = Self.newToken()
@@ -212,10 +246,10 @@ public final class ReliableListConsumer: @unchecked Sendable {
     public var deadLettered: Int { deadCount.load(ordering: .relaxed) }
     /// Events returned to the list from dead consumers' processing lists.
     public var recovered: Int { recoveredCount.load(ordering: .relaxed) }
-    /// Commands of acks that Redis ran and that failed inside their `MULTI`/`EXEC` (logged, not retried).
+    /// Commands of acks that Redis ran and that failed inside them (logged, not retried).
     public var ackCommandErrors: Int { ackCommandErrorCount.load(ordering: .relaxed) }
-    /// Acks that Redis refused because their ``Outcome/condition`` did not hold, a key the handler
-    /// had `WATCH`ed changed, or the heartbeat no longer held this run's token; each such batch was
+    /// Acks that Redis refused because their ``Outcome/condition`` did not hold (or could not be
+    /// checked), or the heartbeat no longer held this run's token; each such batch was
     /// handled again (after a wait from the second refusal in a row on), or the consumer stopped.
     public var ackConflicts: Int { conflictCount.load(ordering: .relaxed) }
 
@@ -285,7 +319,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// as soon as the current one is in hand. (Acks remove their own events from the tail of the
     /// processing list, so the order in which Redis runs takes and acks does not matter.) On stop,
     /// events taken but not acked are given back to the list. When a step throws, or an ack is refused
-    /// (its condition failed, or a key `finish` watched changed), nothing of it is applied: the
+    /// (its condition failed, or the heartbeat was no longer this run's), nothing of it is applied: the
     /// events stay unacked, and they and the batches taken after them are handled again from the
     /// processing list after `prepare` — at once after the first refusal, then after a growing wait
     /// (50 ms doubling to 500 ms, jittered) for each further refusal in a row, until an ack is applied.
@@ -293,10 +327,10 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// (see ``ackCommandErrors``), the batch resolved ahead of it is handled again the same way, as
     /// what it took that ack to write may not be there.
     ///
-    /// A `WATCH` in `request` would not last: the previous ack's `EXEC` ends it. `finish` may `WATCH`
-    /// keys before reading them on the connection, to make its ack conditional; the consumer
-    /// refreshes its heartbeat and returns dead consumers' events to the list only before `finish`,
-    /// never between `finish` and its ack.
+    /// To make an ack depend on state that other consumers change, `finish` returns a
+    /// ``Outcome/condition`` (a `WATCH` would not do: the ack is a script, which `WATCH` does not
+    /// stop). The consumer refreshes its heartbeat and returns dead consumers' events to the list
+    /// only before `finish`, never between `finish` and its ack.
     public func start<Work, Resolved>(
         prepare: (@Sendable (RedisConnection) throws -> Void)? = nil,
         process: @escaping @Sendable ([[UInt8]]) throws -> Work,
@@ -323,13 +357,10 @@ public final class ReliableListConsumer: @unchecked Sendable {
 
     private var stopping: Bool { stopRequested.load(ordering: .relaxed) }
 
-    /// An ack sent whose replies have not been read yet.
+    /// An ack sent whose reply has not been read yet.
     private struct SentAck {
         var count: Int
         var deadLetters: Int
-        var commands: [Command]
-        /// The index of `MULTI` in `commands` (after the condition's `WATCH` and check, if any).
-        var multi: Int
     }
 
     /// A batch processed, whose request is sent and whose replies are not read yet.
@@ -611,7 +642,6 @@ public final class ReliableListConsumer: @unchecked Sendable {
         handlerFailing.store(true, ordering: .relaxed)
         metrics.recordHandlerFailure()
         logger.error("handler failed; batch kept for retry", metadata: ["error": "\(error)"])
-        _ = try? connection.command(["UNWATCH"])
         sleep(milliseconds: backoff.nextDelayMilliseconds())
     }
 
@@ -634,8 +664,11 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// but with one `LRANGE`, one `LTRIM` and one `LPUSH` per 1,000 events instead of a command per
     /// event. Returns the moved events newest first (as `LRANGE` gives them). Fenced: moves nothing
     /// and replies an error starting `FENCED` unless the heartbeat KEYS[3] holds this run's token
-    /// ARGV[2] (nothing may go into a processing list that another run of this id owns).
+    /// ARGV[2] (nothing may go into a processing list that another run of this id owns). Like every
+    /// script of the consumer, it runs when Redis is over `maxmemory` too (`allow-oom`): moving events
+    /// between lists adds nothing, and consumers must keep draining a full Redis.
     private static let takeScript = """
+        #!lua flags=allow-oom
         if redis.pcall('GET', KEYS[3]) ~= ARGV[2] then return redis.error_reply('FENCED heartbeat not ours') end
         local kind = redis.call('TYPE', KEYS[2])['ok']
         if kind ~= 'none' and kind ~= 'list' then return redis.error_reply('WRONGTYPE ' .. KEYS[2] .. ' is a ' .. kind) end
@@ -663,6 +696,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// On stop: `returnScript` for our own processing list KEYS[1], and the heartbeat KEYS[3] deleted
     /// (a restart with this id need not wait for it), only while the heartbeat holds our token ARGV[1].
     private static let giveBackScript = """
+        #!lua flags=allow-oom
         if redis.pcall('GET', KEYS[3]) ~= ARGV[1] then return 0 end
         redis.call('DEL', KEYS[3])
 
@@ -671,9 +705,21 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// `returnScript` for another consumer's processing list KEYS[1], only while its heartbeat KEYS[3]
     /// is missing — checked in the same script, so that the consumer cannot come back and ack in between.
     private static let recoverScript = """
+        #!lua flags=allow-oom
         if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
 
         """ + returnScript
+
+    /// `command` inside a script that Redis runs when it is over `maxmemory` too (`EVAL` flagged
+    /// `allow-oom`; the reply is the command's): for the few small writes a handler's `prepare` may
+    /// make (a file's first recorded length), so that a consumer started while Redis is full drains
+    /// it all the same. At most 7,000 arguments (Lua's `unpack`).
+    public static func allowingOOM(_ command: [[UInt8]]) -> [[UInt8]] {
+        precondition(command.count <= AckScript.maximumArguments, "a command of \(command.count) arguments")
+        return [eval, allowingOOMScript, [UInt8(ascii: "0")]] + command
+    }
+
+    private static let allowingOOMScript = Array("#!lua flags=allow-oom\nreturn redis.call(unpack(ARGV))".utf8)
 
     /// The oldest events left in our own processing list, a batch at most, oldest first (the ack
     /// removes them from its tail; the rest are read next).
@@ -685,12 +731,16 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// Moves up to a batch from the list into the processing list: at once if events wait, else once
     /// one arrives, after blocking up to `blockSeconds` for it. The wait is a `BLMOVE` of the list onto
     /// itself (tail to tail: the list is unchanged), so that only the fenced take script moves events.
+    /// Redis over `maxmemory` refuses `BLMOVE` (`OOM`): the consumer then looks again every 100 ms.
     private func take() throws(RespError) -> [[UInt8]] {
         var taken = try takeAvailable(options.batchSize)
         if taken.isEmpty {
             let first = try connection.command(["BLMOVE", list, list, "RIGHT", "RIGHT", String(options.blockSeconds)])
-                .unwrap("BLMOVE")
-            guard first.bytes != nil else { return [] }
+            if case .error(let text) = first, text.hasPrefix("OOM") {
+                sleep(milliseconds: 100)
+                return try takeAvailable(options.batchSize)
+            }
+            guard try first.unwrap("BLMOVE").bytes != nil else { return [] }
             taken = try takeAvailable(options.batchSize)
         }
         return taken
@@ -720,117 +770,71 @@ public final class ReliableListConsumer: @unchecked Sendable {
         return (try reply.unwrap("EVAL take").array ?? []).compactMap(\.bytes).reversed()
     }
 
-    /// Appends the outcome's commands, dead letters and the removal of the batch's `count` events from
-    /// the tail of the processing list in one `MULTI`/`EXEC` (so output counted is output acked) to the
-    /// connection's output, to be flushed by the caller; ``settle(_:)`` reads the replies. `LTRIM` rather than `DEL`: the next batch
+    /// Appends the ack of a batch of `count` events — the outcome's commands, its dead letters and
+    /// the removal of the events from the tail of the processing list, in one script fenced by the
+    /// heartbeat and the ``Outcome/condition`` (``AckScript``) — to the connection's output, to be
+    /// flushed by the caller; ``settle(_:)`` reads the reply. `LTRIM` rather than `DEL`: the next batch
     /// may already sit at the head of the processing list.
     private func appendAck(_ count: Int, _ outcome: Outcome) throws(RespError) -> SentAck {
-        // The fence: the heartbeat still holds this run's token, and the condition holds. The
-        // heartbeat is watched too: if it lapses or is taken over before the EXEC, nothing applies.
-        let guardKey = Array(self.guardKey.utf8), heartbeat = Array(heartbeatKey.utf8)
-        var watch = [Array("WATCH".utf8), heartbeat, guardKey]
-        var keys = [heartbeat, guardKey]
-        var values = [Array(token.utf8)]
-        if let condition = outcome.condition {
-            watch.append(Array(condition.key.utf8))
-            keys.append(Array(condition.key.utf8))
-            values.append(Array(condition.value.utf8))
+        for command in outcome.commands where command.name.hasPrefix("@") {
+            precondition(options.ackFunctions[String(command.name.dropFirst())] != nil, "no ack function \(command.name)")
         }
-        var commands = [
-            Command(arguments: watch),
-            Command(arguments: [Self.eval, Self.fenceScriptBytes, Array(String(keys.count).utf8)] + keys + values),
-        ]
-        let multi = commands.count
-        commands.append(Command(arguments: [Array("MULTI".utf8)]))
-        commands.append(Command(arguments: [Array("EXPIRE".utf8), heartbeat, Array(String(options.heartbeatSeconds).utf8)]))
-        commands += outcome.commands
-        if !outcome.deadLetters.isEmpty {
-            commands.append(Command(arguments: [Array("LPUSH".utf8), Array(deadList.utf8)] + outcome.deadLetters))
-        }
-        commands.append(
-            Command(arguments: [Array("LTRIM".utf8), Array(processingList.utf8), [UInt8(ascii: "0")], Array(String(-count - 1).utf8)])
+        let command = ackScript.command(
+            heartbeat: heartbeatKey, processingList: processingList, deadList: deadList, token: token,
+            heartbeatSeconds: options.heartbeatSeconds, count: count, condition: outcome.condition,
+            deadLetters: outcome.deadLetters, commands: outcome.commands
         )
-        commands.append(Command(arguments: [Array("EXEC".utf8)]))
-        for command in commands { try command.append(to: connection) }
-        return SentAck(count: count, deadLetters: outcome.deadLetters.count, commands: commands, multi: multi)
+        try connection.append(encoded: command)
+        return SentAck(count: count, deadLetters: outcome.deadLetters.count)
     }
-
-    /// The fence of an ack, run right before its `MULTI`: when the heartbeat `KEYS[1]` does not hold
-    /// this run's token `ARGV[1]`, or the ``Outcome/condition``'s key `KEYS[3]` (if given) does not
-    /// hold `ARGV[2]` (missing counts as `"0"`), writes `KEYS[2]`, this consumer's guard key, which the
-    /// ack watches: its `EXEC` is then refused. (Redis 7 has no compare-and-set for a transaction; a
-    /// script inside the `MULTI` could not stop the ack's other commands.) It only reads the heartbeat
-    /// (the ack watches it, and renews it inside the `MULTI`). Returns 1 when the ack may go ahead,
-    /// -1 for the heartbeat, 0 for the condition. A condition's `GET` that fails (the key holds another
-    /// type) refuses the ack too, and replies the error.
-    private static let fenceScript = """
-        #!lua flags=allow-oom
-        if redis.pcall('GET', KEYS[1]) ~= ARGV[1] then
-          redis.call('SET', KEYS[2], '1', 'PX', '60000')
-          return -1
-        end
-        if #KEYS < 3 then return 1 end
-        local value = redis.pcall('GET', KEYS[3])
-        if type(value) ~= 'table' and (value or '0') == ARGV[2] then return 1 end
-        redis.call('SET', KEYS[2], '1', 'PX', '60000')
-        if type(value) == 'table' then return redis.error_reply('condition on ' .. KEYS[3] .. ': ' .. tostring(value.err)) end
-        return 0
-        """
-    private static let fenceScriptBytes = Array(fenceScript.utf8)
 
     /// How Redis took an ack.
     private enum Settled {
         /// Applied, every command without error.
         case applied
-        /// Applied, but a command failed inside the transaction, or its condition could not be
-        /// checked: what the handler expected the ack to write may not be there.
+        /// Applied, but a command failed inside it: what the handler expected the ack to write may
+        /// not be there.
         case appliedWithErrors
-        /// Refused (`EXEC` aborted): nothing applied.
+        /// Refused: nothing applied.
         case refused
     }
 
-    /// Reads a sent ack's replies.
+    /// Reads a sent ack's reply.
     ///
-    /// A command that Redis ran but that failed inside the transaction (e.g. `WRONGTYPE` on a rollup
-    /// key) does not undo the others — that is how `EXEC` works — so the batch stays acked; the failure
-    /// is logged with Redis's error text and counted (``ackCommandErrors``,
-    /// `pixeld_consume_ack_command_errors_total`), and not retried: retrying would apply the
-    /// commands that did succeed a second time. The same for a condition check that Redis refused
-    /// to run (e.g. `BUSY`): the `EXEC` after it was not guarded.
+    /// A command that failed inside the ack (e.g. `WRONGTYPE` on a rollup key) does not undo the
+    /// others — as inside `EXEC` — so the batch stays acked; the failure is logged with Redis's error
+    /// text and counted (``ackCommandErrors``, `pixeld_consume_ack_command_errors_total`), and not
+    /// retried: retrying would apply the commands that did succeed a second time.
     ///
-    /// `.refused`, with nothing applied, when `EXEC` was aborted because the ack's condition did not
-    /// hold or a key the handler watched changed (counted in ``ackConflicts``): the events are still
-    /// in the processing list.
+    /// `.refused`, with nothing applied, when the ack's condition did not hold or could not be
+    /// checked, or the heartbeat no longer held this run's token (counted in ``ackConflicts``): the
+    /// events are still in the processing list.
     private func settle(_ ack: SentAck) throws(RespError) -> Settled {
-        var replies: [RESPValue] = []
-        replies.reserveCapacity(ack.commands.count)
-        for _ in ack.commands { replies.append(try connection.readReply()) }
-        var failures: [(index: Int, text: String)] = []
-        for (index, reply) in replies.dropLast().enumerated() {
-            if index < ack.multi, case .error(let text) = reply {
-                failures.append((index, text))
-            } else {
-                try reply.unwrap("ack")
-            }
+        let reply = try connection.readReply()
+        if case .error(let text) = reply, text.contains("pixeld ack:") || text.contains("Error compiling script") {
+            // The script or its arguments are wrong, which no retry mends: not a Redis outage.
+            stop(failing: "Redis refused the ack script, a bug in pixeld: \(text)")
+            return .refused
         }
-        let results = try replies.last!.unwrap("EXEC")
-        if results == .null {
+        let verdict = try AckScript.verdict(of: reply)
+        guard case .applied(let failures) = verdict else {
             conflictCount.add(1, ordering: .relaxed)
             metrics.recordAckConflict()
-            lastHeartbeat = 0  // (the watched heartbeat may be what changed: ``heartbeat()`` says)
-            if replies[ack.multi - 1].int == -1 {
+            lastHeartbeat = 0  // (``heartbeat()`` says whether the heartbeat is what changed)
+            switch verdict {
+            case .heartbeatNotOurs:
                 logger.warning(
                     "ack refused: this consumer's heartbeat had expired or was taken over, so its events may have been handled by another consumer; handling what its processing list still holds",
                     metadata: ["redis.key": "\(list)", "consumer": "\(consumerID)"]
                 )
-            } else if let failure = failures.first {
+            case .conditionUnchecked(let text):
                 // E.g. the condition's key holds another type: refused again and again until fixed.
                 logger.error(
                     "ack refused: its condition could not be checked; handling the events again",
-                    metadata: ["redis.key": "\(list)", "error": "\(failure.text)"]
+                    metadata: ["redis.key": "\(list)", "error": "\(text)"]
                 )
-            } else {
-                logger.debug("ack refused (condition or watched key); handling the events again", metadata: ["redis.key": "\(list)"])
+            default:
+                logger.debug("ack refused (its condition did not hold); handling the events again", metadata: ["redis.key": "\(list)"])
             }
             return .refused
         }
@@ -838,17 +842,12 @@ public final class ReliableListConsumer: @unchecked Sendable {
         deadCount.add(ack.deadLetters, ordering: .relaxed)
         handlerFailing.store(false, ordering: .relaxed)
         metrics.recordAck(events: ack.count, deadLetters: ack.deadLetters)
-        // The EXEC array holds one reply per queued command, in order: the commands after `MULTI`.
-        for (index, result) in (results.array ?? []).enumerated() {
-            if case .error(let text) = result { failures.append((ack.multi + 1 + index, text)) }
-        }
         for failure in failures {
-            let name = ack.commands.indices.contains(failure.index) ? ack.commands[failure.index].name : "?"
             ackCommandErrorCount.add(1, ordering: .relaxed)
             metrics.recordAckCommandError()
             logger.error(
                 "a command of the ack failed; the batch stays acked, not retried",
-                metadata: ["redis.key": "\(list)", "command": "\(name)", "command.index": "\(failure.index)", "error": "\(failure.text)"]
+                metadata: ["redis.key": "\(list)", "command": "\(failure.command)", "error": "\(failure.error)"]
             )
         }
         return failures.isEmpty ? .applied : .appliedWithErrors

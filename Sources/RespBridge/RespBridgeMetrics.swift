@@ -32,10 +32,11 @@ struct RespBridgeMetrics: Sendable {
 /// The reliable consumer's swift-metrics instruments, declared once (no-ops without a bootstrapped
 /// `MetricsSystem`).
 struct ConsumerMetrics: Sendable {
-    /// Commands of an ack's `MULTI`/`EXEC` that failed inside the transaction.
+    /// Commands of an ack that failed inside its script (the others applied).
     let ackCommandErrors = Counter(label: "pixeld_consume_ack_command_errors_total")
 
-    /// Acks aborted because a key the handler watched changed (the batch is handled again).
+    /// Acks refused because their condition did not hold or the heartbeat was not the run's (the
+    /// batch is handled again).
     let ackConflicts = Counter(label: "pixeld_consume_ack_conflicts_total")
     /// Events acked (dead-lettered ones included).
     let consumed = Counter(label: "pixeld_consume_events_total")
@@ -55,7 +56,7 @@ struct ConsumerMetrics: Sendable {
     func recordRecovered(_ events: Int) { recovered.increment(by: events) }
     /// Counts one failed command of an ack.
     func recordAckCommandError() { ackCommandErrors.increment() }
-    /// Counts one ack aborted by a watched key.
+    /// Counts one refused ack.
     func recordAckConflict() { ackConflicts.increment() }
     /// Counts one failed attempt of the handler.
     func recordHandlerFailure() { handlerFailures.increment() }

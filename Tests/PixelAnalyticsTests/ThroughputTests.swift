@@ -65,6 +65,6 @@ struct ThroughputTests {
         let start = Self.seconds()
         _ = try KnownTruthTests.run(simulation, redis: &redis)
         let elapsed = Self.seconds() - start
-        print("THROUGHPUT with redis: \(Int(Double(simulation.lines.count) / elapsed)) events/s (\(simulation.lines.count) events, rollups applied in MULTI/EXEC)")
+        print("THROUGHPUT with redis: \(Int(Double(simulation.lines.count) / elapsed)) events/s (\(simulation.lines.count) events, rollups applied with EVALSHA in MULTI/EXEC)")
     }
 }

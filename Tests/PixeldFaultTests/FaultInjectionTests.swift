@@ -1004,7 +1004,7 @@ struct FaultInjectionTests {
         #expect(
             tally.duplicated == 0,
             """
-            \(tally.summary). When the ack (MULTI … SET offset, LTRIM processing … EXEC) fails on a killed connection, \
+            \(tally.summary). When the ack (the script: SET offset, LTRIM processing) fails on a killed connection, \
             ReliableListConsumer retries the batch from its processing list and EventPrinter.handle appends it to the \
             file again: the in-process retry never cuts the file back to the acknowledged length (only a restart does), \
             and the in-memory offset already counts the first copy.
@@ -1016,12 +1016,12 @@ struct FaultInjectionTests {
     // MARK: Lost replies
 
     /// The consumer's two kinds of reply that a lost one could double or lose events through: its
-    /// acks (`MULTI` … `SET offset`, `LTRIM processing` … `EXEC`, applied, the reply lost: the file
+    /// acks (the ack script's `SET offset`, `LTRIM processing`, applied, the reply lost: the file
     /// must not get the batch again) and its takes and reads of its processing list (the take moved
     /// the events, the reply lost: they must still be handled, from the processing list).
     @Test(
         "Consumer --output with every 3rd ack or take reply lost (Redis applied it): every event exactly once in the file",
-        arguments: [ReplyLosingProxy.Replies.transactions, .arrays]
+        arguments: [ReplyLosingProxy.Replies.acks, .arrays]
     )
     func consumerOutputReplyLost(replies: ReplyLosingProxy.Replies) throws {
         let count = 20_000

@@ -23,7 +23,7 @@ import Darwin
 /// still reach Redis on the first one — unless Redis dropped that client meanwhile.
 ///
 /// ```swift
-/// let proxy = try ReplyLosingProxy(upstreamPort: redis.port, dropEvery: 3, replies: .transactions)
+/// let proxy = try ReplyLosingProxy(upstreamPort: redis.port, dropEvery: 3, replies: .commits)
 /// defer { proxy.close() }
 /// // … run a client against proxy.url, then:
 /// #expect(proxy.droppedReplies > 0)
@@ -34,9 +34,10 @@ public final class ReplyLosingProxy: @unchecked Sendable {
         /// The writer's commits: replies that begin with an array (a commit script's) or with
         /// Redis's replies to a pipelined `MULTI` (`+OK` then `+QUEUED`).
         case commits
-        /// Reads that hold a `+QUEUED`: every reply that includes a transaction's, such as a
-        /// consumer's ack, with any replies pipelined ahead of it.
-        case transactions
+        /// Reads that hold a consumer's ack: the ack script's reply, an array that starts with an
+        /// integer (`*<n>\r\n:`; no other reply on a consumer's connection does), with any replies
+        /// pipelined ahead of it.
+        case acks
         /// Replies that begin with a non-empty array: a consumer's takes of several events (its take
         /// script) and its reads of a non-empty processing list. Empty and null arrays (`*0`, `*-1`:
         /// an idle consumer's reads and a `BLMOVE` that timed out) do not count, as losing them
@@ -50,8 +51,8 @@ public final class ReplyLosingProxy: @unchecked Sendable {
             switch self {
             case .commits:
                 return read.first == UInt8(ascii: "*") || read.starts(with: Self.transactionStart)
-            case .transactions:
-                return read.firstRange(of: Self.queued) != nil
+            case .acks:
+                return Self.holdsAnArrayStartingWithAnInteger(read)
             case .arrays:
                 return read.first == UInt8(ascii: "*") && !read.starts(with: Self.emptyArray) && !read.starts(with: Self.nullArray)
             case .integer(let value):
@@ -61,7 +62,20 @@ public final class ReplyLosingProxy: @unchecked Sendable {
 
         /// How Redis's replies to a pipelined transaction begin (its `EXEC` array follows in the same read).
         private static let transactionStart = Array("+OK\r\n+QUEUED\r\n".utf8)
-        private static let queued = Array("+QUEUED\r\n".utf8)
+
+        /// Whether a line of `read` is an array header followed by an integer line.
+        private static func holdsAnArrayStartingWithAnInteger(_ read: ArraySlice<UInt8>) -> Bool {
+            var index = read.startIndex
+            while let star = read[index...].firstIndex(of: UInt8(ascii: "*")) {
+                var next = star + 1
+                if star == read.startIndex || read[star - 1] == UInt8(ascii: "\n") {
+                    while next < read.endIndex, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(read[next]) { next += 1 }
+                    if next > star + 1, read[next...].starts(with: Array("\r\n:".utf8)) { return true }
+                }
+                index = next
+            }
+            return false
+        }
         private static let emptyArray = Array("*0\r\n".utf8)
         private static let nullArray = Array("*-1\r\n".utf8)
     }

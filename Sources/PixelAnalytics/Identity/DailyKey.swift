@@ -61,7 +61,10 @@ public struct DailyKey: Sendable, CustomStringConvertible, CustomReflectable {
     /// A Lua script that, for each day given, creates the key if asked and missing (`SET NX EX`)
     /// and returns it: `KEYS` = the Redis keys, `ARGV` = for each key `create` (`1`/`0`), the
     /// random candidate and its expiry (Unix seconds). Replies one bulk string (or nil) per key.
+    /// Runs when Redis is over `maxmemory` too (`allow-oom`: one small key a day), or a consumer
+    /// could not take the first hit of a day while Redis is full, and so could not drain it.
     public static let fetchScript = """
+        #!lua flags=allow-oom
         local out = {}
         for i = 1, #KEYS do
           if ARGV[3 * i - 2] == '1' then

@@ -1,6 +1,6 @@
 /// The realtime side of a batch: the commands that publish its accepted hits and remember which
 /// visitors were seen in the last five minutes. The consumer returns them with the rollup, so they
-/// run in the same `MULTI`/`EXEC` as the ack: a hit is published exactly when it is counted.
+/// run in the same script as the ack: a hit is published exactly when it is counted.
 ///
 /// Per batch and site:
 /// - one `PUBLISH pixeld:live:S LINES`, where `LINES` are the accepted hits' archive lines
@@ -96,17 +96,24 @@ public struct LiveUpdate {
         let cutoff = Array(String(Int((now - Self.recentWindowSeconds).rounded(.down))).utf8)
         for (site, _, visitors) in sites where !visitors.isEmpty {
             let key = Array(keys.recentVisitors(site: site).utf8)
-            var zadd: [[UInt8]] = [Array("ZADD".utf8), key, Array("GT".utf8)]
-            for (visitor, seen) in visitors.sorted(by: { $0.key < $1.key }) {
-                zadd.append(Array(seen.text.utf8))
-                zadd.append(Array(visitor.utf8))
+            // At most 2,000 visitors per `ZADD`: the consumer's ack, a script, passes a command's
+            // arguments with Lua's `unpack`, which takes ~8,000 at most.
+            let sorted = visitors.sorted(by: { $0.key < $1.key })
+            for start in stride(from: 0, to: sorted.count, by: Self.visitorsPerCommand) {
+                var zadd: [[UInt8]] = [Array("ZADD".utf8), key, Array("GT".utf8)]
+                for (visitor, seen) in sorted[start..<min(start + Self.visitorsPerCommand, sorted.count)] {
+                    zadd.append(Array(seen.text.utf8))
+                    zadd.append(Array(visitor.utf8))
+                }
+                commands.append(zadd)
             }
-            commands.append(zadd)
             commands.append([Array("ZREMRANGEBYSCORE".utf8), key, Array("-inf".utf8), Array("(".utf8) + cutoff])
             commands.append([Array("EXPIRE".utf8), key, Array(String(Int(Self.recentWindowSeconds) * 2).utf8)])
         }
         return commands
     }
+
+    static let visitorsPerCommand = 2_000
 
     /// The command counting the visitors of `site` seen in the last five minutes before `now`.
     public static func countCommand(site: String, keys: RollupKeys, now: Double) -> [[UInt8]] {

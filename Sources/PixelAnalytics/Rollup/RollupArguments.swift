@@ -1,6 +1,6 @@
 /// Where ``RollupBatch`` writes the rollup script's arguments: one array per argument
-/// (``ArgumentArrays``, for `RedisConnection.command`), or straight into one RESP-encoded command
-/// (``RESPArguments``, what the consumer's ack sends: no allocation per argument).
+/// (``ArgumentArrays``, for `RedisConnection.command`), or straight into one buffer of RESP bulk
+/// strings (``RESPArguments``, what the consumer's ack passes to the rollup: no allocation per argument).
 protocol RollupArgumentSink {
     /// Appends one argument.
     mutating func append(_ argument: some Collection<UInt8>)
@@ -20,7 +20,8 @@ struct ArgumentArrays: RollupArgumentSink {
 /// the array header in front.
 struct RESPArguments: RollupArgumentSink {
     private(set) var count = 0
-    private var body: [UInt8] = []
+    /// The arguments, without the array header.
+    private(set) var body: [UInt8] = []
 
     init(capacity: Int) { body.reserveCapacity(capacity) }
 

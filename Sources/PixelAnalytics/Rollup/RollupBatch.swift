@@ -1,5 +1,5 @@
-/// Collects one batch's outcomes into the single `EVALSHA` of ``RollupScript`` that the consumer
-/// runs in its ack, in two steps:
+/// Collects one batch's outcomes into the arguments of ``RollupScript``, which the consumer runs as
+/// a function of its ack (``encodedArguments(states:)``), in two steps:
 ///
 /// 1. ``add(_:archivedOn:)`` each outcome. Counters that do not depend on visit state (pageviews, pages,
 ///    browsers, OS, devices, countries, hours, custom events, drops) are summed at once, so Redis sees
@@ -17,8 +17,8 @@
 /// previous ack, still on its way when the read was answered, writes visits too (whose states it
 /// then takes from that ack's ``StateWrites`` rather than from the read). An ack of another consumer
 /// in between refuses the ack, and the batch is handled again. (One key rather than every visit key:
-/// watching a batch's visitors cost more than the rollups, as Redis checks a new `WATCH` against all
-/// keys the client already watches.) `pixeld replay` owns its visit keys and needs neither.
+/// checking a batch's visits one by one would cost more than the rollups.) `pixeld replay` owns its
+/// visit keys and needs no condition.
 public struct RollupBatch: Sendable {
     /// The settings.
     public let configuration: RollupConfiguration
@@ -225,12 +225,13 @@ public struct RollupBatch: Sendable {
         return (version, Array(values.dropFirst()))
     }
 
-    /// `INCR` of the visit version, to send in the ack with ``command(states:)``, which must be
+    /// `INCR` of the visit version, to send in the ack with the rollup, which must be
     /// conditional on the version the states were read at (``stateReadCommand()``): other consumers'
     /// acks based on older state are then refused.
     public var versionCommand: [[UInt8]] { [Array("INCR".utf8), Array(configuration.keys.visitVersion.utf8)] }
 
-    /// `EVALSHA <sha> 0 <arguments>`, to put in `ReliableListConsumer.Outcome.commands`.
+    /// `EVALSHA <sha> 0 <arguments>`: the rollup on its own (`pixeld replay`). Not for an ack: a
+    /// script cannot run `EVALSHA`; the ack calls the rollup with ``encodedArguments(states:)``.
     /// - Parameter states: the values of ``visitKeys`` (`nil` for a missing key), as
     ///   ``parseStateRead(_:)`` returned them; an empty array means no visit is in progress.
     public func command(states: [[UInt8]?]) -> [[UInt8]] {
@@ -271,17 +272,31 @@ public struct RollupBatch: Sendable {
     }
 
     /// The same command as ``command(states:)``, already encoded as RESP (`*N\r\n$7\r\nEVALSHA…`),
-    /// written into one buffer instead of one array per argument: what the consumer's ack sends. Also
+    /// written into one buffer instead of one array per argument. Also
     /// returns the states it writes, which the next batch's read may not see yet, and the hits (as
     /// numbered by ``add(_:archivedOn:)``) in visits that began the day before, under their previous day's id:
     /// only their archive lines need that id (see ``HeldBackPreviousIDs``).
     public func encodedCommand(states: [[UInt8]?]) -> (command: [UInt8], writes: StateWrites, continuedAcrossMidnight: [Int]) {
+        let (sink, writes, continued) = encoded(states: states, after: Self.evalshaPrefix)
+        return (sink.command(), writes, continued)
+    }
+
+    /// The script's arguments (after `EVALSHA sha 0`), encoded as RESP bulk strings one after the
+    /// other with no array header, and how many there are: what the consumer's ack passes to the
+    /// rollup, which runs as a function of the ack's script. Also returns what
+    /// ``encodedCommand(states:)`` does.
+    public func encodedArguments(states: [[UInt8]?]) -> (arguments: [UInt8], count: Int, writes: StateWrites, continuedAcrossMidnight: [Int]) {
+        let (sink, writes, continued) = encoded(states: states, after: [])
+        return (sink.body, sink.count, writes, continued)
+    }
+
+    private func encoded(states: [[UInt8]?], after prefix: [[UInt8]]) -> (RESPArguments, StateWrites, [Int]) {
         var resolved = self
         let visits = resolved.resolveVisits(states: states)
         var sink = RESPArguments(capacity: resolved.encodedSizeEstimate(visits))
-        for argument in Self.evalshaPrefix { sink.append(argument) }
+        for argument in prefix { sink.append(argument) }
         let writes = resolved.encode(visits, into: &sink)
-        return (sink.command(), writes, visits.continuedAcrossMidnight)
+        return (sink, writes, visits.continuedAcrossMidnight)
     }
 
     /// The script's arguments (after `EVALSHA sha 0`); see ``RollupScript`` for the layout.

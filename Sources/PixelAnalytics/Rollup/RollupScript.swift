@@ -1,15 +1,17 @@
 import Crypto
 
-/// The Lua script that applies one batch's rollups and visit state, run with `EVALSHA` inside the
-/// consumer's ack `MULTI`/`EXEC`, so the numbers change exactly when the batch is acknowledged: a
-/// consumer killed before `EXEC` leaves no trace and the batch is processed again from scratch;
-/// after `EXEC`, the batch is gone from the processing list.
+/// The Lua script that applies one batch's rollups and visit state. The consumer runs it as a
+/// function of its ack's script (`ReliableListConsumer.Options.ackFunctions`), so the numbers change
+/// exactly when the batch is acknowledged: a consumer killed before the ack leaves no trace and the
+/// batch is processed again from scratch; after it, the batch is gone from the processing list.
+/// (`pixeld replay` runs it on its own, with `EVALSHA`.) Being part of the ack, it runs when Redis
+/// is over `maxmemory` too.
 ///
 /// The visits are worked out by the consumer (``RollupBatch``) from the state it read before; the
 /// script only applies the result, so Redis's work grows with the distinct keys, fields and visitors
 /// of a batch, not with its hits, and no per-hit logic runs inside Redis.
 ///
-/// Arguments (`EVALSHA sha 0 ARGV…`; no `KEYS`: the key names are built by the consumer under its
+/// Arguments (`EVALSHA sha 0 ARGV…`, or the call's arguments in the ack; no `KEYS`: the key names are built by the consumer under its
 /// prefix, so the script needs a standalone Redis, not a cluster):
 /// 1. the format version (`2`); 2. the breakdown cap; 3. the visit state TTL in s;
 /// 4. `n` hashes, then per hash: key, capped `1`/`0`, expire-at unix time, `m` fields, then `m` ×
@@ -35,61 +37,61 @@ import Crypto
 /// `hash-max-listpack-value` above 1,024 nothing converts, and each batch pays that write for
 /// nothing.) Hashes that stay under 64 fields — most breakdowns of a small site — stay compact.
 public enum RollupScript {
-    /// The script text.
-    public static let source = """
+    /// The script, reading its `n` arguments as `A[o + 1]` … `A[o + n]`.
+    private static let body = """
         -- pixeld rollup script, format 2
-        if ARGV[1] ~= '2' then return redis.error_reply('pixeld rollup: unknown format ' .. tostring(ARGV[1])) end
-        local cap = tonumber(ARGV[2])
-        local visitTTL = tonumber(ARGV[3])
+        if A[o + 1] ~= '2' then return redis.error_reply('pixeld rollup: unknown format ' .. tostring(A[o + 1])) end
+        local cap = tonumber(A[o + 2])
+        local visitTTL = tonumber(A[o + 3])
         if not (cap and visitTTL) then return redis.error_reply('pixeld rollup: bad header') end
         -- Validate the layout before any write.
         local i = 4
-        local hashes = tonumber(ARGV[i])
+        local hashes = tonumber(A[o + i])
         if not hashes then return redis.error_reply('pixeld rollup: bad hash count') end
         local hashStart = i + 1
         i = hashStart
         for _ = 1, hashes do
-          local fields = tonumber(ARGV[i + 3])
-          if not (fields and tonumber(ARGV[i + 2])) then return redis.error_reply('pixeld rollup: bad hash') end
+          local fields = tonumber(A[o + i + 3])
+          if not (fields and tonumber(A[o + i + 2])) then return redis.error_reply('pixeld rollup: bad hash') end
           for f = i + 5, i + 3 + fields * 2, 2 do
-            if not tonumber(ARGV[f]) then return redis.error_reply('pixeld rollup: bad increment') end
+            if not tonumber(A[o + f]) then return redis.error_reply('pixeld rollup: bad increment') end
           end
           i = i + 4 + fields * 2
         end
-        local hlls = tonumber(ARGV[i])
+        local hlls = tonumber(A[o + i])
         if not hlls then return redis.error_reply('pixeld rollup: bad hll count') end
         local hllStart = i + 1
         i = hllStart
         for _ = 1, hlls do
-          local count = tonumber(ARGV[i + 2])
-          if not (count and tonumber(ARGV[i + 1])) then return redis.error_reply('pixeld rollup: bad hll') end
+          local count = tonumber(A[o + i + 2])
+          if not (count and tonumber(A[o + i + 1])) then return redis.error_reply('pixeld rollup: bad hll') end
           i = i + 3 + count
         end
-        local deletes = tonumber(ARGV[i])
+        local deletes = tonumber(A[o + i])
         if not deletes then return redis.error_reply('pixeld rollup: bad delete count') end
         local deleteStart = i + 1
         i = deleteStart + deletes
-        local writes = tonumber(ARGV[i])
+        local writes = tonumber(A[o + i])
         if not writes then return redis.error_reply('pixeld rollup: bad write count') end
         local writeStart = i + 1
         i = writeStart + writes * 2
-        if i - 1 ~= #ARGV then return redis.error_reply('pixeld rollup: argument count mismatch') end
+        if i - 1 ~= n then return redis.error_reply('pixeld rollup: argument count mismatch') end
 
-        for d = deleteStart, deleteStart + deletes - 1 do redis.call('DEL', ARGV[d]) end
+        for d = deleteStart, deleteStart + deletes - 1 do redis.call('DEL', A[o + d]) end
         for w = writeStart, writeStart + writes * 2 - 1, 2 do
-          redis.call('SET', ARGV[w], ARGV[w + 1], 'EX', visitTTL)
+          redis.call('SET', A[o + w], A[o + w + 1], 'EX', visitTTL)
         end
 
         i = hllStart
         for _ = 1, hlls do
-          local key, count = ARGV[i], tonumber(ARGV[i + 2])
+          local key, count = A[o + i], tonumber(A[o + i + 2])
           local first = i + 3
           while first < i + 3 + count do
             local last = math.min(first + 499, i + 2 + count)
-            redis.call('PFADD', key, unpack(ARGV, first, last))
+            redis.call('PFADD', key, unpack(A, o + first, o + last))
             first = last + 1
           end
-          redis.call('EXPIREAT', key, ARGV[i + 1])
+          redis.call('EXPIREAT', key, A[o + i + 1])
           i = i + 3 + count
         end
 
@@ -101,14 +103,14 @@ public enum RollupScript {
         local wide = '\\1' .. string.rep('-', 1024)
         i = hashStart
         for _ = 1, hashes do
-          local key, capped, fields = ARGV[i], ARGV[i + 1] == '1', tonumber(ARGV[i + 3])
+          local key, capped, fields = A[o + i], A[o + i + 1] == '1', tonumber(A[o + i + 3])
           local size = capped and redis.call('HLEN', key) or 0
           local large = capped and math.min(size + fields, cap + 1) > compact
           if large and redis.call('OBJECT', 'ENCODING', key) ~= 'hashtable' then redis.call('HSET', key, wide, 0) end
           local checked = capped and size + fields > cap
           local other = 0
           for f = i + 4, i + 3 + fields * 2, 2 do
-            local field, by = ARGV[f], tonumber(ARGV[f + 1])
+            local field, by = A[o + f], tonumber(A[o + f + 1])
             if checked and redis.call('HEXISTS', key, field) == 0 then
               if size < cap then size = size + 1 else field = nil; other = other + by end
             end
@@ -116,11 +118,18 @@ public enum RollupScript {
           end
           if other ~= 0 then redis.call('HINCRBY', key, '\(RollupKeys.otherField)', other) end
           if large then redis.call('HDEL', key, wide) end
-          redis.call('EXPIREAT', key, ARGV[i + 2])
+          redis.call('EXPIREAT', key, A[o + i + 2])
           i = i + 4 + fields * 2
         end
         return hashes
         """
+
+    /// The script text, for `EVALSHA` (`pixeld replay`).
+    public static let source = "local A, o, n = ARGV, 0, #ARGV\n" + body
+
+    /// The script as the consumer's ack calls it: the body of `function(A, o, n)` (see
+    /// `ReliableListConsumer.Options.ackFunctions`).
+    public static let functionBody = body
 
     /// The SHA-1 of ``source``, for `EVALSHA`.
     public static let sha1: String = {

@@ -120,6 +120,8 @@ struct ConsumeCommand: AsyncParsableCommand {
         // Before any instrument is made: swift-metrics binds them to the factory of their creation.
         let registry = metricsAddress == nil ? nil : Bootstrap.metrics()
         let id = consumerId ?? Environment.value(forFlag: "consumer-id") ?? Self.defaultConsumerID()
+        let siteNames = Environment.resolve(sites, flag: "site")
+        if !siteNames.isEmpty { options.ackFunctions = AnalyticsHandler.ackFunctions }
         let consumer = ReliableListConsumer(list: program, consumerID: id, redis: redis, options: options, logger: logger) {
             // Once Redis has answered: before, the consumer may be retrying to connect.
             logger.info("consume ready", metadata: ["redis.key": "\(program)", "consumer": "\(id)"])
@@ -134,7 +136,6 @@ struct ConsumeCommand: AsyncParsableCommand {
         } else {
             printer = EventPrinter(logger: logger)
         }
-        let siteNames = Environment.resolve(sites, flag: "site")
         let start: @Sendable (ReliableListConsumer) -> Void
         if siteNames.isEmpty {
             start = { consumer in

@@ -12,7 +12,7 @@ import Glibc
 /// written before the batch is acked, and sorts out the values that cannot be decoded as dead letters.
 ///
 /// With a file, output is exactly-once: the file's length after each batch is stored in Redis in the
-/// same `MULTI`/`EXEC` as the ack (`<list>:output:<consumer-id>`), and at start and after any failure
+/// same script as the ack (`<list>:output:<consumer-id>`), and at start and after any failure
 /// (``prepare(_:)``) the file is cut back to the last acknowledged length before the unacked batch is
 /// handled again. Standard output cannot be
 /// cut back, so there a consumer killed between writing and acking prints that batch again.
@@ -72,7 +72,8 @@ final class EventPrinter: @unchecked Sendable {
         let size = Int(info.st_size)
         let reply = try connection.command([Array("GET".utf8), offsetKey]).unwrap("GET")
         guard let acknowledged = reply.string.flatMap({ Int($0) }) else {
-            try connection.command([Array("SET".utf8), offsetKey, Array(String(size).utf8), Array("NX".utf8)]).unwrap("SET")
+            let set = [Array("SET".utf8), offsetKey, Array(String(size).utf8), Array("NX".utf8)]
+            try connection.command(ReliableListConsumer.allowingOOM(set)).unwrap("SET")
             offset = size
             _ = lseek(fd, off_t(offset), SEEK_SET)
             return
@@ -156,19 +157,20 @@ final class EventPrinter: @unchecked Sendable {
 ///   `SET NX EX` by whichever consumer comes first, cached in memory only; on the handler's own
 ///   connection), process every hit (validate, drop bots, anonymise, enrich) and render its archive
 ///   line;
-/// - ``request(_:)``, sent right *before* the previous batch's ack: `SCRIPT LOAD` the rollup script
-///   (so that a Redis restarted since the last batch knows it inside the ack's `MULTI`), ask whether
-///   anyone listens to the live channels, and read the visit version and the states of the visits
-///   the batch continues (one `MGET`);
+/// - ``request(_:)``, sent right *before* the previous batch's ack: ask whether anyone listens to
+///   the live channels, and read the visit version and the states of the visits the batch
+///   continues (one `MGET`);
 /// - ``resolve(_:replies:aheadOfAck:)``, while Redis applies the previous ack: take the states that
 ///   ack writes from it (``RollupBatch/StateWrites``: the read was answered before them), work the
-///   visits out and encode the rollup `EVALSHA` (see `RollupBatch`), conditional on the visit version
+///   visits out and encode the call of the rollup (`RollupScript`, an ack function: see
+///   ``ackFunctions``), conditional on the visit version
 ///   expected after the previous ack, and the live feed (`LiveUpdate`: `PUBLISH` only to listened
 ///   channels);
 /// - ``finish(_:connection:)``, once the previous ack is applied: write the lines (to
 ///   `--archive DIR`, else `--output FILE`, else standard output) and return the ack's commands —
 ///   the rollup with the version's `INCR`, the live feed, the archive lengths — which
-///   `ReliableListConsumer` applies in the same `MULTI`/`EXEC` as the ack.
+///   `ReliableListConsumer` applies in the same script as the ack (`AckScript` in RespBridge), which
+///   Redis runs when it is over `maxmemory` too.
 final class AnalyticsHandler: @unchecked Sendable {
     // `@unchecked Sendable`: used only by the consumer thread after `init`.
     private let logger: Logger
@@ -230,9 +232,20 @@ final class AnalyticsHandler: @unchecked Sendable {
                     metadata: ["files": "\(adopted.count)"]
                 )
             }
-            _ = try connection.command(recordLengths(adopted.merging([Self.trackedField: 1]) { $1 })).unwrap("HSET")
+            // A thousand files per `HSET` (an ack's command takes at most 7,000 arguments), the
+            // field that says the lengths are kept last.
+            let files = adopted.sorted { $0.key < $1.key }
+            for start in stride(from: 0, to: files.count, by: 1_000) {
+                let part = Dictionary(uniqueKeysWithValues: files[start..<min(start + 1_000, files.count)].map { ($0.key, $0.value) })
+                _ = try connection.command(ReliableListConsumer.allowingOOM(recordLengths(part))).unwrap("HSET")
+            }
+            _ = try connection.command(ReliableListConsumer.allowingOOM(recordLengths([Self.trackedField: 1]))).unwrap("HSET")
         }
     }
+
+    /// The functions the acks call: the rollup (``RollupScript``).
+    static let ackFunctions = [rollupFunction: RollupScript.functionBody]
+    private static let rollupFunction = "rollup"
 
     /// The field of the archive hash that says it has been kept since this consumer's first write.
     static let trackedField = ".tracked"
@@ -309,14 +322,13 @@ final class AnalyticsHandler: @unchecked Sendable {
     }
 
     /// Step two, sent right before the previous batch's ack (so Redis answers it at once):
-    /// `SCRIPT LOAD` of the rollup script, `PUBSUB NUMPAT` and `PUBSUB NUMSUB` of the live channels (a
+    /// `PUBSUB NUMPAT` and `PUBSUB NUMSUB` of the live channels (a
     /// pattern subscription anywhere, such as the dashboard's `PSUBSCRIBE`, counts as a listener of
     /// every channel) and `MGET` of the visit version and the visit states the batch continues. Each
     /// part only when the batch needs it.
     func request(_ work: Work) -> [[[UInt8]]] {
         let rollup = work.rollup, channels = work.live.channels
         var commands: [[[UInt8]]] = []
-        if !rollup.isEmpty { commands.append(RollupScript.loadCommand) }
         if !channels.isEmpty {
             commands.append([Array("PUBSUB".utf8), Array("NUMPAT".utf8)])
             commands.append([Array("PUBSUB".utf8), Array("NUMSUB".utf8)] + channels.map { Array($0.utf8) })
@@ -353,9 +365,9 @@ final class AnalyticsHandler: @unchecked Sendable {
         if !work.rollup.isEmpty {
             if aheadOfAck { work.rollup.overlay(previousWrites, on: &read.states) }
             // Encoded straight into one buffer: the rollup has thousands of arguments.
-            let (command, writes, continued) = work.rollup.encodedCommand(states: read.states)
+            let (arguments, count, writes, continued) = work.rollup.encodedArguments(states: read.states)
             work.heldBack.insert(continued: continued, into: &resolved.work.buffers, live: &resolved.work.live)
-            resolved.commands.append(ReliableListConsumer.Command(encoded: command, name: "EVALSHA"))
+            resolved.commands.append(.init(function: Self.rollupFunction, count: count, encodedArguments: arguments))
             resolved.writes = writes
             if !work.rollup.visitKeys.isEmpty {
                 resolved.commands.append(ReliableListConsumer.Command(arguments: work.rollup.versionCommand))
@@ -384,7 +396,10 @@ final class AnalyticsHandler: @unchecked Sendable {
             for (day, bytes) in zip(work.days, work.buffers) { if let day { lines[day] = bytes } }
             let lengths = try archive.append(lines, now: work.now)
             if !lengths.isEmpty { commands.append(.init(arguments: recordLengths(lengths))) }
-            if !gone.isEmpty { commands.append(.init(arguments: [Array("HDEL".utf8), archiveKey] + gone.map { Array($0.utf8) })) }
+            for start in stride(from: 0, to: gone.count, by: 1_000) {
+                let names = gone[start..<min(start + 1_000, gone.count)].map { Array($0.utf8) }
+                commands.append(.init(arguments: [Array("HDEL".utf8), archiveKey] + names))
+            }
         } else if let printer {
             commands += try printer.emit(work.buffers.first ?? []).map(ReliableListConsumer.Command.init(arguments:))
         }
@@ -410,11 +425,6 @@ final class AnalyticsHandler: @unchecked Sendable {
     static func parseRead(_ replies: [RESPValue], for rollup: RollupBatch, channels: [String]) throws -> AckRead {
         var replies = replies[...]
         var read = AckRead()
-        if !rollup.isEmpty {
-            guard try replies.removeFirst().unwrap("SCRIPT LOAD").string == RollupScript.sha1 else {
-                throw AnalyticsError("SCRIPT LOAD replied an unexpected digest")
-            }
-        }
         if !channels.isEmpty {
             let patternsReply = replies.removeFirst(), countsReply = replies.removeFirst()
             if case .error(let text) = patternsReply {

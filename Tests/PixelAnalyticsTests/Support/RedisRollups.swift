@@ -7,7 +7,9 @@ import Glibc
 #endif
 
 /// Drives the analytics pieces against a real Redis the way `pixeld consume` does: fetch the daily
-/// keys, process a batch, read its visit states, apply its rollup `EVALSHA` inside `MULTI`/`EXEC`.
+/// keys, process a batch, read its visit states, apply its rollup — here as `EVALSHA` inside
+/// `MULTI`/`EXEC` (the standalone script, as `pixeld replay` runs it; the consumer runs the same body
+/// as a function of its ack script, which the end-to-end tests cover).
 struct RedisRollups {
     let connection: RESPConnection
     let configuration: RollupConfiguration

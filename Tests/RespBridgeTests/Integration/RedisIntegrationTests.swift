@@ -336,7 +336,7 @@ struct RedisIntegrationTests {
         #expect(try server.llen("pixel:processing:t4") == 0)
     }
 
-    @Test func aWatchedKeyChangedBeforeTheAckAbortsItAndTheBatchIsHandledAgain() async throws {
+    @Test func aConditionThatNoLongerHoldsRefusesTheAckAndTheBatchIsHandledAgain() async throws {
         let server = try RedisServer.start()
         _ = try server.command(["SET", "state", "0"])
         _ = try server.command(["LPUSH", "pixel", "a", "b"])
@@ -344,13 +344,16 @@ struct RedisIntegrationTests {
         let attempts = ConditionLockedArray()
         let prepared = ConditionLockedArray()
         consumer.start(prepare: { _ in prepared.append(["prepare"]) }) { batch, connection in
-            // Read-modify-write of shared state under WATCH, as the analytics handler does with visits.
-            _ = try connection.command(["WATCH", "state"])
-            let state = Int(try connection.command(["GET", "state"]).string ?? "") ?? -1
+            // Read-modify-write of shared state, the ack conditional on what was read.
+            let read = try connection.command(["GET", "state"]).string ?? ""
+            let state = Int(read) ?? -1
             attempts.append(["\(state)"])
             // Another consumer changes the state between our read and our ack, once.
             if attempts.values.count == 1 { _ = try server.command(["SET", "state", "10"]) }
-            return .init(commands: [[Array("SET".utf8), Array("state".utf8), Array("\(state + batch.count)".utf8)]])
+            return .init(
+                commands: [[Array("SET".utf8), Array("state".utf8), Array("\(state + batch.count)".utf8)]],
+                condition: .init(key: "state", value: read)
+            )
         }
         #expect(waitUntil(seconds: 5) { consumer.consumed == 2 })
         await consumer.stop()
@@ -443,11 +446,11 @@ struct RedisIntegrationTests {
                 return batch.map { String(decoding: $0, as: UTF8.self) }
             },
             finish: { strings, connection in
-                _ = try connection.command(["WATCH", "state"])
+                let state = try connection.command(["GET", "state"]).string ?? ""
                 sizes.append(["\(strings.count)"])
                 if sizes.values.count == 1 { _ = try server.command(["SET", "state", "1"]) }  // another consumer
                 acked.append(strings)
-                return .init(commands: [[Array("INCR".utf8), Array("acks".utf8)]])
+                return .init(commands: [[Array("INCR".utf8), Array("acks".utf8)]], condition: .init(key: "state", value: state))
             }
         )
         #expect(waitUntil(seconds: 10) { consumer.consumed == values.count })
@@ -553,6 +556,93 @@ struct RedisIntegrationTests {
         await consumer.stop()
         #expect(try server.command(["GET", "state"]).string == "\(values.count)")
         #expect(try server.llen("pixel:processing:t12") == 0)
+    }
+
+    /// Redis over `maxmemory` refuses the writes of everyone else (ingest's `LPUSH` here), but the
+    /// consumers go on draining it: takes, acks with the handler's commands and an ack function, dead
+    /// letters, the recovery of a dead consumer's processing list, and the wait on an empty list
+    /// (which does not count as Redis failing). Before, every ack was a `MULTI`, all of whose commands
+    /// Redis 7 refuses then: nothing drained until someone raised `maxmemory`.
+    @Test func overMaxmemoryTheConsumersGoOnDraining() async throws {
+        let server = try RedisServer.start()
+        let values = (0..<3000).map { "v\($0)" }
+        for chunk in stride(from: 0, to: values.count, by: 500) {
+            _ = try server.command(["LPUSH", "pixel"] + values[chunk..<chunk + 500])
+        }
+        let orphans = (0..<100).map { "o\($0)" }
+        _ = try server.command(["LPUSH", "pixel:processing:gone"] + orphans)  // a consumer that died, no heartbeat
+        let bad = (0..<1200).map { "bad-\($0)" }  // one batch's: two LPUSHes in its ack
+        _ = try server.command(["LPUSH", "pixel"] + bad)
+        let info = try server.command(["INFO", "memory"]).string ?? ""
+        let used = try #require(info.split(whereSeparator: \.isNewline).first { $0.hasPrefix("used_memory:") }.flatMap { Int($0.dropFirst(12)) })
+        _ = try server.command(["CONFIG", "SET", "maxmemory", "\(used - 200_000)"])
+        let refused = try server.command(["LPUSH", "probe", "x"])
+        #expect(refused.isError && refused.description.contains("OOM"), "\(refused)")
+
+        var options = ReliableListConsumer.Options()
+        options.batchSize = 1500
+        options.ackFunctions = ["tally": "redis.call('INCRBY', A[o + 1], A[o + 2])"]
+        let consumer = ReliableListConsumer(list: "pixel", consumerID: "full", redis: try configuration(server), options: options, logger: logger)
+        consumer.start { batch, _ in
+            let good = batch.filter { !$0.starts(with: Array("bad".utf8)) }
+            return .init(
+                deadLetters: batch.filter { $0.starts(with: Array("bad".utf8)) },
+                ackCommands: [
+                    .init(arguments: [Array("RPUSH".utf8), Array("handled".utf8)] + good),
+                    .init(function: "tally", count: 2, encodedArguments: Self.bulkStrings(["total", "\(good.count)"])),
+                ]
+            )
+        }
+        #expect(waitUntil(seconds: 20) { consumer.consumed == values.count + orphans.count + bad.count })
+        #expect(try server.llen("pixel") == 0)
+        #expect(try server.lrange("pixel:dead").sorted() == bad.sorted())
+        #expect(try server.command(["GET", "total"]).string == "\(values.count + orphans.count)")
+        try expectEachHandledOnce(server, values + orphans)
+        #expect(consumer.ackCommandErrors == 0)
+        // Still over maxmemory (the handled values stay), with the list empty: the consumer waits
+        // without taking the refused BLMOVE for a Redis that fails.
+        #expect(try server.command(["LPUSH", "probe", "x"]).isError)
+        try await Task.sleep(for: .milliseconds(1500))
+        #expect(consumer.isAnswering)
+        _ = try server.command(["CONFIG", "SET", "maxmemory", "0"])
+        _ = try server.command(["LPUSH", "pixel", "late"])
+        #expect(waitUntil(seconds: 5) { consumer.consumed == values.count + orphans.count + bad.count + 1 })
+        await consumer.stop()
+    }
+
+    /// An ack function runs inside the ack; one that returns an error reply, or raises one, is a
+    /// failed command of the ack (counted, the batch stays acked), and the other commands apply.
+    @Test func ackFunctionsRunInsideTheAckAndTheirErrorsAreCounted() async throws {
+        let server = try RedisServer.start()
+        _ = try server.command(["LPUSH", "alist", "x"])
+        _ = try server.command(["LPUSH", "pixel", "a", "b"])
+        var options = ReliableListConsumer.Options()
+        options.ackFunctions = [
+            "add": "if n ~= 2 then return redis.error_reply('n is ' .. n) end return redis.call('INCRBY', A[o + 1], A[o + 2])",
+            "refuse": "return redis.error_reply('not today')",
+            "raise": "redis.call('INCR', A[o + 1])",
+        ]
+        let consumer = ReliableListConsumer(list: "pixel", consumerID: "fn", redis: try configuration(server), options: options, logger: logger)
+        consumer.start { batch, _ in
+            .init(ackCommands: [
+                .init(function: "add", count: 2, encodedArguments: Self.bulkStrings(["total", "\(batch.count)"])),
+                .init(function: "refuse", count: 0, encodedArguments: []),
+                .init(function: "raise", count: 1, encodedArguments: Self.bulkStrings(["alist"])),
+                .init(arguments: [Array("INCR".utf8), Array("ok".utf8)]),
+            ])
+        }
+        #expect(waitUntil(seconds: 5) { consumer.consumed == 2 })
+        try await Task.sleep(for: .milliseconds(200))
+        await consumer.stop()
+        #expect(consumer.ackCommandErrors == 2)
+        #expect(try server.command(["GET", "total"]).string == "2")
+        #expect(try server.command(["GET", "ok"]).string == "1")
+        #expect(try server.llen("pixel:processing:fn") == 0)
+    }
+
+    /// `values` as RESP bulk strings one after the other (an ack function's encoded arguments).
+    private static func bulkStrings(_ values: [String]) -> [UInt8] {
+        values.flatMap { Array("$\($0.utf8.count)\r\n\($0)\r\n".utf8) }
     }
 
     /// Counts each batch into `total` and appends its values to the list `handled` in the ack (what
