@@ -11,9 +11,9 @@
 ///   bytes, `\xHH` escapes (a JSON-shaped format without `escape=json`), unknown escapes kept as
 ///   written; nested objects and arrays are rejected.
 ///
-/// Shape detection: trailing `\n`, `\r` and NUL bytes and a leading UTF-8 BOM are ignored; a value
-/// whose first non-whitespace byte is `{` is JSON; otherwise a value containing a comma is
-/// classic; anything else is ``PixelDecodeError/Reason/unknownShape``.
+/// Shape detection: trailing `\n`, `\r` and NUL bytes, a leading UTF-8 BOM and then leading
+/// whitespace are ignored; a value whose first other byte is `{` is JSON; otherwise a value
+/// containing a comma is classic; anything else is ``PixelDecodeError/Reason/unknownShape``.
 ///
 /// Decoding never traps on any input: every failure is a thrown ``PixelDecodeError``.
 public enum PixelEventDecoder {
@@ -80,11 +80,13 @@ public enum PixelEventDecoder {
         if first < buffer.count && buffer[first] == ASCII.openBrace {
             return .json(buffer, offset: start)
         }
-        let comma = buffer.firstIndex(of: ASCII.comma, from: 0, to: buffer.count)
-        guard comma < buffer.count else {
+        // (Leading whitespace: rsyslog relaying as RFC 5424 keeps the space after nginx's `pixel:`.)
+        let classic = buffer.slice(first..<buffer.count)
+        let comma = classic.firstIndex(of: ASCII.comma, from: 0, to: classic.count)
+        guard comma < classic.count else {
             throw PixelDecodeError(.unknownShape, "neither a $msec,$args line nor a JSON object")
         }
-        return .classic(buffer, comma: comma, offset: start)
+        return .classic(classic, comma: comma, offset: start + first)
     }
 
     /// `$msec,$args`, as written by nginx's default (`escape=default`) log escaping.

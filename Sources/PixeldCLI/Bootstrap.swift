@@ -1,5 +1,8 @@
 import CPixeldSystem
 package import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
 import Metrics
 package import Prometheus
 
@@ -44,6 +47,20 @@ package enum Bootstrap {
         Task.detached(priority: .background) {
             try? await Task.sleep(for: delay)
             log(released: cpixeld_release_code_pages(), logger: logger)
+        }
+    }
+
+    /// Raises the soft limit on open files to the hard one, at most 65,536 (systemd starts services
+    /// with 1,024 soft and 524,288 hard): each syslog TCP connection holds a descriptor, up to 1,024 of them, besides
+    /// Redis, spool and metrics. Logged at debug level; a failure only means the limit stays.
+    package static func raiseOpenFileLimit(logger: Logger) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        let before = limit.rlim_cur, wanted = min(limit.rlim_max, 65_536)  // (no more is ever needed)
+        guard before < wanted else { return }
+        limit.rlim_cur = wanted
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
+            logger.debug("raised the open-file limit", metadata: ["from": "\(before)", "to": "\(wanted)"])
         }
     }
 

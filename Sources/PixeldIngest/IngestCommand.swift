@@ -91,6 +91,7 @@ package struct IngestCommand: AsyncParsableCommand {
     package func run() async throws {
         let logger = Bootstrap.logging(level: try global.level(), label: "pixeld.ingest")
         Bootstrap.releaseCodePages(now: logger, again: .seconds(1))
+        Bootstrap.raiseOpenFileLimit(logger: logger)
         let settings = try IngestSettings(command: self)
         let registry = Bootstrap.metrics()
         let queue = PushQueue(capacityBytes: settings.bufferBytes)

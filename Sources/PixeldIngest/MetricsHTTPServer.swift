@@ -60,11 +60,19 @@ package final class MetricsHTTPServer: @unchecked Sendable {
         while !stopRequested.load(ordering: .relaxed) {
             pollSet[0].revents = 0
             guard StreamSocket.poll(&pollSet, timeoutMilliseconds: 200) > 0 else { continue }  // checks the stop flag
-            while let client = StreamSocket.accept(fd) {
-                // Accepted sockets are non-blocking; the response path wants plain blocking I/O.
-                _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) & ~O_NONBLOCK)
-                serve(client)
-                close(client)
+            accepting: while true {
+                switch StreamSocket.accept(fd) {
+                case .client(let client):
+                    // Accepted sockets are non-blocking; the response path wants plain blocking I/O.
+                    _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) & ~O_NONBLOCK)
+                    serve(client)
+                    close(client)
+                case .none:
+                    break accepting
+                case .failed:
+                    usleep(100_000)  // out of descriptors: the pending connection would make poll spin
+                    break accepting
+                }
             }
         }
     }

@@ -22,6 +22,15 @@ struct NginxLineTests {
         expectJSONMatches(event.jsonLine(), event)
     }
 
+    /// rsyslog relaying nginx's line as RFC 5424 keeps the space after `pixel:` in MSG: the line
+    /// still decodes (it used to be dead-lettered: "does not start with a digit").
+    @Test("$msec,$args line behind leading whitespace", arguments: NginxFixtures.hits)
+    func classicLineAfterSpaces(hit: NginxFixtures.Hit) throws {
+        let event = try PixelEventDecoder.decode(Array(" \t ".utf8) + rawBytes(hit.classic))
+        #expect(event.timestampText == hit.timestampText)
+        #expect(event.args == hit.args)
+    }
+
     @Test("both shapes of the same hit give the same ts and args")
     func shapesAgree() throws {
         for hit in NginxFixtures.hits {

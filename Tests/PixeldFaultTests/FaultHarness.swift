@@ -426,6 +426,15 @@ struct ProcMemory {
     }
 }
 
+/// The CPU seconds (user + system) `pid` has used, from `/proc/PID/stat` (clock ticks of 1/100 s).
+func cpuSeconds(pid: Int32) -> Double? {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return nil }
+    // After "(comm)": state is field 3, utime and stime fields 14 and 15.
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+    return (user + system) / 100
+}
+
 /// The kernel's drop counter (`sk_drops`: datagrams refused on a full receive buffer) of the UDP
 /// socket bound to 127.0.0.1:`port`, from `/proc/net/udp`; `nil` when there is no such socket (or no
 /// `/proc`). Independent of pixeld: what it did not receive and the kernel did not drop is its loss.
@@ -452,7 +461,7 @@ final class IngestUnderTest {
 
     /// Starts `pixeld ingest [--udp …] [--tcp …] --redis URL --metrics … EXTRA` and waits for "ingest ready".
     /// A port taken by someone else between choosing and binding is retried with new ones.
-    init(redisURL: String, udp: Bool = true, tcp: Bool = false, extra: [String] = []) throws {
+    init(redisURL: String, udp: Bool = true, tcp: Bool = false, extra: [String] = [], openFileLimit: Int? = nil) throws {
         var lastError: (any Error)?
         for _ in 0..<3 {
             let udpPort = udp ? try PortAllocator.freeUDPPort() : nil
@@ -462,7 +471,7 @@ final class IngestUnderTest {
             if let udpPort { arguments += ["--udp", "127.0.0.1:\(udpPort)"] }
             if let tcpPort { arguments += ["--tcp", "127.0.0.1:\(tcpPort)"] }
             arguments += ["--redis", redisURL, "--metrics", "127.0.0.1:\(metricsPort)"] + extra
-            let process = try PixeldProcess.start(arguments)
+            let process = try PixeldProcess.start(arguments, openFileLimit: openFileLimit)
             do {
                 try process.waitForStderr(containing: "ingest ready", timeout: 20)
                 self.process = process

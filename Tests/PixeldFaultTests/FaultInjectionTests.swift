@@ -208,6 +208,32 @@ struct FaultInjectionTests {
         withExtendedLifetime((redis, ingest, pauser)) {}
     }
 
+    /// With every file descriptor in use, a pending connection keeps the listening socket readable
+    /// while `accept` fails (`EMFILE`): ingest used to poll and fail again at once, a core at 100 %.
+    /// Now it warns once, stops listening for 200 ms at a time, serves the connections it has, and
+    /// takes new ones once some close.
+    @Test("TCP out of file descriptors (RLIMIT_NOFILE 48): no spinning, one warning, connections taken again once some close")
+    func tcpOutOfDescriptors() throws {
+        let redis = try RedisServer.start()
+        let ingest = try IngestUnderTest(redisURL: redis.url, udp: false, tcp: true, openFileLimit: 48)
+        var idle = try (0..<60).map { _ in try TCPSyslogSender(port: ingest.tcpPort!) }  // more than it has descriptors for
+        Thread.sleep(forTimeInterval: 0.5)
+        let before = try #require(cpuSeconds(pid: ingest.pid))
+        Thread.sleep(forTimeInterval: 2)
+        let used = try #require(cpuSeconds(pid: ingest.pid)) - before
+        #expect(used < 0.5, "ingest used \(used) CPU s in 2 s while out of descriptors")
+        let warnings = ingest.process.stderrText.components(separatedBy: "cannot accept syslog connections").count - 1
+        #expect(warnings == 1, "\(ingest.process.stderrText.suffix(2000))")
+        for sender in idle { sender.close() }
+        idle.removeAll()
+        Thread.sleep(forTimeInterval: 0.5)
+        let sender = try TCPSyslogSender(port: ingest.tcpPort!)
+        for seq in 1...20 { #expect(sender.send(PixelMessage.syslog(seq: seq))) }
+        sender.close()
+        #expect(try redis.waitForLength("pixel", atLeast: 20, timeout: 10) == 20)
+        withExtendedLifetime((redis, ingest)) {}
+    }
+
     // MARK: 5
 
     @Test("WRONGTYPE key next to a healthy one: every pixel message arrives, every broken one is in broken:dead")

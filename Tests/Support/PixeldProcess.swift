@@ -80,9 +80,17 @@ public final class PixeldProcess: @unchecked Sendable {
     /// - Parameters:
     ///   - arguments: e.g. `["ingest", "--udp", "127.0.0.1:\(port)", "--redis", redis.url]`.
     ///   - environment: variables added to this process's environment.
+    ///   - openFileLimit: when set, the process starts with this soft and hard `RLIMIT_NOFILE`
+    ///     (`prlimit --nofile=N:N`, which execs pixeld in its own process: the pid is pixeld's).
     /// - Throws: ``TestSupportError`` when the binary is not found or does not start.
-    public static func start(_ arguments: [String], environment: [String: String] = [:]) throws -> PixeldProcess {
-        PixeldProcess(child: try ChildProcess(executable: try binaryURL(), arguments: arguments, environment: environment))
+    public static func start(_ arguments: [String], environment: [String: String] = [:], openFileLimit: Int? = nil) throws -> PixeldProcess {
+        let binary = try binaryURL()
+        guard let openFileLimit else {
+            return PixeldProcess(child: try ChildProcess(executable: binary, arguments: arguments, environment: environment))
+        }
+        return PixeldProcess(
+            child: try ChildProcess(tool: "prlimit", arguments: ["--nofile=\(openFileLimit):\(openFileLimit)", "--", binary.path] + arguments, environment: environment)
+        )
     }
 
     /// Waits until stderr contains `text` (e.g. `"ingest ready"`).

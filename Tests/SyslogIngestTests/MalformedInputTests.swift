@@ -60,6 +60,9 @@ struct MalformedInputTests {
         Bad("empty TAG before pid", "<158>[12]: hello", .noProgram, .noProgram),
         Bad("timestamp only", "<158>Nov 22 12:38:13", .noProgram, .noProgram),
         Bad("timestamp, then punctuation", "<158>Nov 22 12:38:13 !!", .noProgram, .noProgram),
+        // A HOSTNAME is not the TAG (it used to be: these were keyed `vm`).
+        Bad("hostname, then punctuation", "<158>Nov 22 12:38:13 vm !!", .noProgram, .noProgram),
+        Bad("hostname, then a kernel line", "<158>Nov 22 12:38:13 vm [12345.6] eth0 up", .noProgram, .noProgram),
     ]
 
     @Test("rejected by reason", arguments: Self.cases)

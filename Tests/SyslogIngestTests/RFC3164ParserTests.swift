@@ -30,12 +30,13 @@ struct RFC3164ParserTests {
     @Test(
         "header heuristics",
         arguments: [
-            // No header at all (Python SysLogHandler without a formatter): RFC 3164 §4.1.3 alphanumeric TAG.
+            // No header at all (Python SysLogHandler without a formatter): the first word is the TAG, up to SP
+            // (rsyslog's reading; RFC 3164 §4.1.3 would stop at the `-` and key `pixel-js` as `pixel`).
             Shape(input: "<158>hello world", program: "hello", message: "world"),
             Shape(input: "<158>hello", program: "hello", message: ""),
             Shape(input: "<158>hello  world", program: "hello", message: " world"),
-            Shape(input: "<158>pixel-js hello", program: "pixel", message: "-js hello"),
-            Shape(input: "<158>hello,world", program: "hello", message: ",world"),
+            Shape(input: "<158>pixel-js hello", program: "pixel-js", message: "hello"),
+            Shape(input: "<158>hello,world", program: "hello,world", message: ""),
             // TAG ended by ':' or '[pid]': PROGRAM may hold any of the policy's characters.
             Shape(input: "<158>pixel:hello", program: "pixel", message: "hello"),
             Shape(input: "<158>pixel:  two", program: "pixel", message: " two"),
@@ -123,11 +124,65 @@ struct RFC3164ParserTests {
                 hostname: "vm",
                 timestamp: "Nov 22 12:38:13"
             ),
+            // A TAG without a colon after a hostname (rsyslog's RSYSLOG_TraditionalForwardFormat of a
+            // 5424 message): the whole word, not `pixel` for a `pixel-worker`.
             Shape(
-                input: "<158>Nov 22 12:38:13 vm !!",
-                program: "vm",
-                message: "!!",
+                input: "<158>Nov 22 12:38:50 vm pixel-worker started",
+                program: "pixel-worker",
+                message: "started",
+                hostname: "vm",
+                timestamp: "Nov 22 12:38:50"
+            ),
+            // Timestamps with a year after the day, a fraction, or a space for the `T` (not the TAG `Nov`).
+            Shape(
+                input: "<158>Nov 22 2026 12:38:13 vm pixel: x",
+                program: "pixel",
+                message: "x",
+                hostname: "vm",
+                timestamp: "Nov 22 2026 12:38:13"
+            ),
+            Shape(
+                input: "<158>Nov 22 12:38:13.123 vm pixel: x",
+                program: "pixel",
+                message: "x",
+                hostname: "vm",
+                timestamp: "Nov 22 12:38:13.123"
+            ),
+            Shape(
+                input: "<158>Nov  2 2026 12:38:13.123456 pixel: x",
+                program: "pixel",
+                message: "x",
+                timestamp: "Nov  2 2026 12:38:13.123456"
+            ),
+            Shape(
+                input: "<158>2026-11-22 12:38:13 vm pixel: x",
+                program: "pixel",
+                message: "x",
+                hostname: "vm",
+                timestamp: "2026-11-22 12:38:13"
+            ),
+            // IPv6 addresses as HOSTNAME (rsyslog relaying a sender it knows only by address).
+            Shape(
+                input: "<158>Nov 22 12:38:13 2001:db8::5 pixel: x",
+                program: "pixel",
+                message: "x",
+                hostname: "2001:db8::5",
                 timestamp: "Nov 22 12:38:13"
+            ),
+            Shape(
+                input: "<158>Nov 22 12:38:13 ::1 pixel: x",
+                program: "pixel",
+                message: "x",
+                hostname: "::1",
+                timestamp: "Nov 22 12:38:13"
+            ),
+            Shape(
+                input: "<158>Nov 22 12:38:13 ::ffff:192.0.2.1 pixel[9]: x",
+                program: "pixel",
+                message: "x",
+                hostname: "::ffff:192.0.2.1",
+                timestamp: "Nov 22 12:38:13",
+                procID: "9"
             ),
             Shape(
                 input: "<158>Nov 22 12:38:13 my-host.example.com pixel: x",

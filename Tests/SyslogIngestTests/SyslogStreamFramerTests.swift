@@ -75,6 +75,12 @@ import Testing
     func garbageIsMalformedAndStopsTheStream(stream: String) {
         #expect(frames(stream + "11 <158>pixel: a", chunkSize: 4096) == ["<malformed>"])
     }
+
+    /// A blank CRLF line is no message (it used to reach routing, and count as malformed).
+    @Test(arguments: [1, 2, 4096])
+    func blankCRLFLinesAreSkipped(chunkSize: Int) {
+        #expect(frames("<158>a: x\r\n\r\n\r\n<158>a: y\r\n", chunkSize: chunkSize) == ["<158>a: x\r", "<158>a: y\r"])
+    }
 }
 
 /// Regressions found by the fuzzer (Fuzz/): kept as ordinary tests.

@@ -76,6 +76,9 @@ public final class StreamListener: @unchecked Sendable {
     /// Past it only what had arrived before the stop is read: a forwarder that keeps sending (a backlog
     /// after an outage) would otherwise keep the drain going for as long as it has data.
     static let drainGraceNanoseconds: Int64 = 250_000_000
+    /// How long the listening socket stays out of the poll after `accept` failed for want of
+    /// descriptors.
+    static let acceptPauseNanoseconds: Int64 = 200_000_000
 
     /// Stops accepting; reads what the connections had received, and what arrives for another 250 ms
     /// or until they fall silent for 10 ms; closes them, and returns when done.
@@ -98,6 +101,8 @@ public final class StreamListener: @unchecked Sendable {
             connectionCount.store(0, ordering: .relaxed)
         }
         var graceUntil = Int64.max
+        var acceptPausedUntil: Int64 = 0
+        var acceptFailing = false
         while true {
             if !draining && stopRequested.load(ordering: .relaxed) {
                 draining = true
@@ -116,7 +121,8 @@ public final class StreamListener: @unchecked Sendable {
             pollSet.removeAll(keepingCapacity: true)
             // At the connection limit the listening socket stays out of the poll: a pending connection
             // would keep it readable, and the loop would spin without accepting it.
-            let listening = !draining && connections.count < maxConnections
+            // Nor while accepting fails for want of descriptors (it would spin the same way).
+            let listening = !draining && connections.count < maxConnections && MonotonicClock.nanoseconds() >= acceptPausedUntil
             if listening { pollSet.append(pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0)) }
             for connection in connections { pollSet.append(pollfd(fd: connection.fd, events: Int16(POLLIN), revents: 0)) }
             let ready = StreamSocket.poll(&pollSet, timeoutMilliseconds: draining ? 10 : 100)
@@ -128,8 +134,24 @@ public final class StreamListener: @unchecked Sendable {
             if listening {
                 offset = 1
                 if pollSet[0].revents & Int16(POLLIN) != 0 {
-                    while connections.count < maxConnections, let client = StreamSocket.accept(listenFD) {
-                        connections.append(Connection(fd: client, framer: SyslogStreamFramer(maxMessageBytes: rules.maxMessageBytes)))
+                    accepting: while connections.count < maxConnections {
+                        switch StreamSocket.accept(listenFD) {
+                        case .client(let client):
+                            connections.append(Connection(fd: client, framer: SyslogStreamFramer(maxMessageBytes: rules.maxMessageBytes)))
+                            acceptFailing = false
+                        case .none:
+                            break accepting
+                        case .failed(let code):
+                            acceptPausedUntil = MonotonicClock.nanoseconds() + Self.acceptPauseNanoseconds
+                            if !acceptFailing {
+                                acceptFailing = true
+                                logger.warning(
+                                    "cannot accept syslog connections: \(String(cString: strerror(code))); retrying every 200 ms (raise the open-file limit, LimitNOFILE= in the unit)",
+                                    metadata: ["listener": "\(address)", "connections": "\(connections.count)"]
+                                )
+                            }
+                            break accepting
+                        }
                     }
                 }
             }

@@ -23,17 +23,33 @@ public enum StreamSocket {
         return bound
     }
 
-    /// Accepts one pending connection, non-blocking; `nil` when none is pending.
-    public static func accept(_ fd: Int32) -> Int32? {
+    /// What ``accept(_:)`` found.
+    public enum Accepted: Equatable {
+        /// A connection, non-blocking.
+        case client(Int32)
+        /// None pending (or it went away before it was accepted).
+        case none
+        /// `accept` failed with this errno while a connection waits: `EMFILE`/`ENFILE` (no file
+        /// descriptor left), `ENOBUFS`/`ENOMEM`. The connection stays pending and keeps the
+        /// listening socket readable, so the caller must wait before it polls that socket again,
+        /// or it spins.
+        case failed(Int32)
+    }
+
+    /// Accepts one pending connection, non-blocking.
+    public static func accept(_ fd: Int32) -> Accepted {
         while true {
             let client = Glibc.accept(fd, nil, nil)
             if client >= 0 {
                 _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
                 _ = fcntl(client, F_SETFD, FD_CLOEXEC)
-                return client
+                return .client(client)
             }
-            if errno == EINTR { continue }
-            return nil
+            switch errno {
+            case EINTR: continue
+            case EMFILE, ENFILE, ENOBUFS, ENOMEM: return .failed(errno)
+            default: return .none
+            }
         }
     }
 

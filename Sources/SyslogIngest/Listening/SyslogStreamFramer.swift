@@ -165,7 +165,8 @@ public struct SyslogStreamFramer: Sendable {
                 continue
             }
             if line.count > maxMessageBytes { return .oversize }
-            if line.isEmpty { continue }
+            // Blank lines, `\r\n` ones too (a CRLF sender's keep-alive or separator), carry nothing.
+            if line.isEmpty || line.count == 1 && bytes[line.lowerBound] == UInt8(ascii: "\r") { continue }
             return .message(line)
         }
     }

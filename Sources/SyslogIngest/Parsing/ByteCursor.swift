@@ -113,6 +113,9 @@ enum ASCII {
     @inline(__always)
     static func isAlphanumeric(_ byte: UInt8) -> Bool { isDigit(byte) || isLetter(byte) }
 
+    @inline(__always)
+    static func isHexDigit(_ byte: UInt8) -> Bool { isDigit(byte) || (byte | 0x20) &- 0x61 < 6 }
+
     /// `PRINTUSASCII` of RFC 5424: `%d33-126`.
     @inline(__always)
     static func isPrintUSASCII(_ byte: UInt8) -> Bool { byte &- 33 < 94 }

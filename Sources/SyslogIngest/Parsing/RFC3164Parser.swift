@@ -9,18 +9,24 @@
 /// | `logger --rfc3164` | `Nov 22 12:38:22 vm pixel[4809]: hello` |
 /// | rsyslog `RSYSLOG_ForwardFormat` | `2026-11-22T12:38:50.278946+00:00 vm pixel: …` |
 /// | Python `SysLogHandler` | `pixel: hello\0` (no header at all) |
+/// | Cisco-style, some appliances | `Nov 22 2026 12:38:13.123 vm pixel: …` |
 ///
-/// TIMESTAMP is `Mmm dd hh:mm:ss`, `Mmm  d hh:mm:ss` or an RFC 3339 date-time. As in syslog-ng, a HOSTNAME is
-/// looked for only after a TIMESTAMP: the next token is the hostname when it is made of `[A-Za-z0-9._-]`
-/// (rsyslog's hostname characters), is followed by SP, and what follows that SP starts a non-empty TAG.
-/// Otherwise that token is the TAG itself (nginx's `nohostname`: `pixel:` ends in `:`, so it is no hostname).
+/// TIMESTAMP is `Mmm dd hh:mm:ss`, `Mmm  d hh:mm:ss` (either with a year after the day and a fraction
+/// after the seconds), `YYYY-MM-DD hh:mm:ss[.fff]` or an RFC 3339 date-time. As in syslog-ng, a
+/// HOSTNAME is looked for only after a TIMESTAMP: the next token is the hostname when it is made of
+/// `[A-Za-z0-9._-]` (rsyslog's hostname characters) or is an IPv6 address, and is followed by SP (RFC
+/// 3164 requires it there). Otherwise that token is the TAG itself (nginx's `nohostname`: `pixel:` ends
+/// in `:`, so it is no hostname).
 ///
 /// The TAG, and with it PROGRAM and MESSAGE:
 /// - `pixel: msg` → program up to `:`; MESSAGE after `:` with one SP removed.
 /// - `pixel[123]: msg` → program up to `[`, procID `123`; MESSAGE after `]:` with one SP removed
 ///   (the `:` is optional after `]`).
-/// - no `:` or `[pid]` ending the first word → RFC 3164 §4.1.3: the TAG is the leading run of alphanumerics
-///   (`hello world` → `hello` / `world`); MESSAGE starts right after it, one SP removed.
+/// - no `:` or `[pid]` ending the first word → the whole word, up to SP, `:` or `[`, is the program
+///   (`pixel-worker started` → `pixel-worker` / `started`), as rsyslog and syslog-ng read it, when it
+///   starts with a letter or digit (else there is no TAG); MESSAGE
+///   starts right after it, one SP removed. (RFC 3164 §4.1.3 ends the TAG at the first
+///   non-alphanumeric byte instead, which would key `pixel-worker`'s lines as `pixel`.)
 /// Every other byte of MESSAGE is kept exactly. Spaces before the TAG (and between header fields) are skipped.
 enum RFC3164Parser {
     /// Scans the part after the PRI.
@@ -35,14 +41,9 @@ enum RFC3164Parser {
             cursor.index = timestampEnd
             cursor.consume(while: { $0 == ASCII.space })
 
-            var probe = cursor
-            let candidate = probe.consume(while: ASCII.isHostnameCharacter)
-            if !candidate.isEmpty, probe.consume(ASCII.space) {
-                probe.consume(while: { $0 == ASCII.space })
-                if !Self.scanTag(probe).program.isEmpty {
-                    hostname = candidate
-                    cursor = probe
-                }
+            if let (candidate, after) = Self.hostname(cursor) {
+                hostname = candidate
+                cursor = after
             }
         } else {
             cursor.consume(while: { $0 == ASCII.space })
@@ -60,6 +61,22 @@ enum RFC3164Parser {
             procID: tag.procID,
             message: tag.message
         )
+    }
+
+    /// A HOSTNAME at the cursor, right after the TIMESTAMP: hostname characters or an IPv6 address,
+    /// followed by SP; returns it and the cursor past the spaces after it.
+    static func hostname(_ start: ByteCursor) -> (Range<Int>, ByteCursor)? {
+        var probe = start
+        var candidate = probe.consume(while: ASCII.isHostnameCharacter)
+        if probe.peek() == ASCII.colon {
+            // `2001:db8::5`, `::1`: what rsyslog writes for a sender it knows only by its address.
+            probe = start
+            candidate = probe.consume(while: { ASCII.isHexDigit($0) || $0 == ASCII.colon || $0 == ASCII.period })
+            guard start.bytes[candidate].lazy.filter({ $0 == ASCII.colon }).count >= 2 else { return nil }
+        }
+        guard !candidate.isEmpty, probe.consume(ASCII.space) else { return nil }
+        probe.consume(while: { $0 == ASCII.space })
+        return (candidate, probe)
     }
 
     /// PROGRAM, optional PID and MESSAGE of a TAG starting at the cursor.
@@ -89,23 +106,29 @@ enum RFC3164Parser {
             }
         }
 
-        // No `:` and no `[pid]`: RFC 3164 §4.1.3, the TAG is the leading run of alphanumerics.
-        cursor = start
-        let alphanumerics = cursor.consume(while: ASCII.isAlphanumeric)
+        // No `:` and no `[pid]`: the word is the program (see the type's documentation), when it
+        // starts like one (`!!`, `[12.3] eth0 up` hold none).
+        guard let first = word.first, ASCII.isAlphanumeric(cursor.bytes[first]) else {
+            return Tag(program: start.index..<start.index, procID: nil, message: start.index..<start.end)
+        }
         _ = cursor.consume(ASCII.space)
-        return Tag(program: alphanumerics, procID: nil, message: cursor.index..<cursor.end)
+        return Tag(program: word, procID: nil, message: cursor.index..<cursor.end)
     }
 
     // MARK: - Timestamps
 
     /// The end of a timestamp at the cursor that is followed by SP or the end of the datagram, or `nil`.
     static func timestampEnd(_ cursor: ByteCursor) -> Int? {
-        guard let end = Self.bsdTimestampEnd(cursor) ?? RFC3339.end(cursor, strict: false) else { return nil }
+        guard let end = Self.bsdTimestampEnd(cursor) ?? RFC3339.end(cursor, strict: false) ?? Self.spacedDateTimeEnd(cursor) else {
+            return nil
+        }
         guard end == cursor.end || cursor.bytes[end] == ASCII.space else { return nil }
         return end
     }
 
-    /// `Mmm dd hh:mm:ss`, `Mmm  d hh:mm:ss` (nginx, logger) or `Mmm d hh:mm:ss`; month names in any case.
+    /// `Mmm dd hh:mm:ss`, `Mmm  d hh:mm:ss` (nginx, logger) or `Mmm d hh:mm:ss`; month names in any
+    /// case; a year after the day (`Mmm dd yyyy hh:mm:ss`) and a fraction after the seconds
+    /// (`.123`) as Cisco-style senders write them.
     static func bsdTimestampEnd(_ start: ByteCursor) -> Int? {
         var cursor = start
         guard cursor.remaining >= 14,
@@ -116,10 +139,30 @@ enum RFC3164Parser {
         _ = cursor.consume(ASCII.space)  // space-padded day: "Nov  2"
         let day = cursor.consume(while: ASCII.isDigit, limit: 2)
         guard !day.isEmpty, cursor.consume(ASCII.space) else { return nil }
+        var year = cursor
+        if year.consumeDigits(exactly: 4) != nil, year.consume(ASCII.space) { cursor = year }
+        return Self.timeEnd(cursor)
+    }
+
+    /// `yyyy-mm-dd hh:mm:ss[.fff]`: an RFC 3339 date-time with a space for the `T` and no offset.
+    static func spacedDateTimeEnd(_ start: ByteCursor) -> Int? {
+        var cursor = start
+        guard cursor.consumeDigits(exactly: 4) != nil, cursor.consume(ASCII.hyphen),
+            cursor.consumeDigits(exactly: 2) != nil, cursor.consume(ASCII.hyphen),
+            cursor.consumeDigits(exactly: 2) != nil, cursor.consume(ASCII.space)
+        else { return nil }
+        return Self.timeEnd(cursor)
+    }
+
+    /// `hh:mm:ss`, with an optional fraction of up to 9 digits.
+    private static func timeEnd(_ start: ByteCursor) -> Int? {
+        var cursor = start
         guard cursor.consumeDigits(exactly: 2) != nil, cursor.consume(ASCII.colon),
             cursor.consumeDigits(exactly: 2) != nil, cursor.consume(ASCII.colon),
             cursor.consumeDigits(exactly: 2) != nil
         else { return nil }
+        var fraction = cursor
+        if fraction.consume(ASCII.period), !fraction.consume(while: ASCII.isDigit, limit: 9).isEmpty { cursor = fraction }
         return cursor.index
     }
 
