@@ -186,7 +186,8 @@ enum StreamFramerFuzz {
             return events
         }
         guard first == UInt8(ascii: "<") else { return [.malformed] }
-        // Non-transparent framing: lines ending in LF; empty lines skipped; longer than the maximum → oversize.
+        // Non-transparent framing: lines ending in LF; empty lines (and lone-CR ones) skipped; longer than the
+        // maximum → oversize.
         while position < stream.count {
             guard let newline = stream[position...].firstIndex(of: 0x0A) else {
                 if stream.count - position > maxMessageBytes { events.append(.oversize) }
@@ -196,7 +197,7 @@ enum StreamFramerFuzz {
             position = newline + 1
             if line.count > maxMessageBytes {
                 events.append(.oversize)
-            } else if !line.isEmpty {
+            } else if !line.isEmpty && !(line.count == 1 && stream[line.lowerBound] == 0x0D) {
                 events.append(.message(stream[line]))
             }
         }
