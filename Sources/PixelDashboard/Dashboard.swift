@@ -149,14 +149,15 @@ public struct Dashboard: Sendable {
 
     // MARK: - Access
 
-    /// The validated range of a request whose site the caller may see (401 otherwise); a filter
-    /// needs the archive, a range of at most ``ArchiveStore/maxDays`` days, and (with `filters:
-    /// false`) an endpoint that takes one (400 otherwise).
+    /// The validated range of a request whose site the caller may see (401 otherwise, see
+    /// ``RangeInput/siteParameter(_:sites:authenticated:)``); a filter needs the archive, a range of
+    /// at most ``ArchiveStore/maxDays`` days, and (with `filters: false`) an endpoint that takes one
+    /// (400 otherwise).
     func range(_ request: Request, filters: Bool = true) throws -> RangeInput {
-        let range = try RangeInput.parse(request, today: today, sites: access, retentionDays: configuration.retentionDays)
-        guard access.isVisible(range.site, authenticated: auth.isAuthenticated(request)) else {
-            throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer"], message: "this site needs the token")
-        }
+        let range = try RangeInput.parse(
+            request, today: today, sites: access, authenticated: auth.isAuthenticated(request),
+            retentionDays: configuration.retentionDays
+        )
         if range.filter != nil {
             guard filters else { throw HTTPError(.badRequest, message: "filter: not supported by this endpoint") }
             guard let archive else { throw HTTPError(.badRequest, message: "filters need `pixeld serve --archive DIR`") }
@@ -167,12 +168,9 @@ public struct Dashboard: Sendable {
         return range
     }
 
+    /// The request's `site`, which the caller may see (401 otherwise).
     func visibleSite(_ request: Request) throws -> String {
-        let site = try RangeInput.siteParameter(FormQuery(request)["site"], sites: access)
-        guard access.isVisible(site, authenticated: auth.isAuthenticated(request)) else {
-            throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer"], message: "this site needs the token")
-        }
-        return site
+        try RangeInput.siteParameter(FormQuery(request)["site"], sites: access, authenticated: auth.isAuthenticated(request))
     }
 
     func report(_ site: String, _ from: Day, _ to: Day) async throws -> Report {

@@ -40,11 +40,15 @@ struct RangeInput: Sendable {
         return (Day(number: from.number - length), Day(number: to.number - length))
     }
 
-    /// - Parameter retentionDays: The rollups' retention (`--retention-days`): a range may span at
-    ///   most one more day (and at most 3,700).
-    static func parse(_ request: Request, today: Day, sites: SiteAccess, retentionDays: Int) throws -> RangeInput {
+    /// - Parameters:
+    ///   - authenticated: Whether the request carries the token (see ``siteParameter(_:sites:authenticated:)``).
+    ///   - retentionDays: The rollups' retention (`--retention-days`): a range may span at most one
+    ///     more day (and at most 3,700).
+    static func parse(
+        _ request: Request, today: Day, sites: SiteAccess, authenticated: Bool, retentionDays: Int
+    ) throws -> RangeInput {
         let parameters = FormQuery(request)
-        let site = try siteParameter(parameters["site"], sites: sites)
+        let site = try siteParameter(parameters["site"], sites: sites, authenticated: authenticated)
         let fromText = parameters["from"]
         let toText = parameters["to"]
         var period = parameters["period"] ?? (fromText == nil && toText == nil ? "today" : "custom")
@@ -89,10 +93,17 @@ struct RangeInput: Sendable {
         }
     }
 
-    static func siteParameter(_ text: String?, sites: SiteAccess) throws -> String {
+    /// The `site` parameter, normalized: a `400` when missing or not a host name; a `401` when the
+    /// caller may not see it; a `404` when it is not one of the configured sites. Visibility comes
+    /// first: a caller without the token gets the same `401` for an unknown site as for a private
+    /// one, so that it cannot probe which private sites exist.
+    static func siteParameter(_ text: String?, sites: SiteAccess, authenticated: Bool) throws -> String {
         guard let text, !text.isEmpty else { throw HTTPError(.badRequest, message: "site: missing (e.g. ?site=example.com)") }
         guard text.utf8.count <= 253, let site = SiteList.normalize(text) else {
             throw HTTPError(.badRequest, message: "site: not a host name")
+        }
+        guard sites.isVisible(site, authenticated: authenticated) else {
+            throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer"], message: "this site needs the token")
         }
         guard sites.isKnown(site) else { throw HTTPError(.notFound, message: "site: unknown site") }
         return site

@@ -98,6 +98,34 @@ struct PageAndAccessTests {
         }
     }
 
+    /// Without the token, a site that does not exist answers exactly as a private one does (`401`),
+    /// on every endpoint that takes a site: the status cannot tell which private sites exist. With
+    /// the token, an unknown site is a `404`.
+    @Test func unknownSitesLookPrivateWithoutTheToken() async throws {
+        let fixture = try DashboardFixture.shared()
+        let dashboard = try fixture.dashboard(token: DashboardFixture.token, publicSites: [DashboardFixture.site])
+        let endpoints = [
+            "/api/stats?", "/api/timeseries?", "/api/breakdown?dimension=pages&", "/api/counts?", "/api/count?path=%2F&",
+            "/api/realtime?", "/api/live?", "/site?",
+        ]
+        try await Application(router: dashboard.router()).test(.router) { client in
+            for endpoint in endpoints {
+                let secret = try await client.execute(uri: endpoint + "site=\(DashboardFixture.privateSite)", method: .get)
+                let unknown = try await client.execute(uri: endpoint + "site=nope.example", method: .get)
+                #expect(secret.status == .unauthorized, "\(endpoint) private: \(secret.text.prefix(200))")
+                #expect(unknown.status == .unauthorized, "\(endpoint) unknown: \(unknown.text.prefix(200))")
+                #expect(unknown.headers[.wwwAuthenticate] == secret.headers[.wwwAuthenticate], "\(endpoint)")
+                // The login page names the page to go back to; everything else is the same text.
+                if endpoint != "/site?" { #expect(unknown.text == secret.text, "\(endpoint)") }
+
+                let known = try await client.execute(
+                    uri: endpoint + "site=nope.example", method: .get, headers: [.authorization: "Bearer \(DashboardFixture.token)"]
+                )
+                #expect(known.status == .notFound, "\(endpoint) with the token: \(known.text.prefix(200))")
+            }
+        }
+    }
+
     /// The client a live stream counts for: `X-Real-IP` only from a peer on this machine.
     @Test func liveClientAddress() {
         #expect(DashboardRequestContext.client(peer: "127.0.0.1", realIP: "198.51.100.7") == "198.51.100.7")
