@@ -55,6 +55,8 @@ public struct Dashboard: Sendable {
     let auth: TokenCheck
     /// The discovered sites (without configured ones), kept for a minute.
     let discoveredSites: SiteListCache
+    /// `/healthz`'s `PING`, one at a time and reused for a second.
+    let healthCheck: HealthCheck
 
     /// Creates a dashboard.
     /// - Parameters:
@@ -83,6 +85,16 @@ public struct Dashboard: Sendable {
         )
         auth = TokenCheck(token: configuration.token)
         discoveredSites = SiteListCache(logger: logger) { () async throws(RespError) in try await store.discoverSites() }
+        healthCheck = HealthCheck {
+            do throws(RespError) {
+                // Beyond the queue's limit: busy is not down (it still waits its turn).
+                let reply = try await store.reader.pipeline([[Array("PING".utf8)]], beyondLimit: true)
+                _ = try reply[0].unwrap("PING")
+                return nil
+            } catch {
+                return error
+            }
+        }
     }
 
     var today: Day { Day(timestamp: clock()) }
@@ -92,7 +104,7 @@ public struct Dashboard: Sendable {
         let router = Router(context: DashboardRequestContext.self)
         router.add(middleware: SecurityHeadersMiddleware())
         router.add(middleware: MetricsMiddleware())
-        router.get("/healthz") { _, _ in try await self.health() }
+        router.get("/healthz") { _, _ in await self.health() }
         router.get("/metrics") { request, _ in
             guard self.auth.isAuthenticated(request) else { throw HTTPError(.unauthorized, message: "token required") }
             return Self.response(self.metricsText(), type: "text/plain; version=0.0.4; charset=utf-8")
@@ -228,15 +240,10 @@ public struct Dashboard: Sendable {
 
     // MARK: - Handlers
 
-    func health() async throws -> Response {
-        do {
-            // Beyond the queue's limit: busy is not down (it still waits its turn).
-            let reply = try await store.reader.pipeline([[Array("PING".utf8)]], beyondLimit: true)
-            _ = try reply[0].unwrap("PING")
-            return Self.response("ok\n", type: "text/plain; charset=utf-8")
-        } catch {
-            return Self.response("redis unavailable: \(error.code)\n", type: "text/plain; charset=utf-8", status: .serviceUnavailable)
-        }
+    /// `/healthz`: `ok` when Redis answered ``healthCheck``'s `PING`, else a `503` saying why.
+    func health() async -> Response {
+        guard let error = await healthCheck.failure() else { return Self.response("ok\n", type: "text/plain; charset=utf-8") }
+        return Self.response("redis unavailable: \(error.code)\n", type: "text/plain; charset=utf-8", status: .serviceUnavailable)
     }
 
     struct SiteSummary {

@@ -161,4 +161,40 @@ struct APITests {
         }
         await reader.stop()
     }
+
+    /// A flood of `/healthz` while Redis is slow (paused for 1.5 s here) sends one `PING`: the
+    /// callers share the check under way, and a request behind them is not refused as busy (each
+    /// `PING` of its own would queue beyond the 64 waiting requests, and the stats request got a
+    /// `503`). A result is reused for a second, and then checked again.
+    @Test func aFloodOfHealthChecksSendsOnePing() async throws {
+        let redis = try RedisServer.start()
+        let reader = RedisReader(configuration: try RedisConfiguration(url: redis.url), threads: 2, logger: .init(label: "test"))
+        let dashboard = Dashboard(store: RollupStore(reader: reader), live: nil, configuration: .init(sites: ["example.com"]))
+        // Both connections open before the pause (a connect does not wait for it; the commands would).
+        _ = try await reader.pipeline([[Array("PING".utf8)]])
+        _ = try redis.command(["CONFIG", "RESETSTAT"])
+        try await Application(router: dashboard.router()).test(.router) { client in
+            let pause = try redis.connect()
+            _ = try pause.command(["CLIENT", "PAUSE", "1500", "ALL"])
+            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for _ in 0..<100 {
+                    group.addTask { try await client.execute(uri: "/healthz", method: .get).status }
+                }
+                try await Task.sleep(for: .milliseconds(300))
+                let stats = try await client.execute(uri: "/api/stats?site=example.com", method: .get)
+                #expect(stats.status == .ok, "a request behind the health checks: \(stats.text)")
+                return try await group.reduce(into: [HTTPResponse.Status]()) { $0.append($1) }
+            }
+            #expect(statuses.count == 100 && statuses.allSatisfy { $0 == .ok }, "\(Set(statuses.map(\.code)))")
+            #expect(try redis.calls(of: "ping") == 1)
+            let cached = try await client.execute(uri: "/healthz", method: .get)
+            #expect(cached.status == .ok)
+            #expect(try redis.calls(of: "ping") == 1, "a check within the second is the last one's")
+            try await Task.sleep(for: .milliseconds(1100))
+            let again = try await client.execute(uri: "/healthz", method: .get)
+            #expect(again.status == .ok)
+            #expect(try redis.calls(of: "ping") == 2, "a second later Redis is asked again")
+        }
+        await reader.stop()
+    }
 }
