@@ -51,6 +51,8 @@ public struct Dashboard: Sendable {
     public let metricsText: @Sendable () -> String
     /// Seconds since the epoch (a parameter for tests).
     public let clock: @Sendable () -> Double
+    /// For what the server's operator should know and a client should not see (an unreadable archive file).
+    let logger: Logger
     let access: SiteAccess
     let auth: TokenCheck
     /// The discovered sites (without configured ones), kept for a minute.
@@ -66,7 +68,7 @@ public struct Dashboard: Sendable {
     ///   - configuration: Sites, token, public sites.
     ///   - metricsText: Renders the Prometheus text exposition for `/metrics`.
     ///   - clock: Seconds since the epoch.
-    ///   - logger: For a site discovery that stopped before the end of the keyspace.
+    ///   - logger: For a site discovery that stopped before the end of the keyspace and an archive read error.
     public init(
         store: RollupStore, live: LiveFeed?, archive: ArchiveStore? = nil, configuration: DashboardConfiguration,
         metricsText: @escaping @Sendable () -> String = { "" },
@@ -79,6 +81,7 @@ public struct Dashboard: Sendable {
         self.configuration = configuration
         self.metricsText = metricsText
         self.clock = clock ?? { Double(time(nil)) }
+        self.logger = logger
         access = SiteAccess(
             configured: configuration.sites, publicSites: configuration.publicSites,
             tokenRequired: configuration.token != nil
@@ -211,7 +214,7 @@ public struct Dashboard: Sendable {
 
     /// The day reports of `aggregator`, read and aggregated on the archive's own threads (a request
     /// thread only waits). A range with more archive lines than the store reads is a `400`; a busy
-    /// or stopped store or an unreadable file a `503`.
+    /// or stopped store or an unreadable file a `503` (the file's error is logged, not sent).
     func archiveDailyReports(_ aggregator: ArchiveReport) async throws -> [Report] {
         guard let archive else { throw HTTPError(.badRequest, message: "filters need `pixeld serve --archive DIR`") }
         do {
@@ -219,9 +222,13 @@ public struct Dashboard: Sendable {
         } catch where error.code == .tooManyRecords {
             // The request asks for too much (a shorter range will do): the client's to change.
             throw HTTPError(.badRequest, message: "filter: \(error.description)")
-        } catch {
-            // Busy, stopped or unreadable: the server's, and may pass.
+        } catch where error.code == .busy || error.code == .stopped {
+            // Busy or stopped: the server's, and may pass (the store's own words, which name no file).
             throw HTTPError(.serviceUnavailable, message: "cannot read the archive: \(error.description)")
+        } catch {
+            // An unreadable file: its path and the system's reason are for the log, not for any client.
+            logger.error("cannot read the archive", metadata: ["error": "\(error.description)"])
+            throw HTTPError(.serviceUnavailable, message: "cannot read the archive (the server's log says why)")
         }
     }
 
