@@ -411,14 +411,15 @@ public struct Dashboard: Sendable {
         )
     }
 
-    /// `/api/live`: the site's Server-Sent Events; `503` when the feed has no slot left, in all or
-    /// for `client` (see ``DashboardRequestContext/client(of:)``).
+    /// `/api/live`: the site's Server-Sent Events, whole (without visitor ids) for a caller with the
+    /// token (or with none configured), else minimal (see ``LiveFeed/Detail``); `503` when the feed
+    /// has no slot left, in all or for `client` (see ``DashboardRequestContext/client(of:)``).
     func liveStream(_ request: Request, client: String) throws -> Response {
         let site = try visibleSite(request)
         guard let live else { throw HTTPError(.notFound, message: "the live feed is off") }
         let stream: AsyncStream<String>
         do {
-            stream = try live.subscribe(site: site, client: client)
+            stream = try live.subscribe(site: site, client: client, detail: auth.isAuthenticated(request) ? .full : .minimal)
         } catch {
             throw HTTPError(.serviceUnavailable, message: error.description)
         }

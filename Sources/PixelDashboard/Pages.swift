@@ -219,9 +219,11 @@ enum Pages {
             var event;
             try { event = JSON.parse(message.data); } catch (e) { return; }
             var item = document.createElement("li");
-            var time = new Date((event.ts || 0) * 1000).toISOString().slice(11, 19);
-            item.textContent = time + "  " + (event.event || "") + "  " + (event.path || "") + "  " +
-              (event.source || "") + "  " + (event.country || "");
+            var stamp = new Date((event.ts || 0) * 1000).toISOString();
+            // Without the token an event has the minute only, and no country: show what there is.
+            var time = event.ts % 60 === 0 ? stamp.slice(11, 16) : stamp.slice(11, 19);
+            item.textContent = [time, event.event, event.path, event.source, event.country]
+              .filter(function (part) { return part; }).join("  ");
             list.insertBefore(item, list.firstChild);
             while (list.children.length > 50) list.removeChild(list.lastChild);
           });

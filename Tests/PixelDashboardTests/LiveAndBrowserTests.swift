@@ -104,6 +104,42 @@ struct LiveFeedTests {
         #expect(Poll.until(timeout: 3) { curl.stdout.text.contains("/through-nginx") }, "\(curl.tail)\n\(nginx.errorLog)")
     }
 
+    /// With `--token`, a `--public-site`'s feed gives a viewer without the token only the minute,
+    /// event, path and source of each hit; with the token (`Authorization: Bearer`), the whole line
+    /// without the visitor ids.
+    @Test func aPublicSitesFeedIsMinimalWithoutTheToken() throws {
+        let redis = try RedisServer.start()
+        let token = "live-token-0123456789"
+        let serve = try ServeProcess.start(redis: redis, extra: ["--token", token, "--public-site", "example.com"])
+        defer { serve.process.terminate() }
+        #expect(try Poll.until(timeout: 10) { (try redis.command(["PUBSUB", "NUMPAT"]).integer ?? 0) >= 1 })
+        let live = serve.url("/api/live?site=example.com")
+        let curl = try TestEnvironment.requireTool("curl")
+        let anyone = try ChildProcess(executable: curl, arguments: ["-sN", "--max-time", "20", live])
+        defer { anyone.kill() }
+        let owner = try ChildProcess(executable: curl, arguments: ["-sN", "--max-time", "20", "-H", "Authorization: Bearer \(token)", live])
+        defer { owner.kill() }
+        for client in [anyone, owner] { #expect(Poll.until(timeout: 10) { client.stdout.text.contains(": connected") }, "\(client.tail)") }
+
+        let line = ArchiveRecord.line(
+            .accepted(
+                EnrichedHit(
+                    timestampText: "1795362198.810", timestamp: 1_795_362_198.81, site: "example.com",
+                    visitorID: String(repeating: "a", count: 32), event: "pageview", path: "/public-feed", source: "Google",
+                    campaign: Campaign(source: "google", medium: "cpc"), browser: "Firefox", os: "Linux", device: "desktop",
+                    country: "DE"
+                )
+            )
+        )
+        #expect(try redis.command(["PUBLISH", "pixeld:live:example.com", line]).integer == 1)
+        for client in [anyone, owner] { #expect(Poll.until(timeout: 3) { client.stdout.text.contains("/public-feed") }, "\(client.tail)") }
+        #expect(anyone.stdout.text.contains(#"data: {"ts":1795362180,"event":"pageview","path":"/public-feed","source":"Google"}"#), "\(anyone.tail)")
+        for detail in ["Firefox", "DE", "cpc", "1795362198", #""vid""#] {
+            #expect(!anyone.stdout.text.contains(detail), "\(detail) on the public feed: \(anyone.tail)")
+        }
+        #expect(owner.stdout.text.contains("data: " + ArchiveRecord.withoutVisitorIDs(line[...])), "\(owner.tail)")
+    }
+
     /// One client address gets at most `--live-streams-per-client` streams (2 here); past them it gets
     /// the `503` the whole feed's limit gives, naming this limit. Another address is a client of its
     /// own, and a stream that ends gives its slot back (the server sees that at its next write, an event).
@@ -257,7 +293,7 @@ struct LiveFeedQuietTests {
             configuration: try RedisConfiguration(url: redis.url), keys: RollupKeys(), quietMilliseconds: 200, logger: Logger(label: "test")
         )
         feed.start()
-        let stream = try feed.subscribe(site: "example.com", client: "test")
+        let stream = try feed.subscribe(site: "example.com", client: "test", detail: .full)
         #expect(Poll.until(timeout: 5) { feed.isSubscribed })
         var published: [String] = []
         for index in 0..<8 {
