@@ -16,6 +16,9 @@ public struct DashboardConfiguration: Sendable {
     public var token: String?
     /// Sites anyone may see when a token is set.
     public var publicSites: Set<String>
+    /// Without a token: the host names answered besides IP addresses and `localhost` (see
+    /// ``HostCheck``); unused with a token.
+    public var allowedHosts: [String]
     /// Rows per table on the site page.
     public var tableRows: Int
     /// Days the consumer keeps rollups after the day ends (its `--retention-days`): a range may span
@@ -25,12 +28,13 @@ public struct DashboardConfiguration: Sendable {
 
     /// Creates a configuration.
     public init(
-        sites: [String] = [], token: String? = nil, publicSites: Set<String> = [], tableRows: Int = 10,
-        retentionDays: Int = 400
+        sites: [String] = [], token: String? = nil, publicSites: Set<String> = [], allowedHosts: [String] = [],
+        tableRows: Int = 10, retentionDays: Int = 400
     ) {
         self.sites = sites
         self.token = token
         self.publicSites = publicSites
+        self.allowedHosts = allowedHosts
         self.tableRows = tableRows
         self.retentionDays = retentionDays
     }
@@ -106,6 +110,14 @@ public struct Dashboard: Sendable {
     public func router() -> Router<DashboardRequestContext> {
         let router = Router(context: DashboardRequestContext.self)
         router.add(middleware: SecurityHeadersMiddleware())
+        // Without a token anyone who reaches the server sees every site, and a web page reaches a
+        // loopback server through its visitor's browser by pointing its own name at 127.0.0.1 (DNS
+        // rebinding). With a token no such check is needed: that page cannot know the token, and the
+        // browser sends it no cookie of this server's (a cookie belongs to the name it was set for,
+        // and SameSite=Strict), so it sees only the --public-site sites, which anyone may see.
+        if configuration.token == nil {
+            router.add(middleware: HostCheckMiddleware(check: HostCheck(allowedHosts: configuration.allowedHosts)))
+        }
         router.add(middleware: MetricsMiddleware())
         router.get("/healthz") { _, _ in await self.health() }
         router.get("/metrics") { request, _ in

@@ -140,6 +140,43 @@ struct LiveFeedTests {
         #expect(owner.stdout.text.contains("data: " + ArchiveRecord.withoutVisitorIDs(line[...])), "\(owner.tail)")
     }
 
+    /// Without `--token`, a request for a host name other than `localhost` and the `--allowed-host`
+    /// ones (here from PIXELD_ALLOWED_HOST) is a `421` with one line naming the flag, as a browser
+    /// sends it for a page that rebound its own name to 127.0.0.1; with a token any name is served.
+    @Test func withoutATokenOnlyAllowedHostNamesAreServed() throws {
+        let redis = try RedisServer.start()
+        let unguarded = try ServeProcess.start(redis: redis, environment: ["PIXELD_ALLOWED_HOST": "stats.example other.example"])
+        defer { unguarded.process.terminate() }
+        /// The status and body of `GET path` sent with `Host: host`.
+        func get(_ serve: ServeProcess, _ path: String, host: String?) throws -> (status: String, body: String) {
+            let header = host.map { ["-H", "Host: \($0)"] } ?? []
+            let output = try ChildProcess.run(
+                "curl", ["-s", "--max-time", "5", "-w", "\n%{http_code}"] + header + [serve.url(path)], timeout: 10, checkStatus: false
+            ).stdout
+            let lines = output.split(separator: "\n", omittingEmptySubsequences: false)
+            return (String(lines.last ?? ""), lines.dropLast().joined(separator: "\n"))
+        }
+        for host in ["evil.example", "evil.example:\(unguarded.port)", "127.0.0.1.evil.example"] {
+            for path in ["/", "/api/sites", "/healthz", "/api/live?site=example.com"] {
+                let refused = try get(unguarded, path, host: host)
+                #expect(refused.status == "421", "\(host) \(path): \(refused)")
+                #expect(
+                    refused.body == "this host name is not served: without --token, pixeld serve answers only requests for an IP "
+                        + "address, localhost or a name given with --allowed-host (PIXELD_ALLOWED_HOST)\n",
+                    "\(host) \(path)"
+                )
+            }
+        }
+        for host in [nil, "localhost:\(unguarded.port)", "[::1]:\(unguarded.port)", "STATS.example:\(unguarded.port)", "other.example"] {
+            let served = try get(unguarded, "/api/sites", host: host)
+            #expect(served.status == "200", "\(host ?? "127.0.0.1"): \(served)")
+        }
+        let guarded = try ServeProcess.start(redis: redis, extra: ["--token", "host-token-0123456789"])
+        defer { guarded.process.terminate() }
+        let anyName = try get(guarded, "/api/sites", host: "evil.example")
+        #expect(anyName.status == "200", "with a token: \(anyName)")
+    }
+
     /// One client address gets at most `--live-streams-per-client` streams (2 here); past them it gets
     /// the `503` the whole feed's limit gives, naming this limit. Another address is a client of its
     /// own, and a stream that ends gives its slot back (the server sees that at its next write, an event).
@@ -266,9 +303,11 @@ struct ServeProcess {
     let process: PixeldProcess
     let port: Int
 
-    static func start(redis: RedisServer, extra: [String] = []) throws -> ServeProcess {
+    static func start(redis: RedisServer, extra: [String] = [], environment: [String: String] = [:]) throws -> ServeProcess {
         let port = try PortAllocator.freeTCPPort()
-        let process = try PixeldProcess.start(["serve", "--redis", redis.url, "--listen", "127.0.0.1:\(port)"] + extra)
+        let process = try PixeldProcess.start(
+            ["serve", "--redis", redis.url, "--listen", "127.0.0.1:\(port)"] + extra, environment: environment
+        )
         try process.waitForStderr(containing: "serve ready", timeout: 20)
         return ServeProcess(process: process, port: port)
     }
