@@ -317,22 +317,24 @@ public struct Dashboard: Sendable {
         }
         let limit = configuration.tableRows
         let previousRange = range.previous
+        // A previous period that reaches past the retention is not read: the page shows no change.
+        let compared = range.previousIsKept
         let report: Report
-        let previous: Report
+        let previous: Report?
         let series: [SeriesPoint]
         if let filter = range.filter {
             // One read and one aggregation cover both periods (adjacent: the previous one ends the
             // day before this one starts); each period adds up its own days.
             let current = ArchiveReport(site: range.site, from: range.from, to: range.to, filter: filter)
             let before = ArchiveReport(site: range.site, from: previousRange.from, to: previousRange.to, filter: filter)
-            let both = ArchiveReport(site: range.site, from: previousRange.from, to: range.to, filter: filter)
-            let days = try await archiveDailyReports(both)
+            let read = ArchiveReport(site: range.site, from: compared ? previousRange.from : range.from, to: range.to, filter: filter)
+            let days = try await archiveDailyReports(read)
             report = current.report(days: days)
-            previous = before.report(days: days)
+            previous = compared ? before.report(days: days) : nil
             series = Self.series(days.filter { $0.from >= range.from }, hourly: range.from == range.to)
         } else {
             report = try await self.report(range.site, range.from, range.to)
-            previous = try await self.report(range.site, previousRange.from, previousRange.to)
+            previous = compared ? try await self.report(range.site, previousRange.from, previousRange.to) : nil
             series = try await self.series(site: range.site, from: range.from, to: range.to, hourly: range.from == range.to)
         }
         let realtime = try await recentVisitors(range.site)

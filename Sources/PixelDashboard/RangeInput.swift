@@ -27,6 +27,9 @@ struct RangeInput: Sendable {
     var period: String
     /// `filter=DIMENSION:VALUE`, when given (answered from the archive).
     var filter: ReportFilter? = nil
+    /// The oldest day whose rollups are kept (today − `--retention-days`: a day's keys expire that
+    /// many days after it ends); `nil`: not known, every day counts as kept.
+    var oldestKept: Day? = nil
 
     /// The query parameters that select the range (`period=…` or `from=…&to=…`), not yet escaped
     /// for HTML, for links that keep it.
@@ -38,6 +41,12 @@ struct RangeInput: Sendable {
     var previous: (from: Day, to: Day) {
         let length = to.number - from.number + 1
         return (Day(number: from.number - length), Day(number: to.number - length))
+    }
+
+    /// Whether every day of ``previous`` is kept: a comparison with a period whose first days are
+    /// deleted would count them as zeros and show a rise that never happened.
+    var previousIsKept: Bool {
+        oldestKept.map { previous.from >= $0 } ?? true
     }
 
     /// - Parameters:
@@ -79,7 +88,10 @@ struct RangeInput: Sendable {
                     + "(pixeld serve --retention-days, as the consumer's)"
             )
         }
-        return RangeInput(site: site, from: from, to: to, period: period, filter: try filter(parameters["filter"]))
+        return RangeInput(
+            site: site, from: from, to: to, period: period, filter: try filter(parameters["filter"]),
+            oldestKept: Day(number: today.number - retentionDays)
+        )
     }
 
     /// The `filter` parameter: `DIMENSION:VALUE` with a filterable dimension and a value of at most

@@ -103,6 +103,38 @@ struct APITests {
         }
     }
 
+    /// A previous period that starts before the oldest day kept (today − `--retention-days`) is not
+    /// compared with: its deleted days would count as zeros and show a rise that never was. Under a
+    /// 40-day retention the 30-day period's (days −59…−30) is not, nor a 21-day range's (from −41);
+    /// a 20-day range's (from −39) is. Filtered pages alike.
+    @Test func aPreviousPeriodPastTheRetentionIsNotCompared() async throws {
+        let fixture = try DashboardFixture.shared()
+        let app = Application(router: try fixture.dashboard(archive: true, retentionDays: 40).router())
+        let today = Day(timestamp: Date().timeIntervalSince1970)
+        let title = "<span class=\"change\" title=\"not compared: the previous period starts before the oldest day kept (--retention-days)\">–</span>"
+        try await app.test(.router) { client in
+            for filter in ["", "&" + FilterTests.query("pages:/blog/")] {
+                let month = try await client.execute(uri: "/site?site=example.com&period=30d" + filter, method: .get)
+                #expect(month.status == .ok)
+                #expect(month.text.components(separatedBy: title).count == 6, "5 cards without a change\(filter)")
+                let notCompared = "; not compared: the previous period, \(Day(number: today.number - 59)) – "
+                    + "\(Day(number: today.number - 30)), starts before the oldest day kept, \(Day(number: today.number - 40)) (--retention-days)</p>"
+                #expect(month.text.contains(notCompared), "\(filter)")
+
+                let over = try await client.execute(
+                    uri: "/site?site=example.com&from=\(Day(number: today.number - 20))&to=\(today)" + filter, method: .get
+                )
+                #expect(over.text.components(separatedBy: title).count == 6, "21 days\(filter)")
+                let kept = try await client.execute(
+                    uri: "/site?site=example.com&from=\(Day(number: today.number - 19))&to=\(today)" + filter, method: .get
+                )
+                #expect(kept.status == .ok)
+                #expect(!kept.text.contains(title), "20 days\(filter)")
+                #expect(kept.text.contains(", compared with \(Day(number: today.number - 39)) – \(Day(number: today.number - 20))"))
+            }
+        }
+    }
+
     @Test(arguments: [
         ("/api/stats", 400),
         ("/api/stats?site=", 400),
