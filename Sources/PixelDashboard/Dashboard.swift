@@ -16,6 +16,9 @@ public struct DashboardConfiguration: Sendable {
     public var token: String?
     /// Sites anyone may see when a token is set.
     public var publicSites: Set<String>
+    /// Without a token: the host names answered besides IP addresses and `localhost` (see
+    /// ``HostCheck``); unused with a token.
+    public var allowedHosts: [String]
     /// Rows per table on the site page.
     public var tableRows: Int
     /// Days the consumer keeps rollups after the day ends (its `--retention-days`): a range may span
@@ -25,12 +28,13 @@ public struct DashboardConfiguration: Sendable {
 
     /// Creates a configuration.
     public init(
-        sites: [String] = [], token: String? = nil, publicSites: Set<String> = [], tableRows: Int = 10,
-        retentionDays: Int = 400
+        sites: [String] = [], token: String? = nil, publicSites: Set<String> = [], allowedHosts: [String] = [],
+        tableRows: Int = 10, retentionDays: Int = 400
     ) {
         self.sites = sites
         self.token = token
         self.publicSites = publicSites
+        self.allowedHosts = allowedHosts
         self.tableRows = tableRows
         self.retentionDays = retentionDays
     }
@@ -51,10 +55,14 @@ public struct Dashboard: Sendable {
     public let metricsText: @Sendable () -> String
     /// Seconds since the epoch (a parameter for tests).
     public let clock: @Sendable () -> Double
+    /// For what the server's operator should know and a client should not see (an unreadable archive file).
+    let logger: Logger
     let access: SiteAccess
     let auth: TokenCheck
     /// The discovered sites (without configured ones), kept for a minute.
     let discoveredSites: SiteListCache
+    /// `/healthz`'s `PING`, one at a time and reused for a second.
+    let healthCheck: HealthCheck
 
     /// Creates a dashboard.
     /// - Parameters:
@@ -64,7 +72,7 @@ public struct Dashboard: Sendable {
     ///   - configuration: Sites, token, public sites.
     ///   - metricsText: Renders the Prometheus text exposition for `/metrics`.
     ///   - clock: Seconds since the epoch.
-    ///   - logger: For a site discovery that stopped before the end of the keyspace.
+    ///   - logger: For a site discovery that stopped before the end of the keyspace and an archive read error.
     public init(
         store: RollupStore, live: LiveFeed?, archive: ArchiveStore? = nil, configuration: DashboardConfiguration,
         metricsText: @escaping @Sendable () -> String = { "" },
@@ -77,12 +85,23 @@ public struct Dashboard: Sendable {
         self.configuration = configuration
         self.metricsText = metricsText
         self.clock = clock ?? { Double(time(nil)) }
+        self.logger = logger
         access = SiteAccess(
             configured: configuration.sites, publicSites: configuration.publicSites,
             tokenRequired: configuration.token != nil
         )
         auth = TokenCheck(token: configuration.token)
         discoveredSites = SiteListCache(logger: logger) { () async throws(RespError) in try await store.discoverSites() }
+        healthCheck = HealthCheck {
+            do throws(RespError) {
+                // Beyond the queue's limit: busy is not down (it still waits its turn).
+                let reply = try await store.reader.pipeline([[Array("PING".utf8)]], beyondLimit: true)
+                _ = try reply[0].unwrap("PING")
+                return nil
+            } catch {
+                return error
+            }
+        }
     }
 
     var today: Day { Day(timestamp: clock()) }
@@ -91,8 +110,16 @@ public struct Dashboard: Sendable {
     public func router() -> Router<DashboardRequestContext> {
         let router = Router(context: DashboardRequestContext.self)
         router.add(middleware: SecurityHeadersMiddleware())
+        // Without a token anyone who reaches the server sees every site, and a web page reaches a
+        // loopback server through its visitor's browser by pointing its own name at 127.0.0.1 (DNS
+        // rebinding). With a token no such check is needed: that page cannot know the token, and the
+        // browser sends it no cookie of this server's (a cookie belongs to the name it was set for,
+        // and SameSite=Strict), so it sees only the --public-site sites, which anyone may see.
+        if configuration.token == nil {
+            router.add(middleware: HostCheckMiddleware(check: HostCheck(allowedHosts: configuration.allowedHosts)))
+        }
         router.add(middleware: MetricsMiddleware())
-        router.get("/healthz") { _, _ in try await self.health() }
+        router.get("/healthz") { _, _ in await self.health() }
         router.get("/metrics") { request, _ in
             guard self.auth.isAuthenticated(request) else { throw HTTPError(.unauthorized, message: "token required") }
             return Self.response(self.metricsText(), type: "text/plain; version=0.0.4; charset=utf-8")
@@ -149,14 +176,15 @@ public struct Dashboard: Sendable {
 
     // MARK: - Access
 
-    /// The validated range of a request whose site the caller may see (401 otherwise); a filter
-    /// needs the archive, a range of at most ``ArchiveStore/maxDays`` days, and (with `filters:
-    /// false`) an endpoint that takes one (400 otherwise).
+    /// The validated range of a request whose site the caller may see (401 otherwise, see
+    /// ``RangeInput/siteParameter(_:sites:authenticated:)``); a filter needs the archive, a range of
+    /// at most ``ArchiveStore/maxDays`` days, and (with `filters: false`) an endpoint that takes one
+    /// (400 otherwise).
     func range(_ request: Request, filters: Bool = true) throws -> RangeInput {
-        let range = try RangeInput.parse(request, today: today, sites: access, retentionDays: configuration.retentionDays)
-        guard access.isVisible(range.site, authenticated: auth.isAuthenticated(request)) else {
-            throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer"], message: "this site needs the token")
-        }
+        let range = try RangeInput.parse(
+            request, today: today, sites: access, authenticated: auth.isAuthenticated(request),
+            retentionDays: configuration.retentionDays
+        )
         if range.filter != nil {
             guard filters else { throw HTTPError(.badRequest, message: "filter: not supported by this endpoint") }
             guard let archive else { throw HTTPError(.badRequest, message: "filters need `pixeld serve --archive DIR`") }
@@ -167,12 +195,9 @@ public struct Dashboard: Sendable {
         return range
     }
 
+    /// The request's `site`, which the caller may see (401 otherwise).
     func visibleSite(_ request: Request) throws -> String {
-        let site = try RangeInput.siteParameter(FormQuery(request)["site"], sites: access)
-        guard access.isVisible(site, authenticated: auth.isAuthenticated(request)) else {
-            throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer"], message: "this site needs the token")
-        }
-        return site
+        try RangeInput.siteParameter(FormQuery(request)["site"], sites: access, authenticated: auth.isAuthenticated(request))
     }
 
     func report(_ site: String, _ from: Day, _ to: Day) async throws -> Report {
@@ -201,7 +226,7 @@ public struct Dashboard: Sendable {
 
     /// The day reports of `aggregator`, read and aggregated on the archive's own threads (a request
     /// thread only waits). A range with more archive lines than the store reads is a `400`; a busy
-    /// or stopped store or an unreadable file a `503`.
+    /// or stopped store or an unreadable file a `503` (the file's error is logged, not sent).
     func archiveDailyReports(_ aggregator: ArchiveReport) async throws -> [Report] {
         guard let archive else { throw HTTPError(.badRequest, message: "filters need `pixeld serve --archive DIR`") }
         do {
@@ -209,9 +234,13 @@ public struct Dashboard: Sendable {
         } catch where error.code == .tooManyRecords {
             // The request asks for too much (a shorter range will do): the client's to change.
             throw HTTPError(.badRequest, message: "filter: \(error.description)")
-        } catch {
-            // Busy, stopped or unreadable: the server's, and may pass.
+        } catch where error.code == .busy || error.code == .stopped {
+            // Busy or stopped: the server's, and may pass (the store's own words, which name no file).
             throw HTTPError(.serviceUnavailable, message: "cannot read the archive: \(error.description)")
+        } catch {
+            // An unreadable file: its path and the system's reason are for the log, not for any client.
+            logger.error("cannot read the archive", metadata: ["error": "\(error.description)"])
+            throw HTTPError(.serviceUnavailable, message: "cannot read the archive (the server's log says why)")
         }
     }
 
@@ -230,15 +259,10 @@ public struct Dashboard: Sendable {
 
     // MARK: - Handlers
 
-    func health() async throws -> Response {
-        do {
-            // Beyond the queue's limit: busy is not down (it still waits its turn).
-            let reply = try await store.reader.pipeline([[Array("PING".utf8)]], beyondLimit: true)
-            _ = try reply[0].unwrap("PING")
-            return Self.response("ok\n", type: "text/plain; charset=utf-8")
-        } catch {
-            return Self.response("redis unavailable: \(error.code)\n", type: "text/plain; charset=utf-8", status: .serviceUnavailable)
-        }
+    /// `/healthz`: `ok` when Redis answered ``healthCheck``'s `PING`, else a `503` saying why.
+    func health() async -> Response {
+        guard let error = await healthCheck.failure() else { return Self.response("ok\n", type: "text/plain; charset=utf-8") }
+        return Self.response("redis unavailable: \(error.code)\n", type: "text/plain; charset=utf-8", status: .serviceUnavailable)
     }
 
     struct SiteSummary {
@@ -293,22 +317,24 @@ public struct Dashboard: Sendable {
         }
         let limit = configuration.tableRows
         let previousRange = range.previous
+        // A previous period that reaches past the retention is not read: the page shows no change.
+        let compared = range.previousIsKept
         let report: Report
-        let previous: Report
+        let previous: Report?
         let series: [SeriesPoint]
         if let filter = range.filter {
             // One read and one aggregation cover both periods (adjacent: the previous one ends the
             // day before this one starts); each period adds up its own days.
             let current = ArchiveReport(site: range.site, from: range.from, to: range.to, filter: filter)
             let before = ArchiveReport(site: range.site, from: previousRange.from, to: previousRange.to, filter: filter)
-            let both = ArchiveReport(site: range.site, from: previousRange.from, to: range.to, filter: filter)
-            let days = try await archiveDailyReports(both)
+            let read = ArchiveReport(site: range.site, from: compared ? previousRange.from : range.from, to: range.to, filter: filter)
+            let days = try await archiveDailyReports(read)
             report = current.report(days: days)
-            previous = before.report(days: days)
+            previous = compared ? before.report(days: days) : nil
             series = Self.series(days.filter { $0.from >= range.from }, hourly: range.from == range.to)
         } else {
             report = try await self.report(range.site, range.from, range.to)
-            previous = try await self.report(range.site, previousRange.from, previousRange.to)
+            previous = compared ? try await self.report(range.site, previousRange.from, previousRange.to) : nil
             series = try await self.series(site: range.site, from: range.from, to: range.to, hourly: range.from == range.to)
         }
         let realtime = try await recentVisitors(range.site)
@@ -399,14 +425,15 @@ public struct Dashboard: Sendable {
         )
     }
 
-    /// `/api/live`: the site's Server-Sent Events; `503` when the feed has no slot left, in all or
-    /// for `client` (see ``DashboardRequestContext/client(of:)``).
+    /// `/api/live`: the site's Server-Sent Events, whole (without visitor ids) for a caller with the
+    /// token (or with none configured), else minimal (see ``LiveFeed/Detail``); `503` when the feed
+    /// has no slot left, in all or for `client` (see ``DashboardRequestContext/client(of:)``).
     func liveStream(_ request: Request, client: String) throws -> Response {
         let site = try visibleSite(request)
         guard let live else { throw HTTPError(.notFound, message: "the live feed is off") }
         let stream: AsyncStream<String>
         do {
-            stream = try live.subscribe(site: site, client: client)
+            stream = try live.subscribe(site: site, client: client, detail: auth.isAuthenticated(request) ? .full : .minimal)
         } catch {
             throw HTTPError(.serviceUnavailable, message: error.description)
         }

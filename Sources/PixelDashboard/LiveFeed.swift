@@ -12,15 +12,15 @@ import Glibc
 ///
 /// The consumer publishes each batch's accepted hits as archive lines (one per line) on
 /// `<prefix>live:<site>` in the same script as its ack (`LiveUpdate` in PixelAnalytics):
-/// enriched, anonymised JSON objects — never an IP address or a user agent; the clients get them
-/// without the visitor ids. (The "visitors in the last 5 minutes" figure does not come
+/// enriched, anonymised JSON objects — never an IP address or a user agent; a client gets them
+/// without the visitor ids, or only a hit's minute, event, path and source (see ``Detail``). (The "visitors in the last 5 minutes" figure does not come
 /// from here but from the sorted set the consumer keeps, see ``RollupStore/recentVisitors(site:now:)``.)
 ///
 /// `@unchecked Sendable`: every mutable field is only touched under `lock`; the connection only by
 /// the subscriber thread (and ``RedisConnection/interrupt()``, which is thread-safe).
 public final class LiveFeed: @unchecked Sendable {
     private let lock = ConditionLock()
-    private var subscribers: [String: [Int: AsyncStream<String>.Continuation]] = [:]
+    private var subscribers: [String: [Int: (continuation: AsyncStream<String>.Continuation, detail: Detail)]] = [:]
     /// Open streams per client address (``DashboardRequestContext``'s); an address leaves with its last stream.
     private var streamsPerClient: [String: Int] = [:]
     private var nextID = 0
@@ -42,7 +42,18 @@ public final class LiveFeed: @unchecked Sendable {
     /// ``maximumPerClient``'s default.
     public static let defaultMaximumPerClient = 16
 
-    /// Why ``subscribe(site:client:)`` gave no stream; its description is the `503`'s message.
+    /// How much of each hit a client gets.
+    enum Detail: Sendable {
+        /// The archive line without the visitor ids (``ArchiveRecord/withoutVisitorIDs(_:)``): for a
+        /// viewer with the token, or any viewer when no token is configured.
+        case full
+        /// The minute, event, path and source (``ArchiveRecord/minimalLiveEvent(_:)``): for a viewer
+        /// of a public site without the token, who could otherwise tell one visitor's hits from
+        /// another's by browser, country and the millisecond, and follow each through the site.
+        case minimal
+    }
+
+    /// Why ``subscribe(site:client:detail:)`` gave no stream; its description is the `503`'s message.
     enum Refusal: Error, CustomStringConvertible {
         /// ``maximumSubscribers`` streams are open, or the feed is stopping.
         case full
@@ -93,7 +104,7 @@ public final class LiveFeed: @unchecked Sendable {
         let streams = lock.withLock {
             stopping = true
             defer { subscribers = [:] }
-            return subscribers.values.flatMap(\.values)
+            return subscribers.values.flatMap(\.values).map(\.continuation)
         }
         // Outside the lock: `finish()` runs each stream's `onTermination` on this thread, which takes it.
         for continuation in streams { continuation.finish() }
@@ -106,16 +117,17 @@ public final class LiveFeed: @unchecked Sendable {
     /// The number of SSE clients connected.
     public var subscriberCount: Int { lock.withLock { subscribers.values.reduce(0) { $0 + $1.count } } }
 
-    /// A stream of the JSON payloads published for `site`, for a client at address `client`.
+    /// A stream of the hits published for `site`, each a JSON object with `detail`'s members, for a
+    /// client at address `client`.
     /// - Throws: ``Refusal`` when ``maximumSubscribers`` streams are open, or ``maximumPerClient`` from `client`.
-    func subscribe(site: String, client: String) throws(Refusal) -> AsyncStream<String> {
+    func subscribe(site: String, client: String, detail: Detail) throws(Refusal) -> AsyncStream<String> {
         let (stream, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(256))
         let id = try lock.withLock { () throws(Refusal) -> Int in
             guard !stopping, subscribers.values.reduce(0, { $0 + $1.count }) < maximumSubscribers else { throw .full }
             guard streamsPerClient[client, default: 0] < maximumPerClient else { throw .clientFull(limit: maximumPerClient) }
             streamsPerClient[client, default: 0] += 1
             nextID += 1
-            subscribers[site, default: [:]][nextID] = continuation
+            subscribers[site, default: [:]][nextID] = (continuation, detail)
             return nextID
         }
         continuation.onTermination = { [weak self] _ in
@@ -131,14 +143,22 @@ public final class LiveFeed: @unchecked Sendable {
     }
 
     /// Handles one published message (from Redis, or directly in tests): one batch's archive lines
-    /// for `site`, separated by `\n`; each becomes one event for the site's clients, without its
-    /// visitor ids (``ArchiveRecord/withoutVisitorIDs(_:)``).
+    /// for `site`, separated by `\n`; each becomes one event for the site's clients, as much of it
+    /// as each client's ``Detail`` allows (a line that has no minimal form, unreadable, reaches only
+    /// the `.full` clients).
     func deliver(site: String, payload: String) {
         lock.withLock {
             guard let clients = subscribers[site], !clients.isEmpty else { return }
+            let anyMinimal = clients.values.contains { $0.detail == .minimal }
             for line in payload.split(separator: "\n") {
-                let event = ArchiveRecord.withoutVisitorIDs(line)
-                for (_, continuation) in clients { continuation.yield(event) }
+                let full = ArchiveRecord.withoutVisitorIDs(line)
+                let minimal = anyMinimal ? ArchiveRecord.minimalLiveEvent(line) : nil
+                for (_, client) in clients {
+                    switch client.detail {
+                    case .full: client.continuation.yield(full)
+                    case .minimal: if let minimal { client.continuation.yield(minimal) }
+                    }
+                }
             }
         }
     }

@@ -53,11 +53,14 @@ enum Pages {
     }
 
     /// The site page.
-    /// - Parameter filterable: Whether table rows link to the page filtered by them (the dashboard
-    ///   has the archive and the range is one it filters); otherwise they are plain text, and so is
-    ///   the rollups' `(other)` row, which is no value a filter could match.
+    /// - Parameters:
+    ///   - previous: The report of ``RangeInput/previous``; `nil` when that period reaches past the
+    ///     retention (``RangeInput/previousIsKept``): no change is shown.
+    ///   - filterable: Whether table rows link to the page filtered by them (the dashboard has the
+    ///     archive and the range is one it filters); otherwise they are plain text, and so is the
+    ///     rollups' `(other)` row, which is no value a filter could match.
     static func sitePage(
-        range: RangeInput, today: Day, report: Report, previous: Report, series: [SeriesPoint], realtime: Int, limit: Int,
+        range: RangeInput, today: Day, report: Report, previous: Report?, series: [SeriesPoint], realtime: Int, limit: Int,
         filterable: Bool = false
     ) -> String {
         let site = range.site
@@ -77,9 +80,15 @@ enum Pages {
         body += "<label>From <input type=\"date\" name=\"from\" value=\"\(range.from)\"></label>"
         body += "<label>To <input type=\"date\" name=\"to\" value=\"\(range.to)\"></label><button>Show</button></form></nav>"
         let span = range.from == range.to ? range.from.description : "\(range.from) – \(range.to)"
-        // A range that ends today holds part of a day, and its previous one only whole days.
-        let partial = range.to >= today ? "; today so far, against whole days" : ""
-        body += "<p class=\"muted\" id=\"range\">\(span) (UTC), compared with \(previous.from) – \(previous.to)\(partial)</p>"
+        let before = range.previous
+        if previous == nil, let oldest = range.oldestKept {
+            body += "<p class=\"muted\" id=\"range\">\(span) (UTC); not compared: the previous period, \(before.from) – "
+            body += "\(before.to), starts before the oldest day kept, \(oldest) (--retention-days)</p>"
+        } else {
+            // A range that ends today holds part of a day, and its previous one only whole days.
+            let partial = range.to >= today ? "; today so far, against whole days" : ""
+            body += "<p class=\"muted\" id=\"range\">\(span) (UTC), compared with \(before.from) – \(before.to)\(partial)</p>"
+        }
         if let filter = range.filter {
             let title = tables.first { $0.breakdown == filter.dimension }?.title ?? filter.dimension.rawValue
             body += "<p class=\"filter\" id=\"filter\">Filtered by " + Escape.html(title) + " = <strong>" + Escape.html(filter.value)
@@ -89,16 +98,16 @@ enum Pages {
         }
         body += "<p class=\"realtime\"><span id=\"realtime\">\(realtime)</span> visitors in the last 5 minutes</p>"
         body += "<section class=\"headline\">"
-        body += card("visitors", "Unique visitors", String(report.visitors), report.visitors, previous.visitors)
-        body += card("visits", "Visits", String(report.visits), report.visits, previous.visits)
-        body += card("pageviews", "Pageviews", String(report.pageviews), report.pageviews, previous.pageviews)
+        body += card("visitors", "Unique visitors", String(report.visitors), report.visitors, previous?.visitors)
+        body += card("visits", "Visits", String(report.visits), report.visits, previous?.visits)
+        body += card("pageviews", "Pageviews", String(report.pageviews), report.pageviews, previous?.pageviews)
         body += card(
             "bounce", "Bounce rate", percent(report.bounceRate), Int((report.bounceRate * 1000).rounded()),
-            Int((previous.bounceRate * 1000).rounded()), lowerIsBetter: true, inPoints: previous.visits > 0
+            previous.map { Int(($0.bounceRate * 1000).rounded()) }, lowerIsBetter: true, inPoints: (previous?.visits ?? 0) > 0
         )
         body += card(
             "duration", "Visit duration", duration(report.visitDurationSeconds), Int(report.visitDurationSeconds),
-            Int(previous.visitDurationSeconds)
+            previous.map { Int($0.visitDurationSeconds) }
         )
         body += "</section>"
         let hourly = range.from == range.to
@@ -155,13 +164,18 @@ enum Pages {
 
     /// A headline number with its change from the previous period: in percent of it, rounded to the
     /// nearest (−0.9 % shows as −1 %), or — `inPoints`, for a rate given in tenths of a percent — the
-    /// difference in percentage points (a bounce rate from 40 % to 42 % is +2 pp, not +5 %).
+    /// difference in percentage points (a bounce rate from 40 % to 42 % is +2 pp, not +5 %). Without
+    /// a previous number (`before` `nil`: that period reaches past the retention) a "–" whose title
+    /// says so.
     static func card(
-        _ id: String, _ title: String, _ value: String, _ current: Int, _ before: Int, lowerIsBetter: Bool = false,
+        _ id: String, _ title: String, _ value: String, _ current: Int, _ before: Int?, lowerIsBetter: Bool = false,
         inPoints: Bool = false
     ) -> String {
         var change = "<span class=\"change\">–</span>"
-        if inPoints || before > 0 {
+        if before == nil {
+            change = "<span class=\"change\" title=\"not compared: the previous period starts before the oldest day kept "
+                + "(--retention-days)\">–</span>"
+        } else if let before, inPoints || before > 0 {
             let delta = inPoints
                 ? Int((Double(current - before) / 10).rounded()) : Int((Double(current - before) * 100 / Double(before)).rounded())
             let good = lowerIsBetter ? delta <= 0 : delta >= 0
@@ -219,9 +233,11 @@ enum Pages {
             var event;
             try { event = JSON.parse(message.data); } catch (e) { return; }
             var item = document.createElement("li");
-            var time = new Date((event.ts || 0) * 1000).toISOString().slice(11, 19);
-            item.textContent = time + "  " + (event.event || "") + "  " + (event.path || "") + "  " +
-              (event.source || "") + "  " + (event.country || "");
+            var stamp = new Date((event.ts || 0) * 1000).toISOString();
+            // Without the token an event has the minute only, and no country: show what there is.
+            var time = event.ts % 60 === 0 ? stamp.slice(11, 16) : stamp.slice(11, 19);
+            item.textContent = [time, event.event, event.path, event.source, event.country]
+              .filter(function (part) { return part; }).join("  ");
             list.insertBefore(item, list.firstChild);
             while (list.children.length > 50) list.removeChild(list.lastChild);
           });

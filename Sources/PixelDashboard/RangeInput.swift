@@ -27,6 +27,9 @@ struct RangeInput: Sendable {
     var period: String
     /// `filter=DIMENSION:VALUE`, when given (answered from the archive).
     var filter: ReportFilter? = nil
+    /// The oldest day whose rollups are kept (today − `--retention-days`: a day's keys expire that
+    /// many days after it ends); `nil`: not known, every day counts as kept.
+    var oldestKept: Day? = nil
 
     /// The query parameters that select the range (`period=…` or `from=…&to=…`), not yet escaped
     /// for HTML, for links that keep it.
@@ -40,11 +43,21 @@ struct RangeInput: Sendable {
         return (Day(number: from.number - length), Day(number: to.number - length))
     }
 
-    /// - Parameter retentionDays: The rollups' retention (`--retention-days`): a range may span at
-    ///   most one more day (and at most 3,700).
-    static func parse(_ request: Request, today: Day, sites: SiteAccess, retentionDays: Int) throws -> RangeInput {
+    /// Whether every day of ``previous`` is kept: a comparison with a period whose first days are
+    /// deleted would count them as zeros and show a rise that never happened.
+    var previousIsKept: Bool {
+        oldestKept.map { previous.from >= $0 } ?? true
+    }
+
+    /// - Parameters:
+    ///   - authenticated: Whether the request carries the token (see ``siteParameter(_:sites:authenticated:)``).
+    ///   - retentionDays: The rollups' retention (`--retention-days`): a range may span at most one
+    ///     more day (and at most 3,700).
+    static func parse(
+        _ request: Request, today: Day, sites: SiteAccess, authenticated: Bool, retentionDays: Int
+    ) throws -> RangeInput {
         let parameters = FormQuery(request)
-        let site = try siteParameter(parameters["site"], sites: sites)
+        let site = try siteParameter(parameters["site"], sites: sites, authenticated: authenticated)
         let fromText = parameters["from"]
         let toText = parameters["to"]
         var period = parameters["period"] ?? (fromText == nil && toText == nil ? "today" : "custom")
@@ -75,7 +88,10 @@ struct RangeInput: Sendable {
                     + "(pixeld serve --retention-days, as the consumer's)"
             )
         }
-        return RangeInput(site: site, from: from, to: to, period: period, filter: try filter(parameters["filter"]))
+        return RangeInput(
+            site: site, from: from, to: to, period: period, filter: try filter(parameters["filter"]),
+            oldestKept: Day(number: today.number - retentionDays)
+        )
     }
 
     /// The `filter` parameter: `DIMENSION:VALUE` with a filterable dimension and a value of at most
@@ -89,10 +105,17 @@ struct RangeInput: Sendable {
         }
     }
 
-    static func siteParameter(_ text: String?, sites: SiteAccess) throws -> String {
+    /// The `site` parameter, normalized: a `400` when missing or not a host name; a `401` when the
+    /// caller may not see it; a `404` when it is not one of the configured sites. Visibility comes
+    /// first: a caller without the token gets the same `401` for an unknown site as for a private
+    /// one, so that it cannot probe which private sites exist.
+    static func siteParameter(_ text: String?, sites: SiteAccess, authenticated: Bool) throws -> String {
         guard let text, !text.isEmpty else { throw HTTPError(.badRequest, message: "site: missing (e.g. ?site=example.com)") }
         guard text.utf8.count <= 253, let site = SiteList.normalize(text) else {
             throw HTTPError(.badRequest, message: "site: not a host name")
+        }
+        guard sites.isVisible(site, authenticated: authenticated) else {
+            throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer"], message: "this site needs the token")
         }
         guard sites.isKnown(site) else { throw HTTPError(.notFound, message: "site: unknown site") }
         return site

@@ -1,6 +1,10 @@
 import Hummingbird
 import Logging
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Sets a strict Content-Security-Policy and the other hardening headers on every response,
 /// error responses included (errors are turned into responses here so they get the headers too).
 struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
@@ -91,5 +95,87 @@ enum FormBody {
             }
         }
         return String(validating: bytes, as: UTF8.self)
+    }
+}
+
+/// The guard against DNS rebinding when no token is set: a web page can point its own host name at
+/// 127.0.0.1 and then read a loopback dashboard through its visitor's browser, which sends the
+/// page's name as `Host`. Only requests for an IP address, `localhost` or a name the operator gave
+/// (`pixeld serve --allowed-host`) are answered: the browser of a rebinding page sends none of these.
+public struct HostCheck: Sendable {
+    /// The names answered besides IP addresses and `localhost`, normalized by ``name(_:)``.
+    let allowedHosts: Set<String>
+
+    /// A check that answers `allowedHosts` (normalized with ``name(_:)``) too.
+    init(allowedHosts: [String]) {
+        self.allowedHosts = Set(allowedHosts.compactMap(Self.name))
+    }
+
+    /// Whether a request for `authority` (the `Host` header, with or without a port) is answered;
+    /// a request without one is not.
+    func allows(_ authority: String?) -> Bool {
+        guard let authority else { return false }
+        if authority.hasPrefix("[") {
+            // An IPv6 literal: [address] or [address]:port.
+            guard let close = authority.firstIndex(of: "]") else { return false }
+            let rest = authority[authority.index(after: close)...]
+            guard rest.isEmpty || Self.isPort(rest) else { return false }
+            return Self.isAddress(String(authority[authority.index(after: authority.startIndex)..<close]), family: AF_INET6)
+        }
+        var host = Substring(authority)
+        if let colon = authority.lastIndex(of: ":") {
+            guard Self.isPort(authority[colon...]) else { return false }
+            host = authority[..<colon]
+        }
+        if Self.isAddress(String(host), family: AF_INET) { return true }
+        guard let name = Self.name(String(host)) else { return false }
+        return name == "localhost" || allowedHosts.contains(name)
+    }
+
+    /// `text` as a host name to compare a `Host` with: lowercase, without a final dot; `nil` unless
+    /// it is dot-separated labels of 1–63 letters, digits and hyphens (not first or last), at most
+    /// 253 bytes in all (no port, no scheme, no wildcard).
+    public static func name(_ text: String) -> String? {
+        var name = text.lowercased()
+        if name.hasSuffix(".") { name.removeLast() }
+        guard (1...253).contains(name.utf8.count) else { return nil }
+        for label in name.split(separator: ".", omittingEmptySubsequences: false) {
+            guard (1...63).contains(label.utf8.count), label.first != "-", label.last != "-",
+                label.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D })
+            else { return nil }
+        }
+        return name
+    }
+
+    /// `:` and 1–5 digits.
+    static func isPort(_ text: Substring) -> Bool {
+        text.first == ":" && (2...6).contains(text.utf8.count) && text.dropFirst().utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
+    }
+
+    /// Whether `text` is an address of `family` (`AF_INET`: four decimal parts only, as browsers
+    /// send an IPv4 host after normalizing it).
+    static func isAddress(_ text: String, family: Int32) -> Bool {
+        var buffer = (UInt64(0), UInt64(0))
+        return withUnsafeMutableBytes(of: &buffer) { inet_pton(family, text, $0.baseAddress) == 1 }
+    }
+}
+
+/// Answers a request whose `Host` ``HostCheck`` refuses with `421 Misdirected Request` and one
+/// plain-text line naming the flag.
+struct HostCheckMiddleware<Context: RequestContext>: RouterMiddleware {
+    let check: HostCheck
+
+    @concurrent
+    func handle(
+        _ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        guard check.allows(request.head.authority) else {
+            return Dashboard.response(
+                "this host name is not served: without --token, pixeld serve answers only requests for an IP address, "
+                    + "localhost or a name given with --allowed-host (PIXELD_ALLOWED_HOST)\n",
+                type: "text/plain; charset=utf-8", status: .misdirectedRequest
+            )
+        }
+        return try await next(request, context)
     }
 }

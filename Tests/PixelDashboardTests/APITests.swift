@@ -103,6 +103,38 @@ struct APITests {
         }
     }
 
+    /// A previous period that starts before the oldest day kept (today − `--retention-days`) is not
+    /// compared with: its deleted days would count as zeros and show a rise that never was. Under a
+    /// 40-day retention the 30-day period's (days −59…−30) is not, nor a 21-day range's (from −41);
+    /// a 20-day range's (from −39) is. Filtered pages alike.
+    @Test func aPreviousPeriodPastTheRetentionIsNotCompared() async throws {
+        let fixture = try DashboardFixture.shared()
+        let app = Application(router: try fixture.dashboard(archive: true, retentionDays: 40).router())
+        let today = Day(timestamp: Date().timeIntervalSince1970)
+        let title = "<span class=\"change\" title=\"not compared: the previous period starts before the oldest day kept (--retention-days)\">–</span>"
+        try await app.test(.router) { client in
+            for filter in ["", "&" + FilterTests.query("pages:/blog/")] {
+                let month = try await client.execute(uri: "/site?site=example.com&period=30d" + filter, method: .get)
+                #expect(month.status == .ok)
+                #expect(month.text.components(separatedBy: title).count == 6, "5 cards without a change\(filter)")
+                let notCompared = "; not compared: the previous period, \(Day(number: today.number - 59)) – "
+                    + "\(Day(number: today.number - 30)), starts before the oldest day kept, \(Day(number: today.number - 40)) (--retention-days)</p>"
+                #expect(month.text.contains(notCompared), "\(filter)")
+
+                let over = try await client.execute(
+                    uri: "/site?site=example.com&from=\(Day(number: today.number - 20))&to=\(today)" + filter, method: .get
+                )
+                #expect(over.text.components(separatedBy: title).count == 6, "21 days\(filter)")
+                let kept = try await client.execute(
+                    uri: "/site?site=example.com&from=\(Day(number: today.number - 19))&to=\(today)" + filter, method: .get
+                )
+                #expect(kept.status == .ok)
+                #expect(!kept.text.contains(title), "20 days\(filter)")
+                #expect(kept.text.contains(", compared with \(Day(number: today.number - 39)) – \(Day(number: today.number - 20))"))
+            }
+        }
+    }
+
     @Test(arguments: [
         ("/api/stats", 400),
         ("/api/stats?site=", 400),
@@ -158,6 +190,42 @@ struct APITests {
             #expect(status2 == .serviceUnavailable)
             let realtime = try await client.execute(uri: "/api/realtime?site=example.com", method: .get)
             #expect(realtime.status == .serviceUnavailable, "\(realtime.text)")
+        }
+        await reader.stop()
+    }
+
+    /// A flood of `/healthz` while Redis is slow (paused for 1.5 s here) sends one `PING`: the
+    /// callers share the check under way, and a request behind them is not refused as busy (each
+    /// `PING` of its own would queue beyond the 64 waiting requests, and the stats request got a
+    /// `503`). A result is reused for a second, and then checked again.
+    @Test func aFloodOfHealthChecksSendsOnePing() async throws {
+        let redis = try RedisServer.start()
+        let reader = RedisReader(configuration: try RedisConfiguration(url: redis.url), threads: 2, logger: .init(label: "test"))
+        let dashboard = Dashboard(store: RollupStore(reader: reader), live: nil, configuration: .init(sites: ["example.com"]))
+        // Both connections open before the pause (a connect does not wait for it; the commands would).
+        _ = try await reader.pipeline([[Array("PING".utf8)]])
+        _ = try redis.command(["CONFIG", "RESETSTAT"])
+        try await Application(router: dashboard.router()).test(.router) { client in
+            let pause = try redis.connect()
+            _ = try pause.command(["CLIENT", "PAUSE", "1500", "ALL"])
+            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for _ in 0..<100 {
+                    group.addTask { try await client.execute(uri: "/healthz", method: .get).status }
+                }
+                try await Task.sleep(for: .milliseconds(300))
+                let stats = try await client.execute(uri: "/api/stats?site=example.com", method: .get)
+                #expect(stats.status == .ok, "a request behind the health checks: \(stats.text)")
+                return try await group.reduce(into: [HTTPResponse.Status]()) { $0.append($1) }
+            }
+            #expect(statuses.count == 100 && statuses.allSatisfy { $0 == .ok }, "\(Set(statuses.map(\.code)))")
+            #expect(try redis.calls(of: "ping") == 1)
+            let cached = try await client.execute(uri: "/healthz", method: .get)
+            #expect(cached.status == .ok)
+            #expect(try redis.calls(of: "ping") == 1, "a check within the second is the last one's")
+            try await Task.sleep(for: .milliseconds(1100))
+            let again = try await client.execute(uri: "/healthz", method: .get)
+            #expect(again.status == .ok)
+            #expect(try redis.calls(of: "ping") == 2, "a second later Redis is asked again")
         }
         await reader.stop()
     }

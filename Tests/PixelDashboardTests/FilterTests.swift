@@ -1,6 +1,8 @@
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import InMemoryLogging
+import Logging
 import PixelAnalytics
 @testable import PixelDashboard
 import PixeldTestSupport
@@ -182,6 +184,33 @@ struct FilterTests {
             #expect(response.text.contains("the archive reader is stopped"))
         }
         await small.stop()
+    }
+
+    /// An archive file that cannot be read (a directory under a day file's name: `read` fails with
+    /// EISDIR, also as root) is a `503` that names neither the file nor the system's reason; both
+    /// go to the log.
+    @Test func anUnreadableArchiveFileIsLoggedNotShown() async throws {
+        let fixture = try DashboardFixture.shared()
+        let directory = try TempDirectory(prefix: "pixeld-dash-unreadable")
+        let file = directory.appending("\(fixture.from).broken.jsonl")
+        try FileManager.default.createDirectory(at: file, withIntermediateDirectories: false)
+        let store = ArchiveStore(directory: directory.path)
+        let handler = InMemoryLogHandler()
+        let dashboard = try fixture.dashboard(archiveStore: store, logger: Logger(label: "test") { _ in handler })
+        try await Application(router: dashboard.router()).test(.router) { client in
+            let response = try await client.execute(
+                uri: "/api/stats?site=example.com&\(fixture.rangeQuery)&" + Self.query("pages:/blog/"), method: .get
+            )
+            #expect(response.status == .serviceUnavailable)
+            let message = (response.json["error"] as? [String: Any])?["message"] as? String ?? ""
+            #expect(message == "cannot read the archive (the server's log says why)", "\(response.text)")
+            #expect(!message.contains(directory.path) && !message.contains("Is a directory"), "\(response.text)")
+        }
+        let errors = handler.entries.filter { $0.level == .error }
+        #expect(errors.count == 1)
+        let logged = errors.first?.metadata["error"].map { "\($0)" } ?? ""
+        #expect(logged.contains(file.path) && logged.contains("Is a directory"), "\(logged)")
+        await store.stop()
     }
 
     /// Table rows link to the filtered page only where it can answer: not on a range longer than

@@ -104,6 +104,79 @@ struct LiveFeedTests {
         #expect(Poll.until(timeout: 3) { curl.stdout.text.contains("/through-nginx") }, "\(curl.tail)\n\(nginx.errorLog)")
     }
 
+    /// With `--token`, a `--public-site`'s feed gives a viewer without the token only the minute,
+    /// event, path and source of each hit; with the token (`Authorization: Bearer`), the whole line
+    /// without the visitor ids.
+    @Test func aPublicSitesFeedIsMinimalWithoutTheToken() throws {
+        let redis = try RedisServer.start()
+        let token = "live-token-0123456789"
+        let serve = try ServeProcess.start(redis: redis, extra: ["--token", token, "--public-site", "example.com"])
+        defer { serve.process.terminate() }
+        #expect(try Poll.until(timeout: 10) { (try redis.command(["PUBSUB", "NUMPAT"]).integer ?? 0) >= 1 })
+        let live = serve.url("/api/live?site=example.com")
+        let curl = try TestEnvironment.requireTool("curl")
+        let anyone = try ChildProcess(executable: curl, arguments: ["-sN", "--max-time", "20", live])
+        defer { anyone.kill() }
+        let owner = try ChildProcess(executable: curl, arguments: ["-sN", "--max-time", "20", "-H", "Authorization: Bearer \(token)", live])
+        defer { owner.kill() }
+        for client in [anyone, owner] { #expect(Poll.until(timeout: 10) { client.stdout.text.contains(": connected") }, "\(client.tail)") }
+
+        let line = ArchiveRecord.line(
+            .accepted(
+                EnrichedHit(
+                    timestampText: "1795362198.810", timestamp: 1_795_362_198.81, site: "example.com",
+                    visitorID: String(repeating: "a", count: 32), event: "pageview", path: "/public-feed", source: "Google",
+                    campaign: Campaign(source: "google", medium: "cpc"), browser: "Firefox", os: "Linux", device: "desktop",
+                    country: "DE"
+                )
+            )
+        )
+        #expect(try redis.command(["PUBLISH", "pixeld:live:example.com", line]).integer == 1)
+        for client in [anyone, owner] { #expect(Poll.until(timeout: 3) { client.stdout.text.contains("/public-feed") }, "\(client.tail)") }
+        #expect(anyone.stdout.text.contains(#"data: {"ts":1795362180,"event":"pageview","path":"/public-feed","source":"Google"}"#), "\(anyone.tail)")
+        for detail in ["Firefox", "DE", "cpc", "1795362198", #""vid""#] {
+            #expect(!anyone.stdout.text.contains(detail), "\(detail) on the public feed: \(anyone.tail)")
+        }
+        #expect(owner.stdout.text.contains("data: " + ArchiveRecord.withoutVisitorIDs(line[...])), "\(owner.tail)")
+    }
+
+    /// Without `--token`, a request for a host name other than `localhost` and the `--allowed-host`
+    /// ones (here from PIXELD_ALLOWED_HOST) is a `421` with one line naming the flag, as a browser
+    /// sends it for a page that rebound its own name to 127.0.0.1; with a token any name is served.
+    @Test func withoutATokenOnlyAllowedHostNamesAreServed() throws {
+        let redis = try RedisServer.start()
+        let unguarded = try ServeProcess.start(redis: redis, environment: ["PIXELD_ALLOWED_HOST": "stats.example other.example"])
+        defer { unguarded.process.terminate() }
+        /// The status and body of `GET path` sent with `Host: host`.
+        func get(_ serve: ServeProcess, _ path: String, host: String?) throws -> (status: String, body: String) {
+            let header = host.map { ["-H", "Host: \($0)"] } ?? []
+            let output = try ChildProcess.run(
+                "curl", ["-s", "--max-time", "5", "-w", "\n%{http_code}"] + header + [serve.url(path)], timeout: 10, checkStatus: false
+            ).stdout
+            let lines = output.split(separator: "\n", omittingEmptySubsequences: false)
+            return (String(lines.last ?? ""), lines.dropLast().joined(separator: "\n"))
+        }
+        for host in ["evil.example", "evil.example:\(unguarded.port)", "127.0.0.1.evil.example"] {
+            for path in ["/", "/api/sites", "/healthz", "/api/live?site=example.com"] {
+                let refused = try get(unguarded, path, host: host)
+                #expect(refused.status == "421", "\(host) \(path): \(refused)")
+                #expect(
+                    refused.body == "this host name is not served: without --token, pixeld serve answers only requests for an IP "
+                        + "address, localhost or a name given with --allowed-host (PIXELD_ALLOWED_HOST)\n",
+                    "\(host) \(path)"
+                )
+            }
+        }
+        for host in [nil, "localhost:\(unguarded.port)", "[::1]:\(unguarded.port)", "STATS.example:\(unguarded.port)", "other.example"] {
+            let served = try get(unguarded, "/api/sites", host: host)
+            #expect(served.status == "200", "\(host ?? "127.0.0.1"): \(served)")
+        }
+        let guarded = try ServeProcess.start(redis: redis, extra: ["--token", "host-token-0123456789"])
+        defer { guarded.process.terminate() }
+        let anyName = try get(guarded, "/api/sites", host: "evil.example")
+        #expect(anyName.status == "200", "with a token: \(anyName)")
+    }
+
     /// One client address gets at most `--live-streams-per-client` streams (2 here); past them it gets
     /// the `503` the whole feed's limit gives, naming this limit. Another address is a client of its
     /// own, and a stream that ends gives its slot back (the server sees that at its next write, an event).
@@ -230,9 +303,11 @@ struct ServeProcess {
     let process: PixeldProcess
     let port: Int
 
-    static func start(redis: RedisServer, extra: [String] = []) throws -> ServeProcess {
+    static func start(redis: RedisServer, extra: [String] = [], environment: [String: String] = [:]) throws -> ServeProcess {
         let port = try PortAllocator.freeTCPPort()
-        let process = try PixeldProcess.start(["serve", "--redis", redis.url, "--listen", "127.0.0.1:\(port)"] + extra)
+        let process = try PixeldProcess.start(
+            ["serve", "--redis", redis.url, "--listen", "127.0.0.1:\(port)"] + extra, environment: environment
+        )
         try process.waitForStderr(containing: "serve ready", timeout: 20)
         return ServeProcess(process: process, port: port)
     }
@@ -257,7 +332,7 @@ struct LiveFeedQuietTests {
             configuration: try RedisConfiguration(url: redis.url), keys: RollupKeys(), quietMilliseconds: 200, logger: Logger(label: "test")
         )
         feed.start()
-        let stream = try feed.subscribe(site: "example.com", client: "test")
+        let stream = try feed.subscribe(site: "example.com", client: "test", detail: .full)
         #expect(Poll.until(timeout: 5) { feed.isSubscribed })
         var published: [String] = []
         for index in 0..<8 {

@@ -98,6 +98,60 @@ struct PageAndAccessTests {
         }
     }
 
+    /// Without the token, a site that does not exist answers exactly as a private one does (`401`),
+    /// on every endpoint that takes a site: the status cannot tell which private sites exist. With
+    /// the token, an unknown site is a `404`.
+    @Test func unknownSitesLookPrivateWithoutTheToken() async throws {
+        let fixture = try DashboardFixture.shared()
+        let dashboard = try fixture.dashboard(token: DashboardFixture.token, publicSites: [DashboardFixture.site])
+        let endpoints = [
+            "/api/stats?", "/api/timeseries?", "/api/breakdown?dimension=pages&", "/api/counts?", "/api/count?path=%2F&",
+            "/api/realtime?", "/api/live?", "/site?",
+        ]
+        try await Application(router: dashboard.router()).test(.router) { client in
+            for endpoint in endpoints {
+                let secret = try await client.execute(uri: endpoint + "site=\(DashboardFixture.privateSite)", method: .get)
+                let unknown = try await client.execute(uri: endpoint + "site=nope.example", method: .get)
+                #expect(secret.status == .unauthorized, "\(endpoint) private: \(secret.text.prefix(200))")
+                #expect(unknown.status == .unauthorized, "\(endpoint) unknown: \(unknown.text.prefix(200))")
+                #expect(unknown.headers[.wwwAuthenticate] == secret.headers[.wwwAuthenticate], "\(endpoint)")
+                // The login page names the page to go back to; everything else is the same text.
+                if endpoint != "/site?" { #expect(unknown.text == secret.text, "\(endpoint)") }
+
+                let known = try await client.execute(
+                    uri: endpoint + "site=nope.example", method: .get, headers: [.authorization: "Bearer \(DashboardFixture.token)"]
+                )
+                #expect(known.status == .notFound, "\(endpoint) with the token: \(known.text.prefix(200))")
+            }
+        }
+    }
+
+    /// Without a token, the `Host` of a request must be an IP address, `localhost` or an
+    /// `--allowed-host` name (any port): a page that rebinds its own name to 127.0.0.1 sends its name.
+    @Test func hostCheck() {
+        let check = HostCheck(allowedHosts: ["Stats.Example."])
+        for allowed in [
+            "127.0.0.1", "127.0.0.1:8088", "10.1.2.3:80", "[::1]", "[::1]:8088", "[2001:db8::1]:443", "localhost", "LOCALHOST:8088",
+            "localhost.", "stats.example", "stats.example:8088", "STATS.EXAMPLE.:443",
+        ] {
+            #expect(check.allows(allowed), "\(allowed)")
+        }
+        for refused in [
+            nil, "", "evil.example", "evil.example:8088", "127.0.0.1.evil.example", "localhost.evil.example", "sub.stats.example",
+            "stats.example:", "stats.example:abc", "stats.example:8088:1", "::1", "[::1", "[::1]x", "[evil.example]", "127.1",
+            "0x7f.0.0.1", "stats.example@evil.example",
+        ] {
+            #expect(!check.allows(refused), "\(refused ?? "(none)")")
+        }
+        #expect(HostCheck.name("Stats.Example.") == "stats.example")
+        #expect(HostCheck.name("a-b.example") == "a-b.example")
+        for bad in ["", ".", "a..b", "-a.example", "a-.example", "a b", "a:8088", "*.example", "http://a", "a_b.example",
+            String(repeating: "a", count: 64) + ".example"]
+        {
+            #expect(HostCheck.name(bad) == nil, "\(bad)")
+        }
+    }
+
     /// The client a live stream counts for: `X-Real-IP` only from a peer on this machine.
     @Test func liveClientAddress() {
         #expect(DashboardRequestContext.client(peer: "127.0.0.1", realIP: "198.51.100.7") == "198.51.100.7")

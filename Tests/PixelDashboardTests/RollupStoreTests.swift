@@ -30,12 +30,44 @@ import Testing
         #expect(Escape.csv("plain") == "plain")
     }
 
+    /// A viewer with the token gets the archive line without the visitor ids; a viewer without it
+    /// (of a public site) only the minute, event, path and source: nothing that tells one visitor's
+    /// hits from another's (browser, OS, device, country, campaign, properties, the millisecond).
+    @Test("each live client gets as much of a hit as its detail allows")
+    func liveDetail() async throws {
+        let feed = LiveFeed(
+            configuration: try RedisConfiguration(url: "redis://127.0.0.1:1/0"), keys: RollupKeys(), logger: Logger(label: "test")
+        )
+        let full = try feed.subscribe(site: "example.com", client: "owner", detail: .full)
+        let minimal = try feed.subscribe(site: "example.com", client: "anyone", detail: .minimal)
+        let hit = EnrichedHit(
+            timestampText: "1795362198.810", timestamp: 1_795_362_198.81, site: "example.com", visitorID: String(repeating: "a", count: 32),
+            previousVisitorID: String(repeating: "b", count: 32), event: "signup", path: "/pricing", source: "Newsletter",
+            campaign: Campaign(source: "newsletter", medium: "email", name: "spring"), browser: "Firefox", os: "Linux",
+            device: "desktop", country: "DE", props: #"{"plan":"pro"}"#
+        )
+        let line = ArchiveRecord.line(.accepted(hit))
+        let dropped = ArchiveRecord.line(.dropped(DroppedHit(timestampText: "1795362199.000", timestamp: 1_795_362_199, reason: .listedBot, site: "example.com")))
+        feed.deliver(site: "example.com", payload: line + "\n" + dropped + "\nnot json")
+        await feed.stop()
+        var fullEvents: [String] = []
+        for await event in full { fullEvents.append(event) }
+        var minimalEvents: [String] = []
+        for await event in minimal { minimalEvents.append(event) }
+        #expect(fullEvents == [ArchiveRecord.withoutVisitorIDs(line[...]), dropped, "not json"])
+        #expect(fullEvents.first?.contains(#""country":"DE""#) == true && fullEvents.first?.contains(#""vid""#) == false)
+        #expect(minimalEvents == [#"{"ts":1795362180,"event":"signup","path":"/pricing","source":"Newsletter"}"#])
+    }
+
     @Test("stop() ends the streams of connected clients and returns (their termination takes the same lock)")
     func stopWithSubscribersReturns() async throws {
         let feed = LiveFeed(
             configuration: try RedisConfiguration(url: "redis://127.0.0.1:1/0"), keys: RollupKeys(), logger: Logger(label: "test")
         )
-        let streams = [try feed.subscribe(site: "example.com", client: "test"), try feed.subscribe(site: "other.example", client: "test")]
+        let streams = [
+            try feed.subscribe(site: "example.com", client: "test", detail: .full),
+            try feed.subscribe(site: "other.example", client: "test", detail: .minimal),
+        ]
         #expect(streams.count == 2 && feed.subscriberCount == 2)
         let stopped = Atomic<Bool>(false)
         Task {

@@ -133,6 +133,25 @@ struct IngestProgramTests {
         #expect(variable == "Error: --retention-days: '36501' must be a whole number in 1…36500", "\(variable)")
     }
 
+    @Test("serve: --allowed-host (or PIXELD_ALLOWED_HOST) takes host names, and not with a token, checked before anything starts")
+    func serveChecksTheAllowedHosts() throws {
+        let binary = try PixeldProcess.binaryURL()
+        let port = try Self.startFailure(binary, ["serve", "--listen", "127.0.0.1:1", "--allowed-host", "stats.example:8088"])
+        #expect(port == "Error: --allowed-host: 'stats.example:8088' is not a host name (letters, digits, hyphens and dots; no port)", "\(port)")
+        let variable = try Self.startFailure(
+            binary, ["serve", "--listen", "127.0.0.1:1"], environment: ["PIXELD_ALLOWED_HOST": "stats.example *.example"]
+        )
+        #expect(variable == "Error: --allowed-host: '*.example' is not a host name (letters, digits, hyphens and dots; no port)", "\(variable)")
+        let withToken = try Self.startFailure(
+            binary, ["serve", "--listen", "127.0.0.1:1", "--allowed-host", "stats.example"], environment: ["PIXELD_TOKEN": "0123456789"]
+        )
+        #expect(
+            withToken == "Error: --allowed-host (flag or PIXELD_* variable) has no effect with a token: the Host check guards only "
+                + "a dashboard without --token",
+            "\(withToken)"
+        )
+    }
+
     @Test("a failure at run time is one line too, with status 1: a UDP port already taken, a report without Redis")
     func aRuntimeFailureIsOneLine() throws {
         let holder = try DatagramSink.udp()

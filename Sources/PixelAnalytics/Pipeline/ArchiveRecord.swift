@@ -22,9 +22,9 @@ public enum ArchiveRecord {
     /// The schema version written.
     public static let version = 1
 
-    /// `line` without its visitor ids (`vid`, `pvid`): what the live feed shows. Anyone who may see a
-    /// site's dashboard sees its live feed; with the ids, they could follow each visitor from page to
-    /// page through the day. (Members are written as `,"name":"value"`; inside a string a quote is
+    /// `line` without its visitor ids (`vid`, `pvid`): what the live feed shows a viewer with the
+    /// dashboard's token (anyone else gets ``minimalLiveEvent(_:)``); with the ids, they could follow
+    /// each visitor from page to page through the day. (Members are written as `,"name":"value"`; inside a string a quote is
     /// always escaped, so `,"vid":"` only ever starts that member.)
     public static func withoutVisitorIDs(_ line: Substring) -> String {
         var text = line
@@ -34,6 +34,25 @@ public enum ArchiveRecord {
             text = text[..<start.lowerBound] + text[text.index(after: end)...]
         }
         return String(text)
+    }
+
+    /// The least of an accepted hit's `line` that still tells what happens on the site, for a live
+    /// feed that anyone may watch: `{"ts","event","path","source"}`, the time cut down to the minute
+    /// (`ts` a whole number of seconds). Without the visitor's browser, OS, device, country, campaign,
+    /// properties and exact time, the hits of visitors on the site at the same time cannot be told
+    /// apart and linked into one visitor's path; the source is the hit's own (an external referrer
+    /// or a campaign, `(direct)` on the pages after the first), not the visit's. `nil` for a
+    /// dropped hit or a line that cannot be read.
+    public static func minimalLiveEvent(_ line: Substring) -> String? {
+        guard case .accepted(let hit)? = try? outcome(from: PixelEventDecoder.decode(line.utf8)) else { return nil }
+        var out = JSONText(capacity: 64 + hit.path.utf8.count)
+        out.raw("{\"ts\":")
+        out.raw(String(Int((hit.timestamp / 60).rounded(.down)) * 60))
+        out.member("event", hit.event)
+        out.member("path", hit.path)
+        out.member("source", hit.source)
+        out.raw("}")
+        return String(decoding: out.bytes, as: UTF8.self)
     }
 
     /// Appends `outcome` as one line (with its `\n`); without `pvid` unless `previousVisitorID`.

@@ -44,6 +44,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("A site anyone may see even with --token (repeatable). Env: PIXELD_PUBLIC_SITE.", valueName: "host"))
     var publicSite: [String] = []
 
+    @Option(help: ArgumentHelp(
+        "Without --token: a host name the dashboard answers to besides IP addresses and localhost (repeatable), e.g. the name nginx passes on as Host; others get 421 (a guard against DNS rebinding). Env: PIXELD_ALLOWED_HOST.",
+        valueName: "name"
+    ))
+    var allowedHost: [String] = []
+
     @Option(parsing: .unconditional, help: ArgumentHelp("Redis connections (each on its own thread) for reads, 1–16. Default 2. Env: PIXELD_REDIS_CONNECTIONS.", valueName: "n"))
     var redisConnections: Int?
 
@@ -86,6 +92,17 @@ struct ServeCommand: AsyncParsableCommand {
         if secret == nil, let raw = getenv("PIXELD_TOKEN"), raw.pointee == 0 {
             throw ValidationError("PIXELD_TOKEN is set but empty: give a token of at least 8 characters, or unset it to make every site public")
         }
+        let allowedHosts = try Environment.resolve(allowedHost, flag: "allowed-host").map { text in
+            guard let name = HostCheck.name(text) else {
+                throw ValidationError("--allowed-host: '\(text)' is not a host name (letters, digits, hyphens and dots; no port)")
+            }
+            return name
+        }
+        if secret != nil, !allowedHosts.isEmpty {
+            throw ValidationError(
+                "--allowed-host (flag or PIXELD_* variable) has no effect with a token: the Host check guards only a dashboard without --token"
+            )
+        }
         let connections = try Environment.integer(redisConnections, flag: "redis-connections", default: 2, range: 1...16)
         let streamsPerClient = try Environment.integer(
             liveStreamsPerClient, flag: "live-streams-per-client", default: LiveFeed.defaultMaximumPerClient,
@@ -110,7 +127,7 @@ struct ServeCommand: AsyncParsableCommand {
         let dashboard = Dashboard(
             store: RollupStore(reader: reader, keys: keys), live: live, archive: archiveStore,
             configuration: DashboardConfiguration(
-                sites: shown, token: secret, publicSites: Set(publicSites), retentionDays: retention
+                sites: shown, token: secret, publicSites: Set(publicSites), allowedHosts: allowedHosts, retentionDays: retention
             ),
             metricsText: { String(decoding: registry.emitToBuffer(), as: UTF8.self) }, logger: logger
         )
