@@ -234,8 +234,9 @@ enum Pages {
             try { event = JSON.parse(message.data); } catch (e) { return; }
             var item = document.createElement("li");
             var stamp = new Date((event.ts || 0) * 1000).toISOString();
-            // Without the token an event has the minute only, and no country: show what there is.
-            var time = event.ts % 60 === 0 ? stamp.slice(11, 16) : stamp.slice(11, 19);
+            // Without the token an event has the minute only, and no country nor schema version `v`:
+            // show what there is.
+            var time = "v" in event ? stamp.slice(11, 19) : stamp.slice(11, 16);
             item.textContent = [time, event.event, event.path, event.source, event.country]
               .filter(function (part) { return part; }).join("  ");
             list.insertBefore(item, list.firstChild);

@@ -111,10 +111,11 @@ public struct HostCheck: Sendable {
         self.allowedHosts = Set(allowedHosts.compactMap(Self.name))
     }
 
-    /// Whether a request for `authority` (the `Host` header, with or without a port) is answered;
-    /// a request without one is not.
+    /// Whether a request for `authority` (the `Host` header, with or without a port) is answered.
+    /// A request without one is: a browser always sends `Host`, so only other clients omit it
+    /// (HTTP/1.0 health probes such as HAProxy's `option httpchk`), and no rebinding page can.
     func allows(_ authority: String?) -> Bool {
-        guard let authority else { return false }
+        guard let authority else { return true }
         if authority.hasPrefix("[") {
             // An IPv6 literal: [address] or [address]:port.
             guard let close = authority.firstIndex(of: "]") else { return false }

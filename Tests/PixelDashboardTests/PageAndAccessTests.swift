@@ -133,11 +133,12 @@ struct PageAndAccessTests {
         for allowed in [
             "127.0.0.1", "127.0.0.1:8088", "10.1.2.3:80", "[::1]", "[::1]:8088", "[2001:db8::1]:443", "localhost", "LOCALHOST:8088",
             "localhost.", "stats.example", "stats.example:8088", "STATS.EXAMPLE.:443",
+            nil,  // no Host: HTTP/1.0 probes (a browser always sends one)
         ] {
             #expect(check.allows(allowed), "\(allowed)")
         }
         for refused in [
-            nil, "", "evil.example", "evil.example:8088", "127.0.0.1.evil.example", "localhost.evil.example", "sub.stats.example",
+            "", "evil.example", "evil.example:8088", "127.0.0.1.evil.example", "localhost.evil.example", "sub.stats.example",
             "stats.example:", "stats.example:abc", "stats.example:8088:1", "::1", "[::1", "[::1]x", "[evil.example]", "127.1",
             "0x7f.0.0.1", "stats.example@evil.example",
         ] {

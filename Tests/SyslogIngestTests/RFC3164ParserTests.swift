@@ -155,6 +155,19 @@ struct RFC3164ParserTests {
                 timestamp: "Nov  2 2026 12:38:13.123456"
             ),
             Shape(
+                input: "<158>2026-11-22 12:38:13,123 pixel: x",  // Python logging's %(asctime)s
+                program: "pixel",
+                message: "x",
+                timestamp: "2026-11-22 12:38:13,123"
+            ),
+            Shape(
+                input: "<158>2026-11-22 12:38:13.5+01:00 vm pixel: x",
+                program: "pixel",
+                message: "x",
+                hostname: "vm",
+                timestamp: "2026-11-22 12:38:13.5+01:00"
+            ),
+            Shape(
                 input: "<158>2026-11-22 12:38:13 vm pixel: x",
                 program: "pixel",
                 message: "x",

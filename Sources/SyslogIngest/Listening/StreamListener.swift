@@ -102,7 +102,7 @@ public final class StreamListener: @unchecked Sendable {
         }
         var graceUntil = Int64.max
         var acceptPausedUntil: Int64 = 0
-        var acceptFailing = false
+        var lastAcceptWarning: Int64?
         while true {
             if !draining && stopRequested.load(ordering: .relaxed) {
                 draining = true
@@ -138,13 +138,14 @@ public final class StreamListener: @unchecked Sendable {
                         switch StreamSocket.accept(listenFD) {
                         case .client(let client):
                             connections.append(Connection(fd: client, framer: SyslogStreamFramer(maxMessageBytes: rules.maxMessageBytes)))
-                            acceptFailing = false
                         case .none:
                             break accepting
                         case .failed(let code):
-                            acceptPausedUntil = MonotonicClock.nanoseconds() + Self.acceptPauseNanoseconds
-                            if !acceptFailing {
-                                acceptFailing = true
+                            let now = MonotonicClock.nanoseconds()
+                            acceptPausedUntil = now + Self.acceptPauseNanoseconds
+                            // Once a minute at most: near the limit, failures and successes alternate.
+                            if lastAcceptWarning.map({ now - $0 >= 60_000_000_000 }) ?? true {
+                                lastAcceptWarning = now
                                 logger.warning(
                                     "cannot accept syslog connections: \(String(cString: strerror(code))); retrying every 200 ms (raise the open-file limit, LimitNOFILE= in the unit)",
                                     metadata: ["listener": "\(address)", "connections": "\(connections.count)"]

@@ -144,25 +144,39 @@ enum RFC3164Parser {
         return Self.timeEnd(cursor)
     }
 
-    /// `yyyy-mm-dd hh:mm:ss[.fff]`: an RFC 3339 date-time with a space for the `T` and no offset.
+    /// `yyyy-mm-dd hh:mm:ss[.fff]`, an RFC 3339 date-time with a space for the `T`, also as Python's
+    /// logging writes it (`2026-11-22 12:38:13,123`), with an optional `Z` or `±hh:mm`.
     static func spacedDateTimeEnd(_ start: ByteCursor) -> Int? {
         var cursor = start
         guard cursor.consumeDigits(exactly: 4) != nil, cursor.consume(ASCII.hyphen),
             cursor.consumeDigits(exactly: 2) != nil, cursor.consume(ASCII.hyphen),
-            cursor.consumeDigits(exactly: 2) != nil, cursor.consume(ASCII.space)
+            cursor.consumeDigits(exactly: 2) != nil, cursor.consume(ASCII.space),
+            let time = Self.timeEnd(cursor, fractionAfterComma: true)
         else { return nil }
-        return Self.timeEnd(cursor)
+        cursor.index = time
+        if cursor.consume(ASCII.upperZ) { return cursor.index }
+        var offset = cursor
+        if offset.consume(ASCII.plus) || offset.consume(ASCII.hyphen), offset.consumeDigits(exactly: 2) != nil,
+            offset.consume(ASCII.colon), offset.consumeDigits(exactly: 2) != nil
+        {
+            return offset.index
+        }
+        return cursor.index
     }
 
-    /// `hh:mm:ss`, with an optional fraction of up to 9 digits.
-    private static func timeEnd(_ start: ByteCursor) -> Int? {
+    /// `hh:mm:ss`, with an optional fraction after `.` (or `,`, when `fractionAfterComma`).
+    private static func timeEnd(_ start: ByteCursor, fractionAfterComma: Bool = false) -> Int? {
         var cursor = start
         guard cursor.consumeDigits(exactly: 2) != nil, cursor.consume(ASCII.colon),
             cursor.consumeDigits(exactly: 2) != nil, cursor.consume(ASCII.colon),
             cursor.consumeDigits(exactly: 2) != nil
         else { return nil }
         var fraction = cursor
-        if fraction.consume(ASCII.period), !fraction.consume(while: ASCII.isDigit, limit: 9).isEmpty { cursor = fraction }
+        if fraction.consume(ASCII.period) || fractionAfterComma && fraction.consume(UInt8(ascii: ",")),
+            !fraction.consume(while: ASCII.isDigit).isEmpty
+        {
+            cursor = fraction
+        }
         return cursor.index
     }
 
