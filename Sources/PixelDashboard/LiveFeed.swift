@@ -149,9 +149,11 @@ public final class LiveFeed: @unchecked Sendable {
     func deliver(site: String, payload: String) {
         lock.withLock {
             guard let clients = subscribers[site], !clients.isEmpty else { return }
+            // Each form only when some client gets it.
+            let anyFull = clients.values.contains { $0.detail == .full }
             let anyMinimal = clients.values.contains { $0.detail == .minimal }
             for line in payload.split(separator: "\n") {
-                let full = ArchiveRecord.withoutVisitorIDs(line)
+                let full = anyFull ? ArchiveRecord.withoutVisitorIDs(line) : ""
                 let minimal = anyMinimal ? ArchiveRecord.minimalLiveEvent(line) : nil
                 for (_, client) in clients {
                     switch client.detail {

@@ -170,13 +170,17 @@ struct AnalyticsEndToEndTests {
         }
     }
 
-    /// The simulation's lines of the last day, inside the consumer's time window (20 h back) and
-    /// ending an hour ago.
-    static func recentLines(of simulation: Simulation, now: Double) -> [String] {
-        simulation.lines.filter {
+    /// Traffic of the last day, inside the consumer's time window: a simulation from yesterday
+    /// and its lines from 20 h back to an hour ago.
+    static func lastDay(seed: UInt64, humans: Int) -> (today: Day, simulation: Simulation, lines: [String]) {
+        let now = Date().timeIntervalSince1970
+        let today = Day(timestamp: now)
+        let simulation = Simulation(seed: seed, humans: humans, day0: today.previous)
+        let lines = simulation.lines.filter {
             let seconds = Double($0.milliseconds) / 1000
             return seconds > now - 20 * 3600 && seconds < now - 3600
         }.map(\.line)
+        return (today, simulation, lines)
     }
 
     /// `lines` pushed to the list `pixel`, 200 per `LPUSH`.
@@ -199,10 +203,7 @@ struct AnalyticsEndToEndTests {
     /// what a Redis with room counts. (Every ack used to be a `MULTI`, which Redis 7 refuses whole
     /// while it is full: nothing drained until someone raised `maxmemory`.)
     @Test func aConsumerDrainsARedisOverMaxmemory() throws {
-        let now = Date().timeIntervalSince1970
-        let today = Day(timestamp: now)
-        let simulation = Simulation(seed: 11, humans: 150, day0: today.previous)
-        let lines = Self.recentLines(of: simulation, now: now)
+        let (today, simulation, lines) = Self.lastDay(seed: 11, humans: 150)
         #expect(lines.count > 200)
         var counts: [[String]] = []
         for full in [false, true] {
@@ -240,11 +241,7 @@ struct AnalyticsEndToEndTests {
     /// 4th of its acks' or takes' replies is lost after Redis applied the command; and `pixeld replay`
     /// of the live archive into the killed run's Redis gives the live report again.
     @Test func killedConsumerLostRepliesAndReplayGiveTheLiveReport() throws {
-        // Traffic of the last day, inside the consumer's time window.
-        let now = Date().timeIntervalSince1970
-        let today = Day(timestamp: now)
-        let simulation = Simulation(seed: 7, humans: 400, day0: today.previous)
-        let lines = Self.recentLines(of: simulation, now: now)
+        let (today, simulation, lines) = Self.lastDay(seed: 7, humans: 400)
         #expect(lines.count > 500)
         let sites = simulation.sites.flatMap { ["--site", $0] }
 
