@@ -119,7 +119,7 @@ let package = Package(
         .executableTarget(
             name: "pixeld",
             dependencies: [
-                "CPixeldSystem", "PixeldCLI", "PixeldConcurrency", "PixeldIngest", "RespBridge", "PixelEvents", "PixelAnalytics", "PixelDashboard",
+                "CPixeldSystem", "PixeldCLI", "PixeldConcurrency", "PixeldIngest", "SyslogIngest", "RespBridge", "PixelEvents", "PixelAnalytics", "PixelDashboard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

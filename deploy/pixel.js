@@ -2,10 +2,12 @@
  * back/forward-cache returns count, anchors and query rewrites do not) and per custom event. No cookies, no storage, no fingerprinting; pixeld derives a daily anonymous id on the server
  * and keeps neither the IP address nor the user agent.
  *
- *   <script defer src="https://stats.example.com/pixel.js"
- *           data-endpoint="https://stats.example.com/pixel.gif"></script>
+ *   <script defer src="/pixel.js"></script>
  *
- * data-endpoint defaults to pixel.gif beside this script. Custom events:
+ * with /pixel.js and /pixel.gif in your site's nginx (deploy/nginx-site.conf). From another host,
+ * give that host's server block the same two locations (not the dashboard's: pixeld serve has no
+ * pixel) and write its URL: src="https://pixel.example.net/pixel.js"; data-endpoint="URL" sends
+ * the hits elsewhere (it defaults to pixel.gif beside this script). Custom events:
  *   pixeld('signup', {plan: 'pro'});   // e=signup&p={"plan":"pro"} (flat strings/numbers/booleans)
  * Query arguments sent: e (event), u (page URL), r (document referrer), w (screen width), p (props).
  */

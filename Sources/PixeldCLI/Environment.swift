@@ -47,6 +47,25 @@ package enum Environment {
         }
     }
 
+    /// Whether a flag was given, on the command line (`value` not `nil`) or as `PIXELD_<FLAG>`.
+    package static func isGiven(_ value: Any?, flag: String) -> Bool {
+        value != nil || Self.value(forFlag: flag) != nil
+    }
+
+    /// Refuses flags that would be accepted and have no effect, so an operator who gives them is not
+    /// left believing they do something.
+    /// - Parameters:
+    ///   - flags: Each flag (`--spool-sync`) and whether it was given (see ``isGiven(_:flag:)``).
+    ///   - missing: What they need and was not given, with why (`--spool: without it nothing is spooled`).
+    /// - Throws: `ValidationError` naming the given flags, in one line, when any was given.
+    package static func refuse(_ flags: [(String, Bool)], needing missing: String) throws {
+        let given = flags.filter(\.1).map(\.0)
+        guard !given.isEmpty else { return }
+        throw ValidationError(
+            "\(given.joined(separator: ", ")) (flag or PIXELD_* variable) \(given.count == 1 ? "needs" : "need") \(missing)"
+        )
+    }
+
     /// `values` if the command line set any, else the environment's (space-separated).
     package static func resolve(_ values: [String], flag: String) -> [String] {
         if !values.isEmpty { return values }

@@ -6,7 +6,7 @@ package import RespBridge
 package struct GlobalOptions: ParsableArguments {
     @Option(
         help: ArgumentHelp(
-            "Redis to use: redis://[[user]:password@]host[:port][/db] or unix:///path/redis.sock[?db=N]. Env: PIXELD_REDIS.",
+            "Redis to use: redis://[[user]:password@]host[:port][/db] or unix:///path/redis.sock[?db=N&user=U&password=P]; percent-encode special characters in user and password. Env: PIXELD_REDIS.",
             valueName: "url"
         )
     )

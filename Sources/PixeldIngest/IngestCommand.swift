@@ -35,13 +35,13 @@ package struct IngestCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Unix datagram socket to create and listen on (a stale socket file is replaced; one that a running process is bound to is an error); repeatable. Env: PIXELD_UNIX.", valueName: "path"))
     var unix: [String] = []
 
-    @Option(help: ArgumentHelp("Permission bits of the unix sockets, octal. 0666 lets nginx's unprivileged workers write. Env: PIXELD_UNIX_MODE.", valueName: "mode"))
+    @Option(help: ArgumentHelp("Permission bits of the unix sockets, octal. Default 0666, which lets nginx's unprivileged workers write. Env: PIXELD_UNIX_MODE.", valueName: "mode"))
     var unixMode: String?
 
     @Option(help: ArgumentHelp("Owner of the unix sockets, USER, USER:GROUP or :GROUP (names or numbers), e.g. :www-data with --unix-mode 0660 (pixeld must be in the group, or have CAP_CHOWN). Default: the user running pixeld. Env: PIXELD_UNIX_OWNER.", valueName: "user[:group]"))
     var unixOwner: String?
 
-    @Option(help: ArgumentHelp("Facilities to keep, comma-separated (e.g. local3,local4); others are dropped as 'filtered'. Default local3. Env: PIXELD_FACILITY.", valueName: "list"))
+    @Option(help: ArgumentHelp("Facilities to keep, comma-separated (e.g. local3,local4), or all; names as in syslog.h (cron is 9; nginx's facility=cron is 15, solaris-cron here) or codes 0–23. Others are dropped as 'filtered'. Default local3. Env: PIXELD_FACILITY.", valueName: "list"))
     var facility: String?
 
     @Option(help: ArgumentHelp("Prefix put before the program name to form the Redis key. Default none. Env: PIXELD_KEY_PREFIX.", valueName: "text"))
@@ -53,7 +53,7 @@ package struct IngestCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Largest datagram accepted; larger ones are dropped as 'oversize', never truncated. Default 65535. Env: PIXELD_MAX_MESSAGE_BYTES.", valueName: "bytes"))
     var maxMessageBytes: Int?
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Kernel receive buffer (SO_RCVBUF) per socket; a warning is logged when the kernel caps it. Default 4194304. Env: PIXELD_RECEIVE_BUFFER_BYTES.", valueName: "bytes"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Kernel receive buffer (SO_RCVBUF) per socket, 0 for the kernel's default; a warning is logged when the kernel caps it. Default 4194304. Env: PIXELD_RECEIVE_BUFFER_BYTES.", valueName: "bytes"))
     var receiveBufferBytes: Int?
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Nice value (-20…19) of the datagram receive threads, so they pre-empt the writer, a Redis on the same core and other processes when datagrams arrive (a unix socket's queue holds only net.unix.max_dgram_qlen datagrams). Lowering it needs CAP_SYS_NICE or RLIMIT_NICE; without, the threads keep the process's priority (logged at info for the default, as a warning when asked for). Default -10. Env: PIXELD_RECEIVE_NICE.", valueName: "n"))
@@ -263,6 +263,32 @@ struct IngestSettings {
         case "hold": writerOptions.dropOldestWhenFull = false
         case "drop-oldest": writerOptions.dropOldestWhenFull = true
         case let other: throw ValidationError("--when-full: '\(other)' is not hold or drop-oldest")
+        }
+        // Flags that would be accepted and change nothing are refused, as consume refuses its
+        // analytics flags without a site: an operator must not believe a socket is locked down.
+        if spoolDirectory == nil {
+            try Environment.refuse(
+                [
+                    ("--spool-max-bytes", Environment.isGiven(command.spoolMaxBytes, flag: "spool-max-bytes")),
+                    ("--spool-sync", Environment.isGiven(command.spoolSync, flag: "spool-sync")),
+                ],
+                needing: "--spool DIR: without it nothing is spooled"
+            )
+        }
+        if writerOptions.maxListLength == 0 {
+            try Environment.refuse(
+                [("--when-full drop-oldest", writerOptions.dropOldestWhenFull)],
+                needing: "--max-list-length N: without a limit no list is ever full"
+            )
+        }
+        if !addresses.contains(where: { if case .unix = $0 { true } else { false } }) {
+            try Environment.refuse(
+                [
+                    ("--unix-mode", Environment.isGiven(command.unixMode, flag: "unix-mode")),
+                    ("--unix-owner", Environment.isGiven(command.unixOwner, flag: "unix-owner")),
+                ],
+                needing: "--unix PATH: they apply to unix sockets only"
+            )
         }
         if let owner = command.unixOwner ?? Environment.value(forFlag: "unix-owner") {
             let parts = owner.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)

@@ -1,7 +1,7 @@
 /// Where and how to reach Redis: endpoint, credentials, database and timeouts.
 ///
 /// Build it from a URL, as operators write it on the command line:
-/// `redis://[[user]:password@]host[:port][/db]` or `unix:///path/redis.sock[?db=N&password=…]`.
+/// `redis://[[user]:password@]host[:port][/db]` or `unix:///path/redis.sock[?db=N&user=…&password=…]`.
 public struct RedisConfiguration: Sendable, Equatable, CustomStringConvertible {
     /// TCP or unix-socket endpoint.
     public enum Endpoint: Sendable, Equatable {
@@ -44,11 +44,18 @@ public struct RedisConfiguration: Sendable, Equatable, CustomStringConvertible {
         try validate()
     }
 
-    /// Parses `redis://[[user]:password@]host[:port][/db]` or `unix:///path[?db=N&password=P]`.
-    /// - Throws: ``RespError`` with code `.configuration` and a one-line explanation.
+    /// Parses `redis://[[user]:password@]host[:port][/db]` or `unix:///path[?db=N&user=U&password=P]`.
+    ///
+    /// User and password are percent-decoded, as `redis-cli -u` decodes them (`p%40ss` is `p@ss`).
+    /// - Throws: ``RespError`` with code `.configuration` and a one-line explanation that quotes the URL
+    ///   with its credentials hidden (see ``redacted(_:)``).
     public init(url: String) throws(RespError) {
         func fail(_ why: String) -> RespError {
-            RespError(code: .configuration, operation: "redis URL", message: "\(why) in '\(url)'")
+            RespError(code: .configuration, operation: "redis URL", message: "\(why) in '\(Self.redacted(url))'")
+        }
+        func decoded(_ text: Substring, _ what: String) throws(RespError) -> String {
+            guard let value = Self.percentDecoded(text) else { throw fail("bad percent-encoding in the \(what)") }
+            return value
         }
         if url.hasPrefix("unix://") {
             let rest = url.dropFirst("unix://".count)
@@ -56,21 +63,23 @@ public struct RedisConfiguration: Sendable, Equatable, CustomStringConvertible {
             let path = String(parts[0])
             guard path.hasPrefix("/") else { throw fail("the unix socket path must be absolute") }
             var database = 0
+            var username: String?
             var password: String?
             if parts.count == 2 {
                 for pair in parts[1].split(separator: "&") {
                     let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                    let value = kv.count == 2 ? String(kv[1]) : ""
+                    let value = kv.count == 2 ? kv[1] : ""
                     switch kv[0] {
                     case "db":
                         guard let db = Int(value) else { throw fail("db must be a number") }
                         database = db
-                    case "password": password = value
-                    default: throw fail("unknown parameter '\(kv[0])'")
+                    case "user": username = try decoded(value, "user")
+                    case "password": password = try decoded(value, "password")
+                    default: throw fail("unknown parameter '\(kv[0])' (known: db, user, password)")
                     }
                 }
             }
-            try self.init(endpoint: .unix(path: path), password: password, database: database)
+            try self.init(endpoint: .unix(path: path), username: username, password: password, database: database)
             return
         }
         guard url.hasPrefix("redis://") else { throw fail("expected redis:// or unix://") }
@@ -82,10 +91,10 @@ public struct RedisConfiguration: Sendable, Equatable, CustomStringConvertible {
             rest = rest[rest.index(after: at)...]
             if let colon = credentials.firstIndex(of: ":") {
                 let user = credentials[..<colon]
-                username = user.isEmpty ? nil : String(user)
-                password = String(credentials[credentials.index(after: colon)...])
+                username = user.isEmpty ? nil : try decoded(user, "user")
+                password = try decoded(credentials[credentials.index(after: colon)...], "password")
             } else {
-                password = String(credentials)
+                password = try decoded(credentials, "password")
             }
         }
         var database = 0
@@ -123,12 +132,52 @@ public struct RedisConfiguration: Sendable, Equatable, CustomStringConvertible {
         )
     }
 
+    /// `url` with its credentials replaced by `***`, safe for error lines and logs:
+    /// `redis://alice:***@host:6379/0`, `unix:///run/redis.sock?db=1&password=***`.
+    public static func redacted(_ url: String) -> String {
+        if url.hasPrefix("unix://") {
+            guard let question = url.firstIndex(of: "?") else { return url }
+            let pairs = url[url.index(after: question)...].split(separator: "&", omittingEmptySubsequences: false).map {
+                $0.hasPrefix("password=") ? "password=***" : String($0)
+            }
+            return String(url[...question]) + pairs.joined(separator: "&")
+        }
+        guard url.hasPrefix("redis://"), let at = url.lastIndex(of: "@") else { return url }
+        let credentials = url[url.index(url.startIndex, offsetBy: "redis://".count)..<at]
+        let user = credentials.firstIndex(of: ":").map { credentials[..<$0] + ":" } ?? ""
+        return "redis://\(user)***" + url[at...]
+    }
+
+    /// Decodes `%XX` escapes; `nil` for a `%` not followed by two hex digits or bytes that are not UTF-8.
+    static func percentDecoded(_ text: Substring) -> String? {
+        guard text.contains("%") else { return String(text) }
+        var bytes: [UInt8] = []
+        var iterator = text.utf8.makeIterator()
+        func hex(_ byte: UInt8?) -> UInt8? {
+            switch byte {
+            case let digit? where (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(digit): digit - UInt8(ascii: "0")
+            case let letter? where (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(letter | 0x20): (letter | 0x20) - UInt8(ascii: "a") + 10
+            default: nil
+            }
+        }
+        while let byte = iterator.next() {
+            guard byte == UInt8(ascii: "%") else {
+                bytes.append(byte)
+                continue
+            }
+            guard let high = hex(iterator.next()), let low = hex(iterator.next()) else { return nil }
+            bytes.append(high << 4 | low)
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
     private func validate() throws(RespError) {
         func fail(_ why: String) -> RespError { RespError(code: .configuration, operation: "redis", message: why) }
         if case .tcp(_, let port) = endpoint, !(1...65535).contains(port) {
             throw fail("port \(port) is out of range 1–65535")
         }
         guard (0...1_000_000).contains(database) else { throw fail("database \(database) is out of range") }
+        guard username == nil || password != nil else { throw fail("a user name needs a password (AUTH user password)") }
         guard connectTimeoutMilliseconds > 0, commandTimeoutMilliseconds > 0 else {
             throw fail("timeouts must be positive")
         }

@@ -18,6 +18,11 @@ struct PixeldIngestProgram: AsyncParsableCommand {
     )
 
     static func main() async {
+        // The program has one command: its help is that command's flags, not a list of one subcommand.
+        if ["--help", "-h", "help"].contains(CommandLine.arguments.dropFirst().first), CommandLine.arguments.count == 2 {
+            print(Self.helpMessage(for: IngestCommand.self))
+            return
+        }
         await mainWithOneLineErrors()
     }
 }

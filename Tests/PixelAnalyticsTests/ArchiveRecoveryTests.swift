@@ -124,6 +124,8 @@ struct OutputFileLockTests {
         try first.waitForStderr(containing: "consume ready")
         _ = try redis.command(["LPUSH", "pixel", "1763805600.001,e=pageview&u=%2Fa"])
         #expect(Poll.until(timeout: 20) { ((try? String(contentsOfFile: file, encoding: .utf8)) ?? "").contains("pageview") }, "\(first.stderrText)")
+        var info = stat()
+        #expect(stat(file, &info) == 0 && info.st_mode & 0o777 == 0o600, "events may hold raw lines: owner only")
         try refused("two", "another id")
         kill(first.pid, SIGSTOP)
         #expect(Poll.until(timeout: 10) { (try? redis.command(["EXISTS", "pixel:consumer:one"]).integer) == 0 }, "the heartbeat did not lapse")

@@ -190,6 +190,21 @@ struct SupportTests {
         #expect(addresses == expected, "\(lines)")
     }
 
+    /// The deploy file's `country` is empty until the operator passes the CDN's header: without one,
+    /// any client could pick its country with a made-up `CF-IPCountry` (and skip `--geoip`).
+    @Test("nginx with the deploy file: a client's CF-IPCountry is not logged by default")
+    func countryHeaderIsNotTrustedByDefault() throws {
+        let sink = try DatagramSink.udp()
+        let nginx = try NginxServer.startAnalytics(httpPort: try PortAllocator.freeTCPPort(), syslogUDP: "127.0.0.1:\(sink.port)")
+        defer { nginx.stop() }
+        let status = try ChildProcess.run(
+            "curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "CF-IPCountry: KP", nginx.pixelURL(query: "e=pageview")], timeout: 10
+        ).stdout
+        #expect(status == "200")
+        let lines = sink.receive(count: 1, timeout: 5).map { text($0) }
+        #expect(lines.count == 1 && lines[0].contains("\"country\":\"\"}"), "\(lines)")
+    }
+
     /// One pixel hit per X-Forwarded-For chain to `nginx` (pixel_json to `sink`): the `ip` each logged,
     /// and the lines.
     private func loggedAddresses(_ nginx: NginxServer, _ sink: DatagramSink, forwardedFor chains: [String]) throws -> ([String], [String]) {

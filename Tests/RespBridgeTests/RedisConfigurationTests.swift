@@ -10,6 +10,9 @@ import Testing
         ("redis://[::1]:6390/3", .tcp(host: "::1", port: 6390), nil, nil, 3),
         ("unix:///run/redis/redis.sock", .unix(path: "/run/redis/redis.sock"), nil, nil, 0),
         ("unix:///tmp/r.sock?db=4&password=x", .unix(path: "/tmp/r.sock"), nil, "x", 4),
+        // Percent-encoded credentials, as redis-cli -u decodes them.
+        ("redis://alice:p%40ss%3aw%2F@h:1/0", .tcp(host: "h", port: 1), "alice", "p@ss:w/", 0),
+        ("unix:///tmp/r.sock?user=ingest&password=p%26x", .unix(path: "/tmp/r.sock"), "ingest", "p&x", 0),
     ])
     func parsesURLs(url: String, endpoint: RedisConfiguration.Endpoint, user: String?, password: String?, db: Int) throws {
         let configuration = try RedisConfiguration(url: url)
@@ -22,6 +25,7 @@ import Testing
     @Test(arguments: [
         "http://127.0.0.1:6379", "redis://", "redis://host:notaport", "redis://host:70000", "redis://host/x",
         "unix://relative.sock", "unix:///tmp/r.sock?db=x", "unix:///tmp/r.sock?color=blue", "redis://[::1:6379",
+        "redis://:p%4@h", "redis://:p%zz@h", "redis://:%ff@h", "unix:///tmp/r.sock?user=ingest",
     ])
     func rejectsBadURLs(url: String) {
         #expect(throws: RespError.self) { try RedisConfiguration(url: url) }
@@ -30,6 +34,22 @@ import Testing
         } catch {
             #expect(error.code == .configuration)
             #expect(!error.description.contains("\n"))
+        }
+    }
+
+    @Test(arguments: [
+        ("redis://:s3cret@127.0.0.1:x", "redis://:***@127.0.0.1:x"),
+        ("redis://alice:s3cret@h/zz", "redis://alice:***@h/zz"),
+        ("unix:///tmp/r.sock?password=s3cret&db=x", "unix:///tmp/r.sock?password=***&db=x"),
+    ])
+    func errorsHideThePassword(url: String, shown: String) {
+        #expect(RedisConfiguration.redacted(url) == shown)
+        #expect(throws: RespError.self) { try RedisConfiguration(url: url) }
+        do {
+            _ = try RedisConfiguration(url: url)
+        } catch {
+            #expect(!error.description.contains("s3cret"))
+            #expect(error.description.contains(shown))
         }
     }
 

@@ -22,6 +22,9 @@ struct FacilityFilterTests {
             ("local3,local3", [.local3]),
             ("kern,daemon,authpriv,solaris-cron,local7", [.kern, .daemon, .authpriv, .solarisCron, .local7]),
             ("audit,alert,solariscron", [.security, .console, .solarisCron]),
+            // nginx's names: intern is 5, clock is 9; its cron is 15 (solaris-cron here).
+            ("intern,clock", [.syslog, .cron]),
+            ("19,0,15", [.kern, .solarisCron, .local3]),
             ("all", Facility.allCases),
             ("*", Facility.allCases),
         ]
@@ -40,7 +43,9 @@ struct FacilityFilterTests {
         arguments: [
             ("local9", SyslogIngestConfigError.Code.unknownFacility, "local9"),
             ("local3,lcoal4", .unknownFacility, "lcoal4"),
-            ("19", .unknownFacility, "19"),
+            ("24", .unknownFacility, "24"),
+            ("local3,191", .unknownFacility, "191"),
+            ("-1", .unknownFacility, "-1"),
             ("", .emptyFacilityList, ""),
             ("local3,,local4", .emptyFacilityList, "local3,,local4"),
             ("local3,", .emptyFacilityList, "local3,"),

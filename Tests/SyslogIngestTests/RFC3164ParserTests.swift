@@ -183,6 +183,13 @@ struct RFC3164ParserTests {
                 timestamp: "Nov 22 12:38:13"
             ),
             Shape(
+                input: "<158>Nov 22 12:38:13 fe80::1%eth0 pixel: x",
+                program: "pixel",
+                message: "x",
+                hostname: "fe80::1%eth0",
+                timestamp: "Nov 22 12:38:13"
+            ),
+            Shape(
                 input: "<158>Nov 22 12:38:13 ::1 pixel: x",
                 program: "pixel",
                 message: "x",

@@ -87,16 +87,23 @@ public enum Facility: UInt8, Sendable, CaseIterable, CustomStringConvertible {
 
     /// Looks a facility up by name, ignoring ASCII case.
     ///
-    /// Accepts every canonical ``name`` (`"local3"`, `"LOCAL3"`, `"Local3"`) and the aliases nginx uses for
-    /// codes 13 and 14 (`"audit"`, `"alert"`), plus `"solariscron"`.
-    /// - Parameter name: The facility name.
+    /// Accepts every canonical ``name`` (`"local3"`, `"LOCAL3"`, `"Local3"`), the code itself (`"19"`), the
+    /// names nginx gives codes 5, 9, 13 and 14 (`"intern"`, `"clock"`, `"audit"`, `"alert"`), plus
+    /// `"solariscron"`. nginx calls code 15 `cron`, where syslog.h (and this type) calls 9 `cron`: nginx's
+    /// `facility=cron` is ``solarisCron`` (or `"15"`).
+    /// - Parameter name: The facility name or code.
     /// - Returns: `nil` when the name is unknown.
     public init?(name: String) {
         let lowered = Self.asciiLowercased(name)
         switch lowered {
+        case "intern": self = .syslog
+        case "clock": self = .cron
         case "audit": self = .security
         case "alert": self = .console
         case "solariscron": self = .solarisCron
+        case _ where !lowered.isEmpty && lowered.utf8.count <= 2 && lowered.utf8.allSatisfy({ (0x30...0x39).contains($0) }):
+            guard let code = UInt8(lowered), let facility = Facility(rawValue: code) else { return nil }
+            self = facility
         default:
             guard let match = Self.allCases.first(where: { $0.name == lowered }) else { return nil }
             self = match

@@ -82,6 +82,7 @@ enum ASCII {
     static let carriageReturn: UInt8 = 0x0D
     static let space: UInt8 = 0x20
     static let quote: UInt8 = 0x22
+    static let percent: UInt8 = 0x25
     static let plus: UInt8 = 0x2B
     static let hyphen: UInt8 = 0x2D
     static let period: UInt8 = 0x2E

@@ -14,7 +14,7 @@
 /// TIMESTAMP is `Mmm dd hh:mm:ss`, `Mmm  d hh:mm:ss` (either with a year after the day and a fraction
 /// after the seconds), `YYYY-MM-DD hh:mm:ss[.fff]` or an RFC 3339 date-time. As in syslog-ng, a
 /// HOSTNAME is looked for only after a TIMESTAMP: the next token is the hostname when it is made of
-/// `[A-Za-z0-9._-]` (rsyslog's hostname characters) or is an IPv6 address, and is followed by SP (RFC
+/// `[A-Za-z0-9._-]` (rsyslog's hostname characters) or is an IPv6 address (with a zone: `fe80::1%eth0`), and is followed by SP (RFC
 /// 3164 requires it there). Otherwise that token is the TAG itself (nginx's `nohostname`: `pixel:` ends
 /// in `:`, so it is no hostname).
 ///
@@ -73,6 +73,12 @@ enum RFC3164Parser {
             probe = start
             candidate = probe.consume(while: { ASCII.isHexDigit($0) || $0 == ASCII.colon || $0 == ASCII.period })
             guard start.bytes[candidate].lazy.filter({ $0 == ASCII.colon }).count >= 2 else { return nil }
+            // A link-local address's zone: `fe80::1%eth0`.
+            var zone = probe
+            if zone.consume(ASCII.percent), !zone.consume(while: ASCII.isHostnameCharacter).isEmpty {
+                probe = zone
+                candidate = candidate.lowerBound..<probe.index
+            }
         }
         guard !candidate.isEmpty, probe.consume(ASCII.space) else { return nil }
         probe.consume(while: { $0 == ASCII.space })

@@ -74,15 +74,15 @@ struct ConsumeCommand: AsyncParsableCommand {
         // Analytics flags without a site would be ignored, and the raw events (IPs, user agents)
         // printed: refused, whether they come from the command line or the environment.
         let respectsDnt = try Environment.flag(respectDnt, flag: "respect-dnt")
-        func given(_ value: Any?, _ flag: String) -> Bool { value != nil || Environment.value(forFlag: flag) != nil }
-        let analyticsOnly = [
-            ("--archive", given(archive, "archive")), ("--retention-days", given(retentionDays, "retention-days")),
-            ("--respect-dnt", respectsDnt), ("--breakdown-cap", given(breakdownCap, "breakdown-cap")),
-            ("--geoip", given(geoip, "geoip")), ("--max-age-hours", given(maxAgeHours, "max-age-hours")),
-        ].filter(\.1).map(\.0)
-        if !analytics && !analyticsOnly.isEmpty {
-            throw ValidationError(
-                "\(analyticsOnly.joined(separator: ", ")) (flag or PIXELD_* variable) \(analyticsOnly.count == 1 ? "needs" : "need") at least one --site (or PIXELD_SITE): without one, consume prints the raw events"
+        func given(_ value: Any?, _ flag: String) -> Bool { Environment.isGiven(value, flag: flag) }
+        if !analytics {
+            try Environment.refuse(
+                [
+                    ("--archive", given(archive, "archive")), ("--retention-days", given(retentionDays, "retention-days")),
+                    ("--respect-dnt", respectsDnt), ("--breakdown-cap", given(breakdownCap, "breakdown-cap")),
+                    ("--geoip", given(geoip, "geoip")), ("--max-age-hours", given(maxAgeHours, "max-age-hours")),
+                ],
+                needing: "at least one --site (or PIXELD_SITE): without one, consume prints the raw events"
             )
         }
         // With an archive the lines go to its day files, and --output would stay empty.
@@ -111,11 +111,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         options.heartbeatSeconds = try Environment.integer(heartbeatSeconds, flag: "heartbeat-seconds", default: 15, range: 3...300)
         var metricsAddress: (host: String, port: Int)?
         if let text = metrics ?? Environment.value(forFlag: "metrics") {
-            do {
-                metricsAddress = try ListenAddress.parseHostPort(text, flag: "metrics")
-            } catch {
-                throw ValidationError(error.description)
-            }
+            metricsAddress = try ListenAddress.flagValue(text, flag: "metrics")
         }
         // Before any instrument is made: swift-metrics binds them to the factory of their creation.
         let registry = metricsAddress == nil ? nil : Bootstrap.metrics()

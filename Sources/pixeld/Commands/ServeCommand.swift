@@ -7,6 +7,7 @@ import PixelDashboard
 import Prometheus
 import RespBridge
 import ServiceLifecycle
+import SyslogIngest
 
 #if canImport(Glibc)
 import Glibc
@@ -32,7 +33,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Option(help: ArgumentHelp("Address to listen on, HOST:PORT. Default 127.0.0.1:8088. Env: PIXELD_LISTEN.", valueName: "host:port"))
+    @Option(help: ArgumentHelp("Address to listen on: IPV4:PORT, [IPV6]:PORT or localhost:PORT. Default 127.0.0.1:8088. Env: PIXELD_LISTEN.", valueName: "host:port"))
     var listen: String?
 
     @Option(help: ArgumentHelp("A site to show (repeatable). Default: every site with rollups in Redis. Env: PIXELD_SITE.", valueName: "host"))
@@ -70,11 +71,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let address = Environment.resolve(listen, flag: "listen", default: "127.0.0.1:8088")
-        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
-            (0...65_535).contains(port)
-        else { throw ValidationError("--listen: '\(address)' is not HOST:PORT") }
-        let bracketed = String(address[..<colon])
-        let host = bracketed.hasPrefix("[") && bracketed.hasSuffix("]") ? String(bracketed.dropFirst().dropLast()) : bracketed
+        let (host, port) = try ListenAddress.flagValue(address, flag: "listen")
         func sites(_ values: [String], flag: String) throws -> [String] {
             try Environment.resolve(values, flag: flag).map { text in
                 guard let name = SiteList.normalize(text) else { throw ValidationError("--\(flag): '\(text)' is not a host name") }
@@ -97,6 +94,12 @@ struct ServeCommand: AsyncParsableCommand {
                 throw ValidationError("--allowed-host: '\(text)' is not a host name (letters, digits, hyphens and dots; no port)")
             }
             return name
+        }
+        if secret == nil {
+            try Environment.refuse(
+                [("--public-site", !publicSites.isEmpty)],
+                needing: "--token (or PIXELD_TOKEN): without a token every site is public"
+            )
         }
         if secret != nil, !allowedHosts.isEmpty {
             throw ValidationError(

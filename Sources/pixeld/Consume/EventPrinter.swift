@@ -42,7 +42,7 @@ final class EventPrinter: @unchecked Sendable {
         self.logger = logger
         self.path = path
         self.offsetKey = Array(offsetKey.utf8)
-        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw OutputError("open \(path): \(String(cString: strerror(errno)))") }
         self.fd = fd
         // A regular file has one writer: a second consumer on it (another id, or this id once Redis has
