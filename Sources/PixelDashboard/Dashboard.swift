@@ -63,6 +63,8 @@ public struct Dashboard: Sendable {
     let discoveredSites: SiteListCache
     /// `/healthz`'s `PING`, one at a time and reused for a second.
     let healthCheck: HealthCheck
+    /// Wrong tokens per client, with a token (see ``CredentialThrottle``).
+    let credentialThrottle: CredentialThrottle
 
     /// Creates a dashboard.
     /// - Parameters:
@@ -91,6 +93,7 @@ public struct Dashboard: Sendable {
             tokenRequired: configuration.token != nil
         )
         auth = TokenCheck(token: configuration.token)
+        credentialThrottle = CredentialThrottle(clock: self.clock)
         discoveredSites = SiteListCache(logger: logger) { () async throws(RespError) in try await store.discoverSites() }
         healthCheck = HealthCheck {
             do throws(RespError) {
@@ -118,6 +121,9 @@ public struct Dashboard: Sendable {
         if configuration.token == nil {
             router.add(middleware: HostCheckMiddleware(check: HostCheck(allowedHosts: configuration.allowedHosts)))
         }
+        if configuration.token != nil {
+            router.add(middleware: CredentialThrottleMiddleware(throttle: credentialThrottle, auth: auth))
+        }
         router.add(middleware: MetricsMiddleware())
         router.get("/healthz") { _, _ in await self.health() }
         router.get("/metrics") { request, _ in
@@ -135,7 +141,7 @@ public struct Dashboard: Sendable {
         router.get("/login") { request, _ in
             Self.html(Pages.login(failed: false, next: Self.safeNext(FormQuery(request)["next"])))
         }
-        router.post("/login") { request, _ in try await self.login(request) }
+        router.post("/login") { request, context in try await self.login(request, client: context.client(of: request)) }
         router.post("/logout") { _, _ in
             var response = Response.redirect(to: "/", type: .found)
             response.setCookie(Cookie(name: TokenCheck.cookieName, value: "", maxAge: 0, path: "/", httpOnly: true, sameSite: .strict))
@@ -483,13 +489,16 @@ public struct Dashboard: Sendable {
         return event + "\n"
     }
 
-    func login(_ request: Request) async throws -> Response {
+    /// The login form's answer: the cookie and a redirect for the right token; for a wrong one, the
+    /// form again (`401`), counted against `client` (see ``CredentialThrottle``).
+    func login(_ request: Request, client: String) async throws -> Response {
         var request = request
         let buffer = try await request.collectBody(upTo: 16 * 1024)
         let form = FormBody.parse(String(buffer: buffer))
         let next = Self.safeNext(form["next"])
         guard let token = configuration.token else { return Response.redirect(to: next, type: .found) }
         guard let given = form["token"], TokenCheck.equal(given, token) else {
+            credentialThrottle.recordFailure(client)
             var response = Self.html(Pages.login(failed: true, next: next))
             response.status = .unauthorized
             return response

@@ -118,10 +118,11 @@ final class DashboardFixture: Sendable {
     ///   - archive: Read the consumer's archive (`pixeld serve --archive`): filters work.
     ///   - archiveStore: The store to read it with (implies `archive`); a default one otherwise.
     ///   - retentionDays: `pixeld serve --retention-days`.
+    ///   - clock: The dashboard's clock (seconds since the epoch); the real one by default.
     ///   - logger: The dashboard's logger.
     func dashboard(
         token: String? = nil, publicSites: Set<String> = [], archive: Bool = false, archiveStore: ArchiveStore? = nil,
-        retentionDays: Int = 400, logger: Logger = Logger(label: "test")
+        retentionDays: Int = 400, clock: (@Sendable () -> Double)? = nil, logger: Logger = Logger(label: "test")
     ) throws -> Dashboard {
         let configuration = try RedisConfiguration(url: redis.url)
         let reader = RedisReader(configuration: configuration, threads: 2, logger: Logger(label: "test"))
@@ -131,7 +132,7 @@ final class DashboardFixture: Sendable {
             configuration: DashboardConfiguration(
                 sites: [Self.site, Self.privateSite], token: token, publicSites: publicSites, retentionDays: retentionDays
             ),
-            metricsText: { "# pixeld test metrics\n" }, logger: logger
+            metricsText: { "# pixeld test metrics\n" }, clock: clock, logger: logger
         )
     }
 

@@ -4,6 +4,7 @@ import HummingbirdTesting
 import PixelAnalytics
 @testable import PixelDashboard
 import PixeldTestSupport
+import Synchronization
 import Testing
 
 /// The HTML pages (escaping, CSP, SVG) and the token / public-site access control.
@@ -98,6 +99,60 @@ struct PageAndAccessTests {
         }
     }
 
+    /// Wrong tokens are limited per client: after ten within a minute (login form, Bearer or cookie),
+    /// every credential from that client — the right one too — gets `429` with `Retry-After` until the
+    /// minute ends, while other clients and requests without a credential are answered as before. A
+    /// wrong cookie is cleared. Served live, so the peer is 127.0.0.1 and `X-Real-IP` names the client.
+    @Test func wrongTokensAreThrottledPerClient() async throws {
+        let fixture = try DashboardFixture.shared()
+        let offset = Mutex(0.0)
+        let dashboard = try fixture.dashboard(
+            token: DashboardFixture.token, publicSites: [DashboardFixture.site], clock: { Double(time(nil)) + offset.withLock { $0 } }
+        )
+        let app = Application(router: dashboard.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        let privateStats = "/api/stats?site=secret.example&\(fixture.rangeQuery)"
+        @Sendable func from(_ address: String, _ more: HTTPFields = [:]) -> HTTPFields {
+            var fields = more
+            fields[HTTPFields.Element.Name("X-Real-IP")!] = address
+            return fields
+        }
+        let right: HTTPFields = [.authorization: "Bearer \(DashboardFixture.token)"]
+        try await app.test(.live) { client in
+            let form: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]
+            for _ in 0..<4 {
+                let failed = try await client.execute(
+                    uri: "/login", method: .post, headers: from("192.0.2.1", form), body: ByteBuffer(string: "token=guess-guess&next=%2F")
+                )
+                #expect(failed.status == .unauthorized)
+            }
+            for _ in 0..<3 {
+                let status = try await client.execute(uri: privateStats, method: .get, headers: from("192.0.2.1", [.authorization: "Bearer guess-guess"])).status
+                #expect(status == .unauthorized)
+            }
+            for _ in 0..<3 {
+                let wrongCookie = try await client.execute(
+                    uri: privateStats, method: .get, headers: from("192.0.2.1", [.cookie: "\(TokenCheck.cookieName)=6775657373"])
+                )
+                #expect(wrongCookie.status == .unauthorized)
+                #expect((wrongCookie.headers[.setCookie] ?? "").contains("Max-Age=0"), "\(wrongCookie.headers)")
+            }
+            let held = try await client.execute(uri: privateStats, method: .get, headers: from("192.0.2.1", right))
+            #expect(held.status == .tooManyRequests)
+            #expect((1...60).contains(Int(held.headers[.retryAfter] ?? "") ?? 0), "\(held.headers)")
+            let login = try await client.execute(
+                uri: "/login", method: .post, headers: from("192.0.2.1", form), body: ByteBuffer(string: "token=\(DashboardFixture.token)&next=%2F")
+            )
+            #expect(login.status == .tooManyRequests)
+            let other = try await client.execute(uri: privateStats, method: .get, headers: from("192.0.2.2", right))
+            #expect(other.status == .ok)
+            let anonymous = try await client.execute(uri: "/api/stats?site=example.com&\(fixture.rangeQuery)", method: .get, headers: from("192.0.2.1"))
+            #expect(anonymous.status == .ok)
+            offset.withLock { $0 = 61 }
+            let later = try await client.execute(uri: privateStats, method: .get, headers: from("192.0.2.1", right))
+            #expect(later.status == .ok)
+        }
+    }
+
     /// Without the token, a site that does not exist answers exactly as a private one does (`401`),
     /// on every endpoint that takes a site: the status cannot tell which private sites exist. With
     /// the token, an unknown site is a `404`.
@@ -178,5 +233,32 @@ struct PageAndAccessTests {
         #expect(Dashboard.sseEvent("{\"a\":1}\nx") == "event: hit\ndata: {\"a\":1}\ndata: x\n\n")
         // A CRLF (one Character) ends a data line too: it cannot start an `event:` or `retry:` field.
         #expect(Dashboard.sseEvent("x\r\nretry: 1\revent: y") == "event: hit\ndata: x\ndata: \ndata: retry: 1\ndata: event: y\n\n")
+    }
+}
+
+@Suite struct CredentialThrottleTests {
+    /// Failures are counted per client within a window from the first; when as many clients as the
+    /// table holds have failed within their windows, a new client is held too, until the oldest
+    /// window ends.
+    @Test func holdsAClientAfterTenFailuresAndEveryoneWhenTheTableIsFull() {
+        let now = Mutex(1_000.0)
+        let throttle = CredentialThrottle(clock: { now.withLock { $0 } })
+        for _ in 0..<(CredentialThrottle.maximumFailures - 1) { throttle.recordFailure("a") }
+        #expect(throttle.heldSeconds("a") == nil)
+        throttle.recordFailure("a")
+        #expect(throttle.heldSeconds("a") == 60)
+        now.withLock { $0 += 59.5 }
+        #expect(throttle.heldSeconds("a") == 1)
+        now.withLock { $0 += 1 }
+        #expect(throttle.heldSeconds("a") == nil)
+
+        for index in 0..<CredentialThrottle.maximumClients { throttle.recordFailure("client-\(index)") }
+        #expect(throttle.heldSeconds("client-0") == nil, "one failure holds no one")
+        now.withLock { $0 += 30 }
+        #expect(throttle.heldSeconds("newcomer") == 30)
+        now.withLock { $0 += 30 }
+        #expect(throttle.heldSeconds("newcomer") == nil)
+        throttle.recordFailure("newcomer")
+        #expect(throttle.heldSeconds("client-1") == nil)
     }
 }
