@@ -249,10 +249,20 @@ struct IngestProgramTests {
         let port = bindToLoopback(fd)
         try #require(port != nil && listen(fd, 1) == 0)
         let holder = (fd: fd, port: port!)
-        let line = try Self.startFailure(
-            try PixeldProcess.binaryURL(), ["serve", "--listen", "127.0.0.1:\(holder.port)", "--redis", redis.url], status: 1
+        // With Redis down too, the live feed (started once bound) adds no line of its own.
+        let down = "redis://127.0.0.1:\(try PortAllocator.freeTCPPort())/0"
+        for url in [redis.url, down] {
+            let line = try Self.startFailure(
+                try PixeldProcess.binaryURL(), ["serve", "--listen", "127.0.0.1:\(holder.port)", "--redis", url], status: 1
+            )
+            #expect(line == "Error: serve (127.0.0.1:\(holder.port)): bind: Address already in use", "\(url): \(line)")
+        }
+        // consume's --metrics is bound before "analytics on" is logged.
+        let metrics = try Self.startFailure(
+            try PixeldProcess.binaryURL(),
+            ["consume", "pixel", "--site", "example.com", "--metrics", "127.0.0.1:\(holder.port)", "--redis", redis.url], status: 1
         )
-        #expect(line == "Error: serve (127.0.0.1:\(holder.port)): bind: Address already in use", "\(line)")
+        #expect(metrics.hasPrefix("Error: cannot serve --metrics"), "\(metrics)")
     }
 
     @Test("a pixeld-ingest that is pixeld itself runs ingest once, not an endless exec loop")

@@ -122,6 +122,27 @@ struct ConsumeCommand: AsyncParsableCommand {
             // Once Redis has answered: before, the consumer may be retrying to connect.
             logger.info("consume ready", metadata: ["redis.key": "\(program)", "consumer": "\(id)"])
         }
+        // Bound before anything logs: a port already taken is then the one line the run prints.
+        var metricsServer: MetricsHTTPServer?
+        if let metricsAddress, let registry {
+            do {
+                metricsServer = try MetricsHTTPServer(host: metricsAddress.host, port: metricsAddress.port, logger: logger) { path in
+                    switch path {
+                    case "/metrics":
+                        return .init(status: "200 OK", contentType: "text/plain; version=0.0.4", body: registry.emitToBuffer())
+                    case "/healthz":
+                        let problem = !consumer.isAnswering
+                            ? "redis not answering" : consumer.isHandlerFailing ? "batches failing (see the log), none acked since" : nil
+                        return problem.map { .init(status: "503 Service Unavailable", contentType: "text/plain", body: Array("\($0)\n".utf8)) }
+                            ?? .init(status: "200 OK", contentType: "text/plain", body: Array("ok\n".utf8))
+                    default:
+                        return .init(status: "404 Not Found", contentType: "text/plain", body: Array("try /metrics or /healthz\n".utf8))
+                    }
+                }
+            } catch {
+                throw CommandFailure("cannot serve --metrics: \(error)")
+            }
+        }
         let printer: EventPrinter
         if let path = output ?? Environment.value(forFlag: "output") {
             do {
@@ -147,26 +168,6 @@ struct ConsumeCommand: AsyncParsableCommand {
                     request: { analytics.request($0) }, resolve: { try analytics.resolve($0, replies: $1, aheadOfAck: $2) },
                     finish: { try analytics.finish($0, connection: $1) }
                 )
-            }
-        }
-        var metricsServer: MetricsHTTPServer?
-        if let metricsAddress, let registry {
-            do {
-                metricsServer = try MetricsHTTPServer(host: metricsAddress.host, port: metricsAddress.port, logger: logger) { path in
-                    switch path {
-                    case "/metrics":
-                        return .init(status: "200 OK", contentType: "text/plain; version=0.0.4", body: registry.emitToBuffer())
-                    case "/healthz":
-                        let problem = !consumer.isAnswering
-                            ? "redis not answering" : consumer.isHandlerFailing ? "batches failing (see the log), none acked since" : nil
-                        return problem.map { .init(status: "503 Service Unavailable", contentType: "text/plain", body: Array("\($0)\n".utf8)) }
-                            ?? .init(status: "200 OK", contentType: "text/plain", body: Array("ok\n".utf8))
-                    default:
-                        return .init(status: "404 Not Found", contentType: "text/plain", body: Array("try /metrics or /healthz\n".utf8))
-                    }
-                }
-            } catch {
-                throw CommandFailure("cannot serve --metrics: \(error)")
             }
         }
         metricsServer?.start()

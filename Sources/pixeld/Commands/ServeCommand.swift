@@ -139,6 +139,9 @@ struct ServeCommand: AsyncParsableCommand {
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
             services: [LiveFeedService(feed: live, reader: reader, archive: archiveStore)],
             onServerRunning: { _ in
+                // Only once bound: a port already taken is then the one line the run prints, not
+                // preceded by the feed's complaints about a Redis that is down too.
+                live.start()
                 logger.info(
                     "serve ready",
                     metadata: ["listen": "\(host):\(port)", "access": "\(secret == nil ? "every site public (no --token)" : "token required")"]
@@ -172,15 +175,14 @@ extension StringProtocol {
     }
 }
 
-/// Starts the live feed's subscriber thread and, at shutdown, stops it, the read pool and the
-/// archive readers.
+/// At shutdown, stops the live feed's subscriber thread (started once the server is bound), the
+/// read pool and the archive readers.
 struct LiveFeedService: Service {
     let feed: LiveFeed
     let reader: RedisReader
     let archive: ArchiveStore?
 
     func run() async throws {
-        feed.start()
         try? await gracefulShutdown()
         await feed.stop()
         await reader.stop()
