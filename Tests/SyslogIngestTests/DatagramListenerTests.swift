@@ -371,6 +371,46 @@ import Testing
         #expect(sink.received.map { String(decoding: $0.1, as: UTF8.self) } == (0..<300).map(String.init))
     }
 
+    /// Senders faster than the sink keep the socket from ever falling empty: the drain at a stop
+    /// ends at its deadline (250 ms) rather than when the flood does (up to 5 s here), so SIGTERM keeps
+    /// its bound. What was handed over is counted, in order.
+    @Test func stopUnderAFloodEndsAtTheDrainDeadline() async throws {
+        // A slow sink: 100 µs per message, far below what one sender thread offers.
+        let sink = CollectingSink(onAccept: { _ in usleep(100) })
+        let socket = try DatagramSocket(binding: .udp(host: "127.0.0.1", port: 0), receiveBufferBytes: 1 << 20)
+        let port = try boundUDPPort(socket.address)
+        let listener = DatagramListener(socket: socket, rules: IngestRules(), sink: sink, logger: .init(label: "test"))
+        listener.start()
+        let flooding = Atomic<Bool>(true)
+        let sender = DedicatedThread(name: "pixeld-flood") {
+            let fd = Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            defer { close(fd) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let datagram = Array("<158>Nov 22 10:00:00 web-1 pixel: flood".utf8)
+            let deadline = MonotonicClock.nanoseconds() + 5_000_000_000
+            while flooding.load(ordering: .relaxed) && MonotonicClock.nanoseconds() < deadline {
+                _ = withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        sendto(fd, datagram, datagram.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                    }
+                }
+            }
+        }
+        defer {
+            flooding.store(false, ordering: .relaxed)
+            _ = sender.join(timeoutNanoseconds: 10_000_000_000)
+        }
+        #expect(sink.wait(for: 2_000), "the flood did not arrive")
+        let stopAt = MonotonicClock.nanoseconds()
+        await listener.stop()
+        let stopped = MonotonicClock.nanoseconds() - stopAt
+        #expect(stopped < 2_000_000_000, "the drain lasted \(stopped / 1_000_000) ms: as long as the flood")
+        #expect(listener.statistics.accepted == sink.received.count)
+    }
+
     @Test(arguments: ["nohost", "1.2.3.4", "[::1", "127.0.0.1:99999", ":5514"])
     func badUDPAddressesFailWithOneLine(text: String) {
         #expect(throws: SyslogIngestError.self) { try ListenAddress.udp(parsing: text) }

@@ -79,8 +79,14 @@ public final class DatagramListener: @unchecked Sendable {
         thread = DedicatedThread(name: "pixeld-recv") { [self] in run() }
     }
 
-    /// Stops receiving: drains what the socket already holds, hands it to the sink, closes the socket,
-    /// and returns when the thread has finished.
+    /// How long ``stop()`` may go on draining a socket that never falls empty (senders faster than the
+    /// writer): past it, what is still queued in the kernel is left there, as what arrives after the
+    /// stop is.
+    static let drainGraceNanoseconds: Int64 = 250_000_000
+
+    /// Stops receiving: drains what the socket already holds (until a receive finds it empty, at most
+    /// ``drainGraceNanoseconds``), hands it to the sink, closes the socket, and returns when the thread
+    /// has finished.
     public func stop() async {
         stopRequested.store(true, ordering: .relaxed)
         await thread?.finished()
@@ -113,8 +119,13 @@ public final class DatagramListener: @unchecked Sendable {
         var rate = ArrivalRate(busyPerMillisecond: busyPerMillisecond)
         // Read once: both are fixed once the thread runs.
         let pauses = pausesWhenBusy && pauseNanoseconds > 0
+        var drainUntil = Int64.max
         while true {
-            if !draining && stopRequested.load(ordering: .relaxed) { draining = true }
+            if !draining && stopRequested.load(ordering: .relaxed) {
+                draining = true
+                drainUntil = MonotonicClock.nanoseconds() + Self.drainGraceNanoseconds
+            }
+            let asked = offered
             let count: Int
             let acceptedAt: Int64
             do {
@@ -161,6 +172,9 @@ public final class DatagramListener: @unchecked Sendable {
             statistics.setKernelDrops(Int(kernelDrops))
             route(slots: UnsafeMutableBufferPointer(rebasing: slots[0..<count]), acceptedAt: acceptedAt)
             if !sink.endOfBatch() { return }
+            // Fewer than asked for: the socket was empty, so everything that had arrived before the stop
+            // is in. Under a flood it never is, and the drain ends at its deadline.
+            if draining && (count < asked || MonotonicClock.nanoseconds() >= drainUntil) { return }
         }
     }
 
