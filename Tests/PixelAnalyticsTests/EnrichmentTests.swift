@@ -22,6 +22,28 @@ import Testing
         #expect(SourceClassifier.source(referrer: referrer, site: "example.com", campaignSource: campaign) == expected)
     }
 
+    /// A referrer host of thousands of labels (`r` comes from the visitor) costs a few lookups, not
+    /// one per label: each copied and hashed its suffix, ~16 MB of work for an 8 KB host. A "host"
+    /// longer than a DNS name is only text, and a referrer longer than 8 KiB is none (as `u`'s limit).
+    @Test func hostileReferrerHostsAreBounded() {
+        let hostile = String(repeating: "a.", count: 4090) + "facebook.com"
+        #expect(hostile.utf8.count == 8192)
+        #expect(Array(SourceClassifier.ParentDomains(of: hostile)) == ["a.facebook.com", "facebook.com", "com"])
+        #expect(SourceClassifier.name(forHost: hostile) == String(repeating: "a.", count: 64))
+        // Through the referrer: up to 8 KiB classified (as text), beyond it no referrer.
+        let referrer = "http://" + hostile.dropFirst(8) + "/"
+        #expect(referrer.utf8.count == 8192)
+        #expect(SourceClassifier.source(referrer: referrer, site: "example.com", campaignSource: nil) == String(repeating: "a.", count: 64))
+        #expect(SourceClassifier.source(referrer: referrer + "x", site: "example.com", campaignSource: nil) == "(direct)")
+        // The longest a host can be (253 bytes, 122 labels) is looked up: 3 parent domains, not 121.
+        let longest = String(repeating: "a.", count: 119) + "mm.facebook.com"
+        #expect(longest.utf8.count == 253 && SourceClassifier.name(forHost: longest) == "Facebook")
+        #expect(Array(SourceClassifier.ParentDomains(of: longest)).count == SourceClassifier.knownHostLabels)
+        #expect(SourceClassifier.knownHostLabels <= 4)
+        #expect(SourceClassifier.name(forHost: String(repeating: "x", count: 243) + ".google.de") == "Google")
+        #expect(SourceClassifier.name(forHost: String(repeating: "x", count: 244) + ".google.de") == String(repeating: "x", count: 128))
+    }
+
     @Test func campaigns() {
         let campaign = Campaign(query: "a=1&utm_source=news%20letter&utm_medium=email&utm_campaign=spring+sale&ref=x")
         #expect(campaign == Campaign(source: "news letter", medium: "email", name: "spring sale"))

@@ -151,6 +151,34 @@ struct KnownTruthTests {
         #expect(read.array?.map(\.bytes?.count) == [32, nil])
     }
 
+    /// Hits from a clock far off (1970, 2099), dropped as `too_old`, `in_future` or — the URL is checked
+    /// first — `unknown_site`, count on the day they are processed on, and expire with it: on the
+    /// hit's own day, 1970's counts expired as they were written and 2099's keys stayed for decades.
+    @Test func dropsOutsideTheTimeWindowCountOnTheDayTheyAreProcessed() throws {
+        let server = try RedisServer.start()
+        let redis = try RedisRollups(connection: try server.connect(timeout: 30))
+        let processor = HitProcessor(validator: HitValidator(sites: try SiteList(["example.com"])))
+        let now = Double(time(nil))
+        let userAgent = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
+        let year2099 = 4_070_908_800_000  // 2099-01-01, in milliseconds
+        var batch = RollupBatch(configuration: redis.configuration)
+        for (milliseconds, url) in [(1_000, "https://example.com/"), (year2099, "https://example.com/"), (year2099, "https://evil.example/")] {
+            let line = nginxJSONLine(milliseconds: milliseconds, args: [("u", url)], ip: "192.0.2.7", ua: userAgent)
+            batch.add(try processor.process(PixelEventDecoder.decode(Array(line.utf8)), now: now, keys: DailyKeys()))
+        }
+        try redis.apply(batch)
+        let today = Day(timestamp: now)
+        let global = redis.configuration.keys.globalDrops(day: today)
+        let site = redis.configuration.keys.base(site: "example.com", day: today) + "drops"
+        #expect(try redis.hash(global) == ["too_old": 1, "in_future": 1, "unknown_site": 1])
+        #expect(try redis.hash(site) == ["too_old": 1, "in_future": 1])
+        for key in [global, site] {
+            #expect(try server.command(["EXPIRETIME", key]).integer == Int64(redis.configuration.expireAt(today)), "\(key)")
+        }
+        let keys = try server.keys()
+        #expect(!keys.contains { $0.contains("1970-") || $0.contains("2099-") }, "\(keys)")
+    }
+
     /// 10:00 and 10:20, 09:00 and 09:05 (held up somewhere), 10:25 — in these batches: two visits of
     /// two and three pageviews, as replay (which reads them in time order) counts them, whether the
     /// late visit's hits share a batch, arrive in two, or come after the visit in progress.

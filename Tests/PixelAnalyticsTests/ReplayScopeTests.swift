@@ -102,4 +102,51 @@ struct ReplayScopeTests {
         #expect(try drops() == live, "replayed")
         #expect(try redis.command(["HGET", "pixeld:site:example.com:\(today):totals", "pageviews"]).string == "1")
     }
+
+    /// A backend whose clock is far off (1970, 2099): its hits' drops count on the day they are
+    /// processed on and their lines go to that day's file; no file of 1970 or 2099 is opened (2099's
+    /// would never close, and held a descriptor). The report from the archive and a replay of that
+    /// day count the drops as live does.
+    @Test func dropsOutsideTheTimeWindowAreFiledAndCountedOnTheDayTheyAreProcessed() throws {
+        let redis = try RedisServer.start()
+        let archive = try TempDirectory(prefix: "pixeld-clock-far-off")
+        let userAgent = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
+        for milliseconds in [1_000, 4_070_908_800_000, Int(Date().timeIntervalSince1970 * 1000)] {
+            let line = nginxJSONLine(milliseconds: milliseconds, args: [("e", "pageview"), ("u", "https://example.com/")], ip: "192.0.2.7", ua: userAgent)
+            _ = try redis.command(["LPUSH", "pixel", line])
+        }
+        let consume = try PixeldProcess.start([
+            "consume", "pixel", "--redis", redis.url, "--site", "example.com", "--archive", archive.path, "--consumer-id", "c1", "--heartbeat-seconds", "3",
+        ])
+        // The three lines in one file: the day they were processed on.
+        var names: [String] = []
+        #expect(Poll.until(timeout: 20) {
+            names = ((try? FileManager.default.contentsOfDirectory(atPath: archive.path)) ?? []).filter { !$0.hasPrefix(".") }
+            return names.count == 1 && ((try? ArchiveReader.lines(of: archive.appending(names[0]).path).count) ?? 0) == 3
+        }, "files \(names); \(consume.stderrText)")
+        consume.terminate()
+        #expect(try consume.waitForExit(timeout: 10) == 0)
+        let today = try #require(names.first.flatMap { Day(String($0.prefix(10))) })
+        func drops() throws -> [[String: Int]] {
+            try ["pixeld:drops:\(today)", "pixeld:site:example.com:\(today):drops"].map { key in
+                let items = try redis.command(["HGETALL", key]).array?.compactMap(\.string) ?? []
+                return Dictionary(uniqueKeysWithValues: stride(from: 0, to: items.count, by: 2).map { (items[$0], Int(items[$0 + 1]) ?? 0) })
+            }
+        }
+        let live = try drops()
+        #expect(live == [["too_old": 1, "in_future": 1], ["too_old": 1, "in_future": 1]], "live: \(live)")
+        for key in ["pixeld:drops:\(today)", "pixeld:site:example.com:\(today):drops"] {
+            #expect(try redis.command(["EXPIRETIME", key]).integer == Int64(RollupConfiguration().expireAt(today)), "\(key)")
+        }
+        let keys = try redis.keys()
+        #expect(!keys.contains { $0.contains("1970-") || $0.contains("2099-") }, "\(keys)")
+        let report = ArchiveReport(site: "example.com", from: today, to: today)
+        let records = try ArchiveReader.outcomes(directory: archive.path, days: report.readDays, site: "example.com", maxRecords: 100)
+        #expect(report.report(records.outcomes).drops == live[1], "from the archive")
+        let replay = try PixeldProcess.start(
+            ["replay", "--redis", redis.url, "--from", today.description, "--to", today.description], environment: ["PIXELD_ARCHIVE": archive.path]
+        )
+        #expect(try replay.waitForExit(timeout: 30) == 0, "\(replay.stderrText)")
+        #expect(try drops() == live, "replayed")
+    }
 }

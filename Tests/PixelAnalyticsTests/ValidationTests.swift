@@ -45,12 +45,14 @@ import Testing
         ("https://", .badURL), ("https://exa mple.com/", .badURL), ("https://[::1/", .badURL),
         ("https://evil.example/", .unknownSite), ("https://example.com.evil.net/", .unknownSite),
         ("https://sub.example.com/", .unknownSite),
+        ("https://example.com/" + String(repeating: "a", count: 8173), .badURL),  // 8,193 bytes: over the limit
     ] as [(String?, DropReason)])
     func rejectedPages(_ url: String?, _ reason: DropReason) {
         #expect(throws: DropReasonError(reason)) { try validator.checkPage(url).get() }
     }
 
     @Test func hostilePathsAreCleanedAndCapped() throws {
+        #expect(try validator.checkPage("https://example.com/" + String(repeating: "a", count: 8172)).get().site == "example.com")
         let page = try validator.checkPage("https://example.com/a\u{1B}[31m\u{7}b" + String(repeating: "é", count: 600)).get()
         #expect(!page.path.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F })
         #expect(page.path.utf8.count <= DimensionText.pathLimit)

@@ -10,8 +10,10 @@ extension ArchiveReader {
     }
 
     /// Reads the records of `site` from every consumer's files (plain or compressed) of `days` in
-    /// `directory`. Blocking file I/O (and `gzip -dc` for closed days): call it off the cooperative
-    /// pool.
+    /// `directory`. A drop in the file of another day than its own (a hit outside the time window or
+    /// of a closed day, filed on the day it was processed) gets that day as its
+    /// ``DroppedHit/countedOn``, the day the rollups count it on. Blocking file I/O (and `gzip -dc`
+    /// for closed days): call it off the cooperative pool.
     /// - Parameters:
     ///   - directory: The consumer's `--archive` directory.
     ///   - days: The days whose files to read (a missing file is an empty day).
@@ -36,7 +38,9 @@ extension ArchiveReader {
                         let outcome = try ArchiveRecord.outcome(from: PixelEventDecoder.decode(line))
                         switch outcome {
                         case .accepted(let hit) where hit.site == site: records.outcomes.append(outcome)
-                        case .dropped(let hit) where hit.site == site: records.outcomes.append(outcome)
+                        case .dropped(var hit) where hit.site == site:
+                            if hit.day != day { hit.countedOn = day }
+                            records.outcomes.append(.dropped(hit))
                         default: return
                         }
                     } catch {

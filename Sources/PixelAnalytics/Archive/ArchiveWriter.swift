@@ -13,8 +13,9 @@ import PixeldConcurrency
 /// processed again.
 ///
 /// A day closes `closeAfterSeconds` after it ends (the hit age limit plus a margin: no hit of a
-/// closed day can still be accepted). A hit whose day is already closed (a `too_old` drop) goes to
-/// the file of the day it was processed on.
+/// closed day can still be accepted). A hit whose day is already closed goes to the file of the day
+/// it was processed on, as does a drop of a hit outside the time window (the consumer passes its
+/// ``HitOutcome/countingDay``): a day long past or far ahead gets no file.
 ///
 /// Closing is crash-safe: gzip writes a temporary file, which is renamed into place before the
 /// plain file is removed. gzip runs beside the consumer: ``maintain(now:)`` starts it and a later call
@@ -156,7 +157,7 @@ public final class ArchiveWriter {
         return adopted
     }
 
-    /// The day whose file receives a hit of `day` processed at `now`.
+    /// The day whose file receives a hit that counts on `day` (``HitOutcome/countingDay``) processed at `now`.
     public func targetDay(for day: Day, now: Double) -> Day {
         isClosed(day, now: now) ? Day(timestamp: now) : day
     }

@@ -40,7 +40,8 @@ public enum SourceClassifier {
 
     /// The source of a hit.
     /// - Parameters:
-    ///   - referrer: The document referrer (`r`), `nil`/empty when none.
+    ///   - referrer: The document referrer (`r`), `nil`/empty when none; one that is not an http(s) URL
+    ///     of at most 8 KiB counts as none.
     ///   - site: The hit's normalized site (self-referrals become ``direct``).
     ///   - campaignSource: `utm_source` or `ref` from the page URL, when present.
     public static func source(referrer: String?, site: String, campaignSource: String?) -> String {
@@ -58,13 +59,13 @@ public enum SourceClassifier {
         }
     }
 
-    /// The name of a normalized referrer host: a well-known name, or the host itself (capped).
+    /// The name of a normalized referrer host: a well-known name, or the host itself (capped). A
+    /// "host" longer than a DNS name can be (``maxHostBytes``) is only text: it is not looked up.
     public static func name(forHost host: String) -> String {
+        guard host.utf8.count <= maxHostBytes else { return DimensionText.clean(host) }
         if let name = knownHosts[host] { return name }
         // Subdomains: m.facebook.com, old.reddit.com, l.instagram.com, en.wikipedia.org…
-        var suffix = Substring(host)
-        while let dot = suffix.firstIndex(of: ".") {
-            suffix = suffix[suffix.index(after: dot)...]
+        for suffix in ParentDomains(of: host) {
             if let name = knownHosts[String(suffix)] { return name }
         }
         // google.de, google.co.uk, …
@@ -72,6 +73,39 @@ public enum SourceClassifier {
         if host.hasPrefix("bing.") { return "Bing" }
         if host.hasPrefix("yandex.") { return "Yandex" }
         return DimensionText.clean(host)
+    }
+
+    /// The longest DNS name, in bytes (RFC 1035: 255 octets on the wire, 253 characters written).
+    static let maxHostBytes = 253
+
+    /// The most labels of a ``knownHosts`` key (`news.google.com`: 3): a longer parent domain cannot be one.
+    static let knownHostLabels = knownHosts.keys.map { $0.utf8.count { $0 == UInt8(ascii: ".") } + 1 }.max() ?? 1
+
+    /// The parent domains of a host that a ``knownHosts`` key can be, longest first: `a.b.m.facebook.com`
+    /// → `m.facebook.com`, `facebook.com`, `com`. Only those of at most ``knownHostLabels`` labels, so
+    /// that a host of many labels costs as few lookups as one of three (each lookup copies and hashes
+    /// its suffix). Builds nothing: the suffixes share the host's storage.
+    struct ParentDomains: Sequence, IteratorProtocol {
+        private var pending: Substring?
+
+        /// The parent domains of `host` of at most `labels` labels.
+        init(of host: String, labels: Int = knownHostLabels) {
+            // From the end: after the `labels`-th dot from the right (or the first, with fewer).
+            var end = host.endIndex
+            var start: String.Index?
+            for _ in 0..<labels {
+                guard let dot = host[..<end].lastIndex(of: ".") else { break }
+                start = host.index(after: dot)
+                end = dot
+            }
+            pending = start.map { host[$0...] }
+        }
+
+        mutating func next() -> Substring? {
+            guard let current = pending else { return nil }
+            pending = current.firstIndex(of: ".").map { current[current.index(after: $0)...] }
+            return current
+        }
     }
 
     private static let androidAppScheme = "android-app://"

@@ -2,8 +2,13 @@
 /// byte ranges into the text that was parsed.
 ///
 /// Lenient where browsers are (`HTTPS://Example.COM:443/a?b#c`), strict where it matters: the
-/// scheme must be `http` or `https` followed by `://` and a non-empty host of host characters.
+/// scheme must be `http` or `https` followed by `://` and a non-empty host of host characters, and
+/// the whole at most ``maxLength`` bytes.
 struct URLParts {
+    /// The longest URL parsed, in bytes: a longer page URL (`u`) is a ``DropReason/badURL``, a longer
+    /// referrer (`r`) is no referrer: far beyond what a browser sends, and it keeps the work per hit bounded.
+    static let maxLength = 8192
+
     /// The host without user info, port or a trailing dot (not yet lowercased).
     var host: Range<Int>
     /// From the first `/` after the host up to `?`, `#` or the end; may be empty.
@@ -12,10 +17,11 @@ struct URLParts {
     var query: Range<Int>?
 
     /// Parses `bytes` as an absolute http(s) URL.
-    /// - Returns: `nil` when it is not one.
+    /// - Returns: `nil` when it is not one, or is longer than ``maxLength``.
     static func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> URLParts? {
         var index = 0
         let count = bytes.count
+        guard count <= maxLength else { return nil }
         // Leading spaces: tolerated as browsers do.
         while index < count && bytes[index] == 0x20 { index += 1 }
         guard matchesCaseless(bytes, at: index, "http") else { return nil }

@@ -78,14 +78,21 @@ public struct DroppedHit: Sendable, Equatable {
     public var event: String?
     /// The page path, when known.
     public var path: String?
+    /// The day the drop counts on when it is not ``day``, `nil` otherwise: the day it was processed
+    /// on, for a hit whose time lay outside the window (``HitProcessor``); read back from an archive,
+    /// the day of the file it was in (``ArchiveReader/outcomes(directory:days:site:maxRecords:)``).
+    public var countedOn: Day?
 
     /// The hit's UTC day.
     public var day: Day { Day(timestamp: timestamp) }
 
+    /// The day the drop counts on, and whose archive file its line goes to: ``countedOn``, else ``day``.
+    public var countingDay: Day { countedOn ?? day }
+
     /// Creates a dropped hit.
     public init(
         timestampText: String, timestamp: Double, reason: DropReason, site: String? = nil, rule: String? = nil,
-        event: String? = nil, path: String? = nil
+        event: String? = nil, path: String? = nil, countedOn: Day? = nil
     ) {
         self.timestampText = timestampText
         self.timestamp = timestamp
@@ -94,6 +101,7 @@ public struct DroppedHit: Sendable, Equatable {
         self.rule = rule
         self.event = event
         self.path = path
+        self.countedOn = countedOn
     }
 
     /// Whether `site` is a configured site (so the drop is also counted under the site).
@@ -112,6 +120,14 @@ public enum HitOutcome: Sendable, Equatable {
         switch self {
         case .accepted(let hit): return hit.timestamp
         case .dropped(let hit): return hit.timestamp
+        }
+    }
+
+    /// The day the hit counts on: an accepted hit's own, a drop's ``DroppedHit/countingDay``.
+    public var countingDay: Day {
+        switch self {
+        case .accepted(let hit): return hit.day
+        case .dropped(let hit): return hit.countingDay
         }
     }
 }

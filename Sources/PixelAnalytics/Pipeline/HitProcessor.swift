@@ -7,7 +7,8 @@ public import PixelEvents
 /// Checks run in this order and the first that fails names the drop reason: page URL
 /// (`missing_url`, `bad_url`, `unknown_site`), time window (`too_old`, `in_future`), event name
 /// (`bad_event`), user agent (`bot_empty_ua`, `bot_headless`, `bot_list`, `bot_generic`), then with
-/// ``respectPrivacySignals`` `dnt` and `gpc`.
+/// ``respectPrivacySignals`` `dnt` and `gpc`. A drop of a hit outside the time window counts on the
+/// day it is processed on (``DroppedHit/countedOn``), not on its own.
 ///
 /// Inputs read from the event: query arguments `u` (page URL; falls back to the `ref` field, the
 /// pixel request's `Referer`, for `<noscript>` images), `e`, `r`, `w`, `p`; log fields `ip`, `ua`,
@@ -74,7 +75,7 @@ public struct HitProcessor: Sendable {
             .dropped(
                 DroppedHit(
                     timestampText: event.timestampText, timestamp: event.timestamp, reason: reason, site: site, rule: rule,
-                    event: name, path: path
+                    event: name, path: path, countedOn: countedOn(event.timestamp, now: now)
                 )
             )
         }
@@ -154,6 +155,15 @@ public struct HitProcessor: Sendable {
         )
         // `consume`: the hit moves into the outcome; a copy would retain each of its strings.
         return .accepted(consume hit)
+    }
+
+    /// The day a drop of a hit at `timestamp` counts on, when not its own (``DroppedHit/countedOn``):
+    /// outside the time window, whatever the reason it was dropped for (`too_old`, `in_future`, or an
+    /// earlier check's), the day it is processed on. A day long past would lose the count at once (its
+    /// keys expire when written), a day far ahead would keep keys, and an open archive file, for years.
+    func countedOn(_ timestamp: Double, now: Double?) -> Day? {
+        guard let now, validator.checkTime(timestamp, now: now) != nil else { return nil }
+        return Day(timestamp: now)
     }
 
     /// A two-letter country code from a CDN header (`CF-IPCountry`, …), uppercased; `nil` for

@@ -104,9 +104,10 @@ public struct ArchiveReport: Sendable {
             case .accepted(let hit) where hit.site == site:
                 hits.append(hit)
             case .dropped(let hit) where filter == nil && hit.isForKnownSite && hit.site == site:
-                // On the hit's own day. The rollups count a drop on its archive file's day, which
-                // differs only for a hit of a day already closed (a `too_old` drop after a long stop).
-                if let index = slot(hit.day) { tallies[index].drops[hit.reason.rawValue, default: 0] += 1 }
+                // On the day it counts on, as the rollups: the day of its archive file (see
+                // `ArchiveReader.outcomes`), which is the hit's own day but for a hit outside the time
+                // window or of a closed day (the day it was processed on).
+                if let index = slot(hit.countingDay) { tallies[index].drops[hit.reason.rawValue, default: 0] += 1 }
             default:
                 continue
             }

@@ -153,9 +153,11 @@ public struct RollupBatch: Sendable {
 
     /// Adds one outcome.
     /// - Parameter archivedOn: The day of the archive file its line goes to, when there is one: a
-    ///   drop counts on that day. It is the hit's own day but for a hit whose day is closed (a
-    ///   `too_old` drop after a long stop), which goes to the file of the day it was processed on;
-    ///   so `pixeld replay` of a day, which reads that day's files, counts the same drops as live.
+    ///   drop counts on that day, without one on its ``DroppedHit/countingDay``. Both are the hit's
+    ///   own day but for a hit outside the time window (a `too_old` drop after a long stop, a clock
+    ///   far off) or of a closed day, which counts on, and goes to the file of, the day it was
+    ///   processed on; so `pixeld replay` of a day, which reads that day's files, counts the same
+    ///   drops as live.
     /// - Returns: For an accepted hit with a ``EnrichedHit/previousVisitorID``, its number among the
     ///   batch's visit hits, by which ``encodedCommand(states:)`` says whether its visit began the
     ///   day before; `nil` otherwise.
@@ -164,7 +166,7 @@ public struct RollupBatch: Sendable {
         count += 1
         switch outcome {
         case .dropped(let hit):
-            let day = archivedOn ?? hit.day
+            let day = archivedOn ?? hit.countingDay
             increment(intern(site: "", day: day), Slot.globalDrops, hit.reason.rawValue)
             if hit.isForKnownSite, let site = hit.site {
                 increment(intern(site: site, day: day), Slot.drops, hit.reason.rawValue)

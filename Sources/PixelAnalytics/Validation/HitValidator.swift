@@ -1,7 +1,7 @@
 /// Checks a hit's page URL and timestamp: the first step of processing, before any look at the
 /// user agent.
 ///
-/// - The page URL must be an absolute `http`/`https` URL (``DropReason/missingURL``,
+/// - The page URL must be an absolute `http`/`https` URL of at most 8 KiB (``DropReason/missingURL``,
 ///   ``DropReason/badURL``) whose host, normalized like ``SiteList``, is a configured site
 ///   (``DropReason/unknownSite``).
 /// - The timestamp must not be older than ``maxAgeSeconds`` (``DropReason/tooOld``) nor more than
@@ -56,7 +56,7 @@ public struct HitValidator: Sendable {
     public func checkPage(_ url: String?) -> Result<Page, DropReasonError> {
         guard let url, !url.isEmpty, url != "-" else { return .failure(DropReasonError(.missingURL)) }
         return ASCIIBytes.withBytes(url) { bytes -> Result<Page, DropReasonError> in
-            guard bytes.count <= 8192, let parts = URLParts.parse(bytes) else {
+            guard let parts = URLParts.parse(bytes) else {
                 return .failure(DropReasonError(.badURL))
             }
             let site = URLParts.normalizedHost(bytes, parts.host)

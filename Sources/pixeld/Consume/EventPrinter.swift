@@ -305,7 +305,7 @@ final class AnalyticsHandler: @unchecked Sendable {
         for event in events {
             let outcome = try processor.process(event, now: now, keys: keys)
             // Each line is rendered once, into its day's buffer; the live feed remembers where.
-            let day = archive?.targetDay(for: Day(timestamp: outcome.timestamp), now: now)
+            let day = archive?.targetDay(for: outcome.countingDay, now: now)
             let visitHit = work.rollup.add(outcome, archivedOn: day)
             let buffer = work.buffer(for: day, capacity: events.count * 320)
             let start = work.buffers[buffer].count
