@@ -104,6 +104,12 @@ package struct IngestCommand: AsyncParsableCommand {
             } catch {
                 throw CommandFailure("--spool: \(error)")
             }
+            if let cut = spool?.bytesCutAtOpen, cut > 0 {
+                logger.error(
+                    "spool: a torn or damaged record was cut off with what followed it in its segment; those messages are lost",
+                    metadata: ["pixeld.spool": "\(directory)", "bytes": "\(cut)"]
+                )
+            }
         }
         let writer = LPushWriter(queue: queue, redis: settings.redis, options: settings.writerOptions, spool: spool, logger: logger)
         var listeners: [any SyslogListener] = []

@@ -123,19 +123,45 @@ struct LoweredFileSizeLimit {
             let spool = try Spool(directory: path, maxBytes: 1 << 20, sync: .always)
             #expect(try spool.append(batch(["kept-1", "kept-2"]), instanceID: "w", sequence: 1))
         }
-        // Simulate a crash in the middle of writing the next record.
-        let segment = path + "/" + (try FileManager.default.contentsOfDirectory(atPath: path).first!)
+        // Simulate a crash in the middle of writing the next record (in the segment: the directory
+        // also holds the lock file, which an earlier version of this test could pick instead).
+        let name = try #require(try FileManager.default.contentsOfDirectory(atPath: path).first { $0.hasPrefix("segment-") })
+        let segment = path + "/" + name
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: segment))
         handle.seekToEndOfFile()
         handle.write(Data("PXS1".utf8) + Data([200, 0, 0, 0, 1, 2, 3, 4]) + Data("partial".utf8))
         try handle.close()
         let spool = try Spool(directory: path, maxBytes: 1 << 20, sync: .always)
         #expect(spool.messageCount == 2)
+        #expect(spool.bytesCutAtOpen == 19, "the torn record's 12-byte header and 7 bytes, for the log")
         #expect(values(try spool.peek()) == ["kept-1", "kept-2"])
         // Appending after recovery works and reads back in order.
         #expect(try spool.append(batch(["after"]), instanceID: "w2", sequence: 1))
         try spool.removeFirst()
         #expect(values(try spool.peek()) == ["after"])
+    }
+
+    /// A read that fails (here: `EISDIR`, the segment's path a directory for a moment; on a real disk
+    /// `EIO`) is an error to retry, not damage: the segment is kept, nothing is counted lost, and the
+    /// records read back once the file reads again. Before, the segment was deleted and its messages
+    /// counted as lost.
+    @Test func aFailedReadIsRetriedNotTakenForDamage() throws {
+        let path = directory()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let spool = try Spool(directory: path, maxBytes: 1 << 20, sync: .always)
+        #expect(try spool.append(batch(["x", "y"]), instanceID: "w", sequence: 1))
+        let name = try #require(try FileManager.default.contentsOfDirectory(atPath: path).first { $0.hasPrefix("segment-") })
+        let segment = path + "/" + name
+        try FileManager.default.moveItem(atPath: segment, toPath: segment + ".aside")
+        try FileManager.default.createDirectory(atPath: segment, withIntermediateDirectories: false)
+        #expect(throws: SpoolError.self) { try spool.peek() }
+        #expect(spool.takeUnreadableMessages() == 0)
+        #expect(spool.messageCount == 2)
+        try FileManager.default.removeItem(atPath: segment)
+        try FileManager.default.moveItem(atPath: segment + ".aside", toPath: segment)
+        #expect(values(try spool.peek()) == ["x", "y"])
+        try spool.removeFirst()
+        #expect(try spool.peek() == nil)
     }
 
     /// A disk that fills up mid-record (here the process's file size limit, `RLIMIT_FSIZE`: the first

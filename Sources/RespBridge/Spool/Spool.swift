@@ -71,6 +71,9 @@ public final class Spool {
     /// Messages held (not yet replayed).
     public private(set) var messageCount = 0
     private var unreadableMessages = 0
+    /// Bytes cut off at open after a record that was torn (a crash mid-write: the newest segment's
+    /// tail) or damaged (anywhere): their messages cannot be counted, so the caller logs this.
+    public private(set) var bytesCutAtOpen = 0
     /// `true` when nothing waits for replay.
     public var isEmpty: Bool { messageCount == 0 }
 
@@ -339,6 +342,7 @@ public final class Spool {
             if offset < fileSize {
                 // A torn or corrupt record: keep what precedes it.
                 if truncate(path, off_t(offset)) != 0 { throw SpoolError("truncate", path: path) }
+                bytesCutAtOpen += fileSize - offset
             }
             segment.size = offset
             if segment.size == 0 {
@@ -352,6 +356,8 @@ public final class Spool {
     }
 
     /// Reads and checks the record at `offset`; `nil` when it is incomplete or fails its checksum.
+    /// - Throws: ``SpoolError`` when the file cannot be opened or read (`EIO`, …): that may pass, and the
+    ///   caller retries, where a `nil` has the segment's rest taken for damaged and deleted.
     private func readRecord(in segment: Segment, at offset: Int) throws(SpoolError) -> (Record, Int)? {
         let fd = open(segment.path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
@@ -360,12 +366,12 @@ public final class Spool {
         }
         defer { close(fd) }
         var header = [UInt8](repeating: 0, count: 12)
-        guard Self.readFully(fd, &header, at: offset), header[0..<4].elementsEqual("PXS1".utf8) else { return nil }
+        guard try Self.readFully(fd, &header, at: offset, path: segment.path), header[0..<4].elementsEqual("PXS1".utf8) else { return nil }
         let length = Int(header.loadLittleEndian(UInt32.self, at: 4))
         let checksum = header.loadLittleEndian(UInt32.self, at: 8)
         guard length <= segment.size - offset - 12 else { return nil }
         var payload = [UInt8](repeating: 0, count: length)
-        guard Self.readFully(fd, &payload, at: offset + 12),
+        guard try Self.readFully(fd, &payload, at: offset + 12, path: segment.path),
             payload.withUnsafeBytes({ CRC32.checksum($0) }) == checksum,
             let record = Self.decode(payload)
         else { return nil }
@@ -397,12 +403,15 @@ public final class Spool {
         return Record(batch: batch, instanceID: String(decoding: instance, as: UTF8.self), sequence: sequence)
     }
 
-    private static func readFully(_ fd: Int32, _ buffer: inout [UInt8], at offset: Int) -> Bool {
+    /// Fills `buffer` from `offset`: `false` when the file ends first (shorter than recorded: damaged).
+    /// - Throws: ``SpoolError`` when a read fails.
+    private static func readFully(_ fd: Int32, _ buffer: inout [UInt8], at offset: Int, path: String) throws(SpoolError) -> Bool {
         var done = 0
         while done < buffer.count {
             let result = buffer[done...].withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset + done)) }
             if result < 0 && errno == EINTR { continue }
-            if result <= 0 { return false }
+            if result < 0 { throw SpoolError("read", path: path) }
+            if result == 0 { return false }
             done += result
         }
         return true
