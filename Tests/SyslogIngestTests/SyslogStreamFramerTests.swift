@@ -65,6 +65,23 @@ import Testing
         #expect(framer.finish(endOfStream: endOfStream) == nil, "once")
     }
 
+    /// After a large message, a connection's buffer goes back to a small one once everything in it
+    /// has been framed, instead of holding the large capacity for the connection's lifetime.
+    @Test func aLargeMessageDoesNotKeepItsBufferForever() {
+        var framer = SyslogStreamFramer(maxMessageBytes: 1 << 20)
+        let large = Array("<158>pixel: \(String(repeating: "x", count: 600_000))\n".utf8)
+        large.withUnsafeBytes { framer.append($0) }
+        #expect(framer.next().map { if case .message = $0 { true } else { false } } == true)
+        #expect(framer.bytes.capacity >= 600_000)
+        Array("<158>pixel: small\n".utf8).withUnsafeBytes { framer.append($0) }
+        #expect(framer.bytes.capacity <= SyslogStreamFramer.retainedCapacity, "\(framer.bytes.capacity)")
+        guard case .message(let range) = framer.next() else {
+            Issue.record("no message")
+            return
+        }
+        #expect(String(decoding: framer.bytes[range], as: UTF8.self) == "<158>pixel: small")
+    }
+
     @Test func oversizeFramesAreSkippedWithoutLosingTheNext() {
         let big = String(repeating: "x", count: 50)
         #expect(frames(counted("<158>pixel: \(big)") + counted("<158>pixel: z"), chunkSize: 8, max: 40) == ["<oversize>", "<158>pixel: z"])

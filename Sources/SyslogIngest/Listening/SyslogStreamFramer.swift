@@ -45,6 +45,10 @@ public struct SyslogStreamFramer: Sendable {
     private var discardingLine = false
     private var failed = false
 
+    /// The most buffer capacity a framer keeps once everything in it has been framed (the listener
+    /// reads 64 KiB at a time).
+    public static let retainedCapacity = 128 << 10
+
     /// Creates a framer for one connection.
     public init(maxMessageBytes: Int) {
         self.maxMessageBytes = maxMessageBytes
@@ -56,7 +60,9 @@ public struct SyslogStreamFramer: Sendable {
     /// Adds bytes read from the connection.
     public mutating func append(_ chunk: UnsafeRawBufferPointer) {
         if start > 0 && start == bytes.count {
-            bytes.removeAll(keepingCapacity: true)
+            // Everything framed: keep a read's worth of room, not a large message's for the
+            // connection's lifetime (up to 1,024 connections each held its high-water mark).
+            bytes.removeAll(keepingCapacity: bytes.capacity <= Self.retainedCapacity)
             scanned = 0
             start = 0
         } else if start > 65536 && start > bytes.count / 2 {
