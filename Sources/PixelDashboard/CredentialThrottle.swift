@@ -1,13 +1,19 @@
 import Hummingbird
 import Synchronization
 
-/// Bounds how fast anyone can guess the token: a client (see ``DashboardRequestContext/client(of:)``)
-/// with ``maximumFailures`` wrong tokens — login form, `Authorization: Bearer`, or cookie — within
-/// ``windowSeconds`` of its first one is answered `429` on every credential it sends until that window
-/// ends. Requests without a credential (public sites, `/healthz`) are never held.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Bounds how fast anyone can guess the token: a client (see ``DashboardRequestContext/client(of:)``;
+/// an IPv6 client by its /64, which one host usually holds whole) with ``maximumFailures`` wrong
+/// tokens — login form, `Authorization: Bearer`, or cookie — within ``windowSeconds`` of its first one
+/// is answered `429` on every credential it sends, the right one too (else a guess would still tell),
+/// until that window ends. Requests without a credential (public sites, `/healthz`) are never held.
 ///
 /// At most ``maximumClients`` clients are tracked; when that many have failed within their windows,
-/// every new client is held too, so guesses from many addresses are bounded as a whole.
+/// every new client is held too, until the earliest window ends, so guesses from many addresses are
+/// bounded as a whole. The table lives in memory: restarting `pixeld serve` clears it.
 final class CredentialThrottle: Sendable {
     static let maximumFailures = 10
     static let windowSeconds = 60.0
@@ -18,7 +24,13 @@ final class CredentialThrottle: Sendable {
         var failures: Int
     }
 
-    private let windows = Mutex([String: Window]())
+    private struct State {
+        var windows: [String: Window] = [:]
+        /// When the earliest window ends: nothing can be pruned before.
+        var earliestEnd = Double.infinity
+    }
+
+    private let state = Mutex(State())
     private let clock: @Sendable () -> Double
 
     /// - Parameter clock: Seconds since the epoch.
@@ -29,37 +41,60 @@ final class CredentialThrottle: Sendable {
     /// Seconds until `client` may try again (at least 1), or `nil` when it may now.
     func heldSeconds(_ client: String) -> Int? {
         let now = clock()
-        return windows.withLock { windows -> Int? in
-            guard let window = windows[client] else {
-                return windows.count >= Self.maximumClients ? Self.prune(&windows, now: now) : nil
+        let client = Self.bucket(client)
+        return state.withLock { state -> Int? in
+            guard let window = state.windows[client] else {
+                return state.windows.count >= Self.maximumClients ? Self.prune(&state, now: now) : nil
             }
             let end = window.start + Self.windowSeconds
             guard now < end else {
-                windows[client] = nil
+                state.windows[client] = nil
                 return nil
             }
-            return window.failures >= Self.maximumFailures ? max(1, Int((end - now).rounded(.up))) : nil
+            return window.failures >= Self.maximumFailures ? Self.seconds(until: end, now: now) : nil
         }
     }
 
     /// Counts a wrong token from `client`.
     func recordFailure(_ client: String) {
         let now = clock()
-        windows.withLock { windows in
-            if let window = windows[client], now < window.start + Self.windowSeconds {
-                windows[client]?.failures = window.failures + 1
-            } else if windows.count < Self.maximumClients || Self.prune(&windows, now: now) == nil {
-                windows[client] = Window(start: now, failures: 1)
+        let client = Self.bucket(client)
+        state.withLock { state in
+            if let window = state.windows[client], now < window.start + Self.windowSeconds {
+                state.windows[client]?.failures = window.failures + 1
+            } else if state.windows.count < Self.maximumClients || Self.prune(&state, now: now) == nil {
+                state.windows[client] = Window(start: now, failures: 1)
+                state.earliestEnd = min(state.earliestEnd, now + Self.windowSeconds)
             }
         }
     }
 
-    /// Drops the windows that have ended; when the table is still full, the seconds until the
-    /// oldest window ends (new clients are held until then), else `nil`.
-    private static func prune(_ windows: inout [String: Window], now: Double) -> Int? {
-        windows = windows.filter { now < $0.value.start + windowSeconds }
-        guard windows.count >= maximumClients, let oldest = windows.values.map(\.start).min() else { return nil }
-        return max(1, Int((oldest + windowSeconds - now).rounded(.up)))
+    /// Drops the windows that have ended (at most once per window length: the table is walked only
+    /// once its earliest window has ended); when the table is still full, the seconds until the
+    /// earliest window ends (new clients are held until then), else `nil`.
+    private static func prune(_ state: inout State, now: Double) -> Int? {
+        if now >= state.earliestEnd {
+            state.windows = state.windows.filter { now < $0.value.start + windowSeconds }
+            state.earliestEnd = (state.windows.values.map(\.start).min() ?? .infinity) + windowSeconds
+        }
+        guard state.windows.count >= maximumClients else { return nil }
+        return seconds(until: state.earliestEnd, now: now)
+    }
+
+    private static func seconds(until end: Double, now: Double) -> Int {
+        max(1, Int((end - now).rounded(.up)))
+    }
+
+    /// The key a client is counted under: an IPv6 address's first 64 bits (`2001:db8:1:2::/64`),
+    /// anything else as it is.
+    static func bucket(_ client: String) -> String {
+        guard client.contains(":") else { return client }
+        var address = in6_addr()
+        guard inet_pton(AF_INET6, client, &address) == 1 else { return client }
+        let bytes = withUnsafeBytes(of: address) { Array($0.prefix(8)) }
+        if bytes == [0, 0, 0, 0, 0, 0, 0, 0] { return client }  // ::1, ::ffff:192.0.2.1: not a /64 of a network
+        return stride(from: 0, to: 8, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }
+            .joined(separator: ":") + "::/64"
     }
 }
 
@@ -77,7 +112,8 @@ struct CredentialThrottleMiddleware: RouterMiddleware {
         next: @concurrent (Request, DashboardRequestContext) async throws -> Response
     ) async throws -> Response {
         let login = request.method == .post && request.uri.path == "/login"
-        let bearer = request.headers[.authorization] != nil
+        // Only a Bearer header is a credential here: a Basic one is for a proxy in front (auth_basic).
+        let bearer = request.headers[.authorization].map { $0.prefix(7).lowercased() == "bearer " } ?? false
         let cookie = request.cookies[TokenCheck.cookieName] != nil
         guard login || bearer || cookie else { return try await next(request, context) }
         let client = context.client(of: request)
@@ -89,7 +125,8 @@ struct CredentialThrottleMiddleware: RouterMiddleware {
             response.headers[.retryAfter] = String(seconds)
             return response
         }
-        guard (bearer || cookie) && !auth.isAuthenticated(request) else { return try await next(request, context) }
+        // The login form counts its own failure, and sets the cookie: an old one is not cleared after it.
+        guard !login, (bearer || cookie) && !auth.isAuthenticated(request) else { return try await next(request, context) }
         throttle.recordFailure(client)
         var response: Response
         do {

@@ -110,6 +110,9 @@ package struct IngestCommand: AsyncParsableCommand {
                     metadata: ["pixeld.spool": "\(directory)", "bytes": "\(cut)"]
                 )
             }
+            for file in spool?.filesSetAsideAtOpen ?? [] {
+                logger.error("spool: a segment could not be read and was set aside; its messages are not replayed", metadata: ["file": "\(file)"])
+            }
         }
         let writer = LPushWriter(queue: queue, redis: settings.redis, options: settings.writerOptions, spool: spool, logger: logger)
         var listeners: [any SyslogListener] = []

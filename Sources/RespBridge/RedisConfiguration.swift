@@ -132,20 +132,17 @@ public struct RedisConfiguration: Sendable, Equatable, CustomStringConvertible {
         )
     }
 
-    /// `url` with its credentials replaced by `***`, safe for error lines and logs:
+    /// `url` with its credentials replaced by `***`, safe for error lines and logs, whatever the
+    /// scheme (`rediss://` is refused, and must not show its password either): what precedes the last
+    /// `@` of the authority, and the rest of the URL from `password=`.
     /// `redis://alice:***@host:6379/0`, `unix:///run/redis.sock?db=1&password=***`.
     public static func redacted(_ url: String) -> String {
-        if url.hasPrefix("unix://") {
-            guard let question = url.firstIndex(of: "?") else { return url }
-            let pairs = url[url.index(after: question)...].split(separator: "&", omittingEmptySubsequences: false).map {
-                $0.hasPrefix("password=") ? "password=***" : String($0)
-            }
-            return String(url[...question]) + pairs.joined(separator: "&")
-        }
-        guard url.hasPrefix("redis://"), let at = url.lastIndex(of: "@") else { return url }
-        let credentials = url[url.index(url.startIndex, offsetBy: "redis://".count)..<at]
+        if let password = url.firstRange(of: "password=") { return url[..<password.upperBound] + "***" }
+        let authority = url.firstRange(of: "://")?.upperBound ?? url.startIndex
+        guard let at = url[authority...].lastIndex(of: "@") else { return url }
+        let credentials = url[authority..<at]
         let user = credentials.firstIndex(of: ":").map { credentials[..<$0] + ":" } ?? ""
-        return "redis://\(user)***" + url[at...]
+        return url[..<authority] + user + "***" + url[at...]
     }
 
     /// Decodes `%XX` escapes; `nil` for a `%` not followed by two hex digits or bytes that are not UTF-8.

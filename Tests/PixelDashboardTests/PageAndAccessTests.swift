@@ -147,6 +147,14 @@ struct PageAndAccessTests {
             #expect(other.status == .ok)
             let anonymous = try await client.execute(uri: "/api/stats?site=example.com&\(fixture.rangeQuery)", method: .get, headers: from("192.0.2.1"))
             #expect(anonymous.status == .ok)
+            // A proxy's Basic credentials in front (nginx auth_basic passes them on) are no guesses.
+            for _ in 0...CredentialThrottle.maximumFailures {
+                let basic = try await client.execute(
+                    uri: "/api/stats?site=example.com&\(fixture.rangeQuery)", method: .get,
+                    headers: from("192.0.2.3", [.authorization: "Basic dXNlcjpwYXNz"])
+                )
+                #expect(basic.status == .ok)
+            }
             offset.withLock { $0 = 61 }
             let later = try await client.execute(uri: privateStats, method: .get, headers: from("192.0.2.1", right))
             #expect(later.status == .ok)
@@ -260,5 +268,16 @@ struct PageAndAccessTests {
         #expect(throttle.heldSeconds("newcomer") == nil)
         throttle.recordFailure("newcomer")
         #expect(throttle.heldSeconds("client-1") == nil)
+    }
+
+    /// IPv6 clients count per /64 (one host usually holds a whole one); IPv4, loopback and mapped
+    /// addresses as they are.
+    @Test(arguments: [
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"), ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"), ("192.0.2.1", "192.0.2.1"), ("::1", "::1"),
+        ("::ffff:192.0.2.1", "::ffff:192.0.2.1"), ("/run/nginx.sock", "/run/nginx.sock"), ("", ""),
+    ])
+    func clientsCountPerIPv6Network(address: String, bucket: String) {
+        #expect(CredentialThrottle.bucket(address) == bucket)
     }
 }

@@ -122,8 +122,8 @@ struct IngestProgramTests {
                 "Error: --redis: bad port in 'redis://:***@127.0.0.1:x'"
             ),
             (
-                ["consume", "pixel"], ["PIXELD_REDIS": "unix:///tmp/r.sock?password=s3cret&db=x"],
-                "Error: --redis: db must be a number in 'unix:///tmp/r.sock?password=***&db=x'"
+                ["consume", "pixel"], ["PIXELD_REDIS": "unix:///tmp/r.sock?db=x&password=s3cret"],
+                "Error: --redis: db must be a number in 'unix:///tmp/r.sock?db=x&password=***'"
             ),
         ]
         for (arguments, environment, expected) in cases {

@@ -40,7 +40,14 @@ import Testing
     @Test(arguments: [
         ("redis://:s3cret@127.0.0.1:x", "redis://:***@127.0.0.1:x"),
         ("redis://alice:s3cret@h/zz", "redis://alice:***@h/zz"),
-        ("unix:///tmp/r.sock?password=s3cret&db=x", "unix:///tmp/r.sock?password=***&db=x"),
+        ("unix:///tmp/r.sock?db=x&password=s3cret", "unix:///tmp/r.sock?db=x&password=***"),
+        // A password with '&' not encoded: its tail is hidden too.
+        ("unix:///tmp/r.sock?password=s3cret&cd=1", "unix:///tmp/r.sock?password=***"),
+        // Schemes pixeld refuses, and no scheme at all.
+        ("rediss://default:s3cret@host:6380", "rediss://default:***@host:6380"),
+        ("Redis://:s3cret@h", "Redis://:***@h"),
+        ("s3cret@host:6379", "***@host:6379"),
+        ("redis://:s3/cret@h:x", "redis://:***@h:x"),
     ])
     func errorsHideThePassword(url: String, shown: String) {
         #expect(RedisConfiguration.redacted(url) == shown)

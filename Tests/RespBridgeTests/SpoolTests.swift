@@ -164,6 +164,44 @@ struct LoweredFileSizeLimit {
         #expect(try spool.peek() == nil)
     }
 
+    /// A read that keeps failing (a bad sector) neither stops the replay for good nor ingest's start:
+    /// after ``Spool/readAttempts`` failures in a row the segment is set aside (`.unreadable`) and its
+    /// messages counted, and the next segment replays; at open such a segment is set aside at once.
+    @Test func aLastingReadErrorSetsTheSegmentAside() throws {
+        let path = directory()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let spool = try Spool(directory: path, maxBytes: 1 << 20, sync: .always, segmentBytes: 40)
+        #expect(try spool.append(batch(["bad-1", "bad-2"]), instanceID: "w", sequence: 1))
+        #expect(try spool.append(batch(["good"]), instanceID: "w", sequence: 2))
+        let names = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasPrefix("segment-") }.sorted()
+        try #require(names.count == 2)
+        let first = path + "/" + names[0]
+        try FileManager.default.moveItem(atPath: first, toPath: first + ".moved")
+        try FileManager.default.createDirectory(atPath: first, withIntermediateDirectories: false)
+        for _ in 1..<Spool.readAttempts {
+            #expect(throws: SpoolError.self) { try spool.peek() }
+        }
+        #expect(values(try spool.peek()) == ["good"])
+        #expect(spool.takeUnreadableMessages() == 2)
+        #expect(FileManager.default.fileExists(atPath: first + ".unreadable"))
+
+        // At open: the unreadable segment is set aside, and the rest is there.
+        let other = directory()
+        defer { try? FileManager.default.removeItem(atPath: other) }
+        do {
+            let writer = try Spool(directory: other, maxBytes: 1 << 20, sync: .always, segmentBytes: 40)
+            #expect(try writer.append(batch(["bad"]), instanceID: "w", sequence: 1))
+            #expect(try writer.append(batch(["kept"]), instanceID: "w", sequence: 2))
+        }
+        let segments = try FileManager.default.contentsOfDirectory(atPath: other).filter { $0.hasPrefix("segment-") }.sorted()
+        try #require(segments.count == 2)
+        try FileManager.default.removeItem(atPath: other + "/" + segments[0])
+        try FileManager.default.createDirectory(atPath: other + "/" + segments[0], withIntermediateDirectories: false)
+        let reopened = try Spool(directory: other, maxBytes: 1 << 20, sync: .always, segmentBytes: 40)
+        #expect(reopened.filesSetAsideAtOpen == [other + "/" + segments[0] + ".unreadable"])
+        #expect(values(try reopened.peek()) == ["kept"])
+    }
+
     /// A disk that fills up mid-record (here the process's file size limit, `RLIMIT_FSIZE`: the first
     /// `write` stores part of the record, the next fails with `EFBIG`): the append fails, the partial
     /// record is cut off, and the records before it and after it (once there is room) read back whole.

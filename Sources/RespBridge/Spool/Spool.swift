@@ -74,6 +74,9 @@ public final class Spool {
     /// Bytes cut off at open after a record that was torn (a crash mid-write: the newest segment's
     /// tail) or damaged (anywhere): their messages cannot be counted, so the caller logs this.
     public private(set) var bytesCutAtOpen = 0
+    /// Segment files that could not be read at open, renamed to `….spool.unreadable`: their messages
+    /// cannot be counted, so the caller logs this.
+    public private(set) var filesSetAsideAtOpen: [String] = []
     /// `true` when nothing waits for replay.
     public var isEmpty: Bool { messageCount == 0 }
 
@@ -179,11 +182,31 @@ public final class Spool {
         lastSync = Self.now()
     }
 
+    /// How many reads of the oldest record may fail in a row (with the writer's backoff, ~10 s) before
+    /// its segment is taken for unreadable (a bad sector) and set aside, so that the replay goes on.
+    static let readAttempts = 20
+    private var readFailures = 0
+
     /// The oldest record not yet replayed, or `nil`.
+    /// - Throws: ``SpoolError`` when the record cannot be read now (the caller retries later); after
+    ///   ``readAttempts`` failures in a row its segment is set aside (`….spool.unreadable`) instead,
+    ///   and its messages counted as unreadable (``takeUnreadableMessages()``).
     public func peek() throws(SpoolError) -> Record? {
         while let segment = segments.first {
-            if readOffset < segment.size, let record = try readRecord(in: segment, at: readOffset) {
-                return record.0
+            if readOffset < segment.size {
+                let record: (Record, Int)?
+                do {
+                    record = try readRecord(in: segment, at: readOffset)
+                    readFailures = 0
+                } catch {
+                    readFailures += 1
+                    guard readFailures >= Self.readAttempts else { throw error }
+                    readFailures = 0
+                    unreadableMessages += segment.messages
+                    try dropFirstSegment(settingAside: true)
+                    continue
+                }
+                if let record { return record.0 }
             }
             // The first segment is exhausted (or its tail is unreadable, or the file is gone): on to
             // the next; what it still held is lost.
@@ -277,7 +300,9 @@ public final class Spool {
         }
     }
 
-    private func dropFirstSegment() throws(SpoolError) {
+    /// Removes the first segment from the spool and deletes its file, or renames it to
+    /// `….spool.unreadable` when `settingAside` (kept for a look by hand, never read again).
+    private func dropFirstSegment(settingAside: Bool = false) throws(SpoolError) {
         let segment = segments.removeFirst()
         readOffset = 0
         byteCount -= segment.size
@@ -287,8 +312,12 @@ public final class Spool {
             writeFD = -1
         }
         unlink(directory + "/replayed")  // a position in that segment, if any: before the segment goes
+        if settingAside && rename(segment.path, segment.path + Self.unreadableSuffix) == 0 { return }
         if unlink(segment.path) != 0 && errno != ENOENT { throw SpoolError("unlink", path: segment.path) }
     }
+
+    /// Appended to a segment's name when it is set aside as unreadable.
+    static let unreadableSuffix = ".unreadable"
 
     private func syncIfDue() throws(SpoolError) {
         switch sync {
@@ -325,15 +354,22 @@ public final class Spool {
             var offset = 0
             var resumeAt: Int?, replayedMessages = 0
             let resumes = segments.isEmpty && saved?.number == number
-            while offset < fileSize, let (record, size) = try readRecord(in: Segment(number: number, path: path, size: fileSize, messages: 0), at: offset) {
-                if resumes, let saved {
-                    if offset == saved.offset, record.sequence == saved.sequence, record.instanceID == saved.instanceID {
-                        resumeAt = offset
+            do {
+                while offset < fileSize, let (record, size) = try readRecord(in: Segment(number: number, path: path, size: fileSize, messages: 0), at: offset) {
+                    if resumes, let saved {
+                        if offset == saved.offset, record.sequence == saved.sequence, record.instanceID == saved.instanceID {
+                            resumeAt = offset
+                        }
+                        if offset < saved.offset { replayedMessages += record.batch.count }
                     }
-                    if offset < saved.offset { replayedMessages += record.batch.count }
+                    offset += size
+                    segment.messages += record.batch.count
                 }
-                offset += size
-                segment.messages += record.batch.count
+            } catch {
+                // Unreadable (EIO): set aside for a look by hand, so that ingest starts with the rest.
+                if rename(path, path + Self.unreadableSuffix) != 0 { throw error }
+                filesSetAsideAtOpen.append(path + Self.unreadableSuffix)
+                continue
             }
             if let resumeAt {
                 readOffset = resumeAt

@@ -45,7 +45,8 @@ public final class DatagramListener: @unchecked Sendable {
     ///   - socket: see ``DatagramSocket``.
     ///   - rules: facility filter, program policy, size cap.
     ///   - sink: where accepted messages go; used on the listener thread only.
-    ///   - batchSize: datagrams per `recvmmsg` call at most (fewer are offered while calls come back far from full).
+    ///   - batchSize: datagrams per `recvmmsg` call at most, 1…256 (the C shim's most; fewer are offered
+    ///     while calls come back far from full).
     ///   - threadNice: the receive thread's nice value (-20…19), or `nil` to keep the process's. A lower
     ///     value lets the thread pre-empt the writer (and a Redis on the same core) when datagrams
     ///     arrive; below the process's value it needs CAP_SYS_NICE (or RLIMIT_NICE), else the failure is
@@ -64,7 +65,9 @@ public final class DatagramListener: @unchecked Sendable {
         self.rules = rules
         self.sink = sink
         self.logger = logger
-        self.batchSize = batchSize
+        // A call that returns fewer than offered means the socket was empty (the drain at a stop ends
+        // on it): offering more than the shim takes would read as that on every call.
+        self.batchSize = min(max(batchSize, 1), 256)
         self.threadNice = threadNice
         self.threadNiceFailureLevel = threadNiceFailureLevel
         // One byte more than the largest accepted datagram, so an oversize one shows as truncated.
