@@ -423,11 +423,16 @@ public final class LPushWriter: @unchecked Sendable {
                 let next = try spool.peek()
                 let unreadable = spool.takeUnreadableMessages()
                 if unreadable > 0 {
-                    // (Of a previous run's records first: what is left of them is still "recovered".)
-                    inheritedSpoolMessages -= min(inheritedSpoolMessages, unreadable)
-                    statistics.addLost(unreadable)
+                    // Of a previous run's records first (the oldest segments): those stand outside this
+                    // run's totals, as their replay counts as `recovered`, so only this run's share is lost.
+                    let inherited = min(inheritedSpoolMessages, unreadable)
+                    inheritedSpoolMessages -= inherited
+                    statistics.addLost(unreadable - inherited)
                     statistics.setSpooled(spool.messageCount)
-                    logger.error("spool segment unreadable or deleted; its messages are lost", metadata: ["messages": "\(unreadable)"])
+                    logger.error(
+                        "spool segment unreadable or deleted; its messages are lost",
+                        metadata: ["messages": "\(unreadable)", "of_a_previous_run": "\(inherited)"]
+                    )
                 }
                 guard let next else { break }
                 record = next

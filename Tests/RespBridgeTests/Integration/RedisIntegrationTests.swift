@@ -1520,7 +1520,10 @@ struct SpoolIntegrationTests {
         #expect(Poll.until(timeout: 5, interval: 0.01) { (try? server.llen("pixel")) == 1 })
         await writer.shutdown(timeoutNanoseconds: 1_000_000_000)
         #expect(try server.lrange("pixel") == ["live"])
-        #expect(writer.statistics.lost == 5 && writer.statistics.spooled == 0 && spool.isEmpty)
+        // A previous run's messages stand outside this run's totals (their replay counts as recovered):
+        // logged, not counted as this run's lost.
+        #expect(writer.statistics.lost == 0 && writer.statistics.recovered == 0, "\(writer.statistics.lost)")
+        #expect(writer.statistics.spooled == 0 && spool.isEmpty)
         #expect(handler.count("spool segment unreadable or deleted; its messages are lost") == 1)
         #expect(handler.count("spool read failed") == 0)
     }
