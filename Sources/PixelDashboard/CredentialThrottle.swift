@@ -1,12 +1,8 @@
 import Hummingbird
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// Bounds how fast anyone can guess the token: a client (see ``DashboardRequestContext/client(of:)``;
-/// an IPv6 client by its /64, which one host usually holds whole) with ``maximumFailures`` wrong
+/// Bounds how fast anyone can guess the token: a client (see ``DashboardRequestContext/client(of:)``,
+/// counted by ``DashboardRequestContext/network(of:)``: an IPv6 client by its /64) with ``maximumFailures`` wrong
 /// tokens — login form, `Authorization: Bearer`, or cookie — within ``windowSeconds`` of its first one
 /// is answered `429` on every credential it sends, the right one too (else a guess would still tell),
 /// until that window ends. Requests without a credential (public sites, `/healthz`) are never held.
@@ -41,7 +37,7 @@ final class CredentialThrottle: Sendable {
     /// Seconds until `client` may try again (at least 1), or `nil` when it may now.
     func heldSeconds(_ client: String) -> Int? {
         let now = clock()
-        let client = Self.bucket(client)
+        let client = DashboardRequestContext.network(of: client)
         return state.withLock { state -> Int? in
             guard let window = state.windows[client] else {
                 return state.windows.count >= Self.maximumClients ? Self.prune(&state, now: now) : nil
@@ -58,7 +54,7 @@ final class CredentialThrottle: Sendable {
     /// Counts a wrong token from `client`.
     func recordFailure(_ client: String) {
         let now = clock()
-        let client = Self.bucket(client)
+        let client = DashboardRequestContext.network(of: client)
         state.withLock { state in
             if let window = state.windows[client], now < window.start + Self.windowSeconds {
                 state.windows[client]?.failures = window.failures + 1
@@ -83,18 +79,6 @@ final class CredentialThrottle: Sendable {
 
     private static func seconds(until end: Double, now: Double) -> Int {
         max(1, Int((end - now).rounded(.up)))
-    }
-
-    /// The key a client is counted under: an IPv6 address's first 64 bits (`2001:db8:1:2::/64`),
-    /// anything else as it is.
-    static func bucket(_ client: String) -> String {
-        guard client.contains(":") else { return client }
-        var address = in6_addr()
-        guard inet_pton(AF_INET6, client, &address) == 1 else { return client }
-        let bytes = withUnsafeBytes(of: address) { Array($0.prefix(8)) }
-        if bytes == [0, 0, 0, 0, 0, 0, 0, 0] { return client }  // ::1, ::ffff:192.0.2.1: not a /64 of a network
-        return stride(from: 0, to: 8, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }
-            .joined(separator: ":") + "::/64"
     }
 }
 

@@ -176,7 +176,7 @@ public struct Dashboard: Sendable {
             let visitors = try await self.recentVisitors(site)
             return Self.json("{\"site\":" + Escape.json(site) + ",\"visitors\":\(visitors)}")
         }
-        router.get("/api/live") { request, context in try self.liveStream(request, client: context.client(of: request)) }
+        router.get("/api/live") { request, context in try self.liveStream(request, client: context.clientNetwork(of: request)) }
         return router
     }
 

@@ -217,6 +217,20 @@ struct LiveFeedTests {
         )
         defer { proxied.kill() }
         #expect(Poll.until(timeout: 10) { proxied.stdout.text.contains(": connected") }, "a proxied client: \(proxied.tail)")
+        // IPv6 clients count by their /64: two addresses of one take its two slots, a third is refused.
+        let sameNetwork = try ["2001:db8:1:2::a", "2001:db8:1:2::b"].map { address in
+            try ChildProcess(
+                executable: try TestEnvironment.requireTool("curl"),
+                arguments: ["-sN", "--max-time", "30", "--interface", "127.0.0.1", "-H", "X-Real-IP: \(address)", live]
+            )
+        }
+        defer { sameNetwork.forEach { $0.kill() } }
+        for client in sameNetwork { #expect(Poll.until(timeout: 10) { client.stdout.text.contains(": connected") }, "\(client.tail)") }
+        let thirdOfNetwork = try ChildProcess.run(
+            "curl", ["-sN", "--max-time", "1", "--interface", "127.0.0.1", "-H", "X-Real-IP: 2001:db8:1:2::c", "-w", "\n%{http_code}", live],
+            timeout: 10, checkStatus: false
+        ).stdout
+        #expect(thirdOfNetwork.hasSuffix("\n503"), "\(thirdOfNetwork)")
 
         streams[0].kill()
         _ = streams[0].exitStatus(waitingUpTo: 5)

@@ -278,6 +278,6 @@ struct PageAndAccessTests {
         ("::ffff:192.0.2.1", "::ffff:192.0.2.1"), ("/run/nginx.sock", "/run/nginx.sock"), ("", ""),
     ])
     func clientsCountPerIPv6Network(address: String, bucket: String) {
-        #expect(CredentialThrottle.bucket(address) == bucket)
+        #expect(DashboardRequestContext.network(of: address) == bucket)
     }
 }
