@@ -259,11 +259,7 @@ struct IngestSettings {
             spoolSync = .interval(milliseconds: ms)
         }
         if let text = command.metrics ?? Environment.value(forFlag: "metrics") {
-            do {
-                metrics = try ListenAddress.parseHostPort(text, flag: "metrics")
-            } catch {
-                throw ValidationError(error.description)
-            }
+            metrics = try ListenAddress.flagValue(text, flag: "metrics")
         }
         writerOptions = LPushWriter.Options()
         writerOptions.lingerNanoseconds = Int64(flushMs) * 1_000_000

@@ -4,6 +4,7 @@ import Logging
 import PixelAnalytics
 import PixeldCLI
 import PixelDashboard
+import PixeldIngest
 import Prometheus
 import RespBridge
 import ServiceLifecycle
