@@ -27,6 +27,9 @@ APT_PACKAGES := $(RUN_PACKAGES) $(TEST_PACKAGES)
 SWIFT ?= swift
 # Tests run one at a time: the end-to-end suites time real processes on a 2-core machine.
 SWIFT_TEST_FLAGS ?= --no-parallel
+# A whole test run takes ~5 min here; one still running after this long has a test that blocks, and
+# is stopped (with the servers it started) and fails, instead of using up CI's 90 minutes.
+TEST_TIMEOUT_MINUTES ?= 25
 
 .PHONY: deps deps-run build test run clean
 
@@ -57,7 +60,13 @@ build:
 test: deps
 	@if [ -n "$${CI:-}" ]; then echo "CI=$$CI: suites that need redis-server/nginx/logger/curl fail instead of skipping"; fi
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build $(SWIFT_TEST_FLAGS)
+	@# stdbuf: the test log is written line by line, so that its last "started" line without a result
+	@# names the test that blocked (piped, the runner's output is otherwise buffered by the block).
+	@status=0; timeout --kill-after=30 $(TEST_TIMEOUT_MINUTES)m stdbuf -oL -eL $(SWIFT) test --skip-build $(SWIFT_TEST_FLAGS) || status=$$?; \
+	if [ $$status -eq 124 ] || [ $$status -eq 137 ]; then \
+	    echo "make test: stopped after $(TEST_TIMEOUT_MINUTES) minutes (TEST_TIMEOUT_MINUTES): the last test started above did not end" >&2; \
+	fi; \
+	exit $$status
 
 run: deps-run build
 	scripts/run-local.sh

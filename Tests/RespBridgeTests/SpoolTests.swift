@@ -231,6 +231,34 @@ struct LoweredFileSizeLimit {
         #expect(values(try spool.peek()) == ["after"])
     }
 
+    /// A segment file the spool does not know of (one whose `unlink` failed after its replay, here
+    /// written by hand after open) is never appended to: the next segment is a new file. Numbers go
+    /// past set-aside segments too, which therefore stay as they were.
+    @Test func aNewSegmentNeverReusesAFileLeftBehind() throws {
+        let path = directory()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let junk = Data(repeating: 0x2A, count: 40)
+        let spool = try Spool(directory: path, maxBytes: 1 << 20, sync: .always)
+        let leftBehind = path + "/segment-0000000000000001.spool"
+        try junk.write(to: URL(fileURLWithPath: leftBehind))
+        #expect(try spool.append(batch(["new"]), instanceID: "w", sequence: 1))
+        #expect(values(try spool.peek()) == ["new"])
+        try spool.removeFirst()
+        #expect(try spool.peek() == nil)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: leftBehind)) == junk, "appended to the file left behind")
+
+        let other = directory()
+        defer { try? FileManager.default.removeItem(atPath: other) }
+        try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: false)
+        let setAside = other + "/segment-0000000000000004.spool.unreadable"
+        try junk.write(to: URL(fileURLWithPath: setAside))
+        let reopened = try Spool(directory: other, maxBytes: 1 << 20, sync: .always)
+        #expect(try reopened.append(batch(["after"]), instanceID: "w", sequence: 1))
+        let names = try FileManager.default.contentsOfDirectory(atPath: other).sorted()
+        #expect(names == ["lock", "segment-0000000000000004.spool.unreadable", "segment-0000000000000005.spool"])
+        #expect(values(try reopened.peek()) == ["after"])
+    }
+
     @Test func aSpoolDirectoryIsUsedByOneSpoolAtATime() throws {
         let path = directory()
         defer { try? FileManager.default.removeItem(atPath: path) }

@@ -54,6 +54,10 @@ public final class Spool {
     private var lastSync: Int64 = 0
     /// Read position: index into `segments` is always 0; offset within it.
     private var readOffset = 0
+    /// The number the next segment file gets: past every segment file in the directory (set-aside
+    /// ones included) and every one this spool made, so that a file left behind (an `unlink` that
+    /// failed) is never appended to, nor a set-aside file replaced.
+    private var nextSegmentNumber: UInt64 = 1
 
     private struct Segment {
         var number: UInt64
@@ -283,10 +287,17 @@ public final class Spool {
             close(writeFD)
             writeFD = -1
         }
-        let number = (segments.last?.number ?? 0) + 1
-        let path = Self.path(directory, number)
-        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        // O_EXCL: a new segment is a new file, never the rest of an old one.
+        var number = nextSegmentNumber
+        var path = Self.path(directory, number)
+        var fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o600)
+        while fd < 0 && errno == EEXIST && number - nextSegmentNumber < 1000 {
+            number += 1
+            path = Self.path(directory, number)
+            fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o600)
+        }
         guard fd >= 0 else { throw SpoolError("open", path: path) }
+        nextSegmentNumber = number + 1
         writeFD = fd
         segments.append(Segment(number: number, path: path, size: 0, messages: 0))
         syncDirectory()  // the new file's directory entry durable too
@@ -336,10 +347,14 @@ public final class Spool {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
             }
-            if name.hasPrefix("segment-"), name.hasSuffix(".spool"),
-                let number = UInt64(name.dropFirst("segment-".count).dropLast(".spool".count))
-            {
+            guard name.hasPrefix("segment-") else { continue }
+            if name.hasSuffix(".spool"), let number = UInt64(name.dropFirst("segment-".count).dropLast(".spool".count)) {
                 numbers.append(number)
+                nextSegmentNumber = max(nextSegmentNumber, number &+ 1)
+            } else if name.hasSuffix(".spool" + Self.unreadableSuffix),
+                let number = UInt64(name.dropFirst("segment-".count).dropLast((".spool" + Self.unreadableSuffix).count))
+            {
+                nextSegmentNumber = max(nextSegmentNumber, number &+ 1)
             }
         }
         closedir(dir)
