@@ -379,36 +379,12 @@ struct AnalyticsEndToEndTests {
         )
     }
 
-    /// Scans every Redis key (name and value) and every archive file for the needles.
+    /// Checks every Redis key (name and value) and every archive file for the needles.
     static func expectNoPersonalData(redis: RedisServer, archive: String, needles: [String]) throws {
-        let connection = try redis.connect(timeout: 30)
-        var haystacks: [[UInt8]] = []
-        for key in try redis.keys() {
-            haystacks.append(Array(key.utf8))
-            if let bytes = try connection.command(["DUMP", key]).bytes { haystacks.append(bytes) }
-            switch try connection.command(["TYPE", key]).string {
-            case "hash", "list":
-                let reply = try connection.command(
-                    try connection.command(["TYPE", key]).string == "hash" ? ["HGETALL", key] : ["LRANGE", key, "0", "-1"]
-                )
-                for item in reply.array ?? [] { if let bytes = item.bytes { haystacks.append(bytes) } }
-            case "string":
-                if let bytes = try connection.command(["GET", key]).bytes { haystacks.append(bytes) }
-            default:
-                break
-            }
-        }
+        var lines: [[UInt8]] = []
         for name in try FileManager.default.contentsOfDirectory(atPath: archive) {
-            let path = archive + "/" + name
-            haystacks.append(contentsOf: try ArchiveReader.lines(of: path))
+            lines.append(contentsOf: try ArchiveReader.lines(of: archive + "/" + name))
         }
-        let automaton = LiteralAutomaton(needles.map { Array($0.utf8) })
-        var found: Set<Int> = []
-        for haystack in haystacks {
-            haystack.withUnsafeBufferPointer { bytes in
-                automaton.forEachMatch(in: bytes) { found.insert($0); return true }
-            }
-        }
-        #expect(found.isEmpty, "personal data found: \(found.sorted().prefix(5).map { needles[$0] })")
+        try PersonalData.expectNone(of: needles, in: redis, archive: lines)
     }
 }

@@ -112,7 +112,8 @@ struct KnownTruthTests {
         #expect(previousIDs.count > 0 && previousIDs.count <= simulation.midnightVisits, "\(previousIDs.count) previous-day ids, \(simulation.midnightVisits) visits across midnight")
 
         // Privacy: no IP address or user agent in any Redis key, value or archive line.
-        try Self.expectNoPersonalData(server: server, archive: archive, simulation: simulation)
+        try PersonalData.expectNone(of: simulation.ips + Array(simulation.userAgents), in: server, archive: [archive])
+        #expect(try server.keys().count > 20)
 
         // Replay of the archive into another prefix gives the same numbers.
         let replay = try RedisRollups(connection: connection, configuration: RollupConfiguration(keys: RollupKeys(prefix: "replay:")))
@@ -285,37 +286,5 @@ struct KnownTruthTests {
         #expect(kept.visits == visits && kept.bounces == visits - 1, "visits \(kept.visits), bounces \(kept.bounces)")
         let forgotten = try visit(8, 10)
         #expect(forgotten.visits == visits + 1, "visits \(forgotten.visits)")
-    }
-
-    static func expectNoPersonalData(server: RedisServer, archive: [UInt8], simulation: Simulation) throws {
-        let connection = try server.connect(timeout: 30)
-        let keys = try server.keys()
-        var haystacks: [[UInt8]] = [archive]
-        for key in keys {
-            haystacks.append(Array(key.utf8))
-            let dump = try connection.command(["DUMP", key])
-            if let bytes = dump.bytes { haystacks.append(bytes) }
-            // Hash values are also read plainly (DUMP may compress).
-            if try connection.command(["TYPE", key]).string == "hash" {
-                for item in try connection.command(["HGETALL", key]).array ?? [] {
-                    if let bytes = item.bytes { haystacks.append(bytes) }
-                }
-            }
-        }
-        let needles = simulation.ips.map { Array($0.utf8) } + simulation.userAgents.map { Array($0.utf8) }
-        // One Aho–Corasick pass per haystack over all needles (case-insensitively, so stricter).
-        let automaton = LiteralAutomaton(needles)
-        var found: Set<Int> = []
-        for haystack in haystacks {
-            haystack.withUnsafeBufferPointer { bytes in
-                automaton.forEachMatch(in: bytes) { needle in
-                    found.insert(needle)
-                    return true
-                }
-            }
-        }
-        let foundText = found.sorted().prefix(5).map { String(decoding: needles[$0], as: UTF8.self) }
-        #expect(found.isEmpty, "personal data found: \(foundText)")
-        #expect(keys.count > 20)
     }
 }
