@@ -6,6 +6,7 @@ import PixelAnalytics
 @testable import PixelDashboard
 import PixeldTestSupport
 import RespBridge
+import Testing
 
 /// Real Redis data produced by the real consumer from known traffic: a Redis server, raw hits in
 /// the `pixel` list as nginx's `pixel_json` format logs them, and `pixeld consume pixel --site …`
@@ -143,5 +144,30 @@ extension TestResponse {
     var text: String { String(buffer: body) }
     var json: [String: Any] {
         (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]) ?? [:]
+    }
+}
+
+/// The elements of `stream` up to its end; an issue, and what came so far, when it has not ended
+/// within `seconds` (a stream the code under test forgot to finish would otherwise hold the test run
+/// forever).
+func elements(of stream: AsyncStream<String>, endingWithin seconds: Double = 5, sourceLocation: SourceLocation = #_sourceLocation)
+    async -> [String]
+{
+    await withTaskGroup(of: (ended: Bool, elements: [String]?).self) { group in
+        group.addTask {
+            var elements: [String] = []
+            for await element in stream { elements.append(element) }
+            return (!Task.isCancelled, elements)  // a cancelled stream's iterator ends too
+        }
+        group.addTask {
+            try? await Task.sleep(for: .seconds(seconds))
+            return (false, nil)
+        }
+        let first = await group.next()
+        group.cancelAll()
+        var received = first?.elements ?? []
+        while let other = await group.next() { received = other.elements ?? received }
+        if first?.ended != true { Issue.record("the stream did not end within \(seconds) s", sourceLocation: sourceLocation) }
+        return received
     }
 }

@@ -357,8 +357,6 @@ struct LiveFeedQuietTests {
         #expect(published.count >= 6, "\(published.count) of 8 hits found the feed subscribed")
         try await Task.sleep(for: .milliseconds(300))
         await feed.stop()
-        var received: [String] = []
-        for await line in stream { received.append(line) }
-        #expect(received == published)
+        #expect(await elements(of: stream) == published)
     }
 }

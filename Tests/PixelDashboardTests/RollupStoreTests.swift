@@ -50,10 +50,8 @@ import Testing
         let dropped = ArchiveRecord.line(.dropped(DroppedHit(timestampText: "1795362199.000", timestamp: 1_795_362_199, reason: .listedBot, site: "example.com")))
         feed.deliver(site: "example.com", payload: line + "\n" + dropped + "\nnot json")
         await feed.stop()
-        var fullEvents: [String] = []
-        for await event in full { fullEvents.append(event) }
-        var minimalEvents: [String] = []
-        for await event in minimal { minimalEvents.append(event) }
+        let fullEvents = await elements(of: full)
+        let minimalEvents = await elements(of: minimal)
         #expect(fullEvents == [ArchiveRecord.withoutVisitorIDs(line[...]), dropped, "not json"])
         #expect(fullEvents.first?.contains(#""country":"DE""#) == true && fullEvents.first?.contains(#""vid""#) == false)
         #expect(minimalEvents == [#"{"ts":1795362180,"event":"signup","path":"/pricing","source":"Newsletter"}"#])
@@ -81,10 +79,7 @@ import Testing
             return
         }
         #expect(feed.subscriberCount == 0)
-        for stream in streams {
-            var iterator = stream.makeAsyncIterator()
-            #expect(await iterator.next() == nil)
-        }
+        for stream in streams { #expect(await elements(of: stream).isEmpty) }
     }
 }
 
