@@ -34,7 +34,12 @@ final class DashboardFixture: Sendable {
 
     static func shared() throws -> DashboardFixture {
         try lock.withLock {
-            if cached == nil { cached = Result { try DashboardFixture() } }
+            if cached == nil {
+                cached = Result { try DashboardFixture() }
+                // A static is never deinitialized: let go of it at exit, so that its Redis is stopped and
+                // its directories removed.
+                atexit { DashboardFixture.lock.withLock { DashboardFixture.cached = nil } }
+            }
             return try cached!.get()
         }
     }

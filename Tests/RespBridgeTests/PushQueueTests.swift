@@ -1,6 +1,7 @@
 import PixeldConcurrency
 import PixeldTestSupport
 import RespBridge
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -25,34 +26,49 @@ import Glibc
         #expect(queue.pendingCount == 0)
     }
 
-    @Test func aFullQueueMakesTheProducerWaitUntilTheWriterTakes() async throws {
+    /// What a producer thread did, read once `join` has returned (or, for `started`, while it runs).
+    private final class Producer: @unchecked Sendable {
+        let started = Atomic<Bool>(false)
+        var accepted = false
+    }
+
+    /// Producers are real threads, as pixeld's receivers are: a blocked enqueue would otherwise hold
+    /// one of the few cooperative threads that the other tests (and the test itself) need.
+    @Test func aFullQueueMakesTheProducerWaitUntilTheWriterTakes() {
         let queue = PushQueue(capacityBytes: 64)
         let big = batch([String(repeating: "x", count: 40)])
         #expect(queue.enqueue(big))
-        let second = Task.detached { queue.enqueue(big) }  // 2 × 41 bytes > 64: must wait
-        try await Task.sleep(for: .milliseconds(150))
+        let producer = Producer()
+        let thread = DedicatedThread(name: "test-producer") {
+            producer.started.store(true, ordering: .releasing)
+            producer.accepted = queue.enqueue(big)  // 2 × 41 bytes > 64: must wait
+        }
+        #expect(Poll.until(timeout: 5, interval: 0.005) { producer.started.load(ordering: .acquiring) })
+        #expect(!thread.join(timeoutNanoseconds: 200_000_000), "the producer did not wait for room")
         #expect(queue.pendingCount == 1)
         var taken = PushBatch()
         #expect(queue.take(into: &taken, lingerNanoseconds: 0, maxBytes: 1 << 20) == .taken)
-        #expect(await second.value)
+        #expect(thread.join(timeoutNanoseconds: 10_000_000_000), "the producer still waits after a take")
+        #expect(producer.accepted)
         #expect(queue.pendingCount == 1)
     }
 
     /// The bound counts each message's bookkeeping too: a flood of empty messages with a one-byte key
     /// (`<158>a:`) fills a 64 KiB queue with ~1,600 of them, not 65,536 (whose entries alone took 2.5 MiB).
-    @Test func tinyMessagesCountTheirBookkeepingAgainstTheBound() async throws {
+    @Test func tinyMessagesCountTheirBookkeepingAgainstTheBound() {
         let queue = PushQueue(capacityBytes: 64 << 10)
         let tiny = batch(Array(repeating: "", count: 64), key: "a")
-        let producer = Task.detached {
+        let thread = DedicatedThread(name: "test-producer") {
             var batches = 0
             while queue.enqueue(tiny), batches < 2_000 { batches += 1 }
         }
-        try await Task.sleep(for: .milliseconds(300))
         let perMessage = 1 + PushBatch.bookkeepingBytesPerMessage
-        #expect(queue.pendingCount <= (64 << 10) / perMessage + 64, "\(queue.pendingCount) messages held")
-        #expect(queue.pendingCount >= (64 << 10) / perMessage - 64, "\(queue.pendingCount) messages held")
+        let expected = (64 << 10) / perMessage
+        #expect(Poll.until(timeout: 5) { queue.pendingCount >= expected - 64 }, "\(queue.pendingCount) messages held")
+        #expect(!thread.join(timeoutNanoseconds: 200_000_000), "the producer did not wait for room")
+        #expect(queue.pendingCount <= expected + 64, "\(queue.pendingCount) messages held")
         queue.close()
-        await producer.value
+        #expect(thread.join(timeoutNanoseconds: 10_000_000_000), "close did not end the producer's wait")
     }
 
     @Test func oneTakeMovesAtMostMaxBytesAndLeavesTheRestInOrder() {

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import PixeldConcurrency
-import SyslogIngest
+@testable import SyslogIngest
 import Synchronization
 import Testing
 
@@ -493,7 +493,10 @@ import Testing
         write(closer, "<158>pixel: hi")
         close(closer)
         let stopping = Task { await listener.stop() }
-        usleep(50_000)
+        // The gate opens once the stop is asked for: the rest is read by the drain.
+        for _ in 0..<500 where !listener.stopRequested.load(ordering: .relaxed) { usleep(10_000) }
+        let stopAsked = listener.stopRequested.load(ordering: .relaxed)
+        #expect(stopAsked, "stop() was not asked for within 5 s")
         gate.open.store(true, ordering: .relaxed)
         await stopping.value
         close(holder)

@@ -32,7 +32,8 @@ public final class StreamListener: @unchecked Sendable {
     private let sink: any AcceptedMessageSink
     private let logger: Logger
     private let maxConnections: Int
-    private let stopRequested = Atomic<Bool>(false)
+    /// Set by ``stop()``; the thread drains once it sees it (internal: tests wait for it).
+    let stopRequested = Atomic<Bool>(false)
     private let connectionCount = Atomic<Int>(0)
     private var thread: DedicatedThread?
 
