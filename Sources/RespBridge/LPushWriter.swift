@@ -256,6 +256,7 @@ public final class LPushWriter: @unchecked Sendable {
                 return
             }
             attempts += 1
+            let idle = connection.isConnected ? MonotonicClock.nanoseconds() - connection.lastReplyAt : 0
             do {
                 try ensureConnected()
                 let started = MonotonicClock.nanoseconds()
@@ -265,6 +266,13 @@ public final class LPushWriter: @unchecked Sendable {
                 settle(result, batch: batch, groups: groups, fromPreviousRun: 0)
                 return
             } catch {
+                if attempts == 1 && error.connectionIsDead && idle >= Self.idleNanoseconds && !isGivingUp {
+                    // Redis closes a connection left idle past its `timeout`; the first use finds it gone.
+                    // Not an outage: a new connection, at once (an outage shows on that one).
+                    connection.close()
+                    logger.debug("redis connection found closed after idling; reconnecting", metadata: ["error": "\(error)"])
+                    continue
+                }
                 noteFailure(error)
                 if isGivingUp { gaveUpOnRedis = true }
                 // With a spool, a batch that failed twice (a dead connection gets one immediate retry
@@ -400,6 +408,10 @@ public final class LPushWriter: @unchecked Sendable {
             }
         }
     }
+
+    /// How long a connection must have had no reply for a dead one to be taken for Redis's idle
+    /// `timeout` (whose least setting is 1 s) rather than for an outage.
+    static let idleNanoseconds: Int64 = 1_000_000_000
 
     /// How long one replay of the spool runs before the writer moves what has arrived since into the
     /// spool: a long replay (a large spool after an outage or a restart) must not block the receivers.

@@ -18,6 +18,8 @@ public final class RedisConnection: @unchecked Sendable {
     private var interruptTarget: HiredisContext?
     /// Commands appended since the last reply was read; replies still owed by the server.
     private var pendingReplies = 0
+    /// When the last reply was read, or the connection made (``MonotonicClock`` nanoseconds).
+    public private(set) var lastReplyAt: Int64 = 0
     private let recordsClientID: Bool
     /// The server's id for this connection (`CLIENT ID`, asked at connect when the connection was
     /// created to record it), by which another connection can `CLIENT KILL` it; `nil` when not
@@ -56,6 +58,7 @@ public final class RedisConnection: @unchecked Sendable {
         close()
         let fresh = try HiredisContext.connect(configuration)
         context = fresh
+        lastReplyAt = MonotonicClock.nanoseconds()
         interruptLock.withLock { interruptTarget = fresh }
         do {
             if let password = configuration.password {
@@ -175,6 +178,7 @@ public final class RedisConnection: @unchecked Sendable {
         do {
             let reply = try context.readReply()
             pendingReplies -= 1
+            lastReplyAt = MonotonicClock.nanoseconds()
             return reply
         } catch {
             logger.debug("redis connection failed", metadata: ["error": "\(error)"])

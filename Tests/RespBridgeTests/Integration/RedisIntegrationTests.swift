@@ -209,6 +209,34 @@ struct RedisIntegrationTests {
         #expect(writer.statistics.reconnects >= 1)
     }
 
+    /// Redis's `timeout` closes a connection left idle; the writer's next batch finds it gone and goes
+    /// over a new one at once: no retry, no outage, health still ok.
+    @Test func aConnectionClosedForIdlenessIsReplacedWithoutAnOutage() async throws {
+        let server = try RedisServer.start(extraArgs: ["--timeout", "1"])
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(queue: queue, redis: try configuration(server), logger: logger)
+        writer.start()
+        func push(_ value: String) {
+            var batch = PushBatch()
+            batch.append(key: Array("pixel".utf8), value: Array(value.utf8), acceptedAt: MonotonicClock.nanoseconds())
+            queue.enqueue(batch)
+        }
+        push("before")
+        #expect(try waitUntil(seconds: 5) { try server.llen("pixel") == 1 })
+        // Closed by Redis: only the connection asking is left.
+        let closed = try waitUntil(seconds: 10) {
+            (try server.command(["INFO", "clients"]).string ?? "").contains("connected_clients:1\r\n")
+        }
+        try #require(closed, "Redis did not close the idle connection")
+        push("after")
+        #expect(try waitUntil(seconds: 5) { try server.llen("pixel") == 2 })
+        #expect(writer.statistics.retries == 0, "the closed connection was counted as a failure")
+        #expect(writer.statistics.reconnects == 1)
+        #expect(writer.statistics.redis == .ok)
+        await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
+        #expect(try server.lrange("pixel").reversed() == ["before", "after"])
+    }
+
     @Test func writerHoldsMessagesWhileRedisIsDownAndDeliversWhenItReturns() async throws {
         let server = try RedisServer.start()
         server.stop()
