@@ -295,11 +295,51 @@ public final class LPushWriter: @unchecked Sendable {
     /// After the shutdown deadline, with Redis failing: the batch goes to the spool, or is counted lost.
     private func abandon(_ batch: PushBatch, sequence: UInt64) {
         guard toSpool(batch, sequence: sequence) == .kept else { return }
-        statistics.addLost(batch.count)
+        let unfinished = unfinishedPart(of: batch, sequence: sequence)
+        unfinished.book()
+        statistics.addLost(unfinished.batch.count)
         logger.error(
             spool == nil ? "gave up at shutdown: redis unreachable and no spool" : "gave up at shutdown: redis unreachable and the spool cannot be written",
-            metadata: ["messages": "\(batch.count)"]
+            metadata: ["messages": "\(unfinished.batch.count)"]
         )
+    }
+
+    /// What of a batch is still to be committed when it leaves memory (spooled, dropped or given up).
+    private struct UnfinishedPart {
+        /// The messages still to be committed.
+        var batch: PushBatch
+        /// The writer instance they are committed as.
+        var instanceID: String
+        /// Books the rest of the batch (committed already) and forgets its follow-up: call once the
+        /// unfinished part has left memory.
+        var book: () -> Void
+    }
+
+    /// All of `batch`, unless a transaction applied it and only the keys that refused their push wait
+    /// for the follow-up (``BatchCommitter/pendingFollowUp``). Then only those keys' values remain, as
+    /// the follow-up's instance (`<id>:followup`, whose marker is the follow-up marker), so that a replay
+    /// (after a restart too) commits exactly them, once; the whole batch under this instance's marker
+    /// would be taken for applied (its sequence is the marker's) and those values lost unnoticed.
+    private func unfinishedPart(of batch: PushBatch, sequence: UInt64) -> UnfinishedPart {
+        guard let pending = committer.pendingFollowUp, pending.marker == marker, pending.sequence == sequence else {
+            return UnfinishedPart(batch: batch, instanceID: instanceID, book: {})
+        }
+        var groups: [KeyGroup] = []
+        KeyGroup.group(batch, into: &groups)
+        var applied: [(KeyGroup, BatchCommitter.KeyOutcome)] = []
+        var unfinishedEntries: [Int] = []
+        for (group, outcome) in zip(groups, pending.outcomes) {
+            if let outcome { applied.append((group, outcome)) } else { unfinishedEntries += group.entryIndices }
+        }
+        var rest = PushBatch()
+        for index in unfinishedEntries.sorted() {
+            let entry = batch.entries[index]
+            rest.append(key: Array(batch.key(of: entry)), value: Array(batch.value(of: entry)), acceptedAt: entry.acceptedAt)
+        }
+        return UnfinishedPart(batch: rest, instanceID: instanceID + BatchCommitter.followUpSuffix) { [self] in
+            committer.pendingFollowUp = nil
+            settle(.applied(applied.map(\.1)), batch: batch, groups: applied.map(\.0), fromPreviousRun: 0)
+        }
     }
 
     /// Books a commit's outcome per key: pushed, dead-lettered or lost.
@@ -364,13 +404,16 @@ public final class LPushWriter: @unchecked Sendable {
     /// the batch is kept until there is.
     private func toSpool(_ batch: PushBatch, sequence: UInt64) -> SpoolOutcome {
         guard let spool else { return .kept }
+        let unfinished = unfinishedPart(of: batch, sequence: sequence)
         do {
-            guard try spool.append(batch, instanceID: instanceID, sequence: sequence) else {
+            guard try spool.append(unfinished.batch, instanceID: unfinished.instanceID, sequence: sequence) else {
                 if redisReportedOK { return .kept }
-                statistics.addSpoolFull(batch.count)
-                logger.error("spool full; messages dropped", metadata: ["messages": "\(batch.count)"])
+                unfinished.book()
+                statistics.addSpoolFull(unfinished.batch.count)
+                logger.error("spool full; messages dropped", metadata: ["messages": "\(unfinished.batch.count)"])
                 return .dropped
             }
+            unfinished.book()
             statistics.setSpooled(spool.messageCount)
             if spoolWriteFailing {
                 spoolWriteFailing = false

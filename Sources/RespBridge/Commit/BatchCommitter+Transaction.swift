@@ -27,7 +27,9 @@
 ///    says which key failed. Its values then go through the script as a follow-up commit under a
 ///    separate marker, `<marker>:followup`, with the same sequence: the script pushes them to the key (if
 ///    it accepts them by now) or to `<key>:dead`, exactly once even if that reply is lost too (the
-///    follow-up marker and its saved outcome make its retry return the same outcome).
+///    follow-up marker and its saved outcome make its retry return the same outcome). A batch spooled
+///    or given up with its follow-up outstanding is spooled as that follow-up alone (the writer's
+///    `unfinishedPart(of:sequence:)`), so that its replay, after a restart too, is the follow-up.
 /// 2. **The reply is lost** (the connection died after the transaction was sent). The next attempt at
 ///    the same batch first makes sure the transaction cannot run any more (see `fenceOff`), then reads
 ///    the marker: below the sequence, the transaction never ran (`EXEC` is all or nothing) and the
@@ -59,8 +61,13 @@ extension BatchCommitter {
         var outcomes: [KeyOutcome?]
     }
 
-    /// The marker of the follow-up commits of `marker`'s transactions.
-    static func followUpMarker(of marker: [UInt8]) -> [UInt8] { marker + Array(":followup".utf8) }
+    /// Appended to a writer instance's id (and so to its marker) for its follow-up commits.
+    static let followUpSuffix = ":followup"
+
+    /// The marker of the follow-up commits of `marker`'s transactions: the marker of the instance
+    /// `<instance>` + ``followUpSuffix``, so that a follow-up spooled under that instance id replays
+    /// through it.
+    static func followUpMarker(of marker: [UInt8]) -> [UInt8] { marker + Array(followUpSuffix.utf8) }
 
     /// Whether `groups` may be committed by a transaction (see the type's documentation).
     func canUseTransaction(_ batch: PushBatch, groups: [KeyGroup], marker: [UInt8], sequence: UInt64) -> Bool {

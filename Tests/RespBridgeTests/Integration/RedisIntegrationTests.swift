@@ -1024,6 +1024,49 @@ extension RedisIntegrationTests {
         #expect(try server.calls(of: "evalsha") == 3)  // first batch, the follow-up, the last batch
     }
 
+    /// A transaction applied but one key refused its push, and the follow-up that dead-letters that
+    /// key's values fails until the batch is spooled and the writer stops (here: scripts refused by an
+    /// ACL). The next writer replays only that key's values, as the follow-up: they reach `other:dead`.
+    /// Spooled whole under the first writer's marker, the batch read as applied on replay (its
+    /// sequence is the marker's) and those values were in neither `other` nor `other:dead`.
+    @Test func aFollowUpThatCouldNotBeCommittedIsSpooledAndReplayedAfterARestart() async throws {
+        let server = try RedisServer.start()
+        let directory = NSTemporaryDirectory() + "pixeld-followup-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        do {
+            let queue = PushQueue(capacityBytes: 1 << 20)
+            let writer = LPushWriter(
+                queue: queue, redis: try configuration(server), spool: try Spool(directory: directory, maxBytes: 1 << 20, sync: .always),
+                logger: logger
+            )
+            writer.start()
+            pushBoth(0..<5, into: queue)  // the script: both keys become known lists
+            #expect(try waitForLength(5, of: "other", in: server))
+            _ = try server.command(["DEL", "other"])
+            _ = try server.command(["SET", "other", "not a list"])
+            _ = try server.command(["ACL", "SETUSER", "default", "-evalsha", "-eval", "-script"])
+            pushBoth(5..<10, into: queue)  // a transaction: other's LPUSH fails, and so does the follow-up
+            #expect(try waitForLength(10, of: "pixel", in: server))
+            let spooled = waitUntil(seconds: 10) { writer.statistics.spooled == 5 }
+            #expect(spooled, "spooled \(writer.statistics.spooled)")
+            await writer.shutdown(timeoutNanoseconds: 500_000_000)
+            #expect(writer.statistics.pushed == 15, "the pixel values of the spooled batch are booked as pushed")
+            #expect(writer.statistics.lost == 0)
+        }
+        _ = try server.command(["ACL", "SETUSER", "default", "+@all"])
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let next = LPushWriter(
+            queue: queue, redis: try configuration(server), spool: try Spool(directory: directory, maxBytes: 1 << 20, sync: .always),
+            logger: logger
+        )
+        next.start()
+        #expect(try waitForLength(5, of: "other:dead", in: server))
+        await next.shutdown(timeoutNanoseconds: 5_000_000_000)
+        #expect(try server.lrange("other:dead").reversed() == (5..<10).map { "o\($0)" })
+        #expect(try server.lrange("pixel").reversed() == (0..<10).map { "p\($0)" })
+        #expect(next.statistics.spooled == 0)
+    }
+
     @Test func oneOfTwoKnownListsTurnsIntoAStringAndOnlyItsValuesAreDeadLettered() async throws {
         let server = try RedisServer.start()
         let queue = PushQueue(capacityBytes: 1 << 20)
