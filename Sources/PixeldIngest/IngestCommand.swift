@@ -14,7 +14,7 @@ import Glibc
 package struct IngestCommand: AsyncParsableCommand {
     package static let configuration = CommandConfiguration(
         commandName: "ingest",
-        abstract: "Receive syslog (UDP, unix datagram, TCP) and LPUSH each local3 message into the Redis list named after its program.",
+        abstract: "Receive syslog (UDP, unix datagram, TCP) and LPUSH each message of the kept facilities (local3 by default) into the Redis list named after its program.",
         discussion: """
             Each datagram is parsed as RFC 5424 or RFC 3164 (as nginx, logger, glibc and Python send it). \
             Messages of the configured facilities are pushed with LPUSH to the list <key-prefix><program>, \
@@ -41,7 +41,7 @@ package struct IngestCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Owner of the unix sockets, USER, USER:GROUP or :GROUP (names or numbers), e.g. :www-data with --unix-mode 0660 (pixeld must be in the group, or have CAP_CHOWN). Default: the user running pixeld. Env: PIXELD_UNIX_OWNER.", valueName: "user[:group]"))
     var unixOwner: String?
 
-    @Option(help: ArgumentHelp("Facilities to keep, comma-separated (e.g. local3,local4), or all; names as in syslog.h (cron is 9; nginx's facility=cron is 15, solaris-cron here) or codes 0–23. Others are dropped as 'filtered'. Default local3. Env: PIXELD_FACILITY.", valueName: "list"))
+    @Option(help: ArgumentHelp("Facilities to keep, comma-separated (e.g. local3,local4), or all; names as in syslog.h (cron is 9; nginx's facility=cron is 15, solaris-cron here; security is auth, 4) or codes 0–23. Others are dropped as 'filtered'. Default local3. Env: PIXELD_FACILITY.", valueName: "list"))
     var facility: String?
 
     @Option(help: ArgumentHelp("Prefix put before the program name to form the Redis key. Default none. Env: PIXELD_KEY_PREFIX.", valueName: "text"))

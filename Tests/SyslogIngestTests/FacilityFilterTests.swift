@@ -21,7 +21,9 @@ struct FacilityFilterTests {
             (" local4 , local3 ", [.local3, .local4]),
             ("local3,local3", [.local3]),
             ("kern,daemon,authpriv,solaris-cron,local7", [.kern, .daemon, .authpriv, .solarisCron, .local7]),
-            ("audit,alert,solariscron", [.security, .console, .solarisCron]),
+            ("audit,alert,solariscron", [.audit, .alert, .solarisCron]),
+            // FreeBSD's console is 14; security is auth (4), as logger -p and rsyslog read it.
+            ("console,security", [.auth, .alert]),
             // nginx's names: intern is 5, clock is 9; its cron is 15 (solaris-cron here).
             ("intern,clock", [.syslog, .cron]),
             ("19,0,15", [.kern, .solarisCron, .local3]),

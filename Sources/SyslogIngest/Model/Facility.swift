@@ -29,10 +29,10 @@ public enum Facility: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case ftp
     /// NTP subsystem (12).
     case ntp
-    /// Log audit (13).
-    case security
-    /// Log alert (14).
-    case console
+    /// Log audit (13); FreeBSD's `security`.
+    case audit
+    /// Log alert (14); FreeBSD's `console`.
+    case alert
     /// Clock daemon, as Solaris numbers it (15).
     case solarisCron
     /// Local use 0 (16).
@@ -68,8 +68,8 @@ public enum Facility: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .authpriv: "authpriv"
         case .ftp: "ftp"
         case .ntp: "ntp"
-        case .security: "security"
-        case .console: "console"
+        case .audit: "audit"
+        case .alert: "alert"
         case .solarisCron: "solaris-cron"
         case .local0: "local0"
         case .local1: "local1"
@@ -88,9 +88,11 @@ public enum Facility: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     /// Looks a facility up by name, ignoring ASCII case.
     ///
     /// Accepts every canonical ``name`` (`"local3"`, `"LOCAL3"`, `"Local3"`), the code itself (`"19"`), the
-    /// names nginx gives codes 5, 9, 13 and 14 (`"intern"`, `"clock"`, `"audit"`, `"alert"`), plus
-    /// `"solariscron"`. nginx calls code 15 `cron`, where syslog.h (and this type) calls 9 `cron`: nginx's
-    /// `facility=cron` is ``solarisCron`` (or `"15"`).
+    /// names nginx gives codes 5 and 9 (`"intern"`, `"clock"`), FreeBSD's `"console"` (14), plus
+    /// `"solariscron"`; `"security"` is ``auth`` (4), as glibc's syslog.h, util-linux's `logger -p` and
+    /// rsyslog read it (FreeBSD numbers it 13: write `audit` or `13` for that). nginx calls code 15
+    /// `cron`, where syslog.h (and this type) calls 9 `cron`: nginx's `facility=cron` is ``solarisCron``
+    /// (or `"15"`).
     /// - Parameter name: The facility name or code.
     /// - Returns: `nil` when the name is unknown.
     public init?(name: String) {
@@ -98,8 +100,8 @@ public enum Facility: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         switch lowered {
         case "intern": self = .syslog
         case "clock": self = .cron
-        case "audit": self = .security
-        case "alert": self = .console
+        case "security": self = .auth
+        case "console": self = .alert
         case "solariscron": self = .solarisCron
         case _ where !lowered.isEmpty && lowered.utf8.count <= 2 && lowered.utf8.allSatisfy({ (0x30...0x39).contains($0) }):
             guard let code = UInt8(lowered), let facility = Facility(rawValue: code) else { return nil }

@@ -21,7 +21,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         discussion: """
             Events move atomically from PROGRAM into PROGRAM:processing:<consumer-id> and are removed only \
             after their JSON lines are written, so a consumer killed at any moment loses nothing; processing \
-            lists of consumers whose heartbeat (PROGRAM:consumer:<id>, 15 s) expired are returned to PROGRAM. \
+            lists of consumers whose heartbeat (PROGRAM:consumer:<id>, --heartbeat-seconds) expired are returned to PROGRAM. \
             Several consumers may work on one list, each with its own id: a consumer whose id another running \
             consumer holds stops with status 1. Values that cannot be decoded go to PROGRAM:dead.
             """
