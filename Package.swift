@@ -173,6 +173,11 @@ let package = Package(
             name: "PixeldEndToEndTests",
             dependencies: ["PixeldTestSupport", "RespBridge"]
         ),
+        .testTarget(name: "PixeldConcurrencyTests", dependencies: ["PixeldConcurrency"]),
+        .testTarget(
+            name: "PixeldCLITests",
+            dependencies: ["PixeldCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
     ]
 )
 
