@@ -87,8 +87,10 @@ struct RedisIntegrationTests {
     }
 
     /// A child process (the archive's gzip) must not inherit a Redis connection: it would keep it open
-    /// on Redis's side after pixeld closed it. hiredis opens its sockets without close-on-exec.
-    @Test func redisSocketsAreCloseOnExec() throws {
+    /// on Redis's side after pixeld closed it. hiredis opens its sockets without close-on-exec. And TCP
+    /// keep-alive is on, with hiredis's settings (set by pixeld, so that a failure cannot leave the
+    /// context in error).
+    @Test func redisSocketsAreCloseOnExecWithKeepAlive() throws {
         let server = try RedisServer.start()
         /// This process's descriptors connected to the test's Redis.
         func connected() -> Set<Int32> {
@@ -108,6 +110,14 @@ struct RedisIntegrationTests {
         let ours = connected().subtracting(before)
         try #require(ours.count == 1, "\(ours)")
         #expect(fcntl(ours.first!, F_GETFD) & FD_CLOEXEC != 0)
+        func option(_ level: Int32, _ name: Int32) -> Int32 {
+            var value: Int32 = -1
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            return getsockopt(ours.first!, level, name, &value, &length) == 0 ? value : -1
+        }
+        #expect(option(SOL_SOCKET, SO_KEEPALIVE) == 1)
+        let tcp = Int32(IPPROTO_TCP)
+        #expect([option(tcp, TCP_KEEPIDLE), option(tcp, TCP_KEEPINTVL), option(tcp, TCP_KEEPCNT)] == [15, 5, 3])
         connection.close()
     }
 
