@@ -615,11 +615,20 @@ public final class ReliableListConsumer: @unchecked Sendable {
     }
 
     /// Waits for a prefetch to be done with, so that its events are in the processing list before
-    /// it is read again; closes the take connection if that fails.
+    /// it is read again. When that fails (no reply within the read timeout, or the connection died),
+    /// the take may still reach Redis later, with this run's token: the take connection is closed,
+    /// and the next heartbeat — at once, before the processing list is read again — writes a new
+    /// token, as after any lost connection. Else a late take could move events into the processing
+    /// list after that read found it empty, under the batch taken next, and that batch's ack, which
+    /// trims by count from the tail, would remove them unhandled and leave the batch to be handled twice.
     private func dropPrefetch() {
         guard prefetching else { return }
         prefetching = false
-        if (try? takeConnection.readReply()) == nil { takeConnection.close() }
+        if (try? takeConnection.readReply()) == nil {
+            takeConnection.close()
+            lastHeartbeat = 0
+            rotateToken = true
+        }
     }
 
     /// On stop: events still in the processing list (taken, not handled, or their ack refused) go

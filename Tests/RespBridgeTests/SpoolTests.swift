@@ -41,6 +41,20 @@ struct LoweredFileSizeLimit {
         return batch
     }
 
+    /// The path of the one segment file in `path`.
+    private func onlySegment(in path: String) throws -> String {
+        path + "/" + (try #require(try FileManager.default.contentsOfDirectory(atPath: path).first { $0.hasPrefix("segment-") }))
+    }
+
+    /// Makes `segment` fail to read (`EISDIR`: its path a directory; on a real disk `EIO`) while `body` runs.
+    private func unreadable(_ segment: String, while body: () throws -> Void) throws {
+        try FileManager.default.moveItem(atPath: segment, toPath: segment + ".aside")
+        try FileManager.default.createDirectory(atPath: segment, withIntermediateDirectories: false)
+        try body()
+        try FileManager.default.removeItem(atPath: segment)
+        try FileManager.default.moveItem(atPath: segment + ".aside", toPath: segment)
+    }
+
     private func values(_ record: Spool.Record?) -> [String] {
         guard let record else { return [] }
         return record.batch.entries.map { String(decoding: record.batch.value(of: $0), as: UTF8.self) }
@@ -150,18 +164,46 @@ struct LoweredFileSizeLimit {
         defer { try? FileManager.default.removeItem(atPath: path) }
         let spool = try Spool(directory: path, maxBytes: 1 << 20, sync: .always)
         #expect(try spool.append(batch(["x", "y"]), instanceID: "w", sequence: 1))
-        let name = try #require(try FileManager.default.contentsOfDirectory(atPath: path).first { $0.hasPrefix("segment-") })
-        let segment = path + "/" + name
-        try FileManager.default.moveItem(atPath: segment, toPath: segment + ".aside")
-        try FileManager.default.createDirectory(atPath: segment, withIntermediateDirectories: false)
-        #expect(throws: SpoolError.self) { try spool.peek() }
-        #expect(spool.takeUnreadableMessages() == 0)
-        #expect(spool.messageCount == 2)
-        try FileManager.default.removeItem(atPath: segment)
-        try FileManager.default.moveItem(atPath: segment + ".aside", toPath: segment)
+        try unreadable(try onlySegment(in: path)) {
+            #expect(throws: SpoolError.self) { try spool.peek() }
+            #expect(spool.takeUnreadableMessages() == 0)
+            #expect(spool.messageCount == 2)
+        }
         #expect(values(try spool.peek()) == ["x", "y"])
         try spool.removeFirst()
         #expect(try spool.peek() == nil)
+    }
+
+    /// A record is committed between ``Spool/peek()`` and ``Spool/removeFirst()``: whatever became of
+    /// its file in between, it leaves the spool then, once, and is not counted lost as well. Before,
+    /// `removeFirst` read the record again: with the segment deleted it did nothing, and the next
+    /// `peek` counted the committed messages as unreadable (pushed and lost); with a read that failed
+    /// it threw, and the record was committed again.
+    @Test func removeFirstMovesPastThePeekedRecordWithoutReadingItAgain() throws {
+        let path = directory()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let spool = try Spool(directory: path, maxBytes: 1 << 20, sync: .always)
+        #expect(try spool.append(batch(["a", "b"]), instanceID: "w", sequence: 1))
+        #expect(values(try spool.peek()) == ["a", "b"])
+        try FileManager.default.removeItem(atPath: try onlySegment(in: path))
+        try spool.removeFirst()
+        #expect(spool.isEmpty && spool.messageCount == 0)
+        #expect(try spool.peek() == nil)
+        #expect(spool.takeUnreadableMessages() == 0)
+
+        // A read that fails after the peek (`EISDIR` here, `EIO` on a real disk): removeFirst does not
+        // throw, and the next record is the second.
+        #expect(try spool.append(batch(["c"]), instanceID: "w", sequence: 2))
+        #expect(try spool.append(batch(["d"]), instanceID: "w", sequence: 3))
+        #expect(values(try spool.peek()) == ["c"])
+        try unreadable(try onlySegment(in: path)) {
+            #expect(throws: Never.self) { try spool.removeFirst() }
+            #expect(spool.messageCount == 1)
+        }
+        #expect(values(try spool.peek()) == ["d"])
+        try spool.removeFirst()
+        #expect(try spool.peek() == nil)
+        #expect(spool.takeUnreadableMessages() == 0)
     }
 
     /// A read that keeps failing (a bad sector) neither stops the replay for good nor ingest's start:

@@ -22,6 +22,9 @@ import Darwin
 /// enough, the client times out, closes its connection and retries on another, while the held bytes
 /// still reach Redis on the first one — unless Redis dropped that client meanwhile.
 ///
+/// And it can hold a read back until a later one overtakes it (``LateRead``): a command that was
+/// still on its way when the client gave up on it, and that reaches Redis at the worst moment.
+///
 /// ```swift
 /// let proxy = try ReplyLosingProxy(upstreamPort: redis.port, dropEvery: 3, replies: .commits)
 /// defer { proxy.close() }
@@ -80,7 +83,33 @@ public final class ReplyLosingProxy: @unchecked Sendable {
         private static let nullArray = Array("*-1\r\n".utf8)
     }
 
-    // @unchecked Sendable: mutable state is guarded by `lock`.
+    /// A read from a client held back until another connection sends the same kind of command: the
+    /// first read on client connection `connection` (counted from 1, in the order accepted) that holds
+    /// `marker` waits — while its client may time out and close — until a read that holds `marker`
+    /// comes on another connection. Then the held read goes to Redis first, and the other one only once
+    /// Redis answered the held one (or after 10 s), so that the late command runs right before it.
+    /// Once only.
+    public struct LateRead: Sendable {
+        /// Bytes that the held read and the read that releases it hold.
+        public var marker: [UInt8]
+        /// The client connection whose read is held.
+        public var connection: Int
+        /// Holds the first read holding `marker` on client connection `connection`.
+        public init(marker: String, connection: Int) {
+            self.marker = Array(marker.utf8)
+            self.connection = connection
+        }
+    }
+
+    /// Where a ``LateRead`` stands; guarded by `lateCondition`.
+    private enum LateState {
+        case waiting
+        case holding
+        case released
+        case answered
+    }
+
+    // @unchecked Sendable: mutable state is guarded by `lock`, and the late read's by `lateCondition`.
     /// The proxy's port on 127.0.0.1.
     public let port: Int
     private let upstreamPort: Int
@@ -96,15 +125,23 @@ public final class ReplyLosingProxy: @unchecked Sendable {
     private let holdSeconds: Double?
     private var holds = 0
     private var forwardedHolds = 0
+    private let late: LateRead?
+    private let lateCondition = NSCondition()
+    private var lateState = LateState.waiting
 
     /// Starts a proxy to Redis on `upstreamPort` that loses every `dropEvery`-th reply of the kind
     /// `replies` (default: the writer's commits) and, with `holdingFirstTransactionFor`, holds up the
-    /// first transaction a client sends for that many seconds.
-    public init(upstreamPort: Int, dropEvery: Int, replies: Replies = .commits, holdingFirstTransactionFor holdSeconds: Double? = nil) throws {
+    /// first transaction a client sends for that many seconds, and with `holdingLate`, holds that read
+    /// back until another overtakes it.
+    public init(
+        upstreamPort: Int, dropEvery: Int, replies: Replies = .commits, holdingFirstTransactionFor holdSeconds: Double? = nil,
+        holdingLate late: LateRead? = nil
+    ) throws {
         self.upstreamPort = upstreamPort
         self.dropEvery = dropEvery
         self.replies = replies
         self.holdSeconds = holdSeconds
+        self.late = late
         let fd = socket(AF_INET, SocketConstants.stream, 0)
         guard fd >= 0 else { throw TestSupportError("socket failed: errno \(errno)") }
         var one: Int32 = 1
@@ -132,6 +169,8 @@ public final class ReplyLosingProxy: @unchecked Sendable {
     public var heldTransactions: Int { lock.withLock { holds } }
     /// Held transactions passed on to Redis so far, after their wait (whether Redis still took them).
     public var forwardedHeldTransactions: Int { lock.withLock { forwardedHolds } }
+    /// Whether the ``LateRead`` was held, passed on to Redis once overtaken, and answered there.
+    public var lateReadAnswered: Bool { lateCondition.withLock { lateState == .answered } }
 
     private static let multi = Array("$5\r\nMULTI\r\n".utf8)
 
@@ -159,22 +198,23 @@ public final class ReplyLosingProxy: @unchecked Sendable {
                 systemClose(client)
                 continue
             }
-            let admitted = lock.withLock { () -> Bool in
-                if closed { return false }
+            // The connection's number, counted from 1; `nil` once closed.
+            let admitted = lock.withLock { () -> Int? in
+                if closed { return nil }
                 open.insert(client)
                 open.insert(server)
                 accepted += 1
-                return true
+                return accepted
             }
-            guard admitted else {
+            guard let number = admitted else {
                 systemClose(client)
                 systemClose(server)
                 return
             }
-            let up = Thread { [self] in pump(from: client, to: server, watchReplies: false) }
+            let up = Thread { [self] in pump(from: client, to: server, watchReplies: false, connection: number) }
             up.name = "pixeld-fault-proxy-up"
             up.start()
-            let down = Thread { [self] in pump(from: server, to: client, watchReplies: true) }
+            let down = Thread { [self] in pump(from: server, to: client, watchReplies: true, connection: number) }
             down.name = "pixeld-fault-proxy-down"
             down.start()
         }
@@ -190,12 +230,64 @@ public final class ReplyLosingProxy: @unchecked Sendable {
         return fd
     }
 
-    private func pump(from source: Int32, to destination: Int32, watchReplies: Bool) {
+    /// What a read plays in the ``LateRead``: the held one, the one that releases it, or neither.
+    private enum LateRole {
+        case neither
+        case held
+        case overtaking
+    }
+
+    /// Holds `read` (from client connection `connection`) if it is the ``LateRead``, until it is
+    /// overtaken; or, if it overtakes the held one, releases that and waits for Redis's answer to it.
+    private func takeLateRole(_ read: ArraySlice<UInt8>, connection: Int) -> LateRole {
+        guard let late, read.firstRange(of: late.marker) != nil else { return .neither }
+        lateCondition.lock()
+        defer { lateCondition.unlock() }
+        switch lateState {
+        case .waiting where connection == late.connection:
+            lateState = .holding
+            let deadline = Date().addingTimeInterval(60)
+            while lateState == .holding && !lock.withLock({ closed }) && lateCondition.wait(until: deadline) {}
+            return .held
+        case .holding where connection != late.connection:
+            lateState = .released
+            lateCondition.broadcast()
+            let deadline = Date().addingTimeInterval(10)
+            while lateState == .released && lateCondition.wait(until: deadline) {}
+            return .overtaking
+        default:
+            return .neither
+        }
+    }
+
+    /// After the held ``LateRead`` went to Redis: waits (up to 10 s) for Redis's answer, so that the
+    /// connection is not shut down before Redis ran it.
+    private func awaitLateAnswer() {
+        lateCondition.lock()
+        defer { lateCondition.unlock() }
+        let deadline = Date().addingTimeInterval(10)
+        while lateState == .released && lateCondition.wait(until: deadline) {}
+    }
+
+    /// Notes a read from Redis on client connection `connection`: the answer to the late read, once released.
+    private func noteLateAnswer(connection: Int) {
+        guard let late, connection == late.connection else { return }
+        lateCondition.withLock {
+            if lateState == .released {
+                lateState = .answered
+                lateCondition.broadcast()
+            }
+        }
+    }
+
+    private func pump(from source: Int32, to destination: Int32, watchReplies: Bool, connection: Int) {
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
             let count = chunk.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
             if count <= 0 { break }
+            if watchReplies { noteLateAnswer(connection: connection) }
+            let lateRole = watchReplies ? .neither : takeLateRole(chunk[..<count], connection: connection)
             let held = !watchReplies && holdIfFirstTransaction(chunk[..<count])
             defer { if held { lock.withLock { forwardedHolds += 1 } } }
             if watchReplies && replies.matches(chunk[..<count]) {
@@ -216,6 +308,7 @@ public final class ReplyLosingProxy: @unchecked Sendable {
                 if written <= 0 { break }
                 offset += written
             }
+            if lateRole == .held { awaitLateAnswer() }
             if offset < count { break }
         }
         // Either side ending ends both: shutdown wakes the other pump, which then closes.
@@ -245,6 +338,7 @@ public final class ReplyLosingProxy: @unchecked Sendable {
             return Array(open)
         }
         guard let descriptors else { return }
+        lateCondition.withLock { lateCondition.broadcast() }
         shutdown(listenFD, Int32(SHUT_RDWR))
         systemClose(listenFD)
         for fd in descriptors { shutdown(fd, Int32(SHUT_RDWR)) }

@@ -394,21 +394,31 @@ struct KeyGroup {
     /// Indices into the batch's entries, in arrival order.
     var entryIndices: [Int]
 
-    /// Groups `batch` by key, reusing `groups`' storage. Keys are few (one per program), so a linear
-    /// scan with `memcmp` beats hashing.
+    /// Groups `batch` by key, in the order of each key's first entry, reusing `groups`' storage.
+    /// Keys are usually few (one per program): up to ``linearScanLimit`` groups, a linear scan with
+    /// `memcmp` finds an entry's group, with no hashing and no allocation. Past that — a batch of many
+    /// distinct keys, which whoever sends the datagrams can make — a dictionary keyed by the key's
+    /// bytes does, so that grouping stays linear in the batch rather than quadratic in its keys.
     static func group(_ batch: PushBatch, into groups: inout [KeyGroup]) {
         for index in groups.indices { groups[index].entryIndices.removeAll(keepingCapacity: true) }
         var used = 0
+        // Filled once there are more than `linearScanLimit` groups (an empty dictionary allocates nothing).
+        var byKey: [ArraySlice<UInt8>: Int] = [:]
+        func key(_ start: Int, _ count: Int) -> ArraySlice<UInt8> { batch.bytes[start..<start + count] }
         batch.bytes.withUnsafeBytes { bytes in
             let base = bytes.baseAddress!
             for (entryIndex, entry) in batch.entries.enumerated() {
                 var found = -1
-                for candidate in 0..<used
-                where groups[candidate].keyCount == entry.keyCount
-                    && memcmp(base + groups[candidate].keyStart, base + entry.keyStart, entry.keyCount) == 0
-                {
-                    found = candidate
-                    break
+                if used > linearScanLimit {
+                    found = byKey[key(entry.keyStart, entry.keyCount)] ?? -1
+                } else {
+                    for candidate in 0..<used
+                    where groups[candidate].keyCount == entry.keyCount
+                        && memcmp(base + groups[candidate].keyStart, base + entry.keyStart, entry.keyCount) == 0
+                    {
+                        found = candidate
+                        break
+                    }
                 }
                 if found < 0 {
                     if used == groups.count { groups.append(KeyGroup(keyStart: 0, keyCount: 0, entryIndices: [])) }
@@ -416,10 +426,19 @@ struct KeyGroup {
                     groups[used].keyCount = entry.keyCount
                     found = used
                     used += 1
+                    if used > linearScanLimit {
+                        // The groups so far the first time, then each new one.
+                        for group in (byKey.isEmpty ? 0 : used - 1)..<used {
+                            byKey[key(groups[group].keyStart, groups[group].keyCount)] = group
+                        }
+                    }
                 }
                 groups[found].entryIndices.append(entryIndex)
             }
         }
         if groups.count > used { groups.removeLast(groups.count - used) }
     }
+
+    /// How many groups are looked for by a linear scan before ``group(_:into:)`` hashes the keys.
+    static let linearScanLimit = 8
 }

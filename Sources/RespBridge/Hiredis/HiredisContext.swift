@@ -50,11 +50,27 @@ final class HiredisContext {
         if redisSetTimeout(raw, timeval(milliseconds: configuration.commandTimeoutMilliseconds)) != REDIS_OK {
             throw context.error(operation: "redisSetTimeout")
         }
-        if case .tcp = configuration.endpoint { _ = redisEnableKeepAlive(raw) }
+        if case .tcp = configuration.endpoint { enableKeepAlive(context.fd) }
         // hiredis 0.14 opens its socket without close-on-exec: a child spawned later (the archive's
         // gzip) would hold the connection open on Redis's side after this process closed it.
         _ = fcntl(context.fd, F_SETFD, fcntl(context.fd, F_GETFD) | FD_CLOEXEC)
         return context
+    }
+
+    /// Turns TCP keep-alive on for `fd` with `redisEnableKeepAlive`'s settings (probes after 15 s idle,
+    /// every 5 s, 3 of them), as best it can: a `setsockopt` that fails leaves the connection without
+    /// them, and usable. Not `redisEnableKeepAlive` itself: hiredis 0.14 records such a failure as the
+    /// context's error, and a context with an error fails every later read and write at once, so the
+    /// connection would be dropped and made again, for ever.
+    private static func enableKeepAlive(_ fd: Int32) {
+        let size = socklen_t(MemoryLayout<Int32>.size)
+        var on: Int32 = 1
+        guard setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, size) == 0 else { return }
+        let idle = Int32(REDIS_KEEPALIVE_INTERVAL)
+        for (option, value) in [(TCP_KEEPIDLE, idle), (TCP_KEEPINTVL, max(1, idle / 3)), (TCP_KEEPCNT, 3)] {
+            var value = value
+            _ = setsockopt(fd, Int32(IPPROTO_TCP), option, &value, size)
+        }
     }
 
     /// Changes the read/write timeout of the socket.

@@ -190,12 +190,16 @@ public final class Spool {
     /// its segment is taken for unreadable (a bad sector) and set aside, so that the replay goes on.
     static let readAttempts = 20
     private var readFailures = 0
+    /// The record ``peek()`` returned last: its segment, where it starts, its size and its messages,
+    /// so that ``removeFirst()`` moves past it without reading it again.
+    private var peeked: (segment: UInt64, offset: Int, size: Int, messages: Int)?
 
     /// The oldest record not yet replayed, or `nil`.
     /// - Throws: ``SpoolError`` when the record cannot be read now (the caller retries later); after
     ///   ``readAttempts`` failures in a row its segment is set aside (`….spool.unreadable`) instead,
     ///   and its messages counted as unreadable (``takeUnreadableMessages()``).
     public func peek() throws(SpoolError) -> Record? {
+        peeked = nil
         while let segment = segments.first {
             if readOffset < segment.size {
                 let record: (Record, Int)?
@@ -210,7 +214,10 @@ public final class Spool {
                     try dropFirstSegment(settingAside: true)
                     continue
                 }
-                if let record { return record.0 }
+                if let (record, size) = record {
+                    peeked = (segment.number, readOffset, size, record.batch.count)
+                    return record
+                }
             }
             // The first segment is exhausted (or its tail is unreadable, or the file is gone): on to
             // the next; what it still held is lost.
@@ -227,13 +234,21 @@ public final class Spool {
         return unreadableMessages
     }
 
-    /// Marks the record returned by ``peek()`` as replayed; deletes its segment once all are.
+    /// Marks the record returned by ``peek()`` as replayed, by what that read found, without reading
+    /// it again: the caller has committed it, so a second read that failed now, or found the file
+    /// gone or damaged, must not have it committed again or counted as unreadable. Deletes its
+    /// segment once all are. Does nothing unless the last ``peek()`` returned a record, the oldest still.
+    /// - Throws: ``SpoolError`` when the segment, all replayed, cannot be deleted (the record is marked
+    ///   replayed all the same).
     public func removeFirst() throws(SpoolError) {
-        guard let segment = segments.first, let (record, size) = try readRecord(in: segment, at: readOffset) else { return }
-        readOffset += size
-        messageCount -= record.batch.count
-        segments[0].messages -= record.batch.count
-        if readOffset >= segment.size { try dropFirstSegment() }
+        guard let record = peeked, let segment = segments.first, segment.number == record.segment, readOffset == record.offset else {
+            return
+        }
+        peeked = nil
+        readOffset += record.size
+        messageCount -= record.messages
+        segments[0].messages -= record.messages
+        if readOffset >= segments[0].size { try dropFirstSegment() }
     }
 
     /// Writes the read position into `DIR/replayed` (durably) when the first segment is partly

@@ -87,8 +87,10 @@ struct RedisIntegrationTests {
     }
 
     /// A child process (the archive's gzip) must not inherit a Redis connection: it would keep it open
-    /// on Redis's side after pixeld closed it. hiredis opens its sockets without close-on-exec.
-    @Test func redisSocketsAreCloseOnExec() throws {
+    /// on Redis's side after pixeld closed it. hiredis opens its sockets without close-on-exec. And TCP
+    /// keep-alive is on, with hiredis's settings (set by pixeld, so that a failure cannot leave the
+    /// context in error).
+    @Test func redisSocketsAreCloseOnExecWithKeepAlive() throws {
         let server = try RedisServer.start()
         /// This process's descriptors connected to the test's Redis.
         func connected() -> Set<Int32> {
@@ -108,6 +110,14 @@ struct RedisIntegrationTests {
         let ours = connected().subtracting(before)
         try #require(ours.count == 1, "\(ours)")
         #expect(fcntl(ours.first!, F_GETFD) & FD_CLOEXEC != 0)
+        func option(_ level: Int32, _ name: Int32) -> Int32 {
+            var value: Int32 = -1
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            return getsockopt(ours.first!, level, name, &value, &length) == 0 ? value : -1
+        }
+        #expect(option(SOL_SOCKET, SO_KEEPALIVE) == 1)
+        let tcp = Int32(IPPROTO_TCP)
+        #expect([option(tcp, TCP_KEEPIDLE), option(tcp, TCP_KEEPINTVL), option(tcp, TCP_KEEPCNT)] == [15, 5, 3])
         connection.close()
     }
 
@@ -868,6 +878,45 @@ struct RedisIntegrationTests {
         await consumer.stop()
         #expect(try server.command(["GET", "total"]).string == "\(2 + values.count)")
         #expect(try server.llen("pixel:processing:c1") == 0)
+    }
+
+    /// A take sent in advance whose reply does not come within the read timeout: the consumer gives up
+    /// on it and closes the take connection, but the take may still reach Redis later, with the token
+    /// it was sent with. It must be fenced off then. Here `process` fails on the first batch while the
+    /// next one's take is held back by a proxy (the consumer waits 6 s for it), and the proxy passes it
+    /// on right before the consumer's next take, once the first batch was handled again and acked:
+    /// with the old token still valid, it moved `v2`, `v3` into the empty processing list under the
+    /// batch taken next (`v4`, `v5`), whose ack, trimming two from the tail, removed `v2`, `v3`
+    /// unhandled, and `v4`, `v5` were handled twice.
+    @Test func aTakeThatReachesRedisAfterTheConsumerGaveUpOnItIsFencedOff() async throws {
+        let server = try RedisServer.start()
+        // The consumer's main connection is opened first, its take connection second; the marker is
+        // in the take script only.
+        let late = ReplyLosingProxy.LateRead(marker: "FENCED heartbeat not ours", connection: 2)
+        let proxy = try ReplyLosingProxy(upstreamPort: server.port, dropEvery: .max, holdingLate: late)
+        defer { proxy.close() }
+        let values = (0..<6).map { "v\($0)" }
+        _ = try server.command(["LPUSH", "pixel"] + values)
+        var options = ReliableListConsumer.Options()
+        options.batchSize = 2
+        options.heartbeatSeconds = 60  // not renewed by itself during the 6 s the consumer waits for the take
+        let consumer = ReliableListConsumer(
+            list: "pixel", consumerID: "late", redis: try RedisConfiguration(url: proxy.url), options: options, logger: logger
+        )
+        let processed = ConditionLockedArray()
+        consumer.start(
+            process: { batch in
+                processed.append(["batch"])
+                if processed.values.count == 1 { throw TestSupportError("process fails once") }
+                return batch
+            },
+            finish: countingHandler()
+        )
+        #expect(waitUntil(seconds: 20) { proxy.lateReadAnswered }, "the held take was not passed on and answered")
+        #expect(try waitUntil(seconds: 10) { try server.llen("pixel") == 0 && server.llen("pixel:processing:late") == 0 && consumer.consumed >= values.count })
+        await consumer.stop()
+        try expectEachHandledOnce(server, values)
+        #expect(consumer.consumed == values.count)
     }
 
     /// Stopping with a request and an ack in flight: their replies are read before the events go back,
