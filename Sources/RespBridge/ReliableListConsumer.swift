@@ -211,6 +211,15 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// The processing list of this consumer.
     public var processingList: String { "\(list):processing:\(consumerID)" }
     private var heartbeatKey: String { "\(list):consumer:\(consumerID)" }
+    /// The set of the ids of the list's consumers (`pixeld:consumers:<list>`): each adds its id with
+    /// every heartbeat, and the recovery of a dead one's events removes it. Recovery looks there
+    /// instead of scanning the whole keyspace (rollups and visit states included) every period.
+    public var consumersKey: String { "pixeld:consumers:\(list)" }
+    /// When the whole keyspace was last scanned for processing lists whose consumer is not in
+    /// ``consumersKey`` (a consumer of an earlier version, or the set deleted by hand): at start,
+    /// then once per ``fullScanNanoseconds``.
+    private var lastFullScan: Int64?
+    static let fullScanNanoseconds: Int64 = 3600 * 1_000_000_000
     /// The dead-letter list.
     public var deadList: String { "\(list):dead" }
 
@@ -634,7 +643,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// On stop: events still in the processing list (taken, not handled, or their ack refused) go
     /// back to the tail of the list, oldest last, as if never taken.
     private func giveBack() {
-        guard let moved = try? connection.command(["EVAL", Self.giveBackScript, "3", processingList, list, heartbeatKey, token]),
+        guard let moved = try? connection.command(["EVAL", Self.giveBackScript, "4", processingList, list, heartbeatKey, consumersKey, token, consumerID]),
             let count = moved.int, count > 0
         else {
             return
@@ -702,20 +711,24 @@ public final class ReliableListConsumer: @unchecked Sendable {
         return n
         """
 
-    /// On stop: `returnScript` for our own processing list KEYS[1], and the heartbeat KEYS[3] deleted
-    /// (a restart with this id need not wait for it), only while the heartbeat holds our token ARGV[1].
+    /// On stop: `returnScript` for our own processing list KEYS[1], the heartbeat KEYS[3] deleted (a
+    /// restart with this id need not wait for it) and our id ARGV[2] removed from the set KEYS[4]
+    /// (``consumersKey``), only while the heartbeat holds our token ARGV[1].
     private static let giveBackScript = """
         #!lua flags=allow-oom
         if redis.pcall('GET', KEYS[3]) ~= ARGV[1] then return 0 end
         redis.call('DEL', KEYS[3])
+        redis.call('SREM', KEYS[4], ARGV[2])
 
         """ + returnScript
 
     /// `returnScript` for another consumer's processing list KEYS[1], only while its heartbeat KEYS[3]
-    /// is missing — checked in the same script, so that the consumer cannot come back and ack in between.
+    /// is missing — checked in the same script, so that the consumer cannot come back and ack in between
+    /// — and its id ARGV[1] removed from the set KEYS[4] (``consumersKey``).
     private static let recoverScript = """
         #!lua flags=allow-oom
         if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+        redis.call('SREM', KEYS[4], ARGV[1])
 
         """ + returnScript
 
@@ -910,7 +923,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
         let fresh = offeredToken ?? Self.newToken()
         offeredToken = fresh
         let reply = try connection.command([
-            "EVAL", Self.heartbeatScript, "1", heartbeatKey, token, String(options.heartbeatSeconds), fresh, rotateToken ? "1" : "0",
+            "EVAL", Self.heartbeatScript, "2", heartbeatKey, consumersKey, token, String(options.heartbeatSeconds), fresh,
+            rotateToken ? "1" : "0", consumerID,
         ]).unwrap("EVAL heartbeat")
         let found = Int(reply.int ?? -1)
         if found == 0 || found == 2 {
@@ -953,11 +967,14 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// Renews the heartbeat KEYS[1] when it holds this run's token ARGV[1] (returns 1; with ARGV[4] =
     /// "1", replaces the token by ARGV[3] and returns 2); renews it when it holds ARGV[3] already (an
     /// earlier call wrote it, and its reply was lost: returns 2); writes ARGV[3] when it is missing
-    /// (returns 0); leaves another run's (returns -1). Runs under `maxmemory` too (`allow-oom`): the heartbeat
+    /// (returns 0); leaves another run's (returns -1). Unless it returns -1, adds the consumer id ARGV[5]
+    /// to the set KEYS[2] (``consumersKey``). Runs under `maxmemory` too (`allow-oom`): the heartbeat
     /// must not lapse because Redis is full.
     private static let heartbeatScript = """
         #!lua flags=allow-oom
         local beat = redis.pcall('GET', KEYS[1])
+        if beat ~= ARGV[1] and beat ~= ARGV[3] and type(beat) == 'string' then return -1 end
+        redis.call('SADD', KEYS[2], ARGV[5])
         if beat == ARGV[3] then
           redis.call('EXPIRE', KEYS[1], ARGV[2])
           return 2
@@ -970,32 +987,46 @@ public final class ReliableListConsumer: @unchecked Sendable {
           redis.call('EXPIRE', KEYS[1], ARGV[2])
           return 1
         end
-        if type(beat) == 'string' then return -1 end
         redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[2])
         return 0
         """
 
-    /// Returns the events of consumers whose heartbeat has expired to the list, oldest to the tail.
+    /// Returns the events of consumers whose heartbeat has expired to the list, oldest to the tail:
+    /// those of the ids in ``consumersKey``, and, at start and then hourly, of every processing list
+    /// the keyspace holds (`SCAN`).
     private func recoverOrphans() throws(RespError) {
+        var owners = Set(try connection.command(["SMEMBERS", consumersKey]).unwrap("SMEMBERS").array?.compactMap(\.string) ?? [])
+        let now = MonotonicClock.nanoseconds()
+        if lastFullScan.map({ now - $0 >= Self.fullScanNanoseconds }) ?? true {
+            owners.formUnion(try processingListOwners())
+            lastFullScan = now
+        }
+        for owner in owners.sorted() where owner != consumerID {
+            let key = "\(list):processing:\(owner)"
+            let moved = try connection.command(["EVAL", Self.recoverScript, "4", key, list, "\(list):consumer:\(owner)", consumersKey, owner])
+                .unwrap("EVAL return")
+            let count = Int(moved.int ?? 0)
+            guard count > 0 else { continue }
+            recoveredCount.add(count, ordering: .relaxed)
+            metrics.recordRecovered(count)
+            logger.info("recovered events of a dead consumer", metadata: ["redis.key": "\(key)", "events": "\(count)"])
+        }
+    }
+
+    /// The consumer ids of every `<list>:processing:<id>` in the keyspace.
+    private func processingListOwners() throws(RespError) -> Set<String> {
+        var owners: Set<String> = []
         var cursor = "0"
+        let prefix = "\(list):processing:"
         repeat {
-            let reply = try connection.command(["SCAN", cursor, "MATCH", "\(list):processing:*", "COUNT", "100"])
-                .unwrap("SCAN")
+            let reply = try connection.command(["SCAN", cursor, "MATCH", prefix + "*", "COUNT", "1000"]).unwrap("SCAN")
             guard let parts = reply.array, parts.count == 2, let next = parts[0].string else {
                 throw RespError(code: .unexpectedReply, operation: "SCAN", message: "\(reply)")
             }
             cursor = next
-            for key in (parts[1].array ?? []).compactMap(\.string) where key != processingList {
-                let owner = String(key.dropFirst("\(list):processing:".count))
-                let moved = try connection.command(["EVAL", Self.recoverScript, "3", key, list, "\(list):consumer:\(owner)"])
-                    .unwrap("EVAL return")
-                let count = Int(moved.int ?? 0)
-                guard count > 0 else { continue }
-                recoveredCount.add(count, ordering: .relaxed)
-                metrics.recordRecovered(count)
-                logger.info("recovered events of a dead consumer", metadata: ["redis.key": "\(key)", "events": "\(count)"])
-            }
+            for key in (parts[1].array ?? []).compactMap(\.string) { owners.insert(String(key.dropFirst(prefix.count))) }
         } while cursor != "0"
+        return owners
     }
 
     private func sleep(milliseconds: Int) {

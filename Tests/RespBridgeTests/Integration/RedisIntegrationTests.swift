@@ -290,6 +290,36 @@ struct RedisIntegrationTests {
         #expect(consumer.recovered == 2)
     }
 
+    /// Consumers find each other through `pixeld:consumers:<list>`: a registered consumer that died
+    /// has its events recovered by a running one at its next period without a `SCAN` (which walks
+    /// every key, rollups and visit states included), and leaves the set then; a clean stop leaves it too.
+    @Test func deadConsumersAreFoundThroughTheSetOfConsumersNotAScan() async throws {
+        let server = try RedisServer.start()
+        var options = ReliableListConsumer.Options()
+        options.heartbeatSeconds = 3  // renewed every second, a recovery every 3 s
+        let consumer = ReliableListConsumer(list: "pixel", consumerID: "live", redis: try configuration(server), options: options, logger: logger)
+        let seen = ConditionLockedArray()
+        consumer.start { batch, _ in
+            seen.append(batch.map { String(decoding: $0, as: UTF8.self) })
+            return .init()
+        }
+        #expect(waitUntil(seconds: 5) { (try? server.command(["SISMEMBER", "pixeld:consumers:pixel", "live"]).integer) == 1 })
+        #expect(waitUntil(seconds: 5) { (try? server.calls(of: "scan")) ?? 0 >= 1 }, "the scan at start")
+        let scansAtStart = try server.calls(of: "scan")
+        // A consumer that registered, took two events and died (its heartbeat is gone).
+        _ = try server.command(["SADD", "pixeld:consumers:pixel", "dead-2"])
+        _ = try server.command(["RPUSH", "pixel:processing:dead-2", "o2", "o1"])
+        #expect(waitUntil(seconds: 10) { seen.values.count == 2 }, "\(seen.values)")
+        #expect(seen.values == ["o1", "o2"])
+        #expect(try server.calls(of: "scan") == scansAtStart, "recovered by a scan, not through the set")
+        #expect(try server.command(["SMEMBERS", "pixeld:consumers:pixel"]).array?.compactMap(\.string) == ["live"])
+        await consumer.stop()
+        let left = try server.command(["SMEMBERS", "pixeld:consumers:pixel"])
+        let beat = try server.command(["EXISTS", "pixel:consumer:live"])
+        #expect(left == .array([]), "a clean stop leaves the set: \(left), heartbeat \(beat)")
+        #expect(consumer.recovered == 2)
+    }
+
     @Test func theConsumerIsReadyOnlyOnceRedisAnswers() async throws {
         let server = try RedisServer.start()
         server.stop()
