@@ -150,6 +150,7 @@ let package = Package(
             name: "RespBridgeTests",
             dependencies: [
                 "RespBridge", "PixeldConcurrency", "PixeldTestSupport", .product(name: "Logging", package: "swift-log"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "PixelEventsTests", dependencies: ["PixelEvents"]),

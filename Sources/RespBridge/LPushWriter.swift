@@ -452,8 +452,9 @@ public final class LPushWriter: @unchecked Sendable {
         }
     }
 
-    /// How long a connection must have had no reply for a dead one to be taken for Redis's idle
-    /// `timeout` (whose least setting is 1 s) rather than for an outage.
+    /// How long a connection must have had no reply for Redis to have closed it for idleness (its
+    /// `timeout`, whose least setting is 1 s): a dead one is then not taken for an outage (and the
+    /// consumer replaces its take connection before using it again).
     static let idleNanoseconds: Int64 = 1_000_000_000
 
     /// How long one replay of the spool runs before the writer moves what has arrived since into the

@@ -1,4 +1,5 @@
 import Foundation
+import InMemoryLogging
 import Logging
 import PixeldConcurrency
 import PixeldTestSupport
@@ -318,6 +319,35 @@ struct RedisIntegrationTests {
         let beat = try server.command(["EXISTS", "pixel:consumer:live"])
         #expect(left == .array([]), "a clean stop leaves the set: \(left), heartbeat \(beat)")
         #expect(consumer.recovered == 2)
+    }
+
+    /// The consumer's take connection, idle between batches at low traffic, closed by Redis's
+    /// `timeout`: replaced before the next take, so the next batch is handled once and no outage is
+    /// logged (before: "redis error in consumer", both connections closed, the batch handled again).
+    @Test func aConsumersIdleTakeConnectionClosedByRedisIsReplacedWithoutAnOutage() async throws {
+        let server = try RedisServer.start(extraArgs: ["--timeout", "1"])
+        let handler = InMemoryLogHandler()
+        let consumer = ReliableListConsumer(
+            list: "pixel", consumerID: "idle", redis: try configuration(server), logger: Logger(label: "test") { _ in handler }
+        )
+        let seen = ConditionLockedArray()
+        consumer.start { batch, _ in
+            seen.append(batch.map { String(decoding: $0, as: UTF8.self) })
+            return .init()
+        }
+        _ = try server.command(["LPUSH", "pixel", "e1"])
+        #expect(waitUntil(seconds: 5) { seen.values == ["e1"] })
+        // The take connection closed by Redis; left: the consumer's, blocked in BLMOVE, and the one asking.
+        let closed = waitUntil(seconds: 10) {
+            (try? server.command(["INFO", "clients"]).string ?? "")?.contains("connected_clients:2\r\n") == true
+        }
+        try #require(closed, "Redis did not close the idle take connection")
+        _ = try server.command(["LPUSH", "pixel", "e2"])
+        #expect(waitUntil(seconds: 5) { seen.values.count >= 2 })
+        await consumer.stop()
+        #expect(seen.values == ["e1", "e2"])
+        let warnings = handler.entries.filter { $0.level >= .warning }.map(\.message.description)
+        #expect(warnings.isEmpty, "\(warnings)")
     }
 
     @Test func theConsumerIsReadyOnlyOnceRedisAnswers() async throws {
