@@ -146,20 +146,23 @@ public final class LiveFeed: @unchecked Sendable {
     /// for `site`, separated by `\n`; each becomes one event for the site's clients, as much of it
     /// as each client's ``Detail`` allows (a line that has no minimal form, unreadable, reaches only
     /// the `.full` clients).
+    ///
+    /// It yields outside the lock: a yield resumes the stream's reader, which takes that task's lock,
+    /// while a client that leaves has its reader cancelled under that task's lock and its
+    /// `onTermination` then takes the feed's (the other order: a deadlock). A stream that ends
+    /// meanwhile ignores what it is given.
     func deliver(site: String, payload: String) {
-        lock.withLock {
-            guard let clients = subscribers[site], !clients.isEmpty else { return }
-            // Each form only when some client gets it.
-            let anyFull = clients.values.contains { $0.detail == .full }
-            let anyMinimal = clients.values.contains { $0.detail == .minimal }
-            for line in payload.split(separator: "\n") {
-                let full = anyFull ? ArchiveRecord.withoutVisitorIDs(line) : ""
-                let minimal = anyMinimal ? ArchiveRecord.minimalLiveEvent(line) : nil
-                for (_, client) in clients {
-                    switch client.detail {
-                    case .full: client.continuation.yield(full)
-                    case .minimal: if let minimal { client.continuation.yield(minimal) }
-                    }
+        guard let clients = lock.withLock({ subscribers[site] }), !clients.isEmpty else { return }
+        // Each form only when some client gets it.
+        let anyFull = clients.values.contains { $0.detail == .full }
+        let anyMinimal = clients.values.contains { $0.detail == .minimal }
+        for line in payload.split(separator: "\n") {
+            let full = anyFull ? ArchiveRecord.withoutVisitorIDs(line) : ""
+            let minimal = anyMinimal ? ArchiveRecord.minimalLiveEvent(line) : nil
+            for (_, client) in clients {
+                switch client.detail {
+                case .full: client.continuation.yield(full)
+                case .minimal: if let minimal { client.continuation.yield(minimal) }
                 }
             }
         }

@@ -81,6 +81,40 @@ import Testing
         #expect(feed.subscriberCount == 0)
         for stream in streams { #expect(await elements(of: stream).isEmpty) }
     }
+
+    /// A client that leaves (its stream's reader cancelled, as when its connection ends) while a
+    /// message is delivered to it does not deadlock the feed: cancelling takes the reading task's
+    /// lock and then, in the stream's termination, the feed's; a delivery that resumed that reader
+    /// while holding the feed's lock took them the other way round. Two plain threads, one
+    /// delivering and one subscribing and cancelling readers, must both finish.
+    @Test func aClientLeavingDuringADeliveryDoesNotDeadlock() throws {
+        let feed = LiveFeed(
+            configuration: try RedisConfiguration(url: "redis://127.0.0.1:1/0"), keys: RollupKeys(), logger: Logger(label: "test")
+        )
+        let payload = Array(repeating: #"{"ts":1,"path":"/"}"#, count: 50).joined(separator: "\n")
+        let delivering = Atomic<Bool>(true)
+        let finished = DispatchGroup()
+        finished.enter()
+        Thread {
+            while delivering.load(ordering: .relaxed) { feed.deliver(site: "example.com", payload: payload) }
+            finished.leave()
+        }.start()
+        finished.enter()
+        Thread {
+            for _ in 0..<2_000 {
+                usleep(100)
+                // Refused past the per-client limit, until the readers cancelled before have ended.
+                guard let stream = try? feed.subscribe(site: "example.com", client: "test", detail: .full) else { continue }
+                let reader = Task { for await _ in stream {} }
+                usleep(100)
+                reader.cancel()
+            }
+            delivering.store(false, ordering: .relaxed)
+            finished.leave()
+        }.start()
+        // On a deadlock the two threads stay blocked for the rest of the run; the test fails instead of hanging.
+        #expect(finished.wait(timeout: .now() + 30) == .success, "the feed deadlocked")
+    }
 }
 
 @Suite struct RedisReaderTests {
