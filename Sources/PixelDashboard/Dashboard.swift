@@ -490,13 +490,16 @@ public struct Dashboard: Sendable {
     }
 
     /// The login form's answer: the cookie and a redirect for the right token; for a wrong one, the
-    /// form again (`401`), counted against `client` (see ``CredentialThrottle``).
+    /// form again (`401`), counted against `client`; for a client ``CredentialThrottle`` holds, `429`
+    /// whatever the token. Held here, not only in ``CredentialThrottleMiddleware``: this is the one
+    /// place every spelling of the path the router sends here (`/login/`, `//login`) comes through.
     func login(_ request: Request, client: String) async throws -> Response {
         var request = request
         let buffer = try await request.collectBody(upTo: 16 * 1024)
         let form = FormBody.parse(String(buffer: buffer))
         let next = Self.safeNext(form["next"])
         guard let token = configuration.token else { return Response.redirect(to: next, type: .found) }
+        if let seconds = credentialThrottle.heldSeconds(client) { return CredentialThrottle.heldResponse(seconds: seconds) }
         guard let given = form["token"], TokenCheck.equal(given, token) else {
             credentialThrottle.recordFailure(client)
             var response = Self.html(Pages.login(failed: true, next: next))
