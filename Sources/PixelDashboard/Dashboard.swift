@@ -121,6 +121,7 @@ public struct Dashboard: Sendable {
         if configuration.token == nil {
             router.add(middleware: HostCheckMiddleware(check: HostCheck(allowedHosts: configuration.allowedHosts)))
         }
+        router.add(middleware: SameOriginPostMiddleware())
         if configuration.token != nil {
             router.add(middleware: CredentialThrottleMiddleware(throttle: credentialThrottle, auth: auth))
         }

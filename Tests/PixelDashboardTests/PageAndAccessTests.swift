@@ -168,6 +168,43 @@ struct PageAndAccessTests {
         }
     }
 
+    /// A `POST` another site's page sends (its `Origin` is not the request's `Host`, or
+    /// `Sec-Fetch-Site` is not `same-origin`/`none`) is refused with `403` before it counts: eleven
+    /// such wrong-token posts to `/login` leave the client free to log in. The same headers from the
+    /// dashboard's own page, or neither header (curl), are answered; `/logout` is guarded the same way.
+    @Test func crossSitePostsAreRefusedAndNotCounted() async throws {
+        let fixture = try DashboardFixture.shared()
+        let dashboard = try fixture.dashboard(token: DashboardFixture.token, publicSites: [DashboardFixture.site])
+        try await CurlServedDashboard.serving(dashboard) { server in
+            let wrong = "token=guess-guess&next=%2F"
+            let right = "token=\(DashboardFixture.token)&next=%2F"
+            let crossSite = [
+                ["Origin: http://evil.example"], ["Origin: http://127.0.0.1:\(server.port + 1)"], ["Origin: null"],
+                ["Sec-Fetch-Site: cross-site"], ["Sec-Fetch-Site: same-site"],
+                ["Origin: http://127.0.0.1:\(server.port)", "Sec-Fetch-Site: cross-site"],
+            ]
+            for index in 0...CredentialThrottle.maximumFailures {
+                let headers = crossSite[index % crossSite.count]
+                #expect(try server.request("/login", from: "192.0.2.1", headers, form: wrong).status == 403, "\(headers)")
+            }
+            for headers in crossSite {
+                #expect(try server.request("/login", from: "192.0.2.1", headers, form: right).status == 403, "\(headers)")
+                #expect(try server.request("/logout", from: "192.0.2.1", headers, form: "").status == 403, "\(headers)")
+            }
+            let sameOrigin = [
+                [], ["Origin: http://127.0.0.1:\(server.port)"], ["Sec-Fetch-Site: same-origin"], ["Sec-Fetch-Site: none"],
+                ["Origin: http://127.0.0.1:\(server.port)", "Sec-Fetch-Site: same-origin"],
+            ]
+            for headers in sameOrigin {
+                #expect(try server.request("/login", from: "192.0.2.1", headers, form: right).status == 302, "\(headers)")
+                let logout = try server.request("/logout", from: "192.0.2.1", headers, form: "")
+                #expect(logout.status == 302 && logout.headers.contains("max-age=0"), "\(headers): \(logout.headers)")
+            }
+            // A wrong token from the dashboard's own page still counts.
+            #expect(try server.request("/login", from: "192.0.2.1", ["Origin: http://127.0.0.1:\(server.port)"], form: wrong).status == 401)
+        }
+    }
+
     /// Without the token, a site that does not exist answers exactly as a private one does (`401`),
     /// on every endpoint that takes a site: the status cannot tell which private sites exist. With
     /// the token, an unknown site is a `404`.
