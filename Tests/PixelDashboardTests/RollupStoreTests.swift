@@ -115,6 +115,32 @@ import Testing
         // On a deadlock the two threads stay blocked for the rest of the run; the test fails instead of hanging.
         #expect(finished.wait(timeout: .now() + 30) == .success, "the feed deadlocked")
     }
+
+    /// Viewers without the token (`.minimal`) take at most ``LiveFeed/maximumAnonymous`` of the
+    /// feed's streams, from however many addresses: the rest stay for the token's holders.
+    @Test func anonymousViewersLeaveTheTokenHoldersTheirShare() async throws {
+        let feed = LiveFeed(
+            configuration: try RedisConfiguration(url: "redis://127.0.0.1:1/0"), keys: RollupKeys(), maximumSubscribers: 4,
+            maximumAnonymous: 3, logger: Logger(label: "test")
+        )
+        var streams: [AsyncStream<String>] = []
+        /// Why a subscription of `detail` from `client` was refused, or `nil` when it was not (its stream kept open).
+        func refusal(_ client: String, _ detail: LiveFeed.Detail) -> String? {
+            do throws(LiveFeed.Refusal) {
+                streams.append(try feed.subscribe(site: "example.com", client: client, detail: detail))
+                return nil
+            } catch {
+                return error.description
+            }
+        }
+        for index in 0..<3 { #expect(refusal("anyone-\(index)", .minimal) == nil) }
+        #expect(refusal("anyone-3", .minimal) == "too many live clients without the token")
+        #expect(refusal("owner", .full) == nil)
+        #expect(refusal("owner", .full) == "too many live clients")
+        #expect(feed.subscriberCount == 4)
+        await feed.stop()
+        for stream in streams { #expect(await elements(of: stream).isEmpty) }
+    }
 }
 
 @Suite struct RedisReaderTests {
