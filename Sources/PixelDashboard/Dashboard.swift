@@ -1,5 +1,6 @@
 public import Hummingbird
 public import Logging
+import NIOCore
 import PixelAnalytics
 import RespBridge
 import ServiceLifecycle
@@ -177,7 +178,9 @@ public struct Dashboard: Sendable {
             let visitors = try await self.recentVisitors(site)
             return Self.json("{\"site\":" + Escape.json(site) + ",\"visitors\":\(visitors)}")
         }
-        router.get("/api/live") { request, context in try self.liveStream(request, client: context.clientNetwork(of: request)) }
+        router.get("/api/live") { request, context in
+            try self.liveStream(request, client: context.clientNetwork(of: request), connection: context.connection)
+        }
         return router
     }
 
@@ -435,7 +438,9 @@ public struct Dashboard: Sendable {
     /// `/api/live`: the site's Server-Sent Events, whole (without visitor ids) for a caller with the
     /// token (or with none configured), else minimal (see ``LiveFeed/Detail``); `503` when the feed
     /// has no slot left, in all or for `client` (see ``DashboardRequestContext/client(of:)``).
-    func liveStream(_ request: Request, client: String) throws -> Response {
+    /// `connection` is the request's: it is closed a second after graceful shutdown begins, which ends a
+    /// stream whose client stopped reading.
+    func liveStream(_ request: Request, client: String, connection: any Channel) throws -> Response {
         let site = try visibleSite(request)
         guard let live else { throw HTTPError(.notFound, message: "the live feed is off") }
         let stream: AsyncStream<String>
@@ -467,12 +472,16 @@ public struct Dashboard: Sendable {
                 pump.cancel()
                 beat.cancel()
             }
-            try await writer.write(ByteBuffer(string: "retry: 2000\n: connected\n\n"))
             // At graceful shutdown the stream ends, so the server does not wait for the clients to leave.
+            // A client that stopped reading holds a write that waits for room in its connection, which
+            // never comes: its connection is closed a second later, which ends that write (a reading
+            // client's stream has ended by then).
             try await withGracefulShutdownHandler {
+                try await writer.write(ByteBuffer(string: "retry: 2000\n: connected\n\n"))
                 for await chunk in merged { try await writer.write(ByteBuffer(string: chunk)) }
             } onGracefulShutdown: {
                 sink.finish()
+                connection.eventLoop.scheduleTask(in: .seconds(1)) { connection.close(promise: nil) }
             }
             try await writer.finish(nil)
         }
