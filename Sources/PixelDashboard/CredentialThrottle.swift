@@ -80,12 +80,22 @@ final class CredentialThrottle: Sendable {
     private static func seconds(until end: Double, now: Double) -> Int {
         max(1, Int((end - now).rounded(.up)))
     }
+
+    /// The answer to a held client: `429` with `Retry-After: seconds`.
+    static func heldResponse(seconds: Int) -> Response {
+        var response = Dashboard.response(
+            "too many wrong tokens from this address; try again in \(seconds) s\n", type: "text/plain; charset=utf-8",
+            status: .tooManyRequests
+        )
+        response.headers[.retryAfter] = String(seconds)
+        return response
+    }
 }
 
 /// Applies ``CredentialThrottle`` to every request that carries a credential: held clients get `429`
-/// with `Retry-After`; a wrong Bearer token or cookie counts as a failure (the login form counts its
-/// own, in ``Dashboard/login(_:client:)``), and a wrong cookie is cleared, so that a browser holding
-/// one from an old token fails once, not on every request.
+/// with `Retry-After`; a wrong Bearer token or cookie counts as a failure, and a wrong cookie is
+/// cleared, so that a browser holding one from an old token fails once, not on every request. The
+/// login form is left to ``Dashboard/login(_:client:)``, which holds, counts and sets the cookie itself.
 struct CredentialThrottleMiddleware: RouterMiddleware {
     let throttle: CredentialThrottle
     let auth: TokenCheck
@@ -95,22 +105,15 @@ struct CredentialThrottleMiddleware: RouterMiddleware {
         _ request: Request, context: DashboardRequestContext,
         next: @concurrent (Request, DashboardRequestContext) async throws -> Response
     ) async throws -> Response {
-        let login = request.method == .post && request.uri.path == "/login"
+        // The route the router matched, not the path's text: it also routes `/login/` and `//login` there.
+        let login = request.method == .post && context.endpointPath == "/login"
         // Only a Bearer header is a credential here: a Basic one is for a proxy in front (auth_basic).
         let bearer = request.headers[.authorization].map { $0.prefix(7).lowercased() == "bearer " } ?? false
         let cookie = request.cookies[TokenCheck.cookieName] != nil
-        guard login || bearer || cookie else { return try await next(request, context) }
+        guard !login, bearer || cookie else { return try await next(request, context) }
         let client = context.client(of: request)
-        if let seconds = throttle.heldSeconds(client) {
-            var response = Dashboard.response(
-                "too many wrong tokens from this address; try again in \(seconds) s\n", type: "text/plain; charset=utf-8",
-                status: .tooManyRequests
-            )
-            response.headers[.retryAfter] = String(seconds)
-            return response
-        }
-        // The login form counts its own failure, and sets the cookie: an old one is not cleared after it.
-        guard !login, (bearer || cookie) && !auth.isAuthenticated(request) else { return try await next(request, context) }
+        if let seconds = throttle.heldSeconds(client) { return CredentialThrottle.heldResponse(seconds: seconds) }
+        guard !auth.isAuthenticated(request) else { return try await next(request, context) }
         throttle.recordFailure(client)
         var response: Response
         do {

@@ -1,5 +1,6 @@
 public import Hummingbird
 public import Logging
+import NIOCore
 import PixelAnalytics
 import RespBridge
 import ServiceLifecycle
@@ -121,6 +122,7 @@ public struct Dashboard: Sendable {
         if configuration.token == nil {
             router.add(middleware: HostCheckMiddleware(check: HostCheck(allowedHosts: configuration.allowedHosts)))
         }
+        router.add(middleware: SameOriginPostMiddleware())
         if configuration.token != nil {
             router.add(middleware: CredentialThrottleMiddleware(throttle: credentialThrottle, auth: auth))
         }
@@ -176,7 +178,9 @@ public struct Dashboard: Sendable {
             let visitors = try await self.recentVisitors(site)
             return Self.json("{\"site\":" + Escape.json(site) + ",\"visitors\":\(visitors)}")
         }
-        router.get("/api/live") { request, context in try self.liveStream(request, client: context.clientNetwork(of: request)) }
+        router.get("/api/live") { request, context in
+            try self.liveStream(request, client: context.clientNetwork(of: request), connection: context.connection)
+        }
         return router
     }
 
@@ -434,7 +438,9 @@ public struct Dashboard: Sendable {
     /// `/api/live`: the site's Server-Sent Events, whole (without visitor ids) for a caller with the
     /// token (or with none configured), else minimal (see ``LiveFeed/Detail``); `503` when the feed
     /// has no slot left, in all or for `client` (see ``DashboardRequestContext/client(of:)``).
-    func liveStream(_ request: Request, client: String) throws -> Response {
+    /// `connection` is the request's: it is closed a second after graceful shutdown begins, which ends a
+    /// stream whose client stopped reading.
+    func liveStream(_ request: Request, client: String, connection: any Channel) throws -> Response {
         let site = try visibleSite(request)
         guard let live else { throw HTTPError(.notFound, message: "the live feed is off") }
         let stream: AsyncStream<String>
@@ -466,12 +472,16 @@ public struct Dashboard: Sendable {
                 pump.cancel()
                 beat.cancel()
             }
-            try await writer.write(ByteBuffer(string: "retry: 2000\n: connected\n\n"))
             // At graceful shutdown the stream ends, so the server does not wait for the clients to leave.
+            // A client that stopped reading holds a write that waits for room in its connection, which
+            // never comes: its connection is closed a second later, which ends that write (a reading
+            // client's stream has ended by then).
             try await withGracefulShutdownHandler {
+                try await writer.write(ByteBuffer(string: "retry: 2000\n: connected\n\n"))
                 for await chunk in merged { try await writer.write(ByteBuffer(string: chunk)) }
             } onGracefulShutdown: {
                 sink.finish()
+                connection.eventLoop.scheduleTask(in: .seconds(1)) { connection.close(promise: nil) }
             }
             try await writer.finish(nil)
         }
@@ -490,13 +500,16 @@ public struct Dashboard: Sendable {
     }
 
     /// The login form's answer: the cookie and a redirect for the right token; for a wrong one, the
-    /// form again (`401`), counted against `client` (see ``CredentialThrottle``).
+    /// form again (`401`), counted against `client`; for a client ``CredentialThrottle`` holds, `429`
+    /// whatever the token. Held here, not only in ``CredentialThrottleMiddleware``: this is the one
+    /// place every spelling of the path the router sends here (`/login/`, `//login`) comes through.
     func login(_ request: Request, client: String) async throws -> Response {
         var request = request
         let buffer = try await request.collectBody(upTo: 16 * 1024)
         let form = FormBody.parse(String(buffer: buffer))
         let next = Self.safeNext(form["next"])
         guard let token = configuration.token else { return Response.redirect(to: next, type: .found) }
+        if let seconds = credentialThrottle.heldSeconds(client) { return CredentialThrottle.heldResponse(seconds: seconds) }
         guard let given = form["token"], TokenCheck.equal(given, token) else {
             credentialThrottle.recordFailure(client)
             var response = Self.html(Pages.login(failed: true, next: next))

@@ -9,10 +9,13 @@ public struct DashboardRequestContext: RequestContext {
     /// The peer's IP address (behind a reverse proxy: the proxy's, see ``client(of:)``), a unix
     /// socket peer's path, or `""` when there is none (an unnamed unix socket; Hummingbird's router tests).
     let clientAddress: String
+    /// The connection the request arrived on (the live feed closes a stuck one at shutdown).
+    let connection: any Channel
 
     /// Creates the context of a request that arrived on `source`'s connection.
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
+        connection = source.channel
         let peer = source.channel.remoteAddress
         clientAddress = peer?.ipAddress ?? peer?.pathname ?? ""
     }

@@ -36,11 +36,16 @@ public final class LiveFeed: @unchecked Sendable {
     public let maximumSubscribers: Int
     /// The most SSE streams at once from one client address, so that one client cannot take every slot.
     public let maximumPerClient: Int
+    /// The most SSE streams at once without the token (``Detail/minimal``: viewers of a public site),
+    /// so that the rest of ``maximumSubscribers`` stays for the token's holders.
+    public let maximumAnonymous: Int
 
     /// ``maximumSubscribers``' default.
     public static let defaultMaximumSubscribers = 256
     /// ``maximumPerClient``'s default.
     public static let defaultMaximumPerClient = 16
+    /// ``maximumAnonymous``' default: three quarters of ``defaultMaximumSubscribers``.
+    public static let defaultMaximumAnonymous = defaultMaximumSubscribers * 3 / 4
 
     /// How much of each hit a client gets.
     enum Detail: Sendable {
@@ -57,12 +62,15 @@ public final class LiveFeed: @unchecked Sendable {
     enum Refusal: Error, CustomStringConvertible {
         /// ``maximumSubscribers`` streams are open, or the feed is stopping.
         case full
+        /// ``maximumAnonymous`` streams without the token are open (and the stream asked for is one).
+        case anonymousFull
         /// ``maximumPerClient`` streams are open from the client's address.
         case clientFull(limit: Int)
 
         var description: String {
             switch self {
             case .full: "too many live clients"
+            case .anonymousFull: "too many live clients without the token"
             case .clientFull(let limit): "too many live streams from this client address (at most \(limit))"
             }
         }
@@ -74,11 +82,13 @@ public final class LiveFeed: @unchecked Sendable {
     ///   - keys: The key layout, whose ``RollupKeys/liveChannel(site:)`` the consumer publishes on.
     ///   - maximumSubscribers: SSE clients at most.
     ///   - maximumPerClient: SSE streams at most from one client address.
+    ///   - maximumAnonymous: SSE streams at most without the token (``Detail/minimal``).
     ///   - quietMilliseconds: How long a read of the subscription waits before it subscribes again.
     ///   - logger: For subscription failures.
     public init(
         configuration: RedisConfiguration, keys: RollupKeys, maximumSubscribers: Int = defaultMaximumSubscribers,
-        maximumPerClient: Int = defaultMaximumPerClient, quietMilliseconds: Int = 60_000, logger: Logger
+        maximumPerClient: Int = defaultMaximumPerClient, maximumAnonymous: Int = defaultMaximumAnonymous,
+        quietMilliseconds: Int = 60_000, logger: Logger
     ) {
         var configuration = configuration
         configuration.commandTimeoutMilliseconds = quietMilliseconds
@@ -87,6 +97,7 @@ public final class LiveFeed: @unchecked Sendable {
         channelPrefix = keys.liveChannel(site: "")
         self.maximumSubscribers = maximumSubscribers
         self.maximumPerClient = maximumPerClient
+        self.maximumAnonymous = maximumAnonymous
         self.logger = logger
     }
 
@@ -119,11 +130,14 @@ public final class LiveFeed: @unchecked Sendable {
 
     /// A stream of the hits published for `site`, each a JSON object with `detail`'s members, for a
     /// client at address `client`.
-    /// - Throws: ``Refusal`` when ``maximumSubscribers`` streams are open, or ``maximumPerClient`` from `client`.
+    /// - Throws: ``Refusal`` when ``maximumSubscribers`` streams are open, ``maximumAnonymous`` ones
+    ///   for a `.minimal` stream, or ``maximumPerClient`` from `client`.
     func subscribe(site: String, client: String, detail: Detail) throws(Refusal) -> AsyncStream<String> {
         let (stream, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(256))
         let id = try lock.withLock { () throws(Refusal) -> Int in
-            guard !stopping, subscribers.values.reduce(0, { $0 + $1.count }) < maximumSubscribers else { throw .full }
+            let open = subscribers.values.flatMap(\.values)
+            guard !stopping, open.count < maximumSubscribers else { throw .full }
+            guard detail == .full || open.count(where: { $0.detail == .minimal }) < maximumAnonymous else { throw .anonymousFull }
             guard streamsPerClient[client, default: 0] < maximumPerClient else { throw .clientFull(limit: maximumPerClient) }
             streamsPerClient[client, default: 0] += 1
             nextID += 1
@@ -146,20 +160,23 @@ public final class LiveFeed: @unchecked Sendable {
     /// for `site`, separated by `\n`; each becomes one event for the site's clients, as much of it
     /// as each client's ``Detail`` allows (a line that has no minimal form, unreadable, reaches only
     /// the `.full` clients).
+    ///
+    /// It yields outside the lock: a yield resumes the stream's reader, which takes that task's lock,
+    /// while a client that leaves has its reader cancelled under that task's lock and its
+    /// `onTermination` then takes the feed's (the other order: a deadlock). A stream that ends
+    /// meanwhile ignores what it is given.
     func deliver(site: String, payload: String) {
-        lock.withLock {
-            guard let clients = subscribers[site], !clients.isEmpty else { return }
-            // Each form only when some client gets it.
-            let anyFull = clients.values.contains { $0.detail == .full }
-            let anyMinimal = clients.values.contains { $0.detail == .minimal }
-            for line in payload.split(separator: "\n") {
-                let full = anyFull ? ArchiveRecord.withoutVisitorIDs(line) : ""
-                let minimal = anyMinimal ? ArchiveRecord.minimalLiveEvent(line) : nil
-                for (_, client) in clients {
-                    switch client.detail {
-                    case .full: client.continuation.yield(full)
-                    case .minimal: if let minimal { client.continuation.yield(minimal) }
-                    }
+        guard let clients = lock.withLock({ subscribers[site] }), !clients.isEmpty else { return }
+        // Each form only when some client gets it.
+        let anyFull = clients.values.contains { $0.detail == .full }
+        let anyMinimal = clients.values.contains { $0.detail == .minimal }
+        for line in payload.split(separator: "\n") {
+            let full = anyFull ? ArchiveRecord.withoutVisitorIDs(line) : ""
+            let minimal = anyMinimal ? ArchiveRecord.minimalLiveEvent(line) : nil
+            for (_, client) in clients {
+                switch client.detail {
+                case .full: client.continuation.yield(full)
+                case .minimal: if let minimal { client.continuation.yield(minimal) }
                 }
             }
         }

@@ -180,3 +180,31 @@ struct HostCheckMiddleware<Context: RequestContext>: RouterMiddleware {
         return try await next(request, context)
     }
 }
+
+/// Refuses with `403` a `POST` that another site's page sent (the login form and `/logout` are the
+/// only ones), before anything counts or acts on it: any page the owner visits could otherwise post
+/// wrong tokens to `/login` from the owner's address until ``CredentialThrottle`` holds it, or log
+/// the owner out. A browser says where a request comes from: refused are a `Sec-Fetch-Site` other than
+/// `same-origin` or `none`, and an `Origin` whose `host[:port]` is not the request's `Host`. A request
+/// with neither header (curl, an older browser) is answered.
+struct SameOriginPostMiddleware<Context: RequestContext>: RouterMiddleware {
+    @concurrent
+    func handle(
+        _ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        guard request.method != .post || Self.isSameOrigin(request) else {
+            return Dashboard.response("cross-site request refused\n", type: "text/plain; charset=utf-8", status: .forbidden)
+        }
+        return try await next(request, context)
+    }
+
+    /// Whether neither `Sec-Fetch-Site` nor `Origin` says `request` came from another origin.
+    static func isSameOrigin(_ request: Request) -> Bool {
+        if let site = request.headers[HTTPFields.Element.Name("Sec-Fetch-Site")!]?.lowercased(), site != "same-origin", site != "none" {
+            return false
+        }
+        guard let origin = request.headers[.origin] else { return true }
+        guard let host = request.head.authority, let scheme = origin.firstRange(of: "://") else { return false }  // `null`, no Host
+        return origin[scheme.upperBound...].lowercased() == host.lowercased()
+    }
+}

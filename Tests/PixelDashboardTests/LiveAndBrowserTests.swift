@@ -245,6 +245,66 @@ struct LiveFeedTests {
         #expect(again?.status == "200" && again?.body.contains(": connected") == true, "the ended stream's slot: \(again?.body ?? "")")
     }
 
+    /// A live client that stops reading does not hold `pixeld serve` at shutdown. It subscribes over a
+    /// raw socket with a small receive buffer and reads nothing after `: connected`; the feed then
+    /// publishes far more than the kernel's and the server's buffers hold, until the server's send
+    /// queue to the client is full (`tx_queue` in /proc/net/tcp stays put) and one more megabyte
+    /// leaves the stream's write waiting for room that never comes. SIGTERM must still end the server
+    /// within seconds (the systemd unit's TimeoutStopSec is 10 s; before, it waited forever).
+    @Test func aClientThatStopsReadingDoesNotHoldShutdown() throws {
+        let redis = try RedisServer.start()
+        let serve = try ServeProcess.start(redis: redis)
+        defer { serve.process.kill() }
+        #expect(try Poll.until(timeout: 10) { (try redis.command(["PUBSUB", "NUMPAT"]).integer ?? 0) >= 1 })
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var bufferSize: Int32 = 4096
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufferSize, socklen_t(MemoryLayout<Int32>.size))
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        try #require(connectToLoopback(fd, port: serve.port))
+        let request = "GET /api/live?site=example.com HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        try #require(send(fd, request, request.utf8.count, 0) == request.utf8.count)
+        var received: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 512)
+        while !String(decoding: received, as: UTF8.self).contains(": connected") {
+            let count = recv(fd, &chunk, chunk.count, 0)
+            try #require(count > 0, "the stream did not open: \(String(decoding: received, as: UTF8.self))")
+            received += chunk.prefix(count)
+        }
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        let ends = String(format: "0100007F:%04X 0100007F:%04X", serve.port, Int(UInt16(bigEndian: address.sin_port)))
+        /// The bytes the server's socket to this client holds unsent.
+        func unsent() throws -> Int {
+            let table = try ChildProcess.run("cat", ["/proc/net/tcp"], timeout: 10).stdout
+            let fields = table.split(separator: "\n").first { $0.contains(ends) }?.split(separator: " ") ?? []
+            return fields.count > 4 ? Int(fields[4].prefix { $0 != ":" }, radix: 16) ?? 0 : 0
+        }
+        // 1 MB a message (500 events of 2 kB).
+        let event = #"{"ts":1,"path":"/"# + String(repeating: "x", count: 2000) + #""}"#
+        let message = Array(repeating: event, count: 500).joined(separator: "\n")
+        func publish(megabytes: Int) throws {
+            for _ in 0..<megabytes { #expect(try redis.command(["PUBLISH", "pixeld:live:example.com", message]).integer == 1) }
+        }
+        try publish(megabytes: 16)
+        var last = -1
+        let full = try Poll.until(timeout: 20, interval: 0.3) {
+            let now = try unsent()
+            defer { last = now }
+            return now > 0 && now == last
+        }
+        try #require(full, "the server's send queue to the client did not fill up (\(last) bytes)")
+        try publish(megabytes: 1)
+        usleep(500_000)
+
+        let stopping = Date()
+        serve.process.terminate()
+        let status = serve.process.process.exitStatus(waitingUpTo: 8)
+        #expect(status == 0, "pixeld serve still ran \(Date().timeIntervalSince(stopping)) s after SIGTERM\n\(serve.process.stderrText.suffix(2000))")
+    }
+
     /// Requests the pixel through nginx as a browser would; returns when nginx has answered.
     @discardableResult
     static func fire(_ nginx: NginxServer, url: String) throws -> Date {

@@ -102,59 +102,107 @@ struct PageAndAccessTests {
     /// Wrong tokens are limited per client: after ten within a minute (login form, Bearer or cookie),
     /// every credential from that client — the right one too — gets `429` with `Retry-After` until the
     /// minute ends, while other clients and requests without a credential are answered as before. A
-    /// wrong cookie is cleared. Served on 127.0.0.1 and asked with curl, so the peer is local and
-    /// `X-Real-IP` names the client (not HummingbirdTesting's live client: it connects to `localhost`,
-    /// a name a fresh root without /etc/hosts resolves through DNS, and the test hung there).
+    /// wrong cookie is cleared. Served on 127.0.0.1 and asked with curl (see ``CurlServedDashboard``).
     @Test func wrongTokensAreThrottledPerClient() async throws {
         let fixture = try DashboardFixture.shared()
         let offset = Mutex(0.0)
         let dashboard = try fixture.dashboard(
             token: DashboardFixture.token, publicSites: [DashboardFixture.site], clock: { Double(time(nil)) + offset.withLock { $0 } }
         )
-        let port = try PortAllocator.freeTCPPort()
-        let app = Application(router: dashboard.router(), configuration: .init(address: .hostname("127.0.0.1", port: port)))
-        let server = Task { try await app.runService() }
-        defer { server.cancel() }
-        /// One request from `client` (as `X-Real-IP`): the status, and the response's header lines.
-        func request(
-            _ path: String, from client: String, _ headers: [String] = [], form: String? = nil
-        ) throws -> (status: Int, headers: String) {
-            var arguments = ["-s", "-o", "/dev/null", "-D", "-", "-w", "%{http_code}", "--max-time", "10", "-H", "X-Real-IP: \(client)"]
-            for header in headers { arguments += ["-H", header] }
-            if let form { arguments += ["--data", form] }
-            arguments.append("http://127.0.0.1:\(port)\(path)")
-            let output = try ChildProcess.run("curl", arguments, timeout: 15, checkStatus: false).stdout
-            return (Int(output.suffix(3)) ?? 0, output.lowercased())
+        try await CurlServedDashboard.serving(dashboard) { server in
+            let privateStats = "/api/stats?site=secret.example&\(fixture.rangeQuery)"
+            let right = "Authorization: Bearer \(DashboardFixture.token)"
+            for _ in 0..<4 {
+                #expect(try server.request("/login", from: "192.0.2.1", form: "token=guess-guess&next=%2F").status == 401)
+            }
+            for _ in 0..<3 {
+                #expect(try server.request(privateStats, from: "192.0.2.1", ["Authorization: Bearer guess-guess"]).status == 401)
+            }
+            for _ in 0..<3 {
+                let wrongCookie = try server.request(privateStats, from: "192.0.2.1", ["Cookie: \(TokenCheck.cookieName)=6775657373"])
+                #expect(wrongCookie.status == 401)
+                #expect(wrongCookie.headers.contains("max-age=0"), "\(wrongCookie.headers)")
+            }
+            let held = try server.request(privateStats, from: "192.0.2.1", [right])
+            #expect(held.status == 429)
+            let retryAfter = held.headers.split(separator: "\r\n").first { $0.hasPrefix("retry-after:") }
+                .flatMap { Int($0.dropFirst("retry-after:".count).trimmingCharacters(in: .whitespaces)) }
+            #expect((1...60).contains(retryAfter ?? 0), "\(held.headers)")
+            #expect(try server.request("/login", from: "192.0.2.1", form: "token=\(DashboardFixture.token)&next=%2F").status == 429)
+            #expect(try server.request(privateStats, from: "192.0.2.2", [right]).status == 200)
+            let publicStats = "/api/stats?site=example.com&\(fixture.rangeQuery)"
+            #expect(try server.request(publicStats, from: "192.0.2.1").status == 200)
+            // A proxy's Basic credentials in front (nginx auth_basic passes them on) are no guesses.
+            for _ in 0...CredentialThrottle.maximumFailures {
+                #expect(try server.request(publicStats, from: "192.0.2.3", ["Authorization: Basic dXNlcjpwYXNz"]).status == 200)
+            }
+            offset.withLock { $0 = 61 }
+            #expect(try server.request(privateStats, from: "192.0.2.1", [right]).status == 200)
         }
-        #expect(Poll.until(timeout: 10) { (try? request("/healthz", from: "192.0.2.9").status) == 200 }, "the server did not start")
-        let privateStats = "/api/stats?site=secret.example&\(fixture.rangeQuery)"
-        let right = "Authorization: Bearer \(DashboardFixture.token)"
-        for _ in 0..<4 {
-            #expect(try request("/login", from: "192.0.2.1", form: "token=guess-guess&next=%2F").status == 401)
+    }
+
+    /// The router sends `POST /login/`, `//login` and `/login//` to the login form too (it skips
+    /// empty path segments): a client held after ten wrong tokens gets `429` there as well, the right
+    /// token too, and no further guess is answered; and the throttle treats them as the login form
+    /// (an old cookie sent with it is not a wrong token).
+    @Test func aHeldClientIsHeldOnEverySpellingOfTheLoginPath() async throws {
+        let fixture = try DashboardFixture.shared()
+        let dashboard = try fixture.dashboard(token: DashboardFixture.token, publicSites: [DashboardFixture.site])
+        try await CurlServedDashboard.serving(dashboard) { server in
+            for _ in 0..<CredentialThrottle.maximumFailures {
+                #expect(try server.request("/login", from: "192.0.2.1", form: "token=guess-guess&next=%2F").status == 401)
+            }
+            for path in ["/login", "/login/", "//login", "/login//"] {
+                for token in [DashboardFixture.token, "guess-guess"] {
+                    let status = try server.request(path, from: "192.0.2.1", form: "token=\(token)&next=%2F").status
+                    #expect(status == 429, "\(path) \(token)")
+                }
+            }
+            // Another client logs in by any of them; a cookie left from an old token is replaced, not
+            // counted as a wrong token and cleared after the new one.
+            let login = try server.request(
+                "//login", from: "192.0.2.2", ["Cookie: \(TokenCheck.cookieName)=6775657373"], form: "token=\(DashboardFixture.token)&next=%2F"
+            )
+            #expect(login.status == 302)
+            #expect(login.headers.contains("set-cookie: \(TokenCheck.cookieName)=") && !login.headers.contains("max-age=0"), "\(login.headers)")
         }
-        for _ in 0..<3 {
-            #expect(try request(privateStats, from: "192.0.2.1", ["Authorization: Bearer guess-guess"]).status == 401)
+    }
+
+    /// A `POST` another site's page sends (its `Origin` is not the request's `Host`, or
+    /// `Sec-Fetch-Site` is not `same-origin`/`none`) is refused with `403` before it counts: eleven
+    /// such wrong-token posts to `/login` leave the client free to log in. The same headers from the
+    /// dashboard's own page, or neither header (curl), are answered; `/logout` is guarded the same way.
+    @Test func crossSitePostsAreRefusedAndNotCounted() async throws {
+        let fixture = try DashboardFixture.shared()
+        let dashboard = try fixture.dashboard(token: DashboardFixture.token, publicSites: [DashboardFixture.site])
+        try await CurlServedDashboard.serving(dashboard) { server in
+            let wrong = "token=guess-guess&next=%2F"
+            let right = "token=\(DashboardFixture.token)&next=%2F"
+            let crossSite = [
+                ["Origin: http://evil.example"], ["Origin: http://127.0.0.1:\(server.port + 1)"], ["Origin: null"],
+                ["Sec-Fetch-Site: cross-site"], ["Sec-Fetch-Site: same-site"],
+                ["Origin: http://127.0.0.1:\(server.port)", "Sec-Fetch-Site: cross-site"],
+            ]
+            for index in 0...CredentialThrottle.maximumFailures {
+                let headers = crossSite[index % crossSite.count]
+                #expect(try server.request("/login", from: "192.0.2.1", headers, form: wrong).status == 403, "\(headers)")
+            }
+            for headers in crossSite {
+                #expect(try server.request("/login", from: "192.0.2.1", headers, form: right).status == 403, "\(headers)")
+                #expect(try server.request("/logout", from: "192.0.2.1", headers, form: "").status == 403, "\(headers)")
+            }
+            let sameOrigin = [
+                [], ["Origin: http://127.0.0.1:\(server.port)"], ["Sec-Fetch-Site: same-origin"], ["Sec-Fetch-Site: none"],
+                ["Origin: http://127.0.0.1:\(server.port)", "Sec-Fetch-Site: same-origin"],
+            ]
+            for headers in sameOrigin {
+                #expect(try server.request("/login", from: "192.0.2.1", headers, form: right).status == 302, "\(headers)")
+                let logout = try server.request("/logout", from: "192.0.2.1", headers, form: "")
+                #expect(logout.status == 302 && logout.headers.contains("max-age=0"), "\(headers): \(logout.headers)")
+            }
+            // A wrong token from the dashboard's own page still counts.
+            #expect(try server.request("/login", from: "192.0.2.1", ["Origin: http://127.0.0.1:\(server.port)"], form: wrong).status == 401)
         }
-        for _ in 0..<3 {
-            let wrongCookie = try request(privateStats, from: "192.0.2.1", ["Cookie: \(TokenCheck.cookieName)=6775657373"])
-            #expect(wrongCookie.status == 401)
-            #expect(wrongCookie.headers.contains("max-age=0"), "\(wrongCookie.headers)")
-        }
-        let held = try request(privateStats, from: "192.0.2.1", [right])
-        #expect(held.status == 429)
-        let retryAfter = held.headers.split(separator: "\r\n").first { $0.hasPrefix("retry-after:") }
-            .flatMap { Int($0.dropFirst("retry-after:".count).trimmingCharacters(in: .whitespaces)) }
-        #expect((1...60).contains(retryAfter ?? 0), "\(held.headers)")
-        #expect(try request("/login", from: "192.0.2.1", form: "token=\(DashboardFixture.token)&next=%2F").status == 429)
-        #expect(try request(privateStats, from: "192.0.2.2", [right]).status == 200)
-        let publicStats = "/api/stats?site=example.com&\(fixture.rangeQuery)"
-        #expect(try request(publicStats, from: "192.0.2.1").status == 200)
-        // A proxy's Basic credentials in front (nginx auth_basic passes them on) are no guesses.
-        for _ in 0...CredentialThrottle.maximumFailures {
-            #expect(try request(publicStats, from: "192.0.2.3", ["Authorization: Basic dXNlcjpwYXNz"]).status == 200)
-        }
-        offset.withLock { $0 = 61 }
-        #expect(try request(privateStats, from: "192.0.2.1", [right]).status == 200)
     }
 
     /// Without the token, a site that does not exist answers exactly as a private one does (`401`),
@@ -275,5 +323,33 @@ struct PageAndAccessTests {
     ])
     func clientsCountPerIPv6Network(address: String, bucket: String) {
         #expect(DashboardRequestContext.network(of: address) == bucket)
+    }
+}
+
+/// A dashboard served on 127.0.0.1 and asked with curl, so that the peer is local and `X-Real-IP`
+/// names the client (not HummingbirdTesting's live client: it connects to `localhost`, a name a fresh
+/// root without /etc/hosts resolves through DNS, and the test hung there).
+struct CurlServedDashboard {
+    let port: Int
+
+    /// Serves `dashboard` while `body` runs.
+    static func serving(_ dashboard: Dashboard, _ body: (CurlServedDashboard) async throws -> Void) async throws {
+        let served = CurlServedDashboard(port: try PortAllocator.freeTCPPort())
+        let app = Application(router: dashboard.router(), configuration: .init(address: .hostname("127.0.0.1", port: served.port)))
+        let server = Task { try await app.runService() }
+        defer { server.cancel() }
+        #expect(Poll.until(timeout: 10) { (try? served.request("/healthz", from: "192.0.2.9").status) == 200 }, "the server did not start")
+        try await body(served)
+    }
+
+    /// One request from `client` (as `X-Real-IP`), a `POST` of `form` when given: the status, and the
+    /// response's header lines (lowercased).
+    func request(_ path: String, from client: String, _ headers: [String] = [], form: String? = nil) throws -> (status: Int, headers: String) {
+        var arguments = ["-s", "-o", "/dev/null", "-D", "-", "-w", "%{http_code}", "--max-time", "10", "-H", "X-Real-IP: \(client)"]
+        for header in headers { arguments += ["-H", header] }
+        if let form { arguments += ["--data", form] }
+        arguments.append("http://127.0.0.1:\(port)\(path)")
+        let output = try ChildProcess.run("curl", arguments, timeout: 15, checkStatus: false).stdout
+        return (Int(output.suffix(3)) ?? 0, output.lowercased())
     }
 }

@@ -81,6 +81,66 @@ import Testing
         #expect(feed.subscriberCount == 0)
         for stream in streams { #expect(await elements(of: stream).isEmpty) }
     }
+
+    /// A client that leaves (its stream's reader cancelled, as when its connection ends) while a
+    /// message is delivered to it does not deadlock the feed: cancelling takes the reading task's
+    /// lock and then, in the stream's termination, the feed's; a delivery that resumed that reader
+    /// while holding the feed's lock took them the other way round. Two plain threads, one
+    /// delivering and one subscribing and cancelling readers, must both finish.
+    @Test func aClientLeavingDuringADeliveryDoesNotDeadlock() throws {
+        let feed = LiveFeed(
+            configuration: try RedisConfiguration(url: "redis://127.0.0.1:1/0"), keys: RollupKeys(), logger: Logger(label: "test")
+        )
+        let payload = Array(repeating: #"{"ts":1,"path":"/"}"#, count: 50).joined(separator: "\n")
+        let delivering = Atomic<Bool>(true)
+        let finished = DispatchGroup()
+        finished.enter()
+        Thread {
+            while delivering.load(ordering: .relaxed) { feed.deliver(site: "example.com", payload: payload) }
+            finished.leave()
+        }.start()
+        finished.enter()
+        Thread {
+            for _ in 0..<2_000 {
+                usleep(100)
+                // Refused past the per-client limit, until the readers cancelled before have ended.
+                guard let stream = try? feed.subscribe(site: "example.com", client: "test", detail: .full) else { continue }
+                let reader = Task { for await _ in stream {} }
+                usleep(100)
+                reader.cancel()
+            }
+            delivering.store(false, ordering: .relaxed)
+            finished.leave()
+        }.start()
+        // On a deadlock the two threads stay blocked for the rest of the run; the test fails instead of hanging.
+        #expect(finished.wait(timeout: .now() + 30) == .success, "the feed deadlocked")
+    }
+
+    /// Viewers without the token (`.minimal`) take at most ``LiveFeed/maximumAnonymous`` of the
+    /// feed's streams, from however many addresses: the rest stay for the token's holders.
+    @Test func anonymousViewersLeaveTheTokenHoldersTheirShare() async throws {
+        let feed = LiveFeed(
+            configuration: try RedisConfiguration(url: "redis://127.0.0.1:1/0"), keys: RollupKeys(), maximumSubscribers: 4,
+            maximumAnonymous: 3, logger: Logger(label: "test")
+        )
+        var streams: [AsyncStream<String>] = []
+        /// Why a subscription of `detail` from `client` was refused, or `nil` when it was not (its stream kept open).
+        func refusal(_ client: String, _ detail: LiveFeed.Detail) -> String? {
+            do throws(LiveFeed.Refusal) {
+                streams.append(try feed.subscribe(site: "example.com", client: client, detail: detail))
+                return nil
+            } catch {
+                return error.description
+            }
+        }
+        for index in 0..<3 { #expect(refusal("anyone-\(index)", .minimal) == nil) }
+        #expect(refusal("anyone-3", .minimal) == "too many live clients without the token")
+        #expect(refusal("owner", .full) == nil)
+        #expect(refusal("owner", .full) == "too many live clients")
+        #expect(feed.subscriberCount == 4)
+        await feed.stop()
+        for stream in streams { #expect(await elements(of: stream).isEmpty) }
+    }
 }
 
 @Suite struct RedisReaderTests {
