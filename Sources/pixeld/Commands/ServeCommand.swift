@@ -9,6 +9,7 @@ import Prometheus
 import RespBridge
 import ServiceLifecycle
 import SyslogIngest
+import UnixSignals
 
 #if canImport(Glibc)
 import Glibc
@@ -150,8 +151,12 @@ struct ServeCommand: AsyncParsableCommand {
             },
             logger: logger
         )
+        // A shutdown that does not end within 8 s (a stuck request) is cut short by cancelling the
+        // services, before systemd's SIGKILL (TimeoutStopSec=10 in deploy/pixeld-serve.service).
+        var group = ServiceGroupConfiguration(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        group.maximumGracefulShutdownDuration = .seconds(8)
         do {
-            try await app.runService()
+            try await ServiceGroup(configuration: group).run()
         } catch {
             throw CommandFailure("serve (\(address)): \(Self.reason(error))")
         }
