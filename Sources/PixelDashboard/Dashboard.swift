@@ -152,15 +152,16 @@ public struct Dashboard: Sendable {
         router.get("/api/sites") { request, _ in try await self.apiSites(request) }
         router.get("/api/stats") { request, _ in
             let range = try self.range(request)
-            let report = try await self.report(range)
-            return Self.json(report.json(limit: try RangeInput.limit(request, default: 100)))
+            let limit = try RangeInput.limit(request, default: 100)  // (a bad one costs no read)
+            return Self.json(try await self.report(range).json(limit: limit))
         }
         router.get("/api/timeseries") { request, _ in try await self.apiTimeseries(request) }
         router.get("/api/breakdown") { request, _ in try await self.apiBreakdown(request) }
         router.get("/api/counts") { request, _ in
             let range = try self.range(request, filters: false)
-            let report = try await self.report(range.site, range.from, range.to)
-            let pages = report.top(.pages, limit: try RangeInput.limit(request, default: 1000, maximum: 100_000))
+            let limit = try RangeInput.limit(request, default: 1000, maximum: 100_000)
+            let report = try await self.report(range.site, range.from, range.to, breakdowns: [.pages])
+            let pages = report.top(.pages, limit: limit)
             return Self.json("{" + pages.map { Escape.json($0.name) + ":" + String($0.count) }.joined(separator: ",") + "}")
         }
         router.get("/api/count") { request, _ in
@@ -169,8 +170,12 @@ public struct Dashboard: Sendable {
                 throw HTTPError(.badRequest, message: "path: missing (e.g. &path=/blog/)")
             }
             guard path.utf8.count <= 2048 else { throw HTTPError(.badRequest, message: "path: longer than 2048 bytes") }
-            let report = try await self.report(range.site, range.from, range.to)
-            let count = report.breakdowns[.pages]?[path] ?? 0
+            let count: Int
+            do throws(RespError) {
+                count = try await store.pageviews(of: path, site: range.site, from: range.from, to: range.to)
+            } catch {
+                throw Self.unavailable(error)
+            }
             return Self.json("{\"path\":" + Escape.json(path) + ",\"count\":\(count)}")
         }
         router.get("/api/realtime") { request, _ in
@@ -210,9 +215,9 @@ public struct Dashboard: Sendable {
         try RangeInput.siteParameter(FormQuery(request)["site"], sites: access, authenticated: auth.isAuthenticated(request))
     }
 
-    func report(_ site: String, _ from: Day, _ to: Day) async throws -> Report {
+    func report(_ site: String, _ from: Day, _ to: Day, breakdowns: [Breakdown] = Breakdown.allCases) async throws -> Report {
         do {
-            return try await store.report(site: site, from: from, to: to)
+            return try await store.report(site: site, from: from, to: to, breakdowns: breakdowns)
         } catch {
             throw Self.unavailable(error)
         }
@@ -277,8 +282,10 @@ public struct Dashboard: Sendable {
 
     struct SiteSummary {
         var site: String
-        var today: Report
+        /// The last 30 days, today last.
         var trend: [SeriesPoint]
+        var todaysVisitors: Int { trend.last?.visitors ?? 0 }
+        var todaysPageviews: Int { trend.last?.pageviews ?? 0 }
     }
 
     func summaries(_ request: Request) async throws -> [SiteSummary] {
@@ -287,9 +294,10 @@ public struct Dashboard: Sendable {
         var result: [SiteSummary] = []
         for site in try await sites() where access.isVisible(site, authenticated: authenticated) {
             do {
-                let report = try await store.report(site: site, from: day, to: day)
+                // Today's figures are the trend's last point (its totals and its HyperLogLog), not a
+                // report, which would read every breakdown of the day as well.
                 let trend = try await store.daily(site: site, from: Day(number: day.number - 29), to: day)
-                result.append(SiteSummary(site: site, today: report, trend: trend))
+                result.append(SiteSummary(site: site, trend: trend))
             } catch {
                 throw Self.unavailable(error)
             }
@@ -299,7 +307,7 @@ public struct Dashboard: Sendable {
 
     func siteListPage(_ request: Request) async throws -> Response {
         let rows = try await summaries(request).map {
-            Pages.SiteRow(site: $0.site, visitors: $0.today.visitors, pageviews: $0.today.pageviews, trend: $0.trend.map(\.pageviews))
+            Pages.SiteRow(site: $0.site, visitors: $0.todaysVisitors, pageviews: $0.todaysPageviews, trend: $0.trend.map(\.pageviews))
         }
         return Self.html(
             Pages.siteList(rows, today: today, loggedIn: auth.isAuthenticated(request), tokenRequired: access.tokenRequired)
@@ -308,8 +316,8 @@ public struct Dashboard: Sendable {
 
     func apiSites(_ request: Request) async throws -> Response {
         let items = try await summaries(request).map { summary in
-            "{\"site\":" + Escape.json(summary.site) + ",\"today\":{\"visitors\":\(summary.today.visitors),\"pageviews\":"
-                + "\(summary.today.pageviews)},\"trend\":[" + summary.trend.map { String($0.pageviews) }.joined(separator: ",")
+            "{\"site\":" + Escape.json(summary.site) + ",\"today\":{\"visitors\":\(summary.todaysVisitors),\"pageviews\":"
+                + "\(summary.todaysPageviews)},\"trend\":[" + summary.trend.map { String($0.pageviews) }.joined(separator: ",")
                 + "]}"
         }
         return Self.json("{\"v\":1,\"day\":\"\(today)\",\"sites\":[" + items.joined(separator: ",") + "]}")

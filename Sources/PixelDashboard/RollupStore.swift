@@ -15,9 +15,10 @@ public struct RollupStore: Sendable {
         self.keys = keys
     }
 
-    /// The report of `site` from `from` to `to` (inclusive) — the object `pixeld report --json` prints.
-    public func report(site: String, from: Day, to: Day) async throws(RespError) -> Report {
-        let query = ReportQuery(site: site, from: from, to: to, keys: keys)
+    /// The report of `site` from `from` to `to` (inclusive) — the object `pixeld report --json` prints,
+    /// with only `breakdowns` read (the others empty).
+    public func report(site: String, from: Day, to: Day, breakdowns: [Breakdown] = Breakdown.allCases) async throws(RespError) -> Report {
+        let query = ReportQuery(site: site, from: from, to: to, keys: keys, breakdowns: breakdowns)
         var commands: [[[UInt8]]] = query.hashKeys.map { [Array("HGETALL".utf8), Array($0.utf8)] }
         commands.append([Array("PFCOUNT".utf8)] + query.uniqueKeys.map { Array($0.utf8) })
         let replies = try await reader.pipeline(commands)
@@ -49,6 +50,17 @@ public struct RollupStore: Sendable {
             )
         }
         return points
+    }
+
+    /// The pageviews of `path` on `site` from `from` to `to`: one `HGET` of the pages breakdown a day.
+    public func pageviews(of path: String, site: String, from: Day, to: Day) async throws(RespError) -> Int {
+        let days = ReportQuery(site: site, from: from, to: to, keys: keys).days
+        let replies = try await reader.pipeline(
+            days.map { [Array("HGET".utf8), Array(keys.breakdown(.pages, site: site, day: $0).utf8), Array(path.utf8)] }
+        )
+        var total = 0
+        for reply in replies { total += Int(try reply.unwrap("HGET").string ?? "0") ?? 0 }
+        return total
     }
 
     /// One point per UTC hour of `day` (pageviews only: the rollups count hours by pageviews).

@@ -62,6 +62,13 @@ struct APITests {
             let sites = try await client.execute(uri: "/api/sites", method: .get)
             #expect(sites.status == .ok)
             #expect((sites.json["sites"] as? [[String: Any]])?.compactMap { $0["site"] as? String } == ["example.com", "secret.example"])
+            // Today's figures of the list (the trend's last day) are the day's report's.
+            let listed = (sites.json["sites"] as? [[String: Any]])?.first { $0["site"] as? String == "example.com" }?["today"] as? [String: Any]
+            let day = sites.json["day"] as? String ?? "?"
+            let stats = try await client.execute(uri: "/api/stats?site=example.com&from=\(day)&to=\(day)", method: .get)
+            #expect(stats.status == .ok)
+            #expect(listed?["pageviews"] as? Int == stats.json["pageviews"] as? Int, "\(listed ?? [:]) \(stats.text.prefix(200))")
+            #expect(listed?["visitors"] as? Int == stats.json["visitors"] as? Int, "\(listed ?? [:]) \(stats.text.prefix(200))")
         }
     }
 

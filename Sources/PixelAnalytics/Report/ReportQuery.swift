@@ -13,13 +13,17 @@ public struct ReportQuery: Sendable {
     public let to: Day
     /// The key layout.
     public let keys: RollupKeys
+    /// The breakdowns read (the report's others are empty): all of them by default; a caller that
+    /// needs one (the dashboard's page counts) reads a fifteenth of the hashes.
+    public let breakdowns: [Breakdown]
 
     /// Creates a query; `from` after `to` gives an empty range.
-    public init(site: String, from: Day, to: Day, keys: RollupKeys = RollupKeys()) {
+    public init(site: String, from: Day, to: Day, keys: RollupKeys = RollupKeys(), breakdowns: [Breakdown] = Breakdown.allCases) {
         self.site = site
         self.from = from
         self.to = to
         self.keys = keys
+        self.breakdowns = breakdowns
     }
 
     /// The days of the range, oldest first (at most 3,700).
@@ -28,7 +32,7 @@ public struct ReportQuery: Sendable {
         return (from.number...min(to.number, from.number + 3_699)).map(Day.init(number:))
     }
 
-    private var hashKinds: [String] { ["totals", "drops"] + Breakdown.allCases.map { "bd:" + $0.rawValue } }
+    private var hashKinds: [String] { ["totals", "drops"] + breakdowns.map { "bd:" + $0.rawValue } }
 
     /// The hashes to read with `HGETALL`, day by day.
     public var hashKeys: [String] {
