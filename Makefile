@@ -62,7 +62,10 @@ test: deps
 	$(SWIFT) build --build-tests
 	@# stdbuf: the test log is written line by line, so that its last "started" line without a result
 	@# names the test that blocked (piped, the runner's output is otherwise buffered by the block).
-	@status=0; timeout --kill-after=30 $(TEST_TIMEOUT_MINUTES)m stdbuf -oL -eL $(SWIFT) test --skip-build $(SWIFT_TEST_FLAGS) || status=$$?; \
+	@# SIGINT, as a Ctrl-C would: swift test then stops the test process it started (in a process group
+	@# of its own), whose servers follow it (their parent-death signal); SIGKILL 60 s later if not.
+	@# --foreground: timeout stays in the terminal's process group, so a Ctrl-C reaches the run too.
+	@status=0; timeout --foreground --signal=INT --kill-after=60 $(TEST_TIMEOUT_MINUTES)m stdbuf -oL -eL $(SWIFT) test --skip-build $(SWIFT_TEST_FLAGS) || status=$$?; \
 	if [ $$status -eq 124 ] || [ $$status -eq 137 ]; then \
 	    echo "make test: stopped after $(TEST_TIMEOUT_MINUTES) minutes (TEST_TIMEOUT_MINUTES): the last test started above did not end" >&2; \
 	fi; \

@@ -170,12 +170,10 @@ public struct Dashboard: Sendable {
                 throw HTTPError(.badRequest, message: "path: missing (e.g. &path=/blog/)")
             }
             guard path.utf8.count <= 2048 else { throw HTTPError(.badRequest, message: "path: longer than 2048 bytes") }
-            let count: Int
-            do throws(RespError) {
-                count = try await store.pageviews(of: path, site: range.site, from: range.from, to: range.to)
-            } catch {
-                throw Self.unavailable(error)
-            }
+            // The pages breakdown alone, summed as /api/counts sums it (canonically equivalent paths
+            // together), not an HGET of the path's exact bytes.
+            let report = try await self.report(range.site, range.from, range.to, breakdowns: [.pages])
+            let count = report.breakdowns[.pages]?[path] ?? 0
             return Self.json("{\"path\":" + Escape.json(path) + ",\"count\":\(count)}")
         }
         router.get("/api/realtime") { request, _ in

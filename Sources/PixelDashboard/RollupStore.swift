@@ -52,17 +52,6 @@ public struct RollupStore: Sendable {
         return points
     }
 
-    /// The pageviews of `path` on `site` from `from` to `to`: one `HGET` of the pages breakdown a day.
-    public func pageviews(of path: String, site: String, from: Day, to: Day) async throws(RespError) -> Int {
-        let days = ReportQuery(site: site, from: from, to: to, keys: keys).days
-        let replies = try await reader.pipeline(
-            days.map { [Array("HGET".utf8), Array(keys.breakdown(.pages, site: site, day: $0).utf8), Array(path.utf8)] }
-        )
-        var total = 0
-        for reply in replies { total += Int(try reply.unwrap("HGET").string ?? "0") ?? 0 }
-        return total
-    }
-
     /// One point per UTC hour of `day` (pageviews only: the rollups count hours by pageviews).
     public func hourly(site: String, day: Day) async throws(RespError) -> [SeriesPoint] {
         let replies = try await reader.pipeline([

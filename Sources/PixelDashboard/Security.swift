@@ -28,7 +28,9 @@ struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
         }
         response.headers[.contentSecurityPolicy] = Self.policy
         response.headers[HTTPFields.Element.Name("X-Content-Type-Options")!] = "nosniff"
-        response.headers[HTTPFields.Element.Name("Referrer-Policy")!] = "no-referrer"
+        // No Referer to other sites; to this one, so that its own form posts carry their Origin (with
+        // `no-referrer` a browser sends `Origin: null` even for a same-origin POST).
+        response.headers[HTTPFields.Element.Name("Referrer-Policy")!] = "same-origin"
         response.headers[HTTPFields.Element.Name("X-Frame-Options")!] = "DENY"
         response.headers[HTTPFields.Element.Name("Cross-Origin-Opener-Policy")!] = "same-origin"
         if response.headers[.cacheControl] == nil { response.headers[.cacheControl] = "no-store" }
@@ -184,9 +186,10 @@ struct HostCheckMiddleware<Context: RequestContext>: RouterMiddleware {
 /// Refuses with `403` a `POST` that another site's page sent (the login form and `/logout` are the
 /// only ones), before anything counts or acts on it: any page the owner visits could otherwise post
 /// wrong tokens to `/login` from the owner's address until ``CredentialThrottle`` holds it, or log
-/// the owner out. A browser says where a request comes from: refused are a `Sec-Fetch-Site` other than
-/// `same-origin` or `none`, and an `Origin` whose `host[:port]` is not the request's `Host`. A request
-/// with neither header (curl, an older browser) is answered.
+/// the owner out. A browser says where a request comes from: `Sec-Fetch-Site`, where it sends one,
+/// decides (`same-origin` and `none` are answered; the `Origin` beside it may be `null`, as under a
+/// `no-referrer` policy); else an `Origin` whose `host[:port]` is not the request's `Host`, or `null`,
+/// is refused. A request with neither header (curl, an older browser) is answered.
 struct SameOriginPostMiddleware<Context: RequestContext>: RouterMiddleware {
     @concurrent
     func handle(
@@ -198,10 +201,10 @@ struct SameOriginPostMiddleware<Context: RequestContext>: RouterMiddleware {
         return try await next(request, context)
     }
 
-    /// Whether neither `Sec-Fetch-Site` nor `Origin` says `request` came from another origin.
+    /// Whether `Sec-Fetch-Site`, or without it `Origin`, does not say `request` came from another origin.
     static func isSameOrigin(_ request: Request) -> Bool {
-        if let site = request.headers[HTTPFields.Element.Name("Sec-Fetch-Site")!]?.lowercased(), site != "same-origin", site != "none" {
-            return false
+        if let site = request.headers[HTTPFields.Element.Name("Sec-Fetch-Site")!]?.lowercased() {
+            return site == "same-origin" || site == "none"
         }
         guard let origin = request.headers[.origin] else { return true }
         guard let host = request.head.authority, let scheme = origin.firstRange(of: "://") else { return false }  // `null`, no Host

@@ -501,12 +501,16 @@ public final class LPushWriter: @unchecked Sendable {
             KeyGroup.group(record.batch, into: &groups)
             do {
                 try ensureConnected()
+                // Through the script, never a transaction: a key that refused a transaction's push would
+                // leave a follow-up that, should it fail and the run end, no replay could tell from an
+                // applied record (the marker says applied, and no outcome is saved).
                 let result = try committer.commit(
                     record.batch,
                     groups: groups,
                     marker: BatchCommitter.markerKey(instanceID: record.instanceID),
                     sequence: record.sequence,
-                    on: connection
+                    on: connection,
+                    allowingTransaction: false
                 )
                 let inherited = min(inheritedSpoolMessages, record.batch.count)
                 inheritedSpoolMessages -= inherited

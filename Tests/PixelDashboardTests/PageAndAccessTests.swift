@@ -194,6 +194,8 @@ struct PageAndAccessTests {
             let sameOrigin = [
                 [], ["Origin: http://127.0.0.1:\(server.port)"], ["Sec-Fetch-Site: same-origin"], ["Sec-Fetch-Site: none"],
                 ["Origin: http://127.0.0.1:\(server.port)", "Sec-Fetch-Site: same-origin"],
+                // What Chrome and Firefox send for the login form of a page with `Referrer-Policy: no-referrer`.
+                ["Origin: null", "Sec-Fetch-Site: same-origin"],
             ]
             for headers in sameOrigin {
                 #expect(try server.request("/login", from: "192.0.2.1", headers, form: right).status == 302, "\(headers)")

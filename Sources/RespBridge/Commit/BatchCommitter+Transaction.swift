@@ -9,7 +9,8 @@
 ///
 /// - **A fresh batch of this writer instance**: a sequence greater than any this committer has sent
 ///   under its own marker. Only this process writes that marker, so such a batch cannot have been
-///   applied. Spool records of earlier runs, and every retry, take the script, which checks the marker.
+///   applied. Spool records (of this run too: see the writer's replay), and every retry, take the
+///   script, which checks the marker.
 /// - **Keys last seen to accept a push** (lists, or absent): a key never seen, or whose last push
 ///   failed, takes the script, whose `redis.pcall` dead-letters it within the same commit.
 /// - **No `hold` limit**: the script checks every list's length before writing. With `drop-oldest` the

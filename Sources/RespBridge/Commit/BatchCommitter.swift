@@ -186,8 +186,9 @@ struct BatchCommitter {
     /// Sends the commit of `groups` (keys and entry indices into `batch`) as batch number `sequence` of
     /// the writer instance whose marker key is `marker`, and reads its reply.
     ///
-    /// A new batch of this writer whose keys all took their last push goes as a transaction; anything
-    /// else, and every retry, through the script. A retry of a transaction whose reply was lost, or
+    /// A new batch of this writer whose keys all took their last push goes as a transaction (unless
+    /// `allowingTransaction` is `false`: a spool replay); anything else, and every retry, through the
+    /// script. A retry of a transaction whose reply was lost, or
     /// whose follow-up is outstanding, is finished as described in `BatchCommitter+Transaction.swift`.
     /// - Throws: ``RespError``: a connection failure (the batch may or may not have been applied: send
     ///   it again with the same sequence), or a server error for the whole commit (`OOM`, `BUSY`,
@@ -197,7 +198,8 @@ struct BatchCommitter {
         groups: [KeyGroup],
         marker: [UInt8],
         sequence: UInt64,
-        on connection: RedisConnection
+        on connection: RedisConnection,
+        allowingTransaction: Bool = true
     ) throws(RespError) -> Result {
         if let unresolved = unresolvedTransaction {
             if unresolved.marker == marker && unresolved.sequence == sequence {
@@ -214,7 +216,7 @@ struct BatchCommitter {
             }
             pendingFollowUp = nil
         }
-        if canUseTransaction(batch, groups: groups, marker: marker, sequence: sequence) {
+        if allowingTransaction && canUseTransaction(batch, groups: groups, marker: marker, sequence: sequence) {
             return try commitTransaction(batch, groups: groups, marker: marker, sequence: sequence, on: connection)
         }
         let result = try commitScript(batch, groups: groups, marker: marker, sequence: sequence, on: connection)

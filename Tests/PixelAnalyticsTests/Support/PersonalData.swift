@@ -26,6 +26,7 @@ enum PersonalData {
             case "set": read = ["SMEMBERS", key]
             case "zset": read = ["ZRANGE", key, "0", "-1"]
             case "stream": read = ["XRANGE", key, "-", "+"]
+            case "none": continue  // expired since KEYS listed it
             case let type:
                 Issue.record("key \(key) of type \(type ?? "?") is not searched")
                 continue

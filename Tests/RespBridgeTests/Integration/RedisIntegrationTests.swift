@@ -1398,6 +1398,39 @@ struct SpoolIntegrationTests {
         return logger
     }()
 
+    /// Records this run spooled (during an outage) are replayed through the script, never as a
+    /// transaction: a follow-up left by a transaction's refused key could not be told from an applied
+    /// record if the run ended before it went through.
+    @Test func recordsThisRunSpooledAreReplayedThroughTheScript() async throws {
+        let server = try RedisServer.start()
+        let directory = NSTemporaryDirectory() + "pixeld-spool-it-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let queue = PushQueue(capacityBytes: 4096)
+        let writer = LPushWriter(
+            queue: queue, redis: try RedisConfiguration(url: server.url),
+            spool: try Spool(directory: directory, maxBytes: 64 << 20, sync: .never), logger: logger
+        )
+        writer.start()
+        func send(_ range: Range<Int>) {
+            for index in range {
+                var batch = PushBatch()
+                batch.append(key: Array("pixel".utf8), value: Array("seq=\(index)".utf8), acceptedAt: MonotonicClock.nanoseconds())
+                #expect(queue.enqueue(batch))
+            }
+        }
+        send(0..<100)
+        #expect(try Poll.until(timeout: 5) { try server.llen("pixel") == 100 })
+        #expect(try server.calls(of: "exec") >= 1, "the key known, live batches go as transactions")
+        server.stop()
+        send(100..<2000)  // far more than the 4 KiB queue: spooled
+        #expect(Poll.until(timeout: 10) { writer.statistics.spooled > 0 })
+        try server.restart()  // no persistence, and its command counts start again
+        #expect(try Poll.until(timeout: 10) { try server.llen("pixel") == 1900 })
+        await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
+        #expect(try server.calls(of: "exec") == 0, "a spool record was replayed as a transaction")
+        #expect(try server.lrange("pixel").reversed() == (100..<2000).map { "seq=\($0)" })
+    }
+
     @Test func anOutageSpillsToTheSpoolWhichReplaysInOrderAfterARestart() async throws {
         let server = try RedisServer.start()
         let directory = NSTemporaryDirectory() + "pixeld-spool-it-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
