@@ -1398,6 +1398,15 @@ struct SpoolIntegrationTests {
         return logger
     }()
 
+    /// `pixel` values `seq=<i>` for `range`, one batch each, into `queue` (waiting for room).
+    private static func send(_ range: Range<Int>, to queue: PushQueue) {
+        for index in range {
+            var batch = PushBatch()
+            batch.append(key: Array("pixel".utf8), value: Array("seq=\(index)".utf8), acceptedAt: MonotonicClock.nanoseconds())
+            #expect(queue.enqueue(batch))
+        }
+    }
+
     /// Records this run spooled (during an outage) are replayed through the script, never as a
     /// transaction: a follow-up left by a transaction's refused key could not be told from an applied
     /// record if the run ended before it went through.
@@ -1411,13 +1420,7 @@ struct SpoolIntegrationTests {
             spool: try Spool(directory: directory, maxBytes: 64 << 20, sync: .never), logger: logger
         )
         writer.start()
-        func send(_ range: Range<Int>) {
-            for index in range {
-                var batch = PushBatch()
-                batch.append(key: Array("pixel".utf8), value: Array("seq=\(index)".utf8), acceptedAt: MonotonicClock.nanoseconds())
-                #expect(queue.enqueue(batch))
-            }
-        }
+        let send = { (range: Range<Int>) in Self.send(range, to: queue) }
         send(0..<100)
         #expect(try Poll.until(timeout: 5) { try server.llen("pixel") == 100 })
         #expect(try server.calls(of: "exec") >= 1, "the key known, live batches go as transactions")
@@ -1442,13 +1445,7 @@ struct SpoolIntegrationTests {
             let queue = PushQueue(capacityBytes: 4096)
             let writer = LPushWriter(queue: queue, redis: redis, spool: spool, logger: logger)
             writer.start()
-            func send(_ range: Range<Int>) {
-                for index in range {
-                    var batch = PushBatch()
-                    batch.append(key: Array("pixel".utf8), value: Array("seq=\(index)".utf8), acceptedAt: MonotonicClock.nanoseconds())
-                    #expect(queue.enqueue(batch))
-                }
-            }
+            let send = { (range: Range<Int>) in Self.send(range, to: queue) }
             send(0..<100)
             var delivered = false
             for _ in 0..<200 where !delivered {
