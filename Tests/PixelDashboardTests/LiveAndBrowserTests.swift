@@ -1,4 +1,5 @@
 import Foundation
+import Hummingbird
 import Logging
 import PixelAnalytics
 @testable import PixelDashboard
@@ -329,6 +330,31 @@ struct BrowserTests {
             timeout: 90, checkStatus: false
         )
         return result.stdout
+    }
+
+    /// The login form as a browser submits it: Chromium loads the real login page (with a script,
+    /// served from this origin, that types the token and submits), posts it, follows the redirect
+    /// with the cookie, and ends on the site list with its log-out button. A check that refused the
+    /// browser's own post (as one did: Chrome sends `Origin: null` under `Referrer-Policy:
+    /// no-referrer`) leaves it on "cross-site request refused".
+    @Test func theLoginFormLogsInInChromium() async throws {
+        let fixture = try DashboardFixture.shared()
+        let dashboard = try fixture.dashboard(token: DashboardFixture.token)
+        try await CurlServedDashboard.serving(dashboard, adding: { router in
+            router.get("/test-login") { _, _ in
+                Dashboard.html(Pages.login(failed: false, next: "/").replacingOccurrences(
+                    of: "</body>", with: "<script src=\"/test-login.js\"></script></body>"))
+            }
+            router.get("/test-login.js") { _, _ in
+                Dashboard.response(
+                    "document.querySelector('input[name=token]').value = '\(DashboardFixture.token)'; document.forms[0].submit();\n",
+                    type: "text/javascript; charset=utf-8")
+            }
+        }) { server in
+            let dom = try Self.chromium(["--dump-dom", "--virtual-time-budget=10000"], url: "http://127.0.0.1:\(server.port)/test-login")
+            #expect(!dom.contains("cross-site request refused"), "\(dom.prefix(2000))")
+            #expect(dom.contains("action=\"/logout\""), "not logged in: \(dom.prefix(2000))")
+        }
     }
 
     @Test func dashboardInChromium() throws {

@@ -334,10 +334,15 @@ struct PageAndAccessTests {
 struct CurlServedDashboard {
     let port: Int
 
-    /// Serves `dashboard` while `body` runs.
-    static func serving(_ dashboard: Dashboard, _ body: (CurlServedDashboard) async throws -> Void) async throws {
+    /// Serves `dashboard`, with the routes `adding` puts on its router, while `body` runs.
+    static func serving(
+        _ dashboard: Dashboard, adding: (Router<DashboardRequestContext>) -> Void = { _ in },
+        _ body: (CurlServedDashboard) async throws -> Void
+    ) async throws {
         let served = CurlServedDashboard(port: try PortAllocator.freeTCPPort())
-        let app = Application(router: dashboard.router(), configuration: .init(address: .hostname("127.0.0.1", port: served.port)))
+        let router = dashboard.router()
+        adding(router)
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: served.port)))
         let server = Task { try await app.runService() }
         defer { server.cancel() }
         #expect(Poll.until(timeout: 10) { (try? served.request("/healthz", from: "192.0.2.9").status) == 200 }, "the server did not start")
