@@ -256,7 +256,7 @@ public final class LPushWriter: @unchecked Sendable {
                 return
             }
             attempts += 1
-            let idle = connection.isConnected ? MonotonicClock.nanoseconds() - connection.lastReplyAt : 0
+            let wasIdle = connection.mayHaveBeenClosedForIdleness
             do {
                 try ensureConnected()
                 let started = MonotonicClock.nanoseconds()
@@ -266,7 +266,7 @@ public final class LPushWriter: @unchecked Sendable {
                 settle(result, batch: batch, groups: groups, fromPreviousRun: 0)
                 return
             } catch {
-                if attempts == 1 && error.connectionIsDead && idle >= Self.idleNanoseconds && !isGivingUp {
+                if attempts == 1 && error.connectionIsDead && wasIdle && !isGivingUp {
                     // Redis closes a connection left idle past its `timeout`; the first use finds it gone.
                     // Not an outage: a new connection, at once (an outage shows on that one).
                     connection.close()
@@ -451,11 +451,6 @@ public final class LPushWriter: @unchecked Sendable {
             }
         }
     }
-
-    /// How long a connection must have had no reply for Redis to have closed it for idleness (its
-    /// `timeout`, whose least setting is 1 s): a dead one is then not taken for an outage (and the
-    /// consumer replaces its take connection before using it again).
-    static let idleNanoseconds: Int64 = 1_000_000_000
 
     /// How long one replay of the spool runs before the writer moves what has arrived since into the
     /// spool: a long replay (a large spool after an outage or a restart) must not block the receivers.

@@ -19,7 +19,17 @@ public final class RedisConnection: @unchecked Sendable {
     /// Commands appended since the last reply was read; replies still owed by the server.
     private var pendingReplies = 0
     /// When the last reply was read, or the connection made (``MonotonicClock`` nanoseconds).
-    public private(set) var lastReplyAt: Int64 = 0
+    private var lastReplyAt: Int64 = 0
+
+    /// How long a connection must have had no reply for Redis to have closed it for idleness (its
+    /// `timeout`, whose least setting is 1 s).
+    static let idleNanoseconds: Int64 = 1_000_000_000
+
+    /// Whether the connection is open and has had no reply for ``idleNanoseconds``: Redis may have
+    /// closed it for idleness, so that its next use fails although Redis is up.
+    public var mayHaveBeenClosedForIdleness: Bool {
+        context != nil && MonotonicClock.nanoseconds() - lastReplyAt >= Self.idleNanoseconds
+    }
     private let recordsClientID: Bool
     /// The server's id for this connection (`CLIENT ID`, asked at connect when the connection was
     /// created to record it), by which another connection can `CLIENT KILL` it; `nil` when not

@@ -304,13 +304,13 @@ public final class Spool {
         }
         // O_EXCL: a new segment is a new file, never the rest of an old one.
         var number = nextSegmentNumber
-        var path = Self.path(directory, number)
-        var fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o600)
-        while fd < 0 && errno == EEXIST && number - nextSegmentNumber < 1000 {
-            number += 1
+        var path: String
+        var fd: Int32
+        repeat {
             path = Self.path(directory, number)
             fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o600)
-        }
+            if fd < 0 && errno == EEXIST { number += 1 } else { break }
+        } while number - nextSegmentNumber < 1000
         guard fd >= 0 else { throw SpoolError("open", path: path) }
         nextSegmentNumber = number + 1
         writeFD = fd
@@ -362,15 +362,13 @@ public final class Spool {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
             }
-            guard name.hasPrefix("segment-") else { continue }
-            if name.hasSuffix(".spool"), let number = UInt64(name.dropFirst("segment-".count).dropLast(".spool".count)) {
-                numbers.append(number)
-                nextSegmentNumber = max(nextSegmentNumber, number &+ 1)
-            } else if name.hasSuffix(".spool" + Self.unreadableSuffix),
-                let number = UInt64(name.dropFirst("segment-".count).dropLast((".spool" + Self.unreadableSuffix).count))
-            {
-                nextSegmentNumber = max(nextSegmentNumber, number &+ 1)
-            }
+            // `segment-N.spool`, or set aside as `segment-N.spool.unreadable` (numbered past, not read).
+            let stem = name.hasSuffix(Self.unreadableSuffix) ? name.dropLast(Self.unreadableSuffix.count) : name[...]
+            guard stem.hasPrefix("segment-"), stem.hasSuffix(".spool"),
+                let number = UInt64(stem.dropFirst("segment-".count).dropLast(".spool".count))
+            else { continue }
+            nextSegmentNumber = max(nextSegmentNumber, number &+ 1)
+            if stem.count == name.count { numbers.append(number) }
         }
         closedir(dir)
         // Where a shutdown stopped replaying: the first segment, at the start of the very record it names.
