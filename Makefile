@@ -19,8 +19,9 @@ endif
 # redis-cli, nginx, curl, and jq for the README's look at the archive. The tests also need logger
 # (bsdutils) and chromium (the browser tests).
 # What the Swift toolchain in /opt/swift needs to build on Debian 12 (swift-build and swift-frontend's
-# libraries; gcc's C runtime and libstdc++ headers for clang), usually there already.
-SWIFT_PACKAGES := gcc libc6-dev libstdc++-12-dev libsqlite3-0 libncurses6 libcurl4 libxml2 libuuid1 zlib1g tzdata git
+# libraries; gcc's C runtime and libstdc++ headers for clang), usually there already; ca-certificates
+# for git's https clones of the packages (git only recommends it).
+SWIFT_PACKAGES := gcc libc6-dev libstdc++-12-dev libsqlite3-0 libncurses6 libcurl4 libxml2 libuuid1 zlib1g tzdata git ca-certificates
 RUN_PACKAGES := $(SWIFT_PACKAGES) redis-server redis-tools nginx libhiredis-dev libmaxminddb-dev pkg-config curl jq
 TEST_PACKAGES := bsdutils chromium
 APT_PACKAGES := $(RUN_PACKAGES) $(TEST_PACKAGES)
@@ -107,6 +108,7 @@ BENCH_ARGS ?=
 .PHONY: bench bench-micro
 
 bench:
+	$(call install-missing,bench,python3)
 	python3 bench/run.py $(BENCH_ARGS)
 
 bench-micro:

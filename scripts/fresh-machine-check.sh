@@ -35,7 +35,12 @@ for d in proc sys dev dev/pts opt/swift opt/swift-packages; do mkdir -p "$root/$
 mount -t proc proc "$root/proc"
 mount --rbind /sys "$root/sys"; mount --make-rslave "$root/sys"
 mount --bind /dev "$root/dev"; mount --make-rslave "$root/dev"; mount --bind /dev/pts "$root/dev/pts"
-for d in /opt/swift /opt/swift-packages; do mount --bind "$d" "$root$d"; mount -o remount,bind,ro "$root$d"; done
+# /opt/swift-packages (the local copy of the Swift packages) only where the machine has one; without
+# it the build clones from the package registries, as a user's would.
+for d in /opt/swift /opt/swift-packages; do
+    [ -d "$d" ] || continue
+    mount --bind "$d" "$root$d"; mount -o remount,bind,ro "$root$d"
+done
 mount -t tmpfs -o size=8g tmpfs "$root/tmp"
 cp /etc/resolv.conf "$root/etc/"
 cp /etc/apt/sources.list.d/*.sources "$root/etc/apt/sources.list.d/" 2>/dev/null && rm -f "$root/etc/apt/sources.list" || true

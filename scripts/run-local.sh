@@ -37,6 +37,8 @@ for tool in redis-server redis-cli nginx curl; do
     command -v "$tool" >/dev/null || { echo "run-local: $tool not found; run 'make deps-run' (or ./dev run)" >&2; exit 1; }
 done
 [ -x "$pixeld" ] || { echo "run-local: $pixeld not found; run 'make build'" >&2; exit 1; }
+# A unix socket's path holds at most 107 bytes (sun_path); a deep checkout would fail to bind.
+[ ${#run} -le 90 ] || { echo "run-local: $run is too long for the unix socket's path (107 bytes at most); set PIXELD_RUN_DIR to a shorter directory" >&2; exit 1; }
 
 # udp_port_in_use PORT: whether any UDP socket on this machine (any address, IPv4 or IPv6) has PORT.
 udp_port_in_use() {
