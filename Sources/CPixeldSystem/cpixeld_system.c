@@ -97,7 +97,8 @@ int cpixeld_set_receive_buffer(int fd, int bytes) {
     socklen_t size = sizeof effective;
     if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes) != 0) return -1;
     if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &effective, &size) != 0) return -1;
-    if (effective < bytes) {
+    // The kernel keeps (and reports) twice what it granted: min(bytes, net.core.rmem_max) * 2.
+    if (effective / 2 < bytes) {
         // Capped by net.core.rmem_max; SO_RCVBUFFORCE lifts the cap for privileged processes.
         if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) == 0) {
             size = sizeof effective;

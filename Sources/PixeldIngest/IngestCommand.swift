@@ -26,10 +26,10 @@ package struct IngestCommand: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Option(help: ArgumentHelp("UDP address to listen on, HOST:PORT or [IPV6]:PORT; repeatable. Default 127.0.0.1:5514 when no listener is given. Env: PIXELD_UDP.", valueName: "host:port"))
+    @Option(help: ArgumentHelp("UDP address to listen on, HOST:PORT or [IPV6]:PORT (IPv6 only: add 0.0.0.0:PORT for IPv4); repeatable. Default 127.0.0.1:5514 when no listener is given. Env: PIXELD_UDP.", valueName: "host:port"))
     var udp: [String] = []
 
-    @Option(help: ArgumentHelp("TCP address for syslog forwarders (rsyslog omfwd, syslog-ng), HOST:PORT or [IPV6]:PORT; RFC 6587 octet counting or LF framing, detected per connection; repeatable. Env: PIXELD_TCP.", valueName: "host:port"))
+    @Option(help: ArgumentHelp("TCP address for syslog forwarders (rsyslog omfwd, syslog-ng), HOST:PORT or [IPV6]:PORT (IPv6 only); RFC 6587 octet counting or LF framing, detected per connection; repeatable. Env: PIXELD_TCP.", valueName: "host:port"))
     var tcp: [String] = []
 
     @Option(help: ArgumentHelp("Unix datagram socket to create and listen on (a stale socket file is replaced; one that a running process is bound to is an error); repeatable. Env: PIXELD_UNIX.", valueName: "path"))
@@ -123,7 +123,7 @@ package struct IngestCommand: AsyncParsableCommand {
             } catch {
                 throw CommandFailure("cannot listen on \(address): \(error)")
             }
-            if socket.receiveBufferBytes < settings.receiveBufferBytes {
+            if socket.receiveBufferBytes / 2 < settings.receiveBufferBytes {  // the kernel reports twice what it granted
                 logger.warning(
                     "kernel capped the receive buffer; raise net.core.rmem_max or run with CAP_NET_ADMIN",
                     metadata: ["pixeld.listener": "\(address)", "requested": "\(settings.receiveBufferBytes)", "effective": "\(socket.receiveBufferBytes)"]

@@ -77,13 +77,26 @@ package final class MetricsHTTPServer: @unchecked Sendable {
         }
     }
 
+    /// How long one connection may take, its request read and its response sent: the server answers
+    /// one connection at a time, so a client that sends (or reads) a byte now and then must not hold
+    /// `/metrics`, `/healthz` and the shutdown up for longer.
+    static let connectionDeadlineNanoseconds: Int64 = 2_000_000_000
+
     private func serve(_ client: Int32) {
-        var timeout = timeval(tv_sec: 2, tv_usec: 0)
-        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let deadline = MonotonicClock.nanoseconds() + Self.connectionDeadlineNanoseconds
+        /// Sets the socket's timeouts to what is left of the deadline; `false` once it has passed.
+        func timeLeft() -> Bool {
+            let left = deadline - MonotonicClock.nanoseconds()
+            guard left > 0 else { return false }
+            let micro = max(1, Int(left / 1000))  // a zero timeval would mean no timeout at all
+            var timeout = timeval(tv_sec: micro / 1_000_000, tv_usec: micro % 1_000_000)
+            setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            return true
+        }
         var request: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 2048)
-        while request.count < 8192 {
+        while request.count < 8192, timeLeft() {
             let count = chunk.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
             if count <= 0 { break }
             request += chunk[0..<count]
@@ -100,7 +113,7 @@ package final class MetricsHTTPServer: @unchecked Sendable {
         var bytes = Array("HTTP/1.0 \(response.status)\r\nContent-Type: \(response.contentType)\r\nContent-Length: \(response.body.count)\r\nConnection: close\r\n\r\n".utf8)
         bytes += response.body
         var sent = 0
-        while sent < bytes.count {
+        while sent < bytes.count, timeLeft() {
             let count = bytes[sent...].withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if count <= 0 { break }
             sent += count

@@ -31,6 +31,42 @@ struct ConsumeMetricsTests {
         #expect(try consume.waitForExit(timeout: 10) == 0, "\(consume.process.tail)")
     }
 
+    /// The metrics server answers one connection at a time: a client that sends its request a byte
+    /// every 0.5 s (never long enough for one read to time out) is cut off after 2 s, instead of
+    /// holding `/healthz` up for as long as it keeps going (here it would go on for 10 s).
+    @Test func aClientThatTricklesItsRequestDoesNotHoldTheMetricsUp() throws {
+        let redis = try RedisServer.start()
+        let port = try PortAllocator.freeTCPPort()
+        let consume = try PixeldProcess.start(["consume", "pixel", "--redis", redis.url, "--metrics", "127.0.0.1:\(port)"])
+        defer { consume.process.stop(timeout: 5) }
+        #expect(Poll.until(timeout: 20, interval: 0.05) { (try? httpGet(port: port, path: "/healthz")) == "ok\n" }, "\(consume.process.tail)")
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(connected == 0)
+        let trickler = Thread {
+            for _ in 0..<20 {  // 10 s at most
+                guard send(fd, "G", 1, Int32(MSG_NOSIGNAL)) == 1 else { return }
+                usleep(500_000)
+            }
+        }
+        trickler.start()
+        usleep(300_000)  // the server is reading the trickle now
+        let started = Date()
+        let health = try? httpGet(port: port, path: "/healthz", timeout: 15)
+        let waited = Date().timeIntervalSince(started)
+        #expect(health == "ok\n")
+        #expect(waited < 4, "/healthz waited \(waited) s behind a trickling client")
+        consume.terminate()
+        #expect(try consume.waitForExit(timeout: 10) == 0, "\(consume.process.tail)")
+    }
+
     /// A consumer that cannot write its output (here /dev/full: every write fails with ENOSPC) keeps
     /// retrying its batch: counted in pixeld_consume_handler_failures_total, and /healthz says so
     /// instead of "ok" while Redis answers.

@@ -346,6 +346,23 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: path))
     }
 
+    /// A request between `net.core.rmem_max` and twice it: the kernel grants rmem_max and reports
+    /// twice that, more than was asked for, yet the buffer is short of it; as root (the unit's
+    /// `CAP_NET_ADMIN`) `SO_RCVBUFFORCE` gets the whole request.
+    @Test func aReceiveBufferCappedBelowTheRequestIsForced() throws {
+        let text = try String(contentsOfFile: "/proc/sys/net/core/rmem_max", encoding: .utf8)
+        let cap = try #require(Int(text.trimmingCharacters(in: .whitespacesAndNewlines)))
+        try #require(cap < 1 << 29, "rmem_max \(cap) leaves no room for a larger request")
+        let requested = cap + cap / 2
+        let socket = try DatagramSocket(binding: .udp(host: "127.0.0.1", port: 0), receiveBufferBytes: requested)
+        defer { socket.close() }
+        if geteuid() == 0 {
+            #expect(socket.receiveBufferBytes / 2 >= requested, "rmem_max \(cap), asked for \(requested), got \(socket.receiveBufferBytes / 2)")
+        } else {
+            #expect(socket.receiveBufferBytes / 2 < requested, "not privileged: the cap must show")
+        }
+    }
+
     @Test func oversizeDatagramsAreDroppedNotTruncated() async throws {
         let rules = IngestRules(facilities: .default, programs: ProgramPolicy(), maxMessageBytes: 1000)
         let (listener, sink) = try listener(.udp(host: "127.0.0.1", port: 0), rules: rules)
@@ -612,6 +629,57 @@ import Testing
         #expect(sink.received.map { String(decoding: $0.1, as: UTF8.self) } == ["waited"])
         close(waiting)
         await listener.stop()
+    }
+
+    /// Four peers have ~100 KiB each waiting when the listener gets to them: the sink's batches each
+    /// hold at most one 64-KiB read, not everything one poll round read (which went past
+    /// `--buffer-bytes` into the queue, and stayed the size of the sink's buffer).
+    @Test func aBatchHoldsOneReadNotAWholeRound() async throws {
+        final class BatchSizes: AcceptedMessageSink, @unchecked Sendable {
+            let lock = ConditionLock()
+            private var current = 0
+            private(set) var batches: [Int] = []
+            private(set) var total = 0
+            let entered = Atomic<Bool>(false)
+            let open = Atomic<Bool>(false)
+            func accept(program: UnsafeRawBufferPointer, message: UnsafeRawBufferPointer, acceptedAt: Int64) {
+                if message.elementsEqual("gate".utf8) {
+                    entered.store(true, ordering: .relaxed)
+                    for _ in 0..<500 where !open.load(ordering: .relaxed) { usleep(10_000) }
+                }
+                lock.withLock {
+                    current += program.count + message.count
+                    total += 1
+                }
+            }
+            func endOfBatch() -> Bool {
+                lock.withLock {
+                    if current > 0 { batches.append(current) }
+                    current = 0
+                }
+                return true
+            }
+            var largest: Int { lock.withLock { batches.max() ?? 0 } }
+            var count: Int { lock.withLock { total } }
+        }
+        let sink = BatchSizes()
+        let listener = try StreamListener(host: "127.0.0.1", port: 0, rules: IngestRules(), sink: sink, logger: .init(label: "test"))
+        listener.start()
+        let holder = connect(listener.port)
+        var peers: [Int32] = []
+        for _ in 0..<4 { peers.append(connect(listener.port)) }
+        for _ in 0..<500 where listener.connections < 5 { usleep(10_000) }
+        #expect(listener.connections == 5)
+        write(holder, "<158>pixel: gate\n")
+        for _ in 0..<500 where !sink.entered.load(ordering: .relaxed) { usleep(10_000) }  // held in the sink
+        let line = "<158>pixel: " + String(repeating: "x", count: 88) + "\n"  // 101 bytes
+        for fd in peers { write(fd, String(repeating: line, count: 1000)) }  // ~99 KiB each, in the kernel
+        sink.open.store(true, ordering: .relaxed)
+        for _ in 0..<500 where sink.count < 4001 { usleep(10_000) }
+        for fd in peers + [holder] { close(fd) }
+        await listener.stop()
+        #expect(sink.count == 4001)
+        #expect(sink.largest <= 64 << 10, "largest batch \(sink.largest) bytes")
     }
 
     @Test func manyPeersBothFramingsAndAGarbagePeer() async throws {

@@ -166,6 +166,7 @@ public final class DatagramListener: @unchecked Sendable {
             } catch {
                 logger.error("receive failed", metadata: ["pixeld.listener": "\(statistics.label)", "error": "\(error)"])
                 if draining { return }
+                usleep(10_000)  // an error that repeats (ENOMEM) must not spin the core and flood the log
                 continue
             }
             if count == 0 {
