@@ -54,6 +54,33 @@ struct BreakdownCapTests {
         #expect(report.pageviews == 7 && report.visits == 7 && report.bounces == 7)
     }
 
+    /// Hours and device classes have a fixed set of values: a cap below their number leaves them
+    /// whole (with a cap of 3, a day's 4th hour went to `(other)` and the hourly chart lost it).
+    @Test func hoursAndDevicesAreNeverCapped() throws {
+        let server = try RedisServer.start()
+        var redis = try RedisRollups(connection: try server.connect(timeout: 30), configuration: RollupConfiguration(breakdownCap: 3))
+        let day = Day(timestamp: Double(time(nil))).previous
+        let start = Double(day.number) * 86_400 + 3600
+        let devices = ["desktop", "mobile", "tablet", "other"]
+        var batch = RollupBatch(configuration: redis.configuration)
+        for hour in 0..<6 {
+            batch.add(
+                .accepted(
+                    EnrichedHit(
+                        timestampText: String(start + Double(hour) * 3600), timestamp: start + Double(hour) * 3600, site: "example.com",
+                        visitorID: String(hour), event: HitProcessor.pageviewEvent, path: "/p\(hour)", source: "(direct)",
+                        browser: "Chrome", os: "Linux", device: devices[hour % devices.count]
+                    )
+                )
+            )
+        }
+        try redis.apply(batch)
+        let keys = redis.configuration.keys
+        #expect(try Self.hash(server, keys.breakdown(.hours, site: "example.com", day: day)) == ["01": 1, "02": 1, "03": 1, "04": 1, "05": 1, "06": 1])
+        #expect(try Self.hash(server, keys.breakdown(.devices, site: "example.com", day: day)) == ["desktop": 2, "mobile": 2, "tablet": 1, "other": 1])
+        #expect(try Self.hash(server, keys.breakdown(.pages, site: "example.com", day: day)) == ["/p0": 1, "/p1": 1, "/p2": 1, "(other)": 3])
+    }
+
     /// A breakdown that grows past 64 values becomes a hashtable (``RollupScript``), whether it is new
     /// or already holds values, keeps exact counts and its cap, and carries no trace of the field that
     /// converted it; a small breakdown stays a listpack.

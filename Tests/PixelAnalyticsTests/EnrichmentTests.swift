@@ -17,6 +17,12 @@ import Testing
         ("android-app://", nil, "(direct)"),
         ("https://www.google.com/", "newsletter", "Newsletter"), (nil, "twitter", "Twitter"),
         (nil, "Spring Sale", "Spring Sale"),
+        // Country domains of search engines, and hosts that only contain their name.
+        ("https://www.google.de/", nil, "Google"), ("https://scholar.google.com.au/", nil, "Google"),
+        ("https://yandex.com.tr/", nil, "Yandex"), ("https://cn.bing.com/", nil, "Bing"),
+        ("https://google.mycompany.com/wiki", nil, "google.mycompany.com"), ("https://www.google.evil.net/", nil, "google.evil.net"),
+        ("https://bing.example.org/", nil, "bing.example.org"), ("https://googled.de/", nil, "googled.de"),
+        ("https://google.co.evil/", nil, "google.co.evil"),
     ] as [(String?, String?, String)])
     func sources(_ referrer: String?, _ campaign: String?, _ expected: String) {
         #expect(SourceClassifier.source(referrer: referrer, site: "example.com", campaignSource: campaign) == expected)
@@ -50,6 +56,9 @@ import Testing
         #expect(Campaign(query: "ref=producthunt").source == "producthunt")
         #expect(Campaign(query: "utm_source=&x=1") == Campaign())
         #expect(Campaign(query: "utm_source=%1B%5B2J") == Campaign(source: "?[2J"))
+        // A stray space makes no value of its own (the source was trimmed, utm_sources was not).
+        #expect(Campaign(query: "utm_source=newsletter%20&utm_medium=+email&utm_campaign=%09spring") == Campaign(source: "newsletter", medium: "email", name: "spring"))
+        #expect(Campaign(query: "utm_source=%20%20&ref=x") == Campaign(source: "x"))
     }
 
     @Test(arguments: [

@@ -84,6 +84,30 @@ import Testing
     }
 }
 
+@Suite struct EventNameTests {
+    /// `pixeld(' signup')` and `pixeld('signup')` are one event; a name of spaces alone is `bad_event`.
+    @Test func eventNamesAreTrimmed() throws {
+        let processor = HitProcessor(validator: HitValidator(sites: try SiteList(["example.com"])))
+        let agent = "Mozilla%2F5.0%20(X11%3B%20Linux%20x86_64)%20AppleWebKit%2F537.36%20(KHTML%2C%20like%20Gecko)%20Chrome%2F124.0%20Safari%2F537.36"
+        func outcome(_ name: String) throws -> HitOutcome {
+            let line = "1700000000.000,e=\(name)&u=https%3A%2F%2Fexample.com%2F&ua=\(agent)"
+            return try processor.process(try PixelEventDecoder.decode(Array(line.utf8)), now: nil, keys: DailyKeys())
+        }
+        for name in ["signup", "%20signup", "signup%20%20", "%09signup%20"] {
+            guard case .accepted(let hit) = try outcome(name) else {
+                Issue.record("\(name) not accepted: \(try outcome(name))")
+                continue
+            }
+            #expect(hit.event == "signup", "\(name)")
+        }
+        guard case .dropped(let drop) = try outcome("%20%20") else {
+            Issue.record("a name of spaces was accepted")
+            return
+        }
+        #expect(drop.reason == .badEvent)
+    }
+}
+
 @Suite struct HostileTimestampTests {
     @Test func hugeTimestampsDoNotTrap() throws {
         let processor = HitProcessor(validator: HitValidator(sites: try SiteList(["example.com"])))

@@ -17,20 +17,22 @@ public struct Campaign: Sendable, Equatable {
         self.name = name
     }
 
-    /// Reads the parameters from a raw query string (`a=1&utm_source=x`), percent-decoded and
-    /// cleaned like every dimension; empty values count as absent.
+    /// Reads the parameters from a raw query string (`a=1&utm_source=x`), percent-decoded, trimmed and
+    /// cleaned like every dimension; empty values (after trimming) count as absent.
     /// - Parameter query: The page URL's query without `?`.
     public init(query: String) {
         guard !query.isEmpty, query.contains("utm_") || query.contains("ref=") || query.contains("source=") else {
             return
         }
         var fallback: String?
-        for arg in QueryString.parse(query) where !arg.value.isEmpty {
+        for arg in QueryString.parse(query) {
+            let value = DimensionText.trimmed(arg.value)
+            guard !value.isEmpty else { continue }
             switch arg.name {
-            case "utm_source": if source == nil { source = DimensionText.clean(arg.value) }
-            case "utm_medium": if medium == nil { medium = DimensionText.clean(arg.value) }
-            case "utm_campaign": if name == nil { name = DimensionText.clean(arg.value) }
-            case "ref", "source": if fallback == nil { fallback = DimensionText.clean(arg.value) }
+            case "utm_source": if source == nil { source = DimensionText.clean(value) }
+            case "utm_medium": if medium == nil { medium = DimensionText.clean(value) }
+            case "utm_campaign": if name == nil { name = DimensionText.clean(value) }
+            case "ref", "source": if fallback == nil { fallback = DimensionText.clean(value) }
             default: continue
             }
         }

@@ -7,6 +7,15 @@ public enum DimensionText {
     /// Longest source, campaign value or event name kept, in bytes.
     public static let nameLimit = 128
 
+    /// `text` without the whitespace at either end (`utm_source=newsletter%20`, `e=%20signup`), so
+    /// that a stray space does not make a value of its own.
+    public static func trimmed(_ text: String) -> String {
+        var view = Substring(text)
+        while let first = view.first, first.isWhitespace { view.removeFirst() }
+        while let last = view.last, last.isWhitespace { view.removeLast() }
+        return view.count == text.count ? text : String(view)
+    }
+
     /// Cleans `text`.
     /// - Parameters:
     ///   - text: Any text.

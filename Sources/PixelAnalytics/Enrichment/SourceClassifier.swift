@@ -46,7 +46,7 @@ public enum SourceClassifier {
     ///   - campaignSource: `utm_source` or `ref` from the page URL, when present.
     public static func source(referrer: String?, site: String, campaignSource: String?) -> String {
         if let campaignSource {
-            let cleaned = DimensionText.clean(trimmed(campaignSource))
+            let cleaned = DimensionText.clean(DimensionText.trimmed(campaignSource))
             if !cleaned.isEmpty { return knownAliases[cleaned.lowercased()] ?? cleaned }
         }
         guard let referrer, !referrer.isEmpty, referrer != "-" else { return direct }
@@ -68,11 +68,26 @@ public enum SourceClassifier {
         for suffix in ParentDomains(of: host) {
             if let name = knownHosts[String(suffix)] { return name }
         }
-        // google.de, google.co.uk, …
-        if host.hasPrefix("google.") || host.contains(".google.") { return "Google" }
-        if host.hasPrefix("bing.") { return "Bing" }
-        if host.hasPrefix("yandex.") { return "Yandex" }
+        // google.de, google.co.uk, scholar.google.com.au, yandex.com.tr, cn.bing.com, …
+        for (label, name) in countrySearchEngines where isCountryDomain(host, of: label) { return name }
         return DimensionText.clean(host)
+    }
+
+    /// Search engines with a domain per country.
+    static let countrySearchEngines = [("google", "Google"), ("bing", "Bing"), ("yandex", "Yandex")]
+
+    /// Whether `host` is `label` under a top-level domain (`google.de`), `co.`/`com.` and a country code
+    /// (`google.co.uk`, `google.com.au`), or a subdomain of one (`scholar.google.de`). Not any host that
+    /// merely contains the label: `google.example.com` (a company's wiki) and `www.google.evil.net`
+    /// (referrer spam) are not Google.
+    static func isCountryDomain(_ host: String, of label: String) -> Bool {
+        var labels = host.split(separator: ".", omittingEmptySubsequences: false)
+        guard let top = labels.popLast(), top.count >= 2, top.count <= 3, top.allSatisfy({ $0 >= "a" && $0 <= "z" }) else {
+            return false
+        }
+        if labels.last == Substring(label) { return true }
+        guard top.count == 2, let second = labels.popLast(), second == "co" || second == "com" else { return false }
+        return labels.last == Substring(label)
     }
 
     /// The longest DNS name, in bytes (RFC 1035: 255 octets on the wire, 253 characters written).
@@ -125,10 +140,4 @@ public enum SourceClassifier {
         return host[dot] == UInt8(ascii: ".") && host[host.index(after: dot)...].elementsEqual(site)
     }
 
-    private static func trimmed(_ text: String) -> String {
-        var view = Substring(text)
-        while let first = view.first, first.isWhitespace { view.removeFirst() }
-        while let last = view.last, last.isWhitespace { view.removeLast() }
-        return String(view)
-    }
 }

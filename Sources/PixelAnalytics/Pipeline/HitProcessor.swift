@@ -93,7 +93,8 @@ public struct HitProcessor: Sendable {
             return drop(error.reason, site: host)
         }
         let rawName = event.firstValue(of: "e") ?? ""
-        let name = rawName.isEmpty ? Self.pageviewEvent : rawName
+        // Trimmed: `pixeld(' signup')` is `signup`; all spaces is `bad_event`, not a pageview.
+        let name = rawName.isEmpty ? Self.pageviewEvent : DimensionText.trimmed(rawName)
         if let reason = validator.checkTime(event.timestamp, now: now) {
             return drop(reason, site: page.site, name: DimensionText.clean(name), path: page.path)
         }

@@ -63,6 +63,11 @@ public struct RollupBatch: Sendable {
             }
             return names
         }()
+        /// Whether a slot's hash is capped by `--breakdown-cap`: every breakdown's but those with
+        /// fixed values (``Breakdown/hasFixedValues``); never the totals and drop counters.
+        static let capped: [Bool] = names.indices.map { slot in
+            slot > globalDrops && !(Breakdown(rawValue: names[slot])?.hasFixedValues ?? false)
+        }
     }
 
     /// A hash to increment: fields in the order they first appeared (that order decides which values
@@ -378,7 +383,7 @@ public struct RollupBatch: Sendable {
             case Slot.drops: key = base(siteDay) + "drops"
             default: key = base(siteDay) + "bd:" + Slot.names[slot]
             }
-            index = hash(key, capped: slot > Slot.globalDrops, expireAt: expireAt(siteDay))
+            index = hash(key, capped: Slot.capped[slot], expireAt: expireAt(siteDay))
             slots[siteDay][slot] = index
         }
         hashes[index].add(field, increment)

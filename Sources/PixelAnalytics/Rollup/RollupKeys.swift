@@ -92,4 +92,9 @@ public enum Breakdown: String, Sendable, CaseIterable {
     case hours
     /// Custom event hits per event name.
     case events
+
+    /// Whether the breakdown takes a few values known in advance (24 hours, the device classes), so
+    /// that `--breakdown-cap` never applies to it: a cap below 24 would put a day's later hours in
+    /// `(other)`, and the hourly chart would lose them.
+    public var hasFixedValues: Bool { self == .hours || self == .devices }
 }

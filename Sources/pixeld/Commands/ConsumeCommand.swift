@@ -59,7 +59,7 @@ struct ConsumeCommand: AsyncParsableCommand {
     @Flag(help: ArgumentHelp("Analytics: drop hits sent with DNT: 1 or Sec-GPC: 1 (reasons dnt, gpc). Env: PIXELD_RESPECT_DNT=1."))
     var respectDnt = false
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Analytics: distinct values kept per breakdown, site and day; the rest are counted as (other). Default 1000. Env: PIXELD_BREAKDOWN_CAP.", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Analytics: distinct values kept per breakdown, site and day; the rest are counted as (other) (hours and devices are never capped). Default 1000. Env: PIXELD_BREAKDOWN_CAP.", valueName: "n"))
     var breakdownCap: Int?
 
     @Option(help: ArgumentHelp("Analytics: a MaxMind DB (GeoLite2-Country.mmdb, GeoIP2-City.mmdb, DB-IP country lite…) for the country of hits that carry no CDN country header. Read into memory at start; only the country code is kept. Env: PIXELD_GEOIP.", valueName: "file"))
