@@ -539,8 +539,10 @@ public final class ReliableListConsumer: @unchecked Sendable {
                 }
                 if failure == nil { backoff.reset() }
             } catch {
-                // A fenced take moved nothing: the heartbeat check that follows at once says why.
-                let fenced = (error as? RespError)?.code == .fenced
+                // A fenced take moved nothing: the heartbeat check that follows at once says why. Nor
+                // did a take from a key that is not a list, which stopped the consumer.
+                let code = (error as? RespError)?.code
+                let fenced = code == .fenced || code == .notAList
                 if !fenced {
                     answering.store(false, ordering: .relaxed)
                     outage.failed(error, logger: logger, message: "redis error in consumer, retrying", repeatMessage: "redis error in consumer, still retrying")
@@ -692,6 +694,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
     private static let takeScript = """
         #!lua flags=allow-oom
         if redis.pcall('GET', KEYS[3]) ~= ARGV[2] then return redis.error_reply('FENCED heartbeat not ours') end
+        local listKind = redis.call('TYPE', KEYS[1])['ok']
+        if listKind ~= 'none' and listKind ~= 'list' then return redis.error_reply('NOTALIST ' .. KEYS[1] .. ' is a ' .. listKind) end
         local kind = redis.call('TYPE', KEYS[2])['ok']
         if kind ~= 'none' and kind ~= 'list' then return redis.error_reply('WRONGTYPE ' .. KEYS[2] .. ' is a ' .. kind) end
         local vals = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)
@@ -788,10 +792,16 @@ public final class ReliableListConsumer: @unchecked Sendable {
     private static let takeScriptBytes = Array(takeScript.utf8)
 
     /// The taken events, oldest first.
-    /// - Throws: ``RespError`` `.fenced` when the take was fenced off (nothing moved).
+    /// - Throws: ``RespError`` `.fenced` when the take was fenced off (nothing moved); `.notAList`
+    ///   when the list's key holds another type (the consumer stops, see ``stop(failing:)``).
     private func takeReply(_ reply: RESPValue) throws(RespError) -> [[UInt8]] {
         if case .error(let text) = reply, text.hasPrefix("FENCED") {
             throw RespError(code: .fenced, operation: "EVAL take", message: text)
+        }
+        if case .error(let text) = reply, text.hasPrefix("NOTALIST") {
+            // Not an outage that retrying would end: the key holds something else than events.
+            stop(failing: "\(list) is a \(text.split(separator: " ").last ?? "?"), not a list: there is nothing to consume (a list of that name is what ingest fills)")
+            throw RespError(code: .notAList, operation: "EVAL take", message: text)
         }
         return (try reply.unwrap("EVAL take").array ?? []).compactMap(\.bytes).reversed()
     }

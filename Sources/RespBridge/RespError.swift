@@ -11,6 +11,8 @@ public struct RespError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let busy = Code("busy")
         /// A consumer's move was refused: its heartbeat no longer holds its run's token.
         public static let fenced = Code("fenced")
+        /// A consumer's list holds another type than a list (nothing to consume; the consumer stops).
+        public static let notAList = Code("notAList")
         /// A read or write failed on an established connection.
         public static let io = Code("io")
         /// The server closed the connection.

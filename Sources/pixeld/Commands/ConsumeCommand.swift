@@ -70,6 +70,16 @@ struct ConsumeCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard !program.isEmpty, program.utf8.count <= 200 else { throw ValidationError("PROGRAM must be 1–200 bytes") }
+        // The lists ingest fills: no space or control byte in a key it makes, and none in pixeld's own
+        // key space (a consumer there would move the analytics keys or another consumer's lists).
+        guard !program.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) else {
+            throw ValidationError("PROGRAM '\(program)' has a space or control character; ingest never makes such a key (name the list, e.g. pixel)")
+        }
+        guard !ProgramPolicy.isReserved(key: Array(program.utf8)) else {
+            throw ValidationError(
+                "PROGRAM '\(program)' is in pixeld's own key space (pixeld:…, or a list's :processing:, :consumer:, :dead… keys); name the list ingest fills, e.g. pixel"
+            )
+        }
         let analytics = !Environment.resolve(sites, flag: "site").isEmpty
         // Analytics flags without a site would be ignored, and the raw events (IPs, user agents)
         // printed: refused, whether they come from the command line or the environment.

@@ -819,6 +819,31 @@ struct RedisIntegrationTests {
         #expect(try server.llen("pixel:processing:fast") == 0)
     }
 
+    /// A list name whose key holds a hash (or a string that replaced the list while consuming) is no
+    /// outage: the consumer stops with ``ReliableListConsumer/failure`` saying what the key is,
+    /// instead of retrying forever with "redis error in consumer" and "redis available again".
+    @Test func aConsumerWhoseKeyIsNotAListStopsSayingSo() async throws {
+        let server = try RedisServer.start()
+        _ = try server.command(["HSET", "pixel", "a", "1"])
+        let hash = ReliableListConsumer(list: "pixel", consumerID: "c1", redis: try configuration(server), logger: logger)
+        hash.start(handler: countingHandler())
+        #expect(waitUntil(seconds: 10) { hash.failure != nil }, "the consumer did not stop")
+        await hash.finished()
+        #expect(hash.failure == "pixel is a hash, not a list: there is nothing to consume (a list of that name is what ingest fills)")
+        #expect(try server.command(["HGET", "pixel", "a"]).string == "1", "the hash is left alone")
+        // A list replaced by a string while a consumer runs.
+        _ = try server.command(["DEL", "pixel"])
+        _ = try server.command(["LPUSH", "pixel", "a", "b"])
+        let replaced = ReliableListConsumer(list: "pixel", consumerID: "c2", redis: try configuration(server), logger: logger)
+        replaced.start(handler: countingHandler())
+        #expect(waitUntil(seconds: 5) { replaced.consumed == 2 })
+        _ = try server.command(["SET", "pixel", "x"])
+        #expect(waitUntil(seconds: 10) { replaced.failure != nil }, "the consumer did not stop")
+        await replaced.finished()
+        #expect(replaced.failure?.hasPrefix("pixel is a string, not a list") == true, "\(replaced.failure ?? "-")")
+        try expectEachHandledOnce(server, ["a", "b"])
+    }
+
     /// A second consumer started with the same id while the first runs: it waits for the first
     /// one's heartbeat, sees it renewed, and stops with ``ReliableListConsumer/failure`` without
     /// touching the processing list; the first one goes on and handles everything, once.
