@@ -183,6 +183,13 @@ public final class LPushWriter: @unchecked Sendable {
     // MARK: - The loop
 
     private func run() {
+        // Connected at once: a Redis that cannot be reached (a wrong --redis, say) shows now, in the
+        // log and in /healthz, not with the first message, which would wait (or be lost at a shutdown).
+        do {
+            try ensureConnected()
+        } catch {
+            noteFailure(error)
+        }
         var batch = PushBatch()
         run: while true {
             if MonotonicClock.nanoseconds() >= nextReplayAt { replaySpool(budgetNanoseconds: Self.replaySliceNanoseconds) }
