@@ -101,13 +101,16 @@ enum Pages {
         body += card("visitors", "Unique visitors", String(report.visitors), report.visitors, previous?.visitors)
         body += card("visits", "Visits", String(report.visits), report.visits, previous?.visits)
         body += card("pageviews", "Pageviews", String(report.pageviews), report.pageviews, previous?.pageviews)
+        // Over no visits a bounce rate or a visit duration is no number at all (not 0 %, not 0 s).
+        let visited = report.visits > 0
         body += card(
-            "bounce", "Bounce rate", percent(report.bounceRate), Int((report.bounceRate * 1000).rounded()),
-            previous.map { Int(($0.bounceRate * 1000).rounded()) }, lowerIsBetter: true, inPoints: (previous?.visits ?? 0) > 0
+            "bounce", "Bounce rate", visited ? percent(report.bounceRate) : "–", Int((report.bounceRate * 1000).rounded()),
+            previous.map { Int(($0.bounceRate * 1000).rounded()) }, lowerIsBetter: true, inPoints: (previous?.visits ?? 0) > 0,
+            comparable: visited
         )
         body += card(
-            "duration", "Visit duration", duration(report.visitDurationSeconds), Int(report.visitDurationSeconds),
-            previous.map { Int($0.visitDurationSeconds) }
+            "duration", "Visit duration", visited ? duration(report.visitDurationSeconds) : "–", Int(report.visitDurationSeconds),
+            previous.map { Int($0.visitDurationSeconds) }, comparable: visited
         )
         body += "</section>"
         let hourly = range.from == range.to
@@ -141,7 +144,13 @@ enum Pages {
             body += "</tbody></table><a class=\"csv\" href=\"" + Escape.html(base + "&dimension=\(table.breakdown.rawValue)&format=csv")
             body += "\">CSV</a></div>"
         }
-        body += "</section><section class=\"live\"><h2>Live</h2><p class=\"muted\">Needs JavaScript; "
+        body += "</section>"
+        if !report.drops.isEmpty {
+            // What the numbers leave out (bots, DNT, hits too old…): the reasons of DESIGN's drop list.
+            let text = report.drops.keys.sorted().map { "\($0) \(report.drops[$0]!)" }.joined(separator: ", ")
+            body += "<p class=\"muted\" id=\"drops\">Hits not counted: " + Escape.html(text) + " (each one, with its reason, is in the archive)</p>"
+        }
+        body += "<section class=\"live\"><h2>Live</h2><p class=\"muted\">Needs JavaScript; "
         body += "also at <a href=\"/api/live?" + Escape.html(siteQuery) + "\">/api/live</a> (Server-Sent Events).</p>"
         body += "<ul id=\"live\"></ul></section>"
         return layout(title: site, site: site, body: body)
@@ -166,13 +175,15 @@ enum Pages {
     /// nearest (−0.9 % shows as −1 %), or — `inPoints`, for a rate given in tenths of a percent — the
     /// difference in percentage points (a bounce rate from 40 % to 42 % is +2 pp, not +5 %). Without
     /// a previous number (`before` `nil`: that period reaches past the retention) a "–" whose title
-    /// says so.
+    /// says so; a plain "–" when the numbers are not `comparable` (a rate over no visits).
     static func card(
         _ id: String, _ title: String, _ value: String, _ current: Int, _ before: Int?, lowerIsBetter: Bool = false,
-        inPoints: Bool = false
+        inPoints: Bool = false, comparable: Bool = true
     ) -> String {
         var change = "<span class=\"change\">–</span>"
-        if before == nil {
+        if !comparable {
+            // The plain "–".
+        } else if before == nil {
             change = "<span class=\"change\" title=\"not compared: the previous period starts before the oldest day kept "
                 + "(--retention-days)\">–</span>"
         } else if let before, inPoints || before > 0 {

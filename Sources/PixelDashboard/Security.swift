@@ -137,16 +137,19 @@ public struct HostCheck: Sendable {
 
     /// `text` as a host name to compare a `Host` with: lowercase, without a final dot; `nil` unless
     /// it is dot-separated labels of 1–63 letters, digits and hyphens (not first or last), at most
-    /// 253 bytes in all (no port, no scheme, no wildcard).
+    /// 253 bytes in all (no port, no scheme, no wildcard), whose last label is not all digits (`8080`,
+    /// `10.1`: a port or a number, which browsers read as an IPv4 address, never a host name).
     public static func name(_ text: String) -> String? {
         var name = text.lowercased()
         if name.hasSuffix(".") { name.removeLast() }
         guard (1...253).contains(name.utf8.count) else { return nil }
-        for label in name.split(separator: ".", omittingEmptySubsequences: false) {
+        let labels = name.split(separator: ".", omittingEmptySubsequences: false)
+        for label in labels {
             guard (1...63).contains(label.utf8.count), label.first != "-", label.last != "-",
                 label.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D })
             else { return nil }
         }
+        guard let last = labels.last, !last.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
         return name
     }
 

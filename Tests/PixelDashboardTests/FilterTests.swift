@@ -271,6 +271,37 @@ struct FilterTests {
         #expect(!yesterday.contains("today so far"))
     }
 
+    /// A period without visits (one hit that continued yesterday's visit, or none at all) has no
+    /// bounce rate or visit duration: "–", not 0.0 % and 0 s, and no change against the previous
+    /// period; in the text report too.
+    @Test func aPeriodWithoutVisitsHasNoBounceRateOrDuration() throws {
+        let today = Day(number: 20_000)
+        func report(visits: Int, bounces: Int) -> Report {
+            Report(
+                site: "example.com", from: today, to: today, pageviews: 1, visitors: 1, visits: visits,
+                bounces: bounces, durationMilliseconds: visits * 60_000, events: 0, breakdowns: [:], drops: [:]
+            )
+        }
+        let html = Pages.sitePage(
+            range: RangeInput(site: "example.com", from: today, to: today, period: "today"), today: today,
+            report: report(visits: 0, bounces: 0), previous: report(visits: 2, bounces: 1), series: [], realtime: 0, limit: 10
+        )
+        #expect(html.contains("id=\"stat-bounce\"><div class=\"label\">Bounce rate</div><div class=\"value\">–</div><span class=\"change\">–</span>"), "\(html)")
+        #expect(html.contains("id=\"stat-duration\"><div class=\"label\">Visit duration</div><div class=\"value\">–</div><span class=\"change\">–</span>"), "\(html)")
+        #expect(!html.contains("id=\"drops\""), "no drops, no line")
+        var dropped = report(visits: 2, bounces: 1)
+        dropped.drops = ["bot_list": 3, "dnt": 1]
+        let withDrops = Pages.sitePage(
+            range: RangeInput(site: "example.com", from: today, to: today, period: "today"), today: today,
+            report: dropped, previous: nil, series: [], realtime: 0, limit: 10
+        )
+        #expect(withDrops.contains("<p class=\"muted\" id=\"drops\">Hits not counted: bot_list 3, dnt 1 (each one, with its reason, is in the archive)</p>"), "\(withDrops)")
+        let text = report(visits: 0, bounces: 0).text()
+        #expect(text.contains("Bounce rate      –\n") && text.contains("Visit duration   –\n"), "\(text)")
+        let visited = report(visits: 2, bounces: 1).text()
+        #expect(visited.contains("Bounce rate      50.0 %\n") && visited.contains("Visit duration   1 min 0 s\n"), "\(visited)")
+    }
+
     /// The date form is a GET form: the browser sends a space in the kept filter as `+`.
     @Test func aFilterFromTheDateFormReadsPlusAsASpace() async throws {
         let fixture = try DashboardFixture.shared()

@@ -151,6 +151,15 @@ struct IngestProgramTests {
         #expect(noSite == "Error: --site is required (or PIXELD_SITE naming one site)", "\(noSite)")
         let twoSites = try Self.startFailure(binary, ["report"], environment: ["PIXELD_SITE": "a.example b.example"])
         #expect(twoSites == "Error: --site is required: PIXELD_SITE names 2 sites, and a report is of one", "\(twoSites)")
+        let twoFlags = try Self.startFailure(binary, ["report", "--site", "a.example", "--site", "b.example"])
+        #expect(twoFlags == "Error: --site is given 2 times, and a report is of one site", "\(twoFlags)")
+        // consume's PROGRAM: a key ingest could make, outside pixeld's own key space.
+        let ownKey = try Self.startFailure(binary, ["consume", "pixeld:foo"])
+        #expect(ownKey.hasPrefix("Error: PROGRAM 'pixeld:foo' is in pixeld's own key space"), "\(ownKey)")
+        let processing = try Self.startFailure(binary, ["consume", "pixel:processing:c1"])
+        #expect(processing.hasPrefix("Error: PROGRAM 'pixel:processing:c1' is in pixeld's own key space"), "\(processing)")
+        let spaced = try Self.startFailure(binary, ["consume", "bad name"])
+        #expect(spaced.hasPrefix("Error: PROGRAM 'bad name' has a space or control character"), "\(spaced)")
         let emptyToken = try Self.startFailure(binary, ["serve", "--listen", "127.0.0.1:1"], environment: ["PIXELD_TOKEN": ""])
         #expect(emptyToken.hasPrefix("Error: PIXELD_TOKEN is set but empty"), "\(emptyToken)")
         let streams = try Self.startFailure(binary, ["serve", "--listen", "127.0.0.1:1", "--live-streams-per-client", "0"])
@@ -186,6 +195,9 @@ struct IngestProgramTests {
             binary, ["serve", "--listen", "127.0.0.1:1"], environment: ["PIXELD_ALLOWED_HOST": "stats.example *.example"]
         )
         #expect(variable == "Error: --allowed-host: '*.example' is not a host name (letters, digits, hyphens and dots; no port)", "\(variable)")
+        // A port given alone is not a host name either.
+        let number = try Self.startFailure(binary, ["serve", "--listen", "127.0.0.1:1", "--allowed-host", "8080"])
+        #expect(number == "Error: --allowed-host: '8080' is not a host name (letters, digits, hyphens and dots; no port)", "\(number)")
         let withToken = try Self.startFailure(
             binary, ["serve", "--listen", "127.0.0.1:1", "--allowed-host", "stats.example"], environment: ["PIXELD_TOKEN": "0123456789"]
         )
@@ -214,7 +226,47 @@ struct IngestProgramTests {
             environment: ["PIXELD_SITE": "example.com"], status: 1
         )
         #expect(fromEnvironment.hasPrefix("Error: cannot read the rollups from Redis"), "\(fromEnvironment)")
+        // replay reads its archive, then says what failed where: not hiredis' bare words.
+        let archive = try TempDirectory(prefix: "pixeld-replay")
+        let line = #"{"ts":1795563062.367,"v":1,"status":"ok","site":"example.com","event":"pageview","path":"/","vid":"0d7180e6dcbec50521c29ca69e19af15","source":"Google","browser":"Chrome","os":"Linux","device":"desktop"}"#
+        try (line + "\n").write(toFile: archive.path + "/2026-11-24.c1.jsonl", atomically: true, encoding: .utf8)
+        let replay = try Self.startFailure(
+            try PixeldProcess.binaryURL(),
+            ["replay", "--archive", archive.path, "--from", "2026-11-24", "--to", "2026-11-24", "--redis", "redis://127.0.0.1:\(closedPort)/0"],
+            status: 1
+        )
+        #expect(replay.hasPrefix("Error: cannot rebuild the rollups in Redis: redisConnect"), "\(replay)")
+        let backwards = try Self.startFailure(
+            try PixeldProcess.binaryURL(), ["replay", "--archive", archive.path, "--from", "2026-11-25", "--to", "2026-11-24"]
+        )
+        #expect(backwards == "Error: --from must not be after --to", "\(backwards)")
         withExtendedLifetime(holder) {}
+    }
+
+    @Test("report: hits dropped before a site was known are listed, and a site without rollups gets a hint on stderr")
+    func reportShowsSiteLessDropsAndHintsAtAMistypedSite() throws {
+        let redis = try RedisServer.start()
+        let today = Self.utcDay(Date())
+        _ = try redis.command(["HSET", "pixeld:drops:\(today)", "unknown_site", "2", "missing_url", "1"])
+        let mistyped = try PixeldProcess.start(["report", "--redis", redis.url, "--site", "exmaple.com"])
+        #expect(try mistyped.waitForExit(timeout: 30) == 0)
+        #expect(mistyped.stdoutText.contains("\nDropped before a site was known (all sites' hits): missing_url 1, unknown_site 2\n"), "\(mistyped.stdoutText)")
+        #expect(mistyped.stdoutText.contains("  Bounce rate      –\n"), "\(mistyped.stdoutText)")
+        #expect(mistyped.stderrText.contains("pixeld report: no rollups for exmaple.com in this range; is it a name given to consume --site?"), "\(mistyped.stderrText)")
+        _ = try redis.command(["HSET", "pixeld:site:example.com:\(today):totals", "pageviews", "3", "visits", "2", "bounces", "1"])
+        let known = try PixeldProcess.start(["report", "--redis", redis.url, "--site", "example.com", "--json"])
+        #expect(try known.waitForExit(timeout: 30) == 0)
+        #expect(known.stdoutText.contains("\"pageviews\":3"), "\(known.stdoutText)")
+        #expect(!known.stdoutText.contains("unknown_site"), "the JSON report is the site's alone")
+        #expect(!known.stderrText.contains("no rollups"), "\(known.stderrText)")
+    }
+
+    static func utcDay(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyy-MM-dd"
+        return formatter.string(from: date)
     }
 
     @Test("a second pixeld ingest on the same --spool or --unix path fails at start with one line; the first goes on")

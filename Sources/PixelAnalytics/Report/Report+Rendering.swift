@@ -81,8 +81,9 @@ extension Report {
             ("Pageviews", String(pageviews)),
             ("Unique visitors", String(visitors) + (from == to ? "" : " (union of the days' visitors; ids are daily, so one who came on two days counts twice)")),
             ("Visits", String(visits)),
-            ("Bounce rate", Self.decimal(bounceRate * 100, places: 1) + " %"),
-            ("Visit duration", Self.duration(visitDurationSeconds)),
+            // Over no visits, no number (not 0 %, not 0 s).
+            ("Bounce rate", visits == 0 ? "–" : Self.decimal(bounceRate * 100, places: 1) + " %"),
+            ("Visit duration", visits == 0 ? "–" : Self.duration(visitDurationSeconds)),
             ("Custom events", String(events)),
         ]
         let width = totals.map(\.0.count).max() ?? 0

@@ -39,6 +39,13 @@ public struct ReportQuery: Sendable {
         days.flatMap { day in hashKinds.map { keys.base(site: site, day: day) + $0 } }
     }
 
+    /// The drop counters of hits that never got a site (`unknown_site`, `missing_url`, `bad_url`…),
+    /// one hash a day shared by every site, to read with `HGETALL`: a site whose hits all land there
+    /// (its host is not a `consume --site`) would otherwise show only zeros.
+    public var siteLessDropKeys: [String] {
+        days.map { keys.globalDrops(day: $0) }
+    }
+
     /// The HyperLogLogs to count together with `PFCOUNT`.
     public var uniqueKeys: [String] {
         days.map { keys.uniques(site: site, day: $0) }

@@ -50,9 +50,8 @@ struct ReplayCommand: ParsableCommand {
     func run() throws {
         guard let first = Day(from) else { throw ValidationError("--from: '\(from)' is not a date YYYY-MM-DD") }
         guard let last = Day(to) else { throw ValidationError("--to: '\(to)' is not a date YYYY-MM-DD") }
-        guard first <= last, last.number - first.number < 3700 else {
-            throw ValidationError("--from must not be after --to, and the range is limited to 3700 days")
-        }
+        guard first <= last else { throw ValidationError("--from must not be after --to") }
+        guard last.number - first.number < 3700 else { throw ValidationError("the range is limited to 3700 days") }
         // The same variables as consume's, so that a replay on the consumer's host rebuilds what it wrote.
         guard let archive = archive ?? Environment.value(forFlag: "archive") else {
             throw ValidationError("--archive (or PIXELD_ARCHIVE) is required: the directory of consume --archive")
@@ -103,7 +102,6 @@ struct ReplayCommand: ParsableCommand {
                 ? $0.element.outcome.timestamp < $1.element.outcome.timestamp : $0.offset < $1.offset
         }.map(\.element)
 
-        _ = try connection.command(RollupScript.loadCommand).unwrap("SCRIPT LOAD")
         // Per day, only what this archive can rebuild: all the rollups of a site it holds accepted
         // hits of, only the drop counts of a site it holds drops of alone (another archive may hold
         // its accepted hits); other sites keep theirs. The all-sites drop count is rebuilt.
@@ -114,34 +112,40 @@ struct ReplayCommand: ParsableCommand {
             case .dropped(let hit): if hit.isForKnownSite, let site = hit.site { dropped[file, default: []].insert(site) }
             }
         }
-        for day in days {
-            let whole = counted[day, default: []], dropsOnly = dropped[day, default: []].subtracting(whole)
-            let sitePrefix = keys.prefix + "site:", daySuffix = ":\(day):"
-            // One scan of the day's site keys; a site name holds no ':'.
-            try deleteKeys(matching: sitePrefix + "*" + daySuffix + "*", connection) { key in
-                guard let middle = key.dropFirst(sitePrefix.count).firstRange(of: daySuffix) else { return false }
-                let site = String(key[key.index(key.startIndex, offsetBy: sitePrefix.count)..<middle.lowerBound])
-                return whole.contains(site) || (dropsOnly.contains(site) && key[middle.upperBound...] == "drops")
-            }
-            _ = try connection.command(["DEL", keys.globalDrops(day: day)]).unwrap("DEL")
-        }
-        var index = 0
-        while index < outcomes.count {
-            var batch = RollupBatch(configuration: configuration)
-            for (outcome, file) in outcomes[index..<min(index + 1000, outcomes.count)] { batch.add(outcome, archivedOn: file) }
-            index += 1000
-            // The replay owns its visit keys (its own prefix): read, then apply, without WATCH.
-            var states: [[UInt8]?] = []
-            if let read = batch.stateReadCommand() {
-                let reply = try connection.command(read).unwrap("MGET")
-                guard let parsed = batch.parseStateRead((reply.array ?? []).map(\.bytes)) else {
-                    throw CommandFailure("MGET of the visit version and states replied \(reply)")
+        do {
+            _ = try connection.command(RollupScript.loadCommand).unwrap("SCRIPT LOAD")
+            for day in days {
+                let whole = counted[day, default: []], dropsOnly = dropped[day, default: []].subtracting(whole)
+                let sitePrefix = keys.prefix + "site:", daySuffix = ":\(day):"
+                // One scan of the day's site keys; a site name holds no ':'.
+                try deleteKeys(matching: sitePrefix + "*" + daySuffix + "*", connection) { key in
+                    guard let middle = key.dropFirst(sitePrefix.count).firstRange(of: daySuffix) else { return false }
+                    let site = String(key[key.index(key.startIndex, offsetBy: sitePrefix.count)..<middle.lowerBound])
+                    return whole.contains(site) || (dropsOnly.contains(site) && key[middle.upperBound...] == "drops")
                 }
-                states = parsed.states
+                _ = try connection.command(["DEL", keys.globalDrops(day: day)]).unwrap("DEL")
             }
-            _ = try connection.command(batch.command(states: states)).unwrap("EVALSHA rollup")
+            var index = 0
+            while index < outcomes.count {
+                var batch = RollupBatch(configuration: configuration)
+                for (outcome, file) in outcomes[index..<min(index + 1000, outcomes.count)] { batch.add(outcome, archivedOn: file) }
+                index += 1000
+                // The replay owns its visit keys (its own prefix): read, then apply, without WATCH.
+                var states: [[UInt8]?] = []
+                if let read = batch.stateReadCommand() {
+                    let reply = try connection.command(read).unwrap("MGET")
+                    guard let parsed = batch.parseStateRead((reply.array ?? []).map(\.bytes)) else {
+                        throw CommandFailure("MGET of the visit version and states replied \(reply)")
+                    }
+                    states = parsed.states
+                }
+                _ = try connection.command(batch.command(states: states)).unwrap("EVALSHA rollup")
+            }
+            try deleteKeys(matching: configuration.visitPrefix + "*", connection)
+        } catch let error as RespError {
+            // Nothing was replayed (Redis down, a wrong --redis) or part of it: a second run starts over.
+            throw CommandFailure("cannot rebuild the rollups in Redis: \(error) (replay again once Redis answers: it starts over)")
         }
-        try deleteKeys(matching: configuration.visitPrefix + "*", connection)
         let accepted = outcomes.filter { if case .accepted = $0.outcome { true } else { false } }.count
         print("replayed \(outcomes.count) hits (\(accepted) accepted, \(outcomes.count - accepted) dropped) from \(files) files, \(first) … \(last)")
         let sites = Set(counted.values.flatMap { $0 }).sorted()

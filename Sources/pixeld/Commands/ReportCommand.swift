@@ -28,7 +28,7 @@ struct ReportCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     @Option(help: ArgumentHelp("The site (host name, as given to consume --site). Env: PIXELD_SITE, when it names one site.", valueName: "host"))
-    var site: String?
+    var site: [String] = []
 
     @Option(help: ArgumentHelp("First UTC day, YYYY-MM-DD. Default: --to.", valueName: "day"))
     var from: String?
@@ -43,7 +43,9 @@ struct ReportCommand: ParsableCommand {
     var limit: Int?
 
     func run() throws {
-        let sites = Environment.resolve(site.map { [$0] } ?? [], flag: "site")
+        // An array, so that a second --site is refused rather than silently replacing the first.
+        guard site.count <= 1 else { throw ValidationError("--site is given \(site.count) times, and a report is of one site") }
+        let sites = Environment.resolve(site, flag: "site")
         guard sites.count == 1 else {
             throw ValidationError(
                 sites.isEmpty
@@ -68,7 +70,8 @@ struct ReportCommand: ParsableCommand {
         let connection = RedisConnection(configuration: try global.redisConfiguration(), logger: logger)
         defer { connection.close() }
         let query = ReportQuery(site: name, from: first, to: last)
-        var commands: [[[UInt8]]] = query.hashKeys.map { [Array("HGETALL".utf8), Array($0.utf8)] }
+        let hashKeys = query.hashKeys + (json ? [] : query.siteLessDropKeys)
+        var commands: [[[UInt8]]] = hashKeys.map { [Array("HGETALL".utf8), Array($0.utf8)] }
         commands.append([Array("PFCOUNT".utf8)] + query.uniqueKeys.map { Array($0.utf8) })
         let replies: [RESPValue]
         do {
@@ -78,11 +81,27 @@ struct ReportCommand: ParsableCommand {
         }
         let hashes = try replies.dropLast().map { reply throws(RespError) in try RollupStore.hash(reply, operation: "HGETALL") }
         let visitors = Int(try replies.last!.unwrap("PFCOUNT").int ?? 0)
-        let report = query.report(hashes: hashes, visitors: visitors)
+        let report = query.report(hashes: Array(hashes.prefix(query.hashKeys.count)), visitors: visitors)
+        if report.pageviews == 0 && report.visits == 0 && report.events == 0 && report.drops.isEmpty {
+            // On standard error: the report itself (text or JSON) stays as it is.
+            let note = "pixeld report: no rollups for \(name) in this range; is it a name given to consume --site? (redis-cli --scan --pattern 'pixeld:site:*:totals' lists the sites that have some)\n"
+            _ = note.utf8CString.withUnsafeBufferPointer { write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
+        }
         if json {
             print(report.json(limit: limit ?? 100))
-        } else {
-            print(report.text(limit: limit ?? 10), terminator: "")
+            return
         }
+        print(report.text(limit: limit ?? 10), terminator: "")
+        var siteLess: [String: Int] = [:]
+        for hash in hashes.dropFirst(query.hashKeys.count) { siteLess.merge(hash, uniquingKeysWith: +) }
+        if let line = Self.siteLessDropsLine(siteLess) { print("\n" + line) }
+    }
+
+    /// The drops of hits that never got a site, over all sites, as one line; `nil` when there are none.
+    static func siteLessDropsLine(_ drops: [String: Int]) -> String? {
+        let counted = drops.filter { $0.value != 0 }
+        guard !counted.isEmpty else { return nil }
+        let text = counted.keys.sorted().map { "\($0) \(counted[$0]!)" }.joined(separator: ", ")
+        return "Dropped before a site was known (all sites' hits): \(text)"
     }
 }
