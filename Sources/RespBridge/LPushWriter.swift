@@ -137,7 +137,8 @@ public final class LPushWriter: @unchecked Sendable {
         statistics.setSpooled(spool?.messageCount ?? 0)
     }
 
-    /// Starts the writer thread. It connects lazily and keeps retrying until Redis answers.
+    /// Starts the writer thread. It connects at once; while Redis cannot be reached, messages wait
+    /// (in memory or the spool) and Redis is tried again with backoff, with traffic or without.
     public func start() {
         precondition(thread == nil, "LPushWriter.start() called twice")
         if inheritedSpoolMessages > 0 {
@@ -188,18 +189,26 @@ public final class LPushWriter: @unchecked Sendable {
         do {
             try ensureConnected()
         } catch {
-            noteFailure(error)
+            noteFailure(error, countsRetry: false)
+            retryReplayLater()  // a spool left by a previous run: not a second connect at once
         }
         var batch = PushBatch()
         run: while true {
             if MonotonicClock.nanoseconds() >= nextReplayAt { replaySpool(budgetNanoseconds: Self.replaySliceNanoseconds) }
             guard let spool, !spool.isEmpty else {
                 // Live: the oldest message lingers for company, then the batch is committed.
+                // In an outage with nothing to commit (Redis unreachable at start), Redis is probed
+                // after each backoff delay, so that /healthz and the log follow it without traffic.
                 let outcome = queue.take(
                     into: &batch, lingerNanoseconds: options.lingerNanoseconds, maxBytes: options.maxBatchBytes,
-                    maxMessages: maxBatchMessages
+                    maxMessages: maxBatchMessages,
+                    timeoutNanoseconds: outage.startedAt == nil ? nil : Int64(backoff.nextDelayMilliseconds()) * 1_000_000
                 )
                 if outcome == .closed { break }
+                if outcome == .timedOut {
+                    probe()
+                    continue
+                }
                 sequence += 1
                 statistics.setInFlight(batch.count)
                 deliver(batch, sequence: sequence)
@@ -547,8 +556,21 @@ public final class LPushWriter: @unchecked Sendable {
         everConnected = true
     }
 
-    private func noteFailure(_ error: RespError) {
-        statistics.addRetry()
+    /// Whether Redis answers a `PING`, while an outage lasts and nothing waits to be committed.
+    private func probe() {
+        do {
+            try ensureConnected()
+            _ = try connection.command(["PING"]).unwrap("PING")
+            noteRecovery()
+        } catch {
+            noteFailure(error, countsRetry: false)
+        }
+    }
+
+    /// - Parameter countsRetry: whether a commit failed (`pixeld_redis_retries_total`), not a connect
+    ///   at start or a probe.
+    private func noteFailure(_ error: RespError, countsRetry: Bool = true) {
+        if countsRetry { statistics.addRetry() }
         // A server error part-way through a pipeline leaves replies unread: the connection is out of
         // step (the next command would read a stale reply), so it goes too; and so does one to a server
         // that does not take writes (a replica after a failover), so that the next attempt reconnects.

@@ -220,6 +220,29 @@ struct RedisIntegrationTests {
         #expect(writer.statistics.reconnects >= 1)
     }
 
+    /// A writer started while Redis is down says so at once (health failing, before any message), and
+    /// follows Redis back without traffic: its probes make health ok again, counting no retry.
+    @Test func aWriterStartedWithoutRedisFollowsItBackWithoutTraffic() async throws {
+        let server = try RedisServer.start()
+        server.stop()
+        let queue = PushQueue(capacityBytes: 1 << 20)
+        let writer = LPushWriter(queue: queue, redis: try configuration(server), logger: logger)
+        writer.start()
+        let failing = waitUntil(seconds: 5) {
+            if case .failing("unavailable", _) = writer.statistics.redis { return true }
+            return false
+        }
+        #expect(failing, "\(writer.statistics.redis)")
+        try server.restart()
+        #expect(waitUntil(seconds: 10) { writer.statistics.redis == .ok }, "still \(writer.statistics.redis) with Redis back")
+        #expect(writer.statistics.retries == 0 && writer.statistics.pushed == 0)
+        var batch = PushBatch()
+        batch.append(key: Array("pixel".utf8), value: Array("first".utf8), acceptedAt: MonotonicClock.nanoseconds())
+        queue.enqueue(batch)
+        #expect(try waitUntil(seconds: 5) { try server.llen("pixel") == 1 })
+        await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
+    }
+
     /// Redis's `timeout` closes a connection left idle; the writer's next batch finds it gone and goes
     /// over a new one at once: no retry, no outage, health still ok.
     @Test func aConnectionClosedForIdlenessIsReplacedWithoutAnOutage() async throws {
