@@ -189,6 +189,7 @@ public final class LiveFeed: @unchecked Sendable {
                 let reply = try connection.command(["PSUBSCRIBE", channelPattern])
                 _ = try reply.unwrap("PSUBSCRIBE")
                 lock.withLock { subscribed = true }
+                if failures > 0 { logger.info("live feed: subscribed again") }
                 failures = 0
                 while true {
                     let message = try connection.readReply()
@@ -204,7 +205,12 @@ public final class LiveFeed: @unchecked Sendable {
                 // A quiet minute ends the read (a timeout kills a hiredis context): subscribe again at
                 // once, so that the gap in which a hit would find no subscriber stays a round trip.
                 if error.code == .timeout { continue }
-                logger.info("live feed: subscription failed, retrying", metadata: ["error": "\(error)"])
+                // One warning per outage (streams stay open, and get hits again once it subscribes).
+                if failures == 0 {
+                    logger.warning("live feed: subscription failed, retrying; open streams get no hits until it succeeds", metadata: ["error": "\(error)"])
+                } else {
+                    logger.debug("live feed: subscription failed again", metadata: ["error": "\(error)"])
+                }
                 failures += 1
                 usleep(UInt32(min(5_000_000, 100_000 * failures)))
             }

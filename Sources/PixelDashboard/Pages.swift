@@ -148,7 +148,7 @@ enum Pages {
         if !report.drops.isEmpty {
             // What the numbers leave out (bots, DNT, hits too old…): the reasons of DESIGN's drop list.
             let text = report.drops.keys.sorted().map { "\($0) \(report.drops[$0]!)" }.joined(separator: ", ")
-            body += "<p class=\"muted\" id=\"drops\">Hits not counted: " + Escape.html(text) + " (each one, with its reason, is in the archive)</p>"
+            body += "<p class=\"muted\" id=\"drops\">Hits not counted: " + Escape.html(text) + "</p>"
         }
         body += "<section class=\"live\"><h2>Live</h2><p class=\"muted\">Needs JavaScript; "
         body += "also at <a href=\"/api/live?" + Escape.html(siteQuery) + "\">/api/live</a> (Server-Sent Events).</p>"

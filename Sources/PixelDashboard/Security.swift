@@ -138,7 +138,8 @@ public struct HostCheck: Sendable {
     /// `text` as a host name to compare a `Host` with: lowercase, without a final dot; `nil` unless
     /// it is dot-separated labels of 1–63 letters, digits and hyphens (not first or last), at most
     /// 253 bytes in all (no port, no scheme, no wildcard), whose last label is not all digits (`8080`,
-    /// `10.1`: a port or a number, which browsers read as an IPv4 address, never a host name).
+    /// `10.1`: a port or a number, which browsers read as an IPv4 address, never a host name) unless
+    /// it is an IPv4 address.
     public static func name(_ text: String) -> String? {
         var name = text.lowercased()
         if name.hasSuffix(".") { name.removeLast() }
@@ -149,7 +150,10 @@ public struct HostCheck: Sendable {
                 label.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D })
             else { return nil }
         }
-        guard let last = labels.last, !last.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        // An IPv4 address passes as itself (always allowed anyway); `8080` alone does not.
+        guard let last = labels.last, !last.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) || isAddress(name, family: AF_INET) else {
+            return nil
+        }
         return name
     }
 

@@ -155,7 +155,7 @@ package struct IngestCommand: AsyncParsableCommand {
             do {
                 listeners.append(try StreamListener(host: host, port: port, rules: settings.rules, sink: sink, logger: logger))
             } catch {
-                throw CommandFailure("cannot listen on tcp \(host):\(port): \(error)")
+                throw CommandFailure("cannot listen on tcp://\(host.contains(":") ? "[\(host)]" : host):\(port): \(error)")
             }
         }
         var metricsServer: MetricsHTTPServer?

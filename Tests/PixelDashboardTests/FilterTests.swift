@@ -295,11 +295,16 @@ struct FilterTests {
             range: RangeInput(site: "example.com", from: today, to: today, period: "today"), today: today,
             report: dropped, previous: nil, series: [], realtime: 0, limit: 10
         )
-        #expect(withDrops.contains("<p class=\"muted\" id=\"drops\">Hits not counted: bot_list 3, dnt 1 (each one, with its reason, is in the archive)</p>"), "\(withDrops)")
+        #expect(withDrops.contains("<p class=\"muted\" id=\"drops\">Hits not counted: bot_list 3, dnt 1</p>"), "\(withDrops)")
         let text = report(visits: 0, bounces: 0).text()
         #expect(text.contains("Bounce rate      –\n") && text.contains("Visit duration   –\n"), "\(text)")
         let visited = report(visits: 2, bounces: 1).text()
         #expect(visited.contains("Bounce rate      50.0 %\n") && visited.contains("Visit duration   1 min 0 s\n"), "\(visited)")
+        // A breakdown cut at the limit says how much is left out.
+        var wide = report(visits: 2, bounces: 1)
+        wide.breakdowns[.pages] = Dictionary(uniqueKeysWithValues: (0..<12).map { ("/p\($0)", 12 - $0) })
+        #expect(wide.text(limit: 10).contains("  … and 2 more (--limit, or --json)\n"), "\(wide.text(limit: 10))")
+        #expect(!wide.text(limit: 12).contains("more (--limit"))
     }
 
     /// The date form is a GET form: the browser sends a space in the kept filter as `+`.

@@ -198,6 +198,13 @@ struct IngestProgramTests {
         // A port given alone is not a host name either.
         let number = try Self.startFailure(binary, ["serve", "--listen", "127.0.0.1:1", "--allowed-host", "8080"])
         #expect(number == "Error: --allowed-host: '8080' is not a host name (letters, digits, hyphens and dots; no port)", "\(number)")
+        // An IPv4 address (always answered) is still taken, as before.
+        let address = try ChildProcess(
+            executable: binary, arguments: ["serve", "--listen", "127.0.0.1:\(try PortAllocator.freeTCPPort())", "--allowed-host", "192.168.1.10", "--redis", "redis://127.0.0.1:1/0"]
+        )
+        defer { address.stop(timeout: 5) }
+        let started = try Poll.until(timeout: 20, interval: 0.05) { address.stderr.text.contains("serve ready") || !address.isRunning }
+        #expect(started && address.isRunning, "\(address.stderr.text)")
         let withToken = try Self.startFailure(
             binary, ["serve", "--listen", "127.0.0.1:1", "--allowed-host", "stats.example"], environment: ["PIXELD_TOKEN": "0123456789"]
         )
@@ -247,10 +254,10 @@ struct IngestProgramTests {
     func reportShowsSiteLessDropsAndHintsAtAMistypedSite() throws {
         let redis = try RedisServer.start()
         let today = Self.utcDay(Date())
-        _ = try redis.command(["HSET", "pixeld:drops:\(today)", "unknown_site", "2", "missing_url", "1"])
+        _ = try redis.command(["HSET", "pixeld:drops:\(today)", "unknown_site", "2", "missing_url", "1", "bot_list", "5"])  // bot_list: sites' own
         let mistyped = try PixeldProcess.start(["report", "--redis", redis.url, "--site", "exmaple.com"])
         #expect(try mistyped.waitForExit(timeout: 30) == 0)
-        #expect(mistyped.stdoutText.contains("\nDropped before a site was known (all sites' hits): missing_url 1, unknown_site 2\n"), "\(mistyped.stdoutText)")
+        #expect(mistyped.stdoutText.contains("\nDropped before a site was known (hits of any site): missing_url 1, unknown_site 2\n"), "\(mistyped.stdoutText)")
         #expect(mistyped.stdoutText.contains("  Bounce rate      –\n"), "\(mistyped.stdoutText)")
         #expect(mistyped.stderrText.contains("pixeld report: no rollups for exmaple.com in this range; is it a name given to consume --site?"), "\(mistyped.stderrText)")
         _ = try redis.command(["HSET", "pixeld:site:example.com:\(today):totals", "pageviews", "3", "visits", "2", "bounces", "1"])

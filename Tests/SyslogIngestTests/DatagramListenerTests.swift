@@ -347,20 +347,30 @@ import Testing
     }
 
     /// A request between `net.core.rmem_max` and twice it: the kernel grants rmem_max and reports
-    /// twice that, more than was asked for, yet the buffer is short of it; as root (the unit's
-    /// `CAP_NET_ADMIN`) `SO_RCVBUFFORCE` gets the whole request.
+    /// twice that, more than was asked for, yet the buffer is short of it; with `CAP_NET_ADMIN` (the
+    /// unit's, and root's here) `SO_RCVBUFFORCE` gets the whole request.
     @Test func aReceiveBufferCappedBelowTheRequestIsForced() throws {
         let text = try String(contentsOfFile: "/proc/sys/net/core/rmem_max", encoding: .utf8)
         let cap = try #require(Int(text.trimmingCharacters(in: .whitespacesAndNewlines)))
-        try #require(cap < 1 << 29, "rmem_max \(cap) leaves no room for a larger request")
+        // A request must fit the kernel's int: on a host whose cap is that large there is no such case.
+        guard cap < 1 << 29 else { return }
         let requested = cap + cap / 2
         let socket = try DatagramSocket(binding: .udp(host: "127.0.0.1", port: 0), receiveBufferBytes: requested)
         defer { socket.close() }
-        if geteuid() == 0 {
+        if Self.hasCapability(12) {  // CAP_NET_ADMIN (a container's root may lack it)
             #expect(socket.receiveBufferBytes / 2 >= requested, "rmem_max \(cap), asked for \(requested), got \(socket.receiveBufferBytes / 2)")
         } else {
             #expect(socket.receiveBufferBytes / 2 < requested, "not privileged: the cap must show")
         }
+    }
+
+    /// Whether this process has capability `number` in its effective set (`CapEff` in /proc/self/status).
+    static func hasCapability(_ number: Int) -> Bool {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
+            let mask = UInt64(line.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16)
+        else { return false }
+        return mask & (1 << UInt64(number)) != 0
     }
 
     @Test func oversizeDatagramsAreDroppedNotTruncated() async throws {

@@ -104,8 +104,12 @@ public struct DroppedHit: Sendable, Equatable {
         self.countedOn = countedOn
     }
 
+    /// The reasons of drops that never get a site (the page URL is missing, unusable or of no
+    /// configured site): counted only in the all-sites drop count (`pixeld:drops:DAY`).
+    public static let reasonsWithoutSite: Set<DropReason> = [.unknownSite, .badURL, .missingURL]
+
     /// Whether `site` is a configured site (so the drop is also counted under the site).
-    public var isForKnownSite: Bool { reason != .unknownSite && reason != .badURL && reason != .missingURL && site != nil }
+    public var isForKnownSite: Bool { !Self.reasonsWithoutSite.contains(reason) && site != nil }
 }
 
 /// What processing made of one hit.

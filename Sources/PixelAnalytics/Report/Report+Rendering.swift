@@ -114,6 +114,8 @@ extension Report {
                 }
                 lines.append(line)
             }
+            let hidden = (breakdowns[section.breakdown]?.count ?? 0) - entries.count
+            if hidden > 0 { lines.append("  … and \(hidden) more (--limit, or --json)") }
         }
         return lines.joined(separator: "\n") + "\n"
     }

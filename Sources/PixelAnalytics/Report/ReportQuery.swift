@@ -39,9 +39,11 @@ public struct ReportQuery: Sendable {
         days.flatMap { day in hashKinds.map { keys.base(site: site, day: day) + $0 } }
     }
 
-    /// The drop counters of hits that never got a site (`unknown_site`, `missing_url`, `bad_url`…),
-    /// one hash a day shared by every site, to read with `HGETALL`: a site whose hits all land there
-    /// (its host is not a `consume --site`) would otherwise show only zeros.
+    /// The all-sites drop counters, one hash a day, to read with `HGETALL`: of them, the reasons of
+    /// hits that never got a site (``DroppedHit/reasonsWithoutSite``: `unknown_site`, `missing_url`,
+    /// `bad_url`) count nowhere else, and a site whose hits all land there (its host is not a
+    /// `consume --site`) would otherwise show only zeros. The hash's other reasons are the sites' own
+    /// drops again.
     public var siteLessDropKeys: [String] {
         days.map { keys.globalDrops(day: $0) }
     }

@@ -46,7 +46,7 @@ public struct FacilityFilter: Sendable, Hashable, CustomStringConvertible {
                     code: .unknownFacility,
                     message: "unknown syslog facility \(item.debugDescription)"
                         + (items.count > 1 ? " in \(spec.debugDescription)" : "")
-                        + "; known facilities: \(known), or \"all\""
+                        + "; known facilities: \(known), their codes 0–23, or \"all\""
                 )
             }
             facilities.append(facility)

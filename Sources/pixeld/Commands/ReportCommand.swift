@@ -97,11 +97,13 @@ struct ReportCommand: ParsableCommand {
         if let line = Self.siteLessDropsLine(siteLess) { print("\n" + line) }
     }
 
-    /// The drops of hits that never got a site, over all sites, as one line; `nil` when there are none.
+    /// The drops of hits that never got a site, from the all-sites drop counts, as one line; `nil`
+    /// when there are none. (The counts' other reasons are every site's own drops.)
     static func siteLessDropsLine(_ drops: [String: Int]) -> String? {
-        let counted = drops.filter { $0.value != 0 }
+        let siteLess = Set(DroppedHit.reasonsWithoutSite.map(\.rawValue))
+        let counted = drops.filter { $0.value != 0 && siteLess.contains($0.key) }
         guard !counted.isEmpty else { return nil }
         let text = counted.keys.sorted().map { "\($0) \(counted[$0]!)" }.joined(separator: ", ")
-        return "Dropped before a site was known (all sites' hits): \(text)"
+        return "Dropped before a site was known (hits of any site): \(text)"
     }
 }

@@ -160,6 +160,7 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             throw CommandFailure("serve (\(address)): \(Self.reason(error))")
         }
+        logger.info("serve stopped")  // as ingest and consume say when they end
     }
 
     /// An error's text; for a socket error, its errno's (NIO's reads `bind(descriptor:ptr:bytes:):
