@@ -74,7 +74,7 @@ struct RangeInput: Sendable {
             to = try toText.map { try day($0, name: "to") } ?? today
             from = try fromText.map { try day($0, name: "from") } ?? to
         default:
-            throw HTTPError(.badRequest, message: "period: use today, 7d, 30d or custom")
+            throw HTTPError(.badRequest, message: "period: use today, 7d or 30d, or from and to (YYYY-MM-DD) for other days")
         }
         guard from <= to else { throw HTTPError(.badRequest, message: "from must not be after to") }
         // The days kept and today's; never more than 3,700 (a long retention is no reason for one
