@@ -138,8 +138,8 @@ public struct Dashboard: Sendable {
         router.get("/assets/dashboard.js") { _, _ in
             Self.response(Pages.javascript, type: "text/javascript; charset=utf-8", cache: "public, max-age=3600")
         }
-        router.get("/") { request, _ in try await self.siteListPage(request) }
-        router.get("/site") { request, _ in try await self.sitePage(request) }
+        router.get("/") { request, _ in try await Self.htmlErrors { try await self.siteListPage(request) } }
+        router.get("/site") { request, _ in try await Self.htmlErrors { try await self.sitePage(request) } }
         router.get("/login") { request, _ in
             Self.html(Pages.login(failed: false, next: Self.safeNext(FormQuery(request)["next"])))
         }
@@ -263,6 +263,19 @@ public struct Dashboard: Sendable {
             return try await discoveredSites.sites(now: clock())
         } catch {
             throw Self.unavailable(error)
+        }
+    }
+
+    /// A page's error (a bad `period`, Redis down) as a page a browser shows, with the same status and
+    /// message as the API's JSON error.
+    static func htmlErrors(_ page: () async throws -> Response) async throws -> Response {
+        do {
+            return try await page()
+        } catch let error as HTTPError {
+            var response = html(Pages.message(title: error.status.reasonPhrase, text: error.body ?? error.status.reasonPhrase))
+            response.status = error.status
+            for field in error.headers { response.headers.append(field) }
+            return response
         }
     }
 
