@@ -496,7 +496,10 @@ public struct Dashboard: Sendable {
             // never comes: its connection is closed a second later, which ends that write (a reading
             // client's stream has ended by then).
             try await withGracefulShutdownHandler {
-                try await writer.write(ByteBuffer(string: "retry: 2000\n: connected\n\n"))
+                // A comment (browsers ignore it; curl shows it) when the feed has lost Redis: the
+                // stream is open, but no hit comes until it subscribes again.
+                let state = live.isSubscribed ? "" : ": the live feed is not subscribed to Redis now (see serve's log); hits follow once it is\n\n"
+                try await writer.write(ByteBuffer(string: "retry: 2000\n: connected\n\n" + state))
                 for await chunk in merged { try await writer.write(ByteBuffer(string: chunk)) }
             } onGracefulShutdown: {
                 sink.finish()

@@ -17,6 +17,32 @@ struct LiveFeedTests {
     static let userAgent =
         "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36 PixeldLive/1"
 
+    /// With Redis gone the stream still opens (it gets hits once the feed subscribes again), but says
+    /// so in a comment instead of looking like a healthy, quiet feed.
+    @Test func aStreamOpenedWhileTheFeedHasLostRedisSaysSo() throws {
+        let redis = try RedisServer.start()
+        let serve = try ServeProcess.start(redis: redis)
+        defer { serve.process.terminate() }
+        func firstLines() throws -> String {
+            let curl = try ChildProcess(
+                executable: try TestEnvironment.requireTool("curl"), arguments: ["-sN", "--max-time", "2", serve.url("/api/live?site=example.com")]
+            )
+            _ = try curl.waitForExit(timeout: 10)
+            return curl.stdout.text
+        }
+        #expect(try Poll.until(timeout: 10) { (try redis.command(["PUBSUB", "NUMPAT"]).integer ?? 0) >= 1 })
+        let healthy = try firstLines()
+        #expect(healthy.hasPrefix("retry: 2000\n: connected\n\n") && !healthy.contains("not subscribed"), "\(healthy)")
+        redis.stop()
+        var lost = ""
+        let said = try Poll.until(timeout: 10, interval: 0.2) {
+            lost = try firstLines()
+            return lost.contains(": the live feed is not subscribed to Redis now")
+        }
+        #expect(said, "\(lost)")
+        #expect(lost.hasPrefix("retry: 2000\n: connected\n\n"))
+    }
+
     @Test func sseDeliversANginxHitWithinOneSecond() throws {
         let redis = try RedisServer.start()
         let udpPort = try PortAllocator.freeUDPPort()
