@@ -147,8 +147,7 @@ enum Pages {
         body += "</section>"
         if !report.drops.isEmpty {
             // What the numbers leave out (bots, DNT, hits too old…): the reasons of DESIGN's drop list.
-            let text = report.drops.keys.sorted().map { "\($0) \(report.drops[$0]!)" }.joined(separator: ", ")
-            body += "<p class=\"muted\" id=\"drops\">Hits not counted: " + Escape.html(text) + "</p>"
+            body += "<p class=\"muted\" id=\"drops\">Hits not counted: " + Escape.html(Report.dropsText(report.drops)) + "</p>"
         }
         body += "<section class=\"live\"><h2>Live</h2><p class=\"muted\">Needs JavaScript; "
         body += "also at <a href=\"/api/live?" + Escape.html(siteQuery) + "\">/api/live</a> (Server-Sent Events).</p>"
@@ -181,12 +180,10 @@ enum Pages {
         inPoints: Bool = false, comparable: Bool = true
     ) -> String {
         var change = "<span class=\"change\">–</span>"
-        if !comparable {
-            // The plain "–".
-        } else if before == nil {
+        if comparable, before == nil {
             change = "<span class=\"change\" title=\"not compared: the previous period starts before the oldest day kept "
                 + "(--retention-days)\">–</span>"
-        } else if let before, inPoints || before > 0 {
+        } else if comparable, let before, inPoints || before > 0 {
             let delta = inPoints
                 ? Int((Double(current - before) / 10).rounded()) : Int((Double(current - before) * 100 / Double(before)).rounded())
             let good = lowerIsBetter ? delta <= 0 : delta >= 0

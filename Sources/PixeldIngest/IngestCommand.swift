@@ -123,7 +123,7 @@ package struct IngestCommand: AsyncParsableCommand {
             } catch {
                 throw CommandFailure("cannot listen on \(address): \(error)")
             }
-            if socket.receiveBufferBytes / 2 < settings.receiveBufferBytes {  // the kernel reports twice what it granted
+            if socket.grantedReceiveBufferBytes < settings.receiveBufferBytes {
                 logger.warning(
                     "kernel capped the receive buffer; raise net.core.rmem_max or run with CAP_NET_ADMIN",
                     metadata: ["pixeld.listener": "\(address)", "requested": "\(settings.receiveBufferBytes)", "effective": "\(socket.receiveBufferBytes)"]
@@ -155,7 +155,7 @@ package struct IngestCommand: AsyncParsableCommand {
             do {
                 listeners.append(try StreamListener(host: host, port: port, rules: settings.rules, sink: sink, logger: logger))
             } catch {
-                throw CommandFailure("cannot listen on tcp://\(host.contains(":") ? "[\(host)]" : host):\(port): \(error)")
+                throw CommandFailure("cannot listen on \(StreamListener.address(host: host, port: port)): \(error)")
             }
         }
         var metricsServer: MetricsHTTPServer?

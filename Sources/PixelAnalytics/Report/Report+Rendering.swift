@@ -89,7 +89,7 @@ extension Report {
         let width = totals.map(\.0.count).max() ?? 0
         for (name, value) in totals { lines.append("  " + Self.pad(name, width) + "  " + value) }
         if !drops.isEmpty {
-            let text = drops.keys.sorted().map { "\($0) \(drops[$0]!)" }.joined(separator: ", ")
+            let text = Self.dropsText(drops)
             lines.append("  " + Self.pad("Dropped", width) + "  " + text)
         }
         let sourceVisits = breakdowns[.sourceVisits] ?? [:]
@@ -118,6 +118,11 @@ extension Report {
             if hidden > 0 { lines.append("  … and \(hidden) more (--limit, or --json)") }
         }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Drop counts as one line, by reason name: `bot_list 3, dnt 1`.
+    public static func dropsText(_ drops: [String: Int]) -> String {
+        drops.keys.sorted().map { "\($0) \(drops[$0]!)" }.joined(separator: ", ")
     }
 
     static func pad(_ text: String, _ width: Int) -> String {

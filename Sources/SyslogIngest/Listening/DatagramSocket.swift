@@ -18,6 +18,9 @@ public final class DatagramSocket: @unchecked Sendable {
     public private(set) var address: ListenAddress
     /// The kernel's receive buffer size after configuration (the kernel reports twice the request).
     public private(set) var receiveBufferBytes: Int = 0
+    /// What the kernel granted of a requested `SO_RCVBUF`, to compare with the request: half of
+    /// ``receiveBufferBytes``.
+    public var grantedReceiveBufferBytes: Int { receiveBufferBytes / 2 }
     private var closed = false
     /// The inode of the socket file this socket bound (unix): the only file ``close()`` removes.
     private var boundInode: ino_t?

@@ -58,12 +58,17 @@ public final class StreamListener: @unchecked Sendable {
         let (fd, actual) = try StreamSocket.listen(host: host, port: port)
         listenFD = fd
         self.port = actual
-        self.address = host.contains(":") ? "tcp://[\(host)]:\(actual)" : "tcp://\(host):\(actual)"
+        self.address = Self.address(host: host, port: actual)
         self.rules = rules
         self.sink = sink
         self.logger = logger
         self.maxConnections = maxConnections
         statistics = ListenerStatistics(label: address)
+    }
+
+    /// `tcp://HOST:PORT` (`tcp://[IPV6]:PORT`), as listeners and their errors name an address.
+    public static func address(host: String, port: Int) -> String {
+        host.contains(":") ? "tcp://[\(host)]:\(port)" : "tcp://\(host):\(port)"
     }
 
     /// Open connections now.

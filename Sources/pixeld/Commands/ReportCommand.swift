@@ -103,7 +103,6 @@ struct ReportCommand: ParsableCommand {
         let siteLess = Set(DroppedHit.reasonsWithoutSite.map(\.rawValue))
         let counted = drops.filter { $0.value != 0 && siteLess.contains($0.key) }
         guard !counted.isEmpty else { return nil }
-        let text = counted.keys.sorted().map { "\($0) \(counted[$0]!)" }.joined(separator: ", ")
-        return "Dropped before a site was known (hits of any site): \(text)"
+        return "Dropped before a site was known (hits of any site): \(Report.dropsText(counted))"
     }
 }

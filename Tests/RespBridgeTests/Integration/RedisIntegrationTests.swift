@@ -220,14 +220,20 @@ struct RedisIntegrationTests {
         #expect(writer.statistics.reconnects >= 1)
     }
 
-    /// A writer started while Redis is down says so at once (health failing, before any message), and
-    /// follows Redis back without traffic: its probes make health ok again, counting no retry.
-    @Test func aWriterStartedWithoutRedisFollowsItBackWithoutTraffic() async throws {
+    /// A stopped Redis (`restart()` brings it back on its port) and a started writer pointed at it.
+    private func startedWriterWithRedisStopped() throws -> (RedisServer, PushQueue, LPushWriter) {
         let server = try RedisServer.start()
         server.stop()
         let queue = PushQueue(capacityBytes: 1 << 20)
         let writer = LPushWriter(queue: queue, redis: try configuration(server), logger: logger)
         writer.start()
+        return (server, queue, writer)
+    }
+
+    /// A writer started while Redis is down says so at once (health failing, before any message), and
+    /// follows Redis back without traffic: its probes make health ok again, counting no retry.
+    @Test func aWriterStartedWithoutRedisFollowsItBackWithoutTraffic() async throws {
+        let (server, queue, writer) = try startedWriterWithRedisStopped()
         let failing = waitUntil(seconds: 5) {
             if case .failing("unavailable", _) = writer.statistics.redis { return true }
             return false
@@ -272,11 +278,7 @@ struct RedisIntegrationTests {
     }
 
     @Test func writerHoldsMessagesWhileRedisIsDownAndDeliversWhenItReturns() async throws {
-        let server = try RedisServer.start()
-        server.stop()
-        let queue = PushQueue(capacityBytes: 1 << 20)
-        let writer = LPushWriter(queue: queue, redis: try configuration(server), logger: logger)
-        writer.start()
+        let (server, queue, writer) = try startedWriterWithRedisStopped()
         var batch = PushBatch()
         for index in 0..<300 { batch.append(key: Array("pixel".utf8), value: Array("\(index)".utf8), acceptedAt: 0) }
         queue.enqueue(batch)
