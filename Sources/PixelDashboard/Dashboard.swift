@@ -114,6 +114,7 @@ public struct Dashboard: Sendable {
     public func router() -> Router<DashboardRequestContext> {
         let router = Router(context: DashboardRequestContext.self)
         router.add(middleware: SecurityHeadersMiddleware())
+        router.add(middleware: NotFoundMiddleware())
         // Without a token anyone who reaches the server sees every site, and a web page reaches a
         // loopback server through its visitor's browser by pointing its own name at 127.0.0.1 (DNS
         // rebinding). With a token no such check is needed: that page cannot know the token, and the

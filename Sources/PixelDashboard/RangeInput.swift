@@ -60,8 +60,11 @@ struct RangeInput: Sendable {
         let site = try siteParameter(parameters["site"], sites: sites, authenticated: authenticated)
         let fromText = parameters["from"]
         let toText = parameters["to"]
-        var period = parameters["period"] ?? (fromText == nil && toText == nil ? "today" : "custom")
-        if fromText != nil || toText != nil { period = "custom" }
+        let periodText = parameters["period"]
+        guard periodText == nil || (fromText == nil && toText == nil) else {
+            throw HTTPError(.badRequest, message: "period: give either period or from and to, not both")
+        }
+        let period = periodText ?? (fromText == nil && toText == nil ? "today" : "custom")
         var from = today
         var to = today
         // The preset periods stop at the oldest day kept (a 30-day link must not fail under a 14-day retention).
@@ -70,7 +73,7 @@ struct RangeInput: Sendable {
         case "today": break
         case "7d": from = Day(number: max(today.number - 6, oldestKept))
         case "30d": from = Day(number: max(today.number - 29, oldestKept))
-        case "custom":
+        case "custom" where periodText == nil:
             to = try toText.map { try day($0, name: "to") } ?? today
             from = try fromText.map { try day($0, name: "from") } ?? to
         default:

@@ -123,7 +123,7 @@ package struct IngestCommand: AsyncParsableCommand {
             } catch {
                 throw CommandFailure("cannot listen on \(address): \(error)")
             }
-            if socket.grantedReceiveBufferBytes < settings.receiveBufferBytes {
+            if socket.receiveBufferIsShort(of: settings.receiveBufferBytes) {
                 logger.warning(
                     "kernel capped the receive buffer; raise net.core.rmem_max or run with CAP_NET_ADMIN",
                     metadata: ["pixeld.listener": "\(address)", "requested": "\(settings.receiveBufferBytes)", "effective": "\(socket.receiveBufferBytes)"]

@@ -157,6 +157,8 @@ struct APITests {
         ("/api/stats?site=example.com&limit=0", 400),
         ("/api/stats?site=example.com&limit=abc", 400),
         ("/api/stats?site=example.com&period=year", 400),
+        ("/api/stats?site=example.com&period=7d&from=2026-05-01", 400),
+        ("/api/stats?site=example.com&period=custom", 400),
         ("/api/breakdown?site=example.com", 400),
         ("/api/breakdown?site=example.com&dimension=passwords", 400),
         ("/api/breakdown?site=example.com&dimension=pages&format=xml", 400),
@@ -165,6 +167,7 @@ struct APITests {
         ("/api/count?site=example.com", 400),
         ("/site?site=example.com&from=nope", 400),
         ("/nothing-here", 404),
+        ("/api/nothing-here", 404),
     ])
     func badInputIsAClearClientError(uri: String, status: Int) async throws {
         let fixture = try DashboardFixture.shared()
@@ -172,7 +175,10 @@ struct APITests {
         try await app.test(.router) { client in
             let response = try await client.execute(uri: uri, method: .get)
             #expect(response.status.code == status, "\(uri): \(response.text)")
-            if status == 400 { #expect(!response.text.isEmpty) }
+            // Every error says what is wrong: the pages in a page, the API in JSON.
+            #expect(!response.text.isEmpty, "\(uri)")
+            let type = uri.hasPrefix("/api/") ? "application/json" : "text/html"
+            #expect(response.headers[.contentType]?.hasPrefix(type) == true, "\(uri): \(response.headers[.contentType] ?? "no type")")
             #expect(response.headers[.contentSecurityPolicy] != nil)
         }
     }

@@ -153,6 +153,9 @@ struct IngestProgramTests {
         #expect(twoSites == "Error: --site is required: PIXELD_SITE names 2 sites, and a report is of one", "\(twoSites)")
         let twoFlags = try Self.startFailure(binary, ["report", "--site", "a.example", "--site", "b.example"])
         #expect(twoFlags == "Error: --site is given 2 times, and a report is of one site", "\(twoFlags)")
+        // Its usage shows one --site, required (not ArgumentParser's `[--site <host> ...]` for the array).
+        let help = try ChildProcess.run(binary.path, ["report", "--help"]).stdout
+        #expect(help.contains("USAGE: pixeld report [--redis <url>] [--log-level <level>] --site <host> [--from <day>]"), "\(help)")
         // consume's PROGRAM: a key ingest could make, outside pixeld's own key space.
         let ownKey = try Self.startFailure(binary, ["consume", "pixeld:foo"])
         #expect(ownKey.hasPrefix("Error: PROGRAM 'pixeld:foo' is in pixeld's own key space"), "\(ownKey)")

@@ -364,6 +364,19 @@ import Testing
         }
     }
 
+    /// The largest request the flag takes, 1 GiB, is one byte over the kernel's own limit
+    /// (`INT_MAX / 2`): granted that limit, the buffer is not short of the request (no warning).
+    @Test func theKernelsLargestReceiveBufferIsNotShortOfOneGiB() throws {
+        let socket = try DatagramSocket(binding: .udp(host: "127.0.0.1", port: 0), receiveBufferBytes: 1 << 30)
+        defer { socket.close() }
+        if Self.hasCapability(12) {
+            #expect(socket.grantedReceiveBufferBytes == DatagramSocket.largestReceiveBufferBytes)
+            #expect(!socket.receiveBufferIsShort(of: 1 << 30))
+        } else {
+            #expect(socket.receiveBufferIsShort(of: 1 << 30), "granted \(socket.grantedReceiveBufferBytes)")
+        }
+    }
+
     /// Whether this process has capability `number` in its effective set (`CapEff` in /proc/self/status).
     static func hasCapability(_ number: Int) -> Bool {
         guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),

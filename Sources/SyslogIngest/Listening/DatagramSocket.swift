@@ -21,6 +21,14 @@ public final class DatagramSocket: @unchecked Sendable {
     /// What the kernel granted of a requested `SO_RCVBUF`, to compare with the request: half of
     /// ``receiveBufferBytes``.
     public var grantedReceiveBufferBytes: Int { receiveBufferBytes / 2 }
+    /// The most `SO_RCVBUF` the kernel grants anyone (`INT_MAX / 2`), privileged or not.
+    public static let largestReceiveBufferBytes = Int(Int32.max) / 2
+
+    /// Whether the kernel granted less than `requested` (`net.core.rmem_max` without
+    /// `CAP_NET_ADMIN`), a request beyond ``largestReceiveBufferBytes`` counting as that much.
+    public func receiveBufferIsShort(of requested: Int) -> Bool {
+        grantedReceiveBufferBytes < min(requested, Self.largestReceiveBufferBytes)
+    }
     private var closed = false
     /// The inode of the socket file this socket bound (unix): the only file ``close()`` removes.
     private var boundInode: ino_t?

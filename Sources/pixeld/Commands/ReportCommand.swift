@@ -14,6 +14,8 @@ struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
         abstract: "Print a site's analytics for a range of UTC days: a readable report, or JSON with --json.",
+        // Written out: --site is an array only to refuse a second one, and one is taken.
+        usage: "pixeld report [--redis <url>] [--log-level <level>] --site <host> [--from <day>] [--to <day>] [--json] [--limit <n>]",
         discussion: """
             Reads the rollups that `pixeld consume --site` writes (pixeld:site:SITE:DAY:*). Unique visitors \
             over several days are the HyperLogLog union of the days: visitor ids are per day by design, so a \

@@ -21,7 +21,7 @@ struct ServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Serve the dashboard, the JSON API and the live feed (reads the Redis rollups; no database of its own).",
         discussion: """
-            Pages: / (sites), /site?site=S[&period=today|7d|30d][&from=D&to=D]. API: /api/sites, \
+            Pages: / (sites), /site?site=S[&period=today|7d|30d or &from=D&to=D]. API: /api/sites, \
             /api/stats?site&from&to (the object of `pixeld report --json`), /api/timeseries?site&from&to&interval, \
             /api/breakdown?site&from&to&dimension&limit[&format=csv], /api/counts?site, /api/count?site&path, \
             /api/realtime?site, /api/live?site (Server-Sent Events of what the consumer publishes on \
