@@ -69,24 +69,6 @@ int cpixeld_recvmmsg(int fd, cpixeld_datagram *slots, unsigned int count, int fl
     return received;
 }
 
-int cpixeld_sendmmsg(int fd, const void *const *buffers, const size_t *lengths, unsigned int count, int flags) {
-    if (count > CPIXELD_MAX_BATCH) count = CPIXELD_MAX_BATCH;
-    struct mmsghdr messages[CPIXELD_MAX_BATCH];
-    struct iovec vectors[CPIXELD_MAX_BATCH];
-    memset(messages, 0, sizeof(struct mmsghdr) * count);
-    for (unsigned int i = 0; i < count; i++) {
-        vectors[i].iov_base = (void *)buffers[i];
-        vectors[i].iov_len = lengths[i];
-        messages[i].msg_hdr.msg_iov = &vectors[i];
-        messages[i].msg_hdr.msg_iovlen = 1;
-    }
-    int sent;
-    do {
-        sent = sendmmsg(fd, messages, count, flags);
-    } while (sent < 0 && errno == EINTR);
-    return sent;
-}
-
 int cpixeld_enable_drop_counter(int fd) {
     int one = 1;
     return setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one);

@@ -142,7 +142,7 @@ public struct Dashboard: Sendable {
         router.get("/") { request, _ in try await Self.htmlErrors { try await self.siteListPage(request) } }
         router.get("/site") { request, _ in try await Self.htmlErrors { try await self.sitePage(request) } }
         router.get("/login") { request, _ in
-            Self.html(Pages.login(failed: false, next: Self.safeNext(FormQuery(request)["next"])))
+            Self.html(Pages.login(failed: false, next: Self.safeNext(FormFields(request)["next"])))
         }
         router.post("/login") { request, context in try await self.login(request, client: context.client(of: request)) }
         router.post("/logout") { _, _ in
@@ -167,7 +167,7 @@ public struct Dashboard: Sendable {
         }
         router.get("/api/count") { request, _ in
             let range = try self.range(request, filters: false)
-            guard let path = FormQuery(request)["path"], !path.isEmpty else {
+            guard let path = FormFields(request)["path"], !path.isEmpty else {
                 throw HTTPError(.badRequest, message: "path: missing (e.g. &path=/blog/)")
             }
             guard path.utf8.count <= 2048 else { throw HTTPError(.badRequest, message: "path: longer than 2048 bytes") }
@@ -211,7 +211,7 @@ public struct Dashboard: Sendable {
 
     /// The request's `site`, which the caller may see (401 otherwise).
     func visibleSite(_ request: Request) throws -> String {
-        try RangeInput.siteParameter(FormQuery(request)["site"], sites: access, authenticated: auth.isAuthenticated(request))
+        try RangeInput.siteParameter(FormFields(request)["site"], sites: access, authenticated: auth.isAuthenticated(request))
     }
 
     func report(_ site: String, _ from: Day, _ to: Day, breakdowns: [Breakdown] = Breakdown.allCases) async throws -> Report {
@@ -401,7 +401,7 @@ public struct Dashboard: Sendable {
 
     func apiTimeseries(_ request: Request) async throws -> Response {
         let range = try self.range(request)
-        let interval = FormQuery(request)["interval"] ?? (range.from == range.to ? "hour" : "day")
+        let interval = FormFields(request)["interval"] ?? (range.from == range.to ? "hour" : "day")
         guard interval == "hour" || interval == "day" else { throw HTTPError(.badRequest, message: "interval: use hour or day") }
         if interval == "hour" && range.from != range.to {
             throw HTTPError(.badRequest, message: "interval=hour needs a single day (from = to)")
@@ -429,13 +429,13 @@ public struct Dashboard: Sendable {
 
     func apiBreakdown(_ request: Request) async throws -> Response {
         let range = try self.range(request)
-        guard let name = FormQuery(request)["dimension"] else {
+        guard let name = FormFields(request)["dimension"] else {
             throw HTTPError(.badRequest, message: "dimension: missing (one of \(Breakdown.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         guard let breakdown = Breakdown(rawValue: name) else {
             throw HTTPError(.badRequest, message: "dimension: one of \(Breakdown.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        let format = FormQuery(request)["format"] ?? "json"
+        let format = FormFields(request)["format"] ?? "json"
         guard format == "json" || format == "csv" else { throw HTTPError(.badRequest, message: "format: json or csv") }
         let limit = try RangeInput.limit(request, default: format == "csv" ? 100_000 : 100, maximum: 100_000)
         let report = try await self.report(range)
@@ -529,7 +529,7 @@ public struct Dashboard: Sendable {
     func login(_ request: Request, client: String) async throws -> Response {
         var request = request
         let buffer = try await request.collectBody(upTo: 16 * 1024)
-        let form = FormBody.parse(String(buffer: buffer))
+        let form = FormFields(encoded: String(buffer: buffer))
         let next = Self.safeNext(form["next"])
         guard let token = configuration.token else { return Response.redirect(to: next, type: .found) }
         if let seconds = credentialThrottle.heldSeconds(client) { return CredentialThrottle.heldResponse(seconds: seconds) }

@@ -109,8 +109,9 @@ public final class LiveFeed: @unchecked Sendable {
         }
     }
 
-    /// Ends every SSE stream and tells the subscriber thread to stop. It does not wait for the thread:
-    /// a blocked read may only return at its timeout (a minute), after which the thread exits.
+    /// Ends every SSE stream and tells the subscriber thread to stop: its blocked read returns at once
+    /// (``RedisConnection/interrupt()`` shuts the socket down) and the thread exits. It does not wait
+    /// for the thread.
     public func stop() async {
         let streams = lock.withLock {
             stopping = true

@@ -2,14 +2,21 @@ import Hummingbird
 import PixelAnalytics
 import PixelEvents
 
-/// A request's query parameters decoded as a browser's form sends them: `+` is a space and `%HH` a
-/// byte. (Hummingbird's `queryParameters` decodes `%HH` only, so the date form of a filtered page,
-/// `filter=sources%3AHacker+News`, would filter on "Hacker+News".) The first of repeated names wins.
-struct FormQuery: Sendable {
+/// Form fields (`application/x-www-form-urlencoded`) decoded as a browser's form sends them: `+` is
+/// a space and `%HH` a byte (``QueryString``'s rules). (Hummingbird's `queryParameters` decodes `%HH`
+/// only, so the date form of a filtered page, `filter=sources%3AHacker+News`, would filter on
+/// "Hacker+News".) The first of repeated names wins.
+struct FormFields: Sendable {
     private let pairs: [QueryArg]
 
+    /// A request's query parameters.
     init(_ request: Request) {
-        pairs = QueryString.parse(request.uri.query ?? "")
+        self.init(encoded: request.uri.query ?? "")
+    }
+
+    /// Encoded fields: a query, or a form's body (the login form's).
+    init(encoded text: String) {
+        pairs = QueryString.parse(text)
     }
 
     subscript(_ name: String) -> String? {
@@ -56,7 +63,7 @@ struct RangeInput: Sendable {
     static func parse(
         _ request: Request, today: Day, sites: SiteAccess, authenticated: Bool, retentionDays: Int
     ) throws -> RangeInput {
-        let parameters = FormQuery(request)
+        let parameters = FormFields(request)
         let site = try siteParameter(parameters["site"], sites: sites, authenticated: authenticated)
         let fromText = parameters["from"]
         let toText = parameters["to"]
@@ -132,7 +139,7 @@ struct RangeInput: Sendable {
     }
 
     static func limit(_ request: Request, default fallback: Int, maximum: Int = 1000) throws -> Int {
-        guard let text = FormQuery(request)["limit"] else { return fallback }
+        guard let text = FormFields(request)["limit"] else { return fallback }
         guard let limit = Int(text), (1...maximum).contains(limit) else {
             throw HTTPError(.badRequest, message: "limit: a whole number in 1…\(maximum)")
         }

@@ -70,36 +70,6 @@ struct TokenCheck: Sendable {
     }
 }
 
-/// `application/x-www-form-urlencoded` bodies (the login form).
-enum FormBody {
-    static func parse(_ text: String) -> [String: String] {
-        var fields: [String: String] = [:]
-        for pair in text.split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let name = decode(parts[0]) else { continue }
-            fields[name] = parts.count > 1 ? decode(parts[1]) : ""
-        }
-        return fields
-    }
-
-    static func decode(_ text: Substring) -> String? {
-        var bytes: [UInt8] = []
-        var utf8 = Array(text.utf8)[...]
-        while let byte = utf8.popFirst() {
-            if byte == UInt8(ascii: "+") {
-                bytes.append(UInt8(ascii: " "))
-            } else if byte == UInt8(ascii: "%") {
-                guard utf8.count >= 2, let value = UInt8(String(decoding: utf8.prefix(2), as: UTF8.self), radix: 16) else { return nil }
-                bytes.append(value)
-                utf8 = utf8.dropFirst(2)
-            } else {
-                bytes.append(byte)
-            }
-        }
-        return String(validating: bytes, as: UTF8.self)
-    }
-}
-
 /// The guard against DNS rebinding when no token is set: a web page can point its own host name at
 /// 127.0.0.1 and then read a loopback dashboard through its visitor's browser, which sends the
 /// page's name as `Host`. Only requests for an IP address, `localhost` or a name the operator gave

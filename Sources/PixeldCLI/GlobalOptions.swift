@@ -10,11 +10,14 @@ package struct GlobalOptions: ParsableArguments {
             valueName: "url"
         )
     )
+    /// `--redis`, as given (``redisConfiguration()`` resolves it).
     package var redis: String?
 
     @Option(help: ArgumentHelp("trace, debug, info, notice, warning, error or critical. Env: PIXELD_LOG_LEVEL.", valueName: "level"))
+    /// `--log-level`, as given (``level()`` checks it).
     package var logLevel: String?
 
+    /// For ArgumentParser: the flags are set from the command line afterwards.
     package init() {}
 
     /// The Redis configuration, from the flag, the environment or the default.

@@ -4,7 +4,7 @@ import CPixeldSystem
 import Glibc
 #endif
 
-/// An OS thread that runs one blocking loop — a socket receive loop, the hiredis writer, a `BRPOP` —
+/// An OS thread that runs one blocking loop — a socket receive loop, the hiredis writer, a `BLMOVE` —
 /// so that blocking C calls never occupy the Swift cooperative pool (two threads on a 2-core machine).
 ///
 /// `@unchecked Sendable`: the mutable state, `hasFinished` and `waiters`, is read and written under `done`.

@@ -86,8 +86,11 @@ package struct IngestCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("On SIGTERM, how long to keep trying to flush to Redis before giving up, in seconds. Default 10. Env: PIXELD_SHUTDOWN_TIMEOUT.", valueName: "seconds"))
     var shutdownTimeout: Int?
 
+    /// For ArgumentParser: the flags are set from the command line afterwards.
     package init() {}
 
+    /// Binds every listener, starts the writer (and spool, metrics server) and runs until SIGTERM or
+    /// SIGINT, then drains within `--shutdown-timeout`.
     package func run() async throws {
         let logger = Bootstrap.logging(level: try global.level(), label: "pixeld.ingest")
         Bootstrap.releaseCodePages(now: logger, again: .seconds(1))
@@ -126,7 +129,7 @@ package struct IngestCommand: AsyncParsableCommand {
             if socket.receiveBufferIsShort(of: settings.receiveBufferBytes) {
                 logger.warning(
                     "kernel capped the receive buffer; raise net.core.rmem_max or run with CAP_NET_ADMIN",
-                    metadata: ["pixeld.listener": "\(address)", "requested": "\(settings.receiveBufferBytes)", "effective": "\(socket.receiveBufferBytes)"]
+                    metadata: ["pixeld.listener": "\(address)", "requested": "\(settings.receiveBufferBytes)", "granted": "\(socket.grantedReceiveBufferBytes)"]
                 )
             }
             do {
@@ -228,7 +231,7 @@ struct IngestSettings {
             throw ValidationError(error.description)
         }
         for path in Environment.resolve(command.unix, flag: "unix") {
-            guard path.hasPrefix("/") || path.hasPrefix(".") || !path.isEmpty else {
+            guard !path.isEmpty else {
                 throw ValidationError("--unix: empty path")
             }
             addresses.append(.unix(path: path, mode: mode))

@@ -38,7 +38,4 @@ public struct Backoff: Sendable, Equatable {
 
     /// Forgets past failures after a success.
     public mutating func reset() { attempt = 0 }
-
-    /// How many attempts have failed since the last reset.
-    public var failures: Int { attempt }
 }

@@ -2,7 +2,7 @@ import PixeldConcurrency
 
 /// The hand-off between the receiving threads and the Redis writer: a queue bounded in bytes.
 ///
-/// Receivers add whole receive batches with ``enqueue(_:)``, which waits while the queue is full — so a
+/// Receivers add whole receive batches with ``enqueue(moving:)``, which waits while the queue is full — so a
 /// full queue slows the receivers down (the kernel's socket buffer absorbs the burst, and counts its
 /// own drops) instead of pixeld accepting a message it cannot keep. The writer takes the oldest waiting
 /// messages, up to a byte limit, with ``take(into:lingerNanoseconds:maxBytes:maxMessages:timeoutNanoseconds:)``,

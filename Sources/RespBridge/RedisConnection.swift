@@ -16,7 +16,8 @@ public final class RedisConnection: @unchecked Sendable {
     private var context: HiredisContext?
     private let interruptLock = ConditionLock()
     private var interruptTarget: HiredisContext?
-    /// Commands appended since the last reply was read; replies still owed by the server.
+    /// Replies still owed by the server for the commands appended (never below 0: a pub/sub message
+    /// is read without a command).
     private var pendingReplies = 0
     /// When the last reply was read, or the connection made (``MonotonicClock`` nanoseconds).
     private var lastReplyAt: Int64 = 0
@@ -187,7 +188,7 @@ public final class RedisConnection: @unchecked Sendable {
         }
         do {
             let reply = try context.readReply()
-            pendingReplies -= 1
+            pendingReplies = max(0, pendingReplies - 1)
             lastReplyAt = MonotonicClock.nanoseconds()
             return reply
         } catch {
@@ -195,11 +196,6 @@ public final class RedisConnection: @unchecked Sendable {
             close()
             throw error
         }
-    }
-
-    /// Changes how long a read may block; used around blocking commands.
-    public func setCommandTimeout(milliseconds: Int) throws(RespError) {
-        try liveContext().setTimeout(milliseconds: milliseconds)
     }
 
     private func liveContext() throws(RespError) -> HiredisContext {

@@ -274,8 +274,9 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// retrying a batch it cannot handle, and the list is not being drained.
     public var isHandlerFailing: Bool { handlerFailing.load(ordering: .relaxed) }
 
-    /// Why the consumer stopped by itself, if it did: another process took over its consumer id.
-    /// `nil` while it runs and after a requested ``stop()``.
+    /// Why the consumer stopped by itself, if it did: another process took over its consumer id, its
+    /// output's reader went away, the list's key holds another type, Redis refused the ack script, or
+    /// its heartbeat key has no expiry. `nil` while it runs and after a requested ``stop()``.
     public var failure: String? { failureText.withLock { $0 } }
 
     /// Starts the consumer thread with a handler in one step.

@@ -61,15 +61,6 @@ public struct RespError: Error, Sendable, CustomStringConvertible, Equatable {
         return message.split(separator: " ", maxSplits: 1).first
     }
 
-    /// `true` for server errors that go away by themselves (the data set is loading, a script is
-    /// busy, the server is a read-only replica or out of memory right now, or — pixeld's own — a list
-    /// is at its maximum length under the `hold` policy), so retrying is right.
-    public var isTransientServerError: Bool {
-        guard let prefix = serverErrorPrefix else { return false }
-        return ["LOADING", "BUSY", "OOM", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "FULL"]
-            .contains(prefix)
-    }
-
     /// `true` for server errors that say this server does not take writes now — a replica
     /// (`READONLY`), a replica cut off from its master (`MASTERDOWN`), a server still loading its data
     /// (`LOADING`) — while the address may lead to another server by now: after a failover behind a

@@ -26,7 +26,8 @@ public final class WriterStatistics: Sendable {
     public var pushed: Int { pushedCount.load(ordering: .relaxed) }
     /// Messages a permanent per-key error sent to the key's dead-letter list.
     public var deadLettered: Int { deadLetteredCount.load(ordering: .relaxed) }
-    /// Messages given up at shutdown (no spool) or whose dead-letter push failed too.
+    /// Messages lost: given up at shutdown (no spool, or one that cannot be written), in a spool
+    /// segment found unreadable or deleted (this run's share), or whose dead-letter push failed too.
     public var lost: Int { lostCount.load(ordering: .relaxed) }
     /// Messages dropped because the spool was at its size limit.
     public var spoolFull: Int { spoolFullCount.load(ordering: .relaxed) }

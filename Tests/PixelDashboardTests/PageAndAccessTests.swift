@@ -288,6 +288,16 @@ struct PageAndAccessTests {
         // A CRLF (one Character) ends a data line too: it cannot start an `event:` or `retry:` field.
         #expect(Dashboard.sseEvent("x\r\nretry: 1\revent: y") == "event: hit\ndata: x\ndata: \ndata: retry: 1\ndata: event: y\n\n")
     }
+
+    /// The login form's body is decoded as the query is, as a browser's URLSearchParams reads it:
+    /// `+` a space, `%HH` a byte, a `%` before anything but two hex digits kept (a sign is no digit:
+    /// `%+4` is not the byte 0x04); the first of repeated names wins.
+    @Test func formFieldsDecodeAsBrowsersEncode() {
+        let form = FormFields(encoded: "token=a+b%2Bc%+41%-0&next=%2Fsite%3Fsite%3Dexample.com&token=second")
+        #expect(form["token"] == "a b+c% 41%-0")
+        #expect(form["next"] == "/site?site=example.com")
+        #expect(form["missing"] == nil)
+    }
 }
 
 @Suite struct CredentialThrottleTests {

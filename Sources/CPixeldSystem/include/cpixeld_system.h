@@ -33,9 +33,6 @@ typedef struct cpixeld_datagram {
 /// @return datagrams received (>= 1), or -1 with errno set.
 int cpixeld_recvmmsg(int fd, cpixeld_datagram *slots, unsigned int count, int flags, uint32_t *dropped);
 
-/// Sends `count` datagrams (same destination or connected socket) with `sendmmsg(2)`; for benchmarks.
-int cpixeld_sendmmsg(int fd, const void *const *buffers, const size_t *lengths, unsigned int count, int flags);
-
 /// Enables SO_RXQ_OVFL (kernel drop counter in each receive's control data). Returns 0 or -1/errno.
 int cpixeld_enable_drop_counter(int fd);
 

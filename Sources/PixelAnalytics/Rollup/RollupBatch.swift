@@ -248,7 +248,9 @@ public struct RollupBatch: Sendable {
     /// The visit states a rollup command writes: the keys of ``visitKeys`` it changes and, per key,
     /// the new state (its MessagePack form, as `MGET` would return it) or `nil` for a state it deletes.
     public struct StateWrites: Sendable {
+        /// The visit-state keys written, in order.
         public private(set) var keys: [[UInt8]] = []
+        /// Per key, its new state, or `nil` to delete it.
         public private(set) var values: [[UInt8]?] = []
         /// Per key, its visitor id (`nil` for an id under a second site, see `otherSiteKeys`):
         /// ``RollupBatch/overlay(_:on:)`` looks the ids up in the next batch's index of its own.

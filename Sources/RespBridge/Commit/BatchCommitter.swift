@@ -4,9 +4,10 @@ import PixeldConcurrency
 import Glibc
 #endif
 
-/// Commits one batch to Redis exactly once: all of its `LPUSH`es run inside one Lua script that first
-/// checks the writer's commit marker, so a batch re-sent after its reply was lost (connection killed
-/// mid-flight, or replayed from the spool after a crash) is recognised and skipped.
+/// Commits one batch to Redis exactly once: its `LPUSH`es run inside one Lua script that first checks
+/// the writer's commit marker, so a batch re-sent after its reply was lost (connection killed
+/// mid-flight, or replayed from the spool after a crash) is recognised and skipped — or, in the
+/// common case described below, in one `MULTI`/`EXEC` transaction.
 ///
 /// Identity: every batch carries its writer instance's id (random per process start) and a sequence
 /// number that only grows. The marker `pixeld:writer:<instance>` holds the last applied sequence;
@@ -52,7 +53,8 @@ struct BatchCommitter {
     /// The shebang makes Redis refuse the whole script with `-OOM` before it runs when memory is full,
     /// and the `hold` check happens before any write, so a batch is either applied entirely — each key
     /// pushed or, on a permanent error for that key, dead-lettered to `<key>:dead` — or not at all; it
-    /// is never split into follow-up commits. Returns -1 for a batch older than the last one applied,
+    /// is never split into follow-up commits (only the transaction's may be: see
+    /// `BatchCommitter+Transaction.swift`). Returns -1 for a batch older than the last one applied,
     /// else per list `{length, trimmed, 0}`, `{dead length, 0, 1, error}` or `{0, 0, 2, error}`; the
     /// outcome of the last batch is saved, so a retry whose first reply was lost gets it again.
     /// Under `hold` an empty list takes a batch whatever its size: a spool record written under a larger

@@ -6,7 +6,8 @@ import Glibc
 
 /// The only owner of a hiredis `redisContext *` in pixeld, and the only file that imports CHiredis.
 ///
-/// It connects, appends binary-safe argv commands (never format strings), reads replies and copies each
+/// It connects, appends binary-safe commands (never format strings: argv with explicit lengths for the
+/// writer's, RESP it encodes itself for the rest, see ``appendCommand(_:)``), reads replies and copies each
 /// one into a Swift-owned ``RESPValue`` before freeing it. A hiredis context is not thread-safe: an
 /// instance is used by one thread at a time (its ``RedisConnection``'s owner); only
 /// ``shutdownSocket()`` may be called from another thread, to unblock a pending read at shutdown.
@@ -70,13 +71,6 @@ final class HiredisContext {
         for (option, value) in [(TCP_KEEPIDLE, idle), (TCP_KEEPINTVL, max(1, idle / 3)), (TCP_KEEPCNT, 3)] {
             var value = value
             _ = setsockopt(fd, Int32(IPPROTO_TCP), option, &value, size)
-        }
-    }
-
-    /// Changes the read/write timeout of the socket.
-    func setTimeout(milliseconds: Int) throws(RespError) {
-        if redisSetTimeout(context, timeval(milliseconds: milliseconds)) != REDIS_OK {
-            throw error(operation: "redisSetTimeout")
         }
     }
 

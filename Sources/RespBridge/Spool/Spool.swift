@@ -99,12 +99,9 @@ public final class Spool {
         self.sync = sync
         if mkdir(directory, 0o700) != 0 && errno != EEXIST { throw SpoolError("mkdir", path: directory) }
         lockFD = try Self.lock(directory)
-        do {
-            try scan()
-        } catch {
-            close(lockFD)
-            throw error
-        }
+        // On failure deinit releases the lock: Swift runs it once every property is set (closing
+        // the descriptor here as well would close it twice, the second time maybe another's).
+        try scan()
     }
 
     /// Opens `directory/lock` and takes an exclusive lock on it without waiting.

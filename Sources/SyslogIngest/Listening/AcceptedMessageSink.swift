@@ -1,6 +1,7 @@
 /// Where a listener puts the messages it accepts. It is called on the listener's own thread only.
 ///
-/// The listener calls ``accept(program:message:acceptedAt:)`` for each accepted datagram of one receive
+/// The listener calls ``accept(program:message:acceptedAt:)`` for each accepted message (a datagram, or
+/// a TCP frame) of one receive
 /// batch and then ``endOfBatch()`` once; the sink may block in `endOfBatch()` while downstream is full,
 /// which slows the listener down instead of dropping an accepted message.
 public protocol AcceptedMessageSink: AnyObject {

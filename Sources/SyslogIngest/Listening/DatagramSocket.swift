@@ -4,7 +4,8 @@ import CPixeldSystem
 import Glibc
 #endif
 
-/// A bound datagram socket (UDP or unix) and the only place in SyslogIngest that calls the socket API.
+/// A bound datagram socket (UDP or unix), the one place in SyslogIngest that makes datagram socket
+/// calls (``StreamSocket`` makes the TCP ones, ``IPSocketAddress`` binds both).
 ///
 /// Every call retries `EINTR` and throws ``SyslogIngestError`` naming the call and errno. The socket
 /// has a short receive timeout so that its receive loop notices a stop request promptly.
@@ -68,7 +69,7 @@ public final class DatagramSocket: @unchecked Sendable {
             do {
                 _ = try Self.check("chmod \(path)") { chmod(path, mode_t(mode)) }
             } catch {
-                Glibc.close(fd)
+                close()  // (deinit runs too, every property being set: close() is idempotent)
                 throw error
             }
         }

@@ -39,8 +39,8 @@ public final class ListenerStatistics: Sendable {
         acceptedCount.add(accepted, ordering: .relaxed)
     }
 
-    func addDropped(_ reason: DropReason, _ count: Int = 1) {
-        droppedCounts[Self.index(of: reason)].value.add(count, ordering: .relaxed)
+    func addDropped(_ reason: DropReason) {
+        droppedCounts[Self.index(of: reason)].value.add(1, ordering: .relaxed)
     }
 
     func setKernelDrops(_ value: Int) { kernelDropCount.store(value, ordering: .relaxed) }

@@ -156,7 +156,7 @@ public final class StreamListener: @unchecked Sendable {
                                 lastAcceptWarning = now
                                 logger.warning(
                                     "cannot accept syslog connections: \(String(cString: strerror(code))); retrying every 200 ms (raise the open-file limit, LimitNOFILE= in the unit)",
-                                    metadata: ["listener": "\(address)", "connections": "\(connections.count)"]
+                                    metadata: ["pixeld.listener": "\(address)", "connections": "\(connections.count)"]
                                 )
                             }
                             break accepting

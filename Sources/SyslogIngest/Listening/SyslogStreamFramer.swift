@@ -7,7 +7,7 @@
 /// skipped as it streams past, never buffered whole.
 public struct SyslogStreamFramer: Sendable {
     /// The framing of a connection, known after its first byte.
-    public enum Framing: Sendable, Equatable {
+    enum Framing: Sendable, Equatable {
         /// Not yet known.
         case undetermined
         /// `LEN SP MSG`.
@@ -32,7 +32,7 @@ public struct SyslogStreamFramer: Sendable {
     /// The largest message accepted.
     public let maxMessageBytes: Int
     /// The framing detected so far.
-    public private(set) var framing: Framing = .undetermined
+    private var framing: Framing = .undetermined
     /// Buffered bytes; frames index into it.
     public private(set) var bytes: [UInt8] = []
     private var start = 0

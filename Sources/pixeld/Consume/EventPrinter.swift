@@ -181,8 +181,6 @@ final class AnalyticsHandler: @unchecked Sendable {
     private let archiveKey: [UInt8]
     private let printer: EventPrinter?
     private var keys = DailyKeys()
-    private(set) var accepted = 0
-    private(set) var dropped: [DropReason: Int] = [:]
     private var lastMaintenance: Double = 0
     private var warnedAboutPubsub = false
 
@@ -313,9 +311,8 @@ final class AnalyticsHandler: @unchecked Sendable {
             // `consume`: the last use, so the hit is moved out, not copied (with each of its strings).
             switch consume outcome {
             case .accepted(let hit):
-                accepted += 1
                 work.live.add(hit, line: .init(buffer: buffer, range: start..<work.buffers[buffer].count))
-            case .dropped(let hit): dropped[hit.reason, default: 0] += 1
+            case .dropped: break
             }
         }
         return work
