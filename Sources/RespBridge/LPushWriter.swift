@@ -100,6 +100,11 @@ public final class LPushWriter: @unchecked Sendable {
     private var gaveUpOnRedis = false
     /// A spool write failed and none has succeeded since: one warning per episode.
     private var spoolWriteFailing = false
+    /// A batch ``spill(waitedNanoseconds:)`` took from the queue and the spool did not take: the run
+    /// loop puts it behind the spool before it takes anything else.
+    private var spillHeld: (batch: PushBatch, sequence: UInt64)?
+    /// A spill happened since Redis last took a commit: one warning per stall.
+    private var spilledInThisStall = false
 
     /// Creates a writer; call ``start()`` to run it.
     /// - Parameters:
@@ -184,6 +189,7 @@ public final class LPushWriter: @unchecked Sendable {
     // MARK: - The loop
 
     private func run() {
+        if spool != nil { connection.whileWaiting = { [weak self] waited in self?.spill(waitedNanoseconds: waited) } }
         // Connected at once: a Redis that cannot be reached (a wrong --redis, say) shows now, in the
         // log and in /healthz, not with the first message, which would wait (or be lost at a shutdown).
         do {
@@ -194,6 +200,12 @@ public final class LPushWriter: @unchecked Sendable {
         }
         var batch = PushBatch()
         run: while true {
+            if let held = spillHeld {
+                spillHeld = nil
+                statistics.setInFlight(held.batch.count)
+                joinSpool(held.batch, sequence: held.sequence)
+                statistics.setInFlight(0)
+            }
             if MonotonicClock.nanoseconds() >= nextReplayAt { replaySpool(budgetNanoseconds: Self.replaySliceNanoseconds) }
             guard let spool, !spool.isEmpty else {
                 // Live: the oldest message lingers for company, then the batch is committed.
@@ -257,7 +269,6 @@ public final class LPushWriter: @unchecked Sendable {
                 logger.info("spool kept for the next start", metadata: ["messages": "\(spool.messageCount)"])
             }
         }
-        committer.deallocate()
         connection.close()
     }
 
@@ -303,7 +314,7 @@ public final class LPushWriter: @unchecked Sendable {
                     return
                 }
                 if error.connectionIsDead && attempts == 1 && !gaveUpOnRedis { continue }  // reconnect and retry at once
-                pause()
+                pause(spilling: true)
             }
         }
     }
@@ -398,7 +409,7 @@ public final class LPushWriter: @unchecked Sendable {
     }
 
     private func key(of group: KeyGroup, in batch: PushBatch) -> String {
-        String(decoding: batch.bytes[group.keyStart..<group.keyStart + group.keyCount], as: UTF8.self)
+        String(decoding: batch.bytes[group.keyStart..<group.keyStart + group.keyLength], as: UTF8.self)
     }
 
     // MARK: - Spool
@@ -418,9 +429,12 @@ public final class LPushWriter: @unchecked Sendable {
     /// (`spool writable again` ends it); the batch is then the caller's to keep. At the size limit the
     /// batch is dropped only while Redis fails: while it takes commits, the replay is making room, and
     /// the batch is kept until there is.
-    private func toSpool(_ batch: PushBatch, sequence: UInt64) -> SpoolOutcome {
+    /// - Parameter spilled: a batch never attempted, spooled as ``spillInstanceID`` by
+    ///   ``spill(waitedNanoseconds:)`` while a commit may be under way (whose state is not touched).
+    private func toSpool(_ batch: PushBatch, sequence: UInt64, spilled: Bool = false) -> SpoolOutcome {
         guard let spool else { return .kept }
-        let unfinished = unfinishedPart(of: batch, sequence: sequence)
+        let unfinished = spilled
+            ? UnfinishedPart(batch: batch, instanceID: spillInstanceID, book: {}) : unfinishedPart(of: batch, sequence: sequence)
         do {
             guard try spool.append(unfinished.batch, instanceID: unfinished.instanceID, sequence: sequence) else {
                 if redisReportedOK { return .kept }
@@ -465,6 +479,53 @@ public final class LPushWriter: @unchecked Sendable {
                 deliver(batch, sequence: sequence)
                 return
             }
+        }
+    }
+
+    /// How long a reply must have been awaited before ``spill(waitedNanoseconds:)`` moves the queue to the
+    /// spool: Redis answers a commit in about a millisecond, so this is a stall, not a busy moment.
+    static let spillAfterNanoseconds: Int64 = 100_000_000
+
+    /// The identity of the batches ``spill(waitedNanoseconds:)`` spools, with a commit marker of its own.
+    /// The batch whose commit is under way keeps this writer's identity and its sequence, lower than
+    /// theirs; if that commit fails it is spooled behind them, and under a shared marker its replay
+    /// would then be taken for applied (the marker already past its sequence) and lost unnoticed.
+    var spillInstanceID: String { instanceID + ":spill" }
+
+    /// While the writer waits on Redis — a reply awaited for more than ``spillAfterNanoseconds`` (a
+    /// stalled Redis: `DEBUG SLEEP`, a paused client, an overloaded host; a reply may take the whole
+    /// command timeout), or the pause between attempts — the receivers go on filling the queue. Once it
+    /// holds ``Options/spoolAtQueueFraction`` of its capacity, everything waiting there moves to the
+    /// spool, so that a stall fills the disk, not the socket buffers (whose overflow the kernel drops).
+    /// The spool is then replayed in order once the commit under way is settled; that batch, should its
+    /// commit fail, joins the spool behind the spilled ones (the one case where a later message reaches
+    /// Redis first).
+    private func spill(waitedNanoseconds: Int64) {
+        guard spool != nil, spillHeld == nil, waitedNanoseconds >= Self.spillAfterNanoseconds,
+            Double(queue.pendingFootprintBytes) >= Double(queue.capacityBytes) * options.spoolAtQueueFraction
+        else { return }
+        // (Between attempts the outage's own warning has said that Redis fails.)
+        if !spilledInThisStall && waitedNanoseconds != .max {
+            logger.warning(
+                "redis is slow to answer; moving the queue to the spool",
+                metadata: ["waited.ms": "\(waitedNanoseconds / 1_000_000)"]
+            )
+        }
+        spilledInThisStall = true
+        var batch = PushBatch()
+        var waiting = queue.pendingBytes
+        while waiting > 0 {
+            let outcome = queue.take(
+                into: &batch, lingerNanoseconds: 0, maxBytes: options.maxBatchBytes, maxMessages: maxBatchMessages, timeoutNanoseconds: 1
+            )
+            guard outcome == .taken else { return }
+            waiting -= batch.byteCount
+            sequence += 1
+            if toSpool(batch, sequence: sequence, spilled: true) == .kept {
+                spillHeld = (batch, sequence)
+                return
+            }
+            batch.removeAll()
         }
     }
 
@@ -594,6 +655,7 @@ public final class LPushWriter: @unchecked Sendable {
 
     private func noteRecovery() {
         backoff.reset()
+        spilledInThisStall = false
         // A full list that took one batch is still holding the rest until the backlog is in: under a
         // consumer slower than the traffic that is one long hold, not an outage per batch.
         if heldByFullList && queue.pendingCount + (spool?.messageCount ?? 0) >= maxBatchMessages { return }
@@ -611,12 +673,16 @@ public final class LPushWriter: @unchecked Sendable {
     }
 
     /// Sleeps for the next backoff delay, in slices so that a shutdown deadline is noticed promptly.
-    private func pause() {
+    /// - Parameter spilling: between a live batch's attempts: the queue is spilled to the spool as it
+    ///   fills (``spill(waitedNanoseconds:)``). Not while a batch waits to join the spool: what is
+    ///   queued must not overtake it.
+    private func pause(spilling: Bool = false) {
         var left = backoff.nextDelayMilliseconds()
         while left > 0 && !isGivingUp {
             let slice = min(left, 10)
             usleep(UInt32(slice * 1000))
             left -= slice
+            if spilling { spill(waitedNanoseconds: .max) }
         }
     }
 }

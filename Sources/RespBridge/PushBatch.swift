@@ -6,11 +6,11 @@ public struct PushBatch: Sendable {
         /// Offset of the key in ``PushBatch/bytes``.
         public var keyStart: Int
         /// Length of the key.
-        public var keyCount: Int
+        public var keyLength: Int
         /// Offset of the value in ``PushBatch/bytes``.
         public var valueStart: Int
         /// Length of the value.
-        public var valueCount: Int
+        public var valueLength: Int
         /// ``PixeldConcurrency/MonotonicClock`` nanoseconds when the message was accepted.
         public var acceptedAt: Int64
     }
@@ -50,9 +50,9 @@ public struct PushBatch: Sendable {
         entries.append(
             Entry(
                 keyStart: keyStart,
-                keyCount: valueStart - keyStart,
+                keyLength: valueStart - keyStart,
                 valueStart: valueStart,
-                valueCount: value.count,
+                valueLength: value.count,
                 acceptedAt: acceptedAt
             )
         )
@@ -87,10 +87,10 @@ public struct PushBatch: Sendable {
     }
 
     /// The key of `entry` as bytes.
-    public func key(of entry: Entry) -> ArraySlice<UInt8> { bytes[entry.keyStart..<entry.keyStart + entry.keyCount] }
+    public func key(of entry: Entry) -> ArraySlice<UInt8> { bytes[entry.keyStart..<entry.keyStart + entry.keyLength] }
     /// The value of `entry` as bytes.
     public func value(of entry: Entry) -> ArraySlice<UInt8> {
-        bytes[entry.valueStart..<entry.valueStart + entry.valueCount]
+        bytes[entry.valueStart..<entry.valueStart + entry.valueLength]
     }
 }
 
@@ -131,7 +131,7 @@ struct PendingMessages {
         var moved = 1
         while moved < min(count, maxMessages) {
             let next = storage.entries[headEntry + moved]
-            guard next.valueStart + next.valueCount - headByte <= maxBytes else { break }
+            guard next.valueStart + next.valueLength - headByte <= maxBytes else { break }
             moved += 1
         }
         let end = headEntry + moved

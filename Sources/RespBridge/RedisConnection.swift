@@ -55,6 +55,12 @@ public final class RedisConnection: @unchecked Sendable {
         self.recordsClientID = recordsClientID
     }
 
+    /// Called on the owning thread every few milliseconds while a reply is awaited, with the
+    /// nanoseconds waited so far (the writer moves its queue to the spool there while Redis stalls);
+    /// `nil`: replies are awaited in one blocking read. Either way a reply may take up to the
+    /// configuration's command timeout.
+    public var whileWaiting: ((_ waitedNanoseconds: Int64) -> Void)?
+
     /// `true` while a live context is held.
     public var isConnected: Bool { context != nil }
 
@@ -137,14 +143,10 @@ public final class RedisConnection: @unchecked Sendable {
         try appending { context throws(RespError) in try context.appendCommand(arguments) }
     }
 
-    /// Appends a command given as raw argument pointers — the zero-copy path of the writer.
-    /// The memory behind `argv` only needs to stay valid for the duration of this call.
-    public func append(
-        argv: UnsafeMutablePointer<UnsafePointer<CChar>?>,
-        lengths: UnsafePointer<Int>,
-        count: Int
-    ) throws(RespError) {
-        try appending { context throws(RespError) in try context.appendCommand(argv: argv, lengths: lengths, count: count) }
+    /// Appends a command whose arguments point into the caller's buffers — the zero-copy path of the
+    /// writer. The memory behind them only needs to stay valid for the duration of this call.
+    func append(_ arguments: CommandArguments) throws(RespError) {
+        try appending { context throws(RespError) in try context.appendCommand(arguments) }
     }
 
     /// Appends one command already encoded as RESP (`*N\r\n$len\r\narg\r\n…`, one complete
@@ -187,7 +189,14 @@ public final class RedisConnection: @unchecked Sendable {
             throw RespError(code: .closed, operation: "redisGetReply", message: "not connected")
         }
         do {
-            let reply = try context.readReply()
+            let reply: RESPValue
+            if let whileWaiting {
+                reply = try context.readReply(
+                    timeoutMilliseconds: configuration.commandTimeoutMilliseconds, sliceMilliseconds: 10, whileWaiting: whileWaiting
+                )
+            } else {
+                reply = try context.readReply()
+            }
             pendingReplies = max(0, pendingReplies - 1)
             lastReplyAt = MonotonicClock.nanoseconds()
             return reply

@@ -52,8 +52,12 @@ public struct RespError: Error, Sendable, CustomStringConvertible, Equatable {
     }
 
     /// `true` when the connection that produced this error can no longer be used and must be
-    /// replaced (hiredis: any non-zero `c->err` makes the context unusable).
-    public var connectionIsDead: Bool { code != .server && code != .unexpectedReply && code != .configuration }
+    /// replaced (hiredis: any non-zero `c->err` makes the context unusable): it could not connect,
+    /// failed, timed out or closed, or hiredis ran out of memory. Not for an error reply, a reply of
+    /// an unexpected shape, or a refusal that never reached the connection (`busy`, `fenced`, …).
+    public var connectionIsDead: Bool { Self.deadConnectionCodes.contains(code) }
+
+    private static let deadConnectionCodes: Set<Code> = [.connectFailed, .io, .eof, .protocol, .timeout, .closed, .outOfMemory]
 
     /// For server errors, the first word of the reply (`WRONGTYPE`, `LOADING`, `NOSCRIPT`…).
     public var serverErrorPrefix: Substring? {

@@ -342,6 +342,66 @@ struct FaultInjectionTests {
         withExtendedLifetime((redis, ingest, spool)) {}
     }
 
+    /// A stalled Redis (`CLIENT PAUSE`) answers a commit only after seconds: the writer waits for the
+    /// reply (up to the 5 s command timeout) while the receivers fill the queue. With a spool, the
+    /// queue spills there once it is half full, instead of filling and leaving the kernel to drop what
+    /// the socket buffer cannot hold (7,319 of 30,000 here before; the spool was written only between
+    /// attempts). Paused for writes, the commit under way goes in when the pause ends, before the
+    /// spilled batches: all in order. Paused for everything for 11 s, its two attempts time out and it
+    /// is spooled behind the spilled batches, under its own marker: once, but after them.
+    @Test(
+        "Redis stalled (CLIENT PAUSE) with a spool and a 256 KiB queue: the queue spills to the spool, the kernel drops nothing, all arrive once",
+        arguments: [("WRITE", 8000, true), ("ALL", 11_000, false)]
+    )
+    func stalledRedisSpillsToTheSpool(mode: String, pauseMilliseconds: Int, inOrder: Bool) throws {
+        let count = 30_000
+        let rate = 2000
+        let redis = try RedisServer.start()
+        let spool = try TempDirectory(prefix: "pixeld-spool")
+        let ingest = try IngestUnderTest(
+            redisURL: redis.url,
+            extra: ["--spool", spool.appending("spool").path, "--buffer-bytes", "262144", "--receive-buffer-bytes", "262144"]
+        )
+        let stream = PacedStream(sender: try UDPSyslogSender(port: ingest.udpPort!), seqs: Array(1...count), rate: rate) {
+            PixelMessage.syslog(seq: $0)
+        }
+        defer { stream.stop() }
+        try #require(stream.waitUntilSent(3 * rate, timeout: 30), "stream: \(stream.error ?? "too slow")")
+
+        let pauser = try redis.connect()
+        let reply = try pauser.command(["CLIENT", "PAUSE", String(pauseMilliseconds), mode])
+        try #require(reply == .simpleString("OK"), "CLIENT PAUSE replied \(reply)")
+        let pausedAt = ContinuousClock.now
+        var spoolPeak = 0
+        var queuePeakBytes = 0
+        for _ in 0..<300 where milliseconds(since: pausedAt) < pauseMilliseconds + 500 {
+            if let metrics = try? ingest.scrape() {
+                spoolPeak = max(spoolPeak, metrics.spooled)
+                queuePeakBytes = max(queuePeakBytes, metrics.queueBytes)
+            }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+
+        #expect(stream.wait(timeout: 60), "stream: \(stream.error ?? "did not finish")")
+        let outcome = try settle(ingest: ingest, redis: redis, expected: Set(1...count), sent: count, timeout: 60)
+        reportFault(
+            "redis-stall-spool",
+            [
+                "pause": "\(pauseMilliseconds) ms \(mode)",
+                "transport": "udp", "sent": count, "delivered": outcome.tally.delivered, "lost": outcome.lost,
+                "duplicated": outcome.tally.duplicated, "kernel_drops": outcome.kernelDrops, "in_order": outcome.tally.inOrder,
+                "spool_peak_messages": spoolPeak, "queue_peak_bytes": queuePeakBytes,
+            ]
+        )
+        #expect(spoolPeak > 0, "nothing was spooled during an 8 s stall with a 256 KiB queue")
+        #expect(outcome.kernelDrops == 0, "the kernel dropped \(outcome.kernelDrops) while Redis stalled")
+        #expect(outcome.lost == 0, "\(outcome.tally.summary)")
+        #expect(outcome.tally.duplicated == 0, "\(outcome.tally.summary)")
+        if inOrder { #expect(outcome.tally.inOrder, "values out of arrival order after the spill") }
+        #expect(outcome.metrics.invariantHolds, "\(outcome.metrics.invariantText)")
+        withExtendedLifetime((redis, ingest, spool, pauser)) {}
+    }
+
     // MARK: 7
 
     @Test("SIGTERM mid-stream (Redis up): exit 0 within --shutdown-timeout; everything sent before it is in Redis")

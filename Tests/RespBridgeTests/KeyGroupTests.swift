@@ -16,7 +16,7 @@ struct KeyGroupTests {
     private func described(_ groups: [KeyGroup], of batch: PushBatch) -> [Group] {
         groups.map { group in
             Group(
-                key: String(decoding: batch.bytes[group.keyStart..<group.keyStart + group.keyCount], as: UTF8.self),
+                key: String(decoding: batch.bytes[group.keyStart..<group.keyStart + group.keyLength], as: UTF8.self),
                 entries: group.entryIndices
             )
         }

@@ -219,32 +219,17 @@ extension BatchCommitter {
 
     /// Appends `LPUSH key v1 … vN` with pointers straight into the batch's arena.
     private mutating func appendPush(_ batch: PushBatch, group: KeyGroup, on connection: RedisConnection) throws(RespError) {
-        let count = 2 + group.entryIndices.count
-        reserve(count)
+        arguments.start(reserving: 2 + group.entryIndices.count)
         try batch.bytes.withUnsafeBufferPointer { (arena) throws(RespError) -> Void in
-            argv[0] = Self.lpushName
-            lengths[0] = 5
-            var index = 1
-            func put(_ start: Int, _ length: Int) {
-                argv[index] = UnsafeRawPointer(arena.baseAddress! + start).assumingMemoryBound(to: CChar.self)
-                lengths[index] = length
-                index += 1
-            }
-            put(group.keyStart, group.keyCount)
+            arguments.add("LPUSH")
+            arguments.add(arena, group.keyStart..<group.keyStart + group.keyLength)
             for entryIndex in group.entryIndices {
                 let entry = batch.entries[entryIndex]
-                put(entry.valueStart, entry.valueCount)
+                arguments.add(arena, entry.valueStart..<entry.valueStart + entry.valueLength)
             }
-            try connection.append(argv: argv, lengths: lengths, count: count)
+            try connection.append(arguments)
         }
     }
-
-    /// Allocated once, never written after initialisation, never freed.
-    private nonisolated(unsafe) static let lpushName: UnsafePointer<CChar> = {
-        let name = UnsafeMutablePointer<CChar>.allocate(capacity: 5)
-        for (index, byte) in "LPUSH".utf8.enumerated() { name[index] = CChar(bitPattern: byte) }
-        return UnsafePointer(name)
-    }()
 
     private static let multi = Array("MULTI".utf8)
     private static let exec = Array("EXEC".utf8)

@@ -131,10 +131,8 @@ struct BatchCommitter {
     }
 
     private var scriptSHA: [UInt8]?
-    /// Argument pointers and lengths of the command being appended, reused across commits.
-    private(set) var argv = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: 64)
-    private(set) var lengths = UnsafeMutablePointer<Int>.allocate(capacity: 64)
-    private var capacity = 64
+    /// The arguments of the command being appended, reused across commits.
+    let arguments = CommandArguments()
     private var numbers: [UInt8] = []
     private var numberRanges: [Range<Int>] = []
 
@@ -178,12 +176,6 @@ struct BatchCommitter {
 
     /// The commit marker key of a writer instance.
     static func markerKey(instanceID: String) -> [UInt8] { Array("pixeld:writer:\(instanceID)".utf8) }
-
-    /// Frees the argument buffers. Call once, when the writer stops.
-    func deallocate() {
-        argv.deallocate()
-        lengths.deallocate()
-    }
 
     /// Sends the commit of `groups` (keys and entry indices into `batch`) as batch number `sequence` of
     /// the writer instance whose marker key is `marker`, and reads its reply.
@@ -232,7 +224,7 @@ struct BatchCommitter {
 
     /// The key of `group` as bytes.
     func key(of group: KeyGroup, in batch: PushBatch) -> [UInt8] {
-        Array(batch.bytes[group.keyStart..<group.keyStart + group.keyCount])
+        Array(batch.bytes[group.keyStart..<group.keyStart + group.keyLength])
     }
 
     /// Notes that `group`'s key took a push: its next batches may go as a transaction.
@@ -333,37 +325,28 @@ struct BatchCommitter {
         // EVALSHA sha numkeys marker saved key… seq ttl maxlen policy suffix (count values…)…, for
         // `groups` only: a follow-up commits some of the batch's keys.
         let count = 5 + groups.count + 5 + groups.count + groups.reduce(0) { $0 + $1.entryIndices.count }
-        reserve(count)
+        arguments.start(reserving: count)
         let sha = scriptSHA!
         return try sha.withUnsafeBufferPointer { (sha) throws(RespError) -> RESPValue in
             try markerKey.withUnsafeBufferPointer { (marker) throws(RespError) -> RESPValue in
                 try numbers.withUnsafeBufferPointer { (digits) throws(RespError) -> RESPValue in
                     try batch.bytes.withUnsafeBufferPointer { (arena) throws(RespError) -> RESPValue in
-                        var index = 0
-                        func put(_ base: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) {
-                            argv[index] = UnsafeRawPointer(base.baseAddress! + range.lowerBound).assumingMemoryBound(to: CChar.self)
-                            lengths[index] = range.count
-                            index += 1
-                        }
-                        let evalsha = Self.evalshaName
-                        argv[0] = UnsafePointer(evalsha)
-                        lengths[0] = 7
-                        index = 1
-                        put(sha, 0..<sha.count)
-                        put(digits, numberRanges[0])
-                        put(marker, 0..<marker.count)
-                        put(digits, savedKey)
-                        for group in groups { put(arena, group.keyStart..<group.keyStart + group.keyCount) }
-                        for argument in 1...5 { put(digits, numberRanges[argument]) }
+                        arguments.add("EVALSHA")
+                        arguments.add(sha, 0..<sha.count)
+                        arguments.add(digits, numberRanges[0])
+                        arguments.add(marker, 0..<marker.count)
+                        arguments.add(digits, savedKey)
+                        for group in groups { arguments.add(arena, group.keyStart..<group.keyStart + group.keyLength) }
+                        for argument in 1...5 { arguments.add(digits, numberRanges[argument]) }
                         for (groupIndex, group) in groups.enumerated() {
-                            put(digits, numberRanges[6 + groupIndex])
+                            arguments.add(digits, numberRanges[6 + groupIndex])
                             for entryIndex in group.entryIndices {
                                 let entry = batch.entries[entryIndex]
-                                put(arena, entry.valueStart..<entry.valueStart + entry.valueCount)
+                                arguments.add(arena, entry.valueStart..<entry.valueStart + entry.valueLength)
                             }
                         }
-                        precondition(index == count)
-                        try connection.append(argv: argv, lengths: lengths, count: count)
+                        precondition(arguments.count == count)
+                        try connection.append(arguments)
                         return try connection.readReply()
                     }
                 }
@@ -371,22 +354,6 @@ struct BatchCommitter {
         }
     }
 
-    /// Allocated once, never written after initialisation, never freed.
-    private nonisolated(unsafe) static let evalshaName: UnsafeMutablePointer<CChar> = {
-        let name = UnsafeMutablePointer<CChar>.allocate(capacity: 7)
-        for (index, byte) in "EVALSHA".utf8.enumerated() { name[index] = CChar(bitPattern: byte) }
-        return name
-    }()
-
-    /// Makes ``argv`` and ``lengths`` hold at least `count` arguments.
-    mutating func reserve(_ count: Int) {
-        guard count > capacity else { return }
-        argv.deallocate()
-        lengths.deallocate()
-        capacity = max(count, capacity * 2)
-        argv = .allocate(capacity: capacity)
-        lengths = .allocate(capacity: capacity)
-    }
 }
 
 /// The entries of one key within a batch.
@@ -394,7 +361,7 @@ struct KeyGroup {
     /// Offset of the key in the batch's arena.
     var keyStart: Int
     /// Length of the key.
-    var keyCount: Int
+    var keyLength: Int
     /// Indices into the batch's entries, in arrival order.
     var entryIndices: [Int]
 
@@ -414,26 +381,26 @@ struct KeyGroup {
             for (entryIndex, entry) in batch.entries.enumerated() {
                 var found = -1
                 if used > linearScanLimit {
-                    found = byKey[key(entry.keyStart, entry.keyCount)] ?? -1
+                    found = byKey[key(entry.keyStart, entry.keyLength)] ?? -1
                 } else {
                     for candidate in 0..<used
-                    where groups[candidate].keyCount == entry.keyCount
-                        && memcmp(base + groups[candidate].keyStart, base + entry.keyStart, entry.keyCount) == 0
+                    where groups[candidate].keyLength == entry.keyLength
+                        && memcmp(base + groups[candidate].keyStart, base + entry.keyStart, entry.keyLength) == 0
                     {
                         found = candidate
                         break
                     }
                 }
                 if found < 0 {
-                    if used == groups.count { groups.append(KeyGroup(keyStart: 0, keyCount: 0, entryIndices: [])) }
+                    if used == groups.count { groups.append(KeyGroup(keyStart: 0, keyLength: 0, entryIndices: [])) }
                     groups[used].keyStart = entry.keyStart
-                    groups[used].keyCount = entry.keyCount
+                    groups[used].keyLength = entry.keyLength
                     found = used
                     used += 1
                     if used > linearScanLimit {
                         // The groups so far the first time, then each new one.
                         for group in (byKey.isEmpty ? 0 : used - 1)..<used {
-                            byKey[key(groups[group].keyStart, groups[group].keyCount)] = group
+                            byKey[key(groups[group].keyStart, groups[group].keyLength)] = group
                         }
                     }
                 }

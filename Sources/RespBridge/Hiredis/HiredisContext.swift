@@ -1,4 +1,5 @@
 private import CHiredis
+import PixeldConcurrency
 
 #if canImport(Glibc)
 import Glibc
@@ -74,16 +75,10 @@ final class HiredisContext {
         }
     }
 
-    /// Appends one command to the output buffer (nothing is sent until a reply is read).
-    /// - Parameters:
-    ///   - argv: pointers to each argument's bytes; they need not be NUL-terminated.
-    ///   - lengths: each argument's length in bytes.
-    func appendCommand(
-        argv: UnsafeMutablePointer<UnsafePointer<CChar>?>,
-        lengths: UnsafePointer<Int>,
-        count: Int
-    ) throws(RespError) {
-        if redisAppendCommandArgv(context, Int32(count), argv, lengths) != REDIS_OK {
+    /// Appends one command to the output buffer (nothing is sent until a reply is read); hiredis
+    /// copies the arguments' bytes into it.
+    func appendCommand(_ arguments: CommandArguments) throws(RespError) {
+        if redisAppendCommandArgv(context, Int32(arguments.count), arguments.argv, arguments.lengths) != REDIS_OK {
             throw error(operation: "redisAppendCommandArgv")
         }
     }
@@ -162,6 +157,43 @@ final class HiredisContext {
         let reply = raw!.assumingMemoryBound(to: redisReply.self)
         defer { freeReplyObject(reply) }
         return Self.copy(reply)
+    }
+
+    /// Like ``readReply()``, but the wait is `poll(2)` in slices of `sliceMilliseconds`: after each
+    /// slice without a reply `whileWaiting` runs with the nanoseconds waited so far (the writer moves
+    /// its queue to the spool there while Redis stalls), and after `timeoutMilliseconds` in all the
+    /// read fails with ``RespError/Code/timeout`` (the context is dropped then, as after any failure).
+    func readReply(
+        timeoutMilliseconds: Int, sliceMilliseconds: Int32, whileWaiting: (_ waitedNanoseconds: Int64) -> Void
+    ) throws(RespError) -> RESPValue {
+        try flush()
+        let started = MonotonicClock.nanoseconds()
+        while true {
+            var raw: UnsafeMutableRawPointer?
+            // A reply already read into hiredis's buffer (pipelined replies arrive together) comes first.
+            if redisGetReplyFromReader(context, &raw) != REDIS_OK { throw error(operation: "redisGetReply") }
+            if let raw {
+                let reply = raw.assumingMemoryBound(to: redisReply.self)
+                defer { freeReplyObject(reply) }
+                return Self.copy(reply)
+            }
+            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&descriptor, 1, sliceMilliseconds)
+            if ready < 0 {
+                if errno == EINTR { continue }
+                throw RespError(code: .io, operation: "poll", systemCode: errno, message: String(cString: strerror(errno)))
+            }
+            if ready == 0 {
+                let waited = MonotonicClock.nanoseconds() - started
+                guard waited < Int64(timeoutMilliseconds) * 1_000_000 else {
+                    throw RespError(code: .timeout, operation: "redisGetReply", message: "no reply within \(timeoutMilliseconds) ms")
+                }
+                whileWaiting(waited)
+                continue
+            }
+            // Readable (or closed: the read then fails and says why).
+            if redisBufferRead(context) != REDIS_OK { throw error(operation: "redisBufferRead") }
+        }
     }
 
     /// Shuts the socket down so that a read blocked in another thread returns at once.

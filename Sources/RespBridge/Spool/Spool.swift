@@ -135,9 +135,9 @@ public final class Spool {
         payload.appendLittleEndian(sequence)
         payload.appendLittleEndian(UInt32(batch.count))
         for entry in batch.entries {
-            payload.appendLittleEndian(UInt16(entry.keyCount))
+            payload.appendLittleEndian(UInt16(entry.keyLength))
             payload += batch.key(of: entry)
-            payload.appendLittleEndian(UInt32(entry.valueCount))
+            payload.appendLittleEndian(UInt32(entry.valueLength))
             payload += batch.value(of: entry)
         }
         var record: [UInt8] = Array("PXS1".utf8)
@@ -180,7 +180,7 @@ public final class Spool {
     public func flush() throws(SpoolError) {
         guard writeFD >= 0 else { return }
         if fdatasync(writeFD) != 0 { throw SpoolError("fdatasync", path: segments.last?.path ?? directory) }
-        lastSync = Self.now()
+        lastSync = MonotonicClock.nanoseconds()
     }
 
     /// How many reads of the oldest record may fail in a row (with the writer's backoff, ~10 s) before
@@ -346,7 +346,7 @@ public final class Spool {
         switch sync {
         case .always: try flush()
         case .interval(let milliseconds):
-            if Self.now() - lastSync >= Int64(milliseconds) * 1_000_000 { try flush() }
+            if MonotonicClock.nanoseconds() - lastSync >= Int64(milliseconds) * 1_000_000 { try flush() }
         case .never: break
         }
     }
@@ -481,12 +481,6 @@ public final class Spool {
     private static func path(_ directory: String, _ number: UInt64) -> String {
         let digits = String(number)
         return "\(directory)/segment-\(String(repeating: "0", count: max(0, 16 - digits.count)))\(digits).spool"
-    }
-
-    private static func now() -> Int64 {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec)
     }
 }
 
