@@ -349,7 +349,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
         finish: @escaping @Sendable (Resolved, RedisConnection) throws -> Outcome
     ) {
         precondition(thread == nil)
-        thread = DedicatedThread(name: "pixeld-consume") { [self] in run(prepare, process, request, resolve, finish) }
+        let steps = Steps(prepare: prepare, process: process, request: request, resolve: resolve, finish: finish)
+        thread = DedicatedThread(name: "pixeld-consume") { [self] in run(steps) }
     }
 
     /// Asks the consumer to stop after the batch in hand and waits for it (at most about one
@@ -383,191 +384,235 @@ public final class ReliableListConsumer: @unchecked Sendable {
         var aheadOfAck: Bool
     }
 
-    private func run<Work, Resolved>(
-        _ prepare: (@Sendable (RedisConnection) throws -> Void)?,
-        _ process: @Sendable ([[UInt8]]) throws -> Work,
-        _ request: @Sendable (Work) -> [[[UInt8]]],
-        _ resolve: @Sendable (Work, [RESPValue], Bool) throws -> Resolved,
-        _ finish: @Sendable (Resolved, RedisConnection) throws -> Outcome
-    ) {
+    /// The handler's steps (see ``start(prepare:process:request:resolve:finish:)``).
+    private struct Steps<Work, Resolved> {
+        var prepare: (@Sendable (RedisConnection) throws -> Void)?
+        var process: @Sendable ([[UInt8]]) throws -> Work
+        var request: @Sendable (Work) -> [[[UInt8]]]
+        var resolve: @Sendable (Work, [RESPValue], Bool) throws -> Resolved
+        var finish: @Sendable (Resolved, RedisConnection) throws -> Outcome
+    }
+
+    /// What the loop of ``run(_:)`` carries from one round to the next.
+    private struct RunState<Work> {
+        /// The wait after a handler failure or a Redis error.
         var backoff = Backoff()
+        /// When dead consumers' events were last looked for (see ``housekeeping(_:)``).
         var lastRecovery: Int64?
+        /// Whether `prepare` ran since the last start-over.
         var prepared = false
-        // Processed, request sent, replies not read: its events are in the processing list.
+        /// Processed, request sent, replies not read: its events are in the processing list.
         var current: InHand<Work>?
-        // The previous batch's ack, sent right behind `current`'s request, replies not read.
+        /// The previous batch's ack, sent right behind `current`'s request, replies not read.
         var sent: SentAck?
-        // After a failure or a conflict, everything unacked is handled again from the processing list.
-        func startOver() {
-            dropPrefetch()
-            current = nil
-            prepared = false
-        }
-        // Refused acks in a row. The first is handled again at once (another consumer's write raced
-        // this one); each further one waits longer, up to half a second, so that a condition that
-        // cannot be checked (refused until someone fixes its key) does not spin on Redis and flood the
-        // log, and consumers that keep racing fall out of step.
+        /// Refused acks in a row. The first is handled again at once (another consumer's write raced
+        /// this one); each further one waits longer, up to half a second, so that a condition that
+        /// cannot be checked (refused until someone fixes its key) does not spin on Redis and flood
+        /// the log, and consumers that keep racing fall out of step.
         var refusalsInARow = 0
         var refusalBackoff = Backoff()
-        // Redis errors in a row (a retry every 0.5 s while Redis is down): one warning, until Redis answers.
+        /// Redis errors in a row (a retry every 0.5 s while Redis is down): one warning, until Redis answers.
         var outage = OutageLog()
-        // Redis answered: ready, the first time; back, after errors.
-        func noteContact() {
-            answering.store(true, ordering: .relaxed)
-            if !announcedReady {
-                announcedReady = true
-                onReady?()
-            }
-            outage.recovered(logger: logger)
-        }
-        func handleRefusal() {
-            startOver()
-            refusalsInARow += 1
-            if refusalsInARow > 1 { sleep(milliseconds: refusalBackoff.nextDelayMilliseconds()) }
-        }
-        func settleInTurn(_ ack: SentAck) throws(RespError) -> Settled {
-            let settled = try settle(ack)
-            if settled != .refused {
-                refusalsInARow = 0
-                refusalBackoff.reset()
-            }
-            return settled
-        }
+    }
+
+    /// The consumer thread: a batch is begun (taken, processed, its request sent) when nothing is in
+    /// hand, then advanced (replies read, the previous ack settled, finished, acked behind the next
+    /// batch's request) until the stop, when what is unacked goes back to the list.
+    private func run<Work, Resolved>(_ steps: Steps<Work, Resolved>) {
+        var state = RunState<Work>()
         while !stopping {
             do {
-                if current == nil {
-                    // The connection is idle: the heartbeat (ours before anything else: another run
-                    // with this id may still write the same files), prepare, then our own processing
-                    // list first (a previous run with this id may have died mid-batch), else take,
-                    // blocking for a while.
-                    guard try housekeeping(&lastRecovery) else {
-                        startOver()
-                        continue
-                    }
-                    if !prepared, let prepare {
-                        do {
-                            try prepare(connection)
-                        } catch let error as RespError {
-                            throw error
-                        } catch {
-                            logger.error("consumer preparation failed; retrying", metadata: ["error": "\(error)"])
-                            sleep(milliseconds: backoff.nextDelayMilliseconds())
-                            continue
-                        }
-                    }
-                    prepared = true
-                    var batch = try pending()
-                    noteContact()  // (after a read: housekeeping may send nothing)
-                    let handlingAgain = !batch.isEmpty
-                    if !handlingAgain { batch = try take() }
-                    if batch.isEmpty { continue }
-                    // (No take is in flight here: every path to an idle connection has dropped it.)
-                    // Only behind a new take: while the processing list is handled again (after a
-                    // failure, a refusal or a restart), a failure that repeats — a full disk, say —
-                    // would otherwise move another batch into it at every attempt, and the whole
-                    // backlog would end up there, out of other consumers' reach.
-                    if !handlingAgain && !stopping && !prefetching { try prefetch() }
-                    let work: Work
-                    do {
-                        work = try process(batch)
-                    } catch {
-                        handlerFailed(error, &backoff)
-                        startOver()
-                        continue
-                    }
-                    current = try sendRequest(batch, work, request, aheadOfAck: false)
-                    try connection.flush()
+                if state.current == nil {
+                    guard try beginBatch(&state, steps) else { continue }
                 }
-                let inHand = current!
-                // The request went out before the previous ack: its replies come first, and the work
-                // that needs them, and the next batch's, runs while Redis applies that ack.
-                let replies = try readReplies(inHand.requested)
-                let resolved = Result { try resolve(inHand.work, replies, inHand.aheadOfAck) }
-                var next: (batch: [[UInt8]], work: Result<Work, any Error>)?
-                let nextBatch = try prefetched()
-                if !nextBatch.isEmpty {
-                    if !stopping { try prefetch() }
-                    next = (nextBatch, Result { try process(nextBatch) })
-                }
-                if let ack = sent {
-                    sent = nil
-                    // Refused: handle it again. Applied with errors: this batch, resolved ahead of it
-                    // on what it was to write, is handled again from what Redis holds.
-                    switch try settleInTurn(ack) {
-                    case .applied: break
-                    case .appliedWithErrors:
-                        startOver()
-                        continue
-                    case .refused:
-                        handleRefusal()
-                        continue
-                    }
-                }
-                // Nothing in flight on the connection now; replies were read on it just now.
-                guard try housekeeping(&lastRecovery) else {
-                    // What is in hand may have been returned to the list and handled elsewhere.
-                    startOver()
-                    continue
-                }
-                noteContact()
-                let outcome: Outcome
-                do {
-                    outcome = try finish(try resolved.get(), connection)
-                } catch {
-                    handlerFailed(error, &backoff)
-                    startOver()
-                    continue
-                }
-                // The next batch's request, then this batch's ack, in one write, not waited for.
-                current = nil
-                var failure: (any Error)?
-                switch next?.work {
-                case .success(let work)?: current = try sendRequest(next!.batch, work, request, aheadOfAck: true)
-                case .failure(let error)?: failure = error
-                case nil: break
-                }
-                let ack = try appendAck(inHand.batch.count, outcome)
-                try connection.flush()
-                if current == nil {
-                    if try settleInTurn(ack) == .refused {
-                        handleRefusal()
-                    } else if let failure {
-                        handlerFailed(failure, &backoff)
-                        startOver()
-                    }
-                } else {
-                    sent = ack
-                }
-                if failure == nil { backoff.reset() }
+                try advance(&state, steps)
             } catch {
-                // A fenced take moved nothing: the heartbeat check that follows at once says why. Nor
-                // did a take from a key that is not a list, which stopped the consumer.
-                let code = (error as? RespError)?.code
-                let fenced = code == .fenced || code == .notAList
-                if !fenced {
-                    answering.store(false, ordering: .relaxed)
-                    outage.failed(error, logger: logger, message: "redis error in consumer, retrying", repeatMessage: "redis error in consumer, still retrying")
-                }
-                sent = nil
-                startOver()
-                // Check at once (a Redis that restarted may have lost it), under a new token: commands
-                // still in flight on the closed connections must not apply later with the old one.
-                lastHeartbeat = 0
-                rotateToken = true
-                // Both connections (replies still unread on them are dropped): an idle take connection
-                // from before an outage would fail once more after Redis is back (a second warning
-                // for the same outage).
-                connection.close()
-                takeConnection.close()
-                if !fenced { sleep(milliseconds: backoff.nextDelayMilliseconds()) }
+                recover(after: error, &state)
             }
         }
+        finishAtStop(state, steps)
+    }
+
+    /// With nothing in flight on the connection: the heartbeat (ours before anything else: another
+    /// run with this id may still write the same files), `prepare`, then our own processing list first
+    /// (a previous run with this id may have died mid-batch), else a take, blocking for a while; then
+    /// the batch is processed and its request sent.
+    /// - Returns: `false` when there is no batch in hand for this round.
+    private func beginBatch<Work, Resolved>(_ state: inout RunState<Work>, _ steps: Steps<Work, Resolved>) throws -> Bool {
+        guard try housekeeping(&state.lastRecovery) else {
+            startOver(&state)
+            return false
+        }
+        if !state.prepared, let prepare = steps.prepare {
+            do {
+                try prepare(connection)
+            } catch let error as RespError {
+                throw error
+            } catch {
+                logger.error("consumer preparation failed; retrying", metadata: ["error": "\(error)"])
+                sleep(milliseconds: state.backoff.nextDelayMilliseconds())
+                return false
+            }
+        }
+        state.prepared = true
+        var batch = try pending()
+        noteContact(&state)  // (after a read: housekeeping may send nothing)
+        let handlingAgain = !batch.isEmpty
+        if !handlingAgain { batch = try take() }
+        if batch.isEmpty { return false }
+        // (No take is in flight here: every path to an idle connection has dropped it.)
+        // Only behind a new take: while the processing list is handled again (after a failure, a
+        // refusal or a restart), a failure that repeats — a full disk, say — would otherwise move
+        // another batch into it at every attempt, and the whole backlog would end up there, out of
+        // other consumers' reach.
+        if !handlingAgain && !stopping && !prefetching { try prefetch() }
+        let work: Work
+        do {
+            work = try steps.process(batch)
+        } catch {
+            handlerFailed(error, &state.backoff)
+            startOver(&state)
+            return false
+        }
+        state.current = try sendRequest(batch, work, steps.request, aheadOfAck: false)
+        try connection.flush()
+        return true
+    }
+
+    /// With a batch in hand: its replies are read and resolved, the next batch is processed, the
+    /// previous ack settled; then the batch is finished and its ack sent right behind the next
+    /// batch's request, in one write, not waited for.
+    private func advance<Work, Resolved>(_ state: inout RunState<Work>, _ steps: Steps<Work, Resolved>) throws {
+        let inHand = state.current!
+        // The request went out before the previous ack: its replies come first, and the work that
+        // needs them, and the next batch's, runs while Redis applies that ack.
+        let replies = try readReplies(inHand.requested)
+        let resolved = Result { try steps.resolve(inHand.work, replies, inHand.aheadOfAck) }
+        var next: (batch: [[UInt8]], work: Result<Work, any Error>)?
+        let nextBatch = try prefetched()
+        if !nextBatch.isEmpty {
+            if !stopping { try prefetch() }
+            next = (nextBatch, Result { try steps.process(nextBatch) })
+        }
+        if let ack = state.sent {
+            state.sent = nil
+            // Refused: handle it again. Applied with errors: this batch, resolved ahead of it on what
+            // it was to write, is handled again from what Redis holds.
+            switch try settleInTurn(ack, &state) {
+            case .applied: break
+            case .appliedWithErrors:
+                startOver(&state)
+                return
+            case .refused:
+                handleRefusal(&state)
+                return
+            }
+        }
+        // Nothing in flight on the connection now; replies were read on it just now.
+        guard try housekeeping(&state.lastRecovery) else {
+            // What is in hand may have been returned to the list and handled elsewhere.
+            startOver(&state)
+            return
+        }
+        noteContact(&state)
+        let outcome: Outcome
+        do {
+            outcome = try steps.finish(try resolved.get(), connection)
+        } catch {
+            handlerFailed(error, &state.backoff)
+            startOver(&state)
+            return
+        }
+        // The next batch's request, then this batch's ack, in one write, not waited for.
+        state.current = nil
+        var failure: (any Error)?
+        switch next?.work {
+        case .success(let work)?: state.current = try sendRequest(next!.batch, work, steps.request, aheadOfAck: true)
+        case .failure(let error)?: failure = error
+        case nil: break
+        }
+        let ack = try appendAck(inHand.batch.count, outcome)
+        try connection.flush()
+        if state.current == nil {
+            if try settleInTurn(ack, &state) == .refused {
+                handleRefusal(&state)
+            } else if let failure {
+                handlerFailed(failure, &state.backoff)
+                startOver(&state)
+            }
+        } else {
+            state.sent = ack
+        }
+        if failure == nil { state.backoff.reset() }
+    }
+
+    /// After a failure or a conflict, everything unacked is handled again from the processing list.
+    private func startOver<Work>(_ state: inout RunState<Work>) {
+        dropPrefetch()
+        state.current = nil
+        state.prepared = false
+    }
+
+    /// Redis answered: ready, the first time; back, after errors.
+    private func noteContact<Work>(_ state: inout RunState<Work>) {
+        answering.store(true, ordering: .relaxed)
+        if !announcedReady {
+            announcedReady = true
+            onReady?()
+        }
+        state.outage.recovered(logger: logger)
+    }
+
+    /// An ack refused: start over, after a wait from the second refusal in a row on.
+    private func handleRefusal<Work>(_ state: inout RunState<Work>) {
+        startOver(&state)
+        state.refusalsInARow += 1
+        if state.refusalsInARow > 1 { sleep(milliseconds: state.refusalBackoff.nextDelayMilliseconds()) }
+    }
+
+    /// ``settle(_:)``, ending a run of refusals unless it is one.
+    private func settleInTurn<Work>(_ ack: SentAck, _ state: inout RunState<Work>) throws(RespError) -> Settled {
+        let settled = try settle(ack)
+        if settled != .refused {
+            state.refusalsInARow = 0
+            state.refusalBackoff.reset()
+        }
+        return settled
+    }
+
+    /// A Redis error (or a fenced take): start over on new connections.
+    private func recover<Work>(after error: any Error, _ state: inout RunState<Work>) {
+        // A fenced take moved nothing: the heartbeat check that follows at once says why. Nor did a
+        // take from a key that is not a list, which stopped the consumer.
+        let code = (error as? RespError)?.code
+        let fenced = code == .fenced || code == .notAList
+        if !fenced {
+            answering.store(false, ordering: .relaxed)
+            state.outage.failed(error, logger: logger, message: "redis error in consumer, retrying", repeatMessage: "redis error in consumer, still retrying")
+        }
+        state.sent = nil
+        startOver(&state)
+        // Check at once (a Redis that restarted may have lost it), under a new token: commands still
+        // in flight on the closed connections must not apply later with the old one.
+        lastHeartbeat = 0
+        rotateToken = true
+        // Both connections (replies still unread on them are dropped): an idle take connection from
+        // before an outage would fail once more after Redis is back (a second warning for the same
+        // outage).
+        connection.close()
+        takeConnection.close()
+        if !fenced { sleep(milliseconds: state.backoff.nextDelayMilliseconds()) }
+    }
+
+    /// At the stop: the replies still owed are read, the output cut back if an ack did not apply,
+    /// and what is unacked given back to the list.
+    private func finishAtStop<Work, Resolved>(_ state: RunState<Work>, _ steps: Steps<Work, Resolved>) {
         // Replies in the order they were sent: the request, then the ack behind it.
-        if let current { _ = try? readReplies(current.requested) }
+        if let current = state.current { _ = try? readReplies(current.requested) }
         // Files may hold a batch whose ack did not apply: refused or failed just before the stop
-        // (``startOver()`` leaves the cut-back to the next round), or the last ack here.
-        var writtenButNotAcked = !prepared
-        if let ack = sent {
+        // (``startOver(_:)`` leaves the cut-back to the next round), or the last ack here.
+        var writtenButNotAcked = !state.prepared
+        if let ack = state.sent {
             switch try? settle(ack) {
             case .applied?, .appliedWithErrors?: break
             case .refused?, nil: writtenButNotAcked = true
@@ -579,7 +624,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
         // that an ack whose fate is unknown (still on its way on a closed connection) can no longer
         // apply after the lengths are read; and not when the heartbeat is another run's (a takeover
         // of the id: the lengths in Redis are then that run's).
-        if writtenButNotAcked, answering.load(ordering: .relaxed), failureText.withLock({ $0 }) == nil, let prepare {
+        if writtenButNotAcked, answering.load(ordering: .relaxed), failureText.withLock({ $0 }) == nil, let prepare = steps.prepare {
             rotateToken = true
             do {
                 if try beat() >= 0 {
