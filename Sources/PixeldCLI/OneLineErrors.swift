@@ -28,8 +28,10 @@ extension AsyncParsableCommand {
     /// SIGPIPE is ignored first, as servers do: hiredis writes with `write(2)`, and a write to a
     /// unix-socket connection that Redis closed (a restart) would otherwise end the process with
     /// everything it holds. The write fails with `EPIPE` instead, which is handled as a lost connection.
+    /// So are SIGHUP, SIGUSR1 and SIGUSR2 (see ``IgnoredSignals``), before anything else can run.
     package static func mainWithOneLineErrors() async -> Never {
         _ = signal(SIGPIPE, SIG_IGN)
+        IgnoredSignals.ignore()
         do {
             var command = try await asyncParseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {

@@ -20,7 +20,7 @@ package struct IngestCommand: AsyncParsableCommand {
             Messages of the configured facilities are pushed with LPUSH to the list <key-prefix><program>, \
             the value byte-for-byte what the sender wrote; everything else is dropped and counted by reason \
             (malformed, filtered, no_program, bad_program, oversize, truncated). SIGTERM or SIGINT drains the sockets, \
-            flushes to Redis and exits.
+            flushes to Redis and exits; SIGHUP, SIGUSR1 and SIGUSR2 are logged and ignored.
             """
     )
 
@@ -93,6 +93,7 @@ package struct IngestCommand: AsyncParsableCommand {
     /// SIGINT, then drains within `--shutdown-timeout`.
     package func run() async throws {
         let logger = Bootstrap.logging(level: try global.level(), label: "pixeld.ingest")
+        await IgnoredSignals.logWhenReceived(logger: logger)
         Bootstrap.releaseCodePages(now: logger, again: .seconds(1))
         Bootstrap.raiseOpenFileLimit(logger: logger)
         let settings = try IngestSettings(command: self)

@@ -114,6 +114,7 @@ struct ConsumeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = Bootstrap.logging(level: try global.level(), label: "pixeld.consume")
+        await IgnoredSignals.logWhenReceived(logger: logger)
         Bootstrap.releaseCodePages(now: logger, again: .seconds(1))
         let redis = try global.redisConfiguration()
         var options = ReliableListConsumer.Options()

@@ -124,6 +124,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let redis = try global.redisConfiguration()
         let logger = Bootstrap.logging(level: try global.level(), label: "pixeld.serve")
+        await IgnoredSignals.logWhenReceived(logger: logger)
         let registry = Bootstrap.metrics()
 
         let reader = RedisReader(configuration: redis, threads: connections, logger: logger)
