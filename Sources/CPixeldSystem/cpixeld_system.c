@@ -16,9 +16,13 @@
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <linux/sock_diag.h>
 
 #ifndef SO_RXQ_OVFL
 #define SO_RXQ_OVFL 40
+#endif
+#ifndef SO_MEMINFO
+#define SO_MEMINFO 55
 #endif
 
 #define CPIXELD_MAX_BATCH 256
@@ -72,6 +76,20 @@ int cpixeld_recvmmsg(int fd, cpixeld_datagram *slots, unsigned int count, int fl
 int cpixeld_enable_drop_counter(int fd) {
     int one = 1;
     return setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one);
+}
+
+int cpixeld_socket_drops(int fd, uint32_t *drops) {
+    // Sized for this header's fields; a newer kernel that knows more copies only as many (and says
+    // so in `size`).
+    uint32_t memory[SK_MEMINFO_VARS];
+    socklen_t size = sizeof memory;
+    if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, memory, &size) != 0) return -1;
+    if (size < (SK_MEMINFO_DROPS + 1) * sizeof(uint32_t)) {
+        errno = ENOPROTOOPT;
+        return -1;
+    }
+    *drops = memory[SK_MEMINFO_DROPS];
+    return 0;
 }
 
 int cpixeld_set_receive_buffer(int fd, int bytes) {

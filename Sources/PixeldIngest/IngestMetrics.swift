@@ -68,7 +68,7 @@ final class IngestMetrics: Sendable {
     private static let help: [String: String] = [
         "pixeld_ingest_datagrams_total": "Datagrams (or TCP frames) received, per listener.",
         "pixeld_ingest_accepted_total": "Messages accepted for Redis, per listener.",
-        "pixeld_ingest_kernel_drops_total": "Datagrams the kernel dropped on a full socket buffer (SO_RXQ_OVFL), per listener.",
+        "pixeld_ingest_kernel_drops_total": "Datagrams the kernel dropped on a full socket buffer (the socket's drops in /proc/net/udp), per listener.",
         "pixeld_ingest_dropped_total": "Messages dropped, by reason.",
         "pixeld_redis_pushed_total": "Messages of this run committed to their Redis list.",
         "pixeld_redis_dead_lettered_total": "Messages sent to <key>:dead after a permanent per-key error.",

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PixeldConcurrency
+import PixeldTestSupport
 @testable import SyslogIngest
 import Synchronization
 import Testing
@@ -162,6 +163,42 @@ import Testing
         #expect(sink.received.map { String(decoding: $0.1, as: UTF8.self) } == expected)
         #expect(listener.statistics.kernelDrops == 0)
         #expect(listener.statistics.pauses > 0)
+    }
+
+    /// The kernel's drops show without more traffic: a receiver held up by its sink (as by a full
+    /// memory queue) while a burst overflows its small socket buffer, then let go with nothing more
+    /// sent, counts exactly the drops `/proc/net/udp` shows for its socket. Every datagram queued
+    /// before the buffer filled carries a drop count of 0 (`SO_RXQ_OVFL` is the counter when the
+    /// datagram was queued), so without a read of the counter itself the statistic stayed 0.
+    @Test func kernelDropsAtTheEndOfABurstAreCountedWithoutMoreTraffic() async throws {
+        let socket = try DatagramSocket(binding: .udp(host: "127.0.0.1", port: 0), receiveBufferBytes: 4096)
+        let port = try boundUDPPort(socket.address)
+        let holding = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        let sink = CollectingSink { text in
+            if text == "hold" {
+                holding.signal()
+                release.wait()
+            }
+        }
+        let listener = DatagramListener(socket: socket, rules: IngestRules(), sink: sink, logger: .init(label: "test"))
+        listener.start()
+        try send([Array("<158>Nov 22 10:00:00 web-1 pixel: hold".utf8)], toUDP: port)
+        try #require(holding.wait(timeout: .now() + 5) == .success, "the listener never took the first datagram")
+        let burst = 300
+        try send((1...burst).map { Array("<158>Nov 22 10:00:00 web-1 pixel: burst \($0)".utf8) }, toUDP: port)
+        let dropped = try #require(kernelUDPDrops(port: port), "no socket on 127.0.0.1:\(port) in /proc/net/udp")
+        try #require(dropped > 0, "the burst fitted into the buffer (\(socket.receiveBufferBytes) bytes): nothing to count")
+        release.signal()
+        // Nothing more is sent: the count must come from the receiver going idle.
+        let counted = Poll.until(timeout: 2, interval: 0.01) { listener.statistics.kernelDrops == dropped }
+        let droppedAtTheEnd = kernelUDPDrops(port: port)
+        let statistics = listener.statistics
+        await listener.stop()
+        #expect(counted, "kernel drops \(statistics.kernelDrops), /proc/net/udp \(dropped)")
+        #expect(droppedAtTheEnd == dropped, "/proc/net/udp went on from \(dropped) to \(droppedAtTheEnd.map(String.init) ?? "no socket")")
+        #expect(statistics.received + statistics.kernelDrops == 1 + burst, "received \(statistics.received), dropped \(statistics.kernelDrops)")
+        print("kernel drops after a burst of \(1 + burst): /proc/net/udp \(dropped), listener \(statistics.kernelDrops), received \(statistics.received)")
     }
 
     /// What a busy receiver takes after a pause is stamped with the pause's start: the ack latency

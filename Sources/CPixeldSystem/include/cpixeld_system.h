@@ -36,6 +36,13 @@ int cpixeld_recvmmsg(int fd, cpixeld_datagram *slots, unsigned int count, int fl
 /// Enables SO_RXQ_OVFL (kernel drop counter in each receive's control data). Returns 0 or -1/errno.
 int cpixeld_enable_drop_counter(int fd);
 
+/// Reads the socket's drop counter now (`getsockopt(SO_MEMINFO)`, `SK_MEMINFO_DROPS`): the counter
+/// SO_RXQ_OVFL reports, `sk_drops`, as it is at the call rather than as it was when the next
+/// received datagram was queued. One system call: not for every receive at high rates.
+/// @param drops out: the counter (cumulative since the socket was made; wraps at 2^32).
+/// @return 0, or -1 with errno set.
+int cpixeld_socket_drops(int fd, uint32_t *drops);
+
 /// Sets SO_RCVBUF, retrying with SO_RCVBUFFORCE (works as root) when the kernel caps the value.
 /// @return the effective size the kernel reports (it doubles the request), or -1 with errno set.
 int cpixeld_set_receive_buffer(int fd, int bytes);

@@ -138,6 +138,14 @@ public final class DatagramSocket: @unchecked Sendable {
         throw SyslogIngestError(code: .io, operation: "recvmmsg", errno: error)
     }
 
+    /// The kernel's count of datagrams dropped on this socket so far, read now (`SO_MEMINFO`): the
+    /// counter that ``receive(into:nonBlocking:kernelDrops:)`` sees through `SO_RXQ_OVFL` only as it
+    /// was when the next datagram was queued. One system call; `nil` when the kernel does not say.
+    func kernelDropCount() -> UInt32? {
+        var drops: UInt32 = 0
+        return cpixeld_socket_drops(fd, &drops) == 0 ? drops : nil
+    }
+
     /// Closes the socket and, for a unix socket, removes its file: first, and only if it is still
     /// this socket's. Until the file is gone a new instance's check finds the socket live and waits
     /// for nothing; removing it after the close could remove the file of an instance that, finding

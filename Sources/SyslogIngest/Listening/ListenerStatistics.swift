@@ -28,7 +28,9 @@ public final class ListenerStatistics: Sendable {
     }
     /// Datagrams dropped for any reason.
     public var droppedTotal: Int { DropReason.allCases.reduce(0) { $0 + dropped($1) } }
-    /// Datagrams the kernel dropped because the socket buffer was full (SO_RXQ_OVFL), where reported.
+    /// Datagrams the kernel dropped because the socket buffer was full: the socket's drop counter
+    /// (`/proc/net/udp`'s drops column), read through SO_RXQ_OVFL and SO_MEMINFO (see
+    /// `DatagramListener.dropsReadIntervalNanoseconds`); 0 for unix sockets, which do not drop.
     public var kernelDrops: Int { kernelDropCount.load(ordering: .relaxed) }
     /// Times the receiver found its busy UDP socket empty and paused before waiting on it.
     package var pauses: Int { pauseCount.load(ordering: .relaxed) }
