@@ -31,9 +31,9 @@ struct ConsumeMetricsTests {
         #expect(try consume.waitForExit(timeout: 10) == 0, "\(consume.process.tail)")
     }
 
-    /// The metrics server answers one connection at a time: a client that sends its request a byte
-    /// every 0.5 s (never long enough for one read to time out) is cut off after 2 s, instead of
-    /// holding `/healthz` up for as long as it keeps going (here it would go on for 10 s).
+    /// A client that sends its request a byte every 0.5 s (never long enough for one read to time out)
+    /// neither holds `/healthz` up nor keeps its connection: the server closes it 2 s after the
+    /// connect, however it trickles (here it would go on for 10 s).
     @Test func aClientThatTricklesItsRequestDoesNotHoldTheMetricsUp() throws {
         let redis = try RedisServer.start()
         let port = try PortAllocator.freeTCPPort()
@@ -50,9 +50,14 @@ struct ConsumeMetricsTests {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         #expect(connected == 0)
+        let connectedAt = Date()
+        let cutOffAfter = Shared<Double?>(nil)
         let trickler = Thread {
             for _ in 0..<20 {  // 10 s at most
-                guard send(fd, "G", 1, Int32(MSG_NOSIGNAL)) == 1 else { return }
+                guard send(fd, "G", 1, Int32(MSG_NOSIGNAL)) == 1 else {
+                    cutOffAfter.update { $0 = Date().timeIntervalSince(connectedAt) }
+                    return
+                }
                 usleep(500_000)
             }
         }
@@ -63,6 +68,9 @@ struct ConsumeMetricsTests {
         let waited = Date().timeIntervalSince(started)
         #expect(health == "ok\n")
         #expect(waited < 4, "/healthz waited \(waited) s behind a trickling client")
+        // Closed at 2 s; a send fails at the next byte but one (the first is answered with a reset).
+        #expect(Poll.until(timeout: 8, interval: 0.05) { cutOffAfter.current != nil }, "the trickling client was never cut off")
+        #expect((cutOffAfter.current ?? 99) < 4, "the trickling client was cut off after \(cutOffAfter.current ?? -1) s")
         consume.terminate()
         #expect(try consume.waitForExit(timeout: 10) == 0, "\(consume.process.tail)")
     }

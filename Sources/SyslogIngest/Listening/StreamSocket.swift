@@ -77,13 +77,27 @@ public enum StreamSocket {
         }
     }
 
+    /// Sends what the socket takes now of `buffer`, without waiting (`MSG_NOSIGNAL`: a peer that has
+    /// gone is an error, not SIGPIPE). Returns the byte count, `nil` when the socket's send buffer is
+    /// full now; throws on a connection error.
+    public static func write(_ fd: Int32, from buffer: UnsafeRawBufferPointer) throws(SyslogIngestError) -> Int? {
+        while true {
+            let count = send(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+            if count >= 0 { return count }
+            if errno == EINTR { continue }
+            if errno == EAGAIN || errno == EWOULDBLOCK { return nil }
+            throw SyslogIngestError(code: .io, operation: "send", errno: errno)
+        }
+    }
+
     /// Bytes received on `fd` and not read yet (`FIONREAD`); 0 if unknown.
     public static func unreadBytes(_ fd: Int32) -> Int {
         var count: Int32 = 0
         return ioctl(fd, UInt(FIONREAD), &count) == 0 ? Int(count) : 0
     }
 
-    /// Waits up to `timeoutMilliseconds` for readability on `fds`; fills `revents`.
+    /// Waits up to `timeoutMilliseconds` for what `fds` ask for (readability, or writability with
+    /// `POLLOUT`); fills `revents`.
     public static func poll(_ fds: inout [pollfd], timeoutMilliseconds: Int32) -> Int {
         while true {
             let ready = Glibc.poll(&fds, nfds_t(fds.count), timeoutMilliseconds)
