@@ -631,7 +631,9 @@ import Testing
         let fd = connect(listener.port)
         final class Flag: Sendable { let on = Atomic<Bool>(true) }
         let sending = Flag()
+        let senderDone = DispatchSemaphore(value: 0)
         let sender = Thread {  // a forwarder with a backlog: sends for as long as it is let
+            defer { senderDone.signal() }
             let line = Array("<158>pixel: backlog\n".utf8)
             var sent = 0
             while sending.on.load(ordering: .relaxed) && sent < 50_000_000 {
@@ -646,6 +648,10 @@ import Testing
         await listener.stop()
         let stopping = ContinuousClock.now - started
         sending.on.store(false, ordering: .relaxed)
+        // The sender ends before its descriptor is closed: a send after the close could otherwise
+        // write into the next test's connection, given the same descriptor number.
+        shutdown(fd, Int32(SHUT_RDWR))
+        senderDone.wait()
         close(fd)
         #expect(stopping < .seconds(2), "stop() read on for \(stopping) while the peer kept sending")
     }
