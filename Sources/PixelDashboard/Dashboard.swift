@@ -151,37 +151,12 @@ public struct Dashboard: Sendable {
             return response
         }
         router.get("/api/sites") { request, _ in try await self.apiSites(request) }
-        router.get("/api/stats") { request, _ in
-            let range = try self.range(request)
-            let limit = try RangeInput.limit(request, default: 100)  // (a bad one costs no read)
-            return Self.json(try await self.report(range).json(limit: limit))
-        }
+        router.get("/api/stats") { request, _ in try await self.apiStats(request) }
         router.get("/api/timeseries") { request, _ in try await self.apiTimeseries(request) }
         router.get("/api/breakdown") { request, _ in try await self.apiBreakdown(request) }
-        router.get("/api/counts") { request, _ in
-            let range = try self.range(request, filters: false)
-            let limit = try RangeInput.limit(request, default: 1000, maximum: 100_000)
-            let report = try await self.report(range.site, range.from, range.to, breakdowns: [.pages])
-            let pages = report.top(.pages, limit: limit)
-            return Self.json("{" + pages.map { Escape.json($0.name) + ":" + String($0.count) }.joined(separator: ",") + "}")
-        }
-        router.get("/api/count") { request, _ in
-            let range = try self.range(request, filters: false)
-            guard let path = FormFields(request)["path"], !path.isEmpty else {
-                throw HTTPError(.badRequest, message: "path: missing (e.g. &path=/blog/)")
-            }
-            guard path.utf8.count <= 2048 else { throw HTTPError(.badRequest, message: "path: longer than 2048 bytes") }
-            // The pages breakdown alone, summed as /api/counts sums it (canonically equivalent paths
-            // together), not an HGET of the path's exact bytes.
-            let report = try await self.report(range.site, range.from, range.to, breakdowns: [.pages])
-            let count = report.breakdowns[.pages]?[path] ?? 0
-            return Self.json("{\"path\":" + Escape.json(path) + ",\"count\":\(count)}")
-        }
-        router.get("/api/realtime") { request, _ in
-            let site = try self.visibleSite(request)
-            let visitors = try await self.recentVisitors(site)
-            return Self.json("{\"site\":" + Escape.json(site) + ",\"visitors\":\(visitors)}")
-        }
+        router.get("/api/counts") { request, _ in try await self.apiCounts(request) }
+        router.get("/api/count") { request, _ in try await self.apiCount(request) }
+        router.get("/api/realtime") { request, _ in try await self.apiRealtime(request) }
         router.get("/api/live") { request, context in
             try self.liveStream(request, client: context.clientNetwork(of: request), connection: context.connection)
         }
@@ -201,7 +176,7 @@ public struct Dashboard: Sendable {
         )
         if range.filter != nil {
             guard filters else { throw HTTPError(.badRequest, message: "filter: not supported by this endpoint") }
-            guard let archive else { throw HTTPError(.badRequest, message: "filters need `pixeld serve --archive DIR`") }
+            guard let archive else { throw Self.filtersNeedTheArchive }
             guard range.to.number - range.from.number < archive.maxDays else {
                 throw HTTPError(.badRequest, message: "filter: the range is limited to \(archive.maxDays) days")
             }
@@ -242,7 +217,7 @@ public struct Dashboard: Sendable {
     /// thread only waits). A range with more archive lines than the store reads is a `400`; a busy
     /// or stopped store or an unreadable file a `503` (the file's error is logged, not sent).
     func archiveDailyReports(_ aggregator: ArchiveReport) async throws -> [Report] {
-        guard let archive else { throw HTTPError(.badRequest, message: "filters need `pixeld serve --archive DIR`") }
+        guard let archive else { throw Self.filtersNeedTheArchive }
         do {
             return try await archive.dailyReports(aggregator)
         } catch where error.code == .tooManyRecords {
@@ -279,6 +254,9 @@ public struct Dashboard: Sendable {
             return response
         }
     }
+
+    /// A filter asked of a server without an archive.
+    static let filtersNeedTheArchive = HTTPError(.badRequest, message: "filters need `pixeld serve --archive DIR`")
 
     static func unavailable(_ error: RespError) -> HTTPError {
         HTTPError(.serviceUnavailable, message: "cannot read the rollups from Redis (\(error.code))")
@@ -421,10 +399,50 @@ public struct Dashboard: Sendable {
             if let bounces = point.bounces { item += ",\"bounces\":\(bounces)" }
             return item + "}"
         }
-        return Self.json(
-            "{\"v\":1,\"site\":" + Escape.json(range.site) + ",\"from\":\"\(range.from)\",\"to\":\"\(range.to)\",\"interval\":\""
-                + interval + "\",\"points\":[" + items.joined(separator: ",") + "]}"
-        )
+        return Self.json(Self.jsonHead(range) + "\"interval\":\"" + interval + "\",\"points\":[" + items.joined(separator: ",") + "]}")
+    }
+
+    /// `/api/stats`: the range's report as JSON.
+    func apiStats(_ request: Request) async throws -> Response {
+        let range = try self.range(request)
+        let limit = try RangeInput.limit(request, default: 100)  // (a bad one costs no read)
+        return Self.json(try await report(range).json(limit: limit))
+    }
+
+    /// `/api/counts`: pageviews per path, as one JSON object (for a page's view counters).
+    func apiCounts(_ request: Request) async throws -> Response {
+        let range = try self.range(request, filters: false)
+        let limit = try RangeInput.limit(request, default: 1000, maximum: 100_000)
+        let report = try await self.report(range.site, range.from, range.to, breakdowns: [.pages])
+        let pages = report.top(.pages, limit: limit)
+        return Self.json("{" + pages.map { Escape.json($0.name) + ":" + String($0.count) }.joined(separator: ",") + "}")
+    }
+
+    /// `/api/count`: one path's pageviews.
+    func apiCount(_ request: Request) async throws -> Response {
+        let range = try self.range(request, filters: false)
+        guard let path = FormFields(request)["path"], !path.isEmpty else {
+            throw HTTPError(.badRequest, message: "path: missing (e.g. &path=/blog/)")
+        }
+        guard path.utf8.count <= 2048 else { throw HTTPError(.badRequest, message: "path: longer than 2048 bytes") }
+        // The pages breakdown alone, summed as /api/counts sums it (canonically equivalent paths
+        // together), not an HGET of the path's exact bytes.
+        let report = try await self.report(range.site, range.from, range.to, breakdowns: [.pages])
+        let count = report.breakdowns[.pages]?[path] ?? 0
+        return Self.json("{\"path\":" + Escape.json(path) + ",\"count\":\(count)}")
+    }
+
+    /// `/api/realtime`: the site's visitors of the last minutes.
+    func apiRealtime(_ request: Request) async throws -> Response {
+        let site = try visibleSite(request)
+        let visitors = try await recentVisitors(site)
+        return Self.json("{\"site\":" + Escape.json(site) + ",\"visitors\":\(visitors)}")
+    }
+
+    /// The start of an API answer about `range`: `{"v":1,"site":…,"from":…,"to":…,` (the caller
+    /// adds its fields and the closing brace).
+    static func jsonHead(_ range: RangeInput) -> String {
+        "{\"v\":1,\"site\":" + Escape.json(range.site) + ",\"from\":\"\(range.from)\",\"to\":\"\(range.to)\","
     }
 
     func apiBreakdown(_ request: Request) async throws -> Response {
@@ -449,10 +467,7 @@ public struct Dashboard: Sendable {
             return response
         }
         let items = rows.map { "{\"name\":" + Escape.json($0.name) + ",\"count\":\($0.count)}" }
-        return Self.json(
-            "{\"v\":1,\"site\":" + Escape.json(range.site) + ",\"from\":\"\(range.from)\",\"to\":\"\(range.to)\",\"dimension\":\""
-                + breakdown.rawValue + "\",\"items\":[" + items.joined(separator: ",") + "]}"
-        )
+        return Self.json(Self.jsonHead(range) + "\"dimension\":\"" + breakdown.rawValue + "\",\"items\":[" + items.joined(separator: ",") + "]}")
     }
 
     /// `/api/live`: the site's Server-Sent Events, whole (without visitor ids) for a caller with the

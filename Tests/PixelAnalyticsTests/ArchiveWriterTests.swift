@@ -51,7 +51,14 @@ import Testing
         #expect(writer.maintain(now: later).isEmpty)
         #expect(FileManager.default.fileExists(atPath: plain), "the plain file stays until gzip is done")
         // gzip does not inherit the ignored SIGPIPE (nor blocked signals): it would outlive a stop.
-        let gzip = try #require(Self.childStatus(named: "gzip", withArgument: plain), "no gzip child running")
+        // (Looked for a little while: posix_spawn returns once the child's exec has let go of this
+        // process's memory, which is before the kernel gives it its new name and arguments.)
+        var found: [String: String]?
+        for _ in 0..<200 where found == nil {
+            found = Self.childStatus(named: "gzip", withArgument: plain)
+            if found == nil { usleep(10_000) }
+        }
+        let gzip = try #require(found, "no gzip child running")
         #expect(UInt64(gzip["SigIgn"] ?? "", radix: 16).map { $0 & (1 << (UInt64(SIGPIPE) - 1)) } == 0, "\(gzip)")
         #expect(UInt64(gzip["SigBlk"] ?? "", radix: 16) == 0, "\(gzip)")
         #expect(!FileManager.default.fileExists(atPath: stray) && !FileManager.default.fileExists(atPath: old))
