@@ -105,6 +105,8 @@ public final class LPushWriter: @unchecked Sendable {
     private var spillHeld: (batch: PushBatch, sequence: UInt64)?
     /// A spill happened since Redis last took a commit: one warning per stall.
     private var spilledInThisStall = false
+    /// ``joinSpool(_:sequence:)`` holds a batch the spool did not take yet: no spill meanwhile.
+    private var waitingToJoinSpool = false
 
     /// Creates a writer; call ``start()`` to run it.
     /// - Parameters:
@@ -468,6 +470,9 @@ public final class LPushWriter: @unchecked Sendable {
     /// replayed when due and the write tried again, and once the replay has emptied the spool the batch
     /// is delivered live. After the shutdown deadline it is given up.
     private func joinSpool(_ batch: PushBatch, sequence: UInt64) {
+        // What is queued is newer than `batch`: no spill may put it in the spool first.
+        waitingToJoinSpool = true
+        defer { waitingToJoinSpool = false }
         while toSpool(batch, sequence: sequence) == .kept {
             if isGivingUp {
                 abandon(batch, sequence: sequence)
@@ -476,6 +481,7 @@ public final class LPushWriter: @unchecked Sendable {
             pause()
             if MonotonicClock.nanoseconds() >= nextReplayAt { replaySpool(budgetNanoseconds: Self.replaySliceNanoseconds) }
             if spool?.isEmpty ?? true {
+                waitingToJoinSpool = false  // delivered live now, as any batch (which a spill may follow)
                 deliver(batch, sequence: sequence)
                 return
             }
@@ -501,7 +507,7 @@ public final class LPushWriter: @unchecked Sendable {
     /// commit fail, joins the spool behind the spilled ones (the one case where a later message reaches
     /// Redis first).
     private func spill(waitedNanoseconds: Int64) {
-        guard spool != nil, spillHeld == nil, waitedNanoseconds >= Self.spillAfterNanoseconds,
+        guard spool != nil, spillHeld == nil, !waitingToJoinSpool, waitedNanoseconds >= Self.spillAfterNanoseconds,
             Double(queue.pendingFootprintBytes) >= Double(queue.capacityBytes) * options.spoolAtQueueFraction
         else { return }
         // (Between attempts the outage's own warning has said that Redis fails.)
