@@ -134,7 +134,7 @@ package struct IngestCommand: AsyncParsableCommand {
                 )
             }
             do {
-                try socket.changeOwner(user: settings.unixOwner.user, group: settings.unixOwner.group)
+                try settings.unixOwner.map { owner throws(SyslogIngestError) in try socket.changeOwner(to: owner) }
             } catch {
                 throw CommandFailure(error.description)
             }
@@ -212,7 +212,7 @@ struct IngestSettings {
     var spoolMaxBytes: Int
     var spoolSync: Spool.SyncPolicy
     var metrics: (String, Int)?
-    var unixOwner: (user: String?, group: String?) = (nil, nil)
+    var unixOwner: UnixOwner?
 
     init(command: IngestCommand) throws {
         redis = try command.global.redisConfiguration()
@@ -300,14 +300,10 @@ struct IngestSettings {
             )
         }
         if let owner = command.unixOwner ?? Environment.value(forFlag: "unix-owner") {
-            let parts = owner.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-            unixOwner = (parts[0].isEmpty ? nil : parts[0], parts.count > 1 && !parts[1].isEmpty ? parts[1] : nil)
-            // A name that does not exist is a bad flag, found before anything is bound.
-            if let user = unixOwner.user, UInt32(user) == nil, getpwnam(user) == nil {
-                throw ValidationError("--unix-owner: unknown user '\(user)'")
-            }
-            if let group = unixOwner.group, UInt32(group) == nil, getgrnam(group) == nil {
-                throw ValidationError("--unix-owner: unknown group '\(group)'")
+            do {
+                unixOwner = try UnixOwner(parsing: owner)
+            } catch {
+                throw ValidationError(error.description)
             }
         }
 

@@ -401,6 +401,30 @@ import Testing
         }
     }
 
+    /// `--unix-owner USER[:GROUP]`: names or numbers, looked up when parsed (an unknown one is an
+    /// error naming it); the socket file gets them, and a part not given stays as it is.
+    @Test func unixOwnerIsParsedOnceAndGivenToTheSocketFile() throws {
+        #expect(try UnixOwner(parsing: "0") == UnixOwner(uid: 0, gid: nil))
+        #expect(try UnixOwner(parsing: ":0") == UnixOwner(uid: nil, gid: 0))
+        #expect(try UnixOwner(parsing: "root:root") == UnixOwner(uid: 0, gid: 0))
+        #expect(throws: SyslogIngestError.self) { try UnixOwner(parsing: "no-such-user-x:root") }
+        do {
+            _ = try UnixOwner(parsing: "root:no-such-group-x")
+            Issue.record("an unknown group was taken")
+        } catch {
+            #expect(error.description == "--unix-owner: unknown group 'no-such-group-x'")
+        }
+        guard getuid() == 0 else { return }  // chown to another user needs root
+        let path = NSTemporaryDirectory() + "pixeld-test-\(getpid())-owner.sock"
+        let socket = try DatagramSocket(binding: .unix(path: path, mode: 0o660), receiveBufferBytes: 0)
+        defer { socket.close() }
+        try socket.changeOwner(to: UnixOwner(parsing: "65534"))
+        var info = stat()
+        #expect(lstat(path, &info) == 0 && info.st_uid == 65534 && info.st_gid == 0, "uid \(info.st_uid) gid \(info.st_gid)")
+        try socket.changeOwner(to: UnixOwner(parsing: ":65534"))
+        #expect(lstat(path, &info) == 0 && info.st_uid == 65534 && info.st_gid == 65534, "uid \(info.st_uid) gid \(info.st_gid)")
+    }
+
     /// The largest request the flag takes, 1 GiB, is one byte over the kernel's own limit
     /// (`INT_MAX / 2`): granted that limit, the buffer is not short of the request (no warning).
     @Test func theKernelsLargestReceiveBufferIsNotShortOfOneGiB() throws {

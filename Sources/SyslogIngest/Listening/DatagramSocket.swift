@@ -96,24 +96,13 @@ public final class DatagramSocket: @unchecked Sendable {
 
     deinit { close() }
 
-    /// Gives a unix socket file to `owner` (user name or uid) and/or `group` (name or gid), so that a
-    /// web server running as another user can write to a socket with a mode such as 0660.
-    /// - Throws: ``SyslogIngestError`` for an unknown user or group, or when `chown` fails.
-    public func changeOwner(user: String?, group: String?) throws(SyslogIngestError) {
-        guard case .unix(let path, _) = address, user != nil || group != nil else { return }
-        var uid = uid_t.max  // -1: leave unchanged
-        var gid = gid_t.max
-        if let user {
-            if let number = UInt32(user) { uid = number } else if let entry = getpwnam(user) { uid = entry.pointee.pw_uid } else {
-                throw SyslogIngestError(code: .configuration, operation: "--unix-owner", message: "unknown user '\(user)'")
-            }
-        }
-        if let group {
-            if let number = UInt32(group) { gid = number } else if let entry = getgrnam(group) { gid = entry.pointee.gr_gid } else {
-                throw SyslogIngestError(code: .configuration, operation: "--unix-owner", message: "unknown group '\(group)'")
-            }
-        }
-        _ = try Self.check("chown \(path)") { chown(path, uid, gid) }
+    /// Gives a unix socket file to `owner`, so that a web server running as another user can write
+    /// to a socket with a mode such as 0660. Nothing for a UDP socket.
+    /// - Throws: ``SyslogIngestError`` when `chown` fails.
+    public func changeOwner(to owner: UnixOwner) throws(SyslogIngestError) {
+        guard case .unix(let path, _) = address, owner.uid != nil || owner.gid != nil else { return }
+        // -1 (the largest id): leave unchanged.
+        _ = try Self.check("chown \(path)") { chown(path, owner.uid ?? uid_t.max, owner.gid ?? gid_t.max) }
     }
 
     /// Receives up to `slots.count` datagrams in one call.
