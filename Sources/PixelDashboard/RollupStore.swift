@@ -86,10 +86,10 @@ public struct RollupStore: Sendable {
             let reply = try await reader.pipeline([
                 ["SCAN", cursor, "MATCH", pattern, "COUNT", "1000"].map { Array($0.utf8) }
             ])[0].unwrap("SCAN")
-            guard let parts = reply.array, parts.count == 2 else {
-                throw RespError(code: .unexpectedReply, operation: "SCAN", message: "not a two-element array")
+            guard let parts = reply.array, parts.count == 2, let next = parts[0].string else {
+                throw RespError(code: .unexpectedReply, operation: "SCAN", message: "not a cursor and an array")
             }
-            cursor = parts[0].string ?? "0"
+            cursor = next
             for key in parts[1].array ?? [] {
                 guard let text = key.string else { continue }
                 // prefix + "site:" + SITE + ":" + YYYY-MM-DD + ":totals"
