@@ -21,7 +21,9 @@ import Glibc
 ///   reply was lost is not pushed twice. After `READONLY`, `MASTERDOWN` or `LOADING` the next attempt
 ///   is on a new connection, so a failover behind the same address (a proxy, DNS, a socket symlink)
 ///   reaches the new master instead of asking the demoted one forever.
-/// - Meanwhile new messages wait in the queue; the receivers wait when it is full. With a spool, a batch
+/// - Meanwhile new messages wait in the queue; the receivers wait when it is full. With a spool, a
+///   stalled Redis (a reply awaited 100 ms) moves the queue to the spool once it is half full (see
+///   ``spill(waitedNanoseconds:)``), and a batch
 ///   that failed on a fresh connection too goes to disk at once, and so does everything after it, as
 ///   it arrives (between replay attempts the writer does not sleep but moves the queue to disk); the
 ///   spool is replayed — in order, before any newer batch — when Redis is back, in slices of 50 ms
@@ -107,6 +109,8 @@ public final class LPushWriter: @unchecked Sendable {
     private var spilledInThisStall = false
     /// ``joinSpool(_:sequence:)`` holds a batch the spool did not take yet: no spill meanwhile.
     private var waitingToJoinSpool = false
+    /// Messages of the batch the loop is committing or spooling (besides ``spillHeld``'s).
+    private var inFlight = 0
 
     /// Creates a writer; call ``start()`` to run it.
     /// - Parameters:
@@ -202,13 +206,9 @@ public final class LPushWriter: @unchecked Sendable {
         }
         var batch = PushBatch()
         run: while true {
-            if let held = spillHeld {
-                spillHeld = nil
-                statistics.setInFlight(held.batch.count)
-                joinSpool(held.batch, sequence: held.sequence)
-                statistics.setInFlight(0)
-            }
             if MonotonicClock.nanoseconds() >= nextReplayAt { replaySpool(budgetNanoseconds: Self.replaySliceNanoseconds) }
+            // (Before every take from the queue: a batch a spill took is older than what is queued.)
+            settleSpillHeld()
             guard let spool, !spool.isEmpty else {
                 // Live: the oldest message lingers for company, then the batch is committed.
                 // In an outage with nothing to commit (Redis unreachable at start), Redis is probed
@@ -224,9 +224,9 @@ public final class LPushWriter: @unchecked Sendable {
                     continue
                 }
                 sequence += 1
-                statistics.setInFlight(batch.count)
+                setInFlight(batch.count)
                 deliver(batch, sequence: sequence)
-                statistics.setInFlight(0)
+                setInFlight(0)
                 batch.removeAll()
                 continue
             }
@@ -235,6 +235,7 @@ public final class LPushWriter: @unchecked Sendable {
             // replay is due. So the receivers never wait on a replay or on a backoff.
             var waiting = queue.pendingBytes
             repeat {
+                settleSpillHeld()
                 let untilReplay = max(1, min(50_000_000, nextReplayAt - MonotonicClock.nanoseconds()))
                 let outcome = queue.take(
                     into: &batch, lingerNanoseconds: 0, maxBytes: options.maxBatchBytes, maxMessages: maxBatchMessages,
@@ -248,13 +249,14 @@ public final class LPushWriter: @unchecked Sendable {
                 case .taken:
                     waiting -= batch.byteCount
                     sequence += 1
-                    statistics.setInFlight(batch.count)
+                    setInFlight(batch.count)
                     joinSpool(batch, sequence: sequence)
-                    statistics.setInFlight(0)
+                    setInFlight(0)
                     batch.removeAll()
                 }
             } while waiting > 0
         }
+        settleSpillHeld()  // (the queue closed with one held: to the spool, or given up and counted)
         if let spool {
             // Until the shutdown deadline at most: what is left stays in the spool for the next start
             // (replay is idempotent).
@@ -488,6 +490,26 @@ public final class LPushWriter: @unchecked Sendable {
         }
     }
 
+    /// Sets the in-flight gauge: `count` messages of the batch in hand, plus those of ``spillHeld``
+    /// (out of the queue, not yet spooled), so that `received = pushed + queued + in flight +
+    /// spooled + …` holds meanwhile.
+    private func setInFlight(_ count: Int) {
+        inFlight = count
+        statistics.setInFlight(count + (spillHeld?.batch.count ?? 0))
+    }
+
+    /// Puts the batch a spill took and the spool did not (``spillHeld``) behind the spool — or
+    /// delivers it, once the spool is empty — before anything newer is taken from the queue; a spill
+    /// during that delivery may hold another, settled in turn.
+    private func settleSpillHeld() {
+        while let held = spillHeld {
+            spillHeld = nil
+            setInFlight(held.batch.count)
+            joinSpool(held.batch, sequence: held.sequence)
+            setInFlight(0)
+        }
+    }
+
     /// How long a reply must have been awaited before ``spill(waitedNanoseconds:)`` moves the queue to the
     /// spool: Redis answers a commit in about a millisecond, so this is a stall, not a busy moment.
     static let spillAfterNanoseconds: Int64 = 100_000_000
@@ -529,6 +551,7 @@ public final class LPushWriter: @unchecked Sendable {
             sequence += 1
             if toSpool(batch, sequence: sequence, spilled: true) == .kept {
                 spillHeld = (batch, sequence)
+                setInFlight(inFlight)
                 return
             }
             batch.removeAll()

@@ -131,7 +131,8 @@ struct BatchCommitter {
     }
 
     private var scriptSHA: [UInt8]?
-    /// The arguments of the command being appended, reused across commits.
+    /// The arguments of the command being appended, reused across commits. (A class: a copy of
+    /// the committer shares it, which is safe, as commits run one at a time on the writer thread.)
     let arguments = CommandArguments()
     private var numbers: [UInt8] = []
     private var numberRanges: [Range<Int>] = []
@@ -200,8 +201,11 @@ struct BatchCommitter {
                 if let result = try resolveLostTransaction(batch, groups: groups, marker: marker, sequence: sequence, on: connection) {
                     return result
                 }
-            } else {
-                unresolvedTransaction = nil  // the writer gave that batch up (spool full, or shutdown)
+            } else if unresolved.marker == marker {
+                // A later batch of the same marker: the writer gave that one up (spool full, or
+                // shutdown). Commits under other markers (spilled batches, follow-ups, a previous run's
+                // records) may come first while it waits in the spool: its replay still resolves it.
+                unresolvedTransaction = nil
             }
         }
         if let pending = pendingFollowUp {

@@ -36,6 +36,7 @@ final class CommandArguments {
 
     /// Adds a literal argument, such as the command's name (static text: its pointer stays valid).
     func add(_ literal: StaticString) {
+        precondition(literal.hasPointerRepresentation, "a literal of more than one character")
         append(UnsafeRawPointer(literal.utf8Start), literal.utf8CodeUnitCount)
     }
 
