@@ -55,7 +55,8 @@ final class IngestService: Service, Sendable {
         logger.info(
             "ingest stopped",
             metadata: [
-                "received": "\(received)", "dropped": "\(dropped)", "pushed": "\(writer.statistics.pushed)",
+                "received": "\(received)", "dropped": "\(dropped)", "spool_full": "\(writer.statistics.spoolFull)",
+                "pushed": "\(writer.statistics.pushed)",
                 "dead_lettered": "\(writer.statistics.deadLettered)", "lost": "\(writer.statistics.lost)",
                 "spooled": "\(writer.statistics.spooled)", "recovered": "\(writer.statistics.recovered)",
             ]

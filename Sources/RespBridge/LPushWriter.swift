@@ -102,6 +102,8 @@ public final class LPushWriter: @unchecked Sendable {
     private var gaveUpOnRedis = false
     /// A spool write failed and none has succeeded since: one warning per episode.
     private var spoolWriteFailing = false
+    /// The spool was full and dropped a batch, and has taken none since: one error per episode.
+    private var spoolFullDropping = false
     /// A batch ``spill(waitedNanoseconds:)`` took from the queue and the spool did not take: the run
     /// loop puts it behind the spool before it takes anything else.
     private var spillHeld: (batch: PushBatch, sequence: UInt64)?
@@ -195,7 +197,13 @@ public final class LPushWriter: @unchecked Sendable {
     // MARK: - The loop
 
     private func run() {
-        if spool != nil { connection.whileWaiting = { [weak self] waited in self?.spill(waitedNanoseconds: waited) } }
+        if spool != nil {
+            connection.whileWaiting = { [weak self] waited in
+                guard let self else { return false }
+                self.spill(waitedNanoseconds: waited)
+                return !self.isGivingUp  // past the shutdown deadline: no longer wait (the batch is spooled)
+            }
+        }
         // Connected at once: a Redis that cannot be reached (a wrong --redis, say) shows now, in the
         // log and in /healthz, not with the first message, which would wait (or be lost at a shutdown).
         do {
@@ -444,11 +452,22 @@ public final class LPushWriter: @unchecked Sendable {
                 if redisReportedOK { return .kept }
                 unfinished.book()
                 statistics.addSpoolFull(unfinished.batch.count)
-                logger.error("spool full; messages dropped", metadata: ["messages": "\(unfinished.batch.count)"])
+                // One error per episode (every batch is counted in pixeld_ingest_dropped_total).
+                if !spoolFullDropping {
+                    spoolFullDropping = true
+                    logger.error(
+                        "spool full; messages dropped while redis fails (counted as spool_full)",
+                        metadata: ["messages": "\(unfinished.batch.count)"]
+                    )
+                }
                 return .dropped
             }
             unfinished.book()
             statistics.setSpooled(spool.messageCount)
+            if spoolFullDropping {
+                spoolFullDropping = false
+                logger.info("spool has room again")
+            }
             if spoolWriteFailing {
                 spoolWriteFailing = false
                 logger.info("spool writable again")

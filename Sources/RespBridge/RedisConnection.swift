@@ -57,9 +57,10 @@ public final class RedisConnection: @unchecked Sendable {
 
     /// Called on the owning thread every few milliseconds while a reply is awaited, with the
     /// nanoseconds waited so far (the writer moves its queue to the spool there while Redis stalls);
-    /// `nil`: replies are awaited in one blocking read. Either way a reply may take up to the
+    /// returning `false` ends the wait, as a timeout would (the writer's shutdown deadline). `nil`:
+    /// replies are awaited in one blocking read. Either way a reply may take up to the
     /// configuration's command timeout.
-    public var whileWaiting: ((_ waitedNanoseconds: Int64) -> Void)?
+    public var whileWaiting: ((_ waitedNanoseconds: Int64) -> Bool)?
 
     /// `true` while a live context is held.
     public var isConnected: Bool { context != nil }

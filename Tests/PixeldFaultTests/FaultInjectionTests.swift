@@ -501,6 +501,54 @@ struct FaultInjectionTests {
         withExtendedLifetime((redis, ingest)) {}
     }
 
+    /// A SIGTERM while Redis stalls (`CLIENT PAUSE … ALL`), with a spool: the reply under way is no
+    /// longer waited for at the deadline (it could take the 5 s command timeout past it, 5.6 s for a
+    /// 1 s timeout in the chaos test), and what was accepted is in the spool for the next start.
+    @Test("SIGTERM while Redis stalls, with a spool: exits within --shutdown-timeout, not the command timeout later; a restart delivers everything once")
+    func sigtermDuringAStallWithASpool() throws {
+        let count = 4000
+        let shutdownTimeout = 1
+        let redis = try RedisServer.start()
+        let spool = try TempDirectory(prefix: "pixeld-spool")
+        let flags = ["--spool", spool.appending("spool").path, "--shutdown-timeout", String(shutdownTimeout)]
+        let ingest = try IngestUnderTest(redisURL: redis.url, extra: flags)
+        let stream = PacedStream(sender: try UDPSyslogSender(port: ingest.udpPort!), seqs: Array(1...count), rate: 2000) {
+            PixelMessage.syslog(seq: $0)
+        }
+        defer { stream.stop() }
+        try #require(stream.waitUntilSent(count / 4, timeout: 30), "stream: \(stream.error ?? "too slow")")
+        let pauser = try redis.connect()
+        let reply = try pauser.command(["CLIENT", "PAUSE", "7000", "ALL"])
+        try #require(reply == .simpleString("OK"), "CLIENT PAUSE replied \(reply)")
+        let pausedAt = ContinuousClock.now
+        #expect(stream.wait(timeout: 30), "stream: \(stream.error ?? "did not finish")")
+        let port = try #require(ingest.udpPort)
+        var received = 0
+        let allIn = Poll.until(timeout: 10, interval: 0.05) {
+            received = (try? ingest.scrape().received) ?? received
+            return received + (kernelUDPDrops(port: port) ?? 0) == count
+        }
+        try #require(allIn, "ingest received \(received) of \(count)")
+
+        ingest.process.terminate()
+        let signalledAt = ContinuousClock.now
+        let status = ingest.process.process.exitStatus(waitingUpTo: 10)
+        let exitMs = milliseconds(since: signalledAt)
+        reportFault("sigterm-redis-stalled-spool", ["sent": count, "received": received, "exit_ms": exitMs, "exit_code": status.map(String.init) ?? "hung"])
+        #expect(status == 0, "exit status \(status.map(String.init) ?? "none")")
+        #expect(exitMs < (shutdownTimeout + 2) * 1000, "exited \(exitMs) ms after SIGTERM with --shutdown-timeout \(shutdownTimeout)")
+        if status == nil { ingest.process.kill() }
+
+        try #require(milliseconds(since: pausedAt) < 6000, "the shutdown ended after the pause: nothing was stalled")
+        Thread.sleep(forTimeInterval: Double(7500 - milliseconds(since: pausedAt)) / 1000)  // (CLIENT UNPAUSE is paused too)
+        let again = try IngestUnderTest(redisURL: redis.url, extra: flags)
+        _ = try again.waitUntilQuiescent(received: 0, timeout: 30)
+        let tally = Tally(try redis.arrivalOrder("pixel"), expected: Set(1...count))
+        #expect(tally.duplicated == 0, "\(tally.summary)")
+        #expect(tally.delivered == received, "ingest received \(received); \(tally.summary)")
+        withExtendedLifetime((redis, ingest, again, spool, pauser)) {}
+    }
+
     // MARK: 8
 
     @Test("SIGKILL while spooling (Redis down, --spool-sync always), restart with the same spool: all spooled arrive once")

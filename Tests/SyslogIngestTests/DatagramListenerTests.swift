@@ -189,7 +189,11 @@ import Testing
         try send((1...burst).map { Array("<158>Nov 22 10:00:00 web-1 pixel: burst \($0)".utf8) }, toUDP: port)
         let dropped = try #require(kernelUDPDrops(port: port), "no socket on 127.0.0.1:\(port) in /proc/net/udp")
         try #require(dropped > 0, "the burst fitted into the buffer (\(socket.receiveBufferBytes) bytes): nothing to count")
+        // While the receiver is still held (as on a full queue, when drops happen), a reader of the
+        // statistic (the metrics endpoint) reads the socket's counter itself.
+        let whileHeld = listener.statistics.kernelDrops
         release.signal()
+        #expect(whileHeld == dropped, "kernel drops read while the receiver was held: \(whileHeld), /proc/net/udp \(dropped)")
         // Nothing more is sent: the count must come from the receiver going idle.
         let counted = Poll.until(timeout: 2, interval: 0.01) { listener.statistics.kernelDrops == dropped }
         let droppedAtTheEnd = kernelUDPDrops(port: port)

@@ -161,10 +161,11 @@ final class HiredisContext {
 
     /// Like ``readReply()``, but the wait is `poll(2)` in slices of `sliceMilliseconds`: after each
     /// slice without a reply `whileWaiting` runs with the nanoseconds waited so far (the writer moves
-    /// its queue to the spool there while Redis stalls), and after `timeoutMilliseconds` in all the
-    /// read fails with ``RespError/Code/timeout`` (the context is dropped then, as after any failure).
+    /// its queue to the spool there while Redis stalls); after `timeoutMilliseconds` in all, or when
+    /// `whileWaiting` returns `false`, the read fails with ``RespError/Code/timeout`` (the context is
+    /// dropped then, as after any failure).
     func readReply(
-        timeoutMilliseconds: Int, sliceMilliseconds: Int32, whileWaiting: (_ waitedNanoseconds: Int64) -> Void
+        timeoutMilliseconds: Int, sliceMilliseconds: Int32, whileWaiting: (_ waitedNanoseconds: Int64) -> Bool
     ) throws(RespError) -> RESPValue {
         try flush()
         let started = MonotonicClock.nanoseconds()
@@ -188,7 +189,9 @@ final class HiredisContext {
                 guard waited < Int64(timeoutMilliseconds) * 1_000_000 else {
                     throw RespError(code: .timeout, operation: "redisGetReply", message: "no reply within \(timeoutMilliseconds) ms")
                 }
-                whileWaiting(waited)
+                guard whileWaiting(waited) else {
+                    throw RespError(code: .timeout, operation: "redisGetReply", message: "no reply after \(waited / 1_000_000) ms, no longer waited for")
+                }
                 continue
             }
             // Readable (or closed: the read then fails and says why).

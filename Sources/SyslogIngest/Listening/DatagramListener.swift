@@ -74,6 +74,7 @@ public final class DatagramListener: @unchecked Sendable {
         self.slotCapacity = rules.maxMessageBytes + 1
         if case .udp = socket.address { pausesWhenBusy = true } else { pausesWhenBusy = false }
         self.statistics = ListenerStatistics(label: socket.address.description)
+        statistics.readKernelDrops { [socket] in socket.kernelDropCount() }
     }
 
     /// Starts the receive thread.
@@ -180,7 +181,7 @@ public final class DatagramListener: @unchecked Sendable {
                 if let drops = socket.kernelDropCount() { socketDrops = drops }
                 socketDropsReadAt = returnedAt
             }
-            statistics.setKernelDrops(Int(max(kernelDrops, socketDrops)))
+            statistics.raiseKernelDrops(to: Int(max(kernelDrops, socketDrops)))
             if count == 0 {
                 if draining { return }
                 continue

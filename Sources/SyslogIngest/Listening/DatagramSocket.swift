@@ -1,4 +1,5 @@
 import CPixeldSystem
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -30,7 +31,9 @@ public final class DatagramSocket: @unchecked Sendable {
     public func receiveBufferIsShort(of requested: Int) -> Bool {
         grantedReceiveBufferBytes < min(requested, Self.largestReceiveBufferBytes)
     }
-    private var closed = false
+    /// Whether ``close()`` ran; held while the descriptor is closed, and while another thread reads
+    /// the drop counter (``kernelDropCount()``), so that it never reads a reused descriptor number.
+    private let closed = Mutex(false)
     /// The inode of the socket file this socket bound (unix): the only file ``close()`` removes.
     private var boundInode: ino_t?
 
@@ -130,9 +133,13 @@ public final class DatagramSocket: @unchecked Sendable {
     /// The kernel's count of datagrams dropped on this socket so far, read now (`SO_MEMINFO`): the
     /// counter that ``receive(into:nonBlocking:kernelDrops:)`` sees through `SO_RXQ_OVFL` only as it
     /// was when the next datagram was queued. One system call; `nil` when the kernel does not say.
+    /// Thread-safe: `nil` once the socket is closed.
     func kernelDropCount() -> UInt32? {
-        var drops: UInt32 = 0
-        return cpixeld_socket_drops(fd, &drops) == 0 ? drops : nil
+        closed.withLock { closed in
+            guard !closed else { return nil }
+            var drops: UInt32 = 0
+            return cpixeld_socket_drops(fd, &drops) == 0 ? drops : nil
+        }
     }
 
     /// Closes the socket and, for a unix socket, removes its file: first, and only if it is still
@@ -140,13 +147,15 @@ public final class DatagramSocket: @unchecked Sendable {
     /// for nothing; removing it after the close could remove the file of an instance that, finding
     /// this one's refused meanwhile, had replaced it.
     public func close() {
-        guard !closed else { return }
-        closed = true
-        if case .unix(let path, _) = address, let boundInode {
-            var info = stat()
-            if lstat(path, &info) == 0, info.st_ino == boundInode { unlink(path) }
+        closed.withLock { closed in
+            guard !closed else { return }
+            closed = true
+            if case .unix(let path, _) = address, let boundInode {
+                var info = stat()
+                if lstat(path, &info) == 0, info.st_ino == boundInode { unlink(path) }
+            }
+            Glibc.close(fd)
         }
-        Glibc.close(fd)
     }
 
     /// Removes a leftover socket file from an earlier run; refuses to remove anything else, and a socket

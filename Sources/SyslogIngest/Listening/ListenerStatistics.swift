@@ -11,6 +11,7 @@ public final class ListenerStatistics: Sendable {
     private let droppedCounts: [Counter]
     private let kernelDropCount = Atomic<Int>(0)
     private let pauseCount = Atomic<Int>(0)
+    private let dropReader = Mutex<(@Sendable () -> UInt32?)?>(nil)
 
     /// Creates zeroed totals.
     public init(label: String) {
@@ -30,8 +31,13 @@ public final class ListenerStatistics: Sendable {
     public var droppedTotal: Int { DropReason.allCases.reduce(0) { $0 + dropped($1) } }
     /// Datagrams the kernel dropped because the socket buffer was full: the socket's drop counter
     /// (`/proc/net/udp`'s drops column), read through SO_RXQ_OVFL and SO_MEMINFO (see
-    /// `DatagramListener.dropsReadIntervalNanoseconds`); 0 for unix sockets, which do not drop.
-    public var kernelDrops: Int { kernelDropCount.load(ordering: .relaxed) }
+    /// `DatagramListener.dropsReadIntervalNanoseconds`), and read again now for this call (one system
+    /// call) where a socket is attached: its receiver may be held up on a full queue, which is when
+    /// the kernel drops; 0 for unix sockets, which do not drop.
+    public var kernelDrops: Int {
+        if let now = dropReader.withLock({ $0 })?() { raiseKernelDrops(to: Int(now)) }
+        return kernelDropCount.load(ordering: .relaxed)
+    }
     /// Times the receiver found its busy UDP socket empty and paused before waiting on it.
     package var pauses: Int { pauseCount.load(ordering: .relaxed) }
     func addPause() { pauseCount.add(1, ordering: .relaxed) }
@@ -45,7 +51,19 @@ public final class ListenerStatistics: Sendable {
         droppedCounts[Self.index(of: reason)].value.add(1, ordering: .relaxed)
     }
 
-    func setKernelDrops(_ value: Int) { kernelDropCount.store(value, ordering: .relaxed) }
+    /// Raises the kernel's drop count to `value` (readings of the one counter, which only grows, come
+    /// from the listener's thread and from readers of ``kernelDrops``: the largest is the latest).
+    func raiseKernelDrops(to value: Int) {
+        var current = kernelDropCount.load(ordering: .relaxed)
+        while value > current {
+            let (exchanged, original) = kernelDropCount.compareExchange(expected: current, desired: value, ordering: .relaxed)
+            if exchanged { return }
+            current = original
+        }
+    }
+
+    /// Attaches the socket's drop counter, read by ``kernelDrops``.
+    func readKernelDrops(with reader: @escaping @Sendable () -> UInt32?) { dropReader.withLock { $0 = reader } }
 
     @inline(__always)
     private static func index(of reason: DropReason) -> Int {
