@@ -110,17 +110,16 @@ public final class DatagramListener: @unchecked Sendable {
         defer {
             buffers.deallocate()
             slots.deallocate()
+            _ = statistics.kernelDrops  // the counter's last reading (SO_MEMINFO), before the socket goes
             socket.close()
         }
         // The slots' buffers never change; `recvmmsg` fills in the lengths of those it used.
         for index in 0..<batchSize {
             slots[index] = cpixeld_datagram(buffer: buffers + index * slotCapacity, capacity: slotCapacity, length: 0, truncated: 0)
         }
-        // The kernel's drop counter as the last received datagram carried it (SO_RXQ_OVFL), and as
-        // the last read of the counter itself found it (SO_MEMINFO), and when that was.
+        // The kernel's drop counter as the last received datagram carried it (SO_RXQ_OVFL, free);
+        // readers of the statistic read the counter itself (see `ListenerStatistics.kernelDrops`).
         var kernelDrops: UInt32 = 0
-        var socketDrops: UInt32 = 0
-        var socketDropsReadAt: Int64 = 0
         var draining = false
         var offered = batchSize
         var busy = false
@@ -175,13 +174,7 @@ public final class DatagramListener: @unchecked Sendable {
                 usleep(10_000)  // an error that repeats (ENOMEM) must not spin the core and flood the log
                 continue
             }
-            // Idle (a receive timed out, ~every 100 ms) or every `dropsReadIntervalNanoseconds` while
-            // busy, never per receive: see `dropsReadIntervalNanoseconds`.
-            if count == 0 || returnedAt - socketDropsReadAt >= Self.dropsReadIntervalNanoseconds {
-                if let drops = socket.kernelDropCount() { socketDrops = drops }
-                socketDropsReadAt = returnedAt
-            }
-            statistics.raiseKernelDrops(to: Int(max(kernelDrops, socketDrops)))
+            statistics.raiseKernelDrops(to: Int(kernelDrops))
             if count == 0 {
                 if draining { return }
                 continue
@@ -193,20 +186,6 @@ public final class DatagramListener: @unchecked Sendable {
             if draining && (count < asked || MonotonicClock.nanoseconds() >= drainUntil) { return }
         }
     }
-
-    /// How often a busy receiver reads its socket's drop counter itself (`SO_MEMINFO`, one system
-    /// call); an idle one reads it at each receive timeout (100 ms).
-    ///
-    /// `SO_RXQ_OVFL`, which comes with the received datagrams at no extra cost, carries the counter
-    /// as it was when that datagram was queued: drops at the end of a burst or while the receiver was
-    /// held up (a full memory queue) showed only once more traffic came, and not at all when none did
-    /// (`/proc/net/udp` said 3,547, the metric 0). Both are readings of one counter, the socket's
-    /// `sk_drops` (what `/proc/net/udp`'s drops column shows), which only grows: the larger reading is
-    /// the later one, so the statistic is their maximum — monotonic, never a sum. `SO_MEMINFO` alone
-    /// would lag a busy receiver's `SO_RXQ_OVFL` by up to this interval. For UDP `sk_drops` counts
-    /// datagrams refused on a full receive buffer (and bad checksums); a unix datagram socket never
-    /// drops (its senders wait, or get `EAGAIN`) and reports 0 both ways.
-    static let dropsReadIntervalNanoseconds: Int64 = 100_000_000
 
     /// Whether datagrams arrive fast enough for the receiver to pause before it waits (see
     /// ``defaultPauseNanoseconds``): at least `busyPerMillisecond` (5) over the last window of at least a

@@ -30,10 +30,12 @@ public final class ListenerStatistics: Sendable {
     /// Datagrams dropped for any reason.
     public var droppedTotal: Int { DropReason.allCases.reduce(0) { $0 + dropped($1) } }
     /// Datagrams the kernel dropped because the socket buffer was full: the socket's drop counter
-    /// (`/proc/net/udp`'s drops column), read through SO_RXQ_OVFL and SO_MEMINFO (see
-    /// `DatagramListener.dropsReadIntervalNanoseconds`), and read again now for this call (one system
-    /// call) where a socket is attached: its receiver may be held up on a full queue, which is when
-    /// the kernel drops; 0 for unix sockets, which do not drop.
+    /// (`/proc/net/udp`'s drops column, `sk_drops`), as the received datagrams carry it (SO_RXQ_OVFL:
+    /// the counter when that datagram was queued, so drops at the end of a burst never show there)
+    /// and as read now for this call (SO_MEMINFO, one system call) where a socket is attached — its
+    /// receiver may be held up on a full queue, which is when the kernel drops. Both read one
+    /// counter, which only grows: the statistic is the largest reading, never a sum. 0 for unix
+    /// sockets, whose senders wait or get `EAGAIN` instead.
     public var kernelDrops: Int {
         if let now = dropReader.withLock({ $0 })?() { raiseKernelDrops(to: Int(now)) }
         return kernelDropCount.load(ordering: .relaxed)
