@@ -43,12 +43,23 @@ extension AsyncParsableCommand {
         } catch {
             let code = exitCode(for: error)
             if code == .success { exit(withError: error) }  // --help, --version
-            let message = self.message(for: error)
+            let message = unknownCommandMessage(CommandLine.arguments.dropFirst().first) ?? self.message(for: error)
             if !message.isEmpty {
                 let line = "Error: " + message.split(separator: "\n", omittingEmptySubsequences: true).joined(separator: " ") + "\n"
                 _ = line.utf8CString.withUnsafeBufferPointer { write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
             }
             exit(withError: code)  // an ExitCode prints nothing more
         }
+    }
+
+    /// For a first argument that is neither a flag nor one of this command's subcommands
+    /// (`pixeld bogus`, `pixeld ingset`): a message that says so and names the commands there are,
+    /// instead of ArgumentParser's "Unexpected argument 'bogus'". `nil` otherwise, and for commands
+    /// without subcommands or with a default one (`pixeld-ingest`, whose arguments are ingest's).
+    package static func unknownCommandMessage(_ first: String?) -> String? {
+        let names = configuration.subcommands.compactMap { $0.configuration.commandName }
+        guard !names.isEmpty, configuration.defaultSubcommand == nil, let first, !first.hasPrefix("-"), first != "help", !names.contains(first) else { return nil }
+        let root = configuration.commandName ?? "the command"
+        return "unknown command '\(first)'; the commands are \(names.joined(separator: ", ")) (see \(root) --help)"
     }
 }

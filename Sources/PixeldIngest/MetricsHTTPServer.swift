@@ -165,8 +165,7 @@ package final class MetricsHTTPServer: @unchecked Sendable {
             }
             guard let count else { return true }
             connection.request += chunk[0..<count]
-            let complete = count == 0 || connection.request.count >= Self.requestLimitBytes
-                || connection.request.suffix(4).elementsEqual([13, 10, 13, 10])
+            let complete = count == 0 || connection.request.count >= Self.requestLimitBytes || Self.endsWithABlankLine(connection.request)
             guard complete else { return true }
             connection.response = respond(to: connection.request)
         }
@@ -182,6 +181,12 @@ package final class MetricsHTTPServer: @unchecked Sendable {
             connection.sent += count
         }
         return false
+    }
+
+    /// Whether `request` ends its header with a blank line: `\r\n\r\n`, or bare `\n\n` (which
+    /// RFC 9112 lets a server accept, and `printf 'GET /healthz HTTP/1.0\n\n' | nc` sends).
+    static func endsWithABlankLine(_ request: [UInt8]) -> Bool {
+        request.suffix(2).elementsEqual([10, 10]) || request.suffix(3).elementsEqual([10, 13, 10])
     }
 
     /// The whole HTTP/1.0 response to `request` (its first line is all that is read).

@@ -93,6 +93,20 @@ struct IngestProgramTests {
         }
     }
 
+    @Test("a first argument that names no command says so and lists the commands")
+    func unknownCommandNamesTheCommands() throws {
+        let binary = try PixeldProcess.binaryURL()
+        for word in ["bogus", "ingset"] {
+            #expect(
+                try Self.startFailure(binary, [word])
+                    == "Error: unknown command '\(word)'; the commands are ingest, consume, report, replay, serve (see pixeld --help)"
+            )
+        }
+        // A flag, or a known command with a bad argument, keeps ArgumentParser's own message.
+        #expect(try Self.startFailure(binary, ["--bogus"]) == "Error: Unknown option '--bogus'")
+        #expect(try Self.startFailure(binary, ["consume"]) == "Error: Missing expected argument '<program>'")
+    }
+
     @Test("flags that would change nothing fail at start, naming what they need; a bad --redis never shows its password")
     func uselessFlagsAndPasswordsAtStart() throws {
         let binary = try PixeldProcess.binaryURL()

@@ -519,8 +519,9 @@ final class IngestUnderTest {
     }
 }
 
-/// `GET path` over HTTP/1.0 on 127.0.0.1:`port`; the body.
-func httpGet(port: Int, path: String, timeout: Int = 5) throws -> String {
+/// `GET path` over HTTP/1.0 on 127.0.0.1:`port`, its lines ended with `lineEnding` (as curl does,
+/// or bare `\n` as `printf … | nc` may); the body.
+func httpGet(port: Int, path: String, timeout: Int = 5, lineEnding: String = "\r\n") throws -> String {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { throw TestSupportError("socket failed: errno \(errno)") }
     defer { systemClose(fd) }
@@ -528,7 +529,7 @@ func httpGet(port: Int, path: String, timeout: Int = 5) throws -> String {
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
     guard connectToLoopback(fd, port: port) else { throw TestSupportError("connect(127.0.0.1:\(port)) failed: errno \(errno)") }
-    let request = Array("GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".utf8)
+    let request = Array("GET \(path) HTTP/1.0\(lineEnding)Host: 127.0.0.1\(lineEnding)\(lineEnding)".utf8)
     guard request.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == request.count else {
         throw TestSupportError("write to 127.0.0.1:\(port) failed: errno \(errno)")
     }

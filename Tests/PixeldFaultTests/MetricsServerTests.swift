@@ -76,6 +76,22 @@ struct MetricsServerTests {
         withExtendedLifetime(redis) {}
     }
 
+    /// A request whose lines end in a bare `\n` (`printf 'GET /healthz HTTP/1.0\n\n' | nc …`) is
+    /// answered at once; it used to wait out the 2 s deadline and be closed unanswered.
+    @Test func bareLineFeedRequestsAreAnswered() throws {
+        let redis = try RedisServer.start()
+        let ingest = try IngestUnderTest(redisURL: redis.url)
+        for path in ["/healthz", "/metrics"] {
+            let started = Date()
+            let body = try httpGet(port: ingest.metricsPort, path: path, timeout: 5, lineEnding: "\n")
+            let waited = Date().timeIntervalSince(started)
+            #expect(!body.isEmpty, "\(path): empty body")
+            #expect(waited < 0.5, "\(path) with bare line feeds took \(waited) s")
+        }
+        #expect(try ingest.stop() == 0, "\(ingest.process.process.tail)")
+        withExtendedLifetime(redis) {}
+    }
+
     /// Past 32 open connections, each new one closes the oldest idle one: 40 idle clients leave
     /// /healthz answered at once, and the first 8 (plus the one the probe took) closed before their
     /// deadline.
