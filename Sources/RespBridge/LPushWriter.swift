@@ -55,7 +55,8 @@ public final class LPushWriter: @unchecked Sendable {
         public var maxBatchBytes: Int = 1 << 18
         /// Suffix of the dead-letter list for a key whose pushes fail permanently.
         public var deadLetterSuffix: String = ":dead"
-        /// During an outage, spool once the queue holds this fraction of its capacity.
+        /// During an outage or a stall, spool once the queue holds this fraction of its capacity (or a
+        /// receiver waits for room: ``PushQueue/needsRoom(atFraction:)``).
         public var spoolAtQueueFraction: Double = 0.5
         /// The most values a list may hold; 0 for no limit.
         public var maxListLength: Int = 0
@@ -109,6 +110,9 @@ public final class LPushWriter: @unchecked Sendable {
     private var spillHeld: (batch: PushBatch, sequence: UInt64)?
     /// A spill happened since Redis last took a commit: one warning per stall.
     private var spilledInThisStall = false
+    /// Batches ``spill(waitedNanoseconds:)`` has put in the spool, all newer than the batch whose
+    /// commit was under way (see ``deliver(_:sequence:)``).
+    private var spilledBatches = 0
     /// ``joinSpool(_:sequence:)`` holds a batch the spool did not take yet: no spill meanwhile.
     private var waitingToJoinSpool = false
     /// Messages of the batch the loop is committing or spooling (besides ``spillHeld``'s).
@@ -289,6 +293,7 @@ public final class LPushWriter: @unchecked Sendable {
         var groups: [KeyGroup] = []
         KeyGroup.group(batch, into: &groups)
         var attempts = 0
+        let spilledBefore = spilledBatches
         while true {
             if gaveUpOnRedis {
                 abandon(batch, sequence: sequence)
@@ -315,12 +320,14 @@ public final class LPushWriter: @unchecked Sendable {
                 noteFailure(error)
                 if isGivingUp { gaveUpOnRedis = true }
                 // With a spool, a batch that failed twice (a dead connection gets one immediate retry
-                // on a new one) goes to disk at once, so an outage or a crash loses nothing held here.
+                // on a new one) goes to disk at once, so an outage or a crash loses nothing held here;
+                // so does one that failed once with the queue needing room — unless a spill has put
+                // newer batches in the spool meanwhile: behind them it would reach Redis after them, and
+                // the spills in the pause below make room anyway (a stall of one timeout keeps the order).
                 // A spool that cannot be written leaves it here, retried as without a spool (the spool
                 // is empty: it was when this batch was taken, and nothing else joins it meanwhile).
-                if spool != nil,
-                    attempts >= 2 || Double(queue.pendingFootprintBytes) >= Double(queue.capacityBytes) * options.spoolAtQueueFraction,
-                    toSpool(batch, sequence: sequence) != .kept
+                let needsRoom = spilledBatches == spilledBefore && queue.needsRoom(atFraction: options.spoolAtQueueFraction)
+                if spool != nil, attempts >= 2 || needsRoom, toSpool(batch, sequence: sequence) != .kept
                 {
                     retryReplayLater()
                     return
@@ -549,7 +556,7 @@ public final class LPushWriter: @unchecked Sendable {
     /// Redis first).
     private func spill(waitedNanoseconds: Int64) {
         guard spool != nil, spillHeld == nil, !waitingToJoinSpool, waitedNanoseconds >= Self.spillAfterNanoseconds,
-            Double(queue.pendingFootprintBytes) >= Double(queue.capacityBytes) * options.spoolAtQueueFraction
+            queue.needsRoom(atFraction: options.spoolAtQueueFraction)
         else { return }
         // (Between attempts the outage's own warning has said that Redis fails.)
         if !spilledInThisStall && waitedNanoseconds != .max {
@@ -568,10 +575,15 @@ public final class LPushWriter: @unchecked Sendable {
             guard outcome == .taken else { return }
             waiting -= batch.byteCount
             sequence += 1
-            if toSpool(batch, sequence: sequence, spilled: true) == .kept {
+            switch toSpool(batch, sequence: sequence, spilled: true) {
+            case .kept:
                 spillHeld = (batch, sequence)
                 setInFlight(inFlight)
                 return
+            case .spooled:
+                spilledBatches += 1
+            case .dropped:
+                break
             }
             batch.removeAll()
         }

@@ -142,6 +142,14 @@ public final class PushQueue: @unchecked Sendable {
         }
     }
 
+    /// Whether the writer should make room (move what waits to the spool): the queue holds at least
+    /// `fraction` of its capacity, or a receiver waits for room — its batch does not fit, which with
+    /// large messages (one `recvmmsg` of 64 datagrams of 3 KB is most of a 256 KiB queue) comes long
+    /// before `fraction`.
+    public func needsRoom(atFraction fraction: Double) -> Bool {
+        lock.withLock { producersWaiting > 0 || Double(pending.footprintBytes) >= Double(capacityBytes) * fraction }
+    }
+
     /// Bytes of keys and values waiting now.
     public var pendingBytes: Int { lock.withLock { pending.byteCount } }
     /// Bytes waiting now as the bound counts them (``PushBatch/footprintBytes``), to compare with

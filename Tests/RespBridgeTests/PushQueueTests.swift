@@ -53,6 +53,29 @@ import Glibc
         #expect(queue.pendingCount == 1)
     }
 
+    /// The writer spills the queue to the spool in a stall once it "needs room": at the fraction, or
+    /// when a receiver waits for room — with large messages one receiver's batch does not fit long
+    /// before the queue is half full, and waiting for half then waited for the stall's end.
+    @Test func aWaitingProducerMeansTheQueueNeedsRoom() {
+        let queue = PushQueue(capacityBytes: 1000)
+        #expect(!queue.needsRoom(atFraction: 0.5))
+        #expect(queue.enqueue(batch([String(repeating: "a", count: 300)])))
+        #expect(!queue.needsRoom(atFraction: 0.5), "\(queue.pendingFootprintBytes) of 1000 bytes")
+        let producer = Producer()
+        let thread = DedicatedThread(name: "test-producer") {
+            producer.started.store(true, ordering: .releasing)
+            producer.accepted = queue.enqueue(self.batch([String(repeating: "b", count: 800)]))  // does not fit
+        }
+        #expect(Poll.until(timeout: 5, interval: 0.005) { queue.needsRoom(atFraction: 0.5) }, "a producer waits, yet no room is needed")
+        #expect(queue.pendingFootprintBytes < 500, "the queue is below the fraction: \(queue.pendingFootprintBytes)")
+        var taken = PushBatch()
+        #expect(queue.take(into: &taken, lingerNanoseconds: 0, maxBytes: 1 << 20) == .taken)
+        #expect(thread.join(timeoutNanoseconds: 10_000_000_000), "the producer still waits after a take")
+        #expect(producer.accepted)
+        #expect(queue.needsRoom(atFraction: 0.5), "800 of 1000 bytes are past the fraction")
+        #expect(!queue.needsRoom(atFraction: 0.9))
+    }
+
     /// The bound counts each message's bookkeeping too: a flood of empty messages with a one-byte key
     /// (`<158>a:`) fills a 64 KiB queue with ~1,600 of them, not 65,536 (whose entries alone took 2.5 MiB).
     @Test func tinyMessagesCountTheirBookkeepingAgainstTheBound() {
