@@ -20,7 +20,10 @@ import Darwin
 /// It can also hold up the first transaction a client sends (the read from the client holding
 /// `MULTI`) for a while before passing it on, as TCP retransmission to a remote Redis does: long
 /// enough, the client times out, closes its connection and retries on another, while the held bytes
-/// still reach Redis on the first one — unless Redis dropped that client meanwhile.
+/// still reach Redis on the first one — unless Redis dropped that client meanwhile. A test may end
+/// the hold when it chooses (``releaseHeldTransaction()``), and have new connections refused
+/// meanwhile (``refusesNewConnections``): the client's retry then fails too, as when a remote Redis
+/// cannot be reached, while its first transaction is still on its way.
 ///
 /// And it can hold a read back until a later one overtakes it (``LateRead``): a command that was
 /// still on its way when the client gave up on it, and that reaches Redis at the worst moment.
@@ -125,14 +128,19 @@ public final class ReplyLosingProxy: @unchecked Sendable {
     private let holdSeconds: Double?
     private var holds = 0
     private var forwardedHolds = 0
+    /// ``releaseHeldTransaction()`` was called; guarded by `holdCondition`.
+    private var holdReleased = false
+    private let holdCondition = NSCondition()
+    private var refusing = false
+    private var refused = 0
     private let late: LateRead?
     private let lateCondition = NSCondition()
     private var lateState = LateState.waiting
 
     /// Starts a proxy to Redis on `upstreamPort` that loses every `dropEvery`-th reply of the kind
     /// `replies` (default: the writer's commits) and, with `holdingFirstTransactionFor`, holds up the
-    /// first transaction a client sends for that many seconds, and with `holdingLate`, holds that read
-    /// back until another overtakes it.
+    /// first transaction a client sends for that many seconds (or until ``releaseHeldTransaction()``),
+    /// and with `holdingLate`, holds that read back until another overtakes it.
     public init(
         upstreamPort: Int, dropEvery: Int, replies: Replies = .commits, holdingFirstTransactionFor holdSeconds: Double? = nil,
         holdingLate late: LateRead? = nil
@@ -169,13 +177,32 @@ public final class ReplyLosingProxy: @unchecked Sendable {
     public var heldTransactions: Int { lock.withLock { holds } }
     /// Held transactions passed on to Redis so far, after their wait (whether Redis still took them).
     public var forwardedHeldTransactions: Int { lock.withLock { forwardedHolds } }
+    /// While `true`, a client that connects is disconnected at once, with no connection to Redis made
+    /// for it (its first command finds the connection closed), as when Redis cannot be reached;
+    /// connections already made go on. Refused connections are not counted in ``connections``.
+    public var refusesNewConnections: Bool {
+        get { lock.withLock { refusing } }
+        set { lock.withLock { refusing = newValue } }
+    }
+    /// Client connections refused so far (``refusesNewConnections``).
+    public var refusedConnections: Int { lock.withLock { refused } }
     /// Whether the ``LateRead`` was held, passed on to Redis once overtaken, and answered there.
     public var lateReadAnswered: Bool { lateCondition.withLock { lateState == .answered } }
 
     private static let multi = Array("$5\r\nMULTI\r\n".utf8)
 
-    /// Waits out the hold if `read` (from a client) is the first transaction; `true` when it did, and
-    /// the read is to be counted as forwarded once written.
+    /// Ends the hold of the first transaction (`holdingFirstTransactionFor`) now: the held read goes on
+    /// to Redis at once, and a first transaction not yet sent will not be held.
+    public func releaseHeldTransaction() {
+        holdCondition.withLock {
+            holdReleased = true
+            holdCondition.broadcast()
+        }
+    }
+
+    /// Waits out the hold if `read` (from a client) is the first transaction, until its time is up, it
+    /// is released or the proxy closes; `true` when it did, and the read is to be counted as forwarded
+    /// once written.
     private func holdIfFirstTransaction(_ read: ArraySlice<UInt8>) -> Bool {
         guard let holdSeconds, read.firstRange(of: Self.multi) != nil else { return false }
         let first = lock.withLock { () -> Bool in
@@ -183,7 +210,12 @@ public final class ReplyLosingProxy: @unchecked Sendable {
             holds = 1
             return true
         }
-        if first { Thread.sleep(forTimeInterval: holdSeconds) }
+        if first {
+            let deadline = Date().addingTimeInterval(holdSeconds)
+            holdCondition.lock()
+            while !holdReleased && !lock.withLock({ closed }) && holdCondition.wait(until: deadline) {}
+            holdCondition.unlock()
+        }
         return first
     }
 
@@ -193,6 +225,14 @@ public final class ReplyLosingProxy: @unchecked Sendable {
             if client < 0 {
                 if errno == EINTR { continue }
                 return
+            }
+            let refuse = lock.withLock { () -> Bool in
+                if refusing { refused += 1 }
+                return refusing
+            }
+            if refuse {
+                systemClose(client)
+                continue
             }
             guard let server = connectUpstream() else {
                 systemClose(client)
@@ -339,6 +379,7 @@ public final class ReplyLosingProxy: @unchecked Sendable {
         }
         guard let descriptors else { return }
         lateCondition.withLock { lateCondition.broadcast() }
+        holdCondition.withLock { holdCondition.broadcast() }
         shutdown(listenFD, Int32(SHUT_RDWR))
         systemClose(listenFD)
         for fd in descriptors { shutdown(fd, Int32(SHUT_RDWR)) }

@@ -1298,20 +1298,61 @@ extension RedisIntegrationTests {
     }
 
     /// A started writer through a proxy that holds the first transaction for `seconds` (the command
-    /// timeout is 300 ms), after 10 values (`0`…`9`) went in by the script, so that `pixel` is a known
-    /// list and the next batch goes as a transaction.
+    /// timeout is `timeoutMilliseconds`), after 10 values (`0`…`9`) went in by the script, so that
+    /// `pixel` is a known list and the next batch goes as a transaction. With `spool`, and a queue of
+    /// `queueBytes`.
     private func writerBehindAHoldingProxy(
-        _ server: RedisServer, holdingFor seconds: Double
+        _ server: RedisServer, holdingFor seconds: Double, timeoutMilliseconds: Int = 300, spool: Spool? = nil, queueBytes: Int = 1 << 20
     ) throws -> (LPushWriter, PushQueue, ReplyLosingProxy) {
         let proxy = try ReplyLosingProxy(upstreamPort: server.port, dropEvery: .max, holdingFirstTransactionFor: seconds)
         var configuration = try RedisConfiguration(url: proxy.url)
-        configuration.commandTimeoutMilliseconds = 300
-        let queue = PushQueue(capacityBytes: 1 << 20)
-        let writer = LPushWriter(queue: queue, redis: configuration, logger: logger)
+        configuration.commandTimeoutMilliseconds = timeoutMilliseconds
+        let queue = PushQueue(capacityBytes: queueBytes)
+        let writer = LPushWriter(queue: queue, redis: configuration, spool: spool, logger: logger)
         writer.start()
         push(0..<10, into: queue)
         #expect(try waitForLength(10, of: "pixel", in: server))
         return (writer, queue, proxy)
+    }
+
+    /// A transaction held up past the command timeout (by the proxy, as by retransmission to a remote
+    /// Redis) while the writer, with a spool, moves its queue there (under `<instance>:spill`, a marker
+    /// of its own); the retry's connection is refused, so the batch is spooled behind the spilled ones
+    /// with its transaction still on its way. The replay commits the spilled batches first, then the
+    /// batch, whose replay must still fence off the connection its transaction went out on
+    /// (`CLIENT KILL`) before it reads the marker: the held bytes, passed on after that replay, must not
+    /// push it a second time. Before, the spilled batches' commits (another marker) dropped the lost
+    /// transaction's record, the batch was committed by the script, and the late `EXEC` ran: 130
+    /// values, `10`…`19` twice.
+    @Test func aLostTransactionSpooledBehindSpilledBatchesIsFencedOffAtItsReplay() async throws {
+        let server = try RedisServer.start()
+        let directory = try TempDirectory(prefix: "pixeld-spill-fence")
+        let spool = try Spool(directory: directory.path, maxBytes: 64 << 20, sync: .never)
+        // 100 values take ~4.8 KB of an 8 KiB queue: over half, so they spill (within the 1 s timeout).
+        let (writer, queue, proxy) = try writerBehindAHoldingProxy(
+            server, holdingFor: 60, timeoutMilliseconds: 1000, spool: spool, queueBytes: 8192
+        )
+        defer { proxy.close() }
+        proxy.refusesNewConnections = true
+        push(10..<20, into: queue)  // a transaction, held by the proxy
+        #expect(waitUntil(seconds: 5) { proxy.heldTransactions == 1 })
+        push(20..<120, into: queue)  // spilled once the reply has been awaited 100 ms
+        // The reply times out and the retry's connection is refused: the batch is spooled behind them.
+        #expect(
+            waitUntil(seconds: 5) { writer.statistics.spooled == 110 && proxy.refusedConnections >= 1 },
+            "the spilled values and then the timed-out batch were not spooled: \(writer.statistics.spooled)"
+        )
+        proxy.refusesNewConnections = false
+        #expect(try waitForLength(120, of: "pixel", in: server), "the spool was not replayed")
+        proxy.releaseHeldTransaction()
+        #expect(waitUntil(seconds: 5) { proxy.forwardedHeldTransactions == 1 }, "the held transaction was not passed on")
+        usleep(200_000)  // time for it to run, if Redis still takes it
+        await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
+        // The spilled values ahead of the batch whose commit timed out: the one case where later ones go first.
+        let values = try server.lrange("pixel").reversed().map { $0 }
+        let once = values == (Array(0..<10) + Array(20..<120) + Array(10..<20)).map(String.init)
+        #expect(once, "not each value once (\(values.count) values): \(values)")
+        #expect(writer.statistics.pushed == 120 && writer.statistics.lost == 0 && writer.statistics.spooled == 0)
     }
 
     /// A Redis that restarted numbers its clients from 1 again: the id of the connection a lost
