@@ -1809,6 +1809,80 @@ struct SpoolIntegrationTests {
         return writer
     }
 
+    /// A writer replaying a previous run's record (`s0`…`s4`) on a Redis paused for writes, with
+    /// `count` values `m0`… queued (more than half of a 16 KiB queue; `maxBatchBytes` to a batch) and
+    /// every spool write failing (the file size limit at 0): once the replay's reply has been awaited
+    /// 100 ms the writer spills, the spool refuses the first batch, and the writer holds it
+    /// (`spillHeld`), the rest still queued. Checks the in-flight gauge counts the held batch, so that
+    /// queued + in flight still add up to every value (before, it read 0: the batch was counted
+    /// nowhere). Returns with the limit back and Redis still paused (`CLIENT UNPAUSE` is the caller's).
+    private func stalledReplayWithASpillHeld(
+        _ server: RedisServer, spoolDirectory: String, count: Int, maxBatchBytes: Int, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> (LPushWriter, PushQueue) {
+        var options = LPushWriter.Options()
+        options.maxBatchBytes = maxBatchBytes
+        let queue = PushQueue(capacityBytes: 16 << 10)
+        let writer = LPushWriter(
+            queue: queue, redis: try RedisConfiguration(url: server.url), options: options,
+            spool: try spoolHoldingOneRecord(in: spoolDirectory, values: "s"), logger: logger
+        )
+        enqueue(0..<count, into: queue) { "m\($0)" }
+        try #require(queue.pendingFootprintBytes > queue.capacityBytes / 2, sourceLocation: sourceLocation)
+        _ = try server.command(["CLIENT", "PAUSE", "30000", "WRITE"])
+        let limit = LoweredFileSizeLimit(bytes: 0)
+        writer.start()
+        let refused = Poll.until(timeout: 5, interval: 0.002) { writer.statistics.spoolWriteErrors >= 1 }
+        limit.restore()
+        try #require(refused, "the spill did not try the spool", sourceLocation: sourceLocation)
+        let counted = Poll.until(timeout: 1, interval: 0.005) {
+            queue.pendingCount < count && queue.pendingCount + writer.statistics.inFlight == count
+        }
+        #expect(
+            counted, "queued \(queue.pendingCount) + in flight \(writer.statistics.inFlight) != \(count)", sourceLocation: sourceLocation
+        )
+        #expect(writer.statistics.pushed == 0 && writer.statistics.spooled == 5, sourceLocation: sourceLocation)
+        return (writer, queue)
+    }
+
+    /// A batch that a spill took and the spool refused (a write error here; a spool at its size limit
+    /// while Redis takes the replay is refused the same way) is older than what is still queued: it
+    /// joins the spool, or Redis, before any of that. Before, once the replay was done the writer took
+    /// the queued values first (delivered live, the spool being empty) and the held batch joined the
+    /// spool after them, under the writer's marker with a sequence below the marker's: its replay was
+    /// taken for already applied, its values counted pushed and never in Redis (33 of 200 here).
+    @Test func aBatchASpillHeldGoesToRedisBeforeNewerOnes() async throws {
+        let server = try RedisServer.start()
+        let directory = temporarySpool("spill-held")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (writer, _) = try stalledReplayWithASpillHeld(server, spoolDirectory: directory, count: 200, maxBatchBytes: 256)
+        _ = try server.command(["CLIENT", "UNPAUSE"])
+        #expect(Poll.until(timeout: 10, interval: 0.01) { writer.statistics.pushed == 200 && writer.statistics.spooled == 0 })
+        await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
+        let values = try server.lrange("pixel").reversed().map { $0 }
+        let inOrder = values == (0..<5).map { "s\($0)" } + (0..<200).map { "m\($0)" }
+        #expect(inOrder, "not every value once, in order (\(values.count) of 205): \(values)")
+        #expect(writer.statistics.recovered == 5 && writer.statistics.lost == 0)
+    }
+
+    /// The queue closes (as at shutdown) while a spill holds a batch the spool refused, and nothing
+    /// else is queued: the batch still reaches Redis. Before, the writer's loop ended at the closed
+    /// queue with the batch in hand: its 200 values dropped, and counted nowhere (pushed 0, lost 0).
+    @Test func aBatchASpillHeldWhenTheQueueClosesIsDelivered() async throws {
+        let server = try RedisServer.start()
+        let directory = temporarySpool("spill-held-close")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // One batch can take all of them: the spill holds them all.
+        let (writer, queue) = try stalledReplayWithASpillHeld(server, spoolDirectory: directory, count: 200, maxBatchBytes: 1 << 18)
+        queue.close()
+        _ = try server.command(["CLIENT", "UNPAUSE"])
+        await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
+        let values = try server.lrange("pixel").reversed().map { $0 }
+        let inOrder = values == (0..<5).map { "s\($0)" } + (0..<200).map { "m\($0)" }
+        #expect(inOrder, "not every value once, in order (\(values.count) of 205)")
+        #expect(writer.statistics.pushed == 200)
+        #expect(writer.statistics.lost == 0 && writer.statistics.spooled == 0)
+    }
+
     @Test func aSpoolSegmentDeletedFromOutsideIsCountedLostAndDeliveryGoesOn() async throws {
         let server = try RedisServer.start()
         let directory = temporarySpool("spool-deleted")
