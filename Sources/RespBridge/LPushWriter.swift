@@ -22,8 +22,8 @@ import Glibc
 ///   is on a new connection, so a failover behind the same address (a proxy, DNS, a socket symlink)
 ///   reaches the new master instead of asking the demoted one forever.
 /// - Meanwhile new messages wait in the queue; the receivers wait when it is full. With a spool, a
-///   stalled Redis (a reply awaited 100 ms) moves the queue to the spool once it is half full (see
-///   ``spill(waitedNanoseconds:)``), and a batch
+///   stalled Redis (a reply awaited 100 ms) moves the queue to the spool once it is half full or a
+///   receiver waits for room (see ``spill(waitedNanoseconds:)``), and a batch
 ///   that failed on a fresh connection too goes to disk at once, and so does everything after it, as
 ///   it arrives (between replay attempts the writer does not sleep but moves the queue to disk); the
 ///   spool is replayed — in order, before any newer batch — when Redis is back, in slices of 50 ms
@@ -549,11 +549,12 @@ public final class LPushWriter: @unchecked Sendable {
     /// While the writer waits on Redis — a reply awaited for more than ``spillAfterNanoseconds`` (a
     /// stalled Redis: `DEBUG SLEEP`, a paused client, an overloaded host; a reply may take the whole
     /// command timeout), or the pause between attempts — the receivers go on filling the queue. Once it
-    /// holds ``Options/spoolAtQueueFraction`` of its capacity, everything waiting there moves to the
-    /// spool, so that a stall fills the disk, not the socket buffers (whose overflow the kernel drops).
-    /// The spool is then replayed in order once the commit under way is settled; that batch, should its
-    /// commit fail, joins the spool behind the spilled ones (the one case where a later message reaches
-    /// Redis first).
+    /// holds ``Options/spoolAtQueueFraction`` of its capacity, or a receiver waits for room
+    /// (``PushQueue/needsRoom(atFraction:)``), everything waiting there moves to the spool, so that a
+    /// stall fills the disk, not the socket buffers (whose overflow the kernel drops). The spool is then
+    /// replayed in order once the commit under way is settled; that batch, should its commit fail
+    /// twice, joins the spool behind the spilled ones (the one case where a later message reaches Redis
+    /// first).
     private func spill(waitedNanoseconds: Int64) {
         guard spool != nil, spillHeld == nil, !waitingToJoinSpool, waitedNanoseconds >= Self.spillAfterNanoseconds,
             queue.needsRoom(atFraction: options.spoolAtQueueFraction)
