@@ -86,6 +86,10 @@ final class IngestMetrics: Sendable {
         MetricNameDescriptor(metricName: name, unitName: "", helpText: help[name] ?? name)
     }
 
+    /// How long a commit may wait for Redis before `/healthz` says `"redis":"slow"` (a commit takes
+    /// about a millisecond).
+    static let slowCommitNanoseconds: Int64 = 1_000_000_000
+
     /// The `/healthz` body: liveness plus whether Redis currently takes writes.
     func health() -> [UInt8] {
         let received = listeners.reduce(0) { $0 + $1.received }
@@ -93,8 +97,13 @@ final class IngestMetrics: Sendable {
         // only lose what the memory queue holds.
         let state: String
         switch writer.redis {
-        case .unknown: state = #""status":"ok","redis":"unknown""#
-        case .ok: state = #""status":"ok","redis":"ok""#
+        case .unknown, .ok:
+            if let waiting = writer.commitWaitingNanoseconds, waiting >= Self.slowCommitNanoseconds {
+                // A stall: no error yet (that takes the 5 s command timeout), but no answer either.
+                state = #""status":"degraded","redis":"slow","waiting_ms":\#(waiting / 1_000_000)"#
+            } else {
+                state = writer.redis == .ok ? #""status":"ok","redis":"ok""# : #""status":"ok","redis":"unknown""#
+            }
         case .failing(let reason, let since):
             state = #""status":"degraded","redis":"\#(reason)","failing_ms":\#((MonotonicClock.nanoseconds() - since) / 1_000_000)"#
         }

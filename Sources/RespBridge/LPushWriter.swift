@@ -304,7 +304,7 @@ public final class LPushWriter: @unchecked Sendable {
             do {
                 try ensureConnected()
                 let started = MonotonicClock.nanoseconds()
-                let result = try committer.commit(batch, groups: groups, marker: marker, sequence: sequence, on: connection)
+                let result = try commit(batch, groups: groups, marker: marker, sequence: sequence)
                 metrics.recordCommit(nanoseconds: MonotonicClock.nanoseconds() - started, messages: batch.count)
                 noteRecovery()
                 settle(result, batch: batch, groups: groups, fromPreviousRun: 0)
@@ -336,6 +336,19 @@ public final class LPushWriter: @unchecked Sendable {
                 pause(spilling: true)
             }
         }
+    }
+
+    /// ``BatchCommitter/commit(_:groups:marker:sequence:on:allowingTransaction:)`` on the writer's
+    /// connection, its start published meanwhile (``WriterStatistics/commitWaitingNanoseconds``: `/healthz`
+    /// says `slow` once a reply is a second late).
+    private func commit(
+        _ batch: PushBatch, groups: [KeyGroup], marker: [UInt8], sequence: UInt64, allowingTransaction: Bool = true
+    ) throws(RespError) -> BatchCommitter.Result {
+        statistics.setCommitStarted(MonotonicClock.nanoseconds())
+        defer { statistics.setCommitStarted(0) }
+        return try committer.commit(
+            batch, groups: groups, marker: marker, sequence: sequence, on: connection, allowingTransaction: allowingTransaction
+        )
     }
 
     /// After the shutdown deadline, with Redis failing: the batch goes to the spool, or is counted lost.
@@ -637,13 +650,9 @@ public final class LPushWriter: @unchecked Sendable {
                 // Through the script, never a transaction: a key that refused a transaction's push would
                 // leave a follow-up that, should it fail and the run end, no replay could tell from an
                 // applied record (the marker says applied, and no outcome is saved).
-                let result = try committer.commit(
-                    record.batch,
-                    groups: groups,
-                    marker: BatchCommitter.markerKey(instanceID: record.instanceID),
-                    sequence: record.sequence,
-                    on: connection,
-                    allowingTransaction: false
+                let result = try commit(
+                    record.batch, groups: groups, marker: BatchCommitter.markerKey(instanceID: record.instanceID),
+                    sequence: record.sequence, allowingTransaction: false
                 )
                 let inherited = min(inheritedSpoolMessages, record.batch.count)
                 inheritedSpoolMessages -= inherited

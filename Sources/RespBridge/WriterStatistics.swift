@@ -1,3 +1,4 @@
+import PixeldConcurrency
 import Synchronization
 
 /// Running totals of the writer, read by the metrics exporter and by tests. Lock-free.
@@ -18,6 +19,7 @@ public final class WriterStatistics: Sendable {
     private let reconnectCount = Atomic<Int>(0)
     private let retryCount = Atomic<Int>(0)
     private let redisState = Mutex<RedisState>(.unknown)
+    private let commitStartedAt = Atomic<Int64>(0)
 
     /// Creates zeroed totals.
     public init() {}
@@ -62,6 +64,13 @@ public final class WriterStatistics: Sendable {
     /// Whether Redis takes the writer's commits now.
     public var redis: RedisState { redisState.withLock { $0 } }
 
+    /// How long the commit under way has waited for Redis so far (nanoseconds), or `nil` between
+    /// commits. A stalled Redis shows here at once, before its first timeout makes ``redis`` `failing`.
+    public var commitWaitingNanoseconds: Int64? {
+        let started = commitStartedAt.load(ordering: .relaxed)
+        return started == 0 ? nil : max(0, MonotonicClock.nanoseconds() - started)
+    }
+
     func addPushed(_ n: Int) { pushedCount.add(n, ordering: .relaxed) }
     func addDeadLettered(_ n: Int) { deadLetteredCount.add(n, ordering: .relaxed) }
     func addLost(_ n: Int) { lostCount.add(n, ordering: .relaxed) }
@@ -74,4 +83,6 @@ public final class WriterStatistics: Sendable {
     func addReconnect() { reconnectCount.add(1, ordering: .relaxed) }
     func addRetry() { retryCount.add(1, ordering: .relaxed) }
     func setRedis(_ state: RedisState) { redisState.withLock { $0 = state } }
+    /// A commit started at `nanoseconds` (`MonotonicClock`), or none is under way (0).
+    func setCommitStarted(_ nanoseconds: Int64) { commitStartedAt.store(nanoseconds, ordering: .relaxed) }
 }

@@ -408,10 +408,16 @@ struct FaultInjectionTests {
         let pausedAt = ContinuousClock.now
         var spoolPeak = 0
         var queuePeakBytes = 0
+        var slowAfterMs: Int?  // when /healthz first said the commit under way waits
         for _ in 0..<300 where milliseconds(since: pausedAt) < stall.pauseMilliseconds + 500 {
             if let metrics = try? ingest.scrape() {
                 spoolPeak = max(spoolPeak, metrics.spooled)
                 queuePeakBytes = max(queuePeakBytes, metrics.queueBytes)
+            }
+            if slowAfterMs == nil, let health = try? httpGet(port: ingest.metricsPort, path: "/healthz"),
+                health.hasPrefix(#"{"status":"degraded","redis":"slow","waiting_ms":"#)
+            {
+                slowAfterMs = milliseconds(since: pausedAt)
             }
             Thread.sleep(forTimeInterval: 0.1)
         }
@@ -425,9 +431,12 @@ struct FaultInjectionTests {
                 "transport": "udp", "sent": count, "delivered": outcome.tally.delivered, "lost": outcome.lost,
                 "duplicated": outcome.tally.duplicated, "kernel_drops": outcome.kernelDrops, "in_order": outcome.tally.inOrder,
                 "spool_peak_messages": spoolPeak, "queue_peak_bytes": queuePeakBytes,
+                "healthz_slow_after_ms": slowAfterMs.map(String.init) ?? "never",
             ]
         )
         #expect(spoolPeak > 0, "nothing was spooled during an 8 s stall with a \(stall.queueBytes / 1024) KiB queue")
+        // A stall shows in /healthz a second in, not only at the 5 s command timeout.
+        #expect(slowAfterMs.map { $0 < 3000 } ?? false, "/healthz said slow after \(slowAfterMs.map { "\($0) ms" } ?? "never")")
         #expect(outcome.kernelDrops == 0, "the kernel dropped \(outcome.kernelDrops) while Redis stalled")
         #expect(outcome.lost == 0, "\(outcome.tally.summary)")
         #expect(outcome.tally.duplicated == 0, "\(outcome.tally.summary)")
