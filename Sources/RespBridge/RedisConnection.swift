@@ -5,10 +5,10 @@ import PixeldConcurrency
 ///
 /// A connection belongs to one thread at a time — the writer's or the consumer's dedicated thread —
 /// because the hiredis context behind it is not thread-safe and its calls block. Only ``interrupt()``
-/// may be called from elsewhere, to make a blocked call return at shutdown.
+/// and ``abandon()`` may be called from elsewhere, to make a blocked call return at shutdown.
 ///
 /// `@unchecked Sendable`: the context is touched only by the owning thread; the copy used by
-/// ``interrupt()`` is guarded by a lock.
+/// ``interrupt()`` and ``abandon()``, and the flag the latter sets, are guarded by a lock.
 public final class RedisConnection: @unchecked Sendable {
     /// Where this connection goes.
     public let configuration: RedisConfiguration
@@ -16,6 +16,8 @@ public final class RedisConnection: @unchecked Sendable {
     private var context: HiredisContext?
     private let interruptLock = ConditionLock()
     private var interruptTarget: HiredisContext?
+    /// Set by ``abandon()``, under `interruptLock`: no context is made any more.
+    private var abandoned = false
     /// Replies still owed by the server for the commands appended (never below 0: a pub/sub message
     /// is read without a command).
     private var pendingReplies = 0
@@ -74,10 +76,16 @@ public final class RedisConnection: @unchecked Sendable {
     /// - Throws: ``RespError`` when the connection or the handshake fails.
     public func connect() throws(RespError) {
         close()
+        guard !interruptLock.withLock({ abandoned }) else { throw Self.abandonedError }
         let fresh = try HiredisContext.connect(configuration)
+        // Where ``abandon()`` finds it, unless it came first (while connecting).
+        let installed = interruptLock.withLock {
+            if !abandoned { interruptTarget = fresh }
+            return !abandoned
+        }
+        guard installed else { throw Self.abandonedError }
         context = fresh
         lastReplyAt = MonotonicClock.nanoseconds()
-        interruptLock.withLock { interruptTarget = fresh }
         do {
             if let password = configuration.password {
                 var auth: [[UInt8]] = [Array("AUTH".utf8)]
@@ -116,6 +124,18 @@ public final class RedisConnection: @unchecked Sendable {
     public func interrupt() {
         interruptLock.withLock { interruptTarget?.shutdownSocket() }
     }
+
+    /// Makes a call blocked on this connection in another thread return with an error, as
+    /// ``interrupt()`` does, and every later one fail at once without connecting again: for a
+    /// shutdown that waits for Redis no longer. Thread-safe; for good.
+    public func abandon() {
+        interruptLock.withLock {
+            abandoned = true
+            interruptTarget?.shutdownSocket()
+        }
+    }
+
+    private static let abandonedError = RespError(code: .closed, operation: "connect", message: "connection abandoned at shutdown")
 
     /// Sends one command and waits for its reply. Error replies are returned, not thrown.
     /// - Throws: ``RespError`` when the connection failed; it is closed then.

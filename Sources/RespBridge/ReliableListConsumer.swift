@@ -34,7 +34,8 @@ import Glibc
 /// consumer's: its takes, acks, heartbeats and recoveries are scripts flagged `allow-oom`, so
 /// consumers go on draining a full Redis — what frees it — while writers are refused.
 ///
-/// Runs on its own thread: `BLMOVE` blocks (1 s at a time, so that stopping is bounded) and must never
+/// Runs on its own thread: `BLMOVE` blocks (1 s at a time, so that stopping is bounded; a stalled
+/// Redis holds a stop up to ``Options/shutdownTimeoutSeconds`` at most, see ``stop()``) and must never
 /// occupy the cooperative pool. Pipelined: the next batch is taken (on a second connection),
 /// processed and resolved while Redis applies the previous ack; see ``start(prepare:process:request:resolve:finish:)``.
 ///
@@ -157,6 +158,9 @@ public final class ReliableListConsumer: @unchecked Sendable {
         public var blockSeconds = 1
         /// Heartbeat TTL in seconds; a processing list whose heartbeat expired is recovered.
         public var heartbeatSeconds = 15
+        /// How long ``ReliableListConsumer/stop()`` waits for Redis, in seconds, before it abandons the
+        /// consumer's Redis calls; `nil`: as long as they take (each may wait the command timeout).
+        public var shutdownTimeoutSeconds: Int?
         /// Lua functions an ack may call (``Command/init(function:count:encodedArguments:)``), by
         /// name (letters, digits, `_`): each the body of a `function(A, o, n)` whose `n` arguments
         /// are `A[o + 1]` … `A[o + n]` (the ack's own arguments, not copied), and which may return
@@ -180,6 +184,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
     private let ackScript: AckScript
     private let logger: Logger
     private let stopRequested = Atomic<Bool>(false)
+    /// Set when ``stop()`` gave up waiting for Redis (its connections are abandoned then).
+    private let abandoned = Atomic<Bool>(false)
     private let consumedCount = Atomic<Int>(0)
     private let deadCount = Atomic<Int>(0)
     private let recoveredCount = Atomic<Int>(0)
@@ -328,7 +334,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// request of N+1 before it applies the ack of N. The next batch is taken on a second connection
     /// as soon as the current one is in hand. (Acks remove their own events from the tail of the
     /// processing list, so the order in which Redis runs takes and acks does not matter.) On stop,
-    /// events taken but not acked are given back to the list. When a step throws, or an ack is refused
+    /// events taken but not acked are given back to the list (unless Redis stalls past the stop's
+    /// deadline: see ``stop()``). When a step throws, or an ack is refused
     /// (its condition failed, or the heartbeat was no longer this run's), nothing of it is applied: the
     /// events stay unacked, and they and the batches taken after them are handled again from the
     /// processing list after `prepare` — at once after the first refusal, then after a growing wait
@@ -353,12 +360,42 @@ public final class ReliableListConsumer: @unchecked Sendable {
         thread = DedicatedThread(name: "pixeld-consume") { [self] in run(steps) }
     }
 
-    /// Asks the consumer to stop after the batch in hand and waits for it (at most about one
-    /// `BLMOVE` timeout).
+    /// Asks the consumer to stop after the batch in hand and waits for it: at most about one `BLMOVE`
+    /// timeout while Redis answers.
+    ///
+    /// A stalled Redis (`CLIENT PAUSE`, `DEBUG SLEEP`, a swapping host) would hold the stop up for a
+    /// command timeout per call it makes — the reply in flight, the take in advance, the give-back —
+    /// so past ``Options/shutdownTimeoutSeconds``, or at once when the calling task is cancelled, the
+    /// consumer's Redis calls are abandoned (``RedisConnection/abandon()``) and it ends as a crash
+    /// would leave things: what it took and did not see acked stays in its processing list, for the
+    /// next start with its id or, once its heartbeat expires, another consumer; an ack sent and
+    /// abandoned is applied whole or not at all, as after any lost reply. See ``finishAtStop(_:_:)``.
     public func stop() async {
         stopRequested.store(true, ordering: .relaxed)
-        await thread?.finished()
+        guard let thread else { return }
+        guard let seconds = options.shutdownTimeoutSeconds else { return await thread.finished() }
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await thread.finished()
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(seconds))
+                return false
+            }
+            if await group.next() == false { abandonRedis() }
+            group.cancelAll()
+        }
     }
+
+    /// Makes the consumer thread's blocked Redis call return, and every later one fail at once.
+    private func abandonRedis() {
+        abandoned.store(true, ordering: .sequentiallyConsistent)
+        connection.abandon()
+        takeConnection.abandon()
+    }
+
+    private var isAbandoned: Bool { abandoned.load(ordering: .sequentiallyConsistent) }
 
     /// Suspends the calling task until the consumer thread has ended: after ``stop()``, or by itself
     /// (see ``failure``).
@@ -427,6 +464,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
                 }
                 try advance(&state, steps)
             } catch {
+                // Past the stop's deadline the error is the abandonment: what is in hand stays as is.
+                if isAbandoned { break }
                 recover(after: error, &state)
             }
         }
@@ -605,8 +644,11 @@ public final class ReliableListConsumer: @unchecked Sendable {
     }
 
     /// At the stop: the replies still owed are read, the output cut back if an ack did not apply,
-    /// and what is unacked given back to the list.
+    /// and what is unacked given back to the list — unless ``stop()`` abandoned Redis meanwhile: each
+    /// call then fails at once, and one line says what is left (``logLeftAtDeadline(inHand:takeInFlight:)``).
     private func finishAtStop<Work, Resolved>(_ state: RunState<Work>, _ steps: Steps<Work, Resolved>) {
+        let inHand = (state.current?.batch.count ?? 0) + (state.sent?.count ?? 0)
+        let takeInFlight = prefetching
         // Replies in the order they were sent: the request, then the ack behind it.
         if let current = state.current { _ = try? readReplies(current.requested) }
         // Files may hold a batch whose ack did not apply: refused or failed just before the stop
@@ -624,7 +666,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
         // that an ack whose fate is unknown (still on its way on a closed connection) can no longer
         // apply after the lengths are read; and not when the heartbeat is another run's (a takeover
         // of the id: the lengths in Redis are then that run's).
-        if writtenButNotAcked, answering.load(ordering: .relaxed), failureText.withLock({ $0 }) == nil, let prepare = steps.prepare {
+        if writtenButNotAcked, !isAbandoned, answering.load(ordering: .relaxed), failureText.withLock({ $0 }) == nil, let prepare = steps.prepare {
             rotateToken = true
             do {
                 if try beat() >= 0 {
@@ -633,12 +675,30 @@ public final class ReliableListConsumer: @unchecked Sendable {
                     logger.warning("output not cut back at stop: another run holds this consumer id", metadata: ["consumer": "\(consumerID)"])
                 }
             } catch {
-                logger.warning("could not cut the output back to the last acknowledged batch at stop", metadata: ["error": "\(error)"])
+                if !isAbandoned {
+                    logger.warning("could not cut the output back to the last acknowledged batch at stop", metadata: ["error": "\(error)"])
+                }
             }
         }
-        giveBack()  // (fenced: after a takeover the processing list is the other process's)
+        let givenBack = giveBack()  // (fenced: after a takeover the processing list is the other process's)
         connection.close()
         takeConnection.close()
+        if !givenBack && isAbandoned { logLeftAtDeadline(inHand: inHand, takeInFlight: takeInFlight) }
+    }
+
+    /// The one line of a stop cut short by its deadline: what a restart, or another consumer, finds.
+    /// - Parameters:
+    ///   - inHand: events of the batches this run held, their acks not seen applied (the processing
+    ///     list may hold more: batches handled again after a failure are not in hand).
+    ///   - takeInFlight: whether a take in advance was sent (up to a batch more, if Redis applies it).
+    private func logLeftAtDeadline(inHand: Int, takeInFlight: Bool) {
+        logger.warning(
+            "stopped at the shutdown deadline without Redis's answer: events taken and not acked stay in the processing list, for the next start with this consumer id (which first cuts the output back to the last ack) or, once the heartbeat expires, another consumer",
+            metadata: [
+                "redis.key": "\(processingList)", "shutdown_timeout_seconds": "\(options.shutdownTimeoutSeconds ?? 0)",
+                "events_in_hand": "\(inHand)", "take_in_flight": "\(takeInFlight)",
+            ]
+        )
     }
 
     /// Appends the request of a processed batch to the connection's output (not flushed).
@@ -694,13 +754,16 @@ public final class ReliableListConsumer: @unchecked Sendable {
 
     /// On stop: events still in the processing list (taken, not handled, or their ack refused) go
     /// back to the tail of the list, oldest last, as if never taken.
-    private func giveBack() {
-        guard let moved = try? connection.command(["EVAL", Self.giveBackScript, "4", processingList, list, heartbeatKey, consumersKey, token, consumerID]),
-            let count = moved.int, count > 0
+    /// - Returns: whether Redis answered.
+    private func giveBack() -> Bool {
+        guard let moved = try? connection.command(["EVAL", Self.giveBackScript, "4", processingList, list, heartbeatKey, consumersKey, token, consumerID])
         else {
-            return
+            return false
         }
-        logger.info("gave back events taken but not handled", metadata: ["redis.key": "\(list)", "events": "\(count)"])
+        if let count = moved.int, count > 0 {
+            logger.info("gave back events taken but not handled", metadata: ["redis.key": "\(list)", "events": "\(count)"])
+        }
+        return true
     }
 
     private func handlerFailed(_ error: any Error, _ backoff: inout Backoff) {

@@ -705,20 +705,12 @@ struct FaultInjectionTests {
         let linesAtKill = completeLines(ofFile: file).count
         let processingAtKill = try redis.llen("pixel:processing:c1")
 
-        let second = try PixeldProcess.start(arguments)
-        defer { second.process.stop(timeout: 5) }
-        let drained = try Poll.until(timeout: 120, interval: 0.05) {
-            try redis.llen("pixel") == 0 && redis.llen("pixel:processing:c1") == 0
-        }
-        second.terminate()
-        let status = try second.waitForExit(timeout: 10)
-        let lines = completeLines(ofFile: file)
-        let tally = Tally(lines, expected: 1...count)
+        let (second, drained, status, tally) = try drainAgain(arguments, redis: redis, file: file, events: count)
         reportFault(
             "consumer-sigkill-restart",
             [
                 "events": count, "delivered": tally.delivered, "lost": tally.lost, "duplicated": tally.duplicated,
-                "lines": lines.count, "lines_at_kill": linesAtKill, "processing_at_kill": processingAtKill,
+                "lines": tally.delivered + tally.duplicated + tally.unexpected, "lines_at_kill": linesAtKill, "processing_at_kill": processingAtKill,
                 "unacked_bytes_at_kill": bytesAtKill - acknowledged, "third_reached_at_bytes": thirdReachedAtBytes,
             ]
         )
@@ -728,6 +720,62 @@ struct FaultInjectionTests {
         #expect(tally.inOrder, "events out of order in the file")
         #expect(try redis.llen("pixel:processing:c1") == 0)
         #expect(processingAtKill > 0, "the kill did not land mid-batch (nothing in pixel:processing:c1)")
+        withExtendedLifetime((redis, directory, pauser)) {}
+    }
+
+    /// SIGTERM while Redis stalls (`CLIENT PAUSE … ALL`: every command waits, none fails) with a
+    /// backlog. The stop used to wait a command timeout (6 s) for each call it made — the reply in
+    /// flight, the take in advance, the give-back —: 6.8–18.4 s, past systemd's `TimeoutStopSec=10`.
+    /// Now it ends at `--shutdown-timeout` with status 0 (a requested stop; nothing is lost), leaving
+    /// what it took in its processing list, and a restart with its id handles every event once.
+    @Test("Consumer --output SIGTERMed while Redis is paused: exits 0 at --shutdown-timeout; a restart with its id writes every event once")
+    func consumerStopDuringRedisPause() throws {
+        let count = 60_000, timeoutSeconds = 2, pauseMilliseconds = 10_000
+        let redis = try RedisServer.start()
+        try redis.prefill("pixel", (1...count).map { PixelMessage.value(seq: $0) })
+        let directory = try TempDirectory(prefix: "pixeld-out")
+        let file = directory.appending("events.jsonl").path
+        let arguments = [
+            "consume", "pixel", "--redis", redis.url, "--consumer-id", "c1", "--output", file, "--heartbeat-seconds", "3",
+            "--shutdown-timeout", String(timeoutSeconds),
+        ]
+        let first = try PixeldProcess.start(arguments)
+        defer { first.process.stop(timeout: 5) }
+        // Mid-stream: a few thousand lines written, most of the backlog still to come.
+        let working = Poll.until(timeout: 60, interval: 0.005) {
+            ((try? FileManager.default.attributesOfItem(atPath: file)[.size] as? NSNumber)?.intValue ?? 0) >= 100_000
+        }
+        try #require(working && first.isRunning, "consume did not start writing\(first.process.tail)")
+        let pauser = try redis.connect()
+        #expect(try pauser.command(["CLIENT", "PAUSE", String(pauseMilliseconds), "ALL"]) == .simpleString("OK"))
+        let pausedAt = ContinuousClock.now
+        Thread.sleep(forTimeInterval: 0.3)  // the consumer's calls now wait on the pause
+        let signalledAt = ContinuousClock.now
+        first.terminate()
+        let status = try first.waitForExit(timeout: 30)
+        let exitMilliseconds = milliseconds(since: signalledAt)
+        // Nothing answers before the pause ends (CLIENT UNPAUSE would wait too).
+        Thread.sleep(forTimeInterval: max(0, Double(pauseMilliseconds - milliseconds(since: pausedAt)) / 1000 + 0.2))
+        let processingAtStop = try redis.llen("pixel:processing:c1")
+        let deadlineLines = first.stderrText.components(separatedBy: "stopped at the shutdown deadline").count - 1
+
+        let (second, drained, secondStatus, tally) = try drainAgain(arguments, redis: redis, file: file, events: count)
+        reportFault(
+            "consumer-stop-during-redis-pause",
+            [
+                "events": count, "delivered": tally.delivered, "lost": tally.lost, "duplicated": tally.duplicated,
+                "shutdown_timeout_s": timeoutSeconds, "exit_ms": exitMilliseconds, "exit_status": status,
+                "processing_at_stop": processingAtStop,
+            ]
+        )
+        #expect(exitMilliseconds <= timeoutSeconds * 1000 + 1500, "SIGTERM to exit took \(exitMilliseconds) ms with --shutdown-timeout \(timeoutSeconds)")
+        #expect(status == 0, "exit status \(status)\(first.process.tail)")
+        #expect(deadlineLines == 1, "\(deadlineLines) deadline lines:\n\(first.stderrText)")
+        #expect(processingAtStop > 0, "nothing left in pixel:processing:c1: the stop was not cut short mid-batch")
+        #expect(drained, "pixel / pixel:processing:c1 not drained\(second.process.tail)")
+        #expect(secondStatus == 0, "second run's exit status \(secondStatus)")
+        #expect(tally.lost == 0 && tally.duplicated == 0 && tally.unexpected == 0, "\(tally.summary)")
+        #expect(tally.inOrder, "events out of order in the file")
         withExtendedLifetime((redis, directory, pauser)) {}
     }
 
@@ -1295,6 +1343,22 @@ struct FaultInjectionTests {
     }
 
     // MARK: - Helpers
+
+    /// Starts the consumer c1 again with `arguments` (writing `file`), waits (up to 2 minutes) for
+    /// `pixel` and c1's processing list to be empty, stops it (SIGTERM) and tallies the file's
+    /// complete lines against `1...events`.
+    private func drainAgain(
+        _ arguments: [String], redis: RedisServer, file: String, events: Int
+    ) throws -> (consumer: PixeldProcess, drained: Bool, status: Int32, tally: Tally) {
+        let consumer = try PixeldProcess.start(arguments)
+        defer { consumer.process.stop(timeout: 5) }
+        let drained = try Poll.until(timeout: 120, interval: 0.05) {
+            try redis.llen("pixel") == 0 && redis.llen("pixel:processing:c1") == 0
+        }
+        consumer.terminate()
+        let status = try consumer.waitForExit(timeout: 10)
+        return (consumer, drained, status, Tally(completeLines(ofFile: file), expected: 1...events))
+    }
 
     /// `pixeld consume pixel --output FILE --consumer-id c1` through `url`, over `events` numbered
     /// events prefilled into `redis`'s `pixel`.

@@ -44,6 +44,9 @@ struct ConsumeCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Seconds this consumer's heartbeat lives without renewal (renewed every third). A dead consumer's events are returned to PROGRAM, and a restart after a crash with the same id starts, at most this long after. Default 15. Env: PIXELD_HEARTBEAT_SECONDS.", valueName: "n"))
     var heartbeatSeconds: Int?
 
+    @Option(parsing: .unconditional, help: ArgumentHelp("On SIGTERM/SIGINT, how long to wait for Redis to take the last ack and the events given back, in seconds; past it (a stalled Redis) the consumer exits 0 without waiting, and what it had taken stays in its processing list for the next start with this id (or another consumer once the heartbeat expires). Default 5. Env: PIXELD_SHUTDOWN_TIMEOUT.", valueName: "seconds"))
+    var shutdownTimeout: Int?
+
     @Option(help: ArgumentHelp("Serve Prometheus text at http://HOST:PORT/metrics (events consumed, dead-lettered, recovered, ack conflicts and command errors, handler failures) and /healthz (200 while Redis answers and batches are acked, else 503). Default: off. Env: PIXELD_METRICS.", valueName: "host:port"))
     var metrics: String?
 
@@ -120,6 +123,8 @@ struct ConsumeCommand: AsyncParsableCommand {
         var options = ReliableListConsumer.Options()
         options.batchSize = try Environment.integer(batchSize, flag: "batch-size", default: 512, range: 1...100_000)
         options.heartbeatSeconds = try Environment.integer(heartbeatSeconds, flag: "heartbeat-seconds", default: 15, range: 3...300)
+        // Well under systemd's TimeoutStopSec=10 (deploy/pixeld-consume.service).
+        options.shutdownTimeoutSeconds = try Environment.integer(shutdownTimeout, flag: "shutdown-timeout", default: 5, range: 0...3600)
         var metricsAddress: (host: String, port: Int)?
         if let text = metrics ?? Environment.value(forFlag: "metrics") {
             metricsAddress = try ListenAddress.flagValue(text, flag: "metrics")
@@ -257,7 +262,8 @@ struct ConsumeCommand: AsyncParsableCommand {
     }
 }
 
-/// The consumer as a service: runs until SIGTERM/SIGINT, then finishes the batch in hand.
+/// The consumer as a service: runs until SIGTERM/SIGINT, then finishes the batch in hand (within
+/// `--shutdown-timeout`, ``ReliableListConsumer/stop()``).
 final class ConsumeService: Service, Sendable {
     let consumer: ReliableListConsumer
     /// Starts the consumer with its handler.

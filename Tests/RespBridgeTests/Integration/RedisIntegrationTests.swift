@@ -316,6 +316,34 @@ struct RedisIntegrationTests {
         #expect(consumer.recovered == 2)
     }
 
+    /// A stalled Redis (`CLIENT PAUSE … ALL`) holds every call of a stop — here the idle consumer's
+    /// `BLMOVE`, then the give-back — up to the 6 s command timeout: ``ReliableListConsumer/stop()``
+    /// abandons them at ``ReliableListConsumer/Options/shutdownTimeoutSeconds``, and the abandoned
+    /// connections do not connect again.
+    @Test func aStopThatAPausedRedisHoldsUpEndsAtTheShutdownTimeout() async throws {
+        let server = try RedisServer.start()
+        var options = ReliableListConsumer.Options()
+        options.shutdownTimeoutSeconds = 1
+        let ready = ConditionLockedArray()
+        let consumer = ReliableListConsumer(list: "pixel", consumerID: "t1", redis: try configuration(server), options: options, logger: logger) {
+            ready.append(["ready"])
+        }
+        consumer.start { _, _ in .init() }
+        #expect(waitUntil(seconds: 5) { !ready.values.isEmpty })
+        #expect(try server.command(["CLIENT", "PAUSE", "8000", "ALL"]) == .simpleString("OK"))
+        try await Task.sleep(for: .milliseconds(300))
+        let stopping = ContinuousClock.now
+        await consumer.stop()
+        let took = ContinuousClock.now - stopping
+        #expect(took >= .milliseconds(900) && took < .milliseconds(1_800), "stop took \(took)")
+        // Paused still: an abandoned connection fails at once rather than connect and wait.
+        let connection = RedisConnection(configuration: try configuration(server), logger: logger)
+        connection.abandon()
+        let failing = ContinuousClock.now
+        #expect(throws: RespError.self) { try connection.command(["PING"]) }
+        #expect(ContinuousClock.now - failing < .milliseconds(100))
+    }
+
     /// Consumers find each other through `pixeld:consumers:<list>`: a registered consumer that died
     /// has its events recovered by a running one at its next period without a `SCAN` (which walks
     /// every key, rollups and visit states included), and leaves the set then; a clean stop leaves it too.
