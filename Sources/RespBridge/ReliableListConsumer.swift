@@ -194,6 +194,9 @@ public final class ReliableListConsumer: @unchecked Sendable {
     private let handlerFailureCount = Atomic<Int>(0)
     /// The handler failed (preparing, processing or finishing a batch), and no ack has applied since.
     private let handlerFailing = Atomic<Bool>(false)
+    /// The handler's failures as the log tells them: one error per episode (``logHandlerFailure(_:_:)``).
+    /// Only the consumer thread touches it.
+    private var handlerFailureEpisode = FailureEpisode()
     private let metrics = ConsumerMetrics()
     private var thread: DedicatedThread?
     /// When the heartbeat was last written or checked (0: check at the next chance).
@@ -488,7 +491,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
             } catch let error as RespError {
                 throw error
             } catch {
-                logger.error("consumer preparation failed; retrying", metadata: ["error": "\(error)"])
+                logHandlerFailure(error, "consumer preparation failed; retrying")
                 sleep(milliseconds: state.backoff.nextDelayMilliseconds())
                 return false
             }
@@ -774,8 +777,25 @@ public final class ReliableListConsumer: @unchecked Sendable {
         handlerFailureCount.add(1, ordering: .relaxed)
         handlerFailing.store(true, ordering: .relaxed)
         metrics.recordHandlerFailure()
-        logger.error("handler failed; batch kept for retry", metadata: ["error": "\(error)"])
+        logHandlerFailure(error, "handler failed; batch kept for retry")
         sleep(milliseconds: backoff.nextDelayMilliseconds())
+    }
+
+    /// A failed attempt of the handler (or of its `prepare`), retried every half second while it
+    /// lasts (a full disk): `message` at error when it begins an episode, then debug, with a reminder
+    /// at error a minute giving the attempts so far; ``settle(_:)`` says when an ack ends it.
+    private func logHandlerFailure(_ error: any Error, _ message: Logger.Message) {
+        switch handlerFailureEpisode.failed(now: MonotonicClock.nanoseconds()) {
+        case .began:
+            logger.error(message, metadata: ["error": "\(error)"])
+        case .reminder(let attempts, let milliseconds):
+            logger.error(
+                "handler still failing; batch kept for retry",
+                metadata: ["error": "\(error)", "attempts": "\(attempts)", "failing.ms": "\(milliseconds)"]
+            )
+        case .repeated(let attempts):
+            logger.debug("handler still failing; batch kept for retry", metadata: ["error": "\(error)", "attempts": "\(attempts)"])
+        }
     }
 
     /// Looks for dead consumers' events at start and then once per heartbeat period, and keeps our
@@ -986,6 +1006,9 @@ public final class ReliableListConsumer: @unchecked Sendable {
         consumedCount.add(ack.count, ordering: .relaxed)
         deadCount.add(ack.deadLetters, ordering: .relaxed)
         handlerFailing.store(false, ordering: .relaxed)
+        if let ended = handlerFailureEpisode.succeeded(now: MonotonicClock.nanoseconds()) {
+            logger.info("handler recovered; batch acked", metadata: ["attempts.failed": "\(ended.attempts)", "failing.ms": "\(ended.milliseconds)"])
+        }
         metrics.recordAck(events: ack.count, deadLetters: ack.deadLetters)
         for failure in failures {
             ackCommandErrorCount.add(1, ordering: .relaxed)

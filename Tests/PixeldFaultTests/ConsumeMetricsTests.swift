@@ -76,8 +76,8 @@ struct ConsumeMetricsTests {
     }
 
     /// A consumer that cannot write its output (here /dev/full: every write fails with ENOSPC) keeps
-    /// retrying its batch: counted in pixeld_consume_handler_failures_total, and /healthz says so
-    /// instead of "ok" while Redis answers.
+    /// retrying its batch: counted in pixeld_consume_handler_failures_total, /healthz says so instead
+    /// of "ok" while Redis answers, and the log says it once.
     @Test func aConsumerThatCannotHandleItsBatchIsUnhealthy() throws {
         let redis = try RedisServer.start()
         try redis.prefill("pixel", (1...20).map { PixelMessage.value(seq: $0) })
@@ -96,9 +96,15 @@ struct ConsumeMetricsTests {
         let counted = Poll.until(timeout: 10, interval: 0.05) {
             metrics = (try? httpGet(port: port, path: "/metrics")) ?? ""
             let line = metrics.split(separator: "\n").first { $0.hasPrefix("pixeld_consume_handler_failures_total ") }
-            return (line.flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0) >= 2
+            return (line.flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0) >= 5
         }
         #expect(counted, "\(metrics)")
         #expect(try redis.llen("pixel") + redis.llen("pixel:processing:full") == 20)
+        // One error for the episode, not one per attempt (before: an error every half second); the
+        // retries are at debug.
+        let errors = consume.stderrText.split(separator: "\n").filter { $0.contains(" error ") }
+        #expect(errors.count == 1, "\(errors.count) error lines: \(errors.prefix(3))")
+        #expect(errors.first?.contains("handler failed; batch kept for retry") == true, "\(errors)")
+        #expect(errors.first?.contains("No space left on device") == true, "\(errors)")
     }
 }
