@@ -8,19 +8,8 @@ import Testing
 struct ConsumeMetricsTests {
     @Test func consumeServesItsCountersAndAHealthCheckThatFollowsRedis() throws {
         let redis = try RedisServer.start()
-        try redis.prefill("pixel", (1...50).map { PixelMessage.value(seq: $0) } + ["not an event"])
-        let port = try PortAllocator.freeTCPPort()
-        let consume = try PixeldProcess.start(["consume", "pixel", "--redis", redis.url, "--metrics", "127.0.0.1:\(port)"])
+        let (consume, port) = try consumeUntilDrained(redis, (1...50).map { PixelMessage.value(seq: $0) } + ["not an event"], dead: 1)
         defer { consume.process.stop(timeout: 5) }
-        let drained = try Poll.until(timeout: 20, interval: 0.02) { try redis.llen("pixel") == 0 && redis.llen("pixel:dead") == 1 }
-        #expect(drained, "\(consume.process.tail)")
-        var metrics = ""
-        let counted = Poll.until(timeout: 5, interval: 0.05) {
-            metrics = (try? httpGet(port: port, path: "/metrics")) ?? ""
-            return metrics.contains("pixeld_consume_events_total 51")
-        }
-        #expect(counted, "\(metrics)")
-        #expect(metrics.contains("pixeld_consume_dead_lettered_total 1"), "\(metrics)")
         #expect(try httpGet(port: port, path: "/healthz") == "ok\n")
         redis.stop()
         let unhealthy = Poll.until(timeout: 10, interval: 0.1) { (try? httpGet(port: port, path: "/healthz")) == "redis not answering\n" }
@@ -29,6 +18,44 @@ struct ConsumeMetricsTests {
         #expect(Poll.until(timeout: 10, interval: 0.1) { (try? httpGet(port: port, path: "/healthz")) == "ok\n" }, "/healthz not ok again")
         consume.terminate()
         #expect(try consume.waitForExit(timeout: 10) == 0, "\(consume.process.tail)")
+    }
+
+    /// 2,000 values that are not events, in batches of 512: one warning (the first batch's 512, where
+    /// they went, the first one's reason and a sample), the other batches at debug — before, a
+    /// warning per value, 2,000 lines. The counts stay exact: 2,000 in pixel:dead and in the metric.
+    @Test func aFloodOfUndecodableValuesLogsOneWarningWithTheCount() throws {
+        let redis = try RedisServer.start()
+        let junk = (1...2_000).map { "junk \($0) " + String(repeating: "x", count: 100) }
+        let (consume, _) = try consumeUntilDrained(redis, junk + [PixelMessage.value(seq: 1)], dead: 2_000)
+        defer { consume.process.stop(timeout: 5) }
+        consume.terminate()
+        #expect(try consume.waitForExit(timeout: 10) == 0, "\(consume.process.tail)")
+        let lines = consume.stderrText.split(separator: "\n").filter { $0.contains("dead-letter") }
+        #expect(lines.count == 1, "\(lines.count) lines about dead letters, the first: \(lines.first ?? "")")
+        let line = String(lines.first ?? "")
+        #expect(line.contains(" warning "), "\(line)")
+        for field in ["events=512", "redis.key=pixel:dead", "reason=unknown_shape", "sample=junk 1 xxxxxxxxxx"] {
+            #expect(line.contains(field), "no \(field) in: \(line)")
+        }
+        #expect(!line.contains(String(repeating: "x", count: 100)), "the sample is not cut: \(line)")
+    }
+
+    /// `pixeld consume pixel --metrics` over `values` (prefilled, the first oldest), until the list is
+    /// drained, `dead` of them are in pixel:dead and the metrics count them all, `dead` as dead letters.
+    private func consumeUntilDrained(_ redis: RedisServer, _ values: [String], dead: Int) throws -> (PixeldProcess, port: Int) {
+        try redis.prefill("pixel", values)
+        let port = try PortAllocator.freeTCPPort()
+        let consume = try PixeldProcess.start(["consume", "pixel", "--redis", redis.url, "--metrics", "127.0.0.1:\(port)"])
+        let drained = Poll.until(timeout: 20, interval: 0.02) { (try? redis.llen("pixel") == 0 && redis.llen("pixel:dead") == dead) ?? false }
+        #expect(drained, "\(consume.process.tail)")
+        var metrics = ""
+        let counted = Poll.until(timeout: 5, interval: 0.05) {
+            metrics = (try? httpGet(port: port, path: "/metrics")) ?? ""
+            return metrics.contains("pixeld_consume_events_total \(values.count)")
+        }
+        #expect(counted, "\(metrics)")
+        #expect(metrics.contains("pixeld_consume_dead_lettered_total \(dead)"), "\(metrics)")
+        return (consume, port)
     }
 
     /// A client that sends its request a byte every 0.5 s (never long enough for one read to time out)

@@ -138,6 +138,7 @@ struct ConsumeCommand: AsyncParsableCommand {
             // Once Redis has answered: before, the consumer may be retrying to connect.
             logger.info("consume ready", metadata: ["redis.key": "\(program)", "consumer": "\(id)"])
         }
+        DeadLetters.name(list: consumer.deadList)
         // Bound before anything logs: a port already taken is then the one line the run prints.
         var metricsServer: MetricsHTTPServer?
         if let metricsAddress, let registry {

@@ -3,6 +3,7 @@ import PixelAnalytics
 import PixeldConcurrency
 import PixelEvents
 import RespBridge
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -144,23 +145,65 @@ struct HandlerFailure: Error, CustomStringConvertible {
 
 /// The values of a batch that cannot be decoded: they go to the dead-letter list with the ack.
 enum DeadLetters {
-    /// Runs `decode` on each value of `batch`, in order; the values it throws for are returned, each
-    /// with a warning giving the reason.
+    /// The dead-letter list the log lines name (`PROGRAM:dead`), set once at start.
+    static func name(list: String) { state.withLock { $0.list = list } }
+
+    private struct State {
+        var list: String?
+        var count = ThrottledCount()
+    }
+    private static let state = Mutex(State())
+
+    /// Bytes of a value quoted in the log (the rest is elided).
+    static let sampleBytes = 64
+
+    /// Runs `decode` on each value of `batch`, in order; the values it throws for are returned. The
+    /// log says so in one warning at the first, then in one warning a minute at most, with the number
+    /// since the previous one (`events`, in `redis.key`; pixeld_consume_dead_lettered_total counts
+    /// them all), the reason and a short sample of the batch's first; each batch in between at debug.
+    /// A batch sorted out again (its ack refused, or the handler failed) is counted here again.
     static func sortOut(
         _ batch: [[UInt8]], logger: Logger, _ decode: ([UInt8]) throws(PixelDecodeError) -> Void
     ) -> [[UInt8]] {
         var dead: [[UInt8]] = []
+        var first: (value: [UInt8], error: PixelDecodeError)?
         for value in batch {
             do {
                 try decode(value)
             } catch {
                 dead.append(value)
-                logger.warning(
-                    "undecodable event sent to the dead-letter list",
-                    metadata: ["reason": "\(error.reason)", "detail": "\(error.detail)"]
-                )
+                if first == nil { first = (value, error) }
             }
         }
+        let (due, list) = state.withLock { ($0.count.add(dead.count, now: MonotonicClock.nanoseconds()), $0.list) }
+        guard due != nil || !dead.isEmpty else { return dead }
+        // `events`: since the previous warning when one is due, else this batch's.
+        var metadata: Logger.Metadata = ["events": "\(due ?? dead.count)"]
+        if let list { metadata["redis.key"] = "\(list)" }
+        if let first {
+            metadata["reason"] = "\(first.error.reason)"
+            metadata["detail"] = "\(first.error.detail)"
+            metadata["sample"] = "\(sample(first.value))"
+        }
+        if due != nil {
+            logger.warning("undecodable events sent to the dead-letter list", metadata: metadata)
+        } else {
+            logger.debug("undecodable events sent to the dead-letter list", metadata: metadata)
+        }
         return dead
+    }
+
+    /// The first ``sampleBytes`` of `value` as text, bytes outside printable ASCII as `\xHH`, `…` after a cut.
+    static func sample(_ value: [UInt8]) -> String {
+        var text = ""
+        for byte in value.prefix(sampleBytes) {
+            if byte >= 0x20 && byte < 0x7F && byte != UInt8(ascii: "\\") {
+                text.unicodeScalars.append(Unicode.Scalar(byte))
+            } else {
+                let hex = String(byte, radix: 16, uppercase: true)
+                text += (hex.count < 2 ? "\\x0" : "\\x") + hex
+            }
+        }
+        return value.count > sampleBytes ? text + "…" : text
     }
 }
