@@ -16,10 +16,13 @@ import Glibc
 final class HiredisContext {
     private let context: UnsafeMutablePointer<redisContext>
     private let fd: Int32
+    /// The socket's send and receive timeout (`redisSetTimeout`), named when one runs out.
+    private let commandTimeoutMilliseconds: Int
 
-    private init(context: UnsafeMutablePointer<redisContext>) {
+    private init(context: UnsafeMutablePointer<redisContext>, commandTimeoutMilliseconds: Int) {
         self.context = context
         self.fd = chiredis_fd(context)
+        self.commandTimeoutMilliseconds = commandTimeoutMilliseconds
     }
 
     deinit {
@@ -40,7 +43,7 @@ final class HiredisContext {
         guard let raw else {
             throw RespError(code: .outOfMemory, operation: "redisConnect", message: "could not allocate a context")
         }
-        let context = HiredisContext(context: raw)
+        let context = HiredisContext(context: raw, commandTimeoutMilliseconds: configuration.commandTimeoutMilliseconds)
         if chiredis_err(raw) != 0 {
             throw RespError(
                 code: .connectFailed,
@@ -235,7 +238,13 @@ final class HiredisContext {
         case REDIS_ERR_PROTOCOL: kind = .protocol
         case REDIS_ERR_OOM: kind = .outOfMemory
         case REDIS_ERR_IO:
-            kind = message.contains("timed out") || message.contains("Resource temporarily unavailable") ? .timeout : .io
+            // EAGAIN: the socket's receive (or send) timeout ran out, which hiredis reports as errno's
+            // text, "Resource temporarily unavailable": said as what happened, like the poll-based read's.
+            if message.contains("Resource temporarily unavailable") {
+                let what = operation == "redisBufferWrite" ? "redis took nothing sent within" : "no reply within"
+                return RespError(code: .timeout, operation: operation, message: "\(what) \(commandTimeoutMilliseconds) ms")
+            }
+            kind = message.contains("timed out") ? .timeout : .io
         default: kind = .io
         }
         return RespError(code: kind, operation: operation, systemCode: code, message: message.isEmpty ? "connection failed" : message)

@@ -6,7 +6,8 @@ import PixeldTestSupport
 import RespBridge
 import Testing
 
-/// What the consumer tells the log when something keeps failing: a line per episode, not per attempt. Against a real `redis-server` on a free loopback port.
+/// What the consumer and the connection tell the log when something keeps failing: a line per
+/// episode, not per attempt. Against a real `redis-server` on a free loopback port.
 @Suite(.serialized, .enabled(if: TestEnvironment.canRun("redis-server")))
 struct ConsumerLogTests {
     /// A handler that fails its batch eight times in a row (a full disk, say), then writes it: one
@@ -44,5 +45,25 @@ struct ConsumerLogTests {
         let recovered = lines("handler recovered; batch acked")
         #expect(recovered.count == 1 && recovered.first?.level == .info, "\(recovered)")
         #expect(recovered.first?.metadata["attempts.failed"]?.description == "8", "\(recovered)")
+    }
+
+    /// A read that times out (here Redis paused with `CLIENT PAUSE`) says so in the error: `no reply
+    /// within 300 ms`, the configured command timeout — before, hiredis's `Resource temporarily
+    /// unavailable`, the errno of a socket receive timeout, with `(timeout 1)`.
+    @Test func aReadTimeoutSaysNoReplyWithinTheCommandTimeout() throws {
+        let server = try RedisServer.start()
+        var configuration = try RedisConfiguration(url: server.url)
+        configuration.commandTimeoutMilliseconds = 300
+        let connection = RedisConnection(configuration: configuration, logger: Logger(label: "test"))
+        #expect(try connection.command(["PING"]) == .status("PONG"))
+        _ = try server.command(["CLIENT", "PAUSE", "2000", "ALL"])
+        defer { _ = try? server.command(["CLIENT", "UNPAUSE"]) }
+        do {
+            let reply = try connection.command(["PING"])
+            Issue.record("answered while paused: \(reply)")
+        } catch {
+            #expect(error.code == .timeout, "\(error)")
+            #expect("\(error)" == "redisGetReply: no reply within 300 ms (timeout)")
+        }
     }
 }
