@@ -38,9 +38,10 @@ struct ConsumerMetrics: Sendable {
     /// Acks refused because their condition did not hold or the heartbeat was not the run's (the
     /// batch is handled again).
     let ackConflicts = Counter(label: "pixeld_consume_ack_conflicts_total")
-    /// Events acked (dead-lettered ones included).
+    /// Events whose ack this process saw applied (dead-lettered ones included): an ack applied but
+    /// whose reply was lost is missing, and events whose ack a failover lost count twice (README).
     let consumed = Counter(label: "pixeld_consume_events_total")
-    /// Events moved to the dead-letter list.
+    /// Events moved to the dead-letter list by acks this process saw applied.
     let deadLettered = Counter(label: "pixeld_consume_dead_lettered_total")
     /// Events returned to the list from dead consumers' processing lists.
     let recovered = Counter(label: "pixeld_consume_recovered_total")
