@@ -310,9 +310,13 @@ public final class LPushWriter: @unchecked Sendable {
                 settle(result, batch: batch, groups: groups, fromPreviousRun: 0)
                 return
             } catch {
-                if attempts == 1 && error.connectionIsDead && wasIdle && !isGivingUp {
+                if attempts == 1 && error.connectionIsDead && error.code != .timeout && wasIdle && !isGivingUp {
                     // Redis closes a connection left idle past its `timeout`; the first use finds it gone.
-                    // Not an outage: a new connection, at once (an outage shows on that one).
+                    // Not an outage: a new connection, at once (an outage shows on that one). Not an
+                    // attempt either: the batch's first failure is the one on the new connection, so a
+                    // stall of one timeout still keeps the order (and shows in /healthz). A timeout is
+                    // never a closed connection: it is the stall.
+                    attempts -= 1
                     connection.close()
                     logger.debug("redis connection found closed after idling; reconnecting", metadata: ["error": "\(error)"])
                     continue
@@ -325,7 +329,8 @@ public final class LPushWriter: @unchecked Sendable {
                 // newer batches in the spool meanwhile: behind them it would reach Redis after them, and
                 // the spills in the pause below make room anyway (a stall of one timeout keeps the order).
                 // A spool that cannot be written leaves it here, retried as without a spool (the spool
-                // is empty: it was when this batch was taken, and nothing else joins it meanwhile).
+                // was empty when this batch was taken; what a spill put there since is newer, and is
+                // replayed after this batch is committed).
                 let needsRoom = spilledBatches == spilledBefore && queue.needsRoom(atFraction: options.spoolAtQueueFraction)
                 if spool != nil, attempts >= 2 || needsRoom, toSpool(batch, sequence: sequence) != .kept
                 {
@@ -555,8 +560,9 @@ public final class LPushWriter: @unchecked Sendable {
 
     /// The identity of the batches ``spill(waitedNanoseconds:)`` spools, with a commit marker of its own.
     /// The batch whose commit is under way keeps this writer's identity and its sequence, lower than
-    /// theirs; if that commit fails it is spooled behind them, and under a shared marker its replay
-    /// would then be taken for applied (the marker already past its sequence) and lost unnoticed.
+    /// theirs; if that commit fails twice (or is given up at the shutdown deadline) it is spooled
+    /// behind them, and under a shared marker its replay would then be taken for applied (the marker
+    /// already past its sequence) and lost unnoticed.
     var spillInstanceID: String { instanceID + ":spill" }
 
     /// While the writer waits on Redis — a reply awaited for more than ``spillAfterNanoseconds`` (a
