@@ -3,8 +3,9 @@ import Crypto
 /// The random 32-byte key of one UTC day, from which that day's visitor ids are derived.
 ///
 /// It exists only in Redis (`pixeld:key:YYYY-MM-DD`, created with `SET … NX EXAT` so every consumer
-/// shares the first one written, and gone at 01:00 UTC two days after its day began); consumers keep only the
-/// SipHash key derived from it, in memory. Neither is ever logged, archived or written anywhere
+/// shares the first one written, and gone at 01:00 UTC two days after its day began) and in the
+/// consumers' memory, with the SipHash key derived from it — kept there to put it back should Redis
+/// lose it (``restoreCommand(_:prefix:)``). Neither is ever logged, archived or written anywhere
 /// else: once the key has expired, nobody — the operator included — can tell whether a given IP
 /// address and browser made a given visit.
 ///
@@ -21,6 +22,8 @@ public struct DailyKey: Sendable, CustomStringConvertible, CustomReflectable {
 
     /// The day the key belongs to.
     public let day: Day
+    /// The key as Redis holds it, to put back there (never shown: see `description`, `customMirror`).
+    private let bytes: [UInt8]
     /// The SipHash key of the day's visitor ids (``VisitorID``): the first 16 bytes of
     /// HMAC-SHA256(daily key, ``visitorHashLabel``). The daily key itself is not kept.
     let visitorHash: SipHash24
@@ -36,6 +39,7 @@ public struct DailyKey: Sendable, CustomStringConvertible, CustomReflectable {
     public init?(day: Day, bytes: some Collection<UInt8>) {
         guard bytes.count == Self.byteCount else { return nil }
         self.day = day
+        self.bytes = Array(bytes)
         let derived = Array(HMAC<SHA256>.authenticationCode(for: Self.visitorHashLabel, using: SymmetricKey(data: Array(bytes))))
         func word(_ start: Int) -> UInt64 {
             (0..<8).reduce(0) { $0 | UInt64(derived[start + $1]) << (8 * UInt64($1)) }
@@ -74,6 +78,39 @@ public struct DailyKey: Sendable, CustomStringConvertible, CustomReflectable {
         end
         return out
         """
+
+    /// Whether `other` (a key read from Redis) is this key.
+    public func isKey(_ other: some Collection<UInt8>) -> Bool {
+        other.elementsEqual(bytes)
+    }
+
+    /// A Lua script that puts each key given back in Redis if it is gone (`SET NX EXAT`, as it was
+    /// created: a Redis restarted without persistence, a flush, a failover to a replica without it,
+    /// an eviction) and returns, per key, `1` if it did (else `0`) and the key Redis holds now:
+    /// `KEYS` = the Redis keys, `ARGV` = for each key its bytes and expiry (Unix seconds). Without it,
+    /// a consumer started after the loss made a new key while the running ones kept the old one, and
+    /// every visitor of the day counted twice from then on. `allow-oom`, as ``fetchScript``.
+    public static let restoreScript = """
+        #!lua flags=allow-oom
+        local out = {}
+        for i = 1, #KEYS do
+          local set = redis.call('SET', KEYS[i], ARGV[2 * i - 1], 'NX', 'EXAT', ARGV[2 * i])
+          out[2 * i - 1] = set and 1 or 0
+          out[2 * i] = redis.call('GET', KEYS[i])
+        end
+        return out
+        """
+
+    /// The `EVAL` command of ``restoreScript`` for `keys`.
+    public static func restoreCommand(_ keys: [DailyKey], prefix: String = RollupKeys.defaultPrefix) -> [[UInt8]] {
+        var command: [[UInt8]] = [Array("EVAL".utf8), Array(restoreScript.utf8), Array(String(keys.count).utf8)]
+        for key in keys { command.append(Array(redisKey(for: key.day, prefix: prefix).utf8)) }
+        for key in keys {
+            command.append(key.bytes)
+            command.append(Array(String(expiresAt(key.day)).utf8))
+        }
+        return command
+    }
 
     /// The `EVAL` command that fetches (and for `create` days creates) the keys of `days`.
     /// - Parameters:

@@ -128,6 +128,8 @@ final class AnalyticsHandler: @unchecked Sendable {
         var live: LiveUpdate
         /// The previous day's ids left out of the lines until the visits are resolved.
         var heldBack = HeldBackPreviousIDs()
+        /// The daily keys the batch's ids were made with, checked against Redis in the request.
+        var keys: [DailyKey] = []
 
         /// The index of the buffer of `day`, added if new.
         mutating func buffer(for day: Day?, capacity: Int) -> Int {
@@ -148,8 +150,9 @@ final class AnalyticsHandler: @unchecked Sendable {
             events.append(try PixelEventDecoder.decode(value))
         }
         let now = Self.now()
-        try loadDailyKeys(for: events, now: now)
+        let used = try loadDailyKeys(for: events, now: now)
         var work = Work(now: now, dead: dead, rollup: RollupBatch(configuration: rollups), live: LiveUpdate(keys: rollups.keys, now: now))
+        work.keys = used
         for event in events {
             let outcome = try processor.process(event, now: now, keys: keys)
             // Each line is rendered once, into its day's buffer; the live feed remembers where.
@@ -171,7 +174,8 @@ final class AnalyticsHandler: @unchecked Sendable {
     /// Step two, sent right before the previous batch's ack (so Redis answers it at once):
     /// `PUBSUB NUMPAT` and `PUBSUB NUMSUB` of the live channels (a
     /// pattern subscription anywhere, such as the dashboard's `PSUBSCRIBE`, counts as a listener of
-    /// every channel) and `MGET` of the visit version and the visit states the batch continues. Each
+    /// every channel), `MGET` of the visit version and the visit states the batch continues, and the
+    /// daily keys it used, put back in Redis if Redis lost them (``DailyKey/restoreScript``). Each
     /// part only when the batch needs it.
     func request(_ work: Work) -> [[[UInt8]]] {
         let rollup = work.rollup, channels = work.live.channels
@@ -181,6 +185,7 @@ final class AnalyticsHandler: @unchecked Sendable {
             commands.append([Array("PUBSUB".utf8), Array("NUMSUB".utf8)] + channels.map { Array($0.utf8) })
         }
         if let stateRead = rollup.stateReadCommand() { commands.append(stateRead) }
+        if !work.keys.isEmpty { commands.append(DailyKey.restoreCommand(work.keys, prefix: rollups.keys.prefix)) }
         return commands
     }
 
@@ -204,7 +209,8 @@ final class AnalyticsHandler: @unchecked Sendable {
     ///   applied (then the states that ack writes replace those read, and it moves the version on).
     func resolve(_ work: Work, replies: [RESPValue], aheadOfAck: Bool) throws -> Resolved {
         var resolved = Resolved(work: work)
-        var read = try Self.parseRead(replies, for: work.rollup, channels: work.live.channels)
+        var read = try Self.parseRead(replies, for: work.rollup, channels: work.live.channels, keys: work.keys)
+        checkDailyKeys(read.keysInRedis, used: work.keys)
         if let error = read.pubsubError, !warnedAboutPubsub {
             warnedAboutPubsub = true
             logger.warning("PUBSUB refused; the live feed is published whether or not anyone listens", metadata: ["error": "\(error)"])
@@ -266,10 +272,13 @@ final class AnalyticsHandler: @unchecked Sendable {
         var listened: (String) -> Bool = { _ in false }
         /// Redis's error when it refused `PUBSUB` (every channel then counts as listened).
         var pubsubError: String?
+        /// For each daily key the batch used: whether Redis had lost it (and has it back now), and the
+        /// key Redis holds now (`nil`: none).
+        var keysInRedis: [(restored: Bool, bytes: [UInt8]?)] = []
     }
 
     /// Reads the replies to ``request(_:)``, in its order.
-    static func parseRead(_ replies: [RESPValue], for rollup: RollupBatch, channels: [String]) throws -> AckRead {
+    static func parseRead(_ replies: [RESPValue], for rollup: RollupBatch, channels: [String], keys: [DailyKey]) throws -> AckRead {
         var replies = replies[...]
         var read = AckRead()
         if !channels.isEmpty {
@@ -297,20 +306,51 @@ final class AnalyticsHandler: @unchecked Sendable {
             }
             (read.version, read.states) = parsed
         }
+        if !keys.isEmpty {
+            let reply = replies.removeFirst()
+            guard let values = try reply.unwrap("EVAL restore daily keys").array, values.count == 2 * keys.count else {
+                throw HandlerFailure("the daily key check replied \(reply)")
+            }
+            read.keysInRedis = stride(from: 0, to: values.count, by: 2).map { (values[$0].int == 1, values[$0 + 1].bytes) }
+        }
         return read
     }
 
-    /// Loads the missing daily keys, on the handler's own connection.
-    private func loadDailyKeys(for events: [PixelEvent], now: Double) throws {
+    /// Follows what Redis holds of the daily keys the batch used. A key Redis had lost is back
+    /// (logged: Redis lost data). One Redis holds differently — lost, then made anew by a consumer
+    /// that started before this one put it back — replaces this consumer's, so that every consumer
+    /// makes the same ids again from the next batch: the day's visitors seen on both sides of the
+    /// loss count twice, once.
+    private func checkDailyKeys(_ inRedis: [(restored: Bool, bytes: [UInt8]?)], used: [DailyKey]) {
+        for (key, found) in zip(used, inRedis) {
+            if found.restored {
+                logger.warning(
+                    "the visitor key of a day was gone from redis (restarted without persistence? flushed? a failover?): put back",
+                    metadata: ["day": "\(key.day)"]
+                )
+            } else if let bytes = found.bytes, !key.isKey(bytes), let replacement = DailyKey(day: key.day, bytes: bytes) {
+                keys.insert(replacement)
+                logger.warning(
+                    "the visitor key of a day in redis is not this consumer's (redis lost it and another consumer made a new one): following redis; visitors of the day seen before and after count twice",
+                    metadata: ["day": "\(key.day)"]
+                )
+            }
+        }
+    }
+
+    /// Loads the missing daily keys, on the handler's own connection; returns the keys the batch
+    /// needs, known or loaded.
+    private func loadDailyKeys(for events: [PixelEvent], now: Double) throws -> [DailyKey] {
         keys.removeExpired(now: now)
-        let needed = DailyKeys.daysNeeded(
+        let days = DailyKeys.daysNeeded(
             for: events.map(\.timestamp), sessionIdleSeconds: Double(rollups.sessionIdleSeconds)
         ).filter {
             // Keys only for days a hit can be accepted on (the time window drops the others first).
-            keys[$0.day] == nil && abs($0.day.number - Day(timestamp: now).number) <= 2
+            abs($0.day.number - Day(timestamp: now).number) <= 2
         }
+        let needed = days.filter { keys[$0.day] == nil }
         // Rarely needed (a new day): a round trip here waits for the previous ack to be applied.
-        guard !needed.isEmpty else { return }
+        guard !needed.isEmpty else { return days.compactMap { keys[$0.day] } }
         let values = try connection.command(DailyKey.fetchCommand(needed, prefix: rollups.keys.prefix)).unwrap("EVAL daily keys").array ?? []
         for (entry, value) in zip(needed, values) {
             guard let bytes = value.bytes else { continue }
@@ -319,6 +359,7 @@ final class AnalyticsHandler: @unchecked Sendable {
             }
             keys.insert(key)
         }
+        return days.compactMap { keys[$0.day] }
     }
 
     static func now() -> Double {
