@@ -3,8 +3,8 @@ import PixeldConcurrency
 /// A failure that repeats at every attempt until one succeeds (a handler that cannot write to a full
 /// disk, retried every half second), as the log tells it: one line when it begins, debug lines while
 /// it lasts with a reminder every ``reminderNanoseconds`` giving the attempts that failed so far, and
-/// one line when an attempt succeeds again — not a line per attempt. ``OutageLog`` does the same for
-/// Redis outages. The caller logs; this keeps the count and says which line is due.
+/// one line when an attempt succeeds again — not a line per attempt. ``OutageLog`` tells Redis
+/// outages with it. The caller logs; this keeps the count and says which line is due.
 public struct FailureEpisode: Sendable {
     /// What a failed attempt calls for.
     public enum Line: Equatable, Sendable {
