@@ -112,7 +112,8 @@ public struct Dashboard: Sendable {
 
     /// The router with every route and the security headers.
     public func router() -> Router<DashboardRequestContext> {
-        let router = Router(context: DashboardRequestContext.self)
+        // `HEAD` of every `GET` route (uptime monitors check with it): the `GET` answer without its body.
+        let router = Router(context: DashboardRequestContext.self, options: .autoGenerateHeadEndpoints)
         router.add(middleware: SecurityHeadersMiddleware())
         router.add(middleware: NotFoundMiddleware())
         // Without a token anyone who reaches the server sees every site, and a web page reaches a

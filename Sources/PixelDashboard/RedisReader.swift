@@ -36,7 +36,11 @@ public final class RedisReader: @unchecked Sendable {
     }
 
     /// Sends `commands` in one pipeline on one of the pool's connections and returns the replies.
-    /// A connection that failed is reconnected by the next command, so one retry is made.
+    /// A connection Redis closed (a restart, its idle `timeout`) is reconnected and the pipeline
+    /// sent once more; a timeout or a failed connect is not retried (it would only double the wait).
+    /// When Redis does not answer, every request waiting for a connection at that moment fails with
+    /// the same error at once: a stalled Redis costs each request at most about one command timeout,
+    /// rather than one per request ahead of it in the queue.
     /// - Throws: ``RespError`` when Redis cannot be reached, too many requests wait already
     ///   (`.busy`), or the pool is stopped (`.closed`).
     /// - Parameter beyondLimit: queue it even when `maxQueued` requests wait (`/healthz`).
@@ -61,16 +65,27 @@ public final class RedisReader: @unchecked Sendable {
 
     private func work(_ connection: RedisConnection) {
         while let job = queue.next() {
-            do {
-                job.complete(.success(try connection.pipeline(job.commands)))
-            } catch {
-                do {
-                    job.complete(.success(try connection.pipeline(job.commands)))
-                } catch {
-                    job.complete(.failure(error))
-                }
+            let result = Self.send(job.commands, on: connection)
+            job.complete(result)
+            if case .failure(let error) = result, error.connectionIsDead {
+                for waiting in queue.takeWaiting() { waiting.complete(.failure(error)) }
             }
         }
         connection.close()
+    }
+
+    /// The replies to `commands`, with one retry on a new connection when Redis had closed this one.
+    private static func send(_ commands: [[[UInt8]]], on connection: RedisConnection) -> Result<[RESPValue], RespError> {
+        do {
+            return .success(try connection.pipeline(commands))
+        } catch let first where first.code == .timeout || first.code == .connectFailed {
+            return .failure(first)
+        } catch {
+            do {
+                return .success(try connection.pipeline(commands))
+            } catch {
+                return .failure(error)
+            }
+        }
     }
 }

@@ -55,6 +55,17 @@ public final class WorkQueue<Job: Sendable>: @unchecked Sendable {
         }
     }
 
+    /// Takes every job waiting for a thread, in order, for the caller to complete: e.g. to fail them
+    /// at once when the resource they wait for stopped answering, rather than let each wait its turn.
+    public func takeWaiting() -> [Job] {
+        lock.withLock {
+            let waiting = Array(jobs[head...])
+            jobs.removeAll(keepingCapacity: true)
+            head = 0
+            return waiting
+        }
+    }
+
     /// Refuses new jobs and lets the threads finish the queued ones, then exit.
     public func stop() {
         lock.withLock {

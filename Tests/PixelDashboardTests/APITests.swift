@@ -244,4 +244,45 @@ struct APITests {
         }
         await reader.stop()
     }
+
+    /// A Redis that stopped answering (paused 4 s here, a command timeout of 1 s) costs each request
+    /// about one command timeout: the requests waiting for a connection fail with the one that timed
+    /// out, and `/healthz` behind them says so too. Before, each waited for the ones ahead of it,
+    /// and each of those for two timeouts (a retry on a new connection): 12 requests on 2 connections
+    /// took up to 12 s, so the later ones (and `/healthz`) waited out the whole pause. Once Redis
+    /// answers again, so do the requests.
+    @Test func aStalledRedisFailsTheWaitingRequestsTogether() async throws {
+        let redis = try RedisServer.start()
+        var configuration = try RedisConfiguration(url: redis.url)
+        configuration.commandTimeoutMilliseconds = 1_000
+        let reader = RedisReader(configuration: configuration, threads: 2, logger: .init(label: "test"))
+        let dashboard = Dashboard(store: RollupStore(reader: reader), live: nil, configuration: .init(sites: ["example.com"]))
+        // Both connections open before the pause.
+        async let first = reader.pipeline([[Array("PING".utf8)], [Array("DEBUG".utf8), Array("SLEEP".utf8), Array("0.2".utf8)]])
+        async let second = reader.pipeline([[Array("PING".utf8)]])
+        _ = try await (first, second)
+        try await Application(router: dashboard.router()).test(.router) { client in
+            let pause = try redis.connect()
+            _ = try pause.command(["CLIENT", "PAUSE", "4000", "ALL"])
+            let paused = ContinuousClock.now
+            let answers = try await withThrowingTaskGroup(of: (String, HTTPResponse.Status, Duration).self) { group in
+                for index in 0..<13 {
+                    let uri = index == 12 ? "/healthz" : "/api/stats?site=example.com"
+                    group.addTask {
+                        if index == 12 { try await Task.sleep(for: .milliseconds(200)) }
+                        let status = try await client.execute(uri: uri, method: .get).status
+                        return (uri, status, ContinuousClock.now - paused)
+                    }
+                }
+                return try await group.reduce(into: [(String, HTTPResponse.Status, Duration)]()) { $0.append($1) }
+            }
+            let described = answers.map { "\($0.0) \($0.1.code) after \($0.2)" }.joined(separator: "; ")
+            #expect(answers.count == 13 && answers.allSatisfy { $0.1 == .serviceUnavailable }, "\(described)")
+            #expect(answers.allSatisfy { $0.2 < .milliseconds(2_500) }, "\(described)")
+            try await Task.sleep(until: paused + .milliseconds(4_300))
+            let after = try await client.execute(uri: "/api/stats?site=example.com", method: .get)
+            #expect(after.status == .ok, "after the pause: \(after.text)")
+        }
+        await reader.stop()
+    }
 }

@@ -71,6 +71,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Days the consumer keeps rollups after the day ends (its --retention-days): longer ranges are refused. Default 400. Env: PIXELD_RETENTION_DAYS.", valueName: "n"))
     var retentionDays: Int?
 
+    @Option(parsing: .unconditional, help: ArgumentHelp(
+        "Seconds a connection may stay idle between requests, or take to send a request's header, before it is closed, 1–3600. Default 60. A live-feed stream is never idle. Env: PIXELD_IDLE_TIMEOUT.",
+        valueName: "seconds"
+    ))
+    var idleTimeout: Int?
+
     func run() async throws {
         let address = Environment.resolve(listen, flag: "listen", default: "127.0.0.1:8088")
         let (host, port) = try ListenAddress.flagValue(address, flag: "listen")
@@ -114,6 +120,7 @@ struct ServeCommand: AsyncParsableCommand {
             range: 1...LiveFeed.defaultMaximumSubscribers
         )
         let retention = try Environment.integer(retentionDays, flag: "retention-days", default: 400, range: 1...36_500)
+        let idleSeconds = try Environment.integer(idleTimeout, flag: "idle-timeout", default: 60, range: 1...3600)
         var archiveStore: ArchiveStore?
         if let directory = archive ?? Environment.value(forFlag: "archive") {
             var info = stat()
@@ -139,6 +146,9 @@ struct ServeCommand: AsyncParsableCommand {
         )
         let app = Application(
             router: dashboard.router(),
+            // Without an idle timeout a client that connects and sends nothing, or half a header,
+            // or keeps a connection after its response, holds it (and a file descriptor) forever.
+            server: .http1(configuration: .init(idleTimeout: .seconds(Int64(idleSeconds)))),
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
             services: [LiveFeedService(feed: live, reader: reader, archive: archiveStore)],
             onServerRunning: { _ in
