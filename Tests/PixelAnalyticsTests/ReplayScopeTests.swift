@@ -149,4 +149,48 @@ struct ReplayScopeTests {
         #expect(try replay.waitForExit(timeout: 30) == 0, "\(replay.stderrText)")
         #expect(try drops() == live, "replayed")
     }
+
+    /// Interrupted (SIGTERM while it counts), a replay leaves each day's rollups whole — as they
+    /// were, or rebuilt; never emptied or half counted — removes its staging keys and says so
+    /// (before, it deleted the whole range first and then counted, and died of the signal: days at
+    /// 0 or partial, no message). Run again, it rebuilds every day.
+    @Test func anInterruptedReplayLeavesEachDayAsItWasOrRebuilt() throws {
+        let redis = try RedisServer.start()
+        let archive = try TempDirectory(prefix: "pixeld-replay-interrupted")
+        let today = Day(timestamp: Date().timeIntervalSince1970).number
+        let days = [Day(number: today - 3), Day(number: today - 2)]
+        let perDay = 15_000
+        for day in days {
+            let noon = Double(day.number * 86_400 + 43_200)
+            var text = ""
+            for index in 0..<perDay {
+                let vid = String(repeating: "0", count: 28) + String(format: "%04x", index % 3_000)
+                text += "{\"ts\":\(noon + Double(index) * 0.5),\"v\":1,\"status\":\"ok\",\"site\":\"a.example\",\"event\":\"pageview\",\"path\":\"/p\(index % 50)\",\"vid\":\"\(vid)\",\"source\":\"(direct)\",\"browser\":\"Firefox\",\"os\":\"Linux\",\"device\":\"desktop\"}\n"
+            }
+            try text.write(toFile: archive.path + "/\(day).c1.jsonl", atomically: true, encoding: .utf8)
+            _ = try redis.command(["HSET", "pixeld:site:a.example:\(day):totals", "pageviews", "99"])
+        }
+        func replay() throws -> PixeldProcess {
+            try PixeldProcess.start(["replay", "--redis", redis.url, "--archive", archive.path, "--from", "\(days[0])", "--to", "\(days[1])"])
+        }
+        func stagingKeys() throws -> Int {
+            try redis.command(["SCAN", "0", "MATCH", "pixeld:replay:*", "COUNT", "100000"]).array?[1].array?.count ?? 0
+        }
+        func pageviews() throws -> [String] {
+            try days.map { try redis.command(["HGET", "pixeld:site:a.example:\($0):totals", "pageviews"]).string ?? "none" }
+        }
+        let interrupted = try replay()
+        // Keys of its own in Redis: it is counting.
+        try #require(Poll.until(timeout: 30, interval: 0.005) { try stagingKeys() > 0 }, "\(interrupted.stderrText)")
+        interrupted.terminate()
+        let status = try interrupted.waitForExit(timeout: 30)
+        let after = try pageviews()
+        #expect(after.allSatisfy { $0 == "99" || $0 == "\(perDay)" }, "after SIGTERM: \(after), exit \(status): \(interrupted.stderrText)")
+        #expect(status == 1 && interrupted.stderrText.contains("interrupted (SIGTERM)"), "exit \(status): \(interrupted.stderrText)")
+        #expect(try stagingKeys() == 0, "staging keys left behind")
+        let again = try replay()
+        #expect(try again.waitForExit(timeout: 60) == 0, "\(again.stderrText)")
+        #expect(try pageviews() == ["\(perDay)", "\(perDay)"])
+        #expect(try stagingKeys() == 0)
+    }
 }

@@ -26,7 +26,9 @@ struct ReplayCommand: ParsableCommand {
             bot rules that look at the user agent cannot be re-applied to it. Visits are cut at the range's \
             ends: one that started the day before --from and went on after midnight counts as a new visit \
             on --from, and the hits after midnight of one that started on --to and went on into the next \
-            day are not read, so it counts as shorter there (a bounce, if it had one hit on --to).
+            day are not read, so it counts as shorter there (a bounce, if it had one hit on --to). \
+            It counts into keys of its own (pixeld:replay:RUN:…) and then replaces each day in one script: \
+            stopped (Ctrl-C, SIGTERM) or failing, it leaves each day as it was or rebuilt and says which.
             """
     )
 
@@ -62,8 +64,9 @@ struct ReplayCommand: ParsableCommand {
         let connection = RedisConnection(configuration: try global.redisConfiguration(), logger: logger)
         defer { connection.close() }
         let keys = RollupKeys()
-        var configuration = RollupConfiguration(keys: keys, retentionDays: retentionDays, breakdownCap: breakdownCap)
-        configuration.visitPrefix = keys.prefix + "replay:\(getpid())-\(time(nil)):visit:"
+        // The replay counts into keys of its own and then moves them into place one day at a time.
+        let staging = RollupKeys(prefix: keys.prefix + "replay:\(getpid())-\(time(nil)):")
+        let configuration = RollupConfiguration(keys: staging, retentionDays: retentionDays, breakdownCap: breakdownCap)
 
         // Only days with archive files are rebuilt: the rollups of a day whose files are gone (past the
         // retention, or a wrong --archive) stay as they are instead of being deleted and not rebuilt.
@@ -102,9 +105,7 @@ struct ReplayCommand: ParsableCommand {
                 ? $0.element.outcome.timestamp < $1.element.outcome.timestamp : $0.offset < $1.offset
         }.map(\.element)
 
-        // Per day, only what this archive can rebuild: all the rollups of a site it holds accepted
-        // hits of, only the drop counts of a site it holds drops of alone (another archive may hold
-        // its accepted hits); other sites keep theirs. The all-sites drop count is rebuilt.
+        // The sites of each day whose rollups this archive rebuilds (see step 2 below).
         var counted: [Day: Set<String>] = [:], dropped: [Day: Set<String>] = [:]
         for (outcome, file) in outcomes {
             switch outcome {
@@ -112,21 +113,15 @@ struct ReplayCommand: ParsableCommand {
             case .dropped(let hit): if hit.isForKnownSite, let site = hit.site { dropped[file, default: []].insert(site) }
             }
         }
+        // Interrupted (Ctrl-C, SIGTERM), it stops where every day is either rebuilt or as it was.
+        Interruption.record()
+        var swapped: [Day] = []
         do {
             _ = try connection.command(RollupScript.loadCommand).unwrap("SCRIPT LOAD")
-            for day in days {
-                let whole = counted[day, default: []], dropsOnly = dropped[day, default: []].subtracting(whole)
-                let sitePrefix = keys.prefix + "site:", daySuffix = ":\(day):"
-                // One scan of the day's site keys; a site name holds no ':'.
-                try deleteKeys(matching: sitePrefix + "*" + daySuffix + "*", connection) { key in
-                    guard let middle = key.dropFirst(sitePrefix.count).firstRange(of: daySuffix) else { return false }
-                    let site = String(key[key.index(key.startIndex, offsetBy: sitePrefix.count)..<middle.lowerBound])
-                    return whole.contains(site) || (dropsOnly.contains(site) && key[middle.upperBound...] == "drops")
-                }
-                _ = try connection.command(["DEL", keys.globalDrops(day: day)]).unwrap("DEL")
-            }
+            // 1. Count every hit into the staging keys: the live rollups are not touched yet.
             var index = 0
             while index < outcomes.count {
+                try stopIfInterrupted(swapped: swapped, of: days, staging: staging, connection)
                 var batch = RollupBatch(configuration: configuration)
                 for (outcome, file) in outcomes[index..<min(index + 1000, outcomes.count)] { batch.add(outcome, archivedOn: file) }
                 index += 1000
@@ -141,10 +136,32 @@ struct ReplayCommand: ParsableCommand {
                 }
                 _ = try connection.command(batch.command(states: states)).unwrap("EVALSHA rollup")
             }
-            try deleteKeys(matching: configuration.visitPrefix + "*", connection)
+            // 2. Per day, in one script: delete the rollups this archive rebuilds — all of a site it
+            // holds accepted hits of, only the drop counts of a site it holds drops of alone (another
+            // archive may hold its accepted hits), the all-sites drop count — and rename the day's
+            // staging keys into their place. Other sites keep theirs.
+            for day in days {
+                try stopIfInterrupted(swapped: swapped, of: days, staging: staging, connection)
+                let whole = counted[day, default: []], dropsOnly = dropped[day, default: []].subtracting(whole)
+                let sitePrefix = keys.prefix + "site:", daySuffix = ":\(day):"
+                // One scan of the day's site keys; a site name holds no ':'.
+                let replaced = try scanKeys(matching: sitePrefix + "*" + daySuffix + "*", connection) { key in
+                    guard let middle = key.dropFirst(sitePrefix.count).firstRange(of: daySuffix) else { return false }
+                    let site = String(key[key.index(key.startIndex, offsetBy: sitePrefix.count)..<middle.lowerBound])
+                    return whole.contains(site) || (dropsOnly.contains(site) && key[middle.upperBound...] == "drops")
+                }
+                let staged = try scanKeys(matching: staging.prefix + "site:*" + daySuffix + "*", connection)
+                    + [Array(staging.globalDrops(day: day).utf8)]
+                try swap(replacing: replaced + [Array(keys.globalDrops(day: day).utf8)], with: staged, staging: staging, keys: keys, connection)
+                swapped.append(day)
+            }
+            try deleteKeys(matching: staging.prefix + "*", connection)
         } catch let error as RespError {
-            // Nothing was replayed (Redis down, a wrong --redis) or part of it: a second run starts over.
-            throw CommandFailure("cannot rebuild the rollups in Redis: \(error) (replay again once Redis answers: it starts over)")
+            // Some days may be rebuilt, the others are as they were (each is swapped whole).
+            try? deleteKeys(matching: staging.prefix + "*", connection)
+            throw CommandFailure(
+                "cannot rebuild the rollups in Redis: \(error); \(Self.progress(swapped, of: days)) (replay again once Redis answers)"
+            )
         }
         let accepted = outcomes.filter { if case .accepted = $0.outcome { true } else { false } }.count
         print("replayed \(outcomes.count) hits (\(accepted) accepted, \(outcomes.count - accepted) dropped) from \(files) files, \(first) … \(last)")
@@ -158,19 +175,67 @@ struct ReplayCommand: ParsableCommand {
         }
     }
 
-    /// Deletes the keys that match `pattern` and that `selected` (if given) keeps.
-    private func deleteKeys(matching pattern: String, _ connection: RedisConnection, where selected: ((String) -> Bool)? = nil) throws {
-        var cursor = "0"
+    /// Stops the replay (deleting its staging keys) when SIGINT or SIGTERM came: between two steps,
+    /// where each day is either rebuilt or as it was.
+    private func stopIfInterrupted(swapped: [Day], of days: [Day], staging: RollupKeys, _ connection: RedisConnection) throws {
+        guard let signal = Interruption.received else { return }
+        try? deleteKeys(matching: staging.prefix + "*", connection)
+        throw CommandFailure("interrupted (\(signal)): \(Self.progress(swapped, of: days)); replay again to rebuild the rest")
+    }
+
+    /// Which days were rebuilt: "none of the 3 days rebuilt, their rollups as they were", or
+    /// "2 of 3 days rebuilt (2026-11-01 … 2026-11-02), the others as they were".
+    private static func progress(_ swapped: [Day], of days: [Day]) -> String {
+        guard let first = swapped.first, let last = swapped.last else {
+            return "none of the \(days.count) day(s) rebuilt, their rollups as they were"
+        }
+        if swapped.count == days.count { return "all \(days.count) day(s) rebuilt" }
+        return "\(swapped.count) of \(days.count) days rebuilt (\(first) … \(last)), the others as they were"
+    }
+
+    /// One script, so that a day is replaced whole or not at all: deletes `replaced`, then renames
+    /// each of `staged` that exists to its live name (the staging prefix replaced by the live one).
+    private func swap(
+        replacing replaced: [[UInt8]], with staged: [[UInt8]], staging: RollupKeys, keys: RollupKeys, _ connection: RedisConnection
+    ) throws {
+        let live = staged.map { Array(keys.prefix.utf8) + $0.dropFirst(staging.prefix.utf8.count) }
+        let pairs = zip(staged, live).flatMap { [$0, $1] }
+        let arguments: [[UInt8]] = [Array("EVAL".utf8), Array(Self.swapScript.utf8), Array(String(replaced.count + pairs.count).utf8)]
+            + replaced + pairs + [Array(String(replaced.count).utf8)]
+        _ = try connection.command(arguments).unwrap("EVAL swap")
+    }
+
+    /// `KEYS`: the keys to delete (`ARGV[1]` of them), then pairs of staging key and live key.
+    private static let swapScript = """
+        local deleted = tonumber(ARGV[1])
+        for i = 1, deleted do redis.call('DEL', KEYS[i]) end
+        for i = deleted + 1, #KEYS, 2 do
+          if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('RENAME', KEYS[i], KEYS[i + 1]) end
+        end
+        return 0
+        """
+
+    /// The keys that match `pattern` and that `selected` (if given) keeps.
+    private func scanKeys(matching pattern: String, _ connection: RedisConnection, where selected: ((String) -> Bool)? = nil) throws -> [[UInt8]] {
+        var cursor = "0", keys: [[UInt8]] = []
         repeat {
             let reply = try connection.command(["SCAN", cursor, "MATCH", pattern, "COUNT", "1000"]).unwrap("SCAN")
             guard let parts = reply.array, parts.count == 2, let next = parts[0].string else {
                 throw CommandFailure("unexpected SCAN reply")
             }
             cursor = next
-            let found = (parts[1].array ?? []).compactMap(\.bytes).filter { key in
+            keys += (parts[1].array ?? []).compactMap(\.bytes).filter { key in
                 selected.map { $0(String(decoding: key, as: UTF8.self)) } ?? true
             }
-            if !found.isEmpty { _ = try connection.command([Array("DEL".utf8)] + found).unwrap("DEL") }
         } while cursor != "0"
+        return keys
+    }
+
+    /// Deletes the keys that match `pattern`.
+    private func deleteKeys(matching pattern: String, _ connection: RedisConnection) throws {
+        let found = try scanKeys(matching: pattern, connection)
+        for start in stride(from: 0, to: found.count, by: 1000) {
+            _ = try connection.command([Array("DEL".utf8)] + found[start..<min(start + 1000, found.count)]).unwrap("DEL")
+        }
     }
 }
