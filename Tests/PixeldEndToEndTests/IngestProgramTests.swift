@@ -250,6 +250,11 @@ struct IngestProgramTests {
             environment: ["PIXELD_SITE": "example.com"], status: 1
         )
         #expect(fromEnvironment.hasPrefix("Error: cannot read the rollups from Redis"), "\(fromEnvironment)")
+        // A Redis that answers with an error (a password missing) is the same failure to read.
+        let locked = try RedisServer.start()
+        _ = try locked.command(["CONFIG", "SET", "requirepass", "report-test-password"])
+        let noPassword = try Self.startFailure(try PixeldProcess.binaryURL(), ["report", "--site", "example.com", "--redis", locked.url], status: 1)
+        #expect(noPassword.hasPrefix("Error: cannot read the rollups from Redis: HGETALL: NOAUTH"), "\(noPassword)")
         // replay reads its archive, then says what failed where: not hiredis' bare words.
         let archive = try TempDirectory(prefix: "pixeld-replay")
         let line = #"{"ts":1795563062.367,"v":1,"status":"ok","site":"example.com","event":"pageview","path":"/","vid":"0d7180e6dcbec50521c29ca69e19af15","source":"Google","browser":"Chrome","os":"Linux","device":"desktop"}"#

@@ -75,14 +75,15 @@ struct ReportCommand: ParsableCommand {
         let hashKeys = query.hashKeys + (json ? [] : query.siteLessDropKeys)
         var commands: [[[UInt8]]] = hashKeys.map { [Array("HGETALL".utf8), Array($0.utf8)] }
         commands.append([Array("PFCOUNT".utf8)] + query.uniqueKeys.map { Array($0.utf8) })
-        let replies: [RESPValue]
-        do {
-            replies = try connection.pipeline(commands)
+        // A reply that is an error (NOAUTH, WRONGTYPE) is a failure to read, as a lost connection is.
+        let hashes: [[String: Int]], visitors: Int
+        do throws(RespError) {
+            let replies = try connection.pipeline(commands)
+            hashes = try replies.dropLast().map { reply throws(RespError) in try RollupStore.hash(reply, operation: "HGETALL") }
+            visitors = Int(try replies.last!.unwrap("PFCOUNT").int ?? 0)
         } catch {
             throw CommandFailure("cannot read the rollups from Redis: \(error)")
         }
-        let hashes = try replies.dropLast().map { reply throws(RespError) in try RollupStore.hash(reply, operation: "HGETALL") }
-        let visitors = Int(try replies.last!.unwrap("PFCOUNT").int ?? 0)
         let report = query.report(hashes: Array(hashes.prefix(query.hashKeys.count)), visitors: visitors)
         if report.pageviews == 0 && report.visits == 0 && report.events == 0 && report.drops.isEmpty {
             // On standard error: the report itself (text or JSON) stays as it is.
