@@ -216,6 +216,9 @@ public final class ReliableListConsumer: @unchecked Sendable {
     private let onReady: (@Sendable () -> Void)?
     private var announcedReady = false
     private let answering = Atomic<Bool>(false)
+    /// The error reply behind the last retry (see ``redisErrorReply``); `nil` while Redis answers,
+    /// and after a failure that was no reply at all.
+    private let errorReply = Mutex<String?>(nil)
 
     /// The processing list of this consumer.
     public var processingList: String { "\(list):processing:\(consumerID)" }
@@ -278,6 +281,16 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// Whether Redis answered the consumer's last request (`false` before the first answer and while
     /// it retries after an error).
     public var isAnswering: Bool { answering.load(ordering: .relaxed) }
+
+    /// While ``isAnswering`` is `false` because Redis did answer, with an error — a replica after a
+    /// failover (`READONLY …`), a replica cut off from its master (`MASTERDOWN …`), a server loading
+    /// its data (`LOADING …`), a missing ACL permission (`NOPERM …`) —: that error reply's text,
+    /// its prefix first. `nil` while Redis answers, and while it does not answer at all (refused
+    /// connections, timeouts, a closed connection), so that a health check can tell the two apart.
+    public var redisErrorReply: String? {
+        guard !isAnswering else { return nil }
+        return errorReply.withLock { $0 }
+    }
 
     /// Whether the handler's last attempt failed and no ack has applied since: the consumer is
     /// retrying a batch it cannot handle, and the list is not being drained.
@@ -598,6 +611,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// Redis answered: ready, the first time; back, after errors.
     private func noteContact<Work>(_ state: inout RunState<Work>) {
         answering.store(true, ordering: .relaxed)
+        errorReply.withLock { $0 = nil }
         if !announcedReady {
             announcedReady = true
             onReady?()
@@ -629,6 +643,9 @@ public final class ReliableListConsumer: @unchecked Sendable {
         let code = (error as? RespError)?.code
         let fenced = code == .fenced || code == .notAList
         if !fenced {
+            // What ``redisErrorReply`` says: Redis's error reply, or nothing when there was no reply.
+            let reply = (error as? RespError).flatMap { $0.code == .server ? $0.message : nil }
+            errorReply.withLock { $0 = reply }
             answering.store(false, ordering: .relaxed)
             state.outage.failed(error, logger: logger, message: "redis error in consumer, retrying", repeatMessage: "redis error in consumer, still retrying")
         }

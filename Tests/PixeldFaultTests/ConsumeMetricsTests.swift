@@ -20,6 +20,39 @@ struct ConsumeMetricsTests {
         #expect(try consume.waitForExit(timeout: 10) == 0, "\(consume.process.tail)")
     }
 
+    /// A consumer's Redis made a replica (a failover; `REPLICAOF` here) answers its writes with
+    /// `READONLY`: /healthz names that (it said `redis not answering`, which sent operators looking
+    /// for a Redis that was up), says `ok` again once Redis is a master again (`REPLICAOF NO ONE`),
+    /// and `redis not answering` for a stopped Redis.
+    @Test func healthzNamesTheErrorRedisAnswersWith() throws {
+        let redis = try RedisServer.start(), master = try RedisServer.start()
+        let port = try PortAllocator.freeTCPPort()
+        let consume = try PixeldProcess.start(["consume", "pixel", "--redis", redis.url, "--metrics", "127.0.0.1:\(port)"])
+        defer { consume.process.stop(timeout: 5) }
+        var health = ""
+        func healthIs(_ expected: String, within seconds: Double) -> Bool {
+            Poll.until(timeout: seconds, interval: 0.05) {
+                health = (try? httpGet(port: port, path: "/healthz")) ?? ""
+                return health == expected
+            }
+        }
+        #expect(healthIs("ok\n", within: 20), "/healthz: \(health)\(consume.process.tail)")
+        #expect(try redis.command(["REPLICAOF", "127.0.0.1", String(master.port)]) == .simpleString("OK"))
+        #expect(
+            healthIs("redis answers READONLY (a replica? point --redis at the master)\n", within: 20),
+            "/healthz: \(health)\(consume.process.tail)"
+        )
+        #expect(try redis.command(["REPLICAOF", "NO", "ONE"]) == .simpleString("OK"))
+        #expect(healthIs("ok\n", within: 20), "/healthz: \(health)\(consume.process.tail)")
+        try redis.prefill("pixel", (1...5).map { PixelMessage.value(seq: $0) })
+        #expect(Poll.until(timeout: 20, interval: 0.05) { (try? redis.llen("pixel")) == 0 }, "not consumed after REPLICAOF NO ONE")
+        redis.stop()
+        #expect(healthIs("redis not answering\n", within: 10), "/healthz: \(health)")
+        consume.terminate()
+        #expect(try consume.waitForExit(timeout: 10) == 0, "\(consume.process.tail)")
+        withExtendedLifetime(master) {}
+    }
+
     /// 2,000 values that are not events, in batches of 512: one warning (the first batch's 512, where
     /// they went, the first one's reason and a sample), the other batches at debug — before, a
     /// warning per value, 2,000 lines. The counts stay exact: 2,000 in pixel:dead and in the metric.

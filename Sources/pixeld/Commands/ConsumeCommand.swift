@@ -148,10 +148,10 @@ struct ConsumeCommand: AsyncParsableCommand {
                     case "/metrics":
                         return .init(status: "200 OK", contentType: "text/plain; version=0.0.4", body: registry.emitToBuffer())
                     case "/healthz":
-                        let problem = !consumer.isAnswering
-                            ? "redis not answering" : consumer.isHandlerFailing ? "batches failing (see the log), none acked since" : nil
-                        return problem.map { .init(status: "503 Service Unavailable", contentType: "text/plain", body: Array("\($0)\n".utf8)) }
-                            ?? .init(status: "200 OK", contentType: "text/plain", body: Array("ok\n".utf8))
+                        guard let problem = Self.healthProblem(of: consumer) else {
+                            return .init(status: "200 OK", contentType: "text/plain", body: Array("ok\n".utf8))
+                        }
+                        return .init(status: "503 Service Unavailable", contentType: "text/plain", body: Array("\(problem)\n".utf8))
                     default:
                         return .init(status: "404 Not Found", contentType: "text/plain", body: Array("try /metrics or /healthz\n".utf8))
                     }
@@ -253,6 +253,26 @@ struct ConsumeCommand: AsyncParsableCommand {
             ]
         )
         return handler
+    }
+
+    /// What `/healthz` answers with a 503, or `nil` for 200 `ok`: Redis not answering at all (down,
+    /// refusing connections, timing out), Redis answering with an error (named by its prefix, with
+    /// what it usually means), or the handler failing batches while Redis answers.
+    static func healthProblem(of consumer: ReliableListConsumer) -> String? {
+        if !consumer.isAnswering {
+            guard let reply = consumer.redisErrorReply else { return "redis not answering" }
+            let prefix = reply.prefix { $0 != " " }
+            let meaning =
+                switch prefix {
+                case "READONLY": "a replica? point --redis at the master"
+                case "MASTERDOWN": "a replica that lost its link to the master"
+                case "LOADING": "loading its data set into memory; it serves again once loaded"
+                case "NOPERM", "NOAUTH", "WRONGPASS": "check the user and password in --redis and its ACL"
+                default: String(reply.prefix(200))
+                }
+            return "redis answers \(prefix) (\(meaning))"
+        }
+        return consumer.isHandlerFailing ? "batches failing (see the log), none acked since" : nil
     }
 
     static func defaultConsumerID() -> String {
