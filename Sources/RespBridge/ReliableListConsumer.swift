@@ -192,11 +192,15 @@ public final class ReliableListConsumer: @unchecked Sendable {
     private let ackCommandErrorCount = Atomic<Int>(0)
     private let conflictCount = Atomic<Int>(0)
     private let handlerFailureCount = Atomic<Int>(0)
-    /// The handler failed (preparing, processing or finishing a batch), and no ack has applied since.
+    /// The handler failed (preparing, processing or finishing a batch), and no ack has applied since
+    /// (nor, after a failure of `prepare`, has a `prepare` succeeded).
     private let handlerFailing = Atomic<Bool>(false)
     /// The handler's failures as the log tells them: one error per episode (``logHandlerFailure(_:_:)``).
     /// Only the consumer thread touches it.
     private var handlerFailureEpisode = FailureEpisode()
+    /// The handler's last failure was its `prepare`'s: the next `prepare` that succeeds ends the
+    /// failure (there may be no batch to ack for a while). Only the consumer thread touches it.
+    private var preparationFailing = false
     private let metrics = ConsumerMetrics()
     private var thread: DedicatedThread?
     /// When the heartbeat was last written or checked (0: check at the next chance).
@@ -293,7 +297,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
     }
 
     /// Whether the handler's last attempt failed and no ack has applied since: the consumer is
-    /// retrying a batch it cannot handle, and the list is not being drained.
+    /// retrying a batch it cannot handle, or its `prepare` (and then `true` until one succeeds), and
+    /// the list is not being drained.
     public var isHandlerFailing: Bool { handlerFailing.load(ordering: .relaxed) }
 
     /// Why the consumer stopped by itself, if it did: another process took over its consumer id, its
@@ -501,13 +506,18 @@ public final class ReliableListConsumer: @unchecked Sendable {
         if !state.prepared, let prepare = steps.prepare {
             do {
                 try prepare(connection)
-            } catch let error as RespError {
-                throw error
+            } catch let error as RespError where error.connectionIsDead || error.callsForReconnect {
+                throw error  // (Redis down or not the master: an outage, see ``recover(after:_:)``)
             } catch {
-                logHandlerFailure(error, "consumer preparation failed; retrying")
-                sleep(milliseconds: state.backoff.nextDelayMilliseconds())
+                // Redis answered — the heartbeat was just written, if nothing had answered before —
+                // and the handler cannot make its output agree with it (an archive directory gone,
+                // a key of the wrong type: `WRONGTYPE`): a failure of the handler, not of Redis.
+                noteContact(&state, announcingReady: false)
+                preparationFailing = true
+                handlerFailed(error, &state.backoff, "consumer preparation failed; retrying")
                 return false
             }
+            if preparationFailing { preparationRecovered() }
         }
         state.prepared = true
         var batch = try pending()
@@ -608,11 +618,12 @@ public final class ReliableListConsumer: @unchecked Sendable {
         state.prepared = false
     }
 
-    /// Redis answered: ready, the first time; back, after errors.
-    private func noteContact<Work>(_ state: inout RunState<Work>) {
+    /// Redis answered: ready, the first time (unless `announcingReady` is `false`: the handler cannot
+    /// take events yet); back, after errors.
+    private func noteContact<Work>(_ state: inout RunState<Work>, announcingReady: Bool = true) {
         answering.store(true, ordering: .relaxed)
         errorReply.withLock { $0 = nil }
-        if !announcedReady {
+        if !announcedReady && announcingReady {
             announcedReady = true
             onReady?()
         }
@@ -786,7 +797,11 @@ public final class ReliableListConsumer: @unchecked Sendable {
         return true
     }
 
-    private func handlerFailed(_ error: any Error, _ backoff: inout Backoff) {
+    /// A failed attempt of the handler — of `prepare`, `process`, `resolve` or `finish` — counted
+    /// (``handlerFailures``, `pixeld_consume_handler_failures_total`, ``isHandlerFailing``) and logged
+    /// as `message` (``logHandlerFailure(_:_:)``), then the backoff's wait; or the stop, for a
+    /// ``HandlerCannotContinue``.
+    private func handlerFailed(_ error: any Error, _ backoff: inout Backoff, _ message: Logger.Message = "handler failed; batch kept for retry") {
         if let error = error as? HandlerCannotContinue {
             stop(failing: error.description)
             return
@@ -794,8 +809,18 @@ public final class ReliableListConsumer: @unchecked Sendable {
         handlerFailureCount.add(1, ordering: .relaxed)
         handlerFailing.store(true, ordering: .relaxed)
         metrics.recordHandlerFailure()
-        logHandlerFailure(error, "handler failed; batch kept for retry")
+        logHandlerFailure(error, message)
         sleep(milliseconds: backoff.nextDelayMilliseconds())
+    }
+
+    /// `prepare` succeeded after failing: the handler is no longer failing (whether or not a batch
+    /// waits to be acked), and the log says so once.
+    private func preparationRecovered() {
+        preparationFailing = false
+        handlerFailing.store(false, ordering: .relaxed)
+        if let ended = handlerFailureEpisode.succeeded(now: MonotonicClock.nanoseconds()) {
+            logger.info("consumer preparation recovered", metadata: ["attempts.failed": "\(ended.attempts)", "failing.ms": "\(ended.milliseconds)"])
+        }
     }
 
     /// A failed attempt of the handler (or of its `prepare`), retried every half second while it

@@ -45,7 +45,8 @@ struct ConsumerMetrics: Sendable {
     let deadLettered = Counter(label: "pixeld_consume_dead_lettered_total")
     /// Events returned to the list from dead consumers' processing lists.
     let recovered = Counter(label: "pixeld_consume_recovered_total")
-    /// Batches the handler failed (kept for a retry).
+    /// Failed attempts of the handler — preparing (its output cut back to what Redis acknowledged),
+    /// processing or finishing a batch —, each retried.
     let handlerFailures = Counter(label: "pixeld_consume_handler_failures_total")
 
     /// Counts an applied ack's events.

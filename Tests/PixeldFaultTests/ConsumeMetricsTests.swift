@@ -73,6 +73,93 @@ struct ConsumeMetricsTests {
         #expect(!line.contains(String(repeating: "x", count: 100)), "the sample is not cut: \(line)")
     }
 
+    /// How a test breaks the handler's preparation (`prepare`: its output cut back to the lengths
+    /// Redis acknowledged, at start and after any failure), and mends it.
+    enum BrokenPreparation: String, CaseIterable, CustomTestStringConvertible {
+        /// `--output`, its acknowledged length's key `pixel:output:c1` a list (`GET`: `WRONGTYPE`),
+        /// from the start.
+        case outputLengthOfTheWrongType
+        /// `--site --archive`, its acknowledged lengths' key `pixel:archive:c1` a string (`HGETALL`:
+        /// `WRONGTYPE`), from the start.
+        case archiveLengthsOfTheWrongType
+        /// `--site --archive`, its directory removed under the running consumer: the batch fails
+        /// (the day's file cannot be made), then every preparation (the directory cannot be read).
+        case archiveDirectoryRemoved
+
+        var testDescription: String { rawValue }
+    }
+
+    /// A preparation that fails is a failure of the handler, retried as one: counted in
+    /// pixeld_consume_handler_failures_total, /healthz says batches are failing, and the log says it
+    /// once, with the cause; once the cause is gone, the log says the preparation recovered, /healthz
+    /// is ok and every event is handled. Before, a Redis error reply there (`WRONGTYPE`) was taken
+    /// for an outage (a warning `redis error in consumer, retrying`, /healthz `redis not answering`,
+    /// nothing counted), and any other failure was logged but not counted (the counter stayed at the
+    /// one failed batch).
+    @Test(arguments: BrokenPreparation.allCases)
+    func aFailingPreparationIsCountedAndRecovers(_ broken: BrokenPreparation) throws {
+        let redis = try RedisServer.start()
+        let directory = try TempDirectory(prefix: "pixeld-prepare")
+        let archive = directory.appending("archive").path
+        try FileManager.default.createDirectory(atPath: archive, withIntermediateDirectories: true)
+        let port = try PortAllocator.freeTCPPort()
+        var arguments = ["consume", "pixel", "--redis", redis.url, "--metrics", "127.0.0.1:\(port)", "--consumer-id", "c1"]
+        let events = (1...20).map { PixelMessage.value(seq: $0) }
+        switch broken {
+        case .outputLengthOfTheWrongType:
+            arguments += ["--output", directory.appending("events.jsonl").path]
+            _ = try redis.command(["RPUSH", "pixel:output:c1", "x"])
+            try redis.prefill("pixel", events)
+        case .archiveLengthsOfTheWrongType:
+            arguments += ["--site", "example.com", "--archive", archive]
+            _ = try redis.command(["SET", "pixel:archive:c1", "x"])
+            try redis.prefill("pixel", events)
+        case .archiveDirectoryRemoved:
+            arguments += ["--site", "example.com", "--archive", archive]
+        }
+        let consume = try PixeldProcess.start(arguments)
+        defer { consume.process.stop(timeout: 5) }
+        if broken == .archiveDirectoryRemoved {
+            try consume.waitForStderr(containing: "consume ready")
+            try FileManager.default.removeItem(atPath: archive)
+            try redis.prefill("pixel", events)
+        }
+        var health = ""
+        let unhealthy = Poll.until(timeout: 20, interval: 0.05) {
+            health = (try? httpGet(port: port, path: "/healthz")) ?? ""
+            return health == "batches failing (see the log), none acked since\n"
+        }
+        #expect(unhealthy, "/healthz: \(health)\(consume.process.tail)")
+        var failures = 0
+        let counted = Poll.until(timeout: 20, interval: 0.05) {
+            let metrics = (try? httpGet(port: port, path: "/metrics")) ?? ""
+            let line = metrics.split(separator: "\n").first { $0.hasPrefix("pixeld_consume_handler_failures_total ") }
+            failures = line.flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
+            return failures >= 3
+        }
+        #expect(counted, "pixeld_consume_handler_failures_total \(failures)\(consume.process.tail)")
+        let errors = consume.stderrText.split(separator: "\n").filter { $0.contains(" error ") }
+        let (message, cause) =
+            broken == .archiveDirectoryRemoved
+            ? ("handler failed; batch kept for retry", "No such file or directory") : ("consumer preparation failed; retrying", "WRONGTYPE")
+        #expect(errors.count == 1, "\(errors.count) error lines\(consume.process.tail)")
+        #expect(errors.first.map { $0.contains(message) && $0.contains(cause) } == true, "\(errors)")
+
+        switch broken {
+        case .outputLengthOfTheWrongType: _ = try redis.command(["DEL", "pixel:output:c1"])
+        case .archiveLengthsOfTheWrongType: _ = try redis.command(["DEL", "pixel:archive:c1"])
+        case .archiveDirectoryRemoved: try FileManager.default.createDirectory(atPath: archive, withIntermediateDirectories: true)
+        }
+        let drained = Poll.until(timeout: 20, interval: 0.05) {
+            (try? redis.llen("pixel") == 0 && redis.llen("pixel:processing:c1") == 0) ?? false
+        }
+        #expect(drained, "not drained once mended\(consume.process.tail)")
+        #expect(Poll.until(timeout: 10, interval: 0.05) { (try? httpGet(port: port, path: "/healthz")) == "ok\n" }, "\(consume.process.tail)")
+        #expect(consume.stderrText.contains("consumer preparation recovered"), "\(consume.process.tail)")
+        consume.terminate()
+        #expect(try consume.waitForExit(timeout: 10) == 0, "\(consume.process.tail)")
+    }
+
     /// `pixeld consume pixel --metrics` over `values` (prefilled, the first oldest), until the list is
     /// drained, `dead` of them are in pixel:dead and the metrics count them all, `dead` as dead letters.
     private func consumeUntilDrained(_ redis: RedisServer, _ values: [String], dead: Int) throws -> (PixeldProcess, port: Int) {
