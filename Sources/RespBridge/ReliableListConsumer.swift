@@ -180,6 +180,12 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// Takes the next batch while the current one is handled (see ``start(prepare:process:request:resolve:finish:)``).
     private let takeConnection: RedisConnection
     private var prefetching = false
+    /// The events in this consumer's processing list as far as this run can tell without asking
+    /// Redis: the list's length when ``pending()`` last read it, plus every take's events since, less
+    /// the events of every ack seen applied. The line of a stop cut short by its deadline gives it
+    /// (``logLeftAtDeadline(inHand:takeInFlight:)``: Redis may be stalled then). Only the consumer
+    /// thread touches it.
+    private var heldInProcessingList = 0
     private let options: Options
     private let ackScript: AckScript
     private let logger: Logger
@@ -678,7 +684,6 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// and what is unacked given back to the list — unless ``stop()`` abandoned Redis meanwhile: each
     /// call then fails at once, and one line says what is left (``logLeftAtDeadline(inHand:takeInFlight:)``).
     private func finishAtStop<Work, Resolved>(_ state: RunState<Work>, _ steps: Steps<Work, Resolved>) {
-        let inHand = (state.current?.batch.count ?? 0) + (state.sent?.count ?? 0)
         let takeInFlight = prefetching
         // Replies in the order they were sent: the request, then the ack behind it.
         if let current = state.current { _ = try? readReplies(current.requested) }
@@ -714,14 +719,17 @@ public final class ReliableListConsumer: @unchecked Sendable {
         let givenBack = giveBack()  // (fenced: after a takeover the processing list is the other process's)
         connection.close()
         takeConnection.close()
-        if !givenBack && isAbandoned { logLeftAtDeadline(inHand: inHand, takeInFlight: takeInFlight) }
+        if !givenBack && isAbandoned { logLeftAtDeadline(inHand: heldInProcessingList, takeInFlight: takeInFlight) }
     }
 
     /// The one line of a stop cut short by its deadline: what a restart, or another consumer, finds.
     /// - Parameters:
-    ///   - inHand: events of the batches this run held, their acks not seen applied (the processing
-    ///     list may hold more: batches handled again after a failure are not in hand).
-    ///   - takeInFlight: whether a take in advance was sent (up to a batch more, if Redis applies it).
+    ///   - inHand: the events this run took into its processing list (or found there) and did not
+    ///     see acked (``heldInProcessingList``): what the list holds once Redis answers again —
+    ///     batches in hand, taken in advance, handled again after a failure alike —, unless Redis
+    ///     applied a call whose reply the stall held back.
+    ///   - takeInFlight: whether a take in advance was sent and not answered (up to a batch more, if
+    ///     Redis applied it before the stall; one sent during the stall dies with its connection).
     private func logLeftAtDeadline(inHand: Int, takeInFlight: Bool) {
         logger.warning(
             "stopped at the shutdown deadline without Redis's answer: events taken and not acked stay in the processing list, for the next start with this consumer id (which first cuts the output back to the last ack) or, once the heartbeat expires, another consumer",
@@ -776,10 +784,15 @@ public final class ReliableListConsumer: @unchecked Sendable {
     private func dropPrefetch() {
         guard prefetching else { return }
         prefetching = false
-        if (try? takeConnection.readReply()) == nil {
+        switch try? takeConnection.readReply() {
+        case .array(let taken)?:
+            heldInProcessingList += taken.count  // (moved all the same: handled from the processing list)
+        case nil:
             takeConnection.close()
             lastHeartbeat = 0
             rotateToken = true
+        default:
+            break
         }
     }
 
@@ -923,9 +936,14 @@ public final class ReliableListConsumer: @unchecked Sendable {
     private static let allowingOOMScript = Array("#!lua flags=allow-oom\nreturn redis.call(unpack(ARGV))".utf8)
 
     /// The oldest events left in our own processing list, a batch at most, oldest first (the ack
-    /// removes them from its tail; the rest are read next).
+    /// removes them from its tail; the rest are read next); and the list's length, in the same round
+    /// trip (``heldInProcessingList``: no take is in flight here).
     private func pending() throws(RespError) -> [[UInt8]] {
-        let reply = try connection.command(["LRANGE", processingList, String(-options.batchSize), "-1"]).unwrap("LRANGE")
+        let replies = try connection.pipeline(
+            [["LRANGE", processingList, String(-options.batchSize), "-1"], ["LLEN", processingList]].map { $0.map { Array($0.utf8) } }
+        )
+        let reply = try replies[0].unwrap("LRANGE")
+        heldInProcessingList = Int(try replies[1].unwrap("LLEN").int ?? 0)
         return (reply.array ?? []).compactMap(\.bytes).reversed()
     }
 
@@ -974,7 +992,9 @@ public final class ReliableListConsumer: @unchecked Sendable {
             stop(failing: "\(list) is a \(text.split(separator: " ").last ?? "?"), not a list: there is nothing to consume (a list of that name is what ingest fills)")
             throw RespError(code: .notAList, operation: "EVAL take", message: text)
         }
-        return (try reply.unwrap("EVAL take").array ?? []).compactMap(\.bytes).reversed()
+        let taken = (try reply.unwrap("EVAL take").array ?? []).compactMap(\.bytes)
+        heldInProcessingList += taken.count
+        return taken.reversed()
     }
 
     /// Appends the ack of a batch of `count` events — the outcome's commands, its dead letters and
@@ -1047,6 +1067,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
         }
         consumedCount.add(ack.count, ordering: .relaxed)
         deadCount.add(ack.deadLetters, ordering: .relaxed)
+        heldInProcessingList = max(0, heldInProcessingList - ack.count)
         handlerFailing.store(false, ordering: .relaxed)
         if let ended = handlerFailureEpisode.succeeded(now: MonotonicClock.nanoseconds()) {
             logger.info("handler recovered; batch acked", metadata: ["attempts.failed": "\(ended.attempts)", "failing.ms": "\(ended.milliseconds)"])

@@ -727,7 +727,10 @@ struct FaultInjectionTests {
     /// backlog. The stop used to wait a command timeout (6 s) for each call it made — the reply in
     /// flight, the take in advance, the give-back —: 6.8–18.4 s, past systemd's `TimeoutStopSec=10`.
     /// Now it ends at `--shutdown-timeout` with status 0 (a requested stop; nothing is lost), leaving
-    /// what it took in its processing list, and a restart with its id handles every event once.
+    /// what it took in its processing list, and a restart with its id handles every event once. The
+    /// line it logs there says how many events it leaves (`events_in_hand`): the processing list's
+    /// length once the pause ends (it used to count only the batch in the loop's hands: 512 of 1,536
+    /// here, leaving out the batch whose ack the stall held up and the batch taken in advance).
     @Test("Consumer --output SIGTERMed while Redis is paused: exits 0 at --shutdown-timeout; a restart with its id writes every event once")
     func consumerStopDuringRedisPause() throws {
         let count = 60_000, timeoutSeconds = 2, pauseMilliseconds = 10_000
@@ -758,6 +761,8 @@ struct FaultInjectionTests {
         Thread.sleep(forTimeInterval: max(0, Double(pauseMilliseconds - milliseconds(since: pausedAt)) / 1000 + 0.2))
         let processingAtStop = try redis.llen("pixel:processing:c1")
         let deadlineLines = first.stderrText.components(separatedBy: "stopped at the shutdown deadline").count - 1
+        let deadlineLine = first.stderrText.split(separator: "\n").first { $0.contains("stopped at the shutdown deadline") } ?? ""
+        let inHand = deadlineLine.range(of: "events_in_hand=").flatMap { Int(deadlineLine[$0.upperBound...].prefix { $0.isNumber }) }
 
         let (second, drained, secondStatus, tally) = try drainAgain(arguments, redis: redis, file: file, events: count)
         reportFault(
@@ -765,13 +770,14 @@ struct FaultInjectionTests {
             [
                 "events": count, "delivered": tally.delivered, "lost": tally.lost, "duplicated": tally.duplicated,
                 "shutdown_timeout_s": timeoutSeconds, "exit_ms": exitMilliseconds, "exit_status": status,
-                "processing_at_stop": processingAtStop,
+                "processing_at_stop": processingAtStop, "events_in_hand": inHand ?? -1,
             ]
         )
         #expect(exitMilliseconds <= timeoutSeconds * 1000 + 1500, "SIGTERM to exit took \(exitMilliseconds) ms with --shutdown-timeout \(timeoutSeconds)")
         #expect(status == 0, "exit status \(status)\(first.process.tail)")
         #expect(deadlineLines == 1, "\(deadlineLines) deadline lines:\n\(first.stderrText)")
         #expect(processingAtStop > 0, "nothing left in pixel:processing:c1: the stop was not cut short mid-batch")
+        #expect(inHand == processingAtStop, "events_in_hand \(inHand ?? -1), pixel:processing:c1 \(processingAtStop) after the pause: \(deadlineLine)")
         #expect(drained, "pixel / pixel:processing:c1 not drained\(second.process.tail)")
         #expect(secondStatus == 0, "second run's exit status \(secondStatus)")
         #expect(tally.lost == 0 && tally.duplicated == 0 && tally.unexpected == 0, "\(tally.summary)")
