@@ -400,6 +400,7 @@ struct IngestMetrics {
     var recovered: Int { sum("pixeld_redis_recovered_total") }
     var reconnects: Int { sum("pixeld_redis_reconnects_total") }
     var kernelDrops: Int { sum("pixeld_ingest_kernel_drops_total") }
+    var spoolWriteErrors: Int { sum("pixeld_spool_write_errors_total") }
     var droppedTotal: Int { sum("pixeld_ingest_dropped_total") }
     func dropped(_ reason: String) -> Int { value("pixeld_ingest_dropped_total", "reason", reason) }
 
@@ -445,7 +446,11 @@ final class IngestUnderTest {
 
     /// Starts `pixeld ingest [--udp …] [--tcp …] --redis URL --metrics … EXTRA` and waits for "ingest ready".
     /// A port taken by someone else between choosing and binding is retried with new ones.
-    init(redisURL: String, udp: Bool = true, tcp: Bool = false, extra: [String] = [], openFileLimit: Int? = nil) throws {
+    /// `openFileLimit` and `fileSizeLimit`: as ``PixeldProcess/start(_:environment:openFileLimit:fileSizeLimit:)`` takes them.
+    init(
+        redisURL: String, udp: Bool = true, tcp: Bool = false, extra: [String] = [], openFileLimit: Int? = nil,
+        fileSizeLimit: Int? = nil
+    ) throws {
         var lastError: (any Error)?
         for _ in 0..<3 {
             let udpPort = udp ? try PortAllocator.freeUDPPort() : nil
@@ -455,7 +460,7 @@ final class IngestUnderTest {
             if let udpPort { arguments += ["--udp", "127.0.0.1:\(udpPort)"] }
             if let tcpPort { arguments += ["--tcp", "127.0.0.1:\(tcpPort)"] }
             arguments += ["--redis", redisURL, "--metrics", "127.0.0.1:\(metricsPort)"] + extra
-            let process = try PixeldProcess.start(arguments, openFileLimit: openFileLimit)
+            let process = try PixeldProcess.start(arguments, openFileLimit: openFileLimit, fileSizeLimit: fileSizeLimit)
             do {
                 try process.waitForStderr(containing: "ingest ready", timeout: 20)
                 self.process = process

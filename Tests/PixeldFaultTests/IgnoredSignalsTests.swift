@@ -11,7 +11,8 @@ import Darwin
 /// SIGHUP, SIGUSR1 and SIGUSR2 (a `kill -HUP` sent out of habit to reopen logs, a terminal that
 /// closes) stop no long-running pixeld command: each is logged once as ignored, and SIGTERM still
 /// stops the command gracefully. Before, their default action ended the process at once, with every
-/// message of ingest's memory queue lost and uncounted.
+/// message of ingest's memory queue lost and uncounted. So did SIGXFSZ, which the kernel raises at a
+/// write past the file size limit: ignored too, silently.
 @Suite(.serialized, .enabled(if: TestEnvironment.canRun("redis-server")))
 struct IgnoredSignalsTests {
     static let signals: [(number: Int32, name: String)] = [(SIGHUP, "SIGHUP"), (SIGUSR1, "SIGUSR1"), (SIGUSR2, "SIGUSR2")]
@@ -63,6 +64,69 @@ struct IgnoredSignalsTests {
         #expect(tally.lost == 0 && tally.duplicated == 0, "\(tally.summary)")
         #expect(try ingest.stop() == 0, "\(ingest.process.process.tail)")
         withExtendedLifetime(redis) {}
+    }
+
+    /// Under a file size limit (`ulimit -f`, systemd's `LimitFSIZE=`), a write past it raises
+    /// SIGXFSZ, whose default action ends the process (with a core) and every message it holds in
+    /// memory. pixeld ingest survived it only because its writer thread happens to inherit the
+    /// signal mask of the Dispatch thread that starts it, which blocks SIGXFSZ (the signal then stays
+    /// pending on that thread); a file written from a thread without that mask (the main thread has
+    /// none) would end the process. SIGXFSZ is ignored now, process-wide: the write fails with
+    /// `EFBIG`, which the writer takes as any failed spool write — counted, warned about once, the
+    /// batch held in memory behind what the spool already has — and once Redis is back everything
+    /// arrives, once and in order.
+    @Test func ingestSpoolingPastTheFileSizeLimitLivesOnAndDeliversEverything() throws {
+        let waves = 8, perWave = 50, count = 8 * 50
+        // A wave (~12 KB of records) fits in a segment under the limit; the second one does not.
+        let fileSizeLimit = 16_384
+        let redis = try RedisServer.start()
+        redis.stop()
+        let spool = try TempDirectory(prefix: "pixeld-spool")
+        let ingest = try IngestUnderTest(
+            redisURL: redis.url, extra: ["--spool", spool.appending("spool").path], fileSizeLimit: fileSizeLimit
+        )
+        let status = try String(contentsOfFile: "/proc/\(ingest.pid)/status", encoding: .utf8)
+        let ignored = status.split(separator: "\n").first { $0.hasPrefix("SigIgn:") }.flatMap { UInt64($0.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) }
+        #expect(ignored.map { $0 & (1 << UInt64(SIGXFSZ - 1)) != 0 } == true, "SIGXFSZ not ignored by the process: SigIgn \(ignored.map { String($0, radix: 16) } ?? "?")")
+        let sender = try UDPSyslogSender(port: ingest.udpPort!)
+        defer { sender.close() }
+        var spooledPeak = 0
+        for wave in 0..<waves {
+            for seq in wave * perWave + 1...(wave + 1) * perWave { _ = sender.send(PixelMessage.syslog(seq: seq, padTo: 200)) }
+            // Each wave its own batches, spooled (or failing to be) before the next.
+            Poll.until(timeout: 0.3, interval: 0.02) {
+                guard let metrics = try? ingest.scrape() else { return !ingest.process.isRunning }
+                spooledPeak = max(spooledPeak, metrics.spooled)
+                return false
+            }
+        }
+        var seen: IngestMetrics?
+        let failing = Poll.until(timeout: 15, interval: 0.05) {
+            guard ingest.process.isRunning else { return true }
+            seen = try? ingest.scrape()
+            if let seen { spooledPeak = max(spooledPeak, seen.spooled) }
+            return seen.map { $0.received == count && $0.spoolWriteErrors > 0 } ?? false
+        }
+        let exit = ingest.process.process.exitStatus(waitingUpTo: 0)
+        try #require(ingest.process.isRunning, "pixeld ingest ended (status \(exit.map(String.init) ?? "?"))\(ingest.process.process.tail)")
+        try #require(failing, "no failed spool write with all \(count) in: \(seen.map { "\($0.invariantText), spool write errors \($0.spoolWriteErrors)" } ?? "no /metrics")")
+        let held = try ingest.scrape()
+        #expect(spooledPeak > 0 && spooledPeak < count, "spooled at most \(spooledPeak) of \(count)")
+        #expect(held.invariantHolds, "\(held.invariantText)")
+        let warnings = ingest.process.stderrText.split(separator: "\n").filter { $0.contains("spool write failed; holding messages in memory") }
+        #expect(warnings.count == 1 && warnings[0].contains("File too large"), "\(warnings)")
+
+        try redis.restart()
+        let outcome = try ingest.waitUntilQuiescent(received: count)
+        let tally = Tally(try redis.arrivalOrder("pixel"), expected: Set(1...count))
+        reportFault(
+            "file-size-limit-spool",
+            ["sent": count, "spooled_peak": spooledPeak, "spool_write_errors": held.spoolWriteErrors, "delivered": tally.delivered, "lost": tally.lost]
+        )
+        #expect(outcome.pushed == count && outcome.droppedTotal == 0, "\(outcome.invariantText)")
+        #expect(tally.lost == 0 && tally.duplicated == 0 && tally.inOrder, "\(tally.summary)")
+        #expect(try ingest.stop() == 0, "\(ingest.process.process.tail)")
+        withExtendedLifetime((redis, spool)) {}
     }
 
     /// consume and serve, the other long-running commands, ignore the signals too.

@@ -82,14 +82,20 @@ public final class PixeldProcess: @unchecked Sendable {
     ///   - environment: variables added to this process's environment.
     ///   - openFileLimit: when set, the process starts with this soft and hard `RLIMIT_NOFILE`
     ///     (`prlimit --nofile=N:N`, which execs pixeld in its own process: the pid is pixeld's).
+    ///   - fileSizeLimit: when set, the process starts with this soft and hard `RLIMIT_FSIZE`, in
+    ///     bytes (`prlimit --fsize=N:N`, as `ulimit -f` or systemd's `LimitFSIZE=`): a write past it
+    ///     raises SIGXFSZ, or fails with `EFBIG` where that is ignored.
     /// - Throws: ``TestSupportError`` when the binary is not found or does not start.
-    public static func start(_ arguments: [String], environment: [String: String] = [:], openFileLimit: Int? = nil) throws -> PixeldProcess {
+    public static func start(
+        _ arguments: [String], environment: [String: String] = [:], openFileLimit: Int? = nil, fileSizeLimit: Int? = nil
+    ) throws -> PixeldProcess {
         let binary = try binaryURL()
-        guard let openFileLimit else {
+        let limits = [openFileLimit.map { "--nofile=\($0):\($0)" }, fileSizeLimit.map { "--fsize=\($0):\($0)" }].compactMap { $0 }
+        guard !limits.isEmpty else {
             return PixeldProcess(child: try ChildProcess(executable: binary, arguments: arguments, environment: environment))
         }
         return PixeldProcess(
-            child: try ChildProcess(tool: "prlimit", arguments: ["--nofile=\(openFileLimit):\(openFileLimit)", "--", binary.path] + arguments, environment: environment)
+            child: try ChildProcess(tool: "prlimit", arguments: limits + ["--", binary.path] + arguments, environment: environment)
         )
     }
 

@@ -11,9 +11,9 @@ enum Gzip {
     static var path: String? { ["/usr/bin/gzip", "/bin/gzip"].first { access($0, X_OK) == 0 } }
 
     /// Starts gzip with `arguments` and the descriptors `actions` sets up; its pid, or `nil` when it
-    /// could not start. The child gets default signal dispositions and no blocked signals: pixeld
-    /// ignores SIGPIPE, SIGHUP, SIGUSR1 and SIGUSR2, and the service's threads ignore or block SIGTERM and SIGINT, which a child
-    /// would otherwise inherit (and then outlive a stop). After `actions`, every descriptor from 3 up
+    /// could not start. The child gets default dispositions for every signal and no blocked signals:
+    /// pixeld ignores SIGPIPE, SIGHUP, SIGUSR1, SIGUSR2 and SIGXFSZ, and the service's threads ignore
+    /// or block SIGTERM and SIGINT, which a child would otherwise inherit (and then outlive a stop). After `actions`, every descriptor from 3 up
     /// is closed in the child: it keeps its stdin, stdout and stderr only, not what this process has
     /// open without close-on-exec, nor a socket another thread has just made (a hiredis connection
     /// is made close-on-exec only after it is connected).
@@ -29,7 +29,8 @@ enum Gzip {
         posix_spawnattr_setsigmask(&attributes, &none)
         var defaults = sigset_t()
         sigemptyset(&defaults)
-        for signal in [SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2] { sigaddset(&defaults, signal) }
+        // All of them, so that a signal pixeld comes to ignore later is not passed on unnoticed.
+        for signal in 1..<Int32(32) where signal != SIGKILL && signal != SIGSTOP { sigaddset(&defaults, signal) }
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         let argv: [UnsafeMutablePointer<CChar>?] = ([gzip] + arguments).map { strdup($0) } + [nil]
