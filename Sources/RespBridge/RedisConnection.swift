@@ -57,7 +57,8 @@ public final class RedisConnection: @unchecked Sendable {
         self.recordsClientID = recordsClientID
     }
 
-    /// Called on the owning thread every few milliseconds while a reply is awaited, with the
+    /// Called on the owning thread every few milliseconds while a reply is awaited — or the command
+    /// waits for room in the socket's send buffer (a peer that stopped reading) —, with the
     /// nanoseconds waited so far (the writer moves its queue to the spool there while Redis stalls);
     /// returning `false` ends the wait, as a timeout would (the writer's shutdown deadline). `nil`:
     /// replies are awaited in one blocking read. Either way a reply may take up to the

@@ -28,6 +28,14 @@ import Darwin
 /// And it can hold a read back until a later one overtakes it (``LateRead``): a command that was
 /// still on its way when the client gave up on it, and that reaches Redis at the worst moment.
 ///
+/// And it can stop reading from its clients (``stopReading(afterReadHolding:)``), as a remote Redis
+/// in a network partition does: what a client sends then fills the proxy's receive buffer and the
+/// client's send buffer, and the client's next write waits for room. On loopback those buffers are
+/// large (the send buffer grows with the 64 KiB segments to a few MiB), so
+/// `init(…segmentBytes:receiveBufferBytes:)` can make them small, as on a real network: the accepted
+/// connections advertise that segment size (`TCP_MAXSEG`) and receive buffer (`SO_RCVBUF`), set on
+/// the listening socket, from which they inherit.
+///
 /// ```swift
 /// let proxy = try ReplyLosingProxy(upstreamPort: redis.port, dropEvery: 3, replies: .commits)
 /// defer { proxy.close() }
@@ -136,14 +144,23 @@ public final class ReplyLosingProxy: @unchecked Sendable {
     private let late: LateRead?
     private let lateCondition = NSCondition()
     private var lateState = LateState.waiting
+    /// ``stopReading(afterReadHolding:)``: the bytes that stop the reads, until the first read holding
+    /// them; guarded by `readingCondition`, as is `readingStopped`.
+    private var stopMarker: [UInt8]?
+    private var readingStopped = false
+    private let readingCondition = NSCondition()
 
     /// Starts a proxy to Redis on `upstreamPort` that loses every `dropEvery`-th reply of the kind
     /// `replies` (default: the writer's commits) and, with `holdingFirstTransactionFor`, holds up the
     /// first transaction a client sends for that many seconds (or until ``releaseHeldTransaction()``),
     /// and with `holdingLate`, holds that read back until another overtakes it.
+    ///
+    /// `segmentBytes` and `receiveBufferBytes`, when set, are the largest segment (`TCP_MAXSEG`, at
+    /// least 88) and the receive buffer (`SO_RCVBUF`; Linux doubles it) of the connections accepted,
+    /// so that what a client sends while the proxy does not read fills its buffers soon.
     public init(
         upstreamPort: Int, dropEvery: Int, replies: Replies = .commits, holdingFirstTransactionFor holdSeconds: Double? = nil,
-        holdingLate late: LateRead? = nil
+        holdingLate late: LateRead? = nil, segmentBytes: Int? = nil, receiveBufferBytes: Int? = nil
     ) throws {
         self.upstreamPort = upstreamPort
         self.dropEvery = dropEvery
@@ -154,6 +171,13 @@ public final class ReplyLosingProxy: @unchecked Sendable {
         guard fd >= 0 else { throw TestSupportError("socket failed: errno \(errno)") }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        for (level, option, value) in [(Int32(IPPROTO_TCP), TCP_MAXSEG, segmentBytes), (SOL_SOCKET, SO_RCVBUF, receiveBufferBytes)] {
+            guard var value = value.map(Int32.init) else { continue }
+            guard setsockopt(fd, level, option, &value, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
+                systemClose(fd)
+                throw TestSupportError("proxy setsockopt \(option) \(value) failed: errno \(errno)")
+            }
+        }
         guard let port = bindToLoopback(fd), listen(fd, 16) == 0 else {
             systemClose(fd)
             throw TestSupportError("proxy bind/listen failed: errno \(errno)")
@@ -190,6 +214,42 @@ public final class ReplyLosingProxy: @unchecked Sendable {
     public var lateReadAnswered: Bool { lateCondition.withLock { lateState == .answered } }
 
     private static let multi = Array("$5\r\nMULTI\r\n".utf8)
+
+    /// From the first read from a client that holds `marker` on (that read is passed on), nothing
+    /// more is read from any client, on the connections made so far or later, until
+    /// ``resumeReading()``; replies from Redis still flow.
+    public func stopReading(afterReadHolding marker: String) {
+        readingCondition.withLock { stopMarker = Array(marker.utf8) }
+    }
+
+    /// Whether ``stopReading(afterReadHolding:)`` has stopped the reads (and ``resumeReading()`` not
+    /// resumed them yet).
+    public var readingIsStopped: Bool { readingCondition.withLock { readingStopped } }
+
+    /// Reads from the clients again (and forgets a marker not yet met).
+    public func resumeReading() {
+        readingCondition.withLock {
+            stopMarker = nil
+            readingStopped = false
+            readingCondition.broadcast()
+        }
+    }
+
+    /// Before a read from a client: waits while the reads are stopped (or the proxy closes).
+    private func waitWhileReadingStopped() {
+        readingCondition.lock()
+        while readingStopped && !lock.withLock({ closed }) { _ = readingCondition.wait(until: Date().addingTimeInterval(0.1)) }
+        readingCondition.unlock()
+    }
+
+    /// After a read from a client: stops the reads if it holds the marker.
+    private func noteReadFromClient(_ read: ArraySlice<UInt8>) {
+        readingCondition.withLock {
+            guard let marker = stopMarker, read.firstRange(of: marker) != nil else { return }
+            stopMarker = nil
+            readingStopped = true
+        }
+    }
 
     /// Ends the hold of the first transaction (`holdingFirstTransactionFor`) now: the held read goes on
     /// to Redis at once, and a first transaction not yet sent will not be held.
@@ -323,9 +383,11 @@ public final class ReplyLosingProxy: @unchecked Sendable {
     private func pump(from source: Int32, to destination: Int32, watchReplies: Bool, connection: Int) {
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
+            if !watchReplies { waitWhileReadingStopped() }
             let count = chunk.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
             if count <= 0 { break }
+            if !watchReplies { noteReadFromClient(chunk[..<count]) }
             if watchReplies { noteLateAnswer(connection: connection) }
             let lateRole = watchReplies ? .neither : takeLateRole(chunk[..<count], connection: connection)
             let held = !watchReplies && holdIfFirstTransaction(chunk[..<count])
@@ -379,6 +441,7 @@ public final class ReplyLosingProxy: @unchecked Sendable {
         }
         guard let descriptors else { return }
         lateCondition.withLock { lateCondition.broadcast() }
+        readingCondition.withLock { readingCondition.broadcast() }
         holdCondition.withLock { holdCondition.broadcast() }
         shutdown(listenFD, Int32(SHUT_RDWR))
         systemClose(listenFD)

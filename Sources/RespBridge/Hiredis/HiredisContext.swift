@@ -162,17 +162,26 @@ final class HiredisContext {
         return Self.copy(reply)
     }
 
-    /// Like ``readReply()``, but the wait is `poll(2)` in slices of `sliceMilliseconds`: after each
-    /// slice without a reply `whileWaiting` runs with the nanoseconds waited so far (the writer moves
-    /// its queue to the spool there while Redis stalls); after `timeoutMilliseconds` in all, or when
-    /// `whileWaiting` returns `false`, the read fails with ``RespError/Code/timeout`` (the context is
-    /// dropped then, as after any failure).
+    /// Like ``readReply()``, but nothing blocks: what is buffered is sent as the socket takes it, and
+    /// the wait — for room in the socket's send buffer, then for the reply — is `poll(2)` in slices
+    /// of `sliceMilliseconds`. At least once a slice `whileWaiting` runs with the nanoseconds waited
+    /// so far (the writer moves its queue to the spool there while Redis stalls); after
+    /// `timeoutMilliseconds` in all (noticed in a slice in which the socket had nothing for it), or
+    /// when `whileWaiting` returns `false`, the call fails with ``RespError/Code/timeout`` (the
+    /// context is dropped then, as after any failure).
+    ///
+    /// The send matters as much as the reply: a peer that stops reading (a remote Redis in a network
+    /// partition, a stalled proxy) leaves a large commit (a spooled record being replayed, a backlog)
+    /// in a full send buffer, and `redisBufferWrite` on this blocking socket would wait there up to
+    /// the send timeout (the command timeout), with nothing spilled meanwhile.
     func readReply(
         timeoutMilliseconds: Int, sliceMilliseconds: Int32, whileWaiting: (_ waitedNanoseconds: Int64) -> Bool
     ) throws(RespError) -> RESPValue {
-        try flush()
         let started = MonotonicClock.nanoseconds()
+        var lastCalled = started
+        var sent: Int32 = 0
         while true {
+            if sent == 0, chiredis_buffer_write_nowait(context, &sent) != REDIS_OK { throw error(operation: "redisBufferWrite") }
             var raw: UnsafeMutableRawPointer?
             // A reply already read into hiredis's buffer (pipelined replies arrive together) comes first.
             if redisGetReplyFromReader(context, &raw) != REDIS_OK { throw error(operation: "redisGetReply") }
@@ -181,24 +190,33 @@ final class HiredisContext {
                 defer { freeReplyObject(reply) }
                 return Self.copy(reply)
             }
-            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            // Replies to the commands already sent are read while the rest waits for room.
+            var descriptor = pollfd(fd: fd, events: Int16(sent == 0 ? POLLIN | POLLOUT : POLLIN), revents: 0)
             let ready = poll(&descriptor, 1, sliceMilliseconds)
             if ready < 0 {
                 if errno == EINTR { continue }
                 throw RespError(code: .io, operation: "poll", systemCode: errno, message: String(cString: strerror(errno)))
             }
+            let now = MonotonicClock.nanoseconds()
+            let waited = now - started
             if ready == 0 {
-                let waited = MonotonicClock.nanoseconds() - started
                 guard waited < Int64(timeoutMilliseconds) * 1_000_000 else {
-                    throw RespError(code: .timeout, operation: "redisGetReply", message: "no reply within \(timeoutMilliseconds) ms")
+                    throw sent == 0
+                        ? RespError(code: .timeout, operation: "redisBufferWrite", message: "redis did not take the whole command within \(timeoutMilliseconds) ms")
+                        : RespError(code: .timeout, operation: "redisGetReply", message: "no reply within \(timeoutMilliseconds) ms")
                 }
+            }
+            // (Also while a large command trickles out: the send buffer has room now and then.)
+            if ready == 0 || now - lastCalled >= Int64(sliceMilliseconds) * 1_000_000 {
+                lastCalled = now
                 guard whileWaiting(waited) else {
                     throw RespError(code: .timeout, operation: "redisGetReply", message: "no reply after \(waited / 1_000_000) ms, no longer waited for")
                 }
-                continue
             }
-            // Readable (or closed: the read then fails and says why).
-            if redisBufferRead(context) != REDIS_OK { throw error(operation: "redisBufferRead") }
+            // Readable (or closed: the read then fails and says why); writable is the next send's business.
+            if ready > 0, descriptor.revents & Int16(POLLIN | POLLERR | POLLHUP | POLLNVAL) != 0, redisBufferRead(context) != REDIS_OK {
+                throw error(operation: "redisBufferRead")
+            }
         }
     }
 
