@@ -33,6 +33,15 @@ public final class RedisConnection: @unchecked Sendable {
     public var mayHaveBeenClosedForIdleness: Bool {
         context != nil && MonotonicClock.nanoseconds() - lastReplyAt >= Self.idleNanoseconds
     }
+
+    /// Closes the connection when Redis may have closed it for idleness
+    /// (``mayHaveBeenClosedForIdleness``), so that the next command connects anew: for a connection
+    /// used now and then, whose first use after a quiet spell would otherwise fail although Redis is
+    /// up (its `timeout`, a restart, a `CLIENT KILL` while it idled). A stall is not hidden by it:
+    /// a reply that does not come fails on the new connection as on the old one.
+    public func closeIfIdle() {
+        if mayHaveBeenClosedForIdleness { close() }
+    }
     private let recordsClientID: Bool
     /// The server's id for this connection (`CLIENT ID`, asked at connect when the connection was
     /// created to record it), by which another connection can `CLIENT KILL` it; `nil` when not

@@ -757,11 +757,11 @@ public final class ReliableListConsumer: @unchecked Sendable {
     }
 
     /// Sends the take of the next batch on the take connection, not waiting for the reply. A take
-    /// connection that Redis may have closed for idleness (``RedisConnection/mayHaveBeenClosedForIdleness``:
-    /// at low traffic, since the last busy spell) is replaced first: Redis may have closed it for idleness (its `timeout`), and
-    /// the take would then fail as an outage, and the batch in hand be handled again.
+    /// connection that Redis may have closed for idleness (``RedisConnection/closeIfIdle()``: at low
+    /// traffic, since the last busy spell) is replaced first: the take would then fail as an outage,
+    /// and the batch in hand be handled again.
     private func prefetch() throws(RespError) {
-        if takeConnection.mayHaveBeenClosedForIdleness { takeConnection.close() }
+        takeConnection.closeIfIdle()
         try takeConnection.append(takeCommand(options.batchSize))
         try takeConnection.flush()
         prefetching = true

@@ -14,8 +14,8 @@ import Glibc
 /// - ``process(_:)``, while Redis applies an earlier ack: decode (undecodable values become dead
 ///   letters), load the daily visitor keys the hits need when a day is new (created in Redis with
 ///   `SET NX EX` by whichever consumer comes first, cached in memory only; on the handler's own
-///   connection), process every hit (validate, drop bots, anonymise, enrich) and render its archive
-///   line;
+///   connection, made anew when it idled), process every hit (validate, drop bots, anonymise,
+///   enrich) and render its archive line;
 /// - ``request(_:)``, sent right *before* the previous batch's ack: ask whether anyone listens to
 ///   the live channels, and read the visit version and the states of the visits the batch
 ///   continues (one `MGET`);
@@ -351,6 +351,9 @@ final class AnalyticsHandler: @unchecked Sendable {
         let needed = days.filter { keys[$0.day] == nil }
         // Rarely needed (a new day): a round trip here waits for the previous ack to be applied.
         guard !needed.isEmpty else { return days.compactMap { keys[$0.day] } }
+        // Idle since the last new day, as a rule: Redis may have closed it meanwhile (its `timeout`, a
+        // restart), and the batch would fail — `handler failed`, counted — although Redis is up.
+        connection.closeIfIdle()
         let values = try connection.command(DailyKey.fetchCommand(needed, prefix: rollups.keys.prefix)).unwrap("EVAL daily keys").array ?? []
         for (entry, value) in zip(needed, values) {
             guard let bytes = value.bytes else { continue }
