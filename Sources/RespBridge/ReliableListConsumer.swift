@@ -179,6 +179,11 @@ public final class ReliableListConsumer: @unchecked Sendable {
     private let connection: RedisConnection
     /// Takes the next batch while the current one is handled (see ``start(prepare:process:request:resolve:finish:)``).
     private let takeConnection: RedisConnection
+    /// Redis as given to ``init(list:consumerID:redis:options:logger:onReady:)``, for ``makeHandlerConnection()``.
+    private let redis: RedisConfiguration
+    /// The connections ``makeHandlerConnection()`` handed out, which ``stop()`` abandons with the
+    /// consumer's own.
+    private let handlerConnections = Mutex<[RedisConnection]>([])
     private var prefetching = false
     /// The events in this consumer's processing list as far as this run can tell without asking
     /// Redis: the list's length when ``pending()`` last read it, plus every take's events since, less
@@ -254,6 +259,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
     ) {
         self.list = list
         self.consumerID = consumerID
+        self.redis = redis
         var redis = redis
         // A read timeout kills a hiredis context: keep it well above the blocking time.
         redis.commandTimeoutMilliseconds = max(redis.commandTimeoutMilliseconds, (options.blockSeconds + 5) * 1000)
@@ -391,9 +397,11 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// timeout while Redis answers.
     ///
     /// A stalled Redis (`CLIENT PAUSE`, `DEBUG SLEEP`, a swapping host) would hold the stop up for a
-    /// command timeout per call it makes — the reply in flight, the take in advance, the give-back —
+    /// command timeout per call it makes — the reply in flight, the take in advance, the give-back, a
+    /// call of the handler's on its own connection —
     /// so past ``Options/shutdownTimeoutSeconds``, or at once when the calling task is cancelled, the
-    /// consumer's Redis calls are abandoned (``RedisConnection/abandon()``) and it ends as a crash
+    /// consumer's Redis calls, and the handler's on the connections ``makeHandlerConnection()`` made,
+    /// are abandoned (``RedisConnection/abandon()``) and it ends as a crash
     /// would leave things: what it took and did not see acked stays in its processing list, for the
     /// next start with its id or, once its heartbeat expires, another consumer; an ack sent and
     /// abandoned is applied whole or not at all, as after any lost reply. See ``finishAtStop(_:_:)``.
@@ -415,11 +423,33 @@ public final class ReliableListConsumer: @unchecked Sendable {
         }
     }
 
-    /// Makes the consumer thread's blocked Redis call return, and every later one fail at once.
+    /// Makes the consumer thread's blocked Redis call return, and every later one fail at once: on the
+    /// consumer's connections and the handler's (``makeHandlerConnection()``).
     private func abandonRedis() {
         abandoned.store(true, ordering: .sequentiallyConsistent)
         connection.abandon()
         takeConnection.abandon()
+        handlerConnections.withLock { connections in
+            for connection in connections { connection.abandon() }
+        }
+    }
+
+    /// A connection of the handler's own, to Redis as given to
+    /// ``init(list:consumerID:redis:options:logger:onReady:)`` (its command timeout), for the calls
+    /// the handler makes on the consumer thread outside the consumer's connection — in `process`,
+    /// which must not use that one (a new day's visitor keys, say). ``stop()`` abandons it at the
+    /// shutdown deadline with the consumer's own, so that a call on it held by a stalled Redis does
+    /// not hold the stop up a command timeout longer; the handler's step then fails, and the
+    /// consumer, stopping, neither logs nor counts that as a handler failure. Thread-safe; a
+    /// connection made after the deadline is abandoned from the start.
+    public func makeHandlerConnection() -> RedisConnection {
+        let made = RedisConnection(configuration: redis, logger: logger)
+        handlerConnections.withLock { connections in
+            connections.append(made)
+            // (Under the lock that ``abandonRedis()`` takes after setting the flag: one or the other.)
+            if isAbandoned { made.abandon() }
+        }
+        return made
     }
 
     private var isAbandoned: Bool { abandoned.load(ordering: .sequentiallyConsistent) }
@@ -819,6 +849,9 @@ public final class ReliableListConsumer: @unchecked Sendable {
             stop(failing: error.description)
             return
         }
+        // Past the stop's deadline the error is the abandonment (of a handler's connection, say), not
+        // the handler's: the stop's one line says what is left.
+        if isAbandoned { return }
         handlerFailureCount.add(1, ordering: .relaxed)
         handlerFailing.store(true, ordering: .relaxed)
         metrics.recordHandlerFailure()

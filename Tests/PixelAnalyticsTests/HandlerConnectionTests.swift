@@ -5,7 +5,7 @@ import Testing
 
 /// The analytics handler's own connection, on which a consumer loads a new day's visitor keys: used
 /// about once a day, it idles in between, and Redis may close it meanwhile (its `timeout`, a
-/// restart, a `CLIENT KILL`).
+/// restart, a `CLIENT KILL`) or stall while it is used.
 @Suite(.serialized, .enabled(if: TestEnvironment.canRun("redis-server")))
 struct HandlerConnectionTests {
     static let userAgent = DailyKeyLossTests.userAgent
@@ -70,5 +70,55 @@ struct HandlerConnectionTests {
             visitors[Day(timestamp: timestamp), default: []].insert(vid)
         }
         #expect(visitors[today]?.count == 10 && visitors[yesterday]?.count == 10, "\(visitors.mapValues(\.count))")
+    }
+
+    /// SIGTERM while the load of a day's visitor key waits on a stalled Redis: `--shutdown-timeout`
+    /// abandoned the consumer's own connections, not the handler's, so the stop waited for that
+    /// load's reply up to the 5 s command timeout. The deadline now reaches it. To stall the key's
+    /// load and nothing else: the consumer idles (`BLMOVE` on the list, 1 s at a time; heartbeat and
+    /// recovery only every 100 and 300 s); a hit is put straight into its processing list, and
+    /// `CLIENT PAUSE … WRITE` follows it in the same write. At its next round the consumer reads its
+    /// processing list (`LRANGE`, which the pause lets through), finds the hit, and loads today's
+    /// key (`EVAL`, which the pause holds).
+    @Test func aStopDuringAStalledKeyLoadEndsAtTheShutdownDeadline() throws {
+        let timeoutSeconds = 1, pauseMilliseconds = 10_000
+        _ = dayAwayFromMidnight()
+        let redis = try RedisServer.start()
+        let consumer = try PixeldProcess.start([
+            "consume", "pixel", "--redis", redis.url, "--site", "example.com", "--consumer-id", "c1", "--heartbeat-seconds", "300",
+            "--shutdown-timeout", String(timeoutSeconds),
+        ])
+        try consumer.waitForStderr(containing: "consume ready")
+        Thread.sleep(forTimeInterval: 0.5)  // past its first round: waiting in BLMOVE
+
+        let pauser = try redis.connect()
+        let replies = try pauser.pipeline([
+            ["LPUSH", "pixel:processing:c1"] + pageviews(0..<1, at: Self.nowMilliseconds()),
+            ["CLIENT", "PAUSE", String(pauseMilliseconds), "WRITE"],
+        ])
+        let pausedAt = ContinuousClock.now
+        #expect(replies.last == .simpleString("OK"), "\(replies)")
+        // Held in the key's load: a client blocked in EVAL (the pause), the consumer's own connection
+        // last used for its LRANGE.
+        var clients: [Substring] = []
+        let held = Poll.until(timeout: 3, interval: 0.02) {
+            clients = ((try? pauser.command(["CLIENT", "LIST"]).string) ?? "").split(separator: "\n")
+            return clients.contains { $0.contains(" cmd=lrange ") }
+                && clients.contains { $0.contains(" flags=b ") && $0.contains(" cmd=eval ") }
+        }
+        try #require(held, "the consumer is not held in the key's load:\n\(clients.joined(separator: "\n"))")
+        let signalledAt = ContinuousClock.now
+        consumer.terminate()
+        let status = try consumer.waitForExit(timeout: 30)
+        let exit = ContinuousClock.now - signalledAt
+        let exitMilliseconds = Int(exit.components.seconds * 1000 + exit.components.attoseconds / 1_000_000_000_000_000)
+        print("stop during a stalled key load: exit \(exitMilliseconds) ms after SIGTERM (--shutdown-timeout \(timeoutSeconds))")
+        #expect(exitMilliseconds <= timeoutSeconds * 1000 + 1500, "SIGTERM to exit took \(exitMilliseconds) ms")
+        #expect(status == 0, "exit status \(status)\(consumer.process.tail)")
+        #expect(consumer.stderrText.contains("stopped at the shutdown deadline"), "\(consumer.stderrText)")
+        // The abandoned load is the stop's, not a failure of the handler.
+        #expect(!consumer.stderrText.contains("handler failed"), "\(consumer.stderrText)")
+        #expect(ContinuousClock.now - pausedAt < .milliseconds(pauseMilliseconds), "the pause ended before the consumer did")
+        _ = try pauser.command(["CLIENT", "UNPAUSE"])  // (not a write: the pause lets it through)
     }
 }

@@ -177,7 +177,7 @@ struct ConsumeCommand: AsyncParsableCommand {
             }
         } else {
             let analytics = try analyticsHandler(
-                sites: siteNames, consumerID: id, redis: redis, printer: printer, logger: logger
+                sites: siteNames, consumerID: id, connection: consumer.makeHandlerConnection(), printer: printer, logger: logger
             )
             start = { consumer in
                 consumer.start(
@@ -202,7 +202,7 @@ struct ConsumeCommand: AsyncParsableCommand {
     }
 
     private func analyticsHandler(
-        sites siteNames: [String], consumerID: String, redis: RedisConfiguration, printer: EventPrinter, logger: Logger
+        sites siteNames: [String], consumerID: String, connection: RedisConnection, printer: EventPrinter, logger: Logger
     ) throws -> AnalyticsHandler {
         let sites: SiteList
         do {
@@ -241,7 +241,7 @@ struct ConsumeCommand: AsyncParsableCommand {
             }
         }
         let handler = AnalyticsHandler(
-            logger: logger, processor: processor, rollups: rollups, redis: redis, archive: archiveWriter,
+            logger: logger, processor: processor, rollups: rollups, connection: connection, archive: archiveWriter,
             archiveKey: "\(program):archive:\(consumerID)", printer: archiveWriter == nil ? printer : nil
         )
         logger.info(

@@ -14,8 +14,8 @@ import Glibc
 /// - ``process(_:)``, while Redis applies an earlier ack: decode (undecodable values become dead
 ///   letters), load the daily visitor keys the hits need when a day is new (created in Redis with
 ///   `SET NX EX` by whichever consumer comes first, cached in memory only; on the handler's own
-///   connection, made anew when it idled), process every hit (validate, drop bots, anonymise,
-///   enrich) and render its archive line;
+///   connection, made anew when it idled, which the consumer abandons at its shutdown deadline),
+///   process every hit (validate, drop bots, anonymise, enrich) and render its archive line;
 /// - ``request(_:)``, sent right *before* the previous batch's ack: ask whether anyone listens to
 ///   the live channels, and read the visit version and the states of the visits the batch
 ///   continues (one `MGET`);
@@ -46,14 +46,16 @@ final class AnalyticsHandler: @unchecked Sendable {
     /// - Parameters:
     ///   - archiveKey: the Redis hash of acknowledged archive file lengths (`<list>:archive:<id>`).
     ///   - printer: where lines go when there is no archive; `nil` with an archive.
+    ///   - connection: the handler's own, for the daily keys: one the consumer abandons at its
+    ///     shutdown deadline (``ReliableListConsumer/makeHandlerConnection()``).
     init(
-        logger: Logger, processor: HitProcessor, rollups: RollupConfiguration, redis: RedisConfiguration,
+        logger: Logger, processor: HitProcessor, rollups: RollupConfiguration, connection: RedisConnection,
         archive: ArchiveWriter?, archiveKey: String, printer: EventPrinter?
     ) {
         self.logger = logger
         self.processor = processor
         self.rollups = rollups
-        self.connection = RedisConnection(configuration: redis, logger: logger)
+        self.connection = connection
         self.archive = archive
         self.archiveKey = Array(archiveKey.utf8)
         self.printer = printer
