@@ -56,7 +56,10 @@ struct DailyKeyLossTests {
         second.terminate()
         #expect(try second.waitForExit(timeout: 10) == 0)
         let report = try AnalyticsEndToEndTests.report(redis, site: "example.com", from: today, to: today)
-        #expect(report["visitors"] as? Int == 20, "20 people came three times: \(report["visitors"] ?? "none") visitors")
+        // (A HyperLogLog estimate: two of 20 ids in one register, about 1 % of runs, read as 19; the
+        // key made anew, and not put back, counted the same people again: 40.)
+        let visitors = report["visitors"] as? Int ?? -1
+        #expect((19...20).contains(visitors), "20 people came three times: \(visitors) visitors")
     }
 
     /// The visitor id of each page's hits in the archive of consumer `id` on `day` (`/p<visitor>`:

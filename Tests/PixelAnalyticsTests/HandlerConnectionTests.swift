@@ -78,8 +78,8 @@ struct HandlerConnectionTests {
     /// load and nothing else: the consumer idles (`BLMOVE` on the list, 1 s at a time; heartbeat and
     /// recovery only every 100 and 300 s); a hit is put straight into its processing list, and
     /// `CLIENT PAUSE … WRITE` follows it in the same write. At its next round the consumer reads its
-    /// processing list (`LRANGE`, which the pause lets through), finds the hit, and loads today's
-    /// key (`EVAL`, which the pause holds).
+    /// processing list (`LRANGE` and `LLEN`, which the pause lets through), finds the hit, and loads
+    /// today's key (`EVAL`, which the pause holds).
     @Test func aStopDuringAStalledKeyLoadEndsAtTheShutdownDeadline() throws {
         let timeoutSeconds = 1, pauseMilliseconds = 10_000
         _ = dayAwayFromMidnight()
@@ -99,11 +99,11 @@ struct HandlerConnectionTests {
         let pausedAt = ContinuousClock.now
         #expect(replies.last == .simpleString("OK"), "\(replies)")
         // Held in the key's load: a client blocked in EVAL (the pause), the consumer's own connection
-        // last used for its LRANGE.
+        // last used for its read of the processing list (LRANGE, LLEN).
         var clients: [Substring] = []
         let held = Poll.until(timeout: 3, interval: 0.02) {
             clients = ((try? pauser.command(["CLIENT", "LIST"]).string) ?? "").split(separator: "\n")
-            return clients.contains { $0.contains(" cmd=lrange ") }
+            return clients.contains { $0.contains(" cmd=lrange ") || $0.contains(" cmd=llen ") }
                 && clients.contains { $0.contains(" flags=b ") && $0.contains(" cmd=eval ") }
         }
         try #require(held, "the consumer is not held in the key's load:\n\(clients.joined(separator: "\n"))")
