@@ -20,6 +20,8 @@ static inline int chiredis_fd(const redisContext *c) { return c->fd; }
 /// signal is not an error here (where `redisBufferWrite`, on a blocking context, first waits up to
 /// the send timeout, then fails on `EAGAIN`); any other failure is recorded as the context's
 /// `REDIS_ERR_IO`, as hiredis does. `*done` is 1 once the buffer is empty.
+/// Written against hiredis 0.14's context (Debian 12's libhiredis-dev): `obuf` is an `sds` trimmed
+/// with `sdsrange(s, int, int)`, as its own `redisBufferWrite` does; check it when moving to 1.x.
 /// @return `REDIS_OK`, or `REDIS_ERR` with the context's error set.
 static inline int chiredis_buffer_write_nowait(redisContext *c, int *done) {
     if (c->err) return REDIS_ERR;

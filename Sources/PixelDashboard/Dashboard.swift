@@ -161,6 +161,13 @@ public struct Dashboard: Sendable {
         router.get("/api/live") { request, context in
             try self.liveStream(request, client: context.clientNetwork(of: request), connection: context.connection)
         }
+        // Its own `HEAD`: the generated one would subscribe, for a moment, for a body never sent (a
+        // stream slot taken, or a 503 when the feed is full).
+        router.head("/api/live") { request, _ in
+            _ = try self.visibleSite(request)
+            guard self.live != nil else { throw HTTPError(.notFound, message: "the live feed is off") }
+            return Response(status: .ok, headers: Self.liveStreamHeaders)
+        }
         return router
     }
 
@@ -476,6 +483,16 @@ public struct Dashboard: Sendable {
     /// has no slot left, in all or for `client` (see ``DashboardRequestContext/client(of:)``).
     /// `connection` is the request's: it is closed a second after graceful shutdown begins, which ends a
     /// stream whose client stopped reading.
+    /// The headers of a live-feed stream.
+    static let liveStreamHeaders: HTTPFields = {
+        var headers = HTTPFields()
+        headers[.contentType] = "text/event-stream; charset=utf-8"
+        headers[.cacheControl] = "no-store"
+        // nginx in front (proxy_buffering is on by default) would hold the events back in its buffer.
+        headers[HTTPFields.Element.Name("X-Accel-Buffering")!] = "no"
+        return headers
+    }()
+
     func liveStream(_ request: Request, client: String, connection: any Channel) throws -> Response {
         let site = try visibleSite(request)
         guard let live else { throw HTTPError(.notFound, message: "the live feed is off") }
@@ -485,11 +502,7 @@ public struct Dashboard: Sendable {
         } catch {
             throw HTTPError(.serviceUnavailable, message: error.description)
         }
-        var headers = HTTPFields()
-        headers[.contentType] = "text/event-stream; charset=utf-8"
-        headers[.cacheControl] = "no-store"
-        // nginx in front (proxy_buffering is on by default) would hold the events back in its buffer.
-        headers[HTTPFields.Element.Name("X-Accel-Buffering")!] = "no"
+        let headers = Self.liveStreamHeaders
         let body = ResponseBody { writer in
             // One stream for the events and a keep-alive comment every 15 s; a client that went away
             // makes the write throw, which cancels both and ends the subscription.

@@ -78,7 +78,7 @@ public final class RedisReader: @unchecked Sendable {
     private static func send(_ commands: [[[UInt8]]], on connection: RedisConnection) -> Result<[RESPValue], RespError> {
         do {
             return .success(try connection.pipeline(commands))
-        } catch let first where first.code == .timeout || first.code == .connectFailed {
+        } catch let first where ![.eof, .io, .closed].contains(first.code) {
             return .failure(first)
         } catch {
             do {

@@ -28,7 +28,8 @@ package enum IgnoredSignals {
 
     /// Ignores the signals, SIGXFSZ included (`SIG_IGN`, for every thread of the process): the first thing
     /// ``AsyncParsableCommand/mainWithOneLineErrors()`` does, before the command starts any thread.
-    /// Every command ignores them, the short ones too (a `replay` cut short leaves days half rebuilt).
+    /// Every command ignores them, the short ones too (a `replay` is stopped only by SIGINT or SIGTERM,
+    /// where each day is whole: see ``Interruption``).
     /// Ignored dispositions survive `exec`: a child must be given the defaults back (`Gzip.spawn`
     /// does).
     package static func ignore() {

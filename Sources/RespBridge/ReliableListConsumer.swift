@@ -542,8 +542,10 @@ public final class ReliableListConsumer: @unchecked Sendable {
         if !state.prepared, let prepare = steps.prepare {
             do {
                 try prepare(connection)
-            } catch let error as RespError where error.connectionIsDead || error.callsForReconnect {
-                throw error  // (Redis down or not the master: an outage, see ``recover(after:_:)``)
+            } catch let error as RespError where error.connectionIsDead || (error.serverErrorPrefix ?? "WRONGTYPE") != "WRONGTYPE" {
+                // Redis down, not the master, out of memory, refusing a permission…: an outage, see
+                // ``recover(after:_:)`` (and ``redisErrorReply``).
+                throw error
             } catch {
                 // Redis answered — the heartbeat was just written, if nothing had answered before —
                 // and the handler cannot make its output agree with it (an archive directory gone,

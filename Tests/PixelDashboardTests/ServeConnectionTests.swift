@@ -9,10 +9,11 @@ import Glibc
 /// `pixeld serve`'s connections, against the real binary and a real Redis.
 @Suite(.enabled(if: TestEnvironment.canRun("redis-server", "curl")))
 struct ServeConnectionTests {
-    /// `--idle-timeout` (1 s here): a connection that sends nothing, one that sends half a header
-    /// and one kept alive after its response are closed about a second later (without an idle
-    /// timeout all three stayed open for as long as the client liked, each holding a descriptor);
-    /// a live-feed stream, which is never idle, stays open.
+    /// `--idle-timeout` (1 s here): a connection that sends nothing, one that sends half a header,
+    /// one that trickles a header a byte at a time (the timeout bounds the whole header, not the
+    /// pause between bytes) and one kept alive after its response are closed about a second later
+    /// (without an idle timeout all four stayed open for as long as the client liked, each holding a
+    /// descriptor); a live-feed stream, which is never idle, stays open.
     @Test func idleConnectionsAreClosed() throws {
         let redis = try RedisServer.start()
         let serve = try ServeProcess.start(redis: redis, extra: ["--idle-timeout", "1", "--site", "example.com"])
@@ -21,8 +22,20 @@ struct ServeConnectionTests {
         let halfHeader = try Self.connect(serve.port, sending: "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         let keptAlive = try Self.connect(serve.port, sending: "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         let live = try Self.connect(serve.port, sending: "GET /api/live?site=example.com HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        defer { for fd in [silent, halfHeader, keptAlive, live] { close(fd) } }
+        let trickling = try Self.connect(serve.port, sending: "G")
+        defer { for fd in [silent, halfHeader, keptAlive, live, trickling] { close(fd) } }
         let started = ContinuousClock.now
+        // A byte every 100 ms for up to 4 s (the header never ends); a failed send: closed.
+        var trickleClosedAfter: Duration?
+        for byte in Array("ET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".utf8) + Array(repeating: UInt8(ascii: "a"), count: 40) {
+            Thread.sleep(forTimeInterval: 0.1)
+            var one = byte
+            if send(trickling, &one, 1, Int32(MSG_NOSIGNAL)) != 1 || Self.read(trickling, untilEndWithin: 0.001).0 {
+                trickleClosedAfter = ContinuousClock.now - started
+                break
+            }
+        }
+        #expect(trickleClosedAfter != nil, "trickling a header: still open after \(ContinuousClock.now - started)")
         for (name, fd) in [("silent", silent), ("half a header", halfHeader), ("kept alive", keptAlive)] {
             let (ended, received) = Self.read(fd, untilEndWithin: 4)
             #expect(ended, "\(name): still open \(ContinuousClock.now - started) after connecting")

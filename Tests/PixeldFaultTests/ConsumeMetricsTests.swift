@@ -96,6 +96,40 @@ struct ConsumeMetricsTests {
     /// for an outage (a warning `redis error in consumer, retrying`, /healthz `redis not answering`,
     /// nothing counted), and any other failure was logged but not counted (the counter stayed at the
     /// one failed batch).
+    /// A preparation Redis refuses (here the ACL denies `HGETALL`, which reads the archive lengths;
+    /// out of memory, `BUSY` alike) is Redis's problem, not the handler's: `/healthz` names the
+    /// error and nothing is counted as a handler failure (it was counted, and `/healthz` said
+    /// `batches failing`). Once Redis allows it, the list drains.
+    @Test func aPreparationRedisRefusesIsAnOutageNotAHandlerFailure() throws {
+        let redis = try RedisServer.start()
+        let archive = try TempDirectory(prefix: "pixeld-prepare-acl")
+        let port = try PortAllocator.freeTCPPort()
+        _ = try redis.command(["ACL", "SETUSER", "default", "-hgetall"])
+        try redis.prefill("pixel", (1...20).map { PixelMessage.value(seq: $0) })
+        let consume = try PixeldProcess.start([
+            "consume", "pixel", "--redis", redis.url, "--metrics", "127.0.0.1:\(port)", "--consumer-id", "c1",
+            "--site", "example.com", "--archive", archive.path,
+        ])
+        defer { consume.process.stop(timeout: 5) }
+        var health = ""
+        let named = Poll.until(timeout: 20, interval: 0.05) {
+            health = (try? httpGet(port: port, path: "/healthz")) ?? ""
+            return health.hasPrefix("redis answers NOPERM")
+        }
+        #expect(named, "/healthz: \(health)\(consume.process.tail)")
+        Thread.sleep(forTimeInterval: 1)  // a few retries
+        let metrics = (try? httpGet(port: port, path: "/metrics")) ?? ""
+        #expect(metrics.contains("pixeld_consume_handler_failures_total 0"), "\(metrics.split(separator: "\n").filter { $0.contains("handler_failures") })")
+        _ = try redis.command(["ACL", "SETUSER", "default", "+hgetall"])
+        let drained = Poll.until(timeout: 20, interval: 0.05) {
+            (try? redis.llen("pixel") == 0 && redis.llen("pixel:processing:c1") == 0) ?? false
+        }
+        #expect(drained, "not drained once allowed\(consume.process.tail)")
+        #expect(Poll.until(timeout: 10, interval: 0.05) { (try? httpGet(port: port, path: "/healthz")) == "ok\n" }, "\(consume.process.tail)")
+        consume.terminate()
+        #expect(try consume.waitForExit(timeout: 10) == 0, "\(consume.process.tail)")
+    }
+
     @Test(arguments: BrokenPreparation.allCases)
     func aFailingPreparationIsCountedAndRecovers(_ broken: BrokenPreparation) throws {
         let redis = try RedisServer.start()

@@ -179,9 +179,9 @@ final class HiredisContext {
     ) throws(RespError) -> RESPValue {
         let started = MonotonicClock.nanoseconds()
         var lastCalled = started
-        var sent: Int32 = 0
+        var sendDone: Int32 = 0  // (1 once the whole command is in the socket)
         while true {
-            if sent == 0, chiredis_buffer_write_nowait(context, &sent) != REDIS_OK { throw error(operation: "redisBufferWrite") }
+            if sendDone == 0, chiredis_buffer_write_nowait(context, &sendDone) != REDIS_OK { throw error(operation: "redisBufferWrite") }
             var raw: UnsafeMutableRawPointer?
             // A reply already read into hiredis's buffer (pipelined replies arrive together) comes first.
             if redisGetReplyFromReader(context, &raw) != REDIS_OK { throw error(operation: "redisGetReply") }
@@ -191,7 +191,7 @@ final class HiredisContext {
                 return Self.copy(reply)
             }
             // Replies to the commands already sent are read while the rest waits for room.
-            var descriptor = pollfd(fd: fd, events: Int16(sent == 0 ? POLLIN | POLLOUT : POLLIN), revents: 0)
+            var descriptor = pollfd(fd: fd, events: Int16(sendDone == 0 ? POLLIN | POLLOUT : POLLIN), revents: 0)
             let ready = poll(&descriptor, 1, sliceMilliseconds)
             if ready < 0 {
                 if errno == EINTR { continue }
@@ -201,7 +201,7 @@ final class HiredisContext {
             let waited = now - started
             if ready == 0 {
                 guard waited < Int64(timeoutMilliseconds) * 1_000_000 else {
-                    throw sent == 0
+                    throw sendDone == 0
                         ? RespError(code: .timeout, operation: "redisBufferWrite", message: "redis did not take the whole command within \(timeoutMilliseconds) ms")
                         : RespError(code: .timeout, operation: "redisGetReply", message: "no reply within \(timeoutMilliseconds) ms")
                 }

@@ -268,9 +268,10 @@ struct ConsumeCommand: AsyncParsableCommand {
                 case "MASTERDOWN": "a replica that lost its link to the master"
                 case "LOADING": "loading its data set into memory; it serves again once loaded"
                 case "NOPERM", "NOAUTH", "WRONGPASS": "check the user and password in --redis and its ACL"
-                default: String(reply.prefix(200))
+                default: ""
                 }
-            return "redis answers \(prefix) (\(meaning))"
+            // Another error: its text (the prefix first), once.
+            return meaning.isEmpty ? "redis answers \(reply.prefix(200))" : "redis answers \(prefix) (\(meaning))"
         }
         return consumer.isHandlerFailing ? "batches failing (see the log), none acked since" : nil
     }

@@ -115,13 +115,14 @@ struct ReplayCommand: ParsableCommand {
         }
         // Interrupted (Ctrl-C, SIGTERM), it stops where every day is either rebuilt or as it was.
         Interruption.record()
-        var swapped: [Day] = []
+        var swapped: [Day] = [], swapping: Day?
         do {
             _ = try connection.command(RollupScript.loadCommand).unwrap("SCRIPT LOAD")
+            _ = try connection.command(["SET", Self.openMarker(staging), "1"]).unwrap("SET")
             // 1. Count every hit into the staging keys: the live rollups are not touched yet.
             var index = 0
             while index < outcomes.count {
-                try stopIfInterrupted(swapped: swapped, of: days, staging: staging, connection)
+                try Self.stopIfInterrupted()
                 var batch = RollupBatch(configuration: configuration)
                 for (outcome, file) in outcomes[index..<min(index + 1000, outcomes.count)] { batch.add(outcome, archivedOn: file) }
                 index += 1000
@@ -140,8 +141,9 @@ struct ReplayCommand: ParsableCommand {
             // holds accepted hits of, only the drop counts of a site it holds drops of alone (another
             // archive may hold its accepted hits), the all-sites drop count — and rename the day's
             // staging keys into their place. Other sites keep theirs.
+            let stagedByDay = try stagedKeysByDay(staging, connection)
             for day in days {
-                try stopIfInterrupted(swapped: swapped, of: days, staging: staging, connection)
+                try Self.stopIfInterrupted()
                 let whole = counted[day, default: []], dropsOnly = dropped[day, default: []].subtracting(whole)
                 let sitePrefix = keys.prefix + "site:", daySuffix = ":\(day):"
                 // One scan of the day's site keys; a site name holds no ':'.
@@ -150,18 +152,25 @@ struct ReplayCommand: ParsableCommand {
                     let site = String(key[key.index(key.startIndex, offsetBy: sitePrefix.count)..<middle.lowerBound])
                     return whole.contains(site) || (dropsOnly.contains(site) && key[middle.upperBound...] == "drops")
                 }
-                let staged = try scanKeys(matching: staging.prefix + "site:*" + daySuffix + "*", connection)
-                    + [Array(staging.globalDrops(day: day).utf8)]
+                let staged = stagedByDay[day.description, default: []] + [Array(staging.globalDrops(day: day).utf8)]
+                swapping = day
                 try swap(replacing: replaced + [Array(keys.globalDrops(day: day).utf8)], with: staged, staging: staging, keys: keys, connection)
+                swapping = nil
                 swapped.append(day)
             }
-            try deleteKeys(matching: staging.prefix + "*", connection)
-        } catch let error as RespError {
-            // Some days may be rebuilt, the others are as they were (each is swapped whole).
-            try? deleteKeys(matching: staging.prefix + "*", connection)
-            throw CommandFailure(
-                "cannot rebuild the rollups in Redis: \(error); \(Self.progress(swapped, of: days)) (replay again once Redis answers)"
-            )
+            try discardStaging(staging, connection)
+        } catch {
+            // Each day is swapped whole, or not at all (the script does nothing once the staging is
+            // discarded: a swap whose reply was lost cannot run later on an emptied staging).
+            try? discardStaging(staging, connection)
+            let progress = Self.progress(swapped, of: days, uncertain: swapping)
+            if let signal = Interruption.received {
+                throw CommandFailure("interrupted (\(signal)): \(progress); replay again to rebuild the rest")
+            }
+            if let error = error as? RespError {
+                throw CommandFailure("cannot rebuild the rollups in Redis: \(error); \(progress) (replay again once Redis answers)")
+            }
+            throw CommandFailure("\(error); \(progress)")
         }
         let accepted = outcomes.filter { if case .accepted = $0.outcome { true } else { false } }.count
         print("replayed \(outcomes.count) hits (\(accepted) accepted, \(outcomes.count - accepted) dropped) from \(files) files, \(first) … \(last)")
@@ -169,50 +178,92 @@ struct ReplayCommand: ParsableCommand {
         let dropsOnly = Set(dropped.values.flatMap { $0 }).subtracting(sites).sorted()
         print("sites rebuilt: \(sites.isEmpty ? "none" : sites.joined(separator: " "))")
         if !dropsOnly.isEmpty { print("sites with only drops in the archive, their drop counts rebuilt: \(dropsOnly.joined(separator: " "))") }
+        // A day that may still get hits (a running consumer accepts hits up to 24 hours old).
+        let today = Day(timestamp: Double(time(nil)))
+        let live = days.filter { $0.number >= today.number - 1 }
+        if !live.isEmpty {
+            print("\(live.map(\.description).joined(separator: " and ")) may still get hits: what a running consumer counted during the replay is missing from the rebuilt rollups (each day was replaced whole at its turn); the archive has it, for a replay once the consumers are stopped or the day is over")
+        }
         let skipped = filesByDay.filter(\.files.isEmpty).map(\.day.description)
         if !skipped.isEmpty {
             print("no archive files for \(skipped.count) day(s), their rollups left as they were: \(skipped.prefix(10).joined(separator: ", "))\(skipped.count > 10 ? ", …" : "")")
         }
     }
 
-    /// Stops the replay (deleting its staging keys) when SIGINT or SIGTERM came: between two steps,
-    /// where each day is either rebuilt or as it was.
-    private func stopIfInterrupted(swapped: [Day], of days: [Day], staging: RollupKeys, _ connection: RedisConnection) throws {
-        guard let signal = Interruption.received else { return }
-        try? deleteKeys(matching: staging.prefix + "*", connection)
-        throw CommandFailure("interrupted (\(signal)): \(Self.progress(swapped, of: days)); replay again to rebuild the rest")
+    /// Thrown between two steps after SIGINT or SIGTERM (see ``Interruption``).
+    private struct Interrupted: Error {}
+
+    /// Stops the replay between two steps — where each day is either rebuilt or as it was — once
+    /// SIGINT or SIGTERM came.
+    private static func stopIfInterrupted() throws {
+        if Interruption.received != nil { throw Interrupted() }
     }
 
-    /// Which days were rebuilt: "none of the 3 days rebuilt, their rollups as they were", or
-    /// "2 of 3 days rebuilt (2026-11-01 … 2026-11-02), the others as they were".
-    private static func progress(_ swapped: [Day], of days: [Day]) -> String {
-        guard let first = swapped.first, let last = swapped.last else {
-            return "none of the \(days.count) day(s) rebuilt, their rollups as they were"
+    /// Which days were rebuilt: "none of the 3 day(s) rebuilt, their rollups as they were", "2 of 3
+    /// days rebuilt (2026-11-01 … 2026-11-02), the others as they were", and the day whose swap's
+    /// reply never came (`uncertain`: Redis may have applied it), if any.
+    private static func progress(_ swapped: [Day], of days: [Day], uncertain: Day?) -> String {
+        let text: String
+        if let first = swapped.first, let last = swapped.last {
+            text = swapped.count == days.count
+                ? "all \(days.count) day(s) rebuilt"
+                : "\(swapped.count) of \(days.count) days rebuilt (\(first) … \(last)), the others as they were"
+        } else {
+            text = "none of the \(days.count) day(s) rebuilt, their rollups as they were"
         }
-        if swapped.count == days.count { return "all \(days.count) day(s) rebuilt" }
-        return "\(swapped.count) of \(days.count) days rebuilt (\(first) … \(last)), the others as they were"
+        return uncertain.map { text + " except \($0), rebuilt or as it was (its swap's reply was lost)" } ?? text
     }
 
-    /// One script, so that a day is replaced whole or not at all: deletes `replaced`, then renames
-    /// each of `staged` that exists to its live name (the staging prefix replaced by the live one).
+    /// The key whose presence lets a swap run: set before the staging is filled, deleted first when
+    /// it is discarded.
+    private static func openMarker(_ staging: RollupKeys) -> String { staging.prefix + "open" }
+
+    /// Deletes the staging keys, the marker first (a swap in flight then does nothing).
+    private func discardStaging(_ staging: RollupKeys, _ connection: RedisConnection) throws {
+        _ = try connection.command(["DEL", Self.openMarker(staging)]).unwrap("DEL")
+        try deleteKeys(matching: staging.prefix + "*", connection)
+    }
+
+    /// The staging's per-site, per-day keys (`<staging>site:S:D:…`), by day (`D`), in one scan.
+    private func stagedKeysByDay(_ staging: RollupKeys, _ connection: RedisConnection) throws -> [String: [[UInt8]]] {
+        let start = staging.prefix.utf8.count + "site:".utf8.count
+        var byDay: [String: [[UInt8]]] = [:]
+        for key in try scanKeys(matching: staging.prefix + "site:*", connection) {
+            // A site name holds no ':'; the day after it is YYYY-MM-DD.
+            let rest = key.dropFirst(start)
+            guard let colon = rest.firstIndex(of: UInt8(ascii: ":")) else { continue }
+            let day = rest[(colon + 1)...].prefix(10)
+            byDay[String(decoding: day, as: UTF8.self), default: []].append(key)
+        }
+        return byDay
+    }
+
+    /// One script, so that a day is replaced whole or not at all: unless the staging was discarded,
+    /// unlinks `replaced`, then renames each of `staged` that exists to its live name (the staging
+    /// prefix replaced by the live one).
     private func swap(
         replacing replaced: [[UInt8]], with staged: [[UInt8]], staging: RollupKeys, keys: RollupKeys, _ connection: RedisConnection
     ) throws {
         let live = staged.map { Array(keys.prefix.utf8) + $0.dropFirst(staging.prefix.utf8.count) }
         let pairs = zip(staged, live).flatMap { [$0, $1] }
-        let arguments: [[UInt8]] = [Array("EVAL".utf8), Array(Self.swapScript.utf8), Array(String(replaced.count + pairs.count).utf8)]
-            + replaced + pairs + [Array(String(replaced.count).utf8)]
-        _ = try connection.command(arguments).unwrap("EVAL swap")
+        let keyArguments = [Array(Self.openMarker(staging).utf8)] + replaced + pairs
+        let arguments: [[UInt8]] = [Array("EVAL".utf8), Array(Self.swapScript.utf8), Array(String(keyArguments.count).utf8)]
+            + keyArguments + [Array(String(replaced.count).utf8)]
+        guard try connection.command(arguments).unwrap("EVAL swap").int == 1 else {
+            throw CommandFailure("the replay's staging keys are gone (deleted by someone else?)")
+        }
     }
 
-    /// `KEYS`: the keys to delete (`ARGV[1]` of them), then pairs of staging key and live key.
+    /// `KEYS`: the marker (``openMarker(_:)``), the keys to delete (`ARGV[1]` of them), then pairs of
+    /// staging key and live key. `UNLINK`: a large hash is freed off Redis's main thread.
     private static let swapScript = """
+        if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
         local deleted = tonumber(ARGV[1])
-        for i = 1, deleted do redis.call('DEL', KEYS[i]) end
-        for i = deleted + 1, #KEYS, 2 do
+        for i = 2, deleted + 1 do redis.call('UNLINK', KEYS[i]) end
+        for i = deleted + 2, #KEYS, 2 do
           if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('RENAME', KEYS[i], KEYS[i + 1]) end
         end
-        return 0
+        return 1
         """
 
     /// The keys that match `pattern` and that `selected` (if given) keeps.
