@@ -150,49 +150,83 @@ struct ReplayScopeTests {
         #expect(try drops() == live, "replayed")
     }
 
+    /// Two days of `perDay` hits of `a.example` in an archive, their live pageviews set to 99 (so
+    /// that "as it was" and "rebuilt" can be told apart), and helpers to replay and look.
+    private struct TwoArchivedDays {
+        let redis: RedisServer
+        let archive: TempDirectory
+        let days: [Day]
+        let perDay = 15_000
+
+        init(prefix: String) throws {
+            redis = try RedisServer.start()
+            archive = try TempDirectory(prefix: prefix)
+            let today = Day(timestamp: Date().timeIntervalSince1970).number
+            days = [Day(number: today - 3), Day(number: today - 2)]
+            for day in days {
+                let noon = Double(day.number * 86_400 + 43_200)
+                var text = ""
+                for index in 0..<perDay {
+                    let vid = String(repeating: "0", count: 28) + String(format: "%04x", index % 3_000)
+                    text += "{\"ts\":\(noon + Double(index) * 0.5),\"v\":1,\"status\":\"ok\",\"site\":\"a.example\",\"event\":\"pageview\",\"path\":\"/p\(index % 50)\",\"vid\":\"\(vid)\",\"source\":\"(direct)\",\"browser\":\"Firefox\",\"os\":\"Linux\",\"device\":\"desktop\"}\n"
+                }
+                try text.write(toFile: archive.path + "/\(day).c1.jsonl", atomically: true, encoding: .utf8)
+                _ = try redis.command(["HSET", "pixeld:site:a.example:\(day):totals", "pageviews", "99"])
+            }
+        }
+
+        func replay() throws -> PixeldProcess {
+            try PixeldProcess.start(["replay", "--redis", redis.url, "--archive", archive.path, "--from", "\(days[0])", "--to", "\(days[1])"])
+        }
+
+        /// The replay's own keys (`pixeld:replay:…`).
+        func stagingKeys() throws -> [String] {
+            try redis.command(["SCAN", "0", "MATCH", "pixeld:replay:*", "COUNT", "100000"]).array?[1].array?.compactMap(\.string) ?? []
+        }
+
+        func pageviews() throws -> [String] {
+            try days.map { try redis.command(["HGET", "pixeld:site:a.example:\($0):totals", "pageviews"]).string ?? "none" }
+        }
+    }
+
     /// Interrupted (SIGTERM while it counts), a replay leaves each day's rollups whole — as they
     /// were, or rebuilt; never emptied or half counted — removes its staging keys and says so
     /// (before, it deleted the whole range first and then counted, and died of the signal: days at
     /// 0 or partial, no message). Run again, it rebuilds every day.
     @Test func anInterruptedReplayLeavesEachDayAsItWasOrRebuilt() throws {
-        let redis = try RedisServer.start()
-        let archive = try TempDirectory(prefix: "pixeld-replay-interrupted")
-        let today = Day(timestamp: Date().timeIntervalSince1970).number
-        let days = [Day(number: today - 3), Day(number: today - 2)]
-        let perDay = 15_000
-        for day in days {
-            let noon = Double(day.number * 86_400 + 43_200)
-            var text = ""
-            for index in 0..<perDay {
-                let vid = String(repeating: "0", count: 28) + String(format: "%04x", index % 3_000)
-                text += "{\"ts\":\(noon + Double(index) * 0.5),\"v\":1,\"status\":\"ok\",\"site\":\"a.example\",\"event\":\"pageview\",\"path\":\"/p\(index % 50)\",\"vid\":\"\(vid)\",\"source\":\"(direct)\",\"browser\":\"Firefox\",\"os\":\"Linux\",\"device\":\"desktop\"}\n"
-            }
-            try text.write(toFile: archive.path + "/\(day).c1.jsonl", atomically: true, encoding: .utf8)
-            _ = try redis.command(["HSET", "pixeld:site:a.example:\(day):totals", "pageviews", "99"])
-        }
-        func replay() throws -> PixeldProcess {
-            try PixeldProcess.start(["replay", "--redis", redis.url, "--archive", archive.path, "--from", "\(days[0])", "--to", "\(days[1])"])
-        }
-        func stagingKeys() throws -> Int {
-            try redis.command(["SCAN", "0", "MATCH", "pixeld:replay:*", "COUNT", "100000"]).array?[1].array?.count ?? 0
-        }
-        func pageviews() throws -> [String] {
-            try days.map { try redis.command(["HGET", "pixeld:site:a.example:\($0):totals", "pageviews"]).string ?? "none" }
-        }
-        let interrupted = try replay()
+        let setup = try TwoArchivedDays(prefix: "pixeld-replay-interrupted")
+        let interrupted = try setup.replay()
         // Keys of its own in Redis: it is counting. Its writes held for a second, the signal
         // certainly comes before it is done (on any machine).
-        try #require(Poll.until(timeout: 30, interval: 0.005) { try stagingKeys() > 0 }, "\(interrupted.stderrText)")
-        _ = try redis.command(["CLIENT", "PAUSE", "1000", "WRITE"])
+        try #require(Poll.until(timeout: 30, interval: 0.005) { try !setup.stagingKeys().isEmpty }, "\(interrupted.stderrText)")
+        _ = try setup.redis.command(["CLIENT", "PAUSE", "1000", "WRITE"])
         interrupted.terminate()
         let status = try interrupted.waitForExit(timeout: 30)
-        let after = try pageviews()
-        #expect(after.allSatisfy { $0 == "99" || $0 == "\(perDay)" }, "after SIGTERM: \(after), exit \(status): \(interrupted.stderrText)")
+        let after = try setup.pageviews()
+        #expect(after.allSatisfy { $0 == "99" || $0 == "\(setup.perDay)" }, "after SIGTERM: \(after), exit \(status): \(interrupted.stderrText)")
         #expect(status == 1 && interrupted.stderrText.contains("interrupted (SIGTERM)"), "exit \(status): \(interrupted.stderrText)")
-        #expect(try stagingKeys() == 0, "staging keys left behind")
-        let again = try replay()
+        #expect(try setup.stagingKeys().isEmpty, "staging keys left behind")
+        let again = try setup.replay()
         #expect(try again.waitForExit(timeout: 60) == 0, "\(again.stderrText)")
-        #expect(try pageviews() == ["\(perDay)", "\(perDay)"])
-        #expect(try stagingKeys() == 0)
+        #expect(try setup.pageviews() == ["\(setup.perDay)", "\(setup.perDay)"])
+        #expect(try setup.stagingKeys().isEmpty)
+    }
+
+    /// A staging that was discarded never replaces a day: each day's swap runs only while the
+    /// staging's marker exists, which a cleanup deletes first — so a swap whose reply was lost, and
+    /// which reaches Redis after the replay gave up and discarded its keys, does nothing. Here the
+    /// staging is deleted from under the replay while it counts (the later batches then write an
+    /// incomplete one): the days stay as they were and the replay says its staging is gone. Without
+    /// the marker, the incomplete counts replaced the days.
+    @Test func aDiscardedStagingNeverReplacesADay() throws {
+        let setup = try TwoArchivedDays(prefix: "pixeld-replay-discarded")
+        let replay = try setup.replay()
+        var keys: [String] = []
+        try #require(Poll.until(timeout: 30, interval: 0.002) { keys = try setup.stagingKeys(); return !keys.isEmpty }, "\(replay.stderrText)")
+        _ = try setup.redis.command(["DEL"] + keys)
+        let status = try replay.waitForExit(timeout: 60)
+        #expect(try setup.pageviews() == ["99", "99"], "exit \(status): \(replay.stderrText)")
+        #expect(status == 1 && replay.stderrText.contains("staging keys are gone"), "exit \(status): \(replay.stderrText)")
+        #expect(try setup.stagingKeys().isEmpty, "staging keys left behind")
     }
 }
