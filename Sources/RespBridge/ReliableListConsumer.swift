@@ -555,7 +555,10 @@ public final class ReliableListConsumer: @unchecked Sendable {
                 handlerFailed(error, &state.backoff, "consumer preparation failed; retrying")
                 return false
             }
-            if preparationFailing { preparationRecovered() }
+            if preparationFailing {
+                preparationFailing = false
+                handlerSucceeded("consumer preparation recovered")  // (there may be no batch to ack for a while)
+            }
         }
         state.prepared = true
         var batch = try pending()
@@ -861,13 +864,12 @@ public final class ReliableListConsumer: @unchecked Sendable {
         sleep(milliseconds: backoff.nextDelayMilliseconds())
     }
 
-    /// `prepare` succeeded after failing: the handler is no longer failing (whether or not a batch
-    /// waits to be acked), and the log says so once.
-    private func preparationRecovered() {
-        preparationFailing = false
+    /// The handler succeeded — a batch acked, or a `prepare` after failing —: it is no longer failing,
+    /// and the end of a failure episode is logged once, as `message`.
+    private func handlerSucceeded(_ message: Logger.Message) {
         handlerFailing.store(false, ordering: .relaxed)
         if let ended = handlerFailureEpisode.succeeded(now: MonotonicClock.nanoseconds()) {
-            logger.info("consumer preparation recovered", metadata: ["attempts.failed": "\(ended.attempts)", "failing.ms": "\(ended.milliseconds)"])
+            logger.info(message, metadata: ["attempts.failed": "\(ended.attempts)", "failing.ms": "\(ended.milliseconds)"])
         }
     }
 
@@ -1103,10 +1105,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
         consumedCount.add(ack.count, ordering: .relaxed)
         deadCount.add(ack.deadLetters, ordering: .relaxed)
         heldInProcessingList = max(0, heldInProcessingList - ack.count)
-        handlerFailing.store(false, ordering: .relaxed)
-        if let ended = handlerFailureEpisode.succeeded(now: MonotonicClock.nanoseconds()) {
-            logger.info("handler recovered; batch acked", metadata: ["attempts.failed": "\(ended.attempts)", "failing.ms": "\(ended.milliseconds)"])
-        }
+        handlerSucceeded("handler recovered; batch acked")
         metrics.recordAck(events: ack.count, deadLetters: ack.deadLetters)
         for failure in failures {
             ackCommandErrorCount.add(1, ordering: .relaxed)
