@@ -282,8 +282,10 @@ public struct Dashboard: Sendable {
         var site: String
         /// The last 30 days, today last.
         var trend: [SeriesPoint]
-        var todaysVisitors: Int { trend.last?.visitors ?? 0 }
-        var todaysPageviews: Int { trend.last?.pageviews ?? 0 }
+        /// `nil`: unknown (a damaged rollup key, logged by the store).
+        var todaysVisitors: Int? { trend.last.flatMap(\.visitors) }
+        /// `nil`: unknown.
+        var todaysPageviews: Int? { trend.last.flatMap(\.pageviews) }
     }
 
     func summaries(_ request: Request) async throws -> [SiteSummary] {
@@ -314,9 +316,9 @@ public struct Dashboard: Sendable {
 
     func apiSites(_ request: Request) async throws -> Response {
         let items = try await summaries(request).map { summary in
-            "{\"site\":" + Escape.json(summary.site) + ",\"today\":{\"visitors\":\(summary.todaysVisitors),\"pageviews\":"
-                + "\(summary.todaysPageviews)},\"trend\":[" + summary.trend.map { String($0.pageviews) }.joined(separator: ",")
-                + "]}"
+            "{\"site\":" + Escape.json(summary.site) + ",\"today\":{\"visitors\":" + Self.json(summary.todaysVisitors)
+                + ",\"pageviews\":" + Self.json(summary.todaysPageviews) + "},\"trend\":["
+                + summary.trend.map { Self.json($0.pageviews) }.joined(separator: ",") + "]}"
         }
         return Self.json("{\"v\":1,\"day\":\"\(today)\",\"sites\":[" + items.joined(separator: ",") + "]}")
     }
@@ -356,7 +358,8 @@ public struct Dashboard: Sendable {
         let realtime = try await recentVisitors(range.site)
         return Self.html(
             Pages.sitePage(
-                range: range, today: today, report: report, previous: previous, series: series, realtime: realtime, limit: limit,
+                range: range, today: today, report: report, previous: previous, series: series,
+                shown: begun(series, hourlyOf: range.from == range.to ? range.from : nil).count, realtime: realtime, limit: limit,
                 // A link on a range the archive does not filter would only lead to a 400.
                 filterable: archive.map { range.to.number - range.from.number < $0.maxDays } ?? false
             )
@@ -369,6 +372,19 @@ public struct Dashboard: Sendable {
         } catch {
             throw Self.unavailable(error)
         }
+    }
+
+    /// The points of `points` (a series of `day`'s hours, or with `nil` of days) that have begun by
+    /// the clock: a series that showed the hours or days still to come as 0 would fall to zero at
+    /// the present.
+    func begun(_ points: [SeriesPoint], hourlyOf day: Day?) -> [SeriesPoint] {
+        let now = clock()
+        let today = Day(timestamp: now)
+        guard let day else { return points.filter { $0.label <= today.description } }
+        guard day >= today else { return points }
+        guard day == today else { return [] }
+        let hour = Int(now - Double(today.number) * 86_400) / 3600
+        return points.filter { Int($0.label).map { $0 <= hour } ?? true }
     }
 
     /// The points of archive day reports: one per hour of the single day, or one per day.
@@ -399,12 +415,15 @@ public struct Dashboard: Sendable {
         } else {
             points = try await series(site: range.site, from: range.from, to: range.to, hourly: interval == "hour")
         }
-        let items = points.map { point in
+        // Up to the current hour (or today): hours still to come are no zeros.
+        let items = begun(points, hourlyOf: interval == "hour" ? range.from : nil).map { point in
             var item = "{\"" + (interval == "hour" ? "hour" : "date") + "\":" + Escape.json(point.label)
-            item += ",\"pageviews\":\(point.pageviews)"
-            if let visitors = point.visitors { item += ",\"visitors\":\(visitors)" }
-            if let visits = point.visits { item += ",\"visits\":\(visits)" }
-            if let bounces = point.bounces { item += ",\"bounces\":\(bounces)" }
+            item += ",\"pageviews\":" + Self.json(point.pageviews)
+            if interval == "day" {
+                // null: unknown (a damaged rollup key, logged).
+                item += ",\"visitors\":" + Self.json(point.visitors) + ",\"visits\":" + Self.json(point.visits)
+                item += ",\"bounces\":" + Self.json(point.bounces)
+            }
             return item + "}"
         }
         return Self.json(Self.jsonHead(range) + "\"interval\":\"" + interval + "\",\"points\":[" + items.joined(separator: ",") + "]}")
@@ -602,4 +621,7 @@ public struct Dashboard: Sendable {
     static func html(_ text: String) -> Response { response(text, type: "text/html; charset=utf-8") }
 
     static func json(_ text: String) -> Response { response(text + "\n", type: "application/json") }
+
+    /// A JSON number, or `null` for an unknown one.
+    static func json(_ number: Int?) -> String { number.map { String($0) } ?? "null" }
 }

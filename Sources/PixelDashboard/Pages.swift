@@ -32,9 +32,12 @@ enum Pages {
 
     struct SiteRow {
         var site: String
-        var visitors: Int
-        var pageviews: Int
-        var trend: [Int]
+        /// `nil`: unknown (a damaged rollup key), shown as "–".
+        var visitors: Int?
+        /// `nil`: unknown.
+        var pageviews: Int?
+        /// `nil`: a day whose pageviews are unknown (no point).
+        var trend: [Int?]
     }
 
     static func siteList(_ rows: [SiteRow], today: Day, loggedIn: Bool, tokenRequired: Bool) -> String {
@@ -43,7 +46,7 @@ enum Pages {
         body += "<table class=\"sites\"><thead><tr><th>Site</th><th>Visitors</th><th>Pageviews</th><th>Trend</th></tr></thead><tbody>"
         for row in rows {
             body += "<tr><td><a href=\"/site?site=" + Escape.html(Escape.query(row.site)) + "\">" + Escape.html(row.site)
-            body += "</a></td><td class=\"n\">\(row.visitors)</td><td class=\"n\">\(row.pageviews)</td><td>"
+            body += "</a></td><td class=\"n\">" + number(row.visitors) + "</td><td class=\"n\">" + number(row.pageviews) + "</td><td>"
             body += SVGChart.sparkline(values: row.trend) + "</td></tr>"
         }
         body += "</tbody></table>"
@@ -56,11 +59,13 @@ enum Pages {
     /// - Parameters:
     ///   - previous: The report of ``RangeInput/previous``; `nil` when that period reaches past the
     ///     retention (``RangeInput/previousIsKept``): no change is shown.
+    ///   - series: The chart's points, the whole range (its x axis).
+    ///   - shown: How many of them have begun (the others, hours still to come, are not drawn).
     ///   - filterable: Whether table rows link to the page filtered by them (the dashboard has the
     ///     archive and the range is one it filters); otherwise they are plain text, and so is the
     ///     rollups' `(other)` row, which is no value a filter could match.
     static func sitePage(
-        range: RangeInput, today: Day, report: Report, previous: Report?, series: [SeriesPoint], realtime: Int, limit: Int,
+        range: RangeInput, today: Day, report: Report, previous: Report?, series: [SeriesPoint], shown: Int = .max, realtime: Int, limit: Int,
         filterable: Bool = false
     ) -> String {
         let site = range.site
@@ -116,7 +121,7 @@ enum Pages {
         let hourly = range.from == range.to
         body += "<section class=\"chart\"><h2>Pageviews per " + (hourly ? "hour" : "day") + "</h2>"
         body += SVGChart.timeSeries(
-            values: series.map(\.pageviews), labels: series.map(\.label),
+            values: series.prefix(shown).map(\.pageviews), labels: series.map(\.label),
             title: "Pageviews per " + (hourly ? "hour (UTC)" : "day")
         )
         body += "</section><section class=\"tables\">"
@@ -192,6 +197,11 @@ enum Pages {
         }
         return "<div class=\"card\" id=\"stat-\(id)\"><div class=\"label\">\(title)</div><div class=\"value\">"
             + Escape.html(value) + "</div>" + change + "</div>"
+    }
+
+    /// A count, or "–" when it is unknown (a damaged rollup key), with a title that says so.
+    static func number(_ count: Int?) -> String {
+        count.map { String($0) } ?? "<span title=\"unknown: a damaged rollup key (see the server's log)\">–</span>"
     }
 
     static func percent(_ fraction: Double) -> String {

@@ -1,3 +1,4 @@
+public import Logging
 public import PixelAnalytics
 public import RespBridge
 
@@ -8,11 +9,16 @@ public struct RollupStore: Sendable {
     public let reader: RedisReader
     /// The key layout.
     public let keys: RollupKeys
+    /// For a damaged rollup key (see ``DamagedKey``), which the series show as unknown.
+    let logger: Logger
 
     /// Creates a store.
-    public init(reader: RedisReader, keys: RollupKeys = RollupKeys()) {
+    /// - Parameter logger: Warns of a damaged rollup key (one the consumer did not write: a string
+    ///   where a HyperLogLog belongs, a corrupt HyperLogLog, a count that is not a number).
+    public init(reader: RedisReader, keys: RollupKeys = RollupKeys(), logger: Logger = Logger(label: "pixeld.serve")) {
         self.reader = reader
         self.keys = keys
+        self.logger = logger
     }
 
     /// The report of `site` from `from` to `to` (inclusive) — the object `pixeld report --json` prints,
@@ -30,6 +36,8 @@ public struct RollupStore: Sendable {
     }
 
     /// One point per day of the range: pageviews, visitors (that day's HyperLogLog), visits, bounces.
+    /// A figure whose key or field is damaged (see ``DamagedKey``) is `nil` (unknown) and logged, so
+    /// one hand-edited key costs its own figures, not the whole answer.
     public func daily(site: String, from: Day, to: Day) async throws(RespError) -> [SeriesPoint] {
         let days = ReportQuery(site: site, from: from, to: to, keys: keys).days
         var commands: [[[UInt8]]] = []
@@ -40,28 +48,42 @@ public struct RollupStore: Sendable {
         let replies = try await reader.pipeline(commands)
         var points: [SeriesPoint] = []
         for (index, day) in days.enumerated() {
-            let totals = try Self.hash(replies[index * 2], operation: "HGETALL")
-            let visitors = Int(try replies[index * 2 + 1].unwrap("PFCOUNT").int ?? 0)
+            let totals = try readableHash(replies[index * 2], key: keys.totals(site: site, day: day))
+            let uniques = keys.uniques(site: site, day: day)
+            let visitors = try DamagedKey.check(replies[index * 2 + 1], operation: "PFCOUNT", key: uniques, logger: logger)?.int
             points.append(
                 SeriesPoint(
-                    label: day.description, pageviews: totals["pageviews"] ?? 0, visitors: visitors,
-                    visits: totals["visits"] ?? 0, bounces: totals["bounces"] ?? 0
+                    label: day.description, pageviews: totals?.count("pageviews"), visitors: visitors.map { Int($0) },
+                    visits: totals?.count("visits"), bounces: totals?.count("bounces")
                 )
             )
         }
         return points
     }
 
-    /// One point per UTC hour of `day` (pageviews only: the rollups count hours by pageviews).
+    /// One point per UTC hour of `day` (pageviews only: the rollups count hours by pageviews); an
+    /// hour whose count is damaged is `nil`, all of them when the hash is.
     public func hourly(site: String, day: Day) async throws(RespError) -> [SeriesPoint] {
-        let replies = try await reader.pipeline([
-            [Array("HGETALL".utf8), Array(keys.breakdown(.hours, site: site, day: day).utf8)]
-        ])
-        let hours = try Self.hash(replies[0], operation: "HGETALL")
+        let key = keys.breakdown(.hours, site: site, day: day)
+        let replies = try await reader.pipeline([[Array("HGETALL".utf8), Array(key.utf8)]])
+        let hours = try readableHash(replies[0], key: key)
         return (0..<24).map { hour in
             let label = hour < 10 ? "0\(hour)" : "\(hour)"
-            return SeriesPoint(label: label, pageviews: hours[label] ?? 0, visitors: nil, visits: nil, bounces: nil)
+            return SeriesPoint(label: label, pageviews: hours?.count(label), visitors: nil, visits: nil, bounces: nil)
         }
+    }
+
+    /// A rollup hash whose damaged fields are logged; `nil` (logged) when the key itself is damaged.
+    private func readableHash(_ reply: RESPValue, key: String) throws(RespError) -> RollupHash? {
+        guard let reply = try DamagedKey.check(reply, operation: "HGETALL", key: key, logger: logger) else { return nil }
+        let hash = try Self.rollupHash(reply, operation: "HGETALL")
+        for field in hash.unreadable.sorted() {
+            logger.warning(
+                "damaged rollup field: not a number; its figure shows as unknown",
+                metadata: ["key": "\(key)", "field": "\(field)"]
+            )
+        }
+        return hash
     }
 
     /// Distinct anonymous visitors of `site` seen in the last five minutes before `now` (the sorted
@@ -105,15 +127,55 @@ public struct RollupStore: Sendable {
     }
 
     /// A rollup hash (`HGETALL` reply) as field → count; `pixeld report` reads its hashes with it too.
+    /// A field whose value is not a number counts 0 here (see ``rollupHash(_:operation:)``).
     package static func hash(_ reply: RESPValue, operation: String) throws(RespError) -> [String: Int] {
+        try rollupHash(reply, operation: operation).counts
+    }
+
+    /// A rollup hash (`HGETALL` reply) as field → count, and the fields whose value is not a number.
+    static func rollupHash(_ reply: RESPValue, operation: String) throws(RespError) -> RollupHash {
         let items = try reply.unwrap(operation).array ?? []
-        var hash: [String: Int] = [:]
+        var hash = RollupHash()
         for index in stride(from: 0, to: items.count - 1, by: 2) {
+            let field = items[index].string ?? ""
+            guard let count = items[index + 1].string.flatMap({ Int($0) }) else {
+                hash.unreadable.insert(field)
+                continue
+            }
             // Added, not assigned: Swift's String equality is canonical (NFC "café" == NFD "café"),
             // while Redis keeps the two byte sequences apart.
-            hash[items[index].string ?? "", default: 0] += items[index + 1].string.flatMap { Int($0) } ?? 0
+            hash.counts[field, default: 0] += count
         }
         return hash
+    }
+}
+
+/// A rollup hash read: the counts, and the fields whose value is not a number (a hand edit).
+struct RollupHash {
+    var counts: [String: Int] = [:]
+    var unreadable: Set<String> = []
+
+    /// A field's count: 0 when absent (nothing counted), `nil` when it is not a number (unknown).
+    func count(_ field: String) -> Int? {
+        unreadable.contains(field) ? nil : counts[field] ?? 0
+    }
+}
+
+/// A rollup key that holds what the consumer never writes: a string at a HyperLogLog's key
+/// (`WRONGTYPE`), a corrupt HyperLogLog (`INVALIDOBJ`), a string at a hash's key. Its figure is
+/// unknown, and the other keys of the same pipeline still count; any other error reply (`NOAUTH`,
+/// `LOADING`…) is Redis failing, not a key, and is thrown.
+enum DamagedKey {
+    /// `reply`, or `nil` (with a warning naming `key`) when it is a damaged key's error.
+    static func check(_ reply: RESPValue, operation: String, key: String, logger: Logger) throws(RespError) -> RESPValue? {
+        guard case .error(let text) = reply, text.hasPrefix("WRONGTYPE") || text.hasPrefix("INVALIDOBJ") else {
+            return try reply.unwrap(operation)
+        }
+        logger.warning(
+            "damaged rollup key: its figure shows as unknown",
+            metadata: ["key": "\(key)", "operation": "\(operation)", "error": "\(text)"]
+        )
+        return nil
     }
 }
 
@@ -121,13 +183,13 @@ public struct RollupStore: Sendable {
 public struct SeriesPoint: Sendable, Equatable {
     /// The day (`YYYY-MM-DD`) or the hour (`00`–`23`).
     public var label: String
-    /// Pageviews.
-    public var pageviews: Int
-    /// Unique visitors of the day, where known.
+    /// Pageviews; `nil`: unknown (a damaged rollup, see ``DamagedKey``).
+    public var pageviews: Int?
+    /// Unique visitors of the day; `nil` in an hourly series, or unknown (a damaged rollup).
     public var visitors: Int?
-    /// Visits, where known.
+    /// Visits; `nil` in an hourly series, or unknown.
     public var visits: Int?
-    /// Bounces, where known.
+    /// Bounces; `nil` in an hourly series, or unknown.
     public var bounces: Int?
 }
 

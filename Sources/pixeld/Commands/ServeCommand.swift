@@ -138,7 +138,7 @@ struct ServeCommand: AsyncParsableCommand {
         let keys = RollupKeys()
         let live = LiveFeed(configuration: redis, keys: keys, maximumPerClient: streamsPerClient, logger: logger)
         let dashboard = Dashboard(
-            store: RollupStore(reader: reader, keys: keys), live: live, archive: archiveStore,
+            store: RollupStore(reader: reader, keys: keys, logger: logger), live: live, archive: archiveStore,
             configuration: DashboardConfiguration(
                 sites: shown, token: secret, publicSites: Set(publicSites), allowedHosts: allowedHosts, retentionDays: retention
             ),

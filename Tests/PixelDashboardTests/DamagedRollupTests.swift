@@ -1,0 +1,112 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import InMemoryLogging
+import Logging
+import PixelAnalytics
+@testable import PixelDashboard
+import PixeldTestSupport
+import RespBridge
+import Testing
+
+/// Rollup keys damaged by hand (a string where a HyperLogLog belongs, a corrupt HyperLogLog, a count
+/// that is not a number) and series of a day still going on, over a Redis of hand-written keys.
+@Suite(.serialized, .enabled(if: TestEnvironment.canRun("redis-server")))
+struct DamagedRollupTests {
+    static func dashboard(_ redis: RedisServer, sites: [String], clock: @escaping @Sendable () -> Double, logger: Logger) throws -> Dashboard {
+        let reader = RedisReader(configuration: try RedisConfiguration(url: redis.url), threads: 2, logger: Logger(label: "test"))
+        return Dashboard(
+            store: RollupStore(reader: reader, logger: logger), live: nil, configuration: DashboardConfiguration(sites: sites),
+            clock: clock, logger: logger
+        )
+    }
+
+    /// One damaged site's figures are unknown (`null` in the API, "–" on the page) and its keys
+    /// logged; the other sites keep their numbers. (Any of these keys made `/api/sites` and `/` a
+    /// `503` for every site, and a non-numeric `pageviews` read as 0 without a word.)
+    @Test func aDamagedKeyCostsOnlyItsOwnFigure() async throws {
+        let redis = try RedisServer.start()
+        defer { redis.stop() }
+        let now = Date().timeIntervalSince1970
+        let today = Day(timestamp: now)
+        let keys = RollupKeys()
+        // Healthy.
+        _ = try redis.command(["HSET", keys.totals(site: "a.example", day: today), "pageviews", "5", "visits", "3", "bounces", "1"])
+        _ = try redis.command(["PFADD", keys.uniques(site: "a.example", day: today), "v1", "v2"])
+        // A string at the HyperLogLog's key and a count that is no number.
+        _ = try redis.command(["HSET", keys.totals(site: "b.example", day: today), "pageviews", "many", "visits", "2"])
+        _ = try redis.command(["SET", keys.uniques(site: "b.example", day: today), "garbage"])
+        // A corrupt HyperLogLog (bytes after its sparse encoding: INVALIDOBJ).
+        _ = try redis.command(["HSET", keys.totals(site: "c.example", day: today), "pageviews", "4"])
+        _ = try redis.command(["PFADD", keys.uniques(site: "c.example", day: today), "v1"])
+        _ = try redis.command(["APPEND", keys.uniques(site: "c.example", day: today), "hello"])
+        let handler = InMemoryLogHandler()
+        let dashboard = try Self.dashboard(
+            redis, sites: ["a.example", "b.example", "c.example"], clock: { now }, logger: Logger(label: "test") { _ in handler }
+        )
+        let app = Application(router: dashboard.router())
+        try await app.test(.router) { client in
+            let sites = try await client.execute(uri: "/api/sites", method: .get)
+            #expect(sites.status == .ok, "\(sites.text)")
+            let listed = (sites.json["sites"] as? [[String: Any]] ?? []).reduce(into: [String: [String: Any]]()) {
+                $0[$1["site"] as? String ?? "?"] = $1["today"] as? [String: Any]
+            }
+            #expect(listed["a.example"]?["visitors"] as? Int == 2 && listed["a.example"]?["pageviews"] as? Int == 5, "\(sites.text)")
+            #expect(listed["b.example"]?["visitors"] is NSNull && listed["b.example"]?["pageviews"] is NSNull, "\(sites.text)")
+            #expect(listed["c.example"]?["visitors"] is NSNull && listed["c.example"]?["pageviews"] as? Int == 4, "\(sites.text)")
+            #expect(sites.text.contains(#""trend":["#) && sites.text.contains(",null]}"), "b's trend ends with an unknown day: \(sites.text)")
+
+            let page = try await client.execute(uri: "/", method: .get)
+            #expect(page.status == .ok)
+            #expect(page.text.contains(">b.example</a></td><td class=\"n\"><span title=\"unknown"), "\(page.text)")
+
+            let series = try await client.execute(uri: "/api/timeseries?site=b.example&from=\(today)&to=\(today)&interval=day", method: .get)
+            #expect(series.status == .ok, "\(series.text)")
+            #expect(series.text.contains(#"{"date":"\#(today)","pageviews":null,"visitors":null,"visits":2,"bounces":0}"#), "\(series.text)")
+        }
+        let warnings = handler.entries.filter { $0.level == .warning }
+        let named = Set(warnings.compactMap { $0.metadata["key"].map { "\($0)" } })
+        #expect(named.contains(keys.uniques(site: "b.example", day: today)), "\(warnings)")
+        #expect(named.contains(keys.uniques(site: "c.example", day: today)), "\(warnings)")
+        #expect(warnings.contains { $0.metadata["field"] == "pageviews" && "\($0.metadata["key"] ?? "")" == keys.totals(site: "b.example", day: today) })
+        #expect(!named.contains { $0.contains("a.example") }, "\(warnings)")
+    }
+
+    /// A day still going on: the API's hourly series stops at the current hour and the chart draws
+    /// no point after it (its axis still spans the day); days after today are left out of a daily
+    /// series. (The hours to come were 24 − now zeros, and the chart fell to 0 at the present.)
+    @Test func hoursStillToComeAreLeftOut() async throws {
+        let redis = try RedisServer.start()
+        defer { redis.stop() }
+        let today = Day(timestamp: Date().timeIntervalSince1970)
+        let now = Double(today.number) * 86_400 + 10.5 * 3600  // 10:30 UTC
+        let keys = RollupKeys()
+        _ = try redis.command(["HSET", keys.breakdown(.hours, site: "a.example", day: today), "09", "3", "10", "1"])
+        _ = try redis.command(["HSET", keys.totals(site: "a.example", day: today), "pageviews", "4"])
+        let dashboard = try Self.dashboard(redis, sites: ["a.example"], clock: { now }, logger: Logger(label: "test"))
+        let app = Application(router: dashboard.router())
+        try await app.test(.router) { client in
+            let hours = try await client.execute(uri: "/api/timeseries?site=a.example", method: .get)
+            #expect(hours.status == .ok)
+            let points = hours.json["points"] as? [[String: Any]] ?? []
+            #expect(points.compactMap { $0["hour"] as? String } == (0...10).map { $0 < 10 ? "0\($0)" : "\($0)" }, "\(hours.text)")
+            #expect(points.last?["pageviews"] as? Int == 1)
+
+            let yesterday = Day(number: today.number - 1)
+            let past = try await client.execute(uri: "/api/timeseries?site=a.example&from=\(yesterday)&to=\(yesterday)", method: .get)
+            #expect((past.json["points"] as? [[String: Any]])?.count == 24, "a past day has all its hours")
+
+            let tomorrow = Day(number: today.number + 1)
+            let days = try await client.execute(uri: "/api/timeseries?site=a.example&from=\(yesterday)&to=\(tomorrow)", method: .get)
+            #expect(days.status == .ok)
+            #expect((days.json["points"] as? [[String: Any]])?.compactMap { $0["date"] as? String } == ["\(yesterday)", "\(today)"], "\(days.text)")
+
+            let page = try await client.execute(uri: "/site?site=a.example", method: .get)
+            #expect(page.status == .ok)
+            let start = page.text.firstRange(of: "<svg class=\"chart\"")?.lowerBound ?? page.text.endIndex
+            let chart = String(page.text[start...]).components(separatedBy: "</svg>")[0]
+            #expect(chart.components(separatedBy: "<circle class=\"point\"").count - 1 == 11, "points drawn: \(chart.prefix(3000))")
+            #expect(chart.contains(">21h</text>"), "the axis spans the day")
+        }
+    }
+}
