@@ -143,7 +143,7 @@ public struct Dashboard: Sendable {
         router.get("/") { request, _ in try await Self.htmlErrors { try await self.siteListPage(request) } }
         router.get("/site") { request, _ in try await Self.htmlErrors { try await self.sitePage(request) } }
         router.get("/login") { request, _ in
-            Self.html(Pages.login(failed: false, next: Self.safeNext(FormFields(request)["next"])))
+            try Self.html(Pages.login(failed: false, next: Self.safeNext(FormFields(request)["next"])))
         }
         router.post("/login") { request, context in try await self.login(request, client: context.client(of: request)) }
         router.post("/logout") { _, _ in
@@ -403,7 +403,7 @@ public struct Dashboard: Sendable {
 
     func apiTimeseries(_ request: Request) async throws -> Response {
         let range = try self.range(request)
-        let interval = FormFields(request)["interval"] ?? (range.from == range.to ? "hour" : "day")
+        let interval = try FormFields(request)["interval"] ?? (range.from == range.to ? "hour" : "day")
         guard interval == "hour" || interval == "day" else { throw HTTPError(.badRequest, message: "interval: use hour or day") }
         if interval == "hour" && range.from != range.to {
             throw HTTPError(.badRequest, message: "interval=hour needs a single day (from = to)")
@@ -448,7 +448,7 @@ public struct Dashboard: Sendable {
     /// `/api/count`: one path's pageviews.
     func apiCount(_ request: Request) async throws -> Response {
         let range = try self.range(request, filters: false)
-        guard let path = FormFields(request)["path"], !path.isEmpty else {
+        guard let path = try FormFields(request)["path"], !path.isEmpty else {
             throw HTTPError(.badRequest, message: "path: missing (e.g. &path=/blog/)")
         }
         guard path.utf8.count <= 2048 else { throw HTTPError(.badRequest, message: "path: longer than 2048 bytes") }
@@ -474,13 +474,13 @@ public struct Dashboard: Sendable {
 
     func apiBreakdown(_ request: Request) async throws -> Response {
         let range = try self.range(request)
-        guard let name = FormFields(request)["dimension"] else {
+        guard let name = try FormFields(request)["dimension"] else {
             throw HTTPError(.badRequest, message: "dimension: missing (one of \(Breakdown.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         guard let breakdown = Breakdown(rawValue: name) else {
             throw HTTPError(.badRequest, message: "dimension: one of \(Breakdown.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        let format = FormFields(request)["format"] ?? "json"
+        let format = try FormFields(request)["format"] ?? "json"
         guard format == "json" || format == "csv" else { throw HTTPError(.badRequest, message: "format: json or csv") }
         let limit = try RangeInput.limit(request, default: format == "csv" ? 100_000 : 100, maximum: 100_000)
         let report = try await self.report(range)
@@ -578,10 +578,10 @@ public struct Dashboard: Sendable {
         var request = request
         let buffer = try await request.collectBody(upTo: 16 * 1024)
         let form = FormFields(encoded: String(buffer: buffer))
-        let next = Self.safeNext(form["next"])
+        let next = Self.safeNext(try form["next"])
         guard let token = configuration.token else { return Response.redirect(to: next, type: .found) }
         if let seconds = credentialThrottle.heldSeconds(client) { return CredentialThrottle.heldResponse(seconds: seconds) }
-        guard let given = form["token"], TokenCheck.equal(given, token) else {
+        guard let given = try form["token"], TokenCheck.equal(given, token) else {
             credentialThrottle.recordFailure(client)
             var response = Self.html(Pages.login(failed: true, next: next))
             response.status = .unauthorized

@@ -5,7 +5,8 @@ import PixelEvents
 /// Form fields (`application/x-www-form-urlencoded`) decoded as a browser's form sends them: `+` is
 /// a space and `%HH` a byte (``QueryString``'s rules). (Hummingbird's `queryParameters` decodes `%HH`
 /// only, so the date form of a filtered page, `filter=sources%3AHacker+News`, would filter on
-/// "Hacker+News".) The first of repeated names wins.
+/// "Hacker+News".) A field read that is given more than once is a `400` that names it (`?site=a&site=b`
+/// would otherwise show one of the two silently).
 struct FormFields: Sendable {
     private let pairs: [QueryArg]
 
@@ -19,8 +20,14 @@ struct FormFields: Sendable {
         pairs = QueryString.parse(text)
     }
 
+    /// The value of `name`; `nil` when absent.
+    /// - Throws: `HTTPError` `400` when `name` is given more than once.
     subscript(_ name: String) -> String? {
-        pairs.first { $0.name == name }?.value
+        get throws {
+            let values = pairs.filter { $0.name == name }
+            guard values.count <= 1 else { throw HTTPError(.badRequest, message: "\(name): given \(values.count) times; give it once") }
+            return values.first?.value
+        }
     }
 }
 
@@ -65,9 +72,9 @@ struct RangeInput: Sendable {
     ) throws -> RangeInput {
         let parameters = FormFields(request)
         let site = try siteParameter(parameters["site"], sites: sites, authenticated: authenticated)
-        let fromText = parameters["from"]
-        let toText = parameters["to"]
-        let periodText = parameters["period"]
+        let fromText = try parameters["from"]
+        let toText = try parameters["to"]
+        let periodText = try parameters["period"]
         guard periodText == nil || (fromText == nil && toText == nil) else {
             throw HTTPError(.badRequest, message: "period: give either period or from and to, not both")
         }
@@ -139,7 +146,7 @@ struct RangeInput: Sendable {
     }
 
     static func limit(_ request: Request, default fallback: Int, maximum: Int = 1000) throws -> Int {
-        guard let text = FormFields(request)["limit"] else { return fallback }
+        guard let text = try FormFields(request)["limit"] else { return fallback }
         guard let limit = Int(text), (1...maximum).contains(limit) else {
             throw HTTPError(.badRequest, message: "limit: a whole number in 1…\(maximum)")
         }

@@ -183,6 +183,29 @@ struct APITests {
         }
     }
 
+    /// A parameter given twice is a `400` that names it, on the pages as in the API (the first one
+    /// was taken silently: `?site=a&site=b` showed a); a parameter no endpoint reads may repeat.
+    @Test(arguments: [
+        ("/api/stats?site=example.com&site=secret.example", "site"),
+        ("/api/stats?site=example.com&from=2026-01-01&from=2026-01-02", "from"),
+        ("/api/stats?site=example.com&limit=1&limit=2", "limit"),
+        ("/api/breakdown?site=example.com&dimension=pages&dimension=sources", "dimension"),
+        ("/api/timeseries?site=example.com&interval=day&interval=hour", "interval"),
+        ("/api/realtime?site=example.com&site=example.com", "site"),
+        ("/site?site=example.com&period=today&period=7d", "period"),
+    ])
+    func aParameterGivenTwiceIsNamed(uri: String, name: String) async throws {
+        let fixture = try DashboardFixture.shared()
+        let app = Application(router: try fixture.dashboard().router())
+        try await app.test(.router) { client in
+            let response = try await client.execute(uri: uri, method: .get)
+            #expect(response.status == .badRequest, "\(uri): \(response.text.prefix(300))")
+            #expect(response.text.contains("\(name): given 2 times; give it once"), "\(uri): \(response.text.prefix(300))")
+            let repeated = try await client.execute(uri: "/api/stats?site=example.com&x=1&x=2", method: .get)
+            #expect(repeated.status == .ok)
+        }
+    }
+
     @Test func healthAndMetrics() async throws {
         let fixture = try DashboardFixture.shared()
         let app = Application(router: try fixture.dashboard().router())

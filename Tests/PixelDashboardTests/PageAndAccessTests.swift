@@ -291,12 +291,16 @@ struct PageAndAccessTests {
 
     /// The login form's body is decoded as the query is, as a browser's URLSearchParams reads it:
     /// `+` a space, `%HH` a byte, a `%` before anything but two hex digits kept (a sign is no digit:
-    /// `%+4` is not the byte 0x04); the first of repeated names wins.
-    @Test func formFieldsDecodeAsBrowsersEncode() {
-        let form = FormFields(encoded: "token=a+b%2Bc%+41%-0&next=%2Fsite%3Fsite%3Dexample.com&token=second")
-        #expect(form["token"] == "a b+c% 41%-0")
-        #expect(form["next"] == "/site?site=example.com")
-        #expect(form["missing"] == nil)
+    /// `%+4` is not the byte 0x04); a name read that is repeated is a `400` naming it.
+    @Test func formFieldsDecodeAsBrowsersEncode() throws {
+        let form = FormFields(encoded: "token=a+b%2Bc%+41%-0&next=%2Fsite%3Fsite%3Dexample.com")
+        #expect(try form["token"] == "a b+c% 41%-0")
+        #expect(try form["next"] == "/site?site=example.com")
+        #expect(try form["missing"] == nil)
+        let repeated = FormFields(encoded: "token=first&next=%2F&token=second")
+        #expect(try repeated["next"] == "/")
+        let error = #expect(throws: HTTPError.self) { try repeated["token"] }
+        #expect(error?.status == .badRequest && error?.body == "token: given 2 times; give it once")
     }
 }
 
