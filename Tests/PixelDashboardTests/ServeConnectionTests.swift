@@ -63,6 +63,57 @@ struct ServeConnectionTests {
         #expect(received.hasPrefix("HTTP/1.1 200") && received.contains(": connected"), "\(received)")
     }
 
+    /// An HTTP/1.0 request (without keep-alive, and with it) is answered in HTTP/1.0 with
+    /// `Connection: close`, and the server closes the connection after the answer (it was answered
+    /// `HTTP/1.1` and left open until the idle timeout, 30 s here); a live stream to an HTTP/1.0
+    /// client is not chunked (which it could not read) and ends with the connection. An HTTP/1.1
+    /// connection stays open.
+    @Test func http10ConnectionsAreClosedAfterTheAnswer() throws {
+        let redis = try RedisServer.start()
+        let serve = try ServeProcess.start(redis: redis, extra: ["--idle-timeout", "30", "--site", "example.com"])
+        defer { serve.process.kill() }
+        for request in [
+            "GET /healthz HTTP/1.0\r\n\r\n", "GET /api/sites HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n",
+            "HEAD /api/sites HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+        ] {
+            let fd = try Self.connect(serve.port, sending: request)
+            defer { close(fd) }
+            let (ended, received) = Self.read(fd, untilEndWithin: 5)
+            #expect(ended, "\(request.prefix(30)): still open after 5 s: \(received)")
+            #expect(received.hasPrefix("HTTP/1.0 200 OK\r\n"), "\(received)")
+            #expect(received.lowercased().contains("\r\nconnection: close\r\n"), "\(received)")
+        }
+        let fd = try Self.connect(serve.port, sending: "GET /api/live?site=example.com HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        defer { close(fd) }
+        let (_, live) = Self.read(fd, untilEndWithin: 3, stoppingAt: ": connected")
+        #expect(live.hasPrefix("HTTP/1.0 200 OK\r\n") && live.contains("\r\n\r\nretry: 2000\n: connected"), "\(live)")
+        #expect(!live.lowercased().contains("transfer-encoding"), "\(live)")
+
+        let kept = try Self.connect(serve.port, sending: "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        defer { close(kept) }
+        let (ended, received) = Self.read(kept, untilEndWithin: 1)
+        #expect(!ended && received.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(received)")
+    }
+
+    /// A request NIO's HTTP parser rejects before any route gets a `400` whose body says what was
+    /// wrong (it was empty).
+    @Test func malformedRequestsAreToldWhy() throws {
+        let redis = try RedisServer.start()
+        let serve = try ServeProcess.start(redis: redis, extra: ["--site", "example.com"])
+        defer { serve.process.kill() }
+        for (request, reason) in [
+            ("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: x\r\n\r\n", "Bad request: an invalid Content-Length.\n"),
+            ("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header: 1\r\n\r\n", "Bad request: an invalid character in a header.\n"),
+        ] {
+            let fd = try Self.connect(serve.port, sending: request)
+            defer { close(fd) }
+            let (ended, received) = Self.read(fd, untilEndWithin: 5)
+            #expect(ended && received.hasPrefix("HTTP/1.1 400 Bad Request\r\n"), "\(received)")
+            #expect(received.lowercased().contains("\r\ncontent-type: text/plain; charset=utf-8\r\n"), "\(received)")
+            #expect(received.hasSuffix("\r\n\r\n" + reason), "\(received)")
+        }
+    }
+
     /// A TCP connection to 127.0.0.1:`port` that has sent `request`.
     static func connect(_ port: Int, sending request: String) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

@@ -147,8 +147,9 @@ struct ServeCommand: AsyncParsableCommand {
         let app = Application(
             router: dashboard.router(),
             // Without an idle timeout a client that connects and sends nothing, or half a header,
-            // or keeps a connection after its response, holds it (and a file descriptor) forever.
-            server: .http1(configuration: .init(idleTimeout: .seconds(Int64(idleSeconds)))),
+            // or keeps a connection after its response, holds it (and a file descriptor) forever. With
+            // HTTP1Framing: HTTP/1.0 answered as such and closed, a 400 of the parser says why.
+            server: .dashboardHTTP1(configuration: .init(idleTimeout: .seconds(Int64(idleSeconds)))),
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
             services: [LiveFeedService(feed: live, reader: reader, archive: archiveStore)],
             onServerRunning: { _ in

@@ -1,0 +1,143 @@
+public import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+
+extension HTTPServerBuilder {
+    /// Hummingbird's HTTP/1 server with ``HTTP1Framing`` in its pipeline: HTTP/1.0 requests are
+    /// answered in HTTP/1.0 and their connection closed, and a request the HTTP parser rejects gets
+    /// a `400` that says why.
+    /// - Parameter configuration: Hummingbird's HTTP/1 settings (the idle timeout).
+    public static func dashboardHTTP1(configuration: HTTP1Channel.Configuration) -> HTTPServerBuilder {
+        HTTPServerBuilder { responder in
+            DashboardHTTP1Channel(http1: HTTP1Channel(responder: responder, configuration: configuration))
+        }
+    }
+}
+
+/// Hummingbird's ``HTTP1Channel`` with ``HTTP1Framing`` added between NIO's HTTP/1 decoder and the
+/// conversion to version-less HTTP types (after which a request's version is gone).
+struct DashboardHTTP1Channel: ServerChildChannel {
+    typealias Value = HTTP1Channel.Value
+
+    let http1: HTTP1Channel
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        http1.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            let pipeline = channel.pipeline.syncOperations
+            let decoder = try pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            try pipeline.addHandler(HTTP1Framing(), position: .after(decoder))
+            return value
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        await http1.handle(value: value, logger: logger)
+    }
+}
+
+/// What Hummingbird 2's HTTP/1 channel leaves out of HTTP/1 framing, on one connection:
+///
+/// - An HTTP/1.0 request: Hummingbird sees no version (its request type has none), so it answered
+///   `HTTP/1.1`, kept the connection open (HTTP/1.0 closes by default; only the idle timeout ended
+///   it) and would chunk a body of unknown length, which an HTTP/1.0 client cannot read. Its answer
+///   is now `HTTP/1.0` with `Connection: close` (also to a `Connection: keep-alive` one: a server may
+///   always close), a streamed body ends with the connection, and the connection is closed once the
+///   answer is written; later requests on it are not read.
+/// - A request NIO's parser rejects (a bad header, a bad `Content-Length`, headers too large):
+///   Hummingbird answers `400` with an empty body and closes; the body now says what was wrong.
+final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    /// The versions of the requests read and not answered yet, oldest first.
+    private var versions = CircularBuffer<HTTPVersion>()
+    /// An HTTP/1.0 request was read: what follows it is not passed on.
+    private var readingStopped = false
+    /// The answer being written ends with the connection.
+    private var closeAfterResponse = false
+    /// Why the parser rejected the request, for the body of Hummingbird's `400`.
+    private var parseError: HTTPParserError?
+    /// The body of the `400` being written.
+    private var rejection: ByteBuffer?
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !readingStopped else { return }
+        let part = unwrapInboundIn(data)
+        switch part {
+        case .head(let head):
+            versions.append(head.version)
+        case .end:
+            readingStopped = versions.last.map(Self.closesByDefault) ?? false
+        case .body:
+            break
+        }
+        context.fireChannelRead(data)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let error = error as? HTTPParserError { parseError = error }
+        context.fireErrorCaught(error)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(var head) where head.status.code >= 200:
+            let version = versions.popFirst() ?? .http1_1
+            if Self.closesByDefault(version) {
+                head.version = version
+                head.headers.replaceOrAdd(name: "connection", value: "close")
+                closeAfterResponse = true
+            }
+            if let parseError, head.status == .badRequest, head.headers["content-length"] == ["0"] {
+                let text = "Bad request: " + Self.reason(parseError) + ".\n"
+                head.headers.replaceOrAdd(name: "content-type", value: "text/plain; charset=utf-8")
+                head.headers.replaceOrAdd(name: "content-length", value: String(text.utf8.count))
+                head.headers.replaceOrAdd(name: "x-content-type-options", value: "nosniff")
+                rejection = ByteBuffer(string: text)
+            }
+            context.write(wrapOutboundOut(.head(head)), promise: promise)
+        case .end(let trailers):
+            if let body = rejection {
+                rejection = nil
+                context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+            }
+            guard closeAfterResponse else {
+                context.write(data, promise: promise)
+                return
+            }
+            // Closed once the answer is written out: a close now would drop what is still queued.
+            let written = context.eventLoop.makePromise(of: Void.self)
+            let channel = context.channel
+            written.futureResult.whenComplete { _ in channel.close(promise: nil) }
+            if let promise { written.futureResult.cascade(to: promise) }
+            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: written)
+        default:
+            context.write(data, promise: promise)
+        }
+    }
+
+    /// HTTP/1.0 (and 0.9): no persistent connection unless negotiated, no chunked bodies.
+    static func closesByDefault(_ version: HTTPVersion) -> Bool {
+        version.major < 1 || (version.major == 1 && version.minor == 0)
+    }
+
+    /// What the parser found wrong, in words.
+    static func reason(_ error: HTTPParserError) -> String {
+        switch error {
+        case .headerOverflow: "the request's header is too large"
+        case .invalidContentLength, .unexpectedContentLength: "an invalid Content-Length"
+        case .invalidChunkSize: "an invalid chunk size"
+        case .invalidMethod: "an invalid method"
+        case .invalidURL, .invalidPath, .invalidQueryString, .invalidFragment, .invalidHost, .invalidPort:
+            "an invalid request target"
+        case .invalidVersion: "an invalid HTTP version"
+        case .invalidHeaderToken: "an invalid character in a header"
+        case .invalidCharactersUsed: "invalid characters"
+        case .lfExpected: "a line that does not end in CRLF"
+        default: "not an HTTP/1 request (\(error))"
+        }
+    }
+}
