@@ -576,7 +576,13 @@ public struct Dashboard: Sendable {
     /// place every spelling of the path the router sends here (`/login/`, `//login`) comes through.
     func login(_ request: Request, client: String) async throws -> Response {
         var request = request
-        let buffer = try await request.collectBody(upTo: 16 * 1024)
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.collectBody(upTo: 16 * 1024)
+        } catch is NIOTooManyBytesError {
+            // (Hummingbird's own 413 has an empty body.)
+            throw HTTPError(.contentTooLarge, message: "the login form is limited to 16 KiB")
+        }
         let form = FormFields(encoded: String(buffer: buffer))
         let next = Self.safeNext(try form["next"])
         guard let token = configuration.token else { return Response.redirect(to: next, type: .found) }

@@ -96,6 +96,12 @@ struct PageAndAccessTests {
                 body: ByteBuffer(string: "token=\(DashboardFixture.token)&next=%2F%2Fevil.example")
             )
             #expect(evil.headers[.location] == "/")
+            // A form too large says so (the 413 had an empty body).
+            let large = try await client.execute(
+                uri: "/login", method: .post, headers: form, body: ByteBuffer(string: "token=" + String(repeating: "a", count: 20_000))
+            )
+            #expect(large.status == .contentTooLarge)
+            #expect(large.text.contains("the login form is limited to 16 KiB"), "\(large.text)")
         }
     }
 
