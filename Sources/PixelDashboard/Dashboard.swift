@@ -544,15 +544,23 @@ public struct Dashboard: Sendable {
             // A client that stopped reading holds a write that waits for room in its connection, which
             // never comes: its connection is closed a second later, which ends that write (a reading
             // client's stream has ended by then).
-            try await withGracefulShutdownHandler {
-                // A comment (browsers ignore it; curl shows it) when the feed has lost Redis: the
-                // stream is open, but no hit comes until it subscribes again.
-                let state = live.isSubscribed ? "" : ": the live feed is not subscribed to Redis now (see serve's log); hits follow once it is\n\n"
-                try await writer.write(ByteBuffer(string: "retry: 2000\n: connected\n\n" + state))
-                for await chunk in merged { try await writer.write(ByteBuffer(string: chunk)) }
-            } onGracefulShutdown: {
+            // A client that closes its connection ends the stream at once, not at the next keep-alive
+            // write up to 15 s later (its stream slot held meanwhile): the socket's end of input
+            // ends the request's inbound parts. (The channel itself stays open, half-closed, until
+            // the response ends, so its closeFuture does not tell.)
+            try await request.body.consumeWithInboundCloseHandler { _ in
+                try await withGracefulShutdownHandler {
+                    // A comment (browsers ignore it; curl shows it) when the feed has lost Redis: the
+                    // stream is open, but no hit comes until it subscribes again.
+                    let state = live.isSubscribed ? "" : ": the live feed is not subscribed to Redis now (see serve's log); hits follow once it is\n\n"
+                    try await writer.write(ByteBuffer(string: "retry: 2000\n: connected\n\n" + state))
+                    for await chunk in merged { try await writer.write(ByteBuffer(string: chunk)) }
+                } onGracefulShutdown: {
+                    sink.finish()
+                    connection.eventLoop.scheduleTask(in: .seconds(1)) { connection.close(promise: nil) }
+                }
+            } onInboundClosed: {
                 sink.finish()
-                connection.eventLoop.scheduleTask(in: .seconds(1)) { connection.close(promise: nil) }
             }
             try await writer.finish(nil)
         }

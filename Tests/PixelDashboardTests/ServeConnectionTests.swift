@@ -95,6 +95,31 @@ struct ServeConnectionTests {
         #expect(!ended && received.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(received)")
     }
 
+    /// A live stream whose client closed its connection gives its slot back at once: with one
+    /// stream allowed per client, a new stream opens within 3 s of the close (it was a `503` until
+    /// the next keep-alive write, up to 15 s later, found the connection gone).
+    @Test func aClosedLiveStreamFreesItsSlotAtOnce() throws {
+        let redis = try RedisServer.start()
+        let serve = try ServeProcess.start(redis: redis, extra: ["--site", "example.com", "--live-streams-per-client", "1"])
+        defer { serve.process.kill() }
+        let request = "GET /api/live?site=example.com HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        let first = try Self.connect(serve.port, sending: request)
+        let (_, opened) = Self.read(first, untilEndWithin: 3, stoppingAt: ": connected")
+        try #require(opened.hasPrefix("HTTP/1.1 200") && opened.contains(": connected"), "\(opened)")
+        close(first)
+        let closed = ContinuousClock.now
+        var answers: [String] = []
+        while ContinuousClock.now - closed < .seconds(3) {
+            let next = try Self.connect(serve.port, sending: request)
+            let (_, received) = Self.read(next, untilEndWithin: 2, stoppingAt: "\r\n")
+            close(next)
+            answers.append(String(received.prefix(12)))
+            if received.hasPrefix("HTTP/1.1 200") { break }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        #expect(answers.last == "HTTP/1.1 200", "\(answers.count) tries within \(ContinuousClock.now - closed) of the close: \(answers)")
+    }
+
     /// A request NIO's HTTP parser rejects before any route gets a `400` whose body says what was
     /// wrong (it was empty).
     @Test func malformedRequestsAreToldWhy() throws {
