@@ -267,7 +267,11 @@ public struct Dashboard: Sendable {
     static let filtersNeedTheArchive = HTTPError(.badRequest, message: "filters need `pixeld serve --archive DIR`")
 
     static func unavailable(_ error: RespError) -> HTTPError {
-        HTTPError(.serviceUnavailable, message: "cannot read the rollups from Redis (\(error.code))")
+        guard error.operation != DamagedKey.operation else {
+            // Redis is fine: a key of the range holds what the consumer never writes (logged by name).
+            return HTTPError(.serviceUnavailable, message: "a rollup key of this range is damaged (the server's log names it)")
+        }
+        return HTTPError(.serviceUnavailable, message: "cannot read the rollups from Redis (\(error.code))")
     }
 
     // MARK: - Handlers

@@ -23,11 +23,26 @@ public struct RollupStore: Sendable {
 
     /// The report of `site` from `from` to `to` (inclusive) — the object `pixeld report --json` prints,
     /// with only `breakdowns` read (the others empty).
+    /// - Throws: ``RespError``; ``DamagedKey/error(_:)`` when a key of the range is damaged (a report
+    ///   has no unknown figure), each such key logged by name.
     public func report(site: String, from: Day, to: Day, breakdowns: [Breakdown] = Breakdown.allCases) async throws(RespError) -> Report {
         let query = ReportQuery(site: site, from: from, to: to, keys: keys, breakdowns: breakdowns)
         var commands: [[[UInt8]]] = query.hashKeys.map { [Array("HGETALL".utf8), Array($0.utf8)] }
         commands.append([Array("PFCOUNT".utf8)] + query.uniqueKeys.map { Array($0.utf8) })
         let replies = try await reader.pipeline(commands)
+        if let damage = replies.first(where: DamagedKey.isDamage) {
+            // Which keys: the hashes' replies say; the union's does not, so each day's HyperLogLog
+            // is counted alone.
+            var probes = Array(zip(query.hashKeys, replies))
+            if let union = replies.last, DamagedKey.isDamage(union) {
+                let days = try await reader.pipeline(query.uniqueKeys.map { [Array("PFCOUNT".utf8), Array($0.utf8)] })
+                probes += zip(query.uniqueKeys, days)
+            }
+            for (key, reply) in probes where DamagedKey.isDamage(reply) {
+                _ = try DamagedKey.check(reply, operation: "PFCOUNT", key: key, logger: logger, effect: "the reports of its days fail")
+            }
+            throw DamagedKey.error(damage)
+        }
         var hashes: [[String: Int]] = []
         hashes.reserveCapacity(replies.count)
         for reply in replies.dropLast() { hashes.append(try Self.hash(reply, operation: "HGETALL")) }
@@ -166,16 +181,28 @@ struct RollupHash {
 /// unknown, and the other keys of the same pipeline still count; any other error reply (`NOAUTH`,
 /// `LOADING`…) is Redis failing, not a key, and is thrown.
 enum DamagedKey {
-    /// `reply`, or `nil` (with a warning naming `key`) when it is a damaged key's error.
-    static func check(_ reply: RESPValue, operation: String, key: String, logger: Logger) throws(RespError) -> RESPValue? {
-        guard case .error(let text) = reply, text.hasPrefix("WRONGTYPE") || text.hasPrefix("INVALIDOBJ") else {
-            return try reply.unwrap(operation)
-        }
-        logger.warning(
-            "damaged rollup key: its figure shows as unknown",
-            metadata: ["key": "\(key)", "operation": "\(operation)", "error": "\(text)"]
-        )
+    /// The `operation` of ``error(_:)``.
+    static let operation = "damaged rollup key"
+
+    /// Whether `reply` is a damaged key's error.
+    static func isDamage(_ reply: RESPValue) -> Bool {
+        guard case .error(let text) = reply else { return false }
+        return text.hasPrefix("WRONGTYPE") || text.hasPrefix("INVALIDOBJ")
+    }
+
+    /// `reply`, or `nil` (with a warning naming `key` and the `effect`) when it is a damaged key's error.
+    static func check(
+        _ reply: RESPValue, operation: String, key: String, logger: Logger, effect: String = "its figure shows as unknown"
+    ) throws(RespError) -> RESPValue? {
+        guard case .error(let text) = reply, isDamage(reply) else { return try reply.unwrap(operation) }
+        logger.warning("damaged rollup key: \(effect)", metadata: ["key": "\(key)", "error": "\(text)"])
         return nil
+    }
+
+    /// The error of a read that a damaged key fails: `reply`'s text, with ``operation``.
+    static func error(_ reply: RESPValue) -> RespError {
+        guard case .error(let text) = reply else { return RespError(code: .server, operation: operation, message: "") }
+        return RespError(code: .server, operation: operation, message: text)
     }
 }
 
