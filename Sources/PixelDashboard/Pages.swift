@@ -65,8 +65,8 @@ enum Pages {
     ///     archive and the range is one it filters); otherwise they are plain text, and so is the
     ///     rollups' `(other)` row, which is no value a filter could match.
     static func sitePage(
-        range: RangeInput, today: Day, report: Report, previous: Report?, series: [SeriesPoint], shown: Int = .max, realtime: Int, limit: Int,
-        filterable: Bool = false
+        range: RangeInput, today: Day, report: Report, previous: Report?, series: [SeriesPoint], shown: Int = .max,
+        realtime: Int, limit: Int, filterable: Bool = false
     ) -> String {
         let site = range.site
         let siteQuery = "site=" + Escape.query(site)

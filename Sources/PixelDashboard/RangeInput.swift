@@ -25,7 +25,9 @@ struct FormFields: Sendable {
     subscript(_ name: String) -> String? {
         get throws {
             let values = pairs.filter { $0.name == name }
-            guard values.count <= 1 else { throw HTTPError(.badRequest, message: "\(name): given \(values.count) times; give it once") }
+            guard values.count <= 1 else {
+                throw HTTPError(.badRequest, message: "\(name): given \(values.count) times; give it once")
+            }
             return values.first?.value
         }
     }

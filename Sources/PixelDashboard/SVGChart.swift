@@ -29,9 +29,11 @@ enum SVGChart {
         // One area and line per run of known values.
         for run in runs(values) {
             var line = ""
-            for index in run { line += (index == run.lowerBound ? "M" : "L") + format(x(index)) + "," + format(y(values[index] ?? 0)) }
-            let area = line + "L" + format(x(run.upperBound - 1)) + "," + format(top + plotHeight) + "L" + format(x(run.lowerBound)) + ","
-                + format(top + plotHeight) + "Z"
+            for index in run {
+                line += (index == run.lowerBound ? "M" : "L") + format(x(index)) + "," + format(y(values[index] ?? 0))
+            }
+            let area = line + "L" + format(x(run.upperBound - 1)) + "," + format(top + plotHeight) + "L" + format(x(run.lowerBound))
+                + "," + format(top + plotHeight) + "Z"
             svg += "<path class=\"area\" d=\"\(area)\"/>"
             svg += "<path class=\"line\" d=\"\(line)\"/>"
         }
