@@ -31,15 +31,12 @@ public struct RollupStore: Sendable {
         commands.append([Array("PFCOUNT".utf8)] + query.uniqueKeys.map { Array($0.utf8) })
         let replies = try await reader.pipeline(commands)
         if let damage = replies.first(where: DamagedKey.isDamage) {
-            // Which keys: the hashes' replies say; the union's does not, so each day's HyperLogLog
-            // is counted alone.
-            var probes = Array(zip(query.hashKeys, replies))
+            var pairs = Array(zip(query.hashKeys, replies))
             if let union = replies.last, DamagedKey.isDamage(union) {
-                let days = try await reader.pipeline(query.uniqueKeys.map { [Array("PFCOUNT".utf8), Array($0.utf8)] })
-                probes += zip(query.uniqueKeys, days)
+                pairs += zip(query.uniqueKeys, try await reader.pipeline(DamagedKey.dayCounts(query.uniqueKeys)))
             }
-            for (key, reply) in probes where DamagedKey.isDamage(reply) {
-                _ = try DamagedKey.check(reply, operation: "PFCOUNT", key: key, logger: logger, effect: "the reports of its days fail")
+            for (key, text) in DamagedKey.damaged(pairs) {
+                logger.warning("damaged rollup key: the reports of its days fail", metadata: ["key": "\(key)", "error": "\(text)"])
             }
             throw DamagedKey.error(damage)
         }
@@ -180,23 +177,35 @@ struct RollupHash {
 /// (`WRONGTYPE`), a corrupt HyperLogLog (`INVALIDOBJ`), a string at a hash's key. Its figure is
 /// unknown, and the other keys of the same pipeline still count; any other error reply (`NOAUTH`,
 /// `LOADING`…) is Redis failing, not a key, and is thrown.
-enum DamagedKey {
+package enum DamagedKey {
     /// The `operation` of ``error(_:)``.
     static let operation = "damaged rollup key"
 
     /// Whether `reply` is a damaged key's error.
-    static func isDamage(_ reply: RESPValue) -> Bool {
+    package static func isDamage(_ reply: RESPValue) -> Bool {
         guard case .error(let text) = reply else { return false }
         return text.hasPrefix("WRONGTYPE") || text.hasPrefix("INVALIDOBJ")
     }
 
-    /// `reply`, or `nil` (with a warning naming `key` and the `effect`) when it is a damaged key's error.
-    static func check(
-        _ reply: RESPValue, operation: String, key: String, logger: Logger, effect: String = "its figure shows as unknown"
-    ) throws(RespError) -> RESPValue? {
+    /// `reply`, or `nil` (with a warning naming `key`) when it is a damaged key's error.
+    static func check(_ reply: RESPValue, operation: String, key: String, logger: Logger) throws(RespError) -> RESPValue? {
         guard case .error(let text) = reply, isDamage(reply) else { return try reply.unwrap(operation) }
-        logger.warning("damaged rollup key: \(effect)", metadata: ["key": "\(key)", "error": "\(text)"])
+        logger.warning("damaged rollup key: its figure shows as unknown", metadata: ["key": "\(key)", "error": "\(text)"])
         return nil
+    }
+
+    /// The commands that count each of `uniqueKeys` alone: the error of their union (one `PFCOUNT`)
+    /// does not say which key is damaged.
+    package static func dayCounts(_ uniqueKeys: [String]) -> [[[UInt8]]] {
+        uniqueKeys.map { [Array("PFCOUNT".utf8), Array($0.utf8)] }
+    }
+
+    /// The damaged keys among (key, reply) pairs, with their error text.
+    package static func damaged(_ pairs: [(String, RESPValue)]) -> [(key: String, error: String)] {
+        pairs.compactMap { key, reply in
+            guard case .error(let text) = reply, isDamage(reply) else { return nil }
+            return (key, text)
+        }
     }
 
     /// The error of a read that a damaged key fails: `reply`'s text, with ``operation``.

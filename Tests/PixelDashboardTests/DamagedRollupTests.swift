@@ -40,9 +40,12 @@ struct DamagedRollupTests {
         _ = try redis.command(["HSET", keys.totals(site: "c.example", day: today), "pageviews", "4"])
         _ = try redis.command(["PFADD", keys.uniques(site: "c.example", day: today), "v1"])
         _ = try redis.command(["APPEND", keys.uniques(site: "c.example", day: today), "hello"])
+        // A string at the totals hash's key.
+        _ = try redis.command(["SET", keys.totals(site: "d.example", day: today), "5"])
+        _ = try redis.command(["PFADD", keys.uniques(site: "d.example", day: today), "v1"])
         let handler = InMemoryLogHandler()
         let dashboard = try Self.dashboard(
-            redis, sites: ["a.example", "b.example", "c.example"], clock: { now }, logger: Logger(label: "test") { _ in handler }
+            redis, sites: ["a.example", "b.example", "c.example", "d.example"], clock: { now }, logger: Logger(label: "test") { _ in handler }
         )
         let app = Application(router: dashboard.router())
         try await app.test(.router) { client in
@@ -54,6 +57,7 @@ struct DamagedRollupTests {
             #expect(listed["a.example"]?["visitors"] as? Int == 2 && listed["a.example"]?["pageviews"] as? Int == 5, "\(sites.text)")
             #expect(listed["b.example"]?["visitors"] is NSNull && listed["b.example"]?["pageviews"] is NSNull, "\(sites.text)")
             #expect(listed["c.example"]?["visitors"] is NSNull && listed["c.example"]?["pageviews"] as? Int == 4, "\(sites.text)")
+            #expect(listed["d.example"]?["visitors"] as? Int == 1 && listed["d.example"]?["pageviews"] is NSNull, "\(sites.text)")
             #expect(sites.text.contains(#""trend":["#) && sites.text.contains(",null]}"), "b's trend ends with an unknown day: \(sites.text)")
 
             let page = try await client.execute(uri: "/", method: .get)
@@ -68,19 +72,34 @@ struct DamagedRollupTests {
             let named = Set(warnings.compactMap { $0.metadata["key"].map { "\($0)" } })
             #expect(named.contains(keys.uniques(site: "b.example", day: today)), "\(warnings)")
             #expect(named.contains(keys.uniques(site: "c.example", day: today)), "\(warnings)")
+            #expect(named.contains(keys.totals(site: "d.example", day: today)), "\(warnings)")
             #expect(warnings.contains { $0.metadata["field"] == "pageviews" && "\($0.metadata["key"] ?? "")" == keys.totals(site: "b.example", day: today) })
             #expect(!named.contains { $0.contains("a.example") }, "\(warnings)")
             // A report (the site's page, /api/stats) has no unknown figure: a 503 that says a key is
             // damaged, the key in the log; the other sites' reports are whole.
             handler.clear()
-            for site in ["b.example", "c.example"] {
+            for (site, key) in [
+                ("b.example", keys.uniques(site: "b.example", day: today)), ("c.example", keys.uniques(site: "c.example", day: today)),
+                ("d.example", keys.totals(site: "d.example", day: today)),
+            ] {
                 let stats = try await client.execute(uri: "/api/stats?site=\(site)", method: .get)
                 #expect(stats.status == .serviceUnavailable && stats.text.contains("a rollup key of this range is damaged"), "\(stats.text)")
                 let reported = handler.entries.filter { $0.message.description.contains("the reports of its days fail") }
-                #expect(reported.contains { "\($0.metadata["key"] ?? "")" == keys.uniques(site: site, day: today) }, "\(reported)")
+                #expect(reported.contains { "\($0.metadata["key"] ?? "")" == key }, "\(reported)")
             }
             let whole = try await client.execute(uri: "/api/stats?site=a.example", method: .get)
             #expect(whole.status == .ok && whole.json["visitors"] as? Int == 2, "\(whole.text)")
+        }
+        // pixeld report names the key too (it said only Redis's WRONGTYPE text).
+        for (site, key, text) in [
+            ("b.example", keys.uniques(site: "b.example", day: today), "WRONGTYPE"),
+            ("c.example", keys.uniques(site: "c.example", day: today), "INVALIDOBJ"),
+            ("d.example", keys.totals(site: "d.example", day: today), "WRONGTYPE"),
+        ] {
+            let report = try PixeldProcess.start(["report", "--redis", redis.url, "--site", site, "--json"])
+            #expect(try report.waitForExit(timeout: 30) != 0)
+            let expected = "damaged rollup key, not written by pixeld consume: \(key) (\(text)"
+            #expect(report.stderrText.contains(expected), "\(report.stderrText)")
         }
     }
 

@@ -76,13 +76,28 @@ struct ReportCommand: ParsableCommand {
         var commands: [[[UInt8]]] = hashKeys.map { [Array("HGETALL".utf8), Array($0.utf8)] }
         commands.append([Array("PFCOUNT".utf8)] + query.uniqueKeys.map { Array($0.utf8) })
         // A reply that is an error (NOAUTH, WRONGTYPE) is a failure to read, as a lost connection is.
-        let hashes: [[String: Int]], visitors: Int
+        var hashes: [[String: Int]] = [], visitors = 0
+        var damaged: [(key: String, error: String)] = []
         do throws(RespError) {
             let replies = try connection.pipeline(commands)
-            hashes = try replies.dropLast().map { reply throws(RespError) in try RollupStore.hash(reply, operation: "HGETALL") }
-            visitors = Int(try replies.last!.unwrap("PFCOUNT").int ?? 0)
+            if replies.contains(where: DamagedKey.isDamage) {
+                // A key holding what the consumer never writes (a hand edit): named, as serve logs it.
+                var pairs = Array(zip(hashKeys, replies))
+                if let union = replies.last, DamagedKey.isDamage(union) {
+                    pairs += zip(query.uniqueKeys, try connection.pipeline(DamagedKey.dayCounts(query.uniqueKeys)))
+                }
+                damaged = DamagedKey.damaged(pairs)
+            }
+            if damaged.isEmpty {
+                hashes = try replies.dropLast().map { reply throws(RespError) in try RollupStore.hash(reply, operation: "HGETALL") }
+                visitors = Int(try replies.last!.unwrap("PFCOUNT").int ?? 0)
+            }
         } catch {
             throw CommandFailure("cannot read the rollups from Redis: \(error)")
+        }
+        guard damaged.isEmpty else {
+            let keys = damaged.map { "\($0.key) (\($0.error))" }.joined(separator: ", ")
+            throw CommandFailure("damaged rollup key, not written by pixeld consume: \(keys)")
         }
         let report = query.report(hashes: Array(hashes.prefix(query.hashKeys.count)), visitors: visitors)
         if report.pageviews == 0 && report.visits == 0 && report.events == 0 && report.drops.isEmpty {
