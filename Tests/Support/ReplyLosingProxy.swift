@@ -36,6 +36,10 @@ import Darwin
 /// connections advertise that segment size (`TCP_MAXSEG`) and receive buffer (`SO_RCVBUF`), set on
 /// the listening socket, from which they inherit.
 ///
+/// And it can trickle Redis's replies to the clients, a byte at a time with a pause after each
+/// (``trickleReplies(everyMilliseconds:)``), as a congested link or a stalled proxy does: the client's
+/// socket is never quiet for long, yet a reply takes as long as the test likes.
+///
 /// ```swift
 /// let proxy = try ReplyLosingProxy(upstreamPort: redis.port, dropEvery: 3, replies: .commits)
 /// defer { proxy.close() }
@@ -149,6 +153,9 @@ public final class ReplyLosingProxy: @unchecked Sendable {
     private var stopMarker: [UInt8]?
     private var readingStopped = false
     private let readingCondition = NSCondition()
+    /// ``trickleReplies(everyMilliseconds:)``: the pause after each byte of a reply; guarded by `lock`.
+    private var trickleMilliseconds: Int?
+    private var trickled = 0
 
     /// Starts a proxy to Redis on `upstreamPort` that loses every `dropEvery`-th reply of the kind
     /// `replies` (default: the writer's commits) and, with `holdingFirstTransactionFor`, holds up the
@@ -248,6 +255,30 @@ public final class ReplyLosingProxy: @unchecked Sendable {
             guard let marker = stopMarker, read.firstRange(of: marker) != nil else { return }
             stopMarker = nil
             readingStopped = true
+        }
+    }
+
+    /// From now on, what Redis sends is passed to the clients one byte at a time, with a pause of
+    /// `milliseconds` after each, until ``stopTrickling()``.
+    public func trickleReplies(everyMilliseconds milliseconds: Int) {
+        lock.withLock { trickleMilliseconds = milliseconds }
+    }
+
+    /// Passes Redis's replies on at once again (the rest of a reply being trickled too).
+    public func stopTrickling() {
+        lock.withLock { trickleMilliseconds = nil }
+    }
+
+    /// Bytes of replies passed on a byte at a time so far.
+    public var trickledBytes: Int { lock.withLock { trickled } }
+
+    /// The pause after each byte of a reply, while ``trickleReplies(everyMilliseconds:)`` is on and the
+    /// proxy open; counts the byte as trickled then.
+    private func trickleNextByte() -> Int? {
+        lock.withLock { () -> Int? in
+            guard let milliseconds = trickleMilliseconds, !closed else { return nil }
+            trickled += 1
+            return milliseconds
         }
     }
 
@@ -405,7 +436,10 @@ public final class ReplyLosingProxy: @unchecked Sendable {
             }
             var offset = 0
             while offset < count {
-                let written = chunk.withUnsafeBytes { write(destination, $0.baseAddress! + offset, count - offset) }
+                let pause = watchReplies ? trickleNextByte() : nil
+                let length = pause == nil ? count - offset : 1
+                let written = chunk.withUnsafeBytes { write(destination, $0.baseAddress! + offset, length) }
+                if let pause, written > 0 { usleep(UInt32(pause * 1000)) }
                 if written < 0 && errno == EINTR { continue }
                 if written <= 0 { break }
                 offset += written

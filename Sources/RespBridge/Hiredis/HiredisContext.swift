@@ -165,10 +165,12 @@ final class HiredisContext {
     /// Like ``readReply()``, but nothing blocks: what is buffered is sent as the socket takes it, and
     /// the wait — for room in the socket's send buffer, then for the reply — is `poll(2)` in slices
     /// of `sliceMilliseconds`. At least once a slice `whileWaiting` runs with the nanoseconds waited
-    /// so far (the writer moves its queue to the spool there while Redis stalls); after
-    /// `timeoutMilliseconds` in all (noticed in a slice in which the socket had nothing for it), or
-    /// when `whileWaiting` returns `false`, the call fails with ``RespError/Code/timeout`` (the
-    /// context is dropped then, as after any failure).
+    /// so far (the writer moves its queue to the spool there while Redis stalls). The timeout is a
+    /// deadline for the whole exchange: once `timeoutMilliseconds` have passed since the call began
+    /// without the whole reply read — even while bytes come or go now and then (a peer that trickles
+    /// a reply, or reads a byte of the command at a time, never leaves a slice idle) —, or when
+    /// `whileWaiting` returns `false`, the call fails with ``RespError/Code/timeout`` (the context is
+    /// dropped then, as after any failure).
     ///
     /// The send matters as much as the reply: a peer that stops reading (a remote Redis in a network
     /// partition, a stalled proxy) leaves a large commit (a spooled record being replayed, a backlog)
@@ -178,6 +180,7 @@ final class HiredisContext {
         timeoutMilliseconds: Int, sliceMilliseconds: Int32, whileWaiting: (_ waitedNanoseconds: Int64) -> Bool
     ) throws(RespError) -> RESPValue {
         let started = MonotonicClock.nanoseconds()
+        let deadline = started + Int64(timeoutMilliseconds) * 1_000_000
         var lastCalled = started
         var sendDone: Int32 = 0  // (1 once the whole command is in the socket)
         while true {
@@ -190,22 +193,23 @@ final class HiredisContext {
                 defer { freeReplyObject(reply) }
                 return Self.copy(reply)
             }
+            // Checked on every pass, not only after an idle slice: bytes that trickle in (or out) keep
+            // every slice busy.
+            let left = deadline - MonotonicClock.nanoseconds()
+            guard left > 0 else {
+                throw sendDone == 0
+                    ? RespError(code: .timeout, operation: "redisBufferWrite", message: "redis did not take the whole command within \(timeoutMilliseconds) ms")
+                    : RespError(code: .timeout, operation: "redisGetReply", message: "no reply within \(timeoutMilliseconds) ms")
+            }
             // Replies to the commands already sent are read while the rest waits for room.
             var descriptor = pollfd(fd: fd, events: Int16(sendDone == 0 ? POLLIN | POLLOUT : POLLIN), revents: 0)
-            let ready = poll(&descriptor, 1, sliceMilliseconds)
+            let ready = poll(&descriptor, 1, Int32(min(Int64(sliceMilliseconds), (left + 999_999) / 1_000_000)))
             if ready < 0 {
                 if errno == EINTR { continue }
                 throw RespError(code: .io, operation: "poll", systemCode: errno, message: String(cString: strerror(errno)))
             }
             let now = MonotonicClock.nanoseconds()
             let waited = now - started
-            if ready == 0 {
-                guard waited < Int64(timeoutMilliseconds) * 1_000_000 else {
-                    throw sendDone == 0
-                        ? RespError(code: .timeout, operation: "redisBufferWrite", message: "redis did not take the whole command within \(timeoutMilliseconds) ms")
-                        : RespError(code: .timeout, operation: "redisGetReply", message: "no reply within \(timeoutMilliseconds) ms")
-                }
-            }
             // (Also while a large command trickles out: the send buffer has room now and then.)
             if ready == 0 || now - lastCalled >= Int64(sliceMilliseconds) * 1_000_000 {
                 lastCalled = now
