@@ -27,7 +27,8 @@ import Glibc
 ///   that failed on a fresh connection too goes to disk at once, and so does everything after it, as
 ///   it arrives (between replay attempts the writer does not sleep but moves the queue to disk); the
 ///   spool is replayed — in order, before any newer batch — when Redis is back, in slices of 50 ms
-///   between which new arrivals join the spool, so a long replay never blocks the receivers.
+///   between which new arrivals join the spool (a slice ends early, after one record at least, once
+///   the queue needs room), so a long replay never blocks the receivers.
 /// - A spool that cannot be written (disk full or read-only, a permission error) drops nothing: the
 ///   batch stays in memory as without a spool — retried against Redis if the spool is empty, else
 ///   held until the spool takes it or has been replayed — and the queue and then the receivers wait
@@ -218,7 +219,9 @@ public final class LPushWriter: @unchecked Sendable {
         }
         var batch = PushBatch()
         run: while true {
-            if MonotonicClock.nanoseconds() >= nextReplayAt { replaySpool(budgetNanoseconds: Self.replaySliceNanoseconds) }
+            if MonotonicClock.nanoseconds() >= nextReplayAt {
+                replaySpool(budgetNanoseconds: Self.replaySliceNanoseconds, yieldingToTheQueue: true)
+            }
             // (Before every take from the queue: a batch a spill took is older than what is queued.)
             settleSpillHeld()
             guard let spool, !spool.isEmpty else {
@@ -616,7 +619,15 @@ public final class LPushWriter: @unchecked Sendable {
     /// Commits spooled batches, oldest first, while Redis takes them, for up to `budget` nanoseconds and
     /// never past the shutdown deadline. On a failure the next replay is due a backoff delay later
     /// (``nextReplayAt``).
-    private func replaySpool(budgetNanoseconds budget: Int64) {
+    /// - Parameter yieldingToTheQueue: the run loop's replay, which moves the queue behind the spool
+    ///   when it returns: it returns as soon as the queue needs room (``PushQueue/needsRoom(atFraction:)``),
+    ///   after one record at least (so that it advances under any load), not at the end of the slice.
+    ///   The receivers come first: catching up after an outage the writer spools, reads back and
+    ///   commits every message, and a slice that ran to its end while the queue was full had the
+    ///   receivers wait for room (up to 176 ms after a 2 s `CLIENT PAUSE` at 50k msg/s, release
+    ///   build), while the socket buffer filled and the kernel dropped what did not fit
+    ///   (`BENCHMARKS.md`, session 25).
+    private func replaySpool(budgetNanoseconds budget: Int64, yieldingToTheQueue: Bool = false) {
         guard let spool, !spool.isEmpty else { return }
         guard !gaveUpOnRedis && !isGivingUp else {
             // Not before the final replay at the end (which stops at once past the deadline): a due
@@ -666,6 +677,7 @@ public final class LPushWriter: @unchecked Sendable {
                 try spool.removeFirst()
                 statistics.setSpooled(spool.messageCount)
                 noteRecovery()  // after the record left the spool: the backlog a hold waits for is what is left
+                if yieldingToTheQueue && queue.needsRoom(atFraction: options.spoolAtQueueFraction) { break }
             } catch let error as RespError {
                 noteFailure(error)
                 if isGivingUp { gaveUpOnRedis = true }
