@@ -216,11 +216,41 @@ struct IngestSettings {
 
     init(command: IngestCommand) throws {
         redis = try command.global.redisConfiguration()
+        (addresses, tcpAddresses) = try Self.listenAddresses(command)
+
+        let maxMessageBytes = try Self.integer(command.maxMessageBytes, "max-message-bytes", 65535, 1...(1 << 20))
+        receiveBufferBytes = try Self.integer(command.receiveBufferBytes, "receive-buffer-bytes", 4 << 20, 0...(1 << 30))
+        bufferBytes = try Self.integer(command.bufferBytes, "buffer-bytes", 1 << 20, (64 << 10)...(1 << 34))
+        receiveNiceIsDefault = command.receiveNice == nil && Environment.value(forFlag: "receive-nice") == nil
+        receiveNice = try Self.integer(command.receiveNice, "receive-nice", -10, -20...19)
+        let flushMs = try Self.integer(command.flushIntervalMs, "flush-interval-ms", 1, 0...1000)
+        shutdownTimeoutSeconds = try Self.integer(command.shutdownTimeout, "shutdown-timeout", 10, 0...3600)
+        spoolDirectory = command.spool ?? Environment.value(forFlag: "spool")
+        spoolMaxBytes = try Self.integer(command.spoolMaxBytes, "spool-max-bytes", 1 << 30, (1 << 20)...(1 << 50))
+        spoolSync = try Self.spoolSync(command)
+        if let text = command.metrics ?? Environment.value(forFlag: "metrics") {
+            metrics = try ListenAddress.flagValue(text, flag: "metrics")
+        }
+        writerOptions = try Self.writerOptions(command, flushMilliseconds: flushMs)
+        try Self.refuseFlagsWithoutEffect(command, spoolDirectory: spoolDirectory, writerOptions: writerOptions, addresses: addresses)
+        unixOwner = try Self.unixOwner(command)
+        rules = try Self.rules(command, maxMessageBytes: maxMessageBytes)
+    }
+
+    /// An integer flag (or its environment variable), its default, checked against `range`.
+    private static func integer(_ value: Int?, _ flag: String, _ fallback: Int, _ range: ClosedRange<Int>) throws -> Int {
+        try Environment.integer(value, flag: flag, default: fallback, range: range)
+    }
+
+    /// The datagram sockets (`--udp`, `--unix` with `--unix-mode`) and the TCP listeners; UDP on
+    /// 127.0.0.1:5514 when none is given.
+    private static func listenAddresses(_ command: IngestCommand) throws -> ([ListenAddress], [(String, Int)]) {
         let modeText = Environment.resolve(command.unixMode, flag: "unix-mode", default: "0666")
         guard let mode = UInt32(modeText, radix: 8), mode <= 0o7777 else {
             throw ValidationError("--unix-mode: '\(modeText)' is not an octal mode such as 0666")
         }
         var addresses: [ListenAddress] = []
+        var tcpAddresses: [(String, Int)] = []
         do {
             for text in Environment.resolve(command.udp, flag: "udp") {
                 addresses.append(try ListenAddress.udp(parsing: text))
@@ -238,43 +268,42 @@ struct IngestSettings {
             addresses.append(.unix(path: path, mode: mode))
         }
         if addresses.isEmpty && tcpAddresses.isEmpty { addresses = [.udp(host: "127.0.0.1", port: 5514)] }
-        self.addresses = addresses
+        return (addresses, tcpAddresses)
+    }
 
-        func integer(_ value: Int?, _ flag: String, _ fallback: Int, _ range: ClosedRange<Int>) throws -> Int {
-            try Environment.integer(value, flag: flag, default: fallback, range: range)
-        }
-        let maxMessageBytes = try integer(command.maxMessageBytes, "max-message-bytes", 65535, 1...(1 << 20))
-        receiveBufferBytes = try integer(command.receiveBufferBytes, "receive-buffer-bytes", 4 << 20, 0...(1 << 30))
-        bufferBytes = try integer(command.bufferBytes, "buffer-bytes", 1 << 20, (64 << 10)...(1 << 34))
-        receiveNiceIsDefault = command.receiveNice == nil && Environment.value(forFlag: "receive-nice") == nil
-        receiveNice = try integer(command.receiveNice, "receive-nice", -10, -20...19)
-        let flushMs = try integer(command.flushIntervalMs, "flush-interval-ms", 1, 0...1000)
-        shutdownTimeoutSeconds = try integer(command.shutdownTimeout, "shutdown-timeout", 10, 0...3600)
-        spoolDirectory = command.spool ?? Environment.value(forFlag: "spool")
-        spoolMaxBytes = try integer(command.spoolMaxBytes, "spool-max-bytes", 1 << 30, (1 << 20)...(1 << 50))
+    /// `--spool-sync`: always, never or interval:MS.
+    private static func spoolSync(_ command: IngestCommand) throws -> Spool.SyncPolicy {
         let syncText = Environment.resolve(command.spoolSync, flag: "spool-sync", default: "always")
         switch syncText {
-        case "always": spoolSync = .always
-        case "never": spoolSync = .never
+        case "always": return .always
+        case "never": return .never
         default:
             guard syncText.hasPrefix("interval:"), let ms = Int(syncText.dropFirst("interval:".count)), ms > 0 else {
                 throw ValidationError("--spool-sync: '\(syncText)' is not always, never or interval:MS")
             }
-            spoolSync = .interval(milliseconds: ms)
+            return .interval(milliseconds: ms)
         }
-        if let text = command.metrics ?? Environment.value(forFlag: "metrics") {
-            metrics = try ListenAddress.flagValue(text, flag: "metrics")
-        }
-        writerOptions = LPushWriter.Options()
-        writerOptions.lingerNanoseconds = Int64(flushMs) * 1_000_000
+    }
+
+    /// The writer's linger (`--flush-interval-ms`, resolved already) and list limit (`--max-list-length`,
+    /// `--when-full`).
+    private static func writerOptions(_ command: IngestCommand, flushMilliseconds: Int) throws -> LPushWriter.Options {
+        var writerOptions = LPushWriter.Options()
+        writerOptions.lingerNanoseconds = Int64(flushMilliseconds) * 1_000_000
         writerOptions.maxListLength = try integer(command.maxListLength, "max-list-length", 0, 0...Int(Int32.max))
         switch Environment.resolve(command.whenFull, flag: "when-full", default: "hold") {
         case "hold": writerOptions.dropOldestWhenFull = false
         case "drop-oldest": writerOptions.dropOldestWhenFull = true
         case let other: throw ValidationError("--when-full: '\(other)' is not hold or drop-oldest")
         }
-        // Flags that would be accepted and change nothing are refused, as consume refuses its
-        // analytics flags without a site: an operator must not believe a socket is locked down.
+        return writerOptions
+    }
+
+    /// Flags that would be accepted and change nothing are refused, as consume refuses its analytics
+    /// flags without a site: an operator must not believe a socket is locked down.
+    private static func refuseFlagsWithoutEffect(
+        _ command: IngestCommand, spoolDirectory: String?, writerOptions: LPushWriter.Options, addresses: [ListenAddress]
+    ) throws {
         if spoolDirectory == nil {
             try Environment.refuse(
                 [
@@ -299,15 +328,21 @@ struct IngestSettings {
                 needing: "--unix PATH: they apply to unix sockets only"
             )
         }
-        if let owner = command.unixOwner ?? Environment.value(forFlag: "unix-owner") {
-            do {
-                unixOwner = try UnixOwner(parsing: owner)
-            } catch {
-                throw ValidationError(error.description)
-            }
-        }
+    }
 
-        // Each error names its flag.
+    /// `--unix-owner`, parsed (names are looked up when the sockets are made).
+    private static func unixOwner(_ command: IngestCommand) throws -> UnixOwner? {
+        guard let owner = command.unixOwner ?? Environment.value(forFlag: "unix-owner") else { return nil }
+        do {
+            return try UnixOwner(parsing: owner)
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+
+    /// The routing rules: `--facility`, `--key-prefix`, `--program`, `--max-message-bytes`. Each error
+    /// names its flag.
+    private static func rules(_ command: IngestCommand, maxMessageBytes: Int) throws -> IngestRules {
         let facilities: FacilityFilter
         do {
             facilities = try FacilityFilter(parsing: Environment.resolve(command.facility, flag: "facility", default: "local3"))
@@ -318,7 +353,7 @@ struct IngestSettings {
         let allow = Environment.resolve(command.program, flag: "program")
         do {
             let programs = try ProgramPolicy(keyPrefix: Array(prefix.utf8), allowList: allow.isEmpty ? nil : Set(allow))
-            rules = IngestRules(facilities: facilities, programs: programs, maxMessageBytes: maxMessageBytes)
+            return IngestRules(facilities: facilities, programs: programs, maxMessageBytes: maxMessageBytes)
         } catch {
             let flag = (try? ProgramPolicy(keyPrefix: Array(prefix.utf8), allowList: nil)) == nil ? "--key-prefix" : "--program"
             throw ValidationError("\(flag): \(error.description)")
