@@ -43,7 +43,8 @@ extension AsyncParsableCommand {
         } catch {
             let code = exitCode(for: error)
             if code == .success { exit(withError: error) }  // --help, --version
-            let message = unknownCommandMessage(CommandLine.arguments.dropFirst().first) ?? self.message(for: error)
+            var message = unknownCommandMessage(CommandLine.arguments.dropFirst().first) ?? self.message(for: error)
+            if let hint = dashValueHint(message, arguments: Array(CommandLine.arguments.dropFirst())) { message += hint }
             if !message.isEmpty {
                 let line = "Error: " + message.split(separator: "\n", omittingEmptySubsequences: true).joined(separator: " ") + "\n"
                 _ = line.utf8CString.withUnsafeBufferPointer { write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
@@ -61,5 +62,20 @@ extension AsyncParsableCommand {
         guard !names.isEmpty, configuration.defaultSubcommand == nil, let first, !first.hasPrefix("-"), first != "help", !names.contains(first) else { return nil }
         let root = configuration.commandName ?? "the command"
         return "unknown command '\(first)'; the commands are \(names.joined(separator: ", ")) (see \(root) --help)"
+    }
+
+    /// For ArgumentParser's "Missing value for '--flag <value>'" when the argument after `--flag` begins
+    /// with a single '-' (`--program -x`, `--unix -sock`; a lone '-' is taken as a value already): it
+    /// took that argument for a flag, and the message alone reads as if no value had been given.
+    /// The hint says how to give one: ` (a value that begins with '-' is written --program=-x)`.
+    /// `nil` otherwise — a value truly missing, or followed by a long flag (`--program --udp …`).
+    package static func dashValueHint(_ message: String, arguments: [String]) -> String? {
+        let prefix = "Missing value for '"
+        guard message.hasPrefix(prefix) else { return nil }
+        let flag = String(message.dropFirst(prefix.count).prefix { $0 != " " && $0 != "'" })
+        guard flag.hasPrefix("--"), let index = arguments.firstIndex(of: flag), index + 1 < arguments.count else { return nil }
+        let next = arguments[index + 1]
+        guard next.hasPrefix("-"), !next.hasPrefix("--"), next.count > 1 else { return nil }
+        return " (a value that begins with '-' is written \(flag)=\(next))"
     }
 }

@@ -107,6 +107,25 @@ struct IngestProgramTests {
         #expect(try Self.startFailure(binary, ["consume"]) == "Error: Missing expected argument '<program>'")
     }
 
+    /// ArgumentParser takes an argument that begins with '-' for a flag, so `--program -x` said
+    /// "Missing value for '--program <name>'" although a value was there; the line now says how to
+    /// give it. A value truly missing keeps the plain message.
+    @Test("a flag value that begins with '-' gets a hint: --flag=-value")
+    func dashValuesGetAHint() throws {
+        let (alone, copy) = try Self.loneCopy()
+        defer { withExtendedLifetime(alone) {} }
+        let cases: [([String], String)] = [
+            (["ingest", "--program", "-x"], "Error: Missing value for '--program <name>' (a value that begins with '-' is written --program=-x)"),
+            (["ingest", "--unix", "-sock"], "Error: Missing value for '--unix <path>' (a value that begins with '-' is written --unix=-sock)"),
+            (["ingest", "--program"], "Error: Missing value for '--program <name>'"),
+            (["ingest", "--program", "--udp", "127.0.0.1:9"], "Error: Missing value for '--program <name>'"),
+        ]
+        for (arguments, expected) in cases {
+            #expect(try Self.startFailure(try PixeldProcess.binaryURL(), arguments) == expected)
+            #expect(try Self.startFailure(copy, arguments) == expected)
+        }
+    }
+
     @Test("flags that would change nothing fail at start, naming what they need; a bad --redis never shows its password")
     func uselessFlagsAndPasswordsAtStart() throws {
         let binary = try PixeldProcess.binaryURL()
@@ -220,7 +239,7 @@ struct IngestProgramTests {
             executable: binary, arguments: ["serve", "--listen", "127.0.0.1:\(try PortAllocator.freeTCPPort())", "--allowed-host", "192.168.1.10", "--redis", "redis://127.0.0.1:1/0"]
         )
         defer { address.stop(timeout: 5) }
-        let started = try Poll.until(timeout: 20, interval: 0.05) { address.stderr.text.contains("serve ready") || !address.isRunning }
+        let started = Poll.until(timeout: 20, interval: 0.05) { address.stderr.text.contains("serve ready") || !address.isRunning }
         #expect(started && address.isRunning, "\(address.stderr.text)")
         let withToken = try Self.startFailure(
             binary, ["serve", "--listen", "127.0.0.1:1", "--allowed-host", "stats.example"], environment: ["PIXELD_TOKEN": "0123456789"]
