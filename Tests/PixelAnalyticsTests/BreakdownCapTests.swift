@@ -32,7 +32,7 @@ struct BreakdownCapTests {
 
     @Test func valuesBeyondTheCapAreCountedAsOther() throws {
         let server = try RedisServer.start()
-        var redis = try RedisRollups(connection: try server.connect(timeout: 30), configuration: RollupConfiguration(breakdownCap: 3))
+        let redis = try RedisRollups(connection: try server.connect(timeout: 30), configuration: RollupConfiguration(breakdownCap: 3))
         let day = Day(timestamp: Double(time(nil))).previous  // within the retention: the keys must not expire at once
         let start = Double(day.number) * 86_400 + 3600
         // One visitor per hit, so every hit is also a visit's entry page.
@@ -58,7 +58,7 @@ struct BreakdownCapTests {
     /// whole (with a cap of 3, a day's 4th hour went to `(other)` and the hourly chart lost it).
     @Test func hoursAndDevicesAreNeverCapped() throws {
         let server = try RedisServer.start()
-        var redis = try RedisRollups(connection: try server.connect(timeout: 30), configuration: RollupConfiguration(breakdownCap: 3))
+        let redis = try RedisRollups(connection: try server.connect(timeout: 30), configuration: RollupConfiguration(breakdownCap: 3))
         let day = Day(timestamp: Double(time(nil))).previous
         let start = Double(day.number) * 86_400 + 3600
         let devices = ["desktop", "mobile", "tablet", "other"]
@@ -86,7 +86,7 @@ struct BreakdownCapTests {
     /// converted it; a small breakdown stays a listpack.
     @Test func wideBreakdownsBecomeHashtablesWithExactCounts() throws {
         let server = try RedisServer.start()
-        var redis = try RedisRollups(
+        let redis = try RedisRollups(
             connection: try server.connect(timeout: 30), configuration: RollupConfiguration(breakdownCap: 100)
         )
         let day = Day(timestamp: Double(time(nil))).previous
@@ -126,7 +126,7 @@ struct BreakdownCapTests {
         let entryPages = keys.breakdown(.entryPages, site: "example.com", day: day)
         #expect(try server.command(["OBJECT", "ENCODING", entryPages]).string == "hashtable")
         #expect(try server.command(["HLEN", entryPages]).integer == 101)
-        try server.command(["DEL", pages])
+        _ = try server.command(["DEL", pages])
         try apply((0..<70).map { "/q\($0)" })
         #expect(try server.command(["OBJECT", "ENCODING", pages]).string == "hashtable")
         #expect(try server.command(["HLEN", pages]).integer == 70)

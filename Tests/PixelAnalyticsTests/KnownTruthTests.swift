@@ -193,7 +193,7 @@ struct KnownTruthTests {
     )
     func lateHitsContinueTheirOwnVisit(batches: [[(Int, Int)]]) throws {
         let server = try RedisServer.start()
-        var redis = try RedisRollups(connection: try server.connect(timeout: 30))
+        let redis = try RedisRollups(connection: try server.connect(timeout: 30))
         let day = Day(timestamp: Double(time(nil))).previous
         let at = { (hour: Int, minute: Int) in Double(day.number * 86_400 + hour * 3600 + minute * 60) }
         for hits in batches {
@@ -223,7 +223,7 @@ struct KnownTruthTests {
     )
     func lateHitsAroundMidnight(hits: [(Int, Int, Int)], visits expected: Int) throws {
         let server = try RedisServer.start()
-        var redis = try RedisRollups(connection: try server.connect(timeout: 30))
+        let redis = try RedisRollups(connection: try server.connect(timeout: 30))
         let today = Day(timestamp: Double(time(nil))).previous
         for (dayOffset, hour, minute) in hits {
             let seconds = Double((today.number + dayOffset) * 86_400 + hour * 3600 + minute * 60)
@@ -249,7 +249,7 @@ struct KnownTruthTests {
     /// overlap, and the stored visits stay in order (the two are not merged: replay would see one).
     @Test func aHitBetweenTwoVisitsJoinsTheNearer() throws {
         let server = try RedisServer.start()
-        var redis = try RedisRollups(connection: try server.connect(timeout: 30))
+        let redis = try RedisRollups(connection: try server.connect(timeout: 30))
         let day = Day(timestamp: Double(time(nil))).previous
         let at = { (hour: Int, minute: Int) in Double(day.number * 86_400 + hour * 3600 + minute * 60) }
         for (hour, minute) in [(9, 58), (10, 40), (10, 20), (9, 55)] {
@@ -267,7 +267,7 @@ struct KnownTruthTests {
     /// them continues it; one of an older, forgotten visit counts as a visit of its own.
     @Test func aVisitorKeepsTheirRecentVisits() throws {
         let server = try RedisServer.start()
-        var redis = try RedisRollups(connection: try server.connect(timeout: 30))
+        let redis = try RedisRollups(connection: try server.connect(timeout: 30))
         let day = Day(timestamp: Double(time(nil))).previous
         let at = { (hour: Int, minute: Int) in Double(day.number * 86_400 + hour * 3600 + minute * 60) }
         func visit(_ hour: Int, _ minute: Int) throws -> Report {

@@ -1491,7 +1491,7 @@ extension RedisIntegrationTests {
         push(0..<20, into: queue)
         #expect(try waitForLength(20, of: "pixel", in: server))
         push(20..<40, into: queue)
-        #expect(try waitUntil(seconds: 5) { writer.statistics.pushed == 40 })
+        #expect(waitUntil(seconds: 5) { writer.statistics.pushed == 40 })
         await writer.shutdown(timeoutNanoseconds: 5_000_000_000)
         #expect(try server.lrange("pixel").reversed() == (15..<40).map(String.init))
         #expect(writer.statistics.trimmed == 15)
@@ -1809,8 +1809,8 @@ struct SpoolIntegrationTests {
             get { metadata[key] }
             set { metadata[key] = newValue }
         }
-        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
-            lock.withLock { counts["\(message)", default: 0] += 1 }
+        func log(event: LogEvent) {
+            lock.withLock { counts["\(event.message)", default: 0] += 1 }
         }
         func count(_ message: String) -> Int { lock.withLock { counts[message, default: 0] } }
     }
