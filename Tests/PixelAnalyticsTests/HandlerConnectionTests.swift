@@ -121,4 +121,53 @@ struct HandlerConnectionTests {
         #expect(ContinuousClock.now - pausedAt < .milliseconds(pauseMilliseconds), "the pause ended before the consumer did")
         _ = try pauser.command(["CLIENT", "UNPAUSE"])  // (not a write: the pause lets it through)
     }
+
+    /// In the first half hour after midnight (the session timeout), a hit's visit may have begun the
+    /// day before, whose visitor key the consumer reads (it does not make it). Nobody made it when
+    /// that day had no hit: every batch asked Redis for it again (40 batches of one hit: 40 reads).
+    /// A miss is now remembered for ``DailyKeys/missRecheckSeconds``: here one read for 40 batches
+    /// (one more per 10 s they took). The key made later — by another consumer, from a late hit of
+    /// that day — is found at the first batch after that wait, and kept: one read for the next 10.
+    @Test func aMissingKeyOfTheDayBeforeIsNotAskedForByEveryBatch() throws {
+        let today = dayAwayFromMidnight()
+        let previousKey = "pixeld:key:\(today.previous)"
+        let redis = try RedisServer.start()
+        let consumer = try PixeldProcess.start([
+            "consume", "pixel", "--redis", redis.url, "--site", "example.com", "--consumer-id", "c1", "--batch-size", "1",
+        ])
+        defer { consumer.process.stop(timeout: 5) }
+        try consumer.waitForStderr(containing: "consume ready")
+        let monitor = try redis.connect(timeout: 1)
+        #expect(try monitor.command(["MONITOR"]) == .simpleString("OK"))
+        /// The loads of the day before's key (its `EVAL` of the fetch script) MONITOR shows until now.
+        func keyLoads() -> Int {
+            var loads = 0
+            while let line = try? monitor.readReply() {
+                guard case .simpleString(let text) = line else { continue }
+                if text.contains("\"EVAL\""), text.contains("ARGV[3 * i - 2]"), text.contains("\"\(previousKey)\"") { loads += 1 }
+            }
+            return loads
+        }
+        func pageviewCount() -> Int {
+            (try? redis.command(["HGET", "pixeld:site:example.com:\(today):totals", "pageviews"]).string.flatMap { Int($0) }) ?? 0
+        }
+        // Just after midnight (the test waits for a second past it if it runs right before).
+        let afterMidnight = Int(today.startTimestamp) * 1000 + 100
+        let started = Date()
+        _ = try redis.command(["LPUSH", "pixel"] + pageviews(0..<40, at: afterMidnight))
+        #expect(Poll.until(timeout: 20) { pageviewCount() == 40 }, "\(consumer.stderrText)")
+        let seconds = Date().timeIntervalSince(started)
+        let loads = keyLoads()
+        #expect(loads >= 1 && loads <= 1 + Int(seconds / DailyKeys.missRecheckSeconds), "\(loads) reads of \(previousKey) in \(seconds) s")
+
+        // Made by another consumer meanwhile, as it would be.
+        let made = (0..<32).map { _ in Character(Unicode.Scalar(UInt8.random(in: 97...122))) }
+        _ = try redis.command(["SET", previousKey, String(made), "NX", "EXAT", String(DailyKey.expiresAt(today.previous))])
+        Thread.sleep(forTimeInterval: DailyKeys.missRecheckSeconds + 0.5)
+        _ = try redis.command(["LPUSH", "pixel"] + pageviews(40..<50, at: afterMidnight))
+        #expect(Poll.until(timeout: 20) { pageviewCount() == 50 }, "\(consumer.stderrText)")
+        #expect(keyLoads() == 1, "the key made later was not read once")
+        consumer.terminate()
+        #expect(try consumer.waitForExit(timeout: 10) == 0, "\(consumer.process.tail)")
+    }
 }

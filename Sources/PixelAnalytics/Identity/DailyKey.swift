@@ -131,9 +131,18 @@ public struct DailyKey: Sendable, CustomStringConvertible, CustomReflectable {
     }
 }
 
-/// The daily keys a batch needs, by day.
+/// The daily keys a batch needs, by day, and the days whose key Redis did not hold when last asked.
 public struct DailyKeys: Sendable {
     private var keys: [Day: DailyKey] = [:]
+    /// When Redis last answered that it held no key for a day that was only read (see
+    /// ``toLoad(_:now:)``), by day.
+    private var misses: [Day: Double] = [:]
+
+    /// How long, in seconds, a day's key that Redis did not hold is not asked for again when only read
+    /// — the day before a hit's, for the first `sessionIdleSeconds` after midnight, which nobody
+    /// makes unless a hit of that day came: without it, each batch of that half hour asked again.
+    /// Another consumer may make it later (a late hit of that day): it is read again after this long.
+    public static let missRecheckSeconds: Double = 10
 
     /// An empty set.
     public init() {}
@@ -146,12 +155,31 @@ public struct DailyKeys: Sendable {
     /// Adds or replaces a key.
     public mutating func insert(_ key: DailyKey) {
         keys[key.day] = key
+        misses[key.day] = nil
+    }
+
+    /// Notes that Redis held no key for `day` at `now` (seconds since the epoch).
+    public mutating func recordMiss(_ day: Day, now: Double) {
+        misses[day] = now
+    }
+
+    /// Of `days` (as ``daysNeeded(for:sessionIdleSeconds:)`` gives them), those whose keys must be
+    /// read from Redis at `now`: the days whose key is not known, except those only read whose key
+    /// Redis did not hold less than ``missRecheckSeconds`` ago (the clock set back counts as long
+    /// ago). A day whose key may be created is always asked for.
+    public func toLoad(_ days: [(day: Day, create: Bool)], now: Double) -> [(day: Day, create: Bool)] {
+        days.filter { entry in
+            guard keys[entry.day] == nil else { return false }
+            guard !entry.create, let missed = misses[entry.day] else { return true }
+            return !(0..<Self.missRecheckSeconds).contains(now - missed)
+        }
     }
 
     /// Removes the keys that Redis no longer holds at `now` (seconds since the epoch): past
     /// ``DailyKey/expiresAt(_:)``, no id of that day can be made, by anyone — this cache included.
     public mutating func removeExpired(now: Double) {
         keys = keys.filter { Double(DailyKey.expiresAt($0.key)) > now }
+        misses = misses.filter { (0..<Self.missRecheckSeconds).contains(now - $0.value) }
     }
 
     /// The days whose keys processing hits at `timestamps` needs: each hit's day (created if

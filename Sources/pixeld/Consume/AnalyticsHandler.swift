@@ -341,7 +341,8 @@ final class AnalyticsHandler: @unchecked Sendable {
     }
 
     /// Loads the missing daily keys, on the handler's own connection; returns the keys the batch
-    /// needs, known or loaded.
+    /// needs, known or loaded. A day before the hits' whose key Redis does not hold is asked for again
+    /// only after a while (``DailyKeys/missRecheckSeconds``).
     private func loadDailyKeys(for events: [PixelEvent], now: Double) throws -> [DailyKey] {
         keys.removeExpired(now: now)
         let days = DailyKeys.daysNeeded(
@@ -350,7 +351,7 @@ final class AnalyticsHandler: @unchecked Sendable {
             // Keys only for days a hit can be accepted on (the time window drops the others first).
             abs($0.day.number - Day(timestamp: now).number) <= 2
         }
-        let needed = days.filter { keys[$0.day] == nil }
+        let needed = keys.toLoad(days, now: now)
         // Rarely needed (a new day): a round trip here waits for the previous ack to be applied.
         guard !needed.isEmpty else { return days.compactMap { keys[$0.day] } }
         // Idle since the last new day, as a rule: Redis may have closed it meanwhile (its `timeout`, a
@@ -358,7 +359,10 @@ final class AnalyticsHandler: @unchecked Sendable {
         connection.closeIfIdle()
         let values = try connection.command(DailyKey.fetchCommand(needed, prefix: rollups.keys.prefix)).unwrap("EVAL daily keys").array ?? []
         for (entry, value) in zip(needed, values) {
-            guard let bytes = value.bytes else { continue }
+            guard let bytes = value.bytes else {
+                keys.recordMiss(entry.day, now: now)  // (the day before, which nobody made: not asked again for a while)
+                continue
+            }
             guard let key = DailyKey(day: entry.day, bytes: bytes) else {
                 throw HandlerFailure("the visitor key of \(entry.day) in Redis is not 32 bytes")
             }
