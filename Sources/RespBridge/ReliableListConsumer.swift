@@ -291,7 +291,9 @@ public final class ReliableListConsumer: @unchecked Sendable {
     public var ackConflicts: Int { conflictCount.load(ordering: .relaxed) }
 
     /// Times the handler failed — preparing, processing or finishing a batch (a full disk, say) —
-    /// and the batch was kept for a retry.
+    /// and the batch was kept for a retry. A step that failed because of Redis (its connection lost,
+    /// an error reply of Redis's own such as `NOPERM` or `OOM`: see ``redisErrorReply``) is retried
+    /// as an outage instead, not counted here; a `WRONGTYPE` is the handler's.
     public var handlerFailures: Int { handlerFailureCount.load(ordering: .relaxed) }
 
     /// Whether Redis answered the consumer's last request (`false` before the first answer and while
@@ -299,7 +301,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
     public var isAnswering: Bool { answering.load(ordering: .relaxed) }
 
     /// While ``isAnswering`` is `false` because Redis did answer, with an error — a replica after a
-    /// failover (`READONLY …`), a replica cut off from its master (`MASTERDOWN …`), a server loading
+    /// failover (`READONLY …`), a server that became one while the consumer waited in `BLMOVE`
+    /// (`UNBLOCKED …`), a replica cut off from its master (`MASTERDOWN …`), a server loading
     /// its data (`LOADING …`), a missing ACL permission (`NOPERM …`) —: that error reply's text,
     /// its prefix first. `nil` while Redis answers, and while it does not answer at all (refused
     /// connections, timeouts, a closed connection), so that a health check can tell the two apart.
@@ -542,17 +545,15 @@ public final class ReliableListConsumer: @unchecked Sendable {
         if !state.prepared, let prepare = steps.prepare {
             do {
                 try prepare(connection)
-            } catch let error as RespError where error.connectionIsDead || (error.serverErrorPrefix ?? "WRONGTYPE") != "WRONGTYPE" {
-                // Redis down, not the master, out of memory, refusing a permission…: an outage, see
-                // ``recover(after:_:)`` (and ``redisErrorReply``).
-                throw error
+            } catch where Self.isRedisOutage(error) {
+                throw error  // (see ``recover(after:_:)`` and ``redisErrorReply``)
             } catch {
                 // Redis answered — the heartbeat was just written, if nothing had answered before —
                 // and the handler cannot make its output agree with it (an archive directory gone,
                 // a key of the wrong type: `WRONGTYPE`): a failure of the handler, not of Redis.
                 noteContact(&state, announcingReady: false)
                 preparationFailing = true
-                handlerFailed(error, &state.backoff, "consumer preparation failed; retrying")
+                try handlerFailed(error, &state.backoff, "consumer preparation failed; retrying")
                 return false
             }
             if preparationFailing {
@@ -576,7 +577,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
         do {
             work = try steps.process(batch)
         } catch {
-            handlerFailed(error, &state.backoff)
+            try handlerFailed(error, &state.backoff)
             startOver(&state)
             return false
         }
@@ -625,7 +626,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
         do {
             outcome = try steps.finish(try resolved.get(), connection)
         } catch {
-            handlerFailed(error, &state.backoff)
+            try handlerFailed(error, &state.backoff)
             startOver(&state)
             return
         }
@@ -643,7 +644,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
             if try settleInTurn(ack, &state) == .refused {
                 handleRefusal(&state)
             } else if let failure {
-                handlerFailed(failure, &state.backoff)
+                try handlerFailed(failure, &state.backoff)
                 startOver(&state)
             }
         } else {
@@ -849,7 +850,12 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// (``handlerFailures``, `pixeld_consume_handler_failures_total`, ``isHandlerFailing``) and logged
     /// as `message` (``logHandlerFailure(_:_:)``), then the backoff's wait; or the stop, for a
     /// ``HandlerCannotContinue``.
-    private func handlerFailed(_ error: any Error, _ backoff: inout Backoff, _ message: Logger.Message = "handler failed; batch kept for retry") {
+    /// - Throws: `error` when it is Redis's, not the handler's (``isRedisOutage(_:)``): an outage,
+    ///   for ``recover(after:_:)``.
+    private func handlerFailed(
+        _ error: any Error, _ backoff: inout Backoff, _ message: Logger.Message = "handler failed; batch kept for retry"
+    ) throws(RespError) {
+        if Self.isRedisOutage(error), let error = error as? RespError { throw error }
         if let error = error as? HandlerCannotContinue {
             stop(failing: error.description)
             return
@@ -862,6 +868,18 @@ public final class ReliableListConsumer: @unchecked Sendable {
         metrics.recordHandlerFailure()
         logHandlerFailure(error, message)
         sleep(milliseconds: backoff.nextDelayMilliseconds())
+    }
+
+    /// Whether a step of the handler failed because of Redis rather than the handler: a lost
+    /// connection (Redis down, a timeout), or an error reply of Redis's own — not the master
+    /// (`READONLY`, `MASTERDOWN`), `LOADING`, `OOM`, `BUSY`, a permission (`NOPERM`)… — which
+    /// Redis's state, not the handler, must mend: an outage (``redisErrorReply``), not a handler
+    /// failure. `WRONGTYPE` is the handler's (a key it uses holds another type), as is every error
+    /// that is not a ``RespError`` (an archive directory removed) or that has no reply behind it (a
+    /// reply of an unexpected shape).
+    static func isRedisOutage(_ error: any Error) -> Bool {
+        guard let error = error as? RespError else { return false }
+        return error.connectionIsDead || (error.serverErrorPrefix ?? "WRONGTYPE") != "WRONGTYPE"
     }
 
     /// The handler succeeded — a batch acked, or a `prepare` after failing —: it is no longer failing,

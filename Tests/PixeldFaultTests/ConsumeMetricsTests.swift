@@ -25,29 +25,70 @@ struct ConsumeMetricsTests {
     /// for a Redis that was up), says `ok` again once Redis is a master again (`REPLICAOF NO ONE`),
     /// and `redis not answering` for a stopped Redis.
     @Test func healthzNamesTheErrorRedisAnswersWith() throws {
+        let (redis, master, healthz, consume) = try consumerOfAFutureReplica()
+        defer { consume.process.stop(timeout: 5) }
+        #expect(healthz.answers("ok\n", within: 20), "/healthz: \(healthz.last)\(consume.process.tail)")
+        #expect(try redis.command(["REPLICAOF", "127.0.0.1", String(master.port)]) == .simpleString("OK"))
+        try expectMasterAgainAndDrained(redis, healthz, consume)
+        redis.stop()
+        #expect(healthz.answers("redis not answering\n", within: 10), "/healthz: \(healthz.last)")
+        consume.terminate()
+        #expect(try consume.waitForExit(timeout: 10) == 0, "\(consume.process.tail)")
+        withExtendedLifetime(master) {}
+    }
+
+    /// A consumer of `pixel` with `--metrics` on a Redis that a test makes a replica of the second one.
+    private func consumerOfAFutureReplica() throws -> (RedisServer, master: RedisServer, Healthz, PixeldProcess) {
         let redis = try RedisServer.start(), master = try RedisServer.start()
         let port = try PortAllocator.freeTCPPort()
         let consume = try PixeldProcess.start(["consume", "pixel", "--redis", redis.url, "--metrics", "127.0.0.1:\(port)"])
-        defer { consume.process.stop(timeout: 5) }
-        var health = ""
-        func healthIs(_ expected: String, within seconds: Double) -> Bool {
-            Poll.until(timeout: seconds, interval: 0.05) {
-                health = (try? httpGet(port: port, path: "/healthz")) ?? ""
-                return health == expected
-            }
-        }
-        #expect(healthIs("ok\n", within: 20), "/healthz: \(health)\(consume.process.tail)")
-        #expect(try redis.command(["REPLICAOF", "127.0.0.1", String(master.port)]) == .simpleString("OK"))
+        return (redis, master, Healthz(port: port), consume)
+    }
+
+    /// After `REPLICAOF` made the consumer's Redis a replica: /healthz names `READONLY`, then says
+    /// `ok` once Redis is a master again (`REPLICAOF NO ONE`), and the consumer takes what comes.
+    private func expectMasterAgainAndDrained(_ redis: RedisServer, _ healthz: Healthz, _ consume: PixeldProcess) throws {
         #expect(
-            healthIs("redis answers READONLY (a replica? point --redis at the master)\n", within: 20),
-            "/healthz: \(health)\(consume.process.tail)"
+            healthz.answers("redis answers READONLY (a replica? point --redis at the master)\n", within: 20),
+            "/healthz: \(healthz.last)\(consume.process.tail)"
         )
         #expect(try redis.command(["REPLICAOF", "NO", "ONE"]) == .simpleString("OK"))
-        #expect(healthIs("ok\n", within: 20), "/healthz: \(health)\(consume.process.tail)")
+        #expect(healthz.answers("ok\n", within: 20), "/healthz: \(healthz.last)\(consume.process.tail)")
         try redis.prefill("pixel", (1...5).map { PixelMessage.value(seq: $0) })
         #expect(Poll.until(timeout: 20, interval: 0.05) { (try? redis.llen("pixel")) == 0 }, "not consumed after REPLICAOF NO ONE")
-        redis.stop()
-        #expect(healthIs("redis not answering\n", within: 10), "/healthz: \(health)")
+    }
+
+    /// `REPLICAOF` while the consumer waits in `BLMOVE`: Redis answers it `UNBLOCKED force unblock
+    /// from blocking operation, instance state changed (master -> replica?)` before the next call
+    /// meets `READONLY`. /healthz showed that raw text; it names it now, with what to do, and the
+    /// consumer retries it as an outage (no handler failure) and drains once Redis is a master again.
+    /// To hold the moment, `CLIENT PAUSE … WRITE` goes in the same write as `REPLICAOF`: the
+    /// consumer's next call (its heartbeat, a script) waits out the pause. (`REPLICAOF` unblocks only
+    /// a consumer in `BLMOVE`, where it spends nearly all its idle time: tried up to 3 times.)
+    @Test func healthzNamesUnblockedAfterReplicaof() throws {
+        let (redis, master, healthz, consume) = try consumerOfAFutureReplica()
+        defer { consume.process.stop(timeout: 5) }
+        let admin = try redis.connect()
+        var seen: [String] = []
+        for _ in 1...3 {
+            #expect(healthz.answers("ok\n", within: 20), "/healthz: \(healthz.last)\(consume.process.tail)")
+            _ = Poll.until(timeout: 5, interval: 0.01) {
+                ((try? admin.command(["CLIENT", "LIST"]).string) ?? "").split(separator: "\n").contains {
+                    $0.contains(" flags=b ") && $0.contains(" cmd=blmove ")
+                }
+            }
+            let replies = try admin.pipeline([["REPLICAOF", "127.0.0.1", String(master.port)], ["CLIENT", "PAUSE", "3000", "WRITE"]])
+            #expect(replies == [.simpleString("OK"), .simpleString("OK")], "\(replies)")
+            let unblocked = healthz.answers("redis answers UNBLOCKED", within: 2.5, interval: 0.02, prefixOnly: true) {
+                if seen.last != $0 { seen.append($0) }
+            }
+            if unblocked { break }
+            _ = try admin.pipeline([["CLIENT", "UNPAUSE"], ["REPLICAOF", "NO", "ONE"]])
+        }
+        #expect(healthz.last == "redis answers UNBLOCKED (it changed role, made a replica? point --redis at the master)\n", "/healthz answers seen: \(seen)")
+        try expectMasterAgainAndDrained(redis, healthz, consume)
+        let metrics = ((try? httpGet(port: healthz.port, path: "/metrics")) ?? "").split(separator: "\n")
+        #expect(metrics.contains("pixeld_consume_handler_failures_total 0"), "\(metrics.filter { $0.contains("handler_failures") })")
         consume.terminate()
         #expect(try consume.waitForExit(timeout: 10) == 0, "\(consume.process.tail)")
         withExtendedLifetime(master) {}
@@ -111,21 +152,51 @@ struct ConsumeMetricsTests {
             "--site", "example.com", "--archive", archive.path,
         ])
         defer { consume.process.stop(timeout: 5) }
-        var health = ""
-        let named = Poll.until(timeout: 20, interval: 0.05) {
-            health = (try? httpGet(port: port, path: "/healthz")) ?? ""
-            return health.hasPrefix("redis answers NOPERM")
+        try expectAnOutageUntilAllowed(named: "NOPERM", redis, Healthz(port: port), consume) {
+            _ = try redis.command(["ACL", "SETUSER", "default", "+hgetall"])
         }
-        #expect(named, "/healthz: \(health)\(consume.process.tail)")
+    }
+
+    /// The load of a day's visitor key (`--site`) refused by Redis itself (here its ACL denies the
+    /// daily keys, `pixeld:key:*`, and nothing else; out of memory, `BUSY` alike) is an outage, as the
+    /// same refusal of the handler's preparation is: `/healthz` names Redis's error, and nothing is
+    /// counted as a failure of the handler. It was counted (`handler failed; batch kept for retry`,
+    /// `pixeld_consume_handler_failures_total`, `/healthz` "batches failing"). Once Redis allows it,
+    /// the list drains.
+    @Test func aKeyLoadRedisRefusesIsAnOutageNotAHandlerFailure() throws {
+        let redis = try RedisServer.start()
+        let port = try PortAllocator.freeTCPPort()
+        _ = try redis.command(["ACL", "SETUSER", "default", "resetkeys", "~pixel", "~pixel:*", "~pixeld:[^k]*"])
+        // Hits of now: the day's key is loaded (a value of `PixelMessage` is from 2025, too old).
+        let now = Int(Date().timeIntervalSince1970 * 1000)
+        try redis.prefill("pixel", (1...20).map { "\(now / 1000).\(PixelMessage.zeroPadded(now % 1000, 3)),e=pageview&u=https%3A%2F%2Fexample.com%2Fp\($0)" })
+        let consume = try PixeldProcess.start([
+            "consume", "pixel", "--redis", redis.url, "--metrics", "127.0.0.1:\(port)", "--consumer-id", "c1", "--site", "example.com",
+        ])
+        defer { consume.process.stop(timeout: 5) }
+        try expectAnOutageUntilAllowed(named: "NOPERM", redis, Healthz(port: port), consume) {
+            _ = try redis.command(["ACL", "SETUSER", "default", "allkeys"])
+        }
+    }
+
+    /// Redis refuses a step of the consumer `c1`'s handler until `allow` runs: `/healthz` names its
+    /// error (`redis answers <prefix>…`), nothing is counted as a failure of the handler; once
+    /// allowed, `pixel` drains and `/healthz` says `ok`; the consumer stops with status 0.
+    private func expectAnOutageUntilAllowed(
+        named prefix: String, _ redis: RedisServer, _ healthz: Healthz, _ consume: PixeldProcess, allow: () throws -> Void
+    ) throws {
+        let named = healthz.answers("redis answers \(prefix)", within: 20, prefixOnly: true)
+        #expect(named, "/healthz: \(healthz.last)\(consume.process.tail)")
         Thread.sleep(forTimeInterval: 1)  // a few retries
-        let metrics = (try? httpGet(port: port, path: "/metrics")) ?? ""
+        let metrics = (try? httpGet(port: healthz.port, path: "/metrics")) ?? ""
         #expect(metrics.contains("pixeld_consume_handler_failures_total 0"), "\(metrics.split(separator: "\n").filter { $0.contains("handler_failures") })")
-        _ = try redis.command(["ACL", "SETUSER", "default", "+hgetall"])
+        #expect(!consume.stderrText.contains("handler failed"), "\(consume.stderrText)")
+        try allow()
         let drained = Poll.until(timeout: 20, interval: 0.05) {
             (try? redis.llen("pixel") == 0 && redis.llen("pixel:processing:c1") == 0) ?? false
         }
         #expect(drained, "not drained once allowed\(consume.process.tail)")
-        #expect(Poll.until(timeout: 10, interval: 0.05) { (try? httpGet(port: port, path: "/healthz")) == "ok\n" }, "\(consume.process.tail)")
+        #expect(healthz.answers("ok\n", within: 10), "\(consume.process.tail)")
         consume.terminate()
         #expect(try consume.waitForExit(timeout: 10) == 0, "\(consume.process.tail)")
     }
@@ -287,5 +358,26 @@ struct ConsumeMetricsTests {
         #expect(errors.count == 1, "\(errors.count) error lines: \(errors.prefix(3))")
         #expect(errors.first?.contains("handler failed; batch kept for retry") == true, "\(errors)")
         #expect(errors.first?.contains("No space left on device") == true, "\(errors)")
+    }
+}
+
+/// A consumer's `/healthz`, polled; the last answer is kept for messages.
+final class Healthz {
+    let port: Int
+    /// The last answer read ("" when none could be read).
+    private(set) var last = ""
+
+    init(port: Int) { self.port = port }
+
+    /// Whether `/healthz` answers `expected` (or an answer that begins with it, when `prefixOnly`)
+    /// within `seconds`, read every `interval` seconds; `read` sees each answer.
+    func answers(
+        _ expected: String, within seconds: Double, interval: Double = 0.05, prefixOnly: Bool = false, read: (String) -> Void = { _ in }
+    ) -> Bool {
+        Poll.until(timeout: seconds, interval: interval) {
+            last = (try? httpGet(port: port, path: "/healthz")) ?? ""
+            read(last)
+            return prefixOnly ? last.hasPrefix(expected) : last == expected
+        }
     }
 }

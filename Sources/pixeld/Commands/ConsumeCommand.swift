@@ -265,6 +265,7 @@ struct ConsumeCommand: AsyncParsableCommand {
             let meaning =
                 switch prefix {
                 case "READONLY": "a replica? point --redis at the master"
+                case "UNBLOCKED": "it changed role, made a replica? point --redis at the master"
                 case "MASTERDOWN": "a replica that lost its link to the master"
                 case "LOADING": "loading its data set into memory; it serves again once loaded"
                 case "NOPERM", "NOAUTH", "WRONGPASS": "check the user and password in --redis and its ACL"
