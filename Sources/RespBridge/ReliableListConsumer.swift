@@ -11,7 +11,7 @@ import Glibc
 /// output (the ack). A consumer killed at any moment leaves its events in its processing list, where
 /// the next consumer to start — on any machine — finds and returns them to the list.
 ///
-/// Keys, for a list `L` and consumer id `C`:
+/// Keys, for a list `L` and consumer id `C` (named in ``ConsumerKeys``, ``keys``):
 /// - `L:processing:C` — events taken but not yet acked (oldest at the tail, like `L`).
 /// - `L:consumer:C` — heartbeat, refreshed while the consumer runs, expiring 15 s after it stops
 ///   (``Options/heartbeatSeconds``; a clean stop deletes it). It holds a random token, new for each
@@ -235,20 +235,22 @@ public final class ReliableListConsumer: @unchecked Sendable {
     /// and after a failure that was no reply at all.
     private let errorReply = Mutex<String?>(nil)
 
+    /// The keys this consumer keeps beside its list.
+    public let keys: ConsumerKeys
     /// The processing list of this consumer.
-    public var processingList: String { "\(list):processing:\(consumerID)" }
-    private var heartbeatKey: String { "\(list):consumer:\(consumerID)" }
+    public var processingList: String { keys.processingList }
+    private var heartbeatKey: String { keys.heartbeat }
     /// The set of the ids of the list's consumers (`pixeld:consumers:<list>`): each adds its id with
     /// every heartbeat, and the recovery of a dead one's events removes it. Recovery looks there
     /// instead of scanning the whole keyspace (rollups and visit states included) every period.
-    public var consumersKey: String { "pixeld:consumers:\(list)" }
+    public var consumersKey: String { keys.consumers }
     /// When the whole keyspace was last scanned for processing lists whose consumer is not in
     /// ``consumersKey`` (a consumer of an earlier version, or the set deleted by hand): at start,
     /// then once per ``fullScanNanoseconds``.
     private var lastFullScan: Int64?
     static let fullScanNanoseconds: Int64 = 3600 * 1_000_000_000
     /// The dead-letter list.
-    public var deadList: String { "\(list):dead" }
+    public var deadList: String { keys.deadList }
 
     /// Creates a consumer; ``start(prepare:handler:)`` runs it. `onReady` is called once, on the
     /// consumer thread, when Redis first answers it (its heartbeat is written): the consumer is then
@@ -259,6 +261,7 @@ public final class ReliableListConsumer: @unchecked Sendable {
     ) {
         self.list = list
         self.consumerID = consumerID
+        self.keys = ConsumerKeys(list: list, consumerID: consumerID)
         self.redis = redis
         var redis = redis
         // A read timeout kills a hiredis context: keep it well above the blocking time.
@@ -1263,8 +1266,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
             lastFullScan = now
         }
         for owner in owners.sorted() where owner != consumerID {
-            let key = "\(list):processing:\(owner)"
-            let moved = try connection.command(["EVAL", Self.recoverScript, "4", key, list, "\(list):consumer:\(owner)", consumersKey, owner])
+            let key = keys.processingList(of: owner)
+            let moved = try connection.command(["EVAL", Self.recoverScript, "4", key, list, keys.heartbeat(of: owner), consumersKey, owner])
                 .unwrap("EVAL return")
             let count = Int(moved.int ?? 0)
             guard count > 0 else { continue }
@@ -1276,18 +1279,8 @@ public final class ReliableListConsumer: @unchecked Sendable {
 
     /// The consumer ids of every `<list>:processing:<id>` in the keyspace.
     private func processingListOwners() throws(RespError) -> Set<String> {
-        var owners: Set<String> = []
-        var cursor = "0"
-        let prefix = "\(list):processing:"
-        repeat {
-            let reply = try connection.command(["SCAN", cursor, "MATCH", prefix + "*", "COUNT", "1000"]).unwrap("SCAN")
-            guard let parts = reply.array, parts.count == 2, let next = parts[0].string else {
-                throw RespError(code: .unexpectedReply, operation: "SCAN", message: "\(reply)")
-            }
-            cursor = next
-            for key in (parts[1].array ?? []).compactMap(\.string) { owners.insert(String(key.dropFirst(prefix.count))) }
-        } while cursor != "0"
-        return owners
+        let prefix = keys.processingPrefix
+        return Set(try connection.scanKeys(matching: prefix + "*").map { String(decoding: $0.dropFirst(prefix.utf8.count), as: UTF8.self) })
     }
 
     private func sleep(milliseconds: Int) {

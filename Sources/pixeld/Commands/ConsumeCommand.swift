@@ -163,7 +163,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         let printer: EventPrinter
         if let path = output ?? Environment.value(forFlag: "output") {
             do {
-                printer = try EventPrinter(logger: logger, path: path, offsetKey: "\(program):output:\(id)")
+                printer = try EventPrinter(logger: logger, path: path, offsetKey: consumer.keys.outputLength)
             } catch {
                 throw CommandFailure("--output: \(error)")
             }
@@ -177,7 +177,7 @@ struct ConsumeCommand: AsyncParsableCommand {
             }
         } else {
             let analytics = try analyticsHandler(
-                sites: siteNames, consumerID: id, connection: consumer.makeHandlerConnection(), printer: printer, logger: logger
+                sites: siteNames, keys: consumer.keys, connection: consumer.makeHandlerConnection(), printer: printer, logger: logger
             )
             start = { consumer in
                 consumer.start(
@@ -202,7 +202,7 @@ struct ConsumeCommand: AsyncParsableCommand {
     }
 
     private func analyticsHandler(
-        sites siteNames: [String], consumerID: String, connection: RedisConnection, printer: EventPrinter, logger: Logger
+        sites siteNames: [String], keys: ConsumerKeys, connection: RedisConnection, printer: EventPrinter, logger: Logger
     ) throws -> AnalyticsHandler {
         let sites: SiteList
         do {
@@ -231,7 +231,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         if let directory = archive ?? Environment.value(forFlag: "archive") {
             do {
                 let writer = try ArchiveWriter(
-                    directory: directory, consumerID: consumerID, retentionDays: retention,
+                    directory: directory, consumerID: keys.consumerID, retentionDays: retention,
                     closeAfterSeconds: Double(maxAge) * 3600 + 3600
                 )
                 try writer.lockForConsumer()
@@ -242,7 +242,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         }
         let handler = AnalyticsHandler(
             logger: logger, processor: processor, rollups: rollups, connection: connection, archive: archiveWriter,
-            archiveKey: "\(program):archive:\(consumerID)", printer: archiveWriter == nil ? printer : nil
+            archiveKey: keys.archiveLengths, printer: archiveWriter == nil ? printer : nil
         )
         logger.info(
             "analytics on",

@@ -268,18 +268,9 @@ struct ReplayCommand: ParsableCommand {
 
     /// The keys that match `pattern` and that `selected` (if given) keeps.
     private func scanKeys(matching pattern: String, _ connection: RedisConnection, where selected: ((String) -> Bool)? = nil) throws -> [[UInt8]] {
-        var cursor = "0", keys: [[UInt8]] = []
-        repeat {
-            let reply = try connection.command(["SCAN", cursor, "MATCH", pattern, "COUNT", "1000"]).unwrap("SCAN")
-            guard let parts = reply.array, parts.count == 2, let next = parts[0].string else {
-                throw CommandFailure("unexpected SCAN reply")
-            }
-            cursor = next
-            keys += (parts[1].array ?? []).compactMap(\.bytes).filter { key in
-                selected.map { $0(String(decoding: key, as: UTF8.self)) } ?? true
-            }
-        } while cursor != "0"
-        return keys
+        try connection.scanKeys(matching: pattern).filter { key in
+            selected.map { $0(String(decoding: key, as: UTF8.self)) } ?? true
+        }
     }
 
     /// Deletes the keys that match `pattern`.
