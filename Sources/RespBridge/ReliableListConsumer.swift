@@ -41,137 +41,6 @@ import Glibc
 ///
 /// `@unchecked Sendable`: the connection is used only on the consumer thread; the stop flag is atomic.
 public final class ReliableListConsumer: @unchecked Sendable {
-    /// Thrown by a handler when retrying cannot help (its output is gone: a closed pipe): the consumer
-    /// stops with ``failure`` set to `description`, and the batch goes back to the list unacked.
-    public struct HandlerCannotContinue: Error, CustomStringConvertible {
-        /// Why, in one line: the consumer's ``ReliableListConsumer/failure``.
-        public let description: String
-        /// A failure that `description` explains in one line.
-        public init(_ description: String) { self.description = description }
-    }
-
-    /// What the handler decided for a batch.
-    public struct Outcome: Sendable {
-        /// Values to move to the dead-letter list `L:dead` in the ack.
-        public var deadLetters: [[UInt8]]
-        /// Extra commands to apply atomically with the ack (e.g. rollups), in order, inside the ack's
-        /// script (``AckScript``).
-        public var commands: [Command]
-        /// Apply the ack only if this holds when Redis runs it; else nothing is applied and the
-        /// events are handled again (see ``Condition``).
-        public var condition: Condition?
-        /// Creates an outcome whose commands are given as arguments.
-        public init(deadLetters: [[UInt8]] = [], commands: [[[UInt8]]] = [], condition: Condition? = nil) {
-            self.deadLetters = deadLetters
-            self.commands = commands.map(Command.init(arguments:))
-            self.condition = condition
-        }
-        /// Creates an outcome.
-        public init(deadLetters: [[UInt8]] = [], ackCommands: [Command], condition: Condition? = nil) {
-            self.deadLetters = deadLetters
-            self.commands = ackCommands
-            self.condition = condition
-        }
-    }
-
-    /// A condition on an ack: `key` must hold `value` (a missing key counts as `"0"`) when Redis runs
-    /// the ack, or Redis applies none of it (counted in ``ackConflicts``) and the events are prepared for
-    /// and handled again — optimistic locking for state that several consumers share, read by a
-    /// request that Redis answered before the previous ack. The ack's script compares the value
-    /// before it writes anything, so nothing can change it in between.
-    public struct Condition: Sendable, Equatable {
-        /// The key compared.
-        public var key: String
-        /// The value it must hold.
-        public var value: String
-        /// Creates a condition.
-        public init(key: String, value: String) {
-            self.key = key
-            self.value = value
-        }
-    }
-
-    /// One command of an ack: its arguments, or a call of one of ``Options/ackFunctions`` with
-    /// arguments already encoded as RESP (a large call written straight into one buffer, with no
-    /// array per argument).
-    public struct Command: Sendable {
-        fileprivate enum Form {
-            case arguments([[UInt8]])
-            case call(count: Int, encoded: [UInt8])
-        }
-        fileprivate let form: Form
-        /// The command's name (`@function` for a call), for logs.
-        public let name: String
-
-        /// A command given as its arguments, the name first; at most 7,000 arguments (Lua's
-        /// `unpack` limit: the ack is a script).
-        public init(arguments: [[UInt8]]) {
-            precondition(!arguments.isEmpty && arguments.count <= AckScript.maximumArguments, "an ack command with \(arguments.count) arguments")
-            form = .arguments(arguments)
-            name = String(decoding: arguments[0], as: UTF8.self)
-        }
-
-        /// A call of the ack function `function` (a key of ``Options/ackFunctions``) with `count`
-        /// arguments, given as RESP bulk strings one after the other (`$<length>\r\n<bytes>\r\n`
-        /// each, no array header).
-        public init(function: String, count: Int, encodedArguments: [UInt8]) {
-            precondition(count >= 0, "an ack function call with \(count) arguments")
-            form = .call(count: count, encoded: encodedArguments)
-            name = "@" + function
-        }
-
-        /// The arguments after the name.
-        var argumentCount: Int {
-            switch form {
-            case .arguments(let arguments): arguments.count - 1
-            case .call(let count, _): count
-            }
-        }
-
-        var encodedSize: Int {
-            switch form {
-            case .arguments(let arguments): arguments.reduce(0) { $0 + $1.count + 16 }
-            case .call(_, let encoded): encoded.count
-            }
-        }
-
-        /// Its name, the number of its arguments, then the arguments (the ack script's layout).
-        func encodeForAck(into out: inout RESPWriter) {
-            switch form {
-            case .arguments(let arguments):
-                out.bulk(arguments[0])
-                out.bulk(number: arguments.count - 1)
-                for argument in arguments.dropFirst() { out.bulk(argument) }
-            case .call(let count, let encoded):
-                out.bulk(name.utf8)
-                out.bulk(number: count)
-                out.raw(encoded)
-            }
-        }
-    }
-
-    /// Options.
-    public struct Options: Sendable {
-        /// Events taken per batch at most.
-        public var batchSize = 512
-        /// How long one `BLMOVE` waits, in seconds; bounds how long a stop request may take.
-        public var blockSeconds = 1
-        /// Heartbeat TTL in seconds; a processing list whose heartbeat expired is recovered.
-        public var heartbeatSeconds = 15
-        /// How long ``ReliableListConsumer/stop()`` waits for Redis, in seconds, before it abandons the
-        /// consumer's Redis calls; `nil`: as long as they take (each may wait the command timeout).
-        public var shutdownTimeoutSeconds: Int?
-        /// Lua functions an ack may call (``Command/init(function:count:encodedArguments:)``), by
-        /// name (letters, digits, `_`): each the body of a `function(A, o, n)` whose `n` arguments
-        /// are `A[o + 1]` … `A[o + n]` (the ack's own arguments, not copied), and which may return
-        /// `redis.error_reply(…)` (counted as a failed command, like an error it raises).
-        /// They run inside the ack script, under `maxmemory` too (see ``AckScript``), so they must
-        /// not grow Redis by much more than the ack frees.
-        public var ackFunctions: [String: String] = [:]
-        /// Creates default options.
-        public init() {}
-    }
-
     /// The source list.
     public let list: String
     /// This consumer's id (unique among the consumers of `list`).
@@ -925,74 +794,6 @@ public final class ReliableListConsumer: @unchecked Sendable {
         return try heartbeat()
     }
 
-    /// Moves up to ARGV[1] events from the tail of KEYS[1] (the oldest) to the head of KEYS[2], exactly
-    /// as that many `LMOVE KEYS[1] KEYS[2] RIGHT LEFT` would — same order in both lists, atomically —
-    /// but with one `LRANGE`, one `LTRIM` and one `LPUSH` per 1,000 events instead of a command per
-    /// event. Returns the moved events newest first (as `LRANGE` gives them). Fenced: moves nothing
-    /// and replies an error starting `FENCED` unless the heartbeat KEYS[3] holds this run's token
-    /// ARGV[2] (nothing may go into a processing list that another run of this id owns). Like every
-    /// script of the consumer, it runs when Redis is over `maxmemory` too (`allow-oom`): moving events
-    /// between lists adds nothing, and consumers must keep draining a full Redis.
-    private static let takeScript = """
-        #!lua flags=allow-oom
-        if redis.pcall('GET', KEYS[3]) ~= ARGV[2] then return redis.error_reply('FENCED heartbeat not ours') end
-        local listKind = redis.call('TYPE', KEYS[1])['ok']
-        if listKind ~= 'none' and listKind ~= 'list' then return redis.error_reply('NOTALIST ' .. KEYS[1] .. ' is a ' .. listKind) end
-        local kind = redis.call('TYPE', KEYS[2])['ok']
-        if kind ~= 'none' and kind ~= 'list' then return redis.error_reply('WRONGTYPE ' .. KEYS[2] .. ' is a ' .. kind) end
-        local vals = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)
-        local m = #vals
-        if m == 0 then return vals end
-        redis.call('LTRIM', KEYS[1], 0, -m - 1)
-        local chunk = {}
-        for i = m, 1, -1 do
-          chunk[#chunk + 1] = vals[i]
-          if #chunk == 1000 or i == 1 then
-            redis.call('LPUSH', KEYS[2], unpack(chunk))
-            chunk = {}
-          end
-        end
-        return vals
-        """
-
-    private static let returnScript = """
-        local n = 0
-        while redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') do n = n + 1 end
-        return n
-        """
-
-    /// On stop: `returnScript` for our own processing list KEYS[1], the heartbeat KEYS[3] deleted (a
-    /// restart with this id need not wait for it) and our id ARGV[2] removed from the set KEYS[4]
-    /// (``consumersKey``), only while the heartbeat holds our token ARGV[1].
-    private static let giveBackScript = """
-        #!lua flags=allow-oom
-        if redis.pcall('GET', KEYS[3]) ~= ARGV[1] then return 0 end
-        redis.call('DEL', KEYS[3])
-        redis.call('SREM', KEYS[4], ARGV[2])
-
-        """ + returnScript
-
-    /// `returnScript` for another consumer's processing list KEYS[1], only while its heartbeat KEYS[3]
-    /// is missing — checked in the same script, so that the consumer cannot come back and ack in between
-    /// — and its id ARGV[1] removed from the set KEYS[4] (``consumersKey``).
-    private static let recoverScript = """
-        #!lua flags=allow-oom
-        if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
-        redis.call('SREM', KEYS[4], ARGV[1])
-
-        """ + returnScript
-
-    /// `command` inside a script that Redis runs when it is over `maxmemory` too (`EVAL` flagged
-    /// `allow-oom`; the reply is the command's): for the few small writes a handler's `prepare` may
-    /// make (a file's first recorded length), so that a consumer started while Redis is full drains
-    /// it all the same. At most 7,000 arguments (Lua's `unpack`).
-    public static func allowingOOM(_ command: [[UInt8]]) -> [[UInt8]] {
-        precondition(command.count <= AckScript.maximumArguments, "a command of \(command.count) arguments")
-        return [eval, allowingOOMScript, [UInt8(ascii: "0")]] + command
-    }
-
-    private static let allowingOOMScript = Array("#!lua flags=allow-oom\nreturn redis.call(unpack(ARGV))".utf8)
-
     /// The oldest events left in our own processing list, a batch at most, oldest first (the ack
     /// removes them from its tail; the rest are read next); and the list's length, in the same round
     /// trip (``heldInProcessingList``: no take is in flight here).
@@ -1034,9 +835,6 @@ public final class ReliableListConsumer: @unchecked Sendable {
             Array(String(count).utf8), Array(token.utf8),
         ]
     }
-
-    private static let eval = Array("EVAL".utf8)
-    private static let takeScriptBytes = Array(takeScript.utf8)
 
     /// The taken events, oldest first.
     /// - Throws: ``RespError`` `.fenced` when the take was fenced off (nothing moved); `.notAList`
@@ -1227,33 +1025,6 @@ public final class ReliableListConsumer: @unchecked Sendable {
         }
         return -1
     }
-
-    /// Renews the heartbeat KEYS[1] when it holds this run's token ARGV[1] (returns 1; with ARGV[4] =
-    /// "1", replaces the token by ARGV[3] and returns 2); renews it when it holds ARGV[3] already (an
-    /// earlier call wrote it, and its reply was lost: returns 2); writes ARGV[3] when it is missing
-    /// (returns 0); leaves another run's (returns -1). Unless it returns -1, adds the consumer id ARGV[5]
-    /// to the set KEYS[2] (``consumersKey``). Runs under `maxmemory` too (`allow-oom`): the heartbeat
-    /// must not lapse because Redis is full.
-    private static let heartbeatScript = """
-        #!lua flags=allow-oom
-        local beat = redis.pcall('GET', KEYS[1])
-        if beat ~= ARGV[1] and beat ~= ARGV[3] and type(beat) == 'string' then return -1 end
-        redis.call('SADD', KEYS[2], ARGV[5])
-        if beat == ARGV[3] then
-          redis.call('EXPIRE', KEYS[1], ARGV[2])
-          return 2
-        end
-        if beat == ARGV[1] then
-          if ARGV[4] == '1' then
-            redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[2])
-            return 2
-          end
-          redis.call('EXPIRE', KEYS[1], ARGV[2])
-          return 1
-        end
-        redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[2])
-        return 0
-        """
 
     /// Returns the events of consumers whose heartbeat has expired to the list, oldest to the tail:
     /// those of the ids in ``consumersKey``, and, at start and then hourly, of every processing list
