@@ -80,4 +80,24 @@ import Testing
         keys.removeExpired(now: expiry)
         #expect(keys[day] == nil && keys[day.next] != nil)
     }
+
+    /// A day only read (the day before a hit's) whose key Redis did not hold is left out of the next
+    /// loads for ``DailyKeys/missRecheckSeconds``, then asked for again; a day whose key may be
+    /// created, or a clock set back, is asked for at once; a key found ends the miss.
+    @Test func aMissedKeyIsAskedForAgainOnlyAfterAWhile() throws {
+        var keys = DailyKeys()
+        let now = day.startTimestamp + 60, wait = DailyKeys.missRecheckSeconds
+        let readOnly = [(day: day.previous, create: false)], creating = [(day: day.previous, create: true)]
+        #expect(keys.toLoad(readOnly, now: now).map(\.day) == [day.previous])
+        keys.recordMiss(day.previous, now: now)
+        #expect(keys.toLoad(readOnly, now: now + wait - 0.5).isEmpty)
+        #expect(keys.toLoad(creating, now: now + 1).map(\.day) == [day.previous])
+        #expect(keys.toLoad(readOnly, now: now - 1).map(\.day) == [day.previous], "the clock set back")
+        #expect(keys.toLoad(readOnly, now: now + wait).map(\.day) == [day.previous])
+        keys.removeExpired(now: now + 1)
+        #expect(keys.toLoad(readOnly, now: now + 1).isEmpty, "a miss kept by removeExpired while it is recent")
+        keys.insert(try #require(DailyKey(day: day.previous, bytes: [UInt8](repeating: 7, count: DailyKey.byteCount))))
+        #expect(keys.toLoad(readOnly, now: now + 1).isEmpty)
+        #expect(keys.toLoad(readOnly + [(day: day, create: true)], now: now + 1).map(\.day) == [day])
+    }
 }
