@@ -73,9 +73,11 @@ extension AsyncParsableCommand {
         let prefix = "Missing value for '"
         guard message.hasPrefix(prefix) else { return nil }
         let flag = String(message.dropFirst(prefix.count).prefix { $0 != " " && $0 != "'" })
-        guard flag.hasPrefix("--"), let index = arguments.firstIndex(of: flag), index + 1 < arguments.count else { return nil }
-        let next = arguments[index + 1]
-        guard next.hasPrefix("-"), !next.hasPrefix("--"), next.count > 1 else { return nil }
+        // Any use of the flag (`--udp a --udp -x`: a repeatable flag's first use has its value).
+        let next = zip(arguments, arguments.dropFirst()).first { given, next in
+            given == flag && next.hasPrefix("-") && !next.hasPrefix("--") && next.count > 1
+        }?.1
+        guard flag.hasPrefix("--"), let next else { return nil }
         return " (a value that begins with '-' is written \(flag)=\(next))"
     }
 }

@@ -117,6 +117,8 @@ struct IngestProgramTests {
         let cases: [([String], String)] = [
             (["ingest", "--program", "-x"], "Error: Missing value for '--program <name>' (a value that begins with '-' is written --program=-x)"),
             (["ingest", "--unix", "-sock"], "Error: Missing value for '--unix <path>' (a value that begins with '-' is written --unix=-sock)"),
+            // A repeatable flag whose first use has its value.
+            (["ingest", "--udp", "127.0.0.1:9", "--udp", "-x"], "Error: Missing value for '--udp <host:port>' (a value that begins with '-' is written --udp=-x)"),
             (["ingest", "--program"], "Error: Missing value for '--program <name>'"),
             (["ingest", "--program", "--udp", "127.0.0.1:9"], "Error: Missing value for '--program <name>'"),
         ]
