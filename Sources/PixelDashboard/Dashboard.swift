@@ -198,10 +198,13 @@ public struct Dashboard: Sendable {
     }
 
     func report(_ site: String, _ from: Day, _ to: Day, breakdowns: [Breakdown] = Breakdown.allCases) async throws -> Report {
-        do {
+        do throws(RollupReadError) {
             return try await store.report(site: site, from: from, to: to, breakdowns: breakdowns)
         } catch {
-            throw Self.unavailable(error)
+            switch error {
+            case .redis(let error): throw Self.unavailable(error)
+            case .damaged: throw Self.damagedRange
+            }
         }
     }
 
@@ -266,13 +269,13 @@ public struct Dashboard: Sendable {
     /// A filter asked of a server without an archive.
     static let filtersNeedTheArchive = HTTPError(.badRequest, message: "filters need `pixeld serve --archive DIR`")
 
+    /// Redis failed.
     static func unavailable(_ error: RespError) -> HTTPError {
-        guard error.operation != DamagedKey.operation else {
-            // Redis is fine: a key of the range holds what the consumer never writes (logged by name).
-            return HTTPError(.serviceUnavailable, message: "a rollup key of this range is damaged (the server's log names it)")
-        }
-        return HTTPError(.serviceUnavailable, message: "cannot read the rollups from Redis (\(error.code))")
+        HTTPError(.serviceUnavailable, message: "cannot read the rollups from Redis (\(error.code))")
     }
+
+    /// Redis is fine: a key or count of the range holds what the consumer never writes (logged by name).
+    static let damagedRange = HTTPError(.serviceUnavailable, message: "a rollup key of this range is damaged (the server's log names it)")
 
     // MARK: - Handlers
 

@@ -10,41 +10,49 @@ public struct RollupStore: Sendable {
     /// The key layout.
     public let keys: RollupKeys
     /// For a damaged rollup key (see ``DamagedKey``), which the series show as unknown.
-    let logger: Logger
+    let warnings: DamageWarnings
 
     /// Creates a store.
-    /// - Parameter logger: Warns of a damaged rollup key (one the consumer did not write: a string
-    ///   where a HyperLogLog belongs, a corrupt HyperLogLog, a count that is not a number).
-    public init(reader: RedisReader, keys: RollupKeys = RollupKeys(), logger: Logger = Logger(label: "pixeld.serve")) {
+    /// - Parameters:
+    ///   - logger: Warns of a damaged rollup key (one the consumer did not write: a string where a
+    ///     HyperLogLog belongs, a corrupt HyperLogLog, a count that is not a number), once a minute
+    ///     per key (and field).
+    ///   - clock: Seconds (from any origin), for those warnings' minute; default a monotonic clock.
+    public init(
+        reader: RedisReader, keys: RollupKeys = RollupKeys(), logger: Logger = Logger(label: "pixeld.serve"),
+        clock: (@Sendable () -> Double)? = nil
+    ) {
         self.reader = reader
         self.keys = keys
-        self.logger = logger
+        let start = ContinuousClock.now
+        self.warnings = DamageWarnings(
+            logger: logger,
+            clock: clock ?? {
+                let elapsed = ContinuousClock.now - start
+                return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+            }
+        )
     }
 
     /// The report of `site` from `from` to `to` (inclusive) — the object `pixeld report --json` prints,
     /// with only `breakdowns` read (the others empty).
-    /// - Throws: ``RespError``; ``DamagedKey/error(_:)`` when a key of the range is damaged (a report
-    ///   has no unknown figure), each such key logged by name.
-    public func report(site: String, from: Day, to: Day, breakdowns: [Breakdown] = Breakdown.allCases) async throws(RespError) -> Report {
+    /// - Throws: ``RollupReadError/damaged(_:)`` when a key or count of the range is damaged (a
+    ///   report has no unknown figure), each logged by name; ``RollupReadError/redis(_:)``.
+    public func report(
+        site: String, from: Day, to: Day, breakdowns: [Breakdown] = Breakdown.allCases
+    ) async throws(RollupReadError) -> Report {
         let query = ReportQuery(site: site, from: from, to: to, keys: keys, breakdowns: breakdowns)
-        var commands: [[[UInt8]]] = query.hashKeys.map { [Array("HGETALL".utf8), Array($0.utf8)] }
-        commands.append([Array("PFCOUNT".utf8)] + query.uniqueKeys.map { Array($0.utf8) })
-        let replies = try await reader.pipeline(commands)
-        if let damage = replies.first(where: DamagedKey.isDamage) {
-            var pairs = Array(zip(query.hashKeys, replies))
-            if let union = replies.last, DamagedKey.isDamage(union) {
-                pairs += zip(query.uniqueKeys, try await reader.pipeline(DamagedKey.dayCounts(query.uniqueKeys)))
+        do throws(RollupReadError) {
+            let read = try await DamagedKey.report(hashKeys: query.hashKeys, uniqueKeys: query.uniqueKeys) {
+                commands throws(RespError) in try await reader.pipeline(commands)
             }
-            for (key, text) in DamagedKey.damaged(pairs) {
-                logger.warning("damaged rollup key: the reports of its days fail", metadata: ["key": "\(key)", "error": "\(text)"])
+            return query.report(hashes: read.hashes, visitors: read.visitors)
+        } catch {
+            if case .damaged(let found) = error {
+                for damage in found { warnings.warn("damaged rollup key: the reports of its days fail", damage) }
             }
-            throw DamagedKey.error(damage)
+            throw error
         }
-        var hashes: [[String: Int]] = []
-        hashes.reserveCapacity(replies.count)
-        for reply in replies.dropLast() { hashes.append(try Self.hash(reply, operation: "HGETALL")) }
-        let visitors = Int(try replies.last?.unwrap("PFCOUNT").int ?? 0)
-        return query.report(hashes: hashes, visitors: visitors)
     }
 
     /// One point per day of the range: pageviews, visitors (that day's HyperLogLog), visits, bounces.
@@ -62,7 +70,7 @@ public struct RollupStore: Sendable {
         for (index, day) in days.enumerated() {
             let totals = try readableHash(replies[index * 2], key: keys.totals(site: site, day: day))
             let uniques = keys.uniques(site: site, day: day)
-            let visitors = try DamagedKey.check(replies[index * 2 + 1], operation: "PFCOUNT", key: uniques, logger: logger)?.int
+            let visitors = try DamagedKey.check(replies[index * 2 + 1], operation: "PFCOUNT", key: uniques, warnings: warnings)?.int
             points.append(
                 SeriesPoint(
                     label: day.description, pageviews: totals?.count("pageviews"), visitors: visitors.map { Int($0) },
@@ -87,12 +95,12 @@ public struct RollupStore: Sendable {
 
     /// A rollup hash whose damaged fields are logged; `nil` (logged) when the key itself is damaged.
     private func readableHash(_ reply: RESPValue, key: String) throws(RespError) -> RollupHash? {
-        guard let reply = try DamagedKey.check(reply, operation: "HGETALL", key: key, logger: logger) else { return nil }
+        guard let reply = try DamagedKey.check(reply, operation: "HGETALL", key: key, warnings: warnings) else { return nil }
         let hash = try Self.rollupHash(reply, operation: "HGETALL")
         for field in hash.unreadable.sorted() {
-            logger.warning(
+            warnings.warn(
                 "damaged rollup field: not a number; its figure shows as unknown",
-                metadata: ["key": "\(key)", "field": "\(field)"]
+                RollupDamage(key: key, field: field, error: "not a number")
             )
         }
         return hash
@@ -138,12 +146,6 @@ public struct RollupStore: Sendable {
         )
     }
 
-    /// A rollup hash (`HGETALL` reply) as field → count; `pixeld report` reads its hashes with it too.
-    /// A field whose value is not a number counts 0 here (see ``rollupHash(_:operation:)``).
-    package static func hash(_ reply: RESPValue, operation: String) throws(RespError) -> [String: Int] {
-        try rollupHash(reply, operation: operation).counts
-    }
-
     /// A rollup hash (`HGETALL` reply) as field → count, and the fields whose value is not a number.
     static func rollupHash(_ reply: RESPValue, operation: String) throws(RespError) -> RollupHash {
         let items = try reply.unwrap(operation).array ?? []
@@ -170,48 +172,6 @@ struct RollupHash {
     /// A field's count: 0 when absent (nothing counted), `nil` when it is not a number (unknown).
     func count(_ field: String) -> Int? {
         unreadable.contains(field) ? nil : counts[field] ?? 0
-    }
-}
-
-/// A rollup key that holds what the consumer never writes: a string at a HyperLogLog's key
-/// (`WRONGTYPE`), a corrupt HyperLogLog (`INVALIDOBJ`), a string at a hash's key. Its figure is
-/// unknown, and the other keys of the same pipeline still count; any other error reply (`NOAUTH`,
-/// `LOADING`…) is Redis failing, not a key, and is thrown.
-package enum DamagedKey {
-    /// The `operation` of ``error(_:)``.
-    static let operation = "damaged rollup key"
-
-    /// Whether `reply` is a damaged key's error.
-    package static func isDamage(_ reply: RESPValue) -> Bool {
-        guard case .error(let text) = reply else { return false }
-        return text.hasPrefix("WRONGTYPE") || text.hasPrefix("INVALIDOBJ")
-    }
-
-    /// `reply`, or `nil` (with a warning naming `key`) when it is a damaged key's error.
-    static func check(_ reply: RESPValue, operation: String, key: String, logger: Logger) throws(RespError) -> RESPValue? {
-        guard case .error(let text) = reply, isDamage(reply) else { return try reply.unwrap(operation) }
-        logger.warning("damaged rollup key: its figure shows as unknown", metadata: ["key": "\(key)", "error": "\(text)"])
-        return nil
-    }
-
-    /// The commands that count each of `uniqueKeys` alone: the error of their union (one `PFCOUNT`)
-    /// does not say which key is damaged.
-    package static func dayCounts(_ uniqueKeys: [String]) -> [[[UInt8]]] {
-        uniqueKeys.map { [Array("PFCOUNT".utf8), Array($0.utf8)] }
-    }
-
-    /// The damaged keys among (key, reply) pairs, with their error text.
-    package static func damaged(_ pairs: [(String, RESPValue)]) -> [(key: String, error: String)] {
-        pairs.compactMap { key, reply in
-            guard case .error(let text) = reply, isDamage(reply) else { return nil }
-            return (key, text)
-        }
-    }
-
-    /// The error of a read that a damaged key fails: `reply`'s text, with ``operation``.
-    static func error(_ reply: RESPValue) -> RespError {
-        guard case .error(let text) = reply else { return RespError(code: .server, operation: operation, message: "") }
-        return RespError(code: .server, operation: operation, message: text)
     }
 }
 

@@ -7,6 +7,7 @@ import PixelAnalytics
 @testable import PixelDashboard
 import PixeldTestSupport
 import RespBridge
+import Synchronization
 import Testing
 
 /// Rollup keys damaged by hand (a string where a HyperLogLog belongs, a corrupt HyperLogLog, a count
@@ -96,10 +97,77 @@ struct DamagedRollupTests {
             ("c.example", keys.uniques(site: "c.example", day: today), "INVALIDOBJ"),
             ("d.example", keys.totals(site: "d.example", day: today), "WRONGTYPE"),
         ] {
-            let report = try PixeldProcess.start(["report", "--redis", redis.url, "--site", site, "--json"])
-            #expect(try report.waitForExit(timeout: 30) != 0)
-            let expected = "damaged rollup key, not written by pixeld consume: \(key) (\(text)"
-            #expect(report.stderrText.contains(expected), "\(report.stderrText)")
+            let (status, stderr) = try Self.report(redis, site: site)
+            #expect(status == 1 && stderr.contains("damaged rollup key, not written by pixeld consume: \(key) (\(text)"), "\(stderr)")
+        }
+    }
+
+    /// `pixeld report --json` of `site`'s today: its exit status and standard error.
+    static func report(_ redis: RedisServer, site: String) throws -> (Int32, String) {
+        let report = try PixeldProcess.start(["report", "--redis", redis.url, "--site", site, "--json"])
+        return (try report.waitForExit(timeout: 30), report.stderrText)
+    }
+
+    /// A site whose only damage is a count that is not a number (its HyperLogLog is whole): its
+    /// reports fail like any damaged key's — `/api/stats` and the site's page `503`, the key and
+    /// field logged, `pixeld report` exits 1 naming both. (They answered 200 with pageviews 0 and
+    /// no word, while `/api/sites` showed the figure as unknown.)
+    @Test func aCountThatIsNotANumberFailsTheReport() async throws {
+        let redis = try RedisServer.start()
+        defer { redis.stop() }
+        let now = Date().timeIntervalSince1970
+        let today = Day(timestamp: now)
+        let keys = RollupKeys()
+        let totals = keys.totals(site: "e.example", day: today)
+        _ = try redis.command(["HSET", totals, "pageviews", "many", "visits", "2"])
+        _ = try redis.command(["PFADD", keys.uniques(site: "e.example", day: today), "v1", "v2"])
+        let handler = InMemoryLogHandler()
+        let dashboard = try Self.dashboard(redis, sites: ["e.example"], clock: { now }, logger: Logger(label: "test") { _ in handler })
+        let app = Application(router: dashboard.router())
+        try await app.test(.router) { client in
+            for uri in ["/api/stats?site=e.example", "/site?site=e.example"] {
+                let answer = try await client.execute(uri: uri, method: .get)
+                #expect(answer.status == .serviceUnavailable && answer.text.contains("a rollup key of this range is damaged"), "\(uri): \(answer.text)")
+            }
+            let reported = handler.entries.filter { $0.message.description.contains("the reports of its days fail") }
+            #expect(reported.contains { "\($0.metadata["key"] ?? "")" == totals && $0.metadata["field"] == "pageviews" }, "\(handler.entries)")
+        }
+        let (status, stderr) = try Self.report(redis, site: "e.example")
+        #expect(status == 1 && stderr.contains("damaged rollup key, not written by pixeld consume: \(totals) field pageviews (not a number)"), "\(stderr)")
+    }
+
+    /// Each request for `/` or `/api/sites` reads the same damaged keys: each key (and field) is
+    /// logged once a minute, not once a request (a warning per key and field per request).
+    @Test func aDamagedKeyIsLoggedOnceAMinute() async throws {
+        let redis = try RedisServer.start()
+        defer { redis.stop() }
+        let now = Date().timeIntervalSince1970
+        let today = Day(timestamp: now)
+        let keys = RollupKeys()
+        _ = try redis.command(["HSET", keys.totals(site: "b.example", day: today), "pageviews", "many"])
+        _ = try redis.command(["SET", keys.uniques(site: "b.example", day: today), "garbage"])
+        let handler = InMemoryLogHandler()
+        let elapsed = Mutex(0.0)
+        let reader = RedisReader(configuration: try RedisConfiguration(url: redis.url), threads: 2, logger: Logger(label: "test"))
+        let logger = Logger(label: "test") { _ in handler }
+        let dashboard = Dashboard(
+            store: RollupStore(reader: reader, logger: logger, clock: { elapsed.withLock { $0 } }), live: nil,
+            configuration: DashboardConfiguration(sites: ["b.example"]), clock: { now }, logger: logger
+        )
+        let app = Application(router: dashboard.router())
+        try await app.test(.router) { client in
+            func warnings() -> [String] {
+                handler.entries.filter { $0.level == .warning }.map { "\($0.metadata["key"] ?? "") \($0.metadata["field"] ?? "")" }.sorted()
+            }
+            let once = [keys.totals(site: "b.example", day: today) + " pageviews", keys.uniques(site: "b.example", day: today) + " "]
+            for (seconds, uri) in [(0.0, "/api/sites"), (1, "/"), (59, "/api/sites")] {
+                elapsed.withLock { $0 = seconds }
+                #expect(try await client.execute(uri: uri, method: .get).status == .ok)
+            }
+            #expect(warnings() == once, "within a minute: \(warnings())")
+            elapsed.withLock { $0 = 61 }
+            _ = try await client.execute(uri: "/api/sites", method: .get)
+            #expect(warnings() == (once + once).sorted(), "a minute later: \(warnings())")
         }
     }
 

@@ -10,7 +10,7 @@ import Glibc
 #endif
 
 /// `pixeld report --site S [--from D] [--to D] [--json]`: a site's numbers from the Redis rollups.
-struct ReportCommand: ParsableCommand {
+struct ReportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
         abstract: "Print a site's analytics for a range of UTC days: a readable report, or JSON with --json.",
@@ -44,7 +44,7 @@ struct ReportCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Entries per breakdown at most. Default 10 (100 with --json).", valueName: "n"))
     var limit: Int?
 
-    func run() throws {
+    func run() async throws {
         // An array, so that a second --site is refused rather than silently replacing the first.
         guard site.count <= 1 else { throw ValidationError("--site is given \(site.count) times, and a report is of one site") }
         let sites = Environment.resolve(site, flag: "site")
@@ -73,31 +73,19 @@ struct ReportCommand: ParsableCommand {
         defer { connection.close() }
         let query = ReportQuery(site: name, from: first, to: last)
         let hashKeys = query.hashKeys + (json ? [] : query.siteLessDropKeys)
-        var commands: [[[UInt8]]] = hashKeys.map { [Array("HGETALL".utf8), Array($0.utf8)] }
-        commands.append([Array("PFCOUNT".utf8)] + query.uniqueKeys.map { Array($0.utf8) })
-        // A reply that is an error (NOAUTH, WRONGTYPE) is a failure to read, as a lost connection is.
-        var hashes: [[String: Int]] = [], visitors = 0
-        var damaged: [(key: String, error: String)] = []
-        do throws(RespError) {
-            let replies = try connection.pipeline(commands)
-            if replies.contains(where: DamagedKey.isDamage) {
-                // A key holding what the consumer never writes (a hand edit): named, as serve logs it.
-                var pairs = Array(zip(hashKeys, replies))
-                if let union = replies.last, DamagedKey.isDamage(union) {
-                    pairs += zip(query.uniqueKeys, try connection.pipeline(DamagedKey.dayCounts(query.uniqueKeys)))
-                }
-                damaged = DamagedKey.damaged(pairs)
-            }
-            if damaged.isEmpty {
-                hashes = try replies.dropLast().map { reply throws(RespError) in try RollupStore.hash(reply, operation: "HGETALL") }
-                visitors = Int(try replies.last!.unwrap("PFCOUNT").int ?? 0)
+        // The same read as serve's: a reply that is an error (NOAUTH) is a failure to read, as a lost
+        // connection is; a key or count the consumer never writes (a hand edit) is named, as serve logs it.
+        let hashes: [[String: Int]], visitors: Int
+        do throws(RollupReadError) {
+            (hashes, visitors) = try await DamagedKey.report(hashKeys: hashKeys, uniqueKeys: query.uniqueKeys) {
+                commands throws(RespError) in try connection.pipeline(commands)
             }
         } catch {
-            throw CommandFailure("cannot read the rollups from Redis: \(error)")
-        }
-        guard damaged.isEmpty else {
-            let keys = damaged.map { "\($0.key) (\($0.error))" }.joined(separator: ", ")
-            throw CommandFailure("damaged rollup key, not written by pixeld consume: \(keys)")
+            switch error {
+            case .redis(let error): throw CommandFailure("cannot read the rollups from Redis: \(error)")
+            case .damaged(let found):
+                throw CommandFailure("damaged rollup key, not written by pixeld consume: \(found.map(\.description).joined(separator: ", "))")
+            }
         }
         let report = query.report(hashes: Array(hashes.prefix(query.hashKeys.count)), visitors: visitors)
         if report.pageviews == 0 && report.visits == 0 && report.events == 0 && report.drops.isEmpty {
