@@ -43,7 +43,10 @@ struct DashboardHTTP1Channel: ServerChildChannel {
 ///   it) and would chunk a body of unknown length, which an HTTP/1.0 client cannot read. Its answer
 ///   is now `HTTP/1.0` with `Connection: close` (also to a `Connection: keep-alive` one: a server may
 ///   always close), a streamed body ends with the connection, and the connection is closed once the
-///   answer is written; later requests on it are not read.
+///   answer is written; later requests on it are not read. The close is a `FIN` first, then input
+///   is read and dropped until the client's end (or ``lingerSeconds``): a full close with request
+///   bytes still unread (a `413` to a body too large, sent before its end) makes the kernel send a
+///   reset, and the client may get `ECONNRESET` before it reads the answer.
 /// - A request NIO's parser rejects (a bad header, a bad `Content-Length`, headers too large):
 ///   Hummingbird answers `400` with an empty body and closes; the body now says what was wrong.
 final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
@@ -54,6 +57,17 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// The versions of the requests read and not answered yet, oldest first.
     private var versions = CircularBuffer<HTTPVersion>()
+    /// The version of the request being read (``versions`` may have lost it already: an answer
+    /// written before the request's end pops it).
+    private var currentVersion: HTTPVersion?
+    /// The answer that ends the connection is written: input is dropped until its end.
+    private var draining = false
+    /// That answer is written out and its `FIN` sent.
+    private var outputShut = false
+    /// The client's end of input came before the `FIN` was sent.
+    private var inputEnded = false
+    /// The full close ``lingerSeconds`` after the `FIN`, when the client's end has not come by then.
+    private var lingering: Scheduled<Void>?
     /// An HTTP/1.0 request was read: what follows it is not passed on.
     private var readingStopped = false
     /// The answer being written ends with the connection.
@@ -63,18 +77,40 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
     /// The body of the `400` being written.
     private var rejection: ByteBuffer?
 
+    /// Seconds the input is read (and dropped) after the `FIN` of an answer that ends the connection.
+    static let lingerSeconds: Int64 = 2
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !readingStopped else { return }
+        guard !readingStopped, !draining else { return }
         let part = unwrapInboundIn(data)
         switch part {
         case .head(let head):
             versions.append(head.version)
+            currentVersion = head.version
         case .end:
-            readingStopped = versions.last.map(Self.closesByDefault) ?? false
+            readingStopped = currentVersion.map(Self.closesByDefault) ?? false
         case .body:
             break
         }
         context.fireChannelRead(data)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        // Reading on, whatever the handlers after this one want: input left unread makes the close a reset.
+        guard draining else { return context.fireChannelReadComplete() }
+        context.read()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard draining, event as? ChannelEvent == .inputClosed else { return context.fireUserInboundEventTriggered(event) }
+        // Not before the answer is out: a close drops what is still queued.
+        if outputShut { context.close(promise: nil) } else { inputEnded = true }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        lingering?.cancel()
+        lingering = nil
+        context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -108,10 +144,21 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
                 context.write(data, promise: promise)
                 return
             }
-            // Closed once the answer is written out: a close now would drop what is still queued.
+            // Closed once the answer is written out: a close now would drop what is still queued. A
+            // FIN first; the full close at the client's end of input, or after lingerSeconds.
+            draining = true
             let written = context.eventLoop.makePromise(of: Void.self)
-            let channel = context.channel
-            written.futureResult.whenComplete { _ in channel.close(promise: nil) }
+            written.futureResult.assumeIsolated().whenComplete { result in
+                guard case .success = result, !self.inputEnded else { return context.close(promise: nil) }
+                self.outputShut = true
+                let shut = context.eventLoop.makePromise(of: Void.self)
+                shut.futureResult.assumeIsolated().whenFailure { _ in context.close(promise: nil) }
+                context.close(mode: .output, promise: shut)
+                self.lingering = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Self.lingerSeconds)) {
+                    context.close(promise: nil)
+                }
+                context.read()
+            }
             if let promise { written.futureResult.cascade(to: promise) }
             context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: written)
         default:
