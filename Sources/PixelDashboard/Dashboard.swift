@@ -554,7 +554,9 @@ public struct Dashboard: Sendable {
             // A client that closes its connection ends the stream at once, not at the next keep-alive
             // write up to 15 s later (its stream slot held meanwhile): the socket's end of input
             // ends the request's inbound parts. (The channel itself stays open, half-closed, until
-            // the response ends, so its closeFuture does not tell.)
+            // the response ends, so its closeFuture does not tell.) This preconditionFails on a request
+            // body that is not NIO's, such as HummingbirdTesting's `.router`: live-stream tests use
+            // the real server (`.live`, or the pixeld binary).
             try await request.body.consumeWithInboundCloseHandler { _ in
                 try await withGracefulShutdownHandler {
                     // A comment (browsers ignore it; curl shows it) when the feed has lost Redis: the
