@@ -107,7 +107,7 @@ extension LPushWriter {
         }
     }
 
-    /// How long a reply must have been awaited before ``spill(waitedNanoseconds:)`` moves the queue to the
+    /// How long a commit must have awaited its replies before ``spill(waitedNanoseconds:)`` moves the queue to the
     /// spool: Redis answers a commit in about a millisecond, so this is a stall, not a busy moment.
     static let spillAfterNanoseconds: Int64 = 100_000_000
 

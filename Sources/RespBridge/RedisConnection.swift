@@ -23,6 +23,10 @@ public final class RedisConnection: @unchecked Sendable {
     private var pendingReplies = 0
     /// When the last reply was read, or the connection made (``MonotonicClock`` nanoseconds).
     private var lastReplyAt: Int64 = 0
+    /// With ``whileWaiting``: when the wait for the replies owed began (the first read after commands
+    /// were appended) and by when they must all have come (one command timeout later); `nil` while
+    /// none is owed.
+    private var exchange: (startedAt: Int64, deadline: Int64)?
 
     /// How long a connection must have had no reply for Redis to have closed it for idleness (its
     /// `timeout`, whose least setting is 1 s).
@@ -69,9 +73,13 @@ public final class RedisConnection: @unchecked Sendable {
     /// Called on the owning thread every few milliseconds while a reply is awaited — or the command
     /// waits for room in the socket's send buffer (a peer that stopped reading) —, with the
     /// nanoseconds waited so far (the writer moves its queue to the spool there while Redis stalls);
-    /// returning `false` ends the wait, as a timeout would (the writer's shutdown deadline). `nil`:
-    /// replies are awaited in one blocking read. Either way a reply may take up to the
-    /// configuration's command timeout.
+    /// returning `false` ends the wait, as a timeout would (the writer's shutdown deadline). The
+    /// replies owed when the first of them is read (a transaction's `+OK`, `+QUEUED`s and `EXEC`
+    /// array, a pipeline's) share one command timeout, counted from that read, and the nanoseconds
+    /// waited are counted from there too: a peer that trickles each reply just within the timeout
+    /// cannot keep a commit going for as many timeouts as it has replies. (Commands appended while
+    /// replies are still owed join that exchange.) `nil`: replies are awaited in one blocking read
+    /// each, and it is each read of the socket that may take up to the command timeout.
     public var whileWaiting: ((_ waitedNanoseconds: Int64) -> Bool)?
 
     /// `true` while a live context is held.
@@ -127,6 +135,7 @@ public final class RedisConnection: @unchecked Sendable {
         interruptLock.withLock { interruptTarget = nil }
         context = nil
         pendingReplies = 0
+        exchange = nil
         clientID = nil
     }
 
@@ -222,13 +231,16 @@ public final class RedisConnection: @unchecked Sendable {
         do {
             let reply: RESPValue
             if let whileWaiting {
+                let exchange = self.exchange ?? Self.exchange(startingNowFor: configuration.commandTimeoutMilliseconds)
+                self.exchange = exchange
                 reply = try context.readReply(
-                    timeoutMilliseconds: configuration.commandTimeoutMilliseconds, sliceMilliseconds: 10, whileWaiting: whileWaiting
+                    waitingSince: exchange.startedAt, deadline: exchange.deadline, sliceMilliseconds: 10, whileWaiting: whileWaiting
                 )
             } else {
                 reply = try context.readReply()
             }
             pendingReplies = max(0, pendingReplies - 1)
+            if pendingReplies == 0 { exchange = nil }
             lastReplyAt = MonotonicClock.nanoseconds()
             return reply
         } catch {
@@ -236,6 +248,12 @@ public final class RedisConnection: @unchecked Sendable {
             close()
             throw error
         }
+    }
+
+    /// An exchange whose wait begins now and may last `timeoutMilliseconds`.
+    private static func exchange(startingNowFor timeoutMilliseconds: Int) -> (startedAt: Int64, deadline: Int64) {
+        let now = MonotonicClock.nanoseconds()
+        return (now, now + Int64(timeoutMilliseconds) * 1_000_000)
     }
 
     private func liveContext() throws(RespError) -> HiredisContext {

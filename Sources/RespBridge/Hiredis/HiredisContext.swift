@@ -165,23 +165,22 @@ final class HiredisContext {
     /// Like ``readReply()``, but nothing blocks: what is buffered is sent as the socket takes it, and
     /// the wait — for room in the socket's send buffer, then for the reply — is `poll(2)` in slices
     /// of `sliceMilliseconds`. At least once a slice `whileWaiting` runs with the nanoseconds waited
-    /// so far (the writer moves its queue to the spool there while Redis stalls). The timeout is a
-    /// deadline for the whole exchange: once `timeoutMilliseconds` have passed since the call began
-    /// without the whole reply read — even while bytes come or go now and then (a peer that trickles
-    /// a reply, or reads a byte of the command at a time, never leaves a slice idle) —, or when
-    /// `whileWaiting` returns `false`, the call fails with ``RespError/Code/timeout`` (the context is
-    /// dropped then, as after any failure).
+    /// since `waitingSince` (the writer moves its queue to the spool there while Redis stalls).
+    /// `deadline` (``MonotonicClock`` nanoseconds) bounds the whole exchange, which the caller may
+    /// spread over several calls (one per reply of a pipeline or a transaction: it passes the same
+    /// deadline to each): once it has passed without the whole reply read — even while bytes come or
+    /// go now and then (a peer that trickles a reply, or reads a byte of the command at a time, never
+    /// leaves a slice idle) —, or when `whileWaiting` returns `false`, the call fails with
+    /// ``RespError/Code/timeout`` (the context is dropped then, as after any failure).
     ///
     /// The send matters as much as the reply: a peer that stops reading (a remote Redis in a network
     /// partition, a stalled proxy) leaves a large commit (a spooled record being replayed, a backlog)
     /// in a full send buffer, and `redisBufferWrite` on this blocking socket would wait there up to
     /// the send timeout (the command timeout), with nothing spilled meanwhile.
     func readReply(
-        timeoutMilliseconds: Int, sliceMilliseconds: Int32, whileWaiting: (_ waitedNanoseconds: Int64) -> Bool
+        waitingSince started: Int64, deadline: Int64, sliceMilliseconds: Int32, whileWaiting: (_ waitedNanoseconds: Int64) -> Bool
     ) throws(RespError) -> RESPValue {
-        let started = MonotonicClock.nanoseconds()
-        let deadline = started + Int64(timeoutMilliseconds) * 1_000_000
-        var lastCalled = started
+        var lastCalled = MonotonicClock.nanoseconds()
         var sendDone: Int32 = 0  // (1 once the whole command is in the socket)
         while true {
             if sendDone == 0, chiredis_buffer_write_nowait(context, &sendDone) != REDIS_OK { throw error(operation: "redisBufferWrite") }
@@ -198,8 +197,8 @@ final class HiredisContext {
             let left = deadline - MonotonicClock.nanoseconds()
             guard left > 0 else {
                 throw sendDone == 0
-                    ? RespError(code: .timeout, operation: "redisBufferWrite", message: "redis did not take the whole command within \(timeoutMilliseconds) ms")
-                    : RespError(code: .timeout, operation: "redisGetReply", message: "no reply within \(timeoutMilliseconds) ms")
+                    ? RespError(code: .timeout, operation: "redisBufferWrite", message: "redis did not take the whole command within \(commandTimeoutMilliseconds) ms")
+                    : RespError(code: .timeout, operation: "redisGetReply", message: "replies not all in within \(commandTimeoutMilliseconds) ms")
             }
             // Replies to the commands already sent are read while the rest waits for room.
             var descriptor = pollfd(fd: fd, events: Int16(sendDone == 0 ? POLLIN | POLLOUT : POLLIN), revents: 0)
