@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import PixeldConcurrency
 import PixeldTestSupport
-import RespBridge
+@testable import RespBridge
 import Testing
 
 /// A peer that sends a reply a byte at a time (a congested link, a stalled proxy) leaves no poll
@@ -59,6 +59,34 @@ struct TricklingPeerTests {
         }
         Self.expectTimeout(failure, after: elapsedMs, within: 1500, trickledMoreThan: 7, by: proxy, on: connection, "longest wait told \(longestWaitMs) ms")
         #expect(longestWaitMs >= 300, "whileWaiting was told of \(longestWaitMs) ms at most: the wait of one reply, not of the exchange")
+        withExtendedLifetime(server) {}
+    }
+
+    /// The writer's live commit, `MULTI`/`EXEC` of 20 known lists, through a proxy that trickles its 23
+    /// replies at a byte per 20 ms (`+QUEUED` ~180 ms each) with a command timeout of 500 ms: the
+    /// commit fails as a timeout about 500 ms in (with a deadline per reply, only the `EXEC` array,
+    /// the one reply longer than the timeout, ended it, ~4.5 s in).
+    @Test func aTransactionWhoseRepliesTrickleEndsAtTheCommandTimeout() throws {
+        let server = try RedisServer.start()
+        let proxy = try ReplyLosingProxy(upstreamPort: server.port, dropEvery: .max)
+        defer { proxy.close() }
+        let connection = try connected(through: proxy) { _ in }
+        let marker = BatchCommitter.markerKey(instanceID: "trickled")
+        var committer = BatchCommitter(ownMarker: marker)
+        var batch = PushBatch()
+        for index in 0..<20 { batch.append(key: Array("list-\(index)".utf8), value: Array("v".utf8), acceptedAt: 0) }
+        var groups: [KeyGroup] = []
+        KeyGroup.group(batch, into: &groups)
+        // The first batch meets unknown keys and takes the script; the second goes as a transaction.
+        _ = try committer.commit(batch, groups: groups, marker: marker, sequence: 1, on: connection)
+        try #require(committer.canUseTransaction(batch, groups: groups, marker: marker, sequence: 2), "the second batch would not go as a transaction")
+
+        proxy.trickleReplies(everyMilliseconds: 20)
+        let (failure, elapsedMs) = Self.failure(closing: proxy, after: 10) { () throws(RespError) in
+            let result = try committer.commit(batch, groups: groups, marker: marker, sequence: 2, on: connection)
+            Issue.record("the commit ended: \(result)")
+        }
+        Self.expectTimeout(failure, after: elapsedMs, within: 1500, trickledMoreThan: 5, by: proxy, on: connection, "a transaction of \(groups.count) keys")
         withExtendedLifetime(server) {}
     }
 
