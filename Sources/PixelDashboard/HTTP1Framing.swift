@@ -102,9 +102,13 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        guard draining, event as? ChannelEvent == .inputClosed else { return context.fireUserInboundEventTriggered(event) }
+        guard event as? ChannelEvent == .inputClosed else { return context.fireUserInboundEventTriggered(event) }
+        // Noted whenever it comes — also before the answer (a client that half-closes after its
+        // request, `nc -N`) —, so that the close after the answer is a full one, with no linger.
+        inputEnded = true
+        guard draining else { return context.fireUserInboundEventTriggered(event) }
         // Not before the answer is out: a close drops what is still queued.
-        if outputShut { context.close(promise: nil) } else { inputEnded = true }
+        if outputShut { context.close(promise: nil) }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -114,6 +118,10 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // What follows an HTTP/1.0 request is dropped unanswered, bytes that do not parse included:
+        // passed on, the error would get Hummingbird's 400 written after the answer that ends the
+        // connection (into its body, or after its FIN).
+        if readingStopped || draining, error is HTTPParserError || error is ByteToMessageDecoderError { return }
         if let error = error as? HTTPParserError { parseError = error }
         context.fireErrorCaught(error)
     }
@@ -154,6 +162,8 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
                 let shut = context.eventLoop.makePromise(of: Void.self)
                 shut.futureResult.assumeIsolated().whenFailure { _ in context.close(promise: nil) }
                 context.close(mode: .output, promise: shut)
+                // NIO makes that a full close when the input is already shut: nothing to linger for.
+                guard context.channel.isActive else { return }
                 self.lingering = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Self.lingerSeconds)) {
                     context.close(promise: nil)
                 }

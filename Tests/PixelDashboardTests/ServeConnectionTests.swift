@@ -102,6 +102,15 @@ struct ServeConnectionTests {
         let (closedAfterOne, answers) = Self.read(pipelined, untilEndWithin: 5)
         #expect(closedAfterOne && answers.hasPrefix("HTTP/1.0 200 OK\r\n"), "\(answers)")
         #expect(answers.components(separatedBy: "HTTP/1.").count - 1 == 1, "\(answers)")
+
+        // Nor are bytes that do not parse: no 400 after the answer (into its body, or after its end).
+        for garbage in ["BAD\u{1} / HTTP/1.1\r\n\r\n", "GET /healthz HTTP/1.1\r\nContent-Length: x\r\n\r\n"] {
+            let fd = try Self.connect(serve.port, sending: "GET /healthz HTTP/1.0\r\n\r\n" + garbage)
+            defer { close(fd) }
+            let (ended, received) = Self.read(fd, untilEndWithin: 5)
+            #expect(ended && received.hasPrefix("HTTP/1.0 200 OK\r\n"), "\(received)")
+            #expect(received.components(separatedBy: "HTTP/1.").count - 1 == 1, "\(received)")
+        }
     }
 
     /// An HTTP/1.0 answer written before the request's body ends (a `413` to a login form too
