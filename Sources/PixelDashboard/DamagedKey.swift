@@ -52,7 +52,7 @@ package enum DamagedKey {
             }
             for (key, reply) in zip(hashKeys, replies) where !isDamage(reply) {
                 let hash = try RollupStore.rollupHash(reply, operation: "HGETALL")
-                unreadable += hash.unreadable.sorted().map { RollupDamage(key: key, field: $0, error: "not a number") }
+                unreadable += unreadableFields(hash, key: key)
                 hashes.append(hash.counts)
             }
             found += unreadable
@@ -62,6 +62,31 @@ package enum DamagedKey {
         }
         guard found.isEmpty else { throw .damaged(found) }
         return (hashes, visitors)
+    }
+}
+
+extension DamagedKey {
+    /// The counts of hashes every site shares (the all-sites drop counts of `pixeld report`'s
+    /// site-less line), merged: damage there is no one site's, so it costs only what is damaged —
+    /// returned, for a note — and not the report.
+    /// - Throws: Redis's failure (an error reply that is not a damaged key's included).
+    package static func sharedCounts(
+        hashKeys: [String], pipeline: ([[[UInt8]]]) async throws(RespError) -> [RESPValue]
+    ) async throws(RespError) -> (counts: [String: Int], damaged: [RollupDamage]) {
+        let replies = try await pipeline(hashKeys.map { [Array("HGETALL".utf8), Array($0.utf8)] })
+        var counts: [String: Int] = [:]
+        var found = damaged(zip(hashKeys, replies))
+        for (key, reply) in zip(hashKeys, replies) where !isDamage(reply) {
+            let hash = try RollupStore.rollupHash(reply, operation: "HGETALL")
+            found += unreadableFields(hash, key: key)
+            counts.merge(hash.counts, uniquingKeysWith: +)
+        }
+        return (counts, found)
+    }
+
+    /// The fields of `hash` (at `key`) whose count is not a number.
+    static func unreadableFields(_ hash: RollupHash, key: String) -> [RollupDamage] {
+        hash.unreadable.sorted().map { RollupDamage(key: key, field: $0, error: "not a number") }
     }
 }
 
@@ -101,7 +126,8 @@ public enum RollupReadError: Error, Sendable, CustomStringConvertible {
 final class DamageWarnings: Sendable {
     /// Seconds between two warnings of the same damage.
     static let interval = 60.0
-    /// Damage remembered at most; past it, entries older than ``interval`` are forgotten.
+    /// Damage remembered at most; past it, entries older than ``interval`` are forgotten, and while
+    /// none is that old new damage is logged every time rather than remembered.
     static let capacity = 4096
 
     let logger: Logger
@@ -121,7 +147,8 @@ final class DamageWarnings: Sendable {
         let due = lastLogged.withLock { last in
             if let previous = last[id], now - previous < Self.interval { return false }
             if last.count >= Self.capacity { last = last.filter { now - $0.value < Self.interval } }
-            last[id] = now
+            // Still full (that much damage within the interval): logged, not remembered — the limit holds.
+            if last.count < Self.capacity { last[id] = now }
             return true
         }
         guard due else { return }

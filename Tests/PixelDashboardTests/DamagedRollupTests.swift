@@ -136,6 +136,26 @@ struct DamagedRollupTests {
         #expect(status == 1 && stderr.contains("damaged rollup key, not written by pixeld consume: \(totals) field pageviews (not a number)"), "\(stderr)")
     }
 
+    /// The all-sites drop counts (the text report's line of hits dropped before a site was known)
+    /// are every site's: a count there that is not a number leaves its part out of that line, with a
+    /// note naming it, and the site's own report stands (it failed every site's text report, while
+    /// `--json` and serve, which do not read them, answered).
+    @Test func damagedAllSitesDropCountsDoNotFailASitesReport() throws {
+        let redis = try RedisServer.start()
+        defer { redis.stop() }
+        let today = Day(timestamp: Date().timeIntervalSince1970)
+        let keys = RollupKeys()
+        _ = try redis.command(["HSET", keys.totals(site: "f.example", day: today), "pageviews", "3"])
+        _ = try redis.command(["HSET", keys.globalDrops(day: today), "bad_url", "many", "unknown_site", "2"])
+        let report = try PixeldProcess.start(["report", "--redis", redis.url, "--site", "f.example"])
+        #expect(try report.waitForExit(timeout: 30) == 0, "\(report.stderrText)")
+        #expect(report.stdoutText.contains("3") && report.stdoutText.contains("Dropped before a site was known"), "\(report.stdoutText)")
+        #expect(
+            report.stderrText.contains("damaged all-sites drop counts left out, not written by pixeld consume: \(keys.globalDrops(day: today)) field bad_url (not a number)"),
+            "\(report.stderrText)"
+        )
+    }
+
     /// Each request for `/` or `/api/sites` reads the same damaged keys: each key (and field) is
     /// logged once a minute, not once a request (a warning per key and field per request).
     @Test func aDamagedKeyIsLoggedOnceAMinute() async throws {
@@ -169,6 +189,21 @@ struct DamagedRollupTests {
             _ = try await client.execute(uri: "/api/sites", method: .get)
             #expect(warnings() == (once + once).sorted(), "a minute later: \(warnings())")
         }
+    }
+
+    /// More damage within a minute than the warnings remember (4096 keys and fields): past that, a
+    /// new one is logged each time rather than remembered, so the memory stays bounded; the ones
+    /// remembered stay quiet for their minute.
+    @Test func damageWarningsRememberAtMostTheirCapacity() {
+        let handler = InMemoryLogHandler()
+        let warnings = DamageWarnings(logger: Logger(label: "test") { _ in handler }, clock: { 0 })
+        func warn(_ index: Int) { warnings.warn("damaged", RollupDamage(key: "k\(index)", field: nil, error: "WRONGTYPE")) }
+        for index in 0...DamageWarnings.capacity { warn(index) }
+        #expect(handler.entries.count == DamageWarnings.capacity + 1)
+        warn(DamageWarnings.capacity)
+        warn(0)
+        #expect(handler.entries.map { $0.metadata["key"].map { "\($0)" } ?? "" }.suffix(1) == ["k\(DamageWarnings.capacity)"])
+        #expect(handler.entries.count == DamageWarnings.capacity + 2, "the one past the capacity again, not k0")
     }
 
     /// A day still going on: the API's hourly series stops at the current hour and the chart draws

@@ -72,12 +72,11 @@ struct ReportCommand: AsyncParsableCommand {
         let connection = RedisConnection(configuration: try global.redisConfiguration(), logger: logger)
         defer { connection.close() }
         let query = ReportQuery(site: name, from: first, to: last)
-        let hashKeys = query.hashKeys + (json ? [] : query.siteLessDropKeys)
         // The same read as serve's: a reply that is an error (NOAUTH) is a failure to read, as a lost
         // connection is; a key or count the consumer never writes (a hand edit) is named, as serve logs it.
         let hashes: [[String: Int]], visitors: Int
         do throws(RollupReadError) {
-            (hashes, visitors) = try await DamagedKey.report(hashKeys: hashKeys, uniqueKeys: query.uniqueKeys) {
+            (hashes, visitors) = try await DamagedKey.report(hashKeys: query.hashKeys, uniqueKeys: query.uniqueKeys) {
                 commands throws(RespError) in try connection.pipeline(commands)
             }
         } catch {
@@ -87,20 +86,35 @@ struct ReportCommand: AsyncParsableCommand {
                 throw CommandFailure("damaged rollup key, not written by pixeld consume: \(found.map(\.description).joined(separator: ", "))")
             }
         }
-        let report = query.report(hashes: Array(hashes.prefix(query.hashKeys.count)), visitors: visitors)
+        let report = query.report(hashes: hashes, visitors: visitors)
         if report.pageviews == 0 && report.visits == 0 && report.events == 0 && report.drops.isEmpty {
-            // On standard error: the report itself (text or JSON) stays as it is.
-            let note = "pixeld report: no rollups for \(name) in this range; is it a name given to consume --site? (redis-cli --scan --pattern 'pixeld:site:*:totals' lists the sites that have some)\n"
-            _ = note.utf8CString.withUnsafeBufferPointer { write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
+            Self.note("no rollups for \(name) in this range; is it a name given to consume --site? (redis-cli --scan --pattern 'pixeld:site:*:totals' lists the sites that have some)")
         }
         if json {
             print(report.json(limit: limit ?? 100))
             return
         }
         print(report.text(limit: limit ?? 10), terminator: "")
-        var siteLess: [String: Int] = [:]
-        for hash in hashes.dropFirst(query.hashKeys.count) { siteLess.merge(hash, uniquingKeysWith: +) }
-        if let line = Self.siteLessDropsLine(siteLess) { print("\n" + line) }
+        // The all-sites drop counts are every site's: damage there leaves its part out of this line
+        // (with a note), not this site's report, which --json and serve read without them.
+        let siteLess: (counts: [String: Int], damaged: [RollupDamage])
+        do throws(RespError) {
+            siteLess = try await DamagedKey.sharedCounts(hashKeys: query.siteLessDropKeys) {
+                commands throws(RespError) in try connection.pipeline(commands)
+            }
+        } catch {
+            throw CommandFailure("cannot read the rollups from Redis: \(error)")
+        }
+        if let line = Self.siteLessDropsLine(siteLess.counts) { print("\n" + line) }
+        if !siteLess.damaged.isEmpty {
+            Self.note("damaged all-sites drop counts left out, not written by pixeld consume: \(siteLess.damaged.map(\.description).joined(separator: ", "))")
+        }
+    }
+
+    /// `pixeld report: TEXT` on standard error: the report itself (text or JSON) stays as it is.
+    static func note(_ text: String) {
+        let line = "pixeld report: \(text)\n"
+        _ = line.utf8CString.withUnsafeBufferPointer { write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
     }
 
     /// The drops of hits that never got a site, from the all-sites drop counts, as one line; `nil`
