@@ -97,11 +97,8 @@ public struct RollupStore: Sendable {
     private func readableHash(_ reply: RESPValue, key: String) throws(RespError) -> RollupHash? {
         guard let reply = try DamagedKey.check(reply, operation: "HGETALL", key: key, warnings: warnings) else { return nil }
         let hash = try Self.rollupHash(reply, operation: "HGETALL")
-        for field in hash.unreadable.sorted() {
-            warnings.warn(
-                "damaged rollup field: not a number; its figure shows as unknown",
-                RollupDamage(key: key, field: field, error: "not a number")
-            )
+        for damage in DamagedKey.unreadableFields(hash, key: key) {
+            warnings.warn("damaged rollup field: not a number; its figure shows as unknown", damage)
         }
         return hash
     }
@@ -121,28 +118,18 @@ public struct RollupStore: Sendable {
     /// - Returns: The sites found, sorted, and whether the scan went through the whole keyspace.
     public func discoverSites(limit: Int = 200, maxRounds: Int = 1000) async throws(RespError) -> SiteDiscovery {
         var found = Set<String>()
-        var cursor = "0"
-        let pattern = keys.prefix + "site:*:totals"
-        var rounds = 0
+        var scan = KeyScan(matching: keys.prefix + "site:*:totals")
         repeat {
-            let reply = try await reader.pipeline([
-                ["SCAN", cursor, "MATCH", pattern, "COUNT", "1000"].map { Array($0.utf8) }
-            ])[0].unwrap("SCAN")
-            guard let parts = reply.array, parts.count == 2, let next = parts[0].string else {
-                throw RespError(code: .unexpectedReply, operation: "SCAN", message: "not a cursor and an array")
-            }
-            cursor = next
-            for key in parts[1].array ?? [] {
+            for key in try scan.keys(in: try await reader.pipeline([scan.command])[0]) {
                 guard let text = key.string else { continue }
                 // prefix + "site:" + SITE + ":" + YYYY-MM-DD + ":totals"
                 let rest = text.dropFirst(keys.prefix.count + 5)
                 guard rest.count > 18 else { continue }
                 found.insert(String(rest.dropLast(18)))
             }
-            rounds += 1
-        } while cursor != "0" && found.count < limit && rounds < maxRounds
+        } while !scan.isComplete && found.count < limit && scan.calls < maxRounds
         return SiteDiscovery(
-            sites: Array(found.sorted().prefix(limit)), complete: cursor == "0" && found.count <= limit, rounds: rounds
+            sites: Array(found.sorted().prefix(limit)), complete: scan.isComplete && found.count <= limit, rounds: scan.calls
         )
     }
 
